@@ -1,0 +1,284 @@
+// Package nested boots a nested test host: a Linux "L1" machine under
+// QEMU's TCG emulator with emulated AMD SVM, in which /dev/kvm is real
+// hardware-style virtualisation, so that hvnet can boot stock Linux "L2"
+// guests on hosts whose own KVM cannot (kvm_pvm, see ../shared/PLATFORM.md).
+//
+// The L1 runs the same Debian kernel and guest initramfs as the test
+// guests, plus an overlay archive with the files a caller asks for (hvnet's
+// binaries, a test binary, the L2 images) and a script that the guest
+// agent runs as the L1's job. Run streams the L1 console to the caller and
+// returns the script's exit status from the agent's result line.
+//
+//	res, err := nested.Run(ctx, nested.Config{
+//		Kernel: set.Kernel, Initrd: set.Initrd,
+//		Files:  []nested.File{{Src: "/usr/local/bin/hvnet", Dst: "/hvnet/bin/hvnet"}},
+//		Script: "hvnet run --kernel ...",
+//	})
+//
+// Whether nesting is needed is decided by Decide: HVNET_NESTED=always or
+// never forces it, auto (the default) probes the host's KVM.
+package nested
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/u-root/u-root/pkg/cpio"
+
+	"hvnet/images/agentcfg"
+	"hvnet/vmm"
+)
+
+// EnvMode is the environment variable that forces the choice: "always",
+// "never" or "auto" (default).
+const EnvMode = "HVNET_NESTED"
+
+// Decide reports whether guests must be booted inside a nested test host,
+// and why. It fails when nesting is forbidden but the host's KVM is
+// unusable, or the mode is unknown.
+func Decide(mode string) (bool, string, error) {
+	if mode == "" {
+		mode = os.Getenv(EnvMode)
+	}
+	probe := vmm.Probe("")
+	switch mode {
+	case "", "auto":
+		if probe != nil {
+			return true, probe.Error(), nil
+		}
+		return false, "host KVM can boot Linux", nil
+	case "always", "on", "1":
+		return true, EnvMode + "=always", nil
+	case "never", "off", "0":
+		if probe != nil {
+			return false, "", fmt.Errorf("%s=never, but: %w", EnvMode, probe)
+		}
+		return false, EnvMode + "=never", nil
+	}
+	return false, "", fmt.Errorf("%s=%q: want auto, always or never", EnvMode, mode)
+}
+
+// File is a host file to put into the L1's file system.
+type File struct {
+	Src string // host path
+	Dst string // absolute path inside L1
+}
+
+// Config describes one run of the nested test host.
+type Config struct {
+	Kernel  string   // bzImage for L1 (the guest kernel serves)
+	Initrd  string   // base initramfs (uncompressed newc cpio, with the agent)
+	Modules []string // modules for the agent to load (default "@kvm", "@net", "@vlan")
+	Files   []File   // extra files
+	Script  string   // the L1 job, run by the agent with the u-root shell
+	Env     []string // KEY=VALUE lines exported before Script
+	MemMiB  int      // L1 RAM (default 4096)
+	CPUs    int      // L1 vCPUs (default 2)
+	Timeout time.Duration
+
+	Console io.Writer // the L1 console, line by line (default: discarded)
+	QEMU    string    // default qemu-system-x86_64 from PATH
+	Log     hclog.Logger
+	WorkDir string // for the combined initrd (default os.TempDir())
+}
+
+// Result is the outcome of the L1 job.
+type Result struct {
+	Status int     // the script's exit status
+	Error  string  // the agent's error, if any
+	Uptime float64 // L1 uptime at the end, seconds
+}
+
+// ErrNoResult means L1 ended without the agent's result line.
+var ErrNoResult = errors.New("nested: the test host ended without a result line")
+
+// Run boots the nested test host, runs cfg.Script in it and returns its
+// result.
+func Run(ctx context.Context, cfg Config) (*Result, error) {
+	if cfg.Kernel == "" || cfg.Initrd == "" {
+		return nil, errors.New("nested: Kernel and Initrd are required")
+	}
+	qemu := cfg.QEMU
+	if qemu == "" {
+		p, err := exec.LookPath("qemu-system-x86_64")
+		if err != nil {
+			return nil, fmt.Errorf("nested: qemu-system-x86_64 not found (apt-get install qemu-system-x86): %w", err)
+		}
+		qemu = p
+	}
+	if cfg.MemMiB == 0 {
+		cfg.MemMiB = 4096
+	}
+	if cfg.CPUs == 0 {
+		cfg.CPUs = 2
+	}
+	if cfg.Modules == nil {
+		cfg.Modules = []string{"@kvm", "@net", "@vlan"}
+	}
+	log := cfg.Log
+	if log == nil {
+		log = hclog.NewNullLogger()
+	}
+	initrd, err := combinedInitrd(cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer os.Remove(initrd)
+
+	cl := agentcfg.Cmdline{Modules: cfg.Modules, ScriptFile: scriptPath}
+	if err := cl.Validate(); err != nil {
+		return nil, fmt.Errorf("nested: %w", err)
+	}
+	if cfg.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, cfg.Timeout)
+		defer cancel()
+	}
+	args := []string{
+		"-accel", "tcg,thread=multi", "-cpu", "EPYC,+svm",
+		"-smp", fmt.Sprint(cfg.CPUs), "-m", fmt.Sprint(cfg.MemMiB),
+		"-display", "none", "-monitor", "none", "-serial", "stdio",
+		"-no-reboot", "-nic", "none",
+		"-device", "isa-debug-exit,iobase=0xf4,iosize=0x04",
+		"-kernel", cfg.Kernel, "-initrd", initrd,
+		"-append", "console=ttyS0 quiet panic=-1 " + cl.String(),
+	}
+	cmd := exec.CommandContext(ctx, qemu, args...)
+	cmd.WaitDelay = 5 * time.Second
+	cmd.Stdin = nil
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, fmt.Errorf("nested: %w", err)
+	}
+	cmd.Stderr = cmd.Stdout
+	log.Info("starting nested test host", "qemu", qemu, "mem_mib", cfg.MemMiB, "cpus", cfg.CPUs)
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("nested: start %s: %w", qemu, err)
+	}
+	var res *Result
+	var resErr error
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		res, resErr = scanConsole(out, cfg.Console)
+	}()
+	wg.Wait()
+	waitErr := cmd.Wait()
+	log.Info("nested test host ended", "elapsed", time.Since(start).Round(time.Millisecond), "wait", waitErr)
+	if ctx.Err() != nil {
+		return res, fmt.Errorf("nested: test host killed: %w", ctx.Err())
+	}
+	if resErr != nil {
+		return nil, resErr
+	}
+	if res == nil {
+		return nil, fmt.Errorf("%w (qemu: %v)", ErrNoResult, waitErr)
+	}
+	return res, nil
+}
+
+// scanConsole copies the console line by line and picks up the result.
+func scanConsole(r io.Reader, console io.Writer) (*Result, error) {
+	var res *Result
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := strings.TrimRight(sc.Text(), "\r")
+		if console != nil {
+			fmt.Fprintln(console, line)
+		}
+		if strings.Contains(line, agentcfg.ResultPrefix) {
+			r, err := agentcfg.ParseResult(line)
+			if err != nil {
+				return nil, fmt.Errorf("nested: bad result line %q: %w", line, err)
+			}
+			res = &Result{Status: r.Status, Error: r.Error, Uptime: r.Uptime}
+		}
+	}
+	if err := sc.Err(); err != nil && !errors.Is(err, os.ErrClosed) {
+		return res, fmt.Errorf("nested: reading console: %w", err)
+	}
+	return res, nil
+}
+
+const scriptPath = "/hvnet/job.sh"
+
+// combinedInitrd writes the base initramfs followed by an overlay archive
+// with cfg.Files and the job script. Linux unpacks concatenated newc
+// archives in order (Documentation/driver-api/early-userspace/buffer-format.rst).
+func combinedInitrd(cfg Config) (string, error) {
+	f, err := os.CreateTemp(cfg.WorkDir, "hvnet-l1-*.cpio")
+	if err != nil {
+		return "", fmt.Errorf("nested: %w", err)
+	}
+	name := f.Name()
+	fail := func(err error) (string, error) {
+		f.Close()
+		os.Remove(name)
+		return "", fmt.Errorf("nested: build L1 initrd: %w", err)
+	}
+	base, err := os.Open(cfg.Initrd)
+	if err != nil {
+		return fail(err)
+	}
+	n, err := io.Copy(f, base)
+	base.Close()
+	if err != nil {
+		return fail(err)
+	}
+	if pad := (4 - n%4) % 4; pad > 0 {
+		if _, err := f.Write(make([]byte, pad)); err != nil {
+			return fail(err)
+		}
+	}
+	w := cpio.Newc.Writer(f)
+	var recs []cpio.Record
+	rec := cpio.NewRecorder()
+	for _, file := range cfg.Files {
+		if !filepath.IsAbs(file.Dst) {
+			return fail(fmt.Errorf("destination %q is not absolute", file.Dst))
+		}
+		r, err := rec.GetRecord(file.Src)
+		if err != nil {
+			return fail(fmt.Errorf("file %s: %w", file.Src, err))
+		}
+		r.Name = cpio.Normalize(file.Dst)
+		recs = append(recs, r)
+	}
+	var script strings.Builder
+	for _, e := range cfg.Env {
+		fmt.Fprintf(&script, "export %s\n", shellQuoteEnv(e))
+	}
+	script.WriteString(cfg.Script)
+	script.WriteString("\n")
+	recs = append(recs, cpio.StaticFile(cpio.Normalize(scriptPath), script.String(), 0o755))
+	if err := cpio.WriteRecordsAndDirs(w, recs); err != nil {
+		return fail(err)
+	}
+	if err := cpio.WriteTrailer(w); err != nil {
+		return fail(err)
+	}
+	if err := f.Close(); err != nil {
+		os.Remove(name)
+		return "", fmt.Errorf("nested: %w", err)
+	}
+	return name, nil
+}
+
+// shellQuoteEnv quotes the value of KEY=VALUE for a POSIX shell.
+func shellQuoteEnv(kv string) string {
+	k, v, _ := strings.Cut(kv, "=")
+	return k + "='" + strings.ReplaceAll(v, "'", `'\''`) + "'"
+}

@@ -1,0 +1,48 @@
+package vmm
+
+import (
+	"encoding/binary"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// ioctlRetArg issues an ioctl whose argument is an integer and returns the
+// ioctl's non-negative result.
+func ioctlRetArg(fd int, req uint, arg uintptr) (int, error) {
+	r, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), uintptr(req), arg)
+	if errno != 0 {
+		return int(r), errno
+	}
+	return int(r), nil
+}
+
+// ioctlBytes issues an ioctl whose argument points at buf, which holds the
+// kernel structure in its little-endian wire layout. buf is Go memory kept
+// alive for the duration of the call.
+func ioctlBytes(fd int, req uint, buf []byte) error {
+	_, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), uintptr(req), uintptr(unsafe.Pointer(&buf[0])))
+	if errno != 0 {
+		return errno
+	}
+	return nil
+}
+
+// hostAddr returns the host virtual address of a mapping.
+func hostAddr(b []byte) uintptr { return uintptr(unsafe.Pointer(&b[0])) }
+
+func putU16(b []byte, v uint16) { binary.LittleEndian.PutUint16(b, v) }
+func putU32(b []byte, v uint32) { binary.LittleEndian.PutUint32(b, v) }
+func putU64(b []byte, v uint64) { binary.LittleEndian.PutUint64(b, v) }
+func getU16(b []byte) uint16    { return binary.LittleEndian.Uint16(b) }
+func getU32(b []byte) uint32    { return binary.LittleEndian.Uint32(b) }
+func getU64(b []byte) uint64    { return binary.LittleEndian.Uint64(b) }
+
+// ioctlBytesRet is ioctlBytes returning the ioctl's result.
+func ioctlBytesRet(fd int, req uint, buf []byte) (int, error) {
+	r, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), uintptr(req), uintptr(unsafe.Pointer(&buf[0])))
+	if errno != 0 {
+		return int(r), errno
+	}
+	return int(r), nil
+}

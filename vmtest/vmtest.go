@@ -1,0 +1,216 @@
+// Package vmtest lets ordinary Go tests boot Linux guests with hvnet's VMM,
+// on any host: where the host's KVM cannot boot Linux, Nest re-runs the
+// calling test inside a nested test host (package nested) and reports its
+// outcome as the test's own.
+//
+//	func TestPing(t *testing.T) {
+//		if vmtest.Nest(t) {
+//			return // ran (and passed or failed) inside the nested test host
+//		}
+//		g := vmtest.RunGuest(t, vmtest.Guest{Agent: agentcfg.Cmdline{Script: "ping -c1 10.0.0.2"}})
+//		if g.Status != 0 { t.Fatal(...) }
+//	}
+//
+// The images (kernel, initramfs) come from images.Build, once per test
+// process, or from HVNET_KERNEL and HVNET_INITRD where set (as inside the
+// nested host).
+package vmtest
+
+import (
+	"bytes"
+	"context"
+	"debug/elf"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"hvnet/images"
+	"hvnet/images/agentcfg"
+	"hvnet/nested"
+)
+
+// Environment variables that pass the images and the nesting level into
+// the nested test host.
+const (
+	EnvKernel = "HVNET_KERNEL"
+	EnvInitrd = "HVNET_INITRD"
+	EnvInL1   = "HVNET_IN_L1"
+)
+
+var (
+	imagesOnce sync.Once
+	imagesSet  *images.Set
+	imagesErr  error
+)
+
+// Images returns the guest images, building them on first use.
+func Images(t testing.TB) *images.Set {
+	t.Helper()
+	imagesOnce.Do(func() {
+		if k, i := os.Getenv(EnvKernel), os.Getenv(EnvInitrd); k != "" && i != "" {
+			imagesSet = &images.Set{Kernel: k, Initrd: i}
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+		defer cancel()
+		imagesSet, imagesErr = images.Build(ctx, images.Config{Progress: os.Stderr})
+	})
+	if imagesErr != nil {
+		t.Fatalf("building guest images: %v", imagesErr)
+	}
+	return imagesSet
+}
+
+// InL1 reports whether this process runs inside the nested test host.
+func InL1() bool { return os.Getenv(EnvInL1) == "1" }
+
+// NestOptions adjust the nested test host for one test.
+type NestOptions struct {
+	MemMiB  int           // L1 RAM (default 4096)
+	CPUs    int           // L1 vCPUs (default 2)
+	Files   []nested.File // extra files
+	Timeout time.Duration
+}
+
+// Nest runs the calling top-level test inside the nested test host when the
+// host needs one (see nested.Decide), failing the test if it fails there.
+// It returns true when it did so; the caller must then return at once.
+func Nest(t *testing.T, opts ...NestOptions) bool {
+	t.Helper()
+	if InL1() {
+		return false
+	}
+	need, reason, err := nested.Decide("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !need {
+		return false
+	}
+	var o NestOptions
+	if len(opts) > 0 {
+		o = opts[0]
+	}
+	if o.Timeout == 0 {
+		o.Timeout = 15 * time.Minute
+	}
+	set := Images(t)
+	bin := testBinary(t)
+	name := strings.SplitN(t.Name(), "/", 2)[0]
+	t.Logf("running %s inside the nested test host (%s)", name, reason)
+	files := append([]nested.File{
+		{Src: bin, Dst: "/hvnet/test"},
+		{Src: set.Kernel, Dst: "/hvnet/images/vmlinuz"},
+		{Src: set.Initrd, Dst: "/hvnet/images/initrd"},
+	}, o.Files...)
+	script := fmt.Sprintf("cd /tmp\n/hvnet/test -test.run '^%s$' -test.v -test.count 1 -test.timeout %s\n",
+		regexp.QuoteMeta(name), o.Timeout)
+	ctx, cancel := context.WithTimeout(context.Background(), o.Timeout+2*time.Minute)
+	defer cancel()
+	res, err := nested.Run(ctx, nested.Config{
+		Kernel: set.Kernel, Initrd: set.Initrd, Files: files, Script: script,
+		Env: []string{EnvInL1 + "=1", EnvKernel + "=/hvnet/images/vmlinuz",
+			EnvInitrd + "=/hvnet/images/initrd", nested.EnvMode + "=never"},
+		MemMiB: o.MemMiB, CPUs: o.CPUs,
+		Console: &logWriter{t: t, prefix: "L1| "},
+	})
+	if err != nil {
+		t.Fatalf("nested test host: %v", err)
+	}
+	if res.Status != 0 {
+		t.Fatalf("%s failed inside the nested test host: status %d %s", name, res.Status, res.Error)
+	}
+	return true
+}
+
+var (
+	binOnce sync.Once
+	binPath string
+	binErr  error
+)
+
+// testBinary returns a statically linked build of the running test binary:
+// the binary itself when it is static, else a CGO_ENABLED=0 rebuild of the
+// package under test (go test runs tests in the package's directory). A
+// race-instrumented binary needs libc, which the guest image lacks.
+func testBinary(t *testing.T) string {
+	t.Helper()
+	binOnce.Do(func() {
+		self, err := os.Executable()
+		if err == nil && isStatic(self) {
+			binPath = self
+			return
+		}
+		gobin, err := exec.LookPath("go")
+		if err != nil {
+			gobin = filepath.Join(runtime.GOROOT(), "bin", "go")
+		}
+		dir, err := os.MkdirTemp("", "hvnet-vmtest-")
+		if err != nil {
+			binErr = err
+			return
+		}
+		out := filepath.Join(dir, "pkg.test")
+		cmd := exec.Command(gobin, "test", "-c", "-o", out, ".")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		if err := cmd.Run(); err != nil {
+			binErr = fmt.Errorf("go test -c (static, for the nested test host): %v\n%s", err, stderr.String())
+			return
+		}
+		binPath = out
+	})
+	if binErr != nil {
+		t.Fatal(binErr)
+	}
+	return binPath
+}
+
+// isStatic reports whether an ELF executable has no program interpreter.
+func isStatic(path string) bool {
+	f, err := elf.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			return false
+		}
+	}
+	return true
+}
+
+// logWriter turns console lines into test log lines.
+type logWriter struct {
+	t      testing.TB
+	prefix string
+	mu     sync.Mutex
+	buf    []byte
+}
+
+func (w *logWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.buf = append(w.buf, p...)
+	for {
+		i := bytes.IndexByte(w.buf, '\n')
+		if i < 0 {
+			break
+		}
+		w.t.Log(w.prefix + strings.TrimRight(string(w.buf[:i]), "\r"))
+		w.buf = w.buf[i+1:]
+	}
+	return len(p), nil
+}
+
+// Ensure the agent's parser stays the one both sides use.
+var _ = agentcfg.ResultPrefix
