@@ -217,6 +217,7 @@ func (b *builder) build(ctx context.Context) (*Set, error) {
 	if err := writeJSONAtomic(b.manifestPath(), m); err != nil {
 		return nil, fmt.Errorf("images: writing manifest: %w", err)
 	}
+	b.gc(s)
 	b.say("images ready in %v: kernel %s (%s), initrd %s", time.Since(start).Round(time.Millisecond), ref.Package, ref.Version, initrd)
 	return s, nil
 }

@@ -11,6 +11,22 @@
 //	set, err := images.Build(ctx, images.Config{})
 //	// boot set.Kernel with set.Initrd and
 //	// "console=ttyS0 " + agentcfg.Cmdline{...}.String()
+//
+// The cache directory holds:
+//
+//	lock                      flock(2) taken while building
+//	manifest.json             the last build: its input key and its Set
+//	apt-resolve.json          apt's answer, keyed by the state of /var/lib/apt/lists
+//	debs/PKG_VER_amd64.deb    the kernel package, as apt-get download fetched it
+//	kernel/PKG_VER_KEY/       vmlinuz-KVER, config-KVER, kernel.json (stamp) and
+//	                          modules/KVER/ (the shipped modules, modules.dep, modules.builtin)
+//	initramfs/KEY.cpio        uncompressed newc initramfs
+//	bin/u-root                the u-root tool, built from go.mod's version
+//
+// The kernel entry is keyed by package, version and module list; the
+// initramfs by that, the agent's sources, go.sum, tools.go, the command
+// list, the extra binaries and the Go version. Old entries beyond the two
+// newest are removed after each build.
 package images
 
 import (
@@ -24,7 +40,7 @@ import (
 
 // Version is the builder's version; bumping it rebuilds every cache entry.
 // Bump it whenever a change here changes what is built.
-const Version = "images-2"
+const Version = "images-3"
 
 // Config says where and how to build.
 type Config struct {

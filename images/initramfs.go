@@ -31,6 +31,11 @@ var ExtraBinaries = map[string]string{
 
 const urootPackage = "github.com/u-root/u-root"
 
+// urootBuildTags are Go build tags for the busybox. goshsmall gives gosh a
+// plain line reader: its default editor (bubbline) waits for terminal
+// replies that a serial console does not send.
+const urootBuildTags = "goshsmall"
+
 // agentDirs hold the agent's sources, relative to the module root.
 var agentDirs = []string{"images/agent", "images/agentcfg"}
 
@@ -42,6 +47,7 @@ func (b *builder) hashSources() (string, error) {
 	h := newHasher()
 	h.add("builder", Version)
 	h.add("commands", strings.Join(Commands, ","))
+	h.add("tags", urootBuildTags)
 	for _, d := range agentDirs {
 		files, err := filepath.Glob(filepath.Join(b.srcDir, d, "*.go"))
 		if err != nil {
@@ -115,6 +121,7 @@ func (b *builder) uroot(ctx context.Context, kdir string, k kernelOut, out strin
 	args := []string{
 		"-o", out,
 		"-initcmd=", "-uinitcmd=", "-defaultsh=gosh",
+		"-go-build-tags=" + urootBuildTags,
 		"-files", agent + ":init",
 		"-files", filepath.Join(kdir, k.ModulesDir) + ":lib/modules/" + k.KernelVersion,
 	}

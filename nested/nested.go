@@ -151,7 +151,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		"-no-reboot", "-nic", "none",
 		"-device", "isa-debug-exit,iobase=0xf4,iosize=0x04",
 		"-kernel", cfg.Kernel, "-initrd", initrd,
-		"-append", "console=ttyS0 quiet panic=-1 " + cl.String(),
+		"-append", "console=ttyS0 loglevel=1 panic=-1 " + cl.String(),
 	}
 	cmd := exec.CommandContext(ctx, qemu, args...)
 	cmd.WaitDelay = 5 * time.Second

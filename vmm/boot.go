@@ -24,6 +24,7 @@ const (
 	ramdiskSizeOff  = 0x21c
 	heapEndPtrOff   = 0x224
 	cmdLinePtrOff   = 0x228
+	acpiRSDPAddrOff = 0x070 // boot_params.acpi_rsdp_addr (protocol 2.14+)
 	e820EntriesOff  = 0x1e8
 	e820TableOff    = 0x2d0
 	e820MaxEntries  = 128
@@ -132,6 +133,7 @@ func buildZeroPage(k *Kernel, p bootPlan, e820 []E820Entry) ([]byte, error) {
 	putU32(zp[cmdLinePtrOff:], cmdlineAddr)
 	putU32(zp[ramdiskImageOff:], uint32(p.initrdAddr))
 	putU32(zp[ramdiskSizeOff:], uint32(p.initrdSize))
+	putU64(zp[acpiRSDPAddrOff:], rsdpAddr)
 	zp[e820EntriesOff] = byte(len(e820))
 	for i, e := range e820 {
 		o := zp[e820TableOff+20*i:]

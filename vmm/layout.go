@@ -68,13 +68,13 @@ func ramRegions(memBytes uint64) (low, high uint64) {
 }
 
 // e820Map is the memory map for memBytes of RAM: base memory up to the MP
-// table, then RAM from 1 MiB (the 0x9fc00-0x100000 gap holds the MP table
-// and the legacy VGA/BIOS window), then RAM above 4 GiB if any.
+// table and the ACPI tables (reserved), then RAM from 1 MiB, then RAM above 4 GiB if any.
 func e820Map(memBytes uint64) []E820Entry {
 	low, high := ramRegions(memBytes)
 	m := []E820Entry{
 		{0, mptableAddr, e820RAM},
 		{mptableAddr, ebdaEnd - mptableAddr, e820Reserved},
+		{rsdpAddr, acpiEnd - rsdpAddr, e820Reserved},
 		{kernelAddr, low - kernelAddr, e820RAM},
 	}
 	if high > 0 {

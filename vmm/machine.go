@@ -205,6 +205,10 @@ func (m *Machine) load(k *Kernel, initrdSize int64) error {
 	if err != nil {
 		return err
 	}
+	acpi, err := buildACPI(m.cfg.CPUs)
+	if err != nil {
+		return err
+	}
 	gdt := make([]byte, 8*len(bootGDT()))
 	for i, e := range bootGDT() {
 		putU64(gdt[i*8:], e)
@@ -215,7 +219,7 @@ func (m *Machine) load(k *Kernel, initrdSize int64) error {
 		b    []byte
 	}{
 		{gdtAddr, gdt}, {idtAddr, make([]byte, 8)}, {zeroPageAddr, zp},
-		{cmdlineAddr, append([]byte(m.cfg.Cmdline), 0)}, {mptableAddr, mpt},
+		{cmdlineAddr, append([]byte(m.cfg.Cmdline), 0)}, {mptableAddr, mpt}, {rsdpAddr, acpi},
 		{pml4Addr, pml4}, {pdptAddr, pdpt}, {pdAddr, pd},
 	} {
 		if err := m.mem.Write(w.addr, w.b); err != nil {
@@ -247,6 +251,7 @@ func (m *Machine) setupDevices() error {
 		{cmosPort, 2, &CMOS{}},
 		{i8042Data, 5, i8042{ex}},
 		{ExitPort, 1, exitPort{ex}},
+		{pmBase, pmSize, newPMDevice(m.exit)},
 		{pciAddrPort, 4, pciAddrPortDev{m.pci}},
 		{pciDataPort, 4, pciDataPortDev{m.pci}},
 	} {

@@ -1,0 +1,19 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+)
+
+func cmdBench(e *env, args []string) int {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	switch fs.Arg(0) {
+	case "boot":
+		return cmdBenchBoot(e, fs.Args()[1:])
+	}
+	return fail(e, fmt.Errorf("%w: bench: want one of: boot", errUsage))
+}

@@ -1,0 +1,3 @@
+package main
+
+func cmdBenchBoot(e *env, args []string) int { return fail(e, errUsage) }

@@ -1,0 +1,129 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/hashicorp/go-hclog"
+)
+
+// env carries the process's streams and logger to the subcommands.
+type env struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+	log            hclog.Logger
+}
+
+type command struct {
+	name, summary string
+	run           func(e *env, args []string) int
+}
+
+func commands() []command {
+	return []command{
+		{"run", "boot a Linux guest: hvnet run --kernel K --initrd I [--mem 512M] [--cpus N] [--cmdline ...]", cmdRun},
+		{"images", "build the test guest images (kernel, initramfs) into the cache", cmdImages},
+		{"bench", "benchmarks: hvnet bench boot", cmdBench},
+	}
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "usage: hvnet [--log-level LEVEL] [--log-json] COMMAND [ARGS]")
+	fmt.Fprintln(w, "\ncommands:")
+	for _, c := range commands() {
+		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
+	}
+	fmt.Fprintln(w, "\nRun \"hvnet COMMAND -h\" for a command's flags.")
+}
+
+// run is the whole program; main only exits with its status.
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("hvnet", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	level := fs.String("log-level", envOr("HVNET_LOG_LEVEL", "info"), "log level: trace, debug, info, warn, error")
+	jsonLog := fs.Bool("log-json", os.Getenv("HVNET_LOG_JSON") == "1", "log in JSON")
+	fs.Usage = func() { usage(stderr) }
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	lvl := hclog.LevelFromString(*level)
+	if lvl == hclog.NoLevel {
+		fmt.Fprintf(stderr, "hvnet: --log-level %q: want trace, debug, info, warn or error\n", *level)
+		return 2
+	}
+	e := &env{stdin: stdin, stdout: stdout, stderr: stderr,
+		log: hclog.New(&hclog.LoggerOptions{Name: "hvnet", Level: lvl, Output: stderr, JSONFormat: *jsonLog})}
+	if fs.NArg() == 0 {
+		usage(stderr)
+		return 2
+	}
+	name, rest := fs.Arg(0), fs.Args()[1:]
+	if name == "help" || name == "-h" {
+		usage(stdout)
+		return 0
+	}
+	for _, c := range commands() {
+		if c.name == name {
+			return c.run(e, rest)
+		}
+	}
+	fmt.Fprintf(stderr, "hvnet: unknown command %q\n", name)
+	usage(stderr)
+	return 2
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+// parseSize parses a memory size: a number of MiB, or with a K, M, G or T
+// suffix (binary units). The result is in MiB.
+func parseSize(s string) (uint64, error) {
+	t := strings.TrimSuffix(strings.ToUpper(strings.TrimSpace(s)), "B")
+	t = strings.TrimSuffix(t, "I")
+	mult := uint64(1) << 20
+	if n := len(t); n > 0 {
+		switch t[n-1] {
+		case 'K':
+			mult, t = 1<<10, t[:n-1]
+		case 'M':
+			mult, t = 1<<20, t[:n-1]
+		case 'G':
+			mult, t = 1<<30, t[:n-1]
+		case 'T':
+			mult, t = 1<<40, t[:n-1]
+		}
+	}
+	v, err := strconv.ParseUint(t, 10, 64)
+	if err != nil || v == 0 {
+		return 0, fmt.Errorf("size %q: want a positive number with an optional K, M, G suffix", s)
+	}
+	if v > (1<<63)/mult {
+		return 0, fmt.Errorf("size %q: too large", s)
+	}
+	b := v * mult
+	if b%(1<<20) != 0 {
+		return 0, fmt.Errorf("size %q: not a whole number of MiB", s)
+	}
+	return b >> 20, nil
+}
+
+// errUsage marks errors in the command line (exit status 2).
+var errUsage = errors.New("usage")
+
+// fail prints err and returns the exit status for it.
+func fail(e *env, err error) int {
+	fmt.Fprintf(e.stderr, "hvnet: %v\n", err)
+	if errors.Is(err, errUsage) {
+		return 2
+	}
+	return 1
+}

@@ -1,0 +1,195 @@
+package main
+
+import (
+	"bytes"
+	"context"
+
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"golang.org/x/sys/unix"
+
+	"hvnet/images"
+	"hvnet/images/agentcfg"
+	"hvnet/nested"
+	"hvnet/vmm"
+)
+
+// processStart is when this process began, for boot-time reports.
+var processStart = time.Now()
+
+const defaultCmdline = "console=ttyS0 quiet panic=-1 reboot=k"
+
+type runFlags struct {
+	kernel, initrd, mem, cmdline, appendArgs, exec, nestedMode string
+	cpus                                                       int
+	timeout                                                    time.Duration
+}
+
+func cmdRun(e *env, args []string) int {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	var f runFlags
+	fs.StringVar(&f.kernel, "kernel", "", "bzImage to boot (required)")
+	fs.StringVar(&f.initrd, "initrd", "", "initramfs")
+	fs.StringVar(&f.mem, "mem", "512M", "guest RAM (e.g. 512M, 2G)")
+	fs.IntVar(&f.cpus, "cpus", 1, "vCPUs")
+	fs.StringVar(&f.cmdline, "cmdline", defaultCmdline, "kernel command line")
+	fs.StringVar(&f.appendArgs, "append", "", "parameters appended to --cmdline")
+	fs.StringVar(&f.exec, "exec", "", "shell script for hvnet's guest agent to run (its exit status becomes hvnet's)")
+	fs.StringVar(&f.nestedMode, "nested", envOr(nested.EnvMode, "never"),
+		"boot inside a nested test host: never, always, or auto (when this host's KVM cannot boot Linux)")
+	fs.DurationVar(&f.timeout, "timeout", 0, "stop the guest after this long (0: never)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() > 0 {
+		return fail(e, fmt.Errorf("%w: run: unexpected argument %q", errUsage, fs.Arg(0)))
+	}
+	memMiB, err := parseSize(f.mem)
+	if err != nil {
+		return fail(e, fmt.Errorf("%w: --mem: %v", errUsage, err))
+	}
+	cmdline := strings.TrimSpace(f.cmdline + " " + f.appendArgs)
+	if f.exec != "" {
+		ac := agentcfg.Cmdline{Script: f.exec}
+		if err := ac.Validate(); err != nil {
+			return fail(e, fmt.Errorf("%w: --exec: %v", errUsage, err))
+		}
+		cmdline += " " + ac.String()
+	}
+	cfg := vmm.Config{Kernel: f.kernel, Initrd: f.initrd, Cmdline: cmdline, MemMiB: memMiB, CPUs: f.cpus, Log: e.log.Named("vmm")}
+	if _, _, err := cfg.Validate(); err != nil {
+		return fail(e, err)
+	}
+	need, reason, err := nested.Decide(f.nestedMode)
+	if err != nil {
+		return fail(e, fmt.Errorf("cannot boot here: %w\nhint: hvnet run --nested=auto (or ./run.sh) boots inside a nested test host", err))
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if f.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, f.timeout)
+		defer cancel()
+	}
+	if need {
+		e.log.Info("booting inside the nested test host", "reason", reason)
+		return runNested(ctx, e, f, cfg)
+	}
+	return runDirect(ctx, e, cfg)
+}
+
+// runDirect boots the guest in this process.
+func runDirect(ctx context.Context, e *env, cfg vmm.Config) int {
+	con := &agentWatcher{w: e.stdout, log: e.log}
+	cfg.Console = con
+	if isTerminal(e.stdin) {
+		cfg.Input = e.stdin
+	}
+	m, err := vmm.New(cfg)
+	if err != nil {
+		return fail(e, err)
+	}
+	defer m.Close()
+	status, err := m.Run(ctx)
+	if err != nil {
+		return fail(e, err)
+	}
+	e.log.Debug("guest exited", "status", status)
+	return status
+}
+
+// runNested boots a nested test host that runs this binary's "run".
+func runNested(ctx context.Context, e *env, f runFlags, cfg vmm.Config) int {
+	self, err := os.Executable()
+	if err != nil {
+		return fail(e, fmt.Errorf("nested: %w", err))
+	}
+	set, err := images.Build(ctx, images.Config{Log: e.log.Named("images"), Progress: e.stderr})
+	if err != nil {
+		return fail(e, fmt.Errorf("nested: the test host needs the guest images: %w", err))
+	}
+	files := []nested.File{{Src: self, Dst: "/hvnet/bin/hvnet"}, {Src: cfg.Kernel, Dst: "/hvnet/guest/kernel"}}
+	script := fmt.Sprintf("/hvnet/bin/hvnet --log-level %s run --nested never --kernel /hvnet/guest/kernel --mem %dM --cpus %d --cmdline %s",
+		hclogLevel(e.log), cfg.MemMiB, cfg.CPUs, shellQuote(cfg.Cmdline))
+	if cfg.Initrd != "" {
+		files = append(files, nested.File{Src: cfg.Initrd, Dst: "/hvnet/guest/initrd"})
+		script += " --initrd /hvnet/guest/initrd"
+	}
+	memL1 := max(2048, int(cfg.MemMiB)+1024)
+	res, err := nested.Run(ctx, nested.Config{
+		Kernel: set.Kernel, Initrd: set.Initrd, Files: files, Script: script,
+		MemMiB: memL1, CPUs: max(2, cfg.CPUs), Console: &agentWatcher{w: e.stdout, log: e.log, skipResult: true},
+		Log: e.log.Named("nested"),
+	})
+	if err != nil {
+		return fail(e, err)
+	}
+	return res.Status
+}
+
+func hclogLevel(l hclog.Logger) string {
+	if lvl := l.GetLevel(); lvl != hclog.NoLevel {
+		return lvl.String()
+	}
+	return "info"
+}
+
+func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
+
+func isTerminal(r io.Reader) bool {
+	f, ok := r.(*os.File)
+	if !ok {
+		return false
+	}
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
+}
+
+// agentWatcher passes the guest console through and logs when hvnet's
+// guest agent prints its first line: the boot time.
+type agentWatcher struct {
+	w          io.Writer
+	log        hclog.Logger
+	skipResult bool // nested: the L1 agent's own result line is not the guest's
+	mu         sync.Mutex
+	line       []byte
+	seen       bool
+}
+
+func (a *agentWatcher) Write(p []byte) (int, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.line = append(a.line, p...)
+	for {
+		i := bytes.IndexByte(a.line, '\n')
+		if i < 0 {
+			break
+		}
+		l := string(a.line[:i])
+		a.line = a.line[i+1:]
+		if strings.HasPrefix(l, "qemu-system-x86_64: warning: TCG doesn't support") {
+			continue
+		}
+		if !a.seen && strings.Contains(l, agentcfg.StartPrefix) {
+			if st, err := agentcfg.ParseStart(l); err == nil {
+				a.seen = a.seen || !a.skipResult
+				a.log.Info("guest agent started", "since_process_start", time.Since(processStart).Round(time.Millisecond),
+					"guest_uptime_s", st.Uptime, "kernel", st.Kernel, "cpus", st.CPUs)
+			}
+		}
+		if _, err := fmt.Fprintln(a.w, l); err != nil {
+			return len(p), err
+		}
+	}
+	return len(p), nil
+}

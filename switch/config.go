@@ -1,0 +1,215 @@
+package vswitch
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+)
+
+// VLANMode is a port's IEEE 802.1Q / 802.1ad VLAN mode.
+type VLANMode uint8
+
+const (
+	// ModeAccess: one VLAN (PVID), frames untagged on the wire. A tagged
+	// frame arriving is dropped, except a priority-tagged one (VID 0).
+	ModeAccess VLANMode = iota
+	// ModeTrunk: VLANs in AllowedVLANs carried tagged, NativeVLAN untagged.
+	ModeTrunk
+	// ModeDot1QTunnel: 802.1ad customer port. Every frame, tagged or not, is
+	// kept intact and carried in VLAN PVID; toward trunks it gets an S-tag
+	// (TPID 0x88a8) that is popped again on the way back.
+	ModeDot1QTunnel
+)
+
+func (m VLANMode) String() string {
+	switch m {
+	case ModeAccess:
+		return "access"
+	case ModeTrunk:
+		return "trunk"
+	case ModeDot1QTunnel:
+		return "dot1q-tunnel"
+	}
+	return fmt.Sprintf("VLANMode(%d)", m)
+}
+
+// Bucket is one token bucket. Rate 0 means unlimited.
+type Bucket struct {
+	Rate         int64 // tokens (bytes or packets) per second
+	Burst        int64 // bucket size in tokens; 0 picks max(Rate/100, 1)
+	OneTimeBurst int64 // extra tokens available once, spent first, never refilled (as Firecracker)
+}
+
+// RateLimit is a pair of token buckets, one counting bytes and one counting
+// packets. A frame passes when both have tokens. The zero value is unlimited.
+type RateLimit struct {
+	Bytes   Bucket
+	Packets Bucket
+}
+
+func (r RateLimit) enabled() bool { return r.Bytes.Rate > 0 || r.Packets.Rate > 0 }
+
+// StormControl limits flooded traffic entering a port.
+type StormControl struct {
+	Broadcast      RateLimit
+	Multicast      RateLimit
+	UnknownUnicast RateLimit
+}
+
+// QueueConfig bounds each of a shaped port's egress class queues.
+type QueueConfig struct {
+	Frames int // frames per class; 0 means 256
+	Bytes  int // bytes per class; 0 means 512 KiB (at least one GSO frame)
+}
+
+// PortConfig is everything the switch knows about a port. Every field can be
+// changed live with UpdatePort.
+type PortConfig struct {
+	Name string
+
+	Mode VLANMode
+	// PVID is the VLAN of an access port, or the S-VLAN of a dot1q-tunnel port. 1..4094.
+	PVID uint16
+	// AllowedVLANs are the VLANs a trunk carries tagged (NativeVLAN is always allowed).
+	AllowedVLANs []uint16
+	// NativeVLAN is the trunk's untagged VLAN; 0 means untagged frames are dropped.
+	NativeVLAN uint16
+	// DefaultPCP is the 802.1p priority given to untagged frames.
+	DefaultPCP uint8
+
+	// MTU is the largest L3 payload accepted on ingress (not counting GSO
+	// frames, which may be up to 64 KiB plus headers). 0 means 1500.
+	MTU int
+
+	Ingress     RateLimit // policer: frames without tokens are dropped
+	Egress      RateLimit // shaper: frames wait in EgressQueue
+	EgressQueue QueueConfig
+	Storm       StormControl
+
+	// MACLimit caps the dynamic FDB entries learned on this port; 0 = no limit.
+	MACLimit int
+	// AllowedMACs, when not empty, is the list of source MACs accepted (anti-spoofing).
+	AllowedMACs []MAC
+
+	MirrorIngress bool // copy frames received on this port to the mirror sink
+	MirrorEgress  bool // copy frames sent by this port to the mirror sink
+}
+
+// Config configures a Switch.
+type Config struct {
+	Logger hclog.Logger // default hclog.NewNullLogger()
+	Clock  Clock        // default RealClock{}
+	// AgingTime is how long a dynamic FDB entry lives without traffic; 0 means 300 s (IEEE 802.1Q §8.8.3).
+	AgingTime time.Duration
+}
+
+const (
+	defaultMTU       = 1500
+	maxMTU           = 65535
+	maxGSOFrame      = 65536 + 256 // a 64 KiB GSO payload plus headers
+	maxTags          = 4           // VLAN tags skipped looking for L3
+	defaultQFrames   = 256
+	defaultQBytes    = 512 << 10
+	maxBucketTokens  = 1 << 32
+	maxBucketRate    = 1 << 40
+	defaultAgingTime = 300 * time.Second
+	numClasses       = 3
+	vidReserved      = 4095
+	tpidCTag         = 0x8100
+	tpidSTag         = 0x88a8
+	etherTypeIPv4    = 0x0800
+	etherTypeIPv6    = 0x86dd
+	ipProtoTCP       = 6
+)
+
+var errConfig = errors.New("invalid port config")
+
+func checkBucket(what string, b Bucket) error {
+	switch {
+	case b.Rate < 0 || b.Burst < 0 || b.OneTimeBurst < 0:
+		return fmt.Errorf("%w: %s: negative value", errConfig, what)
+	case b.Rate > maxBucketRate:
+		return fmt.Errorf("%w: %s: rate %d above %d", errConfig, what, b.Rate, int64(maxBucketRate))
+	case b.Burst > maxBucketTokens || b.OneTimeBurst > maxBucketTokens:
+		return fmt.Errorf("%w: %s: burst above %d", errConfig, what, int64(maxBucketTokens))
+	}
+	return nil
+}
+
+func checkRate(what string, r RateLimit) error {
+	if err := checkBucket(what+" bytes", r.Bytes); err != nil {
+		return err
+	}
+	return checkBucket(what+" packets", r.Packets)
+}
+
+func checkVID(what string, v uint16) error {
+	// IEEE 802.1Q-2018 Table 9-2: VID 0 is "no VLAN", 0xFFF is reserved.
+	if v == 0 || v >= vidReserved {
+		return fmt.Errorf("%w: %s %d outside 1..4094", errConfig, what, v)
+	}
+	return nil
+}
+
+// validate checks cfg and fills defaults.
+func (cfg *PortConfig) validate() error {
+	if cfg.Name == "" {
+		return fmt.Errorf("%w: empty name", errConfig)
+	}
+	switch cfg.Mode {
+	case ModeAccess, ModeDot1QTunnel:
+		if err := checkVID("pvid", cfg.PVID); err != nil {
+			return fmt.Errorf("port %q: %w", cfg.Name, err)
+		}
+	case ModeTrunk:
+		if cfg.NativeVLAN != 0 {
+			if err := checkVID("native vlan", cfg.NativeVLAN); err != nil {
+				return fmt.Errorf("port %q: %w", cfg.Name, err)
+			}
+		}
+		for _, v := range cfg.AllowedVLANs {
+			if err := checkVID("allowed vlan", v); err != nil {
+				return fmt.Errorf("port %q: %w", cfg.Name, err)
+			}
+		}
+	default:
+		return fmt.Errorf("port %q: %w: mode %d", cfg.Name, errConfig, cfg.Mode)
+	}
+	if cfg.DefaultPCP > 7 {
+		return fmt.Errorf("port %q: %w: pcp %d", cfg.Name, errConfig, cfg.DefaultPCP)
+	}
+	if cfg.MTU == 0 {
+		cfg.MTU = defaultMTU
+	}
+	if cfg.MTU < 68 || cfg.MTU > maxMTU {
+		return fmt.Errorf("port %q: %w: mtu %d outside 68..%d", cfg.Name, errConfig, cfg.MTU, maxMTU)
+	}
+	for what, r := range map[string]RateLimit{
+		"ingress": cfg.Ingress, "egress": cfg.Egress, "storm broadcast": cfg.Storm.Broadcast,
+		"storm multicast": cfg.Storm.Multicast, "storm unknown unicast": cfg.Storm.UnknownUnicast,
+	} {
+		if err := checkRate(what, r); err != nil {
+			return fmt.Errorf("port %q: %w", cfg.Name, err)
+		}
+	}
+	if cfg.EgressQueue.Frames < 0 || cfg.EgressQueue.Bytes < 0 || cfg.MACLimit < 0 {
+		return fmt.Errorf("port %q: %w: negative queue size or MAC limit", cfg.Name, errConfig)
+	}
+	if cfg.EgressQueue.Frames == 0 {
+		cfg.EgressQueue.Frames = defaultQFrames
+	}
+	if cfg.EgressQueue.Bytes == 0 {
+		cfg.EgressQueue.Bytes = defaultQBytes
+	}
+	if cfg.EgressQueue.Bytes < maxGSOFrame {
+		return fmt.Errorf("port %q: %w: egress queue of %d bytes cannot hold a %d-byte frame", cfg.Name, errConfig, cfg.EgressQueue.Bytes, maxGSOFrame)
+	}
+	for _, m := range cfg.AllowedMACs {
+		if m[0]&1 != 0 {
+			return fmt.Errorf("port %q: %w: allowed MAC %v is a group address", cfg.Name, errConfig, m)
+		}
+	}
+	return nil
+}

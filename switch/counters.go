@@ -1,0 +1,65 @@
+package vswitch
+
+import "sync/atomic"
+
+// DropReason says why the switch dropped a frame.
+type DropReason int
+
+// Drop reasons. Ingress drops are counted on the ingress port, egress drops
+// (DropShaperQueue, DropNoBuffer) on the egress port.
+const (
+	DropVLAN        DropReason = iota // VLAN ingress filtering, tagged on access, VID 4095
+	DropPolicer                       // ingress policer out of tokens
+	DropShaperQueue                   // egress shaper class queue full (tail drop)
+	DropStorm                         // broadcast/multicast/unknown-unicast storm control
+	DropMACLimit                      // port's learned-MAC limit reached
+	DropSpoofed                       // source MAC not in the port's allowed list
+	DropMalformed                     // short, oversize, bad tags, bad offload metadata
+	DropNoBuffer                      // destination Port.Send did not accept the frame
+	NumDropReasons
+
+	dropNone DropReason = -1
+)
+
+var dropNames = [NumDropReasons]string{"vlan", "policer", "shaper_queue", "storm", "mac_limit", "spoofed", "malformed", "no_buffer"}
+
+func (r DropReason) String() string {
+	if r < 0 || r >= NumDropReasons {
+		return "unknown"
+	}
+	return dropNames[r]
+}
+
+// PortCounters is a snapshot of one port's counters.
+type PortCounters struct {
+	Name               string
+	RxPackets, RxBytes uint64 // frames accepted by Input (before drops)
+	TxPackets, TxBytes uint64 // frames accepted by Port.Send
+	Drops              [NumDropReasons]uint64
+	LearnedMACs        int64 // dynamic FDB entries pointing at this port
+	ShaperQueued       int   // frames waiting in the egress shaper
+}
+
+// SwitchCounters is a snapshot of switch-wide counters.
+type SwitchCounters struct {
+	FDBEntries int    // entries in the FDB, static included
+	Learned    uint64 // dynamic entries created
+	Moves      uint64 // dynamic entries that moved to another port
+	Aged       uint64 // dynamic entries removed by Expire
+}
+
+// portCounters are updated atomically, at most once per batch per field.
+type portCounters struct {
+	rxPackets, rxBytes atomic.Uint64
+	txPackets, txBytes atomic.Uint64
+	drops              [NumDropReasons]atomic.Uint64
+}
+
+func (c *portCounters) addDrops(d *[NumDropReasons]uint64) {
+	for i, n := range d {
+		if n != 0 {
+			c.drops[i].Add(n)
+			d[i] = 0
+		}
+	}
+}

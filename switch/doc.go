@@ -1,0 +1,44 @@
+// Package vswitch is hvnet's built-in L2 switch. It knows nothing of virtio
+// or KVM: it moves Ethernet frames, with their virtio-net offload metadata,
+// between Ports.
+//
+// # Model
+//
+// A Switch holds Ports. Each is added with AddPort(PortConfig, Port), which
+// returns a *PortHandle. The port's owner (a virtio-net device, a vhost-user
+// backend, an uplink) calls PortHandle.Input from its own goroutine with a
+// batch of frames received from its side. Forwarding runs synchronously in
+// that goroutine: classification into a VLAN (IEEE 802.1Q §6.9, §8.6.1),
+// ingress filtering, port security, ingress policing, learning in the
+// filtering database (§8.8), lookup, storm control and flooding, egress
+// tagging, software GSO / checksum completion for destinations that lack the
+// offload, and finally Port.Send on each destination, once per batch.
+//
+// Many ports call Input concurrently. Hot-path state is read through atomic
+// snapshots (port configuration, topology) and a sharded filtering database
+// whose lookups take only a read lock; refreshing an entry that did not move
+// is a single atomic store.
+//
+// # Ownership
+//
+// A Frame's Data belongs to whoever made the call it is passed in. Input does
+// not keep the caller's frames after it returns; Port.Send and MirrorSink.Mirror
+// must copy whatever they keep, because the switch reuses its per-port scratch
+// buffers as soon as they return.
+//
+// # Shaping
+//
+// A port with an egress RateLimit queues frames in bounded per-class queues
+// (three classes by 802.1p PCP, strict priority) and sends them as tokens
+// allow. Tokens are counted in integer nanotokens with the injected Clock.
+// Queued frames drain when more frames arrive for the port and whenever the
+// owner calls Switch.Poll(now) (or PortHandle.Poll); Poll returns the next
+// time it needs to be called. Switch.Run(ctx, tick) does that (and FDB aging)
+// on a real ticker for programs that want a goroutine.
+//
+// # Mirroring
+//
+// Ports flagged MirrorIngress / MirrorEgress copy their traffic to the
+// switch's MirrorSink (SetMirror); PcapWriter is a sink that writes classic
+// libpcap files readable by tcpdump and tshark.
+package vswitch

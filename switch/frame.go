@@ -1,0 +1,88 @@
+package vswitch
+
+import "fmt"
+
+// Offload flag and GSO type values of the virtio-net header (virtio 1.2
+// §5.1.6, struct virtio_net_hdr).
+const (
+	OffloadNeedsCsum uint8 = 1 // VIRTIO_NET_HDR_F_NEEDS_CSUM
+	OffloadDataValid uint8 = 2 // VIRTIO_NET_HDR_F_DATA_VALID
+
+	GSONone  uint8 = 0    // VIRTIO_NET_HDR_GSO_NONE
+	GSOTCPv4 uint8 = 1    // VIRTIO_NET_HDR_GSO_TCPV4
+	GSOUDP   uint8 = 3    // VIRTIO_NET_HDR_GSO_UDP (not supported: dropped as malformed)
+	GSOTCPv6 uint8 = 4    // VIRTIO_NET_HDR_GSO_TCPV6
+	GSOECN   uint8 = 0x80 // VIRTIO_NET_HDR_GSO_ECN, or'ed into the type
+)
+
+// Offload is the virtio-net header's offload metadata (virtio 1.2 §5.1.6),
+// carried with a frame. Offsets count from the first byte of the frame.
+type Offload struct {
+	Flags      uint8 // OffloadNeedsCsum, OffloadDataValid
+	GSOType    uint8 // GSONone, GSOTCPv4, GSOUDP, GSOTCPv6, optionally | GSOECN
+	HdrLen     uint16
+	GSOSize    uint16
+	CsumStart  uint16
+	CsumOffset uint16
+}
+
+// Frame is one Ethernet frame (starting at the destination MAC) and its
+// offload metadata. Data belongs to the caller of the call it is passed to.
+type Frame struct {
+	Data []byte
+	Off  Offload
+}
+
+// Caps are the offloads a Port accepts on frames the switch sends it.
+type Caps uint32
+
+const (
+	// CapCsum: the port accepts frames with OffloadNeedsCsum (partial checksum).
+	CapCsum Caps = 1 << iota
+	// CapGSOTCPv4: the port accepts unsegmented TCP over IPv4 (GSOTCPv4).
+	CapGSOTCPv4
+	// CapGSOTCPv6: the port accepts unsegmented TCP over IPv6 (GSOTCPv6).
+	CapGSOTCPv6
+	// CapGSOECN: the port accepts GSO frames with the ECN bit.
+	CapGSOECN
+)
+
+// Port is the destination side of a switch port: what the switch delivers to.
+type Port interface {
+	// Send delivers frames leaving the switch through this port. The frames
+	// and their Data are owned by the caller and are reused as soon as Send
+	// returns: Send copies what it keeps. It returns how many frames (a
+	// prefix of frames) it accepted; the rest are counted as "no buffer"
+	// drops. Send may be called from several goroutines at once (one per
+	// ingress port), except for shaped ports, whose sends are serialised.
+	// Send must not call PortHandle.Input synchronously (it runs under the
+	// ingress port's input lock): hand frames to another goroutine instead.
+	Send(frames []Frame) int
+	// Caps says which offloads the port accepts. The switch segments GSO
+	// frames and completes partial checksums in software for ports that
+	// lack them. It is called on the forwarding path and must be cheap.
+	Caps() Caps
+}
+
+// MAC is an IEEE 802 MAC address.
+type MAC [6]byte
+
+// Broadcast is the all-ones MAC address.
+var Broadcast = MAC{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}
+
+func (m MAC) String() string {
+	return fmt.Sprintf("%02x:%02x:%02x:%02x:%02x:%02x", m[0], m[1], m[2], m[3], m[4], m[5])
+}
+
+// ParseMAC parses "aa:bb:cc:dd:ee:ff".
+func ParseMAC(s string) (MAC, error) {
+	var m MAC
+	if _, err := fmt.Sscanf(s, "%02x:%02x:%02x:%02x:%02x:%02x", &m[0], &m[1], &m[2], &m[3], &m[4], &m[5]); err != nil {
+		return MAC{}, fmt.Errorf("parse MAC %q: %w", s, err)
+	}
+	return m, nil
+}
+
+func macKey(b []byte) uint64 {
+	return uint64(b[0])<<40 | uint64(b[1])<<32 | uint64(b[2])<<24 | uint64(b[3])<<16 | uint64(b[4])<<8 | uint64(b[5])
+}

@@ -1,0 +1,425 @@
+package vswitch
+
+import (
+	"encoding/binary"
+	"sync"
+	"sync/atomic"
+)
+
+// portState is a port's configuration compiled for the forwarding path. It
+// is immutable; UpdatePort swaps in a new one.
+type portState struct {
+	cfg        PortConfig
+	mode       VLANMode
+	pvid       uint16
+	native     uint16
+	defaultPCP uint8
+	vlans      vlanSet // member set: VLANs the port receives and sends
+	maxL3      int
+	allowed    map[uint64]struct{}
+	macLimit   int64
+	police     bool
+	storm      bool
+	mirrorIn   bool
+	mirrorOut  bool
+}
+
+func newPortState(cfg PortConfig) *portState {
+	st := &portState{
+		cfg: cfg, mode: cfg.Mode, pvid: cfg.PVID, defaultPCP: cfg.DefaultPCP,
+		maxL3: cfg.MTU, macLimit: int64(cfg.MACLimit),
+		police:   cfg.Ingress.enabled(),
+		storm:    cfg.Storm.Broadcast.enabled() || cfg.Storm.Multicast.enabled() || cfg.Storm.UnknownUnicast.enabled(),
+		mirrorIn: cfg.MirrorIngress, mirrorOut: cfg.MirrorEgress,
+	}
+	if cfg.Mode == ModeTrunk {
+		st.native = cfg.NativeVLAN
+		for _, v := range cfg.AllowedVLANs {
+			st.vlans.add(v)
+		}
+		if st.native != 0 {
+			st.vlans.add(st.native)
+		}
+	} else {
+		st.vlans.add(cfg.PVID)
+	}
+	if len(cfg.AllowedMACs) > 0 {
+		st.allowed = make(map[uint64]struct{}, len(cfg.AllowedMACs))
+		for _, m := range cfg.AllowedMACs {
+			st.allowed[macKey(m[:])] = struct{}{}
+		}
+	}
+	return st
+}
+
+// Storm-control limiter indexes.
+const (
+	stormBcast = iota
+	stormMcast
+	stormUnknown
+)
+
+// PortHandle is a port attached to a Switch. Its owner feeds it frames with
+// Input; the switch delivers to the Port given to AddPort.
+type PortHandle struct {
+	sw      *Switch
+	port    Port
+	name    string
+	state   atomic.Pointer[portState]
+	removed atomic.Bool
+	index   atomic.Int32 // position in the current topology
+	learned atomic.Int64 // dynamic FDB entries on this port
+	ctr     portCounters
+
+	inMu      sync.Mutex // serialises Input; guards the fields below
+	police    limiter
+	storm     [3]limiter
+	lastSweep int64
+	sc        scratch
+
+	shaper shaper
+}
+
+// Name returns the port's name.
+func (h *PortHandle) Name() string { return h.name }
+
+// Config returns the port's current configuration.
+func (h *PortHandle) Config() PortConfig { return h.state.Load().cfg }
+
+// Counters returns a snapshot of the port's counters.
+func (h *PortHandle) Counters() PortCounters {
+	c := PortCounters{
+		Name:      h.name,
+		RxPackets: h.ctr.rxPackets.Load(), RxBytes: h.ctr.rxBytes.Load(),
+		TxPackets: h.ctr.txPackets.Load(), TxBytes: h.ctr.txBytes.Load(),
+		LearnedMACs: h.learned.Load(),
+	}
+	for i := range c.Drops {
+		c.Drops[i] = h.ctr.drops[i].Load()
+	}
+	c.ShaperQueued = h.shaper.len()
+	return c
+}
+
+// Poll sends what the port's egress shaper may send at now and returns the
+// Clock time at which it should be polled again (0: nothing queued).
+func (h *PortHandle) Poll(now int64) int64 { return h.shaper.poll(h, now) }
+
+// Input forwards frames received on this port. It is called by the port's
+// owner from its own goroutine; calls for different ports run concurrently,
+// calls for one port are serialised. Forwarding is synchronous: when Input
+// returns every frame has been delivered (Port.Send), queued in a shaper
+// (copied) or dropped and counted. The frames are owned by the caller;
+// Input keeps no reference to them after it returns. It does not allocate.
+func (h *PortHandle) Input(frames []Frame) {
+	if len(frames) == 0 {
+		return
+	}
+	h.inMu.Lock()
+	defer h.inMu.Unlock()
+	if h.removed.Load() {
+		return
+	}
+	sw := h.sw
+	st := h.state.Load()
+	tp := sw.topo.Load()
+	now := sw.clock.Now()
+	sc := &h.sc
+	sc.srcOK = false
+	if sc.batch++; sc.batch == 0 { // wrapped: forget entries from 2^32 batches ago
+		sc.dcache = [dcacheSize]dcacheEntry{}
+		sc.batch = 1
+	}
+	sc.tp, sc.now = tp, now
+	if st.mirrorIn {
+		if m := sw.mirror.Load(); m != nil {
+			m.s.Mirror(h.name, Ingress, now, frames)
+		}
+	}
+	var nb uint64
+	for i := range frames {
+		nb += uint64(len(frames[i].Data))
+		h.forward(st, tp, now, &frames[i])
+	}
+	h.flush()
+	sc.tp = nil
+	h.ctr.rxPackets.Add(uint64(len(frames)))
+	h.ctr.rxBytes.Add(nb)
+	h.ctr.addDrops(&sc.drops)
+}
+
+func (h *PortHandle) forward(st *portState, tp *topology, now int64, f *Frame) {
+	sc := &h.sc
+	var p pkt
+	if r := classify(st, f.Data, &p); r != dropNone {
+		sc.drops[r]++
+		return
+	}
+	data := f.Data
+	// Size: the L3 part may be MTU bytes, or a GSO frame's 64 KiB.
+	l3len := len(data) - 14 - int(p.strip)
+	if l3len > st.maxL3 && (f.Off.GSOType == GSONone || len(data) > maxGSOFrame) {
+		sc.drops[DropMalformed]++
+		return
+	}
+	if (f.Off != Offload{}) && (!checkOffload(data, &f.Off, &p) || int(f.Off.GSOSize) > st.maxL3) {
+		sc.drops[DropMalformed]++
+		return
+	}
+	src := data[6:12]
+	if src[0]&1 != 0 { // a group address is never a source (IEEE 802-2014 §8.2)
+		sc.drops[DropMalformed]++
+		return
+	}
+	if st.allowed != nil {
+		if _, ok := st.allowed[macKey(src)]; !ok {
+			sc.drops[DropSpoofed]++
+			return
+		}
+	}
+	if st.police && !h.police.allow(len(data), now) {
+		sc.drops[DropPolicer]++
+		return
+	}
+	if key := fdbKey(p.vid, src); !sc.srcOK || sc.srcKey != key {
+		if !h.learn(st, key, now) {
+			sc.drops[DropMACLimit]++
+			return
+		}
+		sc.srcKey, sc.srcOK = key, true
+	}
+	sc.untag, sc.tag = nil, nil
+	dst := data[0:6]
+	if dst[0]&1 != 0 {
+		s := stormMcast
+		if dst[0]&dst[1]&dst[2]&dst[3]&dst[4]&dst[5] == 0xff {
+			s = stormBcast
+		}
+		if st.storm && !h.storm[s].allow(len(data), now) {
+			sc.drops[DropStorm]++
+			return
+		}
+		h.flood(tp, &p, f)
+		return
+	}
+	key := fdbKey(p.vid, dst)
+	var d *PortHandle
+	if c := &sc.dcache[(key^key>>29)%dcacheSize]; c.batch == sc.batch && c.key == key {
+		d = c.h
+	} else {
+		d = h.sw.fdb.lookup(key, now)
+		*c = dcacheEntry{key: key, batch: sc.batch, h: d}
+	}
+	if d != nil {
+		if i := d.idx(tp); i >= 0 {
+			if d != h { // never back out of the ingress port
+				h.emit(d, i, &p, f)
+			}
+			return
+		}
+	}
+	if st.storm && !h.storm[stormUnknown].allow(len(data), now) {
+		sc.drops[DropStorm]++
+		return
+	}
+	h.flood(tp, &p, f)
+}
+
+// learn records the source; false means the MAC limit forbids it.
+func (h *PortHandle) learn(st *portState, key uint64, now int64) bool {
+	t := h.sw.fdb
+	if t.learn(key, h, st.macLimit, now) {
+		return true
+	}
+	// At the limit: entries that aged out but were not yet swept should not
+	// count. Sweep this port's, at most once a second.
+	if now-h.lastSweep < nano {
+		return false
+	}
+	h.lastSweep = now
+	n := t.sweep(func(e *fdbEntry) bool { return !e.static && e.port.Load() == h && !t.live(e, now) })
+	t.aged.Add(uint64(n))
+	return n > 0 && t.learn(key, h, st.macLimit, now)
+}
+
+// flood sends to every other port in the frame's VLAN (IEEE 802.1Q-2018
+// §8.8.6: unknown, broadcast and multicast destinations go to all ports of
+// the member set except the reception port).
+func (h *PortHandle) flood(tp *topology, p *pkt, f *Frame) {
+	for _, i := range tp.members[p.vid] {
+		if d := tp.ports[i]; d != h {
+			h.emit(d, i, p, f)
+		}
+	}
+}
+
+// idx returns d's index in tp, or -1 if it is not there (removed).
+func (d *PortHandle) idx(tp *topology) int32 {
+	i := d.index.Load()
+	if int(i) < len(tp.ports) && tp.ports[i] == d {
+		return i
+	}
+	return -1
+}
+
+func gsoOK(c Caps, t uint8) bool {
+	if c&CapCsum == 0 || (t&GSOECN != 0 && c&CapGSOECN == 0) {
+		return false
+	}
+	switch t &^ GSOECN {
+	case GSOTCPv4:
+		return c&CapGSOTCPv4 != 0
+	case GSOTCPv6:
+		return c&CapGSOTCPv6 != 0
+	}
+	return false
+}
+
+// emit queues f for destination d (index i), in the form d wants: tagged or
+// not (IEEE 802.1Q-2018 §6.9.2 / 802.1ad: the tag is pushed with the frame's
+// TPID, VID and PCP), segmented and checksummed when d lacks the offloads.
+func (h *PortHandle) emit(d *PortHandle, i int32, p *pkt, f *Frame) {
+	ok, tagged := egressTagged(d.state.Load(), p.vid)
+	if !ok {
+		return
+	}
+	caps := d.port.Caps()
+	if f.Off.GSOType != GSONone && !gsoOK(caps, f.Off.GSOType) {
+		h.segment(i, p, f, tagged)
+		return
+	}
+	sc := &h.sc
+	delta := -int(p.strip)
+	if tagged {
+		delta += 4
+	}
+	n := len(f.Data) + delta
+	needCsum := f.Off.Flags&OffloadNeedsCsum != 0 && caps&CapCsum == 0
+	if !sc.room(1, n) {
+		h.flush()
+	}
+	out := Frame{Data: f.Data, Off: f.Off}
+	switch {
+	case needCsum:
+		out.Data = sc.alloc(n)
+		h.rewrite(out.Data, p, f.Data, tagged)
+	case delta == 0 && !tagged:
+	case tagged:
+		if sc.tag == nil || sc.tagGen != sc.gen {
+			sc.tag, sc.tagGen = sc.alloc(n), sc.gen
+			h.rewrite(sc.tag, p, f.Data, true)
+		}
+		out.Data = sc.tag
+	default:
+		if sc.untag == nil || sc.untagGen != sc.gen {
+			sc.untag, sc.untagGen = sc.alloc(n), sc.gen
+			h.rewrite(sc.untag, p, f.Data, false)
+		}
+		out.Data = sc.untag
+	}
+	if delta != 0 {
+		if out.Off.Flags&OffloadNeedsCsum != 0 || int(out.Off.CsumStart)+delta >= 0 {
+			out.Off.CsumStart = uint16(int(out.Off.CsumStart) + delta)
+		}
+		if out.Off.HdrLen != 0 {
+			out.Off.HdrLen = uint16(max(int(out.Off.HdrLen)+delta, 0))
+		}
+	}
+	if needCsum {
+		completeCsum(out.Data, int(out.Off.CsumStart), int(out.Off.CsumOffset))
+		out.Off.Flags = out.Off.Flags&^OffloadNeedsCsum | OffloadDataValid
+	}
+	sc.outs = append(sc.outs, outEntry{idx: i, pcp: p.pcp, f: out})
+}
+
+// rewrite writes the frame in egress form into buf: MACs, the tag if
+// tagged, then the frame after its stripped outer tag.
+func (h *PortHandle) rewrite(buf []byte, p *pkt, data []byte, tagged bool) {
+	copy(buf, data[:12])
+	o := 12
+	if tagged {
+		binary.BigEndian.PutUint16(buf[12:], p.tpid)
+		binary.BigEndian.PutUint16(buf[14:], uint16(p.pcp)<<13|p.vid)
+		o = 16
+	}
+	copy(buf[o:], data[12+int(p.strip):])
+}
+
+// flush hands the queued outputs to their destinations, one batch per
+// destination, and frees the arena.
+func (h *PortHandle) flush() {
+	sc := &h.sc
+	tp, now := sc.tp, sc.now
+	sc.gen++
+	sc.used = 0
+	if len(sc.outs) == 0 {
+		return
+	}
+	n := len(tp.ports)
+	if len(sc.counts) < n {
+		sc.counts = make([]int32, n) // only after the topology grew
+	}
+	counts := sc.counts
+	sc.touch = sc.touch[:0]
+	for k := range sc.outs {
+		j := sc.outs[k].idx
+		if counts[j] == 0 {
+			sc.touch = append(sc.touch, j)
+		}
+		counts[j]++
+	}
+	pos := int32(0)
+	for _, j := range sc.touch {
+		c := counts[j]
+		counts[j] = pos
+		pos += c
+	}
+	for k := range sc.outs {
+		o := &sc.outs[k]
+		at := counts[o.idx]
+		counts[o.idx]++
+		sc.sorted[at], sc.pcps[at] = o.f, o.pcp
+	}
+	start := int32(0)
+	for _, j := range sc.touch {
+		end := counts[j]
+		counts[j] = 0
+		if d := tp.ports[j]; !d.removed.Load() {
+			d.deliver(sc.sorted[start:end], sc.pcps[start:end], now)
+		}
+		start = end
+	}
+	// Keep no references to callers' frames.
+	clear(sc.sorted[:len(sc.outs)])
+	clear(sc.outs)
+	sc.outs = sc.outs[:0]
+}
+
+// deliver sends frames out of port d, through its shaper if it has one.
+func (d *PortHandle) deliver(frames []Frame, pcps []uint8, now int64) {
+	if d.shaper.active.Load() {
+		d.shaper.enqueue(d, frames, pcps, now)
+		return
+	}
+	d.sendCounted(frames, now)
+}
+
+// sendCounted calls Port.Send and counts the result.
+func (d *PortHandle) sendCounted(frames []Frame, now int64) {
+	n := d.port.Send(frames)
+	n = min(max(n, 0), len(frames))
+	var nb uint64
+	for k := range frames[:n] {
+		nb += uint64(len(frames[k].Data))
+	}
+	d.ctr.txPackets.Add(uint64(n))
+	d.ctr.txBytes.Add(nb)
+	if n < len(frames) {
+		d.ctr.drops[DropNoBuffer].Add(uint64(len(frames) - n))
+	}
+	if n > 0 && d.state.Load().mirrorOut {
+		if m := d.sw.mirror.Load(); m != nil {
+			m.s.Mirror(d.name, Egress, now, frames[:n])
+		}
+	}
+}

@@ -1,0 +1,79 @@
+package vswitch
+
+// scratch is a port's per-batch working memory for forwarding, owned by the
+// goroutine calling Input (under the port's input lock). Rewritten frames
+// (tag pushed or popped, checksum completed, GSO segments) are built in
+// arena; outs lists what goes where. Both are flushed to the destination
+// ports when full and at the end of the batch, then reused: nothing is
+// allocated per frame.
+type scratch struct {
+	arena []byte
+	used  int
+	gen   uint32 // bumped on every flush: arena contents are gone
+
+	outs   []outEntry
+	sorted []Frame
+	pcps   []uint8
+	counts []int32
+	touch  []int32
+
+	l2    [16 + 4*maxTags + 2]byte // L2 header of GSO segments
+	drops [NumDropReasons]uint64
+
+	// Per-frame copies shared by all destinations that want the same form.
+	untag, tag       []byte
+	untagGen, tagGen uint32
+
+	// Per-batch caches: the last source learned and the last destination
+	// looked up (batches are usually a few flows).
+	srcKey uint64
+	srcOK  bool
+	batch  uint32 // batch number: dcache entries of older batches are void
+	dcache [dcacheSize]dcacheEntry
+
+	tp  *topology // the batch's topology: outEntry.idx indexes it
+	now int64
+}
+
+// dcacheEntry remembers one FDB lookup for the rest of a batch (a tiny
+// exact-match flow cache, like Open vSwitch's EMC, but never older than
+// one batch).
+type dcacheEntry struct {
+	key   uint64
+	batch uint32
+	h     *PortHandle
+}
+
+const dcacheSize = 16
+
+type outEntry struct {
+	idx int32 // destination's index in the batch's topology
+	pcp uint8
+	f   Frame
+}
+
+const (
+	arenaSize = 256 << 10
+	maxOuts   = 256
+)
+
+func newScratch() scratch {
+	return scratch{
+		arena:  make([]byte, arenaSize),
+		outs:   make([]outEntry, 0, maxOuts),
+		sorted: make([]Frame, maxOuts),
+		pcps:   make([]uint8, maxOuts),
+	}
+}
+
+// room says whether n more outputs with nb more arena bytes fit without a flush.
+func (sc *scratch) room(n, nb int) bool {
+	return len(sc.outs)+n <= cap(sc.outs) && sc.used+nb <= len(sc.arena)
+}
+
+// alloc takes nb bytes of arena; the caller checked room.
+func (sc *scratch) alloc(nb int) []byte {
+	b := sc.arena[sc.used : sc.used+nb : sc.used+nb]
+	sc.used += nb
+	return b
+}

@@ -1,0 +1,306 @@
+package vswitch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+)
+
+// Switch is an IEEE 802.1Q VLAN-aware bridge with 802.1ad tunnel ports.
+// Its methods are safe for concurrent use.
+type Switch struct {
+	log   hclog.Logger
+	clock Clock
+	fdb   *fdb
+
+	mu     sync.Mutex // control plane: ports, topology rebuilds
+	ports  map[string]*PortHandle
+	topo   atomic.Pointer[topology]
+	mirror atomic.Pointer[mirrorRef]
+}
+
+// topology is an immutable snapshot of the ports, swapped on every change.
+type topology struct {
+	ports   []*PortHandle
+	members [4096][]int32 // per VID: indexes of the ports in its member set
+}
+
+// Errors returned by the control plane.
+var (
+	ErrPortExists  = errors.New("port already exists")
+	ErrNoSuchPort  = errors.New("no such port")
+	ErrNoSuchEntry = errors.New("no such FDB entry")
+)
+
+// New returns an empty switch.
+func New(cfg Config) *Switch {
+	if cfg.Logger == nil {
+		cfg.Logger = hclog.NewNullLogger()
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = RealClock{}
+	}
+	if cfg.AgingTime <= 0 {
+		cfg.AgingTime = defaultAgingTime
+	}
+	s := &Switch{log: cfg.Logger, clock: cfg.Clock, fdb: newFDB(int64(cfg.AgingTime)), ports: map[string]*PortHandle{}}
+	s.topo.Store(&topology{})
+	return s
+}
+
+// rebuild publishes a new topology; s.mu is held.
+func (s *Switch) rebuild() {
+	tp := &topology{ports: make([]*PortHandle, 0, len(s.ports))}
+	for _, h := range s.ports {
+		tp.ports = append(tp.ports, h)
+	}
+	sort.Slice(tp.ports, func(i, j int) bool { return tp.ports[i].name < tp.ports[j].name })
+	for i, h := range tp.ports {
+		h.index.Store(int32(i))
+		h.state.Load().vlans.each(func(v uint16) { tp.members[v] = append(tp.members[v], int32(i)) })
+	}
+	s.topo.Store(tp)
+}
+
+// AddPort attaches p to the switch with cfg and returns the handle its owner
+// feeds frames through.
+func (s *Switch) AddPort(cfg PortConfig, p Port) (*PortHandle, error) {
+	if p == nil {
+		return nil, fmt.Errorf("add port %q: nil Port", cfg.Name)
+	}
+	if err := cfg.validate(); err != nil {
+		return nil, fmt.Errorf("add port: %w", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.ports[cfg.Name]; ok {
+		return nil, fmt.Errorf("add port %q: %w", cfg.Name, ErrPortExists)
+	}
+	h := &PortHandle{sw: s, port: p, name: cfg.Name, sc: newScratch()}
+	h.index.Store(-1)
+	h.state.Store(newPortState(cfg))
+	h.configureLimits(cfg, s.clock.Now())
+	s.ports[cfg.Name] = h
+	s.rebuild()
+	s.log.Debug("port added", "port", cfg.Name, "mode", cfg.Mode.String(), "pvid", cfg.PVID)
+	return h, nil
+}
+
+func (h *PortHandle) configureLimits(cfg PortConfig, now int64) {
+	h.inMu.Lock()
+	h.police.configure(cfg.Ingress, now)
+	h.storm[stormBcast].configure(cfg.Storm.Broadcast, now)
+	h.storm[stormMcast].configure(cfg.Storm.Multicast, now)
+	h.storm[stormUnknown].configure(cfg.Storm.UnknownUnicast, now)
+	h.inMu.Unlock()
+	h.shaper.configure(cfg.Egress, cfg.EgressQueue, now)
+}
+
+// Port returns the handle of the named port, or nil.
+func (s *Switch) Port(name string) *PortHandle {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ports[name]
+}
+
+// RemovePort detaches the named port: its FDB entries (static ones too) and
+// queued frames go, and in-flight Input calls on it finish first.
+func (s *Switch) RemovePort(name string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	h, ok := s.ports[name]
+	if !ok {
+		return fmt.Errorf("remove port %q: %w", name, ErrNoSuchPort)
+	}
+	h.inMu.Lock()
+	h.removed.Store(true)
+	h.inMu.Unlock()
+	delete(s.ports, name)
+	s.rebuild()
+	s.fdb.sweep(func(e *fdbEntry) bool { return e.port.Load() == h })
+	s.log.Debug("port removed", "port", name)
+	return nil
+}
+
+// UpdatePort changes the configuration of the port named cfg.Name live: the
+// port stays attached, token buckets keep their tokens (clamped to the new
+// sizes), queued frames stay queued. If its VLAN membership changed its
+// dynamic FDB entries are flushed.
+func (s *Switch) UpdatePort(cfg PortConfig) error {
+	if err := cfg.validate(); err != nil {
+		return fmt.Errorf("update port: %w", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	h, ok := s.ports[cfg.Name]
+	if !ok {
+		return fmt.Errorf("update port %q: %w", cfg.Name, ErrNoSuchPort)
+	}
+	st := newPortState(cfg)
+	h.configureLimits(cfg, s.clock.Now())
+	old := h.state.Swap(st)
+	if old.vlans != st.vlans || old.native != st.native || old.mode != st.mode {
+		s.fdb.sweep(func(e *fdbEntry) bool { return !e.static && e.port.Load() == h })
+		s.rebuild()
+	}
+	s.log.Debug("port updated", "port", cfg.Name)
+	return nil
+}
+
+// Counters returns every port's counters, sorted by name.
+func (s *Switch) Counters() []PortCounters {
+	tp := s.topo.Load()
+	out := make([]PortCounters, 0, len(tp.ports))
+	for _, h := range tp.ports {
+		out = append(out, h.Counters())
+	}
+	return out
+}
+
+// SwitchCounters returns the switch-wide counters.
+func (s *Switch) SwitchCounters() SwitchCounters {
+	return SwitchCounters{
+		FDBEntries: s.fdb.size(),
+		Learned:    s.fdb.learned.Load(),
+		Moves:      s.fdb.moves.Load(),
+		Aged:       s.fdb.aged.Load(),
+	}
+}
+
+// FDBEntry is one filtering-database entry, as dumped by FDB.
+type FDBEntry struct {
+	Port   string
+	VLAN   uint16
+	MAC    MAC
+	Age    time.Duration // since the MAC was last seen; 0 for static entries
+	Static bool
+}
+
+// FDB dumps the filtering database, sorted by VLAN then MAC. Dynamic
+// entries past the aging time that Expire has not removed yet are left out.
+func (s *Switch) FDB() []FDBEntry {
+	now := s.clock.Now()
+	var out []FDBEntry
+	s.fdb.each(func(e *fdbEntry) {
+		if !s.fdb.live(e, now) {
+			return
+		}
+		fe := FDBEntry{Port: e.port.Load().name, VLAN: keyVID(e.key), MAC: keyMAC(e.key), Static: e.static}
+		if !e.static {
+			fe.Age = time.Duration(now - e.seen.Load())
+		}
+		out = append(out, fe)
+	})
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].VLAN != out[j].VLAN {
+			return out[i].VLAN < out[j].VLAN
+		}
+		return macKey(out[i].MAC[:]) < macKey(out[j].MAC[:])
+	})
+	return out
+}
+
+// AddStatic installs a static entry: frames to mac in vid go to port, and
+// mac is never learned elsewhere in vid.
+func (s *Switch) AddStatic(port string, vid uint16, mac MAC) error {
+	if err := checkVID("vlan", vid); err != nil {
+		return fmt.Errorf("add static %v vlan %d: %w", mac, vid, err)
+	}
+	if mac[0]&1 != 0 {
+		return fmt.Errorf("add static %v vlan %d: %w: group address", mac, vid, errConfig)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	h, ok := s.ports[port]
+	if !ok {
+		return fmt.Errorf("add static %v vlan %d: port %q: %w", mac, vid, port, ErrNoSuchPort)
+	}
+	s.fdb.setStatic(fdbKey(vid, mac[:]), h)
+	return nil
+}
+
+// DeleteStatic removes a static entry.
+func (s *Switch) DeleteStatic(vid uint16, mac MAC) error {
+	if !s.fdb.remove(fdbKey(vid, mac[:]), true) {
+		return fmt.Errorf("delete static %v vlan %d: %w", mac, vid, ErrNoSuchEntry)
+	}
+	return nil
+}
+
+// Flush removes dynamic FDB entries of the named port ("" for all ports) in
+// vid (0 for all VLANs) and returns how many it removed.
+func (s *Switch) Flush(port string, vid uint16) (int, error) {
+	var h *PortHandle
+	if port != "" {
+		if h = s.Port(port); h == nil {
+			return 0, fmt.Errorf("flush port %q: %w", port, ErrNoSuchPort)
+		}
+	}
+	return s.fdb.sweep(func(e *fdbEntry) bool {
+		return !e.static && (h == nil || e.port.Load() == h) && (vid == 0 || keyVID(e.key) == vid)
+	}), nil
+}
+
+// Expire removes dynamic entries older than the aging time and returns how
+// many. Lookups already ignore them; this frees their memory and their
+// port's MAC-limit slots.
+func (s *Switch) Expire() int { return s.fdb.expire(s.clock.Now()) }
+
+// SetAgingTime changes the FDB aging time (0 means 300 s).
+func (s *Switch) SetAgingTime(d time.Duration) {
+	if d <= 0 {
+		d = defaultAgingTime
+	}
+	s.fdb.aging.Store(int64(d))
+}
+
+// SetMirror sets the sink mirrored traffic goes to (nil: none).
+func (s *Switch) SetMirror(m MirrorSink) {
+	if m == nil {
+		s.mirror.Store(nil)
+		return
+	}
+	s.mirror.Store(&mirrorRef{s: m})
+}
+
+// Poll drains the egress shapers of all ports at Clock time now and returns
+// the earliest time it needs to be called again (0: no frames queued).
+func (s *Switch) Poll(now int64) int64 {
+	var next int64
+	for _, h := range s.topo.Load().ports {
+		if t := h.Poll(now); t != 0 && (next == 0 || t < next) {
+			next = t
+		}
+	}
+	return next
+}
+
+// Run polls the shapers every tick and expires FDB entries every second of
+// real time until ctx is done. It is for programs using RealClock; tests
+// call Poll and Expire with a ManualClock instead.
+func (s *Switch) Run(ctx context.Context, tick time.Duration) error {
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	lastExpire := s.clock.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+			now := s.clock.Now()
+			s.Poll(now)
+			if now-lastExpire >= nano {
+				lastExpire = now
+				if n := s.Expire(); n > 0 {
+					s.log.Trace("fdb entries aged out", "count", n)
+				}
+			}
+		}
+	}
+}

@@ -1,0 +1,190 @@
+package vswitch
+
+import (
+	"encoding/binary"
+	"math/bits"
+)
+
+// vlanSet is a bitmap of VIDs 0..4095.
+type vlanSet [64]uint64
+
+func (s *vlanSet) add(v uint16)      { s[v>>6] |= 1 << (v & 63) }
+func (s *vlanSet) has(v uint16) bool { return s[v>>6]&(1<<(v&63)) != 0 }
+func (s *vlanSet) each(fn func(v uint16)) {
+	for w, w64 := range s {
+		for w64 != 0 {
+			b := uint16(bits.TrailingZeros64(w64))
+			fn(uint16(w)<<6 | b)
+			w64 &= w64 - 1
+		}
+	}
+}
+
+// pkt is what the switch knows about one ingress frame after
+// classification. The frame is represented without the outer tag that
+// classified it: core = data[:12] ++ data[12+strip:].
+type pkt struct {
+	strip uint8  // 0 or 4: bytes of outer tag removed at offset 12
+	pcp   uint8  // 802.1p priority
+	vid   uint16 // VLAN the frame belongs to
+	tpid  uint16 // TPID to use when the frame leaves tagged
+	// Set by checkOffload for frames needing GSO or checksum help: offset of
+	// the L3 header in data, IP and TCP header lengths, IPv6 or not.
+	l3    int
+	iphl  int
+	tcphl int
+	ipEnd int // end of the IP packet relative to l3 (excludes Ethernet padding)
+	v6    bool
+}
+
+// classify implements ingress classification and filtering: IEEE 802.1Q-2018
+// §6.9.1 (tag decoding), §6.9 (VID 0 priority-tagged frames get the PVID /
+// native VLAN), §8.6.2 (ingress filtering against the member set), Table 9-2
+// (VID 0xFFF reserved), and 802.1Q §15 / 802.1ad (provider bridge: a customer
+// port carries C-tagged and untagged frames unchanged in its S-VLAN).
+func classify(st *portState, data []byte, p *pkt) DropReason {
+	if len(data) < 14 {
+		return DropMalformed
+	}
+	et := binary.BigEndian.Uint16(data[12:])
+	tagged := et == tpidCTag || et == tpidSTag
+	var tci uint16
+	if tagged {
+		if len(data) < 18 {
+			return DropMalformed
+		}
+		tci = binary.BigEndian.Uint16(data[14:])
+	}
+	switch st.mode {
+	case ModeAccess:
+		p.vid, p.pcp, p.tpid = st.pvid, st.defaultPCP, tpidCTag
+		if tagged {
+			if et != tpidCTag || tci&0xfff != 0 {
+				return DropVLAN
+			}
+			p.pcp, p.strip = uint8(tci>>13), 4
+		}
+	case ModeTrunk:
+		if !tagged || tci&0xfff == 0 {
+			if st.native == 0 {
+				return DropVLAN
+			}
+			p.vid, p.pcp, p.tpid = st.native, st.defaultPCP, tpidCTag
+			if tagged {
+				p.pcp, p.strip = uint8(tci>>13), 4
+			}
+			return dropNone
+		}
+		vid := tci & 0xfff
+		if vid == vidReserved || !st.vlans.has(vid) {
+			return DropVLAN
+		}
+		p.vid, p.pcp, p.tpid, p.strip = vid, uint8(tci>>13), et, 4
+	case ModeDot1QTunnel:
+		// The customer frame stays as it is; the S-tag's PCP copies the
+		// customer's C-tag PCP when there is one.
+		p.vid, p.pcp, p.tpid = st.pvid, st.defaultPCP, tpidSTag
+		if tagged {
+			p.pcp = uint8(tci >> 13)
+		}
+	}
+	return dropNone
+}
+
+// egressTagged says whether a frame of VLAN vid may leave through a port in
+// state st, and whether with a tag (IEEE 802.1Q-2018 §8.8.2 untagged set).
+func egressTagged(st *portState, vid uint16) (ok, tagged bool) {
+	switch st.mode {
+	case ModeTrunk:
+		if !st.vlans.has(vid) {
+			return false, false
+		}
+		return true, vid != st.native
+	default:
+		return vid == st.pvid, false
+	}
+}
+
+// l3Offset skips VLAN tags and returns the offset of the L3 header and its
+// EtherType, or -1 when the frame is too short or has too many tags.
+func l3Offset(data []byte) (int, uint16) {
+	off := 12
+	for i := 0; ; i++ {
+		if len(data) < off+2 {
+			return -1, 0
+		}
+		et := binary.BigEndian.Uint16(data[off:])
+		if et != tpidCTag && et != tpidSTag && et != 0x9100 {
+			return off + 2, et
+		}
+		if i == maxTags {
+			return -1, 0
+		}
+		off += 4
+	}
+}
+
+// checkOffload validates a frame's offload metadata against its contents
+// (virtio 1.2 §5.1.6.2.1: csum_start/csum_offset inside the frame; GSO needs
+// a gso_size and a TCP packet of the matching IP version). It fills the L3/L4
+// fields of p for GSO frames.
+func checkOffload(data []byte, off *Offload, p *pkt) bool {
+	if int(off.HdrLen) > len(data) {
+		return false
+	}
+	if off.Flags&OffloadNeedsCsum != 0 {
+		l3, _ := l3Offset(data)
+		if l3 < 0 || int(off.CsumStart) < l3 || int(off.CsumStart)+int(off.CsumOffset)+2 > len(data) {
+			return false
+		}
+	}
+	if off.GSOType == GSONone {
+		return true
+	}
+	if off.GSOSize == 0 {
+		return false
+	}
+	l3, et := l3Offset(data)
+	if l3 < 0 {
+		return false
+	}
+	ip := data[l3:]
+	switch off.GSOType &^ GSOECN {
+	case GSOTCPv4:
+		// RFC 791 §3.1.
+		if et != etherTypeIPv4 || len(ip) < 20 || ip[0]>>4 != 4 {
+			return false
+		}
+		ihl := int(ip[0]&0xf) * 4
+		tot := int(binary.BigEndian.Uint16(ip[2:]))
+		frag := binary.BigEndian.Uint16(ip[6:]) & 0x3fff
+		if ihl < 20 || len(ip) < ihl || ip[9] != ipProtoTCP || frag != 0 || (tot != 0 && tot < ihl) {
+			return false
+		}
+		p.iphl, p.v6, p.ipEnd = ihl, false, len(ip)
+		if tot != 0 && tot < len(ip) {
+			p.ipEnd = tot
+		}
+	case GSOTCPv6:
+		// RFC 8200 §3; extension headers are not supported.
+		if et != etherTypeIPv6 || len(ip) < 40 || ip[0]>>4 != 6 || ip[6] != ipProtoTCP {
+			return false
+		}
+		p.iphl, p.v6, p.ipEnd = 40, true, len(ip)
+		if plen := int(binary.BigEndian.Uint16(ip[4:])); plen != 0 && 40+plen < len(ip) {
+			p.ipEnd = 40 + plen
+		}
+	default:
+		return false
+	}
+	tcp := ip[p.iphl:]
+	if len(tcp) < 20 {
+		return false
+	}
+	thl := int(tcp[12]>>4) * 4 // RFC 9293 §3.1 data offset
+	if thl < 20 || p.ipEnd < p.iphl+thl || p.ipEnd > 65535 {
+		return false
+	}
+	p.l3, p.tcphl = l3, thl
+	return true
+}

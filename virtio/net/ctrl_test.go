@@ -1,0 +1,107 @@
+package vnet_test
+
+import (
+	"encoding/binary"
+	"testing"
+
+	vnet "hvnet/virtio/net"
+	"hvnet/virtio/virtiotest"
+)
+
+// sendCtrl sends one command on the control queue and returns the ack.
+func sendCtrl(t *testing.T, b *bed, class, cmd uint8, data []byte) uint8 {
+	t.Helper()
+	d := b.ctrl()
+	head := d.AddChain(virtiotest.Buf{Data: append([]byte{class, cmd}, data...)}, virtiotest.Buf{Len: 1, Write: true})
+	d.Push(head)
+	b.dev.HandleKick(b.dev.CtrlQueue())
+	u, ok := d.PopUsed()
+	if !ok || u.ID != uint32(head) || u.Len != 1 {
+		t.Fatalf("control chain not returned with its ack: %+v %v", u, ok)
+	}
+	return d.Bytes(d.BufAddr(head, 1).Addr, 1)[0]
+}
+
+func macTable(macs ...[6]byte) []byte {
+	b := binary.LittleEndian.AppendUint32(nil, uint32(len(macs)))
+	for _, m := range macs {
+		b = append(b, m[:]...)
+	}
+	return b
+}
+
+func TestCtrlCommands(t *testing.T) {
+	all := baseFeat | vnet.Features(vnet.FCtrlVQ, vnet.FCtrlRx, vnet.FCtrlRxExtra, vnet.FCtrlVLAN,
+		vnet.FGuestAnnounce, vnet.FMQ, vnet.FCtrlMACAddr, vnet.FCtrlGuestOffload, vnet.FGuestCsum)
+	m1, m2 := [6]byte{2, 0, 0, 0, 0, 1}, [6]byte{1, 0, 0x5e, 0, 0, 1}
+	for _, tc := range []struct {
+		name       string
+		features   uint64
+		class, cmd uint8
+		data       []byte
+		ack        uint8
+		check      func(f vnet.RXFilter, d *vnet.Device) bool
+	}{
+		{"promisc off", all, vnet.CtrlRx, vnet.CtrlRxPromisc, []byte{0}, vnet.CtrlOK, func(f vnet.RXFilter, _ *vnet.Device) bool { return !f.Promisc }},
+		{"allmulti on", all, vnet.CtrlRx, vnet.CtrlRxAllMulti, []byte{1}, vnet.CtrlOK, func(f vnet.RXFilter, _ *vnet.Device) bool { return f.AllMulti }},
+		{"nobcast on", all, vnet.CtrlRx, vnet.CtrlRxNoBcast, []byte{1}, vnet.CtrlOK, func(f vnet.RXFilter, _ *vnet.Device) bool { return f.NoBcast }},
+		{"nobcast without extra", baseFeat | vnet.Features(vnet.FCtrlVQ, vnet.FCtrlRx), vnet.CtrlRx, vnet.CtrlRxNoBcast, []byte{1}, vnet.CtrlErr, nil},
+		{"promisc without CTRL_RX", baseFeat | vnet.Features(vnet.FCtrlVQ), vnet.CtrlRx, vnet.CtrlRxPromisc, []byte{0}, vnet.CtrlErr, nil},
+		{"promisc bad length", all, vnet.CtrlRx, vnet.CtrlRxPromisc, []byte{0, 0}, vnet.CtrlErr, nil},
+		{"rx unknown command", all, vnet.CtrlRx, 9, []byte{0}, vnet.CtrlErr, nil},
+		{"mac addr set", all, vnet.CtrlMAC, vnet.CtrlMACAddrSet, m1[:], vnet.CtrlOK, func(f vnet.RXFilter, _ *vnet.Device) bool { return f.MAC == m1 }},
+		{"mac addr short", all, vnet.CtrlMAC, vnet.CtrlMACAddrSet, m1[:5], vnet.CtrlErr, nil},
+		{"mac table set", all, vnet.CtrlMAC, vnet.CtrlMACTableSet, append(macTable(m1), macTable(m2, m2)...), vnet.CtrlOK,
+			func(f vnet.RXFilter, _ *vnet.Device) bool {
+				return len(f.Unicast) == 1 && f.Unicast[0] == m1 && len(f.Multicast) == 2
+			}},
+		{"mac table lies", all, vnet.CtrlMAC, vnet.CtrlMACTableSet, append(binary.LittleEndian.AppendUint32(nil, 1<<30), macTable()...), vnet.CtrlErr, nil},
+		{"mac table trailing", all, vnet.CtrlMAC, vnet.CtrlMACTableSet, append(append(macTable(), macTable()...), 0), vnet.CtrlErr, nil},
+		{"vlan add", all, vnet.CtrlVLAN, vnet.CtrlVLANAdd, le16(100), vnet.CtrlOK, func(f vnet.RXFilter, _ *vnet.Device) bool { return f.VLAN(100) && !f.VLAN(101) }},
+		{"vlan out of range", all, vnet.CtrlVLAN, vnet.CtrlVLANAdd, le16(4096), vnet.CtrlErr, nil},
+		{"vlan without feature", baseFeat | vnet.Features(vnet.FCtrlVQ), vnet.CtrlVLAN, vnet.CtrlVLANAdd, le16(1), vnet.CtrlErr, nil},
+		{"announce ack", all, vnet.CtrlAnnounce, vnet.CtrlAnnounceAck, nil, vnet.CtrlOK, nil},
+		{"announce without feature", baseFeat | vnet.Features(vnet.FCtrlVQ), vnet.CtrlAnnounce, vnet.CtrlAnnounceAck, nil, vnet.CtrlErr, nil},
+		{"mq pairs 2", all, vnet.CtrlMQ, vnet.CtrlMQVQPairsSet, le16(2), vnet.CtrlOK, func(_ vnet.RXFilter, d *vnet.Device) bool { return d.ActivePairs() == 2 }},
+		{"mq pairs 0", all, vnet.CtrlMQ, vnet.CtrlMQVQPairsSet, le16(0), vnet.CtrlErr, nil},
+		{"mq pairs too many", all, vnet.CtrlMQ, vnet.CtrlMQVQPairsSet, le16(3), vnet.CtrlErr, nil},
+		{"mq rss unsupported", all, vnet.CtrlMQ, 1, nil, vnet.CtrlErr, nil},
+		{"offloads set", all, vnet.CtrlGuestOffloads, vnet.CtrlGuestOffloadsSet, le64(0), vnet.CtrlOK, nil},
+		{"offloads not negotiated", all, vnet.CtrlGuestOffloads, vnet.CtrlGuestOffloadsSet, le64(vnet.Features(vnet.FGuestTSO4)), vnet.CtrlErr, nil},
+		{"unknown class", all, 77, 0, nil, vnet.CtrlErr, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := newBed(t, 2, tc.features, 16, 1<<18, &recSink{})
+			if ack := sendCtrl(t, b, tc.class, tc.cmd, tc.data); ack != tc.ack {
+				t.Fatalf("ack = %d, want %d", ack, tc.ack)
+			}
+			if tc.check != nil && !tc.check(b.dev.Filter(), b.dev) {
+				t.Fatalf("state after command: filter %+v, pairs %d", b.dev.Filter(), b.dev.ActivePairs())
+			}
+			s := b.dev.Stats()
+			if (tc.ack == vnet.CtrlOK) != (s.CtrlOK == 1) || len(b.faults) != 0 {
+				t.Fatalf("stats %+v, faults %v", s, b.faults)
+			}
+		})
+	}
+}
+
+func TestCtrlMalformedChains(t *testing.T) {
+	b := newBed(t, 1, baseFeat|vnet.Features(vnet.FCtrlVQ, vnet.FCtrlRx), 16, 1<<18, &recSink{})
+	d := b.ctrl()
+	noAck := d.AddChain(virtiotest.Buf{Data: []byte{0, 0, 1}})
+	short := d.AddChain(virtiotest.Buf{Data: []byte{0}}, virtiotest.Buf{Len: 1, Write: true})
+	huge := d.AddChain(virtiotest.Buf{Len: 9000}, virtiotest.Buf{Len: 1, Write: true})
+	d.Push(noAck, short, huge)
+	b.dev.ProcessCtrl()
+	used := d.DrainUsed()
+	if len(used) != 3 || used[0].Len != 0 || used[1].Len != 0 || used[2].Len != 1 {
+		t.Fatalf("used = %+v", used)
+	}
+	if d.Bytes(d.BufAddr(huge, 1).Addr, 1)[0] != vnet.CtrlErr {
+		t.Fatal("oversized command acknowledged OK")
+	}
+	if s := b.dev.Stats(); s.CtrlErr != 3 || len(b.faults) != 0 {
+		t.Fatalf("stats %+v faults %v", s, b.faults)
+	}
+}

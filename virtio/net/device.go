@@ -1,0 +1,266 @@
+package vnet
+
+import (
+	"errors"
+	"fmt"
+	"math/bits"
+	"sync"
+	"sync/atomic"
+
+	"github.com/hashicorp/go-hclog"
+
+	"hvnet/virtio"
+)
+
+// Config configures a Device.
+type Config struct {
+	// QueuePairs is the number of RX/TX queue pairs (max_virtqueue_pairs),
+	// at least 1.
+	QueuePairs int
+	// MaxQueueSize is the largest queue size the transport offers
+	// (default 1024).
+	MaxQueueSize uint16
+	// Sink receives the frames the guest transmits. Required.
+	Sink Sink
+	// OnFault is called (once per queue until reset) when a queue is
+	// malformed; the transport should set DEVICE_NEEDS_RESET and notify
+	// the driver of a configuration change (virtio 1.2 §2.1.2). Called
+	// with the queue's lock held: it must not call back into the Device
+	// except Stats. May be nil.
+	OnFault func(err error)
+	// OnControl is called after each control command acknowledged OK,
+	// with its class and command (for example so the transport can clear
+	// VIRTIO_NET_S_ANNOUNCE after ANNOUNCE_ACK). Same restriction as
+	// OnFault. May be nil.
+	OnControl func(class, cmd uint8)
+	// Logger receives one line per dropped chain (rate-limited) and per
+	// fault. Default: hclog.NewNullLogger().
+	Logger hclog.Logger
+}
+
+// FaultError is the error given to OnFault: which queue, and what is wrong
+// with it.
+type FaultError struct {
+	Queue int
+	Err   error
+}
+
+func (e *FaultError) Error() string { return fmt.Sprintf("vnet: queue %d: %v", e.Queue, e.Err) }
+
+func (e *FaultError) Unwrap() error { return e.Err }
+
+// vq is one virtqueue with its lock.
+type vq struct {
+	mu      sync.Mutex
+	q       *virtio.Queue
+	index   int
+	faulted bool
+}
+
+type pair struct {
+	rx rxQueue
+	tx txQueue
+}
+
+// Device is a virtio-net device's dataplane.
+type Device struct {
+	log       hclog.Logger
+	sink      Sink
+	onFault   func(error)
+	onControl func(class, cmd uint8)
+	pairs     []*pair
+	ctrl      ctrlQueue
+
+	features    atomic.Uint64 // negotiated
+	rxOffloads  atomic.Uint64 // guest offloads in effect (§5.1.6.5.6)
+	activePairs atomic.Int32
+	stats       counters
+}
+
+// New returns a Device with every queue disabled.
+func New(cfg Config) (*Device, error) {
+	if cfg.QueuePairs < 1 || cfg.QueuePairs > 0x8000 {
+		return nil, fmt.Errorf("vnet: %d queue pairs, want 1 to 32768", cfg.QueuePairs)
+	}
+	if cfg.Sink == nil {
+		return nil, errors.New("vnet: Config.Sink is required")
+	}
+	if cfg.MaxQueueSize == 0 {
+		cfg.MaxQueueSize = 1024
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = hclog.NewNullLogger()
+	}
+	d := &Device{log: cfg.Logger, sink: cfg.Sink, onFault: cfg.OnFault, onControl: cfg.OnControl}
+	newVQ := func(v *vq, index int) error {
+		q, err := virtio.NewQueue(cfg.MaxQueueSize)
+		if err != nil {
+			return err
+		}
+		v.q, v.index = q, index
+		return nil
+	}
+	for i := 0; i < cfg.QueuePairs; i++ {
+		p := &pair{}
+		if err := newVQ(&p.rx.vq, 2*i); err != nil {
+			return nil, err
+		}
+		if err := newVQ(&p.tx.vq, 2*i+1); err != nil {
+			return nil, err
+		}
+		p.tx.arena = make([]byte, txArenaLen)
+		d.pairs = append(d.pairs, p)
+	}
+	if err := newVQ(&d.ctrl.vq, 2*cfg.QueuePairs); err != nil {
+		return nil, err
+	}
+	d.activePairs.Store(1)
+	d.ctrl.filter = RXFilter{Promisc: true}
+	return d, nil
+}
+
+// NumQueues is the number of virtqueues: two per pair and the control queue.
+func (d *Device) NumQueues() int { return 2*len(d.pairs) + 1 }
+
+// CtrlQueue is the control queue's index (§5.1.2).
+func (d *Device) CtrlQueue() int { return 2 * len(d.pairs) }
+
+func (d *Device) vqAt(i int) (*vq, error) {
+	switch {
+	case i < 0 || i > 2*len(d.pairs):
+		return nil, fmt.Errorf("vnet: no queue %d (device has %d)", i, d.NumQueues())
+	case i == 2*len(d.pairs):
+		return &d.ctrl.vq, nil
+	case i%2 == 0:
+		return &d.pairs[i/2].rx.vq, nil
+	default:
+		return &d.pairs[i/2].tx.vq, nil
+	}
+}
+
+func (d *Device) eachVQ(fn func(v *vq)) {
+	for i := 0; i < d.NumQueues(); i++ {
+		v, _ := d.vqAt(i)
+		v.mu.Lock()
+		fn(v)
+		v.mu.Unlock()
+	}
+}
+
+// SetFeatures records the features the driver accepted (at FEATURES_OK) and
+// applies the ring features to every queue.
+func (d *Device) SetFeatures(f uint64) error {
+	if !virtio.HasFeature(f, virtio.FVersion1) {
+		return errors.New("vnet: VIRTIO_F_VERSION_1 not negotiated; legacy devices are not supported")
+	}
+	var err error
+	d.eachVQ(func(v *vq) {
+		if e := v.q.SetFeatures(f); e != nil && err == nil {
+			err = fmt.Errorf("vnet: queue %d: %w", v.index, e)
+		}
+	})
+	if err != nil {
+		return err
+	}
+	d.features.Store(f)
+	d.rxOffloads.Store(f & guestOffloads)
+	return nil
+}
+
+// Features returns the negotiated features.
+func (d *Device) Features() uint64 { return d.features.Load() }
+
+// SetMemory gives every queue guest memory m (call again after a remap). An
+// enabled queue whose rings no longer fit faults.
+func (d *Device) SetMemory(m *virtio.Memory) {
+	d.eachVQ(func(v *vq) {
+		if err := v.q.SetMemory(m); err != nil {
+			d.fault(v, err)
+		}
+	})
+}
+
+// ConfigureQueue runs fn on queue i with the queue's lock held: the transport
+// sets size, addresses, signaler, indices, and enables or disables it there.
+func (d *Device) ConfigureQueue(i int, fn func(q *virtio.Queue) error) error {
+	v, err := d.vqAt(i)
+	if err != nil {
+		return err
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	err = fn(v.q)
+	if v.q.Broken() == nil {
+		v.faulted = false
+	}
+	return err
+}
+
+// HandleKick processes queue i after an available-buffer notification: TX
+// frames go to the Sink, control commands are executed; a kick on an RX queue
+// needs no work (Receive pulls buffers). It returns true when it stopped on
+// its budget with work left: call it again (it leaves notifications off
+// meanwhile).
+func (d *Device) HandleKick(i int) bool {
+	switch {
+	case i == d.CtrlQueue():
+		d.ProcessCtrl()
+		return false
+	case i >= 0 && i < d.CtrlQueue() && i%2 == 1:
+		return d.ProcessTX(i / 2)
+	}
+	return false
+}
+
+// Reset returns every queue and the control state to their initial values
+// (device reset, §2.4). Memory, signalers and counters are kept.
+func (d *Device) Reset() {
+	d.eachVQ(func(v *vq) {
+		v.q.Reset()
+		v.faulted = false
+	})
+	d.features.Store(0)
+	d.rxOffloads.Store(0)
+	d.activePairs.Store(1)
+	d.ctrl.mu.Lock()
+	d.ctrl.filter = RXFilter{Promisc: true}
+	d.ctrl.mu.Unlock()
+}
+
+// Stats returns a snapshot of the counters.
+func (d *Device) Stats() Stats { return d.stats.snapshot() }
+
+// ActivePairs returns the number of queue pairs the driver enabled
+// (VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET; 1 until then).
+func (d *Device) ActivePairs() int { return int(d.activePairs.Load()) }
+
+// fault marks v as malformed: counted, logged, reported once.
+func (d *Device) fault(v *vq, err error) {
+	if v.faulted {
+		return
+	}
+	v.faulted = true
+	d.stats.faults.Add(1)
+	fe := &FaultError{Queue: v.index, Err: err}
+	d.log.Error("virtqueue malformed, device needs reset", "queue", v.index, "error", err)
+	if d.onFault != nil {
+		d.onFault(fe)
+	}
+}
+
+// drop logs a dropped chain or frame; n is the counter's new value, and only
+// powers of two are logged so a hostile guest cannot flood the log.
+func (d *Device) drop(v *vq, n uint64, what string, err error) {
+	if bits.OnesCount64(n) == 1 {
+		d.log.Warn("dropped", "queue", v.index, "what", what, "count", n, "error", err)
+	}
+}
+
+// flush publishes v's used entries and signals the driver if needed.
+func (d *Device) flush(v *vq) {
+	if err := v.q.Flush(); err != nil {
+		if n := d.stats.signalErrors.Add(1); bits.OnesCount64(n) == 1 {
+			d.log.Warn("used-buffer notification failed", "queue", v.index, "count", n, "error", err)
+		}
+	}
+}

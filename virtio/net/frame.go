@@ -1,0 +1,32 @@
+package vnet
+
+// Offload mirrors the header's offload fields.
+type Offload struct {
+	Flags, GSOType                         uint8
+	HdrLen, GSOSize, CsumStart, CsumOffset uint16
+}
+
+// Frame is an Ethernet frame and its offload metadata. Data is owned by the
+// caller of the method it is passed to.
+type Frame struct {
+	Data []byte
+	Off  Offload
+}
+
+// Sink receives frames transmitted by the guest, in batches; it must copy
+// what it keeps.
+//
+// The frames slice and every Data in it belong to the Device and are valid
+// only until Deliver returns: Data may alias guest memory (zero copy), which
+// the guest may change at any time, so a Sink must not trust a byte it read
+// twice. Deliver is called with the TX queue's lock held: it must not call
+// back into the same queue pair's TX path (Receive on any queue is fine).
+type Sink interface {
+	Deliver(frames []Frame)
+}
+
+// SinkFunc adapts a function to Sink.
+type SinkFunc func(frames []Frame)
+
+// Deliver calls f.
+func (f SinkFunc) Deliver(frames []Frame) { f(frames) }

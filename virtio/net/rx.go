@@ -1,0 +1,283 @@
+package vnet
+
+import (
+	"encoding/binary"
+	"errors"
+
+	"hvnet/virtio"
+)
+
+var (
+	errRxReadable  = errors.New("driver-readable buffer in an RX chain")
+	errRxSmall     = errors.New("RX buffer smaller than the virtio-net header")
+	errRxTooMany   = errors.New("frame needs more buffers than the queue holds")
+	errRxNoOffload = errors.New("frame offload not negotiated by the guest")
+)
+
+type rxQueue struct {
+	vq
+	hdr   [HdrLen]byte
+	two   [2]byte
+	heads []uint16
+	lens  []uint32
+}
+
+// rxResult is the outcome of one frame.
+type rxResult int
+
+const (
+	rxDone     rxResult = iota // written to the guest
+	rxDropped                  // dropped, counted; go on
+	rxNoBuffer                 // out of guest buffers; stop
+	rxFault                    // the queue is broken; stop
+)
+
+// Receive delivers frames to the guest, steering each to a queue pair among
+// the active ones by a hash of its addresses (§5.1.6.5.5 automatic receive
+// steering keeps a flow on one queue). It returns how many frames were
+// written; the rest were dropped and counted. The frames are only read.
+//
+// Frames must be finished (complete checksums, no GSO) unless the guest
+// negotiated the matching offload (GUEST_CSUM, GUEST_TSO4/6, GUEST_ECN,
+// GUEST_UFO, GUEST_USO4/6, as currently enabled by
+// CTRL_GUEST_OFFLOADS_SET): frames the guest cannot take are dropped and
+// counted in RxDropOffload. Safe for concurrent use.
+func (d *Device) Receive(frames []Frame) int {
+	active := int(d.activePairs.Load())
+	if active <= 1 {
+		return d.ReceiveOn(0, frames)
+	}
+	accepted := 0
+	for len(frames) > 0 {
+		p := flowHash(frames[0].Data) % uint32(active)
+		n := 1
+		for n < len(frames) && flowHash(frames[n].Data)%uint32(active) == p {
+			n++
+		}
+		accepted += d.ReceiveOn(int(p), frames[:n])
+		frames = frames[n:]
+	}
+	return accepted
+}
+
+// flowHash hashes the Ethernet addresses and, for IPv4, the IP addresses
+// and the first four bytes of the transport header (ports).
+func flowHash(b []byte) uint32 {
+	h := uint32(2166136261)
+	mix := func(p []byte) {
+		for _, c := range p {
+			h = (h ^ uint32(c)) * 16777619
+		}
+	}
+	if len(b) < EthHdrLen {
+		return 0
+	}
+	mix(b[:12])
+	if binary.BigEndian.Uint16(b[12:]) == 0x0800 && len(b) >= EthHdrLen+20 {
+		ihl := int(b[EthHdrLen]&0x0f) * 4
+		mix(b[EthHdrLen+12 : EthHdrLen+20])
+		if l4 := EthHdrLen + ihl; ihl >= 20 && len(b) >= l4+4 {
+			mix(b[l4 : l4+4])
+		}
+	}
+	return h
+}
+
+// ReceiveOn is Receive on one queue pair's receive queue.
+//
+// Virtio 1.2 §5.1.6.3-§5.1.6.4: each frame is written behind a
+// virtio_net_hdr_v1 into one chain, or with VIRTIO_NET_F_MRG_RXBUF into as
+// many chains as it needs, num_buffers saying how many.
+func (d *Device) ReceiveOn(pairIdx int, frames []Frame) int {
+	if pairIdx < 0 || pairIdx >= len(d.pairs) {
+		d.stats.rxNoBuffer.Add(uint64(len(frames)))
+		return 0
+	}
+	r := &d.pairs[pairIdx].rx
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	q := r.q
+	if !q.Ready() || q.Broken() != nil {
+		d.stats.rxNoBuffer.Add(uint64(len(frames)))
+		return 0
+	}
+	if cap(r.heads) < int(q.Size()) {
+		r.heads = make([]uint16, q.Size())
+		r.lens = make([]uint32, q.Size())
+	}
+	features := d.features.Load()
+	guest := d.rxOffloads.Load()
+	mrg := has(features, FMrgRxbuf)
+	accepted := 0
+	var bytes uint64
+	i := 0
+loop:
+	for ; i < len(frames); i++ {
+		f := &frames[i]
+		if len(f.Data) > MaxFrameLen {
+			d.drop(&r.vq, d.stats.rxOversize.Add(1), "rx frame", errOversize)
+			continue
+		}
+		if !rxOffloadOK(f.Off, guest) {
+			d.drop(&r.vq, d.stats.rxOffload.Add(1), "rx frame", errRxNoOffload)
+			continue
+		}
+		h := Header{NumBuffers: 1}
+		if has(guest, FGuestCsum) {
+			h.Flags = f.Off.Flags & (HdrFNeedsCsum | HdrFDataValid)
+			h.CsumStart, h.CsumOffset = f.Off.CsumStart, f.Off.CsumOffset
+		}
+		if f.Off.GSOType != GSONone {
+			h.GSOType, h.GSOSize, h.HdrLen = f.Off.GSOType, f.Off.GSOSize, f.Off.HdrLen
+		}
+		var res rxResult
+		if mrg {
+			res = d.rxMerged(r, h, f.Data)
+		} else {
+			res = d.rxOne(r, h, f.Data)
+		}
+		switch res {
+		case rxDone:
+			accepted++
+			bytes += uint64(len(f.Data))
+		case rxNoBuffer, rxFault:
+			break loop
+		}
+	}
+	if i < len(frames) {
+		d.stats.rxNoBuffer.Add(uint64(len(frames) - i))
+	}
+	d.stats.rxPackets.Add(uint64(accepted))
+	d.stats.rxBytes.Add(bytes)
+	d.flush(&r.vq)
+	return accepted
+}
+
+// pop pops an RX chain and checks it: only writable buffers (§2.7.4.2: RX
+// buffers are device-writable). Bad chains are returned empty and counted.
+func (d *Device) rxPop(r *rxQueue) (*virtio.Chain, rxResult) {
+	c, err := r.q.Pop()
+	if c == nil {
+		if err != nil {
+			d.fault(&r.vq, err)
+			return nil, rxFault
+		}
+		return nil, rxNoBuffer
+	}
+	if err == nil && len(c.Readable()) != 0 {
+		err = errRxReadable
+	}
+	if err == nil && c.WritableLen() < HdrLen {
+		err = errRxSmall
+	}
+	if err != nil {
+		d.drop(&r.vq, d.stats.rxBadChain.Add(1), "rx chain", err)
+		_ = r.q.AddUsed(c.Head, 0)
+		return nil, rxDropped
+	}
+	return c, rxDone
+}
+
+// rxOne writes header and frame into one chain.
+func (d *Device) rxOne(r *rxQueue, h Header, data []byte) rxResult {
+	c, res := d.rxPop(r)
+	if c == nil {
+		return res
+	}
+	need := uint64(HdrLen + len(data))
+	if c.WritableLen() < need {
+		// Keep the buffer for a frame that fits.
+		r.q.Rewind(1)
+		d.drop(&r.vq, d.stats.rxOversize.Add(1), "rx frame", &virtio.ChainLenError{Len: need, Max: c.WritableLen()})
+		return rxDropped
+	}
+	mem := r.q.Memory()
+	h.Encode(r.hdr[:])
+	if _, err := c.WriteAt(mem, r.hdr[:], 0); err != nil {
+		return d.rxBad(r, c.Head, 0, err)
+	}
+	if _, err := c.WriteAt(mem, data, HdrLen); err != nil {
+		return d.rxBad(r, c.Head, 0, err)
+	}
+	_ = r.q.AddUsed(c.Head, uint32(need))
+	return rxDone
+}
+
+// rxBad returns chain head and the nHeld chains held for the current frame
+// with length 0, and counts a bad chain.
+func (d *Device) rxBad(r *rxQueue, head uint16, nHeld int, err error) rxResult {
+	d.drop(&r.vq, d.stats.rxBadChain.Add(1), "rx chain", err)
+	for i := 0; i < nHeld; i++ {
+		_ = r.q.AddUsed(r.heads[i], 0)
+	}
+	_ = r.q.AddUsed(head, 0)
+	return rxDropped
+}
+
+// rxMerged spreads header and frame over as many chains as needed
+// (§5.1.6.4.2 "Processing of Incoming Packets", mergeable buffers): the
+// header goes at the start of the first, num_buffers is written last. If the
+// buffers run out the chains are given back (Rewind) and the frame dropped.
+func (d *Device) rxMerged(r *rxQueue, h Header, data []byte) rxResult {
+	mem := r.q.Memory()
+	var numBufAt [2]uint64 // guest addresses of num_buffers' two bytes
+	nbuf := 0
+	rest := data
+	for nbuf == 0 || len(rest) > 0 {
+		if nbuf == len(r.heads) {
+			return d.rxBad(r, r.heads[nbuf-1], nbuf-1, errRxTooMany)
+		}
+		c, res := d.rxPop(r)
+		if c == nil {
+			switch res {
+			case rxNoBuffer:
+				r.q.Rewind(uint16(nbuf))
+			case rxDropped: // a bad chain: give back the ones held too
+				for i := 0; i < nbuf; i++ {
+					_ = r.q.AddUsed(r.heads[i], 0)
+				}
+			}
+			return res
+		}
+		off := uint64(0)
+		if nbuf == 0 {
+			h.Encode(r.hdr[:])
+			if _, err := c.WriteAt(mem, r.hdr[:], 0); err != nil {
+				return d.rxBad(r, c.Head, 0, err)
+			}
+			numBufAt[0], numBufAt[1] = writableAddr(c, 10), writableAddr(c, 11)
+			off = HdrLen
+		}
+		n := min(c.WritableLen()-off, uint64(len(rest)))
+		if n == 0 && nbuf > 0 {
+			return d.rxBad(r, c.Head, nbuf, errRxSmall)
+		}
+		if _, err := c.WriteAt(mem, rest[:n], off); err != nil {
+			return d.rxBad(r, c.Head, nbuf, err)
+		}
+		rest = rest[n:]
+		r.heads[nbuf], r.lens[nbuf] = c.Head, uint32(off+n)
+		nbuf++
+	}
+	if nbuf > 1 {
+		binary.LittleEndian.PutUint16(r.two[:], uint16(nbuf))
+		_ = mem.Write(numBufAt[0], r.two[:1])
+		_ = mem.Write(numBufAt[1], r.two[1:])
+	}
+	for i := 0; i < nbuf; i++ {
+		_ = r.q.AddUsed(r.heads[i], r.lens[i])
+	}
+	return rxDone
+}
+
+// writableAddr returns the guest address of writable byte off of c (which
+// must have that many).
+func writableAddr(c *virtio.Chain, off uint64) uint64 {
+	for _, desc := range c.Writable() {
+		if off < uint64(desc.Len) {
+			return desc.Addr + off
+		}
+		off -= uint64(desc.Len)
+	}
+	return 0
+}

@@ -1,0 +1,118 @@
+package virtio
+
+import "encoding/binary"
+
+// AddUsed stages a used ring entry for chain head with len bytes written by
+// the device (§2.7.8). Entries become visible to the driver at Flush or
+// PublishUsed; add a batch, then publish once.
+func (q *Queue) AddUsed(head uint16, n uint32) error {
+	if !q.ready {
+		return ErrQueueNotReady
+	}
+	if head >= q.size {
+		return &DescIndexError{Index: head, TableLen: uint32(q.size)}
+	}
+	off := ringHdr + usedElem*uint64(q.nextUsed&(q.size-1))
+	binary.LittleEndian.PutUint32(q.used[off:], uint32(head))
+	binary.LittleEndian.PutUint32(q.used[off+4:], n)
+	q.mem.MarkDirty(q.usedAddr+off, usedElem)
+	q.nextUsed++
+	return nil
+}
+
+// PublishUsed makes the staged used entries visible: a barrier, then the used
+// index (virtio 1.2 §2.7.8.2: the used elements, len included, are written
+// before idx is updated).
+func (q *Queue) PublishUsed() {
+	if !q.ready || q.nextUsed == q.publishedUsed {
+		return
+	}
+	q.fence()
+	binary.LittleEndian.PutUint16(q.used[2:], q.nextUsed)
+	q.mem.MarkDirty(q.usedAddr+2, 2)
+	q.publishedUsed = q.nextUsed
+}
+
+// NeedsNotify decides whether the driver wants a used-buffer notification
+// for the entries published since the last decision, and records the
+// decision.
+//
+// Virtio 1.2 §2.7.7.2: with VIRTIO_F_EVENT_IDX the device notifies when the
+// used index passes used_event (vring_need_event); without it, unless the
+// driver set VIRTQ_AVAIL_F_NO_INTERRUPT.
+func (q *Queue) NeedsNotify() bool {
+	if !q.ready {
+		return false
+	}
+	q.fence() // the used index store must be visible before reading used_event
+	newIdx, old := q.publishedUsed, q.signalledUsed
+	valid := q.signalledValid
+	q.signalledUsed, q.signalledValid = newIdx, true
+	if q.eventIdx {
+		if !valid {
+			return true // first decision since enable: as Linux vhost does
+		}
+		ev := binary.LittleEndian.Uint16(q.avail[ringHdr+2*uint64(q.size):])
+		return NeedEvent(ev, newIdx, old)
+	}
+	if valid && newIdx == old {
+		return false
+	}
+	return binary.LittleEndian.Uint16(q.avail[0:])&AvailFNoInterrupt == 0
+}
+
+// NeedEvent is vring_need_event of virtio 1.2 §2.7.7.2 (and Linux
+// include/uapi/linux/virtio_ring.h): whether moving an index from old to
+// newIdx passes event, i.e. event is in [old, newIdx) modulo 2^16.
+func NeedEvent(event, newIdx, old uint16) bool {
+	return newIdx-event-1 < newIdx-old
+}
+
+// Flush publishes the staged used entries and signals the driver if
+// NeedsNotify says so. It returns the signaler's error.
+func (q *Queue) Flush() error {
+	if !q.ready || q.nextUsed == q.publishedUsed {
+		return nil
+	}
+	q.PublishUsed()
+	if q.NeedsNotify() && q.signaler != nil {
+		return q.signaler.Signal()
+	}
+	return nil
+}
+
+// DisableNotification asks the driver not to send available-buffer
+// notifications (kicks) while the device is busy polling the ring
+// (§2.7.10: VIRTQ_USED_F_NO_NOTIFY; with EVENT_IDX avail_event is simply left
+// behind).
+func (q *Queue) DisableNotification() {
+	if !q.ready || q.eventIdx {
+		return
+	}
+	binary.LittleEndian.PutUint16(q.used[0:], UsedFNoNotify)
+	q.mem.MarkDirty(q.usedAddr, 2)
+}
+
+// EnableNotification asks the driver to kick on its next available buffer
+// and reports whether buffers arrived meanwhile, in which case the caller
+// must keep processing (otherwise the kick may have been suppressed).
+//
+// Virtio 1.2 §2.7.10: with VIRTIO_F_EVENT_IDX the device writes avail_event
+// (the avail index at which it wants a kick); otherwise it clears
+// VIRTQ_USED_F_NO_NOTIFY. A full barrier separates that store from the
+// re-read of the available index.
+func (q *Queue) EnableNotification() bool {
+	if !q.ready || q.broken != nil {
+		return false
+	}
+	if q.eventIdx {
+		off := ringHdr + usedElem*uint64(q.size)
+		binary.LittleEndian.PutUint16(q.used[off:], q.lastAvail)
+		q.mem.MarkDirty(q.usedAddr+off, 2)
+	} else {
+		binary.LittleEndian.PutUint16(q.used[0:], 0)
+		q.mem.MarkDirty(q.usedAddr, 2)
+	}
+	q.fence()
+	return q.availIdx() != q.lastAvail
+}
