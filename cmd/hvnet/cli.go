@@ -28,6 +28,8 @@ func commands() []command {
 	return []command{
 		{"run", "boot a Linux guest: hvnet run --kernel K --initrd I [--mem 512M] [--cpus N] [--cmdline ...]", cmdRun},
 		{"images", "build the test guest images (kernel, initramfs) into the cache", cmdImages},
+		{"lab", "boot several guests on the built-in switch: hvnet lab --guest ... | --config FILE", cmdLab},
+		{"switch", "run the switch daemon with vhost-user ports: hvnet switch --port ... | --config FILE", cmdSwitch},
 		{"bench", "benchmarks: hvnet bench boot", cmdBench},
 	}
 }

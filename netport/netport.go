@@ -1,0 +1,96 @@
+// Package netport joins a virtio-net device (virtio/net) to a port of the
+// built-in switch (switch/): frames the guest transmits enter the switch,
+// frames the switch sends go to the guest's receive queues. The VMM's
+// device and the vhost-user backend both attach this way.
+//
+//	p := netport.New(nil)                    // before the device exists
+//	dev, _ := vnet.New(vnet.Config{Sink: p, ...})
+//	p.SetDevice(dev)
+//	h, _ := sw.AddPort(cfg, p)               // p is the switch's vswitch.Port
+//	p.SetHandle(h)                           // and the device's vnet.Sink
+//
+// Frames cross without copies: vnet.Frame and vswitch.Frame have the same
+// layout and a batch is reinterpreted in place (frames_unsafe.go).
+package netport
+
+import (
+	"sync/atomic"
+
+	vswitch "hvnet/switch"
+	vnet "hvnet/virtio/net"
+)
+
+// Port is both the device's vnet.Sink and the switch's vswitch.Port.
+type Port struct {
+	dev    atomic.Pointer[vnet.Device]
+	handle atomic.Pointer[vswitch.PortHandle]
+}
+
+var (
+	_ vnet.Sink    = (*Port)(nil)
+	_ vswitch.Port = (*Port)(nil)
+)
+
+// New returns a Port for dev (which may be set later with SetDevice).
+func New(dev *vnet.Device) *Port {
+	p := &Port{}
+	if dev != nil {
+		p.dev.Store(dev)
+	}
+	return p
+}
+
+// SetDevice sets (or, with nil, detaches) the virtio-net device.
+func (p *Port) SetDevice(dev *vnet.Device) { p.dev.Store(dev) }
+
+// SetHandle sets (or, with nil, detaches) the switch port frames enter by.
+func (p *Port) SetHandle(h *vswitch.PortHandle) { p.handle.Store(h) }
+
+// Deliver implements vnet.Sink: the guest's frames enter the switch. The
+// frames are the device's and valid during the call only, which is the
+// switch's Input contract too.
+func (p *Port) Deliver(frames []vnet.Frame) {
+	if h := p.handle.Load(); h != nil && len(frames) > 0 {
+		h.Input(toSwitch(frames))
+	}
+}
+
+// Send implements vswitch.Port: frames go into the guest's receive buffers
+// (copied there). It returns how many fit; the switch counts the rest.
+func (p *Port) Send(frames []vswitch.Frame) int {
+	dev := p.dev.Load()
+	if dev == nil || len(frames) == 0 {
+		return 0
+	}
+	return dev.Receive(toVnet(frames))
+}
+
+// Caps implements vswitch.Port from the features the guest accepted: a
+// guest that negotiated GUEST_CSUM takes partial checksums, GUEST_TSO4/6
+// unsegmented TCP (virtio 1.2 §5.1.6.4).
+func (p *Port) Caps() vswitch.Caps {
+	dev := p.dev.Load()
+	if dev == nil {
+		return 0
+	}
+	return CapsFromFeatures(dev.Features())
+}
+
+// CapsFromFeatures maps negotiated virtio-net features to switch caps.
+func CapsFromFeatures(f uint64) vswitch.Caps {
+	var c vswitch.Caps
+	has := func(bit uint) bool { return f&(1<<bit) != 0 }
+	if has(vnet.FGuestCsum) {
+		c |= vswitch.CapCsum
+		if has(vnet.FGuestTSO4) {
+			c |= vswitch.CapGSOTCPv4
+		}
+		if has(vnet.FGuestTSO6) {
+			c |= vswitch.CapGSOTCPv6
+		}
+		if has(vnet.FGuestECN) {
+			c |= vswitch.CapGSOECN
+		}
+	}
+	return c
+}
