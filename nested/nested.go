@@ -246,11 +246,22 @@ func combinedInitrd(cfg Config) (string, error) {
 	w := cpio.Newc.Writer(f)
 	var recs []cpio.Record
 	rec := cpio.NewRecorder()
+	seen := map[string]bool{}
 	for _, file := range cfg.Files {
 		if !filepath.IsAbs(file.Dst) {
 			return fail(fmt.Errorf("destination %q is not absolute", file.Dst))
 		}
-		r, err := rec.GetRecord(file.Src)
+		if seen[file.Dst] {
+			continue
+		}
+		seen[file.Dst] = true
+		// Symbolic links (a library's soname, QEMU's firmware) are
+		// stored as the files they point to, at the link's path.
+		src, err := filepath.EvalSymlinks(file.Src)
+		if err != nil {
+			return fail(fmt.Errorf("file %s: %w", file.Src, err))
+		}
+		r, err := rec.GetRecord(src)
 		if err != nil {
 			return fail(fmt.Errorf("file %s: %w", file.Src, err))
 		}
@@ -258,6 +269,10 @@ func combinedInitrd(cfg Config) (string, error) {
 		recs = append(recs, r)
 	}
 	var script strings.Builder
+	// Let shmem (the VMM's memfd guest RAM) use transparent huge pages, as
+	// anonymous memory does: 2 MiB nested page mappings instead of 4 KiB
+	// ones make L2 boots markedly faster under emulation.
+	script.WriteString("echo advise > /sys/kernel/mm/transparent_hugepage/shmem_enabled\n")
 	for _, e := range cfg.Env {
 		fmt.Fprintf(&script, "export %s\n", shellQuoteEnv(e))
 	}

@@ -63,12 +63,16 @@ func buildACPI(ncpu int) ([]byte, error) {
 	const rsdpSize = 36
 	align := func(n int) int { return (n + 15) &^ 15 }
 
-	// DSDT (§5.2.11.1): the guest's devices are found by legacy probing
-	// (serial ports) and PCI configuration mechanism #1; the only AML is
-	// the S5 sleep type, so that the guest can power off through PM1a_CNT:
-	// Name (_S5, Package () { 5, 5, 0, 0 }) (§7.4.2, AML §20.2.5.2).
+	// DSDT (§5.2.11.1): the serial port is found by legacy probing, PCI
+	// devices below the host bridge PCI0 (aml.go) through configuration
+	// mechanism #1. The S5 sleep type lets the guest power off through
+	// PM1a_CNT: Name (_S5, Package () { 5, 5, 0, 0 }) (§7.4.2, AML §20.2.5.2).
 	s5 := []byte{0x08, '_', 'S', '5', '_', 0x12, 0x08, 0x04, 0x0a, slpTypS5, 0x0a, slpTypS5, 0x00, 0x00}
-	dsdt := sdt("DSDT", 2, s5)
+	pci0, err := pciHostBridgeAML()
+	if err != nil {
+		return nil, err
+	}
+	dsdt := sdt("DSDT", 2, append(s5, pci0...))
 
 	// MADT (§5.2.12): one local APIC per vCPU, the IOAPIC with GSI base 0,
 	// and LINT1 as NMI on all processors.

@@ -17,7 +17,6 @@ const (
 	xlfKernel64     = 1 << 0
 	loadedHigh      = 1 << 0
 	canUseHeap      = 1 << 7
-	minProtocol     = 0x0206 // cmdline_size and 64-bit entry need 2.06+ (2.12 for xloadflags)
 	typeOfLoaderOff = 0x210
 	loadFlagsOff    = 0x211
 	ramdiskImageOff = 0x218
@@ -95,8 +94,9 @@ type bootPlan struct {
 // RAM and places the initrd at the top of low RAM, below initrd_addr_max.
 func planBoot(k *Kernel, initrdSize int, cmdline string, memBytes uint64) (bootPlan, error) {
 	var p bootPlan
-	if n := uint32(len(cmdline)) + 1; k.Header.CmdLineSize != 0 && n > k.Header.CmdLineSize {
-		return p, fmt.Errorf("command line of %d bytes exceeds the kernel's limit of %d", n-1, k.Header.CmdLineSize-1)
+	// cmdline_size is the longest command line without its NUL.
+	if n := uint64(len(cmdline)); k.Header.CmdLineSize != 0 && n > uint64(k.Header.CmdLineSize) {
+		return p, fmt.Errorf("command line of %d bytes exceeds the kernel's limit of %d", n, k.Header.CmdLineSize)
 	}
 	if len(cmdline)+1 > mptableAddr-cmdlineAddr {
 		return p, fmt.Errorf("command line of %d bytes too long", len(cmdline))
@@ -111,6 +111,10 @@ func planBoot(k *Kernel, initrdSize int, cmdline string, memBytes uint64) (bootP
 	}
 	p.initrdSize = uint64(initrdSize)
 	p.initrdAddr = (top - p.initrdSize) &^ 0xfff
+	if top < low && (top < p.initrdSize || p.initrdAddr < kernelEnd+headroom) {
+		return p, fmt.Errorf("initrd of %d MiB does not fit between the kernel (%d MiB decompressed) and the kernel's initrd_addr_max %#x",
+			p.initrdSize>>20, (kernelEnd-kernelAddr)>>20, k.Header.InitrdAddrMax)
+	}
 	if top < p.initrdSize || p.initrdAddr < kernelEnd+headroom {
 		need := (kernelEnd + headroom + p.initrdSize + (1 << 20)) >> 20
 		return p, fmt.Errorf("memory of %d MiB too small for this kernel (%d MiB decompressed) and initrd (%d MiB): need at least %d MiB",

@@ -2,6 +2,7 @@ package vmm
 
 import (
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -172,5 +173,19 @@ func TestLineWriter(t *testing.T) {
 	w.writes, w.err = nil, errors.New("disk full")
 	if _, err := l.Write([]byte("x\n")); err == nil {
 		t.Errorf("Write to a failing writer = nil, want the error")
+	}
+}
+
+// BenchmarkLineWriter writes console output a byte at a time, as the UART
+// does, with 80-byte lines.
+func BenchmarkLineWriter(b *testing.B) {
+	l := &lineWriter{w: io.Discard}
+	line := []byte(strings.Repeat("x", 79) + "\n")
+	b.ReportAllocs()
+	b.SetBytes(int64(len(line)))
+	for b.Loop() {
+		for i := range line {
+			l.Write(line[i : i+1])
+		}
 	}
 }

@@ -91,7 +91,7 @@ func TestVCPUCPUID(t *testing.T) {
 	}
 }
 
-func TestBitsFor(t *testing.T) {
+func TestCPUIDBitsFor(t *testing.T) {
 	for _, tc := range []struct{ n, want int }{{0, 0}, {1, 0}, {2, 1}, {3, 2}, {4, 2}, {5, 3}, {8, 3}, {9, 4}, {32, 5}, {33, 6}} {
 		if got := bitsFor(tc.n); got != tc.want {
 			t.Errorf("bitsFor(%d) = %d, want %d", tc.n, got, tc.want)

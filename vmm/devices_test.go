@@ -80,7 +80,7 @@ func TestCMOS(t *testing.T) {
 	}
 }
 
-func TestBCD(t *testing.T) {
+func TestCMOSBCD(t *testing.T) {
 	for _, tc := range []struct {
 		in   int
 		want byte

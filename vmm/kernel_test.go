@@ -277,7 +277,9 @@ func TestPlanBoot(t *testing.T) {
 		{"too small", 1 << 20, 48 << 20, synthInitrdMax, 0, "too small"},
 		{"one page short", 1 << 20, kernelEnd + 32<<20 + 1<<20 - 4096, synthInitrdMax, 0, "too small"},
 		{"initrd bigger than RAM", 1 << 30, 512 << 20, synthInitrdMax, 0, "too small"},
-		{"initrd bigger than initrd_addr_max", 200 << 20, 1 << 30, 100 << 20, 0, "too small"},
+		// Plenty of RAM, but the initrd must end below initrd_addr_max:
+		// the error must say so, not that 1 GiB is too small.
+		{"initrd bigger than initrd_addr_max", 200 << 20, 1 << 30, 100 << 20, 0, "initrd_addr_max"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			k.Header.InitrdAddrMax = tc.addrMax
@@ -365,11 +367,13 @@ func TestPlanBootCmdline(t *testing.T) {
 		n         int
 		wantError string
 	}{
-		// cmdline_size is the longest command line without its NUL
-		// (boot protocol, "cmdline_size"); planBoot keeps one byte
-		// more back (see the report), so test around the boundary.
+		// cmdline_size is "the maximum size of the command line without
+		// the terminating zero" (boot protocol, "cmdline_size"): Linux
+		// sets it to COMMAND_LINE_SIZE-1 and copies COMMAND_LINE_SIZE
+		// bytes, so a line of exactly cmdline_size bytes fits.
 		{"under limit", synthCmdlineMax - 1, synthCmdlineMax - 2, ""},
-		{"over limit", synthCmdlineMax - 1, synthCmdlineMax, "exceeds the kernel's limit"},
+		{"at limit", synthCmdlineMax - 1, synthCmdlineMax - 1, ""},
+		{"over limit", synthCmdlineMax - 1, synthCmdlineMax, "command line of 2048 bytes exceeds the kernel's limit of 2047"},
 		{"far over limit", 255, 1000, "command line of 1000 bytes exceeds the kernel's limit"},
 		{"no limit in header", 0, 4096, ""},
 		{"over the space below the MP table", 0, mptableAddr - cmdlineAddr, "too long"},

@@ -48,6 +48,7 @@ const (
 	capIRQFD         = 32
 	capPIT2          = 33
 	capIOEventFD     = 36
+	capTSCDeadline   = 72
 	capSignalMSI     = 77
 	capImmediateExit = 136
 )

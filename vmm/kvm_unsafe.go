@@ -2,6 +2,7 @@ package vmm
 
 import (
 	"encoding/binary"
+	"fmt"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -45,4 +46,35 @@ func ioctlBytesRet(fd int, req uint, buf []byte) (int, error) {
 		return int(r), errno
 	}
 	return int(r), nil
+}
+
+// mapAligned maps the memory file at a 2 MiB aligned host address: a
+// reservation one huge page larger, the file mapped over its aligned part,
+// the rest given back.
+func mapAligned(fd int, size uint64) ([]byte, error) {
+	res, err := unix.MmapPtr(-1, 0, nil, uintptr(size+hugeAlign), unix.PROT_NONE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_NORESERVE)
+	if err != nil {
+		return nil, fmt.Errorf("memory: reserve %d bytes: %w", size, err)
+	}
+	base := uintptr(res)
+	aligned := unsafe.Add(res, ((base+hugeAlign-1)&^(hugeAlign-1))-base)
+	p, err := unix.MmapPtr(fd, 0, aligned, uintptr(size), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_FIXED|unix.MAP_NORESERVE)
+	if err != nil {
+		_ = unix.MunmapPtr(res, uintptr(size+hugeAlign)) // undoing the reservation
+		return nil, fmt.Errorf("memory: mmap %d bytes: %w", size, err)
+	}
+	// Give back the unused head and tail of the reservation (best effort:
+	// failing leaks address space only).
+	if head := uintptr(p) - base; head > 0 {
+		_ = unix.MunmapPtr(res, head)
+	}
+	if tail := hugeAlign - (uintptr(p) - base); tail > 0 {
+		_ = unix.MunmapPtr(unsafe.Add(p, size), tail)
+	}
+	return unsafe.Slice((*byte)(p), size), nil
+}
+
+// unmap releases a mapping made by mapAligned.
+func unmap(b []byte) error {
+	return unix.MunmapPtr(unsafe.Pointer(unsafe.SliceData(b)), uintptr(len(b)))
 }

@@ -6,7 +6,7 @@ package vmm
 // (loaded at 1 MiB) and the initrd (at the top of low RAM).
 const (
 	gdtAddr      = 0x500  // flat GDT (Linux boot protocol §64-bit: __BOOT_CS 0x10, __BOOT_DS 0x18)
-	idtAddr      = 0x520  // empty IDT: no interrupts before the kernel sets its own
+	idtAddr      = 0x530  // empty IDT, after the 5-entry GDT (0x500-0x527): no interrupts before the kernel sets its own
 	zeroPageAddr = 0x7000 // struct boot_params
 	bootStack    = 0x8ff0
 	pml4Addr     = 0x9000 // page tables: PML4, one PDPT, four page directories

@@ -196,7 +196,7 @@ func TestGDT(t *testing.T) {
 		t.Errorf("bootGDT()[0] = %#x, want the null descriptor", gdt[0])
 	}
 	if gdtAddr+8*len(gdt) > idtAddr {
-		t.Errorf("GDT of %d entries at %#x runs into the IDT at %#x", len(gdt), gdtAddr, idtAddr)
+		t.Errorf("GDT of %d entries at %#x-%#x runs into the IDT at %#x: load() zeroes the TSS descriptor", len(gdt), gdtAddr, gdtAddr+8*len(gdt)-1, idtAddr)
 	}
 }
 

@@ -1,12 +1,12 @@
 package vmm
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
-	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -36,16 +36,20 @@ const (
 
 // Machine is a booted-but-not-yet-running (New) or running (Run) VM.
 type Machine struct {
-	cfg    Config
-	log    hclog.Logger
-	sys    *System
-	vm     *VM
-	mem    *Memory
-	vcpus  []*VCPU
-	pio    pioBus
-	serial *Serial
-	pci    *PCIBus
-	con    *lineWriter
+	cfg     Config
+	log     hclog.Logger
+	sys     *System
+	vm      *VM
+	mem     *Memory
+	vcpus   []*VCPU
+	pio     pioBus
+	mmio    mmioBus
+	plat    *kvmPlatform
+	nextBAR uint32
+	closers []func() error // devices, closed before the VM
+	serial  *Serial
+	pci     *PCIBus
+	con     *lineWriter
 
 	stopping atomic.Bool
 	tids     []atomic.Int32
@@ -153,6 +157,7 @@ func New(cfg Config) (_ *Machine, err error) {
 	if err = m.vm.CreatePIT2(); err != nil {
 		return nil, err
 	}
+	m.plat = newKVMPlatform(m.vm)
 	if m.mem, err = NewMemory(cfg.MemMiB << 20); err != nil {
 		return nil, err
 	}
@@ -271,6 +276,15 @@ func (m *Machine) setupVCPUs() error {
 	if err != nil {
 		return err
 	}
+	// KVM emulates the TSC-deadline timer but leaves advertising it to
+	// userspace. With it the guest skips calibrating its APIC timer.
+	if n, err := m.sys.CheckExtension(capTSCDeadline); err == nil && n > 0 {
+		for i := range cpuid {
+			if cpuid[i].Function == 1 {
+				cpuid[i].ECX |= cpuid1ECXTSCDeadline
+			}
+		}
+	}
 	m.tids = make([]atomic.Int32, m.cfg.CPUs)
 	for id := 0; id < m.cfg.CPUs; id++ {
 		v, err := m.vm.CreateVCPU(id, mmapSize)
@@ -375,7 +389,9 @@ func (m *Machine) Run(ctx context.Context) (int, error) {
 		input.Add(1)
 		go func() { defer input.Done(); m.feedInput(done) }()
 	}
+	watched := make(chan struct{})
 	go func() {
+		defer close(watched)
 		select {
 		case <-ctx.Done():
 			m.finish(result{status: -1, err: fmt.Errorf("vmm: %w", ctx.Err())})
@@ -384,6 +400,7 @@ func (m *Machine) Run(ctx context.Context) (int, error) {
 	}()
 	wg.Wait()
 	close(done)
+	<-watched // stop() may still be touching kvm_run: Close must wait
 	m.con.Flush()
 	r := m.result
 	if r.err == nil {
@@ -416,6 +433,10 @@ func (m *Machine) feedInput(done <-chan struct{}) {
 // Close releases the vCPUs, the VM, guest RAM and /dev/kvm.
 func (m *Machine) Close() error {
 	var errs []error
+	for _, c := range m.closers {
+		errs = append(errs, c())
+	}
+	m.closers = nil
 	for _, v := range m.vcpus {
 		errs = append(errs, v.Close())
 	}
@@ -444,7 +465,7 @@ func (l *lineWriter) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.buf = append(l.buf, p...)
-	if i := strings.LastIndexByte(string(l.buf), '\n'); i >= 0 || len(l.buf) >= 4096 {
+	if i := bytes.LastIndexByte(l.buf, '\n'); i >= 0 || len(l.buf) >= 4096 {
 		if i < 0 {
 			i = len(l.buf) - 1
 		}

@@ -89,15 +89,15 @@ func (m *Machine) handleIO(v *VCPU) error {
 	return nil
 }
 
-// handleMMIO answers accesses to guest-physical addresses with nothing
-// behind them: reads return all ones, writes are ignored.
+// handleMMIO dispatches a KVM_EXIT_MMIO (struct kvm_run.mmio: phys_addr at
+// 32, data[8] at 40, len at 48, is_write at 52) to the MMIO bus.
 func (m *Machine) handleMMIO(v *VCPU) {
+	addr := getU64(v.run[32:])
 	n := getU32(v.run[48:])
-	if v.run[52] == 0 && n <= 8 {
-		for i := uint32(0); i < n; i++ {
-			v.run[40+i] = 0xff
-		}
+	if n == 0 || n > 8 {
+		return
 	}
+	m.mmio.access(addr, v.run[40:40+n], v.run[52] != 0)
 }
 
 // fault builds a GuestFaultError with the vCPU's registers.

@@ -128,7 +128,7 @@ func runNested(ctx context.Context, e *env, f runFlags, cfg vmm.Config) int {
 	memL1 := max(2048, int(cfg.MemMiB)+1024)
 	res, err := nested.Run(ctx, nested.Config{
 		Kernel: set.Kernel, Initrd: set.Initrd, Files: files, Script: script,
-		MemMiB: memL1, CPUs: max(2, cfg.CPUs), Console: &agentWatcher{w: e.stdout, log: e.log, skipResult: true},
+		MemMiB: memL1, CPUs: max(2, cfg.CPUs), Console: &agentWatcher{w: e.stdout, log: e.log, nested: true},
 		Log: e.log.Named("nested"),
 	})
 	if err != nil {
@@ -158,12 +158,12 @@ func isTerminal(r io.Reader) bool {
 // agentWatcher passes the guest console through and logs when hvnet's
 // guest agent prints its first line: the boot time.
 type agentWatcher struct {
-	w          io.Writer
-	log        hclog.Logger
-	skipResult bool // nested: the L1 agent's own result line is not the guest's
-	mu         sync.Mutex
-	line       []byte
-	seen       bool
+	w      io.Writer
+	log    hclog.Logger
+	nested bool // the first agent line is the nested test host's own
+	mu     sync.Mutex
+	line   []byte
+	starts int
 }
 
 func (a *agentWatcher) Write(p []byte) (int, error) {
@@ -180,11 +180,17 @@ func (a *agentWatcher) Write(p []byte) (int, error) {
 		if strings.HasPrefix(l, "qemu-system-x86_64: warning: TCG doesn't support") {
 			continue
 		}
-		if !a.seen && strings.Contains(l, agentcfg.StartPrefix) {
+		if strings.Contains(l, agentcfg.StartPrefix) {
 			if st, err := agentcfg.ParseStart(l); err == nil {
-				a.seen = a.seen || !a.skipResult
-				a.log.Info("guest agent started", "since_process_start", time.Since(processStart).Round(time.Millisecond),
-					"guest_uptime_s", st.Uptime, "kernel", st.Kernel, "cpus", st.CPUs)
+				a.starts++
+				since := time.Since(processStart).Round(time.Millisecond)
+				switch {
+				case a.nested && a.starts == 1:
+					a.log.Info("nested test host up", "since_process_start", since, "l1_uptime_s", st.Uptime)
+				case a.starts == 1 || a.nested && a.starts == 2:
+					a.log.Info("guest agent started", "since_process_start", since,
+						"guest_uptime_s", st.Uptime, "kernel", st.Kernel, "cpus", st.CPUs)
+				}
 			}
 		}
 		if _, err := fmt.Fprintln(a.w, l); err != nil {

@@ -92,6 +92,9 @@ func finish(status int, err error) {
 		logf("error: %v", err)
 	}
 	fmt.Fprintln(os.Stdout, r.String())
+	// tcdrain: the line must leave the UART before the VM ends, or the
+	// host never sees it.
+	_ = unix.IoctlSetInt(1, unix.TCSBRK, 1)
 	unix.Sync()
 	exitVM(byte(status))
 	for {

@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# run.sh: hvnet's main job and its test suite.
+#
+#   ./run.sh               build hvnet and the test guest images, boot a guest
+#                          (inside the nested test host where this host's KVM
+#                          cannot boot Linux) and show it
+#   ./run.sh test          the whole suite: vet, unit tests with -race,
+#                          integration tests (real guests, real peers), fuzzing
+#   ./run.sh bench NAME    benchmarks: boot, switch, virtio (see BENCHMARKS.md)
+#   ./run.sh fuzz [TIME]   every fuzz target for TIME each (default 2m)
+#
+# It installs what it needs: Debian packages (as root, with apt-get), Go
+# modules (go mod download), and the guest images (into $HVNET_CACHE, default
+# ~/.cache/hvnet). HVNET_NESTED=auto|always|never forces the nesting choice.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+export DEBIAN_FRONTEND=noninteractive
+export PATH="$PATH:/usr/local/go/bin:/usr/sbin:/sbin"
+
+# Debian packages the build, the guests and the tests use.
+APT_PACKAGES=(
+	qemu-system-x86 # the nested test host, and the QEMU peer in tests and benchmarks
+	ipxe-qemu       # option ROMs for QEMU's virtio-net-pci
+	iperf3          # throughput inside guests (copied into the initramfs)
+	iproute2        # network namespaces, veth pairs, bridges in tests
+	tcpdump tshark  # pcap read-back tests
+	ca-certificates
+)
+
+log() { printf '\n== %s\n' "$*" >&2; }
+
+install_deps() {
+	local missing=()
+	for p in "${APT_PACKAGES[@]}"; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+	done
+	if ((${#missing[@]})); then
+		if [[ $(id -u) != 0 ]]; then
+			echo "run.sh: missing Debian packages: ${missing[*]}; run as root or: sudo apt-get install ${missing[*]}" >&2
+			exit 1
+		fi
+		log "installing ${missing[*]}"
+		apt-get update -qq
+		apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+	elif [[ $(id -u) == 0 && -z $(find /var/lib/apt/lists -maxdepth 1 -name '*Packages*' -print -quit 2>/dev/null) ]]; then
+		# The kernel package is resolved through apt: it needs package lists.
+		apt-get update -qq
+	fi
+	command -v go >/dev/null || { echo "run.sh: Go is not installed (need Go 1.26)" >&2; exit 1; }
+	go mod download
+}
+
+build() {
+	log "building bin/hvnet"
+	CGO_ENABLED=0 go build -o bin/hvnet ./cmd/hvnet
+}
+
+images() {
+	log "building the guest images (cached in ${HVNET_CACHE:-~/.cache/hvnet})"
+	eval "$(bin/hvnet images --env)"
+	echo "kernel $HVNET_KERNEL_PACKAGE: $HVNET_KERNEL" >&2
+	echo "initrd $HVNET_INITRD" >&2
+}
+
+main_job() {
+	install_deps
+	build
+	images
+	log "booting a guest with hvnet (2 vCPUs, 512 MiB)"
+	local script='echo; echo "hello from an hvnet guest: $(uname -s) $(uname -r) $(uname -m)"; cat /proc/version; echo "cpus online: $(cat /sys/devices/system/cpu/online)"; echo "uptime: $(cat /proc/uptime)"'
+	local out status=0
+	out=$(mktemp)
+	bin/hvnet run --nested "${HVNET_NESTED:-auto}" --kernel "$HVNET_KERNEL" --initrd "$HVNET_INITRD" \
+		--cpus 2 --mem 512M --exec "$script" 2>&1 | tee "$out" || true
+	status=${PIPESTATUS[0]}
+	log "summary"
+	echo "kernel:       $HVNET_KERNEL_PACKAGE"
+	grep -o 'nested test host up: since_process_start=[^ ]*' "$out" | sed 's/.*=/nested host:  up after /' || echo "nested host:  not needed (this host's KVM boots Linux)"
+	# The first such line is from the hvnet that booted the guest (inside
+	# the nested host when there is one); a second, from this side,
+	# counts the nested host's boot too.
+	grep -o 'guest agent started: since_process_start=[^ ]* guest_uptime_s=[^ ]*' "$out" | head -1 |
+		sed 's/guest agent started: since_process_start=\([^ ]*\) guest_uptime_s=\([^ ]*\)/boot time:    \1 from hvnet run to the guest agent'"'"'s first line (guest kernel uptime \2 s)/'
+	grep -o 'guest agent started: since_process_start=[^ ]*' "$out" | sed -n '2s/.*=/wall clock:   /p' | sed 's/$/ including the nested test host/'
+	echo "guest status: $status"
+	rm -f "$out"
+	return "$status"
+}
+
+run_tests() {
+	install_deps
+	log "go vet and gofmt"
+	go vet ./...
+	local unformatted
+	unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
+	if [[ -n $unformatted ]]; then echo "gofmt needed: $unformatted" >&2; exit 1; fi
+	build
+	images
+	log "unit and integration tests (-race; guests boot in the nested test host where needed)"
+	go test -race -count=1 -timeout 60m ./...
+	log "fuzzing each target for ${FUZZTIME:-10s}"
+	fuzz "${FUZZTIME:-10s}"
+}
+
+fuzz() {
+	local t=${1:-2m} pkg target
+	for pkg in $(go list ./...); do
+		for target in $(go test -list '^Fuzz' "$pkg" 2>/dev/null | grep '^Fuzz' || true); do
+			echo "fuzz $pkg $target ($t)" >&2
+			go test -run '^$' -fuzz "^${target}\$" -fuzztime "$t" "$pkg" >/dev/null
+		done
+	done
+	echo "fuzzing: no failures" >&2
+}
+
+bench() {
+	local what=${1:-}
+	shift || true
+	install_deps
+	build
+	case $what in
+	boot) bin/hvnet bench boot "$@" ;;
+	switch) go test -run '^$' -bench . -benchmem ./switch/... ;;
+	virtio) go test -run '^$' -bench . -benchmem ./virtio/... ;;
+	*) echo "usage: ./run.sh bench boot|switch|virtio [ARGS]" >&2; exit 2 ;;
+	esac
+}
+
+case ${1:-} in
+"") main_job ;;
+test) run_tests ;;
+bench) shift; bench "$@" ;;
+fuzz) install_deps; fuzz "${2:-2m}" ;;
+-h | --help | help) sed -n '2,15p' "$0" ;;
+*) echo "usage: ./run.sh [test | bench NAME | fuzz [TIME]]" >&2; exit 2 ;;
+esac
