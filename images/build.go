@@ -24,6 +24,7 @@ type kernelRef struct {
 // kernelOut is what the kernel step leaves in its directory.
 type kernelOut struct {
 	Kernel        string `json:"kernel"`         // bzImage, relative to the kernel directory
+	Vmlinux       string `json:"vmlinux"`        // the same kernel uncompressed (ELF), relative
 	ModulesDir    string `json:"modules_dir"`    // lib/modules/<ver> tree, relative
 	KernelVersion string `json:"kernel_version"` // uname -r
 }
@@ -207,6 +208,7 @@ func (b *builder) build(ctx context.Context) (*Set, error) {
 
 	s := &Set{
 		Kernel:         filepath.Join(kdir, k.Kernel),
+		Vmlinux:        filepath.Join(kdir, k.Vmlinux),
 		Initrd:         initrd,
 		ModulesDir:     filepath.Join(kdir, k.ModulesDir),
 		KernelVersion:  k.KernelVersion,

@@ -40,7 +40,7 @@ import (
 
 // Version is the builder's version; bumping it rebuilds every cache entry.
 // Bump it whenever a change here changes what is built.
-const Version = "images-3"
+const Version = "images-4"
 
 // Config says where and how to build.
 type Config struct {
@@ -57,6 +57,7 @@ type Config struct {
 // Set is one built guest image.
 type Set struct {
 	Kernel         string `json:"kernel"`          // path to the bzImage
+	Vmlinux        string `json:"vmlinux"`         // the same kernel uncompressed (ELF vmlinux): boots faster
 	Initrd         string `json:"initrd"`          // path to the guest initramfs (uncompressed newc cpio)
 	ModulesDir     string `json:"modules_dir"`     // host path of the /lib/modules/<ver> tree shipped in Initrd
 	KernelVersion  string `json:"kernel_version"`  // e.g. "6.1.0-48-cloud-amd64"

@@ -1,6 +1,8 @@
 package images
 
 import (
+	"github.com/u-root/u-root/pkg/boot/bzimage"
+
 	"bufio"
 	"bytes"
 	"context"
@@ -167,6 +169,12 @@ func (b *builder) aptKernel(ctx context.Context, ref kernelRef, dir string) (ker
 	if err := copyFile(bz[0], filepath.Join(dir, k.Kernel)); err != nil {
 		return kernelOut{}, err
 	}
+	// The same kernel, decompressed: the VMM boots an ELF vmlinux
+	// directly, which skips the decompressor at every boot.
+	k.Vmlinux = "vmlinux-" + kver
+	if err := extractVmlinux(bz[0], filepath.Join(dir, k.Vmlinux)); err != nil {
+		return kernelOut{}, fmt.Errorf("images: %s: %w", ref.Package, err)
+	}
 	if cfg := filepath.Join(x, "boot", "config-"+kver); exists(cfg) {
 		if err := copyFile(cfg, filepath.Join(dir, "config-"+kver)); err != nil {
 			return kernelOut{}, err
@@ -240,4 +248,20 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(k)
 	return k
+}
+
+// extractVmlinux writes the ELF kernel inside a bzImage to dst.
+func extractVmlinux(bzPath, dst string) error {
+	img, err := os.ReadFile(bzPath)
+	if err != nil {
+		return err
+	}
+	var bz bzimage.BzImage
+	if err := bz.UnmarshalBinary(img); err != nil {
+		return fmt.Errorf("decompressing %s: %w", filepath.Base(bzPath), err)
+	}
+	if _, err := bz.ELF(); err != nil {
+		return fmt.Errorf("%s holds no ELF kernel: %w", filepath.Base(bzPath), err)
+	}
+	return os.WriteFile(dst, bz.KernelCode, 0o644)
 }

@@ -2,6 +2,7 @@ package vmm
 
 import (
 	"bytes"
+	"debug/elf"
 	"errors"
 	"fmt"
 
@@ -38,11 +39,16 @@ type Kernel struct {
 	Header    bzimage.LinuxHeader
 	setup     []byte // the setup header bytes, copied into boot_params
 	Protected []byte // the 64-bit protected-mode kernel, loaded at kernelAddr
+	Entry     uint64 // guest-physical 64-bit entry point
+	segments  []kernelSegment
 }
 
 // ParseKernel checks a bzImage and splits it into setup header and
 // protected-mode kernel. Truncated or foreign files get ErrBadKernel.
 func ParseKernel(img []byte) (*Kernel, error) {
+	if bytes.HasPrefix(img, []byte(elf.ELFMAG)) {
+		return parseELFKernel(img)
+	}
 	if len(img) < 0x1000 {
 		return nil, fmt.Errorf("%w: only %d bytes", ErrBadKernel, len(img))
 	}
@@ -81,6 +87,10 @@ func ParseKernel(img []byte) (*Kernel, error) {
 	}
 	k.setup = img[setupHeaderOff:hdrEnd]
 	k.Protected = img[pmOff:]
+	k.Entry = kernelAddr + 0x200 // startup_64 of the decompressor
+	// The decompressor needs init_size bytes from the load address.
+	k.segments = []kernelSegment{{addr: kernelAddr, data: k.Protected,
+		size: max(uint64(len(k.Protected)), uint64(h.InitSize))}}
 	return &k, nil
 }
 
@@ -102,8 +112,7 @@ func planBoot(k *Kernel, initrdSize int, cmdline string, memBytes uint64) (bootP
 		return p, fmt.Errorf("command line of %d bytes too long", len(cmdline))
 	}
 	low, _ := ramRegions(memBytes)
-	// The decompressor needs init_size bytes from the load address.
-	kernelEnd := uint64(kernelAddr) + max(uint64(len(k.Protected)), uint64(k.Header.InitSize))
+	kernelEnd := k.end()
 	const headroom = 32 << 20 // what the kernel needs to come up at all
 	top := low
 	if m := uint64(k.Header.InitrdAddrMax) + 1; k.Header.InitrdAddrMax != 0 && m < top {
@@ -234,11 +243,12 @@ func longModeSregs(s Sregs) Sregs {
 	return s
 }
 
-// bootRegs are the registers at the 64-bit entry point (startup_64, 0x200
-// into the protected-mode kernel): %rsi points at boot_params.
-func bootRegs() Regs {
+// bootRegs are the registers at the 64-bit entry point (startup_64: 0x200
+// into a bzImage's protected-mode kernel, or a vmlinux's ELF entry): %rsi
+// points at boot_params.
+func bootRegs(entry uint64) Regs {
 	return Regs{
-		RIP:    kernelAddr + 0x200,
+		RIP:    entry,
 		RSI:    zeroPageAddr,
 		RSP:    bootStack,
 		RBP:    bootStack,

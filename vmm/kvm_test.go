@@ -179,11 +179,11 @@ func TestKVMAPI(t *testing.T) {
 		got.DS.Selector != 0x18 || got.GDT != want.GDT || got.IDT != want.IDT {
 		t.Errorf("GetSregs() after SetSregs(longModeSregs) = %v, want %v", got, want)
 	}
-	if err := v.SetRegs(bootRegs()); err != nil {
-		t.Fatalf("SetRegs(bootRegs()) = %v", err)
+	if err := v.SetRegs(bootRegs(kernelAddr + 0x200)); err != nil {
+		t.Fatalf("SetRegs(bootRegs(kernelAddr + 0x200)) = %v", err)
 	}
-	if regs, err := v.GetRegs(); err != nil || regs != bootRegs() {
-		t.Errorf("GetRegs() = %v, %v; want %v", regs, err, bootRegs())
+	if regs, err := v.GetRegs(); err != nil || regs != bootRegs(kernelAddr+0x200) {
+		t.Errorf("GetRegs() = %v, %v; want %v", regs, err, bootRegs(kernelAddr+0x200))
 	}
 	if err := v.Close(); err != nil {
 		t.Errorf("VCPU.Close() = %v", err)

@@ -238,7 +238,7 @@ func TestLongModeSregs(t *testing.T) {
 		}
 	}
 
-	r := bootRegs()
+	r := bootRegs(kernelAddr + 0x200)
 	for _, f := range []struct {
 		name      string
 		got, want uint64
@@ -249,11 +249,11 @@ func TestLongModeSregs(t *testing.T) {
 		{"RSP", r.RSP, bootStack},
 	} {
 		if f.got != f.want {
-			t.Errorf("bootRegs() %s = %#x, want %#x", f.name, f.got, f.want)
+			t.Errorf("bootRegs(kernelAddr + 0x200) %s = %#x, want %#x", f.name, f.got, f.want)
 		}
 	}
 	if r.RSP <= zeroPageAddr+zeroPageSize || r.RSP > pml4Addr {
-		t.Errorf("bootRegs() RSP = %#x: not between boot_params and the page tables", r.RSP)
+		t.Errorf("bootRegs(kernelAddr + 0x200) RSP = %#x: not between boot_params and the page tables", r.RSP)
 	}
 }
 

@@ -50,6 +50,7 @@ type Machine struct {
 	serial  *Serial
 	pci     *PCIBus
 	con     *lineWriter
+	entry   uint64 // the kernel's 64-bit entry point
 
 	stopping atomic.Bool
 	tids     []atomic.Int32
@@ -184,9 +185,10 @@ func (m *Machine) load(k *Kernel, initrdSize int64) error {
 	if err != nil {
 		return err
 	}
-	if err := m.mem.Write(kernelAddr, k.Protected); err != nil {
-		return fmt.Errorf("load kernel: %w", err)
+	if err := k.loadInto(m.mem); err != nil {
+		return err
 	}
+	m.entry = k.Entry
 	if initrdSize > 0 {
 		dst, err := m.mem.Slice(plan.initrdAddr, plan.initrdSize)
 		if err != nil {
@@ -231,7 +233,7 @@ func (m *Machine) load(k *Kernel, initrdSize int64) error {
 			return fmt.Errorf("load boot tables: %w", err)
 		}
 	}
-	m.log.Debug("loaded", "kernel_bytes", len(k.Protected), "initrd_addr", fmt.Sprintf("%#x", plan.initrdAddr),
+	m.log.Debug("loaded", "kernel_end", fmt.Sprintf("%#x", k.end()), "entry", fmt.Sprintf("%#x", k.Entry), "initrd_addr", fmt.Sprintf("%#x", plan.initrdAddr),
 		"initrd_bytes", plan.initrdSize, "mem_mib", m.cfg.MemMiB, "cpus", m.cfg.CPUs)
 	return nil
 }
@@ -314,7 +316,7 @@ func (m *Machine) setupVCPUs() error {
 		if err := v.SetSregs(longModeSregs(s)); err != nil {
 			return err
 		}
-		if err := v.SetRegs(bootRegs()); err != nil {
+		if err := v.SetRegs(bootRegs(m.entry)); err != nil {
 			return err
 		}
 	}

@@ -31,6 +31,7 @@ func cmdBenchBoot(e *env, args []string) int {
 	mem := fs.String("mem", "256M", "guest RAM")
 	cpus := fs.Int("cpus", 1, "guest vCPUs")
 	kernel := fs.String("kernel", "", "bzImage (default: the test guest image)")
+	vmlinux := fs.String("vmlinux", "", "the same kernel uncompressed, also booted by hvnet (default: the test guest image's; \"none\" to skip)")
 	initrd := fs.String("initrd", "", "initramfs (default: the test guest image)")
 	mode := fs.String("nested", envOr(nested.EnvMode, "auto"), "nested test host: auto, always, never")
 	if err := fs.Parse(args); err != nil {
@@ -48,6 +49,12 @@ func cmdBenchBoot(e *env, args []string) int {
 			return fail(e, err)
 		}
 		*kernel, *initrd = set.Kernel, set.Initrd
+		if *vmlinux == "" {
+			*vmlinux = set.Vmlinux
+		}
+	}
+	if *vmlinux == "none" {
+		*vmlinux = ""
 	}
 	need, reason, err := nested.Decide(*mode)
 	if err != nil {
@@ -55,12 +62,12 @@ func cmdBenchBoot(e *env, args []string) int {
 	}
 	if need {
 		e.log.Info("benchmarking inside the nested test host", "reason", reason)
-		return benchBootNested(ctx, e, *runs, memMiB, *cpus, *kernel, *initrd)
+		return benchBootNested(ctx, e, *runs, memMiB, *cpus, *kernel, *vmlinux, *initrd)
 	}
-	return benchBootDirect(ctx, e, *runs, memMiB, *cpus, *kernel, *initrd)
+	return benchBootDirect(ctx, e, *runs, memMiB, *cpus, *kernel, *vmlinux, *initrd)
 }
 
-func benchBootNested(ctx context.Context, e *env, runs int, memMiB uint64, cpus int, kernel, initrd string) int {
+func benchBootNested(ctx context.Context, e *env, runs int, memMiB uint64, cpus int, kernel, vmlinux, initrd string) int {
 	self, err := os.Executable()
 	if err != nil {
 		return fail(e, err)
@@ -77,6 +84,12 @@ func benchBootNested(ctx context.Context, e *env, runs int, memMiB uint64, cpus 
 		nested.File{Src: kernel, Dst: "/hvnet/guest/kernel"}, nested.File{Src: initrd, Dst: "/hvnet/guest/initrd"})
 	script := fmt.Sprintf("/hvnet/bin/hvnet --log-level warn bench boot --nested never --runs %d --mem %dM --cpus %d --kernel /hvnet/guest/kernel --initrd /hvnet/guest/initrd",
 		runs, memMiB, cpus)
+	if vmlinux != "" {
+		files = append(files, nested.File{Src: vmlinux, Dst: "/hvnet/guest/vmlinux"})
+		script += " --vmlinux /hvnet/guest/vmlinux"
+	} else {
+		script += " --vmlinux none"
+	}
 	res, err := nested.Run(ctx, nested.Config{
 		Kernel: set.Kernel, Initrd: set.Initrd, Files: files, Script: script,
 		MemMiB: 2048 + int(memMiB), CPUs: max(2, cpus), Console: &agentWatcher{w: e.stdout, log: e.log, nested: true},
@@ -88,9 +101,11 @@ func benchBootNested(ctx context.Context, e *env, runs int, memMiB uint64, cpus 
 	return res.Status
 }
 
-// benchBootDirect boots each VMM runs times, interleaved, and reports the
-// median time from process start to the agent's first line.
-func benchBootDirect(ctx context.Context, e *env, runs int, memMiB uint64, cpus int, kernel, initrd string) int {
+// benchBootDirect boots each variant runs times, interleaved, and reports
+// the median time from process start to the agent's first line: hvnet with
+// the bzImage, hvnet with the same kernel uncompressed (vmlinux, when
+// given), and QEMU with the bzImage.
+func benchBootDirect(ctx context.Context, e *env, runs int, memMiB uint64, cpus int, kernel, vmlinux, initrd string) int {
 	self, err := os.Executable()
 	if err != nil {
 		return fail(e, err)
@@ -101,37 +116,48 @@ func benchBootDirect(ctx context.Context, e *env, runs int, memMiB uint64, cpus 
 	}
 	agent := agentcfg.Cmdline{Script: "true"}
 	cmdline := defaultCmdline + " " + agent.String()
-	hvnetArgs := []string{"--log-level", "error", "run", "--nested", "never", "--kernel", kernel, "--initrd", initrd,
-		"--mem", fmt.Sprintf("%dM", memMiB), "--cpus", fmt.Sprint(cpus), "--cmdline", cmdline}
-	qemuArgs := []string{"-accel", "kvm", "-cpu", "host", "-machine", "pc", "-m", fmt.Sprint(memMiB), "-smp", fmt.Sprint(cpus),
-		"-nodefaults", "-no-user-config", "-display", "none", "-serial", "stdio", "-monitor", "none", "-no-reboot",
-		"-device", "isa-debug-exit,iobase=0xf4,iosize=0x04", "-kernel", kernel, "-initrd", initrd, "-append", cmdline}
-	var hv, qm []time.Duration
+	hvnetArgs := func(k string) []string {
+		return []string{"--log-level", "error", "run", "--nested", "never", "--kernel", k, "--initrd", initrd,
+			"--mem", fmt.Sprintf("%dM", memMiB), "--cpus", fmt.Sprint(cpus), "--cmdline", cmdline}
+	}
+	type variant struct {
+		name, bin string
+		args      []string
+		times     []time.Duration
+	}
+	vs := []*variant{{name: "hvnet", bin: self, args: hvnetArgs(kernel)}}
+	if vmlinux != "" {
+		vs = append(vs, &variant{name: "hvnet-vmlinux", bin: self, args: hvnetArgs(vmlinux)})
+	}
+	vs = append(vs, &variant{name: "qemu", bin: qemu, args: []string{"-accel", "kvm", "-cpu", "host", "-machine", "pc",
+		"-m", fmt.Sprint(memMiB), "-smp", fmt.Sprint(cpus), "-nodefaults", "-no-user-config", "-display", "none",
+		"-serial", "stdio", "-monitor", "none", "-no-reboot", "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04",
+		"-kernel", kernel, "-initrd", initrd, "-append", cmdline}})
 	for i := 0; i < runs; i++ {
-		d, err := timeBoot(ctx, self, hvnetArgs)
-		if err != nil {
-			return fail(e, fmt.Errorf("bench boot: hvnet run %d: %w", i+1, err))
+		fmt.Fprintf(e.stdout, "run %d:", i+1)
+		for _, v := range vs {
+			d, err := timeBoot(ctx, v.bin, v.args)
+			if err != nil {
+				return fail(e, fmt.Errorf("bench boot: %s run %d: %w", v.name, i+1, err))
+			}
+			v.times = append(v.times, d)
+			fmt.Fprintf(e.stdout, " %s %v", v.name, d.Round(time.Millisecond))
 		}
-		hv = append(hv, d)
-		d, err = timeBoot(ctx, qemu, qemuArgs)
-		if err != nil {
-			return fail(e, fmt.Errorf("bench boot: qemu run %d: %w", i+1, err))
-		}
-		qm = append(qm, d)
-		fmt.Fprintf(e.stdout, "run %d: hvnet %v, qemu %v\n", i+1, hv[i].Round(time.Millisecond), qm[i].Round(time.Millisecond))
+		fmt.Fprintln(e.stdout)
 	}
-	mh, mq := median(hv), median(qm)
-	fmt.Fprintf(e.stdout, "%-6s %10s %10s %10s\n", "vmm", "median", "min", "max")
-	for _, r := range []struct {
-		name string
-		d    []time.Duration
-	}{{"hvnet", hv}, {"qemu", qm}} {
-		fmt.Fprintf(e.stdout, "%-6s %10v %10v %10v\n", r.name, median(r.d).Round(time.Millisecond),
-			slices.Min(r.d).Round(time.Millisecond), slices.Max(r.d).Round(time.Millisecond))
+	qm := median(vs[len(vs)-1].times)
+	fmt.Fprintf(e.stdout, "%-14s %10s %10s %10s %12s\n", "vmm", "median", "min", "max", "vs qemu")
+	for _, v := range vs {
+		m := median(v.times)
+		fmt.Fprintf(e.stdout, "%-14s %10v %10v %10v %12.3f\n", v.name, m.Round(time.Millisecond),
+			slices.Min(v.times).Round(time.Millisecond), slices.Max(v.times).Round(time.Millisecond), float64(m)/float64(qm))
 	}
-	ratio := float64(mh) / float64(mq)
-	fmt.Fprintf(e.stdout, "BENCH boot runs=%d mem=%dM cpus=%d hvnet_median_ms=%d qemu_median_ms=%d ratio=%.3f goal<=0.5\n",
-		runs, memMiB, cpus, mh.Milliseconds(), mq.Milliseconds(), ratio)
+	line := fmt.Sprintf("BENCH boot runs=%d mem=%dM cpus=%d qemu_median_ms=%d", runs, memMiB, cpus, qm.Milliseconds())
+	for _, v := range vs[:len(vs)-1] {
+		m := median(v.times)
+		line += fmt.Sprintf(" %s_median_ms=%d %s_ratio=%.3f", v.name, m.Milliseconds(), v.name, float64(m)/float64(qm))
+	}
+	fmt.Fprintln(e.stdout, line+" goal<=0.5")
 	return 0
 }
 

@@ -28,14 +28,14 @@ func cmdImages(e *env, args []string) int {
 	}
 	switch {
 	case *asEnv:
-		fmt.Fprintf(e.stdout, "HVNET_KERNEL=%s\nHVNET_INITRD=%s\nHVNET_KERNEL_VERSION=%s\nHVNET_KERNEL_PACKAGE=%s=%s\n",
-			set.Kernel, set.Initrd, set.KernelVersion, set.Package, set.PackageVersion)
+		fmt.Fprintf(e.stdout, "HVNET_KERNEL=%s\nHVNET_VMLINUX=%s\nHVNET_INITRD=%s\nHVNET_KERNEL_VERSION=%s\nHVNET_KERNEL_PACKAGE=%s=%s\n",
+			set.Kernel, set.Vmlinux, set.Initrd, set.KernelVersion, set.Package, set.PackageVersion)
 	case *asJSON:
 		b, _ := json.MarshalIndent(set, "", "  ")
 		fmt.Fprintln(e.stdout, string(b))
 	default:
-		fmt.Fprintf(e.stdout, "kernel:  %s\ninitrd:  %s\nversion: %s (%s %s)\n",
-			set.Kernel, set.Initrd, set.KernelVersion, set.Package, set.PackageVersion)
+		fmt.Fprintf(e.stdout, "kernel:  %s\nvmlinux: %s\ninitrd:  %s\nversion: %s (%s %s)\n",
+			set.Kernel, set.Vmlinux, set.Initrd, set.KernelVersion, set.Package, set.PackageVersion)
 	}
 	return 0
 }
