@@ -6,7 +6,7 @@
 #                          cannot boot Linux) and show it
 #   ./run.sh test          the whole suite: vet, unit tests with -race,
 #                          integration tests (real guests, real peers), fuzzing
-#   ./run.sh bench NAME    benchmarks: boot, switch, virtio (see BENCHMARKS.md)
+#   ./run.sh bench NAME    benchmarks: boot, uplink, switch, virtio (see BENCHMARKS.md)
 #   ./run.sh fuzz [TIME]   every fuzz target for TIME each (default 2m)
 #
 # It installs what it needs: Debian packages (as root, with apt-get), Go
@@ -24,7 +24,10 @@ APT_PACKAGES=(
 	ipxe-qemu       # option ROMs for QEMU's virtio-net-pci
 	iperf3          # throughput inside guests (copied into the initramfs)
 	iproute2        # network namespaces, veth pairs, bridges in tests
+	iputils-ping    # reachability checks between test namespaces
 	tcpdump tshark  # pcap read-back tests
+	# DPDK 22.11: real vhost-user peers (virtio-user) and the AF_PACKET PMD
+	dpdk-dev librte-net-vhost23 librte-net-virtio23 librte-mempool-ring23 librte-net-af-packet23
 	ca-certificates
 )
 
@@ -121,9 +124,10 @@ bench() {
 	build
 	case $what in
 	boot) bin/hvnet bench boot "$@" ;;
+	uplink) bin/hvnet bench uplink "$@" ;;
 	switch) go test -run '^$' -bench . -benchmem ./switch/... ;;
 	virtio) go test -run '^$' -bench . -benchmem ./virtio/... ;;
-	*) echo "usage: ./run.sh bench boot|switch|virtio [ARGS]" >&2; exit 2 ;;
+	*) echo "usage: ./run.sh bench boot|uplink|switch|virtio [ARGS]" >&2; exit 2 ;;
 	esac
 }
 

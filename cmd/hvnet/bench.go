@@ -14,6 +14,8 @@ func cmdBench(e *env, args []string) int {
 	switch fs.Arg(0) {
 	case "boot":
 		return cmdBenchBoot(e, fs.Args()[1:])
+	case "uplink":
+		return cmdBenchUplink(e, fs.Args()[1:])
 	}
-	return fail(e, fmt.Errorf("%w: bench: want one of: boot", errUsage))
+	return fail(e, fmt.Errorf("%w: bench: want one of: boot, uplink", errUsage))
 }

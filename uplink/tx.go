@@ -1,0 +1,225 @@
+package uplink
+
+import (
+	"errors"
+	"fmt"
+
+	vswitch "hvnet/switch"
+
+	"golang.org/x/sys/unix"
+)
+
+// txPath is a way of sending frames on the TX socket. Calls are serialised
+// by the Port. The frames belong to the caller and are not kept after send
+// returns. Implementations allocate nothing per call.
+type txPath interface {
+	// send transmits frames and returns how many the kernel accepted; err
+	// says why the others were not (the first failure).
+	send(frames []vswitch.Frame) (int, error)
+	// mode names the implementation.
+	mode() TXMode
+	close() error
+}
+
+var (
+	_ txPath = (*txRing)(nil)
+	_ txPath = (*txMmsg)(nil)
+)
+
+// errRingFull: the TX ring had no free slot even after waiting for the kernel.
+var errRingFull = errors.New("TX ring full")
+
+// TPACKET_V2 TX slot layout (packet_mmap.rst, "TPACKET_V2 --> TPACKET_V3"
+// and linux/if_packet.h): struct tpacket2_hdr (32 bytes: tp_status u32,
+// tp_len u32, ...), then the data at TPACKET2_HDRLEN - sizeof(sockaddr_ll)
+// = 32, where PACKET_VNET_HDR puts the virtio_net_hdr, then the frame.
+// tp_len counts the header too.
+const (
+	tx2Status = 0
+	tx2Len    = 4
+	tx2Data   = 32
+	tpAvail   = unix.TP_STATUS_AVAILABLE
+)
+
+// txRing sends through a PACKET_TX_RING: frames are copied into free slots,
+// marked TP_STATUS_SEND_REQUEST, and one send(2) hands them all to the kernel.
+type txRing struct {
+	fd    int
+	ring  []byte
+	slots int
+	next  int
+}
+
+func newTXRing(fd, slots int) (*txRing, error) {
+	if err := setInt(fd, unix.PACKET_VERSION, unix.TPACKET_V2, "PACKET_VERSION"); err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	// PACKET_LOSS: a malformed frame is skipped (its slot freed) instead of
+	// stopping the ring at TP_STATUS_WRONG_FORMAT.
+	if err := setInt(fd, unix.PACKET_LOSS, 1, "PACKET_LOSS"); err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	req := unix.TpacketReq{Block_size: txSlotSize, Block_nr: uint32(slots), Frame_size: txSlotSize, Frame_nr: uint32(slots)}
+	if err := unix.SetsockoptTpacketReq(fd, unix.SOL_PACKET, unix.PACKET_TX_RING, &req); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("setsockopt PACKET_TX_RING %d x %d: %w", slots, txSlotSize, err)
+	}
+	ring, err := unix.Mmap(fd, 0, slots*txSlotSize, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	if err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("mmap TX ring: %w", err)
+	}
+	return &txRing{fd: fd, ring: ring, slots: slots}, nil
+}
+
+func (t *txRing) mode() TXMode { return TXRing }
+
+// kick asks the kernel to send the slots marked SEND_REQUEST; with wait it
+// blocks until they are sent (SO_SNDTIMEO bounds it).
+func (t *txRing) kick(wait bool) error {
+	flags := uintptr(unix.MSG_DONTWAIT)
+	if wait {
+		flags = 0
+	}
+	for {
+		_, _, e := unix.Syscall6(unix.SYS_SENDTO, uintptr(t.fd), 0, 0, flags, 0, 0)
+		switch e {
+		case 0, unix.EAGAIN:
+			return nil
+		case unix.EINTR:
+			continue
+		}
+		return e
+	}
+}
+
+func (t *txRing) send(frames []vswitch.Frame) (int, error) {
+	queued := 0
+	var ferr error
+	for i := range frames {
+		f := &frames[i]
+		if len(f.Data) < 14 || len(f.Data) > txSlotSize-tx2Data-vnetHdrLen {
+			ferr = fmt.Errorf("frame of %d bytes", len(f.Data))
+			continue
+		}
+		slot := t.ring[t.next*txSlotSize : (t.next+1)*txSlotSize]
+		if loadStatus(slot, tx2Status) != tpAvail {
+			// Ring full: let the kernel drain it, then look again.
+			if err := t.kick(true); err != nil {
+				return t.fail(queued, err)
+			}
+			if loadStatus(slot, tx2Status) != tpAvail {
+				t.kick(false)
+				return queued, errRingFull
+			}
+		}
+		encodeVnetHdr(slot[tx2Data:], &f.Off)
+		copy(slot[tx2Data+vnetHdrLen:], f.Data)
+		putU32(slot[tx2Len:], uint32(vnetHdrLen+len(f.Data)))
+		storeStatus(slot, tx2Status, unix.TP_STATUS_SEND_REQUEST)
+		queued++
+		if t.next++; t.next == t.slots {
+			t.next = 0
+		}
+	}
+	if queued == 0 {
+		return 0, ferr
+	}
+	if err := t.kick(false); err != nil {
+		return t.fail(queued, err)
+	}
+	return queued, ferr
+}
+
+// fail handles a send(2) error. With the link down (ENETDOWN, ENXIO) the
+// kernel leaves our requests in the ring; take them back so that stale
+// frames do not burst out when the link returns, and report none sent.
+// The kernel walks the ring from its own head and stops at the first slot
+// not marked SEND_REQUEST, so the pending slots, a run ending just before
+// t.next, are freed backwards and t.next rewinds to the kernel's head.
+func (t *txRing) fail(queued int, err error) (int, error) {
+	if !errors.Is(err, unix.ENETDOWN) && !errors.Is(err, unix.ENXIO) && !errors.Is(err, unix.ENODEV) {
+		return queued, fmt.Errorf("send on TX ring: %w", err)
+	}
+	for range t.slots {
+		prev := t.next - 1
+		if prev < 0 {
+			prev = t.slots - 1
+		}
+		slot := t.ring[prev*txSlotSize:]
+		if loadStatus(slot, tx2Status) != unix.TP_STATUS_SEND_REQUEST {
+			break
+		}
+		storeStatus(slot, tx2Status, tpAvail)
+		t.next = prev
+	}
+	return 0, fmt.Errorf("send on TX ring: %w", err)
+}
+
+func (t *txRing) close() error {
+	err := unix.Munmap(t.ring)
+	if e := unix.Close(t.fd); err == nil {
+		err = e
+	}
+	return err
+}
+
+// txMmsg sends with sendmmsg(2): each frame is a message of two iovecs,
+// the virtio_net_hdr and the caller's frame, so nothing is copied in user
+// space.
+type txMmsg struct {
+	fd int
+	b  *mmsgBatch
+}
+
+func newTXMmsg(fd, batch int) (*txMmsg, error) {
+	return &txMmsg{fd: fd, b: newMmsgBatch(batch)}, nil
+}
+
+func (t *txMmsg) mode() TXMode { return TXSendmmsg }
+
+func (t *txMmsg) send(frames []vswitch.Frame) (int, error) {
+	sent := 0
+	var ferr error
+	for len(frames) > 0 {
+		n := 0
+		take := 0
+		for take < len(frames) && n < len(t.b.msgs) {
+			f := &frames[take]
+			take++
+			if len(f.Data) < 14 || len(f.Data) > maxFrame {
+				ferr = fmt.Errorf("frame of %d bytes", len(f.Data))
+				continue
+			}
+			encodeVnetHdr(t.b.hdr(n), &f.Off)
+			t.b.setData(n, f.Data)
+			n++
+		}
+		frames = frames[take:]
+		for i := 0; i < n; {
+			k, err := t.b.send(t.fd, i, n)
+			if err == unix.EINTR {
+				continue
+			}
+			if err != nil {
+				if err == unix.EINVAL || err == unix.EMSGSIZE {
+					// The kernel refused this frame (bad offload header):
+					// skip it, send the rest.
+					ferr = fmt.Errorf("sendmmsg: %w", err)
+					i++
+					continue
+				}
+				t.b.clearData(n)
+				return sent, fmt.Errorf("sendmmsg: %w", err)
+			}
+			sent += k
+			i += k
+		}
+		t.b.clearData(n)
+	}
+	return sent, ferr
+}
+
+func (t *txMmsg) close() error { return unix.Close(t.fd) }
