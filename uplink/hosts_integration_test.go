@@ -13,6 +13,8 @@ import (
 // vlan_filtering=1 where the kernel has it; this machine's kernel lacks
 // CONFIG_BRIDGE_VLAN_FILTERING, and then the bridge forwards tagged frames
 // transparently, which is enough: the VLANs are kept apart by the hosts.
+// TestTwoHostsTopOfRack has the filtering bridge for real (in the nested
+// test host where this kernel lacks it).
 func TestTwoHosts(t *testing.T) {
 	needNetns(t)
 	torNS := netns(t, "tor")

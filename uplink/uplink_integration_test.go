@@ -22,7 +22,9 @@ func TestOpenMissingInterface(t *testing.T) {
 // so the top-of-rack switch there is a second vswitch whose access ports
 // lead to the physical hosts' namespaces: frames on the up0-tor0 wire are
 // real 802.1Q / 802.1ad tagged frames, and the kernel strips the outer tag
-// before the uplink's ring sees them.
+// before the uplink's ring sees them. TestPhysicalDot1Q builds the same
+// topology with the kernel's own VLAN subinterfaces (in the nested test
+// host where this kernel lacks them).
 func TestUplinkVLANs(t *testing.T) {
 	needNetns(t)
 	run(t, "ip", "link", "add", "up0", "type", "veth", "peer", "name", "tor0")
