@@ -16,12 +16,13 @@ const (
 	DropSpoofed                       // source MAC not in the port's allowed list
 	DropMalformed                     // short, oversize, bad tags, bad offload metadata
 	DropNoBuffer                      // destination Port.Send did not accept the frame
+	DropReserved                      // reserved link-local destination (01-80-C2-00-00-0X), never relayed
 	NumDropReasons
 
 	dropNone DropReason = -1
 )
 
-var dropNames = [NumDropReasons]string{"vlan", "policer", "shaper_queue", "storm", "mac_limit", "spoofed", "malformed", "no_buffer"}
+var dropNames = [NumDropReasons]string{"vlan", "policer", "shaper_queue", "storm", "mac_limit", "spoofed", "malformed", "no_buffer", "reserved"}
 
 func (r DropReason) String() string {
 	if r < 0 || r >= NumDropReasons {

@@ -15,9 +15,9 @@
 // offload, and finally Port.Send on each destination, once per batch.
 //
 // Many ports call Input concurrently. Hot-path state is read through atomic
-// snapshots (port configuration, topology) and a sharded filtering database
-// whose lookups take only a read lock; refreshing an entry that did not move
-// is a single atomic store.
+// snapshots (port configuration, topology) and a sharded open-addressing
+// filtering database whose lookups take no lock (seqlock, copy-on-grow);
+// refreshing an entry that did not move is a single atomic store.
 //
 // # Ownership
 //

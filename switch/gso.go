@@ -25,7 +25,7 @@ func (h *PortHandle) segment(i int32, p *pkt, f *Frame, tagged bool) {
 	l2 = append(l2, data[:12]...)
 	if tagged {
 		l2 = binary.BigEndian.AppendUint16(l2, p.tpid)
-		l2 = binary.BigEndian.AppendUint16(l2, uint16(p.pcp)<<13|p.vid)
+		l2 = binary.BigEndian.AppendUint16(l2, p.tci())
 	}
 	l2 = append(l2, data[12+int(p.strip):p.l3]...)
 	ip := data[p.l3 : p.l3+p.ipEnd]

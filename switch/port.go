@@ -18,6 +18,7 @@ type portState struct {
 	maxL3      int
 	allowed    map[uint64]struct{}
 	macLimit   int64
+	reserved   uint16 // reservedMask(mode)
 	police     bool
 	storm      bool
 	mirrorIn   bool
@@ -27,7 +28,7 @@ type portState struct {
 func newPortState(cfg PortConfig) *portState {
 	st := &portState{
 		cfg: cfg, mode: cfg.Mode, pvid: cfg.PVID, defaultPCP: cfg.DefaultPCP,
-		maxL3: cfg.MTU, macLimit: int64(cfg.MACLimit),
+		maxL3: cfg.MTU, macLimit: int64(cfg.MACLimit), reserved: reservedMask(cfg.Mode),
 		police:   cfg.Ingress.enabled(),
 		storm:    cfg.Storm.Broadcast.enabled() || cfg.Storm.Multicast.enabled() || cfg.Storm.UnknownUnicast.enabled(),
 		mirrorIn: cfg.MirrorIngress, mirrorOut: cfg.MirrorEgress,
@@ -156,9 +157,16 @@ func (h *PortHandle) forward(st *portState, tp *topology, now int64, f *Frame) {
 		return
 	}
 	data := f.Data
-	// Size: the L3 part may be MTU bytes, or a GSO frame's 64 KiB.
-	l3len := len(data) - 14 - int(p.strip)
-	if l3len > st.maxL3 && (f.Off.GSOType == GSONone || len(data) > maxGSOFrame) {
+	// Size: the L3 part may be MTU bytes, or a GSO frame's 64 KiB. Every
+	// VLAN tag (a customer's C-tag on a dot1q-tunnel port, a QinQ stack on
+	// a trunk) is header, not L3 payload (IEEE 802.3 §3.2.7 envelope
+	// frames): a full-size tagged customer frame must pass.
+	l3, _ := l3Offset(data)
+	if l3 < 0 { // truncated inner tag or more than maxTags tags
+		sc.drops[DropMalformed]++
+		return
+	}
+	if l3len := len(data) - l3; l3len > st.maxL3 && (f.Off.GSOType == GSONone || len(data) > maxGSOFrame) {
 		sc.drops[DropMalformed]++
 		return
 	}
@@ -167,8 +175,15 @@ func (h *PortHandle) forward(st *portState, tp *topology, now int64, f *Frame) {
 		return
 	}
 	src := data[6:12]
-	if src[0]&1 != 0 { // a group address is never a source (IEEE 802-2014 §8.2)
+	// A group address is never a source (IEEE 802-2014 §8.2), nor is the
+	// all-zeros address (not assigned; Linux's bridge drops both too).
+	if src[0]&1 != 0 || macKey(src) == 0 {
 		sc.drops[DropMalformed]++
+		return
+	}
+	dst := data[0:6]
+	if dst[0] == 0x01 && dst[1] == 0x80 && dst[2] == 0xc2 && dst[3]|dst[4]|dst[5]&0xf0 == 0 && st.reserved&(1<<(dst[5]&0xf)) != 0 {
+		sc.drops[DropReserved]++
 		return
 	}
 	if st.allowed != nil {
@@ -187,9 +202,13 @@ func (h *PortHandle) forward(st *portState, tp *topology, now int64, f *Frame) {
 			return
 		}
 		sc.srcKey, sc.srcOK = key, true
+		// The source may now be a destination of this batch on this port:
+		// forget a lookup of it cached before it was learned.
+		if c := &sc.dcache[dcacheSlot(key)]; c.key == key {
+			c.batch = 0
+		}
 	}
 	sc.untag, sc.tag = nil, nil
-	dst := data[0:6]
 	if dst[0]&1 != 0 {
 		s := stormMcast
 		if dst[0]&dst[1]&dst[2]&dst[3]&dst[4]&dst[5] == 0xff {
@@ -204,7 +223,7 @@ func (h *PortHandle) forward(st *portState, tp *topology, now int64, f *Frame) {
 	}
 	key := fdbKey(p.vid, dst)
 	var d *PortHandle
-	if c := &sc.dcache[(key^key>>29)%dcacheSize]; c.batch == sc.batch && c.key == key {
+	if c := &sc.dcache[dcacheSlot(key)]; c.batch == sc.batch && c.key == key {
 		d = c.h
 	} else {
 		d = h.sw.fdb.lookup(key, now)
@@ -237,7 +256,7 @@ func (h *PortHandle) learn(st *portState, key uint64, now int64) bool {
 		return false
 	}
 	h.lastSweep = now
-	n := t.sweep(func(e *fdbEntry) bool { return !e.static && e.port.Load() == h && !t.live(e, now) })
+	n := t.sweep(func(e *fdbView) bool { return !e.static && e.port == h && !t.live(e.static, e.seen, now) })
 	t.aged.Add(uint64(n))
 	return n > 0 && t.learn(key, h, st.macLimit, now)
 }
@@ -339,7 +358,7 @@ func (h *PortHandle) rewrite(buf []byte, p *pkt, data []byte, tagged bool) {
 	o := 12
 	if tagged {
 		binary.BigEndian.PutUint16(buf[12:], p.tpid)
-		binary.BigEndian.PutUint16(buf[14:], uint16(p.pcp)<<13|p.vid)
+		binary.BigEndian.PutUint16(buf[14:], p.tci())
 		o = 16
 	}
 	copy(buf[o:], data[12+int(p.strip):])

@@ -46,6 +46,8 @@ type dcacheEntry struct {
 
 const dcacheSize = 16
 
+func dcacheSlot(key uint64) uint64 { return (key ^ key>>29) % dcacheSize }
+
 type outEntry struct {
 	idx int32 // destination's index in the batch's topology
 	pcp uint8

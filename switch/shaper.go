@@ -203,6 +203,9 @@ func (s *shaper) poll(h *PortHandle, now int64) int64 {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if h.removed.Load() { // RemovePort returned or is returning: no more Send
+		return 0
+	}
 	return s.drainLocked(h, now)
 }
 

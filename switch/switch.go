@@ -110,7 +110,10 @@ func (s *Switch) Port(name string) *PortHandle {
 }
 
 // RemovePort detaches the named port: its FDB entries (static ones too) and
-// queued frames go, and in-flight Input calls on it finish first.
+// queued frames go, and in-flight Input calls on it finish first. When it
+// returns the switch no longer calls the port's Send: Input calls of other
+// ports that may still be sending to it and a shaper drain have finished.
+// It must not be called from Port.Send or MirrorSink.Mirror.
 func (s *Switch) RemovePort(name string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -123,7 +126,16 @@ func (s *Switch) RemovePort(name string) error {
 	h.inMu.Unlock()
 	delete(s.ports, name)
 	s.rebuild()
-	s.fdb.sweep(func(e *fdbEntry) bool { return e.port.Load() == h })
+	s.fdb.sweep(func(e *fdbView) bool { return e.port == h })
+	// An Input that loaded the old topology may be delivering to h: wait
+	// for each (new ones see h.removed). Lock order s.mu -> inMu -> shaper.mu,
+	// as everywhere.
+	for _, o := range s.ports {
+		o.inMu.Lock()
+		o.inMu.Unlock() //nolint:staticcheck // an empty critical section: a barrier
+	}
+	h.shaper.mu.Lock()
+	h.shaper.mu.Unlock() //nolint:staticcheck // barrier for a running Poll
 	s.log.Debug("port removed", "port", name)
 	return nil
 }
@@ -146,7 +158,7 @@ func (s *Switch) UpdatePort(cfg PortConfig) error {
 	h.configureLimits(cfg, s.clock.Now())
 	old := h.state.Swap(st)
 	if old.vlans != st.vlans || old.native != st.native || old.mode != st.mode {
-		s.fdb.sweep(func(e *fdbEntry) bool { return !e.static && e.port.Load() == h })
+		s.fdb.sweep(func(e *fdbView) bool { return !e.static && e.port == h })
 		s.rebuild()
 	}
 	s.log.Debug("port updated", "port", cfg.Name)
@@ -187,13 +199,13 @@ type FDBEntry struct {
 func (s *Switch) FDB() []FDBEntry {
 	now := s.clock.Now()
 	var out []FDBEntry
-	s.fdb.each(func(e *fdbEntry) {
-		if !s.fdb.live(e, now) {
+	s.fdb.each(func(e *fdbView) {
+		if !s.fdb.live(e.static, e.seen, now) {
 			return
 		}
-		fe := FDBEntry{Port: e.port.Load().name, VLAN: keyVID(e.key), MAC: keyMAC(e.key), Static: e.static}
+		fe := FDBEntry{Port: e.port.name, VLAN: keyVID(e.key), MAC: keyMAC(e.key), Static: e.static}
 		if !e.static {
-			fe.Age = time.Duration(now - e.seen.Load())
+			fe.Age = time.Duration(now - e.seen)
 		}
 		out = append(out, fe)
 	})
@@ -242,8 +254,8 @@ func (s *Switch) Flush(port string, vid uint16) (int, error) {
 			return 0, fmt.Errorf("flush port %q: %w", port, ErrNoSuchPort)
 		}
 	}
-	return s.fdb.sweep(func(e *fdbEntry) bool {
-		return !e.static && (h == nil || e.port.Load() == h) && (vid == 0 || keyVID(e.key) == vid)
+	return s.fdb.sweep(func(e *fdbView) bool {
+		return !e.static && (h == nil || e.port == h) && (vid == 0 || keyVID(e.key) == vid)
 	}), nil
 }
 

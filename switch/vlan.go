@@ -26,6 +26,7 @@ func (s *vlanSet) each(fn func(v uint16)) {
 type pkt struct {
 	strip uint8  // 0 or 4: bytes of outer tag removed at offset 12
 	pcp   uint8  // 802.1p priority
+	dei   uint8  // drop eligible indicator of the outer tag (0 or 1)
 	vid   uint16 // VLAN the frame belongs to
 	tpid  uint16 // TPID to use when the frame leaves tagged
 	// Set by checkOffload for frames needing GSO or checksum help: offset of
@@ -62,7 +63,7 @@ func classify(st *portState, data []byte, p *pkt) DropReason {
 			if et != tpidCTag || tci&0xfff != 0 {
 				return DropVLAN
 			}
-			p.pcp, p.strip = uint8(tci>>13), 4
+			p.pcp, p.dei, p.strip = uint8(tci>>13), uint8(tci>>12&1), 4
 		}
 	case ModeTrunk:
 		if !tagged || tci&0xfff == 0 {
@@ -71,7 +72,7 @@ func classify(st *portState, data []byte, p *pkt) DropReason {
 			}
 			p.vid, p.pcp, p.tpid = st.native, st.defaultPCP, tpidCTag
 			if tagged {
-				p.pcp, p.strip = uint8(tci>>13), 4
+				p.pcp, p.dei, p.strip = uint8(tci>>13), uint8(tci>>12&1), 4
 			}
 			return dropNone
 		}
@@ -79,7 +80,7 @@ func classify(st *portState, data []byte, p *pkt) DropReason {
 		if vid == vidReserved || !st.vlans.has(vid) {
 			return DropVLAN
 		}
-		p.vid, p.pcp, p.tpid, p.strip = vid, uint8(tci>>13), et, 4
+		p.vid, p.pcp, p.dei, p.tpid, p.strip = vid, uint8(tci>>13), uint8(tci>>12&1), et, 4
 	case ModeDot1QTunnel:
 		// The customer frame stays as it is; the S-tag's PCP copies the
 		// customer's C-tag PCP when there is one.
@@ -89,6 +90,22 @@ func classify(st *portState, data []byte, p *pkt) DropReason {
 		}
 	}
 	return dropNone
+}
+
+// tci is the tag control information a frame leaves a trunk with: its
+// priority, drop eligibility (preserved, IEEE 802.1Q-2018 §6.9.3) and VID.
+func (p *pkt) tci() uint16 { return uint16(p.pcp)<<13 | uint16(p.dei)<<12 | p.vid }
+
+// reservedMask returns the bits (one per last byte 0x00..0x0F) of the
+// reserved group addresses 01-80-C2-00-00-0X that a port in mode m must not
+// relay (IEEE 802.1Q-2018 §8.6.3): all 16 on C-VLAN ports (Table 8-1); on
+// a dot1q-tunnel customer port only those of the S-VLAN component (Table
+// 8-2: -01..-0A and -0E), so customer BPDUs (-00) and the like are tunnelled.
+func reservedMask(m VLANMode) uint16 {
+	if m == ModeDot1QTunnel {
+		return 0x07fe | 1<<0xe
+	}
+	return 0xffff
 }
 
 // egressTagged says whether a frame of VLAN vid may leave through a port in
