@@ -31,6 +31,7 @@ func commands() []command {
 		{"lab", "boot several guests on the built-in switch: hvnet lab --guest ... | --config FILE", cmdLab},
 		{"switch", "run the switch daemon with vhost-user ports: hvnet switch --port ... | --config FILE", cmdSwitch},
 		{"bench", "benchmarks: hvnet bench boot", cmdBench},
+		{"ctl", "talk to a running daemon: hvnet ctl ports|port|set|fdb|mirror|capture|metrics", cmdCtl},
 	}
 }
 

@@ -1,0 +1,245 @@
+package api
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+
+	vswitch "hvnet/switch"
+)
+
+// Limits on values from requests. The switch rejects the same values; the
+// API checks first so that the answer names the field.
+const (
+	MaxRate  = 1 << 40 // tokens per second (about 8.8 Tbit/s of bytes)
+	MaxBurst = 1 << 32 // tokens
+	MaxMTU   = 65535
+	MinMTU   = 68
+)
+
+func badField(field, format string, args ...any) *Error {
+	return &Error{Status: http.StatusBadRequest, Field: field, Message: fmt.Sprintf(format, args...)}
+}
+
+// checkVLAN: IEEE 802.1Q-2018 Table 9-2, VID 0 means no VLAN and 0xFFF is reserved.
+func checkVLAN(field string, v int) (uint16, *Error) {
+	if v < 1 || v > 4094 {
+		return 0, badField(field, "VLAN %d outside 1..4094", v)
+	}
+	return uint16(v), nil
+}
+
+func parseMode(field, s string) (vswitch.VLANMode, *Error) {
+	switch s {
+	case "access":
+		return vswitch.ModeAccess, nil
+	case "trunk":
+		return vswitch.ModeTrunk, nil
+	case "dot1q-tunnel":
+		return vswitch.ModeDot1QTunnel, nil
+	}
+	return 0, badField(field, "mode %q: want access, trunk or dot1q-tunnel", s)
+}
+
+func parseMAC(field, s string) (vswitch.MAC, *Error) {
+	m, err := vswitch.ParseMAC(s)
+	if err != nil || len(s) != 17 {
+		return vswitch.MAC{}, badField(field, "MAC %q: want aa:bb:cc:dd:ee:ff", s)
+	}
+	return m, nil
+}
+
+func toBucket(field string, b Bucket) (vswitch.Bucket, *Error) {
+	switch {
+	case b.Rate < 0:
+		return vswitch.Bucket{}, badField(field+".rate", "negative rate %d", b.Rate)
+	case b.Rate > MaxRate:
+		return vswitch.Bucket{}, badField(field+".rate", "rate %d above %d", b.Rate, int64(MaxRate))
+	case b.Burst < 0 || b.Burst > MaxBurst:
+		return vswitch.Bucket{}, badField(field+".burst", "burst %d outside 0..%d", b.Burst, int64(MaxBurst))
+	case b.OneTimeBurst < 0 || b.OneTimeBurst > MaxBurst:
+		return vswitch.Bucket{}, badField(field+".one_time_burst", "one-time burst %d outside 0..%d", b.OneTimeBurst, int64(MaxBurst))
+	}
+	return vswitch.Bucket{Rate: b.Rate, Burst: b.Burst, OneTimeBurst: b.OneTimeBurst}, nil
+}
+
+func toRate(field string, r RateLimit) (vswitch.RateLimit, *Error) {
+	bb, err := toBucket(field+".bytes", r.Bytes)
+	if err != nil {
+		return vswitch.RateLimit{}, err
+	}
+	pb, err := toBucket(field+".packets", r.Packets)
+	if err != nil {
+		return vswitch.RateLimit{}, err
+	}
+	return vswitch.RateLimit{Bytes: bb, Packets: pb}, nil
+}
+
+func toStorm(field string, s StormControl) (vswitch.StormControl, *Error) {
+	var out vswitch.StormControl
+	var err *Error
+	if out.Broadcast, err = toRate(field+".broadcast", s.Broadcast); err != nil {
+		return out, err
+	}
+	if out.Multicast, err = toRate(field+".multicast", s.Multicast); err != nil {
+		return out, err
+	}
+	out.UnknownUnicast, err = toRate(field+".unknown_unicast", s.UnknownUnicast)
+	return out, err
+}
+
+// applyPatch returns cfg changed by p, every value checked.
+func applyPatch(cfg vswitch.PortConfig, p *PortPatch) (vswitch.PortConfig, *Error) {
+	var err *Error
+	if p.Mode != nil {
+		if cfg.Mode, err = parseMode("mode", *p.Mode); err != nil {
+			return cfg, err
+		}
+	}
+	if p.PVID != nil {
+		if cfg.PVID, err = checkVLAN("pvid", *p.PVID); err != nil {
+			return cfg, err
+		}
+	}
+	if p.AllowedVLANs != nil {
+		cfg.AllowedVLANs = make([]uint16, 0, len(*p.AllowedVLANs))
+		for i, v := range *p.AllowedVLANs {
+			vid, err := checkVLAN(fmt.Sprintf("allowed_vlans[%d]", i), v)
+			if err != nil {
+				return cfg, err
+			}
+			cfg.AllowedVLANs = append(cfg.AllowedVLANs, vid)
+		}
+	}
+	if p.NativeVLAN != nil {
+		cfg.NativeVLAN = 0
+		if *p.NativeVLAN != 0 { // 0: untagged frames dropped
+			if cfg.NativeVLAN, err = checkVLAN("native_vlan", *p.NativeVLAN); err != nil {
+				return cfg, err
+			}
+		}
+	}
+	if p.DefaultPCP != nil {
+		if *p.DefaultPCP < 0 || *p.DefaultPCP > 7 {
+			return cfg, badField("default_pcp", "PCP %d outside 0..7", *p.DefaultPCP)
+		}
+		cfg.DefaultPCP = uint8(*p.DefaultPCP)
+	}
+	if p.MTU != nil {
+		if *p.MTU < MinMTU || *p.MTU > MaxMTU {
+			return cfg, badField("mtu", "MTU %d outside %d..%d", *p.MTU, MinMTU, MaxMTU)
+		}
+		cfg.MTU = *p.MTU
+	}
+	if p.Ingress != nil {
+		if cfg.Ingress, err = toRate("ingress", *p.Ingress); err != nil {
+			return cfg, err
+		}
+	}
+	if p.Egress != nil {
+		if cfg.Egress, err = toRate("egress", *p.Egress); err != nil {
+			return cfg, err
+		}
+	}
+	if p.Storm != nil {
+		if cfg.Storm, err = toStorm("storm", *p.Storm); err != nil {
+			return cfg, err
+		}
+	}
+	if p.MACLimit != nil {
+		if *p.MACLimit < 0 || *p.MACLimit > 1<<20 {
+			return cfg, badField("mac_limit", "MAC limit %d outside 0..%d", *p.MACLimit, 1<<20)
+		}
+		cfg.MACLimit = *p.MACLimit
+	}
+	if p.AllowedMACs != nil {
+		cfg.AllowedMACs = make([]vswitch.MAC, 0, len(*p.AllowedMACs))
+		for i, s := range *p.AllowedMACs {
+			f := fmt.Sprintf("allowed_macs[%d]", i)
+			m, err := parseMAC(f, s)
+			if err != nil {
+				return cfg, err
+			}
+			if m[0]&1 != 0 {
+				return cfg, badField(f, "%s is a group address", s)
+			}
+			cfg.AllowedMACs = append(cfg.AllowedMACs, m)
+		}
+	}
+	if cfg.Mode == vswitch.ModeTrunk && len(cfg.AllowedVLANs) == 0 && cfg.NativeVLAN == 0 {
+		return cfg, badField("allowed_vlans", "a trunk needs allowed VLANs or a native VLAN")
+	}
+	if cfg.Mode != vswitch.ModeTrunk && cfg.PVID == 0 {
+		return cfg, badField("pvid", "an %s port needs a PVID", cfg.Mode)
+	}
+	return cfg, nil
+}
+
+// fromConfig builds a switch port configuration from a full API one.
+func fromConfig(c PortConfig) (vswitch.PortConfig, *Error) {
+	if c.Name == "" || strings.ContainsAny(c.Name, "/ \t\n") || len(c.Name) > 64 {
+		return vswitch.PortConfig{}, badField("config.name", "name %q: want 1..64 characters, no '/' or spaces", c.Name)
+	}
+	mode := c.Mode
+	if mode == "" {
+		mode = "access"
+	}
+	p := &PortPatch{Mode: &mode, DefaultPCP: &c.DefaultPCP, Ingress: &c.Ingress, Egress: &c.Egress,
+		Storm: &c.Storm, MACLimit: &c.MACLimit}
+	if c.PVID != 0 || mode != "trunk" {
+		p.PVID = &c.PVID
+	}
+	if c.AllowedVLANs != nil {
+		p.AllowedVLANs = &c.AllowedVLANs
+	}
+	if c.NativeVLAN != 0 {
+		p.NativeVLAN = &c.NativeVLAN
+	}
+	if c.MTU != 0 {
+		p.MTU = &c.MTU
+	}
+	if c.AllowedMACs != nil {
+		p.AllowedMACs = &c.AllowedMACs
+	}
+	cfg, err := applyPatch(vswitch.PortConfig{Name: c.Name}, p)
+	if err != nil && err.Field != "config.name" {
+		err.Field = "config." + err.Field
+	}
+	return cfg, err
+}
+
+func toAPIRate(r vswitch.RateLimit) RateLimit {
+	return RateLimit{
+		Bytes:   Bucket{Rate: r.Bytes.Rate, Burst: r.Bytes.Burst, OneTimeBurst: r.Bytes.OneTimeBurst},
+		Packets: Bucket{Rate: r.Packets.Rate, Burst: r.Packets.Burst, OneTimeBurst: r.Packets.OneTimeBurst},
+	}
+}
+
+func toAPIConfig(c vswitch.PortConfig) PortConfig {
+	out := PortConfig{
+		Name: c.Name, Mode: c.Mode.String(), PVID: int(c.PVID), NativeVLAN: int(c.NativeVLAN),
+		DefaultPCP: int(c.DefaultPCP), MTU: c.MTU, Ingress: toAPIRate(c.Ingress), Egress: toAPIRate(c.Egress),
+		Storm: StormControl{Broadcast: toAPIRate(c.Storm.Broadcast), Multicast: toAPIRate(c.Storm.Multicast),
+			UnknownUnicast: toAPIRate(c.Storm.UnknownUnicast)},
+		MACLimit: c.MACLimit, MirrorIngress: c.MirrorIngress, MirrorEgress: c.MirrorEgress,
+	}
+	if c.Mode == vswitch.ModeTrunk {
+		out.PVID = 0
+	}
+	for _, v := range c.AllowedVLANs {
+		out.AllowedVLANs = append(out.AllowedVLANs, int(v))
+	}
+	for _, m := range c.AllowedMACs {
+		out.AllowedMACs = append(out.AllowedMACs, m.String())
+	}
+	return out
+}
+
+func toAPICounters(c vswitch.PortCounters) Counters {
+	out := Counters{RxPackets: c.RxPackets, RxBytes: c.RxBytes, TxPackets: c.TxPackets, TxBytes: c.TxBytes,
+		LearnedMACs: c.LearnedMACs, ShaperQueued: c.ShaperQueued, Drops: make(map[string]uint64, len(c.Drops))}
+	for r, n := range c.Drops {
+		out.Drops[vswitch.DropReason(r).String()] = n
+	}
+	return out
+}

@@ -1,0 +1,32 @@
+// Package api is hvnet's control API: HTTP/JSON over a unix socket (mode
+// 0600, as Firecracker's), served by the switch daemon and used by
+// "hvnet ctl". openapi.yaml in this directory documents every endpoint.
+//
+// A daemon serves a *vswitch.Switch:
+//
+//	srv := api.NewServer(sw, api.Options{Logger: log, Ports: factory})
+//	err := srv.Serve(ctx, "/run/hvnet.sock") // until ctx ends
+//
+// and a program talks to it with a Client:
+//
+//	c := api.NewClient("/run/hvnet.sock")
+//	ports, err := c.Ports(ctx)
+//
+// Endpoints: ports (list, show with counters, add and remove through the
+// daemon's PortFactory, PATCH of VLAN, rate, MAC-limit and storm settings
+// applied live with Switch.UpdatePort), the filtering database (dump with
+// filters, flush, static entries), mirroring (a port's traffic into a pcap
+// file, or a live pcap stream on GET /v1/capture/{port}) and Prometheus
+// metrics on GET /metrics, read from Switch.Counters at scrape time.
+//
+// Every request is validated before anything changes: malformed JSON,
+// unknown fields, unknown ports, VLANs outside 1..4094 and negative or
+// absurd rates get a 4xx answer with an Error naming the field.
+//
+// The switch has one MirrorSink; the server installs a fan-out sink
+// (Mirror) that hands each port's frames to the captures and files
+// registered for it, and keeps the ports' MirrorIngress / MirrorEgress
+// flags set exactly while someone listens. Frames are copied into pooled
+// batches and queued without blocking: a slow reader loses frames (counted)
+// instead of slowing the switch.
+package api

@@ -1,0 +1,98 @@
+package api
+
+import (
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	vswitch "hvnet/switch"
+)
+
+// collector exposes the switch's counters to Prometheus. It reads
+// Switch.Counters at scrape time, so forwarding pays nothing for metrics.
+type collector struct {
+	sw  *vswitch.Switch
+	fan *fanout
+
+	packets, bytes, drops, learned, queued    *prometheus.Desc
+	fdbEntries, fdbLearned, fdbMoves, fdbAged *prometheus.Desc
+	capDropped                                *prometheus.Desc
+}
+
+func newCollector(sw *vswitch.Switch, fan *fanout) *collector {
+	pd := []string{"port", "direction"}
+	return &collector{
+		sw: sw, fan: fan,
+		packets: prometheus.NewDesc("hvnet_port_packets_total", "Frames through a switch port: ingress = received from the port (before drops), egress = accepted by the port.", pd, nil),
+		bytes:   prometheus.NewDesc("hvnet_port_bytes_total", "Bytes through a switch port, as hvnet_port_packets_total.", pd, nil),
+		drops: prometheus.NewDesc("hvnet_port_drops_total", "Frames dropped by the switch, by port, direction and reason.",
+			[]string{"port", "direction", "reason"}, nil),
+		learned:    prometheus.NewDesc("hvnet_port_learned_macs", "Dynamic FDB entries pointing at the port.", []string{"port"}, nil),
+		queued:     prometheus.NewDesc("hvnet_port_shaper_queued_frames", "Frames waiting in the port's egress shaper.", []string{"port"}, nil),
+		fdbEntries: prometheus.NewDesc("hvnet_fdb_entries", "Entries in the filtering database, static included.", nil, nil),
+		fdbLearned: prometheus.NewDesc("hvnet_fdb_learned_total", "Dynamic FDB entries created.", nil, nil),
+		fdbMoves:   prometheus.NewDesc("hvnet_fdb_moves_total", "Dynamic FDB entries that moved to another port.", nil, nil),
+		fdbAged:    prometheus.NewDesc("hvnet_fdb_aged_total", "Dynamic FDB entries removed by aging.", nil, nil),
+		capDropped: prometheus.NewDesc("hvnet_capture_dropped_frames_total", "Mirrored frames lost because a capture or file mirror fell behind (current listeners).", []string{"port"}, nil),
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (c *collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.packets, c.bytes, c.drops, c.learned, c.queued,
+		c.fdbEntries, c.fdbLearned, c.fdbMoves, c.fdbAged, c.capDropped} {
+		ch <- d
+	}
+}
+
+// dropDirection: egress drops are counted on the egress port, the rest on
+// the ingress port (vswitch.DropReason).
+func dropDirection(r vswitch.DropReason) string {
+	if r == vswitch.DropShaperQueue || r == vswitch.DropNoBuffer {
+		return "egress"
+	}
+	return "ingress"
+}
+
+// Collect implements prometheus.Collector.
+func (c *collector) Collect(ch chan<- prometheus.Metric) {
+	counter := func(d *prometheus.Desc, v float64, l ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, l...)
+	}
+	gauge := func(d *prometheus.Desc, v float64, l ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, l...)
+	}
+	for _, pc := range c.sw.Counters() {
+		counter(c.packets, float64(pc.RxPackets), pc.Name, "ingress")
+		counter(c.packets, float64(pc.TxPackets), pc.Name, "egress")
+		counter(c.bytes, float64(pc.RxBytes), pc.Name, "ingress")
+		counter(c.bytes, float64(pc.TxBytes), pc.Name, "egress")
+		for r, n := range pc.Drops {
+			dr := vswitch.DropReason(r)
+			counter(c.drops, float64(n), pc.Name, dropDirection(dr), dr.String())
+		}
+		gauge(c.learned, float64(pc.LearnedMACs), pc.Name)
+		gauge(c.queued, float64(pc.ShaperQueued), pc.Name)
+	}
+	sc := c.sw.SwitchCounters()
+	gauge(c.fdbEntries, float64(sc.FDBEntries))
+	counter(c.fdbLearned, float64(sc.Learned))
+	counter(c.fdbMoves, float64(sc.Moves))
+	counter(c.fdbAged, float64(sc.Aged))
+	for port, taps := range *c.fan.taps.Load() {
+		var n uint64
+		for _, t := range taps {
+			n += t.dropped.Load()
+		}
+		counter(c.capDropped, float64(n), port)
+	}
+}
+
+// metricsHandler serves GET /metrics from a registry holding only the
+// switch's collector.
+func (s *Server) metricsHandler() http.Handler {
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(newCollector(s.sw, s.fan))
+	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: nil})
+}

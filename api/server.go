@@ -1,0 +1,316 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	vswitch "hvnet/switch"
+)
+
+// PortFactory makes and destroys the daemon's port backends (vhost-user
+// sockets, lab guest NICs, uplinks) for POST and DELETE /v1/ports.
+type PortFactory interface {
+	// Add creates the backend spec asks for and attaches it by calling
+	// attach once with its vswitch.Port; attach calls Switch.AddPort with
+	// the checked configuration and returns the handle the backend feeds.
+	// If attach fails Add undoes what it made and returns attach's error.
+	Add(ctx context.Context, spec PortSpec, attach func(vswitch.Port) (*vswitch.PortHandle, error)) error
+	// Remove stops the named port's backend. The switch port is already
+	// detached when it is called.
+	Remove(name string) error
+}
+
+// Options configures a Server.
+type Options struct {
+	Logger hclog.Logger // default: no logging
+	// Ports makes ports for POST /v1/ports; nil answers 501 there, and
+	// DELETE only detaches the port.
+	Ports PortFactory
+	// CaptureQueue is how many frame batches a capture or file mirror
+	// holds before it drops (default 256).
+	CaptureQueue int
+}
+
+// Server serves the API for one switch. Its methods are safe for
+// concurrent use.
+type Server struct {
+	sw    *vswitch.Switch
+	log   hclog.Logger
+	ports PortFactory
+	fan   *fanout
+	mux   *http.ServeMux
+
+	// cfgMu serialises every configuration change made through the API
+	// (PATCH, mirror flags), so read-modify-write of a port's config is atomic.
+	cfgMu   sync.Mutex
+	mirrors map[string]*fileMirror // by port; guarded by cfgMu
+}
+
+// NewServer returns a server for sw and installs its fan-out mirror sink
+// with sw.SetMirror.
+func NewServer(sw *vswitch.Switch, o Options) *Server {
+	if o.Logger == nil {
+		o.Logger = hclog.NewNullLogger()
+	}
+	if o.CaptureQueue <= 0 {
+		o.CaptureQueue = 256
+	}
+	s := &Server{sw: sw, log: o.Logger, ports: o.Ports, mirrors: map[string]*fileMirror{}}
+	s.fan = newFanout(o.CaptureQueue)
+	sw.SetMirror(s.fan)
+	s.mux = http.NewServeMux()
+	s.routes()
+	return s
+}
+
+// route is one endpoint; openapi.yaml documents each (a test checks).
+type route struct {
+	pattern string
+	h       http.Handler
+}
+
+func (s *Server) routeTable() []route {
+	return []route{
+		{"GET /v1/ports", http.HandlerFunc(s.listPorts)},
+		{"POST /v1/ports", http.HandlerFunc(s.addPort)},
+		{"GET /v1/ports/{name}", http.HandlerFunc(s.getPort)},
+		{"PATCH /v1/ports/{name}", http.HandlerFunc(s.patchPort)},
+		{"DELETE /v1/ports/{name}", http.HandlerFunc(s.deletePort)},
+		{"GET /v1/fdb", http.HandlerFunc(s.getFDB)},
+		{"DELETE /v1/fdb", http.HandlerFunc(s.flushFDB)},
+		{"POST /v1/fdb", http.HandlerFunc(s.addStatic)},
+		{"DELETE /v1/fdb/{vlan}/{mac}", http.HandlerFunc(s.deleteStatic)},
+		{"GET /v1/mirrors", http.HandlerFunc(s.listMirrors)},
+		{"POST /v1/mirrors", http.HandlerFunc(s.startMirror)},
+		{"DELETE /v1/mirrors/{port}", http.HandlerFunc(s.stopMirror)},
+		{"GET /v1/capture/{port}", http.HandlerFunc(s.capture)},
+		{"GET /metrics", s.metricsHandler()},
+	}
+}
+
+func (s *Server) routes() {
+	for _, r := range s.routeTable() {
+		s.mux.Handle(r.pattern, r.h)
+	}
+	s.mux.HandleFunc("/", s.notFound)
+}
+
+// notFound answers requests no route takes, in JSON: 405 when the path
+// exists with other methods, 404 otherwise.
+func (s *Server) notFound(w http.ResponseWriter, r *http.Request) {
+	var allow []string
+	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPatch, http.MethodDelete} {
+		r2 := r.Clone(r.Context())
+		r2.Method = m
+		if _, pat := s.mux.Handler(r2); pat != "/" {
+			allow = append(allow, m)
+		}
+	}
+	if len(allow) > 0 {
+		w.Header().Set("Allow", strings.Join(allow, ", "))
+		writeError(w, &Error{Status: http.StatusMethodNotAllowed, Message: fmt.Sprintf("%s %s: method not allowed (allowed: %s)", r.Method, r.URL.Path, strings.Join(allow, ", "))})
+		return
+	}
+	writeError(w, &Error{Status: http.StatusNotFound, Message: fmt.Sprintf("no endpoint %s %s", r.Method, r.URL.Path)})
+}
+
+// Handler returns the API's HTTP handler.
+func (s *Server) Handler() http.Handler { return s.mux }
+
+// Listen creates the unix socket at path with mode 0600. A stale socket
+// file left by a dead daemon is replaced; a live one is an error. Closing
+// the listener removes the socket.
+//
+// The socket is bound in a fresh 0700 directory beside path, made 0600,
+// then renamed into place, so there is no moment at which another user
+// could connect (and no process-wide umask change).
+func Listen(path string) (net.Listener, error) {
+	if c, err := net.Dial("unix", path); err == nil {
+		c.Close()
+		return nil, fmt.Errorf("listen %s: another daemon is serving it", path)
+	}
+	if fi, err := os.Lstat(path); err == nil && fi.Mode()&os.ModeSocket == 0 {
+		return nil, fmt.Errorf("listen %s: exists and is not a socket", path)
+	}
+	dir, err := os.MkdirTemp(filepath.Dir(path), ".hvnet-api-")
+	if err != nil {
+		return nil, fmt.Errorf("listen %s: %w", path, err)
+	}
+	defer os.RemoveAll(dir)
+	tmp := filepath.Join(dir, "s")
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: tmp, Net: "unix"})
+	if err != nil {
+		return nil, fmt.Errorf("listen %s: %w", path, err)
+	}
+	l.SetUnlinkOnClose(false)
+	if err := os.Chmod(tmp, 0o600); err != nil {
+		l.Close()
+		return nil, fmt.Errorf("listen %s: chmod: %w", path, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		l.Close()
+		return nil, fmt.Errorf("listen %s: %w", path, err)
+	}
+	return &socketListener{UnixListener: l, path: path}, nil
+}
+
+// socketListener removes its socket file when closed.
+type socketListener struct {
+	*net.UnixListener
+	path string
+	once sync.Once
+}
+
+func (l *socketListener) Close() error {
+	err := l.UnixListener.Close()
+	l.once.Do(func() { os.Remove(l.path) })
+	return err
+}
+
+func (l *socketListener) Addr() net.Addr { return &net.UnixAddr{Name: l.path, Net: "unix"} }
+
+// Serve listens on the unix socket at path and serves until ctx ends,
+// then closes the listener, ends captures and file mirrors, and removes
+// the socket.
+func (s *Server) Serve(ctx context.Context, path string) error {
+	l, err := Listen(path)
+	if err != nil {
+		return err
+	}
+	return s.ServeListener(ctx, l)
+}
+
+// ServeListener serves on l until ctx ends.
+func (s *Server) ServeListener(ctx context.Context, l net.Listener) error {
+	hs := &http.Server{Handler: s.mux, ReadHeaderTimeout: 10 * time.Second,
+		BaseContext: func(net.Listener) context.Context { return ctx }}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		hs.Shutdown(sctx)
+		hs.Close()
+	}()
+	s.log.Info("api listening", "socket", l.Addr().String())
+	err := hs.Serve(l)
+	<-done
+	s.Close()
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return fmt.Errorf("api: serve: %w", err)
+}
+
+// Close stops the file mirrors and removes the mirror sink.
+func (s *Server) Close() {
+	s.cfgMu.Lock()
+	for port, m := range s.mirrors {
+		s.fan.remove(m.tap)
+		m.stop()
+		delete(s.mirrors, port)
+	}
+	s.cfgMu.Unlock()
+	s.sw.SetMirror(nil)
+}
+
+// maxBody bounds request bodies; the largest valid one is a port
+// configuration with a few thousand VLANs and MACs.
+const maxBody = 1 << 20
+
+// decode reads r's JSON body into v strictly: unknown fields, trailing
+// data and type errors are answered 400 naming the field.
+func decode(r *http.Request, v any) *Error {
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
+	if err != nil {
+		return &Error{Status: http.StatusBadRequest, Message: "read body: " + err.Error()}
+	}
+	if len(body) > maxBody {
+		return &Error{Status: http.StatusRequestEntityTooLarge, Message: fmt.Sprintf("body over %d bytes", maxBody)}
+	}
+	d := json.NewDecoder(bytes.NewReader(body))
+	d.DisallowUnknownFields()
+	if err := d.Decode(v); err != nil {
+		e := jsonError(err)
+		if strings.HasPrefix(err.Error(), "json: unknown field ") {
+			if f := unknownField(body, reflect.TypeOf(v)); f != "" {
+				e.Field = f
+			}
+		}
+		return e
+	}
+	if d.More() {
+		return &Error{Status: http.StatusBadRequest, Message: "malformed JSON: data after the object"}
+	}
+	return nil
+}
+
+func jsonError(err error) *Error {
+	var te *json.UnmarshalTypeError
+	var se *json.SyntaxError
+	switch {
+	case errors.As(err, &te):
+		return badField(te.Field, "want %s, got JSON %s", te.Type, te.Value)
+	case errors.As(err, &se):
+		return &Error{Status: http.StatusBadRequest, Message: fmt.Sprintf("malformed JSON at byte %d: %v", se.Offset, se)}
+	case errors.Is(err, io.EOF):
+		return &Error{Status: http.StatusBadRequest, Message: "malformed JSON: empty body"}
+	}
+	msg := err.Error()
+	const unknown = "json: unknown field "
+	if len(msg) > len(unknown) && msg[:len(unknown)] == unknown {
+		f := msg[len(unknown):]
+		if len(f) >= 2 && f[0] == '"' {
+			f = f[1 : len(f)-1]
+		}
+		return badField(f, "unknown field")
+	}
+	return &Error{Status: http.StatusBadRequest, Message: "malformed JSON: " + msg}
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}
+
+func writeError(w http.ResponseWriter, e *Error) {
+	if e.Status == 0 {
+		e.Status = http.StatusInternalServerError
+	}
+	writeJSON(w, e.Status, e)
+}
+
+// switchError maps a control-plane error from the switch to an answer.
+func switchError(err error, field string) *Error {
+	switch {
+	case errors.Is(err, vswitch.ErrNoSuchPort):
+		return &Error{Status: http.StatusNotFound, Field: field, Message: err.Error()}
+	case errors.Is(err, vswitch.ErrPortExists):
+		return &Error{Status: http.StatusConflict, Field: field, Message: err.Error()}
+	case errors.Is(err, vswitch.ErrNoSuchEntry):
+		return &Error{Status: http.StatusNotFound, Message: err.Error()}
+	}
+	return &Error{Status: http.StatusBadRequest, Message: err.Error()}
+}
+
+func noPort(name string) *Error {
+	return &Error{Status: http.StatusNotFound, Field: "port", Message: fmt.Sprintf("no port %q", name)}
+}

@@ -1,0 +1,162 @@
+package api
+
+import "time"
+
+// Bucket is one token bucket of a RateLimit (vswitch.Bucket). Rate 0 means
+// unlimited; rates are bytes or packets per second.
+type Bucket struct {
+	Rate         int64 `json:"rate"`
+	Burst        int64 `json:"burst,omitempty"`
+	OneTimeBurst int64 `json:"one_time_burst,omitempty"`
+}
+
+// RateLimit is a bytes bucket and a packets bucket (vswitch.RateLimit).
+type RateLimit struct {
+	Bytes   Bucket `json:"bytes"`
+	Packets Bucket `json:"packets"`
+}
+
+// StormControl limits flooded traffic entering a port.
+type StormControl struct {
+	Broadcast      RateLimit `json:"broadcast"`
+	Multicast      RateLimit `json:"multicast"`
+	UnknownUnicast RateLimit `json:"unknown_unicast"`
+}
+
+// PortConfig is a port's configuration as the API shows it
+// (vswitch.PortConfig). VLAN IDs are ints so that out-of-range values
+// are reported by field rather than as JSON type errors.
+type PortConfig struct {
+	Name          string       `json:"name"`
+	Mode          string       `json:"mode"` // access, trunk or dot1q-tunnel
+	PVID          int          `json:"pvid,omitempty"`
+	AllowedVLANs  []int        `json:"allowed_vlans,omitempty"`
+	NativeVLAN    int          `json:"native_vlan,omitempty"`
+	DefaultPCP    int          `json:"default_pcp,omitempty"`
+	MTU           int          `json:"mtu,omitempty"`
+	Ingress       RateLimit    `json:"ingress"`
+	Egress        RateLimit    `json:"egress"`
+	Storm         StormControl `json:"storm"`
+	MACLimit      int          `json:"mac_limit,omitempty"`
+	AllowedMACs   []string     `json:"allowed_macs,omitempty"`
+	MirrorIngress bool         `json:"mirror_ingress,omitempty"`
+	MirrorEgress  bool         `json:"mirror_egress,omitempty"`
+}
+
+// Counters are a port's counters (vswitch.PortCounters). Drops are keyed
+// by reason (vswitch.DropReason's names: vlan, policer, shaper_queue,
+// storm, mac_limit, spoofed, malformed, no_buffer); every reason is present.
+type Counters struct {
+	RxPackets    uint64            `json:"rx_packets"`
+	RxBytes      uint64            `json:"rx_bytes"`
+	TxPackets    uint64            `json:"tx_packets"`
+	TxBytes      uint64            `json:"tx_bytes"`
+	Drops        map[string]uint64 `json:"drops"`
+	LearnedMACs  int64             `json:"learned_macs"`
+	ShaperQueued int               `json:"shaper_queued"`
+}
+
+// Port is one port: its configuration and counters.
+type Port struct {
+	Name     string     `json:"name"`
+	Config   PortConfig `json:"config"`
+	Counters Counters   `json:"counters"`
+}
+
+// PortPatch changes some of a port's settings (PATCH /v1/ports/{name}).
+// Absent fields keep their value; a present rate limit replaces the whole
+// limit. Mirroring flags are not here: they follow /v1/mirrors and captures.
+type PortPatch struct {
+	Mode         *string       `json:"mode,omitempty"`
+	PVID         *int          `json:"pvid,omitempty"`
+	AllowedVLANs *[]int        `json:"allowed_vlans,omitempty"`
+	NativeVLAN   *int          `json:"native_vlan,omitempty"`
+	DefaultPCP   *int          `json:"default_pcp,omitempty"`
+	MTU          *int          `json:"mtu,omitempty"`
+	Ingress      *RateLimit    `json:"ingress,omitempty"`
+	Egress       *RateLimit    `json:"egress,omitempty"`
+	Storm        *StormControl `json:"storm,omitempty"`
+	MACLimit     *int          `json:"mac_limit,omitempty"`
+	AllowedMACs  *[]string     `json:"allowed_macs,omitempty"`
+}
+
+// Port kinds a PortFactory makes.
+const (
+	KindVhostUser = "vhost-user"
+	KindLab       = "lab"
+	KindUplink    = "uplink"
+)
+
+// PortSpec asks the daemon for a new port (POST /v1/ports): a backend of
+// Kind, attached to the switch with Config.
+type PortSpec struct {
+	Kind   string     `json:"kind"` // vhost-user, lab or uplink
+	Config PortConfig `json:"config"`
+	// vhost-user: the socket, and whether the daemon listens (server,
+	// the default) or connects (client).
+	Socket     string `json:"socket,omitempty"`
+	SocketMode string `json:"socket_mode,omitempty"`
+	Queues     int    `json:"queues,omitempty"`
+	// lab guest NIC and vhost-user: the MAC shown to the guest.
+	MAC string `json:"mac,omitempty"`
+	// uplink: the host interface and the transmit mode (ring or sendmmsg).
+	Interface string `json:"interface,omitempty"`
+	TXMode    string `json:"tx_mode,omitempty"`
+}
+
+// FDBEntry is one filtering-database entry.
+type FDBEntry struct {
+	Port   string        `json:"port"`
+	VLAN   int           `json:"vlan"`
+	MAC    string        `json:"mac"`
+	Age    time.Duration `json:"age_ns"`
+	Static bool          `json:"static"`
+}
+
+// StaticEntry is a static FDB entry to install (POST /v1/fdb).
+type StaticEntry struct {
+	Port string `json:"port"`
+	VLAN int    `json:"vlan"`
+	MAC  string `json:"mac"`
+}
+
+// Flushed answers DELETE /v1/fdb.
+type Flushed struct {
+	Flushed int `json:"flushed"`
+}
+
+// Mirror directions.
+const (
+	DirIngress = "ingress"
+	DirEgress  = "egress"
+	DirBoth    = "both"
+)
+
+// MirrorSpec starts mirroring a port into a pcap file (POST /v1/mirrors).
+type MirrorSpec struct {
+	Port      string `json:"port"`
+	Direction string `json:"direction,omitempty"` // ingress, egress or both (default)
+	File      string `json:"file"`                // created (mode 0600) or truncated
+}
+
+// MirrorInfo describes a running file mirror (GET /v1/mirrors).
+type MirrorInfo struct {
+	MirrorSpec
+	Frames  uint64 `json:"frames"`
+	Dropped uint64 `json:"dropped"`
+}
+
+// Error is every error answer's body. Field names the request field at
+// fault (JSON name, dotted path), when there is one.
+type Error struct {
+	Status  int    `json:"-"`
+	Message string `json:"error"`
+	Field   string `json:"field,omitempty"`
+}
+
+func (e *Error) Error() string {
+	if e.Field != "" {
+		return e.Field + ": " + e.Message
+	}
+	return e.Message
+}

@@ -1,0 +1,276 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/signal"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+
+	"hvnet/api"
+)
+
+// defaultSocket is where the daemon serves its API unless told otherwise.
+const defaultSocket = "/run/hvnet.sock"
+
+const ctlUsage = `usage: hvnet ctl [--socket PATH] [--json] COMMAND
+  ports                               list ports with counters
+  port NAME                           one port's configuration and counters
+  set NAME KEY=VALUE...               change a port live; keys: mode, pvid, vlans (10,20),
+                                      native, pcp, mtu, mac-limit, macs (a,b), ingress, egress
+                                      (bytes/s: 1000, 10M, 100Mbit; 0 = unlimited), ingress-pps,
+                                      egress-pps, ingress-burst, egress-burst, storm-bcast-pps,
+                                      storm-mcast-pps, storm-unknown-pps
+  fdb [--port P] [--vlan V] [--mac M] dump the filtering database
+  fdb flush [--port P] [--vlan V]     remove learned entries
+  fdb add PORT VLAN MAC               add a static entry
+  fdb del VLAN MAC                    remove a static entry
+  mirror start PORT FILE [--direction ingress|egress|both]
+  mirror stop PORT
+  mirror list
+  capture PORT [--direction D] [--count N]   pcap to stdout: hvnet ctl capture a | tcpdump -r -
+  metrics                             Prometheus text exposition`
+
+// cmdCtl is "hvnet ctl": a client of the daemon's control API.
+func cmdCtl(e *env, args []string) int {
+	fs := flag.NewFlagSet("ctl", flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	socket := fs.String("socket", envOr("HVNET_SOCKET", defaultSocket), "the daemon's API socket")
+	asJSON := fs.Bool("json", false, "print the API's JSON answers")
+	fs.Usage = func() { fmt.Fprintln(e.stderr, ctlUsage); fs.PrintDefaults() }
+	if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
+		return 0
+	} else if err != nil {
+		return 2
+	}
+	if fs.NArg() == 0 {
+		fs.Usage()
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	c := &ctl{e: e, c: api.NewClient(*socket), json: *asJSON, ctx: ctx}
+	err := c.run(fs.Arg(0), fs.Args()[1:])
+	if errors.Is(err, api.ErrNotRunning) {
+		err = fmt.Errorf("daemon not running at %s (start it with hvnet switch ...)", *socket)
+	}
+	if err != nil {
+		return fail(e, fmt.Errorf("ctl: %w", err))
+	}
+	return 0
+}
+
+type ctl struct {
+	e    *env
+	c    *api.Client
+	json bool
+	ctx  context.Context
+}
+
+func usageErr(format string, args ...any) error {
+	return fmt.Errorf("%w: %s (see hvnet ctl -h)", errUsage, fmt.Sprintf(format, args...))
+}
+
+func (c *ctl) run(cmd string, args []string) error {
+	switch cmd {
+	case "ports":
+		if len(args) != 0 {
+			return usageErr("ports takes no arguments")
+		}
+		return c.ports()
+	case "port":
+		if len(args) != 1 {
+			return usageErr("port NAME")
+		}
+		return c.port(args[0])
+	case "set":
+		if len(args) < 2 {
+			return usageErr("set NAME KEY=VALUE...")
+		}
+		return c.set(args[0], args[1:])
+	case "fdb":
+		return c.fdb(args)
+	case "mirror":
+		return c.mirror(args)
+	case "capture":
+		return c.capture(args)
+	case "metrics":
+		text, err := c.c.Metrics(c.ctx)
+		if err == nil {
+			_, err = io.WriteString(c.e.stdout, text)
+		}
+		return err
+	}
+	return usageErr("unknown command %q", cmd)
+}
+
+// get fetches path; with --json it prints the answer as is and returns
+// false, otherwise it decodes it into out.
+func (c *ctl) get(method, path string, in, out any) (bool, error) {
+	b, err := c.c.Raw(c.ctx, method, path, in)
+	if err != nil {
+		return false, err
+	}
+	if c.json {
+		var buf bytes.Buffer
+		if json.Indent(&buf, b, "", "  ") != nil {
+			buf.Reset()
+			buf.Write(b)
+		}
+		if buf.Len() > 0 && buf.Bytes()[buf.Len()-1] != '\n' {
+			buf.WriteByte('\n')
+		}
+		_, err := c.e.stdout.Write(buf.Bytes())
+		return false, err
+	}
+	if out == nil || len(b) == 0 {
+		return true, nil
+	}
+	return true, json.Unmarshal(b, out)
+}
+
+func vlansOf(pc api.PortConfig) string {
+	switch pc.Mode {
+	case "trunk":
+		var s []string
+		for _, v := range pc.AllowedVLANs {
+			s = append(s, strconv.Itoa(v))
+		}
+		out := strings.Join(s, ",")
+		if pc.NativeVLAN != 0 {
+			out += fmt.Sprintf(" native %d", pc.NativeVLAN)
+		}
+		return out
+	}
+	return strconv.Itoa(pc.PVID)
+}
+
+func totalDrops(c api.Counters) uint64 {
+	var n uint64
+	for _, v := range c.Drops {
+		n += v
+	}
+	return n
+}
+
+func (c *ctl) ports() error {
+	var ps []api.Port
+	if ok, err := c.get(http.MethodGet, "/v1/ports", nil, &ps); !ok {
+		return err
+	}
+	tw := tabwriter.NewWriter(c.e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tMODE\tVLANS\tRX PKTS\tRX BYTES\tTX PKTS\tTX BYTES\tDROPS\tMACS")
+	for _, p := range ps {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\n", p.Name, p.Config.Mode, vlansOf(p.Config),
+			p.Counters.RxPackets, p.Counters.RxBytes, p.Counters.TxPackets, p.Counters.TxBytes, totalDrops(p.Counters), p.Counters.LearnedMACs)
+	}
+	return tw.Flush()
+}
+
+func rateString(r api.RateLimit) string {
+	var s []string
+	if r.Bytes.Rate != 0 {
+		s = append(s, fmt.Sprintf("%d B/s", r.Bytes.Rate))
+	}
+	if r.Packets.Rate != 0 {
+		s = append(s, fmt.Sprintf("%d pkt/s", r.Packets.Rate))
+	}
+	if len(s) == 0 {
+		return "unlimited"
+	}
+	return strings.Join(s, ", ")
+}
+
+func (c *ctl) port(name string) error {
+	var p api.Port
+	if ok, err := c.get(http.MethodGet, "/v1/ports/"+name, nil, &p); !ok {
+		return err
+	}
+	tw := tabwriter.NewWriter(c.e.stdout, 0, 4, 2, ' ', 0)
+	pc, ct := p.Config, p.Counters
+	rows := [][2]string{
+		{"name", p.Name}, {"mode", pc.Mode}, {"vlans", vlansOf(pc)}, {"mtu", strconv.Itoa(pc.MTU)},
+		{"ingress", rateString(pc.Ingress)}, {"egress", rateString(pc.Egress)},
+		{"mac limit", strconv.Itoa(pc.MACLimit)}, {"allowed macs", strings.Join(pc.AllowedMACs, ",")},
+		{"mirror", fmt.Sprintf("ingress=%v egress=%v", pc.MirrorIngress, pc.MirrorEgress)},
+		{"rx", fmt.Sprintf("%d packets, %d bytes", ct.RxPackets, ct.RxBytes)},
+		{"tx", fmt.Sprintf("%d packets, %d bytes", ct.TxPackets, ct.TxBytes)},
+		{"learned macs", strconv.FormatInt(ct.LearnedMACs, 10)}, {"shaper queued", strconv.Itoa(ct.ShaperQueued)},
+	}
+	for _, r := range rows {
+		fmt.Fprintf(tw, "%s:\t%s\n", r[0], r[1])
+	}
+	reasons := make([]string, 0, len(ct.Drops))
+	for r := range ct.Drops {
+		reasons = append(reasons, r)
+	}
+	sort.Strings(reasons)
+	for _, r := range reasons {
+		fmt.Fprintf(tw, "drops %s:\t%d\n", r, ct.Drops[r])
+	}
+	return tw.Flush()
+}
+
+func (c *ctl) capture(args []string) error {
+	fs := flag.NewFlagSet("capture", flag.ContinueOnError)
+	fs.SetOutput(c.e.stderr)
+	dir := fs.String("direction", "both", "ingress, egress or both")
+	count := fs.Int("count", 0, "stop after this many frames (0: until interrupted)")
+	port, err := parseWithPositional(fs, args, 1)
+	if err != nil {
+		return err
+	}
+	if f, ok := c.e.stdout.(*os.File); ok && isTTY(f) {
+		return usageErr("capture writes pcap: redirect it (hvnet ctl capture %s > x.pcap, or | tcpdump -r -)", port[0])
+	}
+	rc, err := c.c.Capture(c.ctx, port[0], *dir, *count)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	// Copy as it arrives: the stream is flushed per batch.
+	if _, err := io.Copy(flushWriter{c.e.stdout}, rc); err != nil && c.ctx.Err() == nil {
+		return fmt.Errorf("capture %s: %w", port[0], err)
+	}
+	return nil
+}
+
+// flushWriter writes through to stdout with no buffering of its own.
+type flushWriter struct{ w io.Writer }
+
+func (f flushWriter) Write(p []byte) (int, error) { return f.w.Write(p) }
+
+func isTTY(f *os.File) bool {
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+// parseWithPositional parses flags placed before or after n positional
+// arguments.
+func parseWithPositional(fs *flag.FlagSet, args []string, n int) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, fmt.Errorf("%w: %v", errUsage, err)
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+	if len(pos) != n {
+		return nil, usageErr("%s wants %d argument(s), got %d", fs.Name(), n, len(pos))
+	}
+	return pos, nil
+}

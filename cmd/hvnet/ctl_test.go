@@ -1,0 +1,190 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"net"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"hvnet/api"
+	vswitch "hvnet/switch"
+)
+
+type ctlPort struct{}
+
+func (ctlPort) Send(f []vswitch.Frame) int { return len(f) }
+func (ctlPort) Caps() vswitch.Caps         { return 0 }
+
+// ctlDaemon serves a switch with ports a and b (access VLAN 10).
+func ctlDaemon(t *testing.T) (*vswitch.Switch, string) {
+	t.Helper()
+	sw := vswitch.New(vswitch.Config{Clock: vswitch.NewManualClock(1_700_000_000_000_000_000)})
+	for _, n := range []string{"a", "b"} {
+		if _, err := sw.AddPort(vswitch.PortConfig{Name: n, PVID: 10}, ctlPort{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sock := filepath.Join(t.TempDir(), "api.sock")
+	ctx, cancel := context.WithCancel(context.Background())
+	srv := api.NewServer(sw, api.Options{})
+	l, err := api.Listen(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { srv.ServeListener(ctx, l); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return sw, sock
+}
+
+func ctlFrames(n int) []vswitch.Frame {
+	fs := make([]vswitch.Frame, n)
+	for i := range fs {
+		b := make([]byte, 64)
+		copy(b, []byte{2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1})
+		binary.BigEndian.PutUint16(b[12:], 0x0800)
+		fs[i].Data = b
+	}
+	return fs
+}
+
+func runCtl(t *testing.T, sock string, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := run(append([]string{"ctl", "--socket", sock}, args...), nil, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestCtl(t *testing.T) {
+	sw, sock := ctlDaemon(t)
+	sw.Port("a").Input(ctlFrames(3))
+
+	code, out, errs := runCtl(t, sock, "ports")
+	if code != 0 || !strings.Contains(out, "NAME") || !strings.Contains(out, "RX PKTS") {
+		t.Fatalf("ctl ports = %d %q %q", code, out, errs)
+	}
+	lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
+	if len(lines) != 3 || strings.Index(lines[1], "access") != strings.Index(lines[0], "MODE") || !strings.Contains(lines[1], "a") {
+		t.Fatalf("ctl ports table not aligned:\n%s", out)
+	}
+	code, out, _ = runCtl(t, sock, "--json", "ports")
+	var ps []api.Port
+	if code != 0 || json.Unmarshal([]byte(out), &ps) != nil || len(ps) != 2 || ps[0].Counters.RxPackets != 3 {
+		t.Fatalf("ctl --json ports = %d %q", code, out)
+	}
+	if code, out, _ = runCtl(t, sock, "port", "a"); code != 0 || !strings.Contains(out, "drops policer:") {
+		t.Fatalf("ctl port a = %d %q", code, out)
+	}
+	if code, _, errs = runCtl(t, sock, "port", "zz"); code != 1 || !strings.Contains(errs, `no port "zz"`) {
+		t.Fatalf("ctl port zz = %d %q", code, errs)
+	}
+
+	if code, out, errs = runCtl(t, sock, "set", "a", "pvid=20", "ingress=8Mbit", "ingress-pps=500", "mac-limit=3"); code != 0 {
+		t.Fatalf("ctl set = %d %q %q", code, out, errs)
+	}
+	cfg := sw.Port("a").Config()
+	if cfg.PVID != 20 || cfg.Ingress.Bytes.Rate != 1e6 || cfg.Ingress.Packets.Rate != 500 || cfg.MACLimit != 3 {
+		t.Fatalf("after ctl set: %+v", cfg)
+	}
+	for _, bad := range [][]string{{"pvid=5000"}, {"egress=-1"}, {"colour=red"}, {"pvid"}, {"mode=trunk"}} {
+		code, _, errs := runCtl(t, sock, append([]string{"set", "a"}, bad...)...)
+		if code == 0 || errs == "" {
+			t.Errorf("ctl set a %v = %d, want an error", bad, code)
+		}
+	}
+	if code, _, errs = runCtl(t, sock, "set", "a", "pvid=5000"); !strings.Contains(errs, "pvid") {
+		t.Fatalf("ctl set pvid=5000: error %q does not name the field", errs)
+	}
+	if sw.Port("a").Config().PVID != 20 {
+		t.Fatal("a failed set changed the port")
+	}
+
+	if code, _, errs = runCtl(t, sock, "fdb", "add", "b", "20", "02:00:00:00:00:07"); code != 0 {
+		t.Fatalf("fdb add: %d %q", code, errs)
+	}
+	if code, out, _ = runCtl(t, sock, "fdb", "--vlan", "20"); code != 0 || !strings.Contains(out, "02:00:00:00:00:07") || !strings.Contains(out, "static") {
+		t.Fatalf("fdb --vlan 20 = %d %q", code, out)
+	}
+	if code, _, errs = runCtl(t, sock, "fdb", "del", "20", "02:00:00:00:00:07"); code != 0 {
+		t.Fatalf("fdb del: %d %q", code, errs)
+	}
+	if code, out, _ = runCtl(t, sock, "fdb", "flush", "--port", "a"); code != 0 || !strings.Contains(out, "flushed") {
+		t.Fatalf("fdb flush = %d %q", code, out)
+	}
+
+	file := filepath.Join(t.TempDir(), "m.pcap")
+	if code, _, errs = runCtl(t, sock, "mirror", "start", "a", file, "--direction", "ingress"); code != 0 {
+		t.Fatalf("mirror start: %d %q", code, errs)
+	}
+	sw.Port("a").Input(ctlFrames(2))
+	if code, out, errs = runCtl(t, sock, "mirror", "stop", "a"); code != 0 || !strings.Contains(out, "2 frames") {
+		t.Fatalf("mirror stop = %d %q %q", code, out, errs)
+	}
+
+	if code, out, _ = runCtl(t, sock, "metrics"); code != 0 || !strings.Contains(out, `hvnet_port_packets_total{direction="ingress",port="a"} 5`) {
+		t.Fatalf("metrics = %d %q", code, out)
+	}
+}
+
+func TestCtlCapture(t *testing.T) {
+	if _, err := exec.LookPath("tcpdump"); err != nil {
+		t.Fatal("tcpdump is missing: apt-get install tcpdump")
+	}
+	sw, sock := ctlDaemon(t)
+	var wg sync.WaitGroup
+	var code int
+	var out, errb bytes.Buffer
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		code = run([]string{"ctl", "--socket", sock, "capture", "a", "--count", "4"}, nil, &out, &errb)
+	}()
+	for deadline := time.Now().Add(10 * time.Second); !sw.Port("a").Config().MirrorIngress; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("capture did not start")
+		}
+	}
+	sw.Port("a").Input(ctlFrames(4))
+	wg.Wait()
+	if code != 0 {
+		t.Fatalf("ctl capture = %d %q", code, errb.String())
+	}
+	cmd := exec.Command("tcpdump", "-n", "-r", "-")
+	cmd.Stdin = &out
+	res, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("tcpdump -r -: %v", err)
+	}
+	if n := strings.Count(string(res), "\n"); n != 4 {
+		t.Fatalf("tcpdump read %d frames, want 4:\n%s", n, res)
+	}
+}
+
+func TestCtlNotRunning(t *testing.T) {
+	dir := t.TempDir()
+	missing := filepath.Join(dir, "missing.sock")
+	stale := filepath.Join(dir, "stale.sock")
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: stale, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.SetUnlinkOnClose(false)
+	l.Close()
+	for _, sock := range []string{missing, stale} {
+		code, _, errs := runCtl(t, sock, "ports")
+		want := "daemon not running at " + sock + " (start it with hvnet switch"
+		if code != 1 || !strings.Contains(errs, want) {
+			t.Errorf("ctl ports on %s = %d %q, want %q", sock, code, errs, want)
+		}
+	}
+	if code, _, _ := runCtl(t, missing, "frobnicate"); code != 2 {
+		t.Errorf("unknown ctl command = %d, want 2", code)
+	}
+}

@@ -1,0 +1,261 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"net/http"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"hvnet/api"
+	"hvnet/topology"
+)
+
+// set builds a PortPatch from KEY=VALUE arguments. Rate keys start from
+// the port's current limits so "ingress-pps=10" keeps the byte rate.
+func (c *ctl) set(name string, kvs []string) error {
+	cur, err := c.c.Port(c.ctx, name)
+	if err != nil {
+		return err
+	}
+	var p api.PortPatch
+	in, eg, storm := cur.Config.Ingress, cur.Config.Egress, cur.Config.Storm
+	var setIn, setEg, setStorm bool
+	for _, kv := range kvs {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok {
+			return usageErr("set: %q is not KEY=VALUE", kv)
+		}
+		num := func() (int, error) {
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				return 0, usageErr("set: %s=%q: want a number", k, v)
+			}
+			return n, nil
+		}
+		rate := func() (int64, error) {
+			r, err := topology.ParseRate(v)
+			if err != nil {
+				return 0, usageErr("set: %s: %v", k, err)
+			}
+			return r, nil
+		}
+		var err error
+		switch k {
+		case "mode":
+			p.Mode = &v
+		case "pvid", "native", "pcp", "mtu", "mac-limit":
+			var n int
+			if n, err = num(); err == nil {
+				switch k {
+				case "pvid":
+					p.PVID = &n
+				case "native":
+					p.NativeVLAN = &n
+				case "pcp":
+					p.DefaultPCP = &n
+				case "mtu":
+					p.MTU = &n
+				case "mac-limit":
+					p.MACLimit = &n
+				}
+			}
+		case "vlans":
+			vs := []int{}
+			for _, f := range splitList(v) {
+				n, err := strconv.Atoi(f)
+				if err != nil {
+					return usageErr("set: vlans: %q is not a number", f)
+				}
+				vs = append(vs, n)
+			}
+			p.AllowedVLANs = &vs
+		case "macs":
+			ms := splitList(v)
+			p.AllowedMACs = &ms
+		case "ingress", "egress", "ingress-pps", "egress-pps", "ingress-burst", "egress-burst":
+			r := &in
+			setIn = setIn || strings.HasPrefix(k, "ingress")
+			if strings.HasPrefix(k, "egress") {
+				r, setEg = &eg, true
+			}
+			var n int64
+			if n, err = rate(); err == nil {
+				switch {
+				case strings.HasSuffix(k, "-pps"):
+					r.Packets.Rate = n
+				case strings.HasSuffix(k, "-burst"):
+					r.Bytes.Burst = n
+				default:
+					r.Bytes.Rate = n
+				}
+			}
+		case "storm-bcast-pps", "storm-mcast-pps", "storm-unknown-pps":
+			var n int64
+			if n, err = rate(); err == nil {
+				setStorm = true
+				switch k {
+				case "storm-bcast-pps":
+					storm.Broadcast.Packets.Rate = n
+				case "storm-mcast-pps":
+					storm.Multicast.Packets.Rate = n
+				default:
+					storm.UnknownUnicast.Packets.Rate = n
+				}
+			}
+		default:
+			return usageErr("set: unknown key %q", k)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if setIn {
+		p.Ingress = &in
+	}
+	if setEg {
+		p.Egress = &eg
+	}
+	if setStorm {
+		p.Storm = &storm
+	}
+	var out api.Port
+	if ok, err := c.get(http.MethodPatch, "/v1/ports/"+name, p, &out); !ok {
+		return err
+	}
+	fmt.Fprintf(c.e.stdout, "port %s updated\n", name)
+	return nil
+}
+
+func splitList(v string) []string {
+	out := []string{}
+	for _, f := range strings.Split(v, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+func (c *ctl) fdb(args []string) error {
+	sub := ""
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		sub, args = args[0], args[1:]
+	}
+	fs := flag.NewFlagSet("fdb", flag.ContinueOnError)
+	fs.SetOutput(c.e.stderr)
+	port := fs.String("port", "", "only this port")
+	vlan := fs.Int("vlan", 0, "only this VLAN")
+	mac := fs.String("mac", "", "only this MAC (dump only)")
+	switch sub {
+	case "":
+		if _, err := parseWithPositional(fs, args, 0); err != nil {
+			return err
+		}
+		var es []api.FDBEntry
+		if ok, err := c.get(http.MethodGet, "/v1/fdb"+api.FDBQuery(*port, *vlan, *mac), nil, &es); !ok {
+			return err
+		}
+		tw := tabwriter.NewWriter(c.e.stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "VLAN\tMAC\tPORT\tTYPE\tAGE")
+		for _, fe := range es {
+			kind, age := "learned", fe.Age.Round(time.Second).String()
+			if fe.Static {
+				kind, age = "static", "-"
+			}
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\n", fe.VLAN, fe.MAC, fe.Port, kind, age)
+		}
+		return tw.Flush()
+	case "flush":
+		if _, err := parseWithPositional(fs, args, 0); err != nil {
+			return err
+		}
+		if *mac != "" {
+			return usageErr("fdb flush: filters by --port and --vlan only")
+		}
+		var f api.Flushed
+		if ok, err := c.get(http.MethodDelete, "/v1/fdb"+api.FDBQuery(*port, *vlan, ""), nil, &f); !ok {
+			return err
+		}
+		fmt.Fprintf(c.e.stdout, "flushed %d entries\n", f.Flushed)
+		return nil
+	case "add":
+		if len(args) != 3 {
+			return usageErr("fdb add PORT VLAN MAC")
+		}
+		v, err := strconv.Atoi(args[1])
+		if err != nil {
+			return usageErr("fdb add: VLAN %q is not a number", args[1])
+		}
+		_, err = c.get(http.MethodPost, "/v1/fdb", api.StaticEntry{Port: args[0], VLAN: v, MAC: args[2]}, nil)
+		return err
+	case "del":
+		if len(args) != 2 {
+			return usageErr("fdb del VLAN MAC")
+		}
+		v, err := strconv.Atoi(args[0])
+		if err != nil {
+			return usageErr("fdb del: VLAN %q is not a number", args[0])
+		}
+		_, err = c.get(http.MethodDelete, fmt.Sprintf("/v1/fdb/%d/%s", v, args[1]), nil, nil)
+		return err
+	}
+	return usageErr("fdb: unknown subcommand %q", sub)
+}
+
+func (c *ctl) mirror(args []string) error {
+	if len(args) == 0 {
+		return usageErr("mirror start|stop|list")
+	}
+	fs := flag.NewFlagSet("mirror "+args[0], flag.ContinueOnError)
+	fs.SetOutput(c.e.stderr)
+	dir := fs.String("direction", "both", "ingress, egress or both")
+	switch args[0] {
+	case "start":
+		pos, err := parseWithPositional(fs, args[1:], 2)
+		if err != nil {
+			return err
+		}
+		var info api.MirrorInfo
+		if ok, err := c.get(http.MethodPost, "/v1/mirrors", api.MirrorSpec{Port: pos[0], Direction: *dir, File: absPath(pos[1])}, &info); !ok {
+			return err
+		}
+		fmt.Fprintf(c.e.stdout, "mirroring %s (%s) to %s\n", info.Port, info.Direction, info.File)
+		return nil
+	case "stop":
+		pos, err := parseWithPositional(fs, args[1:], 1)
+		if err != nil {
+			return err
+		}
+		var info api.MirrorInfo
+		if ok, err := c.get(http.MethodDelete, "/v1/mirrors/"+pos[0], nil, &info); !ok {
+			return err
+		}
+		fmt.Fprintf(c.e.stdout, "stopped mirroring %s: %d frames in %s, %d dropped\n", info.Port, info.Frames, info.File, info.Dropped)
+		return nil
+	case "list":
+		var ms []api.MirrorInfo
+		if ok, err := c.get(http.MethodGet, "/v1/mirrors", nil, &ms); !ok {
+			return err
+		}
+		tw := tabwriter.NewWriter(c.e.stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "PORT\tDIRECTION\tFILE\tFRAMES\tDROPPED")
+		for _, m := range ms {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\n", m.Port, m.Direction, m.File, m.Frames, m.Dropped)
+		}
+		return tw.Flush()
+	}
+	return usageErr("mirror: unknown subcommand %q", args[0])
+}
+
+// absPath makes a file argument absolute: the daemon resolves paths in
+// its own working directory, not the caller's.
+func absPath(p string) string {
+	if a, err := filepath.Abs(p); err == nil {
+		return a
+	}
+	return p
+}

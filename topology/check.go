@@ -1,0 +1,213 @@
+package topology
+
+import (
+	"fmt"
+	"net/netip"
+	"path/filepath"
+
+	vswitch "hvnet/switch"
+)
+
+// checker collects consistency errors with their lines.
+type checker struct {
+	file string
+	errs []*Error
+}
+
+func (c *checker) fail(line int, field, format string, args ...any) {
+	c.errs = append(c.errs, &Error{File: c.file, Line: line, Field: field, Msg: fmt.Sprintf(format, args...)})
+}
+
+// check reports every inconsistency in t.
+func check(t *Topology) []*Error {
+	c := &checker{file: t.File}
+	if t.Switch.API != "" && !filepath.IsAbs(t.Switch.API) {
+		c.fail(t.Switch.LineOf("api"), "switch.api", "%q: want an absolute path", t.Switch.API)
+	}
+	if t.Switch.Aging < 0 {
+		c.fail(t.Switch.LineOf("aging"), "switch.aging", "negative aging time")
+	}
+	names := map[string]string{}   // port name -> where first defined
+	sockets := map[string]string{} // socket path -> port
+	macs := map[string]string{}    // MAC -> owner
+	ips := map[netip.Addr]string{}
+	unique := func(seen map[string]string, v, what, field string, line int, owner string) {
+		if prev, ok := seen[v]; ok {
+			c.fail(line, field, "duplicate %s %q (also %s)", what, v, prev)
+			return
+		}
+		seen[v] = owner
+	}
+	for i, p := range t.Ports {
+		f := fmt.Sprintf("ports[%d]", i)
+		if p.Name == "" {
+			c.fail(p.Line, f+".name", "missing")
+		} else {
+			unique(names, p.Name, "port name", f+".name", p.LineOf("name"), f)
+		}
+		if p.Socket == "" {
+			c.fail(p.Line, f+".socket", "missing: a vhost-user port needs a socket path")
+		} else {
+			unique(sockets, filepath.Clean(p.Socket), "socket", f+".socket", p.LineOf("socket"), f)
+		}
+		if p.SocketMode != "" && p.SocketMode != "server" && p.SocketMode != "client" {
+			c.fail(p.LineOf("socket_mode"), f+".socket_mode", "%q: want server or client", p.SocketMode)
+		}
+		c.queues(p.Pos, f, p.Queues)
+		if p.MAC != "" {
+			c.mac(p.Pos, f+".mac", "mac", p.MAC)
+			unique(macs, p.MAC, "MAC", f+".mac", p.LineOf("mac"), f)
+		}
+		c.settings(p.Pos, f, &p.PortSettings)
+	}
+	if u := t.Uplink; u != nil {
+		if u.Name == "" {
+			u.Name = "uplink"
+		}
+		unique(names, u.Name, "port name", "uplink.name", u.LineOf("name"), "uplink")
+		if u.Interface == "" {
+			c.fail(u.Line, "uplink.interface", "missing: the host interface to attach")
+		}
+		if u.TXMode != "" && u.TXMode != "ring" && u.TXMode != "sendmmsg" {
+			c.fail(u.LineOf("tx_mode"), "uplink.tx_mode", "%q: want ring or sendmmsg", u.TXMode)
+		}
+		c.settings(u.Pos, "uplink", &u.PortSettings)
+	}
+	for i := range t.Guests {
+		g := &t.Guests[i]
+		f := fmt.Sprintf("guests[%d]", i)
+		if g.Name == "" {
+			c.fail(g.Line, f+".name", "missing")
+		} else {
+			unique(names, g.Name, "port name", f+".name", g.LineOf("name"), f)
+		}
+		if g.MAC != "" {
+			c.mac(g.Pos, f+".mac", "mac", g.MAC)
+			unique(macs, g.MAC, "MAC", f+".mac", g.LineOf("mac"), f)
+		}
+		if g.IP != "" {
+			pfx, err := netip.ParsePrefix(g.IP)
+			if err != nil {
+				c.fail(g.LineOf("ip"), f+".ip", "%q: want address/prefix, as 10.0.10.1/24", g.IP)
+			} else if prev, dup := ips[pfx.Addr()]; dup {
+				c.fail(g.LineOf("ip"), f+".ip", "duplicate address %s (also %s)", pfx.Addr(), prev)
+			} else {
+				ips[pfx.Addr()] = f
+			}
+		}
+		if !g.has("vlan") {
+			g.VLAN = 1
+		}
+		c.vlan(g.LineOf("vlan"), f+".vlan", g.VLAN)
+		c.queues(g.Pos, f, g.Queues)
+		if g.Rate < 0 {
+			c.fail(g.LineOf("rate"), f+".rate", "negative rate")
+		}
+	}
+	return c.errs
+}
+
+func (c *checker) queues(p Pos, f string, q int) {
+	if q < 0 || q > 16 {
+		c.fail(p.LineOf("queues"), f+".queues", "%d outside 0..16", q)
+	}
+}
+
+func (c *checker) mac(p Pos, field, key, s string) {
+	m, err := vswitch.ParseMAC(s)
+	switch {
+	case err != nil || len(s) != 17:
+		c.fail(p.LineOf(key), field, "%q: want aa:bb:cc:dd:ee:ff", s)
+	case m[0]&1 != 0:
+		c.fail(p.LineOf(key), field, "%s is a group address", s)
+	}
+}
+
+// vlan: IEEE 802.1Q-2018 Table 9-2 (0 is no VLAN, 4095 reserved).
+func (c *checker) vlan(line int, field string, v int) {
+	if v < 1 || v > 4094 {
+		c.fail(line, field, "VLAN %d outside 1..4094", v)
+	}
+}
+
+func (c *checker) settings(p Pos, f string, s *PortSettings) {
+	switch s.Mode {
+	case "", "access", "dot1q-tunnel":
+		if s.Mode == "" {
+			s.Mode = "access"
+		}
+		if !p.has("pvid") {
+			s.PVID = 1
+		}
+		c.vlan(p.LineOf("pvid"), f+".pvid", s.PVID)
+		if len(s.AllowedVLANs) > 0 {
+			c.fail(p.LineOf("allowed_vlans"), f+".allowed_vlans", "only a trunk has allowed VLANs (mode is %s)", s.Mode)
+		}
+		if s.NativeVLAN != 0 {
+			c.fail(p.LineOf("native_vlan"), f+".native_vlan", "only a trunk has a native VLAN (mode is %s)", s.Mode)
+		}
+	case "trunk":
+		if s.PVID != 0 {
+			c.fail(p.LineOf("pvid"), f+".pvid", "a trunk has no PVID: use native_vlan for untagged frames")
+		}
+		if len(s.AllowedVLANs) == 0 {
+			c.fail(p.LineOf("mode"), f+".allowed_vlans", "a trunk needs allowed_vlans")
+		}
+		seen := map[int]bool{}
+		for i, v := range s.AllowedVLANs {
+			c.vlan(p.LineOf("allowed_vlans"), fmt.Sprintf("%s.allowed_vlans[%d]", f, i), v)
+			if seen[v] {
+				c.fail(p.LineOf("allowed_vlans"), fmt.Sprintf("%s.allowed_vlans[%d]", f, i), "VLAN %d listed twice", v)
+			}
+			seen[v] = true
+		}
+		if s.NativeVLAN != 0 {
+			c.vlan(p.LineOf("native_vlan"), f+".native_vlan", s.NativeVLAN)
+		}
+	default:
+		c.fail(p.LineOf("mode"), f+".mode", "%q: want access, trunk or dot1q-tunnel", s.Mode)
+	}
+	if s.PCP < 0 || s.PCP > 7 {
+		c.fail(p.LineOf("pcp"), f+".pcp", "%d outside 0..7", s.PCP)
+	}
+	if s.MTU != 0 && (s.MTU < 68 || s.MTU > 65535) {
+		c.fail(p.LineOf("mtu"), f+".mtu", "%d outside 68..65535", s.MTU)
+	}
+	c.limit(f+".ingress", s.Ingress)
+	c.limit(f+".egress", s.Egress)
+	if st := s.Storm; st != nil {
+		c.limit(f+".storm.broadcast", st.Broadcast)
+		c.limit(f+".storm.multicast", st.Multicast)
+		c.limit(f+".storm.unknown_unicast", st.UnknownUnicast)
+	}
+	if s.MACLimit < 0 || s.MACLimit > 1<<20 {
+		c.fail(p.LineOf("mac_limit"), f+".mac_limit", "%d outside 0..%d", s.MACLimit, 1<<20)
+	}
+	for i, m := range s.AllowedMACs {
+		c.mac(p, fmt.Sprintf("%s.allowed_macs[%d]", f, i), "allowed_macs", m)
+	}
+}
+
+// maxBurst is the switch's bound on a bucket's size, in tokens.
+const maxBurst = 1 << 32
+
+func (c *checker) limit(f string, l *Limit) {
+	if l == nil {
+		return
+	}
+	for _, x := range []struct {
+		key string
+		v   int64
+		max int64
+	}{{"rate", int64(l.Rate), MaxRate}, {"burst", int64(l.Burst), maxBurst}, {"pps", l.PPS, MaxRate}, {"pps_burst", l.PPSBurst, maxBurst}} {
+		switch {
+		case x.v < 0:
+			c.fail(l.LineOf(x.key), f+"."+x.key, "negative value %d", x.v)
+		case x.v > x.max:
+			c.fail(l.LineOf(x.key), f+"."+x.key, "%d is absurd (at most %d)", x.v, x.max)
+		}
+	}
+	if l.Rate == 0 && l.PPS == 0 {
+		c.fail(l.Line, f, "a limit needs rate or pps (leave the limit out for none)")
+	}
+}

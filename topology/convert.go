@@ -1,0 +1,53 @@
+package topology
+
+import (
+	vswitch "hvnet/switch"
+)
+
+func (l *Limit) rateLimit() vswitch.RateLimit {
+	if l == nil {
+		return vswitch.RateLimit{}
+	}
+	return vswitch.RateLimit{
+		Bytes:   vswitch.Bucket{Rate: int64(l.Rate), Burst: int64(l.Burst)},
+		Packets: vswitch.Bucket{Rate: l.PPS, Burst: l.PPSBurst},
+	}
+}
+
+// Config returns the switch port configuration of settings s for port
+// name. The topology must have been checked (Load or Parse).
+func (s *PortSettings) Config(name string) vswitch.PortConfig {
+	cfg := vswitch.PortConfig{Name: name, PVID: uint16(s.PVID), NativeVLAN: uint16(s.NativeVLAN),
+		DefaultPCP: uint8(s.PCP), MTU: s.MTU, Ingress: s.Ingress.rateLimit(), Egress: s.Egress.rateLimit(),
+		MACLimit: s.MACLimit}
+	switch s.Mode {
+	case "trunk":
+		cfg.Mode, cfg.PVID = vswitch.ModeTrunk, 0
+	case "dot1q-tunnel":
+		cfg.Mode = vswitch.ModeDot1QTunnel
+	}
+	for _, v := range s.AllowedVLANs {
+		cfg.AllowedVLANs = append(cfg.AllowedVLANs, uint16(v))
+	}
+	if st := s.Storm; st != nil {
+		cfg.Storm = vswitch.StormControl{Broadcast: st.Broadcast.rateLimit(), Multicast: st.Multicast.rateLimit(),
+			UnknownUnicast: st.UnknownUnicast.rateLimit()}
+	}
+	for _, m := range s.AllowedMACs {
+		mac, _ := vswitch.ParseMAC(m)
+		cfg.AllowedMACs = append(cfg.AllowedMACs, mac)
+	}
+	return cfg
+}
+
+// Config returns the switch port configuration of a guest's NIC: an
+// access port of its VLAN, shaped toward the guest and policed from it at
+// its rate.
+func (g *Guest) Config() vswitch.PortConfig {
+	cfg := vswitch.PortConfig{Name: g.Name, Mode: vswitch.ModeAccess, PVID: uint16(g.VLAN)}
+	if g.Rate > 0 {
+		b := vswitch.Bucket{Rate: int64(g.Rate)}
+		cfg.Egress.Bytes, cfg.Ingress.Bytes = b, b
+	}
+	return cfg
+}

@@ -1,0 +1,13 @@
+// Package topology reads hvnet's declarative topology file: the switch's
+// settings, its ports (VLAN mode, PVID, allowed and native VLANs, rates,
+// MAC limit and allowed MACs), vhost-user ports, the uplink and the lab
+// guests, in YAML. "hvnet up FILE" brings such a file up.
+//
+//	t, err := topology.Load("lab.yaml")
+//
+// Parsing is strict: an unknown key, a value of the wrong type and every
+// inconsistency (duplicate names, sockets, MACs or addresses, VLANs outside
+// 1..4094, a trunk without allowed VLANs, negative or absurd rates) is
+// reported as "FILE:LINE: FIELD: reason", all of them at once (errors.Join
+// of *Error). testdata/lab.yaml is a complete example.
+package topology

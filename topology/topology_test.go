@@ -1,0 +1,122 @@
+package topology
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	vswitch "hvnet/switch"
+)
+
+func TestLoadExample(t *testing.T) {
+	top, err := Load("testdata/lab.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if top.Switch.API != "/run/hvnet.sock" || top.Switch.Aging != 300*time.Second {
+		t.Errorf("switch = %+v", top.Switch)
+	}
+	if len(top.Ports) != 2 || len(top.Guests) != 3 || top.Uplink == nil || top.Uplink.Name != "uplink" {
+		t.Fatalf("topology = %+v", top)
+	}
+	q := top.Ports[0].Config("qemu0")
+	if q.Mode != vswitch.ModeAccess || q.PVID != 10 || q.MACLimit != 4 || len(q.AllowedMACs) != 1 {
+		t.Errorf("qemu0 config = %+v", q)
+	}
+	d := top.Ports[1].Config("dpdk0")
+	if d.Mode != vswitch.ModeTrunk || !reflect.DeepEqual(d.AllowedVLANs, []uint16{10, 20}) || d.NativeVLAN != 1 ||
+		d.Ingress.Bytes.Rate != 125_000_000 || d.Ingress.Bytes.Burst != 256_000 || d.Storm.Broadcast.Packets.Rate != 1000 {
+		t.Errorf("dpdk0 config = %+v", d)
+	}
+	g2 := top.Guests[1].Config()
+	if g2.PVID != 10 || g2.Egress.Bytes.Rate != 12_500_000 || top.Guests[1].Command != "iperf3 -s -1" {
+		t.Errorf("g2 config = %+v", g2)
+	}
+	if top.Ports[1].LineOf("allowed_vlans") != 20 {
+		t.Errorf("dpdk0 allowed_vlans on line %d, want 20", top.Ports[1].LineOf("allowed_vlans"))
+	}
+	// Every port config the file produces is one the switch accepts.
+	sw := vswitch.New(vswitch.Config{})
+	cfgs := []vswitch.PortConfig{q, d, top.Uplink.Config("uplink")}
+	for _, g := range top.Guests {
+		cfgs = append(cfgs, g.Config())
+	}
+	for _, c := range cfgs {
+		if _, err := sw.AddPort(c, nopPort{}); err != nil {
+			t.Errorf("switch rejects %s: %v", c.Name, err)
+		}
+	}
+}
+
+type nopPort struct{}
+
+func (nopPort) Send(f []vswitch.Frame) int { return len(f) }
+func (nopPort) Caps() vswitch.Caps         { return 0 }
+
+func TestBadTopologies(t *testing.T) {
+	for _, tc := range []struct {
+		name, yaml string
+		want       []string // substrings of the error, "FILE:LINE: FIELD: ..."
+	}{
+		{"unknown top key", "switch: {}\nprots: []\n", []string{`bad.yaml:2: prots: unknown key`}},
+		{"unknown port key", "ports:\n  - name: a\n    socket: /s\n    pvid: 3\n    vlna: 4\n", []string{`bad.yaml:5: ports[0].vlna: unknown key (known keys here: allowed_macs, allowed_vlans,`}},
+		{"unknown nested key", "guests:\n  - name: g\n    rate: 1M\nuplink:\n  interface: x\n  ingress: {rate: 1M, brust: 3}\n", []string{`bad.yaml:6: uplink.ingress.brust: unknown key`}},
+		{"duplicate key", "ports:\n  - name: a\n    socket: /s\n    name: b\n", []string{`bad.yaml:4: ports[0].name: key given twice (first on line 2)`}},
+		{"wrong type", "ports:\n  - name: a\n    socket: /s\n    pvid: ten\n", []string{`bad.yaml:4: ports[0].pvid: want an integer, got "ten"`}},
+		{"not a list", "ports:\n  name: a\n", []string{`bad.yaml:2: ports: want a list`}},
+		{"bad duration", "switch:\n  aging: forever\n", []string{`bad.yaml:2: switch.aging: "forever" is not a duration`}},
+		{"pvid range", "ports:\n  - name: a\n    socket: /s\n    pvid: 4095\n", []string{`bad.yaml:4: ports[0].pvid: VLAN 4095 outside 1..4094`}},
+		{"guest vlan", "guests:\n  - name: g\n    vlan: 5000\n", []string{`bad.yaml:3: guests[0].vlan: VLAN 5000 outside 1..4094`}},
+		{"trunk without vlans", "uplink:\n  interface: x\n  mode: trunk\n", []string{`bad.yaml:3: uplink.allowed_vlans: a trunk needs allowed_vlans`}},
+		{"trunk vlan range", "uplink:\n  interface: x\n  mode: trunk\n  allowed_vlans: [10, 0]\n", []string{`bad.yaml:4: uplink.allowed_vlans[1]: VLAN 0 outside 1..4094`}},
+		{"trunk with pvid", "uplink:\n  interface: x\n  mode: trunk\n  allowed_vlans: [10]\n  pvid: 3\n", []string{`bad.yaml:5: uplink.pvid: a trunk has no PVID`}},
+		{"access with vlans", "ports:\n  - name: a\n    socket: /s\n    allowed_vlans: [3]\n", []string{`bad.yaml:4: ports[0].allowed_vlans: only a trunk`}},
+		{"bad mode", "ports:\n  - name: a\n    socket: /s\n    mode: hybrid\n", []string{`bad.yaml:4: ports[0].mode: "hybrid"`}},
+		{"duplicate names", "ports:\n  - name: a\n    socket: /s1\nguests:\n  - name: a\n", []string{`bad.yaml:5: guests[0].name: duplicate port name "a" (also ports[0])`}},
+		{"duplicate sockets", "ports:\n  - name: a\n    socket: /s\n  - name: b\n    socket: /s\n", []string{`bad.yaml:5: ports[1].socket: duplicate socket "/s"`}},
+		{"duplicate macs", "guests:\n  - name: a\n    mac: 02:00:00:00:00:01\n  - name: b\n    mac: 02:00:00:00:00:01\n", []string{`bad.yaml:5: guests[1].mac: duplicate MAC`}},
+		{"duplicate ips", "guests:\n  - name: a\n    ip: 10.0.0.1/24\n  - name: b\n    ip: 10.0.0.1/24\n", []string{`bad.yaml:5: guests[1].ip: duplicate address 10.0.0.1`}},
+		{"group mac", "guests:\n  - name: a\n    mac: 01:00:00:00:00:01\n", []string{`bad.yaml:3: guests[0].mac: 01:00:00:00:00:01 is a group address`}},
+		{"bad ip", "guests:\n  - name: a\n    ip: 10.0.0.1\n", []string{`bad.yaml:3: guests[0].ip: "10.0.0.1": want address/prefix`}},
+		{"negative rate", "guests:\n  - name: a\n    rate: -5M\n", []string{`bad.yaml:3: guests[0].rate: rate "-5M" is negative`}},
+		{"absurd rate", "ports:\n  - name: a\n    socket: /s\n    egress:\n      rate: 100Tbit\n", []string{`bad.yaml:5: ports[0].egress.rate: rate "100Tbit" above`}},
+		{"absurd pps", "ports:\n  - name: a\n    socket: /s\n    egress:\n      pps: 9000000000000000\n", []string{`bad.yaml:5: ports[0].egress.pps: 9000000000000000 is absurd`}},
+		{"empty limit", "ports:\n  - name: a\n    socket: /s\n    egress: {burst: 3}\n", []string{`bad.yaml:4: ports[0].egress: a limit needs rate or pps`}},
+		{"socket mode", "ports:\n  - name: a\n    socket: /s\n    socket_mode: both\n", []string{`bad.yaml:4: ports[0].socket_mode: "both": want server or client`}},
+		{"missing socket", "ports:\n  - name: a\n", []string{`bad.yaml:2: ports[0].socket: missing`}},
+		{"uplink iface", "uplink:\n  tx_mode: turbo\n", []string{`bad.yaml:1: uplink.interface: missing`, `bad.yaml:2: uplink.tx_mode: "turbo"`}},
+		{"several errors", "guests:\n  - name: a\n    vlan: 0\n    queues: 99\n", []string{`bad.yaml:3: guests[0].vlan`, `bad.yaml:4: guests[0].queues: 99 outside 0..16`}},
+		{"relative api", "switch:\n  api: hvnet.sock\n", []string{`bad.yaml:2: switch.api: "hvnet.sock": want an absolute path`}},
+		{"empty", "", []string{`bad.yaml:1: (file): empty topology`}},
+		{"not yaml", "ports: [\n", []string{`bad.yaml: yaml:`}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse("bad.yaml", []byte(tc.yaml))
+			if err == nil {
+				t.Fatalf("Parse(%q) succeeded, want errors %q", tc.yaml, tc.want)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("Parse(%q) = %v\nwant it to contain %q", tc.yaml, err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestParseRate(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want int64
+	}{{"1000", 1000}, {"10M", 10_000_000}, {"10MB", 10_000_000}, {"100Mbit", 12_500_000}, {"1gbit", 125_000_000}, {"64k", 64_000}, {"1.5M", 1_500_000}} {
+		if got, err := ParseRate(tc.in); err != nil || got != tc.want {
+			t.Errorf("ParseRate(%q) = %d, %v; want %d", tc.in, got, err, tc.want)
+		}
+	}
+	for _, bad := range []string{"", "fast", "-1", "10Q", "1e20", "100Tbit"} {
+		if _, err := ParseRate(bad); err == nil {
+			t.Errorf("ParseRate(%q) succeeded, want an error", bad)
+		}
+	}
+}

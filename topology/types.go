@@ -1,0 +1,116 @@
+package topology
+
+import "time"
+
+// Topology is a whole topology file.
+type Topology struct {
+	Pos
+	File   string  `yaml:"-"`
+	Switch Switch  `yaml:"switch"`
+	Ports  []Port  `yaml:"ports"`
+	Uplink *Uplink `yaml:"uplink"`
+	Guests []Guest `yaml:"guests"`
+}
+
+// Switch is the switch's own settings.
+type Switch struct {
+	Pos
+	API   string        `yaml:"api"`   // control socket (default /run/hvnet.sock)
+	Aging time.Duration `yaml:"aging"` // FDB aging time, e.g. 300s (default)
+}
+
+// Limit is a rate limit: a byte rate ("100Mbit", "10M", bytes per
+// second) with its burst in bytes, and a packet rate with its burst.
+type Limit struct {
+	Pos
+	Rate     Rate  `yaml:"rate"`
+	Burst    Rate  `yaml:"burst"`
+	PPS      int64 `yaml:"pps"`
+	PPSBurst int64 `yaml:"pps_burst"`
+}
+
+// Storm is broadcast, multicast and unknown-unicast storm control.
+type Storm struct {
+	Pos
+	Broadcast      *Limit `yaml:"broadcast"`
+	Multicast      *Limit `yaml:"multicast"`
+	UnknownUnicast *Limit `yaml:"unknown_unicast"`
+}
+
+// PortSettings are a switch port's settings (vswitch.PortConfig).
+type PortSettings struct {
+	Mode         string   `yaml:"mode"` // access (default), trunk, dot1q-tunnel
+	PVID         int      `yaml:"pvid"`
+	AllowedVLANs []int    `yaml:"allowed_vlans"`
+	NativeVLAN   int      `yaml:"native_vlan"`
+	PCP          int      `yaml:"pcp"`
+	MTU          int      `yaml:"mtu"`
+	Ingress      *Limit   `yaml:"ingress"` // policer
+	Egress       *Limit   `yaml:"egress"`  // shaper
+	Storm        *Storm   `yaml:"storm"`
+	MACLimit     int      `yaml:"mac_limit"`
+	AllowedMACs  []string `yaml:"allowed_macs"`
+}
+
+// Port is a vhost-user port: a socket that QEMU, DPDK or another
+// frontend connects to (server mode, the default) or that hvnet connects
+// to (client mode).
+type Port struct {
+	Pos
+	Name         string `yaml:"name"`
+	Socket       string `yaml:"socket"`
+	SocketMode   string `yaml:"socket_mode"` // server (default) or client
+	Queues       int    `yaml:"queues"`
+	MAC          string `yaml:"mac"`
+	PortSettings `yaml:",inline"`
+}
+
+// Uplink attaches a host interface (AF_PACKET) to the switch.
+type Uplink struct {
+	Pos
+	Name         string `yaml:"name"` // switch port name (default "uplink")
+	Interface    string `yaml:"interface"`
+	TXMode       string `yaml:"tx_mode"` // ring (default) or sendmmsg
+	PortSettings `yaml:",inline"`
+}
+
+// Guest is a lab guest: a VM booted by hvnet's VMM with one NIC on an
+// access port of VLAN, shaped (to the guest) and policed (from it) at Rate.
+type Guest struct {
+	Pos
+	Name    string `yaml:"name"`
+	MAC     string `yaml:"mac"`
+	IP      string `yaml:"ip"`   // address/prefix, e.g. 10.0.10.1/24
+	VLAN    int    `yaml:"vlan"` // default 1
+	Queues  int    `yaml:"queues"`
+	Rate    Rate   `yaml:"rate"`
+	Command string `yaml:"command"` // shell script the guest agent runs
+}
+
+// Rate is a byte rate in bytes per second, written as ParseRate reads it.
+type Rate int64
+
+func (r *Rate) decodeScalar(s string) error {
+	v, err := ParseRate(s)
+	*r = Rate(v)
+	return err
+}
+
+// Pos records where a mapping and each of its keys are in the file.
+type Pos struct {
+	Line int `yaml:"-"`
+	keys map[string]int
+}
+
+// LineOf returns the line of key in the mapping (the mapping's line if
+// the key is absent).
+func (p Pos) LineOf(key string) int {
+	if l, ok := p.keys[key]; ok {
+		return l
+	}
+	return p.Line
+}
+
+func (p Pos) has(key string) bool { _, ok := p.keys[key]; return ok }
+
+func (p *Pos) setPos(line int, keys map[string]int) { p.Line, p.keys = line, keys }
