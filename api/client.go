@@ -207,3 +207,21 @@ func (c *Client) Metrics(ctx context.Context) (string, error) {
 	b, err := c.Raw(ctx, http.MethodGet, "/metrics", nil)
 	return string(b), err
 }
+
+// ACL returns a port's ingress ACL with its hit counters.
+func (c *Client) ACL(ctx context.Context, port string) (ACL, error) {
+	var out ACL
+	return out, c.Do(ctx, http.MethodGet, "/v1/ports/"+url.PathEscape(port)+"/acl", nil, &out)
+}
+
+// SetACL replaces a port's ingress ACL live and returns it as set.
+func (c *Client) SetACL(ctx context.Context, port string, a ACL) (ACL, error) {
+	var out ACL
+	return out, c.Do(ctx, http.MethodPut, "/v1/ports/"+url.PathEscape(port)+"/acl", a, &out)
+}
+
+// Trace asks what the switch would do with a frame.
+func (c *Client) Trace(ctx context.Context, q TraceRequest) (TraceResult, error) {
+	var out TraceResult
+	return out, c.Do(ctx, http.MethodPost, "/v1/trace", q, &out)
+}

@@ -2,6 +2,7 @@ package api
 
 import (
 	"net/http"
+	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -18,6 +19,7 @@ type collector struct {
 	packets, bytes, drops, learned, queued    *prometheus.Desc
 	fdbEntries, fdbLearned, fdbMoves, fdbAged *prometheus.Desc
 	capDropped                                *prometheus.Desc
+	aclHits                                   *prometheus.Desc
 }
 
 func newCollector(sw *vswitch.Switch, fan *fanout) *collector {
@@ -34,6 +36,8 @@ func newCollector(sw *vswitch.Switch, fan *fanout) *collector {
 		fdbLearned: prometheus.NewDesc("hvnet_fdb_learned_total", "Dynamic FDB entries created.", nil, nil),
 		fdbMoves:   prometheus.NewDesc("hvnet_fdb_moves_total", "Dynamic FDB entries that moved to another port.", nil, nil),
 		fdbAged:    prometheus.NewDesc("hvnet_fdb_aged_total", "Dynamic FDB entries removed by aging.", nil, nil),
+		aclHits: prometheus.NewDesc("hvnet_acl_hits_total", "Frames decided by a rule of a port's ingress ACL (rule: its index, or \"default\"); reset when the ACL is replaced.",
+			[]string{"port", "rule"}, nil),
 		capDropped: prometheus.NewDesc("hvnet_capture_dropped_frames_total", "Mirrored frames lost because a capture or file mirror fell behind (current listeners).", []string{"port"}, nil),
 	}
 }
@@ -41,7 +45,7 @@ func newCollector(sw *vswitch.Switch, fan *fanout) *collector {
 // Describe implements prometheus.Collector.
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.packets, c.bytes, c.drops, c.learned, c.queued,
-		c.fdbEntries, c.fdbLearned, c.fdbMoves, c.fdbAged, c.capDropped} {
+		c.fdbEntries, c.fdbLearned, c.fdbMoves, c.fdbAged, c.capDropped, c.aclHits} {
 		ch <- d
 	}
 }
@@ -74,6 +78,12 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		}
 		gauge(c.learned, float64(pc.LearnedMACs), pc.Name)
 		gauge(c.queued, float64(pc.ShaperQueued), pc.Name)
+		if acl, hits, err := c.sw.ACL(pc.Name); err == nil && (len(acl.Rules) > 0 || acl.Default != vswitch.ACLAllow) {
+			for i, n := range hits.Rules {
+				counter(c.aclHits, float64(n), pc.Name, strconv.Itoa(i))
+			}
+			counter(c.aclHits, float64(hits.Default), pc.Name, "default")
+		}
 	}
 	sc := c.sw.SwitchCounters()
 	gauge(c.fdbEntries, float64(sc.FDBEntries))

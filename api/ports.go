@@ -8,7 +8,7 @@ import (
 )
 
 func portInfo(h *vswitch.PortHandle) Port {
-	return Port{Name: h.Name(), Config: toAPIConfig(h.Config()), Counters: toAPICounters(h.Counters())}
+	return Port{Name: h.Name(), Config: toAPIConfig(h.Config()), Counters: toAPICounters(h.Counters()), ACL: portACL(h)}
 }
 
 // listPorts: GET /v1/ports, every port sorted by name.
@@ -16,7 +16,7 @@ func (s *Server) listPorts(w http.ResponseWriter, r *http.Request) {
 	out := []Port{}
 	for _, c := range s.sw.Counters() {
 		if h := s.sw.Port(c.Name); h != nil {
-			out = append(out, Port{Name: c.Name, Config: toAPIConfig(h.Config()), Counters: toAPICounters(c)})
+			out = append(out, Port{Name: c.Name, Config: toAPIConfig(h.Config()), Counters: toAPICounters(c), ACL: portACL(h)})
 		}
 	}
 	writeJSON(w, http.StatusOK, out)

@@ -90,6 +90,9 @@ func (s *Server) routeTable() []route {
 		{"GET /v1/ports/{name}", http.HandlerFunc(s.getPort)},
 		{"PATCH /v1/ports/{name}", http.HandlerFunc(s.patchPort)},
 		{"DELETE /v1/ports/{name}", http.HandlerFunc(s.deletePort)},
+		{"GET /v1/ports/{name}/acl", http.HandlerFunc(s.getACL)},
+		{"PUT /v1/ports/{name}/acl", http.HandlerFunc(s.putACL)},
+		{"POST /v1/trace", http.HandlerFunc(s.trace)},
 		{"GET /v1/fdb", http.HandlerFunc(s.getFDB)},
 		{"DELETE /v1/fdb", http.HandlerFunc(s.flushFDB)},
 		{"POST /v1/fdb", http.HandlerFunc(s.addStatic)},
@@ -113,7 +116,7 @@ func (s *Server) routes() {
 // exists with other methods, 404 otherwise.
 func (s *Server) notFound(w http.ResponseWriter, r *http.Request) {
 	var allow []string
-	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPatch, http.MethodDelete} {
+	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
 		r2 := r.Clone(r.Context())
 		r2.Method = m
 		if _, pat := s.mux.Handler(r2); pat != "/" {

@@ -45,7 +45,7 @@ type PortConfig struct {
 
 // Counters are a port's counters (vswitch.PortCounters). Drops are keyed
 // by reason (vswitch.DropReason's names: vlan, policer, shaper_queue,
-// storm, mac_limit, spoofed, malformed, no_buffer); every reason is present.
+// storm, mac_limit, spoofed, malformed, no_buffer, reserved, acl); every reason is present.
 type Counters struct {
 	RxPackets    uint64            `json:"rx_packets"`
 	RxBytes      uint64            `json:"rx_bytes"`
@@ -61,6 +61,7 @@ type Port struct {
 	Name     string     `json:"name"`
 	Config   PortConfig `json:"config"`
 	Counters Counters   `json:"counters"`
+	ACL      *ACL       `json:"acl,omitempty"` // the ingress ACL with hit counters, if any
 }
 
 // PortPatch changes some of a port's settings (PATCH /v1/ports/{name}).

@@ -17,12 +17,13 @@ const (
 	DropMalformed                     // short, oversize, bad tags, bad offload metadata
 	DropNoBuffer                      // destination Port.Send did not accept the frame
 	DropReserved                      // reserved link-local destination (01-80-C2-00-00-0X), never relayed
+	DropACL                           // denied by the ingress port's ACL
 	NumDropReasons
 
 	dropNone DropReason = -1
 )
 
-var dropNames = [NumDropReasons]string{"vlan", "policer", "shaper_queue", "storm", "mac_limit", "spoofed", "malformed", "no_buffer", "reserved"}
+var dropNames = [NumDropReasons]string{"vlan", "policer", "shaper_queue", "storm", "mac_limit", "spoofed", "malformed", "no_buffer", "reserved", "acl"}
 
 func (r DropReason) String() string {
 	if r < 0 || r >= NumDropReasons {

@@ -36,6 +36,20 @@
 // time it needs to be called. Switch.Run(ctx, tick) does that (and FDB aging)
 // on a real ticker for programs that want a goroutine.
 //
+// # ACLs and trace
+//
+// SetACL gives a port an ingress ACL (acl.go): ordered allow/deny rules on
+// EtherType, MACs, IPv4/IPv6 prefixes, IP protocol and TCP/UDP port ranges,
+// first match wins, else the default action. L3/L4 are parsed once per
+// frame (flow.go), after every VLAN tag, only when the port has an ACL.
+// Denied frames are dropped before policing and learning and counted as
+// DropACL; each rule has a hit counter. The compiled list is swapped
+// atomically; each batch uses the list it loaded at its start.
+//
+// Trace (trace.go) answers what the switch would do now with a described
+// frame on a port, step by step, through the forwarding path's own decision
+// functions, without learning, taking tokens or counting.
+//
 // # Mirroring
 //
 // Ports flagged MirrorIngress / MirrorEgress copy their traffic to the

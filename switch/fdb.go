@@ -212,6 +212,51 @@ func (sh *fdbShard) refresh(key, hash uint64, h *PortHandle, now int64) bool {
 	return sh.wseq.Load() == w
 }
 
+// learnOp is what learning does with a source address.
+type learnOp uint8
+
+const (
+	learnStatic  learnOp = iota // a static entry: nothing to learn
+	learnRefresh                // already on this port: refresh its age
+	learnLimit                  // the port's MAC limit forbids a new entry: drop
+	learnMove                   // on another port: move it here
+	learnNew                    // unknown: add it
+)
+
+// learnDecision is the learning rule (IEEE 802.1Q-2018 §8.7) given what the
+// FDB holds for the source; learn and Trace both use it.
+func learnDecision(found, static, onPort bool, limit, learned int64) learnOp {
+	switch {
+	case found && static:
+		return learnStatic
+	case found && onPort:
+		return learnRefresh
+	case limit > 0 && learned >= limit:
+		return learnLimit
+	case found:
+		return learnMove
+	}
+	return learnNew
+}
+
+// peek returns the entry for key without changing anything (for Trace).
+func (t *fdb) peek(key uint64) (v fdbView, found bool) {
+	sh, hash := t.hash(key)
+	for n := 0; ; spin(&n) {
+		s1 := sh.seq.Load()
+		if s1&1 != 0 {
+			continue
+		}
+		s, _, _ := sh.tab.Load().find(key, hash)
+		if s != nil {
+			v = s.view()
+		}
+		if sh.seq.Load() == s1 {
+			return v, s != nil
+		}
+	}
+}
+
 // learn records that key was seen on h (§8.7 learning process). It returns
 // false when h's MAC limit (limit > 0) forbids a new entry on h.
 func (t *fdb) learn(key uint64, h *PortHandle, limit int64, now int64) bool {
@@ -223,16 +268,20 @@ func (t *fdb) learn(key uint64, h *PortHandle, limit int64, now int64) bool {
 	defer sh.mu.Unlock()
 	tb := sh.tab.Load()
 	s, _, kw := tb.find(key, hash)
-	switch {
-	case s != nil && kw&fdbStatic != 0:
+	var onH bool
+	if s != nil {
+		onH = s.port.Load() == h
+	}
+	switch learnDecision(s != nil, kw&fdbStatic != 0, onH, limit, h.learned.Load()) {
+	case learnStatic:
 		return true
-	case s != nil && s.port.Load() == h:
+	case learnRefresh:
 		// Only h's Input refreshes entries on h: no lock-free store races this one.
 		s.seen.Store(now)
 		return true
-	case limit > 0 && h.learned.Load() >= limit:
+	case learnLimit:
 		return false
-	case s != nil: // a move (§8.7: the entry follows the MAC)
+	case learnMove: // §8.7: the entry follows the MAC
 		old := s.port.Load()
 		if t.live(false, s.seen.Load(), now) {
 			t.moves.Add(1)

@@ -71,6 +71,7 @@ type PortHandle struct {
 	index   atomic.Int32 // position in the current topology
 	learned atomic.Int64 // dynamic FDB entries on this port
 	ctr     portCounters
+	acl     atomic.Pointer[aclSet] // ingress ACL; nil: allow all
 
 	inMu      sync.Mutex // serialises Input; guards the fields below
 	police    limiter
@@ -132,6 +133,7 @@ func (h *PortHandle) Input(frames []Frame) {
 		sc.batch = 1
 	}
 	sc.tp, sc.now = tp, now
+	sc.acl = h.acl.Load()
 	if st.mirrorIn {
 		if m := sw.mirror.Load(); m != nil {
 			m.s.Mirror(h.name, Ingress, now, frames)
@@ -143,7 +145,8 @@ func (h *PortHandle) Input(frames []Frame) {
 		h.forward(st, tp, now, &frames[i])
 	}
 	h.flush()
-	sc.tp = nil
+	sc.flushACLHits()
+	sc.tp, sc.acl = nil, nil
 	h.ctr.rxPackets.Add(uint64(len(frames)))
 	h.ctr.rxBytes.Add(nb)
 	h.ctr.addDrops(&sc.drops)
@@ -161,7 +164,7 @@ func (h *PortHandle) forward(st *portState, tp *topology, now int64, f *Frame) {
 	// VLAN tag (a customer's C-tag on a dot1q-tunnel port, a QinQ stack on
 	// a trunk) is header, not L3 payload (IEEE 802.3 §3.2.7 envelope
 	// frames): a full-size tagged customer frame must pass.
-	l3, _ := l3Offset(data)
+	l3, et := l3Offset(data)
 	if l3 < 0 { // truncated inner tag or more than maxTags tags
 		sc.drops[DropMalformed]++
 		return
@@ -175,20 +178,28 @@ func (h *PortHandle) forward(st *portState, tp *topology, now int64, f *Frame) {
 		return
 	}
 	src := data[6:12]
-	// A group address is never a source (IEEE 802-2014 §8.2), nor is the
-	// all-zeros address (not assigned; Linux's bridge drops both too).
-	if src[0]&1 != 0 || macKey(src) == 0 {
+	if badSource(src) {
 		sc.drops[DropMalformed]++
 		return
 	}
 	dst := data[0:6]
-	if dst[0] == 0x01 && dst[1] == 0x80 && dst[2] == 0xc2 && dst[3]|dst[4]|dst[5]&0xf0 == 0 && st.reserved&(1<<(dst[5]&0xf)) != 0 {
+	if st.reservedDst(dst) {
 		sc.drops[DropReserved]++
 		return
 	}
-	if st.allowed != nil {
-		if _, ok := st.allowed[macKey(src)]; !ok {
-			sc.drops[DropSpoofed]++
+	if st.spoofed(src) {
+		sc.drops[DropSpoofed]++
+		return
+	}
+	// The ACL is checked before the policer and learning: a denied frame
+	// takes no tokens and teaches the FDB nothing.
+	if as := sc.acl; as != nil {
+		var k flowKey
+		parseFlow(data, l3, et, &k, as.anyL3)
+		i, act := as.match(&k)
+		sc.countACLHit(i)
+		if act == ACLDeny {
+			sc.drops[DropACL]++
 			return
 		}
 	}
@@ -210,10 +221,7 @@ func (h *PortHandle) forward(st *portState, tp *topology, now int64, f *Frame) {
 	}
 	sc.untag, sc.tag = nil, nil
 	if dst[0]&1 != 0 {
-		s := stormMcast
-		if dst[0]&dst[1]&dst[2]&dst[3]&dst[4]&dst[5] == 0xff {
-			s = stormBcast
-		}
+		s := stormClass(dst)
 		if st.storm && !h.storm[s].allow(len(data), now) {
 			sc.drops[DropStorm]++
 			return
@@ -242,6 +250,33 @@ func (h *PortHandle) forward(st *portState, tp *topology, now int64, f *Frame) {
 		return
 	}
 	h.flood(tp, &p, f)
+}
+
+// badSource: a group address is never a source (IEEE 802-2014 §8.2), nor
+// is the all-zeros address (not assigned; Linux's bridge drops both too).
+func badSource(src []byte) bool { return src[0]&1 != 0 || macKey(src) == 0 }
+
+// reservedDst: the frame goes to a reserved group address that a port of
+// this mode must not relay (see reservedMask).
+func (st *portState) reservedDst(dst []byte) bool {
+	return dst[0] == 0x01 && dst[1] == 0x80 && dst[2] == 0xc2 && dst[3]|dst[4]|dst[5]&0xf0 == 0 && st.reserved&(1<<(dst[5]&0xf)) != 0
+}
+
+// spoofed: the port has an allowed-MAC list and src is not on it.
+func (st *portState) spoofed(src []byte) bool {
+	if st.allowed == nil {
+		return false
+	}
+	_, ok := st.allowed[macKey(src)]
+	return !ok
+}
+
+// stormClass returns the storm-control limiter of a group destination.
+func stormClass(dst []byte) int {
+	if dst[0]&dst[1]&dst[2]&dst[3]&dst[4]&dst[5] == 0xff {
+		return stormBcast
+	}
+	return stormMcast
 }
 
 // learn records the source; false means the MAC limit forbids it.

@@ -33,6 +33,29 @@ type scratch struct {
 
 	tp  *topology // the batch's topology: outEntry.idx indexes it
 	now int64
+
+	// The batch's ACL and a run-length count of its hits: consecutive
+	// frames of a flow hit the same rule, so the shared atomic counter is
+	// added to once per run rather than once per frame.
+	acl     *aclSet
+	aclRule int
+	aclRun  uint64
+}
+
+func (sc *scratch) countACLHit(i int) {
+	if sc.aclRun != 0 && sc.aclRule != i {
+		sc.acl.hits[sc.aclRule].Add(sc.aclRun)
+		sc.aclRun = 0
+	}
+	sc.aclRule = i
+	sc.aclRun++
+}
+
+func (sc *scratch) flushACLHits() {
+	if sc.aclRun != 0 {
+		sc.acl.hits[sc.aclRule].Add(sc.aclRun)
+		sc.aclRun = 0
+	}
 }
 
 // dcacheEntry remembers one FDB lookup for the rest of a batch (a tiny

@@ -39,6 +39,12 @@ const ctlUsage = `usage: hvnet ctl [--socket PATH] [--json] COMMAND
   mirror stop PORT
   mirror list
   capture PORT [--direction D] [--count N]   pcap to stdout: hvnet ctl capture a | tcpdump -r -
+  acl PORT [show]                     a port's ingress ACL with hit counters (--json: the form set reads)
+  acl PORT set FILE                   replace it live from a JSON file ("-": stdin), e.g.
+                                      {"default":"deny","rules":[{"action":"allow","protocol":"tcp","dst_ports":"22"}]}
+  trace --in PORT --src MAC --dst MAC [--vlan N] [--pcp N] [--ethertype 0x800] [--src-ip A --dst-ip B]
+        [--proto tcp|udp|N] [--sport N] [--dport N] [--size N]
+                                      what the switch would do with such a frame, step by step
   metrics                             Prometheus text exposition`
 
 // cmdCtl is "hvnet ctl": a client of the daemon's control API.
@@ -104,6 +110,10 @@ func (c *ctl) run(cmd string, args []string) error {
 		return c.mirror(args)
 	case "capture":
 		return c.capture(args)
+	case "acl":
+		return c.acl(args)
+	case "trace":
+		return c.trace(args)
 	case "metrics":
 		text, err := c.c.Metrics(c.ctx)
 		if err == nil {
