@@ -6,7 +6,7 @@
 #                          cannot boot Linux) and show it
 #   ./run.sh test          the whole suite: vet, unit tests with -race,
 #                          integration tests (real guests, real peers), fuzzing
-#   ./run.sh bench NAME    benchmarks: boot, uplink, switch, virtio (see BENCHMARKS.md)
+#   ./run.sh bench NAME    benchmarks: boot, vhost, uplink, switch, virtio (see BENCHMARKS.md)
 #   ./run.sh fuzz [TIME]   every fuzz target for TIME each (default 2m)
 #
 # It installs what it needs: Debian packages (as root, with apt-get), Go
@@ -125,9 +125,10 @@ bench() {
 	case $what in
 	boot) bin/hvnet bench boot "$@" ;;
 	uplink) bin/hvnet bench uplink "$@" ;;
+	vhost) bin/hvnet bench vhost "$@" ;;
 	switch) go test -run '^$' -bench . -benchmem ./switch/... ;;
 	virtio) go test -run '^$' -bench . -benchmem ./virtio/... ;;
-	*) echo "usage: ./run.sh bench boot|uplink|switch|virtio [ARGS]" >&2; exit 2 ;;
+	*) echo "usage: ./run.sh bench boot|vhost|uplink|switch|virtio [ARGS]" >&2; exit 2 ;;
 	esac
 }
 

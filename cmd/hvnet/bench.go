@@ -16,6 +16,8 @@ func cmdBench(e *env, args []string) int {
 		return cmdBenchBoot(e, fs.Args()[1:])
 	case "uplink":
 		return cmdBenchUplink(e, fs.Args()[1:])
+	case "vhost":
+		return cmdBenchVhost(e, fs.Args()[1:])
 	}
-	return fail(e, fmt.Errorf("%w: bench: want one of: boot, uplink", errUsage))
+	return fail(e, fmt.Errorf("%w: bench: want one of: boot, uplink, vhost", errUsage))
 }

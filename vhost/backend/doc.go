@@ -1,0 +1,19 @@
+// Package backend is the device side of a vhost-user connection
+// (QEMU docs/interop/vhost-user.rst) for virtio-net: a Session reads the
+// frontend's messages, validates each before use, maps the frontend's
+// memory (SET_MEM_TABLE, ADD_MEM_REG), configures the rings of a
+// vnet.Device (virtio/net, the same dataplane as the VMM's device) and runs
+// one goroutine per started ring that waits on its kick eventfd and calls
+// HandleKick; the call eventfds are the queues' Signalers.
+//
+//	s, _ := backend.New(backend.Config{Name: "a", Sink: port, OnStart: ..., OnStop: ...})
+//	err := s.Serve(proto.NewConn(unixConn)) // until the frontend goes away
+//
+// A protocol violation (wrong size, unknown request, missing or extra
+// descriptors) or an invalid value (overlapping regions, a ring outside
+// mapped memory, a queue index out of range, a queue size that is not a
+// power of two) ends the session with an error naming the message, unless
+// the frontend asked for a REPLY_ACK, which then carries the failure. When
+// Serve returns every ring goroutine has stopped and every received
+// descriptor and mapping is released.
+package backend

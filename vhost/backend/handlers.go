@@ -1,0 +1,370 @@
+package backend
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"hvnet/vhost/proto"
+	"hvnet/virtio"
+)
+
+// handle executes one validated request. A non-nil reply is sent for the
+// requests that have one (vhost-user.rst "Front-end message types").
+func (s *Session) handle(m *proto.Msg) ([]byte, error) {
+	p := m.Payload
+	switch m.Request {
+	case proto.GetFeatures:
+		return proto.PutU64(s.offered), nil
+	case proto.SetFeatures:
+		return nil, s.setFeatures(proto.U64(p))
+	case proto.SetOwner:
+		s.owner = true
+		return nil, nil
+	case proto.ResetOwner, proto.ResetDevice:
+		s.reset()
+		return nil, nil
+	case proto.GetProtocolFeatures:
+		return proto.PutU64(OfferedProtocol), nil
+	case proto.SetProtocolFeatures:
+		f := proto.U64(p)
+		if f&^OfferedProtocol != 0 {
+			return nil, fmt.Errorf("protocol features %#x were not offered (%#x)", f, uint64(OfferedProtocol))
+		}
+		s.protocol = f
+		return nil, nil
+	case proto.GetQueueNum:
+		return proto.PutU64(uint64(len(s.vrings))), nil
+	case proto.GetMaxMemSlots:
+		return proto.PutU64(MaxMemSlots), nil
+	case proto.SetMemTable:
+		return nil, s.setMemTable(m)
+	case proto.AddMemReg:
+		return nil, s.addMemReg(m)
+	case proto.RemMemReg:
+		return nil, s.remMemReg(proto.DecodeMemReg(p))
+	case proto.SetLogBase:
+		return s.setLogBase(m)
+	case proto.SetLogFD:
+		if s.logFD >= 0 {
+			closeFD(s.logFD)
+		}
+		s.logFD, m.FDs = m.FDs[0], nil
+		return nil, nil
+	case proto.SetVringNum:
+		return nil, s.setVringNum(proto.DecodeVringState(p))
+	case proto.SetVringAddr:
+		return nil, s.setVringAddr(proto.DecodeVringAddr(p))
+	case proto.SetVringBase:
+		return nil, s.setVringBase(proto.DecodeVringState(p))
+	case proto.GetVringBase:
+		return s.getVringBase(proto.DecodeVringState(p))
+	case proto.SetVringKick, proto.SetVringCall, proto.SetVringErr:
+		return nil, s.setVringFD(m)
+	case proto.SetVringEnable:
+		return nil, s.setVringEnable(proto.DecodeVringState(p))
+	case proto.NetSetMTU:
+		mtu := proto.U64(p)
+		if mtu < 68 || mtu > 65535 {
+			return nil, fmt.Errorf("MTU %d out of range 68..65535", mtu)
+		}
+		s.mtu = uint16(mtu)
+		s.log.Info("frontend set MTU", "mtu", mtu)
+		return nil, nil
+	case proto.GetConfig:
+		return s.getConfig(proto.DecodeConfig(p))
+	case proto.SetConfig:
+		return nil, errors.New("the virtio-net configuration space is read-only")
+	case proto.GetStatus:
+		return proto.PutU64(0), nil
+	case proto.SendRARP:
+		return nil, nil // the guest announces itself (GUEST_ANNOUNCE is the frontend's)
+	}
+	return nil, fmt.Errorf("request not supported (its protocol feature was not offered)")
+}
+
+func closeFD(fd int) { proto.CloseFDs(&proto.Msg{FDs: []int{fd}}) }
+
+func (s *Session) setFeatures(f uint64) error {
+	if f&^s.offered != 0 {
+		return fmt.Errorf("features %#x were not offered (%#x)", f, s.offered)
+	}
+	devF := f &^ (1<<proto.FProtocolFeatures | 1<<proto.FLogAll)
+	if err := s.dev.SetFeatures(devF); err != nil {
+		return err
+	}
+	logChanged := (s.features^f)&(1<<proto.FLogAll) != 0
+	s.features = f
+	if logChanged {
+		return s.remap()
+	}
+	return nil
+}
+
+// reset stops every ring and forgets the negotiated state; memory stays
+// mapped until replaced.
+func (s *Session) reset() {
+	for _, r := range s.vrings {
+		s.stopRing(r)
+		r.closeFDs()
+		*r = vring{index: r.index, kick: -1}
+	}
+	s.dev.Reset()
+	s.features, s.protocol, s.owner = 0, 0, false
+}
+
+// remap rebuilds guest memory from the regions and the log, hands it to the
+// device (which takes every queue lock: no access to the old memory
+// survives), and reprograms running rings, whose addresses are translated
+// through the new regions.
+func (s *Session) remap() error {
+	mem, err := buildMemory(s.regions, s.activeLog())
+	if err != nil {
+		return err
+	}
+	if mem == nil {
+		// No memory left (the last region removed): stop every ring
+		// before the queues lose their memory.
+		for _, r := range s.vrings {
+			s.stopRing(r)
+		}
+	}
+	s.mem = mem
+	s.dev.SetMemory(mem)
+	for _, r := range s.vrings {
+		if err := s.update(r); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// setMemTable replaces the whole memory table (vhost-user.rst
+// "SET_MEM_TABLE"): every region is mapped at its mmap_offset, the old
+// mappings are unmapped once the device no longer uses them.
+func (s *Session) setMemTable(m *proto.Msg) error {
+	rs := proto.DecodeMemTable(m.Payload)
+	var nrs []*region
+	fail := func(err error) error {
+		for _, r := range nrs {
+			r.unmap()
+		}
+		return err
+	}
+	for i, r := range rs {
+		mr, err := mapRegion(r, m.FDs[i])
+		if err != nil {
+			return fail(err)
+		}
+		nrs = append(nrs, mr)
+	}
+	if err := checkOverlap(nrs); err != nil {
+		return fail(err)
+	}
+	old := s.regions
+	s.regions = nrs
+	err := s.remap()
+	for _, r := range old {
+		r.unmap()
+	}
+	return err
+}
+
+// addMemReg maps one more region (CONFIGURE_MEM_SLOTS).
+func (s *Session) addMemReg(m *proto.Msg) error {
+	r := proto.DecodeMemReg(m.Payload)
+	if len(s.regions) >= MaxMemSlots {
+		return fmt.Errorf("all %d memory slots are in use", MaxMemSlots)
+	}
+	mr, err := mapRegion(r, m.FDs[0])
+	if err != nil {
+		return err
+	}
+	nrs := append(append([]*region(nil), s.regions...), mr)
+	if err := checkOverlap(nrs); err != nil {
+		mr.unmap()
+		return err
+	}
+	s.regions = nrs
+	return s.remap()
+}
+
+// remMemReg unmaps the region matching r's GPA, size and UVA.
+func (s *Session) remMemReg(r proto.MemRegion) error {
+	for i, x := range s.regions {
+		if x.GPA == r.GPA && x.Size == r.Size && x.UVA == r.UVA {
+			s.regions = append(append([]*region(nil), s.regions[:i]...), s.regions[i+1:]...)
+			err := s.remap()
+			x.unmap()
+			return err
+		}
+	}
+	return fmt.Errorf("no region at GPA %#x (+%#x) UVA %#x to remove", r.GPA, r.Size, r.UVA)
+}
+
+// setLogBase maps the shared dirty log (LOG_SHMFD). The reply has no
+// payload (QEMU waits for it; DPDK answers the same way).
+func (s *Session) setLogBase(m *proto.Msg) ([]byte, error) {
+	if s.protocol&(1<<proto.PFLogSHMFD) == 0 {
+		return nil, errors.New("SET_LOG_BASE without LOG_SHMFD")
+	}
+	l, err := mapLog(proto.DecodeLog(m.Payload), m.FDs[0])
+	if err != nil {
+		return nil, err
+	}
+	old := s.dlog
+	s.dlog = l
+	err = s.remap()
+	if old != nil {
+		old.unmap()
+	}
+	if err != nil {
+		return nil, err
+	}
+	return []byte{}, nil
+}
+
+func (s *Session) setVringNum(st proto.VringState) error {
+	r, err := s.ring(st.Index)
+	if err != nil {
+		return err
+	}
+	if st.Num == 0 || st.Num&(st.Num-1) != 0 || st.Num > uint32(s.cfg.MaxQueueSize) {
+		return fmt.Errorf("queue %d: size %d is not a power of two up to %d", st.Index, st.Num, s.cfg.MaxQueueSize)
+	}
+	if r.w != nil && uint16(st.Num) != r.num {
+		return fmt.Errorf("queue %d: size changed while the ring runs", st.Index)
+	}
+	r.num = uint16(st.Num)
+	return nil
+}
+
+func (s *Session) setVringAddr(a proto.VringAddr) error {
+	r, err := s.ring(a.Index)
+	if err != nil {
+		return err
+	}
+	if a.Flags&^proto.VringFLog != 0 {
+		return fmt.Errorf("queue %d: unknown address flags %#x", a.Index, a.Flags)
+	}
+	old, oldHas := r.addr, r.hasAddr
+	r.addr, r.hasAddr = a, true
+	if s.mem != nil && r.num != 0 {
+		if _, _, _, err := s.ringGPAs(r); err != nil {
+			r.addr, r.hasAddr = old, oldHas
+			return err
+		}
+	}
+	return s.update(r)
+}
+
+func (s *Session) setVringBase(st proto.VringState) error {
+	r, err := s.ring(st.Index)
+	if err != nil {
+		return err
+	}
+	if st.Num > 0xffff {
+		return fmt.Errorf("queue %d: base %d out of range", st.Index, st.Num)
+	}
+	if r.w != nil {
+		return fmt.Errorf("queue %d: SET_VRING_BASE while the ring runs", st.Index)
+	}
+	r.base = uint16(st.Num)
+	return nil
+}
+
+// getVringBase stops the ring and returns its next available index
+// (vhost-user.rst "GET_VRING_BASE": the ring is stopped).
+func (s *Session) getVringBase(st proto.VringState) ([]byte, error) {
+	r, err := s.ring(st.Index)
+	if err != nil {
+		return nil, err
+	}
+	s.stopRing(r)
+	if r.kick >= 0 {
+		closeFD(r.kick)
+		r.kick = -1
+	}
+	r.started = false
+	return proto.VringState{Index: st.Index, Num: uint32(r.base)}.Encode(), nil
+}
+
+func (s *Session) setVringFD(m *proto.Msg) error {
+	v := proto.U64(m.Payload)
+	r, err := s.ring(uint32(v & proto.VringIndexMask))
+	if err != nil {
+		return err
+	}
+	fd := -1
+	if v&proto.VringNoFD == 0 {
+		fd, m.FDs = m.FDs[0], nil
+	}
+	switch m.Request {
+	case proto.SetVringKick:
+		// A new kick descriptor restarts the ring's worker on it.
+		s.stopRing(r)
+		if r.kick >= 0 {
+			closeFD(r.kick)
+		}
+		r.kick, r.started = fd, true
+		return s.update(r)
+	case proto.SetVringCall:
+		var call *virtio.EventFD
+		if fd >= 0 {
+			call = virtio.EventFDFrom(fd)
+		}
+		old := r.call
+		r.call = call
+		s.dev.ConfigureQueue(r.index, func(q *virtio.Queue) error {
+			if call != nil {
+				q.SetSignaler(call)
+			} else {
+				q.SetSignaler(nil)
+			}
+			return nil
+		})
+		if old != nil {
+			old.Close()
+		}
+	case proto.SetVringErr:
+		var e *virtio.EventFD
+		if fd >= 0 {
+			e = virtio.EventFDFrom(fd)
+		}
+		// The old one may be in use by onFault under the queue lock.
+		s.dev.ConfigureQueue(r.index, func(*virtio.Queue) error {
+			if old := r.errFD.Swap(e); old != nil {
+				old.Close()
+			}
+			return nil
+		})
+	}
+	return nil
+}
+
+func (s *Session) setVringEnable(st proto.VringState) error {
+	r, err := s.ring(st.Index)
+	if err != nil {
+		return err
+	}
+	if st.Num > 1 {
+		return fmt.Errorf("queue %d: enable value %d is not 0 or 1", st.Index, st.Num)
+	}
+	r.enabled = st.Num == 1
+	return s.update(r)
+}
+
+// getConfig serves the virtio-net configuration space (virtio 1.2
+// §5.1.4): mac, status (LINK_UP), max_virtqueue_pairs, mtu.
+func (s *Session) getConfig(c proto.Config) ([]byte, error) {
+	var space [12]byte
+	copy(space[:6], s.cfg.MAC[:])
+	binary.LittleEndian.PutUint16(space[6:], 1) // VIRTIO_NET_S_LINK_UP
+	binary.LittleEndian.PutUint16(space[8:], uint16(len(s.vrings)/2))
+	binary.LittleEndian.PutUint16(space[10:], s.cfg.MTU)
+	if uint64(c.Offset)+uint64(c.Size) > uint64(len(space)) {
+		return nil, fmt.Errorf("config read of %d bytes at %d is beyond the %d-byte space", c.Size, c.Offset, len(space))
+	}
+	c.Data = space[c.Offset : c.Offset+c.Size]
+	return c.Encode(), nil
+}

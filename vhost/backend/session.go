@@ -1,0 +1,217 @@
+package backend
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+
+	"github.com/hashicorp/go-hclog"
+	"golang.org/x/sys/unix"
+
+	"hvnet/vhost/proto"
+	"hvnet/virtio"
+	vnet "hvnet/virtio/net"
+)
+
+// Conn is what a Session talks through: proto.Conn on a real socket, a fake
+// in the fuzz tests.
+type Conn interface {
+	ReadMsg() (*proto.Msg, error)
+	WriteMsg(req proto.Request, flags uint32, payload []byte, fds ...int) error
+}
+
+var _ Conn = (*proto.Conn)(nil)
+
+// Config configures a Session.
+type Config struct {
+	// Name identifies the port in log lines.
+	Name string
+	// QueuePairs is the number of RX/TX pairs offered (GET_QUEUE_NUM
+	// answers twice this); default 1.
+	QueuePairs int
+	// MaxQueueSize is the largest ring accepted; default 1024.
+	MaxQueueSize uint16
+	// MAC and MTU fill the virtio-net config space (GET_CONFIG); an MTU
+	// also offers VIRTIO_NET_F_MTU.
+	MAC [6]byte
+	MTU uint16
+	// Sink receives the frames the frontend transmits. Required.
+	Sink vnet.Sink
+	// OnStart is called with the session's device once it exists (attach
+	// it to the switch); OnStop before the device's memory is unmapped
+	// (detach it: no Receive may start after OnStop returns). May be nil.
+	OnStart func(dev *vnet.Device)
+	OnStop  func(dev *vnet.Device)
+	// Logger; default hclog.NewNullLogger().
+	Logger hclog.Logger
+}
+
+// Session is one frontend connection.
+type Session struct {
+	cfg Config
+	log hclog.Logger
+	dev *vnet.Device
+
+	offered, features uint64 // virtio features offered / acked
+	protocol          uint64 // protocol features acked
+	owner             bool
+	mtu               uint16
+
+	regions []*region
+	mem     *virtio.Memory
+	dlog    *dirtyLog
+	logFD   int
+
+	vrings []*vring
+}
+
+// offeredFeatures: vhost-user.rst "Feature bits" plus the virtio-net
+// features the dataplane implements that frontends delegate to a backend
+// (the control queue stays in the frontend: CTRL_VQ is not offered).
+var offeredFeatures = virtio.Feature(virtio.FVersion1) | virtio.Feature(virtio.FIndirectDesc) |
+	virtio.Feature(virtio.FEventIdx) | 1<<proto.FProtocolFeatures | 1<<proto.FLogAll |
+	vnet.Features(vnet.FCsum, vnet.FGuestCsum, vnet.FGuestTSO4, vnet.FGuestTSO6, vnet.FGuestECN,
+		vnet.FGuestUFO, vnet.FHostTSO4, vnet.FHostTSO6, vnet.FHostECN, vnet.FHostUFO, vnet.FMrgRxbuf)
+
+// OfferedProtocol are the protocol features offered (vhost-user.rst
+// "Protocol features").
+const OfferedProtocol = 1<<proto.PFMQ | 1<<proto.PFLogSHMFD | 1<<proto.PFReplyAck |
+	1<<proto.PFNetMTU | 1<<proto.PFConfig | 1<<proto.PFConfigureMemSlots
+
+// New returns a Session with its device; nothing is attached until Serve.
+func New(cfg Config) (*Session, error) {
+	if cfg.QueuePairs == 0 {
+		cfg.QueuePairs = 1
+	}
+	if cfg.MaxQueueSize == 0 {
+		cfg.MaxQueueSize = 1024
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = hclog.NewNullLogger()
+	}
+	s := &Session{cfg: cfg, log: cfg.Logger, logFD: -1, offered: offeredFeatures}
+	if cfg.QueuePairs > 1 {
+		s.offered |= vnet.Features(vnet.FMQ)
+	}
+	if cfg.MTU != 0 {
+		s.offered |= vnet.Features(vnet.FMTU)
+	}
+	for i := 0; i < 2*cfg.QueuePairs; i++ {
+		s.vrings = append(s.vrings, newVring(i))
+	}
+	dev, err := vnet.New(vnet.Config{QueuePairs: cfg.QueuePairs, MaxQueueSize: cfg.MaxQueueSize,
+		Sink: cfg.Sink, Logger: cfg.Logger, OnFault: s.onFault})
+	if err != nil {
+		return nil, fmt.Errorf("vhost-user port %q: %w", cfg.Name, err)
+	}
+	s.dev = dev
+	return s, nil
+}
+
+// Device returns the session's virtio-net device.
+func (s *Session) Device() *vnet.Device { return s.dev }
+
+// onFault reports a malformed ring through its error eventfd
+// (SET_VRING_ERR). Called with the queue's lock held.
+func (s *Session) onFault(err error) {
+	var fe *vnet.FaultError
+	if errors.As(err, &fe) && fe.Queue < len(s.vrings) {
+		if e := s.vrings[fe.Queue].errFD.Load(); e != nil {
+			e.Signal()
+		}
+	}
+}
+
+// Serve handles messages until the frontend disconnects (nil) or breaks
+// the protocol (the error says which message and why), then releases
+// everything: ring goroutines, descriptors, mappings. A Session serves one
+// connection.
+func (s *Session) Serve(c Conn) error {
+	if s.cfg.OnStart != nil {
+		s.cfg.OnStart(s.dev)
+	}
+	defer s.release()
+	for {
+		m, err := c.ReadMsg()
+		if err != nil {
+			if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || errors.Is(err, unix.ECONNRESET) {
+				return nil
+			}
+			return err
+		}
+		if err := s.dispatch(c, m); err != nil {
+			return err
+		}
+	}
+}
+
+// dispatch validates and handles one message and sends its reply (or its
+// REPLY_ACK). Any descriptor the handler did not take is closed.
+func (s *Session) dispatch(c Conn, m *proto.Msg) error {
+	defer proto.CloseFDs(m)
+	if err := proto.Validate(m); err != nil {
+		return err
+	}
+	if m.IsReply() {
+		return &proto.MsgError{Request: m.Request, Err: proto.ErrFlags, Detail: "reply bit set on a request"}
+	}
+	s.log.Trace("message", "request", m.Request.String(), "size", m.Size, "fds", len(m.FDs))
+	reply, err := s.handle(m)
+	if err != nil {
+		err = &proto.MsgError{Request: m.Request, Err: proto.ErrPayload, Detail: err.Error()}
+	}
+	if reply != nil {
+		if err != nil {
+			return err
+		}
+		return c.WriteMsg(m.Request, proto.Version|proto.FlagReply, reply)
+	}
+	if m.NeedReply() && s.protocol&(1<<proto.PFReplyAck) != 0 {
+		var status uint64
+		if err != nil {
+			status = 1
+			s.log.Warn("request failed, reported by REPLY_ACK", "error", err)
+		}
+		if werr := c.WriteMsg(m.Request, proto.Version|proto.FlagReply, proto.PutU64(status)); werr != nil {
+			return werr
+		}
+		return nil
+	}
+	return err
+}
+
+// release stops every ring, detaches the device and unmaps memory.
+func (s *Session) release() {
+	if s.cfg.OnStop != nil {
+		s.cfg.OnStop(s.dev)
+	}
+	for _, r := range s.vrings {
+		s.stopRing(r)
+		r.closeFDs()
+	}
+	s.dev.Reset()
+	s.dev.SetMemory(nil)
+	s.mem = nil
+	for _, r := range s.regions {
+		r.unmap()
+	}
+	s.regions = nil
+	if s.dlog != nil {
+		s.dlog.unmap()
+		s.dlog = nil
+	}
+	if s.logFD >= 0 {
+		unix.Close(s.logFD)
+		s.logFD = -1
+	}
+}
+
+func (s *Session) hasProtocolFeatures() bool { return s.features&(1<<proto.FProtocolFeatures) != 0 }
+
+func (s *Session) ring(index uint32) (*vring, error) {
+	if index >= uint32(len(s.vrings)) {
+		return nil, fmt.Errorf("queue index %d out of range (device has %d queues)", index, len(s.vrings))
+	}
+	return s.vrings[index], nil
+}

@@ -1,0 +1,219 @@
+package backend
+
+import (
+	"errors"
+	"fmt"
+	"sync/atomic"
+
+	"golang.org/x/sys/unix"
+
+	"hvnet/vhost/proto"
+	"hvnet/virtio"
+)
+
+// vring is the backend's state of one virtqueue (vhost-user.rst "Ring
+// states": a ring is started when it has a kick descriptor and stopped by
+// GET_VRING_BASE; it is enabled by SET_VRING_ENABLE, or from the start when
+// VHOST_USER_F_PROTOCOL_FEATURES was not negotiated). The dataplane runs a
+// ring that is started, enabled and fully configured.
+type vring struct {
+	index   int
+	num     uint16
+	addr    proto.VringAddr
+	hasAddr bool
+	base    uint16
+
+	kick    int // -1: none
+	started bool
+	enabled bool
+	call    *virtio.EventFD
+	errFD   atomic.Pointer[virtio.EventFD]
+
+	w *worker // non-nil while the dataplane runs the ring
+}
+
+func newVring(i int) *vring { return &vring{index: i, kick: -1} }
+
+func (r *vring) closeFDs() {
+	if r.kick >= 0 {
+		unix.Close(r.kick)
+		r.kick = -1
+	}
+	if r.call != nil {
+		r.call.Close()
+		r.call = nil
+	}
+	if e := r.errFD.Swap(nil); e != nil {
+		e.Close()
+	}
+	r.started = false
+}
+
+// worker is the goroutine serving one ring's kicks.
+type worker struct {
+	stop *virtio.EventFD
+	done chan struct{}
+}
+
+// ringGPAs translates the ring addresses (frontend user virtual addresses)
+// to guest-physical ones and checks each ring lies in mapped memory.
+func (s *Session) ringGPAs(r *vring) (desc, avail, used uint64, err error) {
+	n := uint64(r.num)
+	type ring struct {
+		name string
+		uva  uint64
+		len  uint64
+		dst  *uint64
+	}
+	for _, x := range []ring{
+		{"descriptor table", r.addr.Desc, 16 * n, &desc},
+		{"available ring", r.addr.Avail, 6 + 2*n, &avail},
+		{"used ring", r.addr.Used, 6 + 8*n, &used},
+	} {
+		gpa, ok := uvaToGPA(s.regions, x.uva, x.len)
+		if !ok {
+			return 0, 0, 0, fmt.Errorf("queue %d: %s at UVA %#x (+%#x) is outside mapped memory", r.index, x.name, x.uva, x.len)
+		}
+		*x.dst = gpa
+	}
+	return desc, avail, used, nil
+}
+
+// shouldRun says whether the dataplane should run ring r now.
+func (s *Session) shouldRun(r *vring) bool {
+	enabled := r.enabled || !s.hasProtocolFeatures()
+	return r.started && enabled && r.hasAddr && r.num != 0 && s.mem != nil
+}
+
+// configure (re)programs a running ring's queue: size, translated
+// addresses, signaler. With restore it also sets the indices from the
+// saved base and the used ring (a fresh start). The queue keeps its
+// indices otherwise (a remap or a new address while running).
+func (s *Session) configure(r *vring, restore bool) error {
+	desc, avail, used, err := s.ringGPAs(r)
+	if err != nil {
+		return err
+	}
+	usedIdx, err := s.mem.ReadU16(used + 2)
+	if err != nil {
+		return fmt.Errorf("queue %d: reading used index: %w", r.index, err)
+	}
+	base := r.base
+	if restore && base != usedIdx {
+		// A frontend reconnecting to a new backend (DPDK virtio-user
+		// always sends base 0) leaves the used ring ahead of the base: the
+		// backend completes chains in order, so the used index is where
+		// to resume (DPDK's vhost library does the same). Chains made
+		// available but never used are lost (TX) or refilled (RX).
+		s.log.Warn("vring base and used index differ, resuming from the used index",
+			"queue", r.index, "base", base, "used_idx", usedIdx)
+		base = usedIdx
+	}
+	return s.dev.ConfigureQueue(r.index, func(q *virtio.Queue) error {
+		q.Disable()
+		if err := q.SetSize(r.num); err != nil {
+			return err
+		}
+		if err := q.SetAddrs(desc, avail, used); err != nil {
+			return err
+		}
+		if restore {
+			if err := q.SetNextAvail(base); err != nil {
+				return err
+			}
+			if err := q.SetNextUsed(usedIdx); err != nil {
+				return err
+			}
+		}
+		if r.call != nil {
+			q.SetSignaler(r.call)
+		} else {
+			q.SetSignaler(nil)
+		}
+		return q.Enable()
+	})
+}
+
+// update starts or stops ring r's dataplane to match its state.
+func (s *Session) update(r *vring) error {
+	run := s.shouldRun(r)
+	switch {
+	case run && r.w == nil:
+		if err := s.configure(r, true); err != nil {
+			return fmt.Errorf("starting queue %d: %w", r.index, err)
+		}
+		return s.startWorker(r)
+	case !run && r.w != nil:
+		s.stopRing(r)
+	case run:
+		if err := s.configure(r, false); err != nil {
+			return fmt.Errorf("reconfiguring queue %d: %w", r.index, err)
+		}
+	}
+	return nil
+}
+
+// stopRing stops r's worker and its queue, saving the next available
+// index as the ring's base (what GET_VRING_BASE returns).
+func (s *Session) stopRing(r *vring) {
+	if r.w != nil {
+		r.w.stop.Signal()
+		<-r.w.done
+		r.w.stop.Close()
+		r.w = nil
+	}
+	s.dev.ConfigureQueue(r.index, func(q *virtio.Queue) error {
+		if q.Ready() {
+			r.base = q.NextAvail()
+		}
+		q.Disable()
+		return nil
+	})
+}
+
+func (s *Session) startWorker(r *vring) error {
+	stop, err := virtio.NewEventFD(true)
+	if err != nil {
+		return err
+	}
+	w := &worker{stop: stop, done: make(chan struct{})}
+	r.w = w
+	go s.serveRing(r.index, r.kick, w)
+	return nil
+}
+
+// serveRing waits for kicks on one ring and runs the device on them. It
+// processes the ring once at start: buffers may be waiting from before a
+// reconnect.
+func (s *Session) serveRing(index, kick int, w *worker) {
+	defer close(w.done)
+	fds := []unix.PollFd{{Fd: int32(w.stop.FD()), Events: unix.POLLIN}, {Fd: int32(kick), Events: unix.POLLIN}}
+	if kick < 0 {
+		fds = fds[:1] // VringNoFD: nothing to wait for but the stop signal
+	}
+	var buf [8]byte
+	for {
+		for s.dev.HandleKick(index) {
+		}
+		_, err := unix.Poll(fds, -1)
+		if err != nil {
+			if errors.Is(err, unix.EINTR) {
+				continue
+			}
+			s.log.Error("polling kick eventfd", "queue", index, "error", err)
+			return
+		}
+		if fds[0].Revents != 0 {
+			return
+		}
+		if len(fds) > 1 {
+			if fds[1].Revents&(unix.POLLERR|unix.POLLNVAL) != 0 {
+				s.log.Error("kick eventfd failed", "queue", index, "revents", fds[1].Revents)
+				return
+			}
+			if fds[1].Revents&unix.POLLIN != 0 {
+				unix.Read(kick, buf[:])
+			}
+		}
+	}
+}

@@ -1,0 +1,282 @@
+package vhost
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"golang.org/x/sys/unix"
+
+	vswitch "hvnet/switch"
+	"hvnet/vhost/frontend"
+	"hvnet/vhost/proto"
+	"hvnet/virtio"
+	"hvnet/virtio/virtiotest"
+)
+
+const (
+	guestBase = 0x10_0000
+	guestSize = 1 << 20
+	qSize     = 64
+	hdrLen    = 12 // virtio_net_hdr_v1
+)
+
+// testPort starts a server-mode port on sw and stops it at cleanup.
+func testPort(t testing.TB, sw *vswitch.Switch, name string, pvid uint16) (*Port, string) {
+	t.Helper()
+	sock := filepath.Join(t.TempDir(), name+".sock")
+	p := startPort(t, sw, PortConfig{Port: vswitch.PortConfig{Name: name, PVID: pvid}, Socket: sock})
+	return p, sock
+}
+
+// events counts a port's sessions starting and ending.
+type events struct {
+	up, down chan struct{}
+}
+
+func newEvents() *events {
+	return &events{up: make(chan struct{}, 1000), down: make(chan struct{}, 1000)}
+}
+
+func (e *events) hook(cfg *PortConfig) {
+	cfg.OnConnect = func() { e.up <- struct{}{} }
+	cfg.OnDisconnect = func() { e.down <- struct{}{} }
+}
+
+// startPort runs a port with cfg until cleanup.
+func startPort(t testing.TB, sw *vswitch.Switch, cfg PortConfig) *Port {
+	t.Helper()
+	name := cfg.Port.Name
+	if cfg.Logger == nil {
+		cfg.Logger = hclog.New(&hclog.LoggerOptions{Name: name, Level: hclog.LevelFromString(envOr("HVNET_TEST_LOG", "warn"))})
+	}
+	p, err := NewPort(sw, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("port %s: Run = %v", name, err)
+		}
+		p.Remove()
+	})
+	return p
+}
+
+// guest is a frontend with one queue pair driven by virtiotest mocks.
+type guest struct {
+	t      testing.TB
+	f      *frontend.Frontend
+	mem    *frontend.Memory
+	rx, tx *virtiotest.Driver
+	kick   [2]*virtio.EventFD
+	call   [2]*virtio.EventFD
+}
+
+func dialGuest(t testing.TB, sock string) *guest {
+	t.Helper()
+	f, err := frontend.Dial(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dialGuestConn(t, f)
+}
+
+// dialGuestConn builds a guest on an established frontend connection.
+func dialGuestConn(t testing.TB, f *frontend.Frontend) *guest {
+	t.Helper()
+	mem, err := frontend.NewMemory(guestSize, guestBase)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vm, err := mem.Virtio()
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := &guest{t: t, f: f, mem: mem,
+		rx: virtiotest.NewIn(vm, mem.Data[:guestSize/2], guestBase, qSize),
+		tx: virtiotest.NewIn(vm, mem.Data[guestSize/2:], guestBase+guestSize/2, qSize)}
+	for i := range 2 {
+		if g.kick[i], err = virtio.NewEventFD(true); err != nil {
+			t.Fatal(err)
+		}
+		if g.call[i], err = virtio.NewEventFD(false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(g.close)
+	return g
+}
+
+func (g *guest) close() {
+	if g.f != nil {
+		g.f.Close()
+		g.f = nil
+	}
+	for i := range 2 {
+		for _, e := range []*virtio.EventFD{g.kick[i], g.call[i]} {
+			if e != nil && e.FD() >= 0 {
+				e.Close()
+			}
+		}
+	}
+	if g.mem != nil {
+		g.mem.Close()
+		g.mem = nil
+	}
+}
+
+// negotiate runs the start-up sequence QEMU runs (features, memory, rings).
+func (g *guest) negotiate() error {
+	f := g.f
+	feats, err := f.GetFeatures()
+	if err != nil {
+		return err
+	}
+	if feats&(1<<proto.FProtocolFeatures) == 0 {
+		return errors.New("backend does not offer PROTOCOL_FEATURES")
+	}
+	pf, err := f.GetProtocolFeatures()
+	if err != nil {
+		return err
+	}
+	if err := f.SetProtocolFeatures(pf & (1<<proto.PFReplyAck | 1<<proto.PFMQ | 1<<proto.PFLogSHMFD)); err != nil {
+		return err
+	}
+	steps := []func() error{
+		f.SetOwner,
+		func() error { return f.SetFeatures(virtio.Feature(virtio.FVersion1) | 1<<proto.FProtocolFeatures) },
+		func() error { return f.SetMemTable(g.mem.Region()) },
+	}
+	for i, d := range []*virtiotest.Driver{g.rx, g.tx} {
+		q := uint32(i)
+		steps = append(steps,
+			func() error { return f.SetVringNum(q, qSize) },
+			func() error { return f.SetVringBase(q, 0) },
+			func() error {
+				return f.SetVringAddr(proto.VringAddr{Index: q, Desc: g.mem.UVA(d.Desc), Avail: g.mem.UVA(d.Avail), Used: g.mem.UVA(d.Used)})
+			},
+			func() error { return f.SetVringCall(q, g.call[i].FD()) },
+			func() error { return f.SetVringKick(q, g.kick[i].FD()) },
+			func() error { return f.SetVringEnable(q, true) },
+		)
+	}
+	for _, s := range steps {
+		if err := s(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (g *guest) mustNegotiate() {
+	g.t.Helper()
+	if err := g.negotiate(); err != nil {
+		g.t.Fatal(err)
+	}
+}
+
+// send transmits frames (each behind a zero virtio-net header) and kicks.
+func (g *guest) send(frames ...[]byte) {
+	g.tx.FreeAll()
+	for _, fr := range frames {
+		g.tx.Push(g.tx.AddChain(virtiotest.Buf{Data: append(make([]byte, hdrLen), fr...)}))
+	}
+	if err := g.kick[1].Signal(); err != nil {
+		g.t.Fatal(err)
+	}
+}
+
+// waitTxDone waits until the backend has used every chain sent.
+func (g *guest) waitTxDone() {
+	g.t.Helper()
+	for g.tx.UsedIdx() != g.tx.AvailIdx() {
+		if !g.waitCall(1) {
+			g.t.Fatal("transmitted chains not used in 10 s")
+		}
+	}
+}
+
+// waitCall blocks until queue i's call eventfd fires (10 s deadlock guard).
+func (g *guest) waitCall(i int) bool {
+	fds := []unix.PollFd{{Fd: int32(g.call[i].FD()), Events: unix.POLLIN}}
+	for {
+		n, err := unix.Poll(fds, 10_000)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil || n == 0 {
+			return false
+		}
+		g.call[i].Read()
+		return true
+	}
+}
+
+// postRx makes n receive buffers of 2 KiB available.
+func (g *guest) postRx(n int) {
+	for range n {
+		g.rx.Push(g.rx.AddChain(virtiotest.Buf{Len: 2048, Write: true}))
+	}
+	g.kick[0].Signal()
+}
+
+// recv waits for n received frames and returns them without headers.
+func (g *guest) recv(n int) [][]byte {
+	g.t.Helper()
+	var out [][]byte
+	for len(out) < n {
+		for {
+			u, ok := g.rx.PopUsed()
+			if !ok {
+				break
+			}
+			d := g.rx.BufAddr(uint16(u.ID), 0)
+			b := g.rx.Bytes(d.Addr, uint64(u.Len))
+			out = append(out, append([]byte(nil), b[hdrLen:]...))
+		}
+		if len(out) < n && !g.waitCall(0) {
+			g.t.Fatalf("received %d frames, want %d (no call in 10 s)", len(out), n)
+		}
+	}
+	return out
+}
+
+// frame builds a 60-byte Ethernet frame from src to dst carrying seq.
+func frame(dst, src byte, seq byte) []byte {
+	b := make([]byte, 60)
+	if dst == 0xff {
+		copy(b, []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff})
+	} else {
+		copy(b, []byte{2, 0, 0, 0, 0, dst})
+	}
+	copy(b[6:], []byte{2, 0, 0, 0, 0, src})
+	b[12], b[13] = 0x88, 0xb5 // local experimental ethertype
+	b[14] = seq
+	return b
+}
+
+// waitFor waits for cond, signalled through ch (10 s deadlock guard).
+func waitFor(t testing.TB, ch <-chan struct{}, what string) {
+	t.Helper()
+	select {
+	case <-ch:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("timed out waiting for %s", what)
+	}
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}

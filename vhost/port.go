@@ -1,0 +1,269 @@
+package vhost
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"hvnet/netport"
+	vswitch "hvnet/switch"
+	"hvnet/vhost/backend"
+	"hvnet/vhost/proto"
+	vnet "hvnet/virtio/net"
+)
+
+// Mode says which side of the unix socket listens.
+type Mode int
+
+const (
+	// Server: hvnet listens on Socket, the frontend connects.
+	Server Mode = iota
+	// Client: the frontend listens on Socket, hvnet connects (and
+	// reconnects).
+	Client
+)
+
+func (m Mode) String() string {
+	if m == Client {
+		return "client"
+	}
+	return "server"
+}
+
+// PortConfig configures a Port.
+type PortConfig struct {
+	// Port is the switch port's configuration (name, VLAN, limits).
+	Port vswitch.PortConfig
+	// Socket is the unix socket path.
+	Socket string
+	Mode   Mode
+	// QueuePairs offered to the frontend (default 1).
+	QueuePairs int
+	// MaxQueueSize is the largest ring accepted (default 1024).
+	MaxQueueSize uint16
+	// MAC and MTU are reported in the device configuration space.
+	MAC [6]byte
+	MTU uint16
+	// RetryMin and RetryMax bound the client-mode reconnect backoff
+	// (defaults 20 ms and 1 s).
+	RetryMin, RetryMax time.Duration
+	Logger             hclog.Logger
+	// OnConnect and OnDisconnect are called as sessions start and end
+	// (after the session released everything). May be nil.
+	OnConnect, OnDisconnect func()
+}
+
+// Port is a vhost-user port on a switch.
+type Port struct {
+	cfg    PortConfig
+	log    hclog.Logger
+	sw     *vswitch.Switch
+	np     *netport.Port
+	handle *vswitch.PortHandle
+	ln     *net.UnixListener
+
+	mu     sync.Mutex
+	conn   *net.UnixConn // the current session's, to end it on Close
+	closed bool
+
+	sessions  atomic.Uint64
+	connected atomic.Bool
+	lastStats atomic.Pointer[vnet.Stats]
+}
+
+// NewPort adds the switch port and, in Server mode, creates the listening
+// socket (replacing a stale socket file at the path).
+func NewPort(sw *vswitch.Switch, cfg PortConfig) (*Port, error) {
+	if cfg.Socket == "" {
+		return nil, fmt.Errorf("vhost-user port %q: no socket path", cfg.Port.Name)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = hclog.NewNullLogger()
+	}
+	if cfg.RetryMin <= 0 {
+		cfg.RetryMin = 20 * time.Millisecond
+	}
+	if cfg.RetryMax < cfg.RetryMin {
+		cfg.RetryMax = max(time.Second, cfg.RetryMin)
+	}
+	p := &Port{cfg: cfg, sw: sw, np: netport.New(nil),
+		log: cfg.Logger.With("port", cfg.Port.Name, "socket", cfg.Socket, "mode", cfg.Mode.String())}
+	if cfg.Mode == Server {
+		if fi, err := os.Lstat(cfg.Socket); err == nil && fi.Mode()&os.ModeSocket != 0 {
+			os.Remove(cfg.Socket)
+		}
+		ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: cfg.Socket, Net: "unix"})
+		if err != nil {
+			return nil, fmt.Errorf("vhost-user port %q: %w", cfg.Port.Name, err)
+		}
+		ln.SetUnlinkOnClose(true)
+		p.ln = ln
+	}
+	h, err := sw.AddPort(cfg.Port, p.np)
+	if err != nil {
+		if p.ln != nil {
+			p.ln.Close()
+		}
+		return nil, err
+	}
+	p.handle = h
+	p.np.SetHandle(h)
+	return p, nil
+}
+
+// Name is the switch port's name.
+func (p *Port) Name() string { return p.cfg.Port.Name }
+
+// Handle is the switch port.
+func (p *Port) Handle() *vswitch.PortHandle { return p.handle }
+
+// Connected reports whether a frontend is attached.
+func (p *Port) Connected() bool { return p.connected.Load() }
+
+// Sessions counts the sessions served so far (finished or not).
+func (p *Port) Sessions() uint64 { return p.sessions.Load() }
+
+// Run serves frontends until ctx ends or Close is called.
+func (p *Port) Run(ctx context.Context) error {
+	stop := context.AfterFunc(ctx, func() { p.Close() })
+	defer stop()
+	backoff := p.cfg.RetryMin
+	for {
+		c, err := p.next(ctx, &backoff)
+		if err != nil {
+			if p.isClosed() {
+				return nil
+			}
+			return err
+		}
+		backoff = p.cfg.RetryMin
+		p.serve(c)
+		if p.isClosed() {
+			return nil
+		}
+	}
+}
+
+// next returns the next frontend connection: accepted (Server) or
+// connected with backoff (Client).
+func (p *Port) next(ctx context.Context, backoff *time.Duration) (*net.UnixConn, error) {
+	if p.cfg.Mode == Server {
+		c, err := p.ln.AcceptUnix()
+		if err != nil {
+			return nil, fmt.Errorf("vhost-user port %q: accept: %w", p.Name(), err)
+		}
+		return c, nil
+	}
+	for {
+		if p.isClosed() {
+			return nil, net.ErrClosed
+		}
+		c, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: p.cfg.Socket, Net: "unix"})
+		if err == nil {
+			return c, nil
+		}
+		p.log.Debug("frontend not reachable, retrying", "error", err, "in", *backoff)
+		t := time.NewTimer(*backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
+		case <-t.C:
+		}
+		*backoff = min(2**backoff, p.cfg.RetryMax)
+	}
+}
+
+// serve runs one session on c.
+func (p *Port) serve(c *net.UnixConn) {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		c.Close()
+		return
+	}
+	p.conn = c
+	p.mu.Unlock()
+	n := p.sessions.Add(1)
+	log := p.log.With("session", n)
+	s, err := backend.New(backend.Config{
+		Name: p.Name(), QueuePairs: p.cfg.QueuePairs, MaxQueueSize: p.cfg.MaxQueueSize,
+		MAC: p.cfg.MAC, MTU: p.cfg.MTU, Sink: p.np, Logger: log,
+		OnStart: func(dev *vnet.Device) { p.np.SetDevice(dev) },
+		OnStop: func(dev *vnet.Device) {
+			p.np.SetDevice(nil)
+			st := dev.Stats()
+			p.lastStats.Store(&st)
+		},
+	})
+	if err == nil {
+		log.Info("frontend attached")
+		p.connected.Store(true)
+		if p.cfg.OnConnect != nil {
+			p.cfg.OnConnect()
+		}
+		err = s.Serve(proto.NewConn(c))
+		p.connected.Store(false)
+		p.sw.Flush(p.Name(), 0)
+	}
+	c.Close()
+	p.mu.Lock()
+	p.conn = nil
+	p.mu.Unlock()
+	switch {
+	case err != nil && !p.isClosed():
+		log.Error("closing vhost-user connection", "error", err)
+	default:
+		log.Info("frontend detached")
+	}
+	if p.cfg.OnDisconnect != nil {
+		p.cfg.OnDisconnect()
+	}
+}
+
+func (p *Port) isClosed() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.closed
+}
+
+// LastStats returns the device counters of the last finished session.
+func (p *Port) LastStats() (vnet.Stats, bool) {
+	if s := p.lastStats.Load(); s != nil {
+		return *s, true
+	}
+	return vnet.Stats{}, false
+}
+
+// Close stops accepting, ends the current session, removes the socket (in
+// Server mode) and the switch port. Run returns once the session released
+// everything.
+func (p *Port) Close() error {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return nil
+	}
+	p.closed = true
+	if p.conn != nil {
+		p.conn.Close()
+	}
+	p.mu.Unlock()
+	var errs []error
+	if p.ln != nil {
+		if err := p.ln.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Remove detaches the switch port; call after Run returned.
+func (p *Port) Remove() error { return p.sw.RemovePort(p.Name()) }
