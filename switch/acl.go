@@ -104,6 +104,7 @@ type aclSet struct {
 	hits    []atomic.Uint64 // len(rules)+1: the last is the default's
 	anyL3   bool            // some rule needs the frame's L3/L4 fields
 	needAll uint16
+	mask    aclKey // the flow-key bits some rule reads (aclcache.go)
 }
 
 func (r *ACLRule) check(i int) error {
@@ -236,6 +237,7 @@ func compileACL(a ACL) (*aclSet, error) {
 		s.needAll |= c.need
 	}
 	s.anyL3 = s.needAll&(fIP4|fIP6|fSrcIP|fDstIP|fProto|fL4) != 0
+	s.mask = aclMask(s.needAll)
 	return s, nil
 }
 

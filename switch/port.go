@@ -133,7 +133,7 @@ func (h *PortHandle) Input(frames []Frame) {
 		sc.batch = 1
 	}
 	sc.tp, sc.now = tp, now
-	sc.acl = h.acl.Load()
+	sc.useACL(h.acl.Load())
 	if st.mirrorIn {
 		if m := sw.mirror.Load(); m != nil {
 			m.s.Mirror(h.name, Ingress, now, frames)
@@ -196,7 +196,7 @@ func (h *PortHandle) forward(st *portState, tp *topology, now int64, f *Frame) {
 	if as := sc.acl; as != nil {
 		var k flowKey
 		parseFlow(data, l3, et, &k, as.anyL3)
-		i, act := as.match(&k)
+		i, act := sc.aclVerdict(&k)
 		sc.countACLHit(i)
 		if act == ACLDeny {
 			sc.drops[DropACL]++

@@ -40,6 +40,13 @@ type scratch struct {
 	acl     *aclSet
 	aclRule int
 	aclRun  uint64
+
+	// The ACL flow cache (aclcache.go), its generation and the set it
+	// belongs to, and how many lookups missed (for tests).
+	acache    *aclCache
+	aclGen    uint32
+	aclLast   *aclSet
+	aclMisses uint64
 }
 
 func (sc *scratch) countACLHit(i int) {
