@@ -81,6 +81,24 @@ type Port struct {
 // NewPort adds the switch port and, in Server mode, creates the listening
 // socket (replacing a stale socket file at the path).
 func NewPort(sw *vswitch.Switch, cfg PortConfig) (*Port, error) {
+	p, err := NewPortAttached(cfg, func(vp vswitch.Port) (*vswitch.PortHandle, error) {
+		return sw.AddPort(cfg.Port, vp)
+	})
+	if err != nil {
+		return nil, err
+	}
+	p.sw = sw
+	return p, nil
+}
+
+// NewPortAttached is NewPort for a caller that attaches the switch port
+// itself (the control API, which adds it with its own checks): attach is
+// called once with the port's vswitch.Port and returns its handle. Such a
+// Port does not know the switch: Remove is the caller's (detach the port
+// there), and flushing the port's FDB entries when a frontend leaves is
+// left to cfg.OnDisconnect. If attach fails, the socket is closed and
+// attach's error returned.
+func NewPortAttached(cfg PortConfig, attach func(vswitch.Port) (*vswitch.PortHandle, error)) (*Port, error) {
 	if cfg.Socket == "" {
 		return nil, fmt.Errorf("vhost-user port %q: no socket path", cfg.Port.Name)
 	}
@@ -93,7 +111,7 @@ func NewPort(sw *vswitch.Switch, cfg PortConfig) (*Port, error) {
 	if cfg.RetryMax < cfg.RetryMin {
 		cfg.RetryMax = max(time.Second, cfg.RetryMin)
 	}
-	p := &Port{cfg: cfg, sw: sw, np: netport.New(nil),
+	p := &Port{cfg: cfg, np: netport.New(nil),
 		log: cfg.Logger.With("port", cfg.Port.Name, "socket", cfg.Socket, "mode", cfg.Mode.String())}
 	if cfg.Mode == Server {
 		if fi, err := os.Lstat(cfg.Socket); err == nil && fi.Mode()&os.ModeSocket != 0 {
@@ -106,7 +124,7 @@ func NewPort(sw *vswitch.Switch, cfg PortConfig) (*Port, error) {
 		ln.SetUnlinkOnClose(true)
 		p.ln = ln
 	}
-	h, err := sw.AddPort(cfg.Port, p.np)
+	h, err := attach(p.np)
 	if err != nil {
 		if p.ln != nil {
 			p.ln.Close()
@@ -211,7 +229,9 @@ func (p *Port) serve(c *net.UnixConn) {
 		}
 		err = s.Serve(proto.NewConn(c))
 		p.connected.Store(false)
-		p.sw.Flush(p.Name(), 0)
+		if p.sw != nil {
+			p.sw.Flush(p.Name(), 0)
+		}
 	}
 	c.Close()
 	p.mu.Lock()
@@ -265,5 +285,11 @@ func (p *Port) Close() error {
 	return errors.Join(errs...)
 }
 
-// Remove detaches the switch port; call after Run returned.
-func (p *Port) Remove() error { return p.sw.RemovePort(p.Name()) }
+// Remove detaches the switch port; call after Run returned. A port made
+// by NewPortAttached is detached by its caller: Remove does nothing.
+func (p *Port) Remove() error {
+	if p.sw == nil {
+		return nil
+	}
+	return p.sw.RemovePort(p.Name())
+}

@@ -30,6 +30,7 @@ func commands() []command {
 		{"images", "build the test guest images (kernel, initramfs) into the cache", cmdImages},
 		{"lab", "boot several guests on the built-in switch: hvnet lab --guest ... | --config FILE", cmdLab},
 		{"switch", "run the switch daemon with vhost-user ports: hvnet switch --port ... | --config FILE", cmdSwitch},
+		{"up", "bring up a topology file (switch, ports, uplink, API): hvnet up FILE", cmdUp},
 		{"bench", "benchmarks: hvnet bench boot", cmdBench},
 		{"ctl", "talk to a running daemon: hvnet ctl ports|port|set|fdb|mirror|capture|metrics", cmdCtl},
 	}

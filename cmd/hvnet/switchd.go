@@ -16,145 +16,204 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
+
+	"hvnet/api"
 	vswitch "hvnet/switch"
+	"hvnet/uplink"
 	"hvnet/vhost"
 )
 
-// portFlags collects repeated --port flags.
-type portFlags []string
+// specFlags collects a repeated flag's values.
+type specFlags []string
 
-func (p *portFlags) String() string     { return strings.Join(*p, " ") }
-func (p *portFlags) Set(v string) error { *p = append(*p, v); return nil }
+func (p *specFlags) String() string     { return strings.Join(*p, " ") }
+func (p *specFlags) Set(v string) error { *p = append(*p, v); return nil }
 
-const switchPortHelp = `port: name=NAME,socket=PATH[,mode=server|client][,vlan=VID | trunk=VID:VID...[,native=VID]]
+const (
+	switchPortHelp = `port: name=NAME,socket=PATH[,mode=server|client][,vlan=VID | trunk=VID:VID...[,native=VID]]
 	[,mtu=N][,queues=N][,mac=MAC][,rate=BYTES/s][,pps=N][,police=BYTES/s]`
+	switchUplinkHelp = `uplink: name=NAME,if=IFACE[,vlan=VID | trunk=VID:VID...[,native=VID]][,tx=ring|sendmmsg]
+	[,mtu=N][,rate=BYTES/s][,pps=N][,police=BYTES/s]`
+)
 
-// cmdSwitch runs the switch daemon: vhost-user ports on the built-in
-// switch until SIGTERM or SIGINT, which closes every port and removes the
-// sockets it created.
+// daemonConfig is what the switch daemon serves: from flags and a config
+// file (hvnet switch) or a topology file (hvnet up).
+type daemonConfig struct {
+	Vhost   []vhost.PortConfig
+	Uplinks []uplinkConfig
+	Aging   time.Duration
+	API     string // control API socket; "" serves none
+}
+
+// uplinkConfig is an AF_PACKET uplink port.
+type uplinkConfig struct {
+	Port      vswitch.PortConfig
+	Interface string
+	TX        uplink.TXMode
+}
+
+// cmdSwitch runs the switch daemon: vhost-user and uplink ports on the
+// built-in switch, and the control API, until SIGTERM or SIGINT, which
+// closes every port and removes the sockets it created.
 func cmdSwitch(e *env, args []string) int {
 	fs := flag.NewFlagSet("switch", flag.ContinueOnError)
 	fs.SetOutput(e.stderr)
-	var ports portFlags
+	var ports, uplinks specFlags
 	fs.Var(&ports, "port", "a vhost-user port (repeatable): "+switchPortHelp)
-	config := fs.String("config", "", "config file: one \"port KEY=VALUE ...\" line per port, # comments")
+	fs.Var(&uplinks, "uplink", "an AF_PACKET uplink on a host interface (repeatable): "+switchUplinkHelp)
+	config := fs.String("config", "", "config file: one \"port KEY=VALUE ...\" or \"uplink KEY=VALUE ...\" line per port, # comments")
 	aging := fs.Duration("aging", 300*time.Second, "FDB aging time")
-	if err := fs.Parse(args); err != nil {
+	apiSock := fs.String("api", envOr("HVNET_SOCKET", defaultSocket), "control API socket (\"\": no API)")
+	if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
+		return 0
+	} else if err != nil {
 		return 2
 	}
 	if fs.NArg() > 0 {
 		return fail(e, fmt.Errorf("%w: switch: unexpected argument %q", errUsage, fs.Arg(0)))
 	}
-	var cfgs []vhost.PortConfig
+	cfg := daemonConfig{Aging: *aging, API: *apiSock}
 	for i, spec := range ports {
 		c, err := parsePortSpec(strings.Split(spec, ","))
 		if err != nil {
 			return fail(e, fmt.Errorf("%w: switch: --port #%d: %v", errUsage, i+1, err))
 		}
-		cfgs = append(cfgs, c)
+		cfg.Vhost = append(cfg.Vhost, c)
+	}
+	for i, spec := range uplinks {
+		u, err := parseUplinkSpec(strings.Split(spec, ","))
+		if err != nil {
+			return fail(e, fmt.Errorf("%w: switch: --uplink #%d: %v", errUsage, i+1, err))
+		}
+		cfg.Uplinks = append(cfg.Uplinks, u)
 	}
 	if *config != "" {
-		cs, err := loadSwitchConfig(*config)
+		vs, us, err := loadSwitchConfig(*config)
 		if err != nil {
 			return fail(e, fmt.Errorf("%w: switch: %v", errUsage, err))
 		}
-		cfgs = append(cfgs, cs...)
+		cfg.Vhost, cfg.Uplinks = append(cfg.Vhost, vs...), append(cfg.Uplinks, us...)
 	}
-	if len(cfgs) == 0 {
-		return fail(e, fmt.Errorf("%w: switch: no ports (use --port or --config)", errUsage))
+	if len(cfg.Vhost)+len(cfg.Uplinks) == 0 && cfg.API == "" {
+		return fail(e, fmt.Errorf("%w: switch: no ports and no API (use --port, --uplink, --config or --api)", errUsage))
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	if err := runSwitchd(ctx, e, cfgs, *aging); err != nil {
+	if err := runDaemon(ctx, e.log, cfg); err != nil {
 		return fail(e, err)
 	}
 	return 0
 }
 
-// runSwitchd serves the ports until ctx ends.
-func runSwitchd(ctx context.Context, e *env, cfgs []vhost.PortConfig, aging time.Duration) error {
-	seen := map[string]bool{}
-	for _, c := range cfgs {
-		if seen[c.Port.Name] {
-			return fmt.Errorf("%w: switch: port %q defined twice", errUsage, c.Port.Name)
-		}
-		seen[c.Port.Name] = true
+// runDaemon serves cfg until ctx ends: the switch, its ports and the
+// control API. Shutdown closes the API socket, then every port (removing
+// server-mode sockets), then detaches the ports.
+func runDaemon(ctx context.Context, log hclog.Logger, cfg daemonConfig) error {
+	if err := checkNames(cfg); err != nil {
+		return err
 	}
-	sw := vswitch.New(vswitch.Config{Logger: e.log.Named("switch"), AgingTime: aging})
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var ports []*vhost.Port
-	closeAll := func() {
-		for _, p := range ports {
-			p.Close()
-			p.Remove()
+	sw := vswitch.New(vswitch.Config{Logger: log.Named("switch"), AgingTime: cfg.Aging})
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var ln net.Listener
+	if cfg.API != "" {
+		if err := os.MkdirAll(filepath.Dir(cfg.API), 0o755); err != nil {
+			return fmt.Errorf("switch: api: %w", err)
 		}
-	}
-	for _, c := range cfgs {
-		if c.Mode == vhost.Server {
-			if err := os.MkdirAll(filepath.Dir(c.Socket), 0o755); err != nil {
-				closeAll()
-				return fmt.Errorf("switch: port %q: %w", c.Port.Name, err)
-			}
-		}
-		c.Logger = e.log.Named("vhost")
-		p, err := vhost.NewPort(sw, c)
+		l, err := api.Listen(cfg.API)
 		if err != nil {
-			closeAll()
-			return fmt.Errorf("switch: %w", err)
+			return fmt.Errorf("switch: api: %w", err)
 		}
-		ports = append(ports, p)
-		e.log.Info("port ready", "port", c.Port.Name, "socket", c.Socket, "mode", c.Mode.String(),
-			"vlan_mode", c.Port.Mode.String(), "pvid", c.Port.PVID)
+		ln = l
+	}
+	d := newDaemon(ctx, log, sw, cfg.API)
+	for _, c := range cfg.Vhost {
+		err := d.addVhost(c, func(p vswitch.Port) (*vswitch.PortHandle, error) { return sw.AddPort(c.Port, p) })
+		if err == nil {
+			continue
+		}
+		if ln != nil {
+			ln.Close()
+		}
+		d.close()
+		return fmt.Errorf("switch: %w", err)
+	}
+	for _, u := range cfg.Uplinks {
+		err := d.addUplink(u, func(p vswitch.Port) (*vswitch.PortHandle, error) { return sw.AddPort(u.Port, p) })
+		if err == nil {
+			continue
+		}
+		if ln != nil {
+			ln.Close()
+		}
+		d.close()
+		return fmt.Errorf("switch: %w", err)
 	}
 	var wg sync.WaitGroup
-	errc := make(chan error, len(ports))
-	for _, p := range ports {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := p.Run(ctx); err != nil {
-				errc <- fmt.Errorf("port %q: %w", p.Name(), err)
-				cancel()
-			}
-		}()
-	}
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		sw.Run(ctx, 100*time.Millisecond)
+		sw.Run(ctx, 100*time.Millisecond) // shapers and FDB aging
 	}()
-	e.log.Info("switch running", "ports", len(ports))
-	<-ctx.Done()
-	e.log.Info("shutting down")
-	for _, p := range ports {
-		p.Close()
+	apiDone := make(chan struct{})
+	if ln != nil {
+		srv := api.NewServer(sw, api.Options{Logger: log.Named("api"), Ports: d})
+		go func() {
+			defer close(apiDone)
+			if err := srv.ServeListener(ctx, ln); err != nil {
+				cancel(err)
+			}
+		}()
+	} else {
+		close(apiDone)
 	}
+	log.Info("switch running", "ports", len(cfg.Vhost)+len(cfg.Uplinks), "api", cfg.API)
+	<-ctx.Done()
+	log.Info("shutting down")
+	<-apiDone // the API socket is gone: no more ports come or go
+	d.close()
+	cancel(nil)
 	wg.Wait()
 	for _, c := range sw.Counters() {
-		e.log.Info("port counters", "port", c.Name, "rx_packets", c.RxPackets, "tx_packets", c.TxPackets)
+		log.Info("port counters", "port", c.Name, "rx_packets", c.RxPackets, "tx_packets", c.TxPackets)
 	}
-	for _, p := range ports {
-		p.Remove()
+	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		return fmt.Errorf("switch: %w", err)
 	}
-	select {
-	case err := <-errc:
-		return err
-	default:
-		return nil
-	}
+	return nil
 }
 
-// loadSwitchConfig reads a config file: "port KEY=VALUE ..." lines (fields
-// separated by spaces or commas), blank lines and # comments. Errors name
-// the file, the line and the field.
-func loadSwitchConfig(path string) ([]vhost.PortConfig, error) {
+// checkNames rejects two ports of one name.
+func checkNames(cfg daemonConfig) error {
+	seen := map[string]bool{}
+	names := make([]string, 0, len(cfg.Vhost)+len(cfg.Uplinks))
+	for _, c := range cfg.Vhost {
+		names = append(names, c.Port.Name)
+	}
+	for _, u := range cfg.Uplinks {
+		names = append(names, u.Port.Name)
+	}
+	for _, n := range names {
+		if seen[n] {
+			return fmt.Errorf("%w: switch: port %q defined twice", errUsage, n)
+		}
+		seen[n] = true
+	}
+	return nil
+}
+
+// loadSwitchConfig reads a config file: "port KEY=VALUE ..." (vhost-user)
+// and "uplink KEY=VALUE ..." lines (fields separated by spaces or commas),
+// blank lines and # comments. Errors name the file, the line and the field.
+func loadSwitchConfig(path string) ([]vhost.PortConfig, []uplinkConfig, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer f.Close()
-	var out []vhost.PortConfig
+	var vs []vhost.PortConfig
+	var us []uplinkConfig
 	sc := bufio.NewScanner(f)
 	for n := 1; sc.Scan(); n++ {
 		line := sc.Text()
@@ -165,122 +224,194 @@ func loadSwitchConfig(path string) ([]vhost.PortConfig, error) {
 		if len(fields) == 0 {
 			continue
 		}
-		if fields[0] != "port" {
-			return nil, fmt.Errorf("%s:%d: unknown directive %q (want \"port\")", path, n, fields[0])
+		switch fields[0] {
+		case "port":
+			c, err := parsePortSpec(fields[1:])
+			if err != nil {
+				return nil, nil, fmt.Errorf("%s:%d: %v", path, n, err)
+			}
+			vs = append(vs, c)
+		case "uplink":
+			u, err := parseUplinkSpec(fields[1:])
+			if err != nil {
+				return nil, nil, fmt.Errorf("%s:%d: %v", path, n, err)
+			}
+			us = append(us, u)
+		default:
+			return nil, nil, fmt.Errorf("%s:%d: unknown directive %q (want \"port\" or \"uplink\")", path, n, fields[0])
 		}
-		c, err := parsePortSpec(fields[1:])
-		if err != nil {
-			return nil, fmt.Errorf("%s:%d: %v", path, n, err)
-		}
-		out = append(out, c)
 	}
 	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, nil, fmt.Errorf("%s: %w", path, err)
 	}
-	return out, nil
+	return vs, us, nil
 }
 
-// parsePortSpec parses KEY=VALUE fields into a port configuration.
+// parsePortSpec parses KEY=VALUE fields into a vhost-user port's
+// configuration.
 func parsePortSpec(fields []string) (vhost.PortConfig, error) {
-	c := vhost.PortConfig{Port: vswitch.PortConfig{PVID: 1}}
-	var trunk, native bool
+	c := vhost.PortConfig{}
+	sp := portSpec{cfg: vswitch.PortConfig{PVID: 1}}
+	err := sp.parse(fields, "name, socket, mode, vlan, trunk, native, mtu, queues, mac, rate, pps, police",
+		func(k, v string) (bool, error) {
+			switch k {
+			case "socket":
+				if v == "" {
+					return true, errors.New("is empty")
+				}
+				c.Socket = v
+			case "mode":
+				switch v {
+				case "server":
+					c.Mode = vhost.Server
+				case "client":
+					c.Mode = vhost.Client
+				default:
+					return true, errors.New("is not server or client")
+				}
+			case "queues":
+				n, err := strconv.Atoi(v)
+				if err != nil || n < 1 || n > 16 {
+					return true, errors.New("is not a number of queue pairs (1..16)")
+				}
+				c.QueuePairs = n
+			case "mac":
+				hw, err := net.ParseMAC(v)
+				if err != nil || len(hw) != 6 {
+					return true, errors.New("is not a MAC address")
+				}
+				copy(c.MAC[:], hw)
+			default:
+				return false, nil
+			}
+			return true, nil
+		})
+	c.Port = sp.cfg
+	if sp.cfg.MTU > 0 {
+		c.MTU = uint16(sp.cfg.MTU)
+	}
+	if err == nil && c.Socket == "" {
+		err = errors.New("field \"socket\": missing")
+	}
+	return c, err
+}
+
+// parseUplinkSpec parses KEY=VALUE fields into an uplink's configuration.
+func parseUplinkSpec(fields []string) (uplinkConfig, error) {
+	u := uplinkConfig{}
+	sp := portSpec{cfg: vswitch.PortConfig{PVID: 1}}
+	err := sp.parse(fields, "name, if, tx, vlan, trunk, native, mtu, rate, pps, police",
+		func(k, v string) (bool, error) {
+			switch k {
+			case "if", "interface":
+				if v == "" {
+					return true, errors.New("is empty")
+				}
+				u.Interface = v
+			case "tx":
+				m, err := uplink.ParseTXMode(v)
+				if err != nil {
+					return true, errors.New("is not ring or sendmmsg")
+				}
+				u.TX = m
+			default:
+				return false, nil
+			}
+			return true, nil
+		})
+	u.Port = sp.cfg
+	if err == nil && u.Interface == "" {
+		err = errors.New("field \"if\": missing")
+	}
+	return u, err
+}
+
+// portSpec parses the switch-port fields every port kind has.
+type portSpec struct {
+	cfg                 vswitch.PortConfig
+	trunk, native, vlan bool
+}
+
+// parse reads fields; kind handles the kind's own keys (reporting whether
+// it knew the key), known lists every key for the unknown-key error.
+func (sp *portSpec) parse(fields []string, known string, kind func(k, v string) (bool, error)) error {
 	for _, kv := range fields {
 		if kv == "" {
 			continue
 		}
 		k, v, ok := strings.Cut(kv, "=")
 		if !ok {
-			return c, fmt.Errorf("field %q: want KEY=VALUE", kv)
+			return fmt.Errorf("field %q: want KEY=VALUE", kv)
 		}
 		bad := func(why string) error { return fmt.Errorf("field %q: %q %s", k, v, why) }
+		if ok, err := kind(k, v); ok {
+			if err != nil {
+				return bad(err.Error())
+			}
+			continue
+		}
 		switch k {
 		case "name":
 			if v == "" {
-				return c, bad("is empty")
+				return bad("is empty")
 			}
-			c.Port.Name = v
-		case "socket":
-			if v == "" {
-				return c, bad("is empty")
-			}
-			c.Socket = v
-		case "mode":
-			switch v {
-			case "server":
-				c.Mode = vhost.Server
-			case "client":
-				c.Mode = vhost.Client
-			default:
-				return c, bad("is not server or client")
-			}
+			sp.cfg.Name = v
 		case "vlan", "pvid":
 			vid, err := parseVID(v)
 			if err != nil {
-				return c, bad(err.Error())
+				return bad(err.Error())
 			}
-			c.Port.PVID = vid
+			sp.vlan, sp.cfg.PVID = true, vid
 		case "trunk":
-			trunk = true
+			sp.trunk = true
 			for _, s := range strings.Split(v, ":") {
 				vid, err := parseVID(s)
 				if err != nil {
-					return c, bad(err.Error())
+					return bad(err.Error())
 				}
-				c.Port.AllowedVLANs = append(c.Port.AllowedVLANs, vid)
+				sp.cfg.AllowedVLANs = append(sp.cfg.AllowedVLANs, vid)
 			}
 		case "native":
 			vid, err := parseVID(v)
 			if err != nil {
-				return c, bad(err.Error())
+				return bad(err.Error())
 			}
-			native, c.Port.NativeVLAN = true, vid
+			sp.native, sp.cfg.NativeVLAN = true, vid
 		case "mtu":
 			n, err := strconv.ParseUint(v, 10, 16)
 			if err != nil || n < 68 {
-				return c, bad("is not an MTU (68..65535)")
+				return bad("is not an MTU (68..65535)")
 			}
-			c.Port.MTU, c.MTU = int(n), uint16(n)
-		case "queues":
-			n, err := strconv.Atoi(v)
-			if err != nil || n < 1 || n > 16 {
-				return c, bad("is not a number of queue pairs (1..16)")
-			}
-			c.QueuePairs = n
-		case "mac":
-			hw, err := net.ParseMAC(v)
-			if err != nil || len(hw) != 6 {
-				return c, bad("is not a MAC address")
-			}
-			copy(c.MAC[:], hw)
+			sp.cfg.MTU = int(n)
 		case "rate", "pps", "police":
 			n, err := parseRate(v)
 			if err != nil {
-				return c, bad(err.Error())
+				return bad(err.Error())
 			}
 			switch k {
 			case "rate":
-				c.Port.Egress.Bytes.Rate = n
+				sp.cfg.Egress.Bytes.Rate = n
 			case "pps":
-				c.Port.Egress.Packets.Rate = n
+				sp.cfg.Egress.Packets.Rate = n
 			default:
-				c.Port.Ingress.Bytes.Rate = n
+				sp.cfg.Ingress.Bytes.Rate = n
 			}
 		default:
-			return c, fmt.Errorf("field %q: unknown (want name, socket, mode, vlan, trunk, native, mtu, queues, mac, rate, pps, police)", k)
+			return fmt.Errorf("field %q: unknown (want %s)", k, known)
 		}
 	}
 	switch {
-	case c.Port.Name == "":
-		return c, errors.New("field \"name\": missing")
-	case c.Socket == "":
-		return c, errors.New("field \"socket\": missing")
-	case native && !trunk:
-		return c, errors.New("field \"native\": only for trunk ports")
+	case sp.cfg.Name == "":
+		return errors.New("field \"name\": missing")
+	case sp.native && !sp.trunk:
+		return errors.New("field \"native\": only for trunk ports")
+	case sp.vlan && sp.trunk:
+		return errors.New("field \"vlan\": only for access ports (a trunk's untagged VLAN is native)")
 	}
-	if trunk {
-		c.Port.Mode = vswitch.ModeTrunk
+	if sp.trunk {
+		sp.cfg.Mode, sp.cfg.PVID = vswitch.ModeTrunk, 0
 	}
-	return c, nil
+	return nil
 }
 
 func parseVID(s string) (uint16, error) {
@@ -308,4 +439,207 @@ func parseRate(s string) (int64, error) {
 		return 0, errors.New("is not a positive rate (with an optional k, M, G suffix)")
 	}
 	return n * mult, nil
+}
+
+// daemon owns the switch daemon's port backends: those of its
+// configuration and those added through the control API (it is the API's
+// PortFactory).
+type daemon struct {
+	ctx context.Context // the daemon's life: vhost-user ports serve until it ends
+	log hclog.Logger
+	sw  *vswitch.Switch
+	api string // the API socket, never a port's
+
+	// mu serialises adding and removing backends (rare; an add may take
+	// a while to open rings) and guards ports and closed.
+	mu     sync.Mutex
+	ports  map[string]*backendPort
+	closed bool
+}
+
+// backendPort is one port's backend: a vhost-user port or an uplink.
+type backendPort struct {
+	vh     *vhost.Port
+	done   chan struct{} // closed when vh.Run returned
+	socket string        // vhost-user server socket, absolute
+	up     *uplink.Port
+	iface  string
+}
+
+var _ api.PortFactory = (*daemon)(nil)
+
+func newDaemon(ctx context.Context, log hclog.Logger, sw *vswitch.Switch, apiSock string) *daemon {
+	return &daemon{ctx: ctx, log: log, sw: sw, api: apiSock, ports: map[string]*backendPort{}}
+}
+
+type attachFunc = func(vswitch.Port) (*vswitch.PortHandle, error)
+
+// Add makes the backend spec asks for (api.PortFactory).
+func (d *daemon) Add(_ context.Context, spec api.PortSpec, attach attachFunc) error {
+	name := spec.Config.Name
+	switch spec.Kind {
+	case api.KindVhostUser:
+		c := vhost.PortConfig{Port: vswitch.PortConfig{Name: name}, Socket: spec.Socket, QueuePairs: spec.Queues}
+		if spec.SocketMode == "client" {
+			c.Mode = vhost.Client
+		}
+		if spec.MAC != "" {
+			hw, err := net.ParseMAC(spec.MAC)
+			if err != nil || len(hw) != 6 {
+				return fmt.Errorf("mac %q: not a MAC address", spec.MAC)
+			}
+			copy(c.MAC[:], hw)
+		}
+		if m := spec.Config.MTU; m >= 68 && m <= 65535 {
+			c.MTU = uint16(m)
+		}
+		return d.addVhost(c, attach)
+	case api.KindUplink:
+		u := uplinkConfig{Port: vswitch.PortConfig{Name: name}, Interface: spec.Interface}
+		if spec.TXMode != "" {
+			m, err := uplink.ParseTXMode(spec.TXMode)
+			if err != nil {
+				return err
+			}
+			u.TX = m
+		}
+		return d.addUplink(u, attach)
+	case api.KindLab:
+		return errors.New("lab guest ports: not supported by this daemon; use hvnet lab")
+	}
+	return fmt.Errorf("kind %q: want vhost-user or uplink", spec.Kind)
+}
+
+// reserve checks that a new port's name, socket and interface are free;
+// d.mu is held.
+func (d *daemon) reserve(name, socket, iface string) error {
+	if d.closed {
+		return errors.New("the daemon is shutting down")
+	}
+	if _, ok := d.ports[name]; ok {
+		return fmt.Errorf("port %q: %w", name, vswitch.ErrPortExists)
+	}
+	if socket != "" && socket == d.api {
+		return fmt.Errorf("port %q: socket %s is the control API's", name, socket)
+	}
+	for n, p := range d.ports {
+		if socket != "" && p.socket == socket {
+			return fmt.Errorf("port %q: socket %s is port %q's", name, socket, n)
+		}
+		if iface != "" && p.iface == iface {
+			return fmt.Errorf("port %q: interface %s is port %q's uplink", name, iface, n)
+		}
+	}
+	return nil
+}
+
+// addVhost makes a vhost-user port and serves it until the daemon ends or
+// the port is removed.
+func (d *daemon) addVhost(c vhost.PortConfig, attach attachFunc) error {
+	name := c.Port.Name
+	sock, err := filepath.Abs(c.Socket)
+	if err != nil {
+		return fmt.Errorf("port %q: socket: %w", name, err)
+	}
+	c.Socket = sock
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	bp := &backendPort{done: make(chan struct{})}
+	if c.Mode == vhost.Server {
+		bp.socket = sock
+	}
+	if err := d.reserve(name, bp.socket, ""); err != nil {
+		return err
+	}
+	if c.Mode == vhost.Server {
+		// NewPort replaces a stale socket file: make sure it is stale.
+		if conn, err := net.Dial("unix", sock); err == nil {
+			conn.Close()
+			return fmt.Errorf("port %q: socket %s is in use by another process", name, sock)
+		}
+		if err := os.MkdirAll(filepath.Dir(sock), 0o755); err != nil {
+			return fmt.Errorf("port %q: %w", name, err)
+		}
+	}
+	c.Logger = d.log.Named("vhost")
+	c.OnDisconnect = func() { d.sw.Flush(name, 0) } // forget its MACs (the port may be gone: ignored)
+	p, err := vhost.NewPortAttached(c, attach)
+	if err != nil {
+		return err
+	}
+	bp.vh = p
+	d.ports[name] = bp
+	go func() {
+		defer close(bp.done)
+		if err := p.Run(d.ctx); err != nil {
+			d.log.Error("vhost-user port stopped", "port", name, "error", err)
+		}
+	}()
+	d.log.Info("port ready", "port", name, "kind", api.KindVhostUser, "socket", sock, "mode", c.Mode.String())
+	return nil
+}
+
+// addUplink opens an AF_PACKET uplink and starts it.
+func (d *daemon) addUplink(u uplinkConfig, attach attachFunc) error {
+	name := u.Port.Name
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if err := d.reserve(name, "", u.Interface); err != nil {
+		return err
+	}
+	p, err := uplink.Open(u.Interface, uplink.Config{Logger: d.log.Named("uplink").With("port", name), TX: u.TX})
+	if err != nil {
+		return fmt.Errorf("uplink %q: %w", name, err)
+	}
+	h, err := attach(p)
+	if err != nil {
+		p.Close()
+		return err
+	}
+	if err := p.Start(h); err != nil {
+		p.Close()
+		return fmt.Errorf("uplink %q: %w", name, err)
+	}
+	d.ports[name] = &backendPort{up: p, iface: u.Interface}
+	d.log.Info("port ready", "port", name, "kind", api.KindUplink, "interface", u.Interface, "tx", u.TX.String())
+	return nil
+}
+
+// Remove stops a port's backend (api.PortFactory: the switch port is
+// already detached): a vhost-user port ends its session and removes its
+// socket, an uplink closes its sockets and rings.
+func (d *daemon) Remove(name string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	bp := d.ports[name]
+	if bp == nil {
+		return nil
+	}
+	delete(d.ports, name)
+	return bp.stop()
+}
+
+// stop closes the backend and waits until it has released everything.
+func (bp *backendPort) stop() error {
+	if bp.up != nil {
+		return bp.up.Close()
+	}
+	err := bp.vh.Close()
+	<-bp.done
+	return err
+}
+
+// close stops every backend and detaches its switch port; nothing can be
+// added afterwards.
+func (d *daemon) close() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.closed = true
+	for name, bp := range d.ports {
+		if err := bp.stop(); err != nil {
+			d.log.Warn("port did not close cleanly", "port", name, "error", err)
+		}
+		d.sw.RemovePort(name)
+		delete(d.ports, name)
+	}
 }

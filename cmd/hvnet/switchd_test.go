@@ -2,31 +2,148 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"hvnet/api"
 	vswitch "hvnet/switch"
+	"hvnet/uplink"
 	"hvnet/vhost"
 	"hvnet/vhost/frontend"
 )
+
+// mainEnv makes the test binary run hvnet itself (see TestMain), so the
+// daemon tests start real processes without a go build.
+const mainEnv = "HVNET_TEST_RUN_MAIN"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(mainEnv) == "1" {
+		os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+	}
+	os.Exit(m.Run())
+}
+
+// daemonProc is an hvnet process started by a test.
+type daemonProc struct {
+	cmd  *exec.Cmd
+	logs *syncBuffer
+	done chan error
+}
+
+// startHvnet runs "hvnet ARGS..." (the test binary), prefixed by wrap
+// (e.g. ip netns exec NS); it is killed at cleanup if still running.
+func startHvnet(t *testing.T, wrap []string, args ...string) *daemonProc {
+	t.Helper()
+	argv := append(append(append([]string{}, wrap...), os.Args[0]), args...)
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Env = append(os.Environ(), mainEnv+"=1")
+	d := &daemonProc{cmd: cmd, logs: &syncBuffer{}, done: make(chan error, 1)}
+	cmd.Stdout, cmd.Stderr = d.logs, d.logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { d.done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		select {
+		case <-d.done:
+		default:
+			cmd.Process.Kill()
+			<-d.done
+		}
+	})
+	return d
+}
+
+// waitAPI waits until the daemon answers on sock.
+func (d *daemonProc) waitAPI(t *testing.T, sock string) *api.Client {
+	t.Helper()
+	c := api.NewClient(sock)
+	for i := 0; i < 1000; i++ { // deadlock guard 10 s
+		if _, err := c.Ports(context.Background()); err == nil {
+			return c
+		}
+		select {
+		case err := <-d.done:
+			t.Fatalf("daemon exited (%v):\n%s", err, d.logs)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	t.Fatalf("daemon never served %s:\n%s", sock, d.logs)
+	return nil
+}
+
+// term sends SIGTERM and checks a clean exit.
+func (d *daemonProc) term(t *testing.T) {
+	t.Helper()
+	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-d.done; err != nil {
+		t.Fatalf("daemon exited with %v\n%s", err, d.logs)
+	}
+	d.done <- nil
+	if !strings.Contains(d.logs.String(), "shutting down") {
+		t.Errorf("no shutdown log line:\n%s", d.logs)
+	}
+}
+
+func noFile(t *testing.T, paths ...string) {
+	t.Helper()
+	for _, p := range paths {
+		if _, err := os.Lstat(p); !os.IsNotExist(err) {
+			t.Errorf("%s still there (%v)", p, err)
+		}
+	}
+}
+
+// negotiate checks that a vhost-user frontend can talk to the socket.
+func negotiate(t *testing.T, sock string) *frontend.Frontend {
+	t.Helper()
+	f, err := frontend.Dial(sock)
+	if err != nil {
+		t.Fatalf("dial %s: %v", sock, err)
+	}
+	feats, err := f.GetFeatures()
+	if err != nil || feats == 0 {
+		t.Fatalf("GET_FEATURES = %#x, %v", feats, err)
+	}
+	if err := f.SetOwner(); err != nil {
+		t.Fatalf("SET_OWNER: %v", err)
+	}
+	if err := f.SetFeatures(feats); err != nil {
+		t.Fatalf("SET_FEATURES: %v", err)
+	}
+	if n, err := f.GetQueueNum(); err != nil || n == 0 {
+		t.Fatalf("GET_QUEUE_NUM = %d, %v", n, err)
+	}
+	return f
+}
 
 func TestSwitchConfigFile(t *testing.T) {
 	dir := t.TempDir()
 	good := filepath.Join(dir, "good.conf")
 	os.WriteFile(good, []byte("# two ports\nport name=a socket=/run/hvnet/a.sock vlan=10\n\n"+
-		"port name=b,socket=/tmp/b.sock,mode=client,trunk=10:20,native=1,mtu=9000,rate=10M # comment\n"), 0o644)
-	cs, err := loadSwitchConfig(good)
+		"port name=b,socket=/tmp/b.sock,mode=client,trunk=10:20,native=1,mtu=9000,rate=10M # comment\n"+
+		"uplink name=up0 if=eth1 trunk=10:20 native=1 tx=sendmmsg\n"), 0o644)
+	cs, us, err := loadSwitchConfig(good)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(cs) != 2 || cs[0].Port.PVID != 10 || cs[1].Mode != vhost.Client || cs[1].Port.Mode != vswitch.ModeTrunk ||
-		len(cs[1].Port.AllowedVLANs) != 2 || cs[1].Port.MTU != 9000 || cs[1].Port.Egress.Bytes.Rate != 10e6 {
-		t.Fatalf("loadSwitchConfig = %+v", cs)
+		len(cs[1].Port.AllowedVLANs) != 2 || cs[1].Port.MTU != 9000 || cs[1].MTU != 9000 || cs[1].Port.Egress.Bytes.Rate != 10e6 {
+		t.Fatalf("loadSwitchConfig ports = %+v", cs)
+	}
+	if len(us) != 1 || us[0].Interface != "eth1" || us[0].TX != uplink.TXSendmmsg || us[0].Port.Name != "up0" ||
+		us[0].Port.Mode != vswitch.ModeTrunk || us[0].Port.NativeVLAN != 1 || len(us[0].Port.AllowedVLANs) != 2 {
+		t.Fatalf("loadSwitchConfig uplinks = %+v", us)
 	}
 	for _, tc := range []struct{ line, want string }{
 		{"port name=a socket=/x vlan=5000", `:2: field "vlan"`},
@@ -37,70 +154,146 @@ func TestSwitchConfigFile(t *testing.T) {
 		{"port name=a socket=/x mtu", `:2: field "mtu": want KEY=VALUE`},
 		{"bridge name=a", `:2: unknown directive "bridge"`},
 		{"port name=a socket=/x native=3", `:2: field "native": only for trunk`},
+		{"port name=a socket=/x trunk=10 vlan=3", `:2: field "vlan": only for access`},
+		{"uplink name=u", `:2: field "if": missing`},
+		{"uplink if=eth1", `:2: field "name": missing`},
+		{"uplink name=u if=eth1 tx=fast", `:2: field "tx": "fast" is not ring or sendmmsg`},
+		{"uplink name=u if=eth1 socket=/x", `:2: field "socket": unknown`},
+		{"uplink name=u if=eth1 trunk=10:9999", `:2: field "trunk"`},
 	} {
 		p := filepath.Join(dir, "bad.conf")
 		os.WriteFile(p, []byte("# first line\n"+tc.line+"\n"), 0o644)
-		_, err := loadSwitchConfig(p)
-		if err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("%q: error %v, want it to contain %q", tc.line, err, tc.want)
+		_, _, err := loadSwitchConfig(p)
+		if err == nil || !strings.Contains(err.Error(), p+tc.want) {
+			t.Errorf("%q: error %v, want it to contain %q", tc.line, err, p+tc.want)
 		}
 	}
 }
 
 func TestSwitchUsageErrors(t *testing.T) {
-	var out bytes.Buffer
-	if st := run([]string{"switch"}, nil, &out, &out); st != 2 {
-		t.Errorf("switch without ports: status %d, want 2 (%s)", st, out.String())
-	}
-	out.Reset()
-	if st := run([]string{"switch", "--port", "name=a"}, nil, &out, &out); st != 2 || !strings.Contains(out.String(), `"socket": missing`) {
-		t.Errorf("switch --port name=a: status %d, output %q", st, out.String())
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"switch", "--api", ""}, 2, "no ports and no API"},
+		{[]string{"switch", "--port", "name=a"}, 2, `--port #1: field "socket": missing`},
+		{[]string{"switch", "--api", "", "--port", "name=a,socket=/x", "--port", "name=b,socket=/y,queues=99"}, 2, `--port #2: field "queues"`},
+		{[]string{"switch", "--uplink", "name=u"}, 2, `--uplink #1: field "if": missing`},
+		{[]string{"switch", "--uplink", "name=u,if=x,tx=turbo"}, 2, `--uplink #1: field "tx"`},
+		{[]string{"switch", "--uplink", "name=u,if=x,vlan=0"}, 2, `--uplink #1: field "vlan": "0" is not a VLAN ID`},
+		{[]string{"switch", "--config", "/nonexistent/hvnet.conf"}, 2, "/nonexistent/hvnet.conf"},
+		{[]string{"switch", "--api", "", "--port", "name=a,socket=/x", "--uplink", "name=a,if=x"}, 2, `port "a" defined twice`},
+		// A missing interface is a clear error before anything is served.
+		{[]string{"switch", "--api", "", "--uplink", "name=u,if=hvnet-nosuch0"}, 1, `uplink "u"`},
+	} {
+		var out bytes.Buffer
+		code := run(tc.args, nil, &out, &out)
+		if code != tc.code || !strings.Contains(out.String(), tc.want) {
+			t.Errorf("%q: status %d, output %q; want %d and %q", tc.args, code, out.String(), tc.code, tc.want)
+		}
+		if strings.Contains(tc.want, "uplink \"u\"") && !strings.Contains(out.String(), uplink.ErrNoInterface.Error()) {
+			t.Errorf("%q: %q does not say the interface is missing", tc.args, out.String())
+		}
 	}
 }
 
-// The daemon serves vhost-user on its sockets and, on SIGTERM, exits 0
-// having removed them.
-func TestSwitchDaemonSIGTERM(t *testing.T) {
+// The daemon serves its ports and the API; ports come and go through the
+// API; SIGTERM removes every socket.
+func TestSwitchDaemonAPI(t *testing.T) {
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "hvnet")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+	sa, sb, sock := filepath.Join(dir, "run", "a.sock"), filepath.Join(dir, "run", "b.sock"), filepath.Join(dir, "api", "hvnet.sock")
+	d := startHvnet(t, nil, "switch", "--api", sock, "--port", "name=a,socket="+sa+",vlan=10",
+		"--port", "name=c,socket="+filepath.Join(dir, "c.sock")+",mode=client")
+	c := d.waitAPI(t, sock)
+	ctx := context.Background()
+
+	code, out, errs := runCtl(t, sock, "ports")
+	if code != 0 || !strings.Contains(out, "a ") || !strings.Contains(out, "c ") {
+		t.Fatalf("ctl ports = %d %q %q", code, out, errs)
 	}
-	sa, sb := filepath.Join(dir, "run", "a.sock"), filepath.Join(dir, "run", "b.sock")
-	cmd := exec.Command(bin, "switch", "--port", "name=a,socket="+sa+",vlan=10", "--port", "name=b,socket="+sb+",vlan=20")
-	var logs bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
+	if fi, err := os.Stat(sock); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("API socket %s: %v, %v", sock, fi, err)
 	}
-	defer cmd.Process.Kill()
-	var f *frontend.Frontend
-	for i := 0; i < 1000; i++ { // wait for the socket (deadlock guard 10 s)
-		var err error
-		if f, err = frontend.Dial(sb); err == nil {
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
+	negotiate(t, sa).Close()
+
+	// POST adds a vhost-user port whose socket takes a frontend.
+	p, err := c.AddPort(ctx, api.PortSpec{Kind: api.KindVhostUser, Socket: sb, Queues: 2, MAC: "52:54:00:00:00:0b",
+		Config: api.PortConfig{Name: "b", Mode: "access", PVID: 20}})
+	if err != nil || p.Config.PVID != 20 {
+		t.Fatalf("AddPort b = %+v, %v\n%s", p, err, d.logs)
 	}
-	if f == nil {
-		t.Fatalf("daemon never listened on %s\n%s", sb, logs.String())
+	f := negotiate(t, sb)
+	defer f.Close()
+	if n, _ := f.GetQueueNum(); n < 2 { // queues=2: two pairs (the backend may count virtqueues)
+		t.Errorf("port b offers %d queues, want 2 pairs", n)
 	}
-	if feats, err := f.GetFeatures(); err != nil || feats == 0 {
-		t.Fatalf("GET_FEATURES = %#x, %v", feats, err)
-	}
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("daemon exited with %v\n%s", err, logs.String())
-	}
-	f.Close()
-	for _, s := range []string{sa, sb} {
-		if _, err := os.Stat(s); !os.IsNotExist(err) {
-			t.Errorf("socket %s still there after SIGTERM (%v)", s, err)
+	// Sockets already taken are refused, and nothing changes.
+	for _, s := range []string{sa, sock, sb} {
+		_, err := c.AddPort(ctx, api.PortSpec{Kind: api.KindVhostUser, Socket: s, Config: api.PortConfig{Name: "x", PVID: 1}})
+		if err == nil || !strings.Contains(err.Error(), "socket") {
+			t.Errorf("AddPort on %s: %v, want a refusal", s, err)
 		}
 	}
-	if !strings.Contains(logs.String(), "shutting down") {
-		t.Errorf("no shutdown log line:\n%s", logs.String())
+	if _, err := c.AddPort(ctx, api.PortSpec{Kind: api.KindLab, Config: api.PortConfig{Name: "g", PVID: 1}}); err == nil {
+		t.Errorf("AddPort lab: no error")
+	}
+	if ps, _ := c.Ports(ctx); len(ps) != 3 {
+		t.Fatalf("after refusals: %d ports, want 3: %+v", len(ps), ps)
+	}
+
+	// DELETE ends the session and removes the socket.
+	if code, out, errs := runCtl(t, sock, "--json", "ports"); code != 0 || !strings.Contains(out, `"b"`) {
+		t.Fatalf("ctl ports = %d %q %q", code, out, errs)
+	}
+	if err := c.DeletePort(ctx, "b"); err != nil {
+		t.Fatal(err)
+	}
+	noFile(t, sb)
+	if _, err := f.GetFeatures(); err == nil {
+		t.Errorf("port b's session still answers after DELETE")
+	}
+	if _, err := c.Port(ctx, "b"); err == nil {
+		t.Errorf("port b still listed after DELETE")
+	}
+	// The name and the socket can be used again.
+	if _, err := c.AddPort(ctx, api.PortSpec{Kind: api.KindVhostUser, Socket: sb, Config: api.PortConfig{Name: "b", PVID: 1}}); err != nil {
+		t.Fatalf("AddPort b again: %v", err)
+	}
+	negotiate(t, sb).Close()
+
+	d.term(t)
+	noFile(t, sa, sb, sock)
+}
+
+// A second daemon on a live API socket is refused and leaves it alone.
+func TestSwitchAPISocketInUse(t *testing.T) {
+	_, sock := ctlDaemon(t)
+	var out bytes.Buffer
+	if code := run([]string{"switch", "--api", sock}, nil, &out, &out); code != 1 || !strings.Contains(out.String(), "another daemon") {
+		t.Fatalf("second daemon: status %d, %q", code, out.String())
+	}
+	if code, _, errs := runCtl(t, sock, "ports"); code != 0 {
+		t.Fatalf("first daemon's API gone: %s", errs)
 	}
 }
+
+// syncBuffer is a bytes.Buffer safe for a process's output and a test.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+var _ fmt.Stringer = (*syncBuffer)(nil)

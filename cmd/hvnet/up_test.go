@@ -1,0 +1,187 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"hvnet/api"
+	vswitch "hvnet/switch"
+	"hvnet/topology"
+	"hvnet/uplink"
+	"hvnet/vhost"
+)
+
+func TestUpGoodFile(t *testing.T) {
+	dir := t.TempDir()
+	sa, sb, sock := filepath.Join(dir, "a.sock"), filepath.Join(dir, "b.sock"), filepath.Join(dir, "hvnet.sock")
+	file := filepath.Join(dir, "lab.yaml")
+	os.WriteFile(file, []byte(fmt.Sprintf(`switch:
+  api: %s
+  aging: 60s
+ports:
+  - name: a
+    socket: %s
+    pvid: 10
+    mac: 52:54:00:00:01:01
+    egress: {rate: 10M}
+  - name: b
+    socket: %s
+    mode: trunk
+    allowed_vlans: [10, 20]
+    native_vlan: 1
+`, sock, sa, sb)), 0o644)
+	d := startHvnet(t, nil, "up", file)
+	c := d.waitAPI(t, sock)
+	a, err := c.Port(context.Background(), "a")
+	if err != nil || a.Config.PVID != 10 || a.Config.Egress.Bytes.Rate != 10e6 {
+		t.Fatalf("port a = %+v, %v", a.Config, err)
+	}
+	b, err := c.Port(context.Background(), "b")
+	if err != nil || b.Config.Mode != "trunk" || len(b.Config.AllowedVLANs) != 2 || b.Config.NativeVLAN != 1 {
+		t.Fatalf("port b = %+v, %v", b.Config, err)
+	}
+	negotiate(t, sa).Close()
+	negotiate(t, sb).Close()
+	d.term(t)
+	noFile(t, sa, sb, sock)
+}
+
+func TestUpBadFiles(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct{ name, yaml, want string }{
+		{"unknown key", "switch:\n  api: /tmp/x.sock\nports:\n  - name: a\n    socket: /tmp/a.sock\n    colour: red\n", `bad.yaml:6: ports[0].colour: unknown key`},
+		{"inconsistent", "ports:\n  - name: a\n    socket: /tmp/a.sock\n  - name: a\n    socket: /tmp/b.sock\n", `bad.yaml:4: ports[1].name: duplicate port name "a"`},
+		{"guests", "switch:\n  api: /tmp/x.sock\nguests:\n  - name: g1\n", `bad.yaml:3: guests: lab guests: not supported by hvnet up yet; use hvnet lab`},
+		{"missing", "", "no such file"},
+	} {
+		file := filepath.Join(dir, "bad.yaml")
+		os.Remove(file)
+		if tc.name != "missing" {
+			os.WriteFile(file, []byte(tc.yaml), 0o644)
+		}
+		var out bytes.Buffer
+		if code := run([]string{"up", file}, nil, &out, &out); code != 2 || !strings.Contains(out.String(), tc.want) {
+			t.Errorf("%s: status %d, %q; want 2 and %q", tc.name, code, out.String(), tc.want)
+		}
+	}
+	var out bytes.Buffer
+	if code := run([]string{"up"}, nil, &out, &out); code != 2 {
+		t.Errorf("up without a file: status %d", code)
+	}
+}
+
+// topologyConfig maps the example file's ports and uplink (guests aside).
+func TestTopologyConfig(t *testing.T) {
+	tp, err := topology.Load("../../topology/testdata/lab.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp.Guests = nil
+	cfg, err := topologyConfig(tp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.API != "/run/hvnet.sock" || cfg.Aging != 300*time.Second || len(cfg.Vhost) != 2 || len(cfg.Uplinks) != 1 {
+		t.Fatalf("topologyConfig = %+v", cfg)
+	}
+	q, dp, u := cfg.Vhost[0], cfg.Vhost[1], cfg.Uplinks[0]
+	if q.Port.Name != "qemu0" || q.Mode != vhost.Server || q.QueuePairs != 2 || q.MAC != [6]byte{0x52, 0x54, 0, 0, 1, 1} ||
+		q.Port.PVID != 10 || q.Port.MACLimit != 4 || len(q.Port.AllowedMACs) != 1 {
+		t.Errorf("qemu0 = %+v", q)
+	}
+	if dp.Mode != vhost.Client || dp.Port.Mode != vswitch.ModeTrunk || dp.Port.Ingress.Bytes.Rate == 0 {
+		t.Errorf("dpdk0 = %+v", dp)
+	}
+	if u.Port.Name != "uplink" || u.Interface != "hv-up0" || u.TX != uplink.TXRing || u.Port.Mode != vswitch.ModeTrunk {
+		t.Errorf("uplink = %+v", u)
+	}
+}
+
+// netnsRun runs a command and fails the test on error.
+func netnsRun(t *testing.T, args ...string) {
+	t.Helper()
+	if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
+		t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+}
+
+// The daemon's uplinks, from --uplink and from the API, on veth pairs in
+// namespaces the test creates: the daemon runs in one ("the host"), the
+// peers in another ("the physical network"). The host's own interfaces
+// are never touched.
+func TestSwitchDaemonUplink(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root for network namespaces")
+	}
+	if _, err := exec.LookPath("ip"); err != nil {
+		t.Skip("needs iproute2")
+	}
+	host, phys := fmt.Sprintf("hvd%d-host", os.Getpid()), fmt.Sprintf("hvd%d-phys", os.Getpid())
+	for _, ns := range []string{host, phys} {
+		netnsRun(t, "ip", "netns", "add", ns)
+		t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
+	}
+	for _, pair := range [][2]string{{"up0", "wire0"}, {"up1", "wire1"}} {
+		netnsRun(t, "ip", "-n", host, "link", "add", pair[0], "type", "veth", "peer", "name", pair[1], "netns", phys)
+		netnsRun(t, "ip", "-n", host, "link", "set", pair[0], "up")
+		netnsRun(t, "ip", "-n", phys, "link", "set", pair[1], "up")
+	}
+	netnsRun(t, "ip", "-n", phys, "addr", "add", "10.99.0.2/24", "dev", "wire0")
+
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "hvnet.sock")
+	d := startHvnet(t, []string{"ip", "netns", "exec", host}, "switch", "--api", sock,
+		"--uplink", "name=uplink,if=up0,trunk=10:20,native=1,tx=sendmmsg")
+	c := d.waitAPI(t, sock)
+	ctx := context.Background()
+	if code, out, errs := runCtl(t, sock, "ports"); code != 0 || !strings.Contains(out, "uplink") || !strings.Contains(out, "trunk") {
+		t.Fatalf("ctl ports = %d %q %q", code, out, errs)
+	}
+	// Untagged frames from the physical network (ARP for an absent
+	// host) arrive on the uplink.
+	deadline := time.Now().Add(20 * time.Second) // deadlock guard
+	for {
+		exec.Command("ip", "netns", "exec", phys, "ping", "-c", "1", "-W", "0.2", "10.99.0.1").Run()
+		p, err := c.Port(ctx, "uplink")
+		if err == nil && p.Counters.RxPackets > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("uplink received nothing: %+v, %v\n%s", p.Counters, err, d.logs)
+		}
+	}
+
+	// An uplink added and removed through the API.
+	if _, err := c.AddPort(ctx, api.PortSpec{Kind: api.KindUplink, Interface: "up1", TXMode: "ring",
+		Config: api.PortConfig{Name: "u1", PVID: 20}}); err != nil {
+		t.Fatalf("AddPort uplink u1: %v\n%s", err, d.logs)
+	}
+	if _, err := c.AddPort(ctx, api.PortSpec{Kind: api.KindUplink, Interface: "up1",
+		Config: api.PortConfig{Name: "u2", PVID: 20}}); err == nil || !strings.Contains(err.Error(), "u1") {
+		t.Errorf("second uplink on up1: %v, want a refusal naming u1", err)
+	}
+	if _, err := c.AddPort(ctx, api.PortSpec{Kind: api.KindUplink, Interface: "nosuch0",
+		Config: api.PortConfig{Name: "u3", PVID: 20}}); err == nil || !strings.Contains(err.Error(), "no such network interface") {
+		t.Errorf("uplink on a missing interface: %v", err)
+	}
+	if err := c.DeletePort(ctx, "u1"); err != nil {
+		t.Fatal(err)
+	}
+	if ps, _ := c.Ports(ctx); len(ps) != 1 {
+		t.Errorf("after DELETE u1: %+v", ps)
+	}
+	// Re-adding proves the first one let go of the interface.
+	if _, err := c.AddPort(ctx, api.PortSpec{Kind: api.KindUplink, Interface: "up1",
+		Config: api.PortConfig{Name: "u1", PVID: 20}}); err != nil {
+		t.Fatalf("AddPort u1 again: %v", err)
+	}
+	d.term(t)
+	noFile(t, sock)
+}
