@@ -8,6 +8,7 @@
 #                          integration tests (real guests, real peers), fuzzing
 #   ./run.sh bench NAME    benchmarks: boot, vhost, uplink, switch, virtio (see BENCHMARKS.md)
 #   ./run.sh fuzz [TIME]   every fuzz target for TIME each (default 2m)
+#   ./run.sh soak [DUR]    traffic with frontends killed and restarted (default 10m)
 #
 # It installs what it needs: Debian packages (as root, with apt-get), Go
 # modules (go mod download), and the guest images (into $HVNET_CACHE, default
@@ -104,7 +105,10 @@ run_tests() {
 	go test -race -count=1 -timeout 60m ./...
 	log "fuzzing each target for ${FUZZTIME:-10s}"
 	fuzz "${FUZZTIME:-10s}"
+	log "soak for 1m"; soak 1m
 }
+
+soak() { HVNET_SOAK_DURATION=${1:-10m} go test -count=1 -v -timeout 0 -run '^TestSoak$' ./soak | grep -E 'SOAK|^(---|ok|FAIL)'; }
 
 fuzz() {
 	local t=${1:-2m} pkg target
@@ -137,6 +141,7 @@ case ${1:-} in
 test) run_tests ;;
 bench) shift; bench "$@" ;;
 fuzz) install_deps; fuzz "${2:-2m}" ;;
--h | --help | help) sed -n '2,15p' "$0" ;;
-*) echo "usage: ./run.sh [test | bench NAME | fuzz [TIME]]" >&2; exit 2 ;;
+soak) install_deps; soak "${2:-10m}" ;;
+-h | --help | help) sed -n '2,16p' "$0" ;;
+*) echo "usage: ./run.sh [test | bench NAME | fuzz [TIME] | soak [DURATION]]" >&2; exit 2 ;;
 esac

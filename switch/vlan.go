@@ -60,14 +60,14 @@ func classify(st *portState, data []byte, p *pkt) DropReason {
 	case ModeAccess:
 		p.vid, p.pcp, p.tpid = st.pvid, st.defaultPCP, tpidCTag
 		if tagged {
-			if et != tpidCTag || tci&0xfff != 0 {
+			if et != tpidCTag || tci&0xfff != 0 || tagBehind(data) {
 				return DropVLAN
 			}
 			p.pcp, p.dei, p.strip = uint8(tci>>13), uint8(tci>>12&1), 4
 		}
 	case ModeTrunk:
 		if !tagged || tci&0xfff == 0 {
-			if st.native == 0 {
+			if st.native == 0 || tagged && tagBehind(data) {
 				return DropVLAN
 			}
 			p.vid, p.pcp, p.tpid = st.native, st.defaultPCP, tpidCTag
@@ -90,6 +90,18 @@ func classify(st *portState, data []byte, p *pkt) DropReason {
 		}
 	}
 	return dropNone
+}
+
+// tagBehind reports a VLAN tag right behind a frame's first tag. A
+// priority tag (VID 0) classifies a frame into the port's VLAN (IEEE
+// 802.1Q-2018 §6.9.1); a second tag behind it would become the outer tag once
+// the priority tag is popped and the frame left untagged: a VLAN hop.
+func tagBehind(data []byte) bool {
+	if len(data) < 20 {
+		return false
+	}
+	et := binary.BigEndian.Uint16(data[16:])
+	return et == tpidCTag || et == tpidSTag
 }
 
 // tci is the tag control information a frame leaves a trunk with: its

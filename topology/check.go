@@ -38,7 +38,8 @@ func check(t *Topology) []*Error {
 		}
 		seen[v] = owner
 	}
-	for i, p := range t.Ports {
+	for i := range t.Ports {
+		p := &t.Ports[i] // settings() fills in defaults: not a copy
 		f := fmt.Sprintf("ports[%d]", i)
 		if p.Name == "" {
 			c.fail(p.Line, f+".name", "missing")

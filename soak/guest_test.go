@@ -1,0 +1,209 @@
+package soak
+
+import (
+	"errors"
+	"sync/atomic"
+
+	"golang.org/x/sys/unix"
+
+	"hvnet/vhost/frontend"
+	"hvnet/vhost/proto"
+	"hvnet/virtio"
+	"hvnet/virtio/virtiotest"
+)
+
+const (
+	memBase = 0x10_0000
+	memSize = 1 << 20
+	qSize   = 64
+	hdrLen  = 12 // virtio_net_hdr_v1
+	bufLen  = 2048
+	frameSz = 60
+)
+
+// guest is one frontend session with one queue pair: fixed receive and
+// transmit buffers in its memfd memory, reused round-robin.
+type guest struct {
+	f      *frontend.Frontend
+	mem    *frontend.Memory
+	rx, tx *virtiotest.Driver
+	kick   [2]*virtio.EventFD
+	call   [2]*virtio.EventFD
+	rxBuf  [qSize]uint64
+	txBuf  [qSize]uint64
+
+	rxPopped, txPushed uint16
+	txUsedSeen         uint16
+}
+
+// counts are a traffic source's and sink's totals across sessions.
+type counts struct {
+	sent, received, lostInRing atomic.Uint64
+	txInFlight                 atomic.Uint64 // chains queued, not yet used, at kills
+}
+
+func dial(sock string) (*guest, error) {
+	f, err := frontend.Dial(sock)
+	if err != nil {
+		return nil, err
+	}
+	g := &guest{f: f}
+	if g.mem, err = frontend.NewMemory(memSize, memBase); err != nil {
+		g.close()
+		return nil, err
+	}
+	vm, err := g.mem.Virtio()
+	if err != nil {
+		g.close()
+		return nil, err
+	}
+	g.rx = virtiotest.NewIn(vm, g.mem.Data[:memSize/2], memBase, qSize)
+	g.tx = virtiotest.NewIn(vm, g.mem.Data[memSize/2:], memBase+memSize/2, qSize)
+	for i := range 2 {
+		if g.kick[i], err = virtio.NewEventFD(true); err != nil {
+			g.close()
+			return nil, err
+		}
+		if g.call[i], err = virtio.NewEventFD(true); err != nil {
+			g.close()
+			return nil, err
+		}
+	}
+	for i := range qSize {
+		g.rxBuf[i] = g.rx.Alloc(bufLen)
+		g.txBuf[i] = g.tx.Alloc(hdrLen + frameSz)
+	}
+	if err := g.negotiate(); err != nil {
+		g.close()
+		return nil, err
+	}
+	return g, nil
+}
+
+func (g *guest) close() {
+	if g.f != nil {
+		g.f.Close()
+	}
+	for i := range 2 {
+		for _, e := range []*virtio.EventFD{g.kick[i], g.call[i]} {
+			if e != nil {
+				e.Close()
+			}
+		}
+	}
+	if g.mem != nil {
+		g.mem.Close()
+	}
+}
+
+func (g *guest) negotiate() error {
+	f := g.f
+	if _, err := f.GetFeatures(); err != nil {
+		return err
+	}
+	if err := f.SetProtocolFeatures(1 << proto.PFReplyAck); err != nil {
+		return err
+	}
+	steps := []func() error{
+		f.SetOwner,
+		func() error { return f.SetFeatures(virtio.Feature(virtio.FVersion1) | 1<<proto.FProtocolFeatures) },
+		func() error { return f.SetMemTable(g.mem.Region()) },
+	}
+	for i, d := range []*virtiotest.Driver{g.rx, g.tx} {
+		q := uint32(i)
+		steps = append(steps,
+			func() error { return f.SetVringNum(q, qSize) },
+			func() error { return f.SetVringBase(q, 0) },
+			func() error {
+				return f.SetVringAddr(proto.VringAddr{Index: q, Desc: g.mem.UVA(d.Desc), Avail: g.mem.UVA(d.Avail), Used: g.mem.UVA(d.Used)})
+			},
+			func() error { return f.SetVringCall(q, g.call[i].FD()) },
+			func() error { return f.SetVringKick(q, g.kick[i].FD()) },
+			func() error { return f.SetVringEnable(q, true) },
+		)
+	}
+	for _, s := range steps {
+		if err := s(); err != nil {
+			return err
+		}
+	}
+	// Every receive buffer posted once.
+	for i := range qSize {
+		g.rx.Push(g.rx.AddChain(virtiotest.Buf{Addr: g.rxBuf[i], Len: bufLen, Write: true}))
+	}
+	return g.kick[0].Signal()
+}
+
+// poll receives what arrived (counting frames whose source is want) and
+// re-posts the buffers, and counts transmitted chains the backend used.
+func (g *guest) poll(c *counts) {
+	n := 0
+	for {
+		u, ok := g.rx.PopUsed()
+		if !ok {
+			break
+		}
+		g.rxPopped++
+		c.received.Add(1)
+		g.rx.Push(g.rx.AddChain(virtiotest.Buf{Addr: g.rxBuf[u.ID], Len: bufLen, Write: true}))
+		n++
+	}
+	if n > 0 {
+		g.kick[0].Signal()
+	}
+	if u := g.tx.UsedIdx(); u != g.txUsedSeen {
+		c.sent.Add(uint64(u - g.txUsedSeen))
+		g.txUsedSeen = u
+	}
+}
+
+// send queues up to n frames to dst (as many as the ring has room for).
+func (g *guest) send(dst, src [6]byte, n int, seq uint32) int {
+	room := qSize - int(g.txPushed-g.tx.UsedIdx())
+	n = min(n, room)
+	for range n {
+		i := g.txPushed % qSize
+		b := g.tx.Bytes(g.txBuf[i], hdrLen+frameSz)
+		clear(b[:hdrLen])
+		fr := b[hdrLen:]
+		copy(fr, dst[:])
+		copy(fr[6:], src[:])
+		fr[12], fr[13] = 0x88, 0xb5
+		fr[14], fr[15], fr[16], fr[17] = byte(seq>>24), byte(seq>>16), byte(seq>>8), byte(seq)
+		g.tx.Push(g.tx.AddChain(virtiotest.Buf{Addr: g.txBuf[i], Len: hdrLen + frameSz}))
+		g.txPushed++
+	}
+	if n > 0 {
+		g.kick[1].Signal()
+	}
+	return n
+}
+
+// kill ends the session the way a crashed frontend does, and returns the
+// frames the backend had delivered into its receive ring that it never
+// read: lost with the frontend, and counted as such.
+func (g *guest) kill(c *counts) {
+	g.poll(c) // what is already there was received: read it first...
+	lost := uint64(g.rx.UsedIdx() - g.rxPopped)
+	c.lostInRing.Add(lost) // ...and whatever raced in after is lost
+	c.txInFlight.Add(uint64(g.txPushed - g.tx.UsedIdx()))
+	g.close()
+	// The backend may still be writing into the (now unmapped here, still
+	// mapped there) ring until it notices the hang-up; those frames show
+	// as delivered by the switch to a frontend that is gone: the switch
+	// counted them TxPackets, so the accounting treats the difference
+	// between the switch's and the frontend's count as lost in rings.
+}
+
+// waitCall waits up to ms for either call eventfd.
+func (g *guest) waitCall(ms int) {
+	fds := []unix.PollFd{{Fd: int32(g.call[0].FD()), Events: unix.POLLIN}, {Fd: int32(g.call[1].FD()), Events: unix.POLLIN}}
+	if _, err := unix.Poll(fds, ms); err != nil && !errors.Is(err, unix.EINTR) {
+		return
+	}
+	for i := range 2 {
+		if fds[i].Revents != 0 {
+			g.call[i].Read()
+		}
+	}
+}
