@@ -115,7 +115,12 @@ fuzz() {
 	for pkg in $(go list ./...); do
 		for target in $(go test -list '^Fuzz' "$pkg" 2>/dev/null | grep '^Fuzz' || true); do
 			echo "fuzz $pkg $target ($t)" >&2
-			go test -run '^$' -fuzz "^${target}\$" -fuzztime "$t" "$pkg" >/dev/null
+			local out
+			if ! out=$(go test -run '^$' -fuzz "^${target}\$" -fuzztime "$t" "$pkg" 2>&1); then
+				echo "$out" >&2
+				echo "fuzz: $pkg $target failed; the failing input is under $pkg's testdata/fuzz/$target" >&2
+				return 1
+			fi
 		done
 	done
 	echo "fuzzing: no failures" >&2

@@ -153,6 +153,10 @@ func checkVID(what string, v uint16) error {
 	return nil
 }
 
+// Validate reports whether AddPort would accept cfg, without adding
+// anything: for configuration files and APIs that check before they act.
+func (cfg PortConfig) Validate() error { return cfg.validate() }
+
 // validate checks cfg and fills defaults.
 func (cfg *PortConfig) validate() error {
 	if cfg.Name == "" {

@@ -24,6 +24,9 @@ func (e *Error) Error() string {
 	return fmt.Sprintf("%s:%d: %s: %s", e.File, e.Line, e.Field, e.Msg)
 }
 
+// MaxFileSize bounds a topology file.
+const MaxFileSize = 1 << 20
+
 // Load reads and checks the topology file at path.
 func Load(path string) (*Topology, error) {
 	data, err := os.ReadFile(path)
@@ -36,6 +39,9 @@ func Load(path string) (*Topology, error) {
 // Parse decodes and checks a topology; name is used in error messages.
 // The error joins every *Error found.
 func Parse(name string, data []byte) (*Topology, error) {
+	if len(data) > MaxFileSize {
+		return nil, &Error{File: name, Line: 1, Field: "(file)", Msg: fmt.Sprintf("%d bytes: a topology file is at most %d", len(data), MaxFileSize)}
+	}
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
@@ -109,7 +115,10 @@ func fields(t reflect.Type, idx []int, m map[string][]int) {
 // the document): a mapping's missing keys are reported there.
 func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string, keyLine int) {
 	if n.Kind == yaml.AliasNode {
-		n = n.Alias
+		// Following aliases lets a small file expand exponentially
+		// ("billion laughs"): a topology names everything explicitly.
+		d.fail(n, path, "YAML aliases (*%s) are not supported: write the value out", n.Value)
+		return
 	}
 	if n.Tag == "!!null" && v.Kind() != reflect.Struct {
 		return
