@@ -1,6 +1,7 @@
 package vmm
 
 import (
+	"errors"
 	"fmt"
 
 	"hvnet/virtio"
@@ -45,4 +46,17 @@ func (m *Machine) AddNet(cfg NetConfig) (*NetDevice, error) {
 	m.mmio.register(n.pci)
 	m.closers = append(m.closers, n.close)
 	return n, nil
+}
+
+// StopDevices stops the devices' dataplane goroutines and releases their
+// eventfds (Close does it too). Call it on every machine of a group whose
+// devices exchange frames (through a switch) before closing any of them, so
+// that no device writes into guest memory that is being unmapped.
+func (m *Machine) StopDevices() error {
+	var errs []error
+	for _, c := range m.closers {
+		errs = append(errs, c())
+	}
+	m.closers = nil
+	return errors.Join(errs...)
 }

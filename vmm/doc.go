@@ -19,6 +19,15 @@
 // the emulated devices on the port-I/O bus (bus.go); machine.go and vcpu.go
 // the machine and its vCPU threads.
 //
+// Network devices: Machine.AddNet (before Run) adds a virtio-net PCI
+// function (netdev.go) whose dataplane is package vnet; join it to a switch
+// port with package netport. The modern virtio-pci transport
+// (virtiopci.go, commoncfg.go) serves its registers from a memory BAR on the
+// MMIO bus (mmio.go); queue kicks are KVM ioeventfds waited on by one
+// dataplane goroutine per queue, interrupts are MSI-X vectors (msix.go)
+// delivered through irqfds on KVM GSI routes (irq.go). The DSDT describes
+// the PCI host bridge (aml.go), which is how an ACPI guest finds the bus.
+//
 // KVM backed by software virtualisation (the kvm_pvm module) cannot run a
 // stock kernel: New refuses with ErrUnusableKVM, and callers (the hvnet CLI,
 // the tests) boot a nested test host instead (package nested).

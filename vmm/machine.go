@@ -434,11 +434,7 @@ func (m *Machine) feedInput(done <-chan struct{}) {
 
 // Close releases the vCPUs, the VM, guest RAM and /dev/kvm.
 func (m *Machine) Close() error {
-	var errs []error
-	for _, c := range m.closers {
-		errs = append(errs, c())
-	}
-	m.closers = nil
+	errs := []error{m.StopDevices()}
 	for _, v := range m.vcpus {
 		errs = append(errs, v.Close())
 	}

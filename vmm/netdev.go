@@ -17,7 +17,7 @@ import (
 type NetConfig struct {
 	MAC        [6]byte   // zero: a random locally administered address
 	QueuePairs int       // RX/TX pairs (max_virtqueue_pairs), default 1
-	QueueSize  uint16    // largest queue the driver may use, default 256
+	QueueSize  uint16    // largest queue the driver may use, default 1024
 	MTU        uint16    // reported MTU, default 1500
 	Sink       vnet.Sink // where the guest's frames go (required)
 	Log        hclog.Logger
@@ -65,7 +65,7 @@ func newNetDevice(cfg NetConfig, mem *virtio.Memory, plat platform, bar uint32) 
 		return nil, fmt.Errorf("virtio-net: %d queue pairs, want 1..64", cfg.QueuePairs)
 	}
 	if cfg.QueueSize == 0 {
-		cfg.QueueSize = 256
+		cfg.QueueSize = 1024
 	}
 	if cfg.MTU == 0 {
 		cfg.MTU = 1500

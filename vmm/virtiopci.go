@@ -249,16 +249,25 @@ func (d *virtioPCI) ConfigWrite(off uint8, size int, v uint32) {
 
 // MMIORange implements MMIODevice: BAR0 while memory decoding is on.
 func (d *virtioPCI) MMIORange() (uint64, uint64, bool) {
-	cmd := d.cfg.ConfigRead(pciCommand, 2)
+	base, ok := d.barBase()
+	return base, vpciBarSize, ok && d.cfg.ConfigRead(pciCommand, 2)&pciCmdMemory != 0
+}
+
+// barBase returns BAR0's address, unless it is unassigned or holds the
+// all-ones sizing pattern.
+func (d *virtioPCI) barBase() (uint64, bool) {
 	base := uint64(d.cfg.ConfigRead(pciBAR0, 4) &^ 0xf)
-	ok := cmd&pciCmdMemory != 0 && base != 0 && base+vpciBarSize <= mmioHoleEnd && base != uint64(^uint32(vpciBarSize-1))
-	return base, vpciBarSize, ok
+	return base, base != 0 && base+vpciBarSize <= mmioHoleEnd && base != uint64(^uint32(vpciBarSize-1))
 }
 
 // remapNotify puts the queues' ioeventfds where the notification area is
-// now. Called with d.mu held (or before the device is shared).
+// now. They follow the BAR's address only, not the memory-space enable
+// bit, which Linux toggles around the sizing of every BAR at boot: a
+// disabled BAR sees no notifications anyway, and the ioctls (each waits for
+// an SRCU grace period in KVM) are saved. Called with d.mu held (or before
+// the device is shared).
 func (d *virtioPCI) remapNotify() error {
-	base, _, ok := d.MMIORange()
+	base, ok := d.barBase()
 	if !ok {
 		base = 0
 	} else {

@@ -1,6 +1,178 @@
 package main
 
-import "errors"
+import (
+	"bytes"
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
 
-// cmdLab is written by issue 4 (lab mode).
-func cmdLab(e *env, args []string) int { return fail(e, errors.New("lab: not built yet")) }
+	"hvnet/images"
+	"hvnet/lab"
+	"hvnet/nested"
+)
+
+// guestFlags collects repeated --guest specs.
+type guestFlags []string
+
+func (g *guestFlags) String() string     { return strings.Join(*g, " ") }
+func (g *guestFlags) Set(s string) error { *g = append(*g, s); return nil }
+
+// cmdLab boots several guests on the built-in switch (package lab). Its
+// exit status is the first non-zero guest status, 1 if a guest failed
+// otherwise, 0 when every guest's agent reported 0.
+func cmdLab(e *env, args []string) int {
+	fs := flag.NewFlagSet("lab", flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	var guests guestFlags
+	fs.Var(&guests, "guest", "a guest (repeatable): "+lab.GuestSpecHelp)
+	config := fs.String("config", "", "file of guest specs, one per line (# comments)")
+	kernel := fs.String("kernel", "", "guest bzImage (default: the built test image)")
+	initrd := fs.String("initrd", "", "guest initramfs (default: the built test image)")
+	mode := fs.String("nested", envOr(nested.EnvMode, "auto"), "boot inside a nested test host: never, always, or auto")
+	timeout := fs.Duration("timeout", 0, "stop the lab after this long (0: never)")
+	fs.Usage = func() {
+		fmt.Fprintln(e.stderr, "usage: hvnet lab [--config FILE] [--guest SPEC]... [flags]")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() > 0 {
+		return fail(e, fmt.Errorf("%w: lab: unexpected argument %q", errUsage, fs.Arg(0)))
+	}
+	var gs []lab.GuestConfig
+	if *config != "" {
+		f, err := os.Open(*config)
+		if err != nil {
+			return fail(e, fmt.Errorf("%w: --config: %v", errUsage, err))
+		}
+		gs, err = lab.ParseConfig(f, *config)
+		f.Close()
+		if err != nil {
+			return fail(e, fmt.Errorf("%w: --config %v", errUsage, err))
+		}
+	}
+	for _, s := range guests {
+		g, err := lab.ParseGuest(s)
+		if err != nil {
+			return fail(e, fmt.Errorf("%w: --guest %v", errUsage, err))
+		}
+		gs = append(gs, g)
+	}
+	if len(gs) == 0 {
+		return fail(e, fmt.Errorf("%w: lab: no guests (--guest or --config)", errUsage))
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if *timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, *timeout)
+		defer cancel()
+	}
+	if *kernel == "" || *initrd == "" {
+		set, err := images.Build(ctx, images.Config{Log: e.log.Named("images"), Progress: e.stderr})
+		if err != nil {
+			return fail(e, fmt.Errorf("lab: guest images: %w", err))
+		}
+		*kernel, *initrd = set.Kernel, set.Initrd
+	}
+	need, reason, err := nested.Decide(*mode)
+	if err != nil {
+		return fail(e, err)
+	}
+	if need {
+		e.log.Info("running the lab inside the nested test host", "reason", reason)
+		return labNested(ctx, e, gs, guests, *config, *kernel, *initrd)
+	}
+	res, err := lab.Run(ctx, lab.Config{Kernel: *kernel, Initrd: *initrd, Guests: gs, Console: e.stdout, Log: e.log.Named("lab")})
+	if err != nil {
+		return fail(e, err)
+	}
+	status := 0
+	for _, r := range res {
+		e.log.Info("guest ended", "guest", r.Name, "status", r.Status, "error", r.Err,
+			"features", fmt.Sprintf("%#x", r.Features), "queue_pairs", r.ActivePairs,
+			"tx_packets", r.Net.TxPackets, "rx_packets", r.Net.RxPackets, "rx_drop_no_buffer", r.Net.RxDropNoBuffer,
+			"needs_reset", r.PCI.NeedsReset, "bad_bar_access", r.PCI.BadAccess)
+		switch {
+		case status == 0 && r.Status != 0:
+			status = r.Status
+		case status == 0 && r.Err != nil:
+			status = 1
+		}
+	}
+	return status
+}
+
+// labNested re-runs this lab inside the nested test host.
+func labNested(ctx context.Context, e *env, gs []lab.GuestConfig, guests []string, config, kernel, initrd string) int {
+	self, err := os.Executable()
+	if err != nil {
+		return fail(e, fmt.Errorf("nested: %w", err))
+	}
+	set, err := images.Build(ctx, images.Config{Log: e.log.Named("images"), Progress: e.stderr})
+	if err != nil {
+		return fail(e, fmt.Errorf("nested: the test host needs the guest images: %w", err))
+	}
+	files := []nested.File{{Src: self, Dst: "/hvnet/bin/hvnet"},
+		{Src: kernel, Dst: "/hvnet/guest/kernel"}, {Src: initrd, Dst: "/hvnet/guest/initrd"}}
+	script := fmt.Sprintf("/hvnet/bin/hvnet --log-level %s lab --nested never --kernel /hvnet/guest/kernel --initrd /hvnet/guest/initrd",
+		hclogLevel(e.log))
+	if config != "" {
+		files = append(files, nested.File{Src: config, Dst: "/hvnet/lab.conf"})
+		script += " --config /hvnet/lab.conf"
+	}
+	for _, g := range guests {
+		script += " --guest " + shellQuote(g)
+	}
+	var mem uint64 = 1024
+	cpus := 2
+	for _, g := range gs {
+		mem += max(g.MemMiB, 256) + 64
+		cpus = max(cpus, g.CPUs)
+	}
+	res, err := nested.Run(ctx, nested.Config{
+		Kernel: set.Kernel, Initrd: set.Initrd, Files: files, Script: script,
+		MemMiB: int(mem), CPUs: cpus, Console: &l1Console{w: e.stdout}, Log: e.log.Named("nested"),
+		Timeout: 60 * time.Minute,
+	})
+	if err != nil {
+		return fail(e, err)
+	}
+	return res.Status
+}
+
+// l1Console passes the nested test host's console through without QEMU's
+// TCG feature warnings.
+type l1Console struct {
+	w    io.Writer
+	mu   sync.Mutex
+	line []byte
+}
+
+func (c *l1Console) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.line = append(c.line, p...)
+	for {
+		i := bytes.IndexByte(c.line, '\n')
+		if i < 0 {
+			return len(p), nil
+		}
+		l := string(c.line[:i+1])
+		c.line = c.line[i+1:]
+		if strings.HasPrefix(l, "qemu-system-x86_64: warning: TCG doesn't support") {
+			continue
+		}
+		if _, err := io.WriteString(c.w, l); err != nil {
+			return len(p), err
+		}
+	}
+}

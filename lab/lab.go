@@ -1,0 +1,256 @@
+// Package lab boots several guests in one process, each with a virtio-net
+// device on one port of a shared built-in switch (package vswitch): the
+// engine of `hvnet lab`, of the network integration tests and of the demo.
+//
+//	res, err := lab.Run(ctx, lab.Config{
+//		Kernel: set.Kernel, Initrd: set.Initrd,
+//		Guests: []lab.GuestConfig{
+//			{Name: "a", Addr: netip.MustParsePrefix("10.0.0.1/24"), PVID: 10, Script: "iperf3 -s -1"},
+//			{Name: "b", Addr: netip.MustParsePrefix("10.0.0.2/24"), PVID: 10, Script: "iperf3 -c 10.0.0.1"},
+//		},
+//	})
+//
+// Every guest runs hvnet's guest agent, which loads virtio-net, configures
+// eth0 (and VLAN subinterfaces) from the guest's settings and runs its
+// script; Run returns when every guest has ended, with each one's status
+// and counters. Each console line is written to Config.Console prefixed
+// with the guest's name.
+package lab
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"hvnet/images/agentcfg"
+	"hvnet/netport"
+	vswitch "hvnet/switch"
+	vnet "hvnet/virtio/net"
+	"hvnet/vmm"
+)
+
+// GuestConfig is one guest and its NIC.
+type GuestConfig struct {
+	Name string // guest and switch port name (required, unique)
+
+	MAC    [6]byte      // zero: derived from the guest's index
+	Addr   netip.Prefix // eth0's address (zero: link up, no address)
+	MTU    int          // eth0's MTU (0: 1500)
+	Ifaces []agentcfg.Iface
+
+	// Switch port: VLAN mode, PVID (access) or allowed VLANs and native
+	// VLAN (trunk).
+	Mode    vswitch.VLANMode
+	PVID    uint16 // access VLAN, default 1
+	Allowed []uint16
+	Native  uint16
+
+	Queues int   // queue pairs, default 1
+	Rate   int64 // bits per second each way, 0 unlimited
+
+	MemMiB  uint64 // default 256
+	CPUs    int    // default 1
+	Script  string // the agent's script; its status is the guest's
+	Modules []string
+	Cmdline string // extra kernel parameters
+}
+
+// Config is a lab.
+type Config struct {
+	Kernel, Initrd string
+	Guests         []GuestConfig
+	Console        io.Writer // guest consoles, prefixed "name| " (default os.Stdout)
+	Log            hclog.Logger
+	Timeout        time.Duration // per run (0: until ctx ends)
+}
+
+// Result is one guest's outcome.
+type Result struct {
+	Name    string
+	Status  int              // the guest agent's status (the VMM's exit status)
+	Err     error            // the VMM's error, if it failed
+	Agent   *agentcfg.Result // the agent's result line, if seen
+	Console string           // everything the guest printed
+
+	Features    uint64               // virtio-net features negotiated
+	ActivePairs int                  // queue pairs the driver enabled (VQ_PAIRS_SET)
+	Net         vnet.Stats           // dataplane counters
+	PCI         vmm.VirtioPCIStats   // transport counters (per-queue kicks, interrupts)
+	Port        vswitch.PortCounters // the guest's switch port
+}
+
+// BaseCmdline is the kernel command line of every lab guest.
+const BaseCmdline = "console=ttyS0 quiet panic=-1 reboot=k"
+
+// Failed reports whether any guest ended with a non-zero status or an error.
+func Failed(rs []Result) bool {
+	for _, r := range rs {
+		if r.Status != 0 || r.Err != nil {
+			return true
+		}
+	}
+	return false
+}
+
+func (g *GuestConfig) validate(i int) error {
+	if g.Name == "" || strings.ContainsAny(g.Name, " \t|/") {
+		return fmt.Errorf("lab: guest %d: bad name %q", i, g.Name)
+	}
+	if g.Queues == 0 {
+		g.Queues = 1
+	}
+	if g.Queues < 1 || g.Queues > 16 {
+		return fmt.Errorf("lab: guest %s: %d queue pairs, want 1..16", g.Name, g.Queues)
+	}
+	if g.Mode == vswitch.ModeAccess && g.PVID == 0 {
+		g.PVID = 1
+	}
+	if g.Rate < 0 {
+		return fmt.Errorf("lab: guest %s: negative rate", g.Name)
+	}
+	if g.MemMiB == 0 {
+		g.MemMiB = 256
+	}
+	if g.MAC == ([6]byte{}) {
+		g.MAC = [6]byte{0x52, 0x54, 0x00, 0x12, byte(i >> 8), byte(i + 1)}
+	}
+	return nil
+}
+
+// agent is the guest's agent command line.
+func (g *GuestConfig) agent() agentcfg.Cmdline {
+	// The agent loads 8021q itself for VLAN subinterfaces.
+	mods := append([]string{"@virtio-net"}, g.Modules...)
+	ifs := append([]agentcfg.Iface{{Name: "eth0", Addr: g.Addr, MTU: g.MTU}}, g.Ifaces...)
+	return agentcfg.Cmdline{Modules: mods, Ifaces: ifs, Script: g.Script}
+}
+
+// portConfig is the guest's switch port.
+func (g *GuestConfig) portConfig() vswitch.PortConfig {
+	pc := vswitch.PortConfig{Name: g.Name, Mode: g.Mode, PVID: g.PVID, AllowedVLANs: g.Allowed, NativeVLAN: g.Native}
+	if g.Mode == vswitch.ModeTrunk {
+		pc.PVID = 0
+	}
+	if g.Rate > 0 {
+		// Bytes per second, with a burst of 64 KiB GSO frames or 10 ms.
+		b := vswitch.Bucket{Rate: g.Rate / 8, Burst: max(g.Rate/8/100, 128<<10)}
+		pc.Egress.Bytes = b
+		pc.Ingress.Bytes = b
+	}
+	return pc
+}
+
+type guest struct {
+	cfg  GuestConfig
+	m    *vmm.Machine
+	nic  *vmm.NetDevice
+	port *vswitch.PortHandle
+	con  *console
+}
+
+// Run boots the lab's guests and waits for all of them to end.
+func Run(ctx context.Context, cfg Config) ([]Result, error) {
+	if len(cfg.Guests) == 0 {
+		return nil, errors.New("lab: no guests")
+	}
+	if cfg.Console == nil {
+		cfg.Console = os.Stdout
+	}
+	if cfg.Log == nil {
+		cfg.Log = hclog.NewNullLogger()
+	}
+	names := map[string]bool{}
+	for i := range cfg.Guests {
+		g := &cfg.Guests[i]
+		if err := g.validate(i); err != nil {
+			return nil, err
+		}
+		if names[g.Name] {
+			return nil, fmt.Errorf("lab: two guests named %q", g.Name)
+		}
+		names[g.Name] = true
+		if err := g.agent().Validate(); err != nil {
+			return nil, fmt.Errorf("lab: guest %s: %w", g.Name, err)
+		}
+	}
+	if cfg.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, cfg.Timeout)
+		defer cancel()
+	}
+	sw := vswitch.New(vswitch.Config{Logger: cfg.Log.Named("switch")})
+	swCtx, stopSwitch := context.WithCancel(ctx)
+	swDone := make(chan struct{})
+	go func() { defer close(swDone); sw.Run(swCtx, time.Millisecond) }() // shapers and FDB aging
+
+	out := &syncWriter{w: cfg.Console}
+	var guests []*guest
+	defer func() {
+		// Nothing may send frames into a guest whose memory is going
+		// away: stop the switch's shaper and every device first.
+		stopSwitch()
+		<-swDone
+		for _, g := range guests {
+			g.m.StopDevices()
+		}
+		for _, g := range guests {
+			g.m.Close()
+		}
+	}()
+	for _, gc := range cfg.Guests {
+		g, err := boot(gc, cfg, sw, out)
+		if err != nil {
+			return nil, err
+		}
+		guests = append(guests, g)
+	}
+	res := make([]Result, len(guests))
+	var wg sync.WaitGroup
+	for i, g := range guests {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			status, err := g.m.Run(ctx)
+			g.con.flush()
+			res[i] = Result{Name: g.cfg.Name, Status: status, Err: err, Agent: g.con.result(),
+				Console: g.con.all.String(), Features: g.nic.Device().Features(), ActivePairs: g.nic.Device().ActivePairs(),
+				Net: g.nic.Device().Stats(), PCI: g.nic.Stats(), Port: g.port.Counters()}
+		}()
+	}
+	wg.Wait()
+	return res, nil
+}
+
+// boot creates one guest and joins its NIC to the switch.
+func boot(gc GuestConfig, cfg Config, sw *vswitch.Switch, out io.Writer) (*guest, error) {
+	log := cfg.Log.Named(gc.Name)
+	con := &console{prefix: gc.Name + "| ", w: out}
+	cmdline := strings.TrimSpace(BaseCmdline + " " + gc.Cmdline + " " + gc.agent().String())
+	m, err := vmm.New(vmm.Config{Kernel: cfg.Kernel, Initrd: cfg.Initrd, Cmdline: cmdline,
+		MemMiB: gc.MemMiB, CPUs: gc.CPUs, Console: con, Log: log})
+	if err != nil {
+		return nil, fmt.Errorf("lab: guest %s: %w", gc.Name, err)
+	}
+	p := netport.New(nil)
+	nic, err := m.AddNet(vmm.NetConfig{MAC: gc.MAC, QueuePairs: gc.Queues, Sink: p, Log: log.Named("virtio-net")})
+	if err != nil {
+		m.Close()
+		return nil, fmt.Errorf("lab: guest %s: %w", gc.Name, err)
+	}
+	p.SetDevice(nic.Device())
+	h, err := sw.AddPort(gc.portConfig(), p)
+	if err != nil {
+		m.Close()
+		return nil, fmt.Errorf("lab: guest %s: %w", gc.Name, err)
+	}
+	p.SetHandle(h)
+	return &guest{cfg: gc, m: m, nic: nic, port: h, con: con}, nil
+}

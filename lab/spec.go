@@ -1,0 +1,182 @@
+package lab
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+
+	"hvnet/images/agentcfg"
+	vswitch "hvnet/switch"
+)
+
+// GuestSpecHelp describes the guest spec syntax of ParseGuest.
+const GuestSpecHelp = `name=NAME[,KEY=VALUE]...[,cmd=SCRIPT]
+  name=a            guest and switch port name (required)
+  ip=10.0.0.1/24    eth0 address
+  mac=52:54:00:..   NIC MAC (default derived from the guest's position)
+  mtu=N             eth0 MTU
+  vlan=10           access port in VLAN 10 (default 1)
+  trunk=10+20       trunk port carrying VLANs 10 and 20 tagged
+  native=N          trunk's untagged VLAN
+  vif=eth0.10:10.0.1.1/24   VLAN subinterface in the guest (repeatable)
+  queues=N          virtio-net queue pairs (default 1)
+  rate=100mbit      rate limit each way (bit, kbit, mbit, gbit)
+  mem=256M          guest RAM (M or G)
+  cpus=N            vCPUs
+  cmd=SCRIPT        the guest's script; must come last (it may hold commas)`
+
+// ParseGuest parses a guest spec (see GuestSpecHelp).
+func ParseGuest(spec string) (GuestConfig, error) {
+	var g GuestConfig
+	rest := strings.TrimSpace(spec)
+	for rest != "" {
+		var field string
+		if strings.HasPrefix(rest, "cmd=") {
+			field, rest = rest, ""
+		} else {
+			field, rest, _ = strings.Cut(rest, ",")
+		}
+		k, v, ok := strings.Cut(field, "=")
+		if !ok {
+			return g, fmt.Errorf("%q: want KEY=VALUE", field)
+		}
+		if err := g.set(k, v); err != nil {
+			return g, fmt.Errorf("%s=%s: %w", k, v, err)
+		}
+	}
+	if g.Name == "" {
+		return g, fmt.Errorf("no name= in %q", spec)
+	}
+	return g, nil
+}
+
+func (g *GuestConfig) set(k, v string) error {
+	var err error
+	switch k {
+	case "name":
+		g.Name = v
+	case "ip":
+		g.Addr, err = netip.ParsePrefix(v)
+	case "mac":
+		var hw net.HardwareAddr
+		if hw, err = net.ParseMAC(v); err == nil && len(hw) != 6 {
+			err = fmt.Errorf("not a 48-bit MAC")
+		}
+		copy(g.MAC[:], hw)
+	case "mtu":
+		g.MTU, err = strconv.Atoi(v)
+	case "vlan":
+		g.Mode = vswitch.ModeAccess
+		g.PVID, err = parseVID(v)
+	case "trunk":
+		g.Mode = vswitch.ModeTrunk
+		g.Allowed = nil
+		for _, s := range strings.Split(v, "+") {
+			vid, err := parseVID(s)
+			if err != nil {
+				return err
+			}
+			g.Allowed = append(g.Allowed, vid)
+		}
+	case "native":
+		g.Native, err = parseVID(v)
+	case "vif":
+		name, addr, _ := strings.Cut(v, ":")
+		i := agentcfg.Iface{Name: name}
+		if addr != "" {
+			if i.Addr, err = netip.ParsePrefix(addr); err != nil {
+				return err
+			}
+		}
+		if _, _, ok := i.VLAN(); !ok {
+			return fmt.Errorf("want PARENT.VID[:ADDR/PREFIX]")
+		}
+		g.Ifaces = append(g.Ifaces, i)
+	case "queues":
+		g.Queues, err = strconv.Atoi(v)
+	case "rate":
+		g.Rate, err = ParseRate(v)
+	case "mem":
+		g.MemMiB, err = parseMiB(v)
+	case "cpus":
+		g.CPUs, err = strconv.Atoi(v)
+	case "cmd":
+		g.Script = v
+	default:
+		return fmt.Errorf("unknown key %q", k)
+	}
+	return err
+}
+
+func parseVID(s string) (uint16, error) {
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 || n > 4094 {
+		return 0, fmt.Errorf("VLAN %q: want 1..4094", s)
+	}
+	return uint16(n), nil
+}
+
+// ParseRate parses a rate in bits per second: a number with an optional
+// unit bit, kbit, mbit or gbit (case-insensitive).
+func ParseRate(s string) (int64, error) {
+	l := strings.ToLower(strings.TrimSpace(s))
+	mult := int64(1)
+	for _, u := range []struct {
+		suffix string
+		m      int64
+	}{{"gbit", 1e9}, {"mbit", 1e6}, {"kbit", 1e3}, {"bit", 1}} {
+		if strings.HasSuffix(l, u.suffix) {
+			l, mult = strings.TrimSuffix(l, u.suffix), u.m
+			break
+		}
+	}
+	n, err := strconv.ParseFloat(l, 64)
+	if err != nil || n <= 0 || n*float64(mult) > 1e12 {
+		return 0, fmt.Errorf("rate %q: want a positive number with bit, kbit, mbit or gbit", s)
+	}
+	return int64(n * float64(mult)), nil
+}
+
+func parseMiB(s string) (uint64, error) {
+	l := strings.ToUpper(strings.TrimSpace(s))
+	mult := uint64(1)
+	switch {
+	case strings.HasSuffix(l, "G"):
+		l, mult = strings.TrimSuffix(l, "G"), 1024
+	case strings.HasSuffix(l, "M"):
+		l = strings.TrimSuffix(l, "M")
+	}
+	n, err := strconv.ParseUint(l, 10, 64)
+	if err != nil || n == 0 {
+		return 0, fmt.Errorf("size %q: want N, NM or NG", s)
+	}
+	return n * mult, nil
+}
+
+// ParseConfig reads a lab file: one guest spec per line (see
+// GuestSpecHelp), blank lines and lines starting with # ignored. Errors
+// name the file and line.
+func ParseConfig(r io.Reader, name string) ([]GuestConfig, error) {
+	var gs []GuestConfig
+	sc := bufio.NewScanner(r)
+	sc.Buffer(nil, 64<<10)
+	for n := 1; sc.Scan(); n++ {
+		l := strings.TrimSpace(sc.Text())
+		if l == "" || strings.HasPrefix(l, "#") {
+			continue
+		}
+		g, err := ParseGuest(l)
+		if err != nil {
+			return nil, fmt.Errorf("%s:%d: %w", name, n, err)
+		}
+		gs = append(gs, g)
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	return gs, nil
+}
