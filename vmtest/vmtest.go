@@ -20,6 +20,7 @@ import (
 	"bytes"
 	"context"
 	"debug/elf"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -114,13 +115,26 @@ func Nest(t *testing.T, opts ...NestOptions) bool {
 		regexp.QuoteMeta(name), o.Timeout)
 	ctx, cancel := context.WithTimeout(context.Background(), o.Timeout+2*time.Minute)
 	defer cancel()
-	res, err := nested.Run(ctx, nested.Config{
+	cfg := nested.Config{
 		Kernel: set.Kernel, Initrd: set.Initrd, Files: files, Script: script,
 		Env: []string{EnvInL1 + "=1", EnvKernel + "=/hvnet/images/vmlinuz",
 			EnvInitrd + "=/hvnet/images/initrd", nested.EnvMode + "=never"},
 		MemMiB: o.MemMiB, CPUs: o.CPUs,
-		Console: &logWriter{t: t, prefix: "L1| "},
-	})
+	}
+	var res *nested.Result
+	for attempt := 1; ; attempt++ {
+		con := &logWriter{t: t, prefix: "L1| "}
+		cfg.Console = con
+		res, err = nested.Run(ctx, cfg)
+		// The test host itself can die under emulation (nested SVM in
+		// TCG: a kernel panic in the L1, no result). That is the test
+		// bed failing, not the test: try once more, and say so.
+		if err != nil && errors.Is(err, nested.ErrNoResult) && con.sawPanic() && attempt == 1 && ctx.Err() == nil {
+			t.Logf("the nested test host crashed (%v); running %s in a fresh one", err, name)
+			continue
+		}
+		break
+	}
 	if err != nil {
 		t.Fatalf("nested test host: %v", err)
 	}
@@ -191,10 +205,18 @@ func isStatic(path string) bool {
 
 // logWriter turns console lines into test log lines.
 type logWriter struct {
-	t      testing.TB
-	prefix string
-	mu     sync.Mutex
-	buf    []byte
+	t        testing.TB
+	prefix   string
+	mu       sync.Mutex
+	buf      []byte
+	panicked bool
+}
+
+// sawPanic reports a kernel panic on the console.
+func (w *logWriter) sawPanic() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.panicked
 }
 
 func (w *logWriter) Write(p []byte) (int, error) {
@@ -206,7 +228,11 @@ func (w *logWriter) Write(p []byte) (int, error) {
 		if i < 0 {
 			break
 		}
-		w.t.Log(w.prefix + strings.TrimRight(string(w.buf[:i]), "\r"))
+		line := strings.TrimRight(string(w.buf[:i]), "\r")
+		if strings.HasPrefix(line, "Kernel panic") || strings.Contains(line, "] Kernel panic") {
+			w.panicked = true
+		}
+		w.t.Log(w.prefix + line)
 		w.buf = w.buf[i+1:]
 	}
 	return len(p), nil
