@@ -34,7 +34,7 @@ func (m *Machine) AddNet(cfg NetConfig) (*NetDevice, error) {
 	if uint64(bar)+vpciBarSize > ioapicAddr {
 		return nil, fmt.Errorf("virtio-net: no room for another BAR")
 	}
-	n, err := newNetDevice(cfg, mem, m.plat, bar)
+	n, err := newNetDevice(cfg, mem, m.mem, m.plat, bar)
 	if err != nil {
 		return nil, err
 	}

@@ -19,8 +19,11 @@ type NetConfig struct {
 	QueuePairs int       // RX/TX pairs (max_virtqueue_pairs), default 1
 	QueueSize  uint16    // largest queue the driver may use, default 1024
 	MTU        uint16    // reported MTU, default 1500
-	Sink       vnet.Sink // where the guest's frames go (required)
-	Log        hclog.Logger
+	Sink       vnet.Sink // where the guest's frames go (required unless VhostUser)
+	// VhostUser is a vhost-user backend's socket: when set, the backend
+	// runs the data queues (vhostnet.go) and Sink is not used.
+	VhostUser string
+	Log       hclog.Logger
 }
 
 // Virtio-net device configuration (struct virtio_net_config, §5.1.4).
@@ -49,12 +52,18 @@ type NetDevice struct {
 	pci    *virtioPCI
 	status atomic.Uint32 // virtio_net_config.status
 	offer  uint64
+	vu     *vhostNet // vhost-user mode, or nil
 }
 
 var _ virtioBackend = (*NetDevice)(nil)
 
-// newNetDevice builds the device over guest memory mem.
-func newNetDevice(cfg NetConfig, mem *virtio.Memory, plat platform, bar uint32) (*NetDevice, error) {
+// newNetDevice builds the device over guest memory mem (ram is the same
+// memory as the machine holds it, for vhost-user mode; may be nil
+// otherwise).
+func newNetDevice(cfg NetConfig, mem *virtio.Memory, ram *Memory, plat platform, bar uint32) (_ *NetDevice, err error) {
+	if cfg.Sink == nil && cfg.VhostUser != "" {
+		cfg.Sink = vnet.SinkFunc(func([]vnet.Frame) {}) // the data queues are the backend's
+	}
 	if cfg.Sink == nil {
 		return nil, errors.New("virtio-net: NetConfig.Sink is required")
 	}
@@ -86,8 +95,18 @@ func newNetDevice(cfg NetConfig, mem *virtio.Memory, plat platform, bar uint32) 
 	if cfg.QueuePairs > 1 {
 		n.offer |= vnet.Features(vnet.FMQ)
 	}
+	if cfg.VhostUser != "" {
+		if n.vu, err = dialVhostNet(cfg.VhostUser, cfg.QueuePairs, ram, cfg.Log); err != nil {
+			return nil, fmt.Errorf("virtio-net: %w", err)
+		}
+		defer func() {
+			if err != nil {
+				n.vu.close()
+			}
+		}()
+		n.offer = n.vu.offer(n.offer)
+	}
 	n.status.Store(netStatusLinkUp)
-	var err error
 	n.dev, err = vnet.New(vnet.Config{
 		QueuePairs: cfg.QueuePairs, MaxQueueSize: cfg.QueueSize, Sink: cfg.Sink, Logger: cfg.Log,
 		OnFault:   func(err error) { n.pci.failed(err) },
@@ -99,6 +118,9 @@ func newNetDevice(cfg NetConfig, mem *virtio.Memory, plat platform, bar uint32) 
 	n.dev.SetMemory(mem)
 	if n.pci, err = newVirtioPCI(n, plat, bar, cfg.Log); err != nil {
 		return nil, err
+	}
+	if n.vu != nil {
+		n.vu.watch(n.backendLost)
 	}
 	return n, nil
 }
@@ -149,7 +171,12 @@ func (n *NetDevice) numQueues() int                   { return n.dev.NumQueues()
 func (n *NetDevice) maxQueueSize() uint16             { return n.cfg.QueueSize }
 func (n *NetDevice) setFeatures(f uint64) error       { return n.dev.SetFeatures(f) }
 func (n *NetDevice) writeConfig(off uint64, b []byte) {} // read-only for modern drivers
-func (n *NetDevice) reset()                           { n.dev.Reset() }
+func (n *NetDevice) reset() {
+	if n.vu != nil {
+		n.vu.stop()
+	}
+	n.dev.Reset()
+}
 func (n *NetDevice) configureQueue(i int, fn func(q *virtio.Queue) error) error {
 	return n.dev.ConfigureQueue(i, fn)
 }
@@ -168,6 +195,10 @@ func (n *NetDevice) readConfig(off uint64, data []byte) {
 
 // activate runs at DRIVER_OK: transmit what the driver queued before.
 func (n *NetDevice) activate() {
+	if n.vu != nil {
+		n.activateVhost()
+		return
+	}
 	for i := 1; i < n.dev.CtrlQueue(); i += 2 {
 		_ = n.pci.queues[i].kick.Signal() // the dataplane goroutine picks it up
 	}
@@ -179,4 +210,10 @@ func (n *NetDevice) kick(i int) {
 	}
 }
 
-func (n *NetDevice) close() error { return n.pci.close() }
+func (n *NetDevice) close() error {
+	err := n.pci.close()
+	if n.vu != nil {
+		err = errors.Join(err, n.vu.close())
+	}
+	return err
+}

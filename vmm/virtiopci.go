@@ -37,6 +37,13 @@ type virtioBackend interface {
 	kick(i int) // on queue i's dataplane goroutine
 }
 
+// externalKicks is implemented by a backend some of whose queues are
+// served elsewhere (a vhost-user backend waits on their ioeventfds
+// itself): the transport runs no dataplane goroutine for those.
+type externalKicks interface {
+	externalKick(i int) bool
+}
+
 // BAR0 layout.
 const (
 	vpciBarSize     = 0x8000
@@ -163,7 +170,11 @@ func newVirtioPCI(be virtioBackend, plat platform, bar uint32, log hclog.Logger)
 	if err := d.remapNotify(); err != nil {
 		return nil, err
 	}
+	ext, _ := be.(externalKicks)
 	for i := range d.queues {
+		if ext != nil && ext.externalKick(i) {
+			continue
+		}
 		d.wg.Add(1)
 		go d.dataplane(i)
 	}

@@ -7,8 +7,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -32,6 +34,43 @@ type runFlags struct {
 	kernel, initrd, mem, cmdline, appendArgs, exec, nestedMode string
 	cpus                                                       int
 	timeout                                                    time.Duration
+	nets                                                       netFlags
+}
+
+// netFlags is the repeatable --net flag: one NIC each.
+type netFlags []vmm.NetConfig
+
+func (n *netFlags) String() string { return fmt.Sprint(len(*n), " NICs") }
+
+// Set parses vhost-user=SOCKET[,mac=MAC][,queues=N].
+func (n *netFlags) Set(s string) error {
+	parts := strings.Split(s, ",")
+	sock, ok := strings.CutPrefix(parts[0], "vhost-user=")
+	if !ok || sock == "" {
+		return fmt.Errorf("%q: want vhost-user=SOCKET[,mac=MAC][,queues=N]", s)
+	}
+	c := vmm.NetConfig{VhostUser: sock}
+	for _, p := range parts[1:] {
+		k, v, _ := strings.Cut(p, "=")
+		switch k {
+		case "mac":
+			hw, err := net.ParseMAC(v)
+			if err != nil || len(hw) != 6 {
+				return fmt.Errorf("%q: bad mac %q", s, v)
+			}
+			copy(c.MAC[:], hw)
+		case "queues":
+			q, err := strconv.Atoi(v)
+			if err != nil || q < 1 || q > 64 {
+				return fmt.Errorf("%q: queues %q, want 1..64", s, v)
+			}
+			c.QueuePairs = q
+		default:
+			return fmt.Errorf("%q: unknown option %q (mac, queues)", s, k)
+		}
+	}
+	*n = append(*n, c)
+	return nil
 }
 
 func cmdRun(e *env, args []string) int {
@@ -48,6 +87,7 @@ func cmdRun(e *env, args []string) int {
 	fs.StringVar(&f.nestedMode, "nested", envOr(nested.EnvMode, "never"),
 		"boot inside a nested test host: never, always, or auto (when this host's KVM cannot boot Linux)")
 	fs.DurationVar(&f.timeout, "timeout", 0, "stop the guest after this long (0: never)")
+	fs.Var(&f.nets, "net", "a virtio-net NIC backed by a vhost-user backend (hvnet switch, DPDK net_vhost): vhost-user=SOCKET[,mac=MAC][,queues=N]; repeatable")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -81,15 +121,18 @@ func cmdRun(e *env, args []string) int {
 		ctx, cancel = context.WithTimeout(ctx, f.timeout)
 		defer cancel()
 	}
+	if need && len(f.nets) > 0 {
+		return fail(e, fmt.Errorf("%w: --net: this guest would boot inside the nested test host (%s), which cannot reach the host's vhost-user sockets; use --nested never on a host whose KVM boots Linux", errUsage, reason))
+	}
 	if need {
 		e.log.Info("booting inside the nested test host", "reason", reason)
 		return runNested(ctx, e, f, cfg)
 	}
-	return runDirect(ctx, e, cfg)
+	return runDirect(ctx, e, cfg, f.nets)
 }
 
-// runDirect boots the guest in this process.
-func runDirect(ctx context.Context, e *env, cfg vmm.Config) int {
+// runDirect boots the guest in this process, with its NICs.
+func runDirect(ctx context.Context, e *env, cfg vmm.Config, nets []vmm.NetConfig) int {
 	con := &agentWatcher{w: e.stdout, log: e.log}
 	cfg.Console = con
 	if isTerminal(e.stdin) {
@@ -100,6 +143,12 @@ func runDirect(ctx context.Context, e *env, cfg vmm.Config) int {
 		return fail(e, err)
 	}
 	defer m.Close()
+	for i, nc := range nets {
+		nc.Log = e.log.Named("net").With("nic", i)
+		if _, err := m.AddNet(nc); err != nil {
+			return fail(e, fmt.Errorf("--net %s: %w", nc.VhostUser, err))
+		}
+	}
 	status, err := m.Run(ctx)
 	if err != nil {
 		return fail(e, err)
