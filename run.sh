@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # run.sh: hvnet's main job and its test suite.
 #
-#   ./run.sh               build hvnet and the test guest images, boot a guest
-#                          (inside the nested test host where this host's KVM
-#                          cannot boot Linux) and show it
+#   ./run.sh               build hvnet and the test guest images, then the demo
+#                          (hvnet demo: switch, uplink, three guests in two
+#                          VLANs, a summary; inside the nested test host where
+#                          this host's KVM cannot boot Linux)
 #   ./run.sh test          the whole suite: vet, unit tests with -race,
 #                          integration tests (real guests, real peers), fuzzing
 #   ./run.sh bench NAME    benchmarks: boot, vhost, uplink, switch, virtio (see BENCHMARKS.md)
@@ -71,24 +72,13 @@ main_job() {
 	install_deps
 	build
 	images
-	log "booting a guest with hvnet (2 vCPUs, 512 MiB)"
-	local script='echo; echo "hello from an hvnet guest: $(uname -s) $(uname -r) $(uname -m)"; cat /proc/version; echo "cpus online: $(cat /sys/devices/system/cpu/online)"; echo "uptime: $(cat /proc/uptime)"'
-	local out status=0
-	out=$(mktemp)
-	bin/hvnet run --nested "${HVNET_NESTED:-auto}" --kernel "$HVNET_KERNEL" --initrd "$HVNET_INITRD" \
-		--cpus 2 --mem 512M --exec "$script" 2>&1 | tee "$out" || true
-	status=${PIPESTATUS[0]}
-	log "summary"
-	echo "kernel:       $HVNET_KERNEL_PACKAGE"
-	grep -o 'nested test host up: since_process_start=[^ ]*' "$out" | sed 's/.*=/nested host:  up after /' || echo "nested host:  not needed (this host's KVM boots Linux)"
-	# The first such line is from the hvnet that booted the guest (inside
-	# the nested host when there is one); a second, from this side,
-	# counts the nested host's boot too.
-	grep -o 'guest agent started: since_process_start=[^ ]* guest_uptime_s=[^ ]*' "$out" | head -1 |
-		sed 's/guest agent started: since_process_start=\([^ ]*\) guest_uptime_s=\([^ ]*\)/boot time:    \1 from hvnet run to the guest agent'"'"'s first line (guest kernel uptime \2 s)/'
-	grep -o 'guest agent started: since_process_start=[^ ]*' "$out" | sed -n '2s/.*=/wall clock:   /p' | sed 's/$/ including the nested test host/'
-	echo "guest status: $status"
-	rm -f "$out"
+	log "the demo: switch, uplink into a namespace playing the physical network, three guests in two VLANs"
+	local pcap=${HVNET_DEMO_PCAP:-$PWD/demo-capture.pcap} status=0
+	bin/hvnet demo --nested "${HVNET_NESTED:-auto}" --kernel "$HVNET_KERNEL" --initrd "$HVNET_INITRD" --pcap "$pcap" || status=$?
+	if [[ -s $pcap ]]; then
+		log "the capture, read back by tcpdump (first lines)"
+		tcpdump -enr "$pcap" 2>/dev/null | head -8 || true
+	fi
 	return "$status"
 }
 

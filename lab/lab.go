@@ -70,6 +70,7 @@ type Config struct {
 	Console        io.Writer // guest consoles, prefixed "name| " (default os.Stdout)
 	Log            hclog.Logger
 	Timeout        time.Duration // per run (0: until ctx ends)
+	Attach         AttachFunc    // extra ports on the switch, before the guests boot (attach.go)
 }
 
 // Result is one guest's outcome.
@@ -205,6 +206,9 @@ func Run(ctx context.Context, cfg Config) ([]Result, error) {
 			g.m.Close()
 		}
 	}()
+	if err := cfg.attach(sw); err != nil {
+		return nil, err
+	}
 	for _, gc := range cfg.Guests {
 		g, err := boot(gc, cfg, sw, out)
 		if err != nil {

@@ -29,6 +29,7 @@ func commands() []command {
 		{"run", "boot a Linux guest: hvnet run --kernel K --initrd I [--mem 512M] [--cpus N] [--cmdline ...]", cmdRun},
 		{"images", "build the test guest images (kernel, initramfs) into the cache", cmdImages},
 		{"lab", "boot several guests on the built-in switch: hvnet lab --guest ... | --config FILE", cmdLab},
+		{"demo", "the whole system: switch, uplink, three guests in two VLANs, and a summary", cmdDemo},
 		{"switch", "run the switch daemon with vhost-user ports: hvnet switch --port ... | --config FILE", cmdSwitch},
 		{"up", "bring up a topology file (switch, ports, uplink, API): hvnet up FILE", cmdUp},
 		{"bench", "benchmarks: hvnet bench boot", cmdBench},
