@@ -6,7 +6,8 @@
 #                          VLANs, a summary; inside the nested test host where
 #                          this host's KVM cannot boot Linux)
 #   ./run.sh test          the whole suite: vet, unit tests with -race,
-#                          integration tests (real guests, real peers), fuzzing
+#                          integration tests (real guests, real peers), fuzzing,
+#                          a 1-minute soak, and the main job end to end
 #   ./run.sh bench NAME    benchmarks: boot, vhost, uplink, switch, virtio (see BENCHMARKS.md)
 #   ./run.sh fuzz [TIME]   every fuzz target for TIME each (default 2m)
 #   ./run.sh soak [DUR]    traffic with frontends killed and restarted (default 10m)
@@ -108,6 +109,8 @@ run_tests() {
 	log "fuzzing each target for ${FUZZTIME:-10s}"
 	fuzz "${FUZZTIME:-10s}"
 	log "soak for 1m"; soak 1m
+	log "the main job (./run.sh), end to end"
+	main_job
 }
 
 soak() { HVNET_SOAK_DURATION=${1:-10m} go test -count=1 -v -timeout 0 -run '^TestSoak$' ./soak | grep -E 'SOAK|^(---|ok|FAIL)'; }
