@@ -68,19 +68,15 @@ func cmdBenchBoot(e *env, args []string) int {
 }
 
 func benchBootNested(ctx context.Context, e *env, runs int, memMiB uint64, cpus int, kernel, vmlinux, initrd string) int {
-	self, err := os.Executable()
+	set, files, err := nestedBase(ctx, e)
 	if err != nil {
 		return fail(e, err)
 	}
-	set, err := images.Build(ctx, images.Config{Log: e.log.Named("images"), Progress: e.stderr})
+	qemuFiles, err := nested.QEMUFiles()
 	if err != nil {
 		return fail(e, err)
 	}
-	files, err := nested.QEMUFiles()
-	if err != nil {
-		return fail(e, err)
-	}
-	files = append(files, nested.File{Src: self, Dst: "/hvnet/bin/hvnet"},
+	files = append(append(files, qemuFiles...),
 		nested.File{Src: kernel, Dst: "/hvnet/guest/kernel"}, nested.File{Src: initrd, Dst: "/hvnet/guest/initrd"})
 	script := fmt.Sprintf("/hvnet/bin/hvnet --log-level warn bench boot --nested never --runs %d --mem %dM --cpus %d --kernel /hvnet/guest/kernel --initrd /hvnet/guest/initrd",
 		runs, memMiB, cpus)

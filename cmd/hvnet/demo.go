@@ -20,7 +20,6 @@ import (
 	"time"
 
 	"hvnet/demo"
-	"hvnet/images"
 	"hvnet/nested"
 )
 
@@ -57,12 +56,8 @@ func cmdDemo(e *env, args []string) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if *kernel == "" || *initrd == "" {
-		set, err := images.Build(ctx, images.Config{Log: e.log.Named("images"), Progress: e.stderr})
-		if err != nil {
-			return fail(e, fmt.Errorf("demo: guest images: %w", err))
-		}
-		*kernel, *initrd = set.Kernel, set.Initrd
+	if err := defaultImages(ctx, e, kernel, initrd); err != nil {
+		return fail(e, fmt.Errorf("demo: %w", err))
 	}
 	need, reason, err := nested.Decide(*mode)
 	if err != nil {
@@ -164,16 +159,11 @@ func writeBase64(w io.Writer, data []byte) error {
 // demoNested runs the demo inside the nested test host and writes the
 // capture it sends back to pcap.
 func demoNested(ctx context.Context, e *env, kernel, initrd string, rate int64, pcap string, verbose bool) int {
-	self, err := os.Executable()
+	set, files, err := nestedBase(ctx, e)
 	if err != nil {
-		return fail(e, fmt.Errorf("nested: %w", err))
+		return fail(e, err)
 	}
-	set, err := images.Build(ctx, images.Config{Log: e.log.Named("images"), Progress: e.stderr})
-	if err != nil {
-		return fail(e, fmt.Errorf("nested: the test host needs the guest images: %w", err))
-	}
-	files := []nested.File{{Src: self, Dst: "/hvnet/bin/hvnet"},
-		{Src: kernel, Dst: "/hvnet/guest/kernel"}, {Src: initrd, Dst: "/hvnet/guest/initrd"}}
+	files = append(files, nested.File{Src: kernel, Dst: "/hvnet/guest/kernel"}, nested.File{Src: initrd, Dst: "/hvnet/guest/initrd"})
 	script := fmt.Sprintf("/hvnet/bin/hvnet --log-level %s demo --nested never --kernel /hvnet/guest/kernel --initrd /hvnet/guest/initrd --rate %d --pcap-console",
 		hclogLevel(e.log), rate)
 	if verbose {

@@ -13,7 +13,6 @@ import (
 	"syscall"
 	"time"
 
-	"hvnet/images"
 	"hvnet/lab"
 	"hvnet/nested"
 )
@@ -76,12 +75,8 @@ func cmdLab(e *env, args []string) int {
 		ctx, cancel = context.WithTimeout(ctx, *timeout)
 		defer cancel()
 	}
-	if *kernel == "" || *initrd == "" {
-		set, err := images.Build(ctx, images.Config{Log: e.log.Named("images"), Progress: e.stderr})
-		if err != nil {
-			return fail(e, fmt.Errorf("lab: guest images: %w", err))
-		}
-		*kernel, *initrd = set.Kernel, set.Initrd
+	if err := defaultImages(ctx, e, kernel, initrd); err != nil {
+		return fail(e, fmt.Errorf("lab: %w", err))
 	}
 	need, reason, err := nested.Decide(*mode)
 	if err != nil {
@@ -113,16 +108,11 @@ func cmdLab(e *env, args []string) int {
 
 // labNested re-runs this lab inside the nested test host.
 func labNested(ctx context.Context, e *env, gs []lab.GuestConfig, guests []string, config, kernel, initrd string) int {
-	self, err := os.Executable()
+	set, files, err := nestedBase(ctx, e)
 	if err != nil {
-		return fail(e, fmt.Errorf("nested: %w", err))
+		return fail(e, err)
 	}
-	set, err := images.Build(ctx, images.Config{Log: e.log.Named("images"), Progress: e.stderr})
-	if err != nil {
-		return fail(e, fmt.Errorf("nested: the test host needs the guest images: %w", err))
-	}
-	files := []nested.File{{Src: self, Dst: "/hvnet/bin/hvnet"},
-		{Src: kernel, Dst: "/hvnet/guest/kernel"}, {Src: initrd, Dst: "/hvnet/guest/initrd"}}
+	files = append(files, nested.File{Src: kernel, Dst: "/hvnet/guest/kernel"}, nested.File{Src: initrd, Dst: "/hvnet/guest/initrd"})
 	script := fmt.Sprintf("/hvnet/bin/hvnet --log-level %s lab --nested never --kernel /hvnet/guest/kernel --initrd /hvnet/guest/initrd",
 		hclogLevel(e.log))
 	if config != "" {

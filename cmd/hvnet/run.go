@@ -19,7 +19,6 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"golang.org/x/sys/unix"
 
-	"hvnet/images"
 	"hvnet/images/agentcfg"
 	"hvnet/nested"
 	"hvnet/vmm"
@@ -159,15 +158,11 @@ func runDirect(ctx context.Context, e *env, cfg vmm.Config, nets []vmm.NetConfig
 
 // runNested boots a nested test host that runs this binary's "run".
 func runNested(ctx context.Context, e *env, f runFlags, cfg vmm.Config) int {
-	self, err := os.Executable()
+	set, files, err := nestedBase(ctx, e)
 	if err != nil {
-		return fail(e, fmt.Errorf("nested: %w", err))
+		return fail(e, err)
 	}
-	set, err := images.Build(ctx, images.Config{Log: e.log.Named("images"), Progress: e.stderr})
-	if err != nil {
-		return fail(e, fmt.Errorf("nested: the test host needs the guest images: %w", err))
-	}
-	files := []nested.File{{Src: self, Dst: "/hvnet/bin/hvnet"}, {Src: cfg.Kernel, Dst: "/hvnet/guest/kernel"}}
+	files = append(files, nested.File{Src: cfg.Kernel, Dst: "/hvnet/guest/kernel"})
 	script := fmt.Sprintf("/hvnet/bin/hvnet --log-level %s run --nested never --kernel /hvnet/guest/kernel --mem %dM --cpus %d --cmdline %s",
 		hclogLevel(e.log), cfg.MemMiB, cfg.CPUs, shellQuote(cfg.Cmdline))
 	if cfg.Initrd != "" {
