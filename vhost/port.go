@@ -55,6 +55,10 @@ type PortConfig struct {
 	// (defaults 20 ms and 1 s).
 	RetryMin, RetryMax time.Duration
 	Logger             hclog.Logger
+	// BusyPoll is how long a transmit ring is polled after its last work
+	// before the worker sleeps on the kick eventfd (backend.Config.BusyPoll:
+	// 0 means backend.DefaultBusyPoll, negative never polls).
+	BusyPoll time.Duration
 	// OnConnect and OnDisconnect are called as sessions start and end
 	// (after the session released everything). May be nil.
 	OnConnect, OnDisconnect func()
@@ -213,7 +217,7 @@ func (p *Port) serve(c *net.UnixConn) {
 	log := p.log.With("session", n)
 	s, err := backend.New(backend.Config{
 		Name: p.Name(), QueuePairs: p.cfg.QueuePairs, MaxQueueSize: p.cfg.MaxQueueSize,
-		MAC: p.cfg.MAC, MTU: p.cfg.MTU, Sink: p.np, Logger: log,
+		MAC: p.cfg.MAC, MTU: p.cfg.MTU, Sink: p.np, Logger: log, BusyPoll: p.cfg.BusyPoll,
 		OnStart: func(dev *vnet.Device) { p.np.SetDevice(dev) },
 		OnStop: func(dev *vnet.Device) {
 			p.np.SetDevice(nil)

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -46,8 +47,20 @@ func cmdBenchVhost(e *env, args []string) int {
 	fs.BoolVar(&o.skipDPDK, "skip-dpdk", false, "measure hvnet only")
 	fs.BoolVar(&o.skipHvnet, "skip-hvnet", false, "measure DPDK only")
 	verbose := fs.Bool("v", false, "show testpmd's output")
+	cpuprofile := fs.String("cpuprofile", "", "") // hidden: write a CPU profile of the hvnet runs here
 	if err := fs.Parse(args); err != nil {
 		return 2
+	}
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			return fail(e, fmt.Errorf("bench vhost: %w", err))
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fail(e, fmt.Errorf("bench vhost: %w", err))
+		}
+		defer pprof.StopCPUProfile()
 	}
 	for _, s := range strings.Split(*sizes, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))

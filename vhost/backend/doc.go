@@ -6,6 +6,12 @@
 // one goroutine per started ring that waits on its kick eventfd and calls
 // HandleKick; the call eventfds are the queues' Signalers.
 //
+// Transmit rings are busy-polled (Device.Poll, kicks suppressed) while
+// they have work and for Config.BusyPoll after, then kicks are re-enabled
+// and the goroutine sleeps: under load the frontend sends no kicks and the
+// backend makes no syscalls. Receive rings ask for no kicks at all (the
+// device pulls their buffers when frames arrive).
+//
 //	s, _ := backend.New(backend.Config{Name: "a", Sink: port, OnStart: ..., OnStop: ...})
 //	err := s.Serve(proto.NewConn(unixConn)) // until the frontend goes away
 //

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"golang.org/x/sys/unix"
@@ -45,7 +46,15 @@ type Config struct {
 	OnStop  func(dev *vnet.Device)
 	// Logger; default hclog.NewNullLogger().
 	Logger hclog.Logger
+	// BusyPoll is how long a transmit ring's worker keeps polling the
+	// ring, with kicks suppressed, after it last found work, before it
+	// re-enables kicks and sleeps (like Linux vhost-net's busy_poll):
+	// default DefaultBusyPoll; negative: never poll, sleep at once.
+	BusyPoll time.Duration
 }
+
+// DefaultBusyPoll is Config.BusyPoll's default.
+const DefaultBusyPoll = 50 * time.Microsecond
 
 // Session is one frontend connection.
 type Session struct {

@@ -3,7 +3,9 @@ package backend
 import (
 	"errors"
 	"fmt"
+	"runtime"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -51,8 +53,9 @@ func (r *vring) closeFDs() {
 
 // worker is the goroutine serving one ring's kicks.
 type worker struct {
-	stop *virtio.EventFD
-	done chan struct{}
+	stop     *virtio.EventFD
+	stopping atomic.Bool // set before stop is signalled: ends busy polling
+	done     chan struct{}
 }
 
 // ringGPAs translates the ring addresses (frontend user virtual addresses)
@@ -130,7 +133,19 @@ func (s *Session) configure(r *vring, restore bool) error {
 		} else {
 			q.SetSignaler(nil)
 		}
-		return q.Enable()
+		if err := q.Enable(); err != nil {
+			return err
+		}
+		if r.index%2 == 0 && r.index < s.dev.CtrlQueue() {
+			// A receive queue is only pulled from (Device.Receive):
+			// kicks for refilled buffers would wake nobody useful and
+			// cost the frontend a syscall per refill (DPDK's
+			// virtio-user kicks after each RX burst otherwise), so ask
+			// for none (§2.7.10; with EVENT_IDX avail_event stays
+			// behind).
+			q.DisableNotification()
+		}
+		return nil
 	})
 }
 
@@ -157,6 +172,7 @@ func (s *Session) update(r *vring) error {
 // index as the ring's base (what GET_VRING_BASE returns).
 func (s *Session) stopRing(r *vring) {
 	if r.w != nil {
+		r.w.stopping.Store(true)
 		r.w.stop.Signal()
 		<-r.w.done
 		r.w.stop.Close()
@@ -185,15 +201,35 @@ func (s *Session) startWorker(r *vring) error {
 // serveRing waits for kicks on one ring and runs the device on them. It
 // processes the ring once at start: buffers may be waiting from before a
 // reconnect.
+//
+// A transmit ring is busy-polled (Device.Poll, kicks suppressed) while it
+// has work and for the BusyPoll budget after, measured with the monotonic
+// clock only while idle; then kicks are re-enabled, the ring re-checked
+// (EnableKick) and the worker sleeps in poll(2). Under load the frontend
+// then sends no kicks at all and the worker makes no syscalls. Idle
+// iterations yield (runtime.Gosched) so that workers sharing a core take
+// turns.
 func (s *Session) serveRing(index, kick int, w *worker) {
 	defer close(w.done)
 	fds := []unix.PollFd{{Fd: int32(w.stop.FD()), Events: unix.POLLIN}, {Fd: int32(kick), Events: unix.POLLIN}}
 	if kick < 0 {
 		fds = fds[:1] // VringNoFD: nothing to wait for but the stop signal
 	}
+	budget := s.cfg.BusyPoll
+	if budget == 0 {
+		budget = DefaultBusyPoll
+	}
+	pollable := budget > 0 && s.dev.Pollable(index)
 	var buf [8]byte
 	for {
-		for s.dev.HandleKick(index) {
+		if pollable {
+			s.busyPoll(index, budget, w)
+			if w.stopping.Load() {
+				return
+			}
+		} else {
+			for s.dev.HandleKick(index) {
+			}
 		}
 		_, err := unix.Poll(fds, -1)
 		if err != nil {
@@ -215,5 +251,35 @@ func (s *Session) serveRing(index, kick int, w *worker) {
 				unix.Read(kick, buf[:])
 			}
 		}
+	}
+}
+
+// busyPoll polls transmit ring index until it has been idle for budget,
+// then re-enables kicks; it returns once the ring is empty with kicks on
+// (or the worker is stopping).
+func (s *Session) busyPoll(index int, budget time.Duration, w *worker) {
+	var idleSince time.Time
+	idle := false
+	for {
+		if s.dev.Poll(index) {
+			idle = false
+		} else {
+			now := time.Now()
+			if !idle {
+				idle, idleSince = true, now
+			}
+			if now.Sub(idleSince) >= budget {
+				if !s.dev.EnableKick(index) {
+					return
+				}
+				idle = false // chains arrived while enabling: poll on
+			}
+		}
+		if w.stopping.Load() { // checked after polling: a ring that starts runs once
+			return
+		}
+		// Let the other rings' workers on this P run between batches, as
+		// one DPDK lcore polls its ports in turn.
+		runtime.Gosched()
 	}
 }

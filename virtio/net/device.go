@@ -212,6 +212,33 @@ func (d *Device) HandleKick(i int) bool {
 	return false
 }
 
+// Pollable reports whether queue i is a transmit queue, the kind Poll
+// serves.
+func (d *Device) Pollable(i int) bool { return i >= 0 && i < d.CtrlQueue() && i%2 == 1 }
+
+// Poll is HandleKick for a busy-polling transport (like Linux vhost-net's
+// busy_poll or DPDK's poll mode): it processes transmit queue i with
+// available-buffer notifications left off, so the driver need not kick
+// while the transport keeps polling, and reports whether it found chains.
+// Before sleeping on the kick, call EnableKick. Other queues: false.
+func (d *Device) Poll(i int) bool {
+	if !d.Pollable(i) {
+		return false
+	}
+	return d.pollTX(i / 2)
+}
+
+// EnableKick re-enables available-buffer notifications on transmit queue i
+// after Poll and reports whether chains arrived meanwhile, in which case
+// the caller must poll again instead of sleeping (§2.7.10: the re-check
+// after enabling closes the race with a suppressed kick).
+func (d *Device) EnableKick(i int) bool {
+	if !d.Pollable(i) {
+		return false
+	}
+	return d.armTX(i / 2)
+}
+
 // Reset returns every queue and the control state to their initial values
 // (device reset, §2.4). Memory, signalers and counters are kept.
 func (d *Device) Reset() {

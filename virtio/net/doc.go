@@ -12,6 +12,9 @@
 //   - configures and enables each queue with ConfigureQueue (size, ring
 //     addresses, signaler, Enable),
 //   - on each kick calls HandleKick(queueIndex) (again while it returns true),
+//     or, polling, calls Poll(queueIndex) on the transmit queues while it
+//     finds work and EnableKick before it sleeps (re-polling if that
+//     reports new chains),
 //   - delivers frames to the guest with Receive or ReceiveOn,
 //   - on device reset calls Reset; OnFault tells it when a queue is
 //     malformed and the device must set DEVICE_NEEDS_RESET.

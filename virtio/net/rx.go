@@ -191,6 +191,9 @@ func (d *Device) rxOne(r *rxQueue, h Header, data []byte) rxResult {
 		d.drop(&r.vq, d.stats.rxOversize.Add(1), "rx frame", &virtio.ChainLenError{Len: need, Max: c.WritableLen()})
 		return rxDropped
 	}
+	if rxFast(r, c, h, data) {
+		return rxDone
+	}
 	mem := r.q.Memory()
 	h.Encode(r.hdr[:])
 	if _, err := c.WriteAt(mem, r.hdr[:], 0); err != nil {
@@ -201,6 +204,30 @@ func (d *Device) rxOne(r *rxQueue, h Header, data []byte) rxResult {
 	}
 	_ = r.q.AddUsed(c.Head, uint32(need))
 	return rxDone
+}
+
+// rxFast is the common case of rxOne and rxMerged: header and frame fit
+// the chain's first writable buffer, which lies in one memory region. They
+// are written in place (no staging of the header, one bounds check) and
+// the chain is used with num_buffers 1. False: nothing was done, take the
+// general path.
+func rxFast(r *rxQueue, c *virtio.Chain, h Header, data []byte) bool {
+	w := c.Writable()
+	need := uint64(HdrLen + len(data))
+	if len(w) == 0 || uint64(w[0].Len) < need {
+		return false
+	}
+	mem := r.q.Memory()
+	b, err := mem.Slice(w[0].Addr, need)
+	if err != nil {
+		return false
+	}
+	h.NumBuffers = 1
+	h.Encode(b)
+	copy(b[HdrLen:], data)
+	mem.MarkDirty(w[0].Addr, need)
+	_ = r.q.AddUsed(c.Head, uint32(need))
+	return true
 }
 
 // rxBad returns chain head and the nHeld chains held for the current frame
@@ -240,6 +267,9 @@ func (d *Device) rxMerged(r *rxQueue, h Header, data []byte) rxResult {
 			return res
 		}
 		off := uint64(0)
+		if nbuf == 0 && rxFast(r, c, h, data) {
+			return rxDone
+		}
 		if nbuf == 0 {
 			h.Encode(r.hdr[:])
 			if _, err := c.WriteAt(mem, r.hdr[:], 0); err != nil {

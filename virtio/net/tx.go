@@ -62,6 +62,45 @@ func (d *Device) ProcessTX(pairIdx int) bool {
 	return true
 }
 
+// pollTX is ProcessTX for a busy-polling caller: notifications stay off
+// (§2.7.10) even when the ring is found empty, and it reports whether any
+// chain was taken. The caller re-enables them with armTX before it sleeps.
+func (d *Device) pollTX(pairIdx int) bool {
+	if pairIdx < 0 || pairIdx >= len(d.pairs) {
+		return false
+	}
+	t := &d.pairs[pairIdx].tx
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	q := t.q
+	if !q.Ready() || q.Broken() != nil {
+		return false
+	}
+	if n, err := q.Pending(); n == 0 || err != nil {
+		return false // the common idle case: one load of the avail index
+	}
+	q.DisableNotification()
+	features := d.features.Load()
+	for range txBudget {
+		if empty, ok := d.txBatch(t, features); empty || !ok {
+			break
+		}
+	}
+	return true
+}
+
+// armTX re-enables available-buffer notifications on pair's transmit queue
+// and reports whether chains arrived meanwhile (then poll again).
+func (d *Device) armTX(pairIdx int) bool {
+	if pairIdx < 0 || pairIdx >= len(d.pairs) {
+		return false
+	}
+	t := &d.pairs[pairIdx].tx
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.q.EnableNotification()
+}
+
 // txBatch handles up to txBatch chains. It reports whether the ring was
 // found empty, and false in ok on a fault.
 func (d *Device) txBatch(t *txQueue, features uint64) (empty, ok bool) {
@@ -118,18 +157,32 @@ func (d *Device) txBatch(t *txQueue, features uint64) (empty, ok bool) {
 			continue
 		}
 		frameLen := int(total) - HdrLen
-		if _, err := c.ReadAt(mem, t.hdr[:], 0); err != nil {
-			d.drop(&t.vq, d.stats.txBadChain.Add(1), "tx chain", err)
-			_ = q.AddUsed(c.Head, 0)
-			continue
+		// The common layout (DPDK and Linux with ANY_LAYOUT/VERSION_1
+		// push the header in front of the frame): one descriptor in one
+		// memory region, sliced once for header and frame.
+		var hb, data []byte
+		if rd := c.Readable(); len(rd) == 1 {
+			if b, err := mem.Slice(rd[0].Addr, total); err == nil {
+				hb, data = b[:HdrLen], b[HdrLen:]
+			}
 		}
-		h, _ := DecodeHeader(t.hdr[:])
+		if hb == nil {
+			if _, err := c.ReadAt(mem, t.hdr[:], 0); err != nil {
+				d.drop(&t.vq, d.stats.txBadChain.Add(1), "tx chain", err)
+				_ = q.AddUsed(c.Head, 0)
+				continue
+			}
+			hb = t.hdr[:]
+		}
+		h, _ := DecodeHeader(hb) // decoded once: the guest may change hb
 		if err := CheckTX(h, frameLen, features); err != nil {
 			d.drop(&t.vq, d.stats.txBadHeader.Add(1), "tx header", err)
 			_ = q.AddUsed(c.Head, 0)
 			continue
 		}
-		data := frameSlice(mem, c, frameLen)
+		if data == nil {
+			data = frameSlice(mem, c, frameLen)
+		}
 		if data == nil { // spans descriptors: copy into the arena
 			if used+frameLen > len(t.arena) {
 				deliver()

@@ -1,0 +1,48 @@
+package vnet_test
+
+import (
+	"bytes"
+	"testing"
+
+	"hvnet/virtio"
+	vnet "hvnet/virtio/net"
+	"hvnet/virtio/virtiotest"
+)
+
+// TestPollKeepsKicksOff: Poll processes a transmit queue with
+// VIRTQ_USED_F_NO_NOTIFY left set even when it empties the ring (§2.7.10);
+// EnableKick clears it and reports chains that arrived meanwhile.
+func TestPollKeepsKicksOff(t *testing.T) {
+	sink := &recSink{}
+	b := newBed(t, 1, fVersion1, 256, 64<<10, sink) // no EVENT_IDX: the flag is used
+	if b.dev.Poll(1) {
+		t.Fatal("Poll() = true on an empty ring")
+	}
+	f := frame(60, 3)
+	b.tx(0).Push(b.tx(0).AddChain(virtiotest.Buf{Data: append(hdr(vnet.Header{}), f...)}))
+	if !b.dev.Poll(1) {
+		t.Fatal("Poll() = false with a frame available")
+	}
+	if len(sink.frames) != 1 || !bytes.Equal(sink.frames[0].Data, f) {
+		t.Fatalf("sink got %d frames, want the one sent", len(sink.frames))
+	}
+	if b.tx(0).UsedFlags()&virtio.UsedFNoNotify == 0 {
+		t.Fatal("kicks re-enabled by Poll")
+	}
+	if b.dev.Poll(1) {
+		t.Fatal("Poll() = true on a drained ring")
+	}
+	b.tx(0).Push(b.tx(0).AddChain(virtiotest.Buf{Data: append(hdr(vnet.Header{}), f...)}))
+	if !b.dev.EnableKick(1) {
+		t.Fatal("EnableKick() = false with a chain pending: the kick would be lost")
+	}
+	if !b.dev.Poll(1) || b.dev.EnableKick(1) {
+		t.Fatal("after polling the last chain, EnableKick() should report an empty ring")
+	}
+	if b.tx(0).UsedFlags()&virtio.UsedFNoNotify != 0 {
+		t.Fatal("EnableKick left kicks off")
+	}
+	if b.dev.Poll(0) || b.dev.EnableKick(0) || b.dev.Poll(2) {
+		t.Fatal("Poll/EnableKick on a receive or control queue")
+	}
+}
