@@ -114,71 +114,101 @@ func runDaemon(ctx context.Context, log hclog.Logger, cfg daemonConfig) error {
 		return err
 	}
 	sw := vswitch.New(vswitch.Config{Logger: log.Named("switch"), AgingTime: cfg.Aging})
+	r, err := startDaemon(ctx, log, sw, cfg, true)
+	if err != nil {
+		return err
+	}
+	<-r.ctx.Done()
+	return r.shutdown()
+}
+
+// runningDaemon is the daemon's pieces serving on a switch: its own
+// (hvnet switch, hvnet up) or a lab's (hvnet up with guests).
+type runningDaemon struct {
+	ctx     context.Context // ends on the caller's ctx or a failed API server
+	cancel  context.CancelCauseFunc
+	log     hclog.Logger
+	sw      *vswitch.Switch
+	d       *daemon
+	apiDone chan struct{}
+	wg      sync.WaitGroup
+}
+
+// startDaemon brings cfg's ports and the control API up on sw, and runs
+// sw's shapers and FDB aging when runSwitch (a lab runs its switch's
+// itself). Ports and the API serve until ctx ends; then call shutdown.
+func startDaemon(ctx context.Context, log hclog.Logger, sw *vswitch.Switch, cfg daemonConfig, runSwitch bool) (*runningDaemon, error) {
 	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
 	var ln net.Listener
 	if cfg.API != "" {
 		if err := os.MkdirAll(filepath.Dir(cfg.API), 0o755); err != nil {
-			return fmt.Errorf("switch: api: %w", err)
+			cancel(nil)
+			return nil, fmt.Errorf("switch: api: %w", err)
 		}
 		l, err := api.Listen(cfg.API)
 		if err != nil {
-			return fmt.Errorf("switch: api: %w", err)
+			cancel(nil)
+			return nil, fmt.Errorf("switch: api: %w", err)
 		}
 		ln = l
 	}
 	d := newDaemon(ctx, log, sw, cfg.API)
-	for _, c := range cfg.Vhost {
-		err := d.addVhost(c, func(p vswitch.Port) (*vswitch.PortHandle, error) { return sw.AddPort(c.Port, p) })
-		if err == nil {
-			continue
-		}
+	abort := func(err error) (*runningDaemon, error) {
 		if ln != nil {
 			ln.Close()
 		}
 		d.close()
-		return fmt.Errorf("switch: %w", err)
+		cancel(nil)
+		return nil, fmt.Errorf("switch: %w", err)
+	}
+	for _, c := range cfg.Vhost {
+		err := d.addVhost(c, func(p vswitch.Port) (*vswitch.PortHandle, error) { return sw.AddPort(c.Port, p) })
+		if err != nil {
+			return abort(err)
+		}
 	}
 	for _, u := range cfg.Uplinks {
 		err := d.addUplink(u, func(p vswitch.Port) (*vswitch.PortHandle, error) { return sw.AddPort(u.Port, p) })
-		if err == nil {
-			continue
+		if err != nil {
+			return abort(err)
 		}
-		if ln != nil {
-			ln.Close()
-		}
-		d.close()
-		return fmt.Errorf("switch: %w", err)
 	}
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		sw.Run(ctx, 100*time.Millisecond) // shapers and FDB aging
-	}()
-	apiDone := make(chan struct{})
+	r := &runningDaemon{ctx: ctx, cancel: cancel, log: log, sw: sw, d: d, apiDone: make(chan struct{})}
+	if runSwitch {
+		r.wg.Add(1)
+		go func() {
+			defer r.wg.Done()
+			sw.Run(ctx, 100*time.Millisecond) // shapers and FDB aging
+		}()
+	}
 	if ln != nil {
 		srv := api.NewServer(sw, api.Options{Logger: log.Named("api"), Ports: d})
 		go func() {
-			defer close(apiDone)
+			defer close(r.apiDone)
 			if err := srv.ServeListener(ctx, ln); err != nil {
 				cancel(err)
 			}
 		}()
 	} else {
-		close(apiDone)
+		close(r.apiDone)
 	}
 	log.Info("switch running", "ports", len(cfg.Vhost)+len(cfg.Uplinks), "api", cfg.API)
-	<-ctx.Done()
-	log.Info("shutting down")
-	<-apiDone // the API socket is gone: no more ports come or go
-	d.close()
-	cancel(nil)
-	wg.Wait()
-	for _, c := range sw.Counters() {
-		log.Info("port counters", "port", c.Name, "rx_packets", c.RxPackets, "tx_packets", c.TxPackets)
+	return r, nil
+}
+
+// shutdown ends the daemon (if its ctx has not ended yet) and waits for
+// it: the API socket goes first, then every port. It returns the API
+// server's failure, if that is what ended it.
+func (r *runningDaemon) shutdown() error {
+	r.log.Info("shutting down")
+	r.cancel(context.Canceled)
+	<-r.apiDone // the API socket is gone: no more ports come or go
+	r.d.close()
+	r.wg.Wait()
+	for _, c := range r.sw.Counters() {
+		r.log.Info("port counters", "port", c.Name, "rx_packets", c.RxPackets, "tx_packets", c.TxPackets)
 	}
-	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
+	if err := context.Cause(r.ctx); err != nil && !errors.Is(err, context.Canceled) {
 		return fmt.Errorf("switch: %w", err)
 	}
 	return nil

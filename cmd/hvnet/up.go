@@ -6,24 +6,36 @@ import (
 	"flag"
 	"fmt"
 	"net"
+	"net/netip"
 	"os/signal"
 	"syscall"
+	"time"
 
+	"hvnet/lab"
+	"hvnet/nested"
+	vswitch "hvnet/switch"
 	"hvnet/topology"
 	"hvnet/uplink"
 	"hvnet/vhost"
 )
 
-const upUsage = `usage: hvnet up [--api SOCKET] FILE
+const upUsage = `usage: hvnet up [flags] FILE
 Brings up a topology file (see topology/testdata/lab.yaml): the switch, its
-vhost-user ports, the uplink and the control API, until SIGTERM or SIGINT.`
+vhost-user ports, the uplink and the control API, until SIGTERM or SIGINT.
+With lab guests in the file, the guests boot on that switch too and hvnet up
+runs until they end (its status is the first failing guest's) or SIGTERM;
+where the host's KVM cannot boot Linux, all of it runs inside the nested
+test host.`
 
 // cmdUp is "hvnet up FILE": the switch daemon configured by a topology
-// file.
+// file, with its lab guests.
 func cmdUp(e *env, args []string) int {
 	fs := flag.NewFlagSet("up", flag.ContinueOnError)
 	fs.SetOutput(e.stderr)
 	apiSock := fs.String("api", "", "control API socket (default: the file's switch.api, else "+defaultSocket+")")
+	kernel := fs.String("kernel", "", "lab guests' bzImage (default: the built test image)")
+	initrd := fs.String("initrd", "", "lab guests' initramfs (default: the built test image)")
+	mode := fs.String("nested", envOr(nested.EnvMode, "auto"), "with lab guests, boot inside a nested test host: never, always, or auto")
 	fs.Usage = func() { fmt.Fprintln(e.stderr, upUsage); fs.PrintDefaults() }
 	if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
 		return 0
@@ -47,20 +59,145 @@ func cmdUp(e *env, args []string) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	if err := runDaemon(ctx, e.log, cfg); err != nil {
+	if len(t.Guests) == 0 {
+		if err := runDaemon(ctx, e.log, cfg); err != nil {
+			return fail(e, err)
+		}
+		return 0
+	}
+	guests, err := labGuests(t)
+	if err != nil {
+		return fail(e, fmt.Errorf("%w: up: %v", errUsage, err))
+	}
+	if err := checkNames(cfg); err != nil {
 		return fail(e, err)
 	}
-	return 0
+	if err := defaultImages(ctx, e, kernel, initrd); err != nil {
+		return fail(e, fmt.Errorf("up: %w", err))
+	}
+	need, reason, err := nested.Decide(*mode)
+	if err != nil {
+		return fail(e, err)
+	}
+	if need {
+		e.log.Info("running hvnet up inside the nested test host: the control API socket and the vhost-user sockets are inside it, and an uplink needs its interface there",
+			"reason", reason, "api", cfg.API)
+		return upNested(ctx, e, fs.Arg(0), *apiSock, *kernel, *initrd, guests)
+	}
+	return upLab(ctx, e, cfg, guests, *kernel, *initrd)
+}
+
+// upLab boots the lab guests with the daemon's ports and control API on
+// the lab's switch, until the guests end or ctx ends. Its status is the
+// first non-zero guest status, 1 if a guest failed otherwise, 0 when every
+// guest's agent reported 0 (or the run was stopped by a signal).
+func upLab(ctx context.Context, e *env, cfg daemonConfig, guests []lab.GuestConfig, kernel, initrd string) int {
+	if cfg.Aging != 0 {
+		e.log.Debug("the lab's switch keeps its default FDB aging time", "aging", cfg.Aging)
+	}
+	labCtx, stopLab := context.WithCancel(ctx)
+	defer stopLab()
+	var r *runningDaemon
+	attach := func(sw *vswitch.Switch) error {
+		var err error
+		r, err = startDaemon(ctx, e.log, sw, cfg, false) // the lab runs the switch's shapers
+		if err != nil {
+			return err
+		}
+		go func() { <-r.ctx.Done(); stopLab() }() // a failed API server ends the lab
+		return nil
+	}
+	res, err := lab.Run(labCtx, lab.Config{Kernel: kernel, Initrd: initrd, Guests: guests, Attach: attach,
+		Console: e.stdout, Log: e.log.Named("lab")})
+	var derr error
+	if r != nil {
+		derr = r.shutdown()
+	}
+	if err != nil {
+		return fail(e, fmt.Errorf("up: %w", err))
+	}
+	if derr != nil {
+		return fail(e, derr)
+	}
+	status := 0
+	for _, g := range res {
+		e.log.Info("guest ended", "guest", g.Name, "status", g.Status, "error", g.Err,
+			"tx_packets", g.Net.TxPackets, "rx_packets", g.Net.RxPackets)
+		stopped := g.Err != nil && ctx.Err() != nil && errors.Is(g.Err, context.Canceled)
+		switch {
+		case status == 0 && g.Status != 0:
+			status = g.Status
+		case status == 0 && g.Err != nil && !stopped:
+			status = 1
+		}
+	}
+	return status
+}
+
+// upNested re-runs "hvnet up" inside the nested test host, with the
+// topology file copied in.
+func upNested(ctx context.Context, e *env, file, apiSock, kernel, initrd string, guests []lab.GuestConfig) int {
+	set, files, err := nestedBase(ctx, e)
+	if err != nil {
+		return fail(e, err)
+	}
+	files = append(files, nested.File{Src: kernel, Dst: "/hvnet/guest/kernel"}, nested.File{Src: initrd, Dst: "/hvnet/guest/initrd"},
+		nested.File{Src: file, Dst: "/hvnet/up.yaml"})
+	script := fmt.Sprintf("/hvnet/bin/hvnet --log-level %s up --nested never --kernel /hvnet/guest/kernel --initrd /hvnet/guest/initrd",
+		hclogLevel(e.log))
+	if apiSock != "" {
+		script += " --api " + shellQuote(apiSock)
+	}
+	script += " /hvnet/up.yaml"
+	var mem uint64 = 1024
+	cpus := 2
+	for _, g := range guests {
+		mem += max(g.MemMiB, 256) + 64
+		cpus = max(cpus, g.CPUs)
+	}
+	res, err := nested.Run(ctx, nested.Config{
+		Kernel: set.Kernel, Initrd: set.Initrd, Files: files, Script: script,
+		MemMiB: int(mem), CPUs: cpus, Console: &l1Console{w: e.stdout}, Log: e.log.Named("nested"),
+		Timeout: 60 * time.Minute,
+	})
+	if err != nil {
+		return fail(e, err)
+	}
+	return res.Status
+}
+
+// labGuests turns a checked topology's guests into lab guests: an access
+// port of the guest's VLAN, limited each way at its rate (the lab takes
+// bits per second, the file bytes per second).
+func labGuests(t *topology.Topology) ([]lab.GuestConfig, error) {
+	var gs []lab.GuestConfig
+	for i := range t.Guests {
+		g := &t.Guests[i]
+		pc := g.Config()
+		lg := lab.GuestConfig{Name: g.Name, Mode: pc.Mode, PVID: pc.PVID, Queues: g.Queues,
+			Rate: pc.Egress.Bytes.Rate * 8, Script: g.Command}
+		if g.MAC != "" {
+			hw, err := net.ParseMAC(g.MAC) // checked by Load
+			if err != nil || len(hw) != 6 {
+				return nil, fmt.Errorf("%s:%d: guests[%d].mac: %q: not a MAC address", t.File, g.LineOf("mac"), i, g.MAC)
+			}
+			copy(lg.MAC[:], hw)
+		}
+		if g.IP != "" {
+			p, err := netip.ParsePrefix(g.IP) // checked by Load
+			if err != nil {
+				return nil, fmt.Errorf("%s:%d: guests[%d].ip: %v", t.File, g.LineOf("ip"), i, err)
+			}
+			lg.Addr = p
+		}
+		gs = append(gs, lg)
+	}
+	return gs, nil
 }
 
 // topologyConfig turns a checked topology into the daemon's
-// configuration. Lab guests are refused: the lab package boots guests on
-// a switch of its own, so the daemon cannot host them yet.
+// configuration, lab guests aside (labGuests).
 func topologyConfig(t *topology.Topology) (daemonConfig, error) {
-	if len(t.Guests) > 0 {
-		return daemonConfig{}, fmt.Errorf("%s:%d: guests: lab guests: not supported by hvnet up yet; use hvnet lab",
-			t.File, t.LineOf("guests"))
-	}
 	cfg := daemonConfig{API: t.Switch.API, Aging: t.Switch.Aging}
 	if cfg.API == "" {
 		cfg.API = envOr("HVNET_SOCKET", defaultSocket)

@@ -16,6 +16,7 @@ import (
 	"hvnet/topology"
 	"hvnet/uplink"
 	"hvnet/vhost"
+	"hvnet/vmtest"
 )
 
 func TestUpGoodFile(t *testing.T) {
@@ -58,7 +59,8 @@ func TestUpBadFiles(t *testing.T) {
 	for _, tc := range []struct{ name, yaml, want string }{
 		{"unknown key", "switch:\n  api: /tmp/x.sock\nports:\n  - name: a\n    socket: /tmp/a.sock\n    colour: red\n", `bad.yaml:6: ports[0].colour: unknown key`},
 		{"inconsistent", "ports:\n  - name: a\n    socket: /tmp/a.sock\n  - name: a\n    socket: /tmp/b.sock\n", `bad.yaml:4: ports[1].name: duplicate port name "a"`},
-		{"guests", "switch:\n  api: /tmp/x.sock\nguests:\n  - name: g1\n", `bad.yaml:3: guests: lab guests: not supported by hvnet up yet; use hvnet lab`},
+		{"guest vlan", "switch:\n  api: /tmp/x.sock\nguests:\n  - name: g1\n    vlan: 5000\n", `bad.yaml:5: guests[0].vlan: VLAN 5000 outside 1..4094`},
+		{"guest name", "ports:\n  - name: a\n    socket: /tmp/a.sock\nguests:\n  - name: a\n", `bad.yaml:5: guests[0].name: duplicate port name "a"`},
 		{"missing", "", "no such file"},
 	} {
 		file := filepath.Join(dir, "bad.yaml")
@@ -102,6 +104,118 @@ func TestTopologyConfig(t *testing.T) {
 	if u.Port.Name != "uplink" || u.Interface != "hv-up0" || u.TX != uplink.TXRing || u.Port.Mode != vswitch.ModeTrunk {
 		t.Errorf("uplink = %+v", u)
 	}
+}
+
+// labGuests maps the example file's guests: MAC, address, VLAN, queues,
+// and the rate in bits per second.
+func TestLabGuests(t *testing.T) {
+	tp, err := topology.Load("../../topology/testdata/lab.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs, err := labGuests(tp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(gs) != 3 {
+		t.Fatalf("labGuests = %+v", gs)
+	}
+	g1, g2, g3 := gs[0], gs[1], gs[2]
+	if g1.Name != "g1" || g1.MAC != [6]byte{0x52, 0x54, 0, 0, 0, 1} || g1.Addr.String() != "10.0.10.1/24" ||
+		g1.Mode != vswitch.ModeAccess || g1.PVID != 10 || g1.Rate != 0 {
+		t.Errorf("g1 = %+v", g1)
+	}
+	if g2.Rate != 100e6 || g2.Script != "iperf3 -s -1" {
+		t.Errorf("g2 = %+v", g2)
+	}
+	if g3.PVID != 20 || g3.Queues != 2 {
+		t.Errorf("g3 = %+v", g3)
+	}
+}
+
+// TestUpGuests brings up a topology with lab guests: b pings a (VLAN 10)
+// and ends with 0 when it got replies; c (VLAN 20) ends with 7, which
+// becomes hvnet up's status. While they run, the control API lists the
+// guests' ports next to the file's vhost-user port, and everything the
+// daemon made is gone afterwards.
+func TestUpGuests(t *testing.T) {
+	if vmtest.Nest(t, vmtest.NestOptions{MemMiB: 2048, Timeout: 4 * time.Minute}) {
+		return
+	}
+	set := vmtest.Images(t)
+	dir := t.TempDir()
+	sock, sa := filepath.Join(dir, "hvnet.sock"), filepath.Join(dir, "v0.sock")
+	file := filepath.Join(dir, "up.yaml")
+	os.WriteFile(file, []byte(fmt.Sprintf(`switch:
+  api: %s
+ports:
+  - name: v0
+    socket: %s
+    pvid: 10
+guests:
+  - name: a
+    ip: 10.0.10.1/24
+    vlan: 10
+    command: iperf3 -s -1
+  - name: b
+    ip: 10.0.10.2/24
+    vlan: 10
+    command: |
+      for i in $(seq 1 60); do
+        if ping -c 1 -w 1000 10.0.10.1; then break; fi
+      done
+      ping -c 2 10.0.10.1 || exit 3
+      iperf3 -c 10.0.10.1 -t 1
+  - name: c
+    ip: 10.0.20.3/24
+    vlan: 20
+    command: exit 7
+`, sock, sa)), 0o644)
+	out := &syncBuffer{}
+	done := make(chan int, 1)
+	go func() {
+		done <- run([]string{"up", "--nested", "never", "--kernel", set.Kernel, "--initrd", set.Initrd, file}, nil, out, out)
+	}()
+	c := api.NewClient(sock)
+	ctx := context.Background()
+	var names []string
+	for i := 0; ; i++ { // deadlock guard: 60 s
+		ps, err := c.Ports(ctx)
+		if err == nil && len(ps) == 4 {
+			for _, p := range ps {
+				names = append(names, p.Name)
+			}
+			break
+		}
+		select {
+		case code := <-done:
+			t.Fatalf("hvnet up ended (%d) before its API listed 4 ports (%v, %v):\n%s", code, ps, err, out)
+		case <-time.After(10 * time.Millisecond):
+		}
+		if i == 6000 {
+			t.Fatalf("the API never listed 4 ports (%v, %v):\n%s", ps, err, out)
+		}
+	}
+	if strings.Join(names, " ") != "a b c v0" {
+		t.Errorf("ports = %v, want a b c v0", names)
+	}
+	var code int
+	select {
+	case code = <-done:
+	case <-time.After(3 * time.Minute): // deadlock guard
+		t.Fatalf("hvnet up did not end:\n%s", out)
+	}
+	logs := out.String()
+	t.Logf("hvnet up:\n%s", logs)
+	if code != 7 {
+		t.Errorf("status %d, want 7 (guest c's)", code)
+	}
+	for _, g := range []string{"a", "b"} {
+		if !strings.Contains(logs, "guest="+g+" status=0 error=<nil>") {
+			t.Errorf("guest %s did not end with status 0", g)
+		}
+	}
+	noFile(t, sock, sa)
 }
 
 // netnsRun runs a command and fails the test on error.
