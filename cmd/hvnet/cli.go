@@ -30,10 +30,10 @@ func commands() []command {
 		{"images", "build the test guest images (kernel, initramfs) into the cache", cmdImages},
 		{"lab", "boot several guests on the built-in switch: hvnet lab --guest ... | --config FILE", cmdLab},
 		{"demo", "the whole system: switch, uplink, three guests in two VLANs, and a summary", cmdDemo},
-		{"switch", "run the switch daemon with vhost-user ports: hvnet switch --port ... | --config FILE", cmdSwitch},
-		{"up", "bring up a topology file (switch, ports, uplink, API): hvnet up FILE", cmdUp},
-		{"bench", "benchmarks: hvnet bench boot", cmdBench},
-		{"ctl", "talk to a running daemon: hvnet ctl ports|port|set|fdb|mirror|capture|metrics", cmdCtl},
+		{"switch", "run the switch daemon (vhost-user ports, uplinks, API): hvnet switch --port ... --uplink ... | --config FILE", cmdSwitch},
+		{"up", "bring up a topology file (switch, ports, uplink, API, lab guests): hvnet up FILE", cmdUp},
+		{"bench", "benchmarks: hvnet bench boot|vhost|uplink", cmdBench},
+		{"ctl", "talk to a running daemon: hvnet ctl ports|port|set|fdb|mirror|capture|acl|trace|metrics", cmdCtl},
 	}
 }
 
