@@ -47,7 +47,13 @@ func dial(sock string) (*guest, error) {
 	if err != nil {
 		return nil, err
 	}
+	return newGuest(f)
+}
+
+// newGuest sets up a session on a connected frontend (closed on error).
+func newGuest(f *frontend.Frontend) (*guest, error) {
 	g := &guest{f: f}
+	var err error
 	if g.mem, err = frontend.NewMemory(memSize, memBase); err != nil {
 		g.close()
 		return nil, err
