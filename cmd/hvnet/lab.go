@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"hvnet/images"
 	"hvnet/lab"
 	"hvnet/nested"
 )
@@ -122,9 +123,15 @@ func labNested(ctx context.Context, e *env, gs []lab.GuestConfig, guests []strin
 	for _, g := range guests {
 		script += " --guest " + shellQuote(g)
 	}
+	return runLabNested(ctx, e, set, files, script, gs)
+}
+
+// runLabNested runs script (an hvnet command that boots guests) in a nested
+// test host sized for the guests, and returns its exit status.
+func runLabNested(ctx context.Context, e *env, set *images.Set, files []nested.File, script string, guests []lab.GuestConfig) int {
 	var mem uint64 = 1024
 	cpus := 2
-	for _, g := range gs {
+	for _, g := range guests {
 		mem += max(g.MemMiB, 256) + 64
 		cpus = max(cpus, g.CPUs)
 	}

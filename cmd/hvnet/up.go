@@ -9,7 +9,6 @@ import (
 	"net/netip"
 	"os/signal"
 	"syscall"
-	"time"
 
 	"hvnet/lab"
 	"hvnet/nested"
@@ -149,21 +148,7 @@ func upNested(ctx context.Context, e *env, file, apiSock, kernel, initrd string,
 		script += " --api " + shellQuote(apiSock)
 	}
 	script += " /hvnet/up.yaml"
-	var mem uint64 = 1024
-	cpus := 2
-	for _, g := range guests {
-		mem += max(g.MemMiB, 256) + 64
-		cpus = max(cpus, g.CPUs)
-	}
-	res, err := nested.Run(ctx, nested.Config{
-		Kernel: set.Kernel, Initrd: set.Initrd, Files: files, Script: script,
-		MemMiB: int(mem), CPUs: cpus, Console: &l1Console{w: e.stdout}, Log: e.log.Named("nested"),
-		Timeout: 60 * time.Minute,
-	})
-	if err != nil {
-		return fail(e, err)
-	}
-	return res.Status
+	return runLabNested(ctx, e, set, files, script, guests)
 }
 
 // labGuests turns a checked topology's guests into lab guests: an access
