@@ -6,6 +6,7 @@ import (
 	"errors"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"golang.org/x/sys/unix"
@@ -153,7 +154,15 @@ func TestVhostNetForward(t *testing.T) {
 	if !bytes.Equal(got, frame) {
 		t.Errorf("received % x\nwant % x", got, frame)
 	}
-	if ca, cb := pa.Handle().Counters(), pb.Handle().Counters(); ca.RxPackets != 1 || cb.TxPackets != 1 {
+	// The switch adds a batch to its counters after delivering it, so the
+	// frame can reach B a moment before the counters show it: wait for
+	// them (a condition, not a timing assertion).
+	ca, cb := pa.Handle().Counters(), pb.Handle().Counters()
+	for deadline := time.Now().Add(10 * time.Second); (ca.RxPackets != 1 || cb.TxPackets != 1) && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+		ca, cb = pa.Handle().Counters(), pb.Handle().Counters()
+	}
+	if ca.RxPackets != 1 || cb.TxPackets != 1 {
 		t.Errorf("port counters a %+v b %+v: want 1 frame in at a, 1 out at b", ca, cb)
 	}
 	if a.tx.UsedIdx() != 1 {
