@@ -117,8 +117,8 @@ func Nest(t *testing.T, opts ...NestOptions) bool {
 	defer cancel()
 	cfg := nested.Config{
 		Kernel: set.Kernel, Initrd: set.Initrd, Files: files, Script: script,
-		Env: []string{EnvInL1 + "=1", EnvKernel + "=/hvnet/images/vmlinuz",
-			EnvInitrd + "=/hvnet/images/initrd", nested.EnvMode + "=never"},
+		Env: append(forwardedEnv(), EnvInL1+"=1", EnvKernel+"=/hvnet/images/vmlinuz",
+			EnvInitrd+"=/hvnet/images/initrd", nested.EnvMode+"=never"),
 		MemMiB: o.MemMiB, CPUs: o.CPUs,
 	}
 	var res *nested.Result
@@ -240,3 +240,21 @@ func (w *logWriter) Write(p []byte) (int, error) {
 
 // Ensure the agent's parser stays the one both sides use.
 var _ = agentcfg.ResultPrefix
+
+// forwardedEnv returns this process's HVNET_* settings that mean the same
+// inside the test host (durations, seeds, benchmark switches), so a test
+// run there sees them: everything but the paths and modes that vmtest
+// sets itself and the image cache, which is a path on this host.
+func forwardedEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		switch {
+		case !strings.HasPrefix(k, "HVNET_"):
+		case k == EnvInL1, k == EnvKernel, k == EnvInitrd, k == nested.EnvMode, k == "HVNET_CACHE":
+		default:
+			env = append(env, kv)
+		}
+	}
+	return env
+}
