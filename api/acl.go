@@ -10,10 +10,13 @@ import (
 	vswitch "hvnet/switch"
 )
 
-// ACLRule is one rule of a port's ingress ACL (vswitch.ACLRule). Absent
-// fields match anything.
+// ACLRule is one rule of a port's ACL (vswitch.ACLRule). Absent fields
+// match anything.
 type ACLRule struct {
-	Action    string `json:"action"`              // allow or deny
+	Action string `json:"action"` // allow or deny
+	// Direction: ingress (absent) rules check frames the port sends into
+	// the switch, egress rules frames the switch sends out of the port.
+	Direction string `json:"direction,omitempty"`
 	EtherType string `json:"ethertype,omitempty"` // ipv4, ipv6, arp, or a number (0x0800)
 	SrcMAC    string `json:"src_mac,omitempty"`
 	DstMAC    string `json:"dst_mac,omitempty"`
@@ -27,14 +30,25 @@ type ACLRule struct {
 	Hits uint64 `json:"hits"`
 }
 
-// ACL is a port's ingress ACL: rules checked in order, first match wins,
-// and the action when none matches.
+// ACL is a port's ACL, like a cloud security group: rules of two
+// directions, each direction's checked in order (first match wins), and
+// each direction's action when none matches. Answers list the ingress
+// rules, then the egress ones.
 type ACL struct {
-	Default string    `json:"default,omitempty"` // allow (when absent) or deny
+	Default string    `json:"default,omitempty"` // ingress: allow (when absent) or deny
 	Rules   []ACLRule `json:"rules"`
 	// DefaultHits counts the frames the default action decided (read-only).
 	DefaultHits uint64 `json:"default_hits"`
+	// EgressDefault is the egress rules' default: allow (when absent) or deny.
+	EgressDefault     string `json:"egress_default,omitempty"`
+	EgressDefaultHits uint64 `json:"egress_default_hits,omitempty"` // read-only
 }
+
+// ACL directions (ACLRule.Direction).
+const (
+	ACLIngress = "ingress"
+	ACLEgress  = "egress"
+)
 
 func parseAction(field, s string) (vswitch.ACLAction, *Error) {
 	switch s {
@@ -112,85 +126,108 @@ func parsePrefix(field, s string) (netip.Prefix, *Error) {
 	return p, nil
 }
 
-// fromACL checks a request's ACL and converts it; errors name the field.
-func fromACL(a ACL) (vswitch.ACL, *Error) {
-	var out vswitch.ACL
+// FromACL checks a request's ACL and converts it into the ingress and
+// the egress rule lists; errors name the field.
+func FromACL(a ACL) (in, eg vswitch.ACL, _ *Error) {
+	var e *Error
 	if a.Default != "" {
-		var e *Error
-		if out.Default, e = parseAction("default", a.Default); e != nil {
-			return out, e
+		if in.Default, e = parseAction("default", a.Default); e != nil {
+			return in, eg, e
+		}
+	}
+	if a.EgressDefault != "" {
+		if eg.Default, e = parseAction("egress_default", a.EgressDefault); e != nil {
+			return in, eg, e
 		}
 	}
 	if len(a.Rules) > vswitch.MaxACLRules {
-		return out, badField("rules", "%d rules, at most %d", len(a.Rules), vswitch.MaxACLRules)
+		return in, eg, badField("rules", "%d rules, at most %d", len(a.Rules), vswitch.MaxACLRules)
 	}
-	out.Rules = make([]vswitch.ACLRule, len(a.Rules))
+	in.Rules, eg.Rules = []vswitch.ACLRule{}, []vswitch.ACLRule{}
 	for i, r := range a.Rules {
-		f := func(name string) string { return fmt.Sprintf("rules[%d].%s", i, name) }
-		o := &out.Rules[i]
-		var e *Error
-		if o.Action, e = parseAction(f("action"), r.Action); e != nil {
+		o, e := fromRule(i, r)
+		if e != nil {
+			return in, eg, e
+		}
+		switch r.Direction {
+		case "", ACLIngress:
+			in.Rules = append(in.Rules, o)
+		case ACLEgress:
+			eg.Rules = append(eg.Rules, o)
+		default:
+			return in, eg, badField(fmt.Sprintf("rules[%d].direction", i), "%q: want ingress or egress", r.Direction)
+		}
+	}
+	return in, eg, nil
+}
+
+// fromRule checks and converts rule i of a request.
+func fromRule(i int, r ACLRule) (vswitch.ACLRule, *Error) {
+	var out vswitch.ACLRule
+	f := func(name string) string { return fmt.Sprintf("rules[%d].%s", i, name) }
+	o := &out
+	var e *Error
+	if o.Action, e = parseAction(f("action"), r.Action); e != nil {
+		return out, e
+	}
+	if r.EtherType != "" {
+		if o.EtherType, e = parseEtherType(f("ethertype"), r.EtherType); e != nil {
 			return out, e
 		}
-		if r.EtherType != "" {
-			if o.EtherType, e = parseEtherType(f("ethertype"), r.EtherType); e != nil {
-				return out, e
+	}
+	for _, m := range []struct {
+		name string
+		s    string
+		to   *vswitch.MAC
+	}{{"src_mac", r.SrcMAC, &o.SrcMAC}, {"dst_mac", r.DstMAC, &o.DstMAC}} {
+		if m.s == "" {
+			continue
+		}
+		if *m.to, e = parseMAC(f(m.name), m.s); e != nil {
+			return out, e
+		}
+		if *m.to == (vswitch.MAC{}) {
+			return out, badField(f(m.name), "the zero MAC matches nothing; leave the field out to match any")
+		}
+	}
+	if r.SrcIP != "" {
+		if o.SrcIP, e = parsePrefix(f("src_ip"), r.SrcIP); e != nil {
+			return out, e
+		}
+	}
+	if r.DstIP != "" {
+		if o.DstIP, e = parsePrefix(f("dst_ip"), r.DstIP); e != nil {
+			return out, e
+		}
+	}
+	if o.SrcIP.IsValid() && o.DstIP.IsValid() && o.SrcIP.Addr().Is4() != o.DstIP.Addr().Is4() {
+		return out, badField(f("dst_ip"), "%s and src_ip %s are of different families", r.DstIP, r.SrcIP)
+	}
+	for _, p := range []netip.Prefix{o.SrcIP, o.DstIP} {
+		if p.IsValid() && o.EtherType != 0 {
+			if want := map[bool]uint16{true: 0x0800, false: 0x86dd}[p.Addr().Is4()]; o.EtherType != want {
+				return out, badField(f("ethertype"), "%s contradicts the prefix %v", r.EtherType, p)
 			}
 		}
-		for _, m := range []struct {
-			name string
-			s    string
-			to   *vswitch.MAC
-		}{{"src_mac", r.SrcMAC, &o.SrcMAC}, {"dst_mac", r.DstMAC, &o.DstMAC}} {
-			if m.s == "" {
-				continue
-			}
-			if *m.to, e = parseMAC(f(m.name), m.s); e != nil {
-				return out, e
-			}
-			if *m.to == (vswitch.MAC{}) {
-				return out, badField(f(m.name), "the zero MAC matches nothing; leave the field out to match any")
-			}
+	}
+	if r.Protocol != "" {
+		if o.Proto, e = parseProto(f("protocol"), r.Protocol); e != nil {
+			return out, e
 		}
-		if r.SrcIP != "" {
-			if o.SrcIP, e = parsePrefix(f("src_ip"), r.SrcIP); e != nil {
-				return out, e
-			}
+	}
+	for _, pr := range []struct {
+		name string
+		s    string
+		to   *vswitch.PortRange
+	}{{"src_ports", r.SrcPorts, &o.SrcPort}, {"dst_ports", r.DstPorts, &o.DstPort}} {
+		if pr.s == "" {
+			continue
 		}
-		if r.DstIP != "" {
-			if o.DstIP, e = parsePrefix(f("dst_ip"), r.DstIP); e != nil {
-				return out, e
-			}
+		if *pr.to, e = parsePorts(f(pr.name), pr.s); e != nil {
+			return out, e
 		}
-		if o.SrcIP.IsValid() && o.DstIP.IsValid() && o.SrcIP.Addr().Is4() != o.DstIP.Addr().Is4() {
-			return out, badField(f("dst_ip"), "%s and src_ip %s are of different families", r.DstIP, r.SrcIP)
-		}
-		for _, p := range []netip.Prefix{o.SrcIP, o.DstIP} {
-			if p.IsValid() && o.EtherType != 0 {
-				if want := map[bool]uint16{true: 0x0800, false: 0x86dd}[p.Addr().Is4()]; o.EtherType != want {
-					return out, badField(f("ethertype"), "%s contradicts the prefix %v", r.EtherType, p)
-				}
-			}
-		}
-		if r.Protocol != "" {
-			if o.Proto, e = parseProto(f("protocol"), r.Protocol); e != nil {
-				return out, e
-			}
-		}
-		for _, pr := range []struct {
-			name string
-			s    string
-			to   *vswitch.PortRange
-		}{{"src_ports", r.SrcPorts, &o.SrcPort}, {"dst_ports", r.DstPorts, &o.DstPort}} {
-			if pr.s == "" {
-				continue
-			}
-			if *pr.to, e = parsePorts(f(pr.name), pr.s); e != nil {
-				return out, e
-			}
-			if o.Proto != 6 && o.Proto != 17 {
-				return out, badField(f(pr.name), "ports need protocol tcp or udp")
-			}
+		if o.Proto != 6 && o.Proto != 17 {
+			return out, badField(f(pr.name), "ports need protocol tcp or udp")
 		}
 	}
 	return out, nil
@@ -229,10 +266,35 @@ func macString(m vswitch.MAC) string {
 	return m.String()
 }
 
-func toAPIACL(a vswitch.ACL, hits vswitch.ACLHits) ACL {
-	out := ACL{Default: a.Default.String(), Rules: make([]ACLRule, len(a.Rules)), DefaultHits: hits.Default}
-	for i, r := range a.Rules {
-		o := ACLRule{Action: r.Action.String(), SrcMAC: macString(r.SrcMAC), DstMAC: macString(r.DstMAC),
+// aclSet is one direction's rules and hit counters.
+type aclSet struct {
+	acl  vswitch.ACL
+	hits vswitch.ACLHits
+}
+
+func (a aclSet) empty() bool { return len(a.acl.Rules) == 0 && a.acl.Default == vswitch.ACLAllow }
+
+// portACLs returns a port's ingress and egress ACLs.
+func portACLs(h *vswitch.PortHandle) (in, eg aclSet) {
+	in.acl, in.hits = h.ACL()
+	eg.acl, eg.hits = h.EgressACL()
+	return in, eg
+}
+
+func toAPIACL(in, eg aclSet) ACL {
+	out := ACL{Default: in.acl.Default.String(), Rules: make([]ACLRule, 0, len(in.acl.Rules)+len(eg.acl.Rules)),
+		DefaultHits: in.hits.Default}
+	out.Rules = appendRules(out.Rules, in, "")
+	if !eg.empty() {
+		out.EgressDefault, out.EgressDefaultHits = eg.acl.Default.String(), eg.hits.Default
+		out.Rules = appendRules(out.Rules, eg, ACLEgress)
+	}
+	return out
+}
+
+func appendRules(out []ACLRule, s aclSet, dir string) []ACLRule {
+	for i, r := range s.acl.Rules {
+		o := ACLRule{Action: r.Action.String(), Direction: dir, SrcMAC: macString(r.SrcMAC), DstMAC: macString(r.DstMAC),
 			SrcIP: prefixString(r.SrcIP), DstIP: prefixString(r.DstIP),
 			SrcPorts: portsString(r.SrcPort), DstPorts: portsString(r.DstPort)}
 		if r.EtherType != 0 {
@@ -241,36 +303,37 @@ func toAPIACL(a vswitch.ACL, hits vswitch.ACLHits) ACL {
 		if r.Proto != 0 {
 			o.Protocol = protoString(r.Proto)
 		}
-		if i < len(hits.Rules) {
-			o.Hits = hits.Rules[i]
+		if i < len(s.hits.Rules) {
+			o.Hits = s.hits.Rules[i]
 		}
-		out.Rules[i] = o
+		out = append(out, o)
 	}
 	return out
 }
 
 // portACL returns h's ACL for port answers, nil when it has none.
 func portACL(h *vswitch.PortHandle) *ACL {
-	a, hits := h.ACL()
-	if len(a.Rules) == 0 && a.Default == vswitch.ACLAllow {
+	in, eg := portACLs(h)
+	if in.empty() && eg.empty() {
 		return nil
 	}
-	out := toAPIACL(a, hits)
+	out := toAPIACL(in, eg)
 	return &out
 }
 
 // getACL: GET /v1/ports/{name}/acl.
 func (s *Server) getACL(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
-	a, hits, err := s.sw.ACL(name)
-	if err != nil {
-		writeError(w, switchError(err, "port"))
+	h := s.sw.Port(name)
+	if h == nil {
+		writeError(w, noPort(name))
 		return
 	}
-	writeJSON(w, http.StatusOK, toAPIACL(a, hits))
+	writeJSON(w, http.StatusOK, toAPIACL(portACLs(h)))
 }
 
-// putACL: PUT /v1/ports/{name}/acl replaces the port's ingress ACL live.
+// putACL: PUT /v1/ports/{name}/acl replaces the port's ACLs (both
+// directions) live.
 func (s *Server) putACL(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
 	var in ACL
@@ -282,10 +345,16 @@ func (s *Server) putACL(w http.ResponseWriter, r *http.Request) {
 		writeError(w, noPort(name))
 		return
 	}
-	a, e := fromACL(in)
+	a, eg, e := FromACL(in)
 	if e != nil {
 		writeError(w, e)
 		return
+	}
+	for _, x := range []vswitch.ACL{a, eg} { // both compile, or nothing changes
+		if err := vswitch.CheckACL(x); err != nil {
+			writeError(w, switchError(err, "rules"))
+			return
+		}
 	}
 	s.cfgMu.Lock()
 	defer s.cfgMu.Unlock()
@@ -293,11 +362,16 @@ func (s *Server) putACL(w http.ResponseWriter, r *http.Request) {
 		writeError(w, switchError(err, "port"))
 		return
 	}
-	s.log.Info("acl set", "port", name, "rules", len(a.Rules), "default", a.Default.String())
-	a2, hits, err := s.sw.ACL(name)
-	if err != nil {
+	if err := s.sw.SetEgressACL(name, eg); err != nil {
 		writeError(w, switchError(err, "port"))
 		return
 	}
-	writeJSON(w, http.StatusOK, toAPIACL(a2, hits))
+	s.log.Info("acl set", "port", name, "rules", len(a.Rules), "default", a.Default.String(),
+		"egress_rules", len(eg.Rules), "egress_default", eg.Default.String())
+	h := s.sw.Port(name)
+	if h == nil {
+		writeError(w, noPort(name))
+		return
+	}
+	writeJSON(w, http.StatusOK, toAPIACL(portACLs(h)))
 }

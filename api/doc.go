@@ -13,8 +13,10 @@
 //	ports, err := c.Ports(ctx)
 //
 // Endpoints: ports (list, show with counters, add and remove through the
-// daemon's PortFactory, PATCH of VLAN, rate, MAC-limit and storm settings
-// applied live with Switch.UpdatePort), the filtering database (dump with
+// daemon's PortFactory (a lab port boots a guest; a factory that is also
+// a GuestReporter shows its state in port answers), PATCH of VLAN, rate, MAC-limit and storm settings
+// applied live with Switch.UpdatePort), ACLs of both directions with hit
+// counters (PUT /v1/ports/{name}/acl), trace, the filtering database (dump with
 // filters, flush, static entries), mirroring (a port's traffic into a pcap
 // file, or a live pcap stream on GET /v1/capture/{port}) and Prometheus
 // metrics on GET /metrics, read from Switch.Counters at scrape time.

@@ -36,8 +36,8 @@ func newCollector(sw *vswitch.Switch, fan *fanout) *collector {
 		fdbLearned: prometheus.NewDesc("hvnet_fdb_learned_total", "Dynamic FDB entries created.", nil, nil),
 		fdbMoves:   prometheus.NewDesc("hvnet_fdb_moves_total", "Dynamic FDB entries that moved to another port.", nil, nil),
 		fdbAged:    prometheus.NewDesc("hvnet_fdb_aged_total", "Dynamic FDB entries removed by aging.", nil, nil),
-		aclHits: prometheus.NewDesc("hvnet_acl_hits_total", "Frames decided by a rule of a port's ingress ACL (rule: its index, or \"default\"); reset when the ACL is replaced.",
-			[]string{"port", "rule"}, nil),
+		aclHits: prometheus.NewDesc("hvnet_acl_hits_total", "Frames decided by a rule of a port's ACL (direction: ingress or egress; rule: its index in that direction's list, or \"default\"); reset when the ACL is replaced.",
+			[]string{"port", "direction", "rule"}, nil),
 		capDropped: prometheus.NewDesc("hvnet_capture_dropped_frames_total", "Mirrored frames lost because a capture or file mirror fell behind (current listeners).", []string{"port"}, nil),
 	}
 }
@@ -78,11 +78,20 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		}
 		gauge(c.learned, float64(pc.LearnedMACs), pc.Name)
 		gauge(c.queued, float64(pc.ShaperQueued), pc.Name)
-		if acl, hits, err := c.sw.ACL(pc.Name); err == nil && (len(acl.Rules) > 0 || acl.Default != vswitch.ACLAllow) {
-			for i, n := range hits.Rules {
-				counter(c.aclHits, float64(n), pc.Name, strconv.Itoa(i))
+		if h := c.sw.Port(pc.Name); h != nil {
+			in, eg := portACLs(h)
+			for _, d := range []struct {
+				s   aclSet
+				dir string
+			}{{in, ACLIngress}, {eg, ACLEgress}} {
+				if d.s.empty() {
+					continue
+				}
+				for i, n := range d.s.hits.Rules {
+					counter(c.aclHits, float64(n), pc.Name, d.dir, strconv.Itoa(i))
+				}
+				counter(c.aclHits, float64(d.s.hits.Default), pc.Name, d.dir, "default")
 			}
-			counter(c.aclHits, float64(hits.Default), pc.Name, "default")
 		}
 	}
 	sc := c.sw.SwitchCounters()

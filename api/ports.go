@@ -7,8 +7,9 @@ import (
 	vswitch "hvnet/switch"
 )
 
-func portInfo(h *vswitch.PortHandle) Port {
-	return Port{Name: h.Name(), Config: toAPIConfig(h.Config()), Counters: toAPICounters(h.Counters()), ACL: portACL(h)}
+func (s *Server) portInfo(h *vswitch.PortHandle) Port {
+	return Port{Name: h.Name(), Config: toAPIConfig(h.Config()), Counters: toAPICounters(h.Counters()), ACL: portACL(h),
+		Guest: s.guestInfo(h.Name())}
 }
 
 // listPorts: GET /v1/ports, every port sorted by name.
@@ -16,7 +17,8 @@ func (s *Server) listPorts(w http.ResponseWriter, r *http.Request) {
 	out := []Port{}
 	for _, c := range s.sw.Counters() {
 		if h := s.sw.Port(c.Name); h != nil {
-			out = append(out, Port{Name: c.Name, Config: toAPIConfig(h.Config()), Counters: toAPICounters(c), ACL: portACL(h)})
+			out = append(out, Port{Name: c.Name, Config: toAPIConfig(h.Config()), Counters: toAPICounters(c), ACL: portACL(h),
+				Guest: s.guestInfo(c.Name)})
 		}
 	}
 	writeJSON(w, http.StatusOK, out)
@@ -29,7 +31,7 @@ func (s *Server) getPort(w http.ResponseWriter, r *http.Request) {
 		writeError(w, noPort(r.PathValue("name")))
 		return
 	}
-	writeJSON(w, http.StatusOK, portInfo(h))
+	writeJSON(w, http.StatusOK, s.portInfo(h))
 }
 
 // patchPort: PATCH /v1/ports/{name}, applied live with Switch.UpdatePort.
@@ -57,7 +59,7 @@ func (s *Server) patchPort(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.log.Info("port updated", "port", name)
-	writeJSON(w, http.StatusOK, portInfo(h))
+	writeJSON(w, http.StatusOK, s.portInfo(h))
 }
 
 // addPort: POST /v1/ports, through the daemon's PortFactory.
@@ -75,6 +77,12 @@ func (s *Server) addPort(w http.ResponseWriter, r *http.Request) {
 	if e != nil {
 		writeError(w, e)
 		return
+	}
+	if spec.Kind == KindLab {
+		if e := checkGuest(spec.Guest); e != nil {
+			writeError(w, e)
+			return
+		}
 	}
 	if s.ports == nil {
 		writeError(w, &Error{Status: http.StatusNotImplemented, Message: "this daemon cannot add ports"})
@@ -110,7 +118,7 @@ func (s *Server) addPort(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.log.Info("port added", "port", cfg.Name, "kind", spec.Kind)
-	writeJSON(w, http.StatusCreated, portInfo(h))
+	writeJSON(w, http.StatusCreated, s.portInfo(h))
 }
 
 func checkSpec(sp *PortSpec) *Error {
@@ -129,9 +137,12 @@ func checkSpec(sp *PortSpec) *Error {
 		if sp.TXMode != "" && sp.TXMode != "ring" && sp.TXMode != "sendmmsg" {
 			return badField("tx_mode", "%q: want ring or sendmmsg", sp.TXMode)
 		}
-	case KindLab:
+	case KindLab: // its guest: checkGuest, after the port's configuration
 	default:
 		return badField("kind", "%q: want vhost-user, lab or uplink", sp.Kind)
+	}
+	if sp.Guest != nil && sp.Kind != KindLab {
+		return badField("guest", "only for kind lab")
 	}
 	if sp.Queues < 0 || sp.Queues > 16 {
 		return badField("queues", "%d outside 0..16", sp.Queues)

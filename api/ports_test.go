@@ -169,7 +169,7 @@ func TestAddDeletePort(t *testing.T) {
 	if p.Name != "v1" || e.sw.Port("v1") == nil || e.sw.Port("v1").Config().PVID != 20 {
 		t.Fatalf("added port = %+v", p)
 	}
-	_, err = e.c.AddPort(ctx(t), PortSpec{Kind: KindLab, Config: PortConfig{Name: "v1", PVID: 20}})
+	_, err = e.c.AddPort(ctx(t), PortSpec{Kind: KindLab, Config: PortConfig{Name: "v1", PVID: 20}, Guest: &GuestSpec{IP: "10.0.0.1/24"}})
 	wantError(t, err, http.StatusConflict, "config.name")
 	for _, tc := range []struct {
 		spec  PortSpec
@@ -200,7 +200,7 @@ func TestAddDeletePort(t *testing.T) {
 	wantError(t, e.c.DeletePort(ctx(t), "v1"), http.StatusNotFound, "port")
 
 	e.factory.fail = os.ErrPermission
-	_, err = e.c.AddPort(ctx(t), PortSpec{Kind: KindLab, Config: PortConfig{Name: "y", PVID: 1}})
+	_, err = e.c.AddPort(ctx(t), PortSpec{Kind: KindLab, Config: PortConfig{Name: "y", PVID: 1}, Guest: &GuestSpec{IP: "10.0.0.1/24"}})
 	wantError(t, err, http.StatusUnprocessableEntity, "")
 	if e.sw.Port("y") != nil {
 		t.Fatal("failed factory left a port")
@@ -210,7 +210,7 @@ func TestAddDeletePort(t *testing.T) {
 func TestAddPortWithoutFactory(t *testing.T) {
 	e := newEnv(t)
 	e.srv.ports = nil
-	_, err := e.c.AddPort(ctx(t), PortSpec{Kind: KindLab, Config: PortConfig{Name: "y", PVID: 1}})
+	_, err := e.c.AddPort(ctx(t), PortSpec{Kind: KindLab, Config: PortConfig{Name: "y", PVID: 1}, Guest: &GuestSpec{IP: "10.0.0.1/24"}})
 	wantError(t, err, http.StatusNotImplemented, "")
 }
 

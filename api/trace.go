@@ -55,6 +55,16 @@ type TraceResult struct {
 	Outputs []TraceOutput `json:"outputs"`
 	Drop    string        `json:"drop,omitempty"`
 	Flooded bool          `json:"flooded"`
+	// EgressDenied lists the destinations whose egress ACL would drop the
+	// frame (an "acl" drop there), with the deciding rule.
+	EgressDenied []TraceDenied `json:"egress_denied,omitempty"`
+}
+
+// TraceDenied is a destination whose egress ACL denies the frame. Rule is
+// the index among the port's egress rules, or "default".
+type TraceDenied struct {
+	Port string `json:"port"`
+	Rule string `json:"rule"`
 }
 
 func fromTrace(q TraceRequest) (vswitch.TraceFrame, *Error) {
@@ -144,6 +154,13 @@ func toAPITrace(r vswitch.TraceResult) TraceResult {
 			t.TPID = fmt.Sprintf("0x%04x", o.TPID)
 		}
 		out.Outputs[i] = t
+	}
+	for _, d := range r.Denied {
+		rule := "default"
+		if d.Rule >= 0 {
+			rule = strconv.Itoa(d.Rule)
+		}
+		out.EgressDenied = append(out.EgressDenied, TraceDenied{Port: d.Port, Rule: rule})
 	}
 	return out
 }

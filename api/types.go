@@ -61,7 +61,35 @@ type Port struct {
 	Name     string     `json:"name"`
 	Config   PortConfig `json:"config"`
 	Counters Counters   `json:"counters"`
-	ACL      *ACL       `json:"acl,omitempty"` // the ingress ACL with hit counters, if any
+	ACL      *ACL       `json:"acl,omitempty"`   // the ACL with hit counters, if any
+	Guest    *GuestInfo `json:"guest,omitempty"` // a lab guest port's guest
+}
+
+// Guest states (GuestInfo.State).
+const (
+	GuestBooting = "booting" // the VM runs, its agent has not started yet
+	GuestRunning = "running" // the guest's agent started
+	GuestExited  = "exited"  // the VM ended: Status, and Error if it failed
+)
+
+// GuestInfo is the state of the lab guest behind a port.
+type GuestInfo struct {
+	State  string `json:"state"`            // booting, running or exited
+	Status *int   `json:"status,omitempty"` // the agent's exit status, once exited
+	Error  string `json:"error,omitempty"`  // why the VM ended, if it failed
+}
+
+// GuestSpec is the lab guest a kind "lab" port boots (hvnet lab's guest
+// spec keys): hvnet's VMM boots the daemon's guest images, and the
+// guest's agent configures eth0 and runs the script. PortSpec.MAC and
+// Queues are its NIC's.
+type GuestSpec struct {
+	IP     string   `json:"ip"`               // eth0's address and prefix, 10.0.0.1/24 (required)
+	MTU    int      `json:"mtu,omitempty"`    // eth0's MTU (default 1500)
+	VIFs   []string `json:"vifs,omitempty"`   // VLAN subinterfaces, eth0.10:10.0.1.1/24
+	Mem    string   `json:"mem,omitempty"`    // RAM, 256M (default) or 1G
+	CPUs   int      `json:"cpus,omitempty"`   // vCPUs (default 1)
+	Script string   `json:"script,omitempty"` // the agent's script; its status is the guest's
 }
 
 // PortPatch changes some of a port's settings (PATCH /v1/ports/{name}).
@@ -100,6 +128,8 @@ type PortSpec struct {
 	Queues     int    `json:"queues,omitempty"`
 	// lab guest NIC and vhost-user: the MAC shown to the guest.
 	MAC string `json:"mac,omitempty"`
+	// lab: the guest to boot.
+	Guest *GuestSpec `json:"guest,omitempty"`
 	// uplink: the host interface and the transmit mode (ring or sendmmsg).
 	Interface string `json:"interface,omitempty"`
 	TXMode    string `json:"tx_mode,omitempty"`

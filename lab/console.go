@@ -30,6 +30,7 @@ type console struct {
 	all    bytes.Buffer
 	part   []byte
 	res    *agentcfg.Result
+	start  bool // the agent's START line was seen
 }
 
 func (c *console) Write(p []byte) (int, error) {
@@ -50,6 +51,9 @@ func (c *console) Write(p []byte) (int, error) {
 
 func (c *console) line(l string) {
 	l = strings.TrimRight(l, "\r")
+	if strings.Contains(l, agentcfg.StartPrefix) {
+		c.start = true
+	}
 	if strings.Contains(l, agentcfg.ResultPrefix) {
 		if r, err := agentcfg.ParseResult(l); err == nil {
 			c.res = &r
@@ -71,4 +75,16 @@ func (c *console) result() *agentcfg.Result {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.res
+}
+
+func (c *console) started() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.start
+}
+
+func (c *console) text() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.all.String()
 }

@@ -14,7 +14,12 @@
 // eth0 (and VLAN subinterfaces) from the guest's settings and runs its
 // script; Run returns when every guest has ended, with each one's status
 // and counters. Each console line is written to Config.Console prefixed
-// with the guest's name.
+// with the guest's name. Config.Switch configures the lab's switch (FDB
+// aging time).
+//
+// Boot (guest.go) starts one guest on a switch the caller owns, as the
+// switch daemon does for lab ports added through its control API; the
+// Guest reports its state (booting, running, exited) and Stop ends it.
 package lab
 
 import (
@@ -25,13 +30,11 @@ import (
 	"net/netip"
 	"os"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 
 	"hvnet/images/agentcfg"
-	"hvnet/netport"
 	vswitch "hvnet/switch"
 	vnet "hvnet/virtio/net"
 	"hvnet/vmm"
@@ -55,6 +58,9 @@ type GuestConfig struct {
 
 	Queues int   // queue pairs, default 1
 	Rate   int64 // bits per second each way, 0 unlimited
+	// ACL and EgressACL are the port's ACLs (lab.Run sets them once the
+	// port is attached; the zero ACL allows all).
+	ACL, EgressACL vswitch.ACL
 
 	MemMiB  uint64 // default 256
 	CPUs    int    // default 1
@@ -71,6 +77,9 @@ type Config struct {
 	Log            hclog.Logger
 	Timeout        time.Duration // per run (0: until ctx ends)
 	Attach         AttachFunc    // extra ports on the switch, before the guests boot (attach.go)
+	// Switch configures the lab's switch (FDB aging time, clock); its
+	// Logger defaults to Log's "switch".
+	Switch vswitch.Config
 }
 
 // Result is one guest's outcome.
@@ -134,8 +143,9 @@ func (g *GuestConfig) agent() agentcfg.Cmdline {
 	return agentcfg.Cmdline{Modules: mods, Ifaces: ifs, Script: g.Script}
 }
 
-// portConfig is the guest's switch port.
-func (g *GuestConfig) portConfig() vswitch.PortConfig {
+// PortConfig is the guest's switch port: its VLAN settings, and its rate
+// each way.
+func (g *GuestConfig) PortConfig() vswitch.PortConfig {
 	pc := vswitch.PortConfig{Name: g.Name, Mode: g.Mode, PVID: g.PVID, AllowedVLANs: g.Allowed, NativeVLAN: g.Native}
 	if g.Mode == vswitch.ModeTrunk {
 		pc.PVID = 0
@@ -147,14 +157,6 @@ func (g *GuestConfig) portConfig() vswitch.PortConfig {
 		pc.Ingress.Bytes = b
 	}
 	return pc
-}
-
-type guest struct {
-	cfg  GuestConfig
-	m    *vmm.Machine
-	nic  *vmm.NetDevice
-	port *vswitch.PortHandle
-	con  *console
 }
 
 // Run boots the lab's guests and waits for all of them to end.
@@ -171,34 +173,37 @@ func Run(ctx context.Context, cfg Config) ([]Result, error) {
 	names := map[string]bool{}
 	for i := range cfg.Guests {
 		g := &cfg.Guests[i]
-		if err := g.validate(i); err != nil {
+		if err := g.check(i); err != nil {
 			return nil, err
 		}
 		if names[g.Name] {
 			return nil, fmt.Errorf("lab: two guests named %q", g.Name)
 		}
 		names[g.Name] = true
-		if err := g.agent().Validate(); err != nil {
-			return nil, fmt.Errorf("lab: guest %s: %w", g.Name, err)
-		}
 	}
 	if cfg.Timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, cfg.Timeout)
 		defer cancel()
 	}
-	sw := vswitch.New(vswitch.Config{Logger: cfg.Log.Named("switch")})
+	sw := cfg.newSwitch()
 	swCtx, stopSwitch := context.WithCancel(ctx)
 	swDone := make(chan struct{})
 	go func() { defer close(swDone); sw.Run(swCtx, time.Millisecond) }() // shapers and FDB aging
 
 	out := &syncWriter{w: cfg.Console}
-	var guests []*guest
+	var guests []*Guest
 	defer func() {
 		// Nothing may send frames into a guest whose memory is going
 		// away: stop the switch's shaper and every device first.
 		stopSwitch()
 		<-swDone
+		for _, g := range guests {
+			if g.cancel != nil { // started
+				g.cancel()
+				<-g.done
+			}
+		}
 		for _, g := range guests {
 			g.m.StopDevices()
 		}
@@ -210,51 +215,47 @@ func Run(ctx context.Context, cfg Config) ([]Result, error) {
 		return nil, err
 	}
 	for _, gc := range cfg.Guests {
-		g, err := boot(gc, cfg, sw, out)
+		pc := gc.PortConfig()
+		g, err := create(gc, cfg.Kernel, cfg.Initrd, cfg.Log, out,
+			func(p vswitch.Port) (*vswitch.PortHandle, error) { return sw.AddPort(pc, p) })
 		if err != nil {
 			return nil, err
 		}
 		guests = append(guests, g)
+		if err := setACLs(sw, gc); err != nil {
+			return nil, err
+		}
+	}
+	for _, g := range guests {
+		g.start(ctx)
 	}
 	res := make([]Result, len(guests))
-	var wg sync.WaitGroup
 	for i, g := range guests {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			status, err := g.m.Run(ctx)
-			g.con.flush()
-			res[i] = Result{Name: g.cfg.Name, Status: status, Err: err, Agent: g.con.result(),
-				Console: g.con.all.String(), Features: g.nic.Device().Features(), ActivePairs: g.nic.Device().ActivePairs(),
-				Net: g.nic.Device().Stats(), PCI: g.nic.Stats(), Port: g.port.Counters()}
-		}()
+		res[i] = g.Wait()
 	}
-	wg.Wait()
 	return res, nil
 }
 
-// boot creates one guest and joins its NIC to the switch.
-func boot(gc GuestConfig, cfg Config, sw *vswitch.Switch, out io.Writer) (*guest, error) {
-	log := cfg.Log.Named(gc.Name)
-	con := &console{prefix: gc.Name + "| ", w: out}
-	cmdline := strings.TrimSpace(BaseCmdline + " " + gc.Cmdline + " " + gc.agent().String())
-	m, err := vmm.New(vmm.Config{Kernel: cfg.Kernel, Initrd: cfg.Initrd, Cmdline: cmdline,
-		MemMiB: gc.MemMiB, CPUs: gc.CPUs, Console: con, Log: log})
-	if err != nil {
-		return nil, fmt.Errorf("lab: guest %s: %w", gc.Name, err)
+// setACLs gives the guest's port its ACLs, if it has any.
+func setACLs(sw *vswitch.Switch, gc GuestConfig) error {
+	if len(gc.ACL.Rules) > 0 || gc.ACL.Default != vswitch.ACLAllow {
+		if err := sw.SetACL(gc.Name, gc.ACL); err != nil {
+			return fmt.Errorf("lab: guest %s: %w", gc.Name, err)
+		}
 	}
-	p := netport.New(nil)
-	nic, err := m.AddNet(vmm.NetConfig{MAC: gc.MAC, QueuePairs: gc.Queues, Sink: p, Log: log.Named("virtio-net")})
-	if err != nil {
-		m.Close()
-		return nil, fmt.Errorf("lab: guest %s: %w", gc.Name, err)
+	if len(gc.EgressACL.Rules) > 0 || gc.EgressACL.Default != vswitch.ACLAllow {
+		if err := sw.SetEgressACL(gc.Name, gc.EgressACL); err != nil {
+			return fmt.Errorf("lab: guest %s: %w", gc.Name, err)
+		}
 	}
-	p.SetDevice(nic.Device())
-	h, err := sw.AddPort(gc.portConfig(), p)
-	if err != nil {
-		m.Close()
-		return nil, fmt.Errorf("lab: guest %s: %w", gc.Name, err)
+	return nil
+}
+
+// newSwitch makes the lab's switch from cfg.Switch.
+func (cfg *Config) newSwitch() *vswitch.Switch {
+	sc := cfg.Switch
+	if sc.Logger == nil {
+		sc.Logger = cfg.Log.Named("switch")
 	}
-	p.SetHandle(h)
-	return &guest{cfg: gc, m: m, nic: nic, port: h, con: con}, nil
+	return vswitch.New(sc)
 }

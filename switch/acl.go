@@ -105,6 +105,7 @@ type aclSet struct {
 	anyL3   bool            // some rule needs the frame's L3/L4 fields
 	needAll uint16
 	mask    aclKey // the flow-key bits some rule reads (aclcache.go)
+	id      uint32 // unique per compiled set: egress cache tag (aclegress.go)
 }
 
 func (r *ACLRule) check(i int) error {
@@ -183,7 +184,7 @@ func compileACL(a ACL) (*aclSet, error) {
 		return nil, fmt.Errorf("%w: acl default action %d", errConfig, a.Default)
 	}
 	s := &aclSet{src: ACL{Rules: append([]ACLRule(nil), a.Rules...), Default: a.Default},
-		rules: make([]aclRule, len(a.Rules)), def: a.Default, hits: make([]atomic.Uint64, len(a.Rules)+1)}
+		rules: make([]aclRule, len(a.Rules)), def: a.Default, hits: make([]atomic.Uint64, len(a.Rules)+1), id: nextACLID()}
 	for i := range a.Rules {
 		r := &a.Rules[i]
 		if err := r.check(i); err != nil {
@@ -313,8 +314,10 @@ func (s *Switch) ACL(port string) (ACL, ACLHits, error) {
 }
 
 // ACL returns the port's ingress ACL and its hit counters.
-func (h *PortHandle) ACL() (ACL, ACLHits) {
-	set := h.acl.Load()
+func (h *PortHandle) ACL() (ACL, ACLHits) { return h.acl.Load().snapshot() }
+
+// snapshot returns the set's rules and hit counters (the zero ACL for nil).
+func (set *aclSet) snapshot() (ACL, ACLHits) {
 	if set == nil {
 		return ACL{}, ACLHits{Rules: []uint64{}}
 	}

@@ -48,6 +48,9 @@
 // cached per port (aclcache.go: a 4-way exact-match flow cache keyed by the
 // fields the rules read, invalidated by a generation bump when the list
 // changes), so a flow seen before costs the same with 10 or 100 rules.
+// SetEgressACL gives a port a second list checked for frames about to
+// leave by it (aclegress.go), per destination after the forwarding
+// decision, with its own verdict cache in the ingress port's scratch.
 //
 // Trace (trace.go) answers what the switch would do now with a described
 // frame on a port, step by step, through the forwarding path's own decision

@@ -72,6 +72,7 @@ type PortHandle struct {
 	learned atomic.Int64 // dynamic FDB entries on this port
 	ctr     portCounters
 	acl     atomic.Pointer[aclSet] // ingress ACL; nil: allow all
+	eacl    atomic.Pointer[aclSet] // egress ACL (aclegress.go); nil: allow all
 
 	inMu      sync.Mutex // serialises Input; guards the fields below
 	police    limiter
@@ -146,6 +147,7 @@ func (h *PortHandle) Input(frames []Frame) {
 	}
 	h.flush()
 	sc.flushACLHits()
+	sc.flushEgressHits()
 	sc.tp, sc.acl = nil, nil
 	h.ctr.rxPackets.Add(uint64(len(frames)))
 	h.ctr.rxBytes.Add(nb)
@@ -169,6 +171,7 @@ func (h *PortHandle) forward(st *portState, tp *topology, now int64, f *Frame) {
 		sc.drops[DropMalformed]++
 		return
 	}
+	sc.l3, sc.et, sc.fkOK = l3, et, false // for egress ACLs (aclegress.go)
 	if l3len := len(data) - l3; l3len > st.maxL3 && (f.Off.GSOType == GSONone || len(data) > maxGSOFrame) {
 		sc.drops[DropMalformed]++
 		return
@@ -335,6 +338,9 @@ func gsoOK(c Caps, t uint8) bool {
 func (h *PortHandle) emit(d *PortHandle, i int32, p *pkt, f *Frame) {
 	ok, tagged := egressTagged(d.state.Load(), p.vid)
 	if !ok {
+		return
+	}
+	if as := d.eacl.Load(); as != nil && h.egressDenied(as, d, f) {
 		return
 	}
 	caps := d.port.Caps()

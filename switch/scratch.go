@@ -47,6 +47,19 @@ type scratch struct {
 	aclGen    uint32
 	aclLast   *aclSet
 	aclMisses uint64
+
+	// Egress ACLs (aclegress.go): the frame's L3 offset and EtherType,
+	// its flow key parsed on the first egress check (fkOK), the egress
+	// verdict cache, and the run-length hit count of the last set.
+	l3         int
+	et         uint16
+	fk         flowKey
+	fkOK       bool
+	ecache     *aclCache
+	eaclMisses uint64
+	eSet       *aclSet
+	eRule      int
+	eRun       uint64
 }
 
 func (sc *scratch) countACLHit(i int) {

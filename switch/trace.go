@@ -39,7 +39,7 @@ type TraceFrame struct {
 
 // TraceStep is one decision.
 type TraceStep struct {
-	Stage   string // ingress, size, source, acl, policer, learning, lookup, storm, egress
+	Stage   string // ingress, size, source, acl, policer, learning, lookup, storm, egress, egress-acl
 	Verdict string // pass, drop, hit, miss, flood, forward, filtered, ...
 	Detail  string
 }
@@ -64,6 +64,16 @@ type TraceResult struct {
 	Outputs []TraceOutput
 	Drop    string
 	Flooded bool
+	// Denied lists the destinations whose egress ACL would drop the frame
+	// (counted there as "acl" drops); the frame still leaves by Outputs.
+	Denied []TraceDenied
+}
+
+// TraceDenied is a destination port whose egress ACL denies the frame,
+// and the rule that decided (-1: the default action).
+type TraceDenied struct {
+	Port string
+	Rule int
 }
 
 var errTrace = errors.New("invalid trace frame")
@@ -313,6 +323,22 @@ func (s *Switch) Trace(in string, f TraceFrame) (TraceResult, error) {
 		if !ok {
 			t.step("egress", "filtered", "port %s (%s): VLAN %d not in its member set", d.name, dst.mode, p.vid)
 			continue
+		}
+		if as := d.eacl.Load(); as != nil {
+			var k flowKey
+			parseFlow(data, l3, et, &k, true)
+			i, act := as.match(&k)
+			why := fmt.Sprintf("rule %d matched", i)
+			rule := i
+			if i == len(as.rules) {
+				why, rule = fmt.Sprintf("no rule of %d matched: default", len(as.rules)), -1
+			}
+			if act == ACLDeny {
+				t.step("egress-acl", "drop", "port %s: %s: deny (drop reason %q, counted on %s)", d.name, why, DropACL.String(), d.name)
+				res.Denied = append(res.Denied, TraceDenied{Port: d.name, Rule: rule})
+				continue
+			}
+			t.step("egress-acl", "pass", "port %s: %s: allow", d.name, why)
 		}
 		o := TraceOutput{Port: d.name, VLAN: p.vid, Tagged: tagged, PCP: p.pcp, Shaped: d.shaper.active.Load()}
 		how := "untagged"

@@ -104,6 +104,7 @@ func check(t *Topology) []*Error {
 		if g.Rate < 0 {
 			c.fail(g.LineOf("rate"), f+".rate", "negative rate")
 		}
+		c.acl(f, g.ACL)
 	}
 	return c.errs
 }
@@ -187,6 +188,7 @@ func (c *checker) settings(p Pos, f string, s *PortSettings) {
 	for i, m := range s.AllowedMACs {
 		c.mac(p, fmt.Sprintf("%s.allowed_macs[%d]", f, i), "allowed_macs", m)
 	}
+	c.acl(f, s.ACL)
 }
 
 // maxBurst is the switch's bound on a bucket's size, in tokens.

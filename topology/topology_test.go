@@ -60,7 +60,7 @@ func TestBadTopologies(t *testing.T) {
 		want       []string // substrings of the error, "FILE:LINE: FIELD: ..."
 	}{
 		{"unknown top key", "switch: {}\nprots: []\n", []string{`bad.yaml:2: prots: unknown key`}},
-		{"unknown port key", "ports:\n  - name: a\n    socket: /s\n    pvid: 3\n    vlna: 4\n", []string{`bad.yaml:5: ports[0].vlna: unknown key (known keys here: allowed_macs, allowed_vlans,`}},
+		{"unknown port key", "ports:\n  - name: a\n    socket: /s\n    pvid: 3\n    vlna: 4\n", []string{`bad.yaml:5: ports[0].vlna: unknown key (known keys here: acl, allowed_macs, allowed_vlans,`}},
 		{"unknown nested key", "guests:\n  - name: g\n    rate: 1M\nuplink:\n  interface: x\n  ingress: {rate: 1M, brust: 3}\n", []string{`bad.yaml:6: uplink.ingress.brust: unknown key`}},
 		{"duplicate key", "ports:\n  - name: a\n    socket: /s\n    name: b\n", []string{`bad.yaml:4: ports[0].name: key given twice (first on line 2)`}},
 		{"wrong type", "ports:\n  - name: a\n    socket: /s\n    pvid: ten\n", []string{`bad.yaml:4: ports[0].pvid: want an integer, got "ten"`}},
@@ -88,6 +88,10 @@ func TestBadTopologies(t *testing.T) {
 		{"uplink iface", "uplink:\n  tx_mode: turbo\n", []string{`bad.yaml:1: uplink.interface: missing`, `bad.yaml:2: uplink.tx_mode: "turbo"`}},
 		{"several errors", "guests:\n  - name: a\n    vlan: 0\n    queues: 99\n", []string{`bad.yaml:3: guests[0].vlan`, `bad.yaml:4: guests[0].queues: 99 outside 0..16`}},
 		{"relative api", "switch:\n  api: hvnet.sock\n", []string{`bad.yaml:2: switch.api: "hvnet.sock": want an absolute path`}},
+		{"acl direction", "ports:\n  - name: a\n    socket: /s\n    acl:\n      rules:\n        - action: deny\n        - action: deny\n          direction: out\n", []string{`bad.yaml:8: ports[0].acl.rules[1].direction: "out": want ingress or egress`}},
+		{"acl ports without proto", "uplink:\n  interface: x\n  acl:\n    rules:\n      - {action: deny, direction: egress, dst_ports: 53}\n", []string{`bad.yaml:5: uplink.acl.rules[0].dst_ports: ports need protocol tcp or udp`}},
+		{"acl egress default", "ports:\n  - name: a\n    socket: /s\n    acl:\n      egress_default: maybe\n", []string{`bad.yaml:5: ports[0].acl.egress_default: action "maybe"`}},
+		{"acl unknown key", "ports:\n  - name: a\n    socket: /s\n    acl:\n      rules:\n        - {action: deny, dir: egress}\n", []string{`bad.yaml:6: ports[0].acl.rules[0].dir: unknown key`}},
 		{"empty", "", []string{`bad.yaml:1: (file): empty topology`}},
 		{"not yaml", "ports: [\n", []string{`bad.yaml: yaml:`}},
 	} {
@@ -118,5 +122,41 @@ func TestParseRate(t *testing.T) {
 		if _, err := ParseRate(bad); err == nil {
 			t.Errorf("ParseRate(%q) succeeded, want an error", bad)
 		}
+	}
+}
+
+// TestACLs: a port's ACL in a file, both directions, as the switch gets it.
+func TestACLs(t *testing.T) {
+	tp, err := Parse("acl.yaml", []byte(`ports:
+  - name: a
+    socket: /s
+    acl:
+      default: deny
+      egress_default: allow
+      rules:
+        - {action: allow, protocol: tcp, dst_ports: 22}
+        - {action: deny, direction: egress, protocol: udp, dst_ports: "53"}
+        - {action: allow, direction: ingress, ethertype: arp}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, eg := tp.Ports[0].ACL.Lists()
+	if in.Default != vswitch.ACLDeny || len(in.Rules) != 2 || in.Rules[0].DstPort != (vswitch.PortRange{From: 22, To: 22}) || in.Rules[1].EtherType != 0x0806 {
+		t.Errorf("ingress = %+v", in)
+	}
+	if eg.Default != vswitch.ACLAllow || len(eg.Rules) != 1 || eg.Rules[0].Action != vswitch.ACLDeny || eg.Rules[0].Proto != 17 {
+		t.Errorf("egress = %+v", eg)
+	}
+	g, err := Parse("g.yaml", []byte("guests:\n  - name: g\n    acl:\n      rules:\n        - {action: deny, direction: egress, protocol: icmp}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, eg := g.Guests[0].ACL.Lists(); len(eg.Rules) != 1 || eg.Rules[0].Proto != 1 {
+		t.Errorf("guest egress = %+v", eg)
+	}
+	var none *ACL
+	if in, eg := none.Lists(); len(in.Rules)+len(eg.Rules) != 0 {
+		t.Errorf("nil ACL lists = %+v %+v", in, eg)
 	}
 }

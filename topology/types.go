@@ -50,6 +50,7 @@ type PortSettings struct {
 	Storm        *Storm   `yaml:"storm"`
 	MACLimit     int      `yaml:"mac_limit"`
 	AllowedMACs  []string `yaml:"allowed_macs"`
+	ACL          *ACL     `yaml:"acl"` // ingress and egress rules (acl.go)
 }
 
 // Port is a vhost-user port: a socket that QEMU, DPDK or another
@@ -85,6 +86,7 @@ type Guest struct {
 	Queues  int    `yaml:"queues"`
 	Rate    Rate   `yaml:"rate"`
 	Command string `yaml:"command"` // shell script the guest agent runs
+	ACL     *ACL   `yaml:"acl"`     // its port's ingress and egress rules (acl.go)
 }
 
 // Rate is a byte rate in bytes per second, written as ParseRate reads it.

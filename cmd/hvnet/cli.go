@@ -33,7 +33,7 @@ func commands() []command {
 		{"switch", "run the switch daemon (vhost-user ports, uplinks, API): hvnet switch --port ... --uplink ... | --config FILE", cmdSwitch},
 		{"up", "bring up a topology file (switch, ports, uplink, API, lab guests): hvnet up FILE", cmdUp},
 		{"bench", "benchmarks: hvnet bench boot|vhost|uplink", cmdBench},
-		{"ctl", "talk to a running daemon: hvnet ctl ports|port|set|fdb|mirror|capture|acl|trace|metrics", cmdCtl},
+		{"ctl", "talk to a running daemon: hvnet ctl ports|port|add|del|set|fdb|mirror|capture|acl|trace|metrics", cmdCtl},
 	}
 }
 

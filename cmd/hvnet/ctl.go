@@ -31,6 +31,8 @@ const ctlUsage = `usage: hvnet ctl [--socket PATH] [--json] COMMAND
                                       (bytes/s: 1000, 10M, 100Mbit; 0 = unlimited), ingress-pps,
                                       egress-pps, ingress-burst, egress-burst, storm-bcast-pps,
                                       storm-mcast-pps, storm-unknown-pps
+  ` + ctlAddHelp + `
+  del NAME                            remove a port (a lab guest is stopped)
   fdb [--port P] [--vlan V] [--mac M] dump the filtering database
   fdb flush [--port P] [--vlan V]     remove learned entries
   fdb add PORT VLAN MAC               add a static entry
@@ -39,9 +41,11 @@ const ctlUsage = `usage: hvnet ctl [--socket PATH] [--json] COMMAND
   mirror stop PORT
   mirror list
   capture PORT [--direction D] [--count N]   pcap to stdout: hvnet ctl capture a | tcpdump -r -
-  acl PORT [show]                     a port's ingress ACL with hit counters (--json: the form set reads)
+  acl PORT [show]                     a port's ACL (ingress and egress rules) with hit counters
+                                      (--json: the form set reads)
   acl PORT set FILE                   replace it live from a JSON file ("-": stdin), e.g.
-                                      {"default":"deny","rules":[{"action":"allow","protocol":"tcp","dst_ports":"22"}]}
+                                      {"default":"deny","rules":[{"action":"allow","protocol":"tcp","dst_ports":"22"},
+                                       {"action":"deny","direction":"egress","protocol":"udp","dst_ports":"53"}]}
   trace --in PORT --src MAC --dst MAC [--vlan N] [--pcp N] [--ethertype 0x800] [--src-ip A --dst-ip B]
         [--proto tcp|udp|N] [--sport N] [--dport N] [--size N]
                                       what the switch would do with such a frame, step by step
@@ -104,6 +108,10 @@ func (c *ctl) run(cmd string, args []string) error {
 			return usageErr("set NAME KEY=VALUE...")
 		}
 		return c.set(args[0], args[1:])
+	case "add":
+		return c.add(args)
+	case "del":
+		return c.del(args)
 	case "fdb":
 		return c.fdb(args)
 	case "mirror":
@@ -179,10 +187,22 @@ func (c *ctl) ports() error {
 		return err
 	}
 	tw := tabwriter.NewWriter(c.e.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tMODE\tVLANS\tRX PKTS\tRX BYTES\tTX PKTS\tTX BYTES\tDROPS\tMACS")
+	guests := false
 	for _, p := range ps {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\n", p.Name, p.Config.Mode, vlansOf(p.Config),
+		guests = guests || p.Guest != nil
+	}
+	head := "NAME\tMODE\tVLANS\tRX PKTS\tRX BYTES\tTX PKTS\tTX BYTES\tDROPS\tMACS"
+	if guests {
+		head += "\tGUEST"
+	}
+	fmt.Fprintln(tw, head)
+	for _, p := range ps {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d", p.Name, p.Config.Mode, vlansOf(p.Config),
 			p.Counters.RxPackets, p.Counters.RxBytes, p.Counters.TxPackets, p.Counters.TxBytes, totalDrops(p.Counters), p.Counters.LearnedMACs)
+		if guests {
+			fmt.Fprintf(tw, "\t%s", guestString(p.Guest))
+		}
+		fmt.Fprintln(tw)
 	}
 	return tw.Flush()
 }
@@ -216,6 +236,9 @@ func (c *ctl) port(name string) error {
 		{"rx", fmt.Sprintf("%d packets, %d bytes", ct.RxPackets, ct.RxBytes)},
 		{"tx", fmt.Sprintf("%d packets, %d bytes", ct.TxPackets, ct.TxBytes)},
 		{"learned macs", strconv.FormatInt(ct.LearnedMACs, 10)}, {"shaper queued", strconv.Itoa(ct.ShaperQueued)},
+	}
+	if p.Guest != nil {
+		rows = append(rows, [2]string{"guest", guestString(p.Guest)})
 	}
 	for _, r := range rows {
 		fmt.Fprintf(tw, "%s:\t%s\n", r[0], r[1])
@@ -283,4 +306,18 @@ func parseWithPositional(fs *flag.FlagSet, args []string, n int) ([]string, erro
 		return nil, usageErr("%s wants %d argument(s), got %d", fs.Name(), n, len(pos))
 	}
 	return pos, nil
+}
+
+// guestString describes a lab guest's state: booting, running, exited 0,
+// exited -1 (why).
+func guestString(g *api.GuestInfo) string {
+	switch {
+	case g == nil:
+		return "-"
+	case g.State != api.GuestExited || g.Status == nil:
+		return g.State
+	case g.Error != "":
+		return fmt.Sprintf("%s %d (%s)", g.State, *g.Status, g.Error)
+	}
+	return fmt.Sprintf("%s %d", g.State, *g.Status)
 }

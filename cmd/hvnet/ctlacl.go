@@ -48,7 +48,11 @@ func (c *ctl) acl(args []string) error {
 		if ok, err := c.get(http.MethodPut, path, a, &a); !ok {
 			return err
 		}
-		fmt.Fprintf(c.e.stdout, "acl of %s: %d rule(s), default %s\n", port, len(a.Rules), a.Default)
+		fmt.Fprintf(c.e.stdout, "acl of %s: %d rule(s), default %s", port, len(a.Rules), a.Default)
+		if a.EgressDefault != "" {
+			fmt.Fprintf(c.e.stdout, ", egress default %s", a.EgressDefault)
+		}
+		fmt.Fprintln(c.e.stdout)
 		return nil
 	}
 	return usageErr("acl PORT [show | set FILE]")
@@ -77,20 +81,29 @@ func orAny(s string) string {
 
 func printACL(w io.Writer, port string, a api.ACL) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "#\tACTION\tETHERTYPE\tSRC MAC\tDST MAC\tSRC IP\tDST IP\tPROTO\tSRC PORTS\tDST PORTS\tHITS")
-	for i, r := range a.Rules {
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\n", i, r.Action, orAny(r.EtherType), orAny(r.SrcMAC),
+	fmt.Fprintln(tw, "#\tACTION\tDIR\tETHERTYPE\tSRC MAC\tDST MAC\tSRC IP\tDST IP\tPROTO\tSRC PORTS\tDST PORTS\tHITS")
+	n := map[string]int{} // rules are numbered per direction, as the switch counts them
+	for _, r := range a.Rules {
+		dir := r.Direction
+		if dir == "" {
+			dir = api.ACLIngress
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\n", n[dir], r.Action, dir, orAny(r.EtherType), orAny(r.SrcMAC),
 			orAny(r.DstMAC), orAny(r.SrcIP), orAny(r.DstIP), orAny(r.Protocol), orAny(r.SrcPorts), orAny(r.DstPorts), r.Hits)
+		n[dir]++
 	}
 	def := a.Default
 	if def == "" {
 		def = "allow"
 	}
-	fmt.Fprintf(tw, "default\t%s\t\t\t\t\t\t\t\t\t%d\n", def, a.DefaultHits)
+	fmt.Fprintf(tw, "default\t%s\t%s\t\t\t\t\t\t\t\t\t%d\n", def, api.ACLIngress, a.DefaultHits)
+	if a.EgressDefault != "" {
+		fmt.Fprintf(tw, "default\t%s\t%s\t\t\t\t\t\t\t\t\t%d\n", a.EgressDefault, api.ACLEgress, a.EgressDefaultHits)
+	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	if len(a.Rules) == 0 && def == "allow" {
+	if len(a.Rules) == 0 && def == "allow" && a.EgressDefault == "" {
 		fmt.Fprintf(w, "(port %s has no ACL: everything is allowed)\n", port)
 	}
 	return nil
@@ -169,6 +182,9 @@ func printTrace(w io.Writer, q api.TraceRequest, r api.TraceResult) error {
 			how = "flooded to"
 		}
 		fmt.Fprintf(w, "result: %s %s\n", how, strings.Join(outs, ", "))
+	}
+	for _, d := range r.EgressDenied {
+		fmt.Fprintf(w, "denied on egress: port %s (egress rule %s)\n", d.Port, d.Rule)
 	}
 	return nil
 }

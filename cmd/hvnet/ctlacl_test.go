@@ -96,3 +96,31 @@ func TestCtlTrace(t *testing.T) {
 		t.Fatalf("trace changed counters or FDB: %+v", got)
 	}
 }
+
+// TestCtlACLEgress: egress rules round-trip through acl set / show, with
+// their direction, numbering and default; trace names the egress deny.
+func TestCtlACLEgress(t *testing.T) {
+	sw, sock := ctlDaemon(t)
+	file := filepath.Join(t.TempDir(), "acl.json")
+	os.WriteFile(file, []byte(`{"egress_default":"deny","rules":[
+		{"action":"allow","protocol":"tcp"},
+		{"action":"allow","direction":"egress","ethertype":"arp"}]}`), 0o600)
+	code, out, errs := runCtl(t, sock, "acl", "b", "set", file)
+	if code != 0 || !strings.Contains(out, "egress default deny") {
+		t.Fatalf("acl b set = %d %q %q", code, out, errs)
+	}
+	sw.Port("a").Input(ctlFrames(2)) // IPv4 to b: no egress rule matches, default deny
+	code, out, _ = runCtl(t, sock, "acl", "b")
+	lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
+	if code != 0 || len(lines) != 5 || !strings.Contains(lines[2], "egress") || !strings.HasPrefix(lines[2], "0 ") ||
+		!strings.HasPrefix(lines[4], "default") || !strings.Contains(lines[4], "egress") || !strings.HasSuffix(lines[4], " 2") {
+		t.Fatalf("acl show:\n%s", out)
+	}
+	if n := sw.Port("b").Counters().Drops[vswitch.DropACL]; n != 2 {
+		t.Errorf("b's acl drops = %d; want 2", n)
+	}
+	code, out, _ = runCtl(t, sock, "trace", "--in", "a", "--src", "02:00:00:00:00:01", "--dst", "ff:ff:ff:ff:ff:ff")
+	if code != 0 || !strings.Contains(out, "denied on egress: port b (egress rule default)") {
+		t.Errorf("trace:\n%s", out)
+	}
+}

@@ -19,6 +19,8 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"hvnet/api"
+	"hvnet/images"
+	"hvnet/lab"
 	vswitch "hvnet/switch"
 	"hvnet/uplink"
 	"hvnet/vhost"
@@ -44,6 +46,17 @@ type daemonConfig struct {
 	Uplinks []uplinkConfig
 	Aging   time.Duration
 	API     string // control API socket; "" serves none
+	// Lab guest ports added through the API boot from these images (empty:
+	// from BuildImages, called on first use).
+	Kernel, Initrd string
+	BuildImages    func(context.Context) (*images.Set, error)
+	ACLs           []portACL // set once the ports are up
+}
+
+// portACL is a port's ingress and egress ACLs.
+type portACL struct {
+	Port    string
+	In, Out vswitch.ACL
 }
 
 // uplinkConfig is an AF_PACKET uplink port.
@@ -65,6 +78,8 @@ func cmdSwitch(e *env, args []string) int {
 	config := fs.String("config", "", "config file: one \"port KEY=VALUE ...\" or \"uplink KEY=VALUE ...\" line per port, # comments")
 	aging := fs.Duration("aging", 300*time.Second, "FDB aging time")
 	apiSock := fs.String("api", envOr("HVNET_SOCKET", defaultSocket), "control API socket (\"\": no API)")
+	kernel := fs.String("kernel", "", "lab guest ports' bzImage (default: the built test image, built on first use)")
+	initrd := fs.String("initrd", "", "lab guest ports' initramfs (default: the built test image)")
 	if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
 		return 0
 	} else if err != nil {
@@ -73,7 +88,8 @@ func cmdSwitch(e *env, args []string) int {
 	if fs.NArg() > 0 {
 		return fail(e, fmt.Errorf("%w: switch: unexpected argument %q", errUsage, fs.Arg(0)))
 	}
-	cfg := daemonConfig{Aging: *aging, API: *apiSock}
+	cfg := daemonConfig{Aging: *aging, API: *apiSock, Kernel: *kernel, Initrd: *initrd,
+		BuildImages: func(ctx context.Context) (*images.Set, error) { return buildImages(ctx, e) }}
 	for i, spec := range ports {
 		c, err := parsePortSpec(strings.Split(spec, ","))
 		if err != nil {
@@ -153,6 +169,7 @@ func startDaemon(ctx context.Context, log hclog.Logger, sw *vswitch.Switch, cfg 
 		ln = l
 	}
 	d := newDaemon(ctx, log, sw, cfg.API)
+	d.images = guestImages{kernel: cfg.Kernel, initrd: cfg.Initrd, build: cfg.BuildImages}
 	abort := func(err error) (*runningDaemon, error) {
 		if ln != nil {
 			ln.Close()
@@ -170,6 +187,14 @@ func startDaemon(ctx context.Context, log hclog.Logger, sw *vswitch.Switch, cfg 
 	for _, u := range cfg.Uplinks {
 		err := d.addUplink(u, func(p vswitch.Port) (*vswitch.PortHandle, error) { return sw.AddPort(u.Port, p) })
 		if err != nil {
+			return abort(err)
+		}
+	}
+	for _, a := range cfg.ACLs {
+		if err := sw.SetACL(a.Port, a.In); err != nil {
+			return abort(err)
+		}
+		if err := sw.SetEgressACL(a.Port, a.Out); err != nil {
 			return abort(err)
 		}
 	}
@@ -485,10 +510,16 @@ type daemon struct {
 	mu     sync.Mutex
 	ports  map[string]*backendPort
 	closed bool
+	guests int // lab guests booted so far
+
+	images guestImages  // lab guest ports boot these
+	probe  func() error // whether KVM can boot them (probeKVM)
 }
 
-// backendPort is one port's backend: a vhost-user port or an uplink.
+// backendPort is one port's backend: a vhost-user port, an uplink or a
+// lab guest.
 type backendPort struct {
+	guest  *lab.Guest
 	vh     *vhost.Port
 	done   chan struct{} // closed when vh.Run returned
 	socket string        // vhost-user server socket, absolute
@@ -499,13 +530,13 @@ type backendPort struct {
 var _ api.PortFactory = (*daemon)(nil)
 
 func newDaemon(ctx context.Context, log hclog.Logger, sw *vswitch.Switch, apiSock string) *daemon {
-	return &daemon{ctx: ctx, log: log, sw: sw, api: apiSock, ports: map[string]*backendPort{}}
+	return &daemon{ctx: ctx, log: log, sw: sw, api: apiSock, ports: map[string]*backendPort{}, probe: probeKVM}
 }
 
 type attachFunc = func(vswitch.Port) (*vswitch.PortHandle, error)
 
 // Add makes the backend spec asks for (api.PortFactory).
-func (d *daemon) Add(_ context.Context, spec api.PortSpec, attach attachFunc) error {
+func (d *daemon) Add(ctx context.Context, spec api.PortSpec, attach attachFunc) error {
 	name := spec.Config.Name
 	switch spec.Kind {
 	case api.KindVhostUser:
@@ -535,9 +566,9 @@ func (d *daemon) Add(_ context.Context, spec api.PortSpec, attach attachFunc) er
 		}
 		return d.addUplink(u, attach)
 	case api.KindLab:
-		return errors.New("lab guest ports: not supported by this daemon; use hvnet lab")
+		return d.addLab(ctx, spec, attach)
 	}
-	return fmt.Errorf("kind %q: want vhost-user or uplink", spec.Kind)
+	return fmt.Errorf("kind %q: want vhost-user, lab or uplink", spec.Kind)
 }
 
 // reserve checks that a new port's name, socket and interface are free;
@@ -651,6 +682,10 @@ func (d *daemon) Remove(name string) error {
 
 // stop closes the backend and waits until it has released everything.
 func (bp *backendPort) stop() error {
+	if bp.guest != nil {
+		_, err := bp.guest.Stop()
+		return err
+	}
 	if bp.up != nil {
 		return bp.up.Close()
 	}
@@ -666,6 +701,9 @@ func (d *daemon) close() {
 	defer d.mu.Unlock()
 	d.closed = true
 	for name, bp := range d.ports {
+		if bp.guest != nil { // nothing may send into a guest whose memory goes away
+			d.sw.RemovePort(name)
+		}
 		if err := bp.stop(); err != nil {
 			d.log.Warn("port did not close cleanly", "port", name, "error", err)
 		}

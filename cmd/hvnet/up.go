@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"hvnet/images"
 	"hvnet/lab"
 	"hvnet/nested"
 	vswitch "hvnet/switch"
@@ -56,6 +57,8 @@ func cmdUp(e *env, args []string) int {
 	if *apiSock != "" {
 		cfg.API = *apiSock
 	}
+	cfg.BuildImages = func(ctx context.Context) (*images.Set, error) { return buildImages(ctx, e) }
+	cfg.Kernel, cfg.Initrd = *kernel, *initrd
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	if len(t.Guests) == 0 {
@@ -83,6 +86,7 @@ func cmdUp(e *env, args []string) int {
 			"reason", reason, "api", cfg.API)
 		return upNested(ctx, e, fs.Arg(0), *apiSock, *kernel, *initrd, guests)
 	}
+	cfg.Kernel, cfg.Initrd = *kernel, *initrd // lab guest ports added through the API boot these too
 	return upLab(ctx, e, cfg, guests, *kernel, *initrd)
 }
 
@@ -91,9 +95,6 @@ func cmdUp(e *env, args []string) int {
 // first non-zero guest status, 1 if a guest failed otherwise, 0 when every
 // guest's agent reported 0 (or the run was stopped by a signal).
 func upLab(ctx context.Context, e *env, cfg daemonConfig, guests []lab.GuestConfig, kernel, initrd string) int {
-	if cfg.Aging != 0 {
-		e.log.Debug("the lab's switch keeps its default FDB aging time", "aging", cfg.Aging)
-	}
 	labCtx, stopLab := context.WithCancel(ctx)
 	defer stopLab()
 	var r *runningDaemon
@@ -106,8 +107,7 @@ func upLab(ctx context.Context, e *env, cfg daemonConfig, guests []lab.GuestConf
 		go func() { <-r.ctx.Done(); stopLab() }() // a failed API server ends the lab
 		return nil
 	}
-	res, err := lab.Run(labCtx, lab.Config{Kernel: kernel, Initrd: initrd, Guests: guests, Attach: attach,
-		Console: e.stdout, Log: e.log.Named("lab")})
+	res, err := lab.Run(labCtx, upLabConfig(e, cfg, guests, kernel, initrd, attach))
 	var derr error
 	if r != nil {
 		derr = r.shutdown()
@@ -131,6 +131,13 @@ func upLab(ctx context.Context, e *env, cfg daemonConfig, guests []lab.GuestConf
 		}
 	}
 	return status
+}
+
+// upLabConfig is the lab that upLab runs: the file's guests on a switch
+// with the file's FDB aging time.
+func upLabConfig(e *env, cfg daemonConfig, guests []lab.GuestConfig, kernel, initrd string, attach lab.AttachFunc) lab.Config {
+	return lab.Config{Kernel: kernel, Initrd: initrd, Guests: guests, Attach: attach,
+		Console: e.stdout, Log: e.log.Named("lab"), Switch: vswitch.Config{AgingTime: cfg.Aging}}
 }
 
 // upNested re-runs "hvnet up" inside the nested test host, with the
@@ -161,6 +168,7 @@ func labGuests(t *topology.Topology) ([]lab.GuestConfig, error) {
 		pc := g.Config()
 		lg := lab.GuestConfig{Name: g.Name, Mode: pc.Mode, PVID: pc.PVID, Queues: g.Queues,
 			Rate: pc.Egress.Bytes.Rate * 8, Script: g.Command}
+		lg.ACL, lg.EgressACL = g.ACL.Lists()
 		if g.MAC != "" {
 			hw, err := net.ParseMAC(g.MAC) // checked by Load
 			if err != nil || len(hw) != 6 {
@@ -200,6 +208,10 @@ func topologyConfig(t *topology.Topology) (daemonConfig, error) {
 			copy(c.MAC[:], hw)
 		}
 		cfg.Vhost = append(cfg.Vhost, c)
+		if p.ACL != nil {
+			in, out := p.ACL.Lists()
+			cfg.ACLs = append(cfg.ACLs, portACL{Port: p.Name, In: in, Out: out})
+		}
 	}
 	if u := t.Uplink; u != nil {
 		uc := uplinkConfig{Port: u.Config(u.Name), Interface: u.Interface}
@@ -211,6 +223,10 @@ func topologyConfig(t *topology.Topology) (daemonConfig, error) {
 			uc.TX = m
 		}
 		cfg.Uplinks = append(cfg.Uplinks, uc)
+		if u.ACL != nil {
+			in, out := u.ACL.Lists()
+			cfg.ACLs = append(cfg.ACLs, portACL{Port: u.Name, In: in, Out: out})
+		}
 	}
 	return cfg, nil
 }

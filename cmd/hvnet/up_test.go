@@ -4,12 +4,15 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/go-hclog"
 
 	"hvnet/api"
 	vswitch "hvnet/switch"
@@ -298,4 +301,63 @@ func TestSwitchDaemonUplink(t *testing.T) {
 	}
 	d.term(t)
 	noFile(t, sock)
+}
+
+// TestUpLabAging: the file's switch.aging reaches the lab's switch (lab
+// honours Config.Switch: lab.TestSwitchConfig).
+func TestUpLabAging(t *testing.T) {
+	tp, err := topology.Load("../../topology/testdata/lab.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp.Switch.Aging = 42 * time.Second
+	cfg, err := topologyConfig(tp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs, err := labGuests(tp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{stdout: io.Discard, stderr: io.Discard, log: hclog.NewNullLogger()}
+	lc := upLabConfig(e, cfg, gs, "k", "i", nil)
+	if lc.Switch.AgingTime != 42*time.Second || len(lc.Guests) != 3 || lc.Kernel != "k" {
+		t.Errorf("upLabConfig: aging %v, %d guests, kernel %q; want 42s, 3, k", lc.Switch.AgingTime, len(lc.Guests), lc.Kernel)
+	}
+}
+
+// TestUpACLs: a port's ACL in the topology file (both directions) is on
+// the switch once the daemon is up.
+func TestUpACLs(t *testing.T) {
+	dir := t.TempDir()
+	tp, err := topology.Parse("acl.yaml", []byte(fmt.Sprintf(`switch:
+  api: %s/api.sock
+ports:
+  - name: v
+    socket: %s/v.sock
+    acl:
+      rules:
+        - {action: deny, protocol: tcp, dst_ports: 22}
+        - {action: deny, direction: egress, protocol: udp, dst_ports: 53}
+      egress_default: deny
+`, dir, dir)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := topologyConfig(tp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sw := vswitch.New(vswitch.Config{})
+	r, err := startDaemon(context.Background(), hclog.NewNullLogger(), sw, cfg, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.shutdown()
+	h := sw.Port("v")
+	in, _ := h.ACL()
+	out, _ := h.EgressACL()
+	if len(in.Rules) != 1 || len(out.Rules) != 1 || out.Default != vswitch.ACLDeny || out.Rules[0].Proto != 17 {
+		t.Errorf("port v: ingress %+v, egress %+v", in, out)
+	}
 }
