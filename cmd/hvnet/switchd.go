@@ -228,10 +228,17 @@ func (r *runningDaemon) shutdown() error {
 	r.log.Info("shutting down")
 	r.cancel(context.Canceled)
 	<-r.apiDone // the API socket is gone: no more ports come or go
+	// The last counters, while the ports still exist (close removes them);
+	// frames still moving until their sessions end are not in them.
+	final := r.sw.Counters()
 	r.d.close()
 	r.wg.Wait()
-	for _, c := range r.sw.Counters() {
-		r.log.Info("port counters", "port", c.Name, "rx_packets", c.RxPackets, "tx_packets", c.TxPackets)
+	for _, c := range final {
+		var drops uint64
+		for _, d := range c.Drops {
+			drops += d
+		}
+		r.log.Info("port counters at shutdown", "port", c.Name, "rx_packets", c.RxPackets, "tx_packets", c.TxPackets, "drops", drops)
 	}
 	if err := context.Cause(r.ctx); err != nil && !errors.Is(err, context.Canceled) {
 		return fmt.Errorf("switch: %w", err)
