@@ -32,6 +32,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"hvnet/images"
 	"hvnet/images/agentcfg"
 	"hvnet/nested"
@@ -105,6 +107,8 @@ func Nest(t *testing.T, opts ...NestOptions) bool {
 	set := Images(t)
 	bin := testBinary(t)
 	name := strings.SplitN(t.Name(), "/", 2)[0]
+	unlock := lockNested(t)
+	defer unlock()
 	t.Logf("running %s inside the nested test host (%s)", name, reason)
 	files := append([]nested.File{
 		{Src: bin, Dst: "/hvnet/test"},
@@ -278,4 +282,27 @@ func forwardedEnv() []string {
 		}
 	}
 	return env
+}
+
+// NestedLock is the file that serialises test hosts: go test runs packages
+// in parallel, and two emulated hosts on a small machine make each other
+// slow, and the emulation less reliable (RELIABILITY.md).
+var NestedLock = filepath.Join(os.TempDir(), "hvnet-nested.lock")
+
+// lockNested waits for the test hosts of other test processes to end.
+func lockNested(t *testing.T) (unlock func()) {
+	t.Helper()
+	f, err := os.OpenFile(NestedLock, os.O_CREATE|os.O_RDWR, 0o666)
+	if err != nil {
+		t.Fatalf("nested test host lock: %v", err)
+	}
+	start := time.Now()
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+		f.Close()
+		t.Fatalf("nested test host lock %s: %v", NestedLock, err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Logf("waited %v for another test host to end (%s)", d.Round(time.Second), NestedLock)
+	}
+	return func() { f.Close() }
 }
