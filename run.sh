@@ -10,7 +10,8 @@
 #                          a 1-minute soak, and the main job end to end
 #   ./run.sh bench NAME    benchmarks: boot, vhost, uplink, switch, virtio (see BENCHMARKS.md)
 #   ./run.sh fuzz [TIME]   every fuzz target for TIME each (default 2m)
-#   ./run.sh soak [DUR]    traffic with frontends killed and restarted (default 10m)
+#   ./run.sh soak [DUR]    traffic with frontends, the daemon, DPDK and guests
+#                          killed, restarted and reset (default 10m each)
 #
 # It installs what it needs: Debian packages (as root, with apt-get), Go
 # modules (go mod download), and the guest images (into $HVNET_CACHE, default
@@ -138,7 +139,14 @@ run_tests() {
 	main_job
 }
 
-soak() { HVNET_SOAK_DURATION=${1:-10m} go test -count=1 -v -timeout 0 -run '^TestSoak$' ./soak | grep -E 'SOAK|^(---|ok|FAIL)'; }
+# The soak: TestSoak (vhost-user frontends, a real hvnet daemon process,
+# DPDK testpmd, the uplink) and then TestSoakGuests (lab guests in the
+# nested test host, with a vhost-user frontend), each for DURATION.
+soak() {
+	local d=${1:-10m}
+	HVNET_SOAK_DURATION=$d go test -count=1 -v -timeout 0 -run '^TestSoak$' ./soak | grep -E 'SOAK|^(---|ok|FAIL)'
+	HVNET_SOAK_DURATION=$d go test -count=1 -v -timeout 0 -run '^TestSoakGuests$' ./soak | grep -E 'SOAK|^(---|ok|FAIL)|triple-faulted|crashed'
+}
 
 fuzz() {
 	local t=${1:-2m} pkg target
