@@ -285,9 +285,15 @@ func (s *aclSet) match(k *flowKey) (int, ACLAction) {
 // apply from the next batch each ingress port forwards; hit counters start
 // at zero.
 func (s *Switch) SetACL(port string, a ACL) error {
+	return s.setACL(port, a, "acl", func(h *PortHandle) *atomic.Pointer[aclSet] { return &h.acl })
+}
+
+// setACL compiles a and stores it in the port's slot (what names it in
+// errors and logs: "acl" or "egress acl").
+func (s *Switch) setACL(port string, a ACL, what string, slot func(*PortHandle) *atomic.Pointer[aclSet]) error {
 	set, err := compileACL(a)
 	if err != nil {
-		return fmt.Errorf("set acl of port %q: %w", port, err)
+		return fmt.Errorf("set %s of port %q: %w", what, port, err)
 	}
 	if len(a.Rules) == 0 && a.Default == ACLAllow {
 		set = nil
@@ -296,10 +302,10 @@ func (s *Switch) SetACL(port string, a ACL) error {
 	defer s.mu.Unlock()
 	h, ok := s.ports[port]
 	if !ok {
-		return fmt.Errorf("set acl of port %q: %w", port, ErrNoSuchPort)
+		return fmt.Errorf("set %s of port %q: %w", what, port, ErrNoSuchPort)
 	}
-	h.acl.Store(set)
-	s.log.Debug("acl set", "port", port, "rules", len(a.Rules), "default", a.Default.String())
+	slot(h).Store(set)
+	s.log.Debug(what+" set", "port", port, "rules", len(a.Rules), "default", a.Default.String())
 	return nil
 }
 

@@ -1,7 +1,6 @@
 package vswitch
 
 import (
-	"fmt"
 	"math/rand/v2"
 	"sync/atomic"
 )
@@ -39,22 +38,7 @@ func nextACLID() uint32 {
 // rules apply from the next batch of every ingress port; hit counters
 // start at zero.
 func (s *Switch) SetEgressACL(port string, a ACL) error {
-	set, err := compileACL(a)
-	if err != nil {
-		return fmt.Errorf("set egress acl of port %q: %w", port, err)
-	}
-	if len(a.Rules) == 0 && a.Default == ACLAllow {
-		set = nil
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	h, ok := s.ports[port]
-	if !ok {
-		return fmt.Errorf("set egress acl of port %q: %w", port, ErrNoSuchPort)
-	}
-	h.eacl.Store(set)
-	s.log.Debug("egress acl set", "port", port, "rules", len(a.Rules), "default", a.Default.String())
-	return nil
+	return s.setACL(port, a, "egress acl", func(h *PortHandle) *atomic.Pointer[aclSet] { return &h.eacl })
 }
 
 // CheckACL reports whether a compiles (what SetACL and SetEgressACL
