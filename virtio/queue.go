@@ -294,6 +294,16 @@ func (q *Queue) Pending() (uint16, error) {
 	return q.shadowAvail - q.lastAvail, nil
 }
 
+// Position returns the driver's available index as it is now (not
+// checked) and how far the device has taken chains: equal when nothing
+// waits. It changes nothing; a ready, unbroken queue only.
+func (q *Queue) Position() (avail, taken uint16, ok bool) {
+	if !q.ready || q.broken != nil {
+		return 0, 0, false
+	}
+	return q.availIdx(), q.lastAvail, true
+}
+
 // refreshAvail reads the driver's available index.
 // Virtio 1.2 §2.7.6: the driver never makes more than the queue size of
 // entries available; an index further ahead is rejected (as rust-vmm's

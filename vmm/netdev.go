@@ -4,7 +4,9 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -53,6 +55,11 @@ type NetDevice struct {
 	status atomic.Uint32 // virtio_net_config.status
 	offer  uint64
 	vu     *vhostNet // vhost-user mode, or nil
+
+	// The control-queue re-poll (ctrlWatch).
+	ctrlStop  chan struct{}
+	ctrlDone  sync.WaitGroup
+	lostKicks atomic.Uint64
 }
 
 var _ virtioBackend = (*NetDevice)(nil)
@@ -122,7 +129,49 @@ func newNetDevice(cfg NetConfig, mem *virtio.Memory, ram *Memory, plat platform,
 	if n.vu != nil {
 		n.vu.watch(n.backendLost)
 	}
+	n.ctrlStop = make(chan struct{})
+	n.ctrlDone.Add(1)
+	go n.ctrlWatch()
 	return n, nil
+}
+
+// ctrlRepoll is how often ctrlWatch looks at the control queue.
+const ctrlRepoll = 250 * time.Millisecond
+
+// ctrlWatch looks at the control queue now and then. Linux's virtio-net
+// kicks once per control command and then spins, with bottom halves off,
+// until the device answers (virtnet_send_command): one lost notification
+// would hang the guest's CPU for good. A command still waiting, untaken,
+// at two looks in a row has lost its notification: it is processed here,
+// counted (LostKicks) and logged.
+func (n *NetDevice) ctrlWatch() {
+	defer n.ctrlDone.Done()
+	t := time.NewTicker(ctrlRepoll)
+	defer t.Stop()
+	var waiting bool
+	var last uint16
+	for {
+		select {
+		case <-n.ctrlStop:
+			return
+		case <-t.C:
+		}
+		avail, taken, ok := n.dev.CtrlPosition()
+		if !ok || avail == taken || n.pci.status.Load()&virtio.StatusDriverOK == 0 {
+			waiting = false
+			continue
+		}
+		if !waiting || taken != last {
+			waiting, last = true, taken
+			continue
+		}
+		waiting = false
+		if k := n.dev.ProcessCtrl(); k > 0 {
+			c := n.lostKicks.Add(1)
+			n.cfg.Log.Warn("control command waited without a notification; taken now",
+				"commands", k, "avail_idx", avail, "taken", taken, "count", c)
+		}
+	}
 }
 
 // Device returns the dataplane (to join it to a switch port: it is the
@@ -134,7 +183,11 @@ func (n *NetDevice) MAC() [6]byte { return n.cfg.MAC }
 
 // Stats returns the transport's counters (per-queue kicks and interrupts,
 // needs-reset events, bad accesses).
-func (n *NetDevice) Stats() VirtioPCIStats { return n.pci.stats() }
+func (n *NetDevice) Stats() VirtioPCIStats {
+	s := n.pci.stats()
+	s.LostKicks = n.lostKicks.Load()
+	return s
+}
 
 // SetLink sets the link state the driver sees and notifies it (§5.1.4).
 func (n *NetDevice) SetLink(up bool) {
@@ -202,6 +255,7 @@ func (n *NetDevice) activate() {
 	for i := 1; i < n.dev.CtrlQueue(); i += 2 {
 		_ = n.pci.queues[i].kick.Signal() // the dataplane goroutine picks it up
 	}
+	_ = n.pci.queues[n.dev.CtrlQueue()].kick.Signal() // and commands queued before
 }
 
 // kick handles a notification on queue i until the queue is drained.
@@ -211,6 +265,8 @@ func (n *NetDevice) kick(i int) {
 }
 
 func (n *NetDevice) close() error {
+	close(n.ctrlStop)
+	n.ctrlDone.Wait()
 	err := n.pci.close()
 	if n.vu != nil {
 		err = errors.Join(err, n.vu.close())

@@ -89,6 +89,7 @@ type VirtioPCIStats struct {
 	ConfigIRQs uint64   // configuration-change interrupts raised
 	BadAccess  uint64   // guest BAR accesses ignored (bad offset, width, value)
 	NeedsReset uint64   // times the device entered DEVICE_NEEDS_RESET
+	LostKicks  uint64   // control commands found waiting without a notification
 }
 
 type vpciQueue struct {
@@ -377,7 +378,11 @@ func (d *virtioPCI) dataplane(i int) {
 			return
 		}
 		q.kicks.Add(1)
-		if st := d.status.Load(); st&virtio.StatusDriverOK == 0 || st&virtio.StatusDeviceNeedsReset != 0 {
+		// Before DRIVER_OK, activate replays the kick. After a fault
+		// (DEVICE_NEEDS_RESET) only the faulted queue stops, being
+		// broken: Linux 6.1's virtio-net ignores NEEDS_RESET, and a
+		// control command left unanswered would hang its CPU.
+		if d.status.Load()&virtio.StatusDriverOK == 0 {
 			continue
 		}
 		d.be.kick(i)

@@ -90,15 +90,23 @@ func (d *Device) Filter() RXFilter {
 	return f
 }
 
+// CtrlPosition is Queue.Position of the control queue.
+func (d *Device) CtrlPosition() (avail, taken uint16, ok bool) {
+	d.ctrl.mu.Lock()
+	defer d.ctrl.mu.Unlock()
+	return d.ctrl.q.Position()
+}
+
 // ProcessCtrl executes the commands on the control queue, writing each ack
-// (§5.1.6.5: class, command, data readable; ack writable).
-func (d *Device) ProcessCtrl() {
+// (§5.1.6.5: class, command, data readable; ack writable), and returns how
+// many chains it took.
+func (d *Device) ProcessCtrl() (n int) {
 	c := &d.ctrl
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	q := c.q
 	if !q.Ready() || q.Broken() != nil {
-		return
+		return 0
 	}
 	defer d.flush(&c.vq)
 	for {
@@ -108,10 +116,11 @@ func (d *Device) ProcessCtrl() {
 			if ch == nil {
 				if err != nil {
 					d.fault(&c.vq, err)
-					return
+					return n
 				}
 				break
 			}
+			n++
 			if err == nil && (ch.ReadableLen() < 2 || ch.WritableLen() < 1) {
 				err = &CtrlError{Reason: "chain without class, command and ack"}
 			}
@@ -142,7 +151,7 @@ func (d *Device) ProcessCtrl() {
 			_ = q.AddUsed(ch.Head, 1)
 		}
 		if !q.EnableNotification() {
-			return
+			return n
 		}
 	}
 }
