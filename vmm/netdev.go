@@ -58,6 +58,8 @@ type NetDevice struct {
 
 	// The control-queue re-poll (ctrlWatch).
 	ctrlStop  chan struct{}
+	stopOnce  sync.Once
+	closeErr  error
 	ctrlDone  sync.WaitGroup
 	lostKicks atomic.Uint64
 }
@@ -264,12 +266,22 @@ func (n *NetDevice) kick(i int) {
 	}
 }
 
+// close stops the device (once; later calls return the first result).
 func (n *NetDevice) close() error {
-	close(n.ctrlStop)
-	n.ctrlDone.Wait()
-	err := n.pci.close()
-	if n.vu != nil {
-		err = errors.Join(err, n.vu.close())
-	}
-	return err
+	n.stopOnce.Do(func() {
+		close(n.ctrlStop)
+		n.ctrlDone.Wait()
+		err := n.pci.close()
+		// The device is stopped: its queues forget the rings, so a frame
+		// that a switch port still hands it (Receive) is refused, not
+		// written into guest memory that the machine is about to unmap.
+		// Receive holds the queue's lock and Reset takes it, so one in
+		// flight finishes first.
+		n.dev.Reset()
+		if n.vu != nil {
+			err = errors.Join(err, n.vu.close())
+		}
+		n.closeErr = err
+	})
+	return n.closeErr
 }

@@ -586,3 +586,36 @@ func TestVirtioPCIControlWithoutKick(t *testing.T) {
 		t.Errorf("stats %+v: want 1 or 2 lost kicks, and 1 kick (the replay at DRIVER_OK)", s)
 	}
 }
+
+// TestNetDeviceClosedRefusesFrames: a switch port may still hand frames to
+// a device whose machine is going away; once the device is stopped they
+// are refused (counted), and guest memory is not touched: here it is
+// unmapped before the frame arrives.
+func TestNetDeviceClosedRefusesFrames(t *testing.T) {
+	tn := newTestNet(t, 1)
+	if st := tn.negotiate(virtio.Feature(virtio.FVersion1)); st&virtio.StatusFeaturesOK == 0 {
+		t.Fatalf("status %#x", st)
+	}
+	rx := virtiotest.NewIn(tn.mem, tn.raw[64<<10:128<<10], virtiotest.DefaultBase+64<<10, 16)
+	tn.setupQueue(0, rx, 0xffff)
+	tn.write(ccDeviceStatus, 1, virtio.StatusAcknowledge|virtio.StatusDriver|virtio.StatusFeaturesOK|virtio.StatusDriverOK)
+	rx.Push(rx.AddChain(virtiotest.Buf{Len: 2048, Write: true}))
+	frame := []vnet.Frame{{Data: make([]byte, 60)}}
+	if n := tn.n.Device().Receive(frame); n != 1 {
+		t.Fatalf("running device took %d frames, want 1", n)
+	}
+	if err := tn.n.close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mprotect(tn.raw, unix.PROT_NONE); err != nil { // "unmapped"
+		t.Fatal(err)
+	}
+	defer unix.Mprotect(tn.raw, unix.PROT_READ|unix.PROT_WRITE)
+	before := tn.n.Device().Stats().RxDropNoBuffer
+	if n := tn.n.Device().Receive(frame); n != 0 {
+		t.Errorf("stopped device took %d frames", n)
+	}
+	if d := tn.n.Device().Stats().RxDropNoBuffer - before; d != 1 {
+		t.Errorf("%d frames counted as no buffer, want 1", d)
+	}
+}
