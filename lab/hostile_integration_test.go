@@ -160,14 +160,20 @@ func checkHostile(t *testing.T, r Result) {
 	}
 }
 
-// checkVictim checks that a victim's device saw nothing wrong.
+// checkVictim checks that a victim's device saw nothing wrong. A frame
+// that found its receive ring full (the kernel refills it in batches;
+// iperf3 fills it) is flow control, counted, and not the hostile guest's
+// doing: it is logged, not failed.
 func checkVictim(t *testing.T, r Result) {
 	t.Helper()
 	n := r.Net
 	if n.Faults != 0 || r.PCI.NeedsReset != 0 || r.PCI.BadAccess != 0 ||
 		n.TxDropBadChain+n.TxDropBadHeader+n.TxDropRunt+n.TxDropOversize != 0 ||
-		n.RxDropBadChain+n.RxDropOversize+n.RxDropOffload+n.RxDropNoBuffer != 0 {
+		n.RxDropBadChain+n.RxDropOversize+n.RxDropOffload != 0 {
 		t.Errorf("victim %s: drops or faults: net %+v pci %+v", r.Name, n, r.PCI)
+	}
+	if n.RxDropNoBuffer != 0 {
+		t.Logf("victim %s: %d frames found its receive ring full", r.Name, n.RxDropNoBuffer)
 	}
 	if n.TxPackets == 0 || n.RxPackets == 0 {
 		t.Errorf("victim %s: no traffic: %+v", r.Name, n)
