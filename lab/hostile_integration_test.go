@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -22,6 +23,8 @@ type hostileResult struct {
 	BadChains  int            `json:"bad_chains"`
 	Unexpected int            `json:"unexpected"`
 	Good       int            `json:"good"`
+	Benign     int            `json:"benign"`
+	BenignGood int            `json:"benign_good"`
 	Rebound    string         `json:"rebound"`
 	Error      string         `json:"error"`
 }
@@ -47,7 +50,11 @@ func parseHostile(console string) (hostileResult, error) {
 // device's. IPv6 is off in this guest (hostileCmdline), so the kernel
 // sends nothing the script does not ask for.
 func hostileScript(d time.Duration, addr, server string) string {
-	return fmt.Sprintf("/init hostile -d %s -pace 400ms -rebind -addr %s\n", d, addr) +
+	pace := "400ms"
+	if p := os.Getenv("HVNET_HOSTILE_PACE"); p != "" {
+		pace = p
+	}
+	return fmt.Sprintf("/init hostile -d %s -pace %s -rebind -addr %s\n", d, pace, addr) +
 		iperfClient("recovery", server, "-p 5202 -t 1") +
 		"echo BEGIN-ktx\ncat /sys/class/net/eth0/statistics/tx_packets\necho END-ktx\n"
 }
@@ -69,6 +76,8 @@ const hostileCmdline = "ipv6.disable=1"
 // of 6 runs (its kernel's stack guard hit in KVM_RUN, or guests, hostile
 // and victims alike, ending in a triple fault: the emulated SVM, see
 // RELIABILITY.md); paced, in 1 of 5, which vmtest.Nest's one retry covers.
+// (2026-12-02, Debian's 6.1.0-57 kernel: one run at full rate passed.)
+// HVNET_HOSTILE_PACE=0s runs it at full rate.
 func TestHostileGuest(t *testing.T) {
 	if vmtest.Nest(t, vmtest.NestOptions{MemMiB: 3072}) {
 		return

@@ -68,6 +68,9 @@ func Decide(mode string) (bool, string, error) {
 	return false, "", fmt.Errorf("%s=%q: want auto, always or never", EnvMode, mode)
 }
 
+// EnvKVMParams sets Config.KVMParams where a caller leaves it empty.
+const EnvKVMParams = "HVNET_L1_KVM_AMD"
+
 // File is a host file to put into the L1's file system.
 type File struct {
 	Src string // host path
@@ -79,6 +82,10 @@ type Config struct {
 	Kernel  string   // bzImage for L1 (the guest kernel serves)
 	Initrd  string   // base initramfs (uncompressed newc cpio, with the agent)
 	Modules []string // modules for the agent to load (default "@kvm", "@net", "@vlan")
+	// KVMParams are kvm_amd module parameters for the L1 ("vgif=0 ...";
+	// default from HVNET_L1_KVM_AMD): the module is loaded again with
+	// them before Script runs.
+	KVMParams string
 	Files   []File   // extra files
 	Script  string   // the L1 job, run by the agent with the u-root shell
 	Env     []string // KEY=VALUE lines exported before Script
@@ -124,6 +131,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	if cfg.Modules == nil {
 		cfg.Modules = []string{"@kvm", "@net", "@vlan"}
+	}
+	if cfg.KVMParams == "" {
+		cfg.KVMParams = os.Getenv(EnvKVMParams)
 	}
 	log := cfg.Log
 	if log == nil {
@@ -288,6 +298,10 @@ func combinedInitrd(cfg Config) (string, error) {
 	script.WriteString("echo advise > /sys/kernel/mm/transparent_hugepage/shmem_enabled\n")
 	for _, e := range cfg.Env {
 		fmt.Fprintf(&script, "export %s\n", shellQuoteEnv(e))
+	}
+	if cfg.KVMParams != "" {
+		fmt.Fprintf(&script, "rmmod kvm_amd && insmod /lib/modules/$(uname -r)/kernel/arch/x86/kvm/kvm-amd.ko %s || exit 3\n", cfg.KVMParams)
+		script.WriteString("echo L1 kvm_amd: $(for p in /sys/module/kvm_amd/parameters/*; do echo -n \"${p##*/}=$(cat $p) \"; done)\n")
 	}
 	script.WriteString(cfg.Script)
 	script.WriteString("\n")

@@ -14,9 +14,10 @@ import (
 // switch port) and the frontend's.
 
 type gsTotals struct {
-	dur                   time.Duration
-	seed                  uint64
-	resets, kills, blocks int
+	dur                          time.Duration
+	seed                         uint64
+	resets, kills, blocks, flaps int
+	uplink                       *uplinkBooks // nil without an uplink
 }
 
 // gsAccount checks the books and prints the result line.
@@ -99,9 +100,10 @@ func gsAccount(t *testing.T, sw *vswitch.Switch, results []lab.Result, fe *gsFro
 		guestResets += uint64(gc.resets)
 		guestTx += gc.tx
 		guestRx += gc.rx
-		t.Logf("%s: status %d; guest kernel tx %d rx %d (rx_dropped %d tx_dropped %d) over %d driver lives; VMM tx %d rx %d (%.1f MB / %.1f MB), lost in reset rings tx %d rx %d; switch port rx %d tx %d drops %v; net %+v",
+		t.Logf("%s: status %d; guest kernel tx %d rx %d (rx_dropped %d tx_dropped %d) over %d driver lives; VMM tx %d rx %d (%.1f MB / %.1f MB), lost in reset rings tx %d rx %d; switch port rx %d tx %d drops %v; net %+v; notifications lost and recovered: kicks %d, interrupts %d",
 			r.Name, r.Status, gc.tx, gc.rx, gc.rxDropped, gc.txDropped, gc.resets, r.Net.TxPackets, r.Net.RxPackets,
-			float64(r.Net.TxBytes)/1e6, float64(r.Net.RxBytes)/1e6, max(dtx, 0), max(drx, 0), pc.RxPackets, pc.TxPackets, pc.Drops, r.Net)
+			float64(r.Net.TxBytes)/1e6, float64(r.Net.RxBytes)/1e6, max(dtx, 0), max(drx, 0), pc.RxPackets, pc.TxPackets, pc.Drops, r.Net,
+			r.PCI.LostKicks, r.PCI.LostIRQs)
 	}
 
 	// The frontend, as TestSoak's endpoints.
@@ -122,18 +124,27 @@ func gsAccount(t *testing.T, sw *vswitch.Switch, results []lab.Result, fe *gsFro
 	t.Logf("frontend: sessions %d kills %d sent %d (echo replies %d) received %d lost in dead rings %d; switch port rx %d tx %d drops %v",
 		fe.sessions, fe.kills, s, fe.replies.Load(), rcv, feLost, pc.RxPackets, pc.TxPackets, pc.Drops)
 
+	var upSent, upDelivered, upKernel, upLinkLost uint64
+	if ub := tot.uplink; ub != nil {
+		unaccounted += ub.unaccounted
+		upSent, upDelivered, upKernel, upLinkLost = ub.sent, ub.delivered, ub.kdrops, ub.linkLost
+		if ub.sent == 0 || ub.delivered == 0 {
+			t.Errorf("uplink: the peer sent %d and received %d frames: no traffic through the uplink", ub.sent, ub.delivered)
+		}
+	}
+
 	if fe.sessions == 0 {
 		t.Error("the frontend never ran: the guests never all got ready")
 	}
 	if tot.resets == 0 || guestResets < uint64(len(results)) {
 		t.Errorf("no driver resets happened")
 	}
-	t.Logf("SOAK GUESTS RESULT: duration %v seed %d guests %d faults %d (guest driver resets %d, switch port blocks %d, frontend kills %d) "+
+	t.Logf("SOAK GUESTS RESULT: duration %v seed %d guests %d faults %d (guest driver resets %d, switch port blocks %d, frontend kills %d, uplink flaps %d) "+
 		"frames into switch %d out %d counted drops %d (%s) queued %d; guest kernels sent %d received %d; lost in reset rings %d (tx %d, rx %d; bound %d per reset and direction) "+
-		"lost in dead frontend rings %d frames lost unaccounted %d (%.0f frames/s)",
-		tot.dur, tot.seed, len(results), tot.resets+tot.kills+tot.blocks, tot.resets, tot.blocks, tot.kills,
+		"lost in dead frontend rings %d; uplink peer sent %d received %d, kernel drops %d, lost at link-down uncounted %d (bound: a burst per flap); frames lost unaccounted %d (%.0f frames/s)",
+		tot.dur, tot.seed, len(results), tot.resets+tot.kills+tot.blocks+tot.flaps, tot.resets, tot.blocks, tot.kills, tot.flaps,
 		in, out, drops, strings.Join(reasons, ", "), queued, guestTx, guestRx, lostTx+lostRx, lostTx, lostRx, gsQueueSize,
-		feLost, unaccounted, float64(in)/tot.dur.Seconds())
+		feLost, upSent, upDelivered, upKernel, upLinkLost, unaccounted, float64(in)/tot.dur.Seconds())
 	if unaccounted != 0 {
 		t.Errorf("frames lost unaccounted: %d", unaccounted)
 	}

@@ -195,7 +195,7 @@ func TestSoak(t *testing.T) {
 		var pr *peer
 		var up *uplink.Port
 		if inPrivateNetns() {
-			if pr, err = newPeer(peerMAC); err != nil {
+			if pr, err = newPeer(peerMAC, etherTyp); err != nil {
 				t.Fatal(err)
 			}
 			defer pr.close()
@@ -307,7 +307,7 @@ func TestSoak(t *testing.T) {
 		trafficCtx, stopTraffic := context.WithCancel(ctx)
 		peerRxStop := make(chan struct{})
 		if pr != nil {
-			pr.run(trafficCtx, peerRxStop, c.mac)
+			pr.run(trafficCtx, peerRxStop, c.mac, c.mac)
 		}
 		kills := make([]chan struct{}, len(eps))
 		var wg sync.WaitGroup
@@ -381,7 +381,7 @@ func TestSoak(t *testing.T) {
 				if pr == nil {
 					continue
 				}
-				if err := flap(down); err != nil {
+				if err := pr.flap(down); err != nil {
 					t.Fatalf("uplink flap: %v", err)
 				}
 				nFlaps++
@@ -417,17 +417,7 @@ func TestSoak(t *testing.T) {
 		// frames leave the uplink's receive ring (a block is handed over
 		// when full or at its timeout).
 		if pr != nil {
-			settled := func() uint64 { return pr.received.Load() + up.Stats().RxFrames }
-			for last, quiet := settled(), 0; quiet < 10; {
-				time.Sleep(20 * time.Millisecond)
-				if n := settled(); n == last {
-					quiet++
-				} else {
-					last, quiet = n, 0
-				}
-			}
-			close(peerRxStop)
-			pr.wait()
+			pr.settle(up, peerRxStop)
 		}
 
 		// Accounting. Through the switch: every frame in (RxPackets) is out
@@ -455,49 +445,8 @@ func TestSoak(t *testing.T) {
 				e.name, e.sessions, e.kills, e.restarts, e.c.sent.Load(), e.c.received.Load(), gap, pc.RxPackets, pc.TxPackets, pc.Drops)
 		}
 		if pr != nil {
-			st := up.Stats()
-			pc := rx["up"]
-			ps, prcv, sockDrops := pr.sent.Load(), pr.received.Load(), pr.socketDrops()
-			upTxDrop, peerTxDrop := txDropped(nil, uplinkIf), txDropped(pr.h, peerIf)
-			sent += ps
-			delivered += prcv
-			// Peer -> switch: what the switch did not get was dropped by the
-			// kernel: the uplink's socket (ring full), or the veth (the
-			// uplink's end down: tx_dropped at the peer's end). The check is
-			// a bound (gap <= tx_dropped); in the runs so far it was exact.
-			// tx_dropped also counts the sends the peer saw refused (not
-			// counted as sent), so those come off first.
-			//
-			// A send the kernel accepted while the link was going down can
-			// also vanish uncounted (a qdisc swapped to noop on carrier loss
-			// drops it and reports success): those are bounded like the
-			// frames lost in a killed ring, one 32-frame burst per flap, and
-			// reported apart as "link-down, uncounted".
-			linkDown := peerTxDrop - min(peerTxDrop, pr.refused.Load())
-			upGap := int64(ps) - int64(pc.RxPackets+st.RxKernelDrops+st.RxBad)
-			uncounted := uint64(max(upGap-int64(linkDown), 0))
-			if upGap < 0 || uncounted > 32*uint64(nFlaps) {
-				t.Errorf("uplink rx: peer sent %d, switch got %d, uplink socket drops %d bad %d, veth tx_dropped %d (refused %d)", ps, pc.RxPackets, st.RxKernelDrops, st.RxBad, peerTxDrop, pr.refused.Load())
-				unaccounted += uint64(max(upGap, -upGap))
-			} else {
-				kdrops += uint64(upGap) - uncounted + st.RxKernelDrops + st.RxBad
-				lost += uncounted
-				linkLost += uncounted
-			}
-			// Switch -> peer: the switch's TxPackets on the uplink are what
-			// the kernel accepted (sendmmsg); not received means dropped at
-			// the veth (peer's end unreachable: tx_dropped) or at the peer's
-			// socket (buffer full).
-			downGap := int64(pc.TxPackets) - int64(prcv+sockDrops)
-			if downGap < 0 || uint64(downGap) > upTxDrop {
-				t.Errorf("uplink tx: switch sent %d, peer received %d, socket drops %d, veth tx_dropped %d", pc.TxPackets, prcv, sockDrops, upTxDrop)
-				unaccounted += uint64(max(downGap, -downGap))
-			} else {
-				kdrops += uint64(downGap) + sockDrops
-			}
-			t.Logf("uplink: peer->switch link-down drops %d, tx_dropped shows %d (uncounted %d, bound %d)", max(upGap, 0), linkDown, uncounted, 32*nFlaps)
-			t.Logf("uplink: flaps %d attaches %d peer sent %d (refused %d) received %d; switch rx %d tx %d drops %v; uplink %+v; kernel: veth tx_dropped up %d peer %d, peer socket drops %d",
-				nFlaps, st.Attaches, ps, pr.refused.Load(), prcv, pc.RxPackets, pc.TxPackets, pc.Drops, st, upTxDrop, peerTxDrop, sockDrops)
+			ua := uplinkAccount(t, pr, up, rx["up"], nFlaps)
+			sent, delivered, kdrops, lost, linkLost, unaccounted = sent+ua.sent, delivered+ua.delivered, kdrops+ua.kdrops, lost+ua.linkLost, linkLost+ua.linkLost, unaccounted+ua.unaccounted
 		}
 		// The DPDK path: f and g, and the frames testpmd took with it.
 		var pmdLost uint64

@@ -116,3 +116,30 @@ func (q *Queue) EnableNotification() bool {
 	q.fence()
 	return q.availIdx() != q.lastAvail
 }
+
+// InterruptWanted reports whether the driver asks, by its used_event
+// (VIRTIO_F_EVENT_IDX, §2.7.7.2), for a used-buffer notification for
+// entries the device has already published: used_event is behind the
+// published used index. It also returns both indices. A driver that got
+// the notification moves used_event on (or catches up), so a transport
+// that reads the same wanted state twice, a while apart, may take the
+// notification as lost and signal again (a spurious one is harmless,
+// §2.7.7). Without EVENT_IDX, or on a queue not ready or broken: false.
+func (q *Queue) InterruptWanted() (usedEvent, published uint16, wanted bool) {
+	if !q.ready || q.broken != nil || !q.eventIdx {
+		return 0, 0, false
+	}
+	q.fence()
+	ev := binary.LittleEndian.Uint16(q.avail[ringHdr+2*uint64(q.size):])
+	return ev, q.publishedUsed, int16(q.publishedUsed-ev) > 0
+}
+
+// Signal sends a used-buffer notification through the queue's signaler,
+// whatever the suppression state (a transport's re-send; Flush decides
+// the ordinary ones).
+func (q *Queue) Signal() error {
+	if !q.ready || q.signaler == nil {
+		return nil
+	}
+	return q.signaler.Signal()
+}

@@ -293,15 +293,20 @@ func Probe(path string) error {
 	if path == "" {
 		path = "/dev/kvm"
 	}
+	const nest = "boot inside the nested test host instead (hvnet run --nested, or HVNET_NESTED=always)"
+	_, pvmErr := os.Stat("/sys/module/kvm_pvm")
 	if _, err := os.Stat(path); err != nil {
-		return fmt.Errorf("%w: %s: %v", ErrUnusableKVM, path, err)
+		if pvmErr == nil {
+			return fmt.Errorf("%w: %s: %v (the host's KVM module is kvm_pvm, software virtualisation that cannot run a stock Linux kernel anyway); %s",
+				ErrUnusableKVM, path, err, nest)
+		}
+		return fmt.Errorf("%w: %s: %v; %s", ErrUnusableKVM, path, err, nest)
 	}
 	// PVM (kvm_pvm) is page-table based software virtualisation; measured
 	// here, a stock kernel stops with "emulation failure" on cmpxchg16b.
-	if _, err := os.Stat("/sys/module/kvm_pvm"); err == nil {
+	if pvmErr == nil {
 		return fmt.Errorf("%w: %s is backed by kvm_pvm (software virtualisation, no VT-x/AMD-V), "+
-			"which cannot run a stock Linux kernel; boot inside the nested test host instead "+
-			"(hvnet run --nested, or HVNET_NESTED=always)", ErrUnusableKVM, path)
+			"which cannot run a stock Linux kernel; %s", ErrUnusableKVM, path, nest)
 	}
 	s, err := OpenSystem(path)
 	if err != nil {

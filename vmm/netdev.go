@@ -56,12 +56,13 @@ type NetDevice struct {
 	offer  uint64
 	vu     *vhostNet // vhost-user mode, or nil
 
-	// The control-queue re-poll (ctrlWatch).
+	// The watchdog for lost notifications (watch).
 	ctrlStop  chan struct{}
 	stopOnce  sync.Once
 	closeErr  error
 	ctrlDone  sync.WaitGroup
 	lostKicks atomic.Uint64
+	lostIRQs  atomic.Uint64
 }
 
 var _ virtioBackend = (*NetDevice)(nil)
@@ -133,48 +134,122 @@ func newNetDevice(cfg NetConfig, mem *virtio.Memory, ram *Memory, plat platform,
 	}
 	n.ctrlStop = make(chan struct{})
 	n.ctrlDone.Add(1)
-	go n.ctrlWatch()
+	go n.watch()
 	return n, nil
 }
 
-// ctrlRepoll is how often ctrlWatch looks at the control queue.
-const ctrlRepoll = 250 * time.Millisecond
+// watchEvery is how often watch looks at the queues.
+const watchEvery = 250 * time.Millisecond
 
-// ctrlWatch looks at the control queue now and then. Linux's virtio-net
-// kicks once per control command and then spins, with bottom halves off,
-// until the device answers (virtnet_send_command): one lost notification
-// would hang the guest's CPU for good. A command still waiting, untaken,
-// at two looks in a row has lost its notification: it is processed here,
-// counted (LostKicks) and logged.
-func (n *NetDevice) ctrlWatch() {
+// watchState is what watch remembers of a queue from its last look.
+type watchState struct {
+	kickWait bool // chains waited, untaken, at the last look
+	taken    uint16
+	irqWait  bool // the driver wanted a notification at the last look
+	ev, pub  uint16
+}
+
+// watch looks at the queues now and then for notifications lost on the
+// way (vnet/watch.go). Linux's virtio-net kicks once per control command
+// and then spins, with bottom halves off, until the device answers
+// (virtnet_send_command); with EVENT_IDX it kicks a transmit queue only
+// when its index passes avail_event, and the device signals only when the
+// used index passes used_event: one lost notification would stop a guest
+// CPU or a queue for good. So:
+//
+//   - chains waiting, untaken, on the control queue or a transmit queue at
+//     two looks in a row lost their kick: they are processed here;
+//   - a driver whose used_event stayed behind the published used index at
+//     two looks in a row (the same indices) lost its interrupt: it is
+//     sent again.
+//
+// Both are counted (LostKicks, LostIRQs) and logged. The data queues of a
+// vhost-user device are the backend's: only the control queue is watched.
+func (n *NetDevice) watch() {
 	defer n.ctrlDone.Done()
-	t := time.NewTicker(ctrlRepoll)
+	t := time.NewTicker(watchEvery)
 	defer t.Stop()
-	var waiting bool
-	var last uint16
+	last := make([]watchState, n.dev.NumQueues())
+	ctrl := n.dev.CtrlQueue()
 	for {
 		select {
 		case <-n.ctrlStop:
 			return
 		case <-t.C:
 		}
-		avail, taken, ok := n.dev.CtrlPosition()
-		if !ok || avail == taken || n.pci.status.Load()&virtio.StatusDriverOK == 0 {
-			waiting = false
-			continue
-		}
-		if !waiting || taken != last {
-			waiting, last = true, taken
-			continue
-		}
-		waiting = false
-		if k := n.dev.ProcessCtrl(); k > 0 {
-			c := n.lostKicks.Add(1)
-			n.cfg.Log.Warn("control command waited without a notification; taken now",
-				"commands", k, "avail_idx", avail, "taken", taken, "count", c)
+		driverOK := n.pci.status.Load()&virtio.StatusDriverOK != 0
+		for i := range last {
+			w := &last[i]
+			if n.vu != nil && i != ctrl {
+				continue
+			}
+			st := n.dev.Watch(i)
+			if !st.OK || !driverOK {
+				*w = watchState{}
+				continue
+			}
+			if i == ctrl || n.dev.Pollable(i) {
+				n.watchKick(i, w, st)
+			}
+			if i != ctrl {
+				n.watchIRQ(i, w, st)
+			}
 		}
 	}
 }
+
+// watchKick handles queue i's available side for watch.
+func (n *NetDevice) watchKick(i int, w *watchState, st vnet.QueueState) {
+	if st.Avail == st.Taken {
+		w.kickWait = false
+		return
+	}
+	if !w.kickWait || st.Taken != w.taken {
+		w.kickWait, w.taken = true, st.Taken
+		return
+	}
+	w.kickWait = false
+	var k int
+	if i == n.dev.CtrlQueue() {
+		k = n.dev.ProcessCtrl()
+	} else {
+		n.kick(i)
+		k = int(n.dev.Watch(i).Taken - st.Taken)
+	}
+	if k > 0 {
+		c := n.lostKicks.Add(1)
+		if logLost(c) {
+			n.cfg.Log.Warn("chains waited without a notification; taken now",
+				"queue", i, "chains", k, "avail_idx", st.Avail, "taken", st.Taken, "count", c)
+		}
+	}
+}
+
+// watchIRQ handles queue i's used side for watch.
+func (n *NetDevice) watchIRQ(i int, w *watchState, st vnet.QueueState) {
+	if !st.IRQWanted {
+		w.irqWait = false
+		return
+	}
+	if !w.irqWait || st.UsedEvent != w.ev || st.Published != w.pub {
+		w.irqWait, w.ev, w.pub = true, st.UsedEvent, st.Published
+		return
+	}
+	w.irqWait = false
+	if err := n.dev.Resignal(i); err != nil {
+		n.cfg.Log.Warn("sending a used-buffer notification again failed", "queue", i, "error", err)
+		return
+	}
+	c := n.lostIRQs.Add(1)
+	if logLost(c) {
+		n.cfg.Log.Warn("driver waited for a used-buffer notification; sent again",
+			"queue", i, "used_event", st.UsedEvent, "used_idx", st.Published, "count", c)
+	}
+}
+
+// logLost says whether the c-th lost notification is logged: the first
+// ten, then every thousandth (all are counted).
+func logLost(c uint64) bool { return c <= 10 || c%1000 == 0 }
 
 // Device returns the dataplane (to join it to a switch port: it is the
 // port's receive side).
@@ -188,6 +263,7 @@ func (n *NetDevice) MAC() [6]byte { return n.cfg.MAC }
 func (n *NetDevice) Stats() VirtioPCIStats {
 	s := n.pci.stats()
 	s.LostKicks = n.lostKicks.Load()
+	s.LostIRQs = n.lostIRQs.Load()
 	return s
 }
 

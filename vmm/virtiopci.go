@@ -89,7 +89,8 @@ type VirtioPCIStats struct {
 	ConfigIRQs uint64   // configuration-change interrupts raised
 	BadAccess  uint64   // guest BAR accesses ignored (bad offset, width, value)
 	NeedsReset uint64   // times the device entered DEVICE_NEEDS_RESET
-	LostKicks  uint64   // control commands found waiting without a notification
+	LostKicks  uint64   // times chains were found waiting without a notification (control or transmit queue)
+	LostIRQs   uint64   // used-buffer notifications sent again: the driver still waited for one
 }
 
 type vpciQueue struct {

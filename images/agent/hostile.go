@@ -31,17 +31,25 @@ import (
 //
 // It exits 0 if every fault case ended in NEEDS_RESET, no bad chain did,
 // and the device worked for well-formed frames after every reset.
+//
+// With -phases 3 (benchmarks) wall-clock windows cycle through three
+// phases: 0 quiet (device reset, driver asleep), 1 hostile, 2 benign: the
+// same rounds, resets and notifications with well-formed chains only, the
+// control that tells what hostile input costs a neighbour beyond the
+// driver's own CPU time.
 
 // HostileResult is the JSON of the HOSTILE-RESULT line.
 type HostileResult struct {
 	Device     string         `json:"device"`
 	Rounds     int            `json:"rounds"`
-	NeedsReset int            `json:"needs_reset"`       // fault cases that ended in DEVICE_NEEDS_RESET
-	Missed     map[string]int `json:"missed,omitempty"`  // fault cases that did not
-	BadChains  int            `json:"bad_chains"`        // bad chains the device returned used
-	Unexpected int            `json:"unexpected"`        // batches of bad chains that broke the device or were not returned
-	Good       int            `json:"good"`              // well-formed frames the device consumed
-	Rebound    string         `json:"rebound,omitempty"` // interface after -rebind
+	NeedsReset int            `json:"needs_reset"`           // fault cases that ended in DEVICE_NEEDS_RESET
+	Missed     map[string]int `json:"missed,omitempty"`      // fault cases that did not
+	BadChains  int            `json:"bad_chains"`            // bad chains the device returned used
+	Unexpected int            `json:"unexpected"`            // batches of bad chains that broke the device or were not returned
+	Good       int            `json:"good"`                  // well-formed frames the device consumed
+	Benign     int            `json:"benign,omitempty"`      // benign rounds (-phases 3)
+	BenignGood int            `json:"benign_good,omitempty"` // well-formed frames the device consumed in them
+	Rebound    string         `json:"rebound,omitempty"`     // interface after -rebind
 	Error      string         `json:"error,omitempty"`
 }
 
@@ -100,6 +108,7 @@ type hostile struct {
 	ramEnd   uint64
 	caseWait time.Duration
 	window   time.Duration // attack in odd windows only (0: always)
+	phases   int64         // with window: 2 (quiet, hostile) or 3 (quiet, hostile, benign)
 	pace     time.Duration // pause between rounds
 	verbose  bool
 	res      HostileResult
@@ -113,8 +122,13 @@ func hostileMain(args []string) int {
 	addr := fs.String("addr", "", "with -rebind: address (CIDR) for the interface")
 	pace := fs.Duration("pace", 0, "pause this long between rounds")
 	window := fs.Duration("window", 0, "attack only in odd windows of this length of wall-clock time (benchmarks)")
-	waitOnly := fs.Bool("waitwindow", false, "with -window: just wait until an eighth into the next window, print its parity (1: attacked) and exit")
+	phases := fs.Int64("phases", 2, "with -window: windows cycle through 2 phases (quiet, hostile) or 3 (quiet, hostile, benign)")
+	waitOnly := fs.Bool("waitwindow", false, "with -window: just wait until an eighth into the next window, print its phase (0 quiet, 1 hostile, 2 benign) and exit")
 	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *phases != 2 && *phases != 3 {
+		fmt.Fprintf(os.Stderr, "hostile: -phases %d: want 2 or 3\n", *phases)
 		return 2
 	}
 	// Only ever inside an hvnet test guest: run anywhere else, this would
@@ -130,10 +144,10 @@ func hostileMain(args []string) int {
 		}
 		k := windowOf(time.Now(), *window) + 1
 		time.Sleep(time.Until(windowStart(k, *window).Add(*window / 8)))
-		fmt.Println(k % 2)
+		fmt.Println(k % *phases)
 		return 0
 	}
-	h := &hostile{caseWait: *wait, verbose: true, window: *window, pace: *pace, res: HostileResult{Missed: map[string]int{}}}
+	h := &hostile{caseWait: *wait, verbose: true, window: *window, phases: *phases, pace: *pace, res: HostileResult{Missed: map[string]int{}}}
 	err := h.run(*dur, *rebind, *addr)
 	if err != nil {
 		h.res.Error = err.Error()
@@ -194,6 +208,14 @@ func (h *hostile) run(dur time.Duration, rebind bool, addr string) (err error) {
 		if err := h.idle(deadline); err != nil {
 			return err
 		}
+		if h.phase() == phaseBenign {
+			if err := h.benignRound(); err != nil {
+				return err
+			}
+			h.res.Benign++
+			time.Sleep(h.pace)
+			continue
+		}
 		if err := h.round(); err != nil {
 			return err
 		}
@@ -241,10 +263,25 @@ func windowOf(t time.Time, w time.Duration) int64 { return t.UnixNano() / int64(
 
 func windowStart(k int64, w time.Duration) time.Time { return time.Unix(0, k*int64(w)) }
 
-// idle waits, with the device reset, while the current window is an even
+// The phases of -window.
+const (
+	phaseQuiet   = 0
+	phaseHostile = 1
+	phaseBenign  = 2
+)
+
+// phase is the current window's phase (hostile without -window).
+func (h *hostile) phase() int64 {
+	if h.window <= 0 {
+		return phaseHostile
+	}
+	return windowOf(time.Now(), h.window) % h.phases
+}
+
+// idle waits, with the device reset, while the current window is a quiet
 // one (with -window), or until the deadline.
 func (h *hostile) idle(deadline time.Time) error {
-	if h.window <= 0 || windowOf(time.Now(), h.window)%2 == 1 {
+	if h.phase() != phaseQuiet {
 		return nil
 	}
 	if err := h.reset(); err != nil {
@@ -318,6 +355,39 @@ func (h *hostile) round() error {
 		}
 		if h.verbose {
 			fmt.Printf("hostile: case %s: needs_reset=%v after %v\n", c.name, ok, time.Since(t0).Round(time.Millisecond))
+		}
+	}
+	return nil
+}
+
+// benignRound does what round does to the device, resets and
+// initialisations and notifications included, with well-formed frames
+// only: a batch of 8 and then one per fault case, each on a freshly reset
+// device. Every frame must be used without NEEDS_RESET.
+func (h *hostile) benignRound() error {
+	batch := func(n int) error {
+		if err := h.start(); err != nil {
+			return fmt.Errorf("benign: %w", err)
+		}
+		for i := range n {
+			h.goodFrame(i)
+			h.desc(uint16(i), h.bufGPA(i), netHdrLen+60, 0, 0)
+			h.avail(uint16(i))
+		}
+		h.kick()
+		if !h.waitUsed(uint16(n)) || h.bar.read8(h.common+ccStatus)&stNeedsReset != 0 {
+			h.res.Unexpected++
+			return nil
+		}
+		h.res.BenignGood += n
+		return nil
+	}
+	if err := batch(8); err != nil {
+		return err
+	}
+	for range faultCases {
+		if err := batch(1); err != nil {
+			return err
 		}
 	}
 	return nil
