@@ -141,7 +141,7 @@ func gsAccount(t *testing.T, sw *vswitch.Switch, results []lab.Result, fe *gsFro
 	}
 	t.Logf("SOAK GUESTS RESULT: duration %v seed %d guests %d faults %d (guest driver resets %d, switch port blocks %d, frontend kills %d, uplink flaps %d) "+
 		"frames into switch %d out %d counted drops %d (%s) queued %d; guest kernels sent %d received %d; lost in reset rings %d (tx %d, rx %d; bound %d per reset and direction) "+
-		"lost in dead frontend rings %d; uplink peer sent %d received %d, kernel drops %d, lost at link-down uncounted %d (bound: a burst per flap); frames lost unaccounted %d (%.0f frames/s)",
+		"lost in dead frontend rings %d; uplink peer sent %d received %d, kernel drops %d, lost at link-down uncounted %d (within its bound); frames lost unaccounted %d (%.0f frames/s)",
 		tot.dur, tot.seed, len(results), tot.resets+tot.kills+tot.blocks+tot.flaps, tot.resets, tot.blocks, tot.kills, tot.flaps,
 		in, out, drops, strings.Join(reasons, ", "), queued, guestTx, guestRx, lostTx+lostRx, lostTx, lostRx, gsQueueSize,
 		feLost, upSent, upDelivered, upKernel, upLinkLost, unaccounted, float64(in)/tot.dur.Seconds())
