@@ -86,12 +86,12 @@ type Config struct {
 	// default from HVNET_L1_KVM_AMD): the module is loaded again with
 	// them before Script runs.
 	KVMParams string
-	Files   []File   // extra files
-	Script  string   // the L1 job, run by the agent with the u-root shell
-	Env     []string // KEY=VALUE lines exported before Script
-	MemMiB  int      // L1 RAM (default 4096)
-	CPUs    int      // L1 vCPUs (default 2)
-	Timeout time.Duration
+	Files     []File   // extra files
+	Script    string   // the L1 job, run by the agent with the u-root shell
+	Env       []string // KEY=VALUE lines exported before Script
+	MemMiB    int      // L1 RAM (default 4096)
+	CPUs      int      // L1 vCPUs (default 2)
+	Timeout   time.Duration
 
 	Console io.Writer // the L1 console, line by line (default: discarded)
 	QEMU    string    // default qemu-system-x86_64 from PATH
