@@ -214,7 +214,11 @@ func (n *NetDevice) watchKick(i int, w *watchState, st vnet.QueueState) {
 		k = n.dev.ProcessCtrl()
 	} else {
 		n.kick(i)
-		k = int(n.dev.Watch(i).Taken - st.Taken)
+		if now := n.dev.Watch(i); now.OK {
+			k = int(now.Taken - st.Taken)
+		} else {
+			k = 1 // the queue broke on what it took (a fault, counted as such)
+		}
 	}
 	if k > 0 {
 		c := n.lostKicks.Add(1)

@@ -90,13 +90,6 @@ func (d *Device) Filter() RXFilter {
 	return f
 }
 
-// CtrlPosition is Queue.Position of the control queue.
-func (d *Device) CtrlPosition() (avail, taken uint16, ok bool) {
-	d.ctrl.mu.Lock()
-	defer d.ctrl.mu.Unlock()
-	return d.ctrl.q.Position()
-}
-
 // ProcessCtrl executes the commands on the control queue, writing each ack
 // (§5.1.6.5: class, command, data readable; ack writable), and returns how
 // many chains it took.
