@@ -142,11 +142,21 @@ run_tests() {
 # The soak: TestSoak (vhost-user frontends, a real hvnet daemon process,
 # DPDK testpmd, the uplink) and then TestSoakGuests (lab guests in the
 # nested test host, with a vhost-user frontend), each for DURATION.
+# The output shown is the result lines; the whole of it is kept in
+# $TMPDIR/hvnet-soak-*.log and its end printed when a test fails.
 soak() {
-	local d=${1:-10m}
-	HVNET_SOAK_DURATION=$d go test -count=1 -v -timeout 0 -run '^TestSoak$' ./soak | grep -E 'SOAK|^(---|ok|FAIL)'
-	HVNET_SOAK_DURATION=$d go test -count=1 -v -timeout 0 -run '^TestSoakGuests$' ./soak |
-		grep -E 'SOAK|^(---|ok|FAIL)|in a fresh one|crashed|soft lockup|WATCHDOG'
+	local d=${1:-10m} t full
+	for t in TestSoak TestSoakGuests; do
+		full=$(mktemp "${TMPDIR:-/tmp}/hvnet-soak-$t-XXXX.log")
+		echo "$t for $d (output: $full)" >&2
+		if ! HVNET_SOAK_DURATION=$d go test -count=1 -v -timeout 0 -run "^$t\$" ./soak >"$full" 2>&1; then
+			grep -E 'SOAK|^(---|ok|FAIL)|in a fresh one|crashed' "$full" || true
+			echo "== $t failed; the last 200 lines of its output ($full):" >&2
+			tail -200 "$full" >&2
+			return 1
+		fi
+		grep -E 'SOAK|^(---|ok|FAIL)|in a fresh one|crashed|L1\| --- FAIL' "$full" || true
+	done
 }
 
 fuzz() {

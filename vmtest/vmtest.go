@@ -79,7 +79,10 @@ type NestOptions struct {
 	MemMiB  int           // L1 RAM (default 4096)
 	CPUs    int           // L1 vCPUs (default 2)
 	Files   []nested.File // extra files
-	Timeout time.Duration
+	Timeout time.Duration // per run of the test host
+	// Attempts is how many test hosts a test may take in all when
+	// they die under it or its guests triple-fault (default 3).
+	Attempts int
 }
 
 // Nest runs the calling top-level test inside the nested test host when the
@@ -117,16 +120,20 @@ func Nest(t *testing.T, opts ...NestOptions) bool {
 	}, o.Files...)
 	script := fmt.Sprintf("cd /tmp\n/hvnet/test -test.run '^%s$' -test.v -test.count 1 -test.timeout %s\n",
 		regexp.QuoteMeta(name), o.Timeout)
-	ctx, cancel := context.WithTimeout(context.Background(), o.Timeout+2*time.Minute)
+	maxAttempts := o.Attempts
+	if maxAttempts <= 0 {
+		maxAttempts = 3
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(maxAttempts)*(o.Timeout+2*time.Minute))
 	defer cancel()
 	cfg := nested.Config{
-		Kernel: set.Kernel, Initrd: set.Initrd, Files: files, Script: script,
+		Timeout: o.Timeout + 2*time.Minute,
+		Kernel:  set.Kernel, Initrd: set.Initrd, Files: files, Script: script,
 		Env: append(forwardedEnv(), EnvInL1+"=1", EnvKernel+"=/hvnet/images/vmlinuz",
 			EnvInitrd+"=/hvnet/images/initrd", nested.EnvMode+"=never"),
 		MemMiB: o.MemMiB, CPUs: o.CPUs,
 	}
 	var res *nested.Result
-	const maxAttempts = 3
 	for attempt := 1; ; attempt++ {
 		con := &logWriter{t: t, prefix: "L1| "}
 		cfg.Console = con
