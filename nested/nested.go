@@ -68,8 +68,13 @@ func Decide(mode string) (bool, string, error) {
 	return false, "", fmt.Errorf("%s=%q: want auto, always or never", EnvMode, mode)
 }
 
-// EnvKVMParams sets Config.KVMParams where a caller leaves it empty.
-const EnvKVMParams = "HVNET_L1_KVM_AMD"
+// Test-bed experiments: EnvKVMParams sets Config.KVMParams where a caller
+// leaves it empty; EnvL1THP=never turns transparent huge pages off in the
+// test host.
+const (
+	EnvKVMParams = "HVNET_L1_KVM_AMD"
+	EnvL1THP     = "HVNET_L1_THP"
+)
 
 // File is a host file to put into the L1's file system.
 type File struct {
@@ -295,7 +300,15 @@ func combinedInitrd(cfg Config) (string, error) {
 	// Let shmem (the VMM's memfd guest RAM) use transparent huge pages, as
 	// anonymous memory does: 2 MiB nested page mappings instead of 4 KiB
 	// ones make L2 boots markedly faster under emulation.
-	script.WriteString("echo advise > /sys/kernel/mm/transparent_hugepage/shmem_enabled\n")
+	// HVNET_L1_THP=never turns transparent huge pages off altogether
+	// (no page collapsing or compaction moving guest memory under the
+	// emulated nested paging): a test-bed experiment.
+	if os.Getenv(EnvL1THP) == "never" {
+		script.WriteString("for f in enabled defrag shmem_enabled; do echo never > /sys/kernel/mm/transparent_hugepage/$f; done\n")
+		script.WriteString("echo 0 > /sys/kernel/mm/transparent_hugepage/khugepaged/defrag\n")
+	} else {
+		script.WriteString("echo advise > /sys/kernel/mm/transparent_hugepage/shmem_enabled\n")
+	}
 	for _, e := range cfg.Env {
 		fmt.Fprintf(&script, "export %s\n", shellQuoteEnv(e))
 	}
