@@ -57,10 +57,10 @@ type NetDevice struct {
 	vu     *vhostNet // vhost-user mode, or nil
 
 	// The watchdog for lost notifications (watch).
-	ctrlStop  chan struct{}
+	watchStop chan struct{}
 	stopOnce  sync.Once
 	closeErr  error
-	ctrlDone  sync.WaitGroup
+	watchDone sync.WaitGroup
 	lostKicks atomic.Uint64
 	lostIRQs  atomic.Uint64
 }
@@ -132,8 +132,8 @@ func newNetDevice(cfg NetConfig, mem *virtio.Memory, ram *Memory, plat platform,
 	if n.vu != nil {
 		n.vu.watch(n.backendLost)
 	}
-	n.ctrlStop = make(chan struct{})
-	n.ctrlDone.Add(1)
+	n.watchStop = make(chan struct{})
+	n.watchDone.Add(1)
 	go n.watch()
 	return n, nil
 }
@@ -166,14 +166,14 @@ type watchState struct {
 // Both are counted (LostKicks, LostIRQs) and logged. The data queues of a
 // vhost-user device are the backend's: only the control queue is watched.
 func (n *NetDevice) watch() {
-	defer n.ctrlDone.Done()
+	defer n.watchDone.Done()
 	t := time.NewTicker(watchEvery)
 	defer t.Stop()
 	last := make([]watchState, n.dev.NumQueues())
 	ctrl := n.dev.CtrlQueue()
 	for {
 		select {
-		case <-n.ctrlStop:
+		case <-n.watchStop:
 			return
 		case <-t.C:
 		}
@@ -349,8 +349,8 @@ func (n *NetDevice) kick(i int) {
 // close stops the device (once; later calls return the first result).
 func (n *NetDevice) close() error {
 	n.stopOnce.Do(func() {
-		close(n.ctrlStop)
-		n.ctrlDone.Wait()
+		close(n.watchStop)
+		n.watchDone.Wait()
 		err := n.pci.close()
 		// The device is stopped: its queues forget the rings, so a frame
 		// that a switch port still hands it (Receive) is refused, not
