@@ -30,8 +30,10 @@ import (
 // TestSoakGuests is the soak with lab guests: two Linux guests booted by
 // hvnet's VMM (lab.Run, inside the nested test host where this host's KVM
 // cannot boot Linux) and a vhost-user port driven by the in-process
-// frontend, on one switch, carrying traffic for HVNET_SOAK_DURATION while
-// faults hit at seeded random times (HVNET_SOAK_SEED repeats them):
+// frontend, on one switch, carrying traffic for HVNET_SOAK_DURATION (in
+// segments of a minute, each in a fresh test host, where it runs nested:
+// gsNested) while faults hit at seeded random times (HVNET_SOAK_SEED
+// repeats them):
 //
 //   - inside the guests, the virtio-pci driver of the NIC is unbound and
 //     bound again under traffic (a device reset with rings in flight; the
@@ -67,15 +69,7 @@ func TestSoakGuests(t *testing.T) {
 		t.Skip("set HVNET_SOAK_DURATION: ./run.sh soak runs it (and ./run.sh test, for 1m)")
 	}
 	dur, seed := gsParams(t)
-	var files []nested.File
-	if !vmtest.InL1() {
-		files = append(files, gsWriteParams(t, dur, seed))
-	}
-	// Five test hosts at most: with two guests under traffic and faults
-	// for minutes, the test host dies under this test (or a guest
-	// triple-faults) in about one run of three (RELIABILITY.md, the
-	// test bed); only those deaths are retried, a real failure is not.
-	if vmtest.Nest(t, vmtest.NestOptions{Files: files, Timeout: dur + 6*time.Minute, Attempts: 5}) {
+	if !vmtest.InL1() && gsNested(t, dur, seed) {
 		return
 	}
 	t.Logf("soak guests: duration %v seed %d (HVNET_SOAK_SEED=%d repeats the fault schedule)", dur, seed, seed)
@@ -100,6 +94,34 @@ func TestSoakGuests(t *testing.T) {
 	if fd1 > fd0+2 || g1 > g0+2 {
 		t.Errorf("leak: fds %d -> %d, goroutines %d -> %d", fd0, fd1, g0, g1)
 	}
+}
+
+// gsSegment is the longest soak one nested test host runs.
+const gsSegment = time.Minute
+
+// gsNested runs the soak inside nested test hosts where this host needs
+// them, and reports whether it did. The emulated test host does not
+// survive minutes of this load reliably (its kernel panics in KVM_RUN, or
+// a guest triple-faults: RELIABILITY.md, the test bed), and more surely the
+// longer it runs, so a long soak runs as consecutive segments of at most
+// gsSegment, each in a fresh test host with its own seed (seed+i) and its
+// own books; each may take five test hosts, of which only those that died
+// under it (or lost a guest to a triple fault) are retried. A failure in
+// any segment fails the test.
+func gsNested(t *testing.T, dur time.Duration, seed uint64) bool {
+	n := int((dur + gsSegment - 1) / gsSegment)
+	for i := range n {
+		d := min(gsSegment, dur-time.Duration(i)*gsSegment)
+		d = max(d, 30*time.Second) // gsParams' minimum
+		files := []nested.File{gsWriteParams(t, d, seed+uint64(i))}
+		if !vmtest.Nest(t, vmtest.NestOptions{Files: files, Timeout: d + 6*time.Minute, Attempts: 5}) {
+			return false // no test host needed: the whole soak runs here
+		}
+		if n > 1 {
+			t.Logf("SOAK GUESTS SEGMENT %d of %d (%v, seed %d) passed", i+1, n, d, seed+uint64(i))
+		}
+	}
+	return true
 }
 
 // Where the duration and seed travel into the nested test host (its
