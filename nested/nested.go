@@ -30,6 +30,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -114,6 +115,16 @@ type Result struct {
 // ErrNoResult means L1 ended without the agent's result line.
 var ErrNoResult = errors.New("nested: the test host ended without a result line")
 
+// ErrFrozen means the test host was killed at its time limit after its
+// console had been silent for FrozenAfter or longer: the emulated machine
+// stood still (seen under load: no L2 vCPU came back from KVM_RUN and the
+// L1's own timers stopped firing), rather than a test running long.
+var ErrFrozen = errors.New("nested: the test host froze")
+
+// FrozenAfter is the console silence before a kill at the time limit that
+// makes it ErrFrozen (a variable for tests).
+var FrozenAfter = 5 * time.Minute
+
 // Run boots the nested test host, runs cfg.Script in it and returns its
 // result.
 func Run(ctx context.Context, cfg Config) (*Result, error) {
@@ -183,16 +194,22 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	var res *Result
 	var resErr error
+	var lastLine atomic.Int64 // unix nanoseconds of the console's last line
+	lastLine.Store(time.Now().UnixNano())
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		res, resErr = scanConsole(out, cfg.Console)
+		res, resErr = scanConsole(out, cfg.Console, &lastLine)
 	}()
 	wg.Wait()
 	waitErr := cmd.Wait()
 	log.Info("nested test host ended", "elapsed", time.Since(start).Round(time.Millisecond), "wait", waitErr)
 	if ctx.Err() != nil {
+		if silent := time.Since(time.Unix(0, lastLine.Load())); silent >= FrozenAfter {
+			return res, fmt.Errorf("%w: killed at its time limit, its console silent for %v (%v)",
+				ErrFrozen, silent.Round(time.Second), ctx.Err())
+		}
 		return res, fmt.Errorf("nested: test host killed: %w", ctx.Err())
 	}
 	if resErr != nil {
@@ -218,11 +235,12 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 }
 
 // scanConsole copies the console line by line and picks up the result.
-func scanConsole(r io.Reader, console io.Writer) (*Result, error) {
+func scanConsole(r io.Reader, console io.Writer, lastLine *atomic.Int64) (*Result, error) {
 	var res *Result
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
+		lastLine.Store(time.Now().UnixNano())
 		line := strings.TrimRight(sc.Text(), "\r")
 		if console != nil {
 			fmt.Fprintln(console, line)

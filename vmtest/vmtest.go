@@ -148,6 +148,13 @@ func Nest(t *testing.T, opts ...NestOptions) bool {
 			t.Logf("the nested test host crashed (%v, kernel panic seen: %v); running %s in a fresh one", err, con.sawPanic(), name)
 			continue
 		}
+		// Or it freezes outright (nested.ErrFrozen: killed at its time
+		// limit after minutes of silence). A test that hangs for real
+		// hangs every time.
+		if err != nil && errors.Is(err, nested.ErrFrozen) && attempt < maxAttempts && ctx.Err() == nil {
+			t.Logf("the nested test host froze (%v); running %s in a fresh one", err, name)
+			continue
+		}
 		// Under concurrent load the emulated SVM also makes guests
 		// (QEMU's as well as hvnet's: see TestSMPStress) end in a
 		// triple fault at random points of their boot. A failure that
