@@ -52,8 +52,7 @@ func (q *Queue) NeedsNotify() bool {
 		if !valid {
 			return true // first decision since enable: as Linux vhost does
 		}
-		ev := binary.LittleEndian.Uint16(q.avail[ringHdr+2*uint64(q.size):])
-		return NeedEvent(ev, newIdx, old)
+		return NeedEvent(q.usedEvent(), newIdx, old)
 	}
 	if valid && newIdx == old {
 		return false
@@ -130,8 +129,14 @@ func (q *Queue) InterruptWanted() (usedEvent, published uint16, wanted bool) {
 		return 0, 0, false
 	}
 	q.fence()
-	ev := binary.LittleEndian.Uint16(q.avail[ringHdr+2*uint64(q.size):])
+	ev := q.usedEvent()
 	return ev, q.publishedUsed, int16(q.publishedUsed-ev) > 0
+}
+
+// usedEvent is the driver's used_event, after the available ring's
+// entries (§2.7.6; with EVENT_IDX).
+func (q *Queue) usedEvent() uint16 {
+	return binary.LittleEndian.Uint16(q.avail[ringHdr+2*uint64(q.size):])
 }
 
 // Signal sends a used-buffer notification through the queue's signaler,

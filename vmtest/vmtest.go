@@ -144,15 +144,11 @@ func Nest(t *testing.T, opts ...NestOptions) bool {
 		// say so.
 		// (A panic, or a silent end: QEMU exits at the L1's own triple
 		// fault, -no-reboot.) A test that fails inside still reports.
-		if err != nil && errors.Is(err, nested.ErrNoResult) && attempt < maxAttempts && ctx.Err() == nil {
-			t.Logf("the nested test host crashed (%v, kernel panic seen: %v); running %s in a fresh one", err, con.sawPanic(), name)
-			continue
-		}
-		// Or it freezes outright (nested.ErrFrozen: killed at its time
-		// limit after minutes of silence). A test that hangs for real
-		// hangs every time.
-		if err != nil && errors.Is(err, nested.ErrFrozen) && attempt < maxAttempts && ctx.Err() == nil {
-			t.Logf("the nested test host froze (%v); running %s in a fresh one", err, name)
+		// It can also freeze outright (nested.ErrFrozen: killed at its
+		// time limit after minutes of silence); a test that hangs for
+		// real hangs every time.
+		if (errors.Is(err, nested.ErrNoResult) || errors.Is(err, nested.ErrFrozen)) && attempt < maxAttempts && ctx.Err() == nil {
+			t.Logf("the nested test host crashed or froze (%v, kernel panic seen: %v); running %s in a fresh one", err, con.sawPanic(), name)
 			continue
 		}
 		// Under concurrent load the emulated SVM also makes guests
