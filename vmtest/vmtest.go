@@ -81,7 +81,7 @@ type NestOptions struct {
 	Files   []nested.File // extra files
 	Timeout time.Duration // per run of the test host
 	// Attempts is how many test hosts a test may take in all when
-	// they die under it or its guests triple-fault (default 3).
+	// they die under it or its guests triple-fault (default 5).
 	Attempts int
 }
 
@@ -122,7 +122,7 @@ func Nest(t *testing.T, opts ...NestOptions) bool {
 		regexp.QuoteMeta(name), o.Timeout)
 	maxAttempts := o.Attempts
 	if maxAttempts <= 0 {
-		maxAttempts = 3
+		maxAttempts = 5
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(maxAttempts)*(o.Timeout+2*time.Minute))
 	defer cancel()
