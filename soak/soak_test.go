@@ -487,6 +487,11 @@ func TestSoak(t *testing.T) {
 		if unaccounted != 0 {
 			t.Errorf("frames lost unaccounted: %d", unaccounted)
 		}
+		if n := usedFaults.Load(); n != 0 {
+			usedFaultLog.Lock()
+			t.Errorf("a backend moved a used index backwards or past the available ones %d times: %s", n, strings.Join(usedFaultLog.lines, "; "))
+			usedFaultLog.Unlock()
+		}
 		cancel()
 		portsWG.Wait()
 		c.daemon.stop()
