@@ -1,6 +1,7 @@
 package soak
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"sync"
@@ -189,7 +190,18 @@ func (g *guest) usedFault(ring string, seen, now, pushed uint16) {
 	usedFaultLog.Lock()
 	defer usedFaultLog.Unlock()
 	if len(usedFaultLog.lines) < 10 {
-		usedFaultLog.lines = append(usedFaultLog.lines, fmt.Sprintf("%s used index moved from %d to %d with %d made available", ring, seen, now, pushed))
+		d := g.tx
+		if ring == "receive" {
+			d = g.rx
+		}
+		// The whole flags+index word and where the ring is mapped here
+		// tell a stray write (another ring's index) from a backend bug.
+		var at any = "(no memfd)"
+		if g.mem != nil {
+			at = &g.mem.Data[0]
+		}
+		usedFaultLog.lines = append(usedFaultLog.lines, fmt.Sprintf("%s used index moved from %d to %d with %d made available (used ring word %#08x, memory at %v)",
+			ring, seen, now, pushed, binary.LittleEndian.Uint32(d.Bytes(d.Used, 4)), at))
 	}
 }
 
@@ -220,9 +232,16 @@ func (g *guest) send(dst, src [6]byte, n int, seq uint32) int {
 // read: lost with the frontend, and counted as such.
 func (g *guest) kill(c *counts) {
 	g.poll(c) // what is already there was received: read it first...
-	lost := uint64(g.rx.UsedIdx() - g.rxPopped)
-	c.lostInRing.Add(lost) // ...and whatever raced in after is lost
-	c.txInFlight.Add(uint64(g.txPushed - g.tx.UsedIdx()))
+	if u := g.rx.UsedIdx(); u-g.rxPopped <= qSize {
+		c.lostInRing.Add(uint64(u - g.rxPopped)) // ...and whatever raced in after is lost
+	} else {
+		g.usedFault("receive", g.rxPopped, u, g.rxPopped+qSize)
+	}
+	if u := g.tx.UsedIdx(); g.txPushed-u <= qSize {
+		c.txInFlight.Add(uint64(g.txPushed - u))
+	} else {
+		g.usedFault("transmit", g.txUsedSeen, u, g.txPushed)
+	}
 	g.close()
 	// The backend may still be writing into the (now unmapped here, still
 	// mapped there) ring until it notices the hang-up; those frames show
