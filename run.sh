@@ -8,7 +8,7 @@
 #   ./run.sh test          the whole suite: vet, unit tests with -race,
 #                          integration tests (real guests, real peers), fuzzing,
 #                          a 1-minute soak, and the main job end to end
-#   ./run.sh bench NAME    benchmarks: boot, vhost, uplink, switch, virtio (see BENCHMARKS.md)
+#   ./run.sh bench NAME    benchmarks: boot, vhost, uplink, switch, virtio, hostile (see BENCHMARKS.md)
 #   ./run.sh fuzz [TIME]   every fuzz target for TIME each (default 2m)
 #   ./run.sh soak [DUR]    traffic with frontends, the daemon, DPDK and guests
 #                          killed, restarted and reset (default 10m each)
@@ -184,6 +184,38 @@ fuzz() {
 	echo "fuzzing: no failures" >&2
 }
 
+# bench_hostile COUNT: BenchmarkNextToHostile (two vhost-user ports
+# forwarding next to a third whose frontend is quiet, hostile or benign),
+# its three cases interleaved COUNT times; prints each case's median
+# ns/frame and the victims' throughput next to a hostile and a benign
+# neighbour as a fraction of the quiet runs.
+bench_hostile() {
+	local dir out i
+	dir=$(mktemp -d)
+	out=$dir/out
+	go test -c -o "$dir/vhost.test" ./vhost
+	# go test -count repeats each case back to back; one case after the
+	# other, COUNT times, spreads the machine's drift over all three.
+	for i in $(seq "$1"); do
+		(cd vhost && "$dir/vhost.test" -test.run '^$' -test.bench 'NextToHostile' -test.benchtime 2s -test.benchmem) | tee -a "$out"
+	done
+	awk '/^BenchmarkNextToHostile\// {
+		split($1, a, "/"); sub(/-[0-9]+$/, "", a[2])
+		for (i = 2; i < NF; i++) if ($(i+1) == "ns/frame") v[a[2]] = v[a[2]] " " $i
+	}
+	function median(s,   n, x, i, j, t) {
+		n = split(s, x, " ")
+		for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (x[j] + 0 < x[i] + 0) { t = x[i]; x[i] = x[j]; x[j] = t }
+		return n % 2 ? x[(n + 1) / 2] : (x[n / 2] + x[n / 2 + 1]) / 2
+	}
+	END {
+		q = median(v["quiet"]); h = median(v["hostile"]); b = median(v["benign"])
+		printf "median ns/frame: quiet %.0f, hostile %.0f, benign %.0f\n", q, h, b
+		printf "victim throughput next to a hostile neighbour: %.3f of quiet (goal >= 0.90); next to a benign one: %.3f\n", q / h, q / b
+	}' "$out"
+	rm -rf "$dir"
+}
+
 bench() {
 	local what=${1:-}
 	shift || true
@@ -195,7 +227,8 @@ bench() {
 	vhost) bin/hvnet bench vhost "$@" ;;
 	switch) go test -run '^$' -bench . -benchmem ./switch/... ;;
 	virtio) go test -run '^$' -bench . -benchmem ./virtio/... ;;
-	*) echo "usage: ./run.sh bench boot|vhost|uplink|switch|virtio [ARGS]" >&2; exit 2 ;;
+	hostile) bench_hostile "${1:-8}" ;;
+	*) echo "usage: ./run.sh bench boot|vhost|uplink|switch|virtio|hostile [ARGS]" >&2; exit 2 ;;
 	esac
 }
 

@@ -16,7 +16,12 @@ func BenchmarkForward(b *testing.B) {
 	sw := vswitch.New(vswitch.Config{})
 	_, sockA := testPort(b, sw, "a", 10)
 	_, sockB := testPort(b, sw, "b", 10)
-	ga, gb := dialGuest(b, sockA), dialGuest(b, sockB)
+	forwardLoop(b, dialGuest(b, sockA), dialGuest(b, sockB))
+}
+
+// forwardLoop negotiates ga and gb and runs BenchmarkForward's loop
+// from ga to gb.
+func forwardLoop(b *testing.B, ga, gb *guest) {
 	ga.mustNegotiate()
 	gb.mustNegotiate()
 	const batch = 32

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
-	"golang.org/x/sys/unix"
 
 	vswitch "hvnet/switch"
 	"hvnet/vhost/frontend"
@@ -93,27 +92,42 @@ func dialGuest(t testing.TB, sock string) *guest {
 // dialGuestConn builds a guest on an established frontend connection.
 func dialGuestConn(t testing.TB, f *frontend.Frontend) *guest {
 	t.Helper()
-	mem, err := frontend.NewMemory(guestSize, guestBase)
+	g, err := newGuest(f)
 	if err != nil {
 		t.Fatal(err)
 	}
-	vm, err := mem.Virtio()
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := &guest{t: t, f: f, mem: mem,
-		rx: virtiotest.NewIn(vm, mem.Data[:guestSize/2], guestBase, qSize),
-		tx: virtiotest.NewIn(vm, mem.Data[guestSize/2:], guestBase+guestSize/2, qSize)}
-	for i := range 2 {
-		if g.kick[i], err = virtio.NewEventFD(true); err != nil {
-			t.Fatal(err)
-		}
-		if g.call[i], err = virtio.NewEventFD(false); err != nil {
-			t.Fatal(err)
-		}
-	}
+	g.t = t
 	t.Cleanup(g.close)
 	return g
+}
+
+// newGuest builds a guest on f: memory, rings, eventfds (f is closed on
+// error). Its t is nil: the must* helpers need one.
+func newGuest(f *frontend.Frontend) (*guest, error) {
+	g := &guest{f: f}
+	var err error
+	if g.mem, err = frontend.NewMemory(guestSize, guestBase); err != nil {
+		g.close()
+		return nil, err
+	}
+	vm, err := g.mem.Virtio()
+	if err != nil {
+		g.close()
+		return nil, err
+	}
+	g.rx = virtiotest.NewIn(vm, g.mem.Data[:guestSize/2], guestBase, qSize)
+	g.tx = virtiotest.NewIn(vm, g.mem.Data[guestSize/2:], guestBase+guestSize/2, qSize)
+	for i := range 2 {
+		if g.kick[i], err = virtio.NewEventFD(true); err != nil {
+			g.close()
+			return nil, err
+		}
+		if g.call[i], err = virtio.NewEventFD(false); err != nil {
+			g.close()
+			return nil, err
+		}
+	}
+	return g, nil
 }
 
 func (g *guest) close() {
@@ -206,20 +220,7 @@ func (g *guest) waitTxDone() {
 }
 
 // waitCall blocks until queue i's call eventfd fires (10 s deadlock guard).
-func (g *guest) waitCall(i int) bool {
-	fds := []unix.PollFd{{Fd: int32(g.call[i].FD()), Events: unix.POLLIN}}
-	for {
-		n, err := unix.Poll(fds, 10_000)
-		if errors.Is(err, unix.EINTR) {
-			continue
-		}
-		if err != nil || n == 0 {
-			return false
-		}
-		g.call[i].Read()
-		return true
-	}
-}
+func (g *guest) waitCall(i int) bool { return waitFD(g.call[i], 10_000) }
 
 // postRx makes n receive buffers of 2 KiB available.
 func (g *guest) postRx(n int) {

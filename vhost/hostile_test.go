@@ -19,6 +19,7 @@ import (
 type hostileBed struct {
 	a, b   *guest
 	victim PortConfig
+	port   *Port // the victim's
 	ev     *events
 	seq    byte
 }
@@ -30,7 +31,7 @@ func newHostileBed(t *testing.T) *hostileBed {
 	hb := &hostileBed{ev: newEvents()}
 	hb.victim = PortConfig{Port: vswitch.PortConfig{Name: "victim", PVID: 1}, Socket: filepath.Join(t.TempDir(), "v.sock")}
 	hb.ev.hook(&hb.victim)
-	startPort(t, sw, hb.victim)
+	hb.port = startPort(t, sw, hb.victim)
 	hb.a, hb.b = dialGuest(t, sockA), dialGuest(t, sockB)
 	hb.a.mustNegotiate()
 	hb.b.mustNegotiate()

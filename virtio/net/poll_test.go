@@ -2,6 +2,7 @@ package vnet_test
 
 import (
 	"bytes"
+	"errors"
 	"testing"
 
 	"hvnet/virtio"
@@ -44,5 +45,28 @@ func TestPollKeepsKicksOff(t *testing.T) {
 	}
 	if b.dev.Poll(0) || b.dev.EnableKick(0) || b.dev.Poll(2) {
 		t.Fatal("Poll/EnableKick on a receive or control queue")
+	}
+}
+
+// TestPollAvailJumpFaults: an available index more than a ring ahead,
+// found by Poll's idle check before any chain is popped, is a fault like
+// any other (counted, reported: the device needs reset); it once left the
+// queue broken without a word, and a vhost-user frontend got no error
+// signal.
+func TestPollAvailJumpFaults(t *testing.T) {
+	b := newBed(t, 1, fVersion1, 256, 64<<10, &recSink{})
+	b.tx(0).SetAvailIdx(1000)
+	if b.dev.Poll(1) {
+		t.Fatal("Poll() = true on a broken ring")
+	}
+	if len(b.faults) != 1 || b.dev.Stats().Faults != 1 {
+		t.Fatalf("faults reported %v, counted %d; want one of each", b.faults, b.dev.Stats().Faults)
+	}
+	var ie *virtio.InvalidAvailIdxError
+	if !errors.As(b.faults[0], &ie) {
+		t.Fatalf("fault %v, want an InvalidAvailIdxError", b.faults[0])
+	}
+	if b.dev.Poll(1) || len(b.faults) != 1 {
+		t.Fatal("a broken queue polled again, or its fault reported twice")
 	}
 }

@@ -76,7 +76,14 @@ func (d *Device) pollTX(pairIdx int) bool {
 	if !q.Ready() || q.Broken() != nil {
 		return false
 	}
-	if n, err := q.Pending(); n == 0 || err != nil {
+	n, err := q.Pending()
+	if err != nil {
+		// An available index more than a ring ahead broke the queue
+		// here, before any Pop: report it like any other fault.
+		d.fault(&t.vq, err)
+		return false
+	}
+	if n == 0 {
 		return false // the common idle case: one load of the avail index
 	}
 	q.DisableNotification()
