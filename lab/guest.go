@@ -2,6 +2,7 @@ package lab
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -24,7 +25,8 @@ type BootConfig struct {
 	// Attach joins the guest's NIC to a switch: it calls Switch.AddPort
 	// with the port's configuration (PortConfig of the guest, or the
 	// caller's own) and returns the handle. Nil: Switch.AddPort of Switch
-	// with the guest's PortConfig.
+	// with the guest's PortConfig and its ACLs (with Attach set, the
+	// port's ACLs are the caller's).
 	Attach func(p vswitch.Port) (*vswitch.PortHandle, error)
 	Switch *vswitch.Switch
 }
@@ -86,6 +88,15 @@ func Boot(ctx context.Context, gc GuestConfig, bc BootConfig) (*Guest, error) {
 	g, err := create(gc, bc.Kernel, bc.Initrd, bc.Log, &syncWriter{w: bc.Console}, attach)
 	if err != nil {
 		return nil, err
+	}
+	if bc.Attach == nil {
+		if err := setACLs(bc.Switch, gc); err != nil {
+			g.m.Close()
+			if rerr := bc.Switch.RemovePort(gc.Name); rerr != nil {
+				err = errors.Join(err, rerr)
+			}
+			return nil, err
+		}
 	}
 	g.start(ctx)
 	return g, nil

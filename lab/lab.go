@@ -117,6 +117,12 @@ func (g *GuestConfig) validate(i int) error {
 	if g.Queues == 0 {
 		g.Queues = 1
 	}
+	if err := g.ACL.Validate(); err != nil {
+		return fmt.Errorf("lab: guest %s: ACL: %w", g.Name, err)
+	}
+	if err := g.EgressACL.Validate(); err != nil {
+		return fmt.Errorf("lab: guest %s: egress ACL: %w", g.Name, err)
+	}
 	if g.Queues < 1 || g.Queues > 16 {
 		return fmt.Errorf("lab: guest %s: %d queue pairs, want 1..16", g.Name, g.Queues)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -78,5 +79,23 @@ func TestSetACLs(t *testing.T) {
 	}
 	if err := setACLs(sw, GuestConfig{Name: "nope", ACL: deny}); err == nil {
 		t.Error("setACLs on a missing port succeeded")
+	}
+}
+
+// TestBootRejectsBadACL: a guest whose ACL the switch would refuse is
+// refused before any VM or port exists, naming the ACL.
+func TestBootRejectsBadACL(t *testing.T) {
+	sw := vswitch.New(vswitch.Config{})
+	for _, gc := range []GuestConfig{
+		{Name: "a", ACL: vswitch.ACL{Default: 7}},
+		{Name: "a", EgressACL: vswitch.ACL{Rules: make([]vswitch.ACLRule, vswitch.MaxACLRules+1)}},
+	} {
+		_, err := Boot(context.Background(), gc, BootConfig{Kernel: "/nonexistent", Switch: sw})
+		if err == nil || !strings.Contains(err.Error(), "ACL") {
+			t.Errorf("Boot with %+v / %+v: %v, want an error naming the ACL", gc.ACL, gc.EgressACL, err)
+		}
+		if sw.Port("a") != nil {
+			t.Fatal("a port was left on the switch")
+		}
 	}
 }

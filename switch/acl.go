@@ -176,6 +176,13 @@ func prefixMask(p netip.Prefix) (v, m [2]uint64) {
 	return v, m
 }
 
+// Validate reports what SetACL would refuse in a: too many rules, an
+// unknown action, a bad rule.
+func (a ACL) Validate() error {
+	_, err := compileACL(a)
+	return err
+}
+
 func compileACL(a ACL) (*aclSet, error) {
 	if len(a.Rules) > MaxACLRules {
 		return nil, fmt.Errorf("%w: %d acl rules, at most %d", errConfig, len(a.Rules), MaxACLRules)
