@@ -69,13 +69,24 @@ func Decide(mode string) (bool, string, error) {
 	return false, "", fmt.Errorf("%s=%q: want auto, always or never", EnvMode, mode)
 }
 
-// Test-bed experiments: EnvKVMParams sets Config.KVMParams where a caller
-// leaves it empty; EnvL1THP=never turns transparent huge pages off in the
-// test host.
+// Test-bed settings: EnvKVMParams sets Config.KVMParams where a caller
+// leaves it empty (else DefaultKVMParams); EnvL1THP=never turns
+// transparent huge pages off in the test host.
 const (
 	EnvKVMParams = "HVNET_L1_KVM_AMD"
 	EnvL1THP     = "HVNET_L1_THP"
 )
+
+// DefaultKVMParams are the L1's kvm_amd parameters unless a caller or
+// EnvKVMParams says otherwise: no nested paging. With it (kvm_amd's
+// default) the L1 runs its guests on TCG's emulation of AMD's nested page
+// tables, and under load the emulated machine lost about every other test
+// host (L1 kernel panics in KVM_RUN, guests ending in a triple fault);
+// with shadow paging (npt=0) the L1's KVM does not use that part of the
+// emulation, guests boot as fast, and none was lost in the runs measured
+// (RELIABILITY.md, the test bed). HVNET_L1_KVM_AMD=npt=1 brings nested
+// paging back.
+const DefaultKVMParams = "npt=0"
 
 // File is a host file to put into the L1's file system.
 type File struct {
@@ -89,8 +100,8 @@ type Config struct {
 	Initrd  string   // base initramfs (uncompressed newc cpio, with the agent)
 	Modules []string // modules for the agent to load (default "@kvm", "@net", "@vlan")
 	// KVMParams are kvm_amd module parameters for the L1 ("vgif=0 ...";
-	// default from HVNET_L1_KVM_AMD): the module is loaded again with
-	// them before Script runs.
+	// default from HVNET_L1_KVM_AMD, else DefaultKVMParams): the module
+	// is loaded again with them before Script runs.
 	KVMParams string
 	Files     []File   // extra files
 	Script    string   // the L1 job, run by the agent with the u-root shell
@@ -150,6 +161,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	if cfg.KVMParams == "" {
 		cfg.KVMParams = os.Getenv(EnvKVMParams)
+	}
+	if cfg.KVMParams == "" {
+		cfg.KVMParams = DefaultKVMParams
 	}
 	log := cfg.Log
 	if log == nil {
