@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -40,5 +41,23 @@ func TestFrozen(t *testing.T) {
 	}
 	if err := run("while :; do echo busy; sleep 0.2; done"); err == nil || errors.Is(err, ErrFrozen) {
 		t.Errorf("talking host killed at its limit: %v, want a plain kill", err)
+	}
+
+	// SilenceLimit: a host silent that long is killed as frozen well
+	// before its time limit; one that keeps talking runs to its end.
+	limited := func(script string, limit time.Duration) (time.Duration, error) {
+		start := time.Now()
+		_, err := Run(context.Background(), Config{Kernel: filepath.Join(dir, "vmlinuz"), Initrd: filepath.Join(dir, "initrd"),
+			QEMU: qemu(script), Timeout: 20 * time.Second, SilenceLimit: limit, WorkDir: dir})
+		return time.Since(start), err
+	}
+	FrozenAfter = old
+	if took, err := limited("echo booting; exec sleep 30", 500*time.Millisecond); !errors.Is(err, ErrFrozen) || !strings.Contains(err.Error(), "limit 500ms") {
+		t.Errorf("silent host with a 500ms silence limit: %v after %v, want ErrFrozen naming the limit", err, took)
+	} else if took >= 20*time.Second {
+		t.Errorf("silent host with a 500ms silence limit ran to its time limit (%v)", took)
+	}
+	if _, err := limited("for i in 1 2 3 4 5 6; do echo busy; sleep 0.2; done", 800*time.Millisecond); errors.Is(err, ErrFrozen) {
+		t.Errorf("talking host was killed by the silence limit: %v", err)
 	}
 }

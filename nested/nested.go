@@ -109,6 +109,10 @@ type Config struct {
 	MemMiB    int      // L1 RAM (default 4096)
 	CPUs      int      // L1 vCPUs (default 2)
 	Timeout   time.Duration
+	// SilenceLimit, when set, kills the test host as frozen (ErrFrozen)
+	// once its console has been silent that long, before its Timeout: for
+	// a job that talks steadily, a frozen host then costs minutes less.
+	SilenceLimit time.Duration
 
 	Console io.Writer // the L1 console, line by line (default: discarded)
 	QEMU    string    // default qemu-system-x86_64 from PATH
@@ -127,7 +131,8 @@ type Result struct {
 var ErrNoResult = errors.New("nested: the test host ended without a result line")
 
 // ErrFrozen means the test host was killed at its time limit after its
-// console had been silent for FrozenAfter or longer: the emulated machine
+// console had been silent for FrozenAfter or longer, or once it had been
+// silent for Config.SilenceLimit: the emulated machine
 // stood still (seen under load: no L2 vCPU came back from KVM_RUN and the
 // L1's own timers stopped firing), rather than a test running long.
 var ErrFrozen = errors.New("nested: the test host froze")
@@ -210,6 +215,26 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	var resErr error
 	var lastLine atomic.Int64 // unix nanoseconds of the console's last line
 	lastLine.Store(time.Now().UnixNano())
+	var silenced atomic.Int64 // the silence that killed it, if SilenceLimit did
+	watchDone := make(chan struct{})
+	if cfg.SilenceLimit > 0 {
+		go func() {
+			tick := time.NewTicker(min(cfg.SilenceLimit/4, time.Second))
+			defer tick.Stop()
+			for {
+				select {
+				case <-watchDone:
+					return
+				case <-tick.C:
+					if silent := time.Since(time.Unix(0, lastLine.Load())); silent >= cfg.SilenceLimit {
+						silenced.Store(int64(silent))
+						_ = cmd.Process.Kill()
+						return
+					}
+				}
+			}
+		}()
+	}
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
@@ -218,7 +243,12 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}()
 	wg.Wait()
 	waitErr := cmd.Wait()
+	close(watchDone)
 	log.Info("nested test host ended", "elapsed", time.Since(start).Round(time.Millisecond), "wait", waitErr)
+	if silent := time.Duration(silenced.Load()); silent > 0 {
+		return res, fmt.Errorf("%w: killed, its console silent for %v (the caller's limit %v)",
+			ErrFrozen, silent.Round(time.Second), cfg.SilenceLimit)
+	}
 	if ctx.Err() != nil {
 		if silent := time.Since(time.Unix(0, lastLine.Load())); silent >= FrozenAfter {
 			return res, fmt.Errorf("%w: killed at its time limit, its console silent for %v (%v)",

@@ -83,6 +83,13 @@ type NestOptions struct {
 	// Attempts is how many test hosts a test may take in all when
 	// they die under it or its guests triple-fault (default 5).
 	Attempts int
+	// Silence counts a test host whose console has been silent that
+	// long as frozen (nested.Config.SilenceLimit; default 4 minutes,
+	// negative for none): a frozen host is given up, and the test run
+	// again, in minutes rather than at its Timeout. Tests run with -v
+	// inside and their guests' consoles are copied to the log, so a
+	// healthy host is rarely silent for more than seconds.
+	Silence time.Duration
 }
 
 // Nest runs the calling top-level test inside the nested test host when the
@@ -106,6 +113,12 @@ func Nest(t *testing.T, opts ...NestOptions) bool {
 	}
 	if o.Timeout == 0 {
 		o.Timeout = 15 * time.Minute
+	}
+	switch {
+	case o.Silence == 0:
+		o.Silence = 4 * time.Minute
+	case o.Silence < 0:
+		o.Silence = 0
 	}
 	set := Images(t)
 	bin := testBinary(t)
@@ -131,7 +144,7 @@ func Nest(t *testing.T, opts ...NestOptions) bool {
 		Kernel:  set.Kernel, Initrd: set.Initrd, Files: files, Script: script,
 		Env: append(forwardedEnv(), EnvInL1+"=1", EnvKernel+"=/hvnet/images/vmlinuz",
 			EnvInitrd+"=/hvnet/images/initrd", nested.EnvMode+"=never"),
-		MemMiB: o.MemMiB, CPUs: o.CPUs,
+		MemMiB: o.MemMiB, CPUs: o.CPUs, SilenceLimit: o.Silence,
 	}
 	var res *nested.Result
 	for attempt := 1; ; attempt++ {
