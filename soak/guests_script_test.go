@@ -57,6 +57,10 @@ type gsPlan struct {
 // The guest draws its reset times itself (the schedule does not fit the
 // kernel command line at long durations) with an LCG (the ZX81's: short
 // to write), seeded from the test's seed; resets replays it.
+// gsLinger is how long after the soak's end (dur after GS-READY) a guest
+// keeps answering its peers' final pings.
+const gsLinger = 60 * time.Second
+
 const (
 	gsLCGMul = 75
 	gsLCGAdd = 74
@@ -98,9 +102,10 @@ func (p gsPlan) script() string {
 	// Q's failures show on the console (u-root's ping reads the first
 	// ICMP message to arrive: another guest's echo request fails a try).
 	w("Q() { for i in $(seq 1 $2); do ping -c 1 -w 1000 $1 >/dev/null && return 0; sleep 0.5; done; return 1; }")
-	w("R() { ip link set eth0 down; echo GS-STATS $1 $(cat $S/tx_packets $S/rx_packets $S/rx_dropped $S/tx_dropped); echo $D >$B/unbind; [ $1 = final ] && return 0; "+
+	w("R() { ip link set eth0 down; echo GS-STATS $1 $(cd $S;cat tx_packets rx_packets rx_dropped tx_dropped); echo $D >$B/unbind; [ $1 = final ] && return 0; "+
 		"echo $D >$B/bind; until [ -e $S ]; do sleep 0.05; done; ip addr add %s/24 dev eth0; N; ip link set eth0 up; }", p.self.ip)
 	w("T() { read u v </proc/uptime; t=${u%%.*}${u#*.}0; }")
+	w("Z() { T; [ $t -lt $1 ] && sleep $(($1-t))ms; }") // sleep until uptime $1 ms
 	w("L() { n=$1; shift; while [ ! -e /tmp/stop ]; do \"$@\" >/dev/null 2>&1; sleep 0.1; done; touch /tmp/d$n; }")
 	w("N; echo GS-UP")
 	var peers []string
@@ -123,7 +128,7 @@ func (p gsPlan) script() string {
 	// per guest, none within 8 s of the end, which is dur after
 	// GS-READY by the guest's clock (T: uptime in ms), however long the
 	// resets themselves took: the guests end within their boot skew.
-	w("x=%d; while :; do x=$(( (x*%d+%d) %% %d )); g=$(( %d + x %% %d )); T; [ $((t+g)) -lt $((E-8000)) ] || break; sleep ${g}ms; R reset; done; T; [ $t -lt $E ] && sleep $((E-t))ms",
+	w("x=%d; while :; do x=$(((x*%d+%d)%%%d)); g=$((%d+x%%%d)); T; [ $((t+g)) -lt $((E-8000)) ] || break; sleep ${g}ms; R reset; done; Z $E",
 		p.seed, gsLCGMul, gsLCGAdd, gsLCGMod, p.lo, p.span)
 	w("echo GS-STOP; touch /tmp/stop")
 	if len(done) > 0 {
@@ -131,9 +136,13 @@ func (p gsPlan) script() string {
 	}
 	// The final ping: every peer guest must still answer (retried: a
 	// peer may be in its last reset). Then let the others finish theirs
-	// before going quiet.
-	w("F=0; for h in %s; do if Q $h 20; then echo GS-PING $h ok; else echo GS-PING $h FAILED; F=1; fi; done", strings.Join(peers, " "))
-	w("sleep 8; R final; echo GS-END; exit $F")
+	// before going quiet: stay up until gsLinger after the end (by the
+	// guest's clock). A peer can
+	// come to its pings half a minute late (its loops' last commands run
+	// on: an iperf3 client in a stalled stream); leaving 8 s after one's
+	// own pings, a guest was gone when its peer came to ping it.
+	w("F=0; for h in %s; do r=ok; Q $h 20 || { r=FAILED; F=1; }; echo GS-PING $h $r; done", strings.Join(peers, " "))
+	w("Z $((E+%d)); R final; echo GS-END; exit $F", gsLinger.Milliseconds())
 	return b.String()
 }
 
