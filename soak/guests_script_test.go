@@ -57,10 +57,6 @@ type gsPlan struct {
 // The guest draws its reset times itself (the schedule does not fit the
 // kernel command line at long durations) with an LCG (the ZX81's: short
 // to write), seeded from the test's seed; resets replays it.
-// gsLinger is how long after the soak's end (dur after GS-READY) a guest
-// keeps answering its peers' final pings.
-const gsLinger = 60 * time.Second
-
 const (
 	gsLCGMul = 75
 	gsLCGAdd = 74
@@ -84,6 +80,10 @@ func (p gsPlan) resets() ([]time.Duration, time.Duration) {
 	}
 	return gaps, time.Duration(end-t) * time.Millisecond
 }
+
+// gsLinger is how long after the soak's end (dur after GS-READY) a guest
+// keeps answering its peers' final pings.
+const gsLinger = 60 * time.Second
 
 // script renders the plan for the guest agent (u-root's gosh). It travels
 // on the kernel command line (base64, 2047 bytes in all): hence the short
@@ -137,10 +137,10 @@ func (p gsPlan) script() string {
 	// The final ping: every peer guest must still answer (retried: a
 	// peer may be in its last reset). Then let the others finish theirs
 	// before going quiet: stay up until gsLinger after the end (by the
-	// guest's clock). A peer can
-	// come to its pings half a minute late (its loops' last commands run
-	// on: an iperf3 client in a stalled stream); leaving 8 s after one's
-	// own pings, a guest was gone when its peer came to ping it.
+	// guest's clock). A peer can come to its pings half a minute late
+	// (its loops' last commands run on: an iperf3 client in a stalled
+	// stream); leaving 8 s after one's own pings, a guest was gone when
+	// its peer came to ping it.
 	w("F=0; for h in %s; do r=ok; Q $h 20 || { r=FAILED; F=1; }; echo GS-PING $h $r; done", strings.Join(peers, " "))
 	w("Z $((E+%d)); R final; echo GS-END; exit $F", gsLinger.Milliseconds())
 	return b.String()
