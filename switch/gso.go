@@ -2,6 +2,16 @@ package vswitch
 
 import "encoding/binary"
 
+// MaxGSOSegments bounds the segments one GSO frame may be cut into: a
+// frame whose payload would need more (payload > MaxGSOSegments *
+// gso_size) is dropped as malformed (DropMalformed) at ingress, whether or
+// not any egress port would segment it. Without it, gso_size 1 on a 64 KiB
+// frame makes ~65,000 frames of one: a guest could multiply its packet
+// rate by four orders of magnitude at the switch's expense. 128 covers a
+// full 64 KiB frame at TCP's default MSS of 536 bytes (RFC 9293 §3.7.1:
+// 123 segments); Linux never builds such frames with a smaller MSS.
+const MaxGSOSegments = 128
+
 // TCP flags (RFC 9293 §3.1, RFC 3168 §6.1 for CWR).
 const (
 	tcpFIN = 0x01

@@ -85,6 +85,14 @@ func FuzzGSO(f *testing.F) {
 			}
 			return
 		}
+		if n > MaxGSOSegments*int(mss) {
+			// More segments than the bound: dropped whole, counted.
+			if len(segs)+len(whole) != 0 {
+				t.Fatalf("%d-byte payload at MSS %d (%d segments, bound %d) was forwarded",
+					n, mss, (n+int(mss)-1)/int(mss), MaxGSOSegments)
+			}
+			return
+		}
 		if len(whole) != 1 || len(whole[0].Data) != len(fr.Data)-4*len(tags) {
 			t.Fatalf("offload-capable port got %d frames, want the GSO frame whole", len(whole))
 		}

@@ -48,7 +48,7 @@ func classify(st *portState, data []byte, p *pkt) DropReason {
 		return DropMalformed
 	}
 	et := binary.BigEndian.Uint16(data[12:])
-	tagged := et == tpidCTag || et == tpidSTag
+	tagged := isTag(et)
 	var tci uint16
 	if tagged {
 		if len(data) < 18 {
@@ -66,6 +66,9 @@ func classify(st *portState, data []byte, p *pkt) DropReason {
 			p.pcp, p.dei, p.strip = uint8(tci>>13), uint8(tci>>12&1), 4
 		}
 	case ModeTrunk:
+		if tagged && et != tpidCTag && et != tpidSTag {
+			return DropVLAN // a pre-standard QinQ TPID: see isTag
+		}
 		if !tagged || tci&0xfff == 0 {
 			if st.native == 0 || tagged && tagBehind(data) {
 				return DropVLAN
@@ -100,8 +103,27 @@ func tagBehind(data []byte) bool {
 	if len(data) < 20 {
 		return false
 	}
-	et := binary.BigEndian.Uint16(data[16:])
-	return et == tpidCTag || et == tpidSTag
+	return isTag(binary.BigEndian.Uint16(data[16:]))
+}
+
+// isTag is the one definition of which EtherTypes are VLAN tags, used by
+// classification, the tag-behind check, L3 parsing and trace alike.
+// Besides 0x8100 (IEEE 802.1Q C-tag) and 0x88a8 (802.1ad S-tag) it holds
+// the pre-standard QinQ TPIDs 0x9100, 0x9200 and 0x9300, which switches
+// of several vendors still honour as a tag. The switch classifies only on
+// 0x8100 and 0x88a8; a frame whose outer EtherType is one of the others
+// is a tagged frame it cannot place in a VLAN, so it is dropped on access
+// and trunk ports (DropVLAN), never carried as untagged: otherwise an
+// "untagged" frame with 0x9100/VID 20 from an access port would leave a
+// native-VLAN trunk looking like VLAN 20 to equipment that reads 0x9100.
+// On a dot1q-tunnel port the customer's frame is carried whole inside an
+// S-tag, whatever its tags.
+func isTag(et uint16) bool {
+	switch et {
+	case tpidCTag, tpidSTag, 0x9100, 0x9200, 0x9300:
+		return true
+	}
+	return false
 }
 
 // tci is the tag control information a frame leaves a trunk with: its
@@ -143,7 +165,7 @@ func l3Offset(data []byte) (int, uint16) {
 			return -1, 0
 		}
 		et := binary.BigEndian.Uint16(data[off:])
-		if et != tpidCTag && et != tpidSTag && et != 0x9100 {
+		if !isTag(et) {
 			return off + 2, et
 		}
 		if i == maxTags {
@@ -213,6 +235,9 @@ func checkOffload(data []byte, off *Offload, p *pkt) bool {
 	thl := int(tcp[12]>>4) * 4 // RFC 9293 §3.1 data offset
 	if thl < 20 || p.ipEnd < p.iphl+thl || p.ipEnd > 65535 {
 		return false
+	}
+	if payload := p.ipEnd - p.iphl - thl; payload > MaxGSOSegments*int(off.GSOSize) {
+		return false // amplification: see MaxGSOSegments
 	}
 	p.l3, p.tcphl = l3, thl
 	return true

@@ -124,7 +124,8 @@ func IsFault(err error) bool {
 	var ai *InvalidAvailIdxError
 	var di *DescIndexError
 	var il *IndirectLenError
-	return errors.Is(err, ErrDescLoop) || errors.Is(err, ErrNestedIndirect) ||
+	var mf *MemoryFaultError
+	return errors.As(err, &mf) || errors.Is(err, ErrDescLoop) || errors.Is(err, ErrNestedIndirect) ||
 		errors.Is(err, ErrIndirectNext) || errors.Is(err, ErrIndirectNotNegotiated) ||
 		errors.As(err, &ai) || errors.As(err, &di) || errors.As(err, &il)
 }

@@ -366,6 +366,15 @@ func (q *Queue) PopInto(c *Chain) (*Chain, error) {
 	return c, nil
 }
 
+// Break marks the queue malformed with err (for example a
+// *MemoryFaultError found by the device): it stays broken, returning err,
+// until Reset or Enable.
+func (q *Queue) Break(err error) {
+	if q.broken == nil {
+		q.broken = err
+	}
+}
+
 // Rewind gives back the last n popped chains, which were not used: the next
 // Pop returns them again. n must not exceed the chains popped since the last
 // Rewind.

@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"fmt"
 	"slices"
+
+	"hvnet/virtio"
 )
 
 // Control queue classes and commands, virtio 1.2 §5.1.6.5.
@@ -97,6 +99,7 @@ func (d *Device) ProcessCtrl() (n int) {
 	c := &d.ctrl
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	defer d.guard(&c.vq, virtio.TrapFaults())
 	q := c.q
 	if !q.Ready() || q.Broken() != nil {
 		return 0

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math/bits"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 
@@ -182,13 +183,17 @@ func (d *Device) SetMemory(m *virtio.Memory) {
 
 // ConfigureQueue runs fn on queue i with the queue's lock held: the transport
 // sets size, addresses, signaler, indices, and enables or disables it there.
-func (d *Device) ConfigureQueue(i int, fn func(q *virtio.Queue) error) error {
+//
+// A fault on guest memory inside fn (a frontend that shrank its memory)
+// is returned as a *virtio.MemoryFaultError.
+func (d *Device) ConfigureQueue(i int, fn func(q *virtio.Queue) error) (err error) {
 	v, err := d.vqAt(i)
 	if err != nil {
 		return err
 	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
+	defer virtio.CatchFault(virtio.TrapFaults(), &err)
 	err = fn(v.q)
 	if v.q.Broken() == nil {
 		v.faulted = false
@@ -273,6 +278,26 @@ func (d *Device) fault(v *vq, err error) {
 	if d.onFault != nil {
 		d.onFault(fe)
 	}
+}
+
+// guard must be deferred directly, with the value of virtio.TrapFaults,
+// by every method that touches v's guest memory, after v's lock is taken
+// (so it runs while the lock is still held). A fault on guest memory (the
+// frontend shrank its memfd) breaks v and reports it like any malformed
+// ring; the process and every other queue go on. Other panics go on.
+func (d *Device) guard(v *vq, prev bool) {
+	debug.SetPanicOnFault(prev)
+	r := recover()
+	if r == nil {
+		return
+	}
+	fe := virtio.FaultOf(r)
+	if fe == nil {
+		panic(r)
+	}
+	d.stats.memFaults.Add(1)
+	v.q.Break(fe)
+	d.fault(v, fe)
 }
 
 // drop logs a dropped chain or frame; n is the counter's new value, and only

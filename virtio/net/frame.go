@@ -17,10 +17,11 @@ type Frame struct {
 // what it keeps.
 //
 // The frames slice and every Data in it belong to the Device and are valid
-// only until Deliver returns: Data may alias guest memory (zero copy), which
-// the guest may change at any time, so a Sink must not trust a byte it read
-// twice. Deliver is called with the TX queue's lock held: it must not call
-// back into the same queue pair's TX path (Receive on any queue is fine).
+// only until Deliver returns. Data is the device's own copy of the guest's
+// bytes (single fetch: the guest cannot change it, whatever it does to its
+// buffers meanwhile), so a Sink may read it as often as it likes. Deliver
+// is called with the TX queue's lock held: it must not call back into the
+// same queue pair's TX path (Receive on any queue is fine).
 type Sink interface {
 	Deliver(frames []Frame)
 }

@@ -44,9 +44,15 @@ type bed struct {
 
 func newBed(t testing.TB, pairs int, features uint64, size uint16, perQueue int, sink vnet.Sink) *bed {
 	t.Helper()
+	return newBedIn(t, make([]byte, (2*pairs+1)*perQueue), pairs, features, size, perQueue, sink)
+}
+
+// newBedIn is newBed in caller-provided guest memory raw (for example an
+// mmap'd memfd), which must hold (2*pairs+1)*perQueue bytes.
+func newBedIn(t testing.TB, raw []byte, pairs int, features uint64, size uint16, perQueue int, sink vnet.Sink) *bed {
+	t.Helper()
 	b := &bed{t: t}
 	nq := 2*pairs + 1
-	raw := make([]byte, nq*perQueue)
 	mem, err := virtio.NewMemory(virtio.Region{GPA: virtiotest.DefaultBase, Data: raw})
 	if err != nil {
 		t.Fatal(err)

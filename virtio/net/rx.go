@@ -88,7 +88,10 @@ func flowHash(b []byte) uint32 {
 // Virtio 1.2 §5.1.6.3-§5.1.6.4: each frame is written behind a
 // virtio_net_hdr_v1 into one chain, or with VIRTIO_NET_F_MRG_RXBUF into as
 // many chains as it needs, num_buffers saying how many.
-func (d *Device) ReceiveOn(pairIdx int, frames []Frame) int {
+//
+// A fault on guest memory (a frontend that shrank its memory) breaks the
+// queue and returns 0: the frames are not accounted as received.
+func (d *Device) ReceiveOn(pairIdx int, frames []Frame) (accepted int) {
 	if pairIdx < 0 || pairIdx >= len(d.pairs) {
 		d.stats.rxNoBuffer.Add(uint64(len(frames)))
 		return 0
@@ -96,6 +99,7 @@ func (d *Device) ReceiveOn(pairIdx int, frames []Frame) int {
 	r := &d.pairs[pairIdx].rx
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	defer d.guard(&r.vq, virtio.TrapFaults())
 	q := r.q
 	if !q.Ready() || q.Broken() != nil {
 		d.stats.rxNoBuffer.Add(uint64(len(frames)))
@@ -108,7 +112,6 @@ func (d *Device) ReceiveOn(pairIdx int, frames []Frame) int {
 	features := d.features.Load()
 	guest := d.rxOffloads.Load()
 	mrg := has(features, FMrgRxbuf)
-	accepted := 0
 	var bytes uint64
 	i := 0
 loop:

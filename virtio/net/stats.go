@@ -10,6 +10,7 @@ type counters struct {
 	txBadChain, txBadHeader, txRunt, txOversize   atomic.Uint64
 	rxNoBuffer, rxBadChain, rxOversize, rxOffload atomic.Uint64
 	ctrlOK, ctrlErr, faults, signalErrors         atomic.Uint64
+	memFaults                                     atomic.Uint64
 }
 
 // Stats is a snapshot of a Device's counters.
@@ -30,6 +31,7 @@ type Stats struct {
 	CtrlOK, CtrlErr uint64 // control commands acknowledged OK / ERR
 	Faults          uint64 // queues found malformed (needs reset)
 	SignalErrors    uint64 // failed used-buffer notifications
+	MemoryFaults    uint64 // queues ended by a fault on guest memory (shrunk or unmapped)
 }
 
 func (c *counters) snapshot() Stats {
@@ -42,5 +44,6 @@ func (c *counters) snapshot() Stats {
 		RxDropOversize: c.rxOversize.Load(), RxDropOffload: c.rxOffload.Load(),
 		CtrlOK: c.ctrlOK.Load(), CtrlErr: c.ctrlErr.Load(),
 		Faults: c.faults.Load(), SignalErrors: c.signalErrors.Load(),
+		MemoryFaults: c.memFaults.Load(),
 	}
 }

@@ -9,8 +9,10 @@ import (
 const (
 	// txBatch is the most frames handed to the Sink in one Deliver.
 	txBatch = 64
-	// txArenaLen is the per-queue buffer for frames that span several
-	// descriptors (copied); a batch is delivered early when it is full.
+	// txArenaLen is the per-queue buffer every frame is copied into
+	// (single fetch); a batch is delivered early when it is full. It
+	// holds a batch of 64 full-size (1514-byte) frames, or three 64 KiB
+	// GSO frames.
 	txArenaLen = 256 << 10
 	// txBudget is the most batches ProcessTX handles before returning.
 	txBudget = 16
@@ -44,6 +46,7 @@ func (d *Device) ProcessTX(pairIdx int) bool {
 	t := &d.pairs[pairIdx].tx
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	defer d.guard(&t.vq, virtio.TrapFaults())
 	q := t.q
 	if !q.Ready() || q.Broken() != nil {
 		return false
@@ -72,6 +75,7 @@ func (d *Device) pollTX(pairIdx int) bool {
 	t := &d.pairs[pairIdx].tx
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	defer d.guard(&t.vq, virtio.TrapFaults())
 	q := t.q
 	if !q.Ready() || q.Broken() != nil {
 		return false
@@ -105,6 +109,7 @@ func (d *Device) armTX(pairIdx int) bool {
 	t := &d.pairs[pairIdx].tx
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	defer d.guard(&t.vq, virtio.TrapFaults())
 	return t.q.EnableNotification()
 }
 
@@ -164,44 +169,29 @@ func (d *Device) txBatch(t *txQueue, features uint64) (empty, ok bool) {
 			continue
 		}
 		frameLen := int(total) - HdrLen
-		// The common layout (DPDK and Linux with ANY_LAYOUT/VERSION_1
-		// push the header in front of the frame): one descriptor in one
-		// memory region, sliced once for header and frame.
-		var hb, data []byte
-		if rd := c.Readable(); len(rd) == 1 {
-			if b, err := mem.Slice(rd[0].Addr, total); err == nil {
-				hb, data = b[:HdrLen], b[HdrLen:]
-			}
+		// Single fetch: the header and the frame are copied once into
+		// host memory the guest cannot reach, and everything after this
+		// (the header check here, classification, ACLs, learning, GSO in
+		// the switch) reads only the copy. The guest may rewrite its
+		// buffers from another vCPU at any moment; a length, tag or
+		// offset read twice from them could differ between the check and
+		// the use. Firecracker's net device copies every TX frame too.
+		if used+frameLen > len(t.arena) {
+			deliver()
 		}
-		if hb == nil {
-			if _, err := c.ReadAt(mem, t.hdr[:], 0); err != nil {
-				d.drop(&t.vq, d.stats.txBadChain.Add(1), "tx chain", err)
-				_ = q.AddUsed(c.Head, 0)
-				continue
-			}
-			hb = t.hdr[:]
+		data := t.arena[used : used+frameLen : used+frameLen]
+		if err := copyTX(mem, c, total, t.hdr[:], data); err != nil {
+			d.drop(&t.vq, d.stats.txBadChain.Add(1), "tx chain", err)
+			_ = q.AddUsed(c.Head, 0)
+			continue
 		}
-		h, _ := DecodeHeader(hb) // decoded once: the guest may change hb
+		h, _ := DecodeHeader(t.hdr[:])
 		if err := CheckTX(h, frameLen, features); err != nil {
 			d.drop(&t.vq, d.stats.txBadHeader.Add(1), "tx header", err)
 			_ = q.AddUsed(c.Head, 0)
 			continue
 		}
-		if data == nil {
-			data = frameSlice(mem, c, frameLen)
-		}
-		if data == nil { // spans descriptors: copy into the arena
-			if used+frameLen > len(t.arena) {
-				deliver()
-			}
-			data = t.arena[used : used+frameLen : used+frameLen]
-			if _, err := c.ReadAt(mem, data, HdrLen); err != nil {
-				d.drop(&t.vq, d.stats.txBadChain.Add(1), "tx chain", err)
-				_ = q.AddUsed(c.Head, 0)
-				continue
-			}
-			used += frameLen
-		}
+		used += frameLen
 		t.frames[n] = Frame{Data: data, Off: h.Offload()}
 		t.heads[n] = c.Head
 		n++
@@ -209,24 +199,21 @@ func (d *Device) txBatch(t *txQueue, features uint64) (empty, ok bool) {
 	return false, true
 }
 
-// frameSlice returns the frame (the readable bytes after the header) without
-// copying when they lie in one descriptor inside one memory region, else nil.
-func frameSlice(mem *virtio.Memory, c *virtio.Chain, frameLen int) []byte {
-	off := uint64(HdrLen)
-	for _, desc := range c.Readable() {
-		l := uint64(desc.Len)
-		if off >= l {
-			off -= l
-			continue
-		}
-		if l-off != uint64(frameLen) {
+// copyTX copies a TX chain's total readable bytes: the virtio-net header
+// into hdr and the frame into data (len(data) == total-HdrLen). The common
+// layout (DPDK and Linux with ANY_LAYOUT/VERSION_1 put the header in front
+// of the frame in one descriptor) is one bounds check and two copies.
+func copyTX(mem *virtio.Memory, c *virtio.Chain, total uint64, hdr, data []byte) error {
+	if rd := c.Readable(); len(rd) == 1 {
+		if b, err := mem.Slice(rd[0].Addr, total); err == nil {
+			copy(hdr, b[:HdrLen])
+			copy(data, b[HdrLen:])
 			return nil
 		}
-		b, err := mem.Slice(desc.Addr+off, uint64(frameLen))
-		if err != nil {
-			return nil
-		}
-		return b
 	}
-	return nil
+	if _, err := c.ReadAt(mem, hdr, 0); err != nil {
+		return err
+	}
+	_, err := c.ReadAt(mem, data, HdrLen)
+	return err
 }

@@ -1,5 +1,7 @@
 package vnet
 
+import "hvnet/virtio"
+
 // Lost notifications. A notification lost between driver and device, in
 // either direction, can stop a queue for good: with VIRTIO_F_EVENT_IDX the
 // driver kicks only when its available index passes avail_event, and the
@@ -28,6 +30,7 @@ func (d *Device) Watch(i int) QueueState {
 	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
+	defer d.guard(v, virtio.TrapFaults())
 	var s QueueState
 	s.Avail, s.Taken, s.OK = v.q.Position()
 	if s.OK {
@@ -45,5 +48,6 @@ func (d *Device) Resignal(i int) error {
 	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
+	defer d.guard(v, virtio.TrapFaults())
 	return v.q.Signal()
 }
