@@ -209,9 +209,10 @@ bench_hostile() {
 		return n % 2 ? x[(n + 1) / 2] : (x[n / 2] + x[n / 2 + 1]) / 2
 	}
 	END {
-		q = median(v["quiet"]); h = median(v["hostile"]); b = median(v["benign"])
-		printf "median ns/frame: quiet %.0f, hostile %.0f, benign %.0f\n", q, h, b
+		q = median(v["quiet"]); h = median(v["hostile"]); b = median(v["benign"]); r = median(v["racing"])
+		printf "median ns/frame: quiet %.0f, hostile %.0f, benign %.0f, racing %.0f\n", q, h, b, r
 		printf "victim throughput next to a hostile neighbour: %.3f of quiet (goal >= 0.90); next to a benign one: %.3f\n", q / h, q / b
+		printf "victim throughput next to a racing neighbour (rewrites its frames in flight): %.3f of quiet (goal >= 0.90)\n", q / r
 	}' "$out"
 	rm -rf "$dir"
 }

@@ -149,7 +149,10 @@ func (g *guest) close() {
 }
 
 // negotiate runs the start-up sequence QEMU runs (features, memory, rings).
-func (g *guest) negotiate() error {
+func (g *guest) negotiate() error { return g.negotiateFeatures(0) }
+
+// negotiateFeatures is negotiate accepting extra virtio-net features too.
+func (g *guest) negotiateFeatures(extra uint64) error {
 	f := g.f
 	feats, err := f.GetFeatures()
 	if err != nil {
@@ -167,7 +170,9 @@ func (g *guest) negotiate() error {
 	}
 	steps := []func() error{
 		f.SetOwner,
-		func() error { return f.SetFeatures(virtio.Feature(virtio.FVersion1) | 1<<proto.FProtocolFeatures) },
+		func() error {
+			return f.SetFeatures(virtio.Feature(virtio.FVersion1) | 1<<proto.FProtocolFeatures | extra)
+		},
 		func() error { return f.SetMemTable(g.mem.Region()) },
 	}
 	for i, d := range []*virtiotest.Driver{g.rx, g.tx} {

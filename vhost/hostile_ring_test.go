@@ -287,10 +287,12 @@ func (n *neighbour) round(i int) error {
 
 // BenchmarkNextToHostile is BenchmarkForward's victims (two ports, VLAN
 // 10) with a third port on the same switch (VLAN 20): quiet (no frontend),
-// hostile, or benign (see neighbour). Compare ns/frame across the three:
-// ./run.sh bench hostile runs it interleaved and prints the ratios.
+// hostile, benign (see neighbour), or racing (racingNeighbour: rewrites
+// its frames' headers while the switch forwards them). Compare ns/frame
+// across them: ./run.sh bench hostile runs it interleaved and prints the
+// ratios.
 func BenchmarkNextToHostile(b *testing.B) {
-	for _, mode := range []string{"quiet", "hostile", "benign"} {
+	for _, mode := range []string{"quiet", "hostile", "benign", "racing"} {
 		b.Run(mode, func(b *testing.B) {
 			sw := vswitch.New(vswitch.Config{})
 			_, sockA := testPort(b, sw, "a", 10)
@@ -299,9 +301,13 @@ func BenchmarkNextToHostile(b *testing.B) {
 			hcfg := PortConfig{Port: vswitch.PortConfig{Name: "h", PVID: 20}, Socket: filepath.Join(b.TempDir(), "h.sock"), Logger: hclog.NewNullLogger()}
 			startPort(b, sw, hcfg)
 			var n *neighbour
+			var rn *racingNeighbour
 			stop := make(chan struct{})
 			done := make(chan struct{})
-			if mode != "quiet" {
+			if mode == "racing" {
+				rn = &racingNeighbour{sock: hcfg.Socket}
+				go func() { defer close(done); rn.run(stop) }()
+			} else if mode != "quiet" {
 				n = &neighbour{sock: hcfg.Socket, hostile: mode == "hostile"}
 				go func() { defer close(done); n.run(stop) }()
 			} else {
@@ -315,6 +321,12 @@ func BenchmarkNextToHostile(b *testing.B) {
 					b.Fatalf("neighbour: %v", n.err)
 				}
 				b.ReportMetric(float64(n.rounds.Load())/b.Elapsed().Seconds(), "rounds/s")
+			}
+			if rn != nil {
+				if rn.err != nil {
+					b.Fatalf("racing neighbour: %v", rn.err)
+				}
+				b.ReportMetric(float64(rn.rounds.Load())/b.Elapsed().Seconds(), "rounds/s")
 			}
 		})
 	}
