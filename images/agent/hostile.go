@@ -20,7 +20,9 @@ import (
 // root, takes the guest's virtio-net function from the kernel and drives
 // it from user space as a malicious driver would: descriptor loops, out of
 // range indices, buffers outside guest RAM, device-writable buffers on the
-// transmit queue, bad indirect tables, avail-index jumps. It checks that
+// transmit queue, bad indirect tables, avail-index jumps, and frames
+// rewritten from the other vCPU while the device reads them (tags, the
+// EtherType, header flags and GSO fields: raceRound). It checks that
 // each ring fault puts the device into DEVICE_NEEDS_RESET (virtio 1.2
 // §2.1.2) and that each bad chain is returned used without harm, resets
 // the device and starts over until its time is up, then (with -rebind)
@@ -47,6 +49,7 @@ type HostileResult struct {
 	BadChains  int            `json:"bad_chains"`            // bad chains the device returned used
 	Unexpected int            `json:"unexpected"`            // batches of bad chains that broke the device or were not returned
 	Good       int            `json:"good"`                  // well-formed frames the device consumed
+	Raced      int            `json:"raced"`                 // frames rewritten by a second thread while the device read them
 	Benign     int            `json:"benign,omitempty"`      // benign rounds (-phases 3)
 	BenignGood int            `json:"benign_good,omitempty"` // well-formed frames the device consumed in them
 	Rebound    string         `json:"rebound,omitempty"`     // interface after -rebind
@@ -340,6 +343,9 @@ func (h *hostile) round() error {
 	if err := h.badChains(); err != nil {
 		return err
 	}
+	if err := h.raceRound(); err != nil {
+		return err
+	}
 	for _, c := range faultCases {
 		if err := h.start(); err != nil {
 			return fmt.Errorf("%s: %w", c.name, err)
@@ -390,6 +396,78 @@ func (h *hostile) benignRound() error {
 			return err
 		}
 	}
+	return nil
+}
+
+// raceFrames is how many frames raceRound races.
+const raceFrames = 8
+
+// raceMutations are what raceRound's second thread writes into each frame
+// and takes back, one after the other, as fast as it can: offsets from the
+// start of the virtio-net header, value pairs. The EtherType becomes a tag
+// of VLAN 20 under each TPID some equipment honours; the header asks for
+// a partial checksum and TSO with gso_size 1 (offloads this driver did not
+// negotiate).
+var raceMutations = [][]int{
+	{netHdrLen + 12, 0x81, netHdrLen + 13, 0x00, netHdrLen + 14, 0x00, netHdrLen + 15, 20},
+	{netHdrLen + 12, 0x91, netHdrLen + 13, 0x00, netHdrLen + 14, 0x00, netHdrLen + 15, 20},
+	{netHdrLen + 12, 0x88, netHdrLen + 13, 0xa8, netHdrLen + 14, 0x00, netHdrLen + 15, 20},
+	{0, 1, 1, 1, 4, 1, 5, 0},
+}
+
+// raceRound is the double-fetch attack (issue 14): raceFrames well-formed
+// frames are made available while a second goroutine (on the guest's other
+// vCPU) keeps rewriting their tag bytes and header fields and restoring
+// them. The device must use every chain and stay up; whatever it took from
+// the frame is its own copy, so it either forwards the frame as copied or
+// drops it (a refused header: TxDropBadHeader; a tag on an access port: the
+// switch's VLAN drop). The lab test checks the books and that nothing
+// reached another VLAN.
+func (h *hostile) raceRound() error {
+	if err := h.start(); err != nil {
+		return fmt.Errorf("race: %w", err)
+	}
+	for i := range raceFrames {
+		h.goodFrame(i)
+		h.desc(uint16(i), h.bufGPA(i), netHdrLen+60, 0, 0)
+	}
+	valid := make([][]byte, raceFrames)
+	for i := range valid {
+		valid[i] = append([]byte(nil), h.mem.b[(pgBuf+i)*pageSize:][:netHdrLen+60]...)
+	}
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		for k := 0; ; k++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			m := raceMutations[k%len(raceMutations)]
+			for i := range raceFrames {
+				b := h.mem.b[(pgBuf+i)*pageSize:]
+				for j := 0; j < len(m); j += 2 {
+					b[m[j]] = byte(m[j+1])
+				}
+				for j := 0; j < len(m); j += 2 {
+					b[m[j]] = valid[i][m[j]]
+				}
+			}
+		}
+	}()
+	for i := range raceFrames {
+		h.avail(uint16(i))
+	}
+	h.kick()
+	ok := h.waitUsed(raceFrames)
+	close(stop)
+	<-done
+	if st := h.bar.read8(h.common + ccStatus); !ok || st&stNeedsReset != 0 {
+		h.res.Unexpected++
+		return nil
+	}
+	h.res.Raced += raceFrames
 	return nil
 }
 
