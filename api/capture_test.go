@@ -103,8 +103,8 @@ func TestCaptureConcurrent(t *testing.T) {
 
 func TestMirrorFile(t *testing.T) {
 	e := newEnv(t)
-	file := filepath.Join(t.TempDir(), "t.pcap")
-	if err := e.c.StartMirror(ctx(t), MirrorSpec{Port: "t", Direction: DirEgress, File: file}); err != nil {
+	file := filepath.Join(e.captureDir, "t.pcap")
+	if err := e.c.StartMirror(ctx(t), MirrorSpec{Port: "t", Direction: DirEgress, File: "t.pcap"}); err != nil {
 		t.Fatal(err)
 	}
 	if !e.sw.Port("t").Config().MirrorEgress {
@@ -112,9 +112,9 @@ func TestMirrorFile(t *testing.T) {
 	}
 	wantError(t, e.c.StartMirror(ctx(t), MirrorSpec{Port: "t", File: file}), http.StatusConflict, "port")
 	wantError(t, e.c.StartMirror(ctx(t), MirrorSpec{Port: "zz", File: file}), http.StatusNotFound, "port")
-	wantError(t, e.c.StartMirror(ctx(t), MirrorSpec{Port: "a", File: "rel.pcap"}), http.StatusBadRequest, "file")
+	wantError(t, e.c.StartMirror(ctx(t), MirrorSpec{Port: "a", File: ""}), http.StatusBadRequest, "file")
 	wantError(t, e.c.StartMirror(ctx(t), MirrorSpec{Port: "a", Direction: "up", File: file}), http.StatusBadRequest, "direction")
-	wantError(t, e.c.StartMirror(ctx(t), MirrorSpec{Port: "a", File: "/nonexistent/dir/x.pcap"}), http.StatusUnprocessableEntity, "file")
+	wantError(t, e.c.StartMirror(ctx(t), MirrorSpec{Port: "a", File: "nonexistent/dir/x.pcap"}), http.StatusUnprocessableEntity, "file")
 	if e.sw.Port("a").Config().MirrorIngress {
 		t.Fatal("failed mirror requests set flags on a")
 	}

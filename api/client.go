@@ -35,6 +35,10 @@ func NewClient(socket string) *Client {
 	return &Client{Socket: socket, hc: &http.Client{Transport: tr}}
 }
 
+// CloseIdleConnections closes the client's kept-alive connections (each
+// holds one of the server's Limits.MaxConns while it is open).
+func (c *Client) CloseIdleConnections() { c.hc.CloseIdleConnections() }
+
 // Stream sends a request and returns the response if it is a success;
 // the caller closes its body. Failures are *Error (from the server) or
 // wrap ErrNotRunning when the socket is missing or refuses connections.

@@ -147,10 +147,16 @@ func applyPatch(cfg vswitch.PortConfig, p *PortPatch) (vswitch.PortConfig, *Erro
 		}
 	}
 	if p.MACLimit != nil {
-		if *p.MACLimit < 0 || *p.MACLimit > 1<<20 {
-			return cfg, badField("mac_limit", "MAC limit %d outside 0..%d", *p.MACLimit, 1<<20)
+		if *p.MACLimit < vswitch.NoMACLimit || *p.MACLimit > vswitch.MaxMACLimit {
+			return cfg, badField("mac_limit", "MAC limit %d outside -1 (none), 0 (the switch's default), 1..%d", *p.MACLimit, vswitch.MaxMACLimit)
 		}
 		cfg.MACLimit = *p.MACLimit
+	}
+	if p.PortSecurity != nil {
+		cfg.PortSecurity = vswitch.PortSecurityOn
+		if !*p.PortSecurity {
+			cfg.PortSecurity = vswitch.PortSecurityOff
+		}
 	}
 	if p.AllowedMACs != nil {
 		cfg.AllowedMACs = make([]vswitch.MAC, 0, len(*p.AllowedMACs))
@@ -185,7 +191,7 @@ func fromConfig(c PortConfig) (vswitch.PortConfig, *Error) {
 		mode = "access"
 	}
 	p := &PortPatch{Mode: &mode, DefaultPCP: &c.DefaultPCP, Ingress: &c.Ingress, Egress: &c.Egress,
-		Storm: &c.Storm, MACLimit: &c.MACLimit}
+		Storm: &c.Storm, MACLimit: &c.MACLimit, PortSecurity: c.PortSecurity}
 	if c.PVID != 0 || mode != "trunk" {
 		p.PVID = &c.PVID
 	}
@@ -223,6 +229,8 @@ func toAPIConfig(c vswitch.PortConfig) PortConfig {
 			UnknownUnicast: toAPIRate(c.Storm.UnknownUnicast)},
 		MACLimit: c.MACLimit, MirrorIngress: c.MirrorIngress, MirrorEgress: c.MirrorEgress,
 	}
+	ps := c.PortSecurity != vswitch.PortSecurityOff
+	out.PortSecurity = &ps
 	if c.Mode == vswitch.ModeTrunk {
 		out.PVID = 0
 	}
@@ -233,6 +241,14 @@ func toAPIConfig(c vswitch.PortConfig) PortConfig {
 		out.AllowedMACs = append(out.AllowedMACs, m.String())
 	}
 	return out
+}
+
+// portMAC is the port's own MAC, or "".
+func portMAC(h *vswitch.PortHandle) string {
+	if m, ok := h.MAC(); ok {
+		return m.String()
+	}
+	return ""
 }
 
 func toAPICounters(c vswitch.PortCounters) Counters {

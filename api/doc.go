@@ -25,6 +25,15 @@
 // unknown fields, unknown ports, VLANs outside 1..4094 and negative or
 // absurd rates get a 4xx answer with an Error naming the field.
 //
+// The API's caller is trusted less than the daemon's operator: files and
+// sockets it names stay under directories the daemon gives the server
+// (Options.CaptureDir for file mirrors, Options.SocketDir for vhost-user
+// sockets), reached without following a symlink, and an existing file is
+// replaced only when asked. The server bounds what clients hold
+// (Limits): connections at once, live captures, and read, write and idle
+// timeouts, so a client sending half a header (slow loris) or never
+// reading its answer loses its connection instead of taking the API's.
+//
 // The switch has one MirrorSink; the server installs a fan-out sink
 // (Mirror) that hands each port's frames to the captures and files
 // registered for it, and keeps the ports' MirrorIngress / MirrorEgress

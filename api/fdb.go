@@ -50,7 +50,7 @@ func (s *Server) getFDB(w http.ResponseWriter, r *http.Request) {
 		if (port != "" && fe.Port != port) || (vid != 0 && fe.VLAN != vid) || (ms != "" && fe.MAC != mac) {
 			continue
 		}
-		out = append(out, FDBEntry{Port: fe.Port, VLAN: int(fe.VLAN), MAC: fe.MAC.String(), Age: fe.Age, Static: fe.Static})
+		out = append(out, FDBEntry{Port: fe.Port, VLAN: int(fe.VLAN), MAC: fe.MAC.String(), Age: fe.Age, Static: fe.Static, Pinned: fe.Pinned})
 	}
 	writeJSON(w, http.StatusOK, out)
 }

@@ -11,9 +11,8 @@ import (
 	vswitch "hvnet/switch"
 )
 
-// fuzzRoutes are the endpoints that decode a JSON body. POST /v1/mirrors
-// is left out: a valid body makes the daemon write a file at a path the
-// body names, which a fuzzer must not do on the host.
+// fuzzRoutes are the endpoints that decode a JSON body. Files and
+// sockets they name land in the fuzz server's temporary directories.
 var fuzzRoutes = []struct{ method, path string }{
 	{http.MethodPatch, "/v1/ports/a"},
 	{http.MethodPatch, "/v1/ports/t"},
@@ -21,6 +20,7 @@ var fuzzRoutes = []struct{ method, path string }{
 	{http.MethodPut, "/v1/ports/a/acl"},
 	{http.MethodPost, "/v1/trace"},
 	{http.MethodPost, "/v1/fdb"},
+	{http.MethodPost, "/v1/mirrors"},
 }
 
 // fuzzServer is a switch with ports a, b (access VLAN 10) and t (trunk 10,
@@ -36,7 +36,8 @@ func fuzzServer(t testing.TB) *Server {
 			t.Fatal(err)
 		}
 	}
-	return NewServer(sw, Options{Ports: &fakeFactory{handles: map[string]*vswitch.PortHandle{}}})
+	return NewServer(sw, Options{Ports: &fakeFactory{handles: map[string]*vswitch.PortHandle{}},
+		CaptureDir: t.TempDir(), SocketDir: t.TempDir()})
 }
 
 // FuzzAPIBody sends arbitrary bodies to every endpoint that decodes JSON,
@@ -51,7 +52,7 @@ func FuzzAPIBody(f *testing.F) {
 		`{"mode": "trunk", "allowed_vlans": [10, 4094], "native_vlan": 10}`,
 		`{"ingress": {"bytes": {"rate": 1000000, "burst": 10}}, "mac_limit": 3, "allowed_macs": ["02:00:00:00:00:01"]}`,
 		`{"storm": {"broadcast": {"packets": {"rate": 100}}}, "mtu": 9000}`,
-		`{"kind": "vhost-user", "socket": "/tmp/x.sock", "config": {"name": "n", "mode": "access", "pvid": 3}}`,
+		`{"kind": "vhost-user", "socket": "x.sock", "config": {"name": "n", "mode": "access", "pvid": 3}}`,
 		`{"default_action": "deny", "rules": [{"action": "allow", "ether_type": 2048, "dst_ports": "80-90"}]}`,
 		`{"port": "a", "dst_mac": "02:00:00:00:00:02", "src_mac": "02:00:00:00:00:01"}`,
 		`{"port": "a", "vlan": 10, "mac": "02:00:00:00:00:09"}`,

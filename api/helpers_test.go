@@ -42,13 +42,19 @@ type fakeFactory struct {
 	removed []string
 	handles map[string]*vswitch.PortHandle
 	fail    error
+	before  func(context.Context) error // called first (a slow backend)
 }
 
-func (f *fakeFactory) Add(_ context.Context, spec PortSpec, attach func(vswitch.Port) (*vswitch.PortHandle, error)) error {
+func (f *fakeFactory) Add(ctx context.Context, spec PortSpec, attach func(vswitch.Port) (*vswitch.PortHandle, error)) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.fail != nil {
 		return f.fail
+	}
+	if f.before != nil {
+		if err := f.before(ctx); err != nil {
+			return err
+		}
 	}
 	h, err := attach(&memPort{})
 	if err != nil {
@@ -85,7 +91,8 @@ func eth(dst, src vswitch.MAC, n int) []byte {
 }
 
 // env is a switch with ports a, b (access VLAN 10) and t (trunk 10, 20),
-// served on a unix socket, with a client.
+// served on a unix socket, with a client; file mirrors go to captureDir,
+// API vhost-user sockets to socketDir.
 type env struct {
 	t       *testing.T
 	sw      *vswitch.Switch
@@ -96,9 +103,17 @@ type env struct {
 	c       *Client
 	sock    string
 	factory *fakeFactory
+
+	captureDir, socketDir string
 }
 
 func newEnv(t *testing.T) *env {
+	t.Helper()
+	return newEnvWith(t, nil)
+}
+
+// newEnvWith is newEnv with the server's options changed by opts.
+func newEnvWith(t *testing.T, opts func(*Options)) *env {
 	t.Helper()
 	e := &env{t: t, clock: vswitch.NewManualClock(1_700_000_000_000_000_000),
 		h: map[string]*vswitch.PortHandle{}, p: map[string]*memPort{},
@@ -116,7 +131,12 @@ func newEnv(t *testing.T) *env {
 		}
 		e.h[c.Name], e.p[c.Name] = h, p
 	}
-	e.srv = NewServer(e.sw, Options{Ports: e.factory})
+	e.captureDir, e.socketDir = t.TempDir(), t.TempDir()
+	o := Options{Ports: e.factory, CaptureDir: e.captureDir, SocketDir: e.socketDir}
+	if opts != nil {
+		opts(&o)
+	}
+	e.srv = NewServer(e.sw, o)
 	e.sock = filepath.Join(t.TempDir(), "api.sock")
 	l, err := Listen(e.sock)
 	if err != nil {

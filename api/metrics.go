@@ -18,14 +18,19 @@ type collector struct {
 
 	packets, bytes, drops, learned, queued    *prometheus.Desc
 	fdbEntries, fdbLearned, fdbMoves, fdbAged *prometheus.Desc
+	fdbDynamic, fdbMax                        *prometheus.Desc
 	capDropped                                *prometheus.Desc
 	aclHits                                   *prometheus.Desc
+	apiLimit                                  *prometheus.Desc
+	stats                                     *limitStats
 }
 
-func newCollector(sw *vswitch.Switch, fan *fanout) *collector {
+func newCollector(sw *vswitch.Switch, fan *fanout, stats *limitStats) *collector {
 	pd := []string{"port", "direction"}
 	return &collector{
-		sw: sw, fan: fan,
+		sw: sw, fan: fan, stats: stats,
+		apiLimit: prometheus.NewDesc("hvnet_api_limit_reached_total", "Times an API limit was reached: connections (every connection slot taken; new connections waited in the listen backlog) or captures (a live capture refused with 429).",
+			[]string{"limit"}, nil),
 		packets: prometheus.NewDesc("hvnet_port_packets_total", "Frames through a switch port: ingress = received from the port (before drops), egress = accepted by the port.", pd, nil),
 		bytes:   prometheus.NewDesc("hvnet_port_bytes_total", "Bytes through a switch port, as hvnet_port_packets_total.", pd, nil),
 		drops: prometheus.NewDesc("hvnet_port_drops_total", "Frames dropped by the switch, by port, direction and reason.",
@@ -33,6 +38,8 @@ func newCollector(sw *vswitch.Switch, fan *fanout) *collector {
 		learned:    prometheus.NewDesc("hvnet_port_learned_macs", "Dynamic FDB entries pointing at the port.", []string{"port"}, nil),
 		queued:     prometheus.NewDesc("hvnet_port_shaper_queued_frames", "Frames waiting in the port's egress shaper.", []string{"port"}, nil),
 		fdbEntries: prometheus.NewDesc("hvnet_fdb_entries", "Entries in the filtering database, static included.", nil, nil),
+		fdbDynamic: prometheus.NewDesc("hvnet_fdb_dynamic_entries", "Learned (dynamic) entries in the filtering database: what hvnet_fdb_max_entries bounds.", nil, nil),
+		fdbMax:     prometheus.NewDesc("hvnet_fdb_max_entries", "The bound on learned FDB entries (fdb max entries); new MACs past it are dropped (reason fdb_full).", nil, nil),
 		fdbLearned: prometheus.NewDesc("hvnet_fdb_learned_total", "Dynamic FDB entries created.", nil, nil),
 		fdbMoves:   prometheus.NewDesc("hvnet_fdb_moves_total", "Dynamic FDB entries that moved to another port.", nil, nil),
 		fdbAged:    prometheus.NewDesc("hvnet_fdb_aged_total", "Dynamic FDB entries removed by aging.", nil, nil),
@@ -45,7 +52,7 @@ func newCollector(sw *vswitch.Switch, fan *fanout) *collector {
 // Describe implements prometheus.Collector.
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.packets, c.bytes, c.drops, c.learned, c.queued,
-		c.fdbEntries, c.fdbLearned, c.fdbMoves, c.fdbAged, c.capDropped, c.aclHits} {
+		c.fdbEntries, c.fdbDynamic, c.fdbMax, c.fdbLearned, c.fdbMoves, c.fdbAged, c.capDropped, c.aclHits, c.apiLimit} {
 		ch <- d
 	}
 }
@@ -96,9 +103,13 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	sc := c.sw.SwitchCounters()
 	gauge(c.fdbEntries, float64(sc.FDBEntries))
+	gauge(c.fdbDynamic, float64(sc.DynamicEntries))
+	gauge(c.fdbMax, float64(sc.MaxEntries))
 	counter(c.fdbLearned, float64(sc.Learned))
 	counter(c.fdbMoves, float64(sc.Moves))
 	counter(c.fdbAged, float64(sc.Aged))
+	counter(c.apiLimit, float64(c.stats.connWaits.Load()), "connections")
+	counter(c.apiLimit, float64(c.stats.capturesRefused.Load()), "captures")
 	for port, taps := range *c.fan.taps.Load() {
 		var n uint64
 		for _, t := range taps {
@@ -112,6 +123,6 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 // switch's collector.
 func (s *Server) metricsHandler() http.Handler {
 	reg := prometheus.NewPedanticRegistry()
-	reg.MustRegister(newCollector(s.sw, s.fan))
+	reg.MustRegister(newCollector(s.sw, s.fan, &s.stats))
 	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: nil})
 }

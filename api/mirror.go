@@ -4,8 +4,8 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strconv"
+	"time"
 
 	vswitch "hvnet/switch"
 )
@@ -117,10 +117,16 @@ func (s *Server) startMirror(w http.ResponseWriter, r *http.Request) {
 	if spec.Direction == "" {
 		spec.Direction = DirBoth
 	}
-	if spec.File == "" || !filepath.IsAbs(spec.File) {
-		writeError(w, badField("file", "%q: want an absolute path", spec.File))
+	if s.captureDir == "" {
+		writeError(w, &Error{Status: http.StatusNotImplemented, Field: "file", Message: "this daemon has no capture directory: file mirrors are off"})
 		return
 	}
+	path, e := confine("file", s.captureDir, spec.File)
+	if e != nil {
+		writeError(w, e)
+		return
+	}
+	spec.File = path.abs()
 	if s.sw.Port(spec.Port) == nil {
 		writeError(w, noPort(spec.Port))
 		return
@@ -131,9 +137,9 @@ func (s *Server) startMirror(w http.ResponseWriter, r *http.Request) {
 		writeError(w, &Error{Status: http.StatusConflict, Field: "port", Message: fmt.Sprintf("port %q is already mirrored to a file", spec.Port)})
 		return
 	}
-	f, err := os.OpenFile(spec.File, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
-	if err != nil {
-		writeError(w, &Error{Status: http.StatusUnprocessableEntity, Field: "file", Message: err.Error()})
+	f, e := path.createFile(spec.Overwrite)
+	if e != nil {
+		writeError(w, e)
 		return
 	}
 	pw, err := vswitch.NewPcapWriter(f, vswitch.PcapOptions{Nanosecond: true})
@@ -218,21 +224,35 @@ func (s *Server) capture(w http.ResponseWriter, r *http.Request) {
 		writeError(w, noPort(port))
 		return
 	}
-	fl, ok := w.(http.Flusher)
-	if !ok {
-		writeError(w, &Error{Status: http.StatusInternalServerError, Message: "streaming unsupported"})
+	if n := s.stats.captures.Add(1); n > int64(s.limits.MaxCaptures) {
+		s.stats.captures.Add(-1)
+		s.stats.capturesRefused.Add(1)
+		s.stats.warn(s.log, "api capture limit reached: capture refused", "port", port, "max_captures", s.limits.MaxCaptures)
+		writeError(w, &Error{Status: http.StatusTooManyRequests, Message: fmt.Sprintf("%d live captures already (the daemon's limit)", s.limits.MaxCaptures)})
 		return
 	}
+	defer s.stats.captures.Add(-1)
+	// The stream has no overall write deadline (a stream route): each
+	// batch gets WriteTimeout to be written, so a reader that stops
+	// reading is cut off, and one waiting for frames is not.
+	rc := http.NewResponseController(w)
+	extend := func() { rc.SetWriteDeadline(time.Now().Add(s.limits.WriteTimeout)) } // error: a test's recorder
 	t := newTap(port, in, out, s.fan.qlen)
 	s.addTap(t)
 	defer s.removeTap(t)
 	w.Header().Set("Content-Type", "application/vnd.tcpdump.pcap")
 	w.WriteHeader(http.StatusOK)
+	extend()
 	pw, err := vswitch.NewPcapWriter(w, vswitch.PcapOptions{Nanosecond: true})
-	if err != nil || pw.Flush() != nil {
+	flush := func() error {
+		if err := pw.Flush(); err != nil {
+			return err
+		}
+		return rc.Flush()
+	}
+	if err != nil || flush() != nil {
 		return
 	}
-	fl.Flush()
 	s.log.Debug("capture started", "port", port)
 	defer func() {
 		s.log.Debug("capture ended", "port", port, "frames", t.frames.Load(), "dropped", t.dropped.Load())
@@ -243,6 +263,7 @@ func (s *Server) capture(w http.ResponseWriter, r *http.Request) {
 		case <-r.Context().Done():
 			return
 		case b := <-t.ch:
+			extend()
 			for b != nil {
 				n, err := t.write(pw, b, count-sent)
 				if err != nil {
@@ -258,10 +279,9 @@ func (s *Server) capture(w http.ResponseWriter, r *http.Request) {
 					b = nil
 				}
 			}
-			if pw.Flush() != nil {
+			if flush() != nil {
 				return
 			}
-			fl.Flush()
 			if count > 0 && sent >= count {
 				return
 			}

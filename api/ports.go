@@ -8,7 +8,7 @@ import (
 )
 
 func (s *Server) portInfo(h *vswitch.PortHandle) Port {
-	return Port{Name: h.Name(), Config: toAPIConfig(h.Config()), Counters: toAPICounters(h.Counters()), ACL: portACL(h),
+	return Port{Name: h.Name(), MAC: portMAC(h), Config: toAPIConfig(h.Config()), Counters: toAPICounters(h.Counters()), ACL: portACL(h),
 		Guest: s.guestInfo(h.Name())}
 }
 
@@ -17,7 +17,7 @@ func (s *Server) listPorts(w http.ResponseWriter, r *http.Request) {
 	out := []Port{}
 	for _, c := range s.sw.Counters() {
 		if h := s.sw.Port(c.Name); h != nil {
-			out = append(out, Port{Name: c.Name, Config: toAPIConfig(h.Config()), Counters: toAPICounters(c), ACL: portACL(h),
+			out = append(out, Port{Name: c.Name, MAC: portMAC(h), Config: toAPIConfig(h.Config()), Counters: toAPICounters(c), ACL: portACL(h),
 				Guest: s.guestInfo(c.Name)})
 		}
 	}
@@ -92,6 +92,12 @@ func (s *Server) addPort(w http.ResponseWriter, r *http.Request) {
 		writeError(w, &Error{Status: http.StatusConflict, Field: "config.name", Message: fmt.Sprintf("port %q exists", cfg.Name)})
 		return
 	}
+	if spec.Kind == KindVhostUser {
+		if e := s.confineSocket(&spec); e != nil {
+			writeError(w, e)
+			return
+		}
+	}
 	attached := false
 	err := s.ports.Add(r.Context(), spec, func(p vswitch.Port) (*vswitch.PortHandle, error) {
 		s.cfgMu.Lock()
@@ -119,6 +125,25 @@ func (s *Server) addPort(w http.ResponseWriter, r *http.Request) {
 	}
 	s.log.Info("port added", "port", cfg.Name, "kind", spec.Kind)
 	writeJSON(w, http.StatusCreated, s.portInfo(h))
+}
+
+// confineSocket puts a vhost-user port's socket (either mode: a client
+// must not connect to just any socket either) under the daemon's socket
+// directory and makes sp.Socket its absolute path.
+func (s *Server) confineSocket(sp *PortSpec) *Error {
+	if s.socketDir == "" {
+		return &Error{Status: http.StatusNotImplemented, Field: "socket", Message: "this daemon has no run directory: it cannot add vhost-user ports"}
+	}
+	p, e := confine("socket", s.socketDir, sp.Socket)
+	if e != nil {
+		return e
+	}
+	abs, e := p.socketPath()
+	if e != nil {
+		return e
+	}
+	sp.Socket = abs
+	return nil
 }
 
 func checkSpec(sp *PortSpec) *Error {

@@ -135,7 +135,7 @@ func TestPatchBadInput(t *testing.T) {
 		{"absurd rate", "/v1/ports/a", `{"egress": {"packets": {"rate": 1e15}}}`, 400, "egress.packets.rate"},
 		{"absurd burst", "/v1/ports/a", `{"egress": {"bytes": {"rate": 1000, "burst": 1e12}}}`, 400, "egress.bytes.burst"},
 		{"storm", "/v1/ports/a", `{"storm": {"broadcast": {"packets": {"rate": -5}}}}`, 400, "storm.broadcast.packets.rate"},
-		{"mac limit", "/v1/ports/a", `{"mac_limit": -1}`, 400, "mac_limit"},
+		{"mac limit", "/v1/ports/a", `{"mac_limit": -2}`, 400, "mac_limit"},
 		{"bad mac", "/v1/ports/a", `{"allowed_macs": ["02:00:00:00:00:01", "zz"]}`, 400, "allowed_macs[1]"},
 		{"group mac", "/v1/ports/a", `{"allowed_macs": ["01:00:5e:00:00:01"]}`, 400, "allowed_macs[0]"},
 		{"mtu", "/v1/ports/a", `{"mtu": 10}`, 400, "mtu"},
@@ -161,7 +161,7 @@ func TestPatchBadInput(t *testing.T) {
 
 func TestAddDeletePort(t *testing.T) {
 	e := newEnv(t)
-	p, err := e.c.AddPort(ctx(t), PortSpec{Kind: KindVhostUser, Socket: "/tmp/x.sock",
+	p, err := e.c.AddPort(ctx(t), PortSpec{Kind: KindVhostUser, Socket: "x.sock",
 		Config: PortConfig{Name: "v1", Mode: "access", PVID: 20}})
 	if err != nil {
 		t.Fatal(err)

@@ -43,6 +43,17 @@ type Options struct {
 	// CaptureQueue is how many frame batches a capture or file mirror
 	// holds before it drops (default 256).
 	CaptureQueue int
+	// CaptureDir is the only directory file mirrors (POST /v1/mirrors)
+	// write to: a relative name is taken under it, nothing outside it
+	// (no "..", no symlink) is opened. "" turns file mirrors off (501).
+	CaptureDir string
+	// SocketDir is the only directory vhost-user ports added through the
+	// API may have their sockets in (missing directories under it are
+	// made). "" refuses such ports (501). Ports of the daemon's own
+	// configuration are the operator's and are not checked.
+	SocketDir string
+	// Limits bound the server's connections and their timeouts.
+	Limits Limits
 }
 
 // Server serves the API for one switch. Its methods are safe for
@@ -53,6 +64,10 @@ type Server struct {
 	ports PortFactory
 	fan   *fanout
 	mux   *http.ServeMux
+
+	captureDir, socketDir string // absolute, or "" when off
+	limits                Limits // defaults filled in
+	stats                 limitStats
 
 	// cfgMu serialises every configuration change made through the API
 	// (PATCH, mirror flags), so read-modify-write of a port's config is atomic.
@@ -69,7 +84,8 @@ func NewServer(sw *vswitch.Switch, o Options) *Server {
 	if o.CaptureQueue <= 0 {
 		o.CaptureQueue = 256
 	}
-	s := &Server{sw: sw, log: o.Logger, ports: o.Ports, mirrors: map[string]*fileMirror{}}
+	s := &Server{sw: sw, log: o.Logger, ports: o.Ports, mirrors: map[string]*fileMirror{},
+		captureDir: absDir(o.CaptureDir), socketDir: absDir(o.SocketDir), limits: o.Limits.withDefaults()}
 	s.fan = newFanout(o.CaptureQueue)
 	sw.SetMirror(s.fan)
 	s.mux = http.NewServeMux()
@@ -77,37 +93,49 @@ func NewServer(sw *vswitch.Switch, o Options) *Server {
 	return s
 }
 
+// absDir makes a configured directory absolute and clean ("" stays "").
+func absDir(d string) string {
+	if d == "" {
+		return ""
+	}
+	if a, err := filepath.Abs(d); err == nil {
+		return a
+	}
+	return filepath.Clean(d)
+}
+
 // route is one endpoint; openapi.yaml documents each (a test checks).
 type route struct {
 	pattern string
 	h       http.Handler
+	class   routeClass // plain unless set
 }
 
 func (s *Server) routeTable() []route {
 	return []route{
-		{"GET /v1/ports", http.HandlerFunc(s.listPorts)},
-		{"POST /v1/ports", http.HandlerFunc(s.addPort)},
-		{"GET /v1/ports/{name}", http.HandlerFunc(s.getPort)},
-		{"PATCH /v1/ports/{name}", http.HandlerFunc(s.patchPort)},
-		{"DELETE /v1/ports/{name}", http.HandlerFunc(s.deletePort)},
-		{"GET /v1/ports/{name}/acl", http.HandlerFunc(s.getACL)},
-		{"PUT /v1/ports/{name}/acl", http.HandlerFunc(s.putACL)},
-		{"POST /v1/trace", http.HandlerFunc(s.trace)},
-		{"GET /v1/fdb", http.HandlerFunc(s.getFDB)},
-		{"DELETE /v1/fdb", http.HandlerFunc(s.flushFDB)},
-		{"POST /v1/fdb", http.HandlerFunc(s.addStatic)},
-		{"DELETE /v1/fdb/{vlan}/{mac}", http.HandlerFunc(s.deleteStatic)},
-		{"GET /v1/mirrors", http.HandlerFunc(s.listMirrors)},
-		{"POST /v1/mirrors", http.HandlerFunc(s.startMirror)},
-		{"DELETE /v1/mirrors/{port}", http.HandlerFunc(s.stopMirror)},
-		{"GET /v1/capture/{port}", http.HandlerFunc(s.capture)},
-		{"GET /metrics", s.metricsHandler()},
+		{"GET /v1/ports", http.HandlerFunc(s.listPorts), plain},
+		{"POST /v1/ports", http.HandlerFunc(s.addPort), slow},
+		{"GET /v1/ports/{name}", http.HandlerFunc(s.getPort), plain},
+		{"PATCH /v1/ports/{name}", http.HandlerFunc(s.patchPort), plain},
+		{"DELETE /v1/ports/{name}", http.HandlerFunc(s.deletePort), plain},
+		{"GET /v1/ports/{name}/acl", http.HandlerFunc(s.getACL), plain},
+		{"PUT /v1/ports/{name}/acl", http.HandlerFunc(s.putACL), plain},
+		{"POST /v1/trace", http.HandlerFunc(s.trace), plain},
+		{"GET /v1/fdb", http.HandlerFunc(s.getFDB), plain},
+		{"DELETE /v1/fdb", http.HandlerFunc(s.flushFDB), plain},
+		{"POST /v1/fdb", http.HandlerFunc(s.addStatic), plain},
+		{"DELETE /v1/fdb/{vlan}/{mac}", http.HandlerFunc(s.deleteStatic), plain},
+		{"GET /v1/mirrors", http.HandlerFunc(s.listMirrors), plain},
+		{"POST /v1/mirrors", http.HandlerFunc(s.startMirror), plain},
+		{"DELETE /v1/mirrors/{port}", http.HandlerFunc(s.stopMirror), plain},
+		{"GET /v1/capture/{port}", http.HandlerFunc(s.capture), stream},
+		{"GET /metrics", s.metricsHandler(), plain},
 	}
 }
 
 func (s *Server) routes() {
 	for _, r := range s.routeTable() {
-		s.mux.Handle(r.pattern, r.h)
+		s.mux.Handle(r.pattern, bounded(r.class, r.h))
 	}
 	s.mux.HandleFunc("/", s.notFound)
 }
@@ -197,9 +225,18 @@ func (s *Server) Serve(ctx context.Context, path string) error {
 	return s.ServeListener(ctx, l)
 }
 
-// ServeListener serves on l until ctx ends.
+// ServeListener serves on l until ctx ends, with the server's Limits:
+// at most MaxConns connections at once (more wait in l's backlog), and
+// its timeouts.
 func (s *Server) ServeListener(ctx context.Context, l net.Listener) error {
-	hs := &http.Server{Handler: s.mux, ReadHeaderTimeout: 10 * time.Second,
+	lim := s.limits
+	l = newLimitListener(l, lim.MaxConns, func() {
+		s.stats.connWaits.Add(1)
+		s.stats.warn(s.log, "api connection limit reached: new connections wait", "max_conns", lim.MaxConns)
+	})
+	hs := &http.Server{Handler: s.mux, MaxHeaderBytes: maxHeaderBytes,
+		ReadHeaderTimeout: lim.ReadHeaderTimeout, ReadTimeout: lim.ReadTimeout,
+		WriteTimeout: lim.WriteTimeout, IdleTimeout: lim.IdleTimeout,
 		BaseContext: func(net.Listener) context.Context { return ctx }}
 	done := make(chan struct{})
 	go func() {
@@ -240,6 +277,9 @@ const maxBody = 1 << 20
 // data and type errors are answered 400 naming the field.
 func decode(r *http.Request, v any) *Error {
 	body, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
+	if errors.Is(err, os.ErrDeadlineExceeded) { // Limits.ReadTimeout
+		return &Error{Status: http.StatusRequestTimeout, Message: "read body: " + err.Error()}
+	}
 	if err != nil {
 		return &Error{Status: http.StatusBadRequest, Message: "read body: " + err.Error()}
 	}

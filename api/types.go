@@ -27,25 +27,32 @@ type StormControl struct {
 // (vswitch.PortConfig). VLAN IDs are ints so that out-of-range values
 // are reported by field rather than as JSON type errors.
 type PortConfig struct {
-	Name          string       `json:"name"`
-	Mode          string       `json:"mode"` // access, trunk or dot1q-tunnel
-	PVID          int          `json:"pvid,omitempty"`
-	AllowedVLANs  []int        `json:"allowed_vlans,omitempty"`
-	NativeVLAN    int          `json:"native_vlan,omitempty"`
-	DefaultPCP    int          `json:"default_pcp,omitempty"`
-	MTU           int          `json:"mtu,omitempty"`
-	Ingress       RateLimit    `json:"ingress"`
-	Egress        RateLimit    `json:"egress"`
-	Storm         StormControl `json:"storm"`
-	MACLimit      int          `json:"mac_limit,omitempty"`
-	AllowedMACs   []string     `json:"allowed_macs,omitempty"`
-	MirrorIngress bool         `json:"mirror_ingress,omitempty"`
-	MirrorEgress  bool         `json:"mirror_egress,omitempty"`
+	Name         string       `json:"name"`
+	Mode         string       `json:"mode"` // access, trunk or dot1q-tunnel
+	PVID         int          `json:"pvid,omitempty"`
+	AllowedVLANs []int        `json:"allowed_vlans,omitempty"`
+	NativeVLAN   int          `json:"native_vlan,omitempty"`
+	DefaultPCP   int          `json:"default_pcp,omitempty"`
+	MTU          int          `json:"mtu,omitempty"`
+	Ingress      RateLimit    `json:"ingress"`
+	Egress       RateLimit    `json:"egress"`
+	Storm        StormControl `json:"storm"`
+	// MACLimit: learned MACs at most; 0 (absent) takes the switch's
+	// default (answers show the limit in force), -1 none.
+	MACLimit    int      `json:"mac_limit,omitempty"`
+	AllowedMACs []string `json:"allowed_macs,omitempty"`
+	// PortSecurity: a port with a MAC of its own (Port.MAC) accepts only
+	// that source MAC and AllowedMACs unless false. Absent means true;
+	// answers always give it.
+	PortSecurity  *bool `json:"port_security,omitempty"`
+	MirrorIngress bool  `json:"mirror_ingress,omitempty"`
+	MirrorEgress  bool  `json:"mirror_egress,omitempty"`
 }
 
 // Counters are a port's counters (vswitch.PortCounters). Drops are keyed
 // by reason (vswitch.DropReason's names: vlan, policer, shaper_queue,
-// storm, mac_limit, spoofed, malformed, no_buffer, reserved, acl); every reason is present.
+// storm, mac_limit, spoofed, malformed, no_buffer, reserved, acl,
+// fdb_full, mac_move); every reason is present.
 type Counters struct {
 	RxPackets    uint64            `json:"rx_packets"`
 	RxBytes      uint64            `json:"rx_bytes"`
@@ -58,7 +65,10 @@ type Counters struct {
 
 // Port is one port: its configuration and counters.
 type Port struct {
-	Name     string     `json:"name"`
+	Name string `json:"name"`
+	// MAC is the port's own MAC (a lab guest's NIC, a vhost-user port's
+	// mac), which port security enforces; absent: none.
+	MAC      string     `json:"mac,omitempty"`
 	Config   PortConfig `json:"config"`
 	Counters Counters   `json:"counters"`
 	ACL      *ACL       `json:"acl,omitempty"`   // the ACL with hit counters, if any
@@ -107,6 +117,7 @@ type PortPatch struct {
 	Storm        *StormControl `json:"storm,omitempty"`
 	MACLimit     *int          `json:"mac_limit,omitempty"`
 	AllowedMACs  *[]string     `json:"allowed_macs,omitempty"`
+	PortSecurity *bool         `json:"port_security,omitempty"`
 }
 
 // Port kinds a PortFactory makes.
@@ -122,7 +133,8 @@ type PortSpec struct {
 	Kind   string     `json:"kind"` // vhost-user, lab or uplink
 	Config PortConfig `json:"config"`
 	// vhost-user: the socket, and whether the daemon listens (server,
-	// the default) or connects (client).
+	// the default) or connects (client). The socket is a name under the
+	// daemon's run directory (a relative one is taken under it).
 	Socket     string `json:"socket,omitempty"`
 	SocketMode string `json:"socket_mode,omitempty"`
 	Queues     int    `json:"queues,omitempty"`
@@ -142,6 +154,7 @@ type FDBEntry struct {
 	MAC    string        `json:"mac"`
 	Age    time.Duration `json:"age_ns"`
 	Static bool          `json:"static"`
+	Pinned bool          `json:"pinned,omitempty"` // the port's own MAC under port security: it does not move
 }
 
 // StaticEntry is a static FDB entry to install (POST /v1/fdb).
@@ -167,7 +180,12 @@ const (
 type MirrorSpec struct {
 	Port      string `json:"port"`
 	Direction string `json:"direction,omitempty"` // ingress, egress or both (default)
-	File      string `json:"file"`                // created (mode 0600) or truncated
+	// File is a name under the daemon's capture directory (a relative
+	// one is taken under it; answers give the absolute path). It is
+	// created with mode 0600; symlinks are never followed, and an
+	// existing file is refused unless Overwrite is set.
+	File      string `json:"file"`
+	Overwrite bool   `json:"overwrite,omitempty"` // truncate an existing regular file
 }
 
 // MirrorInfo describes a running file mirror (GET /v1/mirrors).

@@ -126,6 +126,7 @@ func create(gc GuestConfig, kernel, initrd string, log hclog.Logger, out io.Writ
 		return nil, fmt.Errorf("lab: guest %s: %w", gc.Name, err)
 	}
 	p := netport.New(nil)
+	p.SetMAC(gc.MAC) // port security: the switch accepts only this source (vswitch.AddressedPort)
 	nic, err := m.AddNet(vmm.NetConfig{MAC: gc.MAC, QueuePairs: gc.Queues, Sink: p, Log: log.Named("virtio-net")})
 	if err != nil {
 		m.Close()

@@ -58,6 +58,9 @@ type GuestConfig struct {
 
 	Queues int   // queue pairs, default 1
 	Rate   int64 // bits per second each way, 0 unlimited
+	// PortSecurity: on (the default), the port accepts only MAC as source
+	// (vswitch.PortConfig.PortSecurity).
+	PortSecurity vswitch.PortSecurity
 	// ACL and EgressACL are the port's ACLs (lab.Run sets them once the
 	// port is attached; the zero ACL allows all).
 	ACL, EgressACL vswitch.ACL
@@ -149,10 +152,11 @@ func (g *GuestConfig) agent() agentcfg.Cmdline {
 	return agentcfg.Cmdline{Modules: mods, Ifaces: ifs, Script: g.Script}
 }
 
-// PortConfig is the guest's switch port: its VLAN settings, and its rate
-// each way.
+// PortConfig is the guest's switch port: its VLAN settings, its rate
+// each way and its port security.
 func (g *GuestConfig) PortConfig() vswitch.PortConfig {
-	pc := vswitch.PortConfig{Name: g.Name, Mode: g.Mode, PVID: g.PVID, AllowedVLANs: g.Allowed, NativeVLAN: g.Native}
+	pc := vswitch.PortConfig{Name: g.Name, Mode: g.Mode, PVID: g.PVID, AllowedVLANs: g.Allowed, NativeVLAN: g.Native,
+		PortSecurity: g.PortSecurity}
 	if g.Mode == vswitch.ModeTrunk {
 		pc.PVID = 0
 	}

@@ -25,6 +25,7 @@ const GuestSpecHelp = `name=NAME[,KEY=VALUE]...[,cmd=SCRIPT]
   vif=eth0.10:10.0.1.1/24   VLAN subinterface in the guest (repeatable)
   queues=N          virtio-net queue pairs (default 1)
   rate=100mbit      rate limit each way (bit, kbit, mbit, gbit)
+  port-security=off accept any source MAC (default on: only the NIC's MAC)
   mem=256M          guest RAM (M or G)
   cpus=N            vCPUs
   cmd=SCRIPT        the guest's script; must come last (it may hold commas)`
@@ -106,6 +107,8 @@ func (g *GuestConfig) set(k, v string) error {
 		g.CPUs, err = strconv.Atoi(v)
 	case "cmd":
 		g.Script = v
+	case "port-security":
+		g.PortSecurity, err = vswitch.ParsePortSecurity(v)
 	default:
 		return fmt.Errorf("unknown key %q", k)
 	}

@@ -24,12 +24,22 @@ import (
 type Port struct {
 	dev    atomic.Pointer[vnet.Device]
 	handle atomic.Pointer[vswitch.PortHandle]
+	mac    vswitch.MAC // the guest's MAC (SetMAC); zero: none
 }
 
 var (
-	_ vnet.Sink    = (*Port)(nil)
-	_ vswitch.Port = (*Port)(nil)
+	_ vnet.Sink             = (*Port)(nil)
+	_ vswitch.Port          = (*Port)(nil)
+	_ vswitch.AddressedPort = (*Port)(nil)
 )
+
+// SetMAC records the MAC the guest was given (a lab guest's NIC, a
+// vhost-user port's mac=), before the port is attached: the switch's port
+// security accepts only that source MAC from it (vswitch.AddressedPort).
+func (p *Port) SetMAC(m [6]byte) { p.mac = m }
+
+// MAC implements vswitch.AddressedPort.
+func (p *Port) MAC() (vswitch.MAC, bool) { return p.mac, p.mac != vswitch.MAC{} }
 
 // New returns a Port for dev (which may be set later with SetDevice).
 func New(dev *vnet.Device) *Port {

@@ -96,7 +96,7 @@ func BenchmarkFDBLookup(b *testing.B) {
 			t := newFDB(int64(defaultAgingTime))
 			h := &PortHandle{name: "p"}
 			for i := range n {
-				t.learn(benchKey(uint32(i)), h, 0, 1)
+				t.learn(benchKey(uint32(i)), h, 0, false, 1)
 			}
 			if t.size() != n {
 				b.Fatalf("size %d, want %d", t.size(), n)
@@ -168,7 +168,7 @@ func BenchmarkGSO(b *testing.B) {
 func BenchmarkForwardFlows(b *testing.B) {
 	for _, n := range []int{1 << 10, 1 << 20} {
 		b.Run(fmt.Sprintf("%d", n), func(b *testing.B) {
-			sw := New(Config{Clock: NewManualClock(1)})
+			sw := New(Config{Clock: NewManualClock(1), FDBMaxEntries: 4 * n})
 			in, err := sw.AddPort(access("p0", 10), nullPort{})
 			if err != nil {
 				b.Fatal(err)
@@ -182,8 +182,8 @@ func BenchmarkForwardFlows(b *testing.B) {
 			}
 			for i := range uint32(n) {
 				src, dst := flowMAC(0, i), flowMAC(1, i)
-				sw.fdb.learn(fdbKey(10, src[:]), in, 0, 1)
-				sw.fdb.learn(fdbKey(10, dst[:]), out, 0, 1)
+				sw.fdb.learn(fdbKey(10, src[:]), in, 0, false, 1)
+				sw.fdb.learn(fdbKey(10, dst[:]), out, 0, false, 1)
 			}
 			batch := make([]Frame, benchBatch)
 			for i := range batch {

@@ -88,13 +88,59 @@ type PortConfig struct {
 	EgressQueue QueueConfig
 	Storm       StormControl
 
-	// MACLimit caps the dynamic FDB entries learned on this port; 0 = no limit.
+	// MACLimit caps the dynamic FDB entries learned on this port: 0
+	// means the switch's default (Config.MACLimit), NoMACLimit none (the
+	// switch-wide Config.FDBMaxEntries still bounds it). A frame whose new
+	// source MAC would go past it is dropped (DropMACLimit). AddPort and
+	// UpdatePort replace 0 with the default, so Config shows the limit
+	// in force.
 	MACLimit int
-	// AllowedMACs, when not empty, is the list of source MACs accepted (anti-spoofing).
+	// AllowedMACs, when not empty, are source MACs accepted besides the
+	// port's own MAC under PortSecurity: any other source is dropped
+	// (DropSpoofed, anti-spoofing).
 	AllowedMACs []MAC
+	// PortSecurity applies to a port whose Port has a MAC of its own
+	// (AddressedPort: a lab guest's NIC, a vhost-user port given mac=).
+	// On (the zero value), the port accepts only that source MAC (and
+	// AllowedMACs), as cloud port security does, and its FDB entry never
+	// moves to another port while it lives. PortSecurityOff accepts any
+	// source (AllowedMACs, if set, still applies).
+	PortSecurity PortSecurity
 
 	MirrorIngress bool // copy frames received on this port to the mirror sink
 	MirrorEgress  bool // copy frames sent by this port to the mirror sink
+}
+
+// PortSecurity says whether a port with a MAC of its own accepts only
+// that source MAC (PortConfig.PortSecurity).
+type PortSecurity uint8
+
+// Port security settings. The zero value is on.
+const (
+	PortSecurityOn  PortSecurity = iota // only the port's own MAC (and AllowedMACs); its entry is pinned
+	PortSecurityOff                     // any source MAC (AllowedMACs, if set, still applies)
+)
+
+func (p PortSecurity) String() string {
+	switch p {
+	case PortSecurityOn:
+		return "on"
+	case PortSecurityOff:
+		return "off"
+	}
+	return fmt.Sprintf("PortSecurity(%d)", p)
+}
+
+// ParsePortSecurity parses "on" or "off", as the command line's
+// port-security= takes it.
+func ParsePortSecurity(s string) (PortSecurity, error) {
+	switch s {
+	case "on":
+		return PortSecurityOn, nil
+	case "off":
+		return PortSecurityOff, nil
+	}
+	return 0, fmt.Errorf("port security %q: want on or off", s)
 }
 
 // Config configures a Switch.
@@ -103,7 +149,58 @@ type Config struct {
 	Clock  Clock        // default RealClock{}
 	// AgingTime is how long a dynamic FDB entry lives without traffic; 0 means 300 s (IEEE 802.1Q §8.8.3).
 	AgingTime time.Duration
+	// FDBMaxEntries bounds the learned (dynamic) FDB entries of the whole
+	// switch; static entries do not count. 0 means DefaultFDBMaxEntries
+	// (at most MaxFDBEntries).
+	// When it is reached, entries already learned keep working and a
+	// frame whose source MAC is new is dropped (DropFDBFull) until aging,
+	// a flush or a port's removal frees room: no port can evict another's
+	// entries.
+	FDBMaxEntries int
+	// MACLimit is the MAC limit of ports whose PortConfig.MACLimit is 0:
+	// 0 means DefaultMACLimit, NoMACLimit (any negative) none; at most
+	// MaxMACLimit.
+	MACLimit int
+	// MACMoveHoldDown: a learned entry moves to another port only once it
+	// has not been refreshed on its port for this long; until then a
+	// frame from another port with that source MAC is dropped
+	// (DropMACMove). 0 means DefaultMACMoveHoldDown; negative, none (an
+	// entry moves on one frame, as plain IEEE 802.1Q learning does); at
+	// most MaxMACMoveHoldDown.
+	// Static entries and a port's own MAC under PortSecurity never move.
+	MACMoveHoldDown time.Duration
 }
+
+// FDB bounds and MAC-move protection defaults (Config).
+const (
+	// DefaultFDBMaxEntries: 64 Ki learned entries fill about 4 MiB of
+	// tables (256 shards of 512 32-byte slots, grown at 3/4 full): far
+	// more MACs than one host's guests have, and as many as 64 ports at
+	// the default MAC limit. Open vSwitch's default (mac-table-size, 2048
+	// for a whole bridge) is known to be too small for large segments.
+	DefaultFDBMaxEntries = 1 << 16
+	// DefaultMACLimit: a guest has one MAC, or a few hundred with nested
+	// bridges or containers; 1024 leaves them room while one port can
+	// fill at most 1/64 of the default FDB.
+	DefaultMACLimit = 1024
+	// DefaultMACMoveHoldDown: an active host (anything sent within the
+	// last second) keeps its entry; a MAC whose old port went silent
+	// moves within a second, inside QEMU's post-migration announcements
+	// (5 RARPs over about 1.25 s) and a bond's failover.
+	DefaultMACMoveHoldDown = time.Second
+	// NoMACLimit as a MAC limit (PortConfig.MACLimit, Config.MACLimit):
+	// no per-port limit, only Config.FDBMaxEntries.
+	NoMACLimit = -1
+	// MaxMACLimit bounds a MAC limit given explicitly.
+	MaxMACLimit = 1 << 20
+	// MaxFDBEntries bounds Config.FDBMaxEntries (16 Mi learned entries:
+	// about 1 GiB of tables); New takes a larger value as this.
+	MaxFDBEntries = 1 << 24
+	// MaxMACMoveHoldDown bounds Config.MACMoveHoldDown: a longer one only
+	// delays legitimate moves (aging removes a silent MAC in 300 s
+	// anyway); New takes a longer one as this.
+	MaxMACMoveHoldDown = time.Minute
+)
 
 const (
 	defaultMTU       = 1500
@@ -198,8 +295,14 @@ func (cfg *PortConfig) validate() error {
 			return fmt.Errorf("port %q: %w", cfg.Name, err)
 		}
 	}
-	if cfg.EgressQueue.Frames < 0 || cfg.EgressQueue.Bytes < 0 || cfg.MACLimit < 0 {
-		return fmt.Errorf("port %q: %w: negative queue size or MAC limit", cfg.Name, errConfig)
+	if cfg.EgressQueue.Frames < 0 || cfg.EgressQueue.Bytes < 0 {
+		return fmt.Errorf("port %q: %w: negative queue size", cfg.Name, errConfig)
+	}
+	if cfg.MACLimit < NoMACLimit || cfg.MACLimit > MaxMACLimit {
+		return fmt.Errorf("port %q: %w: MAC limit %d outside %d (none), 0 (the default), 1..%d", cfg.Name, errConfig, cfg.MACLimit, NoMACLimit, MaxMACLimit)
+	}
+	if cfg.PortSecurity > PortSecurityOff {
+		return fmt.Errorf("port %q: %w: port security %d", cfg.Name, errConfig, cfg.PortSecurity)
 	}
 	if cfg.EgressQueue.Frames == 0 {
 		cfg.EgressQueue.Frames = defaultQFrames

@@ -18,12 +18,14 @@ const (
 	DropNoBuffer                      // destination Port.Send did not accept the frame
 	DropReserved                      // reserved link-local destination (01-80-C2-00-00-0X), never relayed
 	DropACL                           // denied by the ingress port's ACL
+	DropFDBFull                       // new source MAC while the FDB holds Config.FDBMaxEntries learned entries
+	DropMACMove                       // source MAC held by another port (MAC-move hold-down, or that port's own MAC)
 	NumDropReasons
 
 	dropNone DropReason = -1
 )
 
-var dropNames = [NumDropReasons]string{"vlan", "policer", "shaper_queue", "storm", "mac_limit", "spoofed", "malformed", "no_buffer", "reserved", "acl"}
+var dropNames = [NumDropReasons]string{"vlan", "policer", "shaper_queue", "storm", "mac_limit", "spoofed", "malformed", "no_buffer", "reserved", "acl", "fdb_full", "mac_move"}
 
 func (r DropReason) String() string {
 	if r < 0 || r >= NumDropReasons {
@@ -44,10 +46,12 @@ type PortCounters struct {
 
 // SwitchCounters is a snapshot of switch-wide counters.
 type SwitchCounters struct {
-	FDBEntries int    // entries in the FDB, static included
-	Learned    uint64 // dynamic entries created
-	Moves      uint64 // dynamic entries that moved to another port
-	Aged       uint64 // dynamic entries removed by Expire
+	FDBEntries     int    // entries in the FDB, static included
+	DynamicEntries int    // learned entries: what MaxEntries bounds
+	MaxEntries     int    // the bound on learned entries (Config.FDBMaxEntries)
+	Learned        uint64 // dynamic entries created
+	Moves          uint64 // dynamic entries that moved to another port
+	Aged           uint64 // dynamic entries removed by Expire
 }
 
 // portCounters are updated atomically, at most once per batch per field.

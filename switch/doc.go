@@ -19,6 +19,19 @@
 // filtering database whose lookups take no lock (seqlock, copy-on-grow);
 // refreshing an entry that did not move is a single atomic store.
 //
+// # Bounds and port security
+//
+// Nothing a port sends can grow the FDB without bound or take another
+// port's MACs (fdb.go): learned entries are capped switch-wide
+// (Config.FDBMaxEntries, 64 Ki) and per port (PortConfig.MACLimit, 1024 by
+// default), and frames from new MACs past either are dropped and counted
+// (DropFDBFull, DropMACLimit) without evicting anything. A learned MAC
+// moves to another port only after Config.MACMoveHoldDown (1 s) of
+// silence on its own (DropMACMove before). A port whose Port has a MAC of
+// its own (AddressedPort) accepts only that source MAC, plus AllowedMACs,
+// unless PortConfig.PortSecurity is off, and its entry for that MAC never
+// moves while it lives.
+//
 // # Ownership
 //
 // A Frame's Data belongs to whoever made the call it is passed in. Input does

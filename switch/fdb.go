@@ -39,18 +39,31 @@ import (
 //
 // Aging (§8.8.3) is per entry: lookups treat an entry older than the aging
 // time as absent; expire (called off the hot path) removes them.
+//
+// Bounds (Config.FDBMaxEntries, PortConfig.MACLimit): learned entries are
+// counted switch-wide (dyn) and per port (PortHandle.learned). A new entry
+// reserves its place in dyn with a compare-and-swap, so the table never
+// holds more than max learned entries even while every shard learns at
+// once. Nothing is evicted to make room: what a port learned stays until
+// it ages out, is flushed or its port goes.
+//
+// Moves (learnDecision): a live dynamic entry moves to another port only
+// once it has not been refreshed for the hold-down time, and never while it
+// is pinned (a port's own MAC under port security, fdbPinned). Refused
+// moves and refreshes are decided on the lock-free path.
 
 const (
 	fdbShardBits = 8
 	fdbShards    = 1 << fdbShardBits
 	fdbMinSlots  = 64      // 2 KiB: allocated 2 KiB-aligned, so slots pair up in cache lines
 	fdbStatic    = 1 << 63 // flag in a slot's key word
+	fdbPinned    = 1 << 62 // flag in a slot's key word: a dynamic entry that never moves while live
 	fdbKeyMask   = 1<<60 - 1
 )
 
 // fdbSlot is one inline entry. All fields are accessed atomically.
 type fdbSlot struct {
-	kw   atomic.Uint64 // key | fdbStatic; 0: empty (keys are never 0: VID >= 1)
+	kw   atomic.Uint64 // key | fdbStatic | fdbPinned; 0: empty (keys are never 0: VID >= 1)
 	seen atomic.Int64  // Clock time of the last frame from this MAC (dynamic entries)
 	port atomic.Pointer[PortHandle]
 	_    uint64 // pad to 32 bytes
@@ -101,20 +114,25 @@ type fdbShard struct {
 type fdbView struct {
 	key    uint64
 	static bool
+	pinned bool
 	port   *PortHandle
 	seen   int64
 }
 
 type fdb struct {
-	aging   atomic.Int64 // ns
-	seed    uint64       // random: see hashOf
-	shards  [fdbShards]fdbShard
-	entries atomic.Int64
-	learned atomic.Uint64
-	moves   atomic.Uint64
-	aged    atomic.Uint64
+	aging    atomic.Int64 // ns
+	holdDown atomic.Int64 // ns a live entry stays on its port before it may move; 0: none
+	max      atomic.Int64 // learned entries at most; 0: no bound
+	seed     uint64       // random: see hashOf
+	shards   [fdbShards]fdbShard
+	entries  atomic.Int64 // static included
+	dyn      atomic.Int64 // learned (dynamic) entries, reserved before insertion
+	learned  atomic.Uint64
+	moves    atomic.Uint64
+	aged     atomic.Uint64
 }
 
+// newFDB returns an empty FDB without bounds or hold-down: New sets them.
 func newFDB(aging int64) *fdb {
 	t := &fdb{seed: rand.Uint64()}
 	t.aging.Store(aging)
@@ -189,54 +207,134 @@ func (t *fdb) lookup(key uint64, now int64) *PortHandle {
 	}
 }
 
-// refresh is learn's lock-free fast path: the key is already on port h (or
-// static). It reports false when the locked path must decide.
-func (sh *fdbShard) refresh(key, hash uint64, h *PortHandle, now int64) bool {
-	w := sh.wseq.Load()
-	if w&1 != 0 {
-		return false
-	}
-	s, _, kw := sh.tab.Load().find(key, hash)
-	if s == nil {
-		return false
-	}
-	if kw&fdbStatic != 0 {
-		return sh.wseq.Load() == w
-	}
-	if s.port.Load() != h {
-		return false
-	}
-	if s.seen.Load() != now { // a batch of one flow stores once
-		s.seen.Store(now)
-	}
-	return sh.wseq.Load() == w
-}
-
 // learnOp is what learning does with a source address.
 type learnOp uint8
 
 const (
 	learnStatic  learnOp = iota // a static entry: nothing to learn
 	learnRefresh                // already on this port: refresh its age
-	learnLimit                  // the port's MAC limit forbids a new entry: drop
-	learnMove                   // on another port: move it here
+	learnMove                   // on another port, free to move: move it here
 	learnNew                    // unknown: add it
+	learnLimit                  // the port's MAC limit forbids a new entry: drop
+	learnFull                   // the FDB holds its maximum of learned entries: drop
+	learnHeld                   // on another port, refreshed within the hold-down: drop
+	learnPinned                 // another port's own MAC (port security): drop
 )
 
-// learnDecision is the learning rule (IEEE 802.1Q-2018 §8.7) given what the
-// FDB holds for the source; learn and Trace both use it.
-func learnDecision(found, static, onPort bool, limit, learned int64) learnOp {
+// drop is the drop reason of a refusing decision, or dropNone.
+func (op learnOp) drop() DropReason {
+	switch op {
+	case learnLimit:
+		return DropMACLimit
+	case learnFull:
+		return DropFDBFull
+	case learnHeld, learnPinned:
+		return DropMACMove
+	}
+	return dropNone
+}
+
+// learnState is what the learning rule looks at: the FDB's entry for the
+// source, if any (found), and the ingress port's bounds.
+type learnState struct {
+	found, static, pinned bool
+	onPort                bool  // the entry points at the ingress port
+	live                  bool  // not aged out
+	age                   int64 // ns since the entry was last refreshed
+	holdDown              int64 // ns (fdb.holdDown)
+	limit, learned        int64 // the port's MAC limit (<= 0: none) and its learned entries
+	full                  bool  // the FDB holds its maximum of learned entries
+}
+
+// learnDecision is the learning rule (IEEE 802.1Q-2018 §8.7) with its
+// bounds and MAC-move protection; learn, its lock-free path and Trace all
+// use it. A live entry on another port stays there while it is pinned or
+// was refreshed within the hold-down, so one frame with a stolen source
+// MAC does not redirect its owner's traffic (a move once the owner went
+// quiet is §8.7's station move). A move into a port counts against that
+// port's MAC limit; a new entry against the limit and the FDB's maximum.
+func learnDecision(e learnState) learnOp {
 	switch {
-	case found && static:
+	case e.found && e.static:
 		return learnStatic
-	case found && onPort:
+	case e.found && e.onPort:
 		return learnRefresh
-	case limit > 0 && learned >= limit:
+	case e.found && e.live && e.pinned:
+		return learnPinned
+	case e.found && e.live && e.holdDown > 0 && e.age < e.holdDown:
+		return learnHeld
+	case e.limit > 0 && e.learned >= e.limit:
 		return learnLimit
-	case found:
+	case e.found:
 		return learnMove
+	case e.full:
+		return learnFull
 	}
 	return learnNew
+}
+
+// entryState fills learnState's entry fields from a slot's key word, port
+// and last-seen time.
+func (t *fdb) entryState(kw uint64, onPort bool, seen, now int64) learnState {
+	static := kw&fdbStatic != 0
+	return learnState{found: true, static: static, pinned: kw&fdbPinned != 0, onPort: onPort,
+		live: t.live(static, seen, now), age: now - seen, holdDown: t.holdDown.Load()}
+}
+
+// full reports whether the FDB holds its maximum of learned entries.
+func (t *fdb) full() bool {
+	m := t.max.Load()
+	return m > 0 && t.dyn.Load() >= m
+}
+
+// reserve takes a place for a new learned entry; false: the FDB is full.
+func (t *fdb) reserve() bool {
+	m := t.max.Load()
+	for {
+		n := t.dyn.Load()
+		if m > 0 && n >= m {
+			return false
+		}
+		if t.dyn.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
+}
+
+func pinFlag(pin bool) uint64 {
+	if pin {
+		return fdbPinned
+	}
+	return 0
+}
+
+// fastLearn is learn's lock-free path, for a key already in the table
+// whose decision changes nothing but its age: a refresh, a static entry, a
+// refused move. ok is false when the locked path must decide (the key is
+// absent or would move, its pin must change, or a writer ran meanwhile).
+func (t *fdb) fastLearn(sh *fdbShard, key, hash uint64, h *PortHandle, pin bool, now int64) (op learnOp, ok bool) {
+	w := sh.wseq.Load()
+	if w&1 != 0 {
+		return 0, false
+	}
+	s, _, kw := sh.tab.Load().find(key, hash)
+	if s == nil {
+		return 0, false
+	}
+	seen := s.seen.Load()
+	switch op = learnDecision(t.entryState(kw, s.port.Load() == h, seen, now)); op {
+	case learnRefresh:
+		if pin != (kw&fdbPinned != 0) {
+			return 0, false
+		}
+		if seen != now { // a batch of one flow stores once
+			s.seen.Store(now)
+		}
+	case learnStatic, learnHeld, learnPinned:
+	default:
+		return 0, false
+	}
+	return op, sh.wseq.Load() == w
 }
 
 // peek returns the entry for key without changing anything (for Trace).
@@ -257,64 +355,71 @@ func (t *fdb) peek(key uint64) (v fdbView, found bool) {
 	}
 }
 
-// learn records that key was seen on h (§8.7 learning process). It returns
-// false when h's MAC limit (limit > 0) forbids a new entry on h.
-func (t *fdb) learn(key uint64, h *PortHandle, limit int64, now int64) bool {
+// learn records that key was seen on h (§8.7 learning process) and
+// returns what it did: a refusal (learnLimit for h's MAC limit when limit
+// > 0, learnFull, learnHeld, learnPinned) learns nothing and the frame is
+// to be dropped. pin marks the entry as h's own MAC (port security): it
+// will not move while it lives.
+func (t *fdb) learn(key uint64, h *PortHandle, limit int64, pin bool, now int64) learnOp {
 	sh, hash := t.hash(key)
-	if sh.refresh(key, hash, h, now) {
-		return true
+	if op, ok := t.fastLearn(sh, key, hash, h, pin, now); ok {
+		return op
 	}
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	tb := sh.tab.Load()
 	s, _, kw := tb.find(key, hash)
-	var onH bool
+	var e learnState
 	if s != nil {
-		onH = s.port.Load() == h
+		e = t.entryState(kw, s.port.Load() == h, s.seen.Load(), now)
 	}
-	switch learnDecision(s != nil, kw&fdbStatic != 0, onH, limit, h.learned.Load()) {
-	case learnStatic:
-		return true
+	e.limit, e.learned, e.full = limit, h.learned.Load(), t.full()
+	op := learnDecision(e)
+	switch op {
 	case learnRefresh:
 		// Only h's Input refreshes entries on h: no lock-free store races this one.
 		s.seen.Store(now)
-		return true
-	case learnLimit:
-		return false
+		if nkw := kw&^fdbPinned | pinFlag(pin); nkw != kw {
+			sh.beginUpdate()
+			s.kw.Store(nkw)
+			sh.endUpdate()
+		}
 	case learnMove: // §8.7: the entry follows the MAC
 		old := s.port.Load()
-		if t.live(false, s.seen.Load(), now) {
+		if e.live {
 			t.moves.Add(1)
 		}
 		sh.beginUpdate()
 		s.port.Store(h)
 		s.seen.Store(now)
+		s.kw.Store(key | pinFlag(pin))
 		sh.endUpdate()
 		old.learned.Add(-1)
 		h.learned.Add(1)
-		return true
+	case learnNew:
+		if !t.reserve() { // another shard took the last place meanwhile
+			return learnFull
+		}
+		t.insertLocked(sh, key, hash, h, now, pinFlag(pin))
+		h.learned.Add(1)
+		t.learned.Add(1)
 	}
-	t.insertLocked(sh, key, hash, h, now, false)
-	h.learned.Add(1)
-	t.learned.Add(1)
-	return true
+	return op
 }
 
 // beginUpdate / endUpdate bracket in-place changes to the published table.
 func (sh *fdbShard) beginUpdate() { sh.wseq.Add(1); sh.seq.Add(1) }
 func (sh *fdbShard) endUpdate()   { sh.seq.Add(1); sh.wseq.Add(1) }
 
-// insertLocked adds a key known to be absent, growing the table first when
-// it would be more than 3/4 full.
-func (t *fdb) insertLocked(sh *fdbShard, key, hash uint64, h *PortHandle, now int64, static bool) {
+// insertLocked adds a key known to be absent, with flags (fdbStatic,
+// fdbPinned), growing the table first when it would be more than 3/4
+// full. A dynamic entry's place in dyn is the caller's (reserve).
+func (t *fdb) insertLocked(sh *fdbShard, key, hash uint64, h *PortHandle, now int64, flags uint64) {
 	tb := sh.tab.Load()
 	if (sh.count+1)*4 > len(tb.slots)*3 {
 		tb = t.growLocked(sh, tb)
 	}
-	kw := key
-	if static {
-		kw |= fdbStatic
-	}
+	kw := key | flags
 	s := tb.empty(hash)
 	s.port.Store(h)
 	s.seen.Store(now)
@@ -357,6 +462,9 @@ func (t *fdb) growLocked(sh *fdbShard, old *fdbTable) *fdbTable {
 // deletion (no tombstones): later entries of the cluster that may live
 // earlier move up. Lookups racing with it retry (seq is odd meanwhile).
 func (t *fdb) deleteLocked(sh *fdbShard, tb *fdbTable, i uint64) {
+	if tb.slots[i].kw.Load()&fdbStatic == 0 {
+		t.dyn.Add(-1)
+	}
 	sh.beginUpdate()
 	for j := i; ; {
 		j = (j + 1) & tb.mask
@@ -392,11 +500,12 @@ func (t *fdb) setStatic(key uint64, h *PortHandle) {
 	defer sh.mu.Unlock()
 	s, _, kw := sh.tab.Load().find(key, hash)
 	if s == nil {
-		t.insertLocked(sh, key, hash, h, 0, true)
+		t.insertLocked(sh, key, hash, h, 0, fdbStatic)
 		return
 	}
 	if kw&fdbStatic == 0 {
 		s.port.Load().learned.Add(-1)
+		t.dyn.Add(-1)
 	}
 	sh.beginUpdate()
 	s.port.Store(h)
@@ -423,9 +532,21 @@ func (t *fdb) remove(key uint64, static bool) bool {
 	return true
 }
 
+// flags returns the entry's key-word flags.
+func (v *fdbView) flags() uint64 {
+	var f uint64
+	if v.static {
+		f |= fdbStatic
+	}
+	if v.pinned {
+		f |= fdbPinned
+	}
+	return f
+}
+
 func (s *fdbSlot) view() fdbView {
 	kw := s.kw.Load()
-	return fdbView{key: kw & fdbKeyMask, static: kw&fdbStatic != 0, port: s.port.Load(), seen: s.seen.Load()}
+	return fdbView{key: kw & fdbKeyMask, static: kw&fdbStatic != 0, pinned: kw&fdbPinned != 0, port: s.port.Load(), seen: s.seen.Load()}
 }
 
 // sweep deletes the entries for which del returns true and returns how

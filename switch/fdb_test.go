@@ -58,7 +58,7 @@ func TestFDBModel(t *testing.T) {
 		k, p := key(), ports[r.IntN(len(ports))]
 		switch op := r.IntN(10); {
 		case op < 6:
-			if !f.learn(k, p, 0, 1) {
+			if op := f.learn(k, p, 0, false, 1); op.drop() != dropNone {
 				t.Fatal("learn refused without a limit")
 			}
 			if !static[k] {
@@ -106,7 +106,7 @@ func TestFDBConcurrentLookups(t *testing.T) {
 	a, b := &PortHandle{name: "a"}, &PortHandle{name: "b"}
 	const stable = 2000
 	for i := range stable {
-		f.learn(benchKey(uint32(i)), a, 0, 1)
+		f.learn(benchKey(uint32(i)), a, 0, false, 1)
 	}
 	var stop atomic.Bool
 	var wg, readers sync.WaitGroup
@@ -115,11 +115,11 @@ func TestFDBConcurrentLookups(t *testing.T) {
 		defer wg.Done()
 		for i := uint32(0); !stop.Load(); i++ {
 			k := benchKey(1<<20 + i%50000)
-			f.learn(k, b, 0, 1)
+			f.learn(k, b, 0, false, 1)
 			if i%3 == 0 {
 				f.remove(k, false)
 			}
-			f.learn(benchKey(i%stable), a, 0, 2) // refresh, lock-free
+			f.learn(benchKey(i%stable), a, 0, false, 2) // refresh, lock-free
 		}
 	}()
 	for range 2 {

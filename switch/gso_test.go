@@ -142,6 +142,7 @@ func TestOffloadOffsetsFollowTags(t *testing.T) {
 	if g[0].Off.CsumStart != in.Off.CsumStart+4 || g[0].Off.HdrLen != in.Off.HdrLen+4 {
 		t.Errorf("offsets %+v; want csum_start and hdr_len +4 from %+v", g[0].Off, in.Off)
 	}
+	ts.advance(DefaultMACMoveHoldDown) // the source comes back from t: a move, allowed after the hold-down
 	ts.h["t"].Input(g)
 	b := ts.s["in"].take()
 	if len(b) != 1 || b[0].Off != in.Off || !bytes.Equal(b[0].Data, in.Data) {

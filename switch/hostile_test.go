@@ -203,8 +203,9 @@ func TestMACFlood(t *testing.T) {
 func BenchmarkForwardUnderMACFlood(b *testing.B) {
 	for _, mode := range []string{"baseline", "limited", "unlimited"} {
 		b.Run(mode, func(b *testing.B) {
-			sw := New(Config{Clock: NewManualClock(1)})
+			sw := New(Config{Clock: NewManualClock(1), FDBMaxEntries: 1 << 30})
 			fc := access("flood", 1)
+			fc.MACLimit = NoMACLimit
 			if mode != "unlimited" {
 				fc.MACLimit = 256
 			}

@@ -16,7 +16,8 @@ type portState struct {
 	defaultPCP uint8
 	vlans      vlanSet // member set: VLANs the port receives and sends
 	maxL3      int
-	allowed    map[uint64]struct{}
+	allowed    map[uint64]struct{} // source MACs accepted; nil: any
+	own        uint64              // macKey of the port's own MAC under port security; 0: none
 	macLimit   int64
 	reserved   uint16 // reservedMask(mode)
 	police     bool
@@ -25,7 +26,8 @@ type portState struct {
 	mirrorOut  bool
 }
 
-func newPortState(cfg PortConfig) *portState {
+// newPortState compiles cfg for a port whose own MAC is own (zero: none).
+func newPortState(cfg PortConfig, own MAC) *portState {
 	st := &portState{
 		cfg: cfg, mode: cfg.Mode, pvid: cfg.PVID, defaultPCP: cfg.DefaultPCP,
 		maxL3: cfg.MTU, macLimit: int64(cfg.MACLimit), reserved: reservedMask(cfg.Mode),
@@ -44,10 +46,16 @@ func newPortState(cfg PortConfig) *portState {
 	} else {
 		st.vlans.add(cfg.PVID)
 	}
-	if len(cfg.AllowedMACs) > 0 {
-		st.allowed = make(map[uint64]struct{}, len(cfg.AllowedMACs))
+	if cfg.PortSecurity == PortSecurityOn {
+		st.own = macKey(own[:])
+	}
+	if len(cfg.AllowedMACs) > 0 || st.own != 0 {
+		st.allowed = make(map[uint64]struct{}, len(cfg.AllowedMACs)+1)
 		for _, m := range cfg.AllowedMACs {
 			st.allowed[macKey(m[:])] = struct{}{}
+		}
+		if st.own != 0 {
+			st.allowed[st.own] = struct{}{}
 		}
 	}
 	return st
@@ -66,6 +74,7 @@ type PortHandle struct {
 	sw      *Switch
 	port    Port
 	name    string
+	mac     MAC // the Port's own MAC (AddressedPort); zero: none
 	state   atomic.Pointer[portState]
 	removed atomic.Bool
 	index   atomic.Int32 // position in the current topology
@@ -88,6 +97,9 @@ func (h *PortHandle) Name() string { return h.name }
 
 // Config returns the port's current configuration.
 func (h *PortHandle) Config() PortConfig { return h.state.Load().cfg }
+
+// MAC returns the port's own MAC (AddressedPort), and whether it has one.
+func (h *PortHandle) MAC() (MAC, bool) { return h.mac, h.mac != MAC{} }
 
 // Counters returns a snapshot of the port's counters.
 func (h *PortHandle) Counters() PortCounters {
@@ -211,8 +223,8 @@ func (h *PortHandle) forward(st *portState, tp *topology, now int64, f *Frame) {
 		return
 	}
 	if key := fdbKey(p.vid, src); !sc.srcOK || sc.srcKey != key {
-		if !h.learn(st, key, now) {
-			sc.drops[DropMACLimit]++
+		if r := h.learn(st, key, now); r != dropNone {
+			sc.drops[r]++
 			return
 		}
 		sc.srcKey, sc.srcOK = key, true
@@ -265,7 +277,8 @@ func (st *portState) reservedDst(dst []byte) bool {
 	return dst[0] == 0x01 && dst[1] == 0x80 && dst[2] == 0xc2 && dst[3]|dst[4]|dst[5]&0xf0 == 0 && st.reserved&(1<<(dst[5]&0xf)) != 0
 }
 
-// spoofed: the port has an allowed-MAC list and src is not on it.
+// spoofed: the port has an allowed-MAC list (AllowedMACs, its own MAC
+// under port security) and src is not on it.
 func (st *portState) spoofed(src []byte) bool {
 	if st.allowed == nil {
 		return false
@@ -282,21 +295,28 @@ func stormClass(dst []byte) int {
 	return stormMcast
 }
 
-// learn records the source; false means the MAC limit forbids it.
-func (h *PortHandle) learn(st *portState, key uint64, now int64) bool {
+// pins: key's source is the port's own MAC under port security, whose
+// entry never moves while it lives.
+func (st *portState) pins(key uint64) bool { return st.own != 0 && key&(1<<48-1) == st.own }
+
+// learn records the source (fdb.learn); it returns why the frame is to be
+// dropped instead, or dropNone.
+func (h *PortHandle) learn(st *portState, key uint64, now int64) DropReason {
 	t := h.sw.fdb
-	if t.learn(key, h, st.macLimit, now) {
-		return true
+	pin := st.pins(key)
+	op := t.learn(key, h, st.macLimit, pin, now)
+	if op != learnLimit || now-h.lastSweep < nano {
+		return op.drop()
 	}
 	// At the limit: entries that aged out but were not yet swept should not
 	// count. Sweep this port's, at most once a second.
-	if now-h.lastSweep < nano {
-		return false
-	}
 	h.lastSweep = now
 	n := t.sweep(func(e *fdbView) bool { return !e.static && e.port == h && !t.live(e.static, e.seen, now) })
 	t.aged.Add(uint64(n))
-	return n > 0 && t.learn(key, h, st.macLimit, now)
+	if n > 0 {
+		op = t.learn(key, h, st.macLimit, pin, now)
+	}
+	return op.drop()
 }
 
 // flood sends to every other port in the frame's VLAN (IEEE 802.1Q-2018

@@ -39,6 +39,7 @@ func TestMACLimit(t *testing.T) {
 	}
 	// A move into a full port counts against its limit too.
 	ts.in("b", eth(Broadcast, mac(7), 0x0800, 46))
+	ts.advance(DefaultMACMoveHoldDown) // past the hold-down: the move is allowed but for the limit
 	ts.in("a", eth(Broadcast, mac(7), 0x0800, 46))
 	if d := ts.drops("a", DropMACLimit); d != 3 {
 		t.Errorf("mac limit drops = %d; want 3", d)

@@ -15,9 +15,10 @@ import (
 // Switch is an IEEE 802.1Q VLAN-aware bridge with 802.1ad tunnel ports.
 // Its methods are safe for concurrent use.
 type Switch struct {
-	log   hclog.Logger
-	clock Clock
-	fdb   *fdb
+	log      hclog.Logger
+	clock    Clock
+	fdb      *fdb
+	macLimit int // ports' MAC limit when theirs is 0 (Config.MACLimit)
 
 	mu     sync.Mutex // control plane: ports, topology rebuilds
 	ports  map[string]*PortHandle
@@ -38,6 +39,18 @@ var (
 	ErrNoSuchEntry = errors.New("no such FDB entry")
 )
 
+// AddressedPort is a Port with a MAC address of its own: the one its guest
+// was given (a lab guest's NIC, a vhost-user port's mac=). Under port
+// security (PortConfig.PortSecurity, on by default) the switch accepts only
+// that source MAC from the port, besides AllowedMACs, and the FDB entry
+// learned for it never moves to another port while it lives. AddPort asks
+// once; the MAC cannot change afterwards.
+type AddressedPort interface {
+	Port
+	// MAC returns the port's MAC and whether it has one.
+	MAC() (MAC, bool)
+}
+
 // New returns an empty switch.
 func New(cfg Config) *Switch {
 	if cfg.Logger == nil {
@@ -49,9 +62,37 @@ func New(cfg Config) *Switch {
 	if cfg.AgingTime <= 0 {
 		cfg.AgingTime = defaultAgingTime
 	}
-	s := &Switch{log: cfg.Logger, clock: cfg.Clock, fdb: newFDB(int64(cfg.AgingTime)), ports: map[string]*PortHandle{}}
+	if cfg.FDBMaxEntries <= 0 {
+		cfg.FDBMaxEntries = DefaultFDBMaxEntries
+	}
+	cfg.FDBMaxEntries = min(cfg.FDBMaxEntries, MaxFDBEntries)
+	switch {
+	case cfg.MACLimit == 0:
+		cfg.MACLimit = DefaultMACLimit
+	case cfg.MACLimit < 0:
+		cfg.MACLimit = NoMACLimit
+	}
+	cfg.MACLimit = min(cfg.MACLimit, MaxMACLimit)
+	switch {
+	case cfg.MACMoveHoldDown == 0:
+		cfg.MACMoveHoldDown = DefaultMACMoveHoldDown
+	case cfg.MACMoveHoldDown < 0:
+		cfg.MACMoveHoldDown = 0
+	}
+	cfg.MACMoveHoldDown = min(cfg.MACMoveHoldDown, MaxMACMoveHoldDown)
+	s := &Switch{log: cfg.Logger, clock: cfg.Clock, fdb: newFDB(int64(cfg.AgingTime)), macLimit: cfg.MACLimit,
+		ports: map[string]*PortHandle{}}
+	s.fdb.max.Store(int64(cfg.FDBMaxEntries))
+	s.fdb.holdDown.Store(int64(cfg.MACMoveHoldDown))
 	s.topo.Store(&topology{})
 	return s
+}
+
+// defaults fills the switch's defaults into a validated port configuration.
+func (s *Switch) defaults(cfg *PortConfig) {
+	if cfg.MACLimit == 0 {
+		cfg.MACLimit = s.macLimit
+	}
 }
 
 // rebuild publishes a new topology; s.mu is held.
@@ -77,18 +118,33 @@ func (s *Switch) AddPort(cfg PortConfig, p Port) (*PortHandle, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, fmt.Errorf("add port: %w", err)
 	}
+	s.defaults(&cfg)
+	var own MAC
+	if ap, ok := p.(AddressedPort); ok {
+		if m, ok := ap.MAC(); ok {
+			if m[0]&1 != 0 {
+				return nil, fmt.Errorf("add port %q: %w: its MAC %v is a group address", cfg.Name, errConfig, m)
+			}
+			own = m
+		}
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.ports[cfg.Name]; ok {
 		return nil, fmt.Errorf("add port %q: %w", cfg.Name, ErrPortExists)
 	}
-	h := &PortHandle{sw: s, port: p, name: cfg.Name, sc: newScratch()}
+	h := &PortHandle{sw: s, port: p, name: cfg.Name, mac: own, sc: newScratch()}
 	h.index.Store(-1)
-	h.state.Store(newPortState(cfg))
+	h.state.Store(newPortState(cfg, own))
 	h.configureLimits(cfg, s.clock.Now())
 	s.ports[cfg.Name] = h
 	s.rebuild()
-	s.log.Debug("port added", "port", cfg.Name, "mode", cfg.Mode.String(), "pvid", cfg.PVID)
+	if own != (MAC{}) {
+		s.log.Debug("port added", "port", cfg.Name, "mode", cfg.Mode.String(), "pvid", cfg.PVID, "mac", own.String(),
+			"port_security", cfg.PortSecurity.String())
+	} else {
+		s.log.Debug("port added", "port", cfg.Name, "mode", cfg.Mode.String(), "pvid", cfg.PVID)
+	}
 	return h, nil
 }
 
@@ -142,24 +198,27 @@ func (s *Switch) RemovePort(name string) error {
 
 // UpdatePort changes the configuration of the port named cfg.Name live: the
 // port stays attached, token buckets keep their tokens (clamped to the new
-// sizes), queued frames stay queued. If its VLAN membership changed its
-// dynamic FDB entries are flushed.
+// sizes), queued frames stay queued. If its VLAN membership or its port
+// security changed its dynamic FDB entries are flushed.
 func (s *Switch) UpdatePort(cfg PortConfig) error {
 	if err := cfg.validate(); err != nil {
 		return fmt.Errorf("update port: %w", err)
 	}
+	s.defaults(&cfg)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	h, ok := s.ports[cfg.Name]
 	if !ok {
 		return fmt.Errorf("update port %q: %w", cfg.Name, ErrNoSuchPort)
 	}
-	st := newPortState(cfg)
+	st := newPortState(cfg, h.mac)
 	h.configureLimits(cfg, s.clock.Now())
 	old := h.state.Swap(st)
-	if old.vlans != st.vlans || old.native != st.native || old.mode != st.mode {
+	if vl := old.vlans != st.vlans || old.native != st.native || old.mode != st.mode; vl || old.own != st.own {
 		s.fdb.sweep(func(e *fdbView) bool { return !e.static && e.port == h })
-		s.rebuild()
+		if vl {
+			s.rebuild()
+		}
 	}
 	s.log.Debug("port updated", "port", cfg.Name)
 	return nil
@@ -178,10 +237,12 @@ func (s *Switch) Counters() []PortCounters {
 // SwitchCounters returns the switch-wide counters.
 func (s *Switch) SwitchCounters() SwitchCounters {
 	return SwitchCounters{
-		FDBEntries: s.fdb.size(),
-		Learned:    s.fdb.learned.Load(),
-		Moves:      s.fdb.moves.Load(),
-		Aged:       s.fdb.aged.Load(),
+		FDBEntries:     s.fdb.size(),
+		DynamicEntries: int(s.fdb.dyn.Load()),
+		MaxEntries:     int(s.fdb.max.Load()),
+		Learned:        s.fdb.learned.Load(),
+		Moves:          s.fdb.moves.Load(),
+		Aged:           s.fdb.aged.Load(),
 	}
 }
 
@@ -192,6 +253,7 @@ type FDBEntry struct {
 	MAC    MAC
 	Age    time.Duration // since the MAC was last seen; 0 for static entries
 	Static bool
+	Pinned bool // the port's own MAC under port security: it does not move
 }
 
 // FDB dumps the filtering database, sorted by VLAN then MAC. Dynamic
@@ -203,7 +265,7 @@ func (s *Switch) FDB() []FDBEntry {
 		if !s.fdb.live(e.static, e.seen, now) {
 			return
 		}
-		fe := FDBEntry{Port: e.port.name, VLAN: keyVID(e.key), MAC: keyMAC(e.key), Static: e.static}
+		fe := FDBEntry{Port: e.port.name, VLAN: keyVID(e.key), MAC: keyMAC(e.key), Static: e.static, Pinned: e.pinned}
 		if !e.static {
 			fe.Age = time.Duration(now - e.seen)
 		}

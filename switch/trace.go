@@ -215,11 +215,11 @@ func (s *Switch) Trace(in string, f TraceFrame) (TraceResult, error) {
 	case st.reservedDst(dst):
 		return t.drop("source", DropReserved, "destination %v is a reserved link-local address this port does not relay", f.DstMAC)
 	case st.spoofed(src):
-		return t.drop("source", DropSpoofed, "source %v is not in the port's allowed MACs", f.SrcMAC)
+		return t.drop("source", DropSpoofed, "source %v is not %s", f.SrcMAC, allowedWhy(st, h))
 	case st.allowed != nil:
-		t.step("source", "pass", "source %v is in the port's allowed MACs", f.SrcMAC)
+		t.step("source", "pass", "source %v is %s", f.SrcMAC, allowedWhy(st, h))
 	default:
-		t.step("source", "pass", "source %v (no allowed-MAC list)", f.SrcMAC)
+		t.step("source", "pass", "source %v (%s)", f.SrcMAC, noAllowedWhy(st, h))
 	}
 
 	if as := h.acl.Load(); as == nil {
@@ -254,19 +254,39 @@ func (s *Switch) Trace(in string, f TraceFrame) (TraceResult, error) {
 	}
 
 	skey := fdbKey(p.vid, src)
-	e, found := s.fdb.peek(skey)
-	found = found && s.fdb.live(e.static, e.seen, now)
-	switch learnDecision(found, e.static, e.port == h, st.macLimit, h.learned.Load()) {
+	var ls learnState
+	var e fdbView
+	// As learn: an entry that aged out but is not yet swept is reused.
+	if v, found := s.fdb.peek(skey); found {
+		e = v
+		ls = s.fdb.entryState(e.key|e.flags(), e.port == h, e.seen, now)
+	}
+	ls.limit, ls.learned, ls.full = st.macLimit, h.learned.Load(), s.fdb.full()
+	pin := ""
+	if st.pins(skey) {
+		pin = " (pinned: the port's own MAC)"
+	}
+	switch learnDecision(ls) {
 	case learnStatic:
 		t.step("learning", "pass", "source %v has a static entry in VLAN %d (port %s)", f.SrcMAC, p.vid, e.port.name)
 	case learnRefresh:
-		t.step("learning", "pass", "source %v already learned here in VLAN %d: refreshed", f.SrcMAC, p.vid)
+		t.step("learning", "pass", "source %v already learned here in VLAN %d: refreshed%s", f.SrcMAC, p.vid, pin)
 	case learnLimit:
 		return t.drop("learning", DropMACLimit, "port has %d learned MACs, its limit is %d", h.learned.Load(), st.macLimit)
+	case learnFull:
+		return t.drop("learning", DropFDBFull, "source %v is new and the FDB holds %d learned entries, its maximum (fdb max entries %d)",
+			f.SrcMAC, s.fdb.dyn.Load(), s.fdb.max.Load())
+	case learnPinned:
+		return t.drop("learning", DropMACMove, "source %v in VLAN %d is port %s's own MAC (port security): it does not move",
+			f.SrcMAC, p.vid, e.port.name)
+	case learnHeld:
+		return t.drop("learning", DropMACMove, "source %v in VLAN %d is on port %s, seen %v ago: it moves only after %v without frames there (MAC-move hold-down)",
+			f.SrcMAC, p.vid, e.port.name, time.Duration(ls.age), time.Duration(ls.holdDown))
 	case learnMove:
-		t.step("learning", "pass", "source %v would move from port %s to this port", f.SrcMAC, e.port.name)
+		t.step("learning", "pass", "source %v would move from port %s to this port (not seen there for %v)%s",
+			f.SrcMAC, e.port.name, time.Duration(ls.age), pin)
 	case learnNew:
-		t.step("learning", "pass", "source %v would be learned in VLAN %d", f.SrcMAC, p.vid)
+		t.step("learning", "pass", "source %v would be learned in VLAN %d%s", f.SrcMAC, p.vid, pin)
 	}
 
 	var cands []int32 // indexes in tp of the destinations
@@ -356,6 +376,25 @@ func (s *Switch) Trace(in string, f TraceFrame) (TraceResult, error) {
 		t.step("result", "none", "no output port")
 	}
 	return res, nil
+}
+
+// allowedWhy describes the port's allowed source MACs.
+func allowedWhy(st *portState, h *PortHandle) string {
+	switch {
+	case st.own != 0 && len(st.cfg.AllowedMACs) > 0:
+		return fmt.Sprintf("the port's own MAC %v (port security) or in its allowed MACs", h.mac)
+	case st.own != 0:
+		return fmt.Sprintf("the port's own MAC %v (port security)", h.mac)
+	}
+	return "in the port's allowed MACs"
+}
+
+// noAllowedWhy says why the port accepts any source MAC.
+func noAllowedWhy(st *portState, h *PortHandle) string {
+	if h.mac != (MAC{}) && st.cfg.PortSecurity == PortSecurityOff {
+		return fmt.Sprintf("port security off: any source, though the port's MAC is %v", h.mac)
+	}
+	return "no allowed-MAC list"
 }
 
 // ingressWhy describes the frame's tag as the port's mode sees it.

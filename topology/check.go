@@ -27,6 +27,15 @@ func check(t *Topology) []*Error {
 	if t.Switch.Aging < 0 {
 		c.fail(t.Switch.LineOf("aging"), "switch.aging", "negative aging time")
 	}
+	if n := t.Switch.FDBMaxEntries; n < 0 || n > vswitch.MaxFDBEntries {
+		c.fail(t.Switch.LineOf("fdb_max_entries"), "switch.fdb_max_entries", "%d outside 1..%d (0 or absent: %d)", n, vswitch.MaxFDBEntries, vswitch.DefaultFDBMaxEntries)
+	}
+	if n := t.Switch.MACLimit; n < vswitch.NoMACLimit || n > vswitch.MaxMACLimit {
+		c.fail(t.Switch.LineOf("mac_limit"), "switch.mac_limit", "%d outside -1 (none), 1..%d (0 or absent: %d)", n, vswitch.MaxMACLimit, vswitch.DefaultMACLimit)
+	}
+	if d := t.Switch.MACMoveHoldDown; d > vswitch.MaxMACMoveHoldDown {
+		c.fail(t.Switch.LineOf("mac_move_hold_down"), "switch.mac_move_hold_down", "%v above %v (negative, as -1s: none)", d, vswitch.MaxMACMoveHoldDown)
+	}
 	names := map[string]string{}   // port name -> where first defined
 	sockets := map[string]string{} // socket path -> port
 	macs := map[string]string{}    // MAC -> owner
@@ -73,6 +82,9 @@ func check(t *Topology) []*Error {
 			c.fail(u.LineOf("tx_mode"), "uplink.tx_mode", "%q: want ring or sendmmsg", u.TXMode)
 		}
 		c.settings(u.Pos, "uplink", &u.PortSettings)
+		if u.PortSecurity != nil {
+			c.fail(u.LineOf("port_security"), "uplink.port_security", "an uplink has no MAC of its own: port security does not apply")
+		}
 	}
 	for i := range t.Guests {
 		g := &t.Guests[i]
@@ -182,8 +194,8 @@ func (c *checker) settings(p Pos, f string, s *PortSettings) {
 		c.limit(f+".storm.multicast", st.Multicast)
 		c.limit(f+".storm.unknown_unicast", st.UnknownUnicast)
 	}
-	if s.MACLimit < 0 || s.MACLimit > 1<<20 {
-		c.fail(p.LineOf("mac_limit"), f+".mac_limit", "%d outside 0..%d", s.MACLimit, 1<<20)
+	if s.MACLimit < vswitch.NoMACLimit || s.MACLimit > vswitch.MaxMACLimit {
+		c.fail(p.LineOf("mac_limit"), f+".mac_limit", "%d outside -1 (none), 0 (the switch's), 1..%d", s.MACLimit, vswitch.MaxMACLimit)
 	}
 	for i, m := range s.AllowedMACs {
 		c.mac(p, fmt.Sprintf("%s.allowed_macs[%d]", f, i), "allowed_macs", m)

@@ -37,14 +37,23 @@ func (s *PortSettings) Config(name string) vswitch.PortConfig {
 		mac, _ := vswitch.ParseMAC(m)
 		cfg.AllowedMACs = append(cfg.AllowedMACs, mac)
 	}
+	cfg.PortSecurity = portSecurity(s.PortSecurity)
 	return cfg
+}
+
+func portSecurity(b *bool) vswitch.PortSecurity {
+	if b != nil && !*b {
+		return vswitch.PortSecurityOff
+	}
+	return vswitch.PortSecurityOn
 }
 
 // Config returns the switch port configuration of a guest's NIC: an
 // access port of its VLAN, shaped toward the guest and policed from it at
-// its rate.
+// its rate, with its port security.
 func (g *Guest) Config() vswitch.PortConfig {
-	cfg := vswitch.PortConfig{Name: g.Name, Mode: vswitch.ModeAccess, PVID: uint16(g.VLAN)}
+	cfg := vswitch.PortConfig{Name: g.Name, Mode: vswitch.ModeAccess, PVID: uint16(g.VLAN),
+		PortSecurity: portSecurity(g.PortSecurity)}
 	if g.Rate > 0 {
 		b := vswitch.Bucket{Rate: int64(g.Rate)}
 		cfg.Egress.Bytes, cfg.Ingress.Bytes = b, b

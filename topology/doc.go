@@ -1,7 +1,7 @@
 // Package topology reads hvnet's declarative topology file: the switch's
-// settings, its ports (VLAN mode, PVID, allowed and native VLANs, rates,
-// MAC limit and allowed MACs), vhost-user ports, the uplink and the lab
-// guests, in YAML. "hvnet up FILE" brings such a file up.
+// settings (FDB aging, bounds and MAC-move hold-down), its ports (VLAN
+// mode, PVID, allowed and native VLANs, rates, MAC limit, allowed MACs and
+// port security), vhost-user ports, the uplink and the lab guests, in YAML. "hvnet up FILE" brings such a file up.
 //
 //	t, err := topology.Load("lab.yaml")
 //

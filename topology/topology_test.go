@@ -33,8 +33,8 @@ func TestLoadExample(t *testing.T) {
 	if g2.PVID != 10 || g2.Egress.Bytes.Rate != 12_500_000 || top.Guests[1].Command != "iperf3 -s -1" {
 		t.Errorf("g2 config = %+v", g2)
 	}
-	if top.Ports[1].LineOf("allowed_vlans") != 20 {
-		t.Errorf("dpdk0 allowed_vlans on line %d, want 20", top.Ports[1].LineOf("allowed_vlans"))
+	if top.Ports[1].LineOf("allowed_vlans") != 23 {
+		t.Errorf("dpdk0 allowed_vlans on line %d, want 23", top.Ports[1].LineOf("allowed_vlans"))
 	}
 	// Every port config the file produces is one the switch accepts.
 	sw := vswitch.New(vswitch.Config{})

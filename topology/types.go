@@ -17,6 +17,16 @@ type Switch struct {
 	Pos
 	API   string        `yaml:"api"`   // control socket (default /run/hvnet.sock)
 	Aging time.Duration `yaml:"aging"` // FDB aging time, e.g. 300s (default)
+	// FDBMaxEntries bounds the learned FDB entries of the whole switch
+	// (default 65536; vswitch.Config.FDBMaxEntries).
+	FDBMaxEntries int `yaml:"fdb_max_entries"`
+	// MACLimit is the MAC limit of ports without one (default 1024, -1
+	// none; vswitch.Config.MACLimit).
+	MACLimit int `yaml:"mac_limit"`
+	// MACMoveHoldDown: a learned MAC moves to another port only after this
+	// long without frames on its port (default 1s; negative, as -1s:
+	// none; vswitch.Config.MACMoveHoldDown).
+	MACMoveHoldDown time.Duration `yaml:"mac_move_hold_down"`
 }
 
 // Limit is a rate limit: a byte rate ("100Mbit", "10M", bytes per
@@ -48,9 +58,12 @@ type PortSettings struct {
 	Ingress      *Limit   `yaml:"ingress"` // policer
 	Egress       *Limit   `yaml:"egress"`  // shaper
 	Storm        *Storm   `yaml:"storm"`
-	MACLimit     int      `yaml:"mac_limit"`
+	MACLimit     int      `yaml:"mac_limit"` // 0: the switch's; -1: none
 	AllowedMACs  []string `yaml:"allowed_macs"`
-	ACL          *ACL     `yaml:"acl"` // ingress and egress rules (acl.go)
+	// PortSecurity false lets a port with a mac accept any source MAC
+	// (default true: only its mac and allowed_macs).
+	PortSecurity *bool `yaml:"port_security"`
+	ACL          *ACL  `yaml:"acl"` // ingress and egress rules (acl.go)
 }
 
 // Port is a vhost-user port: a socket that QEMU, DPDK or another
@@ -87,6 +100,9 @@ type Guest struct {
 	Rate    Rate   `yaml:"rate"`
 	Command string `yaml:"command"` // shell script the guest agent runs
 	ACL     *ACL   `yaml:"acl"`     // its port's ingress and egress rules (acl.go)
+	// PortSecurity false lets the guest send from any source MAC
+	// (default true: only its MAC).
+	PortSecurity *bool `yaml:"port_security"`
 }
 
 // Rate is a byte rate in bytes per second, written as ParseRate reads it.

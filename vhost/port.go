@@ -48,7 +48,9 @@ type PortConfig struct {
 	QueuePairs int
 	// MaxQueueSize is the largest ring accepted (default 1024).
 	MaxQueueSize uint16
-	// MAC and MTU are reported in the device configuration space.
+	// MAC and MTU are reported in the device configuration space. A
+	// port with a MAC accepts only that source MAC from its frontend
+	// unless Port.PortSecurity is vswitch.PortSecurityOff.
 	MAC [6]byte
 	MTU uint16
 	// RetryMin and RetryMax bound the client-mode reconnect backoff
@@ -80,6 +82,7 @@ type Port struct {
 	sessions  atomic.Uint64
 	connected atomic.Bool
 	lastStats atomic.Pointer[vnet.Stats]
+	notify    backend.Counters // across sessions
 }
 
 // NewPort adds the switch port and, in Server mode, creates the listening
@@ -128,6 +131,7 @@ func NewPortAttached(cfg PortConfig, attach func(vswitch.Port) (*vswitch.PortHan
 		ln.SetUnlinkOnClose(true)
 		p.ln = ln
 	}
+	p.np.SetMAC(cfg.MAC) // port security: the switch accepts only this source (vswitch.AddressedPort)
 	h, err := attach(p.np)
 	if err != nil {
 		if p.ln != nil {
@@ -218,7 +222,8 @@ func (p *Port) serve(c *net.UnixConn) {
 	s, err := backend.New(backend.Config{
 		Name: p.Name(), QueuePairs: p.cfg.QueuePairs, MaxQueueSize: p.cfg.MaxQueueSize,
 		MAC: p.cfg.MAC, MTU: p.cfg.MTU, Sink: p.np, Logger: log, BusyPoll: p.cfg.BusyPoll,
-		OnStart: func(dev *vnet.Device) { p.np.SetDevice(dev) },
+		Counters: &p.notify,
+		OnStart:  func(dev *vnet.Device) { p.np.SetDevice(dev) },
 		OnStop: func(dev *vnet.Device) {
 			p.np.SetDevice(nil)
 			st := dev.Stats()
@@ -265,6 +270,10 @@ func (p *Port) LastStats() (vnet.Stats, bool) {
 	}
 	return vnet.Stats{}, false
 }
+
+// NotifyStats returns the port's notification-descriptor counters, over
+// all its sessions: descriptors refused, blocked writes, hung-up kicks.
+func (p *Port) NotifyStats() backend.CounterStats { return p.notify.Snapshot() }
 
 // Close stops accepting, ends the current session, removes the socket (in
 // Server mode) and the switch port. Run returns once the session released

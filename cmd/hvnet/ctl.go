@@ -27,7 +27,8 @@ const ctlUsage = `usage: hvnet ctl [--socket PATH] [--json] COMMAND
   ports                               list ports with counters
   port NAME                           one port's configuration and counters
   set NAME KEY=VALUE...               change a port live; keys: mode, pvid, vlans (10,20),
-                                      native, pcp, mtu, mac-limit, macs (a,b), ingress, egress
+                                      native, pcp, mtu, mac-limit (-1: none), macs (a,b),
+                                      port-security (on|off), ingress, egress
                                       (bytes/s: 1000, 10M, 100Mbit; 0 = unlimited), ingress-pps,
                                       egress-pps, ingress-burst, egress-burst, storm-bcast-pps,
                                       storm-mcast-pps, storm-unknown-pps
@@ -37,7 +38,8 @@ const ctlUsage = `usage: hvnet ctl [--socket PATH] [--json] COMMAND
   fdb flush [--port P] [--vlan V]     remove learned entries
   fdb add PORT VLAN MAC               add a static entry
   fdb del VLAN MAC                    remove a static entry
-  mirror start PORT FILE [--direction ingress|egress|both]
+  mirror start PORT FILE [--direction ingress|egress|both] [--overwrite]
+                                      FILE: a name in the daemon's capture directory
   mirror stop PORT
   mirror list
   capture PORT [--direction D] [--count N]   pcap to stdout: hvnet ctl capture a | tcpdump -r -
@@ -221,6 +223,24 @@ func rateString(r api.RateLimit) string {
 	return strings.Join(s, ", ")
 }
 
+// portSecurityString: on, off, or "-" for a port without a MAC of its own.
+func portSecurityString(p api.Port) string {
+	switch {
+	case p.MAC == "":
+		return "- (no MAC of its own)"
+	case p.Config.PortSecurity != nil && !*p.Config.PortSecurity:
+		return "off"
+	}
+	return "on"
+}
+
+func macLimitString(n int) string {
+	if n < 0 {
+		return "none"
+	}
+	return strconv.Itoa(n)
+}
+
 func (c *ctl) port(name string) error {
 	var p api.Port
 	if ok, err := c.get(http.MethodGet, "/v1/ports/"+name, nil, &p); !ok {
@@ -231,7 +251,8 @@ func (c *ctl) port(name string) error {
 	rows := [][2]string{
 		{"name", p.Name}, {"mode", pc.Mode}, {"vlans", vlansOf(pc)}, {"mtu", strconv.Itoa(pc.MTU)},
 		{"ingress", rateString(pc.Ingress)}, {"egress", rateString(pc.Egress)},
-		{"mac limit", strconv.Itoa(pc.MACLimit)}, {"allowed macs", strings.Join(pc.AllowedMACs, ",")},
+		{"mac", p.MAC}, {"port security", portSecurityString(p)},
+		{"mac limit", macLimitString(pc.MACLimit)}, {"allowed macs", strings.Join(pc.AllowedMACs, ",")},
 		{"mirror", fmt.Sprintf("ingress=%v egress=%v", pc.MirrorIngress, pc.MirrorEgress)},
 		{"rx", fmt.Sprintf("%d packets, %d bytes", ct.RxPackets, ct.RxBytes)},
 		{"tx", fmt.Sprintf("%d packets, %d bytes", ct.TxPackets, ct.TxBytes)},

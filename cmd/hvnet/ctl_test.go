@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"net"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -22,7 +23,8 @@ type ctlPort struct{}
 func (ctlPort) Send(f []vswitch.Frame) int { return len(f) }
 func (ctlPort) Caps() vswitch.Caps         { return 0 }
 
-// ctlDaemon serves a switch with ports a and b (access VLAN 10).
+// ctlDaemon serves a switch with ports a and b (access VLAN 10); its
+// file mirrors go to a temporary directory.
 func ctlDaemon(t *testing.T) (*vswitch.Switch, string) {
 	t.Helper()
 	sw := vswitch.New(vswitch.Config{Clock: vswitch.NewManualClock(1_700_000_000_000_000_000)})
@@ -33,7 +35,7 @@ func ctlDaemon(t *testing.T) (*vswitch.Switch, string) {
 	}
 	sock := filepath.Join(t.TempDir(), "api.sock")
 	ctx, cancel := context.WithCancel(context.Background())
-	srv := api.NewServer(sw, api.Options{})
+	srv := api.NewServer(sw, api.Options{CaptureDir: filepath.Join(filepath.Dir(sock), "captures")})
 	l, err := api.Listen(sock)
 	if err != nil {
 		t.Fatal(err)
@@ -119,13 +121,26 @@ func TestCtl(t *testing.T) {
 		t.Fatalf("fdb flush = %d %q", code, out)
 	}
 
-	file := filepath.Join(t.TempDir(), "m.pcap")
-	if code, _, errs = runCtl(t, sock, "mirror", "start", "a", file, "--direction", "ingress"); code != 0 {
-		t.Fatalf("mirror start: %d %q", code, errs)
+	captures := filepath.Join(filepath.Dir(sock), "captures")
+	if err := os.Mkdir(captures, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(captures, "m.pcap")
+	if code, out, errs = runCtl(t, sock, "mirror", "start", "a", "m.pcap", "--direction", "ingress"); code != 0 || !strings.Contains(out, file) {
+		t.Fatalf("mirror start: %d %q %q, want it to name %s", code, out, errs, file)
 	}
 	sw.Port("a").Input(ctlFrames(2))
 	if code, out, errs = runCtl(t, sock, "mirror", "stop", "a"); code != 0 || !strings.Contains(out, "2 frames") {
 		t.Fatalf("mirror stop = %d %q %q", code, out, errs)
+	}
+	if code, _, errs = runCtl(t, sock, "mirror", "start", "a", "m.pcap"); code != 1 || !strings.Contains(errs, "overwrite") {
+		t.Fatalf("mirror start on an existing file = %d %q, want a refusal naming overwrite", code, errs)
+	}
+	if code, _, errs = runCtl(t, sock, "mirror", "start", "a", "m.pcap", "--overwrite"); code != 0 {
+		t.Fatalf("mirror start --overwrite = %d %q", code, errs)
+	}
+	if code, _, errs = runCtl(t, sock, "mirror", "stop", "a"); code != 0 {
+		t.Fatalf("mirror stop = %d %q", code, errs)
 	}
 
 	if code, out, _ = runCtl(t, sock, "metrics"); code != 0 || !strings.Contains(out, `hvnet_port_packets_total{direction="ingress",port="a"} 5`) {

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"hvnet/api"
+	vswitch "hvnet/switch"
 	"hvnet/topology"
 )
 
@@ -15,7 +16,8 @@ const ctlAddHelp = `add lab NAME ip=ADDR/PREFIX [KEY=VALUE]... [cmd=SCRIPT]
                                       vlan=N | trunk=10,20 [native=N], mac, mtu (the guest's
                                       eth0), queues, mem (256M, 1G), cpus, vif=eth0.10:ADDR/PREFIX
                                       (repeatable), rate (bytes/s each way: 10M, 100Mbit),
-                                      mac-limit, cmd (the guest's script: one quoted argument)`
+                                      mac-limit, port-security=off (any source MAC; default
+                                      on: only the NIC's), cmd (the guest's script: one quoted argument)`
 
 // add is "hvnet ctl add lab NAME KEY=VALUE...": POST /v1/ports.
 func (c *ctl) add(args []string) error {
@@ -36,6 +38,15 @@ func (c *ctl) add(args []string) error {
 	}
 	fmt.Fprintf(c.e.stdout, "port %s added: lab guest %s, %s\n", p.Name, spec.Guest.IP, state)
 	return nil
+}
+
+// onOff parses a port-security= value.
+func onOff(k, v string) (bool, error) {
+	ps, err := vswitch.ParsePortSecurity(v)
+	if err != nil {
+		return false, usageErr("%s=%q: want on or off", k, v)
+	}
+	return ps == vswitch.PortSecurityOn, nil
 }
 
 // labAddSpec turns "hvnet ctl add lab" arguments into a port spec; the
@@ -89,6 +100,11 @@ func labAddSpec(name string, kvs []string) (api.PortSpec, error) {
 			spec.Config.NativeVLAN, err = num()
 		case "mac-limit":
 			spec.Config.MACLimit, err = num()
+		case "port-security":
+			var on bool
+			if on, err = onOff(k, v); err == nil {
+				spec.Config.PortSecurity = &on
+			}
 		case "rate":
 			r, perr := topology.ParseRate(v)
 			if perr != nil {
@@ -96,7 +112,7 @@ func labAddSpec(name string, kvs []string) (api.PortSpec, error) {
 			}
 			spec.Config.Ingress.Bytes.Rate, spec.Config.Egress.Bytes.Rate = r, r
 		default:
-			return spec, usageErr("add: unknown key %q (want ip, vlan, trunk, native, mac, mtu, queues, mem, cpus, vif, rate, mac-limit, cmd)", k)
+			return spec, usageErr("add: unknown key %q (want ip, vlan, trunk, native, mac, mtu, queues, mem, cpus, vif, rate, mac-limit, port-security, cmd)", k)
 		}
 		if err != nil {
 			return spec, err

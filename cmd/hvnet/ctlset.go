@@ -4,7 +4,6 @@ import (
 	"flag"
 	"fmt"
 	"net/http"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -76,6 +75,11 @@ func (c *ctl) set(name string, kvs []string) error {
 		case "macs":
 			ms := splitList(v)
 			p.AllowedMACs = &ms
+		case "port-security":
+			var on bool
+			if on, err = onOff(k, v); err == nil {
+				p.PortSecurity = &on
+			}
 		case "ingress", "egress", "ingress-pps", "egress-pps", "ingress-burst", "egress-burst":
 			r := &in
 			setIn = setIn || strings.HasPrefix(k, "ingress")
@@ -213,6 +217,7 @@ func (c *ctl) mirror(args []string) error {
 	fs := flag.NewFlagSet("mirror "+args[0], flag.ContinueOnError)
 	fs.SetOutput(c.e.stderr)
 	dir := fs.String("direction", "both", "ingress, egress or both")
+	overwrite := fs.Bool("overwrite", false, "mirror start: replace an existing file")
 	switch args[0] {
 	case "start":
 		pos, err := parseWithPositional(fs, args[1:], 2)
@@ -220,7 +225,7 @@ func (c *ctl) mirror(args []string) error {
 			return err
 		}
 		var info api.MirrorInfo
-		if ok, err := c.get(http.MethodPost, "/v1/mirrors", api.MirrorSpec{Port: pos[0], Direction: *dir, File: absPath(pos[1])}, &info); !ok {
+		if ok, err := c.get(http.MethodPost, "/v1/mirrors", api.MirrorSpec{Port: pos[0], Direction: *dir, File: pos[1], Overwrite: *overwrite}, &info); !ok {
 			return err
 		}
 		fmt.Fprintf(c.e.stdout, "mirroring %s (%s) to %s\n", info.Port, info.Direction, info.File)
@@ -249,13 +254,4 @@ func (c *ctl) mirror(args []string) error {
 		return tw.Flush()
 	}
 	return usageErr("mirror: unknown subcommand %q", args[0])
-}
-
-// absPath makes a file argument absolute: the daemon resolves paths in
-// its own working directory, not the caller's.
-func absPath(p string) string {
-	if a, err := filepath.Abs(p); err == nil {
-		return a
-	}
-	return p
 }

@@ -23,7 +23,7 @@ import (
 func inProcDaemon(t *testing.T, cfg daemonConfig) (*vswitch.Switch, *api.Client) {
 	t.Helper()
 	dir := t.TempDir()
-	cfg.API = filepath.Join(dir, "api.sock")
+	cfg.API, cfg.RunDir = filepath.Join(dir, "api.sock"), dir
 	sw := vswitch.New(vswitch.Config{})
 	r, err := startDaemon(context.Background(), hclog.NewNullLogger(), sw, cfg, true)
 	if err != nil {

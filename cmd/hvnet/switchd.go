@@ -34,9 +34,10 @@ func (p *specFlags) Set(v string) error { *p = append(*p, v); return nil }
 
 const (
 	switchPortHelp = `port: name=NAME,socket=PATH[,mode=server|client][,vlan=VID | trunk=VID:VID...[,native=VID]]
-	[,mtu=N][,queues=N][,mac=MAC][,rate=BYTES/s][,pps=N][,police=BYTES/s]`
+	[,mtu=N][,queues=N][,mac=MAC[,port-security=on|off]][,rate=BYTES/s][,pps=N][,police=BYTES/s][,mac-limit=N|-1]
+	(with mac=, port security accepts only that source MAC unless port-security=off)`
 	switchUplinkHelp = `uplink: name=NAME,if=IFACE[,vlan=VID | trunk=VID:VID...[,native=VID]][,tx=ring|sendmmsg]
-	[,mtu=N][,rate=BYTES/s][,pps=N][,police=BYTES/s]`
+	[,mtu=N][,rate=BYTES/s][,pps=N][,police=BYTES/s][,mac-limit=N|-1]`
 )
 
 // daemonConfig is what the switch daemon serves: from flags and a config
@@ -45,7 +46,13 @@ type daemonConfig struct {
 	Vhost   []vhost.PortConfig
 	Uplinks []uplinkConfig
 	Aging   time.Duration
-	API     string // control API socket; "" serves none
+	// FDB bounds and MAC-move hold-down (vswitch.Config; 0: the defaults).
+	FDBMaxEntries, MACLimit int
+	MACMoveHoldDown         time.Duration
+	API                     string // control API socket; "" serves none
+	// The API's directories (apiDirs: "" takes the defaults) and limits.
+	RunDir, CaptureDir string
+	APILimits          api.Limits
 	// Lab guest ports added through the API boot from these images (empty:
 	// from BuildImages, called on first use).
 	Kernel, Initrd string
@@ -77,9 +84,19 @@ func cmdSwitch(e *env, args []string) int {
 	fs.Var(&uplinks, "uplink", "an AF_PACKET uplink on a host interface (repeatable): "+switchUplinkHelp)
 	config := fs.String("config", "", "config file: one \"port KEY=VALUE ...\" or \"uplink KEY=VALUE ...\" line per port, # comments")
 	aging := fs.Duration("aging", 300*time.Second, "FDB aging time")
+	fdbMax := fs.Int("fdb-max-entries", vswitch.DefaultFDBMaxEntries, "learned FDB entries in the whole switch; a frame from a new MAC past it is dropped (drop reason fdb_full)")
+	macLimit := fs.Int("mac-limit", vswitch.DefaultMACLimit, "learned MACs per port, for ports without mac-limit= (-1: none); a frame from a new MAC past it is dropped (mac_limit)")
+	holdDown := fs.Duration("mac-move-hold-down", vswitch.DefaultMACMoveHoldDown, "a learned MAC moves to another port only after this long without frames on its own; until then such frames are dropped (mac_move); negative: no hold-down")
 	apiSock := fs.String("api", envOr("HVNET_SOCKET", defaultSocket), "control API socket (\"\": no API)")
 	kernel := fs.String("kernel", "", "lab guest ports' bzImage (default: the built test image, built on first use)")
 	initrd := fs.String("initrd", "", "lab guest ports' initramfs (default: the built test image)")
+	runDir := fs.String("run-dir", "", "the only directory for sockets of ports added through the API (default: the API socket's path without its extension: /run/hvnet)")
+	captureDir := fs.String("capture-dir", "", "the only directory API file mirrors write to (default: RUN-DIR/captures)")
+	var lim api.Limits
+	fs.IntVar(&lim.MaxConns, "api-max-conns", api.DefaultMaxConns, "API connections served at once (more wait)")
+	fs.DurationVar(&lim.ReadTimeout, "api-read-timeout", api.DefaultReadTimeout, "time for an API request to arrive (its header: at most 5 s)")
+	fs.DurationVar(&lim.WriteTimeout, "api-write-timeout", api.DefaultWriteTimeout, "time to handle and answer an API request (a capture: per batch)")
+	fs.DurationVar(&lim.IdleTimeout, "api-idle-timeout", api.DefaultIdleTimeout, "time an idle API connection is kept")
 	if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
 		return 0
 	} else if err != nil {
@@ -88,7 +105,13 @@ func cmdSwitch(e *env, args []string) int {
 	if fs.NArg() > 0 {
 		return fail(e, fmt.Errorf("%w: switch: unexpected argument %q", errUsage, fs.Arg(0)))
 	}
+	lim.ReadHeaderTimeout = min(lim.ReadTimeout, api.DefaultReadHeaderTimeout)
+	if err := checkFDBFlags(*fdbMax, *macLimit, *holdDown); err != nil {
+		return fail(e, fmt.Errorf("%w: switch: %v", errUsage, err))
+	}
 	cfg := daemonConfig{Aging: *aging, API: *apiSock, Kernel: *kernel, Initrd: *initrd,
+		FDBMaxEntries: *fdbMax, MACLimit: *macLimit, MACMoveHoldDown: *holdDown,
+		RunDir: *runDir, CaptureDir: *captureDir, APILimits: lim,
 		BuildImages: func(ctx context.Context) (*images.Set, error) { return buildImages(ctx, e) }}
 	for i, spec := range ports {
 		c, err := parsePortSpec(strings.Split(spec, ","))
@@ -129,7 +152,9 @@ func runDaemon(ctx context.Context, log hclog.Logger, cfg daemonConfig) error {
 	if err := checkNames(cfg); err != nil {
 		return err
 	}
-	sw := vswitch.New(vswitch.Config{Logger: log.Named("switch"), AgingTime: cfg.Aging})
+	sc := cfg.switchConfig()
+	sc.Logger = log.Named("switch")
+	sw := vswitch.New(sc)
 	r, err := startDaemon(ctx, log, sw, cfg, true)
 	if err != nil {
 		return err
@@ -156,7 +181,13 @@ type runningDaemon struct {
 func startDaemon(ctx context.Context, log hclog.Logger, sw *vswitch.Switch, cfg daemonConfig, runSwitch bool) (*runningDaemon, error) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	var ln net.Listener
+	var runDir, captureDir string
 	if cfg.API != "" {
+		var err error
+		if runDir, captureDir, err = apiDirs(cfg); err != nil {
+			cancel(nil)
+			return nil, fmt.Errorf("switch: api: %w", err)
+		}
 		if err := os.MkdirAll(filepath.Dir(cfg.API), 0o755); err != nil {
 			cancel(nil)
 			return nil, fmt.Errorf("switch: api: %w", err)
@@ -207,7 +238,8 @@ func startDaemon(ctx context.Context, log hclog.Logger, sw *vswitch.Switch, cfg 
 		}()
 	}
 	if ln != nil {
-		srv := api.NewServer(sw, api.Options{Logger: log.Named("api"), Ports: d})
+		srv := api.NewServer(sw, api.Options{Logger: log.Named("api"), Ports: d,
+			SocketDir: runDir, CaptureDir: captureDir, Limits: cfg.APILimits})
 		go func() {
 			defer close(r.apiDone)
 			if err := srv.ServeListener(ctx, ln); err != nil {
@@ -217,7 +249,7 @@ func startDaemon(ctx context.Context, log hclog.Logger, sw *vswitch.Switch, cfg 
 	} else {
 		close(r.apiDone)
 	}
-	log.Info("switch running", "ports", len(cfg.Vhost)+len(cfg.Uplinks), "api", cfg.API)
+	log.Info("switch running", "ports", len(cfg.Vhost)+len(cfg.Uplinks), "api", cfg.API, "run_dir", runDir, "capture_dir", captureDir)
 	return r, nil
 }
 
@@ -242,6 +274,25 @@ func (r *runningDaemon) shutdown() error {
 	}
 	if err := context.Cause(r.ctx); err != nil && !errors.Is(err, context.Canceled) {
 		return fmt.Errorf("switch: %w", err)
+	}
+	return nil
+}
+
+// switchConfig is the switch's configuration (logger and clock aside).
+func (c daemonConfig) switchConfig() vswitch.Config {
+	return vswitch.Config{AgingTime: c.Aging, FDBMaxEntries: c.FDBMaxEntries, MACLimit: c.MACLimit,
+		MACMoveHoldDown: c.MACMoveHoldDown}
+}
+
+// checkFDBFlags checks the FDB bounds given on the command line.
+func checkFDBFlags(max, limit int, holdDown time.Duration) error {
+	switch {
+	case max < 1 || max > vswitch.MaxFDBEntries:
+		return fmt.Errorf("--fdb-max-entries %d: want 1..%d", max, vswitch.MaxFDBEntries)
+	case limit != vswitch.NoMACLimit && (limit < 1 || limit > vswitch.MaxMACLimit):
+		return fmt.Errorf("--mac-limit %d: want -1 (none) or 1..%d", limit, vswitch.MaxMACLimit)
+	case holdDown > vswitch.MaxMACMoveHoldDown:
+		return fmt.Errorf("--mac-move-hold-down %v: want at most %v", holdDown, vswitch.MaxMACMoveHoldDown)
 	}
 	return nil
 }
@@ -314,7 +365,7 @@ func loadSwitchConfig(path string) ([]vhost.PortConfig, []uplinkConfig, error) {
 func parsePortSpec(fields []string) (vhost.PortConfig, error) {
 	c := vhost.PortConfig{}
 	sp := portSpec{cfg: vswitch.PortConfig{PVID: 1}}
-	err := sp.parse(fields, "name, socket, mode, vlan, trunk, native, mtu, queues, mac, rate, pps, police",
+	err := sp.parse(fields, "name, socket, mode, vlan, trunk, native, mtu, queues, mac, port-security, rate, pps, police, mac-limit",
 		func(k, v string) (bool, error) {
 			switch k {
 			case "socket":
@@ -342,7 +393,16 @@ func parsePortSpec(fields []string) (vhost.PortConfig, error) {
 				if err != nil || len(hw) != 6 {
 					return true, errors.New("is not a MAC address")
 				}
+				if hw[0]&1 != 0 {
+					return true, errors.New("is a group address")
+				}
 				copy(c.MAC[:], hw)
+			case "port-security":
+				ps, err := vswitch.ParsePortSecurity(v)
+				if err != nil {
+					return true, errors.New("is not on or off")
+				}
+				sp.cfg.PortSecurity = ps
 			default:
 				return false, nil
 			}
@@ -362,7 +422,7 @@ func parsePortSpec(fields []string) (vhost.PortConfig, error) {
 func parseUplinkSpec(fields []string) (uplinkConfig, error) {
 	u := uplinkConfig{}
 	sp := portSpec{cfg: vswitch.PortConfig{PVID: 1}}
-	err := sp.parse(fields, "name, if, tx, vlan, trunk, native, mtu, rate, pps, police",
+	err := sp.parse(fields, "name, if, tx, vlan, trunk, native, mtu, rate, pps, police, mac-limit",
 		func(k, v string) (bool, error) {
 			switch k {
 			case "if", "interface":
@@ -445,6 +505,12 @@ func (sp *portSpec) parse(fields []string, known string, kind func(k, v string) 
 				return bad("is not an MTU (68..65535)")
 			}
 			sp.cfg.MTU = int(n)
+		case "mac-limit":
+			n, err := strconv.Atoi(v)
+			if err != nil || n != vswitch.NoMACLimit && (n < 1 || n > vswitch.MaxMACLimit) {
+				return bad(fmt.Sprintf("is not a MAC limit (-1: none, or 1..%d)", vswitch.MaxMACLimit))
+			}
+			sp.cfg.MACLimit = n
 		case "rate", "pps", "police":
 			n, err := parseRate(v)
 			if err != nil {

@@ -203,7 +203,7 @@ func TestSwitchUsageErrors(t *testing.T) {
 func TestSwitchDaemonAPI(t *testing.T) {
 	dir := t.TempDir()
 	sa, sb, sock := filepath.Join(dir, "run", "a.sock"), filepath.Join(dir, "run", "b.sock"), filepath.Join(dir, "api", "hvnet.sock")
-	d := startHvnet(t, nil, "switch", "--api", sock, "--port", "name=a,socket="+sa+",vlan=10",
+	d := startHvnet(t, nil, "switch", "--api", sock, "--run-dir", filepath.Join(dir, "run"), "--port", "name=a,socket="+sa+",vlan=10",
 		"--port", "name=c,socket="+filepath.Join(dir, "c.sock")+",mode=client")
 	c := d.waitAPI(t, sock)
 	ctx := context.Background()

@@ -134,10 +134,10 @@ func upLab(ctx context.Context, e *env, cfg daemonConfig, guests []lab.GuestConf
 }
 
 // upLabConfig is the lab that upLab runs: the file's guests on a switch
-// with the file's FDB aging time.
+// with the file's FDB settings.
 func upLabConfig(e *env, cfg daemonConfig, guests []lab.GuestConfig, kernel, initrd string, attach lab.AttachFunc) lab.Config {
 	return lab.Config{Kernel: kernel, Initrd: initrd, Guests: guests, Attach: attach,
-		Console: e.stdout, Log: e.log.Named("lab"), Switch: vswitch.Config{AgingTime: cfg.Aging}}
+		Console: e.stdout, Log: e.log.Named("lab"), Switch: cfg.switchConfig()}
 }
 
 // upNested re-runs "hvnet up" inside the nested test host, with the
@@ -167,7 +167,7 @@ func labGuests(t *topology.Topology) ([]lab.GuestConfig, error) {
 		g := &t.Guests[i]
 		pc := g.Config()
 		lg := lab.GuestConfig{Name: g.Name, Mode: pc.Mode, PVID: pc.PVID, Queues: g.Queues,
-			Rate: pc.Egress.Bytes.Rate * 8, Script: g.Command}
+			Rate: pc.Egress.Bytes.Rate * 8, Script: g.Command, PortSecurity: pc.PortSecurity}
 		lg.ACL, lg.EgressACL = g.ACL.Lists()
 		if g.MAC != "" {
 			hw, err := net.ParseMAC(g.MAC) // checked by Load
@@ -191,7 +191,8 @@ func labGuests(t *topology.Topology) ([]lab.GuestConfig, error) {
 // topologyConfig turns a checked topology into the daemon's
 // configuration, lab guests aside (labGuests).
 func topologyConfig(t *topology.Topology) (daemonConfig, error) {
-	cfg := daemonConfig{API: t.Switch.API, Aging: t.Switch.Aging}
+	cfg := daemonConfig{API: t.Switch.API, Aging: t.Switch.Aging, FDBMaxEntries: t.Switch.FDBMaxEntries,
+		MACLimit: t.Switch.MACLimit, MACMoveHoldDown: t.Switch.MACMoveHoldDown}
 	if cfg.API == "" {
 		cfg.API = envOr("HVNET_SOCKET", defaultSocket)
 	}

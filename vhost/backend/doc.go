@@ -4,7 +4,19 @@
 // memory (SET_MEM_TABLE, ADD_MEM_REG), configures the rings of a
 // vnet.Device (virtio/net, the same dataplane as the VMM's device) and runs
 // one goroutine per started ring that waits on its kick eventfd and calls
-// HandleKick; the call eventfds are the queues' Signalers.
+// HandleKick.
+//
+// Notification descriptors (SET_VRING_KICK, SET_VRING_CALL, SET_VRING_ERR)
+// must be eventfds; anything else is refused with an error naming the
+// message, the queue and what the descriptor is, and accepted ones are made
+// non-blocking. The frontend shares them and may still make a write block
+// (clear O_NONBLOCK, fill the counter), so no dataplane goroutine writes
+// them: a queue's Signaler marks it pending for the session's notifier,
+// the one goroutine that writes (and closes) the session's call and error
+// eventfds (notify.go). A kick descriptor that hangs up or fails ends the
+// session. Ending a session waits for its ring workers and notifier at
+// most Config.StopTimeout, after unsticking a blocked write; what is still
+// stuck then is abandoned and counted (Counters).
 //
 // Transmit rings are busy-polled (Device.Poll, kicks suppressed) while
 // they have work and for Config.BusyPoll after, then kicks are re-enabled
@@ -21,5 +33,6 @@
 // power of two) ends the session with an error naming the message, unless
 // the frontend asked for a REPLY_ACK, which then carries the failure. When
 // Serve returns every ring goroutine has stopped and every received
-// descriptor and mapping is released.
+// descriptor and mapping is released (but for a goroutine abandoned as
+// stuck, which closes its own descriptors when it returns).
 package backend

@@ -106,7 +106,7 @@ func (s *Session) setFeatures(f uint64) error {
 func (s *Session) reset() {
 	for _, r := range s.vrings {
 		s.stopRing(r)
-		r.closeFDs()
+		s.closeFDs(r)
 		*r = vring{index: r.index, kick: -1}
 	}
 	s.dev.Reset()
@@ -289,6 +289,12 @@ func (s *Session) getVringBase(st proto.VringState) ([]byte, error) {
 	return proto.VringState{Index: st.Index, Num: uint32(r.base)}.Encode(), nil
 }
 
+// setVringFD takes a ring's kick, call or error descriptor
+// (vhost-user.rst "SET_VRING_KICK", "SET_VRING_CALL", "SET_VRING_ERR").
+// Each must be an eventfd: anything else (a pipe, a socket, a file) could
+// block the backend's writes or never be signalled, and is refused with an
+// error naming what it is (the descriptor is closed by dispatch). Accepted
+// eventfds are made non-blocking (QEMU and DPDK create them so already).
 func (s *Session) setVringFD(m *proto.Msg) error {
 	v := proto.U64(m.Payload)
 	r, err := s.ring(uint32(v & proto.VringIndexMask))
@@ -297,6 +303,11 @@ func (s *Session) setVringFD(m *proto.Msg) error {
 	}
 	fd := -1
 	if v&proto.VringNoFD == 0 {
+		if err := acceptEventFD(m.FDs[0]); err != nil {
+			// Logged by dispatch or the port, with the request's name.
+			s.cfg.Counters.RefusedFDs.Add(1)
+			return fmt.Errorf("queue %d: %w", r.index, err)
+		}
 		fd, m.FDs = m.FDs[0], nil
 	}
 	switch m.Request {
@@ -309,37 +320,38 @@ func (s *Session) setVringFD(m *proto.Msg) error {
 		r.kick, r.started = fd, true
 		return s.update(r)
 	case proto.SetVringCall:
-		var call *virtio.EventFD
+		// The notifier writes (and closes) the eventfd; the queue's
+		// Signaler only marks it pending.
+		var call virtio.Signaler
 		if fd >= 0 {
-			call = virtio.EventFDFrom(fd)
+			call = s.notify.signaler(r.index)
 		}
-		old := r.call
 		r.call = call
+		s.notify.set(callSlot(r.index), eventFD(fd))
 		s.dev.ConfigureQueue(r.index, func(q *virtio.Queue) error {
-			if call != nil {
-				q.SetSignaler(call)
-			} else {
-				q.SetSignaler(nil)
-			}
+			q.SetSignaler(call)
 			return nil
 		})
-		if old != nil {
-			old.Close()
-		}
 	case proto.SetVringErr:
-		var e *virtio.EventFD
-		if fd >= 0 {
-			e = virtio.EventFDFrom(fd)
-		}
-		// The old one may be in use by onFault under the queue lock.
-		s.dev.ConfigureQueue(r.index, func(*virtio.Queue) error {
-			if old := r.errFD.Swap(e); old != nil {
-				old.Close()
-			}
-			return nil
-		})
+		s.notify.set(errSlot(r.index), eventFD(fd))
 	}
 	return nil
+}
+
+// acceptEventFD checks fd is an eventfd and makes it non-blocking.
+func acceptEventFD(fd int) error {
+	if err := virtio.CheckEventFD(fd); err != nil {
+		return err
+	}
+	return virtio.EventFDFrom(fd).SetNonblock()
+}
+
+// eventFD wraps fd (-1: nil).
+func eventFD(fd int) *virtio.EventFD {
+	if fd < 0 {
+		return nil
+	}
+	return virtio.EventFDFrom(fd)
 }
 
 func (s *Session) setVringEnable(st proto.VringState) error {

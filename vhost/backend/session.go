@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -51,10 +53,21 @@ type Config struct {
 	// re-enables kicks and sleeps (like Linux vhost-net's busy_poll):
 	// default DefaultBusyPoll; negative: never poll, sleep at once.
 	BusyPoll time.Duration
+	// Counters, if set, accumulates the session's notification-descriptor
+	// counters (a port shares one across its sessions); otherwise the
+	// session keeps its own. See Session.Counters.
+	Counters *Counters
+	// StopTimeout bounds how long ending the session (or stopping a ring)
+	// waits for a ring worker or the notifier to stop before abandoning
+	// it (counted, logged): default DefaultStopTimeout.
+	StopTimeout time.Duration
 }
 
 // DefaultBusyPoll is Config.BusyPoll's default.
 const DefaultBusyPoll = 50 * time.Microsecond
+
+// DefaultStopTimeout is Config.StopTimeout's default.
+const DefaultStopTimeout = 2 * time.Second
 
 // Session is one frontend connection.
 type Session struct {
@@ -73,6 +86,13 @@ type Session struct {
 	logFD   int
 
 	vrings []*vring
+	notify *notifier
+
+	// conn is the connection Serve reads; abort closes it (if it is an
+	// io.Closer) to end the session from a ring worker.
+	conn      Conn
+	abortOnce sync.Once
+	abortErr  atomic.Pointer[error]
 }
 
 // offeredFeatures: vhost-user.rst "Feature bits" plus the virtio-net
@@ -99,6 +119,12 @@ func New(cfg Config) (*Session, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = hclog.NewNullLogger()
 	}
+	if cfg.Counters == nil {
+		cfg.Counters = new(Counters)
+	}
+	if cfg.StopTimeout <= 0 {
+		cfg.StopTimeout = DefaultStopTimeout
+	}
 	s := &Session{cfg: cfg, log: cfg.Logger, logFD: -1, offered: offeredFeatures}
 	if cfg.QueuePairs > 1 {
 		s.offered |= vnet.Features(vnet.FMQ)
@@ -109,6 +135,7 @@ func New(cfg Config) (*Session, error) {
 	for i := 0; i < 2*cfg.QueuePairs; i++ {
 		s.vrings = append(s.vrings, newVring(i))
 	}
+	s.notify = newNotifier(cfg.Logger, cfg.Counters, len(s.vrings))
 	dev, err := vnet.New(vnet.Config{QueuePairs: cfg.QueuePairs, MaxQueueSize: cfg.MaxQueueSize,
 		Sink: cfg.Sink, Logger: cfg.Logger, OnFault: s.onFault})
 	if err != nil {
@@ -121,28 +148,71 @@ func New(cfg Config) (*Session, error) {
 // Device returns the session's virtio-net device.
 func (s *Session) Device() *vnet.Device { return s.dev }
 
+// Counters returns the session's notification-descriptor counters
+// (Config.Counters when given).
+func (s *Session) Counters() *Counters { return s.cfg.Counters }
+
 // onFault reports a malformed ring through its error eventfd
-// (SET_VRING_ERR). Called with the queue's lock held.
+// (SET_VRING_ERR). Called with the queue's lock held: it only marks the
+// signal for the notifier.
+//
+// A fault on the frontend's memory (it shrank the memfd under us) ends the
+// whole session: the memory table can no longer be trusted, and every
+// other queue would fault in turn.
 func (s *Session) onFault(err error) {
 	var fe *vnet.FaultError
-	if errors.As(err, &fe) && fe.Queue < len(s.vrings) {
-		if e := s.vrings[fe.Queue].errFD.Load(); e != nil {
-			e.Signal()
-		}
+	if errors.As(err, &fe) && fe.Queue >= 0 && fe.Queue < len(s.vrings) {
+		s.notify.mark(errSlot(fe.Queue))
 	}
+	var mf *virtio.MemoryFaultError
+	if errors.As(err, &mf) {
+		s.abort(fmt.Errorf("frontend memory vanished: %w", err))
+	}
+}
+
+// abort ends the session from a ring worker: Serve returns err once its
+// read fails on the closed connection (the caller logs it). Only the first
+// abort counts.
+func (s *Session) abort(err error) {
+	s.abortOnce.Do(func() {
+		s.abortErr.Store(&err)
+		if c, ok := s.conn.(io.Closer); ok {
+			c.Close()
+		}
+	})
+}
+
+// aborted returns abort's error, if any.
+func (s *Session) aborted() error {
+	if e := s.abortErr.Load(); e != nil {
+		return *e
+	}
+	return nil
 }
 
 // Serve handles messages until the frontend disconnects (nil) or breaks
 // the protocol (the error says which message and why), then releases
 // everything: ring goroutines, descriptors, mappings. A Session serves one
 // connection.
+//
+// A ring whose kick descriptor hangs up or fails ends the session too: the
+// connection is closed (when c is an io.Closer) and Serve returns an error
+// naming the queue.
 func (s *Session) Serve(c Conn) error {
+	s.conn = c
+	s.notify.start()
 	if s.cfg.OnStart != nil {
 		s.cfg.OnStart(s.dev)
 	}
 	defer s.release()
 	for {
 		m, err := c.ReadMsg()
+		if aerr := s.aborted(); aerr != nil {
+			if err == nil {
+				proto.CloseFDs(m)
+			}
+			return aerr
+		}
 		if err != nil {
 			if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || errors.Is(err, unix.ECONNRESET) {
 				return nil
@@ -150,6 +220,9 @@ func (s *Session) Serve(c Conn) error {
 			return err
 		}
 		if err := s.dispatch(c, m); err != nil {
+			if aerr := s.aborted(); aerr != nil {
+				return aerr
+			}
 			return err
 		}
 	}
@@ -166,7 +239,14 @@ func (s *Session) dispatch(c Conn, m *proto.Msg) error {
 		return &proto.MsgError{Request: m.Request, Err: proto.ErrFlags, Detail: "reply bit set on a request"}
 	}
 	s.log.Trace("message", "request", m.Request.String(), "size", m.Size, "fds", len(m.FDs))
-	reply, err := s.handle(m)
+	reply, err := s.handleGuarded(m)
+	var mf *virtio.MemoryFaultError
+	if errors.As(err, &mf) {
+		// The frontend's memory vanished under a handler: end the
+		// session (no REPLY_ACK: nothing of the session can be trusted).
+		s.dev.NoteMemoryFault()
+		return fmt.Errorf("vhost-user %v: frontend memory vanished: %w", m.Request, err)
+	}
 	if err != nil {
 		err = &proto.MsgError{Request: m.Request, Err: proto.ErrPayload, Detail: err.Error()}
 	}
@@ -190,6 +270,15 @@ func (s *Session) dispatch(c Conn, m *proto.Msg) error {
 	return err
 }
 
+// handleGuarded is handle with faults on the frontend's memory (a memfd it
+// shrank after SET_MEM_TABLE) returned as *virtio.MemoryFaultError instead
+// of killing the process: handlers read the rings (the used index when a
+// ring starts) and write them (notification suppression).
+func (s *Session) handleGuarded(m *proto.Msg) (reply []byte, err error) {
+	defer virtio.CatchFault(virtio.TrapFaults(), &err)
+	return s.handle(m)
+}
+
 // release stops every ring, detaches the device and unmaps memory.
 func (s *Session) release() {
 	if s.cfg.OnStop != nil {
@@ -197,8 +286,10 @@ func (s *Session) release() {
 	}
 	for _, r := range s.vrings {
 		s.stopRing(r)
-		r.closeFDs()
+		r.closeKick()
 	}
+	// The notifier owns (and closes) the call and error eventfds.
+	s.notify.stop(s.cfg.StopTimeout)
 	s.dev.Reset()
 	s.dev.SetMemory(nil)
 	s.mem = nil

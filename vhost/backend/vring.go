@@ -28,27 +28,31 @@ type vring struct {
 	kick    int // -1: none
 	started bool
 	enabled bool
-	call    *virtio.EventFD
-	errFD   atomic.Pointer[virtio.EventFD]
+	// call is the queue's Signaler while the frontend gave a call eventfd
+	// (the eventfd itself is the session's notifier's).
+	call virtio.Signaler
 
 	w *worker // non-nil while the dataplane runs the ring
 }
 
 func newVring(i int) *vring { return &vring{index: i, kick: -1} }
 
-func (r *vring) closeFDs() {
+// closeKick closes the kick eventfd: the ring is no longer started.
+func (r *vring) closeKick() {
 	if r.kick >= 0 {
 		unix.Close(r.kick)
 		r.kick = -1
 	}
-	if r.call != nil {
-		r.call.Close()
-		r.call = nil
-	}
-	if e := r.errFD.Swap(nil); e != nil {
-		e.Close()
-	}
 	r.started = false
+}
+
+// closeFDs closes the ring's descriptors: kick here, call and error by
+// the notifier (which may be writing them).
+func (s *Session) closeFDs(r *vring) {
+	r.closeKick()
+	r.call = nil
+	s.notify.set(callSlot(r.index), nil)
+	s.notify.set(errSlot(r.index), nil)
 }
 
 // worker is the goroutine serving one ring's kicks.
@@ -56,7 +60,18 @@ type worker struct {
 	stop     *virtio.EventFD
 	stopping atomic.Bool // set before stop is signalled: ends busy polling
 	done     chan struct{}
+	// state hands the worker's descriptors (kick, stop) over: whoever
+	// moves it from workerRunning owns them at the end. A worker that
+	// exits first leaves them to stopRing; one stopRing gave up on
+	// (workerAbandoned) closes them itself when it finally returns.
+	state atomic.Int32
 }
+
+const (
+	workerRunning int32 = iota
+	workerExited
+	workerAbandoned
+)
 
 // ringGPAs translates the ring addresses (frontend user virtual addresses)
 // to guest-physical ones and checks each ring lies in mapped memory.
@@ -128,11 +143,7 @@ func (s *Session) configure(r *vring, restore bool) error {
 				return err
 			}
 		}
-		if r.call != nil {
-			q.SetSignaler(r.call)
-		} else {
-			q.SetSignaler(nil)
-		}
+		q.SetSignaler(r.call)
 		if err := q.Enable(); err != nil {
 			return err
 		}
@@ -169,14 +180,34 @@ func (s *Session) update(r *vring) error {
 }
 
 // stopRing stops r's worker and its queue, saving the next available
-// index as the ring's base (what GET_VRING_BASE returns).
+// index as the ring's base (what GET_VRING_BASE returns). It waits for the
+// worker at most Config.StopTimeout: a worker still running then (stuck
+// in a kick read, on a kernel where that can block) is abandoned, counted
+// and logged, and takes the kick descriptor with it (it closes it when it
+// returns; the ring no longer has one).
 func (s *Session) stopRing(r *vring) {
-	if r.w != nil {
-		r.w.stopping.Store(true)
-		r.w.stop.Signal()
-		<-r.w.done
-		r.w.stop.Close()
+	if w := r.w; w != nil {
 		r.w = nil
+		w.stopping.Store(true)
+		w.stop.Signal()
+		t := time.NewTimer(s.cfg.StopTimeout)
+		select {
+		case <-w.done:
+		case <-t.C:
+			if w.state.CompareAndSwap(workerRunning, workerAbandoned) {
+				n := s.cfg.Counters.WorkersAbandoned.Add(1)
+				s.log.Error("ring worker did not stop: abandoned", "queue", r.index,
+					"timeout", s.cfg.StopTimeout, "abandoned", n)
+				r.kick, r.started = -1, false
+				w = nil
+			} else {
+				<-w.done // it was exiting
+			}
+		}
+		t.Stop()
+		if w != nil {
+			w.stop.Close()
+		}
 	}
 	s.dev.ConfigureQueue(r.index, func(q *virtio.Queue) error {
 		if q.Ready() {
@@ -194,7 +225,18 @@ func (s *Session) startWorker(r *vring) error {
 	}
 	w := &worker{stop: stop, done: make(chan struct{})}
 	r.w = w
-	go s.serveRing(r.index, r.kick, w)
+	index, kick := r.index, r.kick
+	go func() {
+		defer close(w.done)
+		s.serveRing(index, kick, w)
+		if !w.state.CompareAndSwap(workerRunning, workerExited) {
+			// Abandoned by stopRing: the descriptors are ours.
+			if kick >= 0 {
+				unix.Close(kick)
+			}
+			w.stop.Close()
+		}
+	}()
 	return nil
 }
 
@@ -209,8 +251,12 @@ func (s *Session) startWorker(r *vring) error {
 // then sends no kicks at all and the worker makes no syscalls. Idle
 // iterations yield (runtime.Gosched) so that workers sharing a core take
 // turns.
+//
+// The kick eventfd is read without ever blocking (the frontend may drain
+// it between the poll and the read: EAGAIN is ignored). A kick descriptor
+// that hangs up or fails (kickEvents) ends the session: polling it again
+// would return at once, forever.
 func (s *Session) serveRing(index, kick int, w *worker) {
-	defer close(w.done)
 	fds := []unix.PollFd{{Fd: int32(w.stop.FD()), Events: unix.POLLIN}, {Fd: int32(kick), Events: unix.POLLIN}}
 	if kick < 0 {
 		fds = fds[:1] // VringNoFD: nothing to wait for but the stop signal
@@ -220,7 +266,7 @@ func (s *Session) serveRing(index, kick int, w *worker) {
 		budget = DefaultBusyPoll
 	}
 	pollable := budget > 0 && s.dev.Pollable(index)
-	var buf [8]byte
+	kfd := virtio.EventFDFrom(kick) // not closed here: the ring's
 	for {
 		if pollable {
 			s.busyPoll(index, budget, w)
@@ -236,22 +282,57 @@ func (s *Session) serveRing(index, kick int, w *worker) {
 			if errors.Is(err, unix.EINTR) {
 				continue
 			}
-			s.log.Error("polling kick eventfd", "queue", index, "error", err)
+			s.abort(fmt.Errorf("queue %d: polling the kick eventfd: %w", index, err))
 			return
 		}
 		if fds[0].Revents != 0 {
 			return
 		}
 		if len(fds) > 1 {
-			if fds[1].Revents&(unix.POLLERR|unix.POLLNVAL) != 0 {
-				s.log.Error("kick eventfd failed", "queue", index, "revents", fds[1].Revents)
+			read, err := kickEvents(fds[1].Revents)
+			if err != nil {
+				if w.stopping.Load() {
+					return // the ring is being stopped anyway
+				}
+				n := s.cfg.Counters.KickHangups.Add(1)
+				s.log.Error("kick eventfd unusable, ending the session", "queue", index,
+					"revents", fds[1].Revents, "error", err, "count", n)
+				s.abort(fmt.Errorf("queue %d: kick eventfd: %w", index, err))
 				return
 			}
-			if fds[1].Revents&unix.POLLIN != 0 {
-				unix.Read(kick, buf[:])
+			if read {
+				kickRead(kfd)
+				if w.stopping.Load() { // stopRing may have given up on this read
+					return
+				}
 			}
 		}
 	}
+}
+
+// kickRead consumes a kick; a test replaces it.
+var kickRead = func(e *virtio.EventFD) { e.ReadNoWait() } // EAGAIN: the frontend drained it
+
+// ErrKickHangup and ErrKickFailed say why a kick descriptor ended its
+// session.
+var (
+	ErrKickHangup = errors.New("hung up (POLLHUP)")
+	ErrKickFailed = errors.New("failed (POLLERR or POLLNVAL)")
+)
+
+// kickEvents interprets poll(2)'s revents for a kick descriptor: whether
+// there is a kick to read, or an error if the descriptor can never be
+// waited on again. POLLHUP (a pipe whose writer closed), POLLERR and
+// POLLNVAL stay set once raised, so poll would return at once forever:
+// the worker would spin a core.
+func kickEvents(revents int16) (read bool, err error) {
+	switch {
+	case revents&(unix.POLLERR|unix.POLLNVAL) != 0:
+		return false, ErrKickFailed
+	case revents&unix.POLLHUP != 0:
+		return false, ErrKickHangup
+	}
+	return revents&unix.POLLIN != 0, nil
 }
 
 // busyPoll polls transmit ring index until it has been idle for budget,

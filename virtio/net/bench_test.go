@@ -20,6 +20,7 @@ type benchCase struct {
 
 var benchCases = []benchCase{
 	{name: "64B", frameLen: 64, frags: 1, batch: 64, rxBuf: 1536, size: 256},
+	{name: "1514B", frameLen: 1514, frags: 1, batch: 64, rxBuf: 1536, size: 256},
 	{name: "64KiB-GSO-1desc", frameLen: 65536, frags: 1, batch: 16, rxBuf: 4096, size: 1024},
 	{name: "64KiB-GSO-16frags", frameLen: 65536, frags: 16, batch: 16, rxBuf: 4096, size: 1024},
 }

@@ -280,6 +280,11 @@ func (d *Device) fault(v *vq, err error) {
 	}
 }
 
+// NoteMemoryFault counts a fault on guest memory the transport met outside
+// the dataplane (a vhost-user handler reading a ring of a frontend that
+// shrank its memory): Stats.MemoryFaults counts both kinds.
+func (d *Device) NoteMemoryFault() { d.stats.memFaults.Add(1) }
+
 // guard must be deferred directly, with the value of virtio.TrapFaults,
 // by every method that touches v's guest memory, after v's lock is taken
 // (so it runs while the lock is still held). A fault on guest memory (the

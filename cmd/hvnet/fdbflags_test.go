@@ -1,0 +1,91 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+	"time"
+
+	vswitch "hvnet/switch"
+	"hvnet/topology"
+)
+
+// port-security= and mac-limit= on --port and --uplink, the switch's FDB
+// flags, and how they reach the switch's configuration.
+func TestPortSecurityAndFDBFlags(t *testing.T) {
+	c, err := parsePortSpec(strings.Split("name=a,socket=/x,mac=52:54:00:00:00:01,port-security=off,mac-limit=-1", ","))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Port.PortSecurity != vswitch.PortSecurityOff || c.Port.MACLimit != vswitch.NoMACLimit || c.MAC != [6]byte{0x52, 0x54, 0, 0, 0, 1} {
+		t.Errorf("port = %+v", c)
+	}
+	if c, err = parsePortSpec(strings.Split("name=a,socket=/x,mac=52:54:00:00:00:01,mac-limit=8", ",")); err != nil ||
+		c.Port.PortSecurity != vswitch.PortSecurityOn || c.Port.MACLimit != 8 {
+		t.Errorf("default port security: %+v, %v", c.Port, err)
+	}
+	u, err := parseUplinkSpec(strings.Split("name=u,if=eth1,mac-limit=100000", ","))
+	if err != nil || u.Port.MACLimit != 100000 {
+		t.Errorf("uplink = %+v, %v", u.Port, err)
+	}
+	for _, tc := range []struct{ spec, want string }{
+		{"name=a,socket=/x,port-security=maybe", `field "port-security": "maybe" is not on or off`},
+		{"name=a,socket=/x,mac-limit=0", `field "mac-limit": "0" is not a MAC limit (-1: none, or 1..1048576)`},
+		{"name=a,socket=/x,mac-limit=-2", `field "mac-limit"`},
+		{"name=a,socket=/x,mac=01:00:5e:00:00:01", `field "mac": "01:00:5e:00:00:01" is a group address`},
+	} {
+		if _, err := parsePortSpec(strings.Split(tc.spec, ",")); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v; want %q", tc.spec, err, tc.want)
+		}
+	}
+	if _, err := parseUplinkSpec(strings.Split("name=u,if=eth1,port-security=off", ",")); err == nil ||
+		!strings.Contains(err.Error(), `field "port-security": unknown`) {
+		t.Errorf("uplink port-security: %v", err)
+	}
+
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"switch", "--api", "", "--fdb-max-entries", "0"}, "--fdb-max-entries 0: want 1..16777216"},
+		{[]string{"switch", "--api", "", "--mac-limit", "0"}, "--mac-limit 0: want -1 (none) or 1..1048576"},
+		{[]string{"switch", "--api", "", "--mac-move-hold-down", "2h"}, "--mac-move-hold-down 2h0m0s: want at most 1m0s"},
+	} {
+		var out bytes.Buffer
+		if code := run(tc.args, nil, &out, &out); code != 2 || !strings.Contains(out.String(), tc.want) {
+			t.Errorf("%q: status %d, output %q; want 2 and %q", tc.args, code, out.String(), tc.want)
+		}
+	}
+	if err := checkFDBFlags(vswitch.DefaultFDBMaxEntries, vswitch.NoMACLimit, -time.Second); err != nil {
+		t.Errorf("checkFDBFlags(defaults, no limit, no hold-down) = %v", err)
+	}
+	sc := daemonConfig{Aging: time.Minute, FDBMaxEntries: 10, MACLimit: 3, MACMoveHoldDown: 2 * time.Second}.switchConfig()
+	if sc.AgingTime != time.Minute || sc.FDBMaxEntries != 10 || sc.MACLimit != 3 || sc.MACMoveHoldDown != 2*time.Second {
+		t.Errorf("switchConfig = %+v", sc)
+	}
+}
+
+// The topology file's FDB settings and guests' port security reach the
+// daemon's and the lab's configuration.
+func TestTopologyFDBSettings(t *testing.T) {
+	tp, err := topology.Load("../../topology/testdata/lab.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs, err := labGuests(tp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if gs[0].PortSecurity != vswitch.PortSecurityOn || gs[2].PortSecurity != vswitch.PortSecurityOff ||
+		gs[2].PortConfig().PortSecurity != vswitch.PortSecurityOff {
+		t.Errorf("guests' port security: %v, %v", gs[0].PortSecurity, gs[2].PortSecurity)
+	}
+	tp.Guests = nil
+	cfg, err := topologyConfig(tp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sc := cfg.switchConfig(); sc.FDBMaxEntries != 65536 || sc.MACLimit != 1024 || sc.MACMoveHoldDown != time.Second {
+		t.Errorf("switch config = %+v", sc)
+	}
+}
