@@ -14,7 +14,8 @@
 //
 // Endpoints: ports (list, show with counters, add and remove through the
 // daemon's PortFactory (a lab port boots a guest; a factory that is also
-// a GuestReporter shows its state in port answers), PATCH of VLAN, rate, MAC-limit and storm settings
+// a GuestReporter shows its state in port answers, one that is a
+// DeviceReporter its backends' own counters as "device"), PATCH of VLAN, rate, MAC-limit and storm settings
 // applied live with Switch.UpdatePort), ACLs of both directions with hit
 // counters (PUT /v1/ports/{name}/acl), trace, the filtering database (dump with
 // filters, flush, static entries), mirroring (a port's traffic into a pcap

@@ -11,10 +11,12 @@ import (
 )
 
 // collector exposes the switch's counters to Prometheus. It reads
-// Switch.Counters at scrape time, so forwarding pays nothing for metrics.
+// Switch.Counters (and the backends' device counters) at scrape time, so
+// forwarding pays nothing for metrics.
 type collector struct {
 	sw  *vswitch.Switch
 	fan *fanout
+	dev DeviceReporter // nil: the port factory keeps no device counters
 
 	packets, bytes, drops, learned, queued    *prometheus.Desc
 	fdbEntries, fdbLearned, fdbMoves, fdbAged *prometheus.Desc
@@ -22,13 +24,15 @@ type collector struct {
 	capDropped                                *prometheus.Desc
 	aclHits                                   *prometheus.Desc
 	apiLimit                                  *prometheus.Desc
+	devDrops, devFaults                       *prometheus.Desc
+	devSessions, devConnected                 *prometheus.Desc
 	stats                                     *limitStats
 }
 
-func newCollector(sw *vswitch.Switch, fan *fanout, stats *limitStats) *collector {
+func newCollector(sw *vswitch.Switch, fan *fanout, stats *limitStats, dev DeviceReporter) *collector {
 	pd := []string{"port", "direction"}
 	return &collector{
-		sw: sw, fan: fan, stats: stats,
+		sw: sw, fan: fan, stats: stats, dev: dev,
 		apiLimit: prometheus.NewDesc("hvnet_api_limit_reached_total", "Times an API limit was reached: connections (every connection slot taken; new connections waited in the listen backlog) or captures (a live capture refused with 429).",
 			[]string{"limit"}, nil),
 		packets: prometheus.NewDesc("hvnet_port_packets_total", "Frames through a switch port: ingress = received from the port (before drops), egress = accepted by the port.", pd, nil),
@@ -46,13 +50,20 @@ func newCollector(sw *vswitch.Switch, fan *fanout, stats *limitStats) *collector
 		aclHits: prometheus.NewDesc("hvnet_acl_hits_total", "Frames decided by a rule of a port's ACL (direction: ingress or egress; rule: its index in that direction's list, or \"default\"); reset when the ACL is replaced.",
 			[]string{"port", "direction", "rule"}, nil),
 		capDropped: prometheus.NewDesc("hvnet_capture_dropped_frames_total", "Mirrored frames lost because a capture or file mirror fell behind (current listeners).", []string{"port"}, nil),
+		devDrops: prometheus.NewDesc("hvnet_port_device_drops_total", "Frames a port's backend dropped itself, unseen by the switch (totals over the port's life): a vhost-user or lab guest's virtio-net device (tx_bad_chain, tx_bad_header, tx_runt, tx_oversize, rx_no_buffer, rx_bad_chain, rx_oversize, rx_offload) or an uplink (rx_bad, rx_kernel, tx_error).",
+			[]string{"port", "reason"}, nil),
+		devFaults: prometheus.NewDesc("hvnet_port_device_faults_total", "Faults a port's backend found (totals over the port's life): a virtio-net device's queues (queue, memory, signal_error, ctrl_error), a vhost-user frontend's notification descriptors (refused_fd, notify_stall, notify_error, notifier_abandoned, worker_abandoned, kick_hangup), an uplink's sockets (rx_socket_error).",
+			[]string{"port", "kind"}, nil),
+		devSessions:  prometheus.NewDesc("hvnet_port_vhost_sessions_total", "vhost-user frontends a port has served, the current one included.", []string{"port"}, nil),
+		devConnected: prometheus.NewDesc("hvnet_port_vhost_connected", "1 while a vhost-user frontend is attached to the port.", []string{"port"}, nil),
 	}
 }
 
 // Describe implements prometheus.Collector.
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.packets, c.bytes, c.drops, c.learned, c.queued,
-		c.fdbEntries, c.fdbDynamic, c.fdbMax, c.fdbLearned, c.fdbMoves, c.fdbAged, c.capDropped, c.aclHits, c.apiLimit} {
+		c.fdbEntries, c.fdbDynamic, c.fdbMax, c.fdbLearned, c.fdbMoves, c.fdbAged, c.capDropped, c.aclHits, c.apiLimit,
+		c.devDrops, c.devFaults, c.devSessions, c.devConnected} {
 		ch <- d
 	}
 }
@@ -100,6 +111,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 				counter(c.aclHits, float64(d.s.hits.Default), pc.Name, d.dir, "default")
 			}
 		}
+		if c.dev != nil {
+			c.collectDevice(ch, pc.Name, c.dev.DeviceCounters(pc.Name))
+		}
 	}
 	sc := c.sw.SwitchCounters()
 	gauge(c.fdbEntries, float64(sc.FDBEntries))
@@ -119,10 +133,33 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
+// collectDevice exports one port's device counters (none when dc is nil).
+func (c *collector) collectDevice(ch chan<- prometheus.Metric, port string, dc *DeviceCounters) {
+	if dc == nil {
+		return
+	}
+	for _, n := range dc.Counts() {
+		d, label := c.devDrops, n.Drop
+		if n.Fault != "" {
+			d, label = c.devFaults, n.Fault
+		}
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(n.Value), port, label)
+	}
+	if v := dc.VhostCounters; v != nil {
+		ch <- prometheus.MustNewConstMetric(c.devSessions, prometheus.CounterValue, float64(v.Sessions), port)
+		connected := 0.0
+		if v.Connected {
+			connected = 1
+		}
+		ch <- prometheus.MustNewConstMetric(c.devConnected, prometheus.GaugeValue, connected, port)
+	}
+}
+
 // metricsHandler serves GET /metrics from a registry holding only the
 // switch's collector.
 func (s *Server) metricsHandler() http.Handler {
 	reg := prometheus.NewPedanticRegistry()
-	reg.MustRegister(newCollector(s.sw, s.fan, &s.stats))
+	dev, _ := s.ports.(DeviceReporter)
+	reg.MustRegister(newCollector(s.sw, s.fan, &s.stats, dev))
 	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: nil})
 }

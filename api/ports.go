@@ -9,7 +9,7 @@ import (
 
 func (s *Server) portInfo(h *vswitch.PortHandle) Port {
 	return Port{Name: h.Name(), MAC: portMAC(h), Config: toAPIConfig(h.Config()), Counters: toAPICounters(h.Counters()), ACL: portACL(h),
-		Guest: s.guestInfo(h.Name())}
+		Guest: s.guestInfo(h.Name()), Device: s.deviceCounters(h.Name())}
 }
 
 // listPorts: GET /v1/ports, every port sorted by name.
@@ -18,7 +18,7 @@ func (s *Server) listPorts(w http.ResponseWriter, r *http.Request) {
 	for _, c := range s.sw.Counters() {
 		if h := s.sw.Port(c.Name); h != nil {
 			out = append(out, Port{Name: c.Name, MAC: portMAC(h), Config: toAPIConfig(h.Config()), Counters: toAPICounters(c), ACL: portACL(h),
-				Guest: s.guestInfo(c.Name)})
+				Guest: s.guestInfo(c.Name), Device: s.deviceCounters(c.Name)})
 		}
 	}
 	writeJSON(w, http.StatusOK, out)

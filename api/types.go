@@ -73,6 +73,9 @@ type Port struct {
 	Counters Counters   `json:"counters"`
 	ACL      *ACL       `json:"acl,omitempty"`   // the ACL with hit counters, if any
 	Guest    *GuestInfo `json:"guest,omitempty"` // a lab guest port's guest
+	// Device: the port backend's own counters (DeviceReporter), absent
+	// when it keeps none.
+	Device *DeviceCounters `json:"device,omitempty"`
 }
 
 // Guest states (GuestInfo.State).

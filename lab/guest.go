@@ -12,6 +12,7 @@ import (
 
 	"hvnet/netport"
 	vswitch "hvnet/switch"
+	vnet "hvnet/virtio/net"
 	"hvnet/vmm"
 )
 
@@ -160,6 +161,10 @@ func (g *Guest) Name() string { return g.cfg.Name }
 
 // Port returns the guest's switch port.
 func (g *Guest) Port() *vswitch.PortHandle { return g.port }
+
+// DeviceStats returns the guest NIC's virtio-net counters so far (among
+// them what the guest's driver did wrong); atomic reads, safe at any time.
+func (g *Guest) DeviceStats() vnet.Stats { return g.nic.Device().Stats() }
 
 // Done is closed when the guest's VM has ended.
 func (g *Guest) Done() <-chan struct{} { return g.done }

@@ -83,6 +83,11 @@ type Port struct {
 	connected atomic.Bool
 	lastStats atomic.Pointer[vnet.Stats]
 	notify    backend.Counters // across sessions
+
+	// statsMu guards live and ended (DeviceStats).
+	statsMu sync.Mutex
+	live    *vnet.Device // the current session's device, until its session is over
+	ended   vnet.Stats   // the sum of every finished session's device counters
 }
 
 // NewPort adds the switch port and, in Server mode, creates the listening
@@ -223,7 +228,12 @@ func (p *Port) serve(c *net.UnixConn) {
 		Name: p.Name(), QueuePairs: p.cfg.QueuePairs, MaxQueueSize: p.cfg.MaxQueueSize,
 		MAC: p.cfg.MAC, MTU: p.cfg.MTU, Sink: p.np, Logger: log, BusyPoll: p.cfg.BusyPoll,
 		Counters: &p.notify,
-		OnStart:  func(dev *vnet.Device) { p.np.SetDevice(dev) },
+		OnStart: func(dev *vnet.Device) {
+			p.np.SetDevice(dev)
+			p.statsMu.Lock()
+			p.live = dev
+			p.statsMu.Unlock()
+		},
 		OnStop: func(dev *vnet.Device) {
 			p.np.SetDevice(nil)
 			st := dev.Stats()
@@ -237,6 +247,7 @@ func (p *Port) serve(c *net.UnixConn) {
 			p.cfg.OnConnect()
 		}
 		err = s.Serve(proto.NewConn(c))
+		p.endSession() // every ring has stopped (but one abandoned as stuck): its counters are final
 		p.connected.Store(false)
 		if p.sw != nil {
 			p.sw.Flush(p.Name(), 0)
@@ -269,6 +280,44 @@ func (p *Port) LastStats() (vnet.Stats, bool) {
 		return *s, true
 	}
 	return vnet.Stats{}, false
+}
+
+// DeviceStats returns the port's virtio-net device counters over its whole
+// life: the sum of every finished session's and the current session's so
+// far (LastStats is the last finished session's alone). Cheap: it reads
+// atomic counters and waits on no frontend.
+func (p *Port) DeviceStats() vnet.Stats {
+	p.statsMu.Lock()
+	defer p.statsMu.Unlock()
+	if p.live == nil {
+		return p.ended
+	}
+	return addStats(p.ended, p.live.Stats())
+}
+
+// endSession adds the finished session's device counters to the port's.
+func (p *Port) endSession() {
+	p.statsMu.Lock()
+	defer p.statsMu.Unlock()
+	if p.live != nil {
+		p.ended = addStats(p.ended, p.live.Stats())
+		p.live = nil
+	}
+}
+
+// addStats returns a+b, counter by counter.
+func addStats(a, b vnet.Stats) vnet.Stats {
+	return vnet.Stats{
+		TxPackets: a.TxPackets + b.TxPackets, TxBytes: a.TxBytes + b.TxBytes,
+		RxPackets: a.RxPackets + b.RxPackets, RxBytes: a.RxBytes + b.RxBytes,
+		TxDropBadChain: a.TxDropBadChain + b.TxDropBadChain, TxDropBadHeader: a.TxDropBadHeader + b.TxDropBadHeader,
+		TxDropRunt: a.TxDropRunt + b.TxDropRunt, TxDropOversize: a.TxDropOversize + b.TxDropOversize,
+		RxDropNoBuffer: a.RxDropNoBuffer + b.RxDropNoBuffer, RxDropBadChain: a.RxDropBadChain + b.RxDropBadChain,
+		RxDropOversize: a.RxDropOversize + b.RxDropOversize, RxDropOffload: a.RxDropOffload + b.RxDropOffload,
+		CtrlOK: a.CtrlOK + b.CtrlOK, CtrlErr: a.CtrlErr + b.CtrlErr,
+		Faults: a.Faults + b.Faults, SignalErrors: a.SignalErrors + b.SignalErrors,
+		MemoryFaults: a.MemoryFaults + b.MemoryFaults,
+	}
 }
 
 // NotifyStats returns the port's notification-descriptor counters, over

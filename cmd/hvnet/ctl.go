@@ -25,7 +25,8 @@ const defaultSocket = "/run/hvnet.sock"
 
 const ctlUsage = `usage: hvnet ctl [--socket PATH] [--json] COMMAND
   ports                               list ports with counters
-  port NAME                           one port's configuration and counters
+  port NAME                           one port's configuration and counters, and its backend's
+                                      (device: what a frontend or guest did wrong, an uplink's losses)
   set NAME KEY=VALUE...               change a port live; keys: mode, pvid, vlans (10,20),
                                       native, pcp, mtu, mac-limit (-1: none), macs (a,b),
                                       port-security (on|off), ingress, egress
@@ -272,7 +273,30 @@ func (c *ctl) port(name string) error {
 	for _, r := range reasons {
 		fmt.Fprintf(tw, "drops %s:\t%d\n", r, ct.Drops[r])
 	}
+	if dc := p.Device; dc != nil { // only for a backend that keeps counters
+		fmt.Fprintf(tw, "device:\t%s\n", deviceString(dc))
+		for _, n := range dc.Counts() {
+			fmt.Fprintf(tw, "device %s:\t%d\n", n.Field, n.Value)
+		}
+	}
 	return tw.Flush()
+}
+
+// deviceString sums up a port's backend: its kind, and a vhost-user
+// port's sessions or an uplink's attachments.
+func deviceString(dc *api.DeviceCounters) string {
+	s := dc.Kind
+	if v := dc.VhostCounters; v != nil {
+		state := "no frontend"
+		if v.Connected {
+			state = "frontend attached"
+		}
+		s += fmt.Sprintf(", %d sessions, %s", v.Sessions, state)
+	}
+	if u := dc.UplinkCounters; u != nil {
+		s += fmt.Sprintf(", %d attaches", u.Attaches)
+	}
+	return s
 }
 
 func (c *ctl) capture(args []string) error {

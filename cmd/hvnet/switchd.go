@@ -582,6 +582,7 @@ type daemon struct {
 	// a while to open rings) and guards ports and closed.
 	mu     sync.Mutex
 	ports  map[string]*backendPort
+	byName sync.Map // name → *backendPort, d.ports for readers that must not wait on d.mu (DeviceCounters)
 	closed bool
 	guests int // lab guests booted so far
 
@@ -702,7 +703,7 @@ func (d *daemon) addVhost(c vhost.PortConfig, attach attachFunc) error {
 		return err
 	}
 	bp.vh = p
-	d.ports[name] = bp
+	d.setPort(name, bp)
 	go func() {
 		defer close(bp.done)
 		if err := p.Run(d.ctx); err != nil {
@@ -734,7 +735,7 @@ func (d *daemon) addUplink(u uplinkConfig, attach attachFunc) error {
 		p.Close()
 		return fmt.Errorf("uplink %q: %w", name, err)
 	}
-	d.ports[name] = &backendPort{up: p, iface: u.Interface}
+	d.setPort(name, &backendPort{up: p, iface: u.Interface})
 	d.log.Info("port ready", "port", name, "kind", api.KindUplink, "interface", u.Interface, "tx", u.TX.String())
 	return nil
 }
@@ -749,7 +750,7 @@ func (d *daemon) Remove(name string) error {
 	if bp == nil {
 		return nil
 	}
-	delete(d.ports, name)
+	d.deletePort(name)
 	return bp.stop()
 }
 
@@ -781,6 +782,6 @@ func (d *daemon) close() {
 			d.log.Warn("port did not close cleanly", "port", name, "error", err)
 		}
 		d.sw.RemovePort(name)
-		delete(d.ports, name)
+		d.deletePort(name)
 	}
 }

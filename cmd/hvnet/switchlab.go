@@ -121,7 +121,7 @@ func (d *daemon) addLab(ctx context.Context, spec api.PortSpec, attach attachFun
 		return err
 	}
 	d.guests++
-	d.ports[name] = &backendPort{guest: g}
+	d.setPort(name, &backendPort{guest: g})
 	go func() {
 		<-g.Done()
 		info := g.Info()

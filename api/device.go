@@ -1,0 +1,134 @@
+package api
+
+// Device counters: what a port's backend counts itself, beside the
+// switch's counters. For a vhost-user port or a lab guest that is what its
+// tenant did wrong (chains, headers and frames the virtio-net dataplane
+// refused, queues it faulted, notification descriptors the vhost-user
+// backend refused or found stuck); for an uplink, what the host interface
+// lost. The switch never sees these frames, so its counters cannot show
+// them.
+
+// DeviceReporter is implemented by a PortFactory whose backends keep
+// counters of their own: port answers then carry them as "device", and
+// /metrics exports them (hvnet_port_device_drops_total,
+// hvnet_port_device_faults_total). DeviceCounters is called on every GET
+// of a port and every scrape: it must be cheap and must not wait on a
+// tenant.
+type DeviceReporter interface {
+	// DeviceCounters returns the named port's device counters, nil when
+	// its backend keeps none (or the port is not the factory's).
+	DeviceCounters(name string) *DeviceCounters
+}
+
+// DeviceCounters are a port backend's own counters, totals over the
+// port's life (a vhost-user port's: every session's, the current one's
+// so far). Which groups of fields are present depends on Kind: Virtio for
+// vhost-user and lab ports, Vhost for vhost-user ports, Uplink for
+// uplinks; within a group every field is present. Counts of frames or
+// events; no field has another unit.
+type DeviceCounters struct {
+	Kind string `json:"kind"` // vhost-user, lab or uplink
+	*VirtioCounters
+	*VhostCounters
+	*UplinkCounters
+}
+
+// VirtioCounters are the virtio-net dataplane's (vnet.Stats): frames
+// the device dropped before the switch (tx: from the guest) or after it
+// (rx: to the guest), and faults of the guest's queues.
+type VirtioCounters struct {
+	TxDropBadChain  uint64 `json:"tx_drop_bad_chain"`  // TX chain unusable: bad address, writable buffer, too long
+	TxDropBadHeader uint64 `json:"tx_drop_bad_header"` // virtio_net_hdr refused: flags, offloads not negotiated, offsets outside the frame
+	TxDropRunt      uint64 `json:"tx_drop_runt"`       // frame shorter than an Ethernet header
+	TxDropOversize  uint64 `json:"tx_drop_oversize"`   // frame longer than the device's maximum
+	RxDropNoBuffer  uint64 `json:"rx_drop_no_buffer"`  // no guest receive buffer available
+	RxDropBadChain  uint64 `json:"rx_drop_bad_chain"`  // RX chain unusable: read-only, too small, bad address
+	RxDropOversize  uint64 `json:"rx_drop_oversize"`   // frame too long for the device or the guest's buffer
+	RxDropOffload   uint64 `json:"rx_drop_offload"`    // offload (GSO, partial checksum) the guest did not negotiate
+	CtrlErrors      uint64 `json:"ctrl_errors"`        // control-queue commands answered ERR
+	Faults          uint64 `json:"faults"`             // queues found malformed (device needs reset)
+	MemoryFaults    uint64 `json:"memory_faults"`      // queues ended by a fault on guest memory (shrunk, unmapped)
+	SignalErrors    uint64 `json:"signal_errors"`      // used-buffer notifications that failed
+}
+
+// VhostCounters are a vhost-user port's sessions and what its backend
+// refused or found wrong with the frontend's notification descriptors
+// (backend.Counters).
+type VhostCounters struct {
+	Sessions           uint64 `json:"sessions"`            // frontends served, the current one included
+	Connected          bool   `json:"connected"`           // a frontend is attached now
+	RefusedFDs         uint64 `json:"refused_fds"`         // SET_VRING_CALL/ERR/KICK descriptors refused: not eventfds
+	NotifyStalls       uint64 `json:"notify_stalls"`       // call or error eventfd writes that blocked
+	NotifyErrors       uint64 `json:"notify_errors"`       // call or error eventfd writes that failed
+	NotifiersAbandoned uint64 `json:"notifiers_abandoned"` // notifiers still blocked in a write after their session ended
+	WorkersAbandoned   uint64 `json:"workers_abandoned"`   // ring workers that did not stop in time
+	KickHangups        uint64 `json:"kick_hangups"`        // sessions ended by a kick descriptor that hung up or failed
+}
+
+// UplinkCounters are an AF_PACKET uplink's own losses (uplink.Stats).
+type UplinkCounters struct {
+	RxDropBad      uint64 `json:"rx_drop_bad"`      // truncated or malformed ring entries
+	RxDropKernel   uint64 `json:"rx_drop_kernel"`   // dropped by the kernel: ring full
+	RxSocketErrors uint64 `json:"rx_socket_errors"` // socket errors: link down, interface gone
+	TxErrors       uint64 `json:"tx_errors"`        // frames not sent: link down, ring full, refused
+	Attaches       uint64 `json:"attaches"`         // times the sockets were opened (1 + re-attachments)
+}
+
+// DeviceCount is one counter of a DeviceCounters: exactly one of Drop
+// and Fault is set.
+type DeviceCount struct {
+	Field string // the JSON field, tx_drop_bad_header
+	Drop  string // the reason of a frame drop (hvnet_port_device_drops_total's reason)
+	Fault string // the kind of another event (hvnet_port_device_faults_total's kind)
+	Value uint64
+}
+
+// Counts lists d's counters, in the order of its JSON fields (Sessions,
+// Connected and Attaches, which are neither drops nor faults, aside).
+func (d *DeviceCounters) Counts() []DeviceCount {
+	var out []DeviceCount
+	drop := func(field, reason string, v uint64) {
+		out = append(out, DeviceCount{Field: field, Drop: reason, Value: v})
+	}
+	fault := func(field, kind string, v uint64) {
+		out = append(out, DeviceCount{Field: field, Fault: kind, Value: v})
+	}
+	if v := d.VirtioCounters; v != nil {
+		drop("tx_drop_bad_chain", "tx_bad_chain", v.TxDropBadChain)
+		drop("tx_drop_bad_header", "tx_bad_header", v.TxDropBadHeader)
+		drop("tx_drop_runt", "tx_runt", v.TxDropRunt)
+		drop("tx_drop_oversize", "tx_oversize", v.TxDropOversize)
+		drop("rx_drop_no_buffer", "rx_no_buffer", v.RxDropNoBuffer)
+		drop("rx_drop_bad_chain", "rx_bad_chain", v.RxDropBadChain)
+		drop("rx_drop_oversize", "rx_oversize", v.RxDropOversize)
+		drop("rx_drop_offload", "rx_offload", v.RxDropOffload)
+		fault("ctrl_errors", "ctrl_error", v.CtrlErrors)
+		fault("faults", "queue", v.Faults)
+		fault("memory_faults", "memory", v.MemoryFaults)
+		fault("signal_errors", "signal_error", v.SignalErrors)
+	}
+	if v := d.VhostCounters; v != nil {
+		fault("refused_fds", "refused_fd", v.RefusedFDs)
+		fault("notify_stalls", "notify_stall", v.NotifyStalls)
+		fault("notify_errors", "notify_error", v.NotifyErrors)
+		fault("notifiers_abandoned", "notifier_abandoned", v.NotifiersAbandoned)
+		fault("workers_abandoned", "worker_abandoned", v.WorkersAbandoned)
+		fault("kick_hangups", "kick_hangup", v.KickHangups)
+	}
+	if v := d.UplinkCounters; v != nil {
+		drop("rx_drop_bad", "rx_bad", v.RxDropBad)
+		drop("rx_drop_kernel", "rx_kernel", v.RxDropKernel)
+		drop("tx_errors", "tx_error", v.TxErrors)
+		fault("rx_socket_errors", "rx_socket_error", v.RxSocketErrors)
+	}
+	return out
+}
+
+// deviceCounters returns the named port's device counters, if the
+// factory keeps any.
+func (s *Server) deviceCounters(name string) *DeviceCounters {
+	if dr, ok := s.ports.(DeviceReporter); ok {
+		return dr.DeviceCounters(name)
+	}
+	return nil
+}
