@@ -58,6 +58,24 @@ func (hb *hostileBed) flows(t *testing.T, when string) {
 	}
 }
 
+// takesNewFrontend checks that the victim's socket takes a well-behaved
+// frontend after whatever happened to it, and that it receives a's frames.
+func (hb *hostileBed) takesNewFrontend(t *testing.T, when string) {
+	t.Helper()
+	g := dialGuest(t, hb.victim.Socket)
+	waitFor(t, hb.ev.up, "session start")
+	g.mustNegotiate()
+	g.postRx(4)
+	hb.seq++
+	f := frame(0xff, 1, hb.seq)
+	hb.b.postRx(1)
+	hb.a.send(f)
+	if got := g.recv(1); !bytes.Equal(got[0], f) {
+		t.Fatalf("victim %s received % x, want % x", when, got[0], f)
+	}
+	hb.b.recv(1)
+}
+
 // A frontend that stops in the middle of a message (a partial header, or a
 // header promising more payload than it sends) blocks only its own session
 // goroutine: the other ports forward meanwhile, the victim's session ends
@@ -88,19 +106,7 @@ func TestStalledFrontend(t *testing.T) {
 			hb.flows(t, "after "+tc.name)
 		})
 	}
-	// The victim's socket still takes a well-behaved frontend.
-	g := dialGuest(t, hb.victim.Socket)
-	waitFor(t, hb.ev.up, "session start")
-	g.mustNegotiate()
-	g.postRx(4)
-	hb.seq++
-	f := frame(0xff, 1, hb.seq)
-	hb.b.postRx(1)
-	hb.a.send(f)
-	if got := g.recv(1); !bytes.Equal(got[0], f) {
-		t.Fatalf("victim after the stalls received % x, want % x", got[0], f)
-	}
-	hb.b.recv(1)
+	hb.takesNewFrontend(t, "after the stalls")
 }
 
 // A frontend that closes with transmit chains not yet used and receive
