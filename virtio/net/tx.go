@@ -14,10 +14,6 @@ const (
 	// holds a batch of 64 full-size (1514-byte) frames, or three 64 KiB
 	// GSO frames.
 	txArenaLen = 256 << 10
-	// txArenaWarm: a batch is delivered once this much of the arena is
-	// used, so that the copies are still in the L1 cache when the Sink
-	// reads them (21 frames of 1514 bytes; a whole batch of small ones).
-	txArenaWarm = 28 << 10
 	// txBudget is the most batches ProcessTX handles before returning.
 	txBudget = 16
 )
@@ -180,7 +176,7 @@ func (d *Device) txBatch(t *txQueue, features uint64) (empty, ok bool) {
 		// buffers from another vCPU at any moment; a length, tag or
 		// offset read twice from them could differ between the check and
 		// the use. Firecracker's net device copies every TX frame too.
-		if used+frameLen > len(t.arena) || used >= txArenaWarm {
+		if used+frameLen > len(t.arena) {
 			deliver()
 		}
 		data := t.arena[used : used+frameLen : used+frameLen]
