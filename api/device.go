@@ -63,6 +63,8 @@ type VhostCounters struct {
 	NotifiersAbandoned uint64 `json:"notifiers_abandoned"` // notifiers still blocked in a write after their session ended
 	WorkersAbandoned   uint64 `json:"workers_abandoned"`   // ring workers that did not stop in time
 	KickHangups        uint64 `json:"kick_hangups"`        // sessions ended by a kick descriptor that hung up or failed
+	SessionsRefused    uint64 `json:"sessions_refused"`    // frontends refused while Stuck was at the port's limit
+	Stuck              int64  `json:"stuck"`               // now: abandoned notifiers and workers still blocked (a gauge)
 }
 
 // UplinkCounters are an AF_PACKET uplink's own losses (uplink.Stats).
@@ -84,7 +86,7 @@ type DeviceCount struct {
 }
 
 // Counts lists d's counters, in the order of its JSON fields (Sessions,
-// Connected and Attaches, which are neither drops nor faults, aside).
+// Connected, Stuck and Attaches, which are neither drops nor faults, aside).
 func (d *DeviceCounters) Counts() []DeviceCount {
 	var out []DeviceCount
 	drop := func(field, reason string, v uint64) {
@@ -114,6 +116,7 @@ func (d *DeviceCounters) Counts() []DeviceCount {
 		fault("notifiers_abandoned", "notifier_abandoned", v.NotifiersAbandoned)
 		fault("workers_abandoned", "worker_abandoned", v.WorkersAbandoned)
 		fault("kick_hangups", "kick_hangup", v.KickHangups)
+		fault("sessions_refused", "session_refused", v.SessionsRefused)
 	}
 	if v := d.UplinkCounters; v != nil {
 		drop("rx_drop_bad", "rx_bad", v.RxDropBad)

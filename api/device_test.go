@@ -36,7 +36,7 @@ func deviceEnv(t *testing.T) *env {
 		o.Ports = &deviceFactory{fakeFactory: o.Ports.(*fakeFactory), dev: map[string]*DeviceCounters{
 			"a": {Kind: KindVhostUser,
 				VirtioCounters: &VirtioCounters{TxDropBadHeader: 3, TxDropRunt: 1, MemoryFaults: 1, Faults: 2},
-				VhostCounters:  &VhostCounters{Sessions: 4, Connected: true, RefusedFDs: 2, KickHangups: 1}},
+				VhostCounters:  &VhostCounters{Sessions: 4, Connected: true, RefusedFDs: 2, KickHangups: 1, Stuck: 2}},
 			"t": {Kind: KindUplink, UplinkCounters: &UplinkCounters{RxDropKernel: 7, TxErrors: 5, Attaches: 2}},
 		}}
 	})
@@ -136,6 +136,7 @@ func TestMetricsDeviceCounters(t *testing.T) {
 		{"hvnet_port_device_faults_total", map[string]string{"port": "a", "kind": "notify_stall"}, 0},
 		{"hvnet_port_vhost_sessions_total", map[string]string{"port": "a"}, 4},
 		{"hvnet_port_vhost_connected", map[string]string{"port": "a"}, 1},
+		{"hvnet_port_vhost_stuck", map[string]string{"port": "a"}, 2},
 		{"hvnet_port_device_drops_total", map[string]string{"port": "t", "reason": "rx_kernel"}, 7},
 		{"hvnet_port_device_drops_total", map[string]string{"port": "t", "reason": "tx_error"}, 5},
 		{"hvnet_port_device_faults_total", map[string]string{"port": "t", "kind": "rx_socket_error"}, 0},
@@ -145,7 +146,7 @@ func TestMetricsDeviceCounters(t *testing.T) {
 		}
 	}
 	series := map[string]int{}
-	for _, name := range []string{"hvnet_port_device_drops_total", "hvnet_port_device_faults_total", "hvnet_port_vhost_sessions_total"} {
+	for _, name := range []string{"hvnet_port_device_drops_total", "hvnet_port_device_faults_total", "hvnet_port_vhost_sessions_total", "hvnet_port_vhost_stuck"} {
 		for _, m := range fams[name].GetMetric() {
 			for _, l := range m.GetLabel() {
 				if l.GetName() == "port" {
@@ -155,10 +156,10 @@ func TestMetricsDeviceCounters(t *testing.T) {
 		}
 	}
 	for k, want := range map[string]int{
-		"hvnet_port_device_drops_total a": 8, "hvnet_port_device_faults_total a": 10, // virtio 4 + vhost-user 6
+		"hvnet_port_device_drops_total a": 8, "hvnet_port_device_faults_total a": 11, // virtio 4 + vhost-user 7
 		"hvnet_port_device_drops_total t": 3, "hvnet_port_device_faults_total t": 1,
-		"hvnet_port_vhost_sessions_total a": 1,
-		"hvnet_port_device_drops_total b":   0, "hvnet_port_vhost_sessions_total t": 0,
+		"hvnet_port_vhost_sessions_total a": 1, "hvnet_port_vhost_stuck a": 1,
+		"hvnet_port_device_drops_total b": 0, "hvnet_port_vhost_sessions_total t": 0,
 	} {
 		if series[k] != want {
 			t.Errorf("%s: %d series, want %d", k, series[k], want)
@@ -204,7 +205,7 @@ func TestDeviceCountersDocumented(t *testing.T) {
 	fields := jsonFields(reflect.TypeFor[DeviceCounters]())
 	for _, f := range fields {
 		switch f {
-		case "kind", "sessions", "connected", "attaches": // not counters of drops or faults
+		case "kind", "sessions", "connected", "stuck", "attaches": // not counters of drops or faults
 		default:
 			if !counted[f] {
 				t.Errorf("field %s is not in DeviceCounters.Counts", f)

@@ -25,7 +25,7 @@ type collector struct {
 	aclHits                                   *prometheus.Desc
 	apiLimit                                  *prometheus.Desc
 	devDrops, devFaults                       *prometheus.Desc
-	devSessions, devConnected                 *prometheus.Desc
+	devSessions, devConnected, devStuck       *prometheus.Desc
 	stats                                     *limitStats
 }
 
@@ -52,10 +52,11 @@ func newCollector(sw *vswitch.Switch, fan *fanout, stats *limitStats, dev Device
 		capDropped: prometheus.NewDesc("hvnet_capture_dropped_frames_total", "Mirrored frames lost because a capture or file mirror fell behind (current listeners).", []string{"port"}, nil),
 		devDrops: prometheus.NewDesc("hvnet_port_device_drops_total", "Frames a port's backend dropped itself, unseen by the switch (totals over the port's life): a vhost-user or lab guest's virtio-net device (tx_bad_chain, tx_bad_header, tx_runt, tx_oversize, rx_no_buffer, rx_bad_chain, rx_oversize, rx_offload) or an uplink (rx_bad, rx_kernel, tx_error).",
 			[]string{"port", "reason"}, nil),
-		devFaults: prometheus.NewDesc("hvnet_port_device_faults_total", "Faults a port's backend found (totals over the port's life): a virtio-net device's queues (queue, memory, signal_error, ctrl_error), a vhost-user frontend's notification descriptors (refused_fd, notify_stall, notify_error, notifier_abandoned, worker_abandoned, kick_hangup), an uplink's sockets (rx_socket_error).",
+		devFaults: prometheus.NewDesc("hvnet_port_device_faults_total", "Faults a port's backend found (totals over the port's life): a virtio-net device's queues (queue, memory, signal_error, ctrl_error), a vhost-user frontend's notification descriptors (refused_fd, notify_stall, notify_error, notifier_abandoned, worker_abandoned, kick_hangup, session_refused), an uplink's sockets (rx_socket_error).",
 			[]string{"port", "kind"}, nil),
 		devSessions:  prometheus.NewDesc("hvnet_port_vhost_sessions_total", "vhost-user frontends a port has served, the current one included.", []string{"port"}, nil),
 		devConnected: prometheus.NewDesc("hvnet_port_vhost_connected", "1 while a vhost-user frontend is attached to the port.", []string{"port"}, nil),
+		devStuck:     prometheus.NewDesc("hvnet_port_vhost_stuck", "Abandoned notifiers and ring workers of the port's earlier frontends still blocked in a system call the frontend holds up; at 4 the port refuses new frontends.", []string{"port"}, nil),
 	}
 }
 
@@ -63,7 +64,7 @@ func newCollector(sw *vswitch.Switch, fan *fanout, stats *limitStats, dev Device
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.packets, c.bytes, c.drops, c.learned, c.queued,
 		c.fdbEntries, c.fdbDynamic, c.fdbMax, c.fdbLearned, c.fdbMoves, c.fdbAged, c.capDropped, c.aclHits, c.apiLimit,
-		c.devDrops, c.devFaults, c.devSessions, c.devConnected} {
+		c.devDrops, c.devFaults, c.devSessions, c.devConnected, c.devStuck} {
 		ch <- d
 	}
 }
@@ -152,6 +153,7 @@ func (c *collector) collectDevice(ch chan<- prometheus.Metric, port string, dc *
 			connected = 1
 		}
 		ch <- prometheus.MustNewConstMetric(c.devConnected, prometheus.GaugeValue, connected, port)
+		ch <- prometheus.MustNewConstMetric(c.devStuck, prometheus.GaugeValue, float64(v.Stuck), port)
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -417,5 +418,47 @@ func TestKickDrainedByFrontend(t *testing.T) {
 	}
 	if got := a.recv(8); len(got) != 8 {
 		t.Errorf("a received %d of x's frames, want 8", len(got))
+	}
+}
+
+// A frontend that keeps its notifier blocked past StopTimeout (refilling
+// its eventfd faster than the backend drains it) leaves a goroutine, a
+// thread and descriptors behind each session: reconnecting over and over
+// would grow them without end. The port refuses new frontends while
+// MaxStuck of them are alive (counted, logged, with its backoff between
+// attempts) and takes frontends again once they are gone. The gauge's own
+// life (abandoned, then returned) is backend/notify_test.go's.
+func TestRefusedWhileStuck(t *testing.T) {
+	sw := vswitch.New(vswitch.Config{})
+	var log logBuf
+	cfg := PortConfig{Port: vswitch.PortConfig{Name: "x", PVID: 1}, Socket: filepath.Join(t.TempDir(), "x.sock"),
+		RetryMin: time.Millisecond, RetryMax: 5 * time.Millisecond,
+		Logger: hclog.New(&hclog.LoggerOptions{Name: "x", Output: &log, Level: hclog.Error})}
+	p := startPort(t, sw, cfg)
+	p.notify.Stuck.Add(DefaultMaxStuck) // as left by earlier sessions' abandoned goroutines
+
+	for i := range 3 {
+		f, err := frontend.Dial(cfg.Socket) // the listen backlog takes it
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.GetFeatures(); err == nil {
+			t.Fatalf("attempt %d: a frontend was served with %d goroutines stuck", i, DefaultMaxStuck)
+		}
+		f.Close()
+	}
+	st := p.NotifyStats()
+	if st.SessionsRefused != 3 || st.Stuck != DefaultMaxStuck || p.Sessions() != 0 {
+		t.Errorf("counters %+v, sessions %d: want 3 refused, %d stuck, no session", st, p.Sessions(), DefaultMaxStuck)
+	}
+	if !strings.Contains(log.String(), "frontend refused: earlier frontends left goroutines blocked") {
+		t.Errorf("no refusal logged: %q", log.String())
+	}
+
+	p.notify.Stuck.Add(-1) // one of them returned: below the limit
+	g := dialGuest(t, cfg.Socket)
+	g.mustNegotiate()
+	if n := p.Sessions(); n != 1 {
+		t.Errorf("sessions = %d after the stuck count fell, want 1", n)
 	}
 }

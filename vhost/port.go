@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/bits"
 	"net"
 	"os"
 	"sync"
@@ -64,7 +65,18 @@ type PortConfig struct {
 	// OnConnect and OnDisconnect are called as sessions start and end
 	// (after the session released everything). May be nil.
 	OnConnect, OnDisconnect func()
+	// MaxStuck bounds what earlier frontends can leave behind: while
+	// this many of the port's abandoned notifiers and ring workers are
+	// still blocked in a system call the frontend holds up (each keeps a
+	// goroutine, a thread and descriptors; backend.Counters.Stuck), the
+	// port refuses new frontends, counted as SessionsRefused, with the
+	// reconnect backoff between attempts. 0 means DefaultMaxStuck;
+	// negative, no limit.
+	MaxStuck int
 }
+
+// DefaultMaxStuck is PortConfig.MaxStuck's default.
+const DefaultMaxStuck = 4
 
 // Port is a vhost-user port on a switch.
 type Port struct {
@@ -123,6 +135,9 @@ func NewPortAttached(cfg PortConfig, attach func(vswitch.Port) (*vswitch.PortHan
 	if cfg.RetryMax < cfg.RetryMin {
 		cfg.RetryMax = max(time.Second, cfg.RetryMin)
 	}
+	if cfg.MaxStuck == 0 {
+		cfg.MaxStuck = DefaultMaxStuck
+	}
 	p := &Port{cfg: cfg, np: netport.New(nil),
 		log: cfg.Logger.With("port", cfg.Port.Name, "socket", cfg.Socket, "mode", cfg.Mode.String())}
 	if cfg.Mode == Server {
@@ -174,12 +189,50 @@ func (p *Port) Run(ctx context.Context) error {
 			}
 			return err
 		}
+		if p.refuse(c) {
+			if err := p.wait(ctx, backoff); err != nil {
+				return nil
+			}
+			backoff = min(2*backoff, p.cfg.RetryMax)
+			continue
+		}
 		backoff = p.cfg.RetryMin
 		p.serve(c)
 		if p.isClosed() {
 			return nil
 		}
 	}
+}
+
+// refuse closes c, counted and logged, if the port is at its limit of
+// stuck goroutines (PortConfig.MaxStuck).
+func (p *Port) refuse(c *net.UnixConn) bool {
+	stuck := p.notify.Stuck.Load()
+	if p.cfg.MaxStuck < 0 || stuck < int64(p.cfg.MaxStuck) {
+		return false
+	}
+	n := p.notify.SessionsRefused.Add(1) // before the frontend sees its connection close
+	c.Close()
+	if bits.OnesCount64(n) == 1 { // 1, 2, 4, ...: a flood of reconnects is not a flood of lines
+		p.log.Error("frontend refused: earlier frontends left goroutines blocked in their descriptors",
+			"stuck", stuck, "max_stuck", p.cfg.MaxStuck, "refused", n)
+	}
+	return true
+}
+
+// wait sleeps d, or until ctx ends or the port is closed (an error).
+func (p *Port) wait(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+	}
+	if p.isClosed() {
+		return net.ErrClosed
+	}
+	return nil
 }
 
 // next returns the next frontend connection: accepted (Server) or
@@ -201,12 +254,8 @@ func (p *Port) next(ctx context.Context, backoff *time.Duration) (*net.UnixConn,
 			return c, nil
 		}
 		p.log.Debug("frontend not reachable, retrying", "error", err, "in", *backoff)
-		t := time.NewTimer(*backoff)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return nil, ctx.Err()
-		case <-t.C:
+		if err := p.wait(ctx, *backoff); err != nil {
+			return nil, err
 		}
 		*backoff = min(2**backoff, p.cfg.RetryMax)
 	}

@@ -56,6 +56,7 @@ func vhostDeviceCounters(p *vhost.Port) *api.DeviceCounters {
 			Sessions: p.Sessions(), Connected: p.Connected(),
 			RefusedFDs: n.RefusedFDs, NotifyStalls: n.NotifyStalls, NotifyErrors: n.NotifyErrors,
 			NotifiersAbandoned: n.NotifiersAbandoned, WorkersAbandoned: n.WorkersAbandoned, KickHangups: n.KickHangups,
+			SessionsRefused: n.SessionsRefused, Stuck: n.Stuck,
 		}}
 }
 

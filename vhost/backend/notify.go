@@ -41,6 +41,10 @@ type notifier struct {
 	quit     chan struct{} // closed by stop
 	done     chan struct{} // closed when run returns
 	started  bool
+	// state says who ends the notifier's life: run returning first
+	// (stateExited), or stop giving up on it (stateAbandoned, counted in
+	// Counters.Stuck until run returns).
+	state atomic.Int32
 
 	// mu guards cur, retired and closed, and orders the closing of a
 	// descriptor after the last use of it (never held during a write).
@@ -106,6 +110,11 @@ func (n *notifier) start() {
 
 func (n *notifier) run() {
 	defer close(n.done)
+	defer func() {
+		if !n.state.CompareAndSwap(stateRunning, stateExited) {
+			n.counters.Stuck.Add(-1) // abandoned by stop: no longer stuck
+		}
+	}()
 	defer n.closeAll()
 	for {
 		select {
@@ -222,13 +231,26 @@ func (n *notifier) stop(timeout time.Duration) {
 			return
 		case <-retry.C:
 		case <-deadline.C:
+			n.counters.Stuck.Add(1) // before the state: run's decrement follows it
+			if !n.state.CompareAndSwap(stateRunning, stateAbandoned) {
+				n.counters.Stuck.Add(-1) // it has just returned
+				<-n.done
+				return
+			}
 			c := n.counters.NotifiersAbandoned.Add(1)
 			n.log.Error("notifier still blocked in an eventfd write at session end: abandoned",
-				"timeout", timeout, "abandoned", c)
+				"timeout", timeout, "abandoned", c, "stuck", n.counters.Stuck.Load())
 			return
 		}
 	}
 }
+
+// The life of an abandonable goroutine (notifier.state, worker.state).
+const (
+	stateRunning int32 = iota
+	stateExited
+	stateAbandoned
+)
 
 // unstickEvery is how often stop drains a blocked notifier's eventfd.
 const unstickEvery = 10 * time.Millisecond
@@ -277,12 +299,22 @@ type Counters struct {
 	// KickHangups: sessions ended by a kick descriptor that hung up or
 	// failed (POLLHUP, POLLERR, POLLNVAL).
 	KickHangups atomic.Uint64
+	// Stuck is a gauge: the notifiers and ring workers abandoned that
+	// are still blocked (each holds a goroutine, a thread and its
+	// descriptors until the frontend lets its system call return). The
+	// port refuses new sessions while it is at its limit
+	// (vhost.PortConfig.MaxStuck).
+	Stuck atomic.Int64
+	// SessionsRefused: frontends refused because Stuck was at the limit.
+	SessionsRefused atomic.Uint64
 }
 
 // CounterStats is a snapshot of Counters.
 type CounterStats struct {
 	RefusedFDs, NotifyStalls, NotifyErrors            uint64
 	NotifiersAbandoned, WorkersAbandoned, KickHangups uint64
+	SessionsRefused                                   uint64
+	Stuck                                             int64 // a gauge: abandoned goroutines still blocked
 }
 
 // Snapshot reads the counters.
@@ -290,6 +322,6 @@ func (c *Counters) Snapshot() CounterStats {
 	return CounterStats{
 		RefusedFDs: c.RefusedFDs.Load(), NotifyStalls: c.NotifyStalls.Load(), NotifyErrors: c.NotifyErrors.Load(),
 		NotifiersAbandoned: c.NotifiersAbandoned.Load(), WorkersAbandoned: c.WorkersAbandoned.Load(),
-		KickHangups: c.KickHangups.Load(),
+		KickHangups: c.KickHangups.Load(), SessionsRefused: c.SessionsRefused.Load(), Stuck: c.Stuck.Load(),
 	}
 }

@@ -171,6 +171,9 @@ func TestStopRingAbandonsStuckWorker(t *testing.T) {
 	if n := s.Counters().WorkersAbandoned.Load(); n != 1 {
 		t.Errorf("WorkersAbandoned = %d, want 1", n)
 	}
+	if n := s.Counters().Stuck.Load(); n != 1 {
+		t.Errorf("Stuck = %d with the worker blocked, want 1", n)
+	}
 	if r.w != nil || r.kick != -1 {
 		t.Errorf("after abandoning: worker %v kick %d, want none", r.w, r.kick)
 	}
@@ -181,6 +184,9 @@ func TestStopRingAbandonsStuckWorker(t *testing.T) {
 	<-w.done
 	if isOpen(kick.FD()) {
 		t.Error("the abandoned worker did not close its kick descriptor")
+	}
+	if n := s.Counters().Stuck.Load(); n != 0 {
+		t.Errorf("Stuck = %d after the worker returned, want 0", n)
 	}
 }
 
@@ -283,8 +289,8 @@ func TestNotifierAbandoned(t *testing.T) {
 	n.mark(callSlot(0))
 	waitWriting(t, n, ours)
 	n.stop(20 * time.Millisecond)
-	if st := c.Snapshot(); st.NotifiersAbandoned != 1 {
-		t.Errorf("counters %+v, want 1 abandoned", st)
+	if st := c.Snapshot(); st.NotifiersAbandoned != 1 || st.Stuck != 1 {
+		t.Errorf("counters %+v, want 1 abandoned, 1 stuck", st)
 	}
 	if !isOpen(wr) {
 		t.Fatal("descriptor closed under the abandoned notifier's write")
@@ -297,6 +303,9 @@ func TestNotifierAbandoned(t *testing.T) {
 		case <-n.done:
 			if isOpen(wr) {
 				t.Error("the abandoned notifier did not close its descriptor")
+			}
+			if st := c.Snapshot(); st.Stuck != 0 {
+				t.Errorf("counters %+v after the notifier returned, want none stuck", st)
 			}
 			return
 		case <-time.After(time.Millisecond):

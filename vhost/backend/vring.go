@@ -61,17 +61,12 @@ type worker struct {
 	stopping atomic.Bool // set before stop is signalled: ends busy polling
 	done     chan struct{}
 	// state hands the worker's descriptors (kick, stop) over: whoever
-	// moves it from workerRunning owns them at the end. A worker that
+	// moves it from stateRunning owns them at the end. A worker that
 	// exits first leaves them to stopRing; one stopRing gave up on
-	// (workerAbandoned) closes them itself when it finally returns.
+	// (stateAbandoned, counted in Counters.Stuck until then) closes them
+	// itself when it finally returns.
 	state atomic.Int32
 }
-
-const (
-	workerRunning int32 = iota
-	workerExited
-	workerAbandoned
-)
 
 // ringGPAs translates the ring addresses (frontend user virtual addresses)
 // to guest-physical ones and checks each ring lies in mapped memory.
@@ -194,13 +189,15 @@ func (s *Session) stopRing(r *vring) {
 		select {
 		case <-w.done:
 		case <-t.C:
-			if w.state.CompareAndSwap(workerRunning, workerAbandoned) {
+			s.cfg.Counters.Stuck.Add(1) // before the state: the worker's decrement follows it
+			if w.state.CompareAndSwap(stateRunning, stateAbandoned) {
 				n := s.cfg.Counters.WorkersAbandoned.Add(1)
 				s.log.Error("ring worker did not stop: abandoned", "queue", r.index,
-					"timeout", s.cfg.StopTimeout, "abandoned", n)
+					"timeout", s.cfg.StopTimeout, "abandoned", n, "stuck", s.cfg.Counters.Stuck.Load())
 				r.kick, r.started = -1, false
 				w = nil
 			} else {
+				s.cfg.Counters.Stuck.Add(-1)
 				<-w.done // it was exiting
 			}
 		}
@@ -229,8 +226,9 @@ func (s *Session) startWorker(r *vring) error {
 	go func() {
 		defer close(w.done)
 		s.serveRing(index, kick, w)
-		if !w.state.CompareAndSwap(workerRunning, workerExited) {
+		if !w.state.CompareAndSwap(stateRunning, stateExited) {
 			// Abandoned by stopRing: the descriptors are ours.
+			s.cfg.Counters.Stuck.Add(-1)
 			if kick >= 0 {
 				unix.Close(kick)
 			}
