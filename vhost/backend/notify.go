@@ -158,7 +158,7 @@ func (n *notifier) write(i int) {
 	}
 	start := time.Now()
 	_, err := unix.Write(e.FD(), n.one[:])
-	blocked := time.Since(start) >= stallThreshold || n.unstuck.Load()
+	blocked := n.unstuck.Load() || time.Since(start) >= stallThreshold && !nonblocking(e)
 	n.mu.Lock()
 	n.cur = nil
 	for _, r := range n.retired {
@@ -176,6 +176,13 @@ func (n *notifier) write(i int) {
 			n.log.Warn("notification eventfd write failed", "queue", i/2, "fd", slotName(i), "count", c, "error", err)
 		}
 	}
+}
+
+// nonblocking reports whether e's O_NONBLOCK is set: then a slow write
+// was the thread waiting for a CPU, not the frontend making it block.
+func nonblocking(e *virtio.EventFD) bool {
+	fl, err := unix.FcntlInt(uintptr(e.FD()), unix.F_GETFL, 0)
+	return err == nil && fl&unix.O_NONBLOCK != 0
 }
 
 func slotName(i int) string {

@@ -291,6 +291,7 @@ func (s *Session) release() {
 	// The notifier owns (and closes) the call and error eventfds.
 	s.notify.stop(s.cfg.StopTimeout)
 	s.dev.Reset()
+	s.dev.Release()
 	s.dev.SetMemory(nil)
 	s.mem = nil
 	for _, r := range s.regions {

@@ -109,7 +109,6 @@ func New(cfg Config) (*Device, error) {
 		if err := newVQ(&p.tx.vq, 2*i+1); err != nil {
 			return nil, err
 		}
-		p.tx.arena = make([]byte, txArenaLen)
 		d.pairs = append(d.pairs, p)
 	}
 	if err := newVQ(&d.ctrl.vq, 2*cfg.QueuePairs); err != nil {

@@ -2,6 +2,7 @@ package vnet
 
 import (
 	"errors"
+	"sync"
 
 	"hvnet/virtio"
 )
@@ -28,8 +29,34 @@ type txQueue struct {
 	vq
 	frames [txBatch]Frame
 	heads  [txBatch]uint16
-	arena  []byte
+	arena  *txArena // taken from txArenas at the first batch, given back by Release
 	hdr    [HdrLen]byte
+}
+
+type txArena = [txArenaLen]byte
+
+// txArenas recycles transmit arenas between devices. A vhost-user session
+// is a new device: without it a frontend reconnecting in a loop had the
+// daemon allocate 256 KiB a queue a session, and the garbage collection
+// that drove took CPU time from every other port (BenchmarkNextToHostile).
+// An arena holds only frames copied whole (copyTX fills every byte of a
+// frame's slice before it is used), so bytes a previous device left in it
+// are never read.
+var txArenas = sync.Pool{New: func() any { return new(txArena) }}
+
+// Release gives the device's transmit arenas back for other devices: call
+// it when the device's queues will not be processed again (a vhost-user
+// session's end). A queue processed after all takes an arena again.
+func (d *Device) Release() {
+	for _, p := range d.pairs {
+		t := &p.tx
+		t.mu.Lock()
+		if t.arena != nil {
+			txArenas.Put(t.arena)
+			t.arena = nil
+		}
+		t.mu.Unlock()
+	}
 }
 
 // ProcessTX moves the frames the guest made available on pair's transmit
@@ -117,6 +144,9 @@ func (d *Device) armTX(pairIdx int) bool {
 // found empty, and false in ok on a fault.
 func (d *Device) txBatch(t *txQueue, features uint64) (empty, ok bool) {
 	q := t.q
+	if t.arena == nil {
+		t.arena = txArenas.Get().(*txArena)
+	}
 	mem := q.Memory()
 	n, used := 0, 0
 	var bytes uint64
