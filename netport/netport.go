@@ -9,8 +9,8 @@
 //	h, _ := sw.AddPort(cfg, p)               // p is the switch's vswitch.Port
 //	p.SetHandle(h)                           // and the device's vnet.Sink
 //
-// Frames cross without copies: vnet.Frame and vswitch.Frame have the same
-// layout and a batch is reinterpreted in place (frames_unsafe.go).
+// Frames cross without copies or conversions: both sides use package
+// frame's Frame.
 package netport
 
 import (
@@ -61,7 +61,7 @@ func (p *Port) SetHandle(h *vswitch.PortHandle) { p.handle.Store(h) }
 // switch's Input contract too.
 func (p *Port) Deliver(frames []vnet.Frame) {
 	if h := p.handle.Load(); h != nil && len(frames) > 0 {
-		h.Input(toSwitch(frames))
+		h.Input(frames)
 	}
 }
 
@@ -72,7 +72,7 @@ func (p *Port) Send(frames []vswitch.Frame) int {
 	if dev == nil || len(frames) == 0 {
 		return 0
 	}
-	return dev.Receive(toVnet(frames))
+	return dev.Receive(frames)
 }
 
 // Caps implements vswitch.Port from the features the guest accepted: a

@@ -26,19 +26,6 @@ func TestCapsFromFeatures(t *testing.T) {
 	}
 }
 
-func TestFrameConversionKeepsFields(t *testing.T) {
-	in := []vnet.Frame{{Data: []byte{1, 2, 3}, Off: vnet.Offload{Flags: 1, GSOType: 4, HdrLen: 54, GSOSize: 1448, CsumStart: 34, CsumOffset: 16}}}
-	out := toSwitch(in)
-	want := vswitch.Frame{Data: in[0].Data, Off: vswitch.Offload{Flags: 1, GSOType: 4, HdrLen: 54, GSOSize: 1448, CsumStart: 34, CsumOffset: 16}}
-	if len(out) != 1 || &out[0].Data[0] != &in[0].Data[0] || out[0].Off != want.Off {
-		t.Fatalf("toSwitch = %+v, want %+v (same backing array)", out, want)
-	}
-	back := toVnet(out)
-	if back[0].Off != in[0].Off {
-		t.Fatalf("toVnet(toSwitch(x)) = %+v, want %+v", back[0].Off, in[0].Off)
-	}
-}
-
 func TestDetachedPortDropsNothingSilently(t *testing.T) {
 	p := New(nil)
 	if n := p.Send([]vswitch.Frame{{Data: make([]byte, 60)}}); n != 0 {

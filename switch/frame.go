@@ -1,47 +1,25 @@
 package vswitch
 
-import "fmt"
+import (
+	"fmt"
 
-// Offload flag and GSO type values of the virtio-net header (virtio 1.2
-// §5.1.6, struct virtio_net_hdr).
-const (
-	OffloadNeedsCsum uint8 = 1 // VIRTIO_NET_HDR_F_NEEDS_CSUM
-	OffloadDataValid uint8 = 2 // VIRTIO_NET_HDR_F_DATA_VALID
-
-	GSONone  uint8 = 0    // VIRTIO_NET_HDR_GSO_NONE
-	GSOTCPv4 uint8 = 1    // VIRTIO_NET_HDR_GSO_TCPV4
-	GSOUDP   uint8 = 3    // VIRTIO_NET_HDR_GSO_UDP (not supported: dropped as malformed)
-	GSOTCPv6 uint8 = 4    // VIRTIO_NET_HDR_GSO_TCPV6
-	GSOECN   uint8 = 0x80 // VIRTIO_NET_HDR_GSO_ECN, or'ed into the type
+	"hvnet/frame"
 )
 
-// Offload is the virtio-net header's offload metadata (virtio 1.2 §5.1.6),
-// carried with a frame. Offsets count from the first byte of the frame.
-type Offload struct {
-	Flags      uint8 // OffloadNeedsCsum, OffloadDataValid
-	GSOType    uint8 // GSONone, GSOTCPv4, GSOUDP, GSOTCPv6, optionally | GSOECN
-	HdrLen     uint16
-	GSOSize    uint16
-	CsumStart  uint16
-	CsumOffset uint16
-}
-
-// Frame is one Ethernet frame (starting at the destination MAC) and its
-// offload metadata. Data belongs to the caller of the call it is passed to.
-type Frame struct {
-	Data []byte
-	Off  Offload
-}
+// Frame is one Ethernet frame and its offload metadata (the one frame type
+// of every port: package frame). Data belongs to the caller of the call it
+// is passed to.
+type Frame = frame.Frame
 
 // Caps are the offloads a Port accepts on frames the switch sends it.
 type Caps uint32
 
 const (
-	// CapCsum: the port accepts frames with OffloadNeedsCsum (partial checksum).
+	// CapCsum: the port accepts frames with frame.NeedsCsum (partial checksum).
 	CapCsum Caps = 1 << iota
-	// CapGSOTCPv4: the port accepts unsegmented TCP over IPv4 (GSOTCPv4).
+	// CapGSOTCPv4: the port accepts unsegmented TCP over IPv4 (frame.GSOTCPv4).
 	CapGSOTCPv4
-	// CapGSOTCPv6: the port accepts unsegmented TCP over IPv6 (GSOTCPv6).
+	// CapGSOTCPv6: the port accepts unsegmented TCP over IPv6 (frame.GSOTCPv6).
 	CapGSOTCPv6
 	// CapGSOECN: the port accepts GSO frames with the ECN bit.
 	CapGSOECN

@@ -1,6 +1,7 @@
 package vswitch
 
 import (
+	"hvnet/frame"
 	"testing"
 )
 
@@ -40,7 +41,7 @@ func FuzzInput(f *testing.F) {
 		if _, err := sw.Flush("", 0); err != nil {
 			t.Fatal(err)
 		}
-		fr := Frame{Data: data, Off: Offload{Flags: flags, GSOType: gsoType, HdrLen: hdrLen, GSOSize: gsoSize, CsumStart: csumStart, CsumOffset: csumOffset}}
+		fr := Frame{Data: data, Off: frame.Offload{Flags: flags, GSOType: gsoType, HdrLen: hdrLen, GSOSize: gsoSize, CsumStart: csumStart, CsumOffset: csumOffset}}
 		orig := append([]byte(nil), data...)
 		in := hs[int(port)%len(hs)]
 		in.Input([]Frame{fr, fr})
@@ -52,7 +53,7 @@ func FuzzInput(f *testing.F) {
 				if len(o.Data) < 14 || len(o.Data) > maxGSOFrame+8 {
 					t.Fatalf("emitted a %d-byte frame", len(o.Data))
 				}
-				if o.Off.Flags&OffloadNeedsCsum != 0 && int(o.Off.CsumStart)+int(o.Off.CsumOffset)+2 > len(o.Data) {
+				if o.Off.Flags&frame.NeedsCsum != 0 && int(o.Off.CsumStart)+int(o.Off.CsumOffset)+2 > len(o.Data) {
 					t.Fatalf("emitted bad csum metadata %+v for %d bytes", o.Off, len(o.Data))
 				}
 			}

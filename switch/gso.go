@@ -1,6 +1,9 @@
 package vswitch
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+	"hvnet/frame"
+)
 
 // MaxGSOSegments bounds the segments one GSO frame may be cut into: a
 // frame whose payload would need more (payload > MaxGSOSegments *
@@ -80,7 +83,7 @@ func (h *PortHandle) segment(i int32, p *pkt, f *Frame, tagged bool) {
 		tcp[13] = fl
 		tcp[16], tcp[17] = 0, 0
 		binary.BigEndian.PutUint16(tcp[16:], ^csumFold(csumAdd(sum, tcp)))
-		sc.outs = append(sc.outs, outEntry{idx: i, pcp: p.pcp, f: Frame{Data: buf, Off: Offload{Flags: OffloadDataValid}}})
+		sc.outs = append(sc.outs, outEntry{idx: i, pcp: p.pcp, f: Frame{Data: buf, Off: frame.Offload{Flags: frame.DataValid}}})
 		off += n
 		if last {
 			return

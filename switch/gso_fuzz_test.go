@@ -2,6 +2,7 @@ package vswitch
 
 import (
 	"encoding/binary"
+	"hvnet/frame"
 	"testing"
 )
 
@@ -50,14 +51,14 @@ func FuzzGSO(f *testing.F) {
 			tags, in = [][2]uint16{{tpidCTag, 5}}, inTrk
 		}
 		fr := tcpFrame(v6, tags, n, mss, tcpFlags)
-		if fr.Off.GSOType == GSONone { // mss 0: tcpFrame leaves GSO off; ask for it anyway
-			fr.Off.GSOType = GSOTCPv4
+		if fr.Off.GSOType == frame.GSONone { // mss 0: tcpFrame leaves GSO off; ask for it anyway
+			fr.Off.GSOType = frame.GSOTCPv4
 			if v6 {
-				fr.Off.GSOType = GSOTCPv6
+				fr.Off.GSOType = frame.GSOTCPv6
 			}
 		}
 		if ecn {
-			fr.Off.GSOType |= GSOECN
+			fr.Off.GSOType |= frame.GSOECN
 		}
 		intact := true
 		for i, b := range mut {
@@ -106,7 +107,7 @@ func FuzzGSO(f *testing.F) {
 		seq0 := uint32(0xfffff000)
 		got := 0
 		for k, s := range segs {
-			if s.Off.Flags&OffloadNeedsCsum != 0 || s.Off.GSOType != GSONone {
+			if s.Off.Flags&frame.NeedsCsum != 0 || s.Off.GSOType != frame.GSONone {
 				t.Fatalf("segment %d still has offload metadata %+v", k, s.Off)
 			}
 			if et := binary.BigEndian.Uint16(s.Data[12:]); (v6 && et != etherTypeIPv6) || (!v6 && et != etherTypeIPv4) {

@@ -3,6 +3,7 @@ package vswitch
 import (
 	"bytes"
 	"encoding/binary"
+	"hvnet/frame"
 	"testing"
 )
 
@@ -66,7 +67,7 @@ func TestGSOSegmentation(t *testing.T) {
 				if !bytes.Equal(s.Data[12:12+len(tt.outTag)], tt.outTag) {
 					t.Fatalf("seg %d tags %x; want %x", i, s.Data[12:12+len(tt.outTag)], tt.outTag)
 				}
-				if s.Off.Flags&OffloadNeedsCsum != 0 || s.Off.GSOType != GSONone {
+				if s.Off.Flags&frame.NeedsCsum != 0 || s.Off.GSOType != frame.GSONone {
 					t.Fatalf("seg %d still has offloads %+v", i, s.Off)
 				}
 				ip := s.Data[12+len(tt.outTag)+2:]
@@ -116,7 +117,7 @@ func TestChecksumCompletion(t *testing.T) {
 				t.Fatalf("v6=%v n=%d: got %d frames", v6, n, len(p))
 			}
 			checkTCP(t, p[0].Data[14:])
-			if p[0].Off.Flags != OffloadDataValid {
+			if p[0].Off.Flags != frame.DataValid {
 				t.Errorf("flags %#x; want DATA_VALID", p[0].Off.Flags)
 			}
 			c := ts.s["csum"].take()

@@ -2,6 +2,7 @@ package vswitch
 
 import (
 	"encoding/binary"
+	"hvnet/frame"
 	"sync"
 	"testing"
 	"time"
@@ -221,12 +222,12 @@ func tcpFrame(v6 bool, tags [][2]uint16, payload int, mss uint16, flags byte) Fr
 		ps = refSum(b[l3+12:l3+20]) + uint32(l4len) + 6
 	}
 	binary.BigEndian.PutUint16(b[l3+iphl+16:], refFold(ps))
-	off := Offload{Flags: OffloadNeedsCsum, CsumStart: uint16(l3 + iphl), CsumOffset: 16, HdrLen: uint16(l3 + iphl + 20)}
+	off := frame.Offload{Flags: frame.NeedsCsum, CsumStart: uint16(l3 + iphl), CsumOffset: 16, HdrLen: uint16(l3 + iphl + 20)}
 	if mss > 0 {
 		off.GSOSize = mss
-		off.GSOType = GSOTCPv4
+		off.GSOType = frame.GSOTCPv4
 		if v6 {
-			off.GSOType = GSOTCPv6
+			off.GSOType = frame.GSOTCPv6
 		}
 	}
 	return Frame{Data: b, Off: off}

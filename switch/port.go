@@ -2,6 +2,7 @@ package vswitch
 
 import (
 	"encoding/binary"
+	"hvnet/frame"
 	"sync"
 	"sync/atomic"
 )
@@ -184,11 +185,11 @@ func (h *PortHandle) forward(st *portState, tp *topology, now int64, f *Frame) {
 		return
 	}
 	sc.l3, sc.et, sc.fkOK = l3, et, false // for egress ACLs (aclegress.go)
-	if l3len := len(data) - l3; l3len > st.maxL3 && (f.Off.GSOType == GSONone || len(data) > maxGSOFrame) {
+	if l3len := len(data) - l3; l3len > st.maxL3 && (f.Off.GSOType == frame.GSONone || len(data) > maxGSOFrame) {
 		sc.drops[DropMalformed]++
 		return
 	}
-	if (f.Off != Offload{}) && (!checkOffload(data, &f.Off, &p) || int(f.Off.GSOSize) > st.maxL3) {
+	if (f.Off != frame.Offload{}) && (!checkOffload(data, &f.Off, &p) || int(f.Off.GSOSize) > st.maxL3) {
 		sc.drops[DropMalformed]++
 		return
 	}
@@ -340,13 +341,13 @@ func (d *PortHandle) idx(tp *topology) int32 {
 }
 
 func gsoOK(c Caps, t uint8) bool {
-	if c&CapCsum == 0 || (t&GSOECN != 0 && c&CapGSOECN == 0) {
+	if c&CapCsum == 0 || (t&frame.GSOECN != 0 && c&CapGSOECN == 0) {
 		return false
 	}
-	switch t &^ GSOECN {
-	case GSOTCPv4:
+	switch t &^ frame.GSOECN {
+	case frame.GSOTCPv4:
 		return c&CapGSOTCPv4 != 0
-	case GSOTCPv6:
+	case frame.GSOTCPv6:
 		return c&CapGSOTCPv6 != 0
 	}
 	return false
@@ -364,7 +365,7 @@ func (h *PortHandle) emit(d *PortHandle, i int32, p *pkt, f *Frame) {
 		return
 	}
 	caps := d.port.Caps()
-	if f.Off.GSOType != GSONone && !gsoOK(caps, f.Off.GSOType) {
+	if f.Off.GSOType != frame.GSONone && !gsoOK(caps, f.Off.GSOType) {
 		h.segment(i, p, f, tagged)
 		return
 	}
@@ -374,7 +375,7 @@ func (h *PortHandle) emit(d *PortHandle, i int32, p *pkt, f *Frame) {
 		delta += 4
 	}
 	n := len(f.Data) + delta
-	needCsum := f.Off.Flags&OffloadNeedsCsum != 0 && caps&CapCsum == 0
+	needCsum := f.Off.Flags&frame.NeedsCsum != 0 && caps&CapCsum == 0
 	if !sc.room(1, n) {
 		h.flush()
 	}
@@ -398,7 +399,7 @@ func (h *PortHandle) emit(d *PortHandle, i int32, p *pkt, f *Frame) {
 		out.Data = sc.untag
 	}
 	if delta != 0 {
-		if out.Off.Flags&OffloadNeedsCsum != 0 || int(out.Off.CsumStart)+delta >= 0 {
+		if out.Off.Flags&frame.NeedsCsum != 0 || int(out.Off.CsumStart)+delta >= 0 {
 			out.Off.CsumStart = uint16(int(out.Off.CsumStart) + delta)
 		}
 		if out.Off.HdrLen != 0 {
@@ -407,7 +408,7 @@ func (h *PortHandle) emit(d *PortHandle, i int32, p *pkt, f *Frame) {
 	}
 	if needCsum {
 		completeCsum(out.Data, int(out.Off.CsumStart), int(out.Off.CsumOffset))
-		out.Off.Flags = out.Off.Flags&^OffloadNeedsCsum | OffloadDataValid
+		out.Off.Flags = out.Off.Flags&^frame.NeedsCsum | frame.DataValid
 	}
 	sc.outs = append(sc.outs, outEntry{idx: i, pcp: p.pcp, f: out})
 }

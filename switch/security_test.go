@@ -1,6 +1,7 @@
 package vswitch
 
 import (
+	"hvnet/frame"
 	"testing"
 	"time"
 )
@@ -85,7 +86,7 @@ func TestBadInput(t *testing.T) {
 	}
 	udp := tcpFrame(false, nil, 100, 0, 0)
 	udp.Data[14+9] = 17
-	udp.Off.GSOType, udp.Off.GSOSize = GSOTCPv4, 1000
+	udp.Off.GSOType, udp.Off.GSOSize = frame.GSOTCPv4, 1000
 	for _, tt := range []struct {
 		name string
 		f    Frame
@@ -101,8 +102,8 @@ func TestBadInput(t *testing.T) {
 		{"csum start in L2", mod(func(f *Frame) { f.Off.CsumStart = 4 }), DropMalformed},
 		{"gso size 0", mod(func(f *Frame) { f.Off.GSOSize = 0 }), DropMalformed},
 		{"gso size above mtu", mod(func(f *Frame) { f.Off.GSOSize = 9000 }), DropMalformed},
-		{"gso udp", mod(func(f *Frame) { f.Off.GSOType = GSOUDP }), DropMalformed},
-		{"gso v6 on v4", mod(func(f *Frame) { f.Off.GSOType = GSOTCPv6 }), DropMalformed},
+		{"gso udp", mod(func(f *Frame) { f.Off.GSOType = frame.GSOUDP }), DropMalformed},
+		{"gso v6 on v4", mod(func(f *Frame) { f.Off.GSOType = frame.GSOTCPv6 }), DropMalformed},
 		{"gso on udp", udp, DropMalformed},
 		{"hdr len beyond", mod(func(f *Frame) { f.Off.HdrLen = uint16(len(f.Data) + 1) }), DropMalformed},
 		{"bad ihl", mod(func(f *Frame) { f.Data[14] = 0x41 }), DropMalformed},

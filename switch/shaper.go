@@ -1,6 +1,7 @@
 package vswitch
 
 import (
+	"hvnet/frame"
 	"sync"
 	"sync/atomic"
 )
@@ -15,7 +16,7 @@ var pcpClass = [8]uint8{0, 0, 0, 0, 1, 1, 2, 2}
 // qdesc is one queued frame: where its bytes are in the class ring.
 type qdesc struct {
 	off, n int
-	o      Offload
+	o      frame.Offload
 }
 
 // classQueue is a FIFO of frames whose bytes live contiguously in a ring.

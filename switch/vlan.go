@@ -2,6 +2,7 @@ package vswitch
 
 import (
 	"encoding/binary"
+	"hvnet/frame"
 	"math/bits"
 )
 
@@ -179,17 +180,17 @@ func l3Offset(data []byte) (int, uint16) {
 // (virtio 1.2 §5.1.6.2.1: csum_start/csum_offset inside the frame; GSO needs
 // a gso_size and a TCP packet of the matching IP version). It fills the L3/L4
 // fields of p for GSO frames.
-func checkOffload(data []byte, off *Offload, p *pkt) bool {
+func checkOffload(data []byte, off *frame.Offload, p *pkt) bool {
 	if int(off.HdrLen) > len(data) {
 		return false
 	}
-	if off.Flags&OffloadNeedsCsum != 0 {
+	if off.Flags&frame.NeedsCsum != 0 {
 		l3, _ := l3Offset(data)
 		if l3 < 0 || int(off.CsumStart) < l3 || int(off.CsumStart)+int(off.CsumOffset)+2 > len(data) {
 			return false
 		}
 	}
-	if off.GSOType == GSONone {
+	if off.GSOType == frame.GSONone {
 		return true
 	}
 	if off.GSOSize == 0 {
@@ -200,8 +201,8 @@ func checkOffload(data []byte, off *Offload, p *pkt) bool {
 		return false
 	}
 	ip := data[l3:]
-	switch off.GSOType &^ GSOECN {
-	case GSOTCPv4:
+	switch off.GSOType &^ frame.GSOECN {
+	case frame.GSOTCPv4:
 		// RFC 791 §3.1.
 		if et != etherTypeIPv4 || len(ip) < 20 || ip[0]>>4 != 4 {
 			return false
@@ -216,7 +217,7 @@ func checkOffload(data []byte, off *Offload, p *pkt) bool {
 		if tot != 0 && tot < len(ip) {
 			p.ipEnd = tot
 		}
-	case GSOTCPv6:
+	case frame.GSOTCPv6:
 		// RFC 8200 §3; extension headers are not supported.
 		if et != etherTypeIPv6 || len(ip) < 40 || ip[0]>>4 != 6 || ip[6] != ipProtoTCP {
 			return false

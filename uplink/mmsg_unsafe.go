@@ -1,6 +1,7 @@
 package uplink
 
 import (
+	"hvnet/frame"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -11,18 +12,18 @@ import (
 type mmsgBatch struct {
 	msgs []unix.Mmsghdr
 	iovs []unix.Iovec
-	hdrs []byte // vnetHdrLen per message
+	hdrs []byte // frame.VnetHdrLen per message
 }
 
 func newMmsgBatch(n int) *mmsgBatch {
 	b := &mmsgBatch{
 		msgs: make([]unix.Mmsghdr, n),
 		iovs: make([]unix.Iovec, 2*n),
-		hdrs: make([]byte, vnetHdrLen*n),
+		hdrs: make([]byte, frame.VnetHdrLen*n),
 	}
 	for i := range b.msgs {
-		b.iovs[2*i].Base = &b.hdrs[vnetHdrLen*i]
-		b.iovs[2*i].SetLen(vnetHdrLen)
+		b.iovs[2*i].Base = &b.hdrs[frame.VnetHdrLen*i]
+		b.iovs[2*i].SetLen(frame.VnetHdrLen)
 		b.msgs[i].Hdr.Iov = &b.iovs[2*i]
 		b.msgs[i].Hdr.SetIovlen(2)
 	}
@@ -30,7 +31,7 @@ func newMmsgBatch(n int) *mmsgBatch {
 }
 
 // hdr returns message i's virtio_net_hdr buffer.
-func (b *mmsgBatch) hdr(i int) []byte { return b.hdrs[vnetHdrLen*i : vnetHdrLen*(i+1)] }
+func (b *mmsgBatch) hdr(i int) []byte { return b.hdrs[frame.VnetHdrLen*i : frame.VnetHdrLen*(i+1)] }
 
 // setData points message i's second iovec at data (len(data) > 0).
 func (b *mmsgBatch) setData(i int, data []byte) {

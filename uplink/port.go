@@ -11,6 +11,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"golang.org/x/sys/unix"
 
+	"hvnet/frame"
 	vswitch "hvnet/switch"
 )
 
@@ -146,7 +147,7 @@ func (p *Port) Send(frames []vswitch.Frame) int {
 	var nb, gso uint64
 	for i := range frames[:n] {
 		nb += uint64(len(frames[i].Data))
-		if frames[i].Off.GSOType != vswitch.GSONone {
+		if frames[i].Off.GSOType != frame.GSONone {
 			gso++
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 
+	"hvnet/frame"
 	vswitch "hvnet/switch"
 
 	"golang.org/x/sys/unix"
@@ -42,7 +43,7 @@ const (
 	sllSize    = 20
 	// The smallest tp_mac that leaves room for the virtio_net_hdr after
 	// the headers (the kernel uses at least TPACKET_ALIGN(68+16)+10-14 = 92).
-	minMacOff = h3Size + sllSize + vnetHdrLen
+	minMacOff = h3Size + sllSize + frame.VnetHdrLen
 
 	tpidCTag = 0x8100
 )
@@ -83,7 +84,7 @@ func walkBlock(blk []byte, frames []vswitch.Frame, h *vswitch.PortHandle, c *rxC
 			f := rxFrame(hdr, mac, snap, status)
 			c.frames++
 			c.bytes += uint64(len(f.Data))
-			if f.Off.GSOType != vswitch.GSONone {
+			if f.Off.GSOType != frame.GSONone {
 				c.gso++
 			}
 			if status&unix.TP_STATUS_VLAN_VALID != 0 {
@@ -117,7 +118,7 @@ func input(h *vswitch.PortHandle, frames []vswitch.Frame) {
 // virtio_net_hdr that was just read. Offsets in the header count from the
 // untagged frame's start, so csum_start and hdr_len grow by 4.
 func rxFrame(hdr []byte, mac, snap uint64, status uint32) vswitch.Frame {
-	off := decodeVnetHdr(hdr[mac-vnetHdrLen : mac])
+	off := frame.DecodeOffload(hdr[mac-frame.VnetHdrLen : mac])
 	data := hdr[mac : mac+snap]
 	if status&unix.TP_STATUS_VLAN_VALID != 0 {
 		tpid := uint16(tpidCTag)
@@ -132,7 +133,7 @@ func rxFrame(hdr []byte, mac, snap uint64, status uint32) vswitch.Frame {
 		binary.BigEndian.PutUint16(hdr[start+12:], tpid)
 		binary.BigEndian.PutUint16(hdr[start+14:], tci)
 		data = hdr[start : mac+snap]
-		if off.Flags&vswitch.OffloadNeedsCsum != 0 {
+		if off.Flags&frame.NeedsCsum != 0 {
 			off.CsumStart += 4
 		}
 		if off.HdrLen != 0 {

@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"testing"
 
+	"hvnet/frame"
 	vswitch "hvnet/switch"
 
 	"golang.org/x/sys/unix"
@@ -13,7 +14,7 @@ import (
 
 // fakeBlock lays out a TPACKET_V3 block as the kernel does: n frames, each
 // with a tpacket3_hdr, a virtio_net_hdr right before the frame at tp_mac.
-func fakeBlock(frames [][]byte, vlan uint32, tpid uint16, off vswitch.Offload) []byte {
+func fakeBlock(frames [][]byte, vlan uint32, tpid uint16, off frame.Offload) []byte {
 	blk := make([]byte, 256<<10)
 	ne.PutUint32(blk[bdNumPkts:], uint32(len(frames)))
 	const first = 48
@@ -32,7 +33,7 @@ func fakeBlock(frames [][]byte, vlan uint32, tpid uint16, off vswitch.Offload) [
 		ne.PutUint32(h[h3Len:], uint32(len(f)))
 		ne.PutUint32(h[h3Status:], status)
 		ne.PutUint16(h[h3Mac:], mac)
-		encodeVnetHdr(h[mac-vnetHdrLen:], &off)
+		off.Encode(h[mac-frame.VnetHdrLen:])
 		copy(h[mac:], f)
 		next := (mac + len(f) + 15) &^ 15
 		if i < len(frames)-1 {
@@ -87,7 +88,7 @@ func TestWalkBlockRestoresVLANTag(t *testing.T) {
 			}
 			sw.AddPort(vswitch.PortConfig{Name: "g", Mode: mode, PVID: 10}, rec)
 			in := testFrame(100)
-			off := vswitch.Offload{Flags: vswitch.OffloadNeedsCsum, CsumStart: 34, CsumOffset: 6}
+			off := frame.Offload{Flags: frame.NeedsCsum, CsumStart: 34, CsumOffset: 6}
 			var c rxCounts
 			walkBlock(fakeBlock([][]byte{in, in}, 0x2000|10, tc.tpid, off), make([]vswitch.Frame, 0, 1), h, &c)
 			if c.frames != 2 || c.vlan != 2 || c.bad != 0 {
@@ -107,7 +108,7 @@ func TestWalkBlockRestoresVLANTag(t *testing.T) {
 
 func TestRXFrameTag(t *testing.T) {
 	in := testFrame(60)
-	blk := fakeBlock([][]byte{in}, 0xa00a, 0x88a8, vswitch.Offload{GSOType: vswitch.GSOTCPv4, HdrLen: 54, GSOSize: 1448, Flags: 1, CsumStart: 34, CsumOffset: 16})
+	blk := fakeBlock([][]byte{in}, 0xa00a, 0x88a8, frame.Offload{GSOType: frame.GSOTCPv4, HdrLen: 54, GSOSize: 1448, Flags: 1, CsumStart: 34, CsumOffset: 16})
 	hdr := blk[48:]
 	f := rxFrame(hdr, 92, 60, ne.Uint32(hdr[h3Status:]))
 	if len(f.Data) != 64 || binary.BigEndian.Uint16(f.Data[12:]) != 0x88a8 || binary.BigEndian.Uint16(f.Data[14:]) != 0xa00a {
@@ -132,7 +133,7 @@ func TestWalkBlockRejectsBadOffsets(t *testing.T) {
 		{"truncated", func(h []byte) { ne.PutUint32(h[h3Len:], 5000) }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			blk := fakeBlock([][]byte{in}, 0, 0, vswitch.Offload{})
+			blk := fakeBlock([][]byte{in}, 0, 0, frame.Offload{})
 			tc.patch(blk[48:])
 			var c rxCounts
 			walkBlock(blk, make([]vswitch.Frame, 0, 4), nil, &c)
@@ -141,7 +142,7 @@ func TestWalkBlockRejectsBadOffsets(t *testing.T) {
 			}
 		})
 	}
-	blk := fakeBlock([][]byte{in}, 0, 0, vswitch.Offload{})
+	blk := fakeBlock([][]byte{in}, 0, 0, frame.Offload{})
 	ne.PutUint32(blk[bdFirstPkt:], uint32(len(blk)-8))
 	var c rxCounts
 	walkBlock(blk, make([]vswitch.Frame, 0, 4), nil, &c)
@@ -151,10 +152,10 @@ func TestWalkBlockRejectsBadOffsets(t *testing.T) {
 }
 
 func TestVnetHdrRoundTrip(t *testing.T) {
-	o := vswitch.Offload{Flags: 1, GSOType: vswitch.GSOTCPv6 | vswitch.GSOECN, HdrLen: 74, GSOSize: 1428, CsumStart: 54, CsumOffset: 16}
-	var b [vnetHdrLen]byte
-	encodeVnetHdr(b[:], &o)
-	if got := decodeVnetHdr(b[:]); got != o {
+	o := frame.Offload{Flags: 1, GSOType: frame.GSOTCPv6 | frame.GSOECN, HdrLen: 74, GSOSize: 1428, CsumStart: 54, CsumOffset: 16}
+	var b [frame.VnetHdrLen]byte
+	o.Encode(b[:])
+	if got := frame.DecodeOffload(b[:]); got != o {
 		t.Errorf("decode(encode(%+v)) = %+v", o, got)
 	}
 }
@@ -180,7 +181,7 @@ func BenchmarkWalkBlock(b *testing.B) {
 	for i := range frames {
 		frames[i] = testFrame(64)
 	}
-	blk := fakeBlock(frames, 10, 0x8100, vswitch.Offload{})
+	blk := fakeBlock(frames, 10, 0x8100, frame.Offload{})
 	pristine := bytes.Clone(blk)
 	fs := make([]vswitch.Frame, 0, 64)
 	b.ReportAllocs()

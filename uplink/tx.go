@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 
+	"hvnet/frame"
 	vswitch "hvnet/switch"
 
 	"golang.org/x/sys/unix"
@@ -100,7 +101,7 @@ func (t *txRing) send(frames []vswitch.Frame) (int, error) {
 	var ferr error
 	for i := range frames {
 		f := &frames[i]
-		if len(f.Data) < 14 || len(f.Data) > txSlotSize-tx2Data-vnetHdrLen {
+		if len(f.Data) < 14 || len(f.Data) > txSlotSize-tx2Data-frame.VnetHdrLen {
 			ferr = fmt.Errorf("frame of %d bytes", len(f.Data))
 			continue
 		}
@@ -115,9 +116,9 @@ func (t *txRing) send(frames []vswitch.Frame) (int, error) {
 				return queued, errRingFull
 			}
 		}
-		encodeVnetHdr(slot[tx2Data:], &f.Off)
-		copy(slot[tx2Data+vnetHdrLen:], f.Data)
-		putU32(slot[tx2Len:], uint32(vnetHdrLen+len(f.Data)))
+		f.Off.Encode(slot[tx2Data:])
+		copy(slot[tx2Data+frame.VnetHdrLen:], f.Data)
+		putU32(slot[tx2Len:], uint32(frame.VnetHdrLen+len(f.Data)))
 		storeStatus(slot, tx2Status, unix.TP_STATUS_SEND_REQUEST)
 		queued++
 		if t.next++; t.next == t.slots {
@@ -193,7 +194,7 @@ func (t *txMmsg) send(frames []vswitch.Frame) (int, error) {
 				ferr = fmt.Errorf("frame of %d bytes", len(f.Data))
 				continue
 			}
-			encodeVnetHdr(t.b.hdr(n), &f.Off)
+			f.Off.Encode(t.b.hdr(n))
 			t.b.setData(n, f.Data)
 			n++
 		}

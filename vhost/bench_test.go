@@ -25,10 +25,10 @@ func forwardLoop(b *testing.B, ga, gb *guest) {
 	ga.mustNegotiate()
 	gb.mustNegotiate()
 	const batch = 32
-	pkt := append(make([]byte, hdrLen), frame(2, 1, 0)...)
+	pkt := append(make([]byte, hdrLen), ethFrame(2, 1, 0)...)
 	// Teach the switch where 2 is, so frames are forwarded by lookup.
 	ga.postRx(1)
-	gb.send(frame(1, 2, 0))
+	gb.send(ethFrame(1, 2, 0))
 	ga.recv(1)
 	ga.tx.DiscardUsed()
 	txHeads := make([]uint16, batch)

@@ -34,7 +34,7 @@ func (g *guest) sendBadHeader() {
 	hdr := make([]byte, hdrLen)
 	hdr[0] = 0x80 // flags: not NEEDS_CSUM (virtio 1.2 §5.1.6)
 	g.tx.FreeAll()
-	g.tx.Push(g.tx.AddChain(virtiotest.Buf{Data: append(hdr, frame(0xff, 1, 1)...)}))
+	g.tx.Push(g.tx.AddChain(virtiotest.Buf{Data: append(hdr, ethFrame(0xff, 1, 1)...)}))
 	if err := g.kick[1].Signal(); err != nil {
 		g.t.Fatal(err)
 	}
@@ -57,7 +57,7 @@ func TestDeviceStatsAcrossSessions(t *testing.T) {
 		g.mustNegotiate()
 		waitFor(t, ev.up, "the session to start")
 		g.sendBadHeader()
-		g.send(frame(0xff, 1, 2)) // a good one: counted as transmitted
+		g.send(ethFrame(0xff, 1, 2)) // a good one: counted as transmitted
 		g.waitTxDone()
 		waitUntil(t, "the good frame to be counted", func() bool { return p.DeviceStats().TxPackets == session })
 		if st := p.DeviceStats(); st.TxDropBadHeader != session {

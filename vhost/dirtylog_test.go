@@ -48,7 +48,7 @@ func TestDirtyLogMarksWrittenPages(t *testing.T) {
 		return bitmap[p/8]&(1<<(p%8)) != 0
 	}
 	b.postRx(1)
-	f := frame(0xff, 1, 7)
+	f := ethFrame(0xff, 1, 7)
 	a.send(f)
 	if got := b.recv(1); !bytes.Equal(got[0], f) {
 		t.Fatalf("got % x", got[0])

@@ -37,7 +37,7 @@ func TestRingsStartDisabledWithProtocolFeatures(t *testing.T) {
 			must(f.SetOwner())
 			must(f.SetFeatures(virtio.Feature(virtio.FVersion1) | tc.features))
 			must(f.SetMemTable(g.mem.Region()))
-			g.tx.Push(g.tx.AddChain(virtiotest.Buf{Data: append(make([]byte, hdrLen), frame(0xff, 1, 1)...)}))
+			g.tx.Push(g.tx.AddChain(virtiotest.Buf{Data: append(make([]byte, hdrLen), ethFrame(0xff, 1, 1)...)}))
 			d := g.tx
 			must(f.SetVringNum(1, qSize))
 			must(f.SetVringBase(1, 0))

@@ -257,7 +257,7 @@ func (g *guest) recv(n int) [][]byte {
 }
 
 // frame builds a 60-byte Ethernet frame from src to dst carrying seq.
-func frame(dst, src byte, seq byte) []byte {
+func ethFrame(dst, src byte, seq byte) []byte {
 	b := make([]byte, 60)
 	if dst == 0xff {
 		copy(b, []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff})

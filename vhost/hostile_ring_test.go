@@ -117,7 +117,7 @@ func feedBad(g *guest, dst, src, seq byte) error {
 	good := g.tx.Alloc(hdrLen + 60)
 	gb := g.tx.Bytes(good, hdrLen+60)
 	clear(gb[:hdrLen])
-	copy(gb[hdrLen:], frame(dst, src, seq))
+	copy(gb[hdrLen:], ethFrame(dst, src, seq))
 	bad := badChains(buf)
 	for i, d := range append(bad, virtiotest.Desc{Addr: good, Len: hdrLen + 60}) {
 		g.tx.SetDesc(uint16(i), d)
@@ -130,7 +130,7 @@ func feedBad(g *guest, dst, src, seq byte) error {
 // waits until all are used.
 func feedGood(g *guest, n int, dst, src, seq byte) error {
 	g.tx.FreeAll()
-	good := append(make([]byte, hdrLen), frame(dst, src, seq)...)
+	good := append(make([]byte, hdrLen), ethFrame(dst, src, seq)...)
 	for range n {
 		g.tx.Push(g.tx.AddChain(virtiotest.Buf{Data: good}))
 	}

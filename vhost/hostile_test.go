@@ -43,7 +43,7 @@ func (hb *hostileBed) flows(t *testing.T, when string) {
 	t.Helper()
 	hb.seq++
 	hb.b.postRx(1)
-	f := frame(0xff, 1, hb.seq)
+	f := ethFrame(0xff, 1, hb.seq)
 	hb.a.send(f)
 	for {
 		got := hb.b.recv(1)[0]
@@ -67,7 +67,7 @@ func (hb *hostileBed) takesNewFrontend(t *testing.T, when string) {
 	g.mustNegotiate()
 	g.postRx(4)
 	hb.seq++
-	f := frame(0xff, 1, hb.seq)
+	f := ethFrame(0xff, 1, hb.seq)
 	hb.b.postRx(1)
 	hb.a.send(f)
 	if got := g.recv(1); !bytes.Equal(got[0], f) {
@@ -121,7 +121,7 @@ func TestCloseWithRingsInFlight(t *testing.T) {
 		g.postRx(qSize / 2)
 		burst := make([][]byte, qSize/2)
 		for i := range burst {
-			burst[i] = frame(0xff, 3, byte(i))
+			burst[i] = ethFrame(0xff, 3, byte(i))
 		}
 		g.send(burst...) // kicked, not waited for
 		g.close()

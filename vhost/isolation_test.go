@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"hvnet/frame"
 	vswitch "hvnet/switch"
 	"hvnet/vhost/frontend"
 	vnet "hvnet/virtio/net"
@@ -130,7 +131,7 @@ func attackFrames(src byte) (plain, tso []byte) {
 	plain = append(plain, make([]byte, 80)...)
 
 	const payload, mss = 4000, 1000
-	h := vnet.Header{Flags: vnet.HdrFNeedsCsum, GSOType: vnet.GSOTCPv4, HdrLen: 54, GSOSize: mss, CsumStart: 34, CsumOffset: 16}
+	h := vnet.Header{Flags: frame.NeedsCsum, GSOType: frame.GSOTCPv4, HdrLen: 54, GSOSize: mss, CsumStart: 34, CsumOffset: 16}
 	tso = make([]byte, hdrLen)
 	h.Encode(tso)
 	tso = ip(eth(tso), 20+payload)
@@ -173,7 +174,7 @@ func armAttacker(g *guest, src byte) ([]uint16, *racer) {
 		[]int{4, 1, 5, 0},                // gso_size 1
 		[]int{2, 0xff, 3, 0xff},          // hdr_len 65535
 		[]int{6, 0xf0, 7, 0xff},          // csum_start past the frame
-		[]int{1, vnet.GSOTCPv6},          // gso_type against the frame
+		[]int{1, int(frame.GSOTCPv6)},    // gso_type against the frame
 		[]int{0, 0},                      // flags: NEEDS_CSUM off
 		[]int{ipAt, 0x4f},                // IHL 60
 		[]int{ipAt, 0x41},                // IHL 4
@@ -307,7 +308,7 @@ func TestRacingFrontend(t *testing.T) {
 		}
 		atk.tx.DiscardUsed()
 		if round%10 == 0 {
-			c.send(frame(0xff, 0x0c, byte(round)))
+			c.send(ethFrame(0xff, 0x0c, byte(round)))
 			c.waitTxDone()
 			sentC++
 		}

@@ -109,7 +109,7 @@ func TestMalformed(t *testing.T) {
 			g.close()
 			// The other ports still forward.
 			b.postRx(1)
-			f := frame(0xff, 1, byte(i))
+			f := ethFrame(0xff, 1, byte(i))
 			a.send(f)
 			if got := b.recv(1); !bytes.Equal(got[0], f) {
 				t.Fatalf("after %s: b received % x, want % x", tc.name, got[0], f)
@@ -153,12 +153,12 @@ func TestRemoveMemoryUnderRunningRings(t *testing.T) {
 	a.mustNegotiate()
 	b.mustNegotiate()
 	b.postRx(4)
-	a.send(frame(0xff, 1, 1))
+	a.send(ethFrame(0xff, 1, 1))
 	b.recv(1)
 	if err := b.f.RemMemReg(b.mem.Region()); err != nil {
 		t.Fatalf("REM_MEM_REG: %v", err)
 	}
-	a.send(frame(0xff, 1, 2)) // b has no memory: dropped, nothing crashes
+	a.send(ethFrame(0xff, 1, 2)) // b has no memory: dropped, nothing crashes
 	a.waitTxDone()
 	// b maps its memory again and restarts its rings; traffic resumes.
 	if err := b.f.AddMemReg(b.mem.Region()); err != nil {
@@ -173,7 +173,7 @@ func TestRemoveMemoryUnderRunningRings(t *testing.T) {
 	b = dialGuest(t, sockB)
 	b.mustNegotiate()
 	b.postRx(1)
-	f := frame(0xff, 1, 3)
+	f := ethFrame(0xff, 1, 3)
 	a.send(f)
 	if got := b.recv(1); !bytes.Equal(got[0], f) {
 		t.Fatalf("got % x", got[0])

@@ -27,7 +27,7 @@ func TestMemoryShrinksUnderBackend(t *testing.T) {
 	}{
 		{"kick after shrink", func(g *guest) {
 			time.Sleep(20 * time.Millisecond) // the TX worker stops polling and sleeps on the kick
-			g.tx.Push(g.tx.AddChain(virtiotest.Buf{Data: append(make([]byte, hdrLen), frame(0xff, 3, 1)...)}))
+			g.tx.Push(g.tx.AddChain(virtiotest.Buf{Data: append(make([]byte, hdrLen), ethFrame(0xff, 3, 1)...)}))
 		}, func(g *guest) {
 			g.kick[1].Signal()
 		}},

@@ -167,7 +167,7 @@ func TestRefuseNonEventFDs(t *testing.T) {
 	}
 	// The session still works: the refusals left the rings as they were.
 	x.postRx(1)
-	f := frame(0xff, 1, 1)
+	f := ethFrame(0xff, 1, 1)
 	a.send(f)
 	if got := x.recv(1); !bytes.Equal(got[0], f) {
 		t.Fatalf("after the refusals x received % x, want % x", got[0], f)
@@ -297,7 +297,7 @@ func TestBlockingNotifyFDs(t *testing.T) {
 			// goroutine) and b; b keeps receiving throughout.
 			for i := range 3 * qSize / 2 {
 				b.postRx(1)
-				f := frame(0xff, 1, byte(i))
+				f := ethFrame(0xff, 1, byte(i))
 				a.send(f)
 				if got := b.recv(1); !bytes.Equal(got[0], f) {
 					t.Fatalf("round %d: b received % x, want % x", i, got[0], f)
@@ -336,7 +336,7 @@ func TestBlockingNotifyFDs(t *testing.T) {
 			}
 			// And the remaining ports still forward.
 			b.postRx(1)
-			f := frame(0xff, 1, 0xee)
+			f := ethFrame(0xff, 1, 0xee)
 			a.send(f)
 			if got := b.recv(1); !bytes.Equal(got[0], f) {
 				t.Fatalf("after the attacker left: b received % x, want % x", got[0], f)
@@ -391,7 +391,7 @@ func TestKickDrainedByFrontend(t *testing.T) {
 	a.postRx(qSize)
 	for i := range 8 {
 		x.tx.FreeAll()
-		x.tx.Push(x.tx.AddChain(virtiotest.Buf{Data: append(make([]byte, hdrLen), frame(0xff, 3, byte(i))...)}))
+		x.tx.Push(x.tx.AddChain(virtiotest.Buf{Data: append(make([]byte, hdrLen), ethFrame(0xff, 3, byte(i))...)}))
 		deadline := time.Now().Add(10 * time.Second)
 		for x.tx.UsedIdx() != x.tx.AvailIdx() {
 			if time.Now().After(deadline) {

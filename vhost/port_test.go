@@ -17,7 +17,7 @@ func TestFramesCrossSwitch(t *testing.T) {
 	a.mustNegotiate()
 	b.mustNegotiate()
 	b.postRx(8)
-	want := [][]byte{frame(0xff, 1, 1), frame(0xff, 1, 2), frame(0xff, 1, 3)}
+	want := [][]byte{ethFrame(0xff, 1, 1), ethFrame(0xff, 1, 2), ethFrame(0xff, 1, 3)}
 	a.send(want...)
 	got := b.recv(len(want))
 	for i := range want {
@@ -27,8 +27,8 @@ func TestFramesCrossSwitch(t *testing.T) {
 	}
 	// The reply is unicast to the learned address.
 	a.postRx(4)
-	b.send(frame(1, 2, 9))
-	if r := a.recv(1); !bytes.Equal(r[0], frame(1, 2, 9)) {
+	b.send(ethFrame(1, 2, 9))
+	if r := a.recv(1); !bytes.Equal(r[0], ethFrame(1, 2, 9)) {
 		t.Errorf("reply = % x", r[0])
 	}
 	// Input counts a batch after forwarding it: let a's ring worker finish.

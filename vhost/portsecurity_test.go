@@ -26,10 +26,10 @@ func TestPortSecurityMAC(t *testing.T) {
 	o.mustNegotiate()
 	b.mustNegotiate()
 	b.postRx(8)
-	a.send(frame(0xff, 9, 1), frame(0xff, 1, 2)) // a spoofed source, then a's own
-	o.send(frame(0xff, 9, 3))                    // o: port security off
+	a.send(ethFrame(0xff, 9, 1), ethFrame(0xff, 1, 2)) // a spoofed source, then a's own
+	o.send(ethFrame(0xff, 9, 3))                       // o: port security off
 	got := b.recv(2)
-	want := map[string]bool{string(frame(0xff, 1, 2)): true, string(frame(0xff, 9, 3)): true}
+	want := map[string]bool{string(ethFrame(0xff, 1, 2)): true, string(ethFrame(0xff, 9, 3)): true}
 	for _, g := range got {
 		if !want[string(g)] {
 			t.Errorf("b got % x", g)

@@ -69,13 +69,13 @@ func TestConnectCyclesLeakNothing(t *testing.T) {
 		waitFor(t, ev.up, "session start")
 		b.mustNegotiate()
 		b.postRx(2)
-		f := frame(0xff, 1, byte(i))
+		f := ethFrame(0xff, 1, byte(i))
 		a.send(f)
 		if got := b.recv(1); !bytes.Equal(got[0], f) {
 			t.Fatalf("cycle %d: got % x", i, got[0])
 		}
 		if i%2 == 0 {
-			a.send(frame(0xff, 1, 0)) // in flight as the frontend goes
+			a.send(ethFrame(0xff, 1, 0)) // in flight as the frontend goes
 		}
 		b.close()
 		a.waitTxDone()
@@ -125,7 +125,7 @@ func TestClientModeReconnect(t *testing.T) {
 	check := func(g *guest, seq byte) {
 		t.Helper()
 		g.postRx(1)
-		f := frame(0xff, 1, seq)
+		f := ethFrame(0xff, 1, seq)
 		a.send(f)
 		if got := g.recv(1); !bytes.Equal(got[0], f) {
 			t.Fatalf("got % x, want % x", got[0], f)
@@ -156,7 +156,7 @@ func TestClientModeReconnect(t *testing.T) {
 	check(g, 1)
 
 	// The frontend is killed mid-traffic and restarts.
-	a.send(frame(0xff, 1, 2))
+	a.send(ethFrame(0xff, 1, 2))
 	g.close()
 	a.waitTxDone()
 	ln.Close()

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"testing"
 
+	"hvnet/frame"
 	vnet "hvnet/virtio/net"
 	"hvnet/virtio/virtiotest"
 )
@@ -47,7 +48,7 @@ func benchVirtio(b *testing.B, bc benchCase) {
 	gso := bc.frameLen > 1514
 	h := vnet.Header{}
 	if gso {
-		h = vnet.Header{Flags: vnet.HdrFNeedsCsum, GSOType: vnet.GSOTCPv4, HdrLen: 66, GSOSize: 1448, CsumStart: 34, CsumOffset: 16}
+		h = vnet.Header{Flags: frame.NeedsCsum, GSOType: frame.GSOTCPv4, HdrLen: 66, GSOSize: 1448, CsumStart: 34, CsumOffset: 16}
 	}
 	perQueue := 4 << 20
 	if gso {
@@ -62,7 +63,7 @@ func benchVirtio(b *testing.B, bc benchCase) {
 	src := newBed(b, 1, baseFeat|vnet.Features(vnet.FCsum, vnet.FHostTSO4), bc.size, perQueue, fwd)
 
 	tx, rx := src.tx(0), dst.rx(0)
-	f := frame(bc.frameLen, 1)
+	f := ethFrame(bc.frameLen, 1)
 	var txHeads, rxHeads []uint16
 	for i := 0; i < bc.batch; i++ {
 		bufs := []virtiotest.Buf{{Data: hdr(h)}}
@@ -97,7 +98,7 @@ func benchMemcpy(b *testing.B, bc benchCase) {
 	src := make([][]byte, bc.batch)
 	dst := make([][]byte, bc.batch)
 	for i := range src {
-		src[i] = frame(bc.frameLen, byte(i))
+		src[i] = ethFrame(bc.frameLen, byte(i))
 		dst[i] = make([]byte, bc.frameLen)
 	}
 	b.ReportAllocs()

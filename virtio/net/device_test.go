@@ -36,7 +36,7 @@ func TestMultiqueue(t *testing.T) {
 		t.Fatalf("queues %d ctrl %d", b.dev.NumQueues(), b.dev.CtrlQueue())
 	}
 	// TX on the second pair.
-	b.tx(1).Push(b.tx(1).AddChain(virtiotest.Buf{Data: append(hdr(vnet.Header{}), frame(60, 1)...)}))
+	b.tx(1).Push(b.tx(1).AddChain(virtiotest.Buf{Data: append(hdr(vnet.Header{}), ethFrame(60, 1)...)}))
 	b.dev.HandleKick(3)
 	if len(sink.frames) != 1 {
 		t.Fatal("TX on pair 1 not delivered")
@@ -49,7 +49,7 @@ func TestMultiqueue(t *testing.T) {
 	}
 	flows := make([]vnet.Frame, 16)
 	for i := range flows {
-		f := frame(100, 0)
+		f := ethFrame(100, 0)
 		f[5] = byte(i) // a different destination MAC per flow
 		flows[i] = vnet.Frame{Data: f}
 	}
@@ -85,7 +85,7 @@ func TestReset(t *testing.T) {
 	}
 	// Queues are disabled after reset: kicks and frames are ignored.
 	b.dev.ProcessTX(0)
-	if n := b.dev.Receive([]vnet.Frame{{Data: frame(60, 0)}}); n != 0 {
+	if n := b.dev.Receive([]vnet.Frame{{Data: ethFrame(60, 0)}}); n != 0 {
 		t.Fatal("frame accepted by a reset device")
 	}
 	// Renegotiate and reconfigure: works again.
@@ -97,7 +97,7 @@ func TestReset(t *testing.T) {
 		t.Fatal(err)
 	}
 	fresh.SetAvailIdx(0)
-	fresh.Push(fresh.AddChain(virtiotest.Buf{Data: append(hdr(vnet.Header{}), frame(60, 1)...)}))
+	fresh.Push(fresh.AddChain(virtiotest.Buf{Data: append(hdr(vnet.Header{}), ethFrame(60, 1)...)}))
 	b.dev.ProcessTX(0)
 	if len(sink.frames) != 1 {
 		t.Fatal("TX after reset did not work")
@@ -111,7 +111,7 @@ func TestSetMemoryRemap(t *testing.T) {
 	if len(b.faults) != 3 {
 		t.Fatalf("faults after shrinking memory = %v, want 3", b.faults)
 	}
-	if n := b.dev.Receive([]vnet.Frame{{Data: frame(60, 0)}}); n != 0 {
+	if n := b.dev.Receive([]vnet.Frame{{Data: ethFrame(60, 0)}}); n != 0 {
 		t.Fatal("frame accepted on a queue whose memory went away")
 	}
 }
@@ -128,7 +128,7 @@ func TestConcurrentTXRX(t *testing.T) {
 	go func() {
 		defer wg.Done()
 		d := b.tx(0)
-		head := d.AddChain(virtiotest.Buf{Data: append(hdr(vnet.Header{}), frame(60, 1)...)})
+		head := d.AddChain(virtiotest.Buf{Data: append(hdr(vnet.Header{}), ethFrame(60, 1)...)})
 		for i := 0; i < rounds; i++ {
 			d.Push(head)
 			b.dev.ProcessTX(0)
@@ -140,7 +140,7 @@ func TestConcurrentTXRX(t *testing.T) {
 		defer wg.Done()
 		d := b.rx(0)
 		head := d.AddChain(virtiotest.Buf{Len: 2048, Write: true})
-		fs := []vnet.Frame{{Data: frame(100, 2)}}
+		fs := []vnet.Frame{{Data: ethFrame(100, 2)}}
 		for i := 0; i < rounds; i++ {
 			d.Push(head)
 			received += b.dev.Receive(fs)
@@ -163,7 +163,7 @@ func TestNoAllocs(t *testing.T) {
 	tx := src.tx(0)
 	var txHeads []uint16
 	for i := 0; i < 32; i++ {
-		txHeads = append(txHeads, tx.AddChain(virtiotest.Buf{Data: hdr(vnet.Header{})}, virtiotest.Buf{Data: frame(64, 1)}))
+		txHeads = append(txHeads, tx.AddChain(virtiotest.Buf{Data: hdr(vnet.Header{})}, virtiotest.Buf{Data: ethFrame(64, 1)}))
 	}
 	rx := dst.rx(0)
 	var rxHeads []uint16

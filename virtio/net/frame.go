@@ -1,17 +1,11 @@
 package vnet
 
-// Offload mirrors the header's offload fields.
-type Offload struct {
-	Flags, GSOType                         uint8
-	HdrLen, GSOSize, CsumStart, CsumOffset uint16
-}
+import "hvnet/frame"
 
-// Frame is an Ethernet frame and its offload metadata. Data is owned by the
-// caller of the method it is passed to.
-type Frame struct {
-	Data []byte
-	Off  Offload
-}
+// Frame is an Ethernet frame and its offload metadata (the one frame type
+// of every port: package frame). Data is owned by the caller of the method
+// it is passed to.
+type Frame = frame.Frame
 
 // Sink receives frames transmitted by the guest, in batches; it must copy
 // what it keeps.

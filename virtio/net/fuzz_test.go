@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"testing"
 
+	"hvnet/frame"
 	vnet "hvnet/virtio/net"
 	"hvnet/virtio/virtiotest"
 )
@@ -18,7 +19,7 @@ func FuzzTX(f *testing.F) {
 		binary.LittleEndian.PutUint16(b[1:], feats)
 		hb := make([]byte, vnet.HdrLen)
 		h.Encode(hb)
-		return append(append(b, hb...), frame(n, 1)...)
+		return append(append(b, hb...), ethFrame(n, 1)...)
 	}
 	f.Add(seed(0, 0, vnet.Header{}, 60))
 	f.Add(seed(0x13, 0xffff, vnet.Header{Flags: 1, GSOType: 1, GSOSize: 1448, HdrLen: 54, CsumStart: 34, CsumOffset: 16}, 3000))
@@ -74,7 +75,7 @@ func FuzzTX(f *testing.F) {
 		}
 		for _, fr := range got {
 			h, _ := vnet.DecodeHeader(payload)
-			if err := vnet.CheckTX(h, len(fr.Data), feats); err != nil || len(fr.Data) < vnet.EthHdrLen {
+			if err := vnet.CheckTX(h, len(fr.Data), feats); err != nil || len(fr.Data) < frame.EthHdrLen {
 				t.Fatalf("delivered a frame that fails validation: %v", err)
 			}
 		}

@@ -93,7 +93,7 @@ func (b *bed) tx(pair int) *virtiotest.Driver { return b.drv[2*pair+1] }
 func (b *bed) ctrl() *virtiotest.Driver       { return b.drv[len(b.drv)-1] }
 
 // frame returns an Ethernet frame of n bytes with recognisable contents.
-func frame(n int, seed byte) []byte {
+func ethFrame(n int, seed byte) []byte {
 	f := make([]byte, n)
 	for i := range f {
 		f[i] = seed + byte(i*7)

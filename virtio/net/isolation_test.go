@@ -54,7 +54,7 @@ func TestTXSingleFetch(t *testing.T) {
 		t.Run(layout, func(t *testing.T) {
 			var guestBufs [][]byte
 			var got [][]byte
-			want := frame(1514, 9)
+			want := ethFrame(1514, 9)
 			sink := vnet.SinkFunc(func(fs []vnet.Frame) {
 				for _, f := range fs {
 					for _, g := range guestBufs {
@@ -143,7 +143,7 @@ func TestTXRacingGuest(t *testing.T) {
 	for round := 0; round < 200; round++ {
 		d.FreeAll()
 		for range 32 {
-			d.Push(d.AddChain(virtiotest.Buf{Data: append(hdr(vnet.Header{}), frame(200, byte(round))...)}))
+			d.Push(d.AddChain(virtiotest.Buf{Data: append(hdr(vnet.Header{}), ethFrame(200, byte(round))...)}))
 		}
 		for b.dev.ProcessTX(0) {
 		}
@@ -186,7 +186,7 @@ func TestMemoryShrinks(t *testing.T) {
 			} else {
 				d := b.tx(0)
 				for range 4 {
-					d.Push(d.AddChain(virtiotest.Buf{Data: append(hdr(vnet.Header{}), frame(1000, 1)...)}))
+					d.Push(d.AddChain(virtiotest.Buf{Data: append(hdr(vnet.Header{}), ethFrame(1000, 1)...)}))
 				}
 			}
 			keep := tc.keep(b)
@@ -197,10 +197,10 @@ func TestMemoryShrinks(t *testing.T) {
 				t.Fatal(err)
 			}
 			if tc.rx {
-				if n := b.dev.Receive([]vnet.Frame{{Data: frame(100, 2)}}); n != 0 {
+				if n := b.dev.Receive([]vnet.Frame{{Data: ethFrame(100, 2)}}); n != 0 {
 					t.Fatalf("Receive() = %d into vanished memory, want 0", n)
 				}
-				if n := b.dev.Receive([]vnet.Frame{{Data: frame(100, 2)}}); n != 0 {
+				if n := b.dev.Receive([]vnet.Frame{{Data: ethFrame(100, 2)}}); n != 0 {
 					t.Fatalf("Receive() = %d on the faulted queue, want 0", n)
 				}
 			} else {

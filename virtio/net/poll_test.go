@@ -19,7 +19,7 @@ func TestPollKeepsKicksOff(t *testing.T) {
 	if b.dev.Poll(1) {
 		t.Fatal("Poll() = true on an empty ring")
 	}
-	f := frame(60, 3)
+	f := ethFrame(60, 3)
 	b.tx(0).Push(b.tx(0).AddChain(virtiotest.Buf{Data: append(hdr(vnet.Header{}), f...)}))
 	if !b.dev.Poll(1) {
 		t.Fatal("Poll() = false with a frame available")

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 
+	"hvnet/frame"
 	"hvnet/virtio"
 )
 
@@ -69,14 +70,14 @@ func flowHash(b []byte) uint32 {
 			h = (h ^ uint32(c)) * 16777619
 		}
 	}
-	if len(b) < EthHdrLen {
+	if len(b) < frame.EthHdrLen {
 		return 0
 	}
 	mix(b[:12])
-	if binary.BigEndian.Uint16(b[12:]) == 0x0800 && len(b) >= EthHdrLen+20 {
-		ihl := int(b[EthHdrLen]&0x0f) * 4
-		mix(b[EthHdrLen+12 : EthHdrLen+20])
-		if l4 := EthHdrLen + ihl; ihl >= 20 && len(b) >= l4+4 {
+	if binary.BigEndian.Uint16(b[12:]) == 0x0800 && len(b) >= frame.EthHdrLen+20 {
+		ihl := int(b[frame.EthHdrLen]&0x0f) * 4
+		mix(b[frame.EthHdrLen+12 : frame.EthHdrLen+20])
+		if l4 := frame.EthHdrLen + ihl; ihl >= 20 && len(b) >= l4+4 {
 			mix(b[l4 : l4+4])
 		}
 	}
@@ -127,10 +128,10 @@ loop:
 		}
 		h := Header{NumBuffers: 1}
 		if has(guest, FGuestCsum) {
-			h.Flags = f.Off.Flags & (HdrFNeedsCsum | HdrFDataValid)
+			h.Flags = f.Off.Flags & (frame.NeedsCsum | frame.DataValid)
 			h.CsumStart, h.CsumOffset = f.Off.CsumStart, f.Off.CsumOffset
 		}
-		if f.Off.GSOType != GSONone {
+		if f.Off.GSOType != frame.GSONone {
 			h.GSOType, h.GSOSize, h.HdrLen = f.Off.GSOType, f.Off.GSOSize, f.Off.HdrLen
 		}
 		var res rxResult

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"testing"
 
+	"hvnet/frame"
 	"hvnet/virtio"
 	vnet "hvnet/virtio/net"
 	"hvnet/virtio/virtiotest"
@@ -28,7 +29,7 @@ func TestRXSingleBuffer(t *testing.T) {
 	b := rxBed(t, baseFeat)
 	head := b.rx(0).AddChain(virtiotest.Buf{Len: 1526, Write: true})
 	b.rx(0).Push(head)
-	f := frame(100, 5)
+	f := ethFrame(100, 5)
 	if n := b.dev.Receive([]vnet.Frame{{Data: f}}); n != 1 {
 		t.Fatalf("Receive() = %d, want 1", n)
 	}
@@ -51,7 +52,7 @@ func TestRXMultiDescriptorChain(t *testing.T) {
 	b := rxBed(t, baseFeat)
 	head := b.rx(0).AddChain(virtiotest.Buf{Len: 5, Write: true}, virtiotest.Buf{Len: 4000, Write: true}, virtiotest.Buf{Len: 4000, Write: true})
 	b.rx(0).Push(head)
-	f := frame(6000, 6)
+	f := ethFrame(6000, 6)
 	if n := b.dev.Receive([]vnet.Frame{{Data: f}}); n != 1 {
 		t.Fatalf("Receive() = %d", n)
 	}
@@ -74,7 +75,7 @@ func TestRXMergeable(t *testing.T) {
 		heads = append(heads, h)
 		b.rx(0).Push(h)
 	}
-	f := frame(2500, 7) // 12 + 2500 = 2512: three buffers
+	f := ethFrame(2500, 7) // 12 + 2500 = 2512: three buffers
 	if n := b.dev.Receive([]vnet.Frame{{Data: f}}); n != 1 {
 		t.Fatalf("Receive() = %d", n)
 	}
@@ -92,7 +93,7 @@ func TestRXMergeable(t *testing.T) {
 		t.Fatalf("num_buffers = %d (want 3), frame intact %v", h.NumBuffers, bytes.Equal(got[vnet.HdrLen:], f))
 	}
 	// The fourth buffer is left for the next frame: a small one.
-	if n := b.dev.Receive([]vnet.Frame{{Data: frame(60, 1)}}); n != 1 {
+	if n := b.dev.Receive([]vnet.Frame{{Data: ethFrame(60, 1)}}); n != 1 {
 		t.Fatal("small frame not received into the remaining buffer")
 	}
 	u, _ := b.rx(0).PopUsed()
@@ -107,7 +108,7 @@ func TestRXMergeableHeaderSplit(t *testing.T) {
 	h0 := b.rx(0).AddChain(virtiotest.Buf{Len: 11, Write: true}, virtiotest.Buf{Len: 100, Write: true})
 	h1 := b.rx(0).AddChain(virtiotest.Buf{Len: 100, Write: true})
 	b.rx(0).Push(h0, h1)
-	if n := b.dev.Receive([]vnet.Frame{{Data: frame(150, 1)}}); n != 1 {
+	if n := b.dev.Receive([]vnet.Frame{{Data: ethFrame(150, 1)}}); n != 1 {
 		t.Fatal("frame not received")
 	}
 	lo := b.rx(0).Bytes(b.rx(0).BufAddr(h0, 0).Addr+10, 1)[0]
@@ -119,7 +120,7 @@ func TestRXMergeableHeaderSplit(t *testing.T) {
 
 func TestRXNoBuffer(t *testing.T) {
 	b := rxBed(t, baseFeat)
-	fs := []vnet.Frame{{Data: frame(60, 1)}, {Data: frame(60, 2)}}
+	fs := []vnet.Frame{{Data: ethFrame(60, 1)}, {Data: ethFrame(60, 2)}}
 	if n := b.dev.Receive(fs); n != 0 {
 		t.Fatalf("Receive() with no buffers = %d", n)
 	}
@@ -136,14 +137,14 @@ func TestRXMergeableRunsOut(t *testing.T) {
 	a := b.rx(0).AddChain(virtiotest.Buf{Len: 200, Write: true})
 	c := b.rx(0).AddChain(virtiotest.Buf{Len: 200, Write: true})
 	b.rx(0).Push(a, c)
-	if n := b.dev.Receive([]vnet.Frame{{Data: frame(1000, 1)}}); n != 0 {
+	if n := b.dev.Receive([]vnet.Frame{{Data: ethFrame(1000, 1)}}); n != 0 {
 		t.Fatal("frame accepted without room")
 	}
 	if b.rx(0).UsedIdx() != 0 || b.dev.Stats().RxDropNoBuffer != 1 {
 		t.Fatalf("used idx %d, stats %+v", b.rx(0).UsedIdx(), b.dev.Stats())
 	}
 	// The buffers were given back: a frame that fits uses the first.
-	if n := b.dev.Receive([]vnet.Frame{{Data: frame(100, 1)}}); n != 1 {
+	if n := b.dev.Receive([]vnet.Frame{{Data: ethFrame(100, 1)}}); n != 1 {
 		t.Fatal("small frame not received")
 	}
 	if u, _ := b.rx(0).PopUsed(); u.ID != uint32(a) {
@@ -160,7 +161,7 @@ func TestRXReadOnlyBuffer(t *testing.T) {
 		b := rxBed(t, f)
 		head := b.rx(0).AddChain(virtiotest.Buf{Len: 2000})
 		b.rx(0).Push(head)
-		if n := b.dev.Receive([]vnet.Frame{{Data: frame(60, 1)}}); n != 0 {
+		if n := b.dev.Receive([]vnet.Frame{{Data: ethFrame(60, 1)}}); n != 0 {
 			t.Fatalf("mrg=%v: frame written into a read-only buffer", mrg)
 		}
 		u, ok := b.rx(0).PopUsed()
@@ -176,7 +177,7 @@ func TestRXReadOnlyBuffer(t *testing.T) {
 func TestRXBufferSmallerThanHeader(t *testing.T) {
 	b := rxBed(t, baseFeat|vnet.Features(vnet.FMrgRxbuf))
 	b.rx(0).Push(b.rx(0).AddChain(virtiotest.Buf{Len: 8, Write: true}))
-	if n := b.dev.Receive([]vnet.Frame{{Data: frame(60, 1)}}); n != 0 || b.dev.Stats().RxDropBadChain != 1 {
+	if n := b.dev.Receive([]vnet.Frame{{Data: ethFrame(60, 1)}}); n != 0 || b.dev.Stats().RxDropBadChain != 1 {
 		t.Fatalf("accepted %d, stats %+v", n, b.dev.Stats())
 	}
 }
@@ -186,7 +187,7 @@ func TestRXMergeableBadChainMidFrame(t *testing.T) {
 	a := b.rx(0).AddChain(virtiotest.Buf{Len: 100, Write: true})
 	bad := b.rx(0).AddChain(virtiotest.Buf{Len: 100})
 	b.rx(0).Push(a, bad)
-	if n := b.dev.Receive([]vnet.Frame{{Data: frame(150, 1)}}); n != 0 {
+	if n := b.dev.Receive([]vnet.Frame{{Data: ethFrame(150, 1)}}); n != 0 {
 		t.Fatal("frame accepted through a bad chain")
 	}
 	used := b.rx(0).DrainUsed()
@@ -199,7 +200,7 @@ func TestRXFrameTooBigForBuffer(t *testing.T) {
 	b := rxBed(t, baseFeat)
 	head := b.rx(0).AddChain(virtiotest.Buf{Len: 1526, Write: true})
 	b.rx(0).Push(head)
-	fs := []vnet.Frame{{Data: frame(9000, 1)}, {Data: frame(60, 2)}}
+	fs := []vnet.Frame{{Data: ethFrame(9000, 1)}, {Data: ethFrame(60, 2)}}
 	if n := b.dev.Receive(fs); n != 1 {
 		t.Fatalf("Receive() = %d, want 1 (the small frame)", n)
 	}
@@ -215,11 +216,11 @@ func TestRXFrameTooBigForBuffer(t *testing.T) {
 }
 
 func TestRXOffload(t *testing.T) {
-	gso := vnet.Offload{Flags: vnet.HdrFNeedsCsum, GSOType: vnet.GSOTCPv4, HdrLen: 66, GSOSize: 1448, CsumStart: 34, CsumOffset: 16}
+	gso := frame.Offload{Flags: frame.NeedsCsum, GSOType: frame.GSOTCPv4, HdrLen: 66, GSOSize: 1448, CsumStart: 34, CsumOffset: 16}
 	t.Run("not negotiated", func(t *testing.T) {
 		b := rxBed(t, baseFeat|vnet.Features(vnet.FMrgRxbuf))
 		b.rx(0).Push(b.rx(0).AddChain(virtiotest.Buf{Len: 65600, Write: true}))
-		fs := []vnet.Frame{{Data: frame(30000, 1), Off: gso}, {Data: frame(100, 1), Off: vnet.Offload{Flags: vnet.HdrFNeedsCsum}}}
+		fs := []vnet.Frame{{Data: ethFrame(30000, 1), Off: gso}, {Data: ethFrame(100, 1), Off: frame.Offload{Flags: frame.NeedsCsum}}}
 		if n := b.dev.Receive(fs); n != 0 || b.dev.Stats().RxDropOffload != 2 {
 			t.Fatalf("accepted %d, stats %+v", n, b.dev.Stats())
 		}
@@ -228,7 +229,7 @@ func TestRXOffload(t *testing.T) {
 		b := rxBed(t, baseFeat|vnet.Features(vnet.FGuestCsum, vnet.FGuestTSO4, vnet.FCtrlGuestOffload))
 		head := b.rx(0).AddChain(virtiotest.Buf{Len: 65600, Write: true})
 		b.rx(0).Push(head)
-		if n := b.dev.Receive([]vnet.Frame{{Data: frame(30000, 1), Off: gso}}); n != 1 {
+		if n := b.dev.Receive([]vnet.Frame{{Data: ethFrame(30000, 1), Off: gso}}); n != 1 {
 			t.Fatal("GSO frame refused")
 		}
 		u, _ := b.rx(0).PopUsed()
@@ -240,7 +241,7 @@ func TestRXOffload(t *testing.T) {
 		// The driver turns TSO4 off through the control queue.
 		sendCtrl(t, b, vnet.CtrlGuestOffloads, vnet.CtrlGuestOffloadsSet, le64(vnet.Features(vnet.FGuestCsum)))
 		b.rx(0).Push(b.rx(0).AddChain(virtiotest.Buf{Len: 65600, Write: true}))
-		if n := b.dev.Receive([]vnet.Frame{{Data: frame(30000, 1), Off: gso}}); n != 0 {
+		if n := b.dev.Receive([]vnet.Frame{{Data: ethFrame(30000, 1), Off: gso}}); n != 0 {
 			t.Fatal("GSO frame accepted after the guest disabled TSO4")
 		}
 	})
@@ -249,7 +250,7 @@ func TestRXOffload(t *testing.T) {
 func TestRXFault(t *testing.T) {
 	b := rxBed(t, baseFeat)
 	b.rx(0).SetAvailIdx(1000)
-	if n := b.dev.Receive([]vnet.Frame{{Data: frame(60, 1)}}); n != 0 {
+	if n := b.dev.Receive([]vnet.Frame{{Data: ethFrame(60, 1)}}); n != 0 {
 		t.Fatal("frame accepted on a broken ring")
 	}
 	var e *virtio.InvalidAvailIdxError

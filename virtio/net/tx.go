@@ -4,6 +4,7 @@ import (
 	"errors"
 	"sync"
 
+	"hvnet/frame"
 	"hvnet/virtio"
 )
 
@@ -189,7 +190,7 @@ func (d *Device) txBatch(t *txQueue, features uint64) (empty, ok bool) {
 		}
 		total := c.ReadableLen()
 		switch {
-		case total < HdrLen+EthHdrLen:
+		case total < HdrLen+frame.EthHdrLen:
 			d.drop(&t.vq, d.stats.txRunt.Add(1), "tx frame", errRunt)
 			_ = q.AddUsed(c.Head, 0)
 			continue

@@ -6,6 +6,7 @@ import (
 	"runtime"
 	"testing"
 
+	"hvnet/frame"
 	"hvnet/virtio"
 	vnet "hvnet/virtio/net"
 	"hvnet/virtio/virtiotest"
@@ -18,7 +19,7 @@ func txBed(t *testing.T, features uint64) (*bed, *recSink) {
 
 func TestTXSingleDescriptor(t *testing.T) {
 	b, sink := txBed(t, baseFeat)
-	f := frame(60, 1)
+	f := ethFrame(60, 1)
 	head := b.tx(0).AddChain(virtiotest.Buf{Data: append(hdr(vnet.Header{}), f...)})
 	b.tx(0).Push(head)
 	if more := b.dev.HandleKick(1); more {
@@ -44,7 +45,7 @@ func TestTXSingleDescriptor(t *testing.T) {
 
 func TestTXMultiDescriptor(t *testing.T) {
 	b, sink := txBed(t, baseFeat)
-	f := frame(3000, 2)
+	f := ethFrame(3000, 2)
 	head := b.tx(0).AddChain(
 		virtiotest.Buf{Data: hdr(vnet.Header{})[:5]}, // header split too
 		virtiotest.Buf{Data: append(hdr(vnet.Header{})[5:], f[:100]...)},
@@ -60,7 +61,7 @@ func TestTXMultiDescriptor(t *testing.T) {
 
 func TestTXIndirect(t *testing.T) {
 	b, sink := txBed(t, baseFeat)
-	f := frame(200, 4)
+	f := ethFrame(200, 4)
 	b.tx(0).Push(b.tx(0).AddIndirect(virtiotest.Buf{Data: hdr(vnet.Header{})}, virtiotest.Buf{Data: f[:50]}, virtiotest.Buf{Data: f[50:]}))
 	b.dev.ProcessTX(0)
 	if len(sink.frames) != 1 || !bytes.Equal(sink.frames[0].Data, f) {
@@ -72,7 +73,7 @@ func TestTXBatches(t *testing.T) {
 	b, sink := txBed(t, baseFeat)
 	const n = 100
 	for i := 0; i < n; i++ {
-		b.tx(0).Push(b.tx(0).AddChain(virtiotest.Buf{Data: append(hdr(vnet.Header{}), frame(64, byte(i))...)}))
+		b.tx(0).Push(b.tx(0).AddChain(virtiotest.Buf{Data: append(hdr(vnet.Header{}), ethFrame(64, byte(i))...)}))
 	}
 	b.dev.ProcessTX(0)
 	if len(sink.frames) != n || sink.batches != 2 {
@@ -92,8 +93,8 @@ func TestTXArenaFull(t *testing.T) {
 	sink := &recSink{}
 	b := newBed(t, 1, baseFeat|vnet.Features(vnet.FHostTSO4, vnet.FCsum), 64, 4<<20, sink)
 	const n = 8
-	big := frame(60000, 9)
-	h := hdr(vnet.Header{Flags: vnet.HdrFNeedsCsum, GSOType: vnet.GSOTCPv4, HdrLen: 54, GSOSize: 1448, CsumStart: 34, CsumOffset: 16})
+	big := ethFrame(60000, 9)
+	h := hdr(vnet.Header{Flags: frame.NeedsCsum, GSOType: frame.GSOTCPv4, HdrLen: 54, GSOSize: 1448, CsumStart: 34, CsumOffset: 16})
 	for i := 0; i < n; i++ {
 		b.tx(0).Push(b.tx(0).AddChain(virtiotest.Buf{Data: h}, virtiotest.Buf{Data: big[:30000]}, virtiotest.Buf{Data: big[30000:]}))
 	}
@@ -102,7 +103,7 @@ func TestTXArenaFull(t *testing.T) {
 		t.Fatalf("%d frames in %d batches, want %d in several", len(sink.frames), sink.batches, n)
 	}
 	for _, f := range sink.frames {
-		if !bytes.Equal(f.Data, big) || f.Off.GSOType != vnet.GSOTCPv4 || f.Off.GSOSize != 1448 {
+		if !bytes.Equal(f.Data, big) || f.Off.GSOType != frame.GSOTCPv4 || f.Off.GSOSize != 1448 {
 			t.Fatal("GSO frame or its offload corrupted")
 		}
 	}
@@ -141,7 +142,7 @@ func TestTXAddressOutsideMemory(t *testing.T) {
 func TestTXWriteOnlyBuffer(t *testing.T) {
 	b, sink := txBed(t, baseFeat)
 	expectTXDrop(t, b, sink, badChain, virtiotest.Buf{Len: 100, Write: true})
-	expectTXDrop(t, b, sink, badChain, virtiotest.Buf{Data: append(hdr(vnet.Header{}), frame(60, 0)...)}, virtiotest.Buf{Len: 10, Write: true})
+	expectTXDrop(t, b, sink, badChain, virtiotest.Buf{Data: append(hdr(vnet.Header{}), ethFrame(60, 0)...)}, virtiotest.Buf{Len: 10, Write: true})
 }
 
 func TestTXEmptyFrame(t *testing.T) {
@@ -149,7 +150,7 @@ func TestTXEmptyFrame(t *testing.T) {
 	runt := func(s vnet.Stats) uint64 { return s.TxDropRunt }
 	expectTXDrop(t, b, sink, runt, virtiotest.Buf{Len: 0})
 	expectTXDrop(t, b, sink, runt, virtiotest.Buf{Data: hdr(vnet.Header{})})
-	expectTXDrop(t, b, sink, runt, virtiotest.Buf{Data: append(hdr(vnet.Header{}), frame(13, 0)...)})
+	expectTXDrop(t, b, sink, runt, virtiotest.Buf{Data: append(hdr(vnet.Header{}), ethFrame(13, 0)...)})
 }
 
 func TestTXBigFrame(t *testing.T) {
@@ -173,22 +174,22 @@ func TestTXBadHeader(t *testing.T) {
 		features uint64
 		h        vnet.Header
 	}{
-		{"needs csum without CSUM", baseFeat, vnet.Header{Flags: vnet.HdrFNeedsCsum, CsumStart: 14, CsumOffset: 6}},
-		{"csum outside frame", baseFeat | vnet.Features(vnet.FCsum), vnet.Header{Flags: vnet.HdrFNeedsCsum, CsumStart: 90, CsumOffset: 16}},
+		{"needs csum without CSUM", baseFeat, vnet.Header{Flags: frame.NeedsCsum, CsumStart: 14, CsumOffset: 6}},
+		{"csum outside frame", baseFeat | vnet.Features(vnet.FCsum), vnet.Header{Flags: frame.NeedsCsum, CsumStart: 90, CsumOffset: 16}},
 		{"unknown flags", baseFeat | vnet.Features(vnet.FCsum), vnet.Header{Flags: 0x40}},
-		{"data valid on TX", baseFeat | vnet.Features(vnet.FCsum), vnet.Header{Flags: vnet.HdrFDataValid}},
-		{"TSO4 not negotiated", baseFeat, vnet.Header{GSOType: vnet.GSOTCPv4, GSOSize: 1448}},
-		{"TSO6 not negotiated", baseFeat | vnet.Features(vnet.FHostTSO4), vnet.Header{GSOType: vnet.GSOTCPv6, GSOSize: 1448}},
-		{"UFO not negotiated", baseFeat, vnet.Header{GSOType: vnet.GSOUDP, GSOSize: 1448}},
-		{"ECN not negotiated", baseFeat | vnet.Features(vnet.FHostTSO4), vnet.Header{GSOType: vnet.GSOTCPv4 | vnet.GSOECN, GSOSize: 1448}},
-		{"gso size zero", baseFeat | vnet.Features(vnet.FHostTSO4), vnet.Header{GSOType: vnet.GSOTCPv4}},
+		{"data valid on TX", baseFeat | vnet.Features(vnet.FCsum), vnet.Header{Flags: frame.DataValid}},
+		{"TSO4 not negotiated", baseFeat, vnet.Header{GSOType: frame.GSOTCPv4, GSOSize: 1448}},
+		{"TSO6 not negotiated", baseFeat | vnet.Features(vnet.FHostTSO4), vnet.Header{GSOType: frame.GSOTCPv6, GSOSize: 1448}},
+		{"UFO not negotiated", baseFeat, vnet.Header{GSOType: frame.GSOUDP, GSOSize: 1448}},
+		{"ECN not negotiated", baseFeat | vnet.Features(vnet.FHostTSO4), vnet.Header{GSOType: frame.GSOTCPv4 | frame.GSOECN, GSOSize: 1448}},
+		{"gso size zero", baseFeat | vnet.Features(vnet.FHostTSO4), vnet.Header{GSOType: frame.GSOTCPv4}},
 		{"unknown gso", baseFeat | vnet.Features(vnet.FHostTSO4), vnet.Header{GSOType: 2, GSOSize: 100}},
-		{"hdr_len past frame", baseFeat | vnet.Features(vnet.FHostTSO4), vnet.Header{GSOType: vnet.GSOTCPv4, GSOSize: 100, HdrLen: 101}},
+		{"hdr_len past frame", baseFeat | vnet.Features(vnet.FHostTSO4), vnet.Header{GSOType: frame.GSOTCPv4, GSOSize: 100, HdrLen: 101}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			sink := &recSink{}
 			b := newBed(t, 1, tc.features, 8, 1<<20, sink)
-			expectTXDrop(t, b, sink, badHeader, virtiotest.Buf{Data: append(hdr(tc.h), frame(100, 0)...)})
+			expectTXDrop(t, b, sink, badHeader, virtiotest.Buf{Data: append(hdr(tc.h), ethFrame(100, 0)...)})
 		})
 	}
 }
@@ -197,11 +198,11 @@ func TestCheckTXAccepts(t *testing.T) {
 	all := vnet.Features(vnet.FCsum, vnet.FHostTSO4, vnet.FHostTSO6, vnet.FHostECN, vnet.FHostUFO, vnet.FHostUSO)
 	for _, h := range []vnet.Header{
 		{},
-		{Flags: vnet.HdrFNeedsCsum, CsumStart: 34, CsumOffset: 16},
-		{Flags: vnet.HdrFNeedsCsum, GSOType: vnet.GSOTCPv4, GSOSize: 1448, HdrLen: 66, CsumStart: 34, CsumOffset: 16},
-		{GSOType: vnet.GSOTCPv6 | vnet.GSOECN, GSOSize: 1428, HdrLen: 86},
-		{GSOType: vnet.GSOUDP, GSOSize: 1400},
-		{GSOType: vnet.GSOUDPL4, GSOSize: 1400},
+		{Flags: frame.NeedsCsum, CsumStart: 34, CsumOffset: 16},
+		{Flags: frame.NeedsCsum, GSOType: frame.GSOTCPv4, GSOSize: 1448, HdrLen: 66, CsumStart: 34, CsumOffset: 16},
+		{GSOType: frame.GSOTCPv6 | frame.GSOECN, GSOSize: 1428, HdrLen: 86},
+		{GSOType: frame.GSOUDP, GSOSize: 1400},
+		{GSOType: frame.GSOUDPL4, GSOSize: 1400},
 	} {
 		if err := vnet.CheckTX(h, 9000, all); err != nil {
 			t.Errorf("CheckTX(%+v) = %v, want nil", h, err)
@@ -290,7 +291,7 @@ func TestTXArenaReused(t *testing.T) {
 		for i := range devices {
 			sink := &recSink{}
 			b := newBed(t, 1, baseFeat, 256, 64<<10, sink) // small beds: few garbage collections
-			long, short := frame(9000, byte(i)), frame(60, byte(i)+100)
+			long, short := ethFrame(9000, byte(i)), ethFrame(60, byte(i)+100)
 			for _, f := range [][]byte{long, short} {
 				b.tx(0).Push(b.tx(0).AddChain(virtiotest.Buf{Data: append(hdr(vnet.Header{}), f...)}))
 			}
