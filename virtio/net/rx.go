@@ -126,7 +126,7 @@ loop:
 			d.drop(&r.vq, d.stats.rxOffload.Add(1), "rx frame", errRxNoOffload)
 			continue
 		}
-		h := Header{NumBuffers: 1}
+		var h frame.Offload // what the guest is told, of what it negotiated
 		if has(guest, FGuestCsum) {
 			h.Flags = f.Off.Flags & (frame.NeedsCsum | frame.DataValid)
 			h.CsumStart, h.CsumOffset = f.Off.CsumStart, f.Off.CsumOffset
@@ -183,7 +183,7 @@ func (d *Device) rxPop(r *rxQueue) (*virtio.Chain, rxResult) {
 }
 
 // rxOne writes header and frame into one chain.
-func (d *Device) rxOne(r *rxQueue, h Header, data []byte) rxResult {
+func (d *Device) rxOne(r *rxQueue, h frame.Offload, data []byte) rxResult {
 	c, res := d.rxPop(r)
 	if c == nil {
 		return res
@@ -195,11 +195,11 @@ func (d *Device) rxOne(r *rxQueue, h Header, data []byte) rxResult {
 		d.drop(&r.vq, d.stats.rxOversize.Add(1), "rx frame", &virtio.ChainLenError{Len: need, Max: c.WritableLen()})
 		return rxDropped
 	}
-	if rxFast(r, c, h, data) {
+	if rxFast(r, c, &h, data) {
 		return rxDone
 	}
 	mem := r.q.Memory()
-	h.Encode(r.hdr[:])
+	putHdr(r.hdr[:], &h)
 	if _, err := c.WriteAt(mem, r.hdr[:], 0); err != nil {
 		return d.rxBad(r, c.Head, 0, err)
 	}
@@ -215,7 +215,7 @@ func (d *Device) rxOne(r *rxQueue, h Header, data []byte) rxResult {
 // are written in place (no staging of the header, one bounds check) and
 // the chain is used with num_buffers 1. False: nothing was done, take the
 // general path.
-func rxFast(r *rxQueue, c *virtio.Chain, h Header, data []byte) bool {
+func rxFast(r *rxQueue, c *virtio.Chain, h *frame.Offload, data []byte) bool {
 	w := c.Writable()
 	need := uint64(HdrLen + len(data))
 	if len(w) == 0 || uint64(w[0].Len) < need {
@@ -226,12 +226,19 @@ func rxFast(r *rxQueue, c *virtio.Chain, h Header, data []byte) bool {
 	if err != nil {
 		return false
 	}
-	h.NumBuffers = 1
-	h.Encode(b)
+	putHdr(b, h)
 	copy(b[HdrLen:], data)
 	mem.MarkDirty(w[0].Addr, need)
 	_ = r.q.AddUsed(c.Head, uint32(need))
 	return true
+}
+
+// putHdr writes the header of a received frame into b (HdrLen bytes): h's
+// offload fields and num_buffers 1 (rxMerged rewrites it when the frame
+// takes more buffers).
+func putHdr(b []byte, h *frame.Offload) {
+	h.Encode(b)
+	binary.LittleEndian.PutUint16(b[frame.VnetHdrLen:HdrLen], 1)
 }
 
 // rxBad returns chain head and the nHeld chains held for the current frame
@@ -249,7 +256,7 @@ func (d *Device) rxBad(r *rxQueue, head uint16, nHeld int, err error) rxResult {
 // (§5.1.6.4.2 "Processing of Incoming Packets", mergeable buffers): the
 // header goes at the start of the first, num_buffers is written last. If the
 // buffers run out the chains are given back (Rewind) and the frame dropped.
-func (d *Device) rxMerged(r *rxQueue, h Header, data []byte) rxResult {
+func (d *Device) rxMerged(r *rxQueue, h frame.Offload, data []byte) rxResult {
 	mem := r.q.Memory()
 	var numBufAt [2]uint64 // guest addresses of num_buffers' two bytes
 	nbuf := 0
@@ -271,11 +278,11 @@ func (d *Device) rxMerged(r *rxQueue, h Header, data []byte) rxResult {
 			return res
 		}
 		off := uint64(0)
-		if nbuf == 0 && rxFast(r, c, h, data) {
+		if nbuf == 0 && rxFast(r, c, &h, data) {
 			return rxDone
 		}
 		if nbuf == 0 {
-			h.Encode(r.hdr[:])
+			putHdr(r.hdr[:], &h)
 			if _, err := c.WriteAt(mem, r.hdr[:], 0); err != nil {
 				return d.rxBad(r, c.Head, 0, err)
 			}
