@@ -66,7 +66,8 @@ func (p *Port) Deliver(frames []vnet.Frame) {
 }
 
 // Send implements vswitch.Port: frames go into the guest's receive buffers
-// (copied there). It returns how many fit; the switch counts the rest.
+// (copied there). It returns how many were written, n, with those in
+// frames[:n] (vnet.Device.Receive); the switch counts the rest.
 func (p *Port) Send(frames []vswitch.Frame) int {
 	dev := p.dev.Load()
 	if dev == nil || len(frames) == 0 {

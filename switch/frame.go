@@ -29,9 +29,13 @@ const (
 type Port interface {
 	// Send delivers frames leaving the switch through this port. The frames
 	// and their Data are owned by the caller and are reused as soon as Send
-	// returns: Send copies what it keeps. It returns how many frames (a
-	// prefix of frames) it accepted; the rest are counted as "no buffer"
-	// drops. Send may be called from several goroutines at once (one per
+	// returns: Send copies what it keeps. It returns n, how many frames it
+	// delivered, and leaves exactly those in frames[:n], in their order:
+	// it may reorder the slice (not the bytes) to do so, moving frames it
+	// skipped (too long, an offload the receiver lacks) behind them. The
+	// switch counts and mirrors frames[:n] as sent and frames[n:] as its
+	// "no_buffer" drops; a port's own counters (a device's rx_drop_*, an
+	// uplink's tx_errors) may break those down by reason. Send may be called from several goroutines at once (one per
 	// ingress port), except for shaped ports, whose sends are serialised.
 	// Send must not call PortHandle.Input synchronously (it runs under the
 	// ingress port's input lock): hand frames to another goroutine instead.

@@ -1,8 +1,9 @@
 package vswitch
 
 import (
-	"hvnet/frame"
 	"testing"
+
+	"hvnet/frame"
 )
 
 // FuzzInput feeds one arbitrary frame with arbitrary offload metadata into

@@ -2,6 +2,7 @@ package vswitch
 
 import (
 	"encoding/binary"
+
 	"hvnet/frame"
 )
 

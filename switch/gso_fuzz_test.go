@@ -2,8 +2,9 @@ package vswitch
 
 import (
 	"encoding/binary"
-	"hvnet/frame"
 	"testing"
+
+	"hvnet/frame"
 )
 
 // FuzzGSO drives the software segmenter (gso.go) with a TCP GSO frame as a

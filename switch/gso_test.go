@@ -3,8 +3,9 @@ package vswitch
 import (
 	"bytes"
 	"encoding/binary"
-	"hvnet/frame"
 	"testing"
+
+	"hvnet/frame"
 )
 
 func TestGSOSegmentation(t *testing.T) {

@@ -2,10 +2,11 @@ package vswitch
 
 import (
 	"encoding/binary"
-	"hvnet/frame"
 	"sync"
 	"testing"
 	"time"
+
+	"hvnet/frame"
 )
 
 // sink is a Port that records copies of what it is sent.

@@ -1,5 +1,7 @@
 package vswitch
 
+import "sync"
+
 // Direction says which way a mirrored frame was going.
 type Direction uint8
 
@@ -30,8 +32,19 @@ type MirrorSink interface {
 // not attached to the switch). Frames it does not accept are lost.
 type PortSink struct{ Port Port }
 
+// mirrorBatches are PortSink's copies of the frames slice: Port.Send may
+// reorder the slice it is given, and an ingress mirror's is the one the
+// switch forwards next.
+var mirrorBatches = sync.Pool{New: func() any { return new([]Frame) }}
+
 // Mirror implements MirrorSink.
-func (s PortSink) Mirror(_ string, _ Direction, _ int64, frames []Frame) { s.Port.Send(frames) }
+func (s PortSink) Mirror(_ string, _ Direction, _ int64, frames []Frame) {
+	b := mirrorBatches.Get().(*[]Frame)
+	*b = append((*b)[:0], frames...)
+	s.Port.Send(*b)
+	clear(*b) // no references to the caller's bytes
+	mirrorBatches.Put(b)
+}
 
 type mirrorRef struct{ s MirrorSink }
 

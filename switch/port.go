@@ -2,9 +2,10 @@ package vswitch
 
 import (
 	"encoding/binary"
-	"hvnet/frame"
 	"sync"
 	"sync/atomic"
+
+	"hvnet/frame"
 )
 
 // portState is a port's configuration compiled for the forwarding path. It

@@ -1,9 +1,10 @@
 package vswitch
 
 import (
-	"hvnet/frame"
 	"testing"
 	"time"
+
+	"hvnet/frame"
 )
 
 func TestMACLimit(t *testing.T) {

@@ -1,9 +1,10 @@
 package vswitch
 
 import (
-	"hvnet/frame"
 	"sync"
 	"sync/atomic"
+
+	"hvnet/frame"
 )
 
 // Egress shaping: a token-bucket limiter in front of bounded per-class FIFO

@@ -2,8 +2,9 @@ package vswitch
 
 import (
 	"encoding/binary"
-	"hvnet/frame"
 	"math/bits"
+
+	"hvnet/frame"
 )
 
 // vlanSet is a bitmap of VIDs 0..4095.

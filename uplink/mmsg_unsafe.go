@@ -1,10 +1,11 @@
 package uplink
 
 import (
-	"hvnet/frame"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"hvnet/frame"
 )
 
 // mmsgBatch is a preallocated sendmmsg(2) argument: one message per frame,

@@ -129,8 +129,9 @@ func (p *Port) Caps() vswitch.Caps {
 }
 
 // Send implements vswitch.Port: frames go out of the interface. It returns
-// how many the kernel accepted; with the link down or the interface gone,
-// none.
+// how many the kernel accepted, n, with those in frames[:n] (frames of a
+// size the interface cannot take are skipped and moved behind); with the
+// link down or the interface gone, none. The others count as TxErrors.
 func (p *Port) Send(frames []vswitch.Frame) int {
 	if len(frames) == 0 {
 		return 0

@@ -120,6 +120,7 @@ func (t *txRing) send(frames []vswitch.Frame) (int, error) {
 		copy(slot[tx2Data+frame.VnetHdrLen:], f.Data)
 		putU32(slot[tx2Len:], uint32(frame.VnetHdrLen+len(f.Data)))
 		storeStatus(slot, tx2Status, unix.TP_STATUS_SEND_REQUEST)
+		frames[queued], frames[i] = frames[i], frames[queued] // sent ones first, in order (Port.Send)
 		queued++
 		if t.next++; t.next == t.slots {
 			t.next = 0
@@ -171,12 +172,14 @@ func (t *txRing) close() error {
 // the virtio_net_hdr and the caller's frame, so nothing is copied in user
 // space.
 type txMmsg struct {
-	fd int
-	b  *mmsgBatch
+	fd  int
+	b   *mmsgBatch
+	idx []int // the frame of each message in the batch
 }
 
 func newTXMmsg(fd, batch int) (*txMmsg, error) {
-	return &txMmsg{fd: fd, b: newMmsgBatch(batch)}, nil
+	b := newMmsgBatch(batch)
+	return &txMmsg{fd: fd, b: b, idx: make([]int, len(b.msgs))}, nil
 }
 
 func (t *txMmsg) mode() TXMode { return TXSendmmsg }
@@ -184,21 +187,19 @@ func (t *txMmsg) mode() TXMode { return TXSendmmsg }
 func (t *txMmsg) send(frames []vswitch.Frame) (int, error) {
 	sent := 0
 	var ferr error
-	for len(frames) > 0 {
+	for next := 0; next < len(frames); {
 		n := 0
-		take := 0
-		for take < len(frames) && n < len(t.b.msgs) {
-			f := &frames[take]
-			take++
+		for ; next < len(frames) && n < len(t.b.msgs); next++ {
+			f := &frames[next]
 			if len(f.Data) < 14 || len(f.Data) > maxFrame {
 				ferr = fmt.Errorf("frame of %d bytes", len(f.Data))
 				continue
 			}
 			f.Off.Encode(t.b.hdr(n))
 			t.b.setData(n, f.Data)
+			t.idx[n] = next
 			n++
 		}
-		frames = frames[take:]
 		for i := 0; i < n; {
 			k, err := t.b.send(t.fd, i, n)
 			if err == unix.EINTR {
@@ -215,7 +216,12 @@ func (t *txMmsg) send(frames []vswitch.Frame) (int, error) {
 				t.b.clearData(n)
 				return sent, fmt.Errorf("sendmmsg: %w", err)
 			}
-			sent += k
+			// Sent ones first, in order (Port.Send): each swaps with a
+			// frame before it that was skipped or refused.
+			for _, at := range t.idx[i : i+k] {
+				frames[sent], frames[at] = frames[at], frames[sent]
+				sent++
+			}
 			i += k
 		}
 		t.b.clearData(n)

@@ -256,7 +256,7 @@ func (g *guest) recv(n int) [][]byte {
 	return out
 }
 
-// frame builds a 60-byte Ethernet frame from src to dst carrying seq.
+// ethFrame builds a 60-byte Ethernet frame from src to dst carrying seq.
 func ethFrame(dst, src byte, seq byte) []byte {
 	b := make([]byte, 60)
 	if dst == 0xff {

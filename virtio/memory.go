@@ -25,9 +25,9 @@ type Region struct {
 // (virtio 1.2 §2.4: modern devices are little-endian) and are decoded from
 // bytes, never by casting guest memory to Go types.
 //
-// When a DirtyLog is attached (WithLog), every write through Memory marks the
-// written pages; a caller writing through a slice from Slice must call
-// MarkDirty itself.
+// When a DirtyLog is attached (WithLog), every write through Memory (Write,
+// WriteParts) marks the written pages; a caller writing through a slice
+// from Slice must call MarkDirty itself, after the write.
 type Memory struct {
 	regions []Region // sorted by GPA
 	log     *DirtyLog
@@ -125,7 +125,7 @@ func (m *Memory) Check(gpa, n uint64) error {
 // Slice returns the host bytes backing [gpa, gpa+n) when the range lies in
 // one region: the zero-copy fast path. The slice aliases guest memory (the
 // guest may change it at any time) and its capacity is n. Writes through it
-// are not dirty-logged: call MarkDirty.
+// are not dirty-logged: write with Write or WriteParts, or call MarkDirty.
 func (m *Memory) Slice(gpa, n uint64) ([]byte, error) {
 	if gpa+n < gpa {
 		return nil, &AddrError{GPA: gpa, Len: n}
@@ -180,7 +180,28 @@ func (m *Memory) Write(gpa uint64, src []byte) error {
 	return nil
 }
 
-// MarkDirty marks [gpa, gpa+n) in the attached dirty log, if any.
+// WriteParts writes head and then tail into guest memory from gpa, as one
+// Write of both would (a header and the frame behind it, without staging
+// them together), marks the pages dirty when a log is attached, and fails
+// with nothing written if the range is not all guest memory.
+func (m *Memory) WriteParts(gpa uint64, head, tail []byte) error {
+	n := uint64(len(head) + len(tail))
+	if b, err := m.Slice(gpa, n); err == nil {
+		copy(b[copy(b, head):], tail)
+		m.MarkDirty(gpa, n)
+		return nil
+	}
+	if err := m.Check(gpa, n); err != nil {
+		return err
+	}
+	_ = m.Write(gpa, head) // cannot fail: checked
+	return m.Write(gpa+uint64(len(head)), tail)
+}
+
+// MarkDirty marks [gpa, gpa+n) in the attached dirty log, if any. Prefer
+// Write and WriteParts, which mark what they write; a caller writing
+// through a slice from Slice marks after the write (marking first, a log
+// reader could copy the page in between and clear the mark).
 func (m *Memory) MarkDirty(gpa, n uint64) {
 	if m.log != nil {
 		m.log.Mark(gpa, n)

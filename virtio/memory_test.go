@@ -1,6 +1,7 @@
 package virtio_test
 
 import (
+	"bytes"
 	"errors"
 	"testing"
 
@@ -137,5 +138,42 @@ func TestDirtyLog(t *testing.T) {
 	}
 	if _, err := virtio.NewDirtyLogShared(shared[1:9]); err == nil {
 		t.Error("NewDirtyLogShared(misaligned) succeeded")
+	}
+}
+
+// WriteParts writes its two parts back to back, in one region or across
+// two adjacent ones, marks exactly the pages written, and writes nothing
+// when the range leaves guest memory.
+func TestWriteParts(t *testing.T) {
+	const page = virtio.PageSize
+	lo, hi := make([]byte, 4*page), make([]byte, 4*page)
+	m, err := virtio.NewMemory(virtio.Region{GPA: 0, Data: lo}, virtio.Region{GPA: 4 * page, Data: hi})
+	if err != nil {
+		t.Fatal(err)
+	}
+	head, tail := bytes.Repeat([]byte{0xaa}, 12), bytes.Repeat([]byte{0xbb}, 3000)
+	for _, gpa := range []uint64{page - 6, 4*page - 1000} { // one region; across the two
+		log := virtio.NewDirtyLog(8)
+		if err := m.WithLog(log).WriteParts(gpa, head, tail); err != nil {
+			t.Fatalf("WriteParts(%#x) = %v", gpa, err)
+		}
+		got := make([]byte, len(head)+len(tail))
+		if err := m.Read(gpa, got); err != nil || !bytes.Equal(got, append(append([]byte(nil), head...), tail...)) {
+			t.Errorf("at %#x: read back differs (%v)", gpa, err)
+		}
+		end := gpa + uint64(len(got)) - 1
+		for p := uint64(0); p < 8; p++ {
+			if want := p >= gpa/page && p <= end/page; log.Dirty(p) != want {
+				t.Errorf("at %#x: Dirty(%d) = %v, want %v", gpa, p, log.Dirty(p), want)
+			}
+		}
+	}
+	log := virtio.NewDirtyLog(8)
+	before := append([]byte(nil), hi...)
+	if err := m.WithLog(log).WriteParts(8*page-10, head, tail); err == nil {
+		t.Fatal("WriteParts past the end of guest memory succeeded")
+	}
+	if !bytes.Equal(hi, before) || log.Dirty(7) {
+		t.Error("a failed WriteParts wrote or marked something")
 	}
 }

@@ -2,6 +2,18 @@ package virtio
 
 import "encoding/binary"
 
+// The device writes the used ring only through usedPut16 and usedDirty,
+// which mark what was written in the dirty log (after the write).
+
+// usedPut16 writes v at offset off of the used ring.
+func (q *Queue) usedPut16(off uint64, v uint16) {
+	binary.LittleEndian.PutUint16(q.used[off:], v)
+	q.usedDirty(off, 2)
+}
+
+// usedDirty marks n bytes of the used ring at off as written.
+func (q *Queue) usedDirty(off, n uint64) { q.mem.MarkDirty(q.usedAddr+off, n) }
+
 // AddUsed stages a used ring entry for chain head with len bytes written by
 // the device (§2.7.8). Entries become visible to the driver at Flush or
 // PublishUsed; add a batch, then publish once.
@@ -15,7 +27,7 @@ func (q *Queue) AddUsed(head uint16, n uint32) error {
 	off := ringHdr + usedElem*uint64(q.nextUsed&(q.size-1))
 	binary.LittleEndian.PutUint32(q.used[off:], uint32(head))
 	binary.LittleEndian.PutUint32(q.used[off+4:], n)
-	q.mem.MarkDirty(q.usedAddr+off, usedElem)
+	q.usedDirty(off, usedElem)
 	q.nextUsed++
 	return nil
 }
@@ -28,8 +40,7 @@ func (q *Queue) PublishUsed() {
 		return
 	}
 	q.fence()
-	binary.LittleEndian.PutUint16(q.used[2:], q.nextUsed)
-	q.mem.MarkDirty(q.usedAddr+2, 2)
+	q.usedPut16(2, q.nextUsed)
 	q.publishedUsed = q.nextUsed
 }
 
@@ -88,8 +99,7 @@ func (q *Queue) DisableNotification() {
 	if !q.ready || q.eventIdx {
 		return
 	}
-	binary.LittleEndian.PutUint16(q.used[0:], UsedFNoNotify)
-	q.mem.MarkDirty(q.usedAddr, 2)
+	q.usedPut16(0, UsedFNoNotify)
 }
 
 // EnableNotification asks the driver to kick on its next available buffer
@@ -105,12 +115,9 @@ func (q *Queue) EnableNotification() bool {
 		return false
 	}
 	if q.eventIdx {
-		off := ringHdr + usedElem*uint64(q.size)
-		binary.LittleEndian.PutUint16(q.used[off:], q.lastAvail)
-		q.mem.MarkDirty(q.usedAddr+off, 2)
+		q.usedPut16(ringHdr+usedElem*uint64(q.size), q.lastAvail) // avail_event
 	} else {
-		binary.LittleEndian.PutUint16(q.used[0:], 0)
-		q.mem.MarkDirty(q.usedAddr, 2)
+		q.usedPut16(0, 0)
 	}
 	q.fence()
 	return q.availIdx() != q.lastAvail

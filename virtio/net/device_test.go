@@ -1,6 +1,7 @@
 package vnet_test
 
 import (
+	"bytes"
 	"sync"
 	"testing"
 
@@ -182,5 +183,122 @@ func TestNoAllocs(t *testing.T) {
 	}
 	if s := dst.dev.Stats(); s.RxPackets != 101*32 {
 		t.Fatalf("received %d frames, want %d", s.RxPackets, 101*32)
+	}
+}
+
+// Receive's contract (vswitch.Port.Send's): it returns n and leaves in
+// frames[:n] exactly the frames the guest got, in their order, whatever
+// was skipped on the way: a frame too long for its buffer, a frame for a
+// second queue pair whose ring is full. Before, it returned a count while
+// the frames written were not a prefix, so the switch mirrored and counted
+// the wrong ones.
+func TestReceiveReportsWhatItWrote(t *testing.T) {
+	feats := baseFeat | vnet.Features(vnet.FCtrlVQ, vnet.FMQ)
+	b := newBed(t, 2, feats, 64, 1<<20, &recSink{})
+	if ack := sendCtrl(t, b, vnet.CtrlMQ, vnet.CtrlMQVQPairsSet, le16(2)); ack != vnet.CtrlOK {
+		t.Fatal("VQ_PAIRS_SET 2 refused")
+	}
+	// Which pair each flow (destination MAC) is steered to: one frame
+	// each, with a buffer on both pairs.
+	flow := func(i, n int) []byte {
+		f := ethFrame(n, byte(i))
+		f[0], f[5] = 0x02, byte(i)
+		return f
+	}
+	var on [2][]int
+	for i := 0; len(on[0]) < 6 || len(on[1]) < 3; i++ {
+		if i == 200 {
+			t.Fatalf("200 flows steered to pairs %d and %d only", len(on[0]), len(on[1]))
+		}
+		for p := range 2 {
+			b.rx(p).Push(b.rx(p).AddChain(virtiotest.Buf{Len: 2048, Write: true}))
+		}
+		u0, u1 := b.rx(0).UsedIdx(), b.rx(1).UsedIdx()
+		if n := b.dev.Receive([]vnet.Frame{{Data: flow(i, 60)}}); n != 1 {
+			t.Fatalf("flow %d: %d written", i, n)
+		}
+		p := 0
+		if b.rx(1).UsedIdx() != u1 {
+			p = 1
+		} else if b.rx(0).UsedIdx() == u0 {
+			t.Fatalf("flow %d written nowhere", i)
+		}
+		on[p] = append(on[p], i)
+	}
+	for p := range 2 {
+		for {
+			if _, ok := b.rx(p).PopUsed(); !ok {
+				break
+			}
+		}
+	}
+	// Pair 0's ring gets exactly 3 more buffers (one left over from the
+	// probing on one of the pairs is used up first); pair 1 gets none.
+	spare := [2]int{int(b.rx(0).AvailIdx() - b.rx(0).UsedIdx()), int(b.rx(1).AvailIdx() - b.rx(1).UsedIdx())}
+	for range 3 {
+		b.rx(0).Push(b.rx(0).AddChain(virtiotest.Buf{Len: 2048, Write: true}))
+	}
+	room0 := spare[0] + 3
+	if spare[1] != 0 {
+		// Fill pair 1 with frames until its ring is empty.
+		fill := make([]vnet.Frame, spare[1])
+		for k := range fill {
+			fill[k] = vnet.Frame{Data: flow(on[1][0], 60)}
+		}
+		if n := b.dev.Receive(fill); n != spare[1] {
+			t.Fatalf("filling pair 1: %d of %d", n, spare[1])
+		}
+	}
+	// Pair 1 first (full), pair 0 too long, then room0+2 frames for pair
+	// 0 (the last two find no buffer), pair 1 interleaved.
+	in := []vnet.Frame{{Data: flow(on[1][0], 100)}, {Data: flow(on[0][0], 3000)}}
+	var want [][]byte
+	for k := range room0 + 2 {
+		f := flow(on[0][1+k%5], 200+k)
+		in = append(in, vnet.Frame{Data: f})
+		if k < room0 {
+			want = append(want, f)
+		}
+		if k%2 == 0 {
+			in = append(in, vnet.Frame{Data: flow(on[1][1+k%2], 300+k)})
+		}
+	}
+	all := append([]vnet.Frame(nil), in...)
+	before := b.dev.Stats()
+	n := b.dev.Receive(in)
+	if n != len(want) {
+		t.Fatalf("Receive = %d, want %d (pair 0's buffers)", n, len(want))
+	}
+	for k := range n {
+		if !bytes.Equal(in[k].Data, want[k]) {
+			t.Errorf("frames[%d] is a %d-byte frame, want the %d-byte one written %d-th", k, len(in[k].Data), len(want[k]), k)
+		}
+	}
+	// What the guest got, in order, is frames[:n].
+	for k := range n {
+		u, ok := b.rx(0).PopUsed()
+		if !ok {
+			t.Fatalf("pair 0 has %d used buffers, want %d", k, n)
+		}
+		if got := b.rx(0).Bytes(b.rx(0).BufAddr(uint16(u.ID), 0).Addr, uint64(u.Len))[vnet.HdrLen:]; !bytes.Equal(got, in[k].Data) {
+			t.Errorf("guest buffer %d holds a %d-byte frame, frames[%d] a %d-byte one", k, len(got), k, len(in[k].Data))
+		}
+	}
+	// frames[n:] are the others, none lost or doubled.
+	seen := map[*byte]int{}
+	for _, f := range in {
+		seen[&f.Data[0]]++
+	}
+	for _, f := range all {
+		if seen[&f.Data[0]] != 1 {
+			t.Errorf("a %d-byte frame is in the result %d times", len(f.Data), seen[&f.Data[0]])
+		}
+	}
+	st := b.dev.Stats()
+	if d := st.RxDropOversize - before.RxDropOversize; d != 1 {
+		t.Errorf("rx_drop_oversize +%d, want 1", d)
+	}
+	if d := st.RxDropNoBuffer - before.RxDropNoBuffer; int(d) != len(all)-n-1 {
+		t.Errorf("rx_drop_no_buffer +%d, want %d", d, len(all)-n-1)
 	}
 }

@@ -3,6 +3,7 @@ package vnet
 import (
 	"encoding/binary"
 	"fmt"
+
 	"hvnet/frame"
 )
 

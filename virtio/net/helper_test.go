@@ -92,7 +92,7 @@ func (b *bed) rx(pair int) *virtiotest.Driver { return b.drv[2*pair] }
 func (b *bed) tx(pair int) *virtiotest.Driver { return b.drv[2*pair+1] }
 func (b *bed) ctrl() *virtiotest.Driver       { return b.drv[len(b.drv)-1] }
 
-// frame returns an Ethernet frame of n bytes with recognisable contents.
+// ethFrame returns an Ethernet frame of n bytes with recognisable contents.
 func ethFrame(n int, seed byte) []byte {
 	f := make([]byte, n)
 	for i := range f {

@@ -36,7 +36,9 @@ const (
 // Receive delivers frames to the guest, steering each to a queue pair among
 // the active ones by a hash of its addresses (§5.1.6.5.5 automatic receive
 // steering keeps a flow on one queue). It returns how many frames were
-// written; the rest were dropped and counted. The frames are only read.
+// written, n, and leaves those frames in frames[:n], in their order (it
+// reorders frames: vswitch.Port.Send's contract); the rest were dropped and
+// counted. The frames' bytes are only read.
 //
 // Frames must be finished (complete checksums, no GSO) unless the guest
 // negotiated the matching offload (GUEST_CSUM, GUEST_TSO4/6, GUEST_ECN,
@@ -49,14 +51,20 @@ func (d *Device) Receive(frames []Frame) int {
 		return d.ReceiveOn(0, frames)
 	}
 	accepted := 0
-	for len(frames) > 0 {
-		p := flowHash(frames[0].Data) % uint32(active)
-		n := 1
-		for n < len(frames) && flowHash(frames[n].Data)%uint32(active) == p {
-			n++
+	for start := 0; start < len(frames); {
+		p := flowHash(frames[start].Data) % uint32(active)
+		end := start + 1
+		for end < len(frames) && flowHash(frames[end].Data)%uint32(active) == p {
+			end++
 		}
-		accepted += d.ReceiveOn(int(p), frames[:n])
-		frames = frames[n:]
+		n := d.ReceiveOn(int(p), frames[start:end])
+		// This run's written frames join the ones before them; the
+		// dropped ones they pass move behind (in-order swaps).
+		for k := range n {
+			frames[accepted+k], frames[start+k] = frames[start+k], frames[accepted+k]
+		}
+		accepted += n
+		start = end
 	}
 	return accepted
 }
@@ -142,8 +150,9 @@ loop:
 		}
 		switch res {
 		case rxDone:
-			accepted++
 			bytes += uint64(len(f.Data))
+			frames[accepted], frames[i] = frames[i], frames[accepted] // written ones first, in order
+			accepted++
 		case rxNoBuffer, rxFault:
 			break loop
 		}
@@ -211,24 +220,19 @@ func (d *Device) rxOne(r *rxQueue, h frame.Offload, data []byte) rxResult {
 }
 
 // rxFast is the common case of rxOne and rxMerged: header and frame fit
-// the chain's first writable buffer, which lies in one memory region. They
-// are written in place (no staging of the header, one bounds check) and
-// the chain is used with num_buffers 1. False: nothing was done, take the
-// general path.
+// the chain's first writable buffer. They are written with one bounds
+// check (Memory.WriteParts, which also dirty-logs them) and the chain is
+// used with num_buffers 1. False: nothing was done, take the general path.
 func rxFast(r *rxQueue, c *virtio.Chain, h *frame.Offload, data []byte) bool {
 	w := c.Writable()
 	need := uint64(HdrLen + len(data))
 	if len(w) == 0 || uint64(w[0].Len) < need {
 		return false
 	}
-	mem := r.q.Memory()
-	b, err := mem.Slice(w[0].Addr, need)
-	if err != nil {
+	putHdr(r.hdr[:], h)
+	if r.q.Memory().WriteParts(w[0].Addr, r.hdr[:], data) != nil {
 		return false
 	}
-	putHdr(b, h)
-	copy(b[HdrLen:], data)
-	mem.MarkDirty(w[0].Addr, need)
 	_ = r.q.AddUsed(c.Head, uint32(need))
 	return true
 }
