@@ -1,4 +1,4 @@
-// Package soak holds hvnet's soak test (issue 8): traffic through
+// Package soak holds hvnet's soak test: traffic through
 // vhost-user ports (driven by the in-process frontend, vhost/frontend), an
 // AF_PACKET uplink on a veth pair whose peer is in a further network
 // namespace, a real "hvnet switch" process and DPDK's testpmd, for a

@@ -8,7 +8,7 @@ import (
 	"time"
 )
 
-// Tenant isolation in the FDB (issue 14, item 5): bounds that hold under a
+// Tenant isolation in the FDB: bounds that hold under a
 // concurrent flood of source MACs, MAC-move protection against a port that
 // sends another port's MAC, and port security by default for ports with a
 // MAC of their own.

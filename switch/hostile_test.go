@@ -7,7 +7,7 @@ import (
 	"time"
 )
 
-// Hostile peers at the switch level (issue 8): VLAN hopping, MAC flood,
+// Hostile peers at the switch level: VLAN hopping, MAC flood,
 // broadcast storm. Each attack is followed by a check that the other
 // ports still work, and that each dropped frame shows in a counter.
 

@@ -6,7 +6,7 @@ import (
 	"testing"
 )
 
-// Tenant isolation (issue 14): frames whose outer EtherType some equipment
+// Tenant isolation: frames whose outer EtherType some equipment
 // reads as a tag never leave a trunk looking like another VLAN, and one
 // GSO frame cannot be multiplied without bound.
 

@@ -8,7 +8,7 @@ import (
 	"time"
 )
 
-// Regression tests for bugs found in review (issue 3).
+// Regression tests for bugs found in review.
 
 // A dot1q-tunnel port must carry a full-size (MTU 1500) C-tagged customer
 // frame, and a trunk the resulting S+C-tagged frame: tags are not L3

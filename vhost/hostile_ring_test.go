@@ -19,7 +19,7 @@ import (
 	"hvnet/virtio/virtiotest"
 )
 
-// Hostile rings (issue 8): a frontend that feeds its transmit ring
+// Hostile rings: a frontend that feeds its transmit ring
 // descriptor loops, out-of-range heads and next indices and an available
 // index that jumps more than a ring ahead stops that queue: the backend
 // signals the ring's error eventfd (SET_VRING_ERR, vhost-user's "device

@@ -9,7 +9,7 @@ import (
 	"hvnet/vhost/proto"
 )
 
-// Hostile vhost-user frontends (issue 8): one that stalls in the middle of
+// Hostile vhost-user frontends: one that stalls in the middle of
 // a message, one that closes with its rings full of work. Garbage is
 // TestMalformed's; FuzzSession fuzzes whole sessions. In each case only
 // the hostile port is affected: two other ports keep forwarding.

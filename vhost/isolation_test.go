@@ -16,7 +16,7 @@ import (
 	"hvnet/virtio/virtiotest"
 )
 
-// Tenant isolation through the real backend (issue 14): a frontend written
+// Tenant isolation through the real backend: a frontend written
 // from scratch rewrites its in-flight frames from another thread while the
 // switch forwards them. Headers, tags and offload fields change between any
 // two reads the daemon could make. Whatever it does: the process lives,

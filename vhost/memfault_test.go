@@ -10,7 +10,7 @@ import (
 	"hvnet/virtio/virtiotest"
 )
 
-// A frontend whose shared memory shrinks under the backend (issue 14):
+// A frontend whose shared memory shrinks under the backend:
 // it ftruncates its memfd after SET_MEM_TABLE, then makes the backend
 // touch the vanished pages from every goroutine that can: its own TX
 // worker (a kick), another port's forwarding goroutine (a frame flooded

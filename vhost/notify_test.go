@@ -23,7 +23,7 @@ import (
 	"hvnet/virtio/virtiotest"
 )
 
-// Notification descriptors (issue 14, items 3 and 4), end to end with
+// Notification descriptors, end to end with
 // frontends written from scratch: every wrong kind of descriptor for
 // SET_VRING_CALL, SET_VRING_ERR and SET_VRING_KICK is refused with an
 // error naming it; call and error eventfds the frontend makes block (full

@@ -373,9 +373,9 @@ func addStats(a, b vnet.Stats) vnet.Stats {
 // all its sessions: descriptors refused, blocked writes, hung-up kicks.
 func (p *Port) NotifyStats() backend.CounterStats { return p.notify.Snapshot() }
 
-// Close stops accepting, ends the current session, removes the socket (in
-// Server mode) and the switch port. Run returns once the session released
-// everything.
+// Close stops accepting and ends the current session; in Server mode the
+// socket file goes with the listener. The switch port stays until Remove.
+// Run returns once the session released everything.
 func (p *Port) Close() error {
 	p.mu.Lock()
 	if p.closed {

@@ -40,7 +40,10 @@ const (
 	virtioIDNet     = 1
 )
 
-// netOffered is what the device offers: the features of issue 4.
+// netOffered is what the device offers: version 1 rings with event index
+// and indirect descriptors, MAC, status and MTU, mergeable receive
+// buffers, checksum and TSO offload both ways, and the control queue (RX
+// mode, VLAN filter, announce).
 var netOffered = virtio.Feature(virtio.FVersion1) | virtio.Feature(virtio.FEventIdx) |
 	virtio.Feature(virtio.FIndirectDesc) | vnet.Features(vnet.FMAC, vnet.FStatus, vnet.FMTU,
 	vnet.FMrgRxbuf, vnet.FCsum, vnet.FGuestCsum, vnet.FGuestTSO4, vnet.FGuestTSO6, vnet.FHostTSO4,

@@ -415,7 +415,7 @@ var raceMutations = [][]int{
 	{0, 1, 1, 1, 4, 1, 5, 0},
 }
 
-// raceRound is the double-fetch attack (issue 14): raceFrames well-formed
+// raceRound is the double-fetch attack: raceFrames well-formed
 // frames are made available while a second goroutine (on the guest's other
 // vCPU) keeps rewriting their tag bytes and header fields and restoring
 // them. The device must use every chain and stay up; whatever it took from

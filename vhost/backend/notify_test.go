@@ -16,7 +16,7 @@ import (
 	vnet "hvnet/virtio/net"
 )
 
-// Notification descriptors (issue 14, items 3 and 4), white-box: the poll
+// Notification descriptors, white-box: the poll
 // results that end a session, the worker and notifier that a frontend
 // makes block, and the descriptor hand-over between them. The end-to-end
 // attacks are vhost/notify_test.go's.

@@ -15,7 +15,7 @@ import (
 	"hvnet/virtio/virtiotest"
 )
 
-// Tenant isolation at the dataplane (issue 14): the guest owns the memory
+// Tenant isolation at the dataplane: the guest owns the memory
 // the device reads, and may rewrite or shrink it at any moment.
 
 // memfdMem maps n bytes of a memfd, as a vhost-user frontend shares its
