@@ -43,8 +43,8 @@ func parseMode(field, s string) (vswitch.VLANMode, *Error) {
 
 func parseMAC(field, s string) (vswitch.MAC, *Error) {
 	m, err := vswitch.ParseMAC(s)
-	if err != nil || len(s) != 17 {
-		return vswitch.MAC{}, badField(field, "MAC %q: want aa:bb:cc:dd:ee:ff", s)
+	if err != nil {
+		return vswitch.MAC{}, badField(field, "%v", err)
 	}
 	return m, nil
 }

@@ -4,6 +4,8 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+
+	"hvnet/units"
 )
 
 // GuestReporter is implemented by a PortFactory whose ports may be lab
@@ -55,21 +57,17 @@ func checkGuest(g *GuestSpec) *Error {
 	return nil
 }
 
-// ParseMemMiB parses a RAM size, N (MiB), NM or NG, up to MaxGuestMemMiB.
+// ParseMemMiB parses a guest's RAM size (units.ParseMiB: N MiB, or N with
+// K, M, G, T) and checks it is 64 MiB..MaxGuestMemMiB.
 func ParseMemMiB(field, s string) (uint64, *Error) {
-	l := strings.ToUpper(strings.TrimSpace(s))
-	mult := uint64(1)
-	switch {
-	case strings.HasSuffix(l, "G"):
-		l, mult = strings.TrimSuffix(l, "G"), 1024
-	case strings.HasSuffix(l, "M"):
-		l = strings.TrimSuffix(l, "M")
+	n, err := units.ParseMiB(s)
+	if err != nil {
+		return 0, badField(field, "%v", err)
 	}
-	n, err := strconv.ParseUint(l, 10, 32)
-	if err != nil || n < 64/mult || n*mult > MaxGuestMemMiB {
-		return 0, badField(field, "%q: want 64M..%dG (N, NM or NG)", s, MaxGuestMemMiB>>10)
+	if n < 64 || n > MaxGuestMemMiB {
+		return 0, badField(field, "%q: want 64M..%dG", s, MaxGuestMemMiB>>10)
 	}
-	return n * mult, nil
+	return n, nil
 }
 
 // guestInfo returns the state of the guest behind the named port, if the

@@ -7,6 +7,7 @@ import (
 	"sync"
 
 	"hvnet/images/agentcfg"
+	"hvnet/internal/lines"
 )
 
 // syncWriter serialises the guests' console lines onto one writer.
@@ -26,31 +27,28 @@ func (s *syncWriter) Write(p []byte) (int, error) {
 type console struct {
 	prefix string
 	w      io.Writer
-	mu     sync.Mutex
+	lines  lines.Splitter
+	mu     sync.Mutex // guards all, res and start
 	all    bytes.Buffer
-	part   []byte
 	res    *agentcfg.Result
 	start  bool // the agent's START line was seen
 }
 
-func (c *console) Write(p []byte) (int, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.all.Write(p)
-	c.part = append(c.part, p...)
-	for {
-		i := bytes.IndexByte(c.part, '\n')
-		if i < 0 {
-			break
-		}
-		c.line(string(c.part[:i]))
-		c.part = c.part[i+1:]
-	}
-	return len(p), nil
+func newConsole(prefix string, w io.Writer) *console {
+	c := &console{prefix: prefix, w: w}
+	c.lines.Line = c.line
+	return c
 }
 
-func (c *console) line(l string) {
-	l = strings.TrimRight(l, "\r")
+func (c *console) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	c.all.Write(p)
+	c.mu.Unlock()
+	return c.lines.Write(p)
+}
+
+func (c *console) line(l string) error {
+	c.mu.Lock()
 	if strings.Contains(l, agentcfg.StartPrefix) {
 		c.start = true
 	}
@@ -59,17 +57,12 @@ func (c *console) line(l string) {
 			c.res = &r
 		}
 	}
+	c.mu.Unlock()
 	io.WriteString(c.w, c.prefix+l+"\n")
+	return nil
 }
 
-func (c *console) flush() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if len(c.part) > 0 {
-		c.line(string(c.part))
-		c.part = nil
-	}
-}
+func (c *console) flush() { c.lines.Flush() }
 
 func (c *console) result() *agentcfg.Result {
 	c.mu.Lock()

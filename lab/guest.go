@@ -119,7 +119,7 @@ func (g *GuestConfig) check(i int) error {
 func create(gc GuestConfig, kernel, initrd string, log hclog.Logger, out io.Writer,
 	attach func(vswitch.Port) (*vswitch.PortHandle, error)) (*Guest, error) {
 	log = log.Named(gc.Name)
-	con := &console{prefix: gc.Name + "| ", w: out}
+	con := newConsole(gc.Name+"| ", out)
 	cmdline := strings.TrimSpace(BaseCmdline + " " + gc.Cmdline + " " + gc.agent().String())
 	m, err := vmm.New(vmm.Config{Kernel: kernel, Initrd: initrd, Cmdline: cmdline,
 		MemMiB: gc.MemMiB, CPUs: gc.CPUs, Console: con, Log: log})

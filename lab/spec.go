@@ -4,13 +4,13 @@ import (
 	"bufio"
 	"fmt"
 	"io"
-	"net"
 	"net/netip"
 	"strconv"
 	"strings"
 
 	"hvnet/images/agentcfg"
 	vswitch "hvnet/switch"
+	"hvnet/units"
 )
 
 // GuestSpecHelp describes the guest spec syntax of ParseGuest.
@@ -63,28 +63,19 @@ func (g *GuestConfig) set(k, v string) error {
 	case "ip":
 		g.Addr, err = netip.ParsePrefix(v)
 	case "mac":
-		var hw net.HardwareAddr
-		if hw, err = net.ParseMAC(v); err == nil && len(hw) != 6 {
-			err = fmt.Errorf("not a 48-bit MAC")
-		}
-		copy(g.MAC[:], hw)
+		var m vswitch.MAC
+		m, err = vswitch.ParseStationMAC(v)
+		g.MAC = m
 	case "mtu":
 		g.MTU, err = strconv.Atoi(v)
 	case "vlan":
 		g.Mode = vswitch.ModeAccess
-		g.PVID, err = parseVID(v)
+		g.PVID, err = vswitch.ParseVID(v)
 	case "trunk":
 		g.Mode = vswitch.ModeTrunk
-		g.Allowed = nil
-		for _, s := range strings.Split(v, "+") {
-			vid, err := parseVID(s)
-			if err != nil {
-				return err
-			}
-			g.Allowed = append(g.Allowed, vid)
-		}
+		g.Allowed, err = vswitch.ParseVIDs(v, "+")
 	case "native":
-		g.Native, err = parseVID(v)
+		g.Native, err = vswitch.ParseVID(v)
 	case "vif":
 		name, addr, _ := strings.Cut(v, ":")
 		i := agentcfg.Iface{Name: name}
@@ -102,7 +93,7 @@ func (g *GuestConfig) set(k, v string) error {
 	case "rate":
 		g.Rate, err = ParseRate(v)
 	case "mem":
-		g.MemMiB, err = parseMiB(v)
+		g.MemMiB, err = units.ParseMiB(v)
 	case "cpus":
 		g.CPUs, err = strconv.Atoi(v)
 	case "cmd":
@@ -113,14 +104,6 @@ func (g *GuestConfig) set(k, v string) error {
 		return fmt.Errorf("unknown key %q", k)
 	}
 	return err
-}
-
-func parseVID(s string) (uint16, error) {
-	n, err := strconv.Atoi(s)
-	if err != nil || n < 1 || n > 4094 {
-		return 0, fmt.Errorf("VLAN %q: want 1..4094", s)
-	}
-	return uint16(n), nil
 }
 
 // ParseRate parses a rate in bits per second: a number with an optional
@@ -142,22 +125,6 @@ func ParseRate(s string) (int64, error) {
 		return 0, fmt.Errorf("rate %q: want a positive number with bit, kbit, mbit or gbit", s)
 	}
 	return int64(n * float64(mult)), nil
-}
-
-func parseMiB(s string) (uint64, error) {
-	l := strings.ToUpper(strings.TrimSpace(s))
-	mult := uint64(1)
-	switch {
-	case strings.HasSuffix(l, "G"):
-		l, mult = strings.TrimSuffix(l, "G"), 1024
-	case strings.HasSuffix(l, "M"):
-		l = strings.TrimSuffix(l, "M")
-	}
-	n, err := strconv.ParseUint(l, 10, 64)
-	if err != nil || n == 0 {
-		return 0, fmt.Errorf("size %q: want N, NM or NG", s)
-	}
-	return n * mult, nil
 }
 
 // ParseConfig reads a lab file: one guest spec per line (see

@@ -10,7 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"hvnet/vhost/frontend"
-	"hvnet/vhost/proto"
+	"hvnet/vhost/frontend/frontendtest"
 	"hvnet/virtio"
 	"hvnet/virtio/virtiotest"
 )
@@ -27,6 +27,7 @@ const (
 // guest is one frontend session with one queue pair: fixed receive and
 // transmit buffers in its memfd memory, reused round-robin.
 type guest struct {
+	fg     *frontendtest.Guest // the shared frontend these fields come from
 	f      *frontend.Frontend
 	mem    *frontend.Memory
 	rx, tx *virtiotest.Driver
@@ -66,29 +67,11 @@ func dial(sock string) (*guest, error) {
 
 // newGuest sets up a session on a connected frontend (closed on error).
 func newGuest(f *frontend.Frontend) (*guest, error) {
-	g := &guest{f: f}
-	var err error
-	if g.mem, err = frontend.NewMemory(memSize, memBase); err != nil {
-		g.close()
-		return nil, err
-	}
-	vm, err := g.mem.Virtio()
+	fg, err := frontendtest.New(f, frontendtest.Config{MemSize: memSize, MemBase: memBase, QueueSize: qSize, NonblockingCall: true})
 	if err != nil {
-		g.close()
 		return nil, err
 	}
-	g.rx = virtiotest.NewIn(vm, g.mem.Data[:memSize/2], memBase, qSize)
-	g.tx = virtiotest.NewIn(vm, g.mem.Data[memSize/2:], memBase+memSize/2, qSize)
-	for i := range 2 {
-		if g.kick[i], err = virtio.NewEventFD(true); err != nil {
-			g.close()
-			return nil, err
-		}
-		if g.call[i], err = virtio.NewEventFD(true); err != nil {
-			g.close()
-			return nil, err
-		}
-	}
+	g := &guest{fg: fg, f: fg.F, mem: fg.Mem, rx: fg.RX, tx: fg.TX, kick: fg.Kick, call: fg.Call}
 	for i := range qSize {
 		g.rxBuf[i] = g.rx.Alloc(bufLen)
 		g.txBuf[i] = g.tx.Alloc(hdrLen + frameSz)
@@ -100,54 +83,14 @@ func newGuest(f *frontend.Frontend) (*guest, error) {
 	return g, nil
 }
 
-func (g *guest) close() {
-	if g.f != nil {
-		g.f.Close()
-	}
-	for i := range 2 {
-		for _, e := range []*virtio.EventFD{g.kick[i], g.call[i]} {
-			if e != nil {
-				e.Close()
-			}
-		}
-	}
-	if g.mem != nil {
-		g.mem.Close()
-	}
-}
+func (g *guest) close() { g.fg.Close() }
 
+// negotiate runs QEMU's start-up sequence, then posts every receive
+// buffer once.
 func (g *guest) negotiate() error {
-	f := g.f
-	if _, err := f.GetFeatures(); err != nil {
+	if err := g.fg.Negotiate(0); err != nil {
 		return err
 	}
-	if err := f.SetProtocolFeatures(1 << proto.PFReplyAck); err != nil {
-		return err
-	}
-	steps := []func() error{
-		f.SetOwner,
-		func() error { return f.SetFeatures(virtio.Feature(virtio.FVersion1) | 1<<proto.FProtocolFeatures) },
-		func() error { return f.SetMemTable(g.mem.Region()) },
-	}
-	for i, d := range []*virtiotest.Driver{g.rx, g.tx} {
-		q := uint32(i)
-		steps = append(steps,
-			func() error { return f.SetVringNum(q, qSize) },
-			func() error { return f.SetVringBase(q, 0) },
-			func() error {
-				return f.SetVringAddr(proto.VringAddr{Index: q, Desc: g.mem.UVA(d.Desc), Avail: g.mem.UVA(d.Avail), Used: g.mem.UVA(d.Used)})
-			},
-			func() error { return f.SetVringCall(q, g.call[i].FD()) },
-			func() error { return f.SetVringKick(q, g.kick[i].FD()) },
-			func() error { return f.SetVringEnable(q, true) },
-		)
-	}
-	for _, s := range steps {
-		if err := s(); err != nil {
-			return err
-		}
-	}
-	// Every receive buffer posted once.
 	for i := range qSize {
 		g.rx.Push(g.rx.AddChain(virtiotest.Buf{Addr: g.rxBuf[i], Len: bufLen, Write: true}))
 	}

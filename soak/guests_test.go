@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"hvnet/images/agentcfg"
+	"hvnet/internal/netnstest"
 	"hvnet/lab"
 	"hvnet/nested"
 	vswitch "hvnet/switch"
@@ -323,7 +324,7 @@ func gsRun(t *testing.T, kernel, initrd string, dur time.Duration, seed uint64, 
 		up         *uplink.Port
 		peerRxStop = make(chan struct{})
 	)
-	if inPrivateNetns() {
+	if netnstest.Private() {
 		var err error
 		if pr, err = newPeer(gsUp.mac, unix.ETH_P_ALL); err != nil {
 			t.Fatal(err)

@@ -5,11 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"runtime"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -17,36 +15,16 @@ import (
 	nsh "github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
+	"hvnet/internal/netnstest"
 	vswitch "hvnet/switch"
 	"hvnet/uplink"
 )
 
-// As root the test binary re-executes itself in a fresh network namespace
-// (CLONE_NEWNET), so the uplink's veth pair and everything else the soak
+// As root the tests run in a private network namespace
+// (netnstest.Main), so the uplink's veth pair and everything else the soak
 // creates live there; the uplink's peer is in a further namespace. Nothing
 // touches the host's interfaces. Without root the uplink part is skipped.
-const netnsEnv = "HVNET_SOAK_NETNS"
-
-func TestMain(m *testing.M) {
-	if os.Geteuid() == 0 && os.Getenv(netnsEnv) == "" {
-		cmd := exec.Command(os.Args[0], os.Args[1:]...)
-		cmd.Env = append(os.Environ(), netnsEnv+"=1")
-		cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
-		cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET}
-		if err := cmd.Run(); err != nil {
-			var ee *exec.ExitError
-			if errors.As(err, &ee) {
-				os.Exit(ee.ExitCode())
-			}
-			fmt.Fprintln(os.Stderr, "re-exec in a new network namespace:", err)
-			os.Exit(1)
-		}
-		os.Exit(0)
-	}
-	os.Exit(m.Run())
-}
-
-func inPrivateNetns() bool { return os.Getenv(netnsEnv) != "" }
+func TestMain(m *testing.M) { netnstest.Main(m) }
 
 // lockedThread runs f on a goroutine locked to an OS thread that is never
 // unlocked: the thread ends with the goroutine, and whatever f did to it

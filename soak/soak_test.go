@@ -15,6 +15,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"hvnet/internal/netnstest"
 	vswitch "hvnet/switch"
 	"hvnet/uplink"
 	"hvnet/vhost"
@@ -194,7 +195,7 @@ func TestSoak(t *testing.T) {
 		// The uplink and its peer.
 		var pr *peer
 		var up *uplink.Port
-		if inPrivateNetns() {
+		if netnstest.Private() {
 			if pr, err = newPeer(peerMAC, etherTyp); err != nil {
 				t.Fatal(err)
 			}
@@ -255,7 +256,7 @@ func TestSoak(t *testing.T) {
 		// DPDK: testpmd forwarding between x and y (as root).
 		var pmd *dpdkPeer
 		var pEnds []*daemonEnd
-		if inPrivateNetns() {
+		if netnstest.Private() {
 			pmd = &dpdkPeer{}
 			fMAC, gMAC := [6]byte{2, 0, 0, 0, 4, 1}, [6]byte{2, 0, 0, 0, 4, 2}
 			for i, pc := range []struct {

@@ -56,15 +56,6 @@ func (m MAC) String() string {
 	return fmt.Sprintf("%02x:%02x:%02x:%02x:%02x:%02x", m[0], m[1], m[2], m[3], m[4], m[5])
 }
 
-// ParseMAC parses "aa:bb:cc:dd:ee:ff".
-func ParseMAC(s string) (MAC, error) {
-	var m MAC
-	if _, err := fmt.Sscanf(s, "%02x:%02x:%02x:%02x:%02x:%02x", &m[0], &m[1], &m[2], &m[3], &m[4], &m[5]); err != nil {
-		return MAC{}, fmt.Errorf("parse MAC %q: %w", s, err)
-	}
-	return m, nil
-}
-
 func macKey(b []byte) uint64 {
 	return uint64(b[0])<<40 | uint64(b[1])<<32 | uint64(b[2])<<24 | uint64(b[3])<<16 | uint64(b[4])<<8 | uint64(b[5])
 }

@@ -4,6 +4,7 @@ import (
 	"os/exec"
 	"testing"
 
+	"hvnet/internal/netnstest"
 	vswitch "hvnet/switch"
 )
 
@@ -11,14 +12,14 @@ import (
 // stops, then resumes by itself), then is deleted and created again under
 // the same name (the port re-attaches to the new ifindex).
 func TestLinkFlapAndRecreate(t *testing.T) {
-	needNetns(t)
-	phys := netns(t, "phys")
+	netnstest.Need(t)
+	phys := netnstest.New(t, "hvu-phys")
 	mkUplink := func() {
-		veth(t, "up1", phys, "eth0")
+		netnstest.Veth(t, "up1", phys, "eth0")
 		// The same MAC each time, as a real peer keeps its own: the test is
 		// about the uplink, not about the guest's ARP cache going stale.
-		run(t, "ip", "-n", phys, "link", "set", "eth0", "address", "02:00:00:00:01:00")
-		run(t, "ip", "-n", phys, "addr", "add", "10.0.1.100/24", "dev", "eth0")
+		netnstest.Run(t, "ip", "-n", phys, "link", "set", "eth0", "address", "02:00:00:00:01:00")
+		netnstest.Run(t, "ip", "-n", phys, "addr", "add", "10.0.1.100/24", "dev", "eth0")
 	}
 	mkUplink()
 	sw := vswitch.New(vswitch.Config{})
@@ -28,18 +29,18 @@ func TestLinkFlapAndRecreate(t *testing.T) {
 		t.Fatal("no traffic before the flap")
 	}
 
-	run(t, "ip", "link", "set", "up1", "down")
+	netnstest.Run(t, "ip", "link", "set", "up1", "down")
 	if !pingFails(g.ns, "10.0.1.100") {
 		t.Errorf("traffic passes with the uplink down")
 	}
-	run(t, "ip", "link", "set", "up1", "up")
+	netnstest.Run(t, "ip", "link", "set", "up1", "up")
 	eventually(t, "traffic after link up", func() bool { return ping(g.ns, "10.0.1.100") })
 	if n := up.Stats().Attaches; n != 1 {
 		t.Errorf("link flap re-attached the sockets (%d attaches); want 1", n)
 	}
 
 	old := up.Stats().Ifindex
-	run(t, "ip", "link", "del", "up1")
+	netnstest.Run(t, "ip", "link", "del", "up1")
 	eventually(t, "detach after interface removal", func() bool { return up.Stats().Ifindex == 0 })
 	if !pingFails(g.ns, "10.0.1.100") {
 		t.Errorf("traffic passes with the uplink deleted")

@@ -4,6 +4,7 @@ import (
 	"os/exec"
 	"testing"
 
+	"hvnet/internal/netnstest"
 	vswitch "hvnet/switch"
 )
 
@@ -16,23 +17,23 @@ import (
 // TestTwoHostsTopOfRack has the filtering bridge for real (in the nested
 // test host where this kernel lacks it).
 func TestTwoHosts(t *testing.T) {
-	needNetns(t)
-	torNS := netns(t, "tor")
-	run(t, "ip", "-n", torNS, "link", "add", "br0", "type", "bridge")
-	if tryRun("ip", "-n", torNS, "link", "set", "br0", "type", "bridge", "vlan_filtering", "1") {
+	netnstest.Need(t)
+	torNS := netnstest.New(t, "hvu-tor")
+	netnstest.Run(t, "ip", "-n", torNS, "link", "add", "br0", "type", "bridge")
+	if netnstest.TryRun("ip", "-n", torNS, "link", "set", "br0", "type", "bridge", "vlan_filtering", "1") {
 		defer t.Log("top-of-rack bridge with vlan_filtering=1")
 	} else {
 		t.Log("kernel without bridge VLAN filtering: the top-of-rack bridge is 802.1Q-transparent")
 	}
-	run(t, "ip", "-n", torNS, "link", "set", "br0", "up")
+	netnstest.Run(t, "ip", "-n", torNS, "link", "set", "br0", "up")
 	trunk := vswitch.PortConfig{Mode: vswitch.ModeTrunk, AllowedVLANs: []uint16{10, 20}}
 	var sws [2]*vswitch.Switch
 	for i, host := range []string{"A", "B"} {
 		up, tp := "up"+host, "t"+host
-		veth(t, up, torNS, tp)
-		run(t, "ip", "-n", torNS, "link", "set", tp, "master", "br0")
+		netnstest.Veth(t, up, torNS, tp)
+		netnstest.Run(t, "ip", "-n", torNS, "link", "set", tp, "master", "br0")
 		for _, vid := range []string{"10", "20"} {
-			tryRun("bridge", "-n", torNS, "vlan", "add", "dev", tp, "vid", vid)
+			netnstest.TryRun("bridge", "-n", torNS, "vlan", "add", "dev", tp, "vid", vid)
 		}
 		sws[i] = vswitch.New(vswitch.Config{})
 		attach(t, sws[i], up, trunk, Config{})

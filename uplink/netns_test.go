@@ -2,97 +2,23 @@ package uplink
 
 import (
 	"bytes"
-	"fmt"
-	"os"
 	"os/exec"
-	"strings"
-	"syscall"
 	"testing"
 	"time"
 
+	"hvnet/internal/netnstest"
 	vswitch "hvnet/switch"
 )
 
-// The integration tests run as root in a private network namespace: the
-// test binary re-executes itself in a fresh one (CLONE_NEWNET), so every
-// thread, socket and interface of the test is in it, and the "guests" and
-// "physical network" are further namespaces created with `ip netns add`.
-// Nothing touches the host's own interfaces.
-const netnsEnv = "HVNET_UPLINK_TEST_NETNS"
-
-func TestMain(m *testing.M) {
-	if os.Geteuid() == 0 && os.Getenv(netnsEnv) == "" {
-		cmd := exec.Command(os.Args[0], os.Args[1:]...)
-		cmd.Env = append(os.Environ(), netnsEnv+"=1")
-		cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
-		cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET}
-		if err := cmd.Run(); err != nil {
-			if ee, ok := err.(*exec.ExitError); ok {
-				os.Exit(ee.ExitCode())
-			}
-			fmt.Fprintln(os.Stderr, "re-exec in a new network namespace:", err)
-			os.Exit(1)
-		}
-		os.Exit(0)
-	}
-	os.Exit(m.Run())
-}
-
-// needNetns skips unless running as root inside the private namespace.
-func needNetns(t testing.TB) {
-	t.Helper()
-	if os.Getenv(netnsEnv) == "" {
-		t.Skip("needs root (runs in a private network namespace)")
-	}
-}
-
-func run(t testing.TB, args ...string) string {
-	t.Helper()
-	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-	return string(out)
-}
-
-// tryRun runs a command and reports whether it succeeded.
-func tryRun(args ...string) bool {
-	return exec.Command(args[0], args[1:]...).Run() == nil
-}
-
-var nsSeq int
-
-// netns creates a named namespace, deleted at cleanup.
-func netns(t testing.TB, tag string) string {
-	t.Helper()
-	nsSeq++
-	name := fmt.Sprintf("hvu%d-%s%d", os.Getpid(), tag, nsSeq)
-	run(t, "ip", "netns", "add", name)
-	run(t, "ip", "-n", name, "link", "set", "lo", "up")
-	t.Cleanup(func() { exec.Command("ip", "netns", "del", name).Run() })
-	return name
-}
-
-// veth creates a veth pair: local stays in the test's namespace, peer goes
-// to ns. Both are up.
-func veth(t testing.TB, local, ns, peer string) {
-	t.Helper()
-	run(t, "ip", "link", "add", local, "type", "veth", "peer", "name", peer, "netns", ns)
-	run(t, "ip", "link", "set", local, "up")
-	run(t, "ip", "-n", ns, "link", "set", peer, "up")
-	t.Cleanup(func() { exec.Command("ip", "link", "del", local).Run() })
-}
-
-// nsExec runs a command in ns.
-func nsExec(t testing.TB, ns string, args ...string) string {
-	t.Helper()
-	return run(t, append([]string{"ip", "netns", "exec", ns}, args...)...)
-}
+// The integration tests run as root in a private network namespace
+// (netnstest.Main); the "guests" and "physical network" are further
+// namespaces in it. Nothing touches the host's own interfaces.
+func TestMain(m *testing.M) { netnstest.Main(m) }
 
 // ping reports whether from reaches addr (a few tries, one reply is enough).
 func ping(ns, addr string) bool {
 	for range 3 {
-		if tryRun("ip", "netns", "exec", ns, "ping", "-n", "-q", "-c", "3", "-i", "0.2", "-W", "1", addr) {
+		if netnstest.TryRun("ip", "netns", "exec", ns, "ping", "-n", "-q", "-c", "3", "-i", "0.2", "-W", "1", addr) {
 			return true
 		}
 	}
@@ -101,7 +27,7 @@ func ping(ns, addr string) bool {
 
 // pingFails reports whether one ping from ns to addr gets no answer.
 func pingFails(ns, addr string) bool {
-	return !tryRun("ip", "netns", "exec", ns, "ping", "-n", "-q", "-c", "1", "-W", "1", addr)
+	return !netnstest.TryRun("ip", "netns", "exec", ns, "ping", "-n", "-q", "-c", "1", "-W", "1", addr)
 }
 
 // eventually retries cond until it holds or a generous deadline passes
@@ -149,13 +75,13 @@ type guest struct {
 
 func newGuest(t testing.TB, sw *vswitch.Switch, name string, cfg vswitch.PortConfig, mac, addr string) *guest {
 	t.Helper()
-	ns := netns(t, name)
-	veth(t, name, ns, "eth0")
+	ns := netnstest.New(t, "hvu-"+name)
+	netnstest.Veth(t, name, ns, "eth0")
 	if mac != "" {
-		run(t, "ip", "-n", ns, "link", "set", "eth0", "address", mac)
+		netnstest.Run(t, "ip", "-n", ns, "link", "set", "eth0", "address", mac)
 	}
 	if addr != "" {
-		run(t, "ip", "-n", ns, "addr", "add", addr, "dev", "eth0")
+		netnstest.Run(t, "ip", "-n", ns, "addr", "add", addr, "dev", "eth0")
 	}
 	cfg.Name = name
 	return &guest{ns: ns, port: attach(t, sw, name, cfg, Config{}), name: name}

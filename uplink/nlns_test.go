@@ -17,6 +17,7 @@ import (
 	nsh "github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
+	"hvnet/internal/netnstest"
 	vswitch "hvnet/switch"
 	"hvnet/vmtest"
 )
@@ -338,7 +339,7 @@ func kernelVLANs() (err error) {
 // returns), and fails the test when it must run here on a kernel without.
 func needVLANKernel(t *testing.T) bool {
 	t.Helper()
-	needNetns(t)
+	netnstest.Need(t)
 	kerr := kernelVLANs()
 	if kerr != nil {
 		t.Logf("this kernel: %v", kerr)

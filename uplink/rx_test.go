@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"hvnet/frame"
+	"hvnet/internal/netnstest"
 	vswitch "hvnet/switch"
 
 	"golang.org/x/sys/unix"
@@ -195,11 +196,11 @@ func BenchmarkWalkBlock(b *testing.B) {
 
 // BenchmarkSend: 64 frames per Send over a veth pair, ring vs sendmmsg.
 func BenchmarkSend(b *testing.B) {
-	needNetns(b)
-	run(b, "ip", "link", "add", "bs0", "type", "veth", "peer", "name", "bs1")
+	netnstest.Need(b)
+	netnstest.Run(b, "ip", "link", "add", "bs0", "type", "veth", "peer", "name", "bs1")
 	b.Cleanup(func() { exec.Command("ip", "link", "del", "bs0").Run() })
-	run(b, "ip", "link", "set", "bs0", "up")
-	run(b, "ip", "link", "set", "bs1", "up")
+	netnstest.Run(b, "ip", "link", "set", "bs0", "up")
+	netnstest.Run(b, "ip", "link", "set", "bs1", "up")
 	for _, mode := range []TXMode{TXRing, TXSendmmsg} {
 		b.Run(mode.String(), func(b *testing.B) {
 			p, err := Open("bs0", Config{TX: mode, QdiscBypass: true})

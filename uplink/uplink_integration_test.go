@@ -5,11 +5,12 @@ import (
 	"os/exec"
 	"testing"
 
+	"hvnet/internal/netnstest"
 	vswitch "hvnet/switch"
 )
 
 func TestOpenMissingInterface(t *testing.T) {
-	needNetns(t)
+	netnstest.Need(t)
 	_, err := Open("hvnet-none0", Config{})
 	if !errors.Is(err, ErrNoInterface) {
 		t.Fatalf("Open(missing) = %v; want ErrNoInterface", err)
@@ -26,11 +27,11 @@ func TestOpenMissingInterface(t *testing.T) {
 // topology with the kernel's own VLAN subinterfaces (in the nested test
 // host where this kernel lacks them).
 func TestUplinkVLANs(t *testing.T) {
-	needNetns(t)
-	run(t, "ip", "link", "add", "up0", "type", "veth", "peer", "name", "tor0")
+	netnstest.Need(t)
+	netnstest.Run(t, "ip", "link", "add", "up0", "type", "veth", "peer", "name", "tor0")
 	t.Cleanup(func() { exec.Command("ip", "link", "del", "up0").Run() })
-	run(t, "ip", "link", "set", "up0", "up")
-	run(t, "ip", "link", "set", "tor0", "up")
+	netnstest.Run(t, "ip", "link", "set", "up0", "up")
+	netnstest.Run(t, "ip", "link", "set", "tor0", "up")
 	trunk := vswitch.PortConfig{Mode: vswitch.ModeTrunk, AllowedVLANs: []uint16{10, 20, 300}, NativeVLAN: 1}
 	tor := vswitch.New(vswitch.Config{})
 	attach(t, tor, "tor0", trunk, Config{})

@@ -2,7 +2,6 @@ package vhost
 
 import (
 	"context"
-	"errors"
 	"os"
 	"path/filepath"
 	"testing"
@@ -12,7 +11,7 @@ import (
 
 	vswitch "hvnet/switch"
 	"hvnet/vhost/frontend"
-	"hvnet/vhost/proto"
+	"hvnet/vhost/frontend/frontendtest"
 	"hvnet/virtio"
 	"hvnet/virtio/virtiotest"
 )
@@ -73,6 +72,7 @@ func startPort(t testing.TB, sw *vswitch.Switch, cfg PortConfig) *Port {
 // guest is a frontend with one queue pair driven by virtiotest mocks.
 type guest struct {
 	t      testing.TB
+	fg     *frontendtest.Guest // the shared frontend these fields come from
 	f      *frontend.Frontend
 	mem    *frontend.Memory
 	rx, tx *virtiotest.Driver
@@ -104,48 +104,23 @@ func dialGuestConn(t testing.TB, f *frontend.Frontend) *guest {
 // newGuest builds a guest on f: memory, rings, eventfds (f is closed on
 // error). Its t is nil: the must* helpers need one.
 func newGuest(f *frontend.Frontend) (*guest, error) {
-	g := &guest{f: f}
-	var err error
-	if g.mem, err = frontend.NewMemory(guestSize, guestBase); err != nil {
-		g.close()
-		return nil, err
-	}
-	vm, err := g.mem.Virtio()
+	fg, err := frontendtest.New(f, frontendtest.Config{MemSize: guestSize, MemBase: guestBase, QueueSize: qSize})
 	if err != nil {
-		g.close()
 		return nil, err
 	}
-	g.rx = virtiotest.NewIn(vm, g.mem.Data[:guestSize/2], guestBase, qSize)
-	g.tx = virtiotest.NewIn(vm, g.mem.Data[guestSize/2:], guestBase+guestSize/2, qSize)
-	for i := range 2 {
-		if g.kick[i], err = virtio.NewEventFD(true); err != nil {
-			g.close()
-			return nil, err
-		}
-		if g.call[i], err = virtio.NewEventFD(false); err != nil {
-			g.close()
-			return nil, err
-		}
-	}
-	return g, nil
+	return &guest{fg: fg, f: fg.F, mem: fg.Mem, rx: fg.RX, tx: fg.TX, kick: fg.Kick, call: fg.Call}, nil
+}
+
+// sync hands the descriptors a test may have replaced (g.call, g.kick)
+// back to the shared frontend.
+func (g *guest) sync() {
+	g.fg.F, g.fg.Mem, g.fg.Kick, g.fg.Call = g.f, g.mem, g.kick, g.call
 }
 
 func (g *guest) close() {
-	if g.f != nil {
-		g.f.Close()
-		g.f = nil
-	}
-	for i := range 2 {
-		for _, e := range []*virtio.EventFD{g.kick[i], g.call[i]} {
-			if e != nil && e.FD() >= 0 {
-				e.Close()
-			}
-		}
-	}
-	if g.mem != nil {
-		g.mem.Close()
-		g.mem = nil
-	}
+	g.sync()
+	g.fg.Close()
+	g.f, g.mem = nil, nil
 }
 
 // negotiate runs the start-up sequence QEMU runs (features, memory, rings).
@@ -153,47 +128,8 @@ func (g *guest) negotiate() error { return g.negotiateFeatures(0) }
 
 // negotiateFeatures is negotiate accepting extra virtio-net features too.
 func (g *guest) negotiateFeatures(extra uint64) error {
-	f := g.f
-	feats, err := f.GetFeatures()
-	if err != nil {
-		return err
-	}
-	if feats&(1<<proto.FProtocolFeatures) == 0 {
-		return errors.New("backend does not offer PROTOCOL_FEATURES")
-	}
-	pf, err := f.GetProtocolFeatures()
-	if err != nil {
-		return err
-	}
-	if err := f.SetProtocolFeatures(pf & (1<<proto.PFReplyAck | 1<<proto.PFMQ | 1<<proto.PFLogSHMFD)); err != nil {
-		return err
-	}
-	steps := []func() error{
-		f.SetOwner,
-		func() error {
-			return f.SetFeatures(virtio.Feature(virtio.FVersion1) | 1<<proto.FProtocolFeatures | extra)
-		},
-		func() error { return f.SetMemTable(g.mem.Region()) },
-	}
-	for i, d := range []*virtiotest.Driver{g.rx, g.tx} {
-		q := uint32(i)
-		steps = append(steps,
-			func() error { return f.SetVringNum(q, qSize) },
-			func() error { return f.SetVringBase(q, 0) },
-			func() error {
-				return f.SetVringAddr(proto.VringAddr{Index: q, Desc: g.mem.UVA(d.Desc), Avail: g.mem.UVA(d.Avail), Used: g.mem.UVA(d.Used)})
-			},
-			func() error { return f.SetVringCall(q, g.call[i].FD()) },
-			func() error { return f.SetVringKick(q, g.kick[i].FD()) },
-			func() error { return f.SetVringEnable(q, true) },
-		)
-	}
-	for _, s := range steps {
-		if err := s(); err != nil {
-			return err
-		}
-	}
-	return nil
+	g.sync()
+	return g.fg.Negotiate(extra)
 }
 
 func (g *guest) mustNegotiate() {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"hvnet/images/agentcfg"
+	"hvnet/internal/lines"
 	"hvnet/vmm"
 )
 
@@ -51,6 +52,7 @@ func RunGuest(t testing.TB, g Guest) GuestResult {
 	}
 	cmdline := strings.TrimSpace(BaseCmdline + " " + g.Cmdline + " " + g.Agent.String())
 	con := &console{t: t, start: time.Now()}
+	con.lines.Line = con.line
 	m, err := vmm.New(vmm.Config{
 		Kernel: set.Kernel, Initrd: set.Initrd, Cmdline: cmdline,
 		MemMiB: g.MemMiB, CPUs: g.CPUs, Console: con,
@@ -69,9 +71,9 @@ func RunGuest(t testing.TB, g Guest) GuestResult {
 type console struct {
 	t     testing.TB
 	start time.Time
-	mu    sync.Mutex
+	mu    sync.Mutex // guards all and what line records
 	all   bytes.Buffer
-	part  []byte
+	lines lines.Splitter
 	first time.Duration
 	st    *agentcfg.Start
 	res   *agentcfg.Result
@@ -81,30 +83,28 @@ var _ io.Writer = (*console)(nil)
 
 func (c *console) Write(p []byte) (int, error) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	c.all.Write(p)
-	c.part = append(c.part, p...)
-	for {
-		i := bytes.IndexByte(c.part, '\n')
-		if i < 0 {
-			break
-		}
-		line := strings.TrimRight(string(c.part[:i]), "\r")
-		c.part = c.part[i+1:]
-		c.t.Log("guest| " + line)
-		if c.st == nil && strings.Contains(line, agentcfg.StartPrefix) {
-			if s, err := agentcfg.ParseStart(line); err == nil {
-				c.st = &s
-				c.first = time.Since(c.start)
-			}
-		}
-		if strings.Contains(line, agentcfg.ResultPrefix) {
-			if r, err := agentcfg.ParseResult(line); err == nil {
-				c.res = &r
-			}
+	c.mu.Unlock()
+	return c.lines.Write(p)
+}
+
+// line logs one console line and picks out the agent's.
+func (c *console) line(line string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t.Log("guest| " + line)
+	if c.st == nil && strings.Contains(line, agentcfg.StartPrefix) {
+		if s, err := agentcfg.ParseStart(line); err == nil {
+			c.st = &s
+			c.first = time.Since(c.start)
 		}
 	}
-	return len(p), nil
+	if strings.Contains(line, agentcfg.ResultPrefix) {
+		if r, err := agentcfg.ParseResult(line); err == nil {
+			c.res = &r
+		}
+	}
+	return nil
 }
 
 func (c *console) result(status int, err error) GuestResult {

@@ -36,6 +36,7 @@ import (
 
 	"hvnet/images"
 	"hvnet/images/agentcfg"
+	"hvnet/internal/lines"
 	"hvnet/nested"
 )
 
@@ -149,6 +150,7 @@ func Nest(t *testing.T, opts ...NestOptions) bool {
 	var res *nested.Result
 	for attempt := 1; ; attempt++ {
 		con := &logWriter{t: t, prefix: "L1| "}
+		con.lines.Line = con.line
 		cfg.Console = con
 		res, err = nested.Run(ctx, cfg)
 		// The test host itself can die under emulation (nested SVM in
@@ -247,8 +249,8 @@ func isStatic(path string) bool {
 type logWriter struct {
 	t        testing.TB
 	prefix   string
-	mu       sync.Mutex
-	buf      []byte
+	lines    lines.Splitter
+	mu       sync.Mutex // guards panicked and triple
 	panicked bool
 	triple   bool
 }
@@ -268,26 +270,19 @@ func (w *logWriter) sawPanic() bool {
 	return w.panicked
 }
 
-func (w *logWriter) Write(p []byte) (int, error) {
+func (w *logWriter) Write(p []byte) (int, error) { return w.lines.Write(p) }
+
+func (w *logWriter) line(line string) error {
 	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.buf = append(w.buf, p...)
-	for {
-		i := bytes.IndexByte(w.buf, '\n')
-		if i < 0 {
-			break
-		}
-		line := strings.TrimRight(string(w.buf[:i]), "\r")
-		if strings.HasPrefix(line, "Kernel panic") || strings.Contains(line, "] Kernel panic") {
-			w.panicked = true
-		}
-		if strings.Contains(line, "shutdown (triple fault)") {
-			w.triple = true
-		}
-		w.t.Log(w.prefix + line)
-		w.buf = w.buf[i+1:]
+	if strings.HasPrefix(line, "Kernel panic") || strings.Contains(line, "] Kernel panic") {
+		w.panicked = true
 	}
-	return len(p), nil
+	if strings.Contains(line, "shutdown (triple fault)") {
+		w.triple = true
+	}
+	w.mu.Unlock()
+	w.t.Log(w.prefix + line)
+	return nil
 }
 
 // Ensure the agent's parser stays the one both sides use.

@@ -18,6 +18,7 @@ import (
 	"hvnet/images"
 	"hvnet/images/agentcfg"
 	"hvnet/nested"
+	"hvnet/units"
 )
 
 // cmdBenchBoot times boots to the guest agent's first line: hvnet's VMM
@@ -37,7 +38,7 @@ func cmdBenchBoot(e *env, args []string) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	memMiB, err := parseSize(*mem)
+	memMiB, err := units.ParseMiB(*mem)
 	if err != nil || *runs < 1 || *cpus < 1 {
 		return fail(e, fmt.Errorf("%w: bench boot: want --runs >= 1, --cpus >= 1 and a valid --mem", errUsage))
 	}
@@ -88,7 +89,7 @@ func benchBootNested(ctx context.Context, e *env, runs int, memMiB uint64, cpus 
 	}
 	res, err := nested.Run(ctx, nested.Config{
 		Kernel: set.Kernel, Initrd: set.Initrd, Files: files, Script: script,
-		MemMiB: 2048 + int(memMiB), CPUs: max(2, cpus), Console: &agentWatcher{w: e.stdout, log: e.log, nested: true},
+		MemMiB: 2048 + int(memMiB), CPUs: max(2, cpus), Console: newAgentWatcher(e.stdout, e.log, true),
 		Log: e.log.Named("nested"), Timeout: 30 * time.Minute,
 	})
 	if err != nil {

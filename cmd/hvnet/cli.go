@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strconv"
-	"strings"
 
 	"github.com/hashicorp/go-hclog"
 )
@@ -87,38 +85,6 @@ func envOr(k, def string) string {
 		return v
 	}
 	return def
-}
-
-// parseSize parses a memory size: a number of MiB, or with a K, M, G or T
-// suffix (binary units). The result is in MiB.
-func parseSize(s string) (uint64, error) {
-	t := strings.TrimSuffix(strings.ToUpper(strings.TrimSpace(s)), "B")
-	t = strings.TrimSuffix(t, "I")
-	mult := uint64(1) << 20
-	if n := len(t); n > 0 {
-		switch t[n-1] {
-		case 'K':
-			mult, t = 1<<10, t[:n-1]
-		case 'M':
-			mult, t = 1<<20, t[:n-1]
-		case 'G':
-			mult, t = 1<<30, t[:n-1]
-		case 'T':
-			mult, t = 1<<40, t[:n-1]
-		}
-	}
-	v, err := strconv.ParseUint(t, 10, 64)
-	if err != nil || v == 0 {
-		return 0, fmt.Errorf("size %q: want a positive number with an optional K, M, G suffix", s)
-	}
-	if v > (1<<63)/mult {
-		return 0, fmt.Errorf("size %q: too large", s)
-	}
-	b := v * mult
-	if b%(1<<20) != 0 {
-		return 0, fmt.Errorf("size %q: not a whole number of MiB", s)
-	}
-	return b >> 20, nil
 }
 
 // errUsage marks errors in the command line (exit status 2).

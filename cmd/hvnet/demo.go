@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"hvnet/demo"
+	"hvnet/internal/lines"
 	"hvnet/nested"
 )
 
@@ -169,7 +170,7 @@ func demoNested(ctx context.Context, e *env, kernel, initrd string, rate int64, 
 	if verbose {
 		script += " -v"
 	}
-	con := &pcapConsole{w: &l1Console{w: e.stdout}}
+	con := newPcapConsole(newL1Console(e.stdout))
 	res, err := nested.Run(ctx, nested.Config{
 		Kernel: set.Kernel, Initrd: set.Initrd, Files: files, Script: script,
 		MemMiB: 2560, CPUs: 2, Console: con, Log: e.log.Named("nested"),
@@ -196,37 +197,35 @@ func demoNested(ctx context.Context, e *env, kernel, initrd string, rate int64, 
 // between the capture's markers.
 type pcapConsole struct {
 	w       io.Writer
-	mu      sync.Mutex
-	part    []byte
+	lines   lines.Splitter
+	mu      sync.Mutex // guards in, end and b64
 	in, end bool
 	b64     strings.Builder
 }
 
-func (c *pcapConsole) Write(p []byte) (int, error) {
+func newPcapConsole(w io.Writer) *pcapConsole {
+	c := &pcapConsole{w: w}
+	c.lines.Line = c.line
+	return c
+}
+
+func (c *pcapConsole) Write(p []byte) (int, error) { return c.lines.Write(p) }
+
+func (c *pcapConsole) line(t string) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.part = append(c.part, p...)
-	for {
-		i := bytes.IndexByte(c.part, '\n')
-		if i < 0 {
-			return len(p), nil
-		}
-		l := string(c.part[:i+1])
-		c.part = c.part[i+1:]
-		t := strings.TrimRight(l, "\r\n")
-		switch {
-		case strings.HasSuffix(t, pcapBegin):
-			c.in = true
-		case strings.HasSuffix(t, pcapEnd):
-			c.in, c.end = false, true
-		case c.in:
-			c.b64.WriteString(strings.TrimSpace(t))
-		default:
-			if _, err := io.WriteString(c.w, l); err != nil {
-				return len(p), err
-			}
-		}
+	switch {
+	case strings.HasSuffix(t, pcapBegin):
+		c.in = true
+	case strings.HasSuffix(t, pcapEnd):
+		c.in, c.end = false, true
+	case c.in:
+		c.b64.WriteString(strings.TrimSpace(t))
+	default:
+		_, err := io.WriteString(c.w, t+"\n")
+		return err
 	}
+	return nil
 }
 
 func (c *pcapConsole) pcap() ([]byte, error) {

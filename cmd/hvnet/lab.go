@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"flag"
 	"fmt"
@@ -9,11 +8,11 @@ import (
 	"os"
 	"os/signal"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
 	"hvnet/images"
+	"hvnet/internal/lines"
 	"hvnet/lab"
 	"hvnet/nested"
 )
@@ -137,7 +136,7 @@ func runLabNested(ctx context.Context, e *env, set *images.Set, files []nested.F
 	}
 	res, err := nested.Run(ctx, nested.Config{
 		Kernel: set.Kernel, Initrd: set.Initrd, Files: files, Script: script,
-		MemMiB: int(mem), CPUs: cpus, Console: &l1Console{w: e.stdout}, Log: e.log.Named("nested"),
+		MemMiB: int(mem), CPUs: cpus, Console: newL1Console(e.stdout), Log: e.log.Named("nested"),
 		Timeout: 60 * time.Minute,
 	})
 	if err != nil {
@@ -148,28 +147,14 @@ func runLabNested(ctx context.Context, e *env, set *images.Set, files []nested.F
 
 // l1Console passes the nested test host's console through without QEMU's
 // TCG feature warnings.
-type l1Console struct {
-	w    io.Writer
-	mu   sync.Mutex
-	line []byte
-}
+type l1Console struct{ lines.Splitter }
 
-func (c *l1Console) Write(p []byte) (int, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.line = append(c.line, p...)
-	for {
-		i := bytes.IndexByte(c.line, '\n')
-		if i < 0 {
-			return len(p), nil
-		}
-		l := string(c.line[:i+1])
-		c.line = c.line[i+1:]
+func newL1Console(w io.Writer) *l1Console {
+	return &l1Console{lines.Splitter{Line: func(l string) error {
 		if strings.HasPrefix(l, "qemu-system-x86_64: warning: TCG doesn't support") {
-			continue
+			return nil
 		}
-		if _, err := io.WriteString(c.w, l); err != nil {
-			return len(p), err
-		}
-	}
+		_, err := io.WriteString(w, l+"\n")
+		return err
+	}}}
 }

@@ -1,18 +1,15 @@
 package main
 
 import (
-	"bytes"
 	"context"
 
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/signal"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -20,7 +17,10 @@ import (
 	"golang.org/x/sys/unix"
 
 	"hvnet/images/agentcfg"
+	"hvnet/internal/lines"
 	"hvnet/nested"
+	vswitch "hvnet/switch"
+	"hvnet/units"
 	"hvnet/vmm"
 )
 
@@ -53,11 +53,11 @@ func (n *netFlags) Set(s string) error {
 		k, v, _ := strings.Cut(p, "=")
 		switch k {
 		case "mac":
-			hw, err := net.ParseMAC(v)
-			if err != nil || len(hw) != 6 {
-				return fmt.Errorf("%q: bad mac %q", s, v)
+			m, err := vswitch.ParseStationMAC(v)
+			if err != nil {
+				return fmt.Errorf("%q: mac: %w", s, err)
 			}
-			copy(c.MAC[:], hw)
+			c.MAC = m
 		case "queues":
 			q, err := strconv.Atoi(v)
 			if err != nil || q < 1 || q > 64 {
@@ -93,7 +93,7 @@ func cmdRun(e *env, args []string) int {
 	if fs.NArg() > 0 {
 		return fail(e, fmt.Errorf("%w: run: unexpected argument %q", errUsage, fs.Arg(0)))
 	}
-	memMiB, err := parseSize(f.mem)
+	memMiB, err := units.ParseMiB(f.mem)
 	if err != nil {
 		return fail(e, fmt.Errorf("%w: --mem: %v", errUsage, err))
 	}
@@ -132,7 +132,7 @@ func cmdRun(e *env, args []string) int {
 
 // runDirect boots the guest in this process, with its NICs.
 func runDirect(ctx context.Context, e *env, cfg vmm.Config, nets []vmm.NetConfig) int {
-	con := &agentWatcher{w: e.stdout, log: e.log}
+	con := newAgentWatcher(e.stdout, e.log, false)
 	cfg.Console = con
 	if isTerminal(e.stdin) {
 		cfg.Input = e.stdin
@@ -172,7 +172,7 @@ func runNested(ctx context.Context, e *env, f runFlags, cfg vmm.Config) int {
 	memL1 := max(2048, int(cfg.MemMiB)+1024)
 	res, err := nested.Run(ctx, nested.Config{
 		Kernel: set.Kernel, Initrd: set.Initrd, Files: files, Script: script,
-		MemMiB: memL1, CPUs: max(2, cfg.CPUs), Console: &agentWatcher{w: e.stdout, log: e.log, nested: true},
+		MemMiB: memL1, CPUs: max(2, cfg.CPUs), Console: newAgentWatcher(e.stdout, e.log, true),
 		Log: e.log.Named("nested"),
 	})
 	if err != nil {
@@ -205,41 +205,35 @@ type agentWatcher struct {
 	w      io.Writer
 	log    hclog.Logger
 	nested bool // the first agent line is the nested test host's own
-	mu     sync.Mutex
-	line   []byte
-	starts int
+	lines  lines.Splitter
+	starts int // under lines' lock: only line counts them
 }
 
-func (a *agentWatcher) Write(p []byte) (int, error) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.line = append(a.line, p...)
-	for {
-		i := bytes.IndexByte(a.line, '\n')
-		if i < 0 {
-			break
-		}
-		l := string(a.line[:i])
-		a.line = a.line[i+1:]
-		if strings.HasPrefix(l, "qemu-system-x86_64: warning: TCG doesn't support") {
-			continue
-		}
-		if strings.Contains(l, agentcfg.StartPrefix) {
-			if st, err := agentcfg.ParseStart(l); err == nil {
-				a.starts++
-				since := time.Since(processStart).Round(time.Millisecond)
-				switch {
-				case a.nested && a.starts == 1:
-					a.log.Info("nested test host up", "since_process_start", since, "l1_uptime_s", st.Uptime)
-				case a.starts == 1 || a.nested && a.starts == 2:
-					a.log.Info("guest agent started", "since_process_start", since,
-						"guest_uptime_s", st.Uptime, "kernel", st.Kernel, "cpus", st.CPUs)
-				}
+func newAgentWatcher(w io.Writer, log hclog.Logger, nested bool) *agentWatcher {
+	a := &agentWatcher{w: w, log: log, nested: nested}
+	a.lines.Line = a.line
+	return a
+}
+
+func (a *agentWatcher) Write(p []byte) (int, error) { return a.lines.Write(p) }
+
+func (a *agentWatcher) line(l string) error {
+	if strings.HasPrefix(l, "qemu-system-x86_64: warning: TCG doesn't support") {
+		return nil
+	}
+	if strings.Contains(l, agentcfg.StartPrefix) {
+		if st, err := agentcfg.ParseStart(l); err == nil {
+			a.starts++
+			since := time.Since(processStart).Round(time.Millisecond)
+			switch {
+			case a.nested && a.starts == 1:
+				a.log.Info("nested test host up", "since_process_start", since, "l1_uptime_s", st.Uptime)
+			case a.starts == 1 || a.nested && a.starts == 2:
+				a.log.Info("guest agent started", "since_process_start", since,
+					"guest_uptime_s", st.Uptime, "kernel", st.Kernel, "cpus", st.CPUs)
 			}
 		}
-		if _, err := fmt.Fprintln(a.w, l); err != nil {
-			return len(p), err
-		}
 	}
-	return len(p), nil
+	_, err := fmt.Fprintln(a.w, l)
+	return err
 }

@@ -389,14 +389,11 @@ func parsePortSpec(fields []string) (vhost.PortConfig, error) {
 				}
 				c.QueuePairs = n
 			case "mac":
-				hw, err := net.ParseMAC(v)
-				if err != nil || len(hw) != 6 {
-					return true, errors.New("is not a MAC address")
+				m, err := vswitch.ParseStationMAC(v)
+				if err != nil {
+					return true, err
 				}
-				if hw[0]&1 != 0 {
-					return true, errors.New("is a group address")
-				}
-				copy(c.MAC[:], hw)
+				c.MAC = m
 			case "port-security":
 				ps, err := vswitch.ParsePortSecurity(v)
 				if err != nil {
@@ -467,6 +464,10 @@ func (sp *portSpec) parse(fields []string, known string, kind func(k, v string) 
 		}
 		bad := func(why string) error { return fmt.Errorf("field %q: %q %s", k, v, why) }
 		if ok, err := kind(k, v); ok {
+			var ve *vswitch.ValueError
+			if errors.As(err, &ve) {
+				return fmt.Errorf("field %q: %w", k, err) // it names the value
+			}
 			if err != nil {
 				return bad(err.Error())
 			}
@@ -479,24 +480,22 @@ func (sp *portSpec) parse(fields []string, known string, kind func(k, v string) 
 			}
 			sp.cfg.Name = v
 		case "vlan", "pvid":
-			vid, err := parseVID(v)
+			vid, err := vswitch.ParseVID(v)
 			if err != nil {
-				return bad(err.Error())
+				return fmt.Errorf("field %q: %w", k, err)
 			}
 			sp.vlan, sp.cfg.PVID = true, vid
 		case "trunk":
 			sp.trunk = true
-			for _, s := range strings.Split(v, ":") {
-				vid, err := parseVID(s)
-				if err != nil {
-					return bad(err.Error())
-				}
-				sp.cfg.AllowedVLANs = append(sp.cfg.AllowedVLANs, vid)
-			}
-		case "native":
-			vid, err := parseVID(v)
+			vids, err := vswitch.ParseVIDs(v, ":")
 			if err != nil {
-				return bad(err.Error())
+				return fmt.Errorf("field %q: %w", k, err)
+			}
+			sp.cfg.AllowedVLANs = append(sp.cfg.AllowedVLANs, vids...)
+		case "native":
+			vid, err := vswitch.ParseVID(v)
+			if err != nil {
+				return fmt.Errorf("field %q: %w", k, err)
 			}
 			sp.native, sp.cfg.NativeVLAN = true, vid
 		case "mtu":
@@ -540,14 +539,6 @@ func (sp *portSpec) parse(fields []string, known string, kind func(k, v string) 
 		sp.cfg.Mode, sp.cfg.PVID = vswitch.ModeTrunk, 0
 	}
 	return nil
-}
-
-func parseVID(s string) (uint16, error) {
-	n, err := strconv.ParseUint(s, 10, 16)
-	if err != nil || n < 1 || n > 4094 {
-		return 0, errors.New("is not a VLAN ID (1..4094)")
-	}
-	return uint16(n), nil
 }
 
 // parseRate parses a positive rate with an optional k, M or G (decimal)
@@ -619,11 +610,11 @@ func (d *daemon) Add(ctx context.Context, spec api.PortSpec, attach attachFunc) 
 			c.Mode = vhost.Client
 		}
 		if spec.MAC != "" {
-			hw, err := net.ParseMAC(spec.MAC)
-			if err != nil || len(hw) != 6 {
-				return fmt.Errorf("mac %q: not a MAC address", spec.MAC)
+			m, err := vswitch.ParseStationMAC(spec.MAC)
+			if err != nil {
+				return fmt.Errorf("mac: %w", err)
 			}
-			copy(c.MAC[:], hw)
+			c.MAC = m
 		}
 		if m := spec.Config.MTU; m >= 68 && m <= 65535 {
 			c.MTU = uint16(m)

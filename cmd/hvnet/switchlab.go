@@ -1,20 +1,19 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"strings"
-	"sync"
 
 	"github.com/hashicorp/go-hclog"
 
 	"hvnet/api"
 	"hvnet/images"
 	"hvnet/images/agentcfg"
+	"hvnet/internal/lines"
 	"hvnet/lab"
 	"hvnet/vmm"
 )
@@ -116,7 +115,7 @@ func (d *daemon) addLab(ctx context.Context, spec api.PortSpec, attach attachFun
 	}
 	log := d.log.Named("lab")
 	g, err := lab.Boot(d.ctx, gc, lab.BootConfig{Kernel: kernel, Initrd: initrd, Log: log,
-		Console: &lineLog{log: log.With("guest", name)}, Index: labMACBase + d.guests, Attach: attach})
+		Console: lineLog(log.With("guest", name)), Index: labMACBase + d.guests, Attach: attach})
 	if err != nil {
 		return err
 	}
@@ -157,25 +156,8 @@ func guestInfo(in lab.Info) *api.GuestInfo {
 var _ api.GuestReporter = (*daemon)(nil)
 
 // lineLog logs a guest's console lines at debug level.
-type lineLog struct {
-	log  hclog.Logger
-	mu   sync.Mutex
-	part []byte
-}
-
-func (l *lineLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.part = append(l.part, p...)
-	for {
-		i := bytes.IndexByte(l.part, '\n')
-		if i < 0 {
-			break
-		}
-		l.log.Debug("console", "line", string(bytes.TrimRight(l.part[:i], "\r")))
-		l.part = l.part[i+1:]
-	}
-	return len(p), nil
+func lineLog(log hclog.Logger) *lines.Splitter {
+	return &lines.Splitter{Line: func(l string) error { log.Debug("console", "line", l); return nil }}
 }
 
 // probeKVM says whether this host's KVM can boot the guests (a variable

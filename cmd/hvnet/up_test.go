@@ -15,6 +15,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"hvnet/api"
+	"hvnet/internal/netnstest"
 	vswitch "hvnet/switch"
 	"hvnet/topology"
 	"hvnet/uplink"
@@ -221,14 +222,6 @@ guests:
 	noFile(t, sock, sa)
 }
 
-// netnsRun runs a command and fails the test on error.
-func netnsRun(t *testing.T, args ...string) {
-	t.Helper()
-	if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
-		t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-}
-
 // The daemon's uplinks, from --uplink and from the API, on veth pairs in
 // namespaces the test creates: the daemon runs in one ("the host"), the
 // peers in another ("the physical network"). The host's own interfaces
@@ -240,17 +233,13 @@ func TestSwitchDaemonUplink(t *testing.T) {
 	if _, err := exec.LookPath("ip"); err != nil {
 		t.Skip("needs iproute2")
 	}
-	host, phys := fmt.Sprintf("hvd%d-host", os.Getpid()), fmt.Sprintf("hvd%d-phys", os.Getpid())
-	for _, ns := range []string{host, phys} {
-		netnsRun(t, "ip", "netns", "add", ns)
-		t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
-	}
+	host, phys := netnstest.New(t, "hvd-host"), netnstest.New(t, "hvd-phys")
 	for _, pair := range [][2]string{{"up0", "wire0"}, {"up1", "wire1"}} {
-		netnsRun(t, "ip", "-n", host, "link", "add", pair[0], "type", "veth", "peer", "name", pair[1], "netns", phys)
-		netnsRun(t, "ip", "-n", host, "link", "set", pair[0], "up")
-		netnsRun(t, "ip", "-n", phys, "link", "set", pair[1], "up")
+		netnstest.Run(t, "ip", "-n", host, "link", "add", pair[0], "type", "veth", "peer", "name", pair[1], "netns", phys)
+		netnstest.Run(t, "ip", "-n", host, "link", "set", pair[0], "up")
+		netnstest.Run(t, "ip", "-n", phys, "link", "set", pair[1], "up")
 	}
-	netnsRun(t, "ip", "-n", phys, "addr", "add", "10.99.0.2/24", "dev", "wire0")
+	netnstest.Run(t, "ip", "-n", phys, "addr", "add", "10.99.0.2/24", "dev", "wire0")
 
 	dir := t.TempDir()
 	sock := filepath.Join(dir, "hvnet.sock")

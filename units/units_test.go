@@ -1,0 +1,30 @@
+package units
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestParseMiB(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want uint64
+	}{
+		{"512", 512}, {"512M", 512}, {"512MiB", 512}, {"512mb", 512}, {" 2G ", 2048},
+		{"1T", 1 << 20}, {"2048K", 2}, {"3GiB", 3072},
+	} {
+		if got, err := ParseMiB(c.in); err != nil || got != c.want {
+			t.Errorf("ParseMiB(%q) = %d, %v; want %d", c.in, got, err, c.want)
+		}
+	}
+	for _, c := range []struct{ in, why string }{
+		{"", "is not a size"}, {"0", "is not a size"}, {"-1G", "is not a size"}, {"1.5G", "is not a size"},
+		{"12X", "is not a size"}, {"G", "is not a size"}, {"1000K", "not a whole number of MiB"},
+		{"99999999999T", "too large"},
+	} {
+		_, err := ParseMiB(c.in)
+		if err == nil || !strings.Contains(err.Error(), c.why) || !strings.Contains(err.Error(), `"`+c.in+`"`) {
+			t.Errorf("ParseMiB(%q) = %v; want an error naming the value: %s", c.in, err, c.why)
+		}
+	}
+}
