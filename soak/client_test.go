@@ -10,7 +10,7 @@ import (
 
 	vswitch "hvnet/switch"
 	"hvnet/vhost"
-	"hvnet/vhost/frontend"
+	"hvnet/vhostuser/frontend"
 )
 
 // A client-mode port: the frontend listens on the socket and hvnet's port

@@ -1,5 +1,5 @@
 // Package soak holds hvnet's soak test: traffic through
-// vhost-user ports (driven by the in-process frontend, vhost/frontend), an
+// vhost-user ports (driven by the in-process frontend, vhostuser/frontend), an
 // AF_PACKET uplink on a veth pair whose peer is in a further network
 // namespace, a real "hvnet switch" process and DPDK's testpmd, for a
 // configurable time, while faults hit at seeded random intervals:

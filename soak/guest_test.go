@@ -9,8 +9,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"hvnet/vhost/frontend"
-	"hvnet/vhost/frontend/frontendtest"
+	"hvnet/vhostuser/frontend"
+	"hvnet/vhostuser/frontend/frontendtest"
 	"hvnet/virtio"
 	"hvnet/virtio/virtiotest"
 )

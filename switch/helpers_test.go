@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/songgao/packets/ethernet"
+
 	"hvnet/frame"
 )
 
@@ -46,16 +48,16 @@ var _ Port = (*sink)(nil)
 
 func mac(last byte) MAC { return MAC{0x02, 0, 0, 0, 0, last} }
 
-// eth builds an untagged frame with payload of n bytes.
+// eth builds an untagged frame with payload of n bytes (songgao/packets'
+// ethernet.Frame lays out the header).
 func eth(dst, src MAC, etype uint16, n int) []byte {
-	b := make([]byte, 14+n)
-	copy(b, dst[:])
-	copy(b[6:], src[:])
-	binary.BigEndian.PutUint16(b[12:], etype)
-	for i := range n {
-		b[14+i] = byte(i)
+	var f ethernet.Frame
+	f.Prepare(dst[:], src[:], ethernet.NotTagged, ethernet.Ethertype{byte(etype >> 8), byte(etype)}, n)
+	p := f[14:] // not f.Payload(): it reads 0x8100/0x88a8 in etype as tags
+	for i := range p {
+		p[i] = byte(i)
 	}
-	return b
+	return f
 }
 
 // tag inserts an 802.1Q/802.1ad tag after the MACs.

@@ -7,7 +7,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	vswitch "hvnet/switch"
-	"hvnet/vhost/proto"
+	"hvnet/vhostuser/proto"
 	"hvnet/virtio"
 )
 

@@ -1,6 +1,6 @@
 // Package vhost runs vhost-user-net ports on hvnet's switch: each Port is a
 // unix socket that a frontend (QEMU's virtio-net, DPDK's virtio-user,
-// hvnet's own VMM through vhost/frontend) attaches to, and a port of the
+// hvnet's own VMM through vhostuser/frontend) attaches to, and a port of the
 // built-in switch (switch/) joined to the session's virtio-net device
 // through netport.
 //

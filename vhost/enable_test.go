@@ -4,7 +4,7 @@ import (
 	"testing"
 
 	vswitch "hvnet/switch"
-	"hvnet/vhost/proto"
+	"hvnet/vhostuser/proto"
 	"hvnet/virtio"
 	"hvnet/virtio/virtiotest"
 )

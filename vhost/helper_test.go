@@ -10,8 +10,8 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	vswitch "hvnet/switch"
-	"hvnet/vhost/frontend"
-	"hvnet/vhost/frontend/frontendtest"
+	"hvnet/vhostuser/frontend"
+	"hvnet/vhostuser/frontend/frontendtest"
 	"hvnet/virtio"
 	"hvnet/virtio/virtiotest"
 )

@@ -13,7 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	vswitch "hvnet/switch"
-	"hvnet/vhost/frontend"
+	"hvnet/vhostuser/frontend"
 	"hvnet/virtio"
 	vnet "hvnet/virtio/net"
 	"hvnet/virtio/virtiotest"

@@ -6,7 +6,7 @@ import (
 	"testing"
 
 	vswitch "hvnet/switch"
-	"hvnet/vhost/proto"
+	"hvnet/vhostuser/proto"
 )
 
 // Hostile vhost-user frontends: one that stalls in the middle of

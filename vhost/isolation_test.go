@@ -11,7 +11,7 @@ import (
 
 	"hvnet/frame"
 	vswitch "hvnet/switch"
-	"hvnet/vhost/frontend"
+	"hvnet/vhostuser/frontend"
 	vnet "hvnet/virtio/net"
 	"hvnet/virtio/virtiotest"
 )

@@ -7,8 +7,8 @@ import (
 	"testing"
 
 	vswitch "hvnet/switch"
-	"hvnet/vhost/frontend"
-	"hvnet/vhost/proto"
+	"hvnet/vhostuser/frontend"
+	"hvnet/vhostuser/proto"
 	"hvnet/virtio"
 )
 

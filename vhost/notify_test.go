@@ -17,8 +17,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	vswitch "hvnet/switch"
-	"hvnet/vhost/frontend"
-	"hvnet/vhost/proto"
+	"hvnet/vhostuser/frontend"
+	"hvnet/vhostuser/proto"
 	"hvnet/virtio"
 	"hvnet/virtio/virtiotest"
 )

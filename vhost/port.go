@@ -16,7 +16,7 @@ import (
 	"hvnet/netport"
 	vswitch "hvnet/switch"
 	"hvnet/vhost/backend"
-	"hvnet/vhost/proto"
+	"hvnet/vhostuser/proto"
 	vnet "hvnet/virtio/net"
 )
 

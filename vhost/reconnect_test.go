@@ -11,7 +11,7 @@ import (
 	"time"
 
 	vswitch "hvnet/switch"
-	"hvnet/vhost/frontend"
+	"hvnet/vhostuser/frontend"
 )
 
 func countFDs(t testing.TB) int {

@@ -10,8 +10,8 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"golang.org/x/sys/unix"
 
-	"hvnet/vhost/frontend"
-	"hvnet/vhost/proto"
+	"hvnet/vhostuser/frontend"
+	"hvnet/vhostuser/proto"
 	"hvnet/virtio"
 	vnet "hvnet/virtio/net"
 )

@@ -17,7 +17,7 @@ import (
 	vswitch "hvnet/switch"
 	"hvnet/uplink"
 	"hvnet/vhost"
-	"hvnet/vhost/frontend"
+	"hvnet/vhostuser/frontend"
 )
 
 // mainEnv makes the test binary run hvnet itself (see TestMain), so the

@@ -8,7 +8,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"hvnet/vhost/proto"
+	"hvnet/vhostuser/proto"
 	"hvnet/virtio"
 	vnet "hvnet/virtio/net"
 )

@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 
-	"hvnet/vhost/proto"
+	"hvnet/vhostuser/proto"
 	"hvnet/virtio"
 )
 

@@ -5,7 +5,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"hvnet/vhost/proto"
+	"hvnet/vhostuser/proto"
 	"hvnet/virtio"
 )
 

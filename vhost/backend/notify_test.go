@@ -11,7 +11,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"golang.org/x/sys/unix"
 
-	"hvnet/vhost/proto"
+	"hvnet/vhostuser/proto"
 	"hvnet/virtio"
 	vnet "hvnet/virtio/net"
 )

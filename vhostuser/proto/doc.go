@@ -4,7 +4,7 @@
 // whole messages with their file descriptors (SCM_RIGHTS) on a unix socket.
 //
 // It knows nothing of devices: the backend (vhost/backend) and the frontend
-// (vhost/frontend) are built on it. Everything decoded here is checked
+// (vhostuser/frontend) are built on it. Everything decoded here is checked
 // before use: ReadMsg rejects a header with a wrong version, an unknown
 // request, a size beyond MaxPayload or one that does not match the
 // request's payload, and a message carrying more descriptors than its

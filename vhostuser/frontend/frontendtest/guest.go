@@ -8,8 +8,8 @@ package frontendtest
 import (
 	"errors"
 
-	"hvnet/vhost/frontend"
-	"hvnet/vhost/proto"
+	"hvnet/vhostuser/frontend"
+	"hvnet/vhostuser/proto"
 	"hvnet/virtio"
 	"hvnet/virtio/virtiotest"
 )
