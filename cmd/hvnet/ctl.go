@@ -283,7 +283,8 @@ func (c *ctl) port(name string) error {
 }
 
 // deviceString sums up a port's backend: its kind, and a vhost-user
-// port's sessions or an uplink's attachments.
+// port's sessions (and goroutines its earlier frontends left stuck, if
+// any) or an uplink's attachments.
 func deviceString(dc *api.DeviceCounters) string {
 	s := dc.Kind
 	if v := dc.VhostCounters; v != nil {
@@ -292,6 +293,9 @@ func deviceString(dc *api.DeviceCounters) string {
 			state = "frontend attached"
 		}
 		s += fmt.Sprintf(", %d sessions, %s", v.Sessions, state)
+		if v.Stuck > 0 {
+			s += fmt.Sprintf(", %d stuck goroutines of earlier frontends", v.Stuck)
+		}
 	}
 	if u := dc.UplinkCounters; u != nil {
 		s += fmt.Sprintf(", %d attaches", u.Attaches)

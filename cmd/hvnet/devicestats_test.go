@@ -316,3 +316,23 @@ func TestDeviceCounterConversions(t *testing.T) {
 		t.Errorf("DeviceCounters of an unknown port = %+v, want nil", dc)
 	}
 }
+
+// hvnet ctl port's one-line summary of a backend: a vhost-user port's
+// sessions and, only when there are any, the goroutines its earlier
+// frontends left stuck (the port refuses frontends at 4).
+func TestDeviceString(t *testing.T) {
+	for _, c := range []struct {
+		dc   api.DeviceCounters
+		want string
+	}{
+		{api.DeviceCounters{Kind: api.KindVhostUser, VhostCounters: &api.VhostCounters{Sessions: 3, Connected: true}},
+			"vhost-user, 3 sessions, frontend attached"},
+		{api.DeviceCounters{Kind: api.KindVhostUser, VhostCounters: &api.VhostCounters{Sessions: 9, Stuck: 4}},
+			"vhost-user, 9 sessions, no frontend, 4 stuck goroutines of earlier frontends"},
+		{api.DeviceCounters{Kind: api.KindUplink, UplinkCounters: &api.UplinkCounters{Attaches: 2}}, "uplink, 2 attaches"},
+	} {
+		if got := deviceString(&c.dc); got != c.want {
+			t.Errorf("deviceString = %q, want %q", got, c.want)
+		}
+	}
+}
