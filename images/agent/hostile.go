@@ -147,7 +147,7 @@ func hostileMain(args []string) int {
 		}
 		k := windowOf(time.Now(), *window) + 1
 		time.Sleep(time.Until(windowStart(k, *window).Add(*window / 8)))
-		fmt.Println(k % *phases)
+		fmt.Println(phaseOf(k, *phases))
 		return 0
 	}
 	h := &hostile{caseWait: *wait, verbose: true, window: *window, phases: *phases, pace: *pace, res: HostileResult{Missed: map[string]int{}}}
@@ -278,7 +278,19 @@ func (h *hostile) phase() int64 {
 	if h.window <= 0 {
 		return phaseHostile
 	}
-	return windowOf(time.Now(), h.window) % h.phases
+	return phaseOf(windowOf(time.Now(), h.window), h.phases)
+}
+
+// phaseOf is window k's phase: a hash of k, not k mod phases, so that a
+// measuring guest whose runs take about a multiple of phases windows
+// (a slow test bed) does not land in the same phase run after run. Both
+// sides compute it from the wall clock alone.
+func phaseOf(k, phases int64) int64 {
+	x := uint64(k) + 0x9e3779b97f4a7c15 // splitmix64
+	x = (x ^ x>>30) * 0xbf58476d1ce4e5b9
+	x = (x ^ x>>27) * 0x94d049bb133111eb
+	x ^= x >> 31
+	return int64(x % uint64(phases))
 }
 
 // idle waits, with the device reset, while the current window is a quiet

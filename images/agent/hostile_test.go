@@ -36,6 +36,29 @@ func TestWindows(t *testing.T) {
 	}
 }
 
+// Phases are spread over windows without a short period: a measuring
+// guest that visits every 3rd (or 2nd, 4th, ...) window still sees every
+// phase, in about equal shares.
+func TestPhasesDoNotAlias(t *testing.T) {
+	for _, phases := range []int64{2, 3} {
+		for stride := int64(1); stride <= 6; stride++ {
+			var n [3]int
+			for i := range int64(300) {
+				p := phaseOf(1_000_000+i*stride, phases)
+				if p < 0 || p >= phases {
+					t.Fatalf("phaseOf = %d with %d phases", p, phases)
+				}
+				n[p]++
+			}
+			for p := range phases {
+				if n[p] < int(300/phases)/2 {
+					t.Errorf("%d phases, every %d windows: phase %d in %d of 300", phases, stride, p, n[p])
+				}
+			}
+		}
+	}
+}
+
 // The driver must refuse to run outside a test guest: on a real machine
 // it would take the network card from its driver.
 func TestHostileRefusesOutsideGuest(t *testing.T) {
