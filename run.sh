@@ -99,13 +99,18 @@ main_job() {
 		# Without one, the test bed itself died or hung (the nested host is
 		# QEMU emulating SVM, which occasionally locks up): run it once more.
 		# The same emulation sometimes ends a guest in a triple fault
-		# mid-boot (QEMU's own guests too): a failure with one is also run
-		# once more. A plain failure is final.
+		# mid-boot (QEMU's own guests too), or leaves a CPU spinning (a soft
+		# lockup): a failure with one is also run once more. A plain failure
+		# is final.
 		if [[ $status == 0 || $try == 2 ]]; then
 			break
 		fi
 		if grep -q 'shutdown (triple fault)' "$demo_out"; then
 			log "a guest triple-faulted in the nested test host (emulated SVM): running the demo once more"
+			continue
+		fi
+		if grep -q 'watchdog: BUG: soft lockup' "$demo_out"; then
+			log "a kernel in the nested test host reported a soft lockup (emulated SVM): running the demo once more"
 			continue
 		fi
 		if grep -q '^result:' "$demo_out"; then

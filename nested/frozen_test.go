@@ -3,6 +3,7 @@ package nested
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -59,5 +60,26 @@ func TestFrozen(t *testing.T) {
 	}
 	if _, err := limited("for i in 1 2 3 4 5 6; do echo busy; sleep 0.2; done", 800*time.Millisecond); errors.Is(err, ErrFrozen) {
 		t.Errorf("talking host was killed by the silence limit: %v", err)
+	}
+
+	// LockupLimit: a host whose own kernel reports a CPU stuck that long
+	// is killed as frozen although its console keeps talking; a guest's
+	// report (a test's log line, prefixed) and a short lockup are not.
+	lockup := func(script string) (time.Duration, error) {
+		start := time.Now()
+		_, err := Run(context.Background(), Config{Kernel: filepath.Join(dir, "vmlinuz"), Initrd: filepath.Join(dir, "initrd"),
+			QEMU: qemu(script), Timeout: 20 * time.Second, LockupLimit: 60 * time.Second, WorkDir: dir})
+		return time.Since(start), err
+	}
+	report := func(prefix string, secs int) string {
+		return fmt.Sprintf("echo '%s[  121.407783] watchdog: BUG: soft lockup - CPU#1 stuck for %ds! [khugepaged:36]'", prefix, secs)
+	}
+	if took, err := lockup(report("", 45) + "; " + report("", 71) + "; while :; do echo still; sleep 0.2; done"); !errors.Is(err, ErrFrozen) || !strings.Contains(err.Error(), "stuck for 71s") {
+		t.Errorf("host reporting a 71 s soft lockup: %v after %v, want ErrFrozen quoting the report", err, took)
+	} else if took >= 20*time.Second {
+		t.Errorf("host reporting a 71 s soft lockup ran to its time limit (%v)", took)
+	}
+	if _, err := lockup(report("", 45) + "; " + report("    guests_test.go:269: g1| ", 300) + "; sleep 1"); err == nil || errors.Is(err, ErrFrozen) {
+		t.Errorf("a 45 s lockup and a guest's report: %v, want the plain end without a result", err)
 	}
 }

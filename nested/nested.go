@@ -28,6 +28,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -113,6 +115,12 @@ type Config struct {
 	// once its console has been silent that long, before its Timeout: for
 	// a job that talks steadily, a frozen host then costs minutes less.
 	SilenceLimit time.Duration
+	// LockupLimit, when set, kills the test host as frozen (ErrFrozen)
+	// once its own kernel reports a CPU stuck in a soft lockup for that
+	// long: such a host goes on printing the report every half minute,
+	// so its console is never silent, and it does not recover (seen:
+	// khugepaged stuck for 7 minutes until the time limit).
+	LockupLimit time.Duration
 
 	Console io.Writer // the L1 console, line by line (default: discarded)
 	QEMU    string    // default qemu-system-x86_64 from PATH
@@ -126,6 +134,10 @@ type Result struct {
 	Error  string  // the agent's error, if any
 	Uptime float64 // L1 uptime at the end, seconds
 }
+
+// DefaultLockupLimit is the Config.LockupLimit the test harnesses use: a
+// CPU of the test host stuck that long has not come back in any run seen.
+const DefaultLockupLimit = 60 * time.Second
 
 // ErrNoResult means L1 ended without the agent's result line.
 var ErrNoResult = errors.New("nested: the test host ended without a result line")
@@ -215,7 +227,13 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	var resErr error
 	var lastLine atomic.Int64 // unix nanoseconds of the console's last line
 	lastLine.Store(time.Now().UnixNano())
-	var silenced atomic.Int64 // the silence that killed it, if SilenceLimit did
+	var silenced atomic.Int64         // the silence that killed it, if SilenceLimit did
+	var lockup atomic.Pointer[string] // the report that killed it, if LockupLimit did
+	onLockup := func(report string, stuck time.Duration) {
+		if cfg.LockupLimit > 0 && stuck >= cfg.LockupLimit && lockup.CompareAndSwap(nil, &report) {
+			_ = cmd.Process.Kill()
+		}
+	}
 	watchDone := make(chan struct{})
 	if cfg.SilenceLimit > 0 {
 		go func() {
@@ -239,7 +257,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		res, resErr = scanConsole(out, cfg.Console, &lastLine)
+		res, resErr = scanConsole(out, cfg.Console, &lastLine, onLockup)
 	}()
 	wg.Wait()
 	waitErr := cmd.Wait()
@@ -248,6 +266,10 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if silent := time.Duration(silenced.Load()); silent > 0 {
 		return res, fmt.Errorf("%w: killed, its console silent for %v (the caller's limit %v)",
 			ErrFrozen, silent.Round(time.Second), cfg.SilenceLimit)
+	}
+	if report := lockup.Load(); report != nil {
+		return res, fmt.Errorf("%w: killed, its kernel reported %q (the caller's limit %v)",
+			ErrFrozen, *report, cfg.LockupLimit)
 	}
 	if ctx.Err() != nil {
 		if silent := time.Since(time.Unix(0, lastLine.Load())); silent >= FrozenAfter {
@@ -278,8 +300,15 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	return res, nil
 }
 
-// scanConsole copies the console line by line and picks up the result.
-func scanConsole(r io.Reader, console io.Writer, lastLine *atomic.Int64) (*Result, error) {
+// softLockup matches the test host's own kernel reporting a soft lockup,
+// at the start of a console line ("[  121.407783] watchdog: BUG: soft
+// lockup - CPU#1 stuck for 45s! [khugepaged:36]"); a guest's console,
+// copied by a test inside, comes with the test's prefix and does not match.
+var softLockup = regexp.MustCompile(`^\[\s*\d+\.\d+\] watchdog: BUG: (soft lockup - CPU#\d+ stuck for (\d+)s! .*)$`)
+
+// scanConsole copies the console line by line and picks up the result;
+// onLockup hears of each soft lockup the test host's kernel reports.
+func scanConsole(r io.Reader, console io.Writer, lastLine *atomic.Int64, onLockup func(report string, stuck time.Duration)) (*Result, error) {
 	var res *Result
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
@@ -288,6 +317,11 @@ func scanConsole(r io.Reader, console io.Writer, lastLine *atomic.Int64) (*Resul
 		line := strings.TrimRight(sc.Text(), "\r")
 		if console != nil {
 			fmt.Fprintln(console, line)
+		}
+		if m := softLockup.FindStringSubmatch(line); m != nil {
+			if secs, err := strconv.Atoi(m[2]); err == nil {
+				onLockup(m[1], time.Duration(secs)*time.Second)
+			}
 		}
 		if strings.HasPrefix(line, agentcfg.ResultPrefix) {
 			r, err := agentcfg.ParseResult(line)

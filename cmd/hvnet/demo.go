@@ -174,7 +174,7 @@ func demoNested(ctx context.Context, e *env, kernel, initrd string, rate int64, 
 	res, err := nested.Run(ctx, nested.Config{
 		Kernel: set.Kernel, Initrd: set.Initrd, Files: files, Script: script,
 		MemMiB: 2560, CPUs: 2, Console: con, Log: e.log.Named("nested"),
-		Timeout: 15 * time.Minute,
+		Timeout: 15 * time.Minute, LockupLimit: nested.DefaultLockupLimit,
 	})
 	if err != nil {
 		return fail(e, err)
