@@ -37,18 +37,19 @@ type DeviceCounters struct {
 // the device dropped before the switch (tx: from the guest) or after it
 // (rx: to the guest), and faults of the guest's queues.
 type VirtioCounters struct {
-	TxDropBadChain  uint64 `json:"tx_drop_bad_chain"`  // TX chain unusable: bad address, writable buffer, too long
-	TxDropBadHeader uint64 `json:"tx_drop_bad_header"` // virtio_net_hdr refused: flags, offloads not negotiated, offsets outside the frame
-	TxDropRunt      uint64 `json:"tx_drop_runt"`       // frame shorter than an Ethernet header
-	TxDropOversize  uint64 `json:"tx_drop_oversize"`   // frame longer than the device's maximum
-	RxDropNoBuffer  uint64 `json:"rx_drop_no_buffer"`  // no guest receive buffer available
-	RxDropBadChain  uint64 `json:"rx_drop_bad_chain"`  // RX chain unusable: read-only, too small, bad address
-	RxDropOversize  uint64 `json:"rx_drop_oversize"`   // frame too long for the device or the guest's buffer
-	RxDropOffload   uint64 `json:"rx_drop_offload"`    // offload (GSO, partial checksum) the guest did not negotiate
-	CtrlErrors      uint64 `json:"ctrl_errors"`        // control-queue commands answered ERR
-	Faults          uint64 `json:"faults"`             // queues found malformed (device needs reset)
-	MemoryFaults    uint64 `json:"memory_faults"`      // queues ended by a fault on guest memory (shrunk, unmapped)
-	SignalErrors    uint64 `json:"signal_errors"`      // used-buffer notifications that failed
+	TxDropBadChain    uint64 `json:"tx_drop_bad_chain"`    // TX chain unusable: bad address, writable buffer, too long
+	TxDropBadHeader   uint64 `json:"tx_drop_bad_header"`   // virtio_net_hdr refused: flags, offloads not negotiated, offsets outside the frame
+	TxDropRunt        uint64 `json:"tx_drop_runt"`         // frame shorter than an Ethernet header
+	TxDropOversize    uint64 `json:"tx_drop_oversize"`     // frame longer than the device's maximum
+	RxDropNoBuffer    uint64 `json:"rx_drop_no_buffer"`    // no guest receive buffer available
+	RxDropBadChain    uint64 `json:"rx_drop_bad_chain"`    // RX chain unusable: read-only, too small, bad address
+	RxDropOversize    uint64 `json:"rx_drop_oversize"`     // frame too long for the device or the guest's buffer
+	RxDropOffload     uint64 `json:"rx_drop_offload"`      // offload (GSO, partial checksum) the guest did not negotiate
+	RxDropSourceFault uint64 `json:"rx_drop_source_fault"` // payload unreadable: the sending tenant's memory vanished under the copy
+	CtrlErrors        uint64 `json:"ctrl_errors"`          // control-queue commands answered ERR
+	Faults            uint64 `json:"faults"`               // queues found malformed (device needs reset)
+	MemoryFaults      uint64 `json:"memory_faults"`        // queues ended by a fault on guest memory (shrunk, unmapped)
+	SignalErrors      uint64 `json:"signal_errors"`        // used-buffer notifications that failed
 }
 
 // VhostCounters are a vhost-user port's sessions and what its backend
@@ -104,6 +105,7 @@ func (d *DeviceCounters) Counts() []DeviceCount {
 		drop("rx_drop_bad_chain", "rx_bad_chain", v.RxDropBadChain)
 		drop("rx_drop_oversize", "rx_oversize", v.RxDropOversize)
 		drop("rx_drop_offload", "rx_offload", v.RxDropOffload)
+		drop("rx_drop_source_fault", "rx_source_fault", v.RxDropSourceFault)
 		fault("ctrl_errors", "ctrl_error", v.CtrlErrors)
 		fault("faults", "queue", v.Faults)
 		fault("memory_faults", "memory", v.MemoryFaults)

@@ -156,7 +156,7 @@ func TestMetricsDeviceCounters(t *testing.T) {
 		}
 	}
 	for k, want := range map[string]int{
-		"hvnet_port_device_drops_total a": 8, "hvnet_port_device_faults_total a": 11, // virtio 4 + vhost-user 7
+		"hvnet_port_device_drops_total a": 9, "hvnet_port_device_faults_total a": 11, // virtio 4 + vhost-user 7
 		"hvnet_port_device_drops_total t": 3, "hvnet_port_device_faults_total t": 1,
 		"hvnet_port_vhost_sessions_total a": 1, "hvnet_port_vhost_stuck a": 1,
 		"hvnet_port_device_drops_total b": 0, "hvnet_port_vhost_sessions_total t": 0,

@@ -52,7 +52,7 @@ type PortConfig struct {
 // Counters are a port's counters (vswitch.PortCounters). Drops are keyed
 // by reason (vswitch.DropReason's names: vlan, policer, shaper_queue,
 // storm, mac_limit, spoofed, malformed, no_buffer, reserved, acl,
-// fdb_full, mac_move); every reason is present.
+// fdb_full, mac_move, source_fault); every reason is present.
 type Counters struct {
 	RxPackets    uint64            `json:"rx_packets"`
 	RxBytes      uint64            `json:"rx_bytes"`

@@ -7,7 +7,12 @@
 // at the bottom of the import graph and imports nothing of hvnet's.
 package frame
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+	"runtime"
+	"runtime/debug"
+	"unsafe"
+)
 
 // Offload flags (virtio_net_hdr.flags).
 const (
@@ -76,7 +81,67 @@ func (o *Offload) Encode(b []byte) {
 // Frame is one Ethernet frame, from its destination MAC, and its offload
 // metadata. Data belongs to the caller of the call it is passed to: a
 // callee copies what it keeps.
+//
+// A frame may come in two parts: Data, the head, in host memory, and Tail,
+// the rest of the frame still in the sending tenant's memory (a virtio-net
+// device's transmit buffer). Every decision about a frame is made from its
+// head, which holds every header anyone parses (the device copies the
+// whole frame when it does not); the tail is payload, read once per copy
+// out of it, with ReadTail, and only by code that was told it may get
+// tails (a Port with CapTail, a Sink that accepts them). The tenant can
+// rewrite or unmap its tail at any moment: that changes the payload it
+// sends, or drops the frame, and nothing else.
 type Frame struct {
 	Data []byte
+	Tail []byte
 	Off  Offload
+}
+
+// Len is the frame's length: head and tail.
+func (f *Frame) Len() int { return len(f.Data) + len(f.Tail) }
+
+// HeadLen is how much of a frame a virtio-net device copies into host
+// memory before the switch sees it when the rest may stay behind as a
+// tail: two cache lines, which hold every header the switch parses of a
+// common frame (a VLAN tag, an IPv4 header with 20 bytes of options or an
+// IPv6 header, and room for the longest TCP header: 18+40+60 = 118
+// bytes). A frame whose headers run longer is copied whole.
+const HeadLen = 128
+
+// ReadTail copies tail, the tail of a frame (Frame.Tail), to dst, which
+// must be as long, and reports whether it could: false when reading the
+// tail faulted (the sending tenant shrank or unmapped that memory under
+// it: a vhost-user frontend's ftruncate). Then dst holds part of it. The
+// fault is the sender's: the caller drops the frame and carries on. A
+// fault writing dst is not caught here; it panics on (the caller's own
+// memory fault guard, if any, sees it).
+func ReadTail(dst, tail []byte) (ok bool) {
+	prev := debug.SetPanicOnFault(true)
+	defer func() {
+		debug.SetPanicOnFault(prev)
+		if r := recover(); r != nil {
+			if !TailFault(r, tail) {
+				panic(r)
+			}
+			ok = false
+		}
+	}()
+	copy(dst, tail)
+	return true
+}
+
+// TailFault reports whether r, a recovered panic, is a memory fault inside
+// tail: for a caller that copies a tail under a fault guard of its own
+// (runtime/debug.SetPanicOnFault) and recovers itself.
+func TailFault(r any, tail []byte) bool {
+	re, ok := r.(runtime.Error)
+	if !ok || len(tail) == 0 {
+		return false
+	}
+	a, ok := re.(interface{ Addr() uintptr })
+	if !ok {
+		return false
+	}
+	start := uintptr(unsafe.Pointer(unsafe.SliceData(tail)))
+	return a.Addr() >= start && a.Addr()-start < uintptr(len(tail))
 }

@@ -2,7 +2,11 @@ package frame
 
 import (
 	"bytes"
+	"os"
+	"runtime/debug"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // The codec against struct virtio_net_hdr's layout (virtio 1.2 §5.1.6):
@@ -38,4 +42,52 @@ func TestOffloadCodecShort(t *testing.T) {
 			f()
 		}()
 	}
+}
+
+// ReadTail copies a tail, and tells a fault on the tail (its memory
+// truncated under it: false) from a fault anywhere else (a panic, for the
+// caller's own guard).
+func TestReadTail(t *testing.T) {
+	pg := os.Getpagesize()
+	fd, err := unix.MemfdCreate("tail", 0)
+	if err != nil {
+		t.Skipf("memfd_create: %v", err)
+	}
+	defer unix.Close(fd)
+	if err := unix.Ftruncate(fd, int64(3*pg)); err != nil {
+		t.Fatal(err)
+	}
+	m, err := unix.Mmap(fd, 0, 3*pg, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Munmap(m)
+	for i := range m[:pg] {
+		m[i] = byte(i)
+	}
+	dst := make([]byte, pg)
+	if !ReadTail(dst, m[:pg]) || !bytes.Equal(dst, m[:pg]) {
+		t.Fatal("ReadTail of mapped memory failed or copied wrong bytes")
+	}
+	if err := unix.Ftruncate(fd, int64(pg)); err != nil {
+		t.Fatal(err)
+	}
+	if ReadTail(dst[:100], m[pg+10:pg+110]) {
+		t.Fatal("ReadTail of truncated memory reported success")
+	}
+	// The tail spans the cut: the fault is on its second part, still its own.
+	if ReadTail(dst[:200], m[pg-100:pg+100]) {
+		t.Fatal("ReadTail across the truncation reported success")
+	}
+	// Writing into truncated memory is not the tail's fault: it panics on.
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Fatal("a fault on the destination did not panic")
+			}
+		}()
+		prev := debug.SetPanicOnFault(true)
+		defer debug.SetPanicOnFault(prev)
+		ReadTail(m[2*pg:2*pg+100], dst[:100])
+	}()
 }

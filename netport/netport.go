@@ -10,12 +10,15 @@
 //	p.SetHandle(h)                           // and the device's vnet.Sink
 //
 // Frames cross without copies or conversions: both sides use package
-// frame's Frame.
+// frame's Frame. A guest's frames enter the switch in two parts (the
+// headers copied, the payload still in the guest's buffer: frame.Frame's
+// Tail), and reach another guest's buffer with one copy of the payload.
 package netport
 
 import (
 	"sync/atomic"
 
+	"hvnet/frame"
 	vswitch "hvnet/switch"
 	vnet "hvnet/virtio/net"
 )
@@ -28,7 +31,7 @@ type Port struct {
 }
 
 var (
-	_ vnet.Sink             = (*Port)(nil)
+	_ vnet.TailSink         = (*Port)(nil)
 	_ vswitch.Port          = (*Port)(nil)
 	_ vswitch.AddressedPort = (*Port)(nil)
 )
@@ -65,6 +68,10 @@ func (p *Port) Deliver(frames []vnet.Frame) {
 	}
 }
 
+// HeadNeed implements vnet.TailSink: the switch decides from a frame's
+// head (vswitch.HeaderNeed), and takes the rest as a tail.
+func (p *Port) HeadNeed(head []byte, off frame.Offload) int { return vswitch.HeaderNeed(head, &off) }
+
 // Send implements vswitch.Port: frames go into the guest's receive buffers
 // (copied there). It returns how many were written, n, with those in
 // frames[:n] (vnet.Device.Receive); the switch counts the rest.
@@ -78,13 +85,14 @@ func (p *Port) Send(frames []vswitch.Frame) int {
 
 // Caps implements vswitch.Port from the features the guest accepted: a
 // guest that negotiated GUEST_CSUM takes partial checksums, GUEST_TSO4/6
-// unsegmented TCP (virtio 1.2 §5.1.6.4).
+// unsegmented TCP (virtio 1.2 §5.1.6.4). Every device takes frames in two
+// parts (vnet.Device.Receive copies the tail into the guest's buffer).
 func (p *Port) Caps() vswitch.Caps {
 	dev := p.dev.Load()
 	if dev == nil {
 		return 0
 	}
-	return CapsFromFeatures(dev.Features())
+	return CapsFromFeatures(dev.Features()) | vswitch.CapTail
 }
 
 // CapsFromFeatures maps negotiated virtio-net features to switch caps.

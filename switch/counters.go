@@ -20,12 +20,13 @@ const (
 	DropACL                           // denied by the ingress port's ACL
 	DropFDBFull                       // new source MAC while the FDB holds Config.FDBMaxEntries learned entries
 	DropMACMove                       // source MAC held by another port (MAC-move hold-down, or that port's own MAC)
+	DropSourceFault                   // the frame's payload could not be read: the sending tenant's memory vanished under the copy
 	NumDropReasons
 
 	dropNone DropReason = -1
 )
 
-var dropNames = [NumDropReasons]string{"vlan", "policer", "shaper_queue", "storm", "mac_limit", "spoofed", "malformed", "no_buffer", "reserved", "acl", "fdb_full", "mac_move"}
+var dropNames = [NumDropReasons]string{"vlan", "policer", "shaper_queue", "storm", "mac_limit", "spoofed", "malformed", "no_buffer", "reserved", "acl", "fdb_full", "mac_move", "source_fault"}
 
 func (r DropReason) String() string {
 	if r < 0 || r >= NumDropReasons {

@@ -23,6 +23,11 @@ const (
 	CapGSOTCPv6
 	// CapGSOECN: the port accepts GSO frames with the ECN bit.
 	CapGSOECN
+	// CapTail: the port takes frames in two parts (frame.Frame.Tail, the
+	// payload still in the sending tenant's memory) and reads the tail
+	// only with frame.ReadTail, during Send. Other ports, shaped ones and
+	// mirrors get whole frames: the switch copies the tail for them.
+	CapTail
 )
 
 // Port is the destination side of a switch port: what the switch delivers to.

@@ -35,6 +35,20 @@ const (
 func (h *PortHandle) segment(i int32, p *pkt, f *Frame, tagged bool) {
 	sc := &h.sc
 	data := f.Data
+	if f.Tail != nil {
+		// Made whole first, outside the arena (the flushes below reuse
+		// it): the segments' payload is read from here.
+		n := f.Len()
+		if cap(sc.whole) < n {
+			sc.whole = make([]byte, maxGSOFrame+16+4*maxTags) // once per port
+		}
+		data = sc.whole[:n]
+		copy(data, f.Data)
+		if !frame.ReadTail(data[len(f.Data):], f.Tail) {
+			sc.drops[DropSourceFault]++
+			return
+		}
+	}
 	l2 := sc.l2[:0]
 	l2 = append(l2, data[:12]...)
 	if tagged {

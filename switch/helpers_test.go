@@ -11,12 +11,17 @@ import (
 	"hvnet/frame"
 )
 
-// sink is a Port that records copies of what it is sent.
+// sink is a Port that records copies of what it is sent, whole (a tail,
+// which only a sink with CapTail may get, read with frame.ReadTail).
 type sink struct {
 	mu     sync.Mutex
 	caps   Caps
 	accept int // frames accepted per Send; <0 means all
 	got    []Frame
+
+	tails      int // frames that came with a tail
+	badTails   int // ... to a sink without CapTail
+	tailFaults int // tails that faulted when read
 }
 
 func newSink(c Caps) *sink { return &sink{caps: c, accept: -1} }
@@ -29,7 +34,19 @@ func (s *sink) Send(frames []Frame) int {
 		n = s.accept
 	}
 	for _, f := range frames[:n] {
-		s.got = append(s.got, Frame{Data: append([]byte(nil), f.Data...), Off: f.Off})
+		b := append([]byte(nil), f.Data...)
+		if f.Tail != nil {
+			s.tails++
+			if s.caps&CapTail == 0 {
+				s.badTails++
+			}
+			b = append(b, make([]byte, len(f.Tail))...)
+			if !frame.ReadTail(b[len(f.Data):], f.Tail) {
+				s.tailFaults++
+				continue
+			}
+		}
+		s.got = append(s.got, Frame{Data: b, Off: f.Off})
 	}
 	return n
 }

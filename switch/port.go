@@ -151,12 +151,12 @@ func (h *PortHandle) Input(frames []Frame) {
 	sc.useACL(h.acl.Load())
 	if st.mirrorIn {
 		if m := sw.mirror.Load(); m != nil {
-			m.s.Mirror(h.name, Ingress, now, frames)
+			mirror(m.s, h.name, Ingress, now, frames)
 		}
 	}
 	var nb uint64
 	for i := range frames {
-		nb += uint64(len(frames[i].Data))
+		nb += uint64(frames[i].Len())
 		h.forward(st, tp, now, &frames[i])
 	}
 	h.flush()
@@ -175,7 +175,9 @@ func (h *PortHandle) forward(st *portState, tp *topology, now int64, f *Frame) {
 		sc.drops[r]++
 		return
 	}
-	data := f.Data
+	// data is the frame's head: every byte the switch decides on
+	// (HeaderNeed); total counts the tail too.
+	data, total := f.Data, f.Len()
 	// Size: the L3 part may be MTU bytes, or a GSO frame's 64 KiB. Every
 	// VLAN tag (a customer's C-tag on a dot1q-tunnel port, a QinQ stack on
 	// a trunk) is header, not L3 payload (IEEE 802.3 §3.2.7 envelope
@@ -186,11 +188,11 @@ func (h *PortHandle) forward(st *portState, tp *topology, now int64, f *Frame) {
 		return
 	}
 	sc.l3, sc.et, sc.fkOK = l3, et, false // for egress ACLs (aclegress.go)
-	if l3len := len(data) - l3; l3len > st.maxL3 && (f.Off.GSOType == frame.GSONone || len(data) > maxGSOFrame) {
+	if l3len := total - l3; l3len > st.maxL3 && (f.Off.GSOType == frame.GSONone || total > maxGSOFrame) {
 		sc.drops[DropMalformed]++
 		return
 	}
-	if (f.Off != frame.Offload{}) && (!checkOffload(data, &f.Off, &p) || int(f.Off.GSOSize) > st.maxL3) {
+	if (f.Off != frame.Offload{}) && (!checkOffload(data, total, &f.Off, &p) || int(f.Off.GSOSize) > st.maxL3) {
 		sc.drops[DropMalformed]++
 		return
 	}
@@ -220,7 +222,7 @@ func (h *PortHandle) forward(st *portState, tp *topology, now int64, f *Frame) {
 			return
 		}
 	}
-	if st.police && !h.police.allow(len(data), now) {
+	if st.police && !h.police.allow(total, now) {
 		sc.drops[DropPolicer]++
 		return
 	}
@@ -239,7 +241,7 @@ func (h *PortHandle) forward(st *portState, tp *topology, now int64, f *Frame) {
 	sc.untag, sc.tag = nil, nil
 	if dst[0]&1 != 0 {
 		s := stormClass(dst)
-		if st.storm && !h.storm[s].allow(len(data), now) {
+		if st.storm && !h.storm[s].allow(total, now) {
 			sc.drops[DropStorm]++
 			return
 		}
@@ -358,7 +360,8 @@ func gsoOK(c Caps, t uint8) bool {
 // not (IEEE 802.1Q-2018 §6.9.2 / 802.1ad: the tag is pushed with the frame's
 // TPID, VID and PCP), segmented and checksummed when d lacks the offloads.
 func (h *PortHandle) emit(d *PortHandle, i int32, p *pkt, f *Frame) {
-	ok, tagged := egressTagged(d.state.Load(), p.vid)
+	ds := d.state.Load()
+	ok, tagged := egressTagged(ds, p.vid)
 	if !ok {
 		return
 	}
@@ -375,29 +378,40 @@ func (h *PortHandle) emit(d *PortHandle, i int32, p *pkt, f *Frame) {
 	if tagged {
 		delta += 4
 	}
-	n := len(f.Data) + delta
+	n := f.Len() + delta
 	needCsum := f.Off.Flags&frame.NeedsCsum != 0 && caps&CapCsum == 0
+	// A tail goes on only to a port that takes tails, sends at once
+	// (no shaper queue) and is not mirrored.
+	whole := f.Tail != nil && (caps&CapTail == 0 || d.shaper.active.Load() || ds.mirrorOut)
 	if !sc.room(1, n) {
 		h.flush()
 	}
-	out := Frame{Data: f.Data, Off: f.Off}
+	out := Frame{Data: f.Data, Tail: f.Tail, Off: f.Off}
 	switch {
-	case needCsum:
-		out.Data = sc.alloc(n)
-		h.rewrite(out.Data, p, f.Data, tagged)
+	case needCsum || whole && delta == 0 && !tagged:
+		out.Data, out.Tail = sc.alloc(n), nil
+		if !h.rewrite(out.Data, p, f, tagged) {
+			return
+		}
 	case delta == 0 && !tagged:
 	case tagged:
 		if sc.tag == nil || sc.tagGen != sc.gen {
 			sc.tag, sc.tagGen = sc.alloc(n), sc.gen
-			h.rewrite(sc.tag, p, f.Data, true)
+			if !h.rewrite(sc.tag, p, f, true) {
+				sc.tag = nil
+				return
+			}
 		}
-		out.Data = sc.tag
+		out.Data, out.Tail = sc.tag, nil
 	default:
 		if sc.untag == nil || sc.untagGen != sc.gen {
 			sc.untag, sc.untagGen = sc.alloc(n), sc.gen
-			h.rewrite(sc.untag, p, f.Data, false)
+			if !h.rewrite(sc.untag, p, f, false) {
+				sc.untag = nil
+				return
+			}
 		}
-		out.Data = sc.untag
+		out.Data, out.Tail = sc.untag, nil
 	}
 	if delta != 0 {
 		if out.Off.Flags&frame.NeedsCsum != 0 || int(out.Off.CsumStart)+delta >= 0 {
@@ -415,8 +429,10 @@ func (h *PortHandle) emit(d *PortHandle, i int32, p *pkt, f *Frame) {
 }
 
 // rewrite writes the frame in egress form into buf: MACs, the tag if
-// tagged, then the frame after its stripped outer tag.
-func (h *PortHandle) rewrite(buf []byte, p *pkt, data []byte, tagged bool) {
+// tagged, then the frame after its stripped outer tag, its tail included.
+// False: the tail faulted (counted; buf is garbage).
+func (h *PortHandle) rewrite(buf []byte, p *pkt, f *Frame, tagged bool) bool {
+	data := f.Data
 	copy(buf, data[:12])
 	o := 12
 	if tagged {
@@ -424,7 +440,12 @@ func (h *PortHandle) rewrite(buf []byte, p *pkt, data []byte, tagged bool) {
 		binary.BigEndian.PutUint16(buf[14:], p.tci())
 		o = 16
 	}
-	copy(buf[o:], data[12+int(p.strip):])
+	o += copy(buf[o:], data[12+int(p.strip):])
+	if f.Tail != nil && !frame.ReadTail(buf[o:], f.Tail) {
+		h.sc.drops[DropSourceFault]++
+		return false
+	}
+	return true
 }
 
 // flush hands the queued outputs to their destinations, one batch per
@@ -492,7 +513,7 @@ func (d *PortHandle) sendCounted(frames []Frame, now int64) {
 	n = min(max(n, 0), len(frames))
 	var nb uint64
 	for k := range frames[:n] {
-		nb += uint64(len(frames[k].Data))
+		nb += uint64(frames[k].Len())
 	}
 	d.ctr.txPackets.Add(uint64(n))
 	d.ctr.txBytes.Add(nb)
@@ -501,7 +522,7 @@ func (d *PortHandle) sendCounted(frames []Frame, now int64) {
 	}
 	if n > 0 && d.state.Load().mirrorOut {
 		if m := d.sw.mirror.Load(); m != nil {
-			m.s.Mirror(d.name, Egress, now, frames[:n])
+			mirror(m.s, d.name, Egress, now, frames[:n])
 		}
 	}
 }

@@ -18,6 +18,7 @@ type scratch struct {
 	touch  []int32
 
 	l2    [16 + 4*maxTags + 2]byte // L2 header of GSO segments
+	whole []byte                   // a two-part frame made whole for segmentation
 	drops [NumDropReasons]uint64
 
 	// Per-frame copies shared by all destinations that want the same form.

@@ -73,6 +73,11 @@ func (q *classQueue) alloc(n int) (int, bool) {
 }
 
 func (q *classQueue) push(f *Frame) bool {
+	if f.Tail != nil {
+		// The switch gives shaped ports whole frames; one that came
+		// as the shaper was turned on is dropped (shaper_queue).
+		return false
+	}
 	if q.dn >= q.limFrames || q.dn >= len(q.descs) || q.bytes+len(f.Data) > q.limBytes {
 		return false
 	}

@@ -180,14 +180,15 @@ func l3Offset(data []byte) (int, uint16) {
 // checkOffload validates a frame's offload metadata against its contents
 // (virtio 1.2 §5.1.6.2.1: csum_start/csum_offset inside the frame; GSO needs
 // a gso_size and a TCP packet of the matching IP version). It fills the L3/L4
-// fields of p for GSO frames.
-func checkOffload(data []byte, off *frame.Offload, p *pkt) bool {
-	if int(off.HdrLen) > len(data) {
+// fields of p for GSO frames. data is the frame's head (the whole frame,
+// or at least HeaderNeed bytes of it), total the frame's length.
+func checkOffload(data []byte, total int, off *frame.Offload, p *pkt) bool {
+	if int(off.HdrLen) > total {
 		return false
 	}
 	if off.Flags&frame.NeedsCsum != 0 {
 		l3, _ := l3Offset(data)
-		if l3 < 0 || int(off.CsumStart) < l3 || int(off.CsumStart)+int(off.CsumOffset)+2 > len(data) {
+		if l3 < 0 || int(off.CsumStart) < l3 || int(off.CsumStart)+int(off.CsumOffset)+2 > total {
 			return false
 		}
 	}
@@ -202,6 +203,7 @@ func checkOffload(data []byte, off *frame.Offload, p *pkt) bool {
 		return false
 	}
 	ip := data[l3:]
+	ipLen := total - l3 // len(ip) only bounds reads
 	switch off.GSOType &^ frame.GSOECN {
 	case frame.GSOTCPv4:
 		// RFC 791 §3.1.
@@ -214,8 +216,8 @@ func checkOffload(data []byte, off *frame.Offload, p *pkt) bool {
 		if ihl < 20 || len(ip) < ihl || ip[9] != ipProtoTCP || frag != 0 || (tot != 0 && tot < ihl) {
 			return false
 		}
-		p.iphl, p.v6, p.ipEnd = ihl, false, len(ip)
-		if tot != 0 && tot < len(ip) {
+		p.iphl, p.v6, p.ipEnd = ihl, false, ipLen
+		if tot != 0 && tot < ipLen {
 			p.ipEnd = tot
 		}
 	case frame.GSOTCPv6:
@@ -223,8 +225,8 @@ func checkOffload(data []byte, off *frame.Offload, p *pkt) bool {
 		if et != etherTypeIPv6 || len(ip) < 40 || ip[0]>>4 != 6 || ip[6] != ipProtoTCP {
 			return false
 		}
-		p.iphl, p.v6, p.ipEnd = 40, true, len(ip)
-		if plen := int(binary.BigEndian.Uint16(ip[4:])); plen != 0 && 40+plen < len(ip) {
+		p.iphl, p.v6, p.ipEnd = 40, true, ipLen
+		if plen := int(binary.BigEndian.Uint16(ip[4:])); plen != 0 && 40+plen < ipLen {
 			p.ipEnd = 40 + plen
 		}
 	default:

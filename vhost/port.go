@@ -363,7 +363,8 @@ func addStats(a, b vnet.Stats) vnet.Stats {
 		TxDropRunt: a.TxDropRunt + b.TxDropRunt, TxDropOversize: a.TxDropOversize + b.TxDropOversize,
 		RxDropNoBuffer: a.RxDropNoBuffer + b.RxDropNoBuffer, RxDropBadChain: a.RxDropBadChain + b.RxDropBadChain,
 		RxDropOversize: a.RxDropOversize + b.RxDropOversize, RxDropOffload: a.RxDropOffload + b.RxDropOffload,
-		CtrlOK: a.CtrlOK + b.CtrlOK, CtrlErr: a.CtrlErr + b.CtrlErr,
+		RxDropSourceFault: a.RxDropSourceFault + b.RxDropSourceFault,
+		CtrlOK:            a.CtrlOK + b.CtrlOK, CtrlErr: a.CtrlErr + b.CtrlErr,
 		Faults: a.Faults + b.Faults, SignalErrors: a.SignalErrors + b.SignalErrors,
 		MemoryFaults: a.MemoryFaults + b.MemoryFaults,
 	}

@@ -68,7 +68,8 @@ func virtioCounters(s vnet.Stats) *api.VirtioCounters {
 		TxDropRunt: s.TxDropRunt, TxDropOversize: s.TxDropOversize,
 		RxDropNoBuffer: s.RxDropNoBuffer, RxDropBadChain: s.RxDropBadChain,
 		RxDropOversize: s.RxDropOversize, RxDropOffload: s.RxDropOffload,
-		CtrlErrors: s.CtrlErr, Faults: s.Faults, MemoryFaults: s.MemoryFaults, SignalErrors: s.SignalErrors,
+		RxDropSourceFault: s.RxDropSourceFault,
+		CtrlErrors:        s.CtrlErr, Faults: s.Faults, MemoryFaults: s.MemoryFaults, SignalErrors: s.SignalErrors,
 	}
 }
 

@@ -67,6 +67,7 @@ type pair struct {
 type Device struct {
 	log       hclog.Logger
 	sink      Sink
+	tails     TailSink // the sink, when it takes frames in two parts
 	onFault   func(error)
 	onControl func(class, cmd uint8)
 	pairs     []*pair
@@ -93,6 +94,7 @@ func New(cfg Config) (*Device, error) {
 		cfg.Logger = hclog.NewNullLogger()
 	}
 	d := &Device{log: cfg.Logger, sink: cfg.Sink, onFault: cfg.OnFault, onControl: cfg.OnControl}
+	d.tails, _ = cfg.Sink.(TailSink)
 	newVQ := func(v *vq, index int) error {
 		q, err := virtio.NewQueue(cfg.MaxQueueSize)
 		if err != nil {

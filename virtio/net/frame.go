@@ -13,11 +13,26 @@ type Frame = frame.Frame
 // The frames slice and every Data in it belong to the Device and are valid
 // only until Deliver returns. Data is the device's own copy of the guest's
 // bytes (single fetch: the guest cannot change it, whatever it does to its
-// buffers meanwhile), so a Sink may read it as often as it likes. Deliver
+// buffers meanwhile), so a Sink may read it as often as it likes; a Sink
+// that is a TailSink may also get a Tail, which is the guest's. Deliver
 // is called with the TX queue's lock held: it must not call back into the
 // same queue pair's TX path (Receive on any queue is fine).
 type Sink interface {
 	Deliver(frames []Frame)
+}
+
+// TailSink is a Sink that takes frames in two parts (frame.Frame.Tail):
+// a frame longer than frame.HeadLen may then reach Deliver with only its
+// first HeadLen bytes copied (Data) and the rest still in the guest's
+// buffer (Tail), which the guest can rewrite or, behind vhost-user, unmap
+// at any moment; the sink reads it only with frame.ReadTail. HeadNeed
+// says how many leading bytes of a frame the sink reads to decide about
+// it, given its first bytes (head, HeadLen of them) and its offload: when
+// that is more than the head, the device copies the whole frame. A Sink
+// that does not implement TailSink gets whole frames.
+type TailSink interface {
+	Sink
+	HeadNeed(head []byte, off frame.Offload) int
 }
 
 // SinkFunc adapts a function to Sink.

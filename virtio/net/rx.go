@@ -13,6 +13,7 @@ var (
 	errRxSmall     = errors.New("RX buffer smaller than the virtio-net header")
 	errRxTooMany   = errors.New("frame needs more buffers than the queue holds")
 	errRxNoOffload = errors.New("frame offload not negotiated by the guest")
+	errRxSource    = errors.New("the sender's memory faulted while its frame's tail was copied")
 )
 
 type rxQueue struct {
@@ -126,7 +127,7 @@ func (d *Device) ReceiveOn(pairIdx int, frames []Frame) (accepted int) {
 loop:
 	for ; i < len(frames); i++ {
 		f := &frames[i]
-		if len(f.Data) > MaxFrameLen {
+		if f.Len() > MaxFrameLen {
 			d.drop(&r.vq, d.stats.rxOversize.Add(1), "rx frame", errOversize)
 			continue
 		}
@@ -144,13 +145,13 @@ loop:
 		}
 		var res rxResult
 		if mrg {
-			res = d.rxMerged(r, h, f.Data)
+			res = d.rxMerged(r, h, f.Data, f.Tail)
 		} else {
-			res = d.rxOne(r, h, f.Data)
+			res = d.rxOne(r, h, f.Data, f.Tail)
 		}
 		switch res {
 		case rxDone:
-			bytes += uint64(len(f.Data))
+			bytes += uint64(f.Len())
 			frames[accepted], frames[i] = frames[i], frames[accepted] // written ones first, in order
 			accepted++
 		case rxNoBuffer, rxFault:
@@ -192,49 +193,126 @@ func (d *Device) rxPop(r *rxQueue) (*virtio.Chain, rxResult) {
 }
 
 // rxOne writes header and frame into one chain.
-func (d *Device) rxOne(r *rxQueue, h frame.Offload, data []byte) rxResult {
+func (d *Device) rxOne(r *rxQueue, h frame.Offload, data, tail []byte) rxResult {
 	c, res := d.rxPop(r)
 	if c == nil {
 		return res
 	}
-	need := uint64(HdrLen + len(data))
+	need := uint64(HdrLen + len(data) + len(tail))
 	if c.WritableLen() < need {
 		// Keep the buffer for a frame that fits.
 		r.q.Rewind(1)
 		d.drop(&r.vq, d.stats.rxOversize.Add(1), "rx frame", &virtio.ChainLenError{Len: need, Max: c.WritableLen()})
 		return rxDropped
 	}
-	if rxFast(r, c, &h, data) {
+	switch rxFast(r, c, &h, data, tail) {
+	case fastDone:
 		return rxDone
+	case fastSource:
+		return d.rxSourceFault(r, 1)
 	}
 	mem := r.q.Memory()
 	putHdr(r.hdr[:], &h)
 	if _, err := c.WriteAt(mem, r.hdr[:], 0); err != nil {
 		return d.rxBad(r, c.Head, 0, err)
 	}
-	if _, err := c.WriteAt(mem, data, HdrLen); err != nil {
+	if err := writeFrame(c, mem, HdrLen, data, tail, 0, len(data)+len(tail)); err != nil {
+		if err == errRxSource {
+			return d.rxSourceFault(r, 1)
+		}
 		return d.rxBad(r, c.Head, 0, err)
 	}
 	_ = r.q.AddUsed(c.Head, uint32(need))
 	return rxDone
 }
 
+// writeFrame writes bytes [pos, pos+n) of the frame data+tail at offset
+// off of c's writable buffers. A fault reading tail (its sender's memory
+// vanished) is errRxSource: the sender's, not this queue's. The caller's
+// fault guard is on (ReceiveOn).
+func writeFrame(c *virtio.Chain, mem *virtio.Memory, off uint64, data, tail []byte, pos, n int) (err error) {
+	if pos < len(data) {
+		k := min(n, len(data)-pos)
+		if _, err := c.WriteAt(mem, data[pos:pos+k], off); err != nil {
+			return err
+		}
+		off, pos, n = off+uint64(k), pos+k, n-k
+	}
+	if n == 0 {
+		return nil
+	}
+	t := tail[pos-len(data) : pos-len(data)+n]
+	defer func() {
+		if r := recover(); r != nil {
+			if !frame.TailFault(r, t) {
+				panic(r)
+			}
+			err = errRxSource
+		}
+	}()
+	_, err = c.WriteAt(mem, t, off)
+	return err
+}
+
+// copyTail is frame.ReadTail under the fault guard ReceiveOn already set.
+func copyTail(dst, tail []byte) (ok bool) {
+	defer func() {
+		if r := recover(); r != nil {
+			if !frame.TailFault(r, tail) {
+				panic(r)
+			}
+			ok = false
+		}
+	}()
+	copy(dst, tail)
+	return true
+}
+
+// rxSourceFault gives back the held chains just popped for a frame whose
+// tail could not be read (its sender's memory vanished under the copy:
+// the sender's fault, not this queue's) and counts the frame.
+func (d *Device) rxSourceFault(r *rxQueue, held int) rxResult {
+	r.q.Rewind(uint16(held))
+	d.drop(&r.vq, d.stats.rxSourceFault.Add(1), "rx frame", errRxSource)
+	return rxDropped
+}
+
+// rxFast's outcomes.
+const (
+	fastNo     = iota // nothing was done: take the general path
+	fastDone          // written and used
+	fastSource        // the frame's tail faulted: nothing used, drop it
+)
+
 // rxFast is the common case of rxOne and rxMerged: header and frame fit
 // the chain's first writable buffer. They are written with one bounds
-// check (Memory.WriteParts, which also dirty-logs them) and the chain is
-// used with num_buffers 1. False: nothing was done, take the general path.
-func rxFast(r *rxQueue, c *virtio.Chain, h *frame.Offload, data []byte) bool {
+// check (and dirty-logged, as Memory.WriteParts does) and the chain is
+// used with num_buffers 1.
+func rxFast(r *rxQueue, c *virtio.Chain, h *frame.Offload, data, tail []byte) int {
 	w := c.Writable()
-	need := uint64(HdrLen + len(data))
+	need := uint64(HdrLen + len(data) + len(tail))
 	if len(w) == 0 || uint64(w[0].Len) < need {
-		return false
+		return fastNo
 	}
 	putHdr(r.hdr[:], h)
-	if r.q.Memory().WriteParts(w[0].Addr, r.hdr[:], data) != nil {
-		return false
+	mem := r.q.Memory()
+	if tail == nil {
+		if mem.WriteParts(w[0].Addr, r.hdr[:], data) != nil {
+			return fastNo
+		}
+	} else {
+		b, err := mem.Slice(w[0].Addr, need)
+		if err != nil {
+			return fastNo
+		}
+		copy(b[copy(b, r.hdr[:]):], data)
+		if !copyTail(b[HdrLen+len(data):], tail) {
+			return fastSource
+		}
+		mem.MarkDirty(w[0].Addr, need)
 	}
 	_ = r.q.AddUsed(c.Head, uint32(need))
-	return true
+	return fastDone
 }
 
 // putHdr writes the header of a received frame into b (HdrLen bytes): h's
@@ -260,12 +338,12 @@ func (d *Device) rxBad(r *rxQueue, head uint16, nHeld int, err error) rxResult {
 // (§5.1.6.4.2 "Processing of Incoming Packets", mergeable buffers): the
 // header goes at the start of the first, num_buffers is written last. If the
 // buffers run out the chains are given back (Rewind) and the frame dropped.
-func (d *Device) rxMerged(r *rxQueue, h frame.Offload, data []byte) rxResult {
+func (d *Device) rxMerged(r *rxQueue, h frame.Offload, data, tail []byte) rxResult {
 	mem := r.q.Memory()
 	var numBufAt [2]uint64 // guest addresses of num_buffers' two bytes
 	nbuf := 0
-	rest := data
-	for nbuf == 0 || len(rest) > 0 {
+	pos, total := 0, len(data)+len(tail) // bytes of the frame written, of all
+	for nbuf == 0 || pos < total {
 		if nbuf == len(r.heads) {
 			return d.rxBad(r, r.heads[nbuf-1], nbuf-1, errRxTooMany)
 		}
@@ -282,8 +360,13 @@ func (d *Device) rxMerged(r *rxQueue, h frame.Offload, data []byte) rxResult {
 			return res
 		}
 		off := uint64(0)
-		if nbuf == 0 && rxFast(r, c, &h, data) {
-			return rxDone
+		if nbuf == 0 {
+			switch rxFast(r, c, &h, data, tail) {
+			case fastDone:
+				return rxDone
+			case fastSource:
+				return d.rxSourceFault(r, 1)
+			}
 		}
 		if nbuf == 0 {
 			putHdr(r.hdr[:], &h)
@@ -293,14 +376,17 @@ func (d *Device) rxMerged(r *rxQueue, h frame.Offload, data []byte) rxResult {
 			numBufAt[0], numBufAt[1] = writableAddr(c, 10), writableAddr(c, 11)
 			off = HdrLen
 		}
-		n := min(c.WritableLen()-off, uint64(len(rest)))
+		n := min(c.WritableLen()-off, uint64(total-pos))
 		if n == 0 && nbuf > 0 {
 			return d.rxBad(r, c.Head, nbuf, errRxSmall)
 		}
-		if _, err := c.WriteAt(mem, rest[:n], off); err != nil {
+		if err := writeFrame(c, mem, off, data, tail, pos, int(n)); err != nil {
+			if err == errRxSource {
+				return d.rxSourceFault(r, nbuf+1)
+			}
 			return d.rxBad(r, c.Head, nbuf, err)
 		}
-		rest = rest[n:]
+		pos += int(n)
 		r.heads[nbuf], r.lens[nbuf] = c.Head, uint32(off+n)
 		nbuf++
 	}

@@ -10,7 +10,7 @@ type counters struct {
 	txBadChain, txBadHeader, txRunt, txOversize   atomic.Uint64
 	rxNoBuffer, rxBadChain, rxOversize, rxOffload atomic.Uint64
 	ctrlOK, ctrlErr, faults, signalErrors         atomic.Uint64
-	memFaults                                     atomic.Uint64
+	memFaults, rxSourceFault                      atomic.Uint64
 }
 
 // Stats is a snapshot of a Device's counters.
@@ -27,6 +27,9 @@ type Stats struct {
 	RxDropBadChain uint64 // RX chain unusable: read-only buffer, too small, ...
 	RxDropOversize uint64 // frame too long (MaxFrameLen, or the guest's buffer)
 	RxDropOffload  uint64 // offload (GSO/partial checksum) the guest did not negotiate
+	// RxDropSourceFault: frames whose payload could not be copied from
+	// the sending tenant's buffer (its memory vanished under the copy).
+	RxDropSourceFault uint64
 
 	CtrlOK, CtrlErr uint64 // control commands acknowledged OK / ERR
 	Faults          uint64 // queues found malformed (needs reset)
@@ -42,7 +45,8 @@ func (c *counters) snapshot() Stats {
 		TxDropRunt: c.txRunt.Load(), TxDropOversize: c.txOversize.Load(),
 		RxDropNoBuffer: c.rxNoBuffer.Load(), RxDropBadChain: c.rxBadChain.Load(),
 		RxDropOversize: c.rxOversize.Load(), RxDropOffload: c.rxOffload.Load(),
-		CtrlOK: c.ctrlOK.Load(), CtrlErr: c.ctrlErr.Load(),
+		RxDropSourceFault: c.rxSourceFault.Load(),
+		CtrlOK:            c.ctrlOK.Load(), CtrlErr: c.ctrlErr.Load(),
 		Faults: c.faults.Load(), SignalErrors: c.signalErrors.Load(),
 		MemoryFaults: c.memFaults.Load(),
 	}

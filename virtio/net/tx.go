@@ -157,8 +157,8 @@ func (d *Device) txBatch(t *txQueue, features uint64) (empty, ok bool) {
 		}
 		d.sink.Deliver(t.frames[:n])
 		for i := 0; i < n; i++ {
-			bytes += uint64(len(t.frames[i].Data))
-			t.frames[i].Data = nil
+			bytes += uint64(t.frames[i].Len())
+			t.frames[i].Data, t.frames[i].Tail = nil, nil
 			// Cannot fail: the heads came from Pop on this ready queue.
 			_ = q.AddUsed(t.heads[i], 0)
 		}
@@ -200,30 +200,56 @@ func (d *Device) txBatch(t *txQueue, features uint64) (empty, ok bool) {
 			continue
 		}
 		frameLen := int(total) - HdrLen
-		// Single fetch: the header and the frame are copied once into
-		// host memory the guest cannot reach, and everything after this
-		// (the header check here, classification, ACLs, learning, GSO in
-		// the switch) reads only the copy. The guest may rewrite its
-		// buffers from another vCPU at any moment; a length, tag or
-		// offset read twice from them could differ between the check and
-		// the use. Firecracker's net device copies every TX frame too.
+		// Single fetch: the header and the frame's headers are copied
+		// once into host memory the guest cannot reach, and everything
+		// after this (the header check here, classification, ACLs,
+		// learning, GSO in the switch) reads only the copy. The guest may
+		// rewrite its buffers from another vCPU at any moment; a length,
+		// tag or offset read twice from them could differ between the
+		// check and the use. Firecracker's net device copies every TX
+		// frame too. For a sink that takes frames in two parts the
+		// payload behind the first frame.HeadLen bytes, when it lies in
+		// one buffer and holds none of the headers the sink reads,
+		// stays in the guest's buffer (Frame.Tail) and is copied once,
+		// where it goes (a receiving guest's buffer): one copy of the
+		// payload instead of two.
+		headLen := frameLen
+		if d.tails != nil && frameLen > frame.HeadLen {
+			headLen = frame.HeadLen
+		}
 		if used+frameLen > len(t.arena) {
 			deliver()
 		}
 		data := t.arena[used : used+frameLen : used+frameLen]
-		if err := copyTX(mem, c, t.hdr[:], data); err != nil {
+		tail, err := copyTX(mem, c, t.hdr[:], data, headLen)
+		if err != nil {
 			d.drop(&t.vq, d.stats.txBadChain.Add(1), "tx chain", err)
 			_ = q.AddUsed(c.Head, 0)
 			continue
 		}
-		h, _ := DecodeHeader(t.hdr[:])
-		if err := CheckTX(h, frameLen, features); err != nil {
-			d.drop(&t.vq, d.stats.txBadHeader.Add(1), "tx header", err)
-			_ = q.AddUsed(c.Head, 0)
-			continue
+		off := frame.DecodeOffload(t.hdr[:])
+		if (off != frame.Offload{}) { // no offload: always valid
+			h, _ := DecodeHeader(t.hdr[:])
+			if err := CheckTX(h, frameLen, features); err != nil {
+				d.drop(&t.vq, d.stats.txBadHeader.Add(1), "tx header", err)
+				_ = q.AddUsed(c.Head, 0)
+				continue
+			}
 		}
-		used += frameLen
-		t.frames[n] = Frame{Data: data, Off: h.Offload()}
+		if tail != nil {
+			if d.tails.HeadNeed(data[:headLen], off) <= headLen {
+				data = data[:headLen:headLen]
+			} else {
+				// The sink reads further (a long chain of IPv6
+				// extension headers): the rest is copied behind the
+				// head, each byte still read once.
+				copy(data[headLen:], tail)
+				tail = nil
+			}
+		}
+		used += len(data)
+		f := &t.frames[n]
+		f.Data, f.Tail, f.Off = data, tail, off
 		t.heads[n] = c.Head
 		n++
 	}
@@ -237,12 +263,17 @@ func (d *Device) txBatch(t *txQueue, features uint64) (empty, ok bool) {
 // of the frame in one descriptor; others give it a descriptor of its own),
 // every byte is read once. A buffer that spans memory regions takes the
 // general path.
-func copyTX(mem *virtio.Memory, c *virtio.Chain, hdr, data []byte) error {
+//
+// With headLen < len(data) only the first headLen bytes of the frame are
+// copied when everything after them lies in one buffer: that buffer's
+// slice of guest memory is returned as the tail (data[headLen:] is then
+// not written). Otherwise the whole frame is copied and tail is nil.
+func copyTX(mem *virtio.Memory, c *virtio.Chain, hdr, data []byte, headLen int) (tail []byte, err error) {
 	off := 0
 	for _, d := range c.Readable() {
 		b, err := mem.Slice(d.Addr, uint64(d.Len))
 		if err != nil {
-			return copyTXSlow(mem, c, hdr, data)
+			return nil, copyTXSlow(mem, c, hdr, data)
 		}
 		if off < HdrLen {
 			n := copy(hdr[off:], b)
@@ -252,9 +283,16 @@ func copyTX(mem *virtio.Memory, c *virtio.Chain, hdr, data []byte) error {
 			}
 			b = b[n:]
 		}
-		off += copy(data[off-HdrLen:], b)
+		at := off - HdrLen
+		if at <= headLen && at+len(b) == len(data) && headLen < len(data) {
+			// The rest of the frame is in this buffer: copy up to the
+			// head's end, and leave the rest where it is.
+			n := copy(data[at:headLen], b)
+			return b[n:], nil
+		}
+		off += copy(data[at:], b)
 	}
-	return nil
+	return nil, nil
 }
 
 // copyTXSlow is copyTX for chains with a buffer across memory regions.
