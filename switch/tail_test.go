@@ -302,4 +302,3 @@ func TestHeaderNeedCoversParsers(t *testing.T) {
 		t.Fatalf("only %d frames checked", checked)
 	}
 }
-
