@@ -386,14 +386,17 @@ func (h *PortHandle) emit(d *PortHandle, i int32, p *pkt, f *Frame) {
 	if !sc.room(1, n) {
 		h.flush()
 	}
-	out := Frame{Data: f.Data, Tail: f.Tail, Off: f.Off}
+	if delta == 0 && !tagged && !needCsum && !whole { // as it came: the common case
+		sc.outs = append(sc.outs, outEntry{idx: i, pcp: p.pcp, f: *f})
+		return
+	}
+	out := *f
 	switch {
 	case needCsum || whole && delta == 0 && !tagged:
 		out.Data, out.Tail = sc.alloc(n), nil
 		if !h.rewrite(out.Data, p, f, tagged) {
 			return
 		}
-	case delta == 0 && !tagged:
 	case tagged:
 		if sc.tag == nil || sc.tagGen != sc.gen {
 			sc.tag, sc.tagGen = sc.alloc(n), sc.gen

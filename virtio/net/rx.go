@@ -152,7 +152,9 @@ loop:
 		switch res {
 		case rxDone:
 			bytes += uint64(f.Len())
-			frames[accepted], frames[i] = frames[i], frames[accepted] // written ones first, in order
+			if accepted != i { // written ones first, in order
+				frames[accepted], frames[i] = frames[i], frames[accepted]
+			}
 			accepted++
 		case rxNoBuffer, rxFault:
 			break loop
