@@ -16,14 +16,47 @@ func (m *Machine) virtioMemory() (*virtio.Memory, error) {
 	return virtio.NewMemory(rs...)
 }
 
-// AddNet adds a virtio-net PCI device. Call it after New and before Run.
+// AddNet adds a virtio-net PCI device whose dataplane runs in the VMM,
+// its frames going to cfg.Sink. Call it after New and before Run.
 func (m *Machine) AddNet(cfg NetConfig) (*NetDevice, error) {
+	var n *NetDevice
+	err := m.addNetFunc(&cfg, func(mem *virtio.Memory, bar uint32) (*netFunc, func() error, error) {
+		var err error
+		n, err = newNetDevice(cfg, mem, m.plat, bar)
+		if err != nil {
+			return nil, nil, err
+		}
+		return &n.netFunc, n.close, nil
+	})
+	return n, err
+}
+
+// AddVhostNet adds a virtio-net PCI device whose data queues the
+// vhost-user backend at socket runs (hvnet switch, DPDK net_vhost):
+// cfg.Sink must be nil. It connects to the backend now. Call it after New
+// and before Run.
+func (m *Machine) AddVhostNet(socket string, cfg NetConfig) (*VhostNetDevice, error) {
+	var n *VhostNetDevice
+	err := m.addNetFunc(&cfg, func(mem *virtio.Memory, bar uint32) (*netFunc, func() error, error) {
+		var err error
+		n, err = newVhostNetDevice(socket, cfg, mem, m.mem, m.plat, bar)
+		if err != nil {
+			return nil, nil, err
+		}
+		return &n.netFunc, n.close, nil
+	})
+	return n, err
+}
+
+// addNetFunc places a virtio-net function built by build on the PCI bus,
+// at the next free BAR.
+func (m *Machine) addNetFunc(cfg *NetConfig, build func(mem *virtio.Memory, bar uint32) (*netFunc, func() error, error)) error {
 	if cfg.Log == nil {
 		cfg.Log = m.log.Named("virtio-net")
 	}
 	mem, err := m.virtioMemory()
 	if err != nil {
-		return nil, fmt.Errorf("virtio-net: %w", err)
+		return fmt.Errorf("virtio-net: %w", err)
 	}
 	// BARs are assigned here, as firmware would, from the bottom of the
 	// MMIO hole; the guest keeps them (they lie in PCI0's _CRS window).
@@ -32,20 +65,20 @@ func (m *Machine) AddNet(cfg NetConfig) (*NetDevice, error) {
 		bar = mmioHoleStart
 	}
 	if uint64(bar)+vpciBarSize > ioapicAddr {
-		return nil, fmt.Errorf("virtio-net: no room for another BAR")
+		return fmt.Errorf("virtio-net: no room for another BAR")
 	}
-	n, err := newNetDevice(cfg, mem, m.mem, m.plat, bar)
+	f, closeFn, err := build(mem, bar)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	if slot := m.pci.Add(n.pci); slot < 0 {
-		n.close()
-		return nil, fmt.Errorf("virtio-net: PCI bus 0 is full")
+	if slot := m.pci.Add(f.pci); slot < 0 {
+		closeFn()
+		return fmt.Errorf("virtio-net: PCI bus 0 is full")
 	}
 	m.nextBAR = bar + vpciBarSize
-	m.mmio.register(n.pci)
-	m.closers = append(m.closers, n.close)
-	return n, nil
+	m.mmio.register(f.pci)
+	m.closers = append(m.closers, closeFn)
+	return nil
 }
 
 // StopDevices stops the devices' dataplane goroutines and releases their

@@ -27,6 +27,11 @@
 // dataplane goroutine per queue, interrupts are MSI-X vectors (msix.go)
 // delivered through irqfds on KVM GSI routes (irq.go). The DSDT describes
 // the PCI host bridge (aml.go), which is how an ACPI guest finds the bus.
+// Machine.AddVhostNet adds a virtio-net function of its own kind
+// (VhostNetDevice, vhostnet.go) whose data queues an external vhost-user
+// backend runs in the guest's memory, kicked and signalling through the
+// same ioeventfds and irqfds; the VMM keeps its configuration space and
+// control queue (package vnet, control only).
 //
 // KVM backed by software virtualisation (the kvm_pvm module) cannot run a
 // stock kernel: New refuses with ErrUnusableKVM, and callers (the hvnet CLI,

@@ -15,17 +15,15 @@ import (
 )
 
 // NetConfig configures a virtio-net device (virtio 1.2 §5.1) on the
-// machine's PCI bus.
+// machine's PCI bus: one whose dataplane runs in the VMM (AddNet), or one
+// whose data queues a vhost-user backend runs (AddVhostNet).
 type NetConfig struct {
 	MAC        [6]byte   // zero: a random locally administered address
 	QueuePairs int       // RX/TX pairs (max_virtqueue_pairs), default 1
 	QueueSize  uint16    // largest queue the driver may use, default 1024
 	MTU        uint16    // reported MTU, default 1500
-	Sink       vnet.Sink // where the guest's frames go (required unless VhostUser)
-	// VhostUser is a vhost-user backend's socket: when set, the backend
-	// runs the data queues (vhostnet.go) and Sink is not used.
-	VhostUser string
-	Log       hclog.Logger
+	Sink       vnet.Sink // where the guest's frames go: required by AddNet, refused by AddVhostNet
+	Log        hclog.Logger
 }
 
 // Virtio-net device configuration (struct virtio_net_config, §5.1.4).
@@ -49,15 +47,20 @@ var netOffered = virtio.Feature(virtio.FVersion1) | virtio.Feature(virtio.FEvent
 	vnet.FMrgRxbuf, vnet.FCsum, vnet.FGuestCsum, vnet.FGuestTSO4, vnet.FGuestTSO6, vnet.FHostTSO4,
 	vnet.FHostTSO6, vnet.FCtrlVQ, vnet.FCtrlRx, vnet.FCtrlVLAN, vnet.FGuestAnnounce)
 
-// NetDevice is a virtio-net PCI function: the vnet dataplane behind the
-// virtio-pci transport.
-type NetDevice struct {
+// netFunc is what both kinds of virtio-net PCI function share: the
+// configuration space (MAC, link status, queue pairs, MTU), the control
+// queue (a vnet.Device), the virtio-pci transport and the watchdog for
+// lost notifications. NetDevice adds the in-process dataplane,
+// VhostNetDevice a vhost-user backend's.
+type netFunc struct {
 	cfg    NetConfig
 	dev    *vnet.Device
 	pci    *virtioPCI
 	status atomic.Uint32 // virtio_net_config.status
 	offer  uint64
-	vu     *vhostNet // vhost-user mode, or nil
+	// external: the data queues are a vhost-user backend's; only the
+	// control queue is the VMM's (and watched).
+	external bool
 
 	// The watchdog for lost notifications (watch).
 	watchStop chan struct{}
@@ -68,23 +71,34 @@ type NetDevice struct {
 	lostIRQs  atomic.Uint64
 }
 
+// NetDevice is a virtio-net PCI function whose dataplane runs in the VMM:
+// the vnet device behind the virtio-pci transport.
+type NetDevice struct{ netFunc }
+
 var _ virtioBackend = (*NetDevice)(nil)
 
-// newNetDevice builds the device over guest memory mem (ram is the same
-// memory as the machine holds it, for vhost-user mode; may be nil
-// otherwise).
-func newNetDevice(cfg NetConfig, mem *virtio.Memory, ram *Memory, plat platform, bar uint32) (_ *NetDevice, err error) {
-	if cfg.Sink == nil && cfg.VhostUser != "" {
-		cfg.Sink = vnet.SinkFunc(func([]vnet.Frame) {}) // the data queues are the backend's
-	}
+// newNetDevice builds the device over guest memory mem.
+func newNetDevice(cfg NetConfig, mem *virtio.Memory, plat platform, bar uint32) (*NetDevice, error) {
 	if cfg.Sink == nil {
 		return nil, errors.New("virtio-net: NetConfig.Sink is required")
 	}
+	if err := cfg.normalize(); err != nil {
+		return nil, err
+	}
+	n := &NetDevice{}
+	if err := n.init(n, cfg, mem, plat, bar, netOffered); err != nil {
+		return nil, err
+	}
+	return n, nil
+}
+
+// normalize checks cfg and fills in its defaults.
+func (cfg *NetConfig) normalize() error {
 	if cfg.QueuePairs == 0 {
 		cfg.QueuePairs = 1
 	}
 	if cfg.QueuePairs < 1 || cfg.QueuePairs > 64 {
-		return nil, fmt.Errorf("virtio-net: %d queue pairs, want 1..64", cfg.QueuePairs)
+		return fmt.Errorf("virtio-net: %d queue pairs, want 1..64", cfg.QueuePairs)
 	}
 	if cfg.QueueSize == 0 {
 		cfg.QueueSize = 1024
@@ -93,52 +107,46 @@ func newNetDevice(cfg NetConfig, mem *virtio.Memory, ram *Memory, plat platform,
 		cfg.MTU = 1500
 	}
 	if cfg.MTU < 68 {
-		return nil, fmt.Errorf("virtio-net: MTU %d below 68", cfg.MTU)
+		return fmt.Errorf("virtio-net: MTU %d below 68", cfg.MTU)
 	}
 	if cfg.MAC == ([6]byte{}) {
 		if _, err := rand.Read(cfg.MAC[:]); err != nil {
-			return nil, fmt.Errorf("virtio-net: random MAC: %w", err)
+			return fmt.Errorf("virtio-net: random MAC: %w", err)
 		}
 	}
 	cfg.MAC[0] = cfg.MAC[0]&^1 | 2 // unicast, locally administered
 	if cfg.Log == nil {
 		cfg.Log = hclog.NewNullLogger()
 	}
-	n := &NetDevice{cfg: cfg, offer: netOffered}
+	return nil
+}
+
+// init builds the shared part for be (the NetDevice or VhostNetDevice
+// that embeds f), offering offer (and MQ with several queue pairs), and
+// starts the watchdog.
+func (f *netFunc) init(be virtioBackend, cfg NetConfig, mem *virtio.Memory, plat platform, bar uint32, offer uint64) (err error) {
+	f.cfg, f.offer = cfg, offer
 	if cfg.QueuePairs > 1 {
-		n.offer |= vnet.Features(vnet.FMQ)
+		f.offer |= vnet.Features(vnet.FMQ)
 	}
-	if cfg.VhostUser != "" {
-		if n.vu, err = dialVhostNet(cfg.VhostUser, cfg.QueuePairs, ram, cfg.Log); err != nil {
-			return nil, fmt.Errorf("virtio-net: %w", err)
-		}
-		defer func() {
-			if err != nil {
-				n.vu.close()
-			}
-		}()
-		n.offer = n.vu.offer(n.offer)
-	}
-	n.status.Store(netStatusLinkUp)
-	n.dev, err = vnet.New(vnet.Config{
-		QueuePairs: cfg.QueuePairs, MaxQueueSize: cfg.QueueSize, Sink: cfg.Sink, Logger: cfg.Log,
-		OnFault:   func(err error) { n.pci.failed(err) },
-		OnControl: n.onControl,
+	f.status.Store(netStatusLinkUp)
+	f.dev, err = vnet.New(vnet.Config{
+		QueuePairs: cfg.QueuePairs, MaxQueueSize: cfg.QueueSize, Sink: cfg.Sink, ControlOnly: f.external,
+		Logger:    cfg.Log,
+		OnFault:   func(err error) { f.pci.failed(err) },
+		OnControl: f.onControl,
 	})
 	if err != nil {
-		return nil, err
+		return err
 	}
-	n.dev.SetMemory(mem)
-	if n.pci, err = newVirtioPCI(n, plat, bar, cfg.Log); err != nil {
-		return nil, err
+	f.dev.SetMemory(mem)
+	if f.pci, err = newVirtioPCI(be, plat, bar, cfg.Log); err != nil {
+		return err
 	}
-	if n.vu != nil {
-		n.vu.watch(n.backendLost)
-	}
-	n.watchStop = make(chan struct{})
-	n.watchDone.Add(1)
-	go n.watch()
-	return n, nil
+	f.watchStop = make(chan struct{})
+	f.watchDone.Add(1)
+	go f.watch()
+	return nil
 }
 
 // watchEvery is how often watch looks at the queues.
@@ -168,7 +176,7 @@ type watchState struct {
 //
 // Both are counted (LostKicks, LostIRQs) and logged. The data queues of a
 // vhost-user device are the backend's: only the control queue is watched.
-func (n *NetDevice) watch() {
+func (n *netFunc) watch() {
 	defer n.watchDone.Done()
 	t := time.NewTicker(watchEvery)
 	defer t.Stop()
@@ -183,7 +191,7 @@ func (n *NetDevice) watch() {
 		driverOK := n.pci.status.Load()&virtio.StatusDriverOK != 0
 		for i := range last {
 			w := &last[i]
-			if n.vu != nil && i != ctrl {
+			if n.external && i != ctrl {
 				continue
 			}
 			st := n.dev.Watch(i)
@@ -202,7 +210,7 @@ func (n *NetDevice) watch() {
 }
 
 // watchKick handles queue i's available side for watch.
-func (n *NetDevice) watchKick(i int, w *watchState, st vnet.QueueState) {
+func (n *netFunc) watchKick(i int, w *watchState, st vnet.QueueState) {
 	if st.Avail == st.Taken {
 		w.kickWait = false
 		return
@@ -233,7 +241,7 @@ func (n *NetDevice) watchKick(i int, w *watchState, st vnet.QueueState) {
 }
 
 // watchIRQ handles queue i's used side for watch.
-func (n *NetDevice) watchIRQ(i int, w *watchState, st vnet.QueueState) {
+func (n *netFunc) watchIRQ(i int, w *watchState, st vnet.QueueState) {
 	if !st.IRQWanted {
 		w.irqWait = false
 		return
@@ -263,11 +271,11 @@ func logLost(c uint64) bool { return c <= 10 || c%1000 == 0 }
 func (n *NetDevice) Device() *vnet.Device { return n.dev }
 
 // MAC returns the device's MAC address.
-func (n *NetDevice) MAC() [6]byte { return n.cfg.MAC }
+func (n *netFunc) MAC() [6]byte { return n.cfg.MAC }
 
 // Stats returns the transport's counters (per-queue kicks and interrupts,
 // needs-reset events, bad accesses).
-func (n *NetDevice) Stats() VirtioPCIStats {
+func (n *netFunc) Stats() VirtioPCIStats {
 	s := n.pci.stats()
 	s.LostKicks = n.lostKicks.Load()
 	s.LostIRQs = n.lostIRQs.Load()
@@ -275,7 +283,7 @@ func (n *NetDevice) Stats() VirtioPCIStats {
 }
 
 // SetLink sets the link state the driver sees and notifies it (§5.1.4).
-func (n *NetDevice) SetLink(up bool) {
+func (n *netFunc) SetLink(up bool) {
 	if up {
 		n.status.Or(netStatusLinkUp)
 	} else {
@@ -287,7 +295,7 @@ func (n *NetDevice) SetLink(up bool) {
 // Announce asks a driver that negotiated GUEST_ANNOUNCE to send
 // gratuitous packets (after a migration, say; §5.1.6.5.4); the driver
 // acknowledges with VIRTIO_NET_CTRL_ANNOUNCE_ACK, which clears the bit.
-func (n *NetDevice) Announce() bool {
+func (n *netFunc) Announce() bool {
 	if !virtio.HasFeature(n.dev.Features(), vnet.FGuestAnnounce) {
 		return false
 	}
@@ -296,30 +304,25 @@ func (n *NetDevice) Announce() bool {
 	return true
 }
 
-func (n *NetDevice) onControl(class, cmd uint8) {
+func (n *netFunc) onControl(class, cmd uint8) {
 	if class == vnet.CtrlAnnounce && cmd == vnet.CtrlAnnounceAck {
 		n.status.And(^uint32(netStatusAnnc))
 	}
 }
 
-func (n *NetDevice) deviceType() uint16               { return virtioIDNet }
-func (n *NetDevice) pciClass() (byte, byte)           { return 0x02, 0x00 } // network, Ethernet
-func (n *NetDevice) offered() uint64                  { return n.offer }
-func (n *NetDevice) numQueues() int                   { return n.dev.NumQueues() }
-func (n *NetDevice) maxQueueSize() uint16             { return n.cfg.QueueSize }
-func (n *NetDevice) setFeatures(f uint64) error       { return n.dev.SetFeatures(f) }
-func (n *NetDevice) writeConfig(off uint64, b []byte) {} // read-only for modern drivers
-func (n *NetDevice) reset() {
-	if n.vu != nil {
-		n.vu.stop()
-	}
-	n.dev.Reset()
-}
-func (n *NetDevice) configureQueue(i int, fn func(q *virtio.Queue) error) error {
+func (n *netFunc) deviceType() uint16               { return virtioIDNet }
+func (n *netFunc) pciClass() (byte, byte)           { return 0x02, 0x00 } // network, Ethernet
+func (n *netFunc) offered() uint64                  { return n.offer }
+func (n *netFunc) numQueues() int                   { return n.dev.NumQueues() }
+func (n *netFunc) maxQueueSize() uint16             { return n.cfg.QueueSize }
+func (n *netFunc) setFeatures(f uint64) error       { return n.dev.SetFeatures(f) }
+func (n *netFunc) writeConfig(off uint64, b []byte) {} // read-only for modern drivers
+func (n *NetDevice) reset()                         { n.dev.Reset() }
+func (n *netFunc) configureQueue(i int, fn func(q *virtio.Queue) error) error {
 	return n.dev.ConfigureQueue(i, fn)
 }
 
-func (n *NetDevice) readConfig(off uint64, data []byte) {
+func (n *netFunc) readConfig(off uint64, data []byte) {
 	var b [netCfgLen]byte
 	copy(b[netCfgMAC:], n.cfg.MAC[:])
 	putU16(b[netCfgStatus:], uint16(n.status.Load()))
@@ -333,10 +336,6 @@ func (n *NetDevice) readConfig(off uint64, data []byte) {
 
 // activate runs at DRIVER_OK: transmit what the driver queued before.
 func (n *NetDevice) activate() {
-	if n.vu != nil {
-		n.activateVhost()
-		return
-	}
 	for i := 1; i < n.dev.CtrlQueue(); i += 2 {
 		_ = n.pci.queues[i].kick.Signal() // the dataplane goroutine picks it up
 	}
@@ -344,13 +343,17 @@ func (n *NetDevice) activate() {
 }
 
 // kick handles a notification on queue i until the queue is drained.
-func (n *NetDevice) kick(i int) {
+func (n *netFunc) kick(i int) {
 	for n.dev.HandleKick(i) {
 	}
 }
 
 // close stops the device (once; later calls return the first result).
-func (n *NetDevice) close() error {
+func (n *NetDevice) close() error { return n.stop(nil) }
+
+// stop stops the shared part, then runs more (once; later calls return
+// the first result).
+func (n *netFunc) stop(more func() error) error {
 	n.stopOnce.Do(func() {
 		close(n.watchStop)
 		n.watchDone.Wait()
@@ -361,8 +364,8 @@ func (n *NetDevice) close() error {
 		// Receive holds the queue's lock and Reset takes it, so one in
 		// flight finishes first.
 		n.dev.Reset()
-		if n.vu != nil {
-			err = errors.Join(err, n.vu.close())
+		if more != nil {
+			err = errors.Join(err, more())
 		}
 		n.closeErr = err
 	})

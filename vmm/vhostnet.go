@@ -16,12 +16,12 @@ import (
 	vnet "hvnet/virtio/net"
 )
 
-// vhost-user mode (NetConfig.VhostUser): the VMM is a vhost-user frontend
+// A vhost-user NIC (VhostNetDevice, AddVhostNet): the VMM is a vhost-user frontend
 // (QEMU docs/interop/vhost-user.rst) and an external backend (hvnet switch,
 // DPDK net_vhost) runs the receive and transmit queues directly in the
 // guest's memfd RAM:
 //
-//   - at AddNet the device connects, negotiates protocol features (MQ,
+//   - at AddVhostNet the device connects, negotiates protocol features (MQ,
 //     REPLY_ACK) and claims the backend (SET_OWNER); the features offered to
 //     the guest are the backend's data-path features ∩ the VMM's own;
 //   - at DRIVER_OK it sends SET_FEATURES, SET_MEM_TABLE (every RAM region
@@ -303,13 +303,66 @@ func (v *vhostNet) close() error {
 	return errors.Join(err, v.conn.Close())
 }
 
-// externalKick: in vhost-user mode the backend waits on the data queues'
-// ioeventfds; the control queue stays with the VMM.
-func (n *NetDevice) externalKick(i int) bool { return n.vu != nil && i != n.dev.CtrlQueue() }
+// VhostNetDevice is a virtio-net PCI function whose data queues a
+// vhost-user backend runs (see above); the VMM keeps the configuration
+// space and the control queue.
+type VhostNetDevice struct {
+	netFunc
+	vu *vhostNet
+}
 
-// activateVhost hands the enabled data queues to the backend at DRIVER_OK.
+var (
+	_ virtioBackend = (*VhostNetDevice)(nil)
+	_ externalKicks = (*VhostNetDevice)(nil)
+)
+
+// newVhostNetDevice connects to the backend at socket and builds the
+// device over guest memory mem (ram: the same memory as the machine holds
+// it, whose regions the backend maps).
+func newVhostNetDevice(socket string, cfg NetConfig, mem *virtio.Memory, ram *Memory, plat platform, bar uint32) (_ *VhostNetDevice, err error) {
+	if socket == "" {
+		return nil, errors.New("virtio-net: a vhost-user NIC needs its backend's socket")
+	}
+	if cfg.Sink != nil {
+		return nil, errors.New("virtio-net: a vhost-user NIC's frames are its backend's: NetConfig.Sink must be nil")
+	}
+	if err := cfg.normalize(); err != nil {
+		return nil, err
+	}
+	n := &VhostNetDevice{}
+	n.external = true
+	if n.vu, err = dialVhostNet(socket, cfg.QueuePairs, ram, cfg.Log); err != nil {
+		return nil, fmt.Errorf("virtio-net: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			n.vu.close()
+		}
+	}()
+	own := netOffered
+	if cfg.QueuePairs > 1 {
+		own |= vnet.Features(vnet.FMQ)
+	}
+	if err := n.init(n, cfg, mem, plat, bar, n.vu.offer(own)); err != nil {
+		return nil, err
+	}
+	n.vu.watch(n.backendLost)
+	return n, nil
+}
+
+// externalKick: the backend waits on the data queues' ioeventfds; the
+// control queue stays with the VMM.
+func (n *VhostNetDevice) externalKick(i int) bool { return i != n.dev.CtrlQueue() }
+
+// reset stops the backend's rings (GET_VRING_BASE), then the control queue.
+func (n *VhostNetDevice) reset() {
+	n.vu.stop()
+	n.dev.Reset()
+}
+
+// activate hands the enabled data queues to the backend at DRIVER_OK.
 // Called with the transport's lock held.
-func (n *NetDevice) activateVhost() {
+func (n *VhostNetDevice) activate() {
 	var qs []vhostQueue
 	for i, q := range n.pci.queues {
 		if i == n.dev.CtrlQueue() || !q.enabled {
@@ -332,8 +385,11 @@ func (n *NetDevice) activateVhost() {
 	}
 }
 
+// close stops the device and hangs up on the backend (once).
+func (n *VhostNetDevice) close() error { return n.stop(n.vu.close) }
+
 // backendLost: the link goes down and the device needs a reset.
-func (n *NetDevice) backendLost(err error) {
+func (n *VhostNetDevice) backendLost(err error) {
 	n.status.And(^uint32(netStatusLinkUp))
 	n.pci.failed(fmt.Errorf("vhost-user backend: %w", err))
 }

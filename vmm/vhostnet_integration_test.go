@@ -92,7 +92,7 @@ func TestVhostUserGuests(t *testing.T) {
 		}
 		g.m = m
 		defer m.Close()
-		if _, err := m.AddNet(vmm.NetConfig{MAC: [6]byte{2, 0, 0, 0, 0, byte(i + 1)}, VhostUser: sock}); err != nil {
+		if _, err := m.AddVhostNet(sock, vmm.NetConfig{MAC: [6]byte{2, 0, 0, 0, 0, byte(i + 1)}}); err != nil {
 			t.Fatalf("%s: AddNet: %v", g.name, err)
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -23,6 +24,7 @@ import (
 // and 0 for configuration changes.
 type vhostTestNet struct {
 	testNet
+	v      *VhostNetDevice
 	ram    *Memory
 	rx, tx *virtiotest.Driver
 }
@@ -40,14 +42,14 @@ func newVhostTestNet(t *testing.T, sock string) *vhostTestNet {
 		t.Fatal(err)
 	}
 	tn := &vhostTestNet{testNet: testNet{t: t, plat: newFakePlatform(), mem: mem, raw: ram.Host(r)}, ram: ram}
-	tn.n, err = newNetDevice(NetConfig{QueueSize: 64, MAC: [6]byte{2, 0, 0, 0, 0, 1}, VhostUser: sock,
+	tn.v, err = newVhostNetDevice(sock, NetConfig{QueueSize: 64, MAC: [6]byte{2, 0, 0, 0, 0, 1},
 		Log: hclog.New(&hclog.LoggerOptions{Name: "vhostnet", Level: hclog.Warn})}, mem, ram, tn.plat, testBAR)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tn.d = tn.n.pci
+	tn.d = tn.v.pci
 	t.Cleanup(func() {
-		if err := tn.n.close(); err != nil {
+		if err := tn.v.close(); err != nil {
 			t.Errorf("close: %v", err)
 		}
 	})
@@ -124,7 +126,7 @@ func TestVhostNetForward(t *testing.T) {
 	pa, sockA := startVhostPort(t, sw, "a")
 	pb, sockB := startVhostPort(t, sw, "b")
 	a, b := newVhostTestNet(t, sockA), newVhostTestNet(t, sockB)
-	if off := a.n.offered(); !virtio.HasFeature(off, vnet.FCtrlVQ) || !virtio.HasFeature(off, virtio.FVersion1) {
+	if off := a.v.offered(); !virtio.HasFeature(off, vnet.FCtrlVQ) || !virtio.HasFeature(off, virtio.FVersion1) {
 		t.Errorf("offered %#x: want VERSION_1 and CTRL_VQ", off)
 	}
 	a.start()
@@ -209,11 +211,19 @@ func (tn *vhostTestNet) start2() {
 	}
 }
 
-// TestVhostNetDialError: a missing socket fails AddNet with the path.
+// TestVhostNetDialError: a missing socket fails AddVhostNet with the
+// path; no socket, or a Sink (the frames are the backend's), is refused.
 func TestVhostNetDialError(t *testing.T) {
 	sock := filepath.Join(t.TempDir(), "none.sock")
-	_, err := newNetDevice(NetConfig{VhostUser: sock}, nil, &Memory{}, newFakePlatform(), testBAR)
+	_, err := newVhostNetDevice(sock, NetConfig{}, nil, &Memory{}, newFakePlatform(), testBAR)
 	if err == nil || !bytes.Contains([]byte(err.Error()), []byte(sock)) {
 		t.Errorf("err = %v, want one naming %s", err, sock)
+	}
+	if _, err := newVhostNetDevice("", NetConfig{}, nil, &Memory{}, newFakePlatform(), testBAR); err == nil || !strings.Contains(err.Error(), "socket") {
+		t.Errorf("no socket: err = %v, want one saying a socket is needed", err)
+	}
+	sink := sinkFunc(func([]vnet.Frame) {})
+	if _, err := newVhostNetDevice(sock, NetConfig{Sink: sink}, nil, &Memory{}, newFakePlatform(), testBAR); err == nil || !strings.Contains(err.Error(), "Sink") {
+		t.Errorf("with a Sink: err = %v, want one refusing it", err)
 	}
 }

@@ -94,7 +94,7 @@ func newTestNet(t *testing.T, pairs int) *testNet {
 			tn.got <- append([]byte(nil), f.Data...)
 		}
 	})
-	tn.n, err = newNetDevice(NetConfig{QueuePairs: pairs, QueueSize: 16, MAC: [6]byte{2, 0, 0, 0, 0, 1}, Sink: sink}, tn.mem, nil, tn.plat, testBAR)
+	tn.n, err = newNetDevice(NetConfig{QueuePairs: pairs, QueueSize: 16, MAC: [6]byte{2, 0, 0, 0, 0, 1}, Sink: sink}, tn.mem, tn.plat, testBAR)
 	if err != nil {
 		t.Fatal(err)
 	}

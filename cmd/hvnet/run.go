@@ -36,8 +36,14 @@ type runFlags struct {
 	nets                                                       netFlags
 }
 
-// netFlags is the repeatable --net flag: one NIC each.
-type netFlags []vmm.NetConfig
+// netFlags is the repeatable --net flag: one vhost-user NIC each.
+type netFlags []netFlag
+
+// netFlag is one --net: the backend's socket and the NIC's settings.
+type netFlag struct {
+	socket string
+	cfg    vmm.NetConfig
+}
 
 func (n *netFlags) String() string { return fmt.Sprint(len(*n), " NICs") }
 
@@ -48,7 +54,7 @@ func (n *netFlags) Set(s string) error {
 	if !ok || sock == "" {
 		return fmt.Errorf("%q: want vhost-user=SOCKET[,mac=MAC][,queues=N]", s)
 	}
-	c := vmm.NetConfig{VhostUser: sock}
+	var c vmm.NetConfig
 	for _, p := range parts[1:] {
 		k, v, _ := strings.Cut(p, "=")
 		switch k {
@@ -68,7 +74,7 @@ func (n *netFlags) Set(s string) error {
 			return fmt.Errorf("%q: unknown option %q (mac, queues)", s, k)
 		}
 	}
-	*n = append(*n, c)
+	*n = append(*n, netFlag{socket: sock, cfg: c})
 	return nil
 }
 
@@ -131,7 +137,7 @@ func cmdRun(e *env, args []string) int {
 }
 
 // runDirect boots the guest in this process, with its NICs.
-func runDirect(ctx context.Context, e *env, cfg vmm.Config, nets []vmm.NetConfig) int {
+func runDirect(ctx context.Context, e *env, cfg vmm.Config, nets netFlags) int {
 	con := newAgentWatcher(e.stdout, e.log, false)
 	cfg.Console = con
 	if isTerminal(e.stdin) {
@@ -142,10 +148,10 @@ func runDirect(ctx context.Context, e *env, cfg vmm.Config, nets []vmm.NetConfig
 		return fail(e, err)
 	}
 	defer m.Close()
-	for i, nc := range nets {
-		nc.Log = e.log.Named("net").With("nic", i)
-		if _, err := m.AddNet(nc); err != nil {
-			return fail(e, fmt.Errorf("--net %s: %w", nc.VhostUser, err))
+	for i, nf := range nets {
+		nf.cfg.Log = e.log.Named("net").With("nic", i)
+		if _, err := m.AddVhostNet(nf.socket, nf.cfg); err != nil {
+			return fail(e, fmt.Errorf("--net %s: %w", nf.socket, err))
 		}
 	}
 	status, err := m.Run(ctx)

@@ -21,8 +21,15 @@ type Config struct {
 	// MaxQueueSize is the largest queue size the transport offers
 	// (default 1024).
 	MaxQueueSize uint16
-	// Sink receives the frames the guest transmits. Required.
+	// Sink receives the frames the guest transmits. Required, unless
+	// ControlOnly.
 	Sink Sink
+	// ControlOnly: the device serves only its control queue; its data
+	// queues are run elsewhere (a vhost-user backend's, for the VMM's
+	// vhost-user NIC). Transmit queues are then never processed (ProcessTX
+	// returns at once) and Receive refuses every frame (counted as
+	// RxDropNoBuffer).
+	ControlOnly bool
 	// OnFault is called (once per queue until reset) when a queue is
 	// malformed; the transport should set DEVICE_NEEDS_RESET and notify
 	// the driver of a configuration change (virtio 1.2 §2.1.2). Called
@@ -65,13 +72,15 @@ type pair struct {
 
 // Device is a virtio-net device's dataplane.
 type Device struct {
-	log       hclog.Logger
-	sink      Sink
-	tails     TailSink // the sink, when it takes frames in two parts
-	onFault   func(error)
-	onControl func(class, cmd uint8)
-	pairs     []*pair
-	ctrl      ctrlQueue
+	log   hclog.Logger
+	sink  Sink
+	tails TailSink // the sink, when it takes frames in two parts
+	// controlOnly: no Sink, the data queues are served elsewhere.
+	controlOnly bool
+	onFault     func(error)
+	onControl   func(class, cmd uint8)
+	pairs       []*pair
+	ctrl        ctrlQueue
 
 	features    atomic.Uint64 // negotiated
 	rxOffloads  atomic.Uint64 // guest offloads in effect (§5.1.6.5.6)
@@ -84,8 +93,11 @@ func New(cfg Config) (*Device, error) {
 	if cfg.QueuePairs < 1 || cfg.QueuePairs > 0x8000 {
 		return nil, fmt.Errorf("vnet: %d queue pairs, want 1 to 32768", cfg.QueuePairs)
 	}
-	if cfg.Sink == nil {
+	if cfg.Sink == nil && !cfg.ControlOnly {
 		return nil, errors.New("vnet: Config.Sink is required")
+	}
+	if cfg.ControlOnly {
+		cfg.Sink = nil
 	}
 	if cfg.MaxQueueSize == 0 {
 		cfg.MaxQueueSize = 1024
@@ -95,6 +107,7 @@ func New(cfg Config) (*Device, error) {
 	}
 	d := &Device{log: cfg.Logger, sink: cfg.Sink, onFault: cfg.OnFault, onControl: cfg.OnControl}
 	d.tails, _ = cfg.Sink.(TailSink)
+	d.controlOnly = cfg.ControlOnly
 	newVQ := func(v *vq, index int) error {
 		q, err := virtio.NewQueue(cfg.MaxQueueSize)
 		if err != nil {

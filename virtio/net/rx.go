@@ -102,7 +102,7 @@ func flowHash(b []byte) uint32 {
 // A fault on guest memory (a frontend that shrank its memory) breaks the
 // queue and returns 0: the frames are not accounted as received.
 func (d *Device) ReceiveOn(pairIdx int, frames []Frame) (accepted int) {
-	if pairIdx < 0 || pairIdx >= len(d.pairs) {
+	if pairIdx < 0 || pairIdx >= len(d.pairs) || d.controlOnly {
 		d.stats.rxNoBuffer.Add(uint64(len(frames)))
 		return 0
 	}

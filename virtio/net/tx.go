@@ -68,7 +68,7 @@ func (d *Device) Release() {
 // Kick suppression follows §2.7.10: notifications are off while the ring is
 // drained and re-enabled when it is empty, re-checking for a race.
 func (d *Device) ProcessTX(pairIdx int) bool {
-	if pairIdx < 0 || pairIdx >= len(d.pairs) {
+	if pairIdx < 0 || pairIdx >= len(d.pairs) || d.controlOnly {
 		return false
 	}
 	t := &d.pairs[pairIdx].tx
@@ -97,7 +97,7 @@ func (d *Device) ProcessTX(pairIdx int) bool {
 // (§2.7.10) even when the ring is found empty, and it reports whether any
 // chain was taken. The caller re-enables them with armTX before it sleeps.
 func (d *Device) pollTX(pairIdx int) bool {
-	if pairIdx < 0 || pairIdx >= len(d.pairs) {
+	if pairIdx < 0 || pairIdx >= len(d.pairs) || d.controlOnly {
 		return false
 	}
 	t := &d.pairs[pairIdx].tx
