@@ -302,3 +302,54 @@ func TestReceiveReportsWhatItWrote(t *testing.T) {
 		t.Errorf("rx_drop_no_buffer +%d, want %d", d, len(all)-n-1)
 	}
 }
+
+// A control-only device (a vhost-user NIC's VMM side) needs no Sink, runs
+// its control queue, and never touches its data queues: a kick on a
+// transmit queue takes nothing, Receive refuses and counts.
+func TestControlOnly(t *testing.T) {
+	dev, err := vnet.New(vnet.Config{QueuePairs: 1, ControlOnly: true})
+	if err != nil {
+		t.Fatalf("New(ControlOnly, no Sink) = %v", err)
+	}
+	// A bed's guest memory and mock drivers, its rings configured on the
+	// control-only device too and driven against it.
+	full := newBed(t, 1, baseFeat|vnet.Features(vnet.FCtrlVQ, vnet.FCtrlRx), 256, 1<<20, &recSink{})
+	dev.SetMemory(full.mem)
+	if err := dev.SetFeatures(baseFeat | vnet.Features(vnet.FCtrlVQ, vnet.FCtrlRx)); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		drv := full.drv[i]
+		if err := dev.ConfigureQueue(i, func(q *virtio.Queue) error {
+			return drv.Configure(q, baseFeat|vnet.Features(vnet.FCtrlVQ, vnet.FCtrlRx))
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tx := full.tx(0)
+	tx.Push(tx.AddChain(virtiotest.Buf{Data: append(hdr(vnet.Header{}), ethFrame(100, 1)...)}))
+	if more := dev.HandleKick(1); more {
+		t.Error("HandleKick on a transmit queue asked to be called again")
+	}
+	if st := dev.Watch(1); st.Taken != 0 {
+		t.Errorf("the transmit queue's chain was taken (%+v)", st)
+	}
+	rx := full.rx(0)
+	rx.Push(rx.AddChain(virtiotest.Buf{Len: 1526, Write: true}))
+	if n := dev.Receive([]vnet.Frame{{Data: ethFrame(100, 2)}}); n != 0 {
+		t.Errorf("Receive on a control-only device = %d, want 0", n)
+	}
+	if s := dev.Stats(); s.RxDropNoBuffer != 1 || s.TxPackets != 0 {
+		t.Errorf("stats %+v, want one refused frame and nothing sent", s)
+	}
+	// The control queue works: RX promiscuous on, acknowledged.
+	ctrl := full.ctrl()
+	head := ctrl.AddChain(virtiotest.Buf{Data: []byte{0, 0, 1}}, virtiotest.Buf{Len: 1, Write: true})
+	ctrl.Push(head)
+	if dev.ProcessCtrl() != 1 {
+		t.Fatal("the control command was not processed")
+	}
+	if s := dev.Stats(); s.CtrlOK != 1 {
+		t.Errorf("CtrlOK = %d, want 1", s.CtrlOK)
+	}
+}
