@@ -390,11 +390,12 @@ func (h *PortHandle) emit(d *PortHandle, i int32, p *pkt, f *Frame) {
 		sc.outs = append(sc.outs, outEntry{idx: i, pcp: p.pcp, f: *f})
 		return
 	}
-	out := *f
+	// A new form of the frame, in the scratch arena: whole (no tail).
+	var data []byte
 	switch {
 	case needCsum || whole && delta == 0 && !tagged:
-		out.Data, out.Tail = sc.alloc(n), nil
-		if !h.rewrite(out.Data, p, f, tagged) {
+		data = sc.alloc(n)
+		if !h.rewrite(data, p, f, tagged) {
 			return
 		}
 	case tagged:
@@ -405,7 +406,7 @@ func (h *PortHandle) emit(d *PortHandle, i int32, p *pkt, f *Frame) {
 				return
 			}
 		}
-		out.Data, out.Tail = sc.tag, nil
+		data = sc.tag
 	default:
 		if sc.untag == nil || sc.untagGen != sc.gen {
 			sc.untag, sc.untagGen = sc.alloc(n), sc.gen
@@ -414,21 +415,22 @@ func (h *PortHandle) emit(d *PortHandle, i int32, p *pkt, f *Frame) {
 				return
 			}
 		}
-		out.Data, out.Tail = sc.untag, nil
+		data = sc.untag
 	}
+	off := f.Off
 	if delta != 0 {
-		if out.Off.Flags&frame.NeedsCsum != 0 || int(out.Off.CsumStart)+delta >= 0 {
-			out.Off.CsumStart = uint16(int(out.Off.CsumStart) + delta)
+		if off.Flags&frame.NeedsCsum != 0 || int(off.CsumStart)+delta >= 0 {
+			off.CsumStart = uint16(int(off.CsumStart) + delta)
 		}
-		if out.Off.HdrLen != 0 {
-			out.Off.HdrLen = uint16(max(int(out.Off.HdrLen)+delta, 0))
+		if off.HdrLen != 0 {
+			off.HdrLen = uint16(max(int(off.HdrLen)+delta, 0))
 		}
 	}
 	if needCsum {
-		completeCsum(out.Data, int(out.Off.CsumStart), int(out.Off.CsumOffset))
-		out.Off.Flags = out.Off.Flags&^frame.NeedsCsum | frame.DataValid
+		completeCsum(data, int(off.CsumStart), int(off.CsumOffset))
+		off.Flags = off.Flags&^frame.NeedsCsum | frame.DataValid
 	}
-	sc.outs = append(sc.outs, outEntry{idx: i, pcp: p.pcp, f: out})
+	sc.outs = append(sc.outs, outEntry{idx: i, pcp: p.pcp, f: Frame{Data: data, Off: off}})
 }
 
 // rewrite writes the frame in egress form into buf: MACs, the tag if
