@@ -109,3 +109,22 @@ func hdr(h vnet.Header) []byte {
 	h.Encode(b)
 	return b
 }
+
+// pushChain makes bufs available on d as one chain (in an indirect table
+// when indirect) and returns the guest memory of each buffer, for a test
+// to rewrite behind the device's back.
+func pushChain(d *virtiotest.Driver, indirect bool, bufs []virtiotest.Buf) [][]byte {
+	var head uint16
+	if indirect {
+		head = d.AddIndirect(bufs...)
+	} else {
+		head = d.AddChain(bufs...)
+	}
+	var mem [][]byte
+	for i := range bufs {
+		a := d.BufAddr(head, i)
+		mem = append(mem, d.Bytes(a.Addr, uint64(a.Len)))
+	}
+	d.Push(head)
+	return mem
+}

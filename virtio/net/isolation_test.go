@@ -80,17 +80,7 @@ func TestTXSingleFetch(t *testing.T) {
 			case "split frame", "indirect":
 				bufs = []virtiotest.Buf{{Data: full[:100]}, {Data: full[100:700]}, {Data: full[700:]}}
 			}
-			var head uint16
-			if layout == "indirect" {
-				head = d.AddIndirect(bufs...)
-			} else {
-				head = d.AddChain(bufs...)
-			}
-			for i := range bufs {
-				a := d.BufAddr(head, i)
-				guestBufs = append(guestBufs, d.Bytes(a.Addr, uint64(a.Len)))
-			}
-			d.Push(head)
+			guestBufs = pushChain(d, layout == "indirect", bufs)
 			b.dev.ProcessTX(0)
 			if len(got) != 1 || !bytes.Equal(got[0], want) {
 				t.Fatalf("the Sink saw the guest's rewrite: got %d frames", len(got))

@@ -91,17 +91,7 @@ func TestTXTails(t *testing.T) {
 			case "rest across buffers":
 				bufs = []virtiotest.Buf{{Data: full[:100]}, {Data: full[100:700]}, {Data: full[700:]}}
 			}
-			var head uint16
-			if tc.layout == "indirect" {
-				head = d.AddIndirect(bufs...)
-			} else {
-				head = d.AddChain(bufs...)
-			}
-			for i := range bufs {
-				a := d.BufAddr(head, i)
-				guestBufs = append(guestBufs, d.Bytes(a.Addr, uint64(a.Len)))
-			}
-			d.Push(head)
+			guestBufs = pushChain(d, tc.layout == "indirect", bufs)
 			b.dev.ProcessTX(0)
 			if len(sink.wholes) != 1 || !bytes.Equal(sink.wholes[0], want) {
 				t.Fatalf("sink got %d frames, the frame intact: %v", len(sink.wholes), len(sink.wholes) == 1 && bytes.Equal(sink.wholes[0], want))
