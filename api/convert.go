@@ -182,6 +182,11 @@ func applyPatch(cfg vswitch.PortConfig, p *PortPatch) (vswitch.PortConfig, *Erro
 }
 
 // fromConfig builds a switch port configuration from a full API one.
+// SwitchConfig checks an API port configuration and returns the
+// switch's, as POST /v1/ports attaches the port with (errors name the
+// request's field under config).
+func SwitchConfig(c PortConfig) (vswitch.PortConfig, *Error) { return fromConfig(c) }
+
 func fromConfig(c PortConfig) (vswitch.PortConfig, *Error) {
 	if c.Name == "" || strings.ContainsAny(c.Name, "/ \t\n") || len(c.Name) > 64 {
 		return vswitch.PortConfig{}, badField("config.name", "name %q: want 1..64 characters, no '/' or spaces", c.Name)
@@ -220,6 +225,10 @@ func toAPIRate(r vswitch.RateLimit) RateLimit {
 		Packets: Bucket{Rate: r.Packets.Rate, Burst: r.Packets.Burst, OneTimeBurst: r.Packets.OneTimeBurst},
 	}
 }
+
+// ConfigOf is a switch port's configuration as the API shows it (and
+// takes it in POST /v1/ports).
+func ConfigOf(c vswitch.PortConfig) PortConfig { return toAPIConfig(c) }
 
 func toAPIConfig(c vswitch.PortConfig) PortConfig {
 	out := PortConfig{

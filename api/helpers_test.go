@@ -45,7 +45,7 @@ type fakeFactory struct {
 	before  func(context.Context) error // called first (a slow backend)
 }
 
-func (f *fakeFactory) Add(ctx context.Context, spec PortSpec, attach func(vswitch.Port) (*vswitch.PortHandle, error)) error {
+func (f *fakeFactory) Add(ctx context.Context, spec PortSpec, attach vswitch.AttachFunc) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.fail != nil {

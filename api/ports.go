@@ -1,8 +1,11 @@
 package api
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
+	"slices"
+	"strings"
 
 	vswitch "hvnet/switch"
 )
@@ -69,7 +72,7 @@ func (s *Server) addPort(w http.ResponseWriter, r *http.Request) {
 		writeError(w, e)
 		return
 	}
-	if e := checkSpec(&spec); e != nil {
+	if e := s.checkSpec(&spec); e != nil {
 		writeError(w, e)
 		return
 	}
@@ -78,7 +81,9 @@ func (s *Server) addPort(w http.ResponseWriter, r *http.Request) {
 		writeError(w, e)
 		return
 	}
-	if spec.Kind == KindLab {
+	_, lister := s.ports.(KindLister)
+	legacy := len(spec.Options) == 0 && !lister
+	if spec.Kind == KindLab && (spec.Guest != nil || legacy) {
 		if e := checkGuest(spec.Guest); e != nil {
 			writeError(w, e)
 			return
@@ -92,11 +97,19 @@ func (s *Server) addPort(w http.ResponseWriter, r *http.Request) {
 		writeError(w, &Error{Status: http.StatusConflict, Field: "config.name", Message: fmt.Sprintf("port %q exists", cfg.Name)})
 		return
 	}
-	if spec.Kind == KindVhostUser {
+	if spec.Kind == KindVhostUser && (spec.Socket != "" || legacy) {
 		if e := s.confineSocket(&spec); e != nil {
 			writeError(w, e)
 			return
 		}
+	}
+	for i, sock := range spec.Options["socket"] {
+		abs, e := s.confinedSocket("options.socket", sock)
+		if e != nil {
+			writeError(w, e)
+			return
+		}
+		spec.Options["socket"][i] = abs
 	}
 	attached := false
 	err := s.ports.Add(r.Context(), spec, func(p vswitch.Port) (*vswitch.PortHandle, error) {
@@ -110,6 +123,11 @@ func (s *Server) addPort(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		if attached { // the factory failed after attaching: undo
 			s.sw.RemovePort(cfg.Name)
+		}
+		var fe *Error
+		if errors.As(err, &fe) { // the factory's answer about the request
+			writeError(w, fe)
+			return
 		}
 		e := switchError(err, "config.name")
 		if e.Status == http.StatusBadRequest {
@@ -131,14 +149,7 @@ func (s *Server) addPort(w http.ResponseWriter, r *http.Request) {
 // must not connect to just any socket either) under the daemon's socket
 // directory and makes sp.Socket its absolute path.
 func (s *Server) confineSocket(sp *PortSpec) *Error {
-	if s.socketDir == "" {
-		return &Error{Status: http.StatusNotImplemented, Field: "socket", Message: "this daemon has no run directory: it cannot add vhost-user ports"}
-	}
-	p, e := confine("socket", s.socketDir, sp.Socket)
-	if e != nil {
-		return e
-	}
-	abs, e := p.socketPath()
+	abs, e := s.confinedSocket("socket", sp.Socket)
 	if e != nil {
 		return e
 	}
@@ -146,25 +157,47 @@ func (s *Server) confineSocket(sp *PortSpec) *Error {
 	return nil
 }
 
-func checkSpec(sp *PortSpec) *Error {
-	switch sp.Kind {
-	case KindVhostUser:
+// confinedSocket resolves a request's socket path (field) under the
+// daemon's socket directory.
+func (s *Server) confinedSocket(field, name string) (string, *Error) {
+	if s.socketDir == "" {
+		return "", &Error{Status: http.StatusNotImplemented, Field: field, Message: "this daemon has no run directory: it cannot add ports with sockets"}
+	}
+	p, e := confine(field, s.socketDir, name)
+	if e != nil {
+		return "", e
+	}
+	return p.socketPath()
+}
+
+func (s *Server) checkSpec(sp *PortSpec) *Error {
+	kinds := []string{KindVhostUser, KindLab, KindUplink}
+	kl, lister := s.ports.(KindLister)
+	if lister {
+		kinds = kl.Kinds()
+	}
+	if !slices.Contains(kinds, sp.Kind) {
+		return badField("kind", "%q: want %s", sp.Kind, strings.Join(kinds, ", "))
+	}
+	// The first kinds' own fields, for a factory that does not check
+	// them itself (one that lists its kinds checks every kind's settings,
+	// options or fields).
+	switch legacy := len(sp.Options) == 0 && !lister; {
+	case !legacy:
+	case sp.Kind == KindVhostUser:
 		if sp.Socket == "" {
 			return badField("socket", "a vhost-user port needs a socket path")
 		}
 		if sp.SocketMode != "" && sp.SocketMode != "server" && sp.SocketMode != "client" {
 			return badField("socket_mode", "%q: want server or client", sp.SocketMode)
 		}
-	case KindUplink:
+	case sp.Kind == KindUplink:
 		if sp.Interface == "" {
 			return badField("interface", "an uplink needs an interface")
 		}
 		if sp.TXMode != "" && sp.TXMode != "ring" && sp.TXMode != "sendmmsg" {
 			return badField("tx_mode", "%q: want ring or sendmmsg", sp.TXMode)
 		}
-	case KindLab: // its guest: checkGuest, after the port's configuration
-	default:
-		return badField("kind", "%q: want vhost-user, lab or uplink", sp.Kind)
 	}
 	if sp.Guest != nil && sp.Kind != KindLab {
 		return badField("guest", "only for kind lab")

@@ -28,10 +28,17 @@ type PortFactory interface {
 	// attach once with its vswitch.Port; attach calls Switch.AddPort with
 	// the checked configuration and returns the handle the backend feeds.
 	// If attach fails Add undoes what it made and returns attach's error.
-	Add(ctx context.Context, spec PortSpec, attach func(vswitch.Port) (*vswitch.PortHandle, error)) error
+	Add(ctx context.Context, spec PortSpec, attach vswitch.AttachFunc) error
 	// Remove stops the named port's backend. The switch port is already
 	// detached when it is called.
 	Remove(name string) error
+}
+
+// KindLister factories say which port kinds they make; POST /v1/ports
+// refuses any other (a factory that is not one makes vhost-user, lab and
+// uplink ports).
+type KindLister interface {
+	Kinds() []string
 }
 
 // Options configures a Server.

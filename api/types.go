@@ -1,6 +1,10 @@
 package api
 
-import "time"
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+)
 
 // Bucket is one token bucket of a RateLimit (vswitch.Bucket). Rate 0 means
 // unlimited; rates are bytes or packets per second.
@@ -148,6 +152,55 @@ type PortSpec struct {
 	// uplink: the host interface and the transmit mode (ring or sendmmsg).
 	Interface string `json:"interface,omitempty"`
 	TXMode    string `json:"tx_mode,omitempty"`
+	// Options are the kind's own settings, under the keys the command
+	// line and "hvnet ctl add" take ("hvnet switch --help-kinds" lists
+	// them): every kind's, the fields above included (socket, mode,
+	// queues, mac, if, tx; a lab guest's ip, mtu, mem, cpus, vif, cmd).
+	// A value is a string, a number, a boolean or, for options that
+	// repeat, a list of them. An option named socket is a unix socket
+	// path confined to the run directory, as Socket is.
+	Options map[string]OptionValue `json:"options,omitempty"`
+}
+
+// OptionValue is one option's values (PortSpec.Options): JSON gives a
+// string, a number, a boolean or a list of them.
+type OptionValue []string
+
+// UnmarshalJSON takes a scalar or a list of scalars.
+func (o *OptionValue) UnmarshalJSON(b []byte) error {
+	var list []json.RawMessage
+	if err := json.Unmarshal(b, &list); err != nil {
+		list = []json.RawMessage{b}
+	}
+	out := make(OptionValue, 0, len(list))
+	for _, r := range list {
+		var s string
+		if err := json.Unmarshal(r, &s); err == nil {
+			out = append(out, s)
+			continue
+		}
+		var n json.Number
+		if err := json.Unmarshal(r, &n); err == nil {
+			out = append(out, n.String())
+			continue
+		}
+		var t bool
+		if err := json.Unmarshal(r, &t); err == nil {
+			out = append(out, map[bool]string{true: "on", false: "off"}[t])
+			continue
+		}
+		return fmt.Errorf("option value %s: want a string, a number, a boolean or a list of them", r)
+	}
+	*o = out
+	return nil
+}
+
+// MarshalJSON writes one value as a scalar, several as a list.
+func (o OptionValue) MarshalJSON() ([]byte, error) {
+	if len(o) == 1 {
+		return json.Marshal(o[0])
+	}
+	return json.Marshal([]string(o))
 }
 
 // FDBEntry is one filtering-database entry.

@@ -28,7 +28,7 @@ type BootConfig struct {
 	// caller's own) and returns the handle. Nil: Switch.AddPort of Switch
 	// with the guest's PortConfig and its ACLs (with Attach set, the
 	// port's ACLs are the caller's).
-	Attach func(p vswitch.Port) (*vswitch.PortHandle, error)
+	Attach vswitch.AttachFunc
 	Switch *vswitch.Switch
 }
 
@@ -117,7 +117,7 @@ func (g *GuestConfig) check(i int) error {
 // create makes one guest's VM and joins its NIC to a switch with attach;
 // it does not run it yet.
 func create(gc GuestConfig, kernel, initrd string, log hclog.Logger, out io.Writer,
-	attach func(vswitch.Port) (*vswitch.PortHandle, error)) (*Guest, error) {
+	attach vswitch.AttachFunc) (*Guest, error) {
 	log = log.Named(gc.Name)
 	con := newConsole(gc.Name+"| ", out)
 	cmdline := strings.TrimSpace(BaseCmdline + " " + gc.Cmdline + " " + gc.agent().String())

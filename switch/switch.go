@@ -109,6 +109,12 @@ func (s *Switch) rebuild() {
 	s.topo.Store(tp)
 }
 
+// AttachFunc attaches a port backend to a switch: it calls
+// Switch.AddPort with the configuration its caller chose and returns the
+// handle the backend feeds. Backends made for a daemon, a lab or an API
+// request take one instead of a *Switch.
+type AttachFunc func(Port) (*PortHandle, error)
+
 // AddPort attaches p to the switch with cfg and returns the handle its owner
 // feeds frames through.
 func (s *Switch) AddPort(cfg PortConfig, p Port) (*PortHandle, error) {

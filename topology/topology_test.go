@@ -109,22 +109,6 @@ func TestBadTopologies(t *testing.T) {
 	}
 }
 
-func TestParseRate(t *testing.T) {
-	for _, tc := range []struct {
-		in   string
-		want int64
-	}{{"1000", 1000}, {"10M", 10_000_000}, {"10MB", 10_000_000}, {"100Mbit", 12_500_000}, {"1gbit", 125_000_000}, {"64k", 64_000}, {"1.5M", 1_500_000}} {
-		if got, err := ParseRate(tc.in); err != nil || got != tc.want {
-			t.Errorf("ParseRate(%q) = %d, %v; want %d", tc.in, got, err, tc.want)
-		}
-	}
-	for _, bad := range []string{"", "fast", "-1", "10Q", "1e20", "100Tbit"} {
-		if _, err := ParseRate(bad); err == nil {
-			t.Errorf("ParseRate(%q) succeeded, want an error", bad)
-		}
-	}
-}
-
 // TestACLs: a port's ACL in a file, both directions, as the switch gets it.
 func TestACLs(t *testing.T) {
 	tp, err := Parse("acl.yaml", []byte(`ports:

@@ -1,6 +1,10 @@
 package topology
 
-import "time"
+import (
+	"time"
+
+	"hvnet/units"
+)
 
 // Topology is a whole topology file.
 type Topology struct {
@@ -105,11 +109,11 @@ type Guest struct {
 	PortSecurity *bool `yaml:"port_security"`
 }
 
-// Rate is a byte rate in bytes per second, written as ParseRate reads it.
+// Rate is a byte rate in bytes per second, written as units.ParseByteRate reads it.
 type Rate int64
 
 func (r *Rate) decodeScalar(s string) error {
-	v, err := ParseRate(s)
+	v, err := units.ParseByteRate(s)
 	*r = Rate(v)
 	return err
 }

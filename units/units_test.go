@@ -28,3 +28,19 @@ func TestParseMiB(t *testing.T) {
 		}
 	}
 }
+
+func TestParseByteRate(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want int64
+	}{{"1000", 1000}, {"10M", 10_000_000}, {"10MB", 10_000_000}, {"100Mbit", 12_500_000}, {"1gbit", 125_000_000}, {"64k", 64_000}, {"1.5M", 1_500_000}} {
+		if got, err := ParseByteRate(tc.in); err != nil || got != tc.want {
+			t.Errorf("ParseByteRate(%q) = %d, %v; want %d", tc.in, got, err, tc.want)
+		}
+	}
+	for _, bad := range []string{"", "fast", "-1", "10Q", "1e20", "100Tbit"} {
+		if _, err := ParseByteRate(bad); err == nil {
+			t.Errorf("ParseByteRate(%q) succeeded, want an error", bad)
+		}
+	}
+}

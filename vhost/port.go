@@ -122,7 +122,7 @@ func NewPort(sw *vswitch.Switch, cfg PortConfig) (*Port, error) {
 // there), and flushing the port's FDB entries when a frontend leaves is
 // left to cfg.OnDisconnect. If attach fails, the socket is closed and
 // attach's error returned.
-func NewPortAttached(cfg PortConfig, attach func(vswitch.Port) (*vswitch.PortHandle, error)) (*Port, error) {
+func NewPortAttached(cfg PortConfig, attach vswitch.AttachFunc) (*Port, error) {
 	if cfg.Socket == "" {
 		return nil, fmt.Errorf("vhost-user port %q: no socket path", cfg.Port.Name)
 	}

@@ -14,22 +14,18 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"hvnet/api"
+	"hvnet/daemon"
 	vswitch "hvnet/switch"
-	"hvnet/vhost"
 )
 
-func TestDefaultRunDir(t *testing.T) {
-	for _, tc := range []struct{ api, want string }{
-		{"/run/hvnet.sock", "/run/hvnet"},
-		{"/tmp/x/api.sock", "/tmp/x/api"},
-		{"/tmp/x/api", "/tmp/x/api.d"},
-		{"/tmp/x/.sock", "/tmp/x/.sock.d"},
-		{"rel.sock", "rel"},
-	} {
-		if got := defaultRunDir(tc.api); got != tc.want {
-			t.Errorf("defaultRunDir(%q) = %q, want %q", tc.api, got, tc.want)
-		}
+// vhostSpec is a vhost-user port of the daemon's configuration.
+func vhostSpec(t *testing.T, port vswitch.PortConfig, sock string) daemon.PortSpec {
+	t.Helper()
+	p, err := daemon.NewPortSpec(api.KindVhostUser, port, daemon.Values{"socket": {sock}})
+	if err != nil {
+		t.Fatal(err)
 	}
+	return p
 }
 
 func wantDir(t *testing.T, path string, perm os.FileMode) {
@@ -47,13 +43,13 @@ func TestDaemonAPIDirs(t *testing.T) {
 	dir := t.TempDir()
 	elsewhere := filepath.Join(dir, "operator", "op.sock")
 	os.Mkdir(filepath.Dir(elsewhere), 0o755)
-	cfg := daemonConfig{API: filepath.Join(dir, "api.sock"),
-		Vhost: []vhost.PortConfig{{Port: vswitch.PortConfig{Name: "op", PVID: 1}, Socket: elsewhere}}}
-	r, err := startDaemon(context.Background(), hclog.NewNullLogger(), vswitch.New(vswitch.Config{}), cfg, true)
+	cfg := daemon.Config{API: filepath.Join(dir, "api.sock"),
+		Ports: []daemon.PortSpec{vhostSpec(t, vswitch.PortConfig{Name: "op", PVID: 1}, elsewhere)}}
+	r, err := daemon.Start(context.Background(), hclog.NewNullLogger(), vswitch.New(vswitch.Config{}), cfg, true)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer r.shutdown()
+	defer r.Shutdown()
 	run, captures := filepath.Join(dir, "api"), filepath.Join(dir, "api", "captures")
 	wantDir(t, run, 0o755)
 	wantDir(t, captures, 0o700)

@@ -3,28 +3,26 @@ package main
 import (
 	"fmt"
 	"net/http"
-	"strconv"
 	"strings"
 
 	"hvnet/api"
-	vswitch "hvnet/switch"
-	"hvnet/topology"
+	"hvnet/daemon"
 )
 
-const ctlAddHelp = `add lab NAME ip=ADDR/PREFIX [KEY=VALUE]... [cmd=SCRIPT]
-                                      boot a lab guest whose NIC is the new port; keys: ip,
-                                      vlan=N | trunk=10,20 [native=N], mac, mtu (the guest's
-                                      eth0), queues, mem (256M, 1G), cpus, vif=eth0.10:ADDR/PREFIX
-                                      (repeatable), rate (bytes/s each way: 10M, 100Mbit),
-                                      mac-limit, port-security=off (any source MAC; default
-                                      on: only the NIC's), cmd (the guest's script: one quoted argument)`
+const ctlAddHelp = `add KIND NAME [KEY=VALUE]...     add a port of KIND (vhost-user, uplink, lab; "hvnet switch
+                                      --kinds" lists each kind's keys). Keys every port takes: vlan=N |
+                                      trunk=10,20 [native=N], mtu, rate and police (bytes/s: 10M,
+                                      100Mbit), pps, mac-limit, port-security=on|off; the rest are the
+                                      kind's: add vhost-user vm1 socket=vm1.sock queues=2;
+                                      add uplink up0 if=eth1; add lab web ip=10.0.0.5/24 vlan=10
+                                      mem=256M cmd='iperf3 -s' (a lab guest whose NIC is the port)`
 
-// add is "hvnet ctl add lab NAME KEY=VALUE...": POST /v1/ports.
+// add is "hvnet ctl add KIND NAME KEY=VALUE...": POST /v1/ports.
 func (c *ctl) add(args []string) error {
-	if len(args) < 2 || args[0] != api.KindLab {
+	if len(args) < 2 {
 		return usageErr(ctlAddHelp)
 	}
-	spec, err := labAddSpec(args[1], args[2:])
+	spec, err := addSpec(args[0], args[1], args[2:])
 	if err != nil {
 		return err
 	}
@@ -32,95 +30,41 @@ func (c *ctl) add(args []string) error {
 	if ok, err := c.get(http.MethodPost, "/v1/ports", spec, &p); !ok {
 		return err
 	}
-	state := "?"
+	what := spec.Kind
 	if p.Guest != nil {
-		state = p.Guest.State
+		what = fmt.Sprintf("lab guest %s, %s", spec.Options["ip"], p.Guest.State)
 	}
-	fmt.Fprintf(c.e.stdout, "port %s added: lab guest %s, %s\n", p.Name, spec.Guest.IP, state)
+	fmt.Fprintf(c.e.stdout, "port %s added: %s\n", p.Name, what)
 	return nil
 }
 
-// onOff parses a port-security= value.
-func onOff(k, v string) (bool, error) {
-	ps, err := vswitch.ParsePortSecurity(v)
-	if err != nil {
-		return false, usageErr("%s=%q: want on or off", k, v)
-	}
-	return ps == vswitch.PortSecurityOn, nil
-}
-
-// labAddSpec turns "hvnet ctl add lab" arguments into a port spec; the
-// daemon checks the values.
-func labAddSpec(name string, kvs []string) (api.PortSpec, error) {
-	spec := api.PortSpec{Kind: api.KindLab, Config: api.PortConfig{Name: name, Mode: "access", PVID: 1}, Guest: &api.GuestSpec{}}
-	g := spec.Guest
+// addSpec turns "hvnet ctl add" arguments into a port spec: the keys
+// every port takes (daemon.CommonOptions) into its config, the others
+// into the kind's options, which the daemon checks.
+func addSpec(kind, name string, kvs []string) (api.PortSpec, error) {
+	spec := api.PortSpec{Kind: kind, Options: map[string]api.OptionValue{}}
+	common := []string{"name=" + name}
 	for _, kv := range kvs {
 		k, v, ok := strings.Cut(kv, "=")
 		if !ok {
 			return spec, usageErr("add: %q is not KEY=VALUE", kv)
 		}
-		num := func() (int, error) {
-			n, err := strconv.Atoi(v)
-			if err != nil {
-				return 0, usageErr("add: %s=%q: want a number", k, v)
-			}
-			return n, nil
-		}
-		var err error
-		switch k {
-		case "ip":
-			g.IP = v
-		case "mac":
-			spec.MAC = v
-		case "mtu":
-			g.MTU, err = num()
-		case "queues":
-			spec.Queues, err = num()
-		case "mem":
-			g.Mem = v
-		case "cpus":
-			g.CPUs, err = num()
-		case "vif":
-			g.VIFs = append(g.VIFs, v)
-		case "cmd":
-			g.Script = v
-		case "vlan":
-			spec.Config.Mode, spec.Config.PVID = "access", 0
-			spec.Config.PVID, err = num()
-		case "trunk":
-			spec.Config.Mode, spec.Config.PVID = "trunk", 0
-			for _, f := range splitList(v) {
-				n, err := strconv.Atoi(f)
-				if err != nil {
-					return spec, usageErr("add: trunk=%q: want VLAN IDs (10,20)", v)
-				}
-				spec.Config.AllowedVLANs = append(spec.Config.AllowedVLANs, n)
-			}
-		case "native":
-			spec.Config.NativeVLAN, err = num()
-		case "mac-limit":
-			spec.Config.MACLimit, err = num()
-		case "port-security":
-			var on bool
-			if on, err = onOff(k, v); err == nil {
-				spec.Config.PortSecurity = &on
-			}
-		case "rate":
-			r, perr := topology.ParseRate(v)
-			if perr != nil {
-				return spec, usageErr("add: rate: %v", perr)
-			}
-			spec.Config.Ingress.Bytes.Rate, spec.Config.Egress.Bytes.Rate = r, r
+		switch {
+		case k == "name":
+			return spec, usageErr("add: the name is the argument after the kind, not name=")
+		case k == "trunk":
+			common = append(common, "trunk="+strings.Join(splitList(v), ":"))
+		case daemon.IsCommon(k):
+			common = append(common, kv)
 		default:
-			return spec, usageErr("add: unknown key %q (want ip, vlan, trunk, native, mac, mtu, queues, mem, cpus, vif, rate, mac-limit, port-security, cmd)", k)
-		}
-		if err != nil {
-			return spec, err
+			spec.Options[k] = append(spec.Options[k], v)
 		}
 	}
-	if spec.Guest.IP == "" {
-		return spec, usageErr("add lab %s: ip=ADDR/PREFIX is required", name)
+	cfg, err := daemon.ParseSwitchPort(common)
+	if err != nil {
+		return spec, usageErr("add %s %s: %v", kind, name, err)
 	}
+	spec.Config = api.ConfigOf(cfg)
 	return spec, nil
 }
 

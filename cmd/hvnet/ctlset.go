@@ -10,7 +10,8 @@ import (
 	"time"
 
 	"hvnet/api"
-	"hvnet/topology"
+	vswitch "hvnet/switch"
+	"hvnet/units"
 )
 
 // set builds a PortPatch from KEY=VALUE arguments. Rate keys start from
@@ -36,7 +37,7 @@ func (c *ctl) set(name string, kvs []string) error {
 			return n, nil
 		}
 		rate := func() (int64, error) {
-			r, err := topology.ParseRate(v)
+			r, err := units.ParseByteRate(v)
 			if err != nil {
 				return 0, usageErr("set: %s: %v", k, err)
 			}
@@ -254,4 +255,13 @@ func (c *ctl) mirror(args []string) error {
 		return tw.Flush()
 	}
 	return usageErr("mirror: unknown subcommand %q", args[0])
+}
+
+// onOff parses a port-security= value.
+func onOff(k, v string) (bool, error) {
+	ps, err := vswitch.ParsePortSecurity(v)
+	if err != nil {
+		return false, usageErr("%s=%q: want on or off", k, v)
+	}
+	return ps == vswitch.PortSecurityOn, nil
 }

@@ -15,9 +15,10 @@ import (
 	"golang.org/x/sys/unix"
 
 	"hvnet/api"
+	"hvnet/daemon"
+	"hvnet/daemon/uplinkkind"
 	vswitch "hvnet/switch"
 	"hvnet/uplink"
-	"hvnet/vhost"
 	"hvnet/vhostuser/frontend"
 	"hvnet/vhostuser/proto"
 	"hvnet/virtio"
@@ -149,17 +150,17 @@ func TestDaemonShowsDeviceCounters(t *testing.T) {
 	dir := t.TempDir()
 	sock, run := filepath.Join(dir, "api.sock"), filepath.Join(dir, "run")
 	evil, calm := filepath.Join(run, "evil.sock"), filepath.Join(run, "calm.sock")
-	cfg := daemonConfig{API: sock, RunDir: run, Vhost: []vhost.PortConfig{
-		{Port: vswitch.PortConfig{Name: "evil", PVID: 10}, Socket: evil},
-		{Port: vswitch.PortConfig{Name: "calm", PVID: 10}, Socket: calm},
+	cfg := daemon.Config{API: sock, RunDir: run, Ports: []daemon.PortSpec{
+		vhostSpec(t, vswitch.PortConfig{Name: "evil", PVID: 10}, evil),
+		vhostSpec(t, vswitch.PortConfig{Name: "calm", PVID: 10}, calm),
 	}}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- runDaemon(ctx, hclog.NewNullLogger(), cfg) }()
+	go func() { done <- daemon.Run(ctx, hclog.NewNullLogger(), cfg) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
-			t.Errorf("runDaemon: %v", err)
+			t.Errorf("daemon.Run: %v", err)
 		}
 	})
 	c := api.NewClient(sock)
@@ -298,20 +299,20 @@ func deviceJSON(d *api.DeviceCounters) string {
 
 // The daemon's conversions carry every counter to the API's names.
 func TestDeviceCounterConversions(t *testing.T) {
-	v := virtioCounters(vnet.Stats{TxDropBadChain: 1, TxDropBadHeader: 2, TxDropRunt: 3, TxDropOversize: 4,
+	v := daemon.VirtioCounters(vnet.Stats{TxDropBadChain: 1, TxDropBadHeader: 2, TxDropRunt: 3, TxDropOversize: 4,
 		RxDropNoBuffer: 5, RxDropBadChain: 6, RxDropOversize: 7, RxDropOffload: 8,
 		CtrlOK: 100, CtrlErr: 9, Faults: 10, SignalErrors: 11, MemoryFaults: 12, TxPackets: 1000})
 	want := api.VirtioCounters{TxDropBadChain: 1, TxDropBadHeader: 2, TxDropRunt: 3, TxDropOversize: 4,
 		RxDropNoBuffer: 5, RxDropBadChain: 6, RxDropOversize: 7, RxDropOffload: 8,
 		CtrlErrors: 9, Faults: 10, SignalErrors: 11, MemoryFaults: 12}
 	if *v != want {
-		t.Errorf("virtioCounters = %+v, want %+v", *v, want)
+		t.Errorf("VirtioCounters = %+v, want %+v", *v, want)
 	}
-	u := uplinkCounters(uplink.Stats{RxBad: 1, RxKernelDrops: 2, RxSocketErrors: 3, TxErrors: 4, Attaches: 5, RxFrames: 99})
+	u := uplinkkind.Counters(uplink.Stats{RxBad: 1, RxKernelDrops: 2, RxSocketErrors: 3, TxErrors: 4, Attaches: 5, RxFrames: 99})
 	if *u != (api.UplinkCounters{RxDropBad: 1, RxDropKernel: 2, RxSocketErrors: 3, TxErrors: 4, Attaches: 5}) {
-		t.Errorf("uplinkCounters = %+v", *u)
+		t.Errorf("Counters = %+v", *u)
 	}
-	d := newDaemon(context.Background(), hclog.NewNullLogger(), vswitch.New(vswitch.Config{}), "")
+	d := daemon.New(context.Background(), hclog.NewNullLogger(), vswitch.New(vswitch.Config{}), "")
 	if dc := d.DeviceCounters("nosuch"); dc != nil {
 		t.Errorf("DeviceCounters of an unknown port = %+v, want nil", dc)
 	}

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"hvnet/api"
+	"hvnet/daemon"
 	vswitch "hvnet/switch"
 	"hvnet/topology"
 )
@@ -13,34 +15,34 @@ import (
 // port-security= and mac-limit= on --port and --uplink, the switch's FDB
 // flags, and how they reach the switch's configuration.
 func TestPortSecurityAndFDBFlags(t *testing.T) {
-	c, err := parsePortSpec(strings.Split("name=a,socket=/x,mac=52:54:00:00:00:01,port-security=off,mac-limit=-1", ","))
+	c, err := parsePortFlag(api.KindVhostUser, "name=a,socket=/x,mac=52:54:00:00:00:01,port-security=off,mac-limit=-1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Port.PortSecurity != vswitch.PortSecurityOff || c.Port.MACLimit != vswitch.NoMACLimit || c.MAC != [6]byte{0x52, 0x54, 0, 0, 0, 1} {
+	if c.Port.PortSecurity != vswitch.PortSecurityOff || c.Port.MACLimit != vswitch.NoMACLimit || c.Values.Get("mac") != "52:54:00:00:00:01" {
 		t.Errorf("port = %+v", c)
 	}
-	if c, err = parsePortSpec(strings.Split("name=a,socket=/x,mac=52:54:00:00:00:01,mac-limit=8", ",")); err != nil ||
+	if c, err = parsePortFlag(api.KindVhostUser, "name=a,socket=/x,mac=52:54:00:00:00:01,mac-limit=8"); err != nil ||
 		c.Port.PortSecurity != vswitch.PortSecurityOn || c.Port.MACLimit != 8 {
 		t.Errorf("default port security: %+v, %v", c.Port, err)
 	}
-	u, err := parseUplinkSpec(strings.Split("name=u,if=eth1,mac-limit=100000", ","))
-	if err != nil || u.Port.MACLimit != 100000 {
-		t.Errorf("uplink = %+v, %v", u.Port, err)
+	u, err := parsePortFlag(api.KindUplink, "name=u,if=eth1,mac-limit=100000")
+	if err != nil || u.Port.MACLimit != 100000 || u.Kind != api.KindUplink {
+		t.Errorf("uplink = %+v, %v", u, err)
+	}
+	if u, err := parsePortFlag(api.KindVhostUser, "kind=uplink,name=u,if=eth1"); err != nil || u.Kind != api.KindUplink {
+		t.Errorf("--port kind=uplink: %+v, %v", u, err)
 	}
 	for _, tc := range []struct{ spec, want string }{
 		{"name=a,socket=/x,port-security=maybe", `field "port-security": "maybe" is not on or off`},
 		{"name=a,socket=/x,mac-limit=0", `field "mac-limit": "0" is not a MAC limit (-1: none, or 1..1048576)`},
 		{"name=a,socket=/x,mac-limit=-2", `field "mac-limit"`},
 		{"name=a,socket=/x,mac=01:00:5e:00:00:01", `field "mac": "01:00:5e:00:00:01" is not a unicast MAC address (it is a group address)`},
+		{"kind=bridge,name=a", `kind "bridge": unknown (want lab, uplink, vhost-user)`},
 	} {
-		if _, err := parsePortSpec(strings.Split(tc.spec, ",")); err == nil || !strings.Contains(err.Error(), tc.want) {
+		if _, err := parsePortFlag(api.KindVhostUser, tc.spec); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: %v; want %q", tc.spec, err, tc.want)
 		}
-	}
-	if _, err := parseUplinkSpec(strings.Split("name=u,if=eth1,port-security=off", ",")); err == nil ||
-		!strings.Contains(err.Error(), `field "port-security": unknown`) {
-		t.Errorf("uplink port-security: %v", err)
 	}
 
 	for _, tc := range []struct {
@@ -56,10 +58,10 @@ func TestPortSecurityAndFDBFlags(t *testing.T) {
 			t.Errorf("%q: status %d, output %q; want 2 and %q", tc.args, code, out.String(), tc.want)
 		}
 	}
-	if err := checkFDBFlags(vswitch.DefaultFDBMaxEntries, vswitch.NoMACLimit, -time.Second); err != nil {
-		t.Errorf("checkFDBFlags(defaults, no limit, no hold-down) = %v", err)
+	if err := (daemon.Config{FDBMaxEntries: vswitch.DefaultFDBMaxEntries, MACLimit: vswitch.NoMACLimit, MACMoveHoldDown: -time.Second}).CheckFDB(); err != nil {
+		t.Errorf("CheckFDB(defaults, no limit, no hold-down) = %v", err)
 	}
-	sc := daemonConfig{Aging: time.Minute, FDBMaxEntries: 10, MACLimit: 3, MACMoveHoldDown: 2 * time.Second}.switchConfig()
+	sc := daemon.Config{Aging: time.Minute, FDBMaxEntries: 10, MACLimit: 3, MACMoveHoldDown: 2 * time.Second}.SwitchConfig()
 	if sc.AgingTime != time.Minute || sc.FDBMaxEntries != 10 || sc.MACLimit != 3 || sc.MACMoveHoldDown != 2*time.Second {
 		t.Errorf("switchConfig = %+v", sc)
 	}
@@ -85,7 +87,7 @@ func TestTopologyFDBSettings(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if sc := cfg.switchConfig(); sc.FDBMaxEntries != 65536 || sc.MACLimit != 1024 || sc.MACMoveHoldDown != time.Second {
+	if sc := cfg.SwitchConfig(); sc.FDBMaxEntries != 65536 || sc.MACLimit != 1024 || sc.MACMoveHoldDown != time.Second {
 		t.Errorf("switch config = %+v", sc)
 	}
 }

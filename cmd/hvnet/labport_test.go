@@ -13,24 +13,26 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"hvnet/api"
+	"hvnet/daemon"
+	"hvnet/daemon/labkind"
 	vswitch "hvnet/switch"
 	"hvnet/vmm"
 )
 
-// inProcDaemon runs the daemon (startDaemon) in this process with its
+// inProcDaemon runs the daemon (daemon.Start) in this process with its
 // API on a temporary socket and one existing port, "v" (a vhost-user
 // server socket).
-func inProcDaemon(t *testing.T, cfg daemonConfig) (*vswitch.Switch, *api.Client) {
+func inProcDaemon(t *testing.T, cfg daemon.Config) (*vswitch.Switch, *api.Client) {
 	t.Helper()
 	dir := t.TempDir()
 	cfg.API, cfg.RunDir = filepath.Join(dir, "api.sock"), dir
 	sw := vswitch.New(vswitch.Config{})
-	r, err := startDaemon(context.Background(), hclog.NewNullLogger(), sw, cfg, true)
+	r, err := daemon.Start(context.Background(), hclog.NewNullLogger(), sw, cfg, true)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		if err := r.shutdown(); err != nil {
+		if err := r.Shutdown(); err != nil {
 			t.Error(err)
 		}
 	})
@@ -62,13 +64,13 @@ func wantAPIError(t *testing.T, what string, err error, status int, field, msg s
 func TestLabPortRefused(t *testing.T) {
 	if _, err := os.Stat("/sys/module/kvm_pvm"); err != nil {
 		// A host with real KVM: make the probe answer as on PVM.
-		old := probeKVM
-		probeKVM = func() error {
+		old := labkind.Probe
+		labkind.Probe = func() error {
 			return fmt.Errorf("%w: /dev/kvm is backed by kvm_pvm (test stand-in)", vmm.ErrUnusableKVM)
 		}
-		t.Cleanup(func() { probeKVM = old })
+		t.Cleanup(func() { labkind.Probe = old })
 	}
-	sw, c := inProcDaemon(t, daemonConfig{Kernel: "/nonexistent/k", Initrd: "/nonexistent/i"})
+	sw, c := inProcDaemon(t, daemon.Config{Images: guestImages{kernel: "/nonexistent/k", initrd: "/nonexistent/i"}.resolve})
 	ctx := context.Background()
 	good := api.PortSpec{Kind: api.KindLab, Config: api.PortConfig{Name: "g", Mode: "access", PVID: 10},
 		Guest: &api.GuestSpec{IP: "10.0.0.1/24", Mem: "128M", Script: "exit 0"}}
@@ -91,7 +93,7 @@ func TestLabPortRefused(t *testing.T) {
 		status int
 		field  string
 	}{
-		{"no guest", bad(func(s *api.PortSpec) { s.Guest = nil }), 400, "guest"},
+		{"no guest", bad(func(s *api.PortSpec) { s.Guest = nil }), 400, "guest.ip"},
 		{"no ip", bad(func(s *api.PortSpec) { s.Guest.IP = "" }), 400, "guest.ip"},
 		{"bad ip", bad(func(s *api.PortSpec) { s.Guest.IP = "10.0.0.300/24" }), 400, "guest.ip"},
 		{"no name", bad(func(s *api.PortSpec) { s.Config.Name = "" }), 400, "config.name"},
@@ -131,50 +133,78 @@ func (j jsonRaw) MarshalJSON() ([]byte, error) { return []byte(j), nil }
 // TestLabPortNoImages: with KVM able to boot guests but no images, the
 // 422 says so.
 func TestLabPortNoImages(t *testing.T) {
-	old := probeKVM
-	probeKVM = func() error { return nil }
-	t.Cleanup(func() { probeKVM = old })
-	_, c := inProcDaemon(t, daemonConfig{})
+	old := labkind.Probe
+	labkind.Probe = func() error { return nil }
+	t.Cleanup(func() { labkind.Probe = old })
+	_, c := inProcDaemon(t, daemon.Config{Images: guestImages{}.resolve})
 	_, err := c.AddPort(context.Background(), api.PortSpec{Kind: api.KindLab,
 		Config: api.PortConfig{Name: "g", Mode: "access", PVID: 1}, Guest: &api.GuestSpec{IP: "10.0.0.1/24"}})
 	wantAPIError(t, "no images", err, http.StatusUnprocessableEntity, "", "no guest images")
 }
 
-// TestCtlAddLab: "hvnet ctl add lab" sends the lab port spec (the 422 of
-// a daemon that cannot boot guests comes back as the command's error),
-// and bad arguments are usage errors.
-func TestCtlAddLab(t *testing.T) {
-	spec, err := labAddSpec("g", []string{"ip=10.0.0.1/24", "trunk=10,20", "native=10", "mem=128M", "cpus=2",
-		"vif=eth0.20:10.0.20.1/24", "rate=10M", "mac-limit=3", "queues=2", "mtu=1400", "mac=52:54:00:00:00:09", "cmd=ping -c 1 10.0.0.2"})
+// TestCtlAdd: "hvnet ctl add KIND NAME KEY=VALUE..." sends the keys every
+// port takes as the port's config and the rest as the kind's options,
+// which the daemon checks (its 4xx comes back as the command's error);
+// a lab port on a daemon that cannot boot guests is refused (422).
+func TestCtlAdd(t *testing.T) {
+	spec, err := addSpec(api.KindLab, "g", []string{"ip=10.0.0.1/24", "trunk=10,20", "native=10", "mem=128M", "cpus=2",
+		"vif=eth0.20:10.0.20.1/24", "vif=eth0.30", "rate=10M", "police=1Mbit", "mac-limit=3", "queues=2", "mtu=1400",
+		"mac=52:54:00:00:00:09", "cmd=ping -c 1 10.0.0.2"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := spec.Guest
-	if spec.Config.Mode != "trunk" || len(spec.Config.AllowedVLANs) != 2 || spec.Config.NativeVLAN != 10 || spec.Config.MACLimit != 3 ||
-		spec.Config.Egress.Bytes.Rate != 10e6 || spec.Queues != 2 || spec.MAC != "52:54:00:00:00:09" ||
-		g.IP != "10.0.0.1/24" || g.Mem != "128M" || g.CPUs != 2 || g.MTU != 1400 || len(g.VIFs) != 1 || g.Script != "ping -c 1 10.0.0.2" {
-		t.Errorf("labAddSpec = %+v, guest %+v", spec, g)
+	o := spec.Options
+	if spec.Config.Name != "g" || spec.Config.Mode != "trunk" || len(spec.Config.AllowedVLANs) != 2 || spec.Config.NativeVLAN != 10 ||
+		spec.Config.MACLimit != 3 || spec.Config.MTU != 1400 || spec.Config.Egress.Bytes.Rate != 10e6 || spec.Config.Ingress.Bytes.Rate != 125e3 ||
+		o["ip"][0] != "10.0.0.1/24" || o["mem"][0] != "128M" || o["cpus"][0] != "2" || len(o["vif"]) != 2 || o["queues"][0] != "2" ||
+		o["mac"][0] != "52:54:00:00:00:09" || o["cmd"][0] != "ping -c 1 10.0.0.2" || len(o) != 7 {
+		t.Errorf("addSpec = %+v", spec)
 	}
-	for _, bad := range [][]string{{"vlan=10"}, {"ip=10.0.0.1/24", "disk=1G"}, {"ip=10.0.0.1/24", "cpus=two"}} {
-		if _, err := labAddSpec("g", bad); !errors.Is(err, errUsage) {
-			t.Errorf("labAddSpec(%q) = %v, want a usage error", bad, err)
+	for _, bad := range [][]string{{"vlan=5000"}, {"name=x"}, {"ip"}, {"trunk=10,x"}, {"rate=fast"}} {
+		if _, err := addSpec(api.KindLab, "g", bad); !errors.Is(err, errUsage) {
+			t.Errorf("addSpec(%q) = %v, want a usage error", bad, err)
 		}
 	}
 	if _, err := os.Stat("/sys/module/kvm_pvm"); err != nil {
-		old := probeKVM
-		probeKVM = func() error { return fmt.Errorf("%w: kvm_pvm (test stand-in)", vmm.ErrUnusableKVM) }
-		t.Cleanup(func() { probeKVM = old })
+		old := labkind.Probe
+		labkind.Probe = func() error { return fmt.Errorf("%w: kvm_pvm (test stand-in)", vmm.ErrUnusableKVM) }
+		t.Cleanup(func() { labkind.Probe = old })
 	}
 	dir := t.TempDir()
-	cfg := daemonConfig{API: filepath.Join(dir, "api.sock"), Kernel: "k", Initrd: "i"}
-	r, err := startDaemon(context.Background(), hclog.NewNullLogger(), vswitch.New(vswitch.Config{}), cfg, true)
+	cfg := daemon.Config{API: filepath.Join(dir, "api.sock"), Images: guestImages{kernel: "k", initrd: "i"}.resolve}
+	r, err := daemon.Start(context.Background(), hclog.NewNullLogger(), vswitch.New(vswitch.Config{}), cfg, true)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer r.shutdown()
+	defer r.Shutdown()
 	code, _, stderr := runCtl(t, cfg.API, "add", "lab", "g", "ip=10.0.0.1/24", "vlan=10")
 	if code == 0 || !strings.Contains(stderr, "kvm_pvm") {
 		t.Errorf("ctl add lab on PVM: status %d, stderr %q", code, stderr)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"lab", "g", "ip=10.0.0.1/24", "disk=1G"}, `options.disk: unknown for kind lab (want name, vlan,`},
+		{[]string{"lab", "g", "ip=10.0.0.1/24", "cpus=two"}, `options.cpus: "two" is not a number in 1..16`},
+		{[]string{"lab", "g", "vlan=10"}, `missing (a lab port needs ip=ADDR/PREFIX)`},
+		{[]string{"vhost-user", "v", "socket=../v.sock"}, `options.socket`},
+		{[]string{"vhost-user", "v", "socket=v.sock", "queues=99"}, `options.queues: "99" is not a number of queue pairs (1..16)`},
+		{[]string{"uplink", "u", "if=hvnet-nosuch0"}, `hvnet-nosuch0`},
+		{[]string{"bridge", "b"}, `kind: "bridge": want lab, uplink, vhost-user`},
+	} {
+		code, _, stderr := runCtl(t, cfg.API, append([]string{"add"}, tc.args...)...)
+		if code == 0 || !strings.Contains(stderr, tc.want) {
+			t.Errorf("ctl add %q: status %d, stderr %q; want %q", tc.args, code, stderr, tc.want)
+		}
+	}
+	code, out, stderr := runCtl(t, cfg.API, "add", "vhost-user", "v", "socket=v.sock", "queues=2", "vlan=20")
+	if code != 0 || !strings.Contains(out, "port v added: vhost-user") {
+		t.Fatalf("ctl add vhost-user: status %d, %q %q", code, out, stderr)
+	}
+	negotiate(t, filepath.Join(dir, "api", "v.sock")).Close()
+	if code, _, _ := runCtl(t, cfg.API, "del", "v"); code != 0 {
+		t.Errorf("ctl del v: status %d", code)
 	}
 	if code, out, _ := runCtl(t, cfg.API, "ports"); code != 0 || strings.Contains(out, "g ") {
 		t.Errorf("ports after the refused add: %d %q", code, out)

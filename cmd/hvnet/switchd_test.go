@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -14,9 +15,9 @@ import (
 	"time"
 
 	"hvnet/api"
+	"hvnet/daemon"
 	vswitch "hvnet/switch"
 	"hvnet/uplink"
-	"hvnet/vhost"
 	"hvnet/vhostuser/frontend"
 )
 
@@ -131,28 +132,35 @@ func TestSwitchConfigFile(t *testing.T) {
 	dir := t.TempDir()
 	good := filepath.Join(dir, "good.conf")
 	os.WriteFile(good, []byte("# two ports\nport name=a socket=/run/hvnet/a.sock vlan=10\n\n"+
-		"port name=b,socket=/tmp/b.sock,mode=client,trunk=10:20,native=1,mtu=9000,rate=10M # comment\n"+
-		"uplink name=up0 if=eth1 trunk=10:20 native=1 tx=sendmmsg\n"), 0o644)
-	cs, us, err := loadSwitchConfig(good)
+		"port name=b,socket=/tmp/b.sock,mode=client,trunk=10:20,native=1,mtu=9000,rate=10M,police=100Mbit # comment\n"+
+		"uplink name=up0 if=eth1 trunk=10:20 native=1 tx=sendmmsg\nvhost-user name=c socket=/tmp/c.sock\n"), 0o644)
+	ps, err := daemon.LoadFile(good)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(cs) != 2 || cs[0].Port.PVID != 10 || cs[1].Mode != vhost.Client || cs[1].Port.Mode != vswitch.ModeTrunk ||
-		len(cs[1].Port.AllowedVLANs) != 2 || cs[1].Port.MTU != 9000 || cs[1].MTU != 9000 || cs[1].Port.Egress.Bytes.Rate != 10e6 {
-		t.Fatalf("loadSwitchConfig ports = %+v", cs)
+	if len(ps) != 4 {
+		t.Fatalf("LoadFile = %+v, want 4 ports", ps)
 	}
-	if len(us) != 1 || us[0].Interface != "eth1" || us[0].TX != uplink.TXSendmmsg || us[0].Port.Name != "up0" ||
-		us[0].Port.Mode != vswitch.ModeTrunk || us[0].Port.NativeVLAN != 1 || len(us[0].Port.AllowedVLANs) != 2 {
-		t.Fatalf("loadSwitchConfig uplinks = %+v", us)
+	a, b, up, v := ps[0], ps[1], ps[2], ps[3]
+	if a.Kind != api.KindVhostUser || a.Port.PVID != 10 || b.Values.Get("mode") != "client" || b.Port.Mode != vswitch.ModeTrunk ||
+		len(b.Port.AllowedVLANs) != 2 || b.Port.MTU != 9000 || b.Port.Egress.Bytes.Rate != 10e6 || b.Port.Ingress.Bytes.Rate != 125e5 {
+		t.Fatalf("LoadFile ports = %+v", ps[:2])
+	}
+	if up.Kind != api.KindUplink || up.Values.Get("if") != "eth1" || up.Values.Get("tx") != "sendmmsg" || up.Port.Name != "up0" ||
+		up.Port.Mode != vswitch.ModeTrunk || up.Port.NativeVLAN != 1 || len(up.Port.AllowedVLANs) != 2 {
+		t.Fatalf("LoadFile uplink = %+v", up)
+	}
+	if v.Kind != api.KindVhostUser || v.Name() != "c" {
+		t.Fatalf("LoadFile vhost-user line = %+v", v)
 	}
 	for _, tc := range []struct{ line, want string }{
 		{"port name=a socket=/x vlan=5000", `:2: field "vlan"`},
 		{"port name=a socket=/x mode=both", `:2: field "mode"`},
 		{"port socket=/x", `:2: field "name": missing`},
 		{"port name=a", `:2: field "socket": missing`},
-		{"port name=a socket=/x colour=red", `:2: field "colour": unknown`},
+		{"port name=a socket=/x colour=red", `:2: field "colour": unknown for kind vhost-user (want name, vlan, trunk, native, mtu, rate, pps, police, mac-limit, port-security, socket, mode, queues, mac)`},
 		{"port name=a socket=/x mtu", `:2: field "mtu": want KEY=VALUE`},
-		{"bridge name=a", `:2: unknown directive "bridge"`},
+		{"bridge name=a", `:2: unknown directive "bridge" (want a port kind: lab, uplink, vhost-user; or port for vhost-user)`},
 		{"port name=a socket=/x native=3", `:2: field "native": only for trunk`},
 		{"port name=a socket=/x trunk=10 vlan=3", `:2: field "vlan": only for access`},
 		{"uplink name=u", `:2: field "if": missing`},
@@ -163,10 +171,18 @@ func TestSwitchConfigFile(t *testing.T) {
 	} {
 		p := filepath.Join(dir, "bad.conf")
 		os.WriteFile(p, []byte("# first line\n"+tc.line+"\n"), 0o644)
-		_, _, err := loadSwitchConfig(p)
+		_, err := daemon.LoadFile(p)
 		if err == nil || !strings.Contains(err.Error(), p+tc.want) {
 			t.Errorf("%q: error %v, want it to contain %q", tc.line, err, p+tc.want)
 		}
+	}
+	// Every bad line at once, in line order.
+	p := filepath.Join(dir, "bad.conf")
+	os.WriteFile(p, []byte("port name=a socket=/x vlan=0\nport name=ok socket=/y\nuplink name=u\nbridge x\n"), 0o644)
+	_, err = daemon.LoadFile(p)
+	want := p + ":1: field \"vlan\"[^\n]*\n" + p + ":3: field \"if\": missing[^\n]*\n" + p + ":4: unknown directive \"bridge\""
+	if err == nil || !regexp.MustCompile(want).MatchString(err.Error()) {
+		t.Errorf("three bad lines: %v; want all three in order", err)
 	}
 }
 

@@ -8,15 +8,16 @@ import (
 	"net"
 	"net/netip"
 	"os/signal"
+	"strconv"
 	"syscall"
 
+	"hvnet/api"
+	"hvnet/daemon"
 	"hvnet/images"
 	"hvnet/lab"
 	"hvnet/nested"
 	vswitch "hvnet/switch"
 	"hvnet/topology"
-	"hvnet/uplink"
-	"hvnet/vhost"
 )
 
 const upUsage = `usage: hvnet up [flags] FILE
@@ -57,12 +58,12 @@ func cmdUp(e *env, args []string) int {
 	if *apiSock != "" {
 		cfg.API = *apiSock
 	}
-	cfg.BuildImages = func(ctx context.Context) (*images.Set, error) { return buildImages(ctx, e) }
-	cfg.Kernel, cfg.Initrd = *kernel, *initrd
+	build := func(ctx context.Context) (*images.Set, error) { return buildImages(ctx, e) }
+	cfg.Images = guestImages{kernel: *kernel, initrd: *initrd, build: build}.resolve
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	if len(t.Guests) == 0 {
-		if err := runDaemon(ctx, e.log, cfg); err != nil {
+		if err := daemon.Run(ctx, e.log, cfg); err != nil {
 			return fail(e, err)
 		}
 		return 0
@@ -71,8 +72,8 @@ func cmdUp(e *env, args []string) int {
 	if err != nil {
 		return fail(e, fmt.Errorf("%w: up: %v", errUsage, err))
 	}
-	if err := checkNames(cfg); err != nil {
-		return fail(e, err)
+	if err := daemon.CheckNames(cfg.Ports); err != nil {
+		return fail(e, fmt.Errorf("%w: up: %v", errUsage, err))
 	}
 	if err := defaultImages(ctx, e, kernel, initrd); err != nil {
 		return fail(e, fmt.Errorf("up: %w", err))
@@ -86,7 +87,7 @@ func cmdUp(e *env, args []string) int {
 			"reason", reason, "api", cfg.API)
 		return upNested(ctx, e, fs.Arg(0), *apiSock, *kernel, *initrd, guests)
 	}
-	cfg.Kernel, cfg.Initrd = *kernel, *initrd // lab guest ports added through the API boot these too
+	cfg.Images = guestImages{kernel: *kernel, initrd: *initrd, build: build}.resolve // lab guest ports added through the API boot these too
 	return upLab(ctx, e, cfg, guests, *kernel, *initrd)
 }
 
@@ -94,23 +95,23 @@ func cmdUp(e *env, args []string) int {
 // the lab's switch, until the guests end or ctx ends. Its status is the
 // first non-zero guest status, 1 if a guest failed otherwise, 0 when every
 // guest's agent reported 0 (or the run was stopped by a signal).
-func upLab(ctx context.Context, e *env, cfg daemonConfig, guests []lab.GuestConfig, kernel, initrd string) int {
+func upLab(ctx context.Context, e *env, cfg daemon.Config, guests []lab.GuestConfig, kernel, initrd string) int {
 	labCtx, stopLab := context.WithCancel(ctx)
 	defer stopLab()
-	var r *runningDaemon
+	var r *daemon.Running
 	attach := func(sw *vswitch.Switch) error {
 		var err error
-		r, err = startDaemon(ctx, e.log, sw, cfg, false) // the lab runs the switch's shapers
+		r, err = daemon.Start(ctx, e.log, sw, cfg, false) // the lab runs the switch's shapers
 		if err != nil {
 			return err
 		}
-		go func() { <-r.ctx.Done(); stopLab() }() // a failed API server ends the lab
+		go func() { <-r.Done(); stopLab() }() // a failed API server ends the lab
 		return nil
 	}
 	res, err := lab.Run(labCtx, upLabConfig(e, cfg, guests, kernel, initrd, attach))
 	var derr error
 	if r != nil {
-		derr = r.shutdown()
+		derr = r.Shutdown()
 	}
 	if err != nil {
 		return fail(e, fmt.Errorf("up: %w", err))
@@ -135,9 +136,9 @@ func upLab(ctx context.Context, e *env, cfg daemonConfig, guests []lab.GuestConf
 
 // upLabConfig is the lab that upLab runs: the file's guests on a switch
 // with the file's FDB settings.
-func upLabConfig(e *env, cfg daemonConfig, guests []lab.GuestConfig, kernel, initrd string, attach lab.AttachFunc) lab.Config {
+func upLabConfig(e *env, cfg daemon.Config, guests []lab.GuestConfig, kernel, initrd string, attach lab.AttachFunc) lab.Config {
 	return lab.Config{Kernel: kernel, Initrd: initrd, Guests: guests, Attach: attach,
-		Console: e.stdout, Log: e.log.Named("lab"), Switch: cfg.switchConfig()}
+		Console: e.stdout, Log: e.log.Named("lab"), Switch: cfg.SwitchConfig()}
 }
 
 // upNested re-runs "hvnet up" inside the nested test host, with the
@@ -190,44 +191,60 @@ func labGuests(t *topology.Topology) ([]lab.GuestConfig, error) {
 
 // topologyConfig turns a checked topology into the daemon's
 // configuration, lab guests aside (labGuests).
-func topologyConfig(t *topology.Topology) (daemonConfig, error) {
-	cfg := daemonConfig{API: t.Switch.API, Aging: t.Switch.Aging, FDBMaxEntries: t.Switch.FDBMaxEntries,
+func topologyConfig(t *topology.Topology) (daemon.Config, error) {
+	cfg := daemon.Config{API: t.Switch.API, Aging: t.Switch.Aging, FDBMaxEntries: t.Switch.FDBMaxEntries,
 		MACLimit: t.Switch.MACLimit, MACMoveHoldDown: t.Switch.MACMoveHoldDown}
 	if cfg.API == "" {
 		cfg.API = envOr("HVNET_SOCKET", defaultSocket)
 	}
-	for _, p := range t.Ports {
-		c := vhost.PortConfig{Port: p.Config(p.Name), Socket: p.Socket, QueuePairs: p.Queues, MTU: uint16(p.MTU)}
-		if p.SocketMode == "client" {
-			c.Mode = vhost.Client
-		}
-		if p.MAC != "" {
-			hw, err := net.ParseMAC(p.MAC) // checked by Load
-			if err != nil {
-				return cfg, fmt.Errorf("%s:%d: mac: %v", t.File, p.LineOf("mac"), err)
+	add := func(kind string, port vswitch.PortConfig, v daemon.Values, line func(string) int, acl *topology.ACL) error {
+		for k, vs := range v {
+			if len(vs) == 1 && vs[0] == "" {
+				delete(v, k)
 			}
-			copy(c.MAC[:], hw)
 		}
-		cfg.Vhost = append(cfg.Vhost, c)
-		if p.ACL != nil {
-			in, out := p.ACL.Lists()
-			cfg.ACLs = append(cfg.ACLs, portACL{Port: p.Name, In: in, Out: out})
+		p, err := daemon.NewPortSpec(kind, port, v)
+		if err != nil {
+			var oe *daemon.OptionError
+			if errors.As(err, &oe) {
+				return fmt.Errorf("%s:%d: port %s: %v", t.File, line(topologyKey(oe.Key)), port.Name, err)
+			}
+			return fmt.Errorf("%s: port %s: %v", t.File, port.Name, err)
+		}
+		cfg.Ports = append(cfg.Ports, p)
+		if acl != nil {
+			in, out := acl.Lists()
+			cfg.ACLs = append(cfg.ACLs, daemon.PortACL{Port: port.Name, In: in, Out: out})
+		}
+		return nil
+	}
+	for _, p := range t.Ports {
+		v := daemon.Values{"socket": {p.Socket}, "mode": {p.SocketMode}, "mac": {p.MAC}}
+		if p.Queues > 0 {
+			v["queues"] = []string{strconv.Itoa(p.Queues)}
+		}
+		if err := add(api.KindVhostUser, p.Config(p.Name), v, p.LineOf, p.ACL); err != nil {
+			return cfg, err
 		}
 	}
 	if u := t.Uplink; u != nil {
-		uc := uplinkConfig{Port: u.Config(u.Name), Interface: u.Interface}
-		if u.TXMode != "" {
-			m, err := uplink.ParseTXMode(u.TXMode) // checked by Load
-			if err != nil {
-				return cfg, fmt.Errorf("%s:%d: uplink.tx_mode: %v", t.File, u.LineOf("tx_mode"), err)
-			}
-			uc.TX = m
-		}
-		cfg.Uplinks = append(cfg.Uplinks, uc)
-		if u.ACL != nil {
-			in, out := u.ACL.Lists()
-			cfg.ACLs = append(cfg.ACLs, portACL{Port: u.Name, In: in, Out: out})
+		v := daemon.Values{"if": {u.Interface}, "tx": {u.TXMode}}
+		if err := add(api.KindUplink, u.Config(u.Name), v, u.LineOf, u.ACL); err != nil {
+			return cfg, err
 		}
 	}
 	return cfg, nil
+}
+
+// topologyKey is the topology file's key of a kind option.
+func topologyKey(opt string) string {
+	switch opt {
+	case "mode":
+		return "socket_mode"
+	case "if":
+		return "interface"
+	case "tx":
+		return "tx_mode"
+	}
+	return opt
 }

@@ -15,11 +15,10 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"hvnet/api"
+	"hvnet/daemon"
 	"hvnet/internal/netnstest"
 	vswitch "hvnet/switch"
 	"hvnet/topology"
-	"hvnet/uplink"
-	"hvnet/vhost"
 	"hvnet/vmtest"
 )
 
@@ -94,18 +93,18 @@ func TestTopologyConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.API != "/run/hvnet.sock" || cfg.Aging != 300*time.Second || len(cfg.Vhost) != 2 || len(cfg.Uplinks) != 1 {
+	if cfg.API != "/run/hvnet.sock" || cfg.Aging != 300*time.Second || len(cfg.Ports) != 3 {
 		t.Fatalf("topologyConfig = %+v", cfg)
 	}
-	q, dp, u := cfg.Vhost[0], cfg.Vhost[1], cfg.Uplinks[0]
-	if q.Port.Name != "qemu0" || q.Mode != vhost.Server || q.QueuePairs != 2 || q.MAC != [6]byte{0x52, 0x54, 0, 0, 1, 1} ||
-		q.Port.PVID != 10 || q.Port.MACLimit != 4 || len(q.Port.AllowedMACs) != 1 {
+	q, dp, u := cfg.Ports[0], cfg.Ports[1], cfg.Ports[2]
+	if q.Name() != "qemu0" || q.Kind != api.KindVhostUser || q.Values.Get("mode") != "server" || q.Values.Get("queues") != "2" ||
+		q.Values.Get("mac") != "52:54:00:00:01:01" || q.Port.PVID != 10 || q.Port.MACLimit != 4 || len(q.Port.AllowedMACs) != 1 {
 		t.Errorf("qemu0 = %+v", q)
 	}
-	if dp.Mode != vhost.Client || dp.Port.Mode != vswitch.ModeTrunk || dp.Port.Ingress.Bytes.Rate == 0 {
+	if dp.Values.Get("mode") != "client" || dp.Port.Mode != vswitch.ModeTrunk || dp.Port.Ingress.Bytes.Rate == 0 {
 		t.Errorf("dpdk0 = %+v", dp)
 	}
-	if u.Port.Name != "uplink" || u.Interface != "hv-up0" || u.TX != uplink.TXRing || u.Port.Mode != vswitch.ModeTrunk {
+	if u.Name() != "uplink" || u.Kind != api.KindUplink || u.Values.Get("if") != "hv-up0" || u.Values.Get("tx") != "ring" || u.Port.Mode != vswitch.ModeTrunk {
 		t.Errorf("uplink = %+v", u)
 	}
 }
@@ -338,11 +337,11 @@ ports:
 		t.Fatal(err)
 	}
 	sw := vswitch.New(vswitch.Config{})
-	r, err := startDaemon(context.Background(), hclog.NewNullLogger(), sw, cfg, true)
+	r, err := daemon.Start(context.Background(), hclog.NewNullLogger(), sw, cfg, true)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer r.shutdown()
+	defer r.Shutdown()
 	h := sw.Port("v")
 	in, _ := h.ACL()
 	out, _ := h.EgressACL()

@@ -1,0 +1,257 @@
+// Package daemon is hvnet's switch daemon as a library: the switch, its
+// port backends and the control API, serving a Config until its context
+// ends ("hvnet switch" and "hvnet up" are thin commands over it).
+//
+// Port backends come in kinds (vhost-user, uplink, lab, ...). A kind is
+// one package that implements Kind and registers itself (Register) in an
+// init function; the command line, the config file, "hvnet ctl add" and
+// POST /v1/ports reach it by its name and its declared options, so a new
+// kind needs no change anywhere else. The README's "Adding a port kind"
+// walks through one.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"hvnet/api"
+	vswitch "hvnet/switch"
+)
+
+// Config is what the daemon serves.
+type Config struct {
+	Ports []PortSpec
+	Aging time.Duration // FDB aging (0: vswitch's default)
+	// FDB bounds and MAC-move hold-down (vswitch.Config; 0: the defaults).
+	FDBMaxEntries, MACLimit int
+	MACMoveHoldDown         time.Duration
+	API                     string // control API socket; "" serves none
+	// The API's directories ("" takes the defaults: APIDirs) and limits.
+	RunDir, CaptureDir string
+	APILimits          api.Limits
+	// Images returns the kernel and initramfs of lab guest ports added
+	// through the API (nil: none can be added).
+	Images func(context.Context) (kernel, initrd string, err error)
+	ACLs   []PortACL // set once the ports are up
+}
+
+// PortACL is a port's ingress and egress ACLs.
+type PortACL struct {
+	Port    string
+	In, Out vswitch.ACL
+}
+
+// SwitchConfig is the switch's configuration (logger and clock aside).
+func (c Config) SwitchConfig() vswitch.Config {
+	return vswitch.Config{AgingTime: c.Aging, FDBMaxEntries: c.FDBMaxEntries, MACLimit: c.MACLimit,
+		MACMoveHoldDown: c.MACMoveHoldDown}
+}
+
+// CheckFDB checks the FDB bounds, naming the command line's flags.
+func (c Config) CheckFDB() error {
+	switch {
+	case c.FDBMaxEntries < 1 || c.FDBMaxEntries > vswitch.MaxFDBEntries:
+		return fmt.Errorf("--fdb-max-entries %d: want 1..%d", c.FDBMaxEntries, vswitch.MaxFDBEntries)
+	case c.MACLimit != vswitch.NoMACLimit && (c.MACLimit < 1 || c.MACLimit > vswitch.MaxMACLimit):
+		return fmt.Errorf("--mac-limit %d: want -1 (none) or 1..%d", c.MACLimit, vswitch.MaxMACLimit)
+	case c.MACMoveHoldDown > vswitch.MaxMACMoveHoldDown:
+		return fmt.Errorf("--mac-move-hold-down %v: want at most %v", c.MACMoveHoldDown, vswitch.MaxMACMoveHoldDown)
+	}
+	return nil
+}
+
+// CheckNames rejects two ports of one name.
+func CheckNames(ports []PortSpec) error {
+	seen := map[string]bool{}
+	for _, p := range ports {
+		if seen[p.Name()] {
+			return fmt.Errorf("port %q defined twice", p.Name())
+		}
+		seen[p.Name()] = true
+	}
+	return nil
+}
+
+// Run serves cfg on a switch of its own until ctx ends: the switch, its
+// ports and the control API. Shutdown closes the API socket, then every
+// port (removing server-mode sockets), then detaches the ports.
+func Run(ctx context.Context, log hclog.Logger, cfg Config) error {
+	if err := CheckNames(cfg.Ports); err != nil {
+		return fmt.Errorf("switch: %w", err)
+	}
+	sc := cfg.SwitchConfig()
+	sc.Logger = log.Named("switch")
+	sw := vswitch.New(sc)
+	r, err := Start(ctx, log, sw, cfg, true)
+	if err != nil {
+		return err
+	}
+	<-r.ctx.Done()
+	return r.Shutdown()
+}
+
+// Running is the daemon's pieces serving on a switch: its own (hvnet
+// switch, hvnet up) or a lab's (hvnet up with guests).
+type Running struct {
+	ctx     context.Context // ends on the caller's ctx or a failed API server
+	cancel  context.CancelCauseFunc
+	log     hclog.Logger
+	sw      *vswitch.Switch
+	d       *Daemon
+	apiDone chan struct{}
+	wg      sync.WaitGroup
+}
+
+// Done ends when the daemon does: its context ended or its API server
+// failed.
+func (r *Running) Done() <-chan struct{} { return r.ctx.Done() }
+
+// Daemon returns the running daemon's port factory.
+func (r *Running) Daemon() *Daemon { return r.d }
+
+// Start brings cfg's ports and the control API up on sw, and runs sw's
+// shapers and FDB aging when runSwitch (a lab runs its switch's itself).
+// Ports and the API serve until ctx ends; then call Shutdown.
+func Start(ctx context.Context, log hclog.Logger, sw *vswitch.Switch, cfg Config, runSwitch bool) (*Running, error) {
+	if err := CheckNames(cfg.Ports); err != nil {
+		return nil, fmt.Errorf("switch: %w", err)
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	var ln net.Listener
+	var runDir, captureDir string
+	d := New(ctx, log, sw, cfg.API)
+	d.images = cfg.Images
+	if cfg.API != "" {
+		var err error
+		if runDir, captureDir, err = APIDirs(cfg); err != nil {
+			cancel(nil)
+			return nil, fmt.Errorf("switch: api: %w", err)
+		}
+		if err := os.MkdirAll(filepath.Dir(cfg.API), 0o755); err != nil {
+			cancel(nil)
+			return nil, fmt.Errorf("switch: api: %w", err)
+		}
+		l, err := api.Listen(cfg.API)
+		if err != nil {
+			cancel(nil)
+			return nil, fmt.Errorf("switch: api: %w", err)
+		}
+		ln = l
+	}
+	abort := func(err error) (*Running, error) {
+		if ln != nil {
+			ln.Close()
+		}
+		d.Close()
+		cancel(nil)
+		return nil, fmt.Errorf("switch: %w", err)
+	}
+	for _, p := range cfg.Ports {
+		err := d.start(ctx, p, func(vp vswitch.Port) (*vswitch.PortHandle, error) { return sw.AddPort(p.Port, vp) })
+		if err != nil {
+			return abort(err)
+		}
+	}
+	for _, a := range cfg.ACLs {
+		if err := sw.SetACL(a.Port, a.In); err != nil {
+			return abort(err)
+		}
+		if err := sw.SetEgressACL(a.Port, a.Out); err != nil {
+			return abort(err)
+		}
+	}
+	r := &Running{ctx: ctx, cancel: cancel, log: log, sw: sw, d: d, apiDone: make(chan struct{})}
+	if runSwitch {
+		r.wg.Add(1)
+		go func() {
+			defer r.wg.Done()
+			sw.Run(ctx, 100*time.Millisecond) // shapers and FDB aging
+		}()
+	}
+	if ln != nil {
+		srv := api.NewServer(sw, api.Options{Logger: log.Named("api"), Ports: d,
+			SocketDir: runDir, CaptureDir: captureDir, Limits: cfg.APILimits})
+		go func() {
+			defer close(r.apiDone)
+			if err := srv.ServeListener(ctx, ln); err != nil {
+				cancel(err)
+			}
+		}()
+	} else {
+		close(r.apiDone)
+	}
+	log.Info("switch running", "ports", len(cfg.Ports), "api", cfg.API, "run_dir", runDir, "capture_dir", captureDir)
+	return r, nil
+}
+
+// Shutdown ends the daemon (if its ctx has not ended yet) and waits for
+// it: the API socket goes first, then every port. It returns the API
+// server's failure, if that is what ended it.
+func (r *Running) Shutdown() error {
+	r.log.Info("shutting down")
+	r.cancel(context.Canceled)
+	<-r.apiDone // the API socket is gone: no more ports come or go
+	// The last counters, while the ports still exist (Close removes
+	// them); frames still moving until their sessions end are not in them.
+	final := r.sw.Counters()
+	r.d.Close()
+	r.wg.Wait()
+	for _, c := range final {
+		var drops uint64
+		for _, d := range c.Drops {
+			drops += d
+		}
+		r.log.Info("port counters at shutdown", "port", c.Name, "rx_packets", c.RxPackets, "tx_packets", c.TxPackets, "drops", drops)
+	}
+	if err := context.Cause(r.ctx); err != nil && !errors.Is(err, context.Canceled) {
+		return fmt.Errorf("switch: %w", err)
+	}
+	return nil
+}
+
+// DefaultRunDir is the run directory of a daemon serving its API at
+// apiSock: the socket's path without its extension (/run/hvnet.sock:
+// /run/hvnet, where the examples put vhost-user sockets), or with ".d"
+// added when it has none.
+func DefaultRunDir(apiSock string) string {
+	if d := strings.TrimSuffix(apiSock, filepath.Ext(apiSock)); d != apiSock && d != "" && !strings.HasSuffix(d, "/") {
+		return d
+	}
+	return apiSock + ".d"
+}
+
+// APIDirs makes and returns the directories the API may write in: the
+// run directory (sockets of ports added through the API; cfg's or
+// DefaultRunDir's) and the capture directory (file mirrors; cfg's or
+// RUN/captures, mode 0700: captures hold tenants' traffic).
+func APIDirs(cfg Config) (run, capture string, err error) {
+	run, capture = cfg.RunDir, cfg.CaptureDir
+	if run == "" {
+		run = DefaultRunDir(cfg.API)
+	}
+	if capture == "" {
+		capture = filepath.Join(run, "captures")
+	}
+	if run, err = filepath.Abs(run); err != nil {
+		return "", "", fmt.Errorf("run directory: %w", err)
+	}
+	if capture, err = filepath.Abs(capture); err != nil {
+		return "", "", fmt.Errorf("capture directory: %w", err)
+	}
+	if err := os.MkdirAll(run, 0o755); err != nil {
+		return "", "", fmt.Errorf("run directory: %w", err)
+	}
+	if err := os.MkdirAll(capture, 0o700); err != nil {
+		return "", "", fmt.Errorf("capture directory: %w", err)
+	}
+	return run, capture, nil
+}

@@ -1,0 +1,343 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/hashicorp/go-hclog"
+
+	"hvnet/api"
+	vswitch "hvnet/switch"
+)
+
+// sinkKind is a port kind of this test alone, registered as any kind's
+// package does: its backend is a port that counts what it is sent. That
+// it works through every surface (text, config, API) without a change
+// elsewhere is what the registry promises a new kind.
+type sinkKind struct{}
+
+func init() { Register(sinkKind{}, "sink-alias") }
+
+func (sinkKind) Name() string    { return "test-sink" }
+func (sinkKind) Summary() string { return "a port that counts frames (tests)" }
+func (sinkKind) Options() []Option {
+	return []Option{
+		{Key: "socket", Value: "PATH", Help: "claimed, never opened"},
+		{Key: "tag", Value: "WORD", Help: "repeatable", Repeat: true},
+		{Key: "need", Value: "WORD", Help: "required", Required: true},
+		{Key: "fail", Value: "attach|after", Help: "fail Start"},
+		{Key: "detach-first", Value: "on", Help: "leave the switch before Close"},
+	}
+}
+
+type sinkSpec struct {
+	v    Values
+	port vswitch.PortConfig
+}
+
+func (sinkKind) Parse(v Values, port vswitch.PortConfig) (Spec, error) {
+	if n := v.Get("need"); n == "bad" {
+		return nil, Bad("need", n, "is bad")
+	}
+	return &sinkSpec{v: v, port: port}, nil
+}
+
+func (s *sinkSpec) Claims() []string {
+	if p := s.v.Get("socket"); p != "" {
+		return []string{ClaimSocket(p)}
+	}
+	return nil
+}
+
+// started records every sink backend started, by name.
+var started sync.Map
+
+func (s *sinkSpec) Start(_ context.Context, h *Host, name string, attach vswitch.AttachFunc) (Backend, error) {
+	if s.v.Get("fail") == "attach" {
+		return nil, errors.New("refused before attaching")
+	}
+	b := &sinkBackend{spec: s, sw: h.Switch, name: name}
+	if _, err := attach(b); err != nil {
+		return nil, err
+	}
+	if s.v.Get("fail") == "after" {
+		h.Switch.RemovePort(name) // what a kind undoes itself
+		return nil, errors.New("failed after attaching")
+	}
+	started.Store(name, b)
+	return b, nil
+}
+
+type sinkBackend struct {
+	spec     *sinkSpec
+	sw       *vswitch.Switch
+	name     string
+	mu       sync.Mutex
+	closed   bool
+	attached bool // whether the switch still had the port at Close
+}
+
+func (b *sinkBackend) Send(frames []vswitch.Frame) int { return len(frames) }
+func (b *sinkBackend) Caps() vswitch.Caps              { return 0 }
+func (b *sinkBackend) Close() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.closed, b.attached = true, b.sw.Port(b.name) != nil
+	return nil
+}
+func (b *sinkBackend) DetachFirst() bool { return b.spec.v.Get("detach-first") == "on" }
+func (b *sinkBackend) DeviceCounters() *api.DeviceCounters {
+	return &api.DeviceCounters{Kind: "test-sink"}
+}
+
+func sinkOf(t *testing.T, name string) *sinkBackend {
+	t.Helper()
+	b, ok := started.Load(name)
+	if !ok {
+		t.Fatalf("sink %q never started", name)
+	}
+	return b.(*sinkBackend)
+}
+
+func TestRegister(t *testing.T) {
+	mustPanic := func(what string, f func()) {
+		t.Helper()
+		defer func() {
+			if recover() == nil {
+				t.Errorf("%s: no panic", what)
+			}
+		}()
+		f()
+	}
+	mustPanic("a name taken", func() { Register(sinkKind{}) })
+	mustPanic("an alias taken", func() { Register(renamed{sinkKind{}, "other"}, "sink-alias") })
+	mustPanic("a common key", func() { Register(commonKey{sinkKind{}}) })
+	if k, ok := Lookup("sink-alias"); !ok || k.Name() != "test-sink" {
+		t.Errorf("Lookup(alias) = %v, %v", k, ok)
+	}
+	if _, ok := Lookup("other"); ok {
+		t.Error("a refused registration is known")
+	}
+	if got := strings.Join(Kinds(), ","); got != "test-sink" {
+		t.Errorf("Kinds() = %q (this package's tests register only test-sink)", got)
+	}
+}
+
+type renamed struct {
+	sinkKind
+	name string
+}
+
+func (r renamed) Name() string { return r.name }
+
+type commonKey struct{ sinkKind }
+
+func (commonKey) Name() string      { return "common-key" }
+func (commonKey) Options() []Option { return []Option{{Key: "vlan"}} }
+
+func TestParsePort(t *testing.T) {
+	p, err := ParsePort("sink-alias", strings.Split("name=a,need=x,tag=1,tag=2,trunk=10:20,native=10,rate=1Mbit,police=2M,pps=3k,mtu=9000,mac-limit=-1,port-security=off", ","))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := p.Port
+	if p.Kind != "test-sink" || p.Name() != "a" || c.Mode != vswitch.ModeTrunk || len(c.AllowedVLANs) != 2 || c.NativeVLAN != 10 ||
+		c.Egress.Bytes.Rate != 125000 || c.Ingress.Bytes.Rate != 2e6 || c.Egress.Packets.Rate != 3000 || c.MTU != 9000 ||
+		c.MACLimit != vswitch.NoMACLimit || c.PortSecurity != vswitch.PortSecurityOff || len(p.Values["tag"]) != 2 || p.Values.Get("need") != "x" {
+		t.Errorf("ParsePort = %+v", p)
+	}
+	if p, err := ParsePort("test-sink", []string{"name=b", "need=y", ""}); err != nil || p.Port.PVID != 1 || p.Port.Mode != vswitch.ModeAccess {
+		t.Errorf("defaults: %+v, %v", p, err)
+	}
+	for _, tc := range []struct{ spec, want string }{
+		{"need=x", `field "name": missing`},
+		{"name=a", `field "need": missing (a test-sink port needs need=WORD)`},
+		{"name=a,need=x,need=y", `field "need": given more than once`},
+		{"name=a,need=bad", `field "need": "bad" is bad`},
+		{"name=a,need=x,colour=red", `field "colour": unknown for kind test-sink (want name, vlan, trunk, native, mtu, rate, pps, police, mac-limit, port-security, socket, tag, need, fail, detach-first)`},
+		{"name=a,need=x,vlan=0", `field "vlan"`},
+		{"name=a,need=x,rate=fast", `field "rate": rate "fast": want bytes per second`},
+		{"name=a,need=x,pps=-1", `field "pps": "-1" is not a positive rate`},
+		{"name=a,need=x,native=3", `field "native": only for trunk ports`},
+		{"name=a,need=x,trunk=5,vlan=3", `field "vlan": only for access ports`},
+		{"name=a,need=x,mtu", `field "mtu": want KEY=VALUE`},
+	} {
+		if _, err := ParsePort("test-sink", strings.Split(tc.spec, ",")); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v; want %q", tc.spec, err, tc.want)
+		}
+	}
+	if _, err := ParsePort("nosuch", nil); err == nil || err.Error() != `kind "nosuch": unknown (want test-sink)` {
+		t.Errorf("unknown kind: %v", err)
+	}
+	if _, err := NewPortSpec("test-sink", vswitch.PortConfig{Name: "x"}, Values{"need": {"x"}, "zzz": {"1"}}); err == nil ||
+		!strings.Contains(err.Error(), `field "zzz": unknown for kind test-sink`) {
+		t.Errorf("NewPortSpec with an unknown key: %v", err)
+	}
+}
+
+// startDaemon runs a daemon with its API in a temporary directory and
+// the ports of cfg.
+func startDaemon(t *testing.T, cfg Config) (*vswitch.Switch, *api.Client, string, *Running) {
+	t.Helper()
+	dir := t.TempDir()
+	cfg.API = filepath.Join(dir, "api.sock")
+	sw := vswitch.New(vswitch.Config{})
+	r, err := Start(context.Background(), hclog.NewNullLogger(), sw, cfg, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sw, api.NewClient(cfg.API), filepath.Join(dir, "api"), r
+}
+
+func wantAPIError(t *testing.T, what string, err error, status int, field, msg string) {
+	t.Helper()
+	var e *api.Error
+	if !errors.As(err, &e) {
+		t.Errorf("%s: error %v, want an API answer %d", what, err, status)
+		return
+	}
+	if e.Status != status || e.Field != field || !strings.Contains(e.Message, msg) {
+		t.Errorf("%s: %d %q (field %q), want %d naming %q and saying %q", what, e.Status, e.Message, e.Field, status, field, msg)
+	}
+}
+
+// A kind reaches the API with no change there: its options are checked
+// and confined, its backend's counters shown, its claims enforced
+// against every port's; its backends stop on DELETE and at shutdown.
+func TestKindThroughAPI(t *testing.T) {
+	own, err := ParsePort("test-sink", []string{"name=own", "need=x", "socket=/elsewhere/own.sock", "detach-first=on"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sw, c, run, r := startDaemon(t, Config{Ports: []PortSpec{own}})
+	ctx := context.Background()
+	spec := func(name string, opts map[string]api.OptionValue) api.PortSpec {
+		return api.PortSpec{Kind: "test-sink", Config: api.PortConfig{Name: name, Mode: "access", PVID: 20}, Options: opts}
+	}
+	p, err := c.AddPort(ctx, spec("a", map[string]api.OptionValue{"need": {"x"}, "tag": {"1", "2"}, "socket": {"t/a.sock"}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Config.PVID != 20 || p.Device == nil || p.Device.Kind != "test-sink" {
+		t.Errorf("added port = %+v", p)
+	}
+	a := sinkOf(t, "a")
+	if got := a.spec.v.Get("socket"); got != filepath.Join(run, "t", "a.sock") {
+		t.Errorf("options.socket = %q, want it under the run directory %s", got, run)
+	}
+	if len(a.spec.v["tag"]) != 2 || a.spec.port.PVID != 20 {
+		t.Errorf("values %v, port %+v", a.spec.v, a.spec.port)
+	}
+	for _, tc := range []struct {
+		what   string
+		spec   api.PortSpec
+		status int
+		field  string
+		msg    string
+	}{
+		{"unknown option", spec("b", map[string]api.OptionValue{"need": {"x"}, "zzz": {"1"}}), 400, "options.zzz", "unknown for kind test-sink (want name,"},
+		{"missing option", spec("b", map[string]api.OptionValue{"tag": {"1"}}), 400, "options.need", "missing"},
+		{"bad value", spec("b", map[string]api.OptionValue{"need": {"bad"}}), 400, "options.need", `"bad" is bad`},
+		{"repeated", spec("b", map[string]api.OptionValue{"need": {"x", "y"}}), 400, "options.need", "given more than once"},
+		{"socket outside", spec("b", map[string]api.OptionValue{"need": {"x"}, "socket": {"../b.sock"}}), 400, "options.socket", `".." is not allowed`},
+		{"socket taken", spec("b", map[string]api.OptionValue{"need": {"x"}, "socket": {"t/a.sock"}}), 422, "", `is port "a"'s`},
+		{"API socket", spec("b", map[string]api.OptionValue{"need": {"x"}, "socket": {filepath.Join(filepath.Dir(run), "api.sock")}}), 400, "options.socket", "outside"},
+		{"both forms", api.PortSpec{Kind: "test-sink", Socket: "s", Config: api.PortConfig{Name: "b", PVID: 1},
+			Options: map[string]api.OptionValue{"need": {"x"}, "socket": {"s2"}}}, 400, "options.socket", "given as socket too"},
+		{"unknown kind", api.PortSpec{Kind: "nosuch", Config: api.PortConfig{Name: "b", PVID: 1}}, 400, "kind", `"nosuch": want test-sink`},
+		{"fails before attaching", spec("b", map[string]api.OptionValue{"need": {"x"}, "fail": {"attach"}}), 422, "", "refused before attaching"},
+		{"fails after attaching", spec("b", map[string]api.OptionValue{"need": {"x"}, "fail": {"after"}}), 422, "", "failed after attaching"},
+	} {
+		_, err := c.AddPort(ctx, tc.spec)
+		wantAPIError(t, tc.what, err, tc.status, tc.field, tc.msg)
+		if sw.Port("b") != nil {
+			t.Fatalf("%s: port b left on the switch", tc.what)
+		}
+	}
+	if err := c.DeletePort(ctx, "a"); err != nil {
+		t.Fatal(err)
+	}
+	if !a.closed || a.attached {
+		t.Errorf("after DELETE: closed %v, still attached %v", a.closed, a.attached)
+	}
+	// The freed socket can be claimed again.
+	if _, err := c.AddPort(ctx, spec("b", map[string]api.OptionValue{"need": {"x"}, "socket": {"t/a.sock"}})); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Shutdown(); err != nil {
+		t.Fatal(err)
+	}
+	if o, b := sinkOf(t, "own"), sinkOf(t, "b"); !o.closed || o.attached || !b.closed || !b.attached {
+		t.Errorf("at shutdown: own closed %v attached %v (detach-first), b closed %v attached %v",
+			o.closed, o.attached, b.closed, b.attached)
+	}
+	if sw.Port("own") != nil || sw.Port("b") != nil {
+		t.Error("ports left on the switch after shutdown")
+	}
+}
+
+// Two ports of one name, or one claim twice, in the configuration.
+func TestStartRefuses(t *testing.T) {
+	a, _ := ParsePort("test-sink", []string{"name=a", "need=x", "socket=/s"})
+	b, _ := ParsePort("test-sink", []string{"name=b", "need=x", "socket=/s"})
+	a2, _ := ParsePort("test-sink", []string{"name=a", "need=y"})
+	sw := vswitch.New(vswitch.Config{})
+	if _, err := Start(context.Background(), hclog.NewNullLogger(), sw, Config{Ports: []PortSpec{a, a2}}, true); err == nil ||
+		!strings.Contains(err.Error(), `port "a" defined twice`) {
+		t.Errorf("one name twice: %v", err)
+	}
+	if _, err := Start(context.Background(), hclog.NewNullLogger(), sw, Config{Ports: []PortSpec{a, b}}, true); err == nil ||
+		!strings.Contains(err.Error(), `port "b": socket /s is port "a"'s`) {
+		t.Errorf("one socket twice: %v", err)
+	}
+	if sw.Port("a") != nil {
+		t.Error("a failed start left port a")
+	}
+	if err := New(context.Background(), hclog.NewNullLogger(), sw, "").start(context.Background(), PortSpec{Port: vswitch.PortConfig{Name: "x"}},
+		func(vswitch.Port) (*vswitch.PortHandle, error) { return nil, nil }); err == nil {
+		t.Error("an unparsed PortSpec started")
+	}
+}
+
+// The fields of requests from before options map to the kinds' keys.
+func TestAPIValues(t *testing.T) {
+	v, _, e := apiValues(api.PortSpec{Socket: "s", SocketMode: "client", Queues: 2, MAC: "m", Interface: "i", TXMode: "ring",
+		Guest:   &api.GuestSpec{IP: "ip", MTU: 1400, Mem: "1G", CPUs: 2, Script: "x", VIFs: []string{"a", "b"}},
+		Options: map[string]api.OptionValue{"extra": {"1"}}})
+	if e != nil {
+		t.Fatal(e)
+	}
+	want := Values{"socket": {"s"}, "mode": {"client"}, "queues": {"2"}, "mac": {"m"}, "if": {"i"}, "tx": {"ring"},
+		"ip": {"ip"}, "guest-mtu": {"1400"}, "mem": {"1G"}, "cpus": {"2"}, "cmd": {"x"}, "vif": {"a", "b"}, "extra": {"1"}}
+	if len(v) != len(want) {
+		t.Fatalf("apiValues = %v, want %v", v, want)
+	}
+	for k, w := range want {
+		if strings.Join(v[k], ",") != strings.Join(w, ",") {
+			t.Errorf("%s = %v, want %v", k, v[k], w)
+		}
+	}
+	for k := range want {
+		if k != "extra" && legacyField[k] == "" {
+			t.Errorf("option %s has no field name for errors", k)
+		}
+	}
+}
+
+func TestDefaultRunDir(t *testing.T) {
+	for _, tc := range []struct{ api, want string }{
+		{"/run/hvnet.sock", "/run/hvnet"},
+		{"/tmp/x/api.sock", "/tmp/x/api"},
+		{"/tmp/x/api", "/tmp/x/api.d"},
+		{"/tmp/x/.sock", "/tmp/x/.sock.d"},
+		{"rel.sock", "rel"},
+	} {
+		if got := DefaultRunDir(tc.api); got != tc.want {
+			t.Errorf("DefaultRunDir(%q) = %q, want %q", tc.api, got, tc.want)
+		}
+	}
+}

@@ -1,0 +1,278 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"sync"
+
+	"github.com/hashicorp/go-hclog"
+
+	"hvnet/api"
+	vswitch "hvnet/switch"
+)
+
+// Daemon owns the port backends: those of its configuration and those
+// added through the control API (it is the API's PortFactory,
+// DeviceReporter, GuestReporter and KindLister).
+type Daemon struct {
+	ctx    context.Context // the daemon's life: backends serve until it ends
+	log    hclog.Logger
+	sw     *vswitch.Switch
+	api    string // the API socket, never a port's
+	images func(context.Context) (string, string, error)
+
+	// mu serialises adding and removing backends (rare; an add may take
+	// a while to open rings or boot a guest) and guards ports and closed.
+	mu     sync.Mutex
+	ports  map[string]*backend
+	byName sync.Map // name → *backend: d.ports for readers that must not wait on d.mu (DeviceCounters)
+	closed bool
+}
+
+// backend is one port's running backend and what it claimed.
+type backend struct {
+	kind   string
+	claims []string
+	b      Backend
+}
+
+var (
+	_ api.PortFactory    = (*Daemon)(nil)
+	_ api.DeviceReporter = (*Daemon)(nil)
+	_ api.GuestReporter  = (*Daemon)(nil)
+	_ api.KindLister     = (*Daemon)(nil)
+)
+
+// New returns a daemon whose backends live until ctx ends, on sw, with
+// its API at apiSock ("" for none; no port may claim it).
+func New(ctx context.Context, log hclog.Logger, sw *vswitch.Switch, apiSock string) *Daemon {
+	return &Daemon{ctx: ctx, log: log, sw: sw, api: apiSock, ports: map[string]*backend{}}
+}
+
+// Preparer specs do slow work before their port is reserved (finding a
+// guest's images, say), without holding up other ports' adds.
+type Preparer interface {
+	Prepare(ctx context.Context, h *Host) error
+}
+
+func (d *Daemon) host() *Host {
+	return &Host{Ctx: d.ctx, Log: d.log, Switch: d.sw, Images: func(ctx context.Context) (string, string, error) {
+		if d.images == nil {
+			return "", "", errors.New("no guest images configured (hvnet switch --kernel K --initrd I)")
+		}
+		return d.images(ctx)
+	}}
+}
+
+// start reserves p's name and claims, starts its backend and records it.
+func (d *Daemon) start(ctx context.Context, p PortSpec, attach vswitch.AttachFunc) error {
+	if p.spec == nil {
+		return fmt.Errorf("port %q: not parsed (daemon.ParsePort or NewPortSpec)", p.Name())
+	}
+	h := d.host()
+	if pr, ok := p.spec.(Preparer); ok {
+		if err := pr.Prepare(ctx, h); err != nil {
+			return err
+		}
+	}
+	name, claims := p.Name(), p.spec.Claims()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if err := d.reserve(name, claims); err != nil {
+		return err
+	}
+	b, err := p.spec.Start(ctx, h, name, attach)
+	if err != nil {
+		return err
+	}
+	bp := &backend{kind: p.Kind, claims: claims, b: b}
+	d.ports[name] = bp
+	d.byName.Store(name, bp)
+	return nil
+}
+
+// reserve checks that a new port's name and claims are free; d.mu is
+// held.
+func (d *Daemon) reserve(name string, claims []string) error {
+	if d.closed {
+		return errors.New("the daemon is shutting down")
+	}
+	if _, ok := d.ports[name]; ok {
+		return fmt.Errorf("port %q: %w", name, vswitch.ErrPortExists)
+	}
+	for _, c := range claims {
+		if d.api != "" && c == ClaimSocket(d.api) {
+			return fmt.Errorf("port %q: %s is the control API's", name, c)
+		}
+		for n, p := range d.ports {
+			for _, o := range p.claims {
+				if o == c {
+					return fmt.Errorf("port %q: %s is port %q's", name, c, n)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// ClaimSocket is the claim of a unix socket path (Spec.Claims).
+func ClaimSocket(path string) string { return "socket " + path }
+
+// ClaimInterface is the claim of a host network interface (Spec.Claims).
+func ClaimInterface(name string) string { return "interface " + name }
+
+// Add makes the backend an API request asks for (api.PortFactory): the
+// kind's settings are the request's options, and the fields older
+// clients send for the first kinds (socket, socket_mode, queues, mac,
+// interface, tx_mode, guest) under their option keys.
+func (d *Daemon) Add(ctx context.Context, spec api.PortSpec, attach vswitch.AttachFunc) error {
+	v, field, aerr := apiValues(spec)
+	if aerr != nil {
+		return aerr
+	}
+	port, aerr := api.SwitchConfig(spec.Config)
+	if aerr != nil {
+		return aerr
+	}
+	p, err := NewPortSpec(spec.Kind, port, v)
+	if err != nil {
+		var oe *OptionError
+		var ke *UnknownKindError
+		switch {
+		case errors.As(err, &oe):
+			f := field[oe.Key]
+			if f == "" && len(spec.Options) == 0 { // a request in the fields' form
+				f = legacyField[oe.Key]
+			}
+			if f == "" {
+				f = "options." + oe.Key
+			}
+			msg := oe.Msg
+			if oe.Value != "" {
+				msg = strconv.Quote(oe.Value) + " " + msg
+			}
+			return &api.Error{Status: http.StatusBadRequest, Field: f, Message: msg}
+		case errors.As(err, &ke):
+			return &api.Error{Status: http.StatusBadRequest, Field: "kind", Message: err.Error()}
+		}
+		return &api.Error{Status: http.StatusBadRequest, Message: err.Error()}
+	}
+	return d.start(ctx, p, attach)
+}
+
+// legacyField is the api.PortSpec field of the first kinds' options.
+var legacyField = map[string]string{
+	"socket": "socket", "mode": "socket_mode", "queues": "queues", "mac": "mac", "if": "interface", "tx": "tx_mode",
+	"ip": "guest.ip", "guest-mtu": "guest.mtu", "mem": "guest.mem", "cpus": "guest.cpus", "cmd": "guest.script", "vif": "guest.vifs",
+}
+
+// apiValues are a request's kind settings and, for each key, the
+// request's field it came from (absent: options.KEY).
+func apiValues(spec api.PortSpec) (Values, map[string]string, *api.Error) {
+	v, field := Values{}, map[string]string{}
+	set := func(key, val string) {
+		if val != "" {
+			v.Add(key, val)
+			field[key] = legacyField[key]
+		}
+	}
+	num := func(n int) string {
+		if n == 0 {
+			return ""
+		}
+		return strconv.Itoa(n)
+	}
+	set("socket", spec.Socket)
+	set("mode", spec.SocketMode)
+	set("queues", num(spec.Queues))
+	set("mac", spec.MAC)
+	set("if", spec.Interface)
+	set("tx", spec.TXMode)
+	if g := spec.Guest; g != nil {
+		set("ip", g.IP)
+		set("guest-mtu", num(g.MTU))
+		set("mem", g.Mem)
+		set("cpus", num(g.CPUs))
+		set("cmd", g.Script)
+		for _, f := range g.VIFs {
+			set("vif", f)
+		}
+	}
+	for key, vals := range spec.Options {
+		if f, ok := field[key]; ok {
+			return nil, nil, &api.Error{Status: http.StatusBadRequest, Field: "options." + key,
+				Message: fmt.Sprintf("given as %s too", f)}
+		}
+		v[key] = append(v[key], vals...)
+	}
+	return v, field, nil
+}
+
+// Remove stops a port's backend (api.PortFactory: the switch port is
+// already detached).
+func (d *Daemon) Remove(name string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	bp := d.ports[name]
+	if bp == nil {
+		return nil
+	}
+	d.forget(name)
+	return bp.b.Close()
+}
+
+func (d *Daemon) forget(name string) {
+	delete(d.ports, name)
+	d.byName.Delete(name)
+}
+
+// Close stops every backend and detaches its switch port; nothing can be
+// added afterwards.
+func (d *Daemon) Close() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.closed = true
+	for name, bp := range d.ports {
+		if df, ok := bp.b.(DetachFirst); ok && df.DetachFirst() {
+			d.sw.RemovePort(name)
+		}
+		if err := bp.b.Close(); err != nil {
+			d.log.Warn("port did not close cleanly", "port", name, "error", err)
+		}
+		d.sw.RemovePort(name)
+		d.forget(name)
+	}
+}
+
+// DeviceCounters returns the named port's backend counters
+// (api.DeviceReporter): nil for a port that is not the daemon's or whose
+// kind keeps none. It never waits on d.mu (held while a port is added,
+// which may boot a guest).
+func (d *Daemon) DeviceCounters(name string) *api.DeviceCounters {
+	v, ok := d.byName.Load(name)
+	if !ok {
+		return nil
+	}
+	if r, ok := v.(*backend).b.(DeviceReporter); ok {
+		return r.DeviceCounters()
+	}
+	return nil
+}
+
+// Guest reports the state of the guest behind a port (api.GuestReporter).
+func (d *Daemon) Guest(name string) *api.GuestInfo {
+	v, ok := d.byName.Load(name)
+	if !ok {
+		return nil
+	}
+	if r, ok := v.(*backend).b.(GuestReporter); ok {
+		return r.Guest()
+	}
+	return nil
+}
+
+// Kinds lists the port kinds POST /v1/ports can make (api.KindLister).
+func (d *Daemon) Kinds() []string { return Kinds() }

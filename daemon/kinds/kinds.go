@@ -1,0 +1,9 @@
+// Package kinds registers every port kind hvnet ships with the daemon:
+// import it for its side effect where a daemon runs.
+package kinds
+
+import (
+	_ "hvnet/daemon/labkind"    // lab guests
+	_ "hvnet/daemon/uplinkkind" // AF_PACKET uplinks
+	_ "hvnet/daemon/vhostkind"  // vhost-user sockets
+)
