@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net/netip"
 	"time"
+
+	"github.com/songgao/packets/ethernet"
 )
 
 // Trace answers, like Open vSwitch's ofproto/trace, what the switch would
@@ -103,18 +105,21 @@ func (f *TraceFrame) frameBytes() ([]byte, error) {
 			et = etherTypeIPv6
 		}
 	}
-	b := make([]byte, 0, 128)
-	b = append(b, f.DstMAC[:]...)
-	b = append(b, f.SrcMAC[:]...)
+	fr := make(ethernet.Frame, 0, 128)
+	tagging := ethernet.NotTagged
 	if f.VLAN != 0 || f.PriorityTag {
+		tagging = ethernet.Tagged
+	}
+	fr.Prepare(f.DstMAC[:], f.SrcMAC[:], tagging, ethernet.Ethertype{byte(et >> 8), byte(et)}, 0)
+	if tagging == ethernet.Tagged { // any TPID: Prepare writes 0x8100 and no TCI
 		tp := f.TPID
 		if tp == 0 {
 			tp = tpidCTag
 		}
-		b = binary.BigEndian.AppendUint16(b, tp)
-		b = binary.BigEndian.AppendUint16(b, uint16(f.PCP)<<13|f.VLAN)
+		binary.BigEndian.PutUint16(fr[12:], tp)
+		binary.BigEndian.PutUint16(fr[14:], uint16(f.PCP)<<13|f.VLAN)
 	}
-	b = binary.BigEndian.AppendUint16(b, et)
+	b := []byte(fr)
 	var l4 []byte
 	switch f.Proto {
 	case ipProtoTCP:

@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/songgao/packets/ethernet"
+
 	vswitch "hvnet/switch"
 	"hvnet/uplink"
 )
@@ -332,10 +334,8 @@ func benchGen(e *env, iface, dst string, size int, dur time.Duration) int {
 	if err != nil {
 		return fail(e, err)
 	}
-	frame := make([]byte, size)
-	copy(frame, d)
-	copy(frame[6:], ifi.HardwareAddr)
-	frame[12], frame[13] = 0x88, 0xb5 // IEEE 802 local experimental ethertype
+	var frame ethernet.Frame // IEEE 802 local experimental EtherType 0x88b5
+	frame.Prepare(d, ifi.HardwareAddr, ethernet.NotTagged, ethernet.Ethertype{0x88, 0xb5}, size-14)
 	batch := make([]vswitch.Frame, 64)
 	for i := range batch {
 		batch[i].Data = frame

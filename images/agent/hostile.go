@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/songgao/packets/ethernet"
 	"github.com/vishvananda/netlink"
 
 	"hvnet/images/agentcfg"
@@ -658,11 +659,11 @@ var probeDst = [6]byte{0x02, 0x68, 0x76, 0x6e, 0x65, 0x74}
 func (h *hostile) goodFrame(i int) {
 	b := h.mem.b[(pgBuf+i)*pageSize:][:netHdrLen+60]
 	clear(b)
-	f := b[netHdrLen:]
-	copy(f[0:6], probeDst[:])
-	for j := 0; j < 6; j++ { // source: the device's MAC (§5.1.4)
-		f[6+j] = h.bar.read8(h.device + j)
+	var src [6]byte
+	for j := range src { // the device's MAC (§5.1.4)
+		src[j] = h.bar.read8(h.device + j)
 	}
-	binary.BigEndian.PutUint16(f[12:], 0x88b5)
-	copy(f[14:], "hvnet hostile driver probe")
+	f := ethernet.Frame(b[netHdrLen:netHdrLen]) // in place: 60 bytes fit
+	f.Prepare(probeDst[:], src[:], ethernet.NotTagged, ethernet.Ethertype{0x88, 0xb5}, 46)
+	copy(f.Payload(), "hvnet hostile driver probe")
 }
