@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	vswitch "hvnet/switch"
+	"hvnet/units"
 )
 
 // Limits on values from requests. The switch rejects the same values; the
@@ -49,30 +50,25 @@ func parseMAC(field, s string) (vswitch.MAC, *Error) {
 	return m, nil
 }
 
-func toBucket(field string, b Bucket) (vswitch.Bucket, *Error) {
-	switch {
-	case b.Rate < 0:
-		return vswitch.Bucket{}, badField(field+".rate", "negative rate %d", b.Rate)
-	case b.Rate > MaxRate:
-		return vswitch.Bucket{}, badField(field+".rate", "rate %d above %d", b.Rate, int64(MaxRate))
-	case b.Burst < 0 || b.Burst > MaxBurst:
-		return vswitch.Bucket{}, badField(field+".burst", "burst %d outside 0..%d", b.Burst, int64(MaxBurst))
-	case b.OneTimeBurst < 0 || b.OneTimeBurst > MaxBurst:
-		return vswitch.Bucket{}, badField(field+".one_time_burst", "one-time burst %d outside 0..%d", b.OneTimeBurst, int64(MaxBurst))
-	}
-	return vswitch.Bucket{Rate: b.Rate, Burst: b.Burst, OneTimeBurst: b.OneTimeBurst}, nil
-}
-
 func toRate(field string, r RateLimit) (vswitch.RateLimit, *Error) {
-	bb, err := toBucket(field+".bytes", r.Bytes)
-	if err != nil {
-		return vswitch.RateLimit{}, err
+	for _, c := range []struct {
+		name string
+		v    int64
+		max  int64
+		unit string
+	}{
+		{"rate_bps", int64(r.RateBPS), units.MaxBitRate, "bit/s"}, {"burst_bytes", r.BurstBytes, MaxBurst, "bytes"},
+		{"one_time_burst_bytes", r.OneTimeBurstBytes, MaxBurst, "bytes"}, {"rate_pps", r.RatePPS, MaxRate, "packets/s"},
+		{"burst_packets", r.BurstPackets, MaxBurst, "packets"}, {"one_time_burst_packets", r.OneTimeBurstPackets, MaxBurst, "packets"},
+	} {
+		if c.v < 0 || c.v > c.max {
+			return vswitch.RateLimit{}, badField(field+"."+c.name, "%d outside 0..%d %s", c.v, c.max, c.unit)
+		}
 	}
-	pb, err := toBucket(field+".packets", r.Packets)
-	if err != nil {
-		return vswitch.RateLimit{}, err
-	}
-	return vswitch.RateLimit{Bytes: bb, Packets: pb}, nil
+	return vswitch.RateLimit{
+		Bytes:   vswitch.Bucket{Rate: units.BytesPerSecond(int64(r.RateBPS)), Burst: r.BurstBytes, OneTimeBurst: r.OneTimeBurstBytes},
+		Packets: vswitch.Bucket{Rate: r.RatePPS, Burst: r.BurstPackets, OneTimeBurst: r.OneTimeBurstPackets},
+	}, nil
 }
 
 func toStorm(field string, s StormControl) (vswitch.StormControl, *Error) {
@@ -221,8 +217,8 @@ func fromConfig(c PortConfig) (vswitch.PortConfig, *Error) {
 
 func toAPIRate(r vswitch.RateLimit) RateLimit {
 	return RateLimit{
-		Bytes:   Bucket{Rate: r.Bytes.Rate, Burst: r.Bytes.Burst, OneTimeBurst: r.Bytes.OneTimeBurst},
-		Packets: Bucket{Rate: r.Packets.Rate, Burst: r.Packets.Burst, OneTimeBurst: r.Packets.OneTimeBurst},
+		RateBPS: BitRate(r.Bytes.Rate * 8), BurstBytes: r.Bytes.Burst, OneTimeBurstBytes: r.Bytes.OneTimeBurst,
+		RatePPS: r.Packets.Rate, BurstPackets: r.Packets.Burst, OneTimeBurstPackets: r.Packets.OneTimeBurst,
 	}
 }
 

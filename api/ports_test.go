@@ -91,7 +91,7 @@ func TestPatchPort(t *testing.T) {
 	e := newEnv(t)
 	mode, vlans, native := "trunk", []int{10, 30}, 1
 	p, err := e.c.PatchPort(ctx(t), "b", PortPatch{Mode: &mode, AllowedVLANs: &vlans, NativeVLAN: &native,
-		Egress: &RateLimit{Bytes: Bucket{Rate: 1e6, Burst: 1e5}}, MACLimit: ptr(4), AllowedMACs: &[]string{"02:00:00:00:00:09"}})
+		Egress: &RateLimit{RateBPS: 8e6, BurstBytes: 1e5}, MACLimit: ptr(4), AllowedMACs: &[]string{"02:00:00:00:00:09"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,7 +100,7 @@ func TestPatchPort(t *testing.T) {
 		got.Egress.Bytes.Rate != 1e6 || got.MACLimit != 4 || len(got.AllowedMACs) != 1 || got.AllowedMACs[0] != mac(9) {
 		t.Fatalf("switch config after PATCH = %+v", got)
 	}
-	if p.Config.Egress.Bytes.Rate != 1e6 {
+	if p.Config.Egress.RateBPS != 8e6 || p.Config.Egress.BurstBytes != 1e5 {
 		t.Fatalf("PATCH answer = %+v", p.Config)
 	}
 }
@@ -121,7 +121,7 @@ func TestPatchBadInput(t *testing.T) {
 		{"empty", "/v1/ports/a", ``, 400, ""},
 		{"trailing", "/v1/ports/a", `{} {}`, 400, ""},
 		{"unknown field", "/v1/ports/a", `{"pvdi": 3}`, 400, "pvdi"},
-		{"unknown nested field", "/v1/ports/a", `{"ingress": {"bytes": {"rat": 3}}}`, 400, "ingress.bytes.rat"},
+		{"unknown nested field", "/v1/ports/a", `{"ingress": {"rat_bps": 3}}`, 400, "ingress.rat_bps"},
 		{"wrong type", "/v1/ports/a", `{"pvid": "ten"}`, 400, "pvid"},
 		{"unknown port", "/v1/ports/zz", `{"pvid": 3}`, 404, "port"},
 		{"pvid 0", "/v1/ports/a", `{"pvid": 0}`, 400, "pvid"},
@@ -131,10 +131,12 @@ func TestPatchBadInput(t *testing.T) {
 		{"native vlan", "/v1/ports/t", `{"native_vlan": -2}`, 400, "native_vlan"},
 		{"trunk without vlans", "/v1/ports/a", `{"mode": "trunk"}`, 400, "allowed_vlans"},
 		{"bad mode", "/v1/ports/a", `{"mode": "hybrid"}`, 400, "mode"},
-		{"negative rate", "/v1/ports/a", `{"ingress": {"bytes": {"rate": -1}}}`, 400, "ingress.bytes.rate"},
-		{"absurd rate", "/v1/ports/a", `{"egress": {"packets": {"rate": 1e15}}}`, 400, "egress.packets.rate"},
-		{"absurd burst", "/v1/ports/a", `{"egress": {"bytes": {"rate": 1000, "burst": 1e12}}}`, 400, "egress.bytes.burst"},
-		{"storm", "/v1/ports/a", `{"storm": {"broadcast": {"packets": {"rate": -5}}}}`, 400, "storm.broadcast.packets.rate"},
+		{"negative rate", "/v1/ports/a", `{"ingress": {"rate_bps": -1}}`, 400, "ingress.rate_bps"},
+		{"absurd rate", "/v1/ports/a", `{"egress": {"rate_pps": 1e15}}`, 400, "egress.rate_pps"},
+		{"absurd burst", "/v1/ports/a", `{"egress": {"rate_bps": 8000, "burst_bytes": 1e12}}`, 400, "egress.burst_bytes"},
+		{"rate in bytes", "/v1/ports/a", `{"egress": {"rate_bps": "10MB"}}`, 400, "egress.rate_bps"},
+		{"old rate form", "/v1/ports/a", `{"egress": {"bytes": {"rate": 1000}}}`, 400, "egress.bytes"},
+		{"storm", "/v1/ports/a", `{"storm": {"broadcast": {"rate_pps": -5}}}`, 400, "storm.broadcast.rate_pps"},
 		{"mac limit", "/v1/ports/a", `{"mac_limit": -2}`, 400, "mac_limit"},
 		{"bad mac", "/v1/ports/a", `{"allowed_macs": ["02:00:00:00:00:01", "zz"]}`, 400, "allowed_macs[1]"},
 		{"group mac", "/v1/ports/a", `{"allowed_macs": ["01:00:5e:00:00:01"]}`, 400, "allowed_macs[0]"},
@@ -182,7 +184,7 @@ func TestAddDeletePort(t *testing.T) {
 		{PortSpec{Kind: KindLab, Config: PortConfig{Name: "x", PVID: 5000}}, "config.pvid"},
 		{PortSpec{Kind: KindLab, Config: PortConfig{Name: "x", Mode: "trunk"}}, "config.allowed_vlans"},
 		{PortSpec{Kind: KindLab, Config: PortConfig{Name: "", PVID: 1}}, "config.name"},
-		{PortSpec{Kind: KindLab, Config: PortConfig{Name: "x", PVID: 1, Ingress: RateLimit{Bytes: Bucket{Rate: -3}}}}, "config.ingress.bytes.rate"},
+		{PortSpec{Kind: KindLab, Config: PortConfig{Name: "x", PVID: 1, Ingress: RateLimit{RateBPS: -3}}}, "config.ingress.rate_bps"},
 		{PortSpec{Kind: KindLab, MAC: "ff:ff:ff:ff:ff:ff", Config: PortConfig{Name: "x", PVID: 1}}, "mac"},
 	} {
 		_, err := e.c.AddPort(ctx(t), tc.spec)

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"encoding/json"
 	"testing"
 	"time"
 )
@@ -13,7 +14,7 @@ func TestPatchRateLive(t *testing.T) {
 	if n := e.p["b"].count(); n != 50 {
 		t.Fatalf("before PATCH b got %d frames, want 50", n)
 	}
-	if _, err := e.c.PatchPort(ctx(t), "a", PortPatch{Ingress: &RateLimit{Packets: Bucket{Rate: 100, Burst: 10}}}); err != nil {
+	if _, err := e.c.PatchPort(ctx(t), "a", PortPatch{Ingress: &RateLimit{RatePPS: 100, BurstPackets: 10}}); err != nil {
 		t.Fatal(err)
 	}
 	e.send("a", mac(1), mac(2), 50) // a full bucket: 10 pass
@@ -39,5 +40,25 @@ func TestPatchRateLive(t *testing.T) {
 	e.send("a", mac(1), mac(2), 50)
 	if n := e.p["b"].count(); n != 120 {
 		t.Fatalf("after lifting the limit b got %d frames, want 120", n)
+	}
+}
+
+// Rates are bits per second: a number, or the command line's strings.
+func TestBitRateJSON(t *testing.T) {
+	var r RateLimit
+	if err := json.Unmarshal([]byte(`{"rate_bps": "100M", "rate_pps": 10}`), &r); err != nil || r.RateBPS != 100e6 || r.RatePPS != 10 {
+		t.Errorf("string rate: %+v, %v", r, err)
+	}
+	if err := json.Unmarshal([]byte(`{"rate_bps": 1500000}`), &r); err != nil || r.RateBPS != 1.5e6 {
+		t.Errorf("number rate: %+v, %v", r, err)
+	}
+	for _, bad := range []string{`{"rate_bps": "fast"}`, `{"rate_bps": "10MB"}`, `{"rate_bps": true}`} {
+		if err := json.Unmarshal([]byte(bad), &r); err == nil {
+			t.Errorf("%s accepted", bad)
+		}
+	}
+	cfg, e := toRate("egress", RateLimit{RateBPS: 100e6, BurstBytes: 1500})
+	if e != nil || cfg.Bytes.Rate != 12.5e6 || cfg.Bytes.Burst != 1500 || toAPIRate(cfg).RateBPS != 100e6 {
+		t.Errorf("toRate = %+v, %v", cfg, e)
 	}
 }

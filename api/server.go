@@ -314,6 +314,8 @@ func jsonError(err error) *Error {
 	var te *json.UnmarshalTypeError
 	var se *json.SyntaxError
 	switch {
+	case errors.As(err, &te) && te.Type == reflect.TypeFor[BitRate]():
+		return badField(te.Field, "%s", te.Value)
 	case errors.As(err, &te):
 		return badField(te.Field, "want %s, got JSON %s", te.Type, te.Value)
 	case errors.As(err, &se):

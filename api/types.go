@@ -3,21 +3,53 @@ package api
 import (
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"time"
+
+	"hvnet/units"
 )
 
-// Bucket is one token bucket of a RateLimit (vswitch.Bucket). Rate 0 means
-// unlimited; rates are bytes or packets per second.
-type Bucket struct {
-	Rate         int64 `json:"rate"`
-	Burst        int64 `json:"burst,omitempty"`
-	OneTimeBurst int64 `json:"one_time_burst,omitempty"`
+// RateLimit is a bit-rate bucket and a packet-rate bucket
+// (vswitch.RateLimit): a frame passes when both have tokens. Every field
+// carries its unit; 0 (absent) is unlimited, a burst of 0 is a hundredth
+// of a second at the rate.
+type RateLimit struct {
+	RateBPS             BitRate `json:"rate_bps,omitempty"` // bits per second
+	BurstBytes          int64   `json:"burst_bytes,omitempty"`
+	OneTimeBurstBytes   int64   `json:"one_time_burst_bytes,omitempty"`
+	RatePPS             int64   `json:"rate_pps,omitempty"` // packets per second
+	BurstPackets        int64   `json:"burst_packets,omitempty"`
+	OneTimeBurstPackets int64   `json:"one_time_burst_packets,omitempty"`
 }
 
-// RateLimit is a bytes bucket and a packets bucket (vswitch.RateLimit).
-type RateLimit struct {
-	Bytes   Bucket `json:"bytes"`
-	Packets Bucket `json:"packets"`
+// BitRate is a rate in bits per second. JSON gives a number or a string
+// the command line takes ("100M", "1.5Gbit": units.ParseBitRate); answers
+// give a number.
+type BitRate int64
+
+// UnmarshalJSON takes a number or a rate string.
+func (r *BitRate) UnmarshalJSON(b []byte) error {
+	var n int64
+	if err := json.Unmarshal(b, &n); err == nil {
+		*r = BitRate(n)
+		return nil
+	}
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return bitRateError(fmt.Sprintf("rate %s: want bits per second, a number or a string as \"100M\"", b))
+	}
+	v, err := units.ParseBitRate(s)
+	if err != nil {
+		return bitRateError(err.Error())
+	}
+	*r = BitRate(v)
+	return nil
+}
+
+// bitRateError is a bad rate as encoding/json reports it with the field's
+// path filled in (decode answers it as that field).
+func bitRateError(msg string) error {
+	return &json.UnmarshalTypeError{Value: msg, Type: reflect.TypeFor[BitRate]()}
 }
 
 // StormControl limits flooded traffic entering a port.

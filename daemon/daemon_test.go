@@ -146,7 +146,7 @@ func TestParsePort(t *testing.T) {
 	}
 	c := p.Port
 	if p.Kind != "test-sink" || p.Name() != "a" || c.Mode != vswitch.ModeTrunk || len(c.AllowedVLANs) != 2 || c.NativeVLAN != 10 ||
-		c.Egress.Bytes.Rate != 125000 || c.Ingress.Bytes.Rate != 2e6 || c.Egress.Packets.Rate != 3000 || c.MTU != 9000 ||
+		c.Egress.Bytes.Rate != 125000 || c.Ingress.Bytes.Rate != 250000 || c.Egress.Packets.Rate != 3000 || c.MTU != 9000 ||
 		c.MACLimit != vswitch.NoMACLimit || c.PortSecurity != vswitch.PortSecurityOff || len(p.Values["tag"]) != 2 || p.Values.Get("need") != "x" {
 		t.Errorf("ParsePort = %+v", p)
 	}
@@ -160,8 +160,8 @@ func TestParsePort(t *testing.T) {
 		{"name=a,need=bad", `field "need": "bad" is bad`},
 		{"name=a,need=x,colour=red", `field "colour": unknown for kind test-sink (want name, vlan, trunk, native, mtu, rate, pps, police, mac-limit, port-security, socket, tag, need, fail, detach-first)`},
 		{"name=a,need=x,vlan=0", `field "vlan"`},
-		{"name=a,need=x,rate=fast", `field "rate": rate "fast": want bytes per second`},
-		{"name=a,need=x,pps=-1", `field "pps": "-1" is not a positive rate`},
+		{"name=a,need=x,rate=fast", `field "rate": rate "fast": want bits per second`},
+		{"name=a,need=x,pps=-1", `field "pps": packet rate "-1": want packets per second`},
 		{"name=a,need=x,native=3", `field "native": only for trunk ports`},
 		{"name=a,need=x,trunk=5,vlan=3", `field "vlan": only for access ports`},
 		{"name=a,need=x,mtu", `field "mtu": want KEY=VALUE`},

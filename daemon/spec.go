@@ -55,9 +55,9 @@ func CommonOptions() []Option {
 		{Key: "trunk", Value: "VID:VID...", Help: "trunk port carrying these VLANs tagged"},
 		{Key: "native", Value: "VID", Help: "a trunk's untagged VLAN"},
 		{Key: "mtu", Value: "68..65535", Help: "largest frame payload accepted and sent"},
-		{Key: "rate", Value: "BYTES/s", Help: "egress shaping: bytes/s with k, M, G (10M), or bits ending in bit (100Mbit)"},
-		{Key: "pps", Value: "N", Help: "egress packets per second (k, M, G)"},
-		{Key: "police", Value: "BYTES/s", Help: "ingress policing, as rate"},
+		{Key: "rate", Value: "BITS/s", Help: "egress shaping, bits per second: 100M, 100Mbit, 1.5G"},
+		{Key: "pps", Value: "PACKETS/s", Help: "egress packets per second: 1000, 10k"},
+		{Key: "police", Value: "BITS/s", Help: "ingress policing, bits per second"},
 		{Key: "mac-limit", Value: "N|-1", Help: "learned MACs on the port (-1: none)"},
 		{Key: "port-security", Value: "on|off", Help: "only the port's own MAC as source (ports with a MAC)"},
 	}
@@ -154,19 +154,19 @@ func ParseSwitchPort(fields []string) (vswitch.PortConfig, error) {
 			}
 			port.PortSecurity = ps
 		case "rate", "police":
-			n, err := units.ParseByteRate(val)
+			n, err := units.ParseBitRate(val)
 			if err != nil {
 				return port, fmt.Errorf("field %q: %w", key, err)
 			}
 			if key == "rate" {
-				port.Egress.Bytes.Rate = n
+				port.Egress.Bytes.Rate = units.BytesPerSecond(n)
 			} else {
-				port.Ingress.Bytes.Rate = n
+				port.Ingress.Bytes.Rate = units.BytesPerSecond(n)
 			}
 		case "pps":
-			n, err := parseCount(val)
+			n, err := units.ParsePacketRate(val)
 			if err != nil {
-				return port, bad(err.Error())
+				return port, fmt.Errorf("field %q: %w", key, err)
 			}
 			port.Egress.Packets.Rate = n
 		default:
@@ -185,25 +185,6 @@ func ParseSwitchPort(fields []string) (vswitch.PortConfig, error) {
 		port.Mode, port.PVID = vswitch.ModeTrunk, 0
 	}
 	return port, nil
-}
-
-// parseCount parses a positive packet rate with an optional k, M or G
-// (decimal) suffix.
-func parseCount(s string) (int64, error) {
-	mult := int64(1)
-	switch {
-	case strings.HasSuffix(s, "k"), strings.HasSuffix(s, "K"):
-		mult, s = 1e3, s[:len(s)-1]
-	case strings.HasSuffix(s, "M"):
-		mult, s = 1e6, s[:len(s)-1]
-	case strings.HasSuffix(s, "G"):
-		mult, s = 1e9, s[:len(s)-1]
-	}
-	n, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || n <= 0 || n > units.MaxRate/mult {
-		return 0, errors.New("is not a positive rate (with an optional k, M, G suffix)")
-	}
-	return n * mult, nil
 }
 
 // LoadFile reads a config file: one port per line, "KIND KEY=VALUE ..."

@@ -36,6 +36,7 @@ import (
 
 	"hvnet/images/agentcfg"
 	vswitch "hvnet/switch"
+	"hvnet/units"
 	vnet "hvnet/virtio/net"
 	"hvnet/vmm"
 )
@@ -162,7 +163,7 @@ func (g *GuestConfig) PortConfig() vswitch.PortConfig {
 	}
 	if g.Rate > 0 {
 		// Bytes per second, with a burst of 64 KiB GSO frames or 10 ms.
-		b := vswitch.Bucket{Rate: g.Rate / 8, Burst: max(g.Rate/8/100, 128<<10)}
+		b := vswitch.Bucket{Rate: units.BytesPerSecond(g.Rate), Burst: max(g.Rate/8/100, 128<<10)}
 		pc.Egress.Bytes = b
 		pc.Ingress.Bytes = b
 	}

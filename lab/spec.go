@@ -24,7 +24,7 @@ const GuestSpecHelp = `name=NAME[,KEY=VALUE]...[,cmd=SCRIPT]
   native=N          trunk's untagged VLAN
   vif=eth0.10:10.0.1.1/24   VLAN subinterface in the guest (repeatable)
   queues=N          virtio-net queue pairs (default 1)
-  rate=100mbit      rate limit each way (bit, kbit, mbit, gbit)
+  rate=100M         rate limit each way, bits per second (100M, 100Mbit, 1.5G)
   port-security=off accept any source MAC (default on: only the NIC's MAC)
   mem=256M          guest RAM (M or G)
   cpus=N            vCPUs
@@ -91,7 +91,7 @@ func (g *GuestConfig) set(k, v string) error {
 	case "queues":
 		g.Queues, err = strconv.Atoi(v)
 	case "rate":
-		g.Rate, err = ParseRate(v)
+		g.Rate, err = units.ParseBitRate(v)
 	case "mem":
 		g.MemMiB, err = units.ParseMiB(v)
 	case "cpus":
@@ -104,27 +104,6 @@ func (g *GuestConfig) set(k, v string) error {
 		return fmt.Errorf("unknown key %q", k)
 	}
 	return err
-}
-
-// ParseRate parses a rate in bits per second: a number with an optional
-// unit bit, kbit, mbit or gbit (case-insensitive).
-func ParseRate(s string) (int64, error) {
-	l := strings.ToLower(strings.TrimSpace(s))
-	mult := int64(1)
-	for _, u := range []struct {
-		suffix string
-		m      int64
-	}{{"gbit", 1e9}, {"mbit", 1e6}, {"kbit", 1e3}, {"bit", 1}} {
-		if strings.HasSuffix(l, u.suffix) {
-			l, mult = strings.TrimSuffix(l, u.suffix), u.m
-			break
-		}
-	}
-	n, err := strconv.ParseFloat(l, 64)
-	if err != nil || n <= 0 || n*float64(mult) > 1e12 {
-		return 0, fmt.Errorf("rate %q: want a positive number with bit, kbit, mbit or gbit", s)
-	}
-	return int64(n * float64(mult)), nil
 }
 
 // ParseConfig reads a lab file: one guest spec per line (see

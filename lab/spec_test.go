@@ -43,19 +43,6 @@ func TestParseGuest(t *testing.T) {
 	}
 }
 
-func TestParseRate(t *testing.T) {
-	for s, want := range map[string]int64{"100mbit": 100e6, "1.5Gbit": 1.5e9, "64kbit": 64e3, "9600": 9600, "10bit": 10} {
-		if got, err := ParseRate(s); err != nil || got != want {
-			t.Errorf("ParseRate(%q) = %d, %v; want %d", s, got, err, want)
-		}
-	}
-	for _, s := range []string{"", "0", "-1mbit", "10 parsecs", "5tbit"} {
-		if _, err := ParseRate(s); err == nil {
-			t.Errorf("ParseRate(%q) did not fail", s)
-		}
-	}
-}
-
 func TestParseConfig(t *testing.T) {
 	file := "# two guests\nname=a,ip=10.0.0.1/24\n\nname=b,ip=10.0.0.2/24,cmd=ping -c 1 10.0.0.1\n"
 	gs, err := ParseConfig(strings.NewReader(file), "lab.conf")

@@ -215,7 +215,7 @@ func (c *checker) limit(f string, l *Limit) {
 		key string
 		v   int64
 		max int64
-	}{{"rate", int64(l.Rate), units.MaxRate}, {"burst", int64(l.Burst), maxBurst}, {"pps", l.PPS, units.MaxRate}, {"pps_burst", l.PPSBurst, maxBurst}} {
+	}{{"rate", int64(l.Rate), units.MaxBitRate}, {"burst", int64(l.Burst), maxBurst}, {"pps", l.PPS, units.MaxRate}, {"pps_burst", l.PPSBurst, maxBurst}} {
 		switch {
 		case x.v < 0:
 			c.fail(l.LineOf(x.key), f+"."+x.key, "negative value %d", x.v)

@@ -2,6 +2,7 @@ package topology
 
 import (
 	vswitch "hvnet/switch"
+	"hvnet/units"
 )
 
 func (l *Limit) rateLimit() vswitch.RateLimit {
@@ -9,7 +10,7 @@ func (l *Limit) rateLimit() vswitch.RateLimit {
 		return vswitch.RateLimit{}
 	}
 	return vswitch.RateLimit{
-		Bytes:   vswitch.Bucket{Rate: int64(l.Rate), Burst: int64(l.Burst)},
+		Bytes:   vswitch.Bucket{Rate: units.BytesPerSecond(int64(l.Rate)), Burst: int64(l.Burst)},
 		Packets: vswitch.Bucket{Rate: l.PPS, Burst: l.PPSBurst},
 	}
 }
@@ -55,7 +56,7 @@ func (g *Guest) Config() vswitch.PortConfig {
 	cfg := vswitch.PortConfig{Name: g.Name, Mode: vswitch.ModeAccess, PVID: uint16(g.VLAN),
 		PortSecurity: portSecurity(g.PortSecurity)}
 	if g.Rate > 0 {
-		b := vswitch.Bucket{Rate: int64(g.Rate)}
+		b := vswitch.Bucket{Rate: units.BytesPerSecond(int64(g.Rate))}
 		cfg.Egress.Bytes, cfg.Ingress.Bytes = b, b
 	}
 	return cfg

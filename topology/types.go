@@ -33,12 +33,13 @@ type Switch struct {
 	MACMoveHoldDown time.Duration `yaml:"mac_move_hold_down"`
 }
 
-// Limit is a rate limit: a byte rate ("100Mbit", "10M", bytes per
-// second) with its burst in bytes, and a packet rate with its burst.
+// Limit is a rate limit: a bit rate ("100Mbit", "10M": bits per second,
+// as everywhere in hvnet) with its burst in bytes, and a packet rate with
+// its burst in packets.
 type Limit struct {
 	Pos
 	Rate     Rate  `yaml:"rate"`
-	Burst    Rate  `yaml:"burst"`
+	Burst    Bytes `yaml:"burst"`
 	PPS      int64 `yaml:"pps"`
 	PPSBurst int64 `yaml:"pps_burst"`
 }
@@ -109,12 +110,22 @@ type Guest struct {
 	PortSecurity *bool `yaml:"port_security"`
 }
 
-// Rate is a byte rate in bytes per second, written as units.ParseByteRate reads it.
+// Rate is a rate in bits per second, written as units.ParseBitRate reads
+// it ("100Mbit", "10M", "1.5G", 1000000).
 type Rate int64
 
 func (r *Rate) decodeScalar(s string) error {
-	v, err := units.ParseByteRate(s)
+	v, err := units.ParseBitRate(s)
 	*r = Rate(v)
+	return err
+}
+
+// Bytes is a size in bytes, written as units.ParseBytes reads it ("64k").
+type Bytes int64
+
+func (b *Bytes) decodeScalar(s string) error {
+	v, err := units.ParseBytes(s)
+	*b = Bytes(v)
 	return err
 }
 

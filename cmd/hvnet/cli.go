@@ -6,8 +6,11 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 
 	"github.com/hashicorp/go-hclog"
+
+	"hvnet/units"
 )
 
 // env carries the process's streams and logger to the subcommands.
@@ -97,4 +100,15 @@ func fail(e *env, err error) int {
 		return 2
 	}
 	return 1
+}
+
+// bitRate is a flag in bits per second, as every rate is given
+// (units.ParseBitRate: 2M, 2mbit, 1500000).
+type bitRate int64
+
+func (r *bitRate) String() string { return strconv.FormatInt(int64(*r), 10) }
+func (r *bitRate) Set(s string) error {
+	v, err := units.ParseBitRate(s)
+	*r = bitRate(v)
+	return err
 }

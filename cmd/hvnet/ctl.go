@@ -18,6 +18,7 @@ import (
 	"text/tabwriter"
 
 	"hvnet/api"
+	"hvnet/units"
 )
 
 // defaultSocket is where the daemon serves its API unless told otherwise.
@@ -27,11 +28,11 @@ const ctlUsage = `usage: hvnet ctl [--socket PATH] [--json] COMMAND
   ports                               list ports with counters
   port NAME                           one port's configuration and counters, and its backend's
                                       (device: what a frontend or guest did wrong, an uplink's losses)
-  set NAME KEY=VALUE...               change a port live; keys: mode, pvid, vlans (10,20),
-                                      native, pcp, mtu, mac-limit (-1: none), macs (a,b),
-                                      port-security (on|off), ingress, egress
-                                      (bytes/s: 1000, 10M, 100Mbit; 0 = unlimited), ingress-pps,
-                                      egress-pps, ingress-burst, egress-burst, storm-bcast-pps,
+  set NAME KEY=VALUE...               change a port live, in --port's keys: vlan=N | trunk=10,20,
+                                      native, mtu, rate (egress) and police (ingress) in bits/s
+                                      (100M, 1.5Gbit; 0 = unlimited), pps, mac-limit (-1: none),
+                                      port-security (on|off); and pcp, macs (a,b), police-pps,
+                                      rate-burst, police-burst (bytes: 64k), storm-bcast-pps,
                                       storm-mcast-pps, storm-unknown-pps
   ` + ctlAddHelp + `
   del NAME                            remove a port (a lab guest is stopped)
@@ -212,11 +213,11 @@ func (c *ctl) ports() error {
 
 func rateString(r api.RateLimit) string {
 	var s []string
-	if r.Bytes.Rate != 0 {
-		s = append(s, fmt.Sprintf("%d B/s", r.Bytes.Rate))
+	if r.RateBPS != 0 {
+		s = append(s, units.FormatBitRate(int64(r.RateBPS)))
 	}
-	if r.Packets.Rate != 0 {
-		s = append(s, fmt.Sprintf("%d pkt/s", r.Packets.Rate))
+	if r.RatePPS != 0 {
+		s = append(s, units.FormatPacketRate(r.RatePPS))
 	}
 	if len(s) == 0 {
 		return "unlimited"

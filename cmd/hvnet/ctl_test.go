@@ -88,14 +88,21 @@ func TestCtl(t *testing.T) {
 		t.Fatalf("ctl port zz = %d %q", code, errs)
 	}
 
-	if code, out, errs = runCtl(t, sock, "set", "a", "pvid=20", "ingress=8Mbit", "ingress-pps=500", "mac-limit=3"); code != 0 {
+	if code, out, errs = runCtl(t, sock, "set", "a", "vlan=20", "police=8Mbit", "police-pps=500", "mac-limit=3", "rate=100M"); code != 0 {
 		t.Fatalf("ctl set = %d %q %q", code, out, errs)
 	}
 	cfg := sw.Port("a").Config()
-	if cfg.PVID != 20 || cfg.Ingress.Bytes.Rate != 1e6 || cfg.Ingress.Packets.Rate != 500 || cfg.MACLimit != 3 {
+	if cfg.PVID != 20 || cfg.Ingress.Bytes.Rate != 1e6 || cfg.Ingress.Packets.Rate != 500 || cfg.MACLimit != 3 || cfg.Egress.Bytes.Rate != 12.5e6 {
 		t.Fatalf("after ctl set: %+v", cfg)
 	}
-	for _, bad := range [][]string{{"pvid=5000"}, {"egress=-1"}, {"colour=red"}, {"pvid"}, {"mode=trunk"}} {
+	if code, out, _ = runCtl(t, sock, "port", "a"); code != 0 || !strings.Contains(out, "8 Mbit/s, 500 pps") || !strings.Contains(out, "100 Mbit/s") {
+		t.Errorf("ctl port a after set: %d %q; want the rates in bit/s and pps", code, out)
+	}
+	// The older names still work.
+	if code, out, errs = runCtl(t, sock, "set", "a", "pvid=20", "ingress=8Mbit", "ingress-pps=500"); code != 0 {
+		t.Fatalf("ctl set (old names) = %d %q %q", code, out, errs)
+	}
+	for _, bad := range [][]string{{"pvid=5000"}, {"egress=-1"}, {"colour=red"}, {"pvid"}, {"mode=trunk"}, {"rate=10MB"}, {"pps=1.5k"}} {
 		code, _, errs := runCtl(t, sock, append([]string{"set", "a"}, bad...)...)
 		if code == 0 || errs == "" {
 			t.Errorf("ctl set a %v = %d, want an error", bad, code)

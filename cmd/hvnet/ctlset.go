@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"net/http"
@@ -14,8 +15,10 @@ import (
 	"hvnet/units"
 )
 
-// set builds a PortPatch from KEY=VALUE arguments. Rate keys start from
-// the port's current limits so "ingress-pps=10" keeps the byte rate.
+// set builds a PortPatch from KEY=VALUE arguments, in the keys every
+// port takes on the command line (daemon.CommonOptions) and a few more.
+// Rate keys start from the port's current limits so "police-pps=10" keeps
+// the bit rate.
 func (c *ctl) set(name string, kvs []string) error {
 	cur, err := c.c.Port(c.ctx, name)
 	if err != nil {
@@ -29,6 +32,9 @@ func (c *ctl) set(name string, kvs []string) error {
 		if !ok {
 			return usageErr("set: %q is not KEY=VALUE", kv)
 		}
+		if alias, ok := setAliases[k]; ok {
+			k = alias
+		}
 		num := func() (int, error) {
 			n, err := strconv.Atoi(v)
 			if err != nil {
@@ -36,23 +42,31 @@ func (c *ctl) set(name string, kvs []string) error {
 			}
 			return n, nil
 		}
-		rate := func() (int64, error) {
-			r, err := units.ParseByteRate(v)
-			if err != nil {
-				return 0, usageErr("set: %s: %v", k, err)
-			}
-			return r, nil
-		}
 		var err error
 		switch k {
+		case "vlan":
+			var n int
+			if n, err = num(); err == nil {
+				access := "access"
+				p.Mode, p.PVID = &access, &n
+			}
+		case "trunk":
+			vs := []int{}
+			for _, f := range splitList(v) {
+				n, err := strconv.Atoi(f)
+				if err != nil {
+					return usageErr("set: trunk=%q: want VLAN IDs (10,20)", v)
+				}
+				vs = append(vs, n)
+			}
+			trunk := "trunk"
+			p.Mode, p.AllowedVLANs = &trunk, &vs
 		case "mode":
 			p.Mode = &v
-		case "pvid", "native", "pcp", "mtu", "mac-limit":
+		case "native", "pcp", "mtu", "mac-limit":
 			var n int
 			if n, err = num(); err == nil {
 				switch k {
-				case "pvid":
-					p.PVID = &n
 				case "native":
 					p.NativeVLAN = &n
 				case "pcp":
@@ -63,16 +77,6 @@ func (c *ctl) set(name string, kvs []string) error {
 					p.MACLimit = &n
 				}
 			}
-		case "vlans":
-			vs := []int{}
-			for _, f := range splitList(v) {
-				n, err := strconv.Atoi(f)
-				if err != nil {
-					return usageErr("set: vlans: %q is not a number", f)
-				}
-				vs = append(vs, n)
-			}
-			p.AllowedVLANs = &vs
 		case "macs":
 			ms := splitList(v)
 			p.AllowedMACs = &ms
@@ -81,41 +85,48 @@ func (c *ctl) set(name string, kvs []string) error {
 			if on, err = onOff(k, v); err == nil {
 				p.PortSecurity = &on
 			}
-		case "ingress", "egress", "ingress-pps", "egress-pps", "ingress-burst", "egress-burst":
-			r := &in
-			setIn = setIn || strings.HasPrefix(k, "ingress")
-			if strings.HasPrefix(k, "egress") {
-				r, setEg = &eg, true
-			}
+		case "rate", "police":
 			var n int64
-			if n, err = rate(); err == nil {
-				switch {
-				case strings.HasSuffix(k, "-pps"):
-					r.Packets.Rate = n
-				case strings.HasSuffix(k, "-burst"):
-					r.Bytes.Burst = n
-				default:
-					r.Bytes.Rate = n
+			if n, err = units.ParseBitRate(v); err == nil {
+				if k == "rate" {
+					eg.RateBPS, setEg = api.BitRate(n), true
+				} else {
+					in.RateBPS, setIn = api.BitRate(n), true
 				}
 			}
-		case "storm-bcast-pps", "storm-mcast-pps", "storm-unknown-pps":
+		case "pps", "police-pps", "storm-bcast-pps", "storm-mcast-pps", "storm-unknown-pps":
 			var n int64
-			if n, err = rate(); err == nil {
-				setStorm = true
+			if n, err = units.ParsePacketRate(v); err == nil {
 				switch k {
+				case "pps":
+					eg.RatePPS, setEg = n, true
+				case "police-pps":
+					in.RatePPS, setIn = n, true
 				case "storm-bcast-pps":
-					storm.Broadcast.Packets.Rate = n
+					storm.Broadcast.RatePPS, setStorm = n, true
 				case "storm-mcast-pps":
-					storm.Multicast.Packets.Rate = n
+					storm.Multicast.RatePPS, setStorm = n, true
 				default:
-					storm.UnknownUnicast.Packets.Rate = n
+					storm.UnknownUnicast.RatePPS, setStorm = n, true
+				}
+			}
+		case "rate-burst", "police-burst":
+			var n int64
+			if n, err = units.ParseBytes(v); err == nil {
+				if k == "rate-burst" {
+					eg.BurstBytes, setEg = n, true
+				} else {
+					in.BurstBytes, setIn = n, true
 				}
 			}
 		default:
-			return usageErr("set: unknown key %q", k)
+			return usageErr("set: unknown key %q (want %s)", k, ctlSetKeys)
 		}
 		if err != nil {
-			return err
+			if errors.Is(err, errUsage) {
+				return err
+			}
+			return usageErr("set: %s: %v", k, err)
 		}
 	}
 	if setIn {
@@ -133,6 +144,15 @@ func (c *ctl) set(name string, kvs []string) error {
 	}
 	fmt.Fprintf(c.e.stdout, "port %s updated\n", name)
 	return nil
+}
+
+// ctlSetKeys are the keys "hvnet ctl set" takes.
+const ctlSetKeys = "vlan, trunk, native, mtu, rate, police, pps, mac-limit, port-security, pcp, macs, police-pps, rate-burst, police-burst, storm-bcast-pps, storm-mcast-pps, storm-unknown-pps"
+
+// setAliases are the older names of ctl set's keys.
+var setAliases = map[string]string{
+	"pvid": "vlan", "vlans": "trunk", "egress": "rate", "ingress": "police", "egress-pps": "pps",
+	"ingress-pps": "police-pps", "egress-burst": "rate-burst", "ingress-burst": "police-burst",
 }
 
 func splitList(v string) []string {

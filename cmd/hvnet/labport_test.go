@@ -155,7 +155,7 @@ func TestCtlAdd(t *testing.T) {
 	}
 	o := spec.Options
 	if spec.Config.Name != "g" || spec.Config.Mode != "trunk" || len(spec.Config.AllowedVLANs) != 2 || spec.Config.NativeVLAN != 10 ||
-		spec.Config.MACLimit != 3 || spec.Config.MTU != 1400 || spec.Config.Egress.Bytes.Rate != 10e6 || spec.Config.Ingress.Bytes.Rate != 125e3 ||
+		spec.Config.MACLimit != 3 || spec.Config.MTU != 1400 || spec.Config.Egress.RateBPS != 10e6 || spec.Config.Ingress.RateBPS != 1e6 ||
 		o["ip"][0] != "10.0.0.1/24" || o["mem"][0] != "128M" || o["cpus"][0] != "2" || len(o["vif"]) != 2 || o["queues"][0] != "2" ||
 		o["mac"][0] != "52:54:00:00:00:09" || o["cmd"][0] != "ping -c 1 10.0.0.2" || len(o) != 7 {
 		t.Errorf("addSpec = %+v", spec)

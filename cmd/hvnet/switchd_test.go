@@ -143,7 +143,7 @@ func TestSwitchConfigFile(t *testing.T) {
 	}
 	a, b, up, v := ps[0], ps[1], ps[2], ps[3]
 	if a.Kind != api.KindVhostUser || a.Port.PVID != 10 || b.Values.Get("mode") != "client" || b.Port.Mode != vswitch.ModeTrunk ||
-		len(b.Port.AllowedVLANs) != 2 || b.Port.MTU != 9000 || b.Port.Egress.Bytes.Rate != 10e6 || b.Port.Ingress.Bytes.Rate != 125e5 {
+		len(b.Port.AllowedVLANs) != 2 || b.Port.MTU != 9000 || b.Port.Egress.Bytes.Rate != 10e6/8 || b.Port.Ingress.Bytes.Rate != 125e5 {
 		t.Fatalf("LoadFile ports = %+v", ps[:2])
 	}
 	if up.Kind != api.KindUplink || up.Values.Get("if") != "eth1" || up.Values.Get("tx") != "sendmmsg" || up.Port.Name != "up0" ||

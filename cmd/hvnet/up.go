@@ -168,7 +168,7 @@ func labGuests(t *topology.Topology) ([]lab.GuestConfig, error) {
 		g := &t.Guests[i]
 		pc := g.Config()
 		lg := lab.GuestConfig{Name: g.Name, Mode: pc.Mode, PVID: pc.PVID, Queues: g.Queues,
-			Rate: pc.Egress.Bytes.Rate * 8, Script: g.Command, PortSecurity: pc.PortSecurity}
+			Rate: int64(g.Rate), Script: g.Command, PortSecurity: pc.PortSecurity}
 		lg.ACL, lg.EgressACL = g.ACL.Lists()
 		if g.MAC != "" {
 			hw, err := net.ParseMAC(g.MAC) // checked by Load

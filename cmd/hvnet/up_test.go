@@ -44,7 +44,7 @@ ports:
 	d := startHvnet(t, nil, "up", file)
 	c := d.waitAPI(t, sock)
 	a, err := c.Port(context.Background(), "a")
-	if err != nil || a.Config.PVID != 10 || a.Config.Egress.Bytes.Rate != 10e6 {
+	if err != nil || a.Config.PVID != 10 || a.Config.Egress.RateBPS != 10e6 {
 		t.Fatalf("port a = %+v, %v", a.Config, err)
 	}
 	b, err := c.Port(context.Background(), "b")
