@@ -126,29 +126,27 @@ func formatDecimal(v float64, unit string) string {
 // with an optional decimal k, M or G and an optional pps ("10k",
 // "2Mpps").
 func ParsePacketRate(s string) (int64, error) {
-	t := strings.TrimSuffix(strings.TrimSpace(s), "pps")
-	mult := int64(1)
-	if n := len(t); n > 0 {
-		switch t[n-1] {
-		case 'k', 'K':
-			mult, t = 1e3, t[:n-1]
-		case 'M':
-			mult, t = 1e6, t[:n-1]
-		case 'G':
-			mult, t = 1e9, t[:n-1]
-		}
-	}
-	n, err := strconv.ParseInt(t, 10, 64)
-	if err != nil || n < 0 || n > MaxRate/mult {
+	n, ok := parseCount(s, "pps")
+	if !ok {
 		return 0, fmt.Errorf("packet rate %q: want packets per second, as 1000, 10k or 2M", s)
 	}
-	return n * mult, nil
+	return n, nil
 }
 
 // ParseBytes parses a size in bytes (a burst): a whole number with an
 // optional decimal k, M or G and an optional B ("64k", "1500", "2MB").
 func ParseBytes(s string) (int64, error) {
-	t := strings.TrimSuffix(strings.TrimSpace(s), "B")
+	n, ok := parseCount(s, "B")
+	if !ok {
+		return 0, fmt.Errorf("size %q: want bytes, as 1500, 64k or 2M", s)
+	}
+	return n, nil
+}
+
+// parseCount parses a whole number up to MaxRate with an optional
+// decimal k, M or G and an optional unit.
+func parseCount(s, unit string) (int64, bool) {
+	t := strings.TrimSuffix(strings.TrimSpace(s), unit)
 	mult := int64(1)
 	if n := len(t); n > 0 {
 		switch t[n-1] {
@@ -162,7 +160,7 @@ func ParseBytes(s string) (int64, error) {
 	}
 	n, err := strconv.ParseInt(t, 10, 64)
 	if err != nil || n < 0 || n > MaxRate/mult {
-		return 0, fmt.Errorf("size %q: want bytes, as 1500, 64k or 2M", s)
+		return 0, false
 	}
-	return n * mult, nil
+	return n * mult, true
 }
