@@ -85,6 +85,14 @@ func CheckNames(ports []PortSpec) error {
 // ports and the control API. Shutdown closes the API socket, then every
 // port (removing server-mode sockets), then detaches the ports.
 func Run(ctx context.Context, log hclog.Logger, cfg Config) error {
+	return Serve(ctx, log, cfg, nil, nil)
+}
+
+// Serve is Run that also reloads: on each receive from reload it calls
+// load and applies the ports and ACLs it returns (Running.Reload). A
+// configuration that fails to load or apply is logged and the running
+// one kept, as nginx and OVS do with a bad file.
+func Serve(ctx context.Context, log hclog.Logger, cfg Config, reload <-chan os.Signal, load func() (Config, error)) error {
 	if err := CheckNames(cfg.Ports); err != nil {
 		return fmt.Errorf("switch: %w", err)
 	}
@@ -95,8 +103,21 @@ func Run(ctx context.Context, log hclog.Logger, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	<-r.ctx.Done()
-	return r.Shutdown()
+	for {
+		select {
+		case <-r.ctx.Done():
+			return r.Shutdown()
+		case <-reload:
+			next, err := load()
+			if err != nil {
+				log.Error("reload: the new configuration is refused; the running one stays", "error", err)
+				continue
+			}
+			if _, err := r.Reload(r.ctx, next.Ports, next.ACLs); err != nil {
+				log.Error("reload: stopped at a failure; ports not reached keep their configuration", "error", err)
+			}
+		}
+	}
 }
 
 // Running is the daemon's pieces serving on a switch: its own (hvnet
@@ -109,6 +130,12 @@ type Running struct {
 	d       *Daemon
 	apiDone chan struct{}
 	wg      sync.WaitGroup
+
+	// reloadMu serialises Reload; owned and acls are the configuration's
+	// ports and ACLs as last applied.
+	reloadMu sync.Mutex
+	owned    map[string]PortSpec
+	acls     map[string]PortACL
 }
 
 // Done ends when the daemon does: its context ended or its API server
@@ -169,7 +196,14 @@ func Start(ctx context.Context, log hclog.Logger, sw *vswitch.Switch, cfg Config
 			return abort(err)
 		}
 	}
-	r := &Running{ctx: ctx, cancel: cancel, log: log, sw: sw, d: d, apiDone: make(chan struct{})}
+	r := &Running{ctx: ctx, cancel: cancel, log: log, sw: sw, d: d, apiDone: make(chan struct{}),
+		owned: map[string]PortSpec{}, acls: map[string]PortACL{}}
+	for _, p := range cfg.Ports {
+		r.owned[p.Name()] = p
+	}
+	for _, a := range cfg.ACLs {
+		r.acls[a.Port] = a
+	}
 	if runSwitch {
 		r.wg.Add(1)
 		go func() {

@@ -341,3 +341,63 @@ func TestDefaultRunDir(t *testing.T) {
 		}
 	}
 }
+
+// Reload applies a new configuration: gone ports stop, new ones start,
+// changed kind settings restart a port, changed switch settings update it
+// live with the same backend, and the API's ports are left alone.
+func TestReload(t *testing.T) {
+	port := func(fields ...string) PortSpec {
+		t.Helper()
+		p, err := ParsePort("test-sink", fields)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	a := port("name=ra", "need=x", "vlan=10")
+	sw, c, _, r := startDaemon(t, Config{Ports: []PortSpec{a, port("name=rb", "need=x"), port("name=rc", "need=x", "socket=/s1")}})
+	defer r.Shutdown()
+	ctx := context.Background()
+	if _, err := c.AddPort(ctx, api.PortSpec{Kind: "test-sink", Config: api.PortConfig{Name: "rapi", PVID: 1},
+		Options: map[string]api.OptionValue{"need": {"x"}}}); err != nil {
+		t.Fatal(err)
+	}
+	oldA, oldB, oldC, apiPort := sinkOf(t, "ra"), sinkOf(t, "rb"), sinkOf(t, "rc"), sinkOf(t, "rapi")
+	res, err := r.Reload(ctx, []PortSpec{port("name=ra", "need=x", "vlan=20", "rate=1M"), port("name=rc", "need=x", "socket=/s2"),
+		port("name=rd", "need=x", "socket=/s1")}, []PortACL{{Port: "rd", In: vswitch.ACL{Default: vswitch.ACLDeny}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(res.Updated, ",") != "ra" || strings.Join(res.Removed, ",") != "rb" || strings.Join(res.Restarted, ",") != "rc" ||
+		strings.Join(res.Added, ",") != "rd" || len(res.Unchanged) != 0 {
+		t.Errorf("Reload = %+v", res)
+	}
+	if sinkOf(t, "ra") != oldA || oldA.closed || sw.Port("ra").Config().PVID != 20 || sw.Port("ra").Config().Egress.Bytes.Rate != 125000 {
+		t.Errorf("ra: not updated live (same backend %v, closed %v, config %+v)", sinkOf(t, "ra") == oldA, oldA.closed, sw.Port("ra").Config())
+	}
+	if !oldB.closed || sw.Port("rb") != nil {
+		t.Errorf("rb: closed %v, still on the switch %v", oldB.closed, sw.Port("rb") != nil)
+	}
+	if !oldC.closed || sinkOf(t, "rc") == oldC || sinkOf(t, "rc").spec.v.Get("socket") != "/s2" {
+		t.Errorf("rc: not restarted with its new socket")
+	}
+	if in, _ := sw.Port("rd").ACL(); in.Default != vswitch.ACLDeny {
+		t.Errorf("rd's ACL = %+v", in)
+	}
+	if apiPort.closed || sw.Port("rapi") == nil {
+		t.Error("the API's port was touched")
+	}
+	// The same configuration again changes nothing.
+	res, err = r.Reload(ctx, []PortSpec{port("name=ra", "need=x", "vlan=20", "rate=1M"), port("name=rc", "need=x", "socket=/s2"),
+		port("name=rd", "need=x", "socket=/s1")}, []PortACL{{Port: "rd", In: vswitch.ACL{Default: vswitch.ACLDeny}}})
+	if err != nil || len(res.Unchanged) != 3 || len(res.Added)+len(res.Removed)+len(res.Updated)+len(res.Restarted) != 0 {
+		t.Errorf("second Reload = %+v, %v", res, err)
+	}
+	// A configuration port may not take an API port's name.
+	if _, err := r.Reload(ctx, []PortSpec{port("name=rapi", "need=x")}, nil); !errors.Is(err, vswitch.ErrPortExists) || sw.Port("ra") == nil {
+		t.Errorf("Reload over an API port: %v (and ra %v: a refused reload changes nothing)", err, sw.Port("ra") != nil)
+	}
+	if _, err := r.Reload(ctx, []PortSpec{port("name=x", "need=x"), port("name=x", "need=y")}, nil); err == nil {
+		t.Error("Reload with one name twice succeeded")
+	}
+}

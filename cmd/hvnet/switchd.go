@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"os"
 	"os/signal"
 	"strings"
 	"syscall"
@@ -73,28 +74,37 @@ func cmdSwitch(e *env, args []string) int {
 	if err := cfg.CheckFDB(); err != nil {
 		return fail(e, fmt.Errorf("%w: switch: %v", errUsage, err))
 	}
-	for i, spec := range ports {
-		p, err := parsePortFlag(api.KindVhostUser, spec)
-		if err != nil {
-			return fail(e, fmt.Errorf("%w: switch: --port #%d: %v", errUsage, i+1, err))
+	// load reads the ports of the flags and the config file: at start,
+	// and again on SIGHUP.
+	load := func() (daemon.Config, error) {
+		var ps []daemon.PortSpec
+		for i, spec := range ports {
+			p, err := parsePortFlag(api.KindVhostUser, spec)
+			if err != nil {
+				return cfg, fmt.Errorf("--port #%d: %v", i+1, err)
+			}
+			ps = append(ps, p)
 		}
-		cfg.Ports = append(cfg.Ports, p)
-	}
-	for i, spec := range uplinks {
-		p, err := parsePortFlag(api.KindUplink, spec)
-		if err != nil {
-			return fail(e, fmt.Errorf("%w: switch: --uplink #%d: %v", errUsage, i+1, err))
+		for i, spec := range uplinks {
+			p, err := parsePortFlag(api.KindUplink, spec)
+			if err != nil {
+				return cfg, fmt.Errorf("--uplink #%d: %v", i+1, err)
+			}
+			ps = append(ps, p)
 		}
-		cfg.Ports = append(cfg.Ports, p)
-	}
-	if *config != "" {
-		ps, err := daemon.LoadFile(*config)
-		if err != nil {
-			return fail(e, fmt.Errorf("%w: switch: %v", errUsage, err))
+		if *config != "" {
+			fps, err := daemon.LoadFile(*config)
+			if err != nil {
+				return cfg, err
+			}
+			ps = append(ps, fps...)
 		}
-		cfg.Ports = append(cfg.Ports, ps...)
+		next := cfg
+		next.Ports = ps
+		return next, daemon.CheckNames(ps)
 	}
-	if err := daemon.CheckNames(cfg.Ports); err != nil {
+	cfg, err := load()
+	if err != nil {
 		return fail(e, fmt.Errorf("%w: switch: %v", errUsage, err))
 	}
 	if len(cfg.Ports) == 0 && cfg.API == "" {
@@ -102,7 +112,10 @@ func cmdSwitch(e *env, args []string) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	if err := daemon.Run(ctx, e.log, cfg); err != nil {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	if err := daemon.Serve(ctx, e.log, cfg, hup, load); err != nil {
 		return fail(e, err)
 	}
 	return 0

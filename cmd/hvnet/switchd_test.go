@@ -313,3 +313,61 @@ func (s *syncBuffer) String() string {
 }
 
 var _ fmt.Stringer = (*syncBuffer)(nil)
+
+// SIGHUP re-reads --config and applies the difference: a port that went
+// away stops (its socket removed), a new one starts, a port whose VLAN
+// changed keeps its frontend's session; a bad file is refused and
+// changes nothing; the daemon lives on either way (SIGHUP used to kill
+// it, leaving its sockets behind).
+func TestSwitchReloadOnSIGHUP(t *testing.T) {
+	dir := t.TempDir()
+	sock, conf := filepath.Join(dir, "api.sock"), filepath.Join(dir, "ports.conf")
+	sa, sb, sc := filepath.Join(dir, "a.sock"), filepath.Join(dir, "b.sock"), filepath.Join(dir, "c.sock")
+	write := func(s string) {
+		if err := os.WriteFile(conf, []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(fmt.Sprintf("port name=a socket=%s vlan=10\nport name=b socket=%s\n", sa, sb))
+	d := startHvnet(t, nil, "switch", "--api", sock, "--config", conf)
+	c := d.waitAPI(t, sock)
+	fa := negotiate(t, sa) // a session on a, kept across the reload
+	defer fa.Close()
+	hup := func(want string) {
+		t.Helper()
+		before := strings.Count(d.logs.String(), want)
+		if err := d.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; strings.Count(d.logs.String(), want) == before; i++ {
+			if i == 1000 {
+				t.Fatalf("no %q after SIGHUP:\n%s", want, d.logs)
+			}
+			select {
+			case err := <-d.done:
+				t.Fatalf("the daemon exited on SIGHUP (%v):\n%s", err, d.logs)
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
+	}
+	write(fmt.Sprintf("port name=a socket=%s vlan=20\nport name=c socket=%s\n", sa, sc))
+	hup("configuration reloaded")
+	ctx := context.Background()
+	if p, err := c.Port(ctx, "a"); err != nil || p.Config.PVID != 20 || p.Device == nil || !p.Device.Connected || p.Device.Sessions != 1 {
+		t.Errorf("port a after reload: %+v, %v; want VLAN 20 and its session kept", p, err)
+	}
+	if _, err := c.Port(ctx, "b"); err == nil {
+		t.Error("port b still there")
+	}
+	noFile(t, sb)
+	negotiate(t, sc).Close()
+	write("port name=a socket=/x vlan=5000\n")
+	hup("the new configuration is refused")
+	if !strings.Contains(d.logs.String(), `field \"vlan\"`) && !strings.Contains(d.logs.String(), `field "vlan"`) {
+		t.Errorf("the refusal does not name the field:\n%s", d.logs)
+	}
+	if ps, err := c.Ports(ctx); err != nil || len(ps) != 2 {
+		t.Errorf("ports after a refused reload: %d, %v; want a and c", len(ps), err)
+	}
+	d.term(t)
+}

@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"os/signal"
 	"strconv"
+	"sync/atomic"
 	"syscall"
 
 	"hvnet/api"
@@ -62,8 +64,21 @@ func cmdUp(e *env, args []string) int {
 	cfg.Images = guestImages{kernel: *kernel, initrd: *initrd, build: build}.resolve
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	// SIGHUP re-reads the file and applies its ports, uplink and ACLs
+	// (its switch settings and guests take effect at the next start).
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	file := fs.Arg(0)
+	load := func() (daemon.Config, error) {
+		t, err := topology.Load(file)
+		if err != nil {
+			return daemon.Config{}, err
+		}
+		return topologyConfig(t)
+	}
 	if len(t.Guests) == 0 {
-		if err := daemon.Run(ctx, e.log, cfg); err != nil {
+		if err := daemon.Serve(ctx, e.log, cfg, hup, load); err != nil {
 			return fail(e, err)
 		}
 		return 0
@@ -87,6 +102,25 @@ func cmdUp(e *env, args []string) int {
 			"reason", reason, "api", cfg.API)
 		return upNested(ctx, e, fs.Arg(0), *apiSock, *kernel, *initrd, guests)
 	}
+	go func() { // the lab's daemon reloads too
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+			}
+			if r := labDaemon.Load(); r != nil {
+				next, err := load()
+				if err != nil {
+					e.log.Error("reload: the new configuration is refused; the running one stays", "error", err)
+					continue
+				}
+				if _, err := r.Reload(ctx, next.Ports, next.ACLs); err != nil {
+					e.log.Error("reload: stopped at a failure", "error", err)
+				}
+			}
+		}
+	}()
 	cfg.Images = guestImages{kernel: *kernel, initrd: *initrd, build: build}.resolve // lab guest ports added through the API boot these too
 	return upLab(ctx, e, cfg, guests, *kernel, *initrd)
 }
@@ -105,6 +139,7 @@ func upLab(ctx context.Context, e *env, cfg daemon.Config, guests []lab.GuestCon
 		if err != nil {
 			return err
 		}
+		labDaemon.Store(r)
 		go func() { <-r.Done(); stopLab() }() // a failed API server ends the lab
 		return nil
 	}
@@ -133,6 +168,9 @@ func upLab(ctx context.Context, e *env, cfg daemon.Config, guests []lab.GuestCon
 	}
 	return status
 }
+
+// labDaemon is upLab's running daemon, for SIGHUP.
+var labDaemon atomic.Pointer[daemon.Running]
 
 // upLabConfig is the lab that upLab runs: the file's guests on a switch
 // with the file's FDB settings.

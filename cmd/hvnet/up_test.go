@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -53,6 +54,25 @@ ports:
 	}
 	negotiate(t, sa).Close()
 	negotiate(t, sb).Close()
+	// SIGHUP applies the edited file: a's VLAN and rate change live, b goes.
+	os.WriteFile(file, []byte(fmt.Sprintf(`switch:
+  api: %s
+ports:
+  - name: a
+    socket: %s
+    pvid: 30
+    egress: {rate: 20M}
+`, sock, sa)), 0o644)
+	if err := d.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitCond(t, "the reload", func() bool {
+		a, err := c.Port(context.Background(), "a")
+		return err == nil && a.Config.PVID == 30 && a.Config.Egress.RateBPS == 20e6
+	})
+	if _, err := c.Port(context.Background(), "b"); err == nil {
+		t.Error("port b still there after the reload")
+	}
 	d.term(t)
 	noFile(t, sa, sb, sock)
 }

@@ -1,0 +1,132 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"reflect"
+	"slices"
+
+	vswitch "hvnet/switch"
+)
+
+// Reloading (SIGHUP): the daemon's own ports, those of its configuration,
+// follow a new configuration without disturbing what did not change.
+// Ports added through the API are the API's and are left alone.
+
+// ReloadResult says what a Reload did, by port name.
+type ReloadResult struct {
+	Added, Removed, Updated, Restarted, Unchanged []string
+}
+
+// Reload applies the ports and ACLs of a new configuration (switch-wide
+// settings such as aging take effect only at start): a port that is gone
+// is detached and its backend stopped; a new one is started; one whose
+// kind settings changed (its socket, its interface) is restarted; one
+// whose switch settings alone changed (VLANs, rates, limits) is updated
+// live, keeping its backend, its session and its queued frames; the rest
+// are not touched. It stops at the first failure, reporting what it had
+// done; ports it had not reached keep their old configuration.
+func (r *Running) Reload(ctx context.Context, ports []PortSpec, acls []PortACL) (ReloadResult, error) {
+	var res ReloadResult
+	if err := CheckNames(ports); err != nil {
+		return res, err
+	}
+	r.reloadMu.Lock()
+	defer r.reloadMu.Unlock()
+	next := map[string]PortSpec{}
+	for _, p := range ports {
+		next[p.Name()] = p
+	}
+	for _, p := range ports { // before any change
+		if _, had := r.owned[p.Name()]; !had && r.sw.Port(p.Name()) != nil {
+			return res, fmt.Errorf("port %q: %w (added through the API: remove it there first)", p.Name(), vswitch.ErrPortExists)
+		}
+	}
+	nextACL := map[string]PortACL{}
+	for _, a := range acls {
+		nextACL[a.Port] = a
+	}
+	// Gone and restarted ports go first: what they release (a socket,
+	// an interface) may be what a new one claims.
+	var restart []PortSpec
+	for _, name := range slices.Sorted(maps.Keys(r.owned)) {
+		old := r.owned[name]
+		p, ok := next[name]
+		switch {
+		case !ok:
+			if err := r.removePort(name); err != nil {
+				return res, err
+			}
+			res.Removed = append(res.Removed, name)
+		case p.Kind != old.Kind || !reflect.DeepEqual(p.Values, old.Values):
+			if err := r.removePort(name); err != nil {
+				return res, err
+			}
+			restart = append(restart, p)
+		}
+	}
+	for _, p := range restart {
+		if err := r.addPort(ctx, p); err != nil {
+			return res, err
+		}
+		res.Restarted = append(res.Restarted, p.Name())
+	}
+	for _, p := range ports {
+		name := p.Name()
+		old, had := r.owned[name]
+		switch {
+		case slices.Contains(res.Restarted, name):
+		case !had:
+			if err := r.addPort(ctx, p); err != nil {
+				return res, err
+			}
+			res.Added = append(res.Added, name)
+		case !reflect.DeepEqual(p.Port, old.Port):
+			if err := r.sw.UpdatePort(p.Port); err != nil {
+				return res, fmt.Errorf("port %q: %w", name, err)
+			}
+			r.owned[name] = p
+			res.Updated = append(res.Updated, name)
+		default:
+			res.Unchanged = append(res.Unchanged, name)
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(next)) {
+		a, had := r.acls[name]
+		n, has := nextACL[name]
+		if had == has && reflect.DeepEqual(a, n) && !slices.Contains(res.Restarted, name) && !slices.Contains(res.Added, name) {
+			continue
+		}
+		if err := errors.Join(r.sw.SetACL(name, n.In), r.sw.SetEgressACL(name, n.Out)); err != nil {
+			return res, fmt.Errorf("port %q: acl: %w", name, err)
+		}
+	}
+	r.acls = nextACL
+	r.log.Info("configuration reloaded", "added", res.Added, "removed", res.Removed, "updated", res.Updated,
+		"restarted", res.Restarted, "unchanged", len(res.Unchanged))
+	return res, nil
+}
+
+// removePort detaches a configuration port and stops its backend.
+func (r *Running) removePort(name string) error {
+	delete(r.owned, name)
+	if err := r.sw.RemovePort(name); err != nil && !errors.Is(err, vswitch.ErrNoSuchPort) {
+		return fmt.Errorf("port %q: %w", name, err)
+	}
+	if err := r.d.Remove(name); err != nil {
+		r.log.Warn("port did not close cleanly", "port", name, "error", err)
+	}
+	return nil
+}
+
+// addPort starts a configuration port.
+func (r *Running) addPort(ctx context.Context, p PortSpec) error {
+	err := r.d.start(ctx, p, func(vp vswitch.Port) (*vswitch.PortHandle, error) { return r.sw.AddPort(p.Port, vp) })
+	if err != nil {
+		return err
+	}
+	r.owned[p.Name()] = p
+	return nil
+}
