@@ -60,7 +60,11 @@ install_deps() {
 
 build() {
 	log "building bin/hvnet"
-	CGO_ENABLED=0 go build -o bin/hvnet ./cmd/hvnet
+	# The revision is stamped explicitly: GOFLAGS may hold -buildvcs=false.
+	local rev
+	rev=$(git rev-parse HEAD 2>/dev/null || echo unknown)
+	if [ "$rev" != unknown ] && ! git diff --quiet HEAD 2>/dev/null; then rev="$rev+dirty"; fi
+	CGO_ENABLED=0 go build -ldflags "-X main.revision=$rev" -o bin/hvnet ./cmd/hvnet
 }
 
 images() {

@@ -35,7 +35,9 @@ func cmdBenchBoot(e *env, args []string) int {
 	vmlinux := fs.String("vmlinux", "", "the same kernel uncompressed, also booted by hvnet (default: the test guest image's; \"none\" to skip)")
 	initrd := fs.String("initrd", "", "initramfs (default: the test guest image)")
 	mode := fs.String("nested", envOr(nested.EnvMode, "auto"), "nested test host: auto, always, never")
-	if err := fs.Parse(args); err != nil {
+	if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
+		return 0
+	} else if err != nil {
 		return 2
 	}
 	memMiB, err := units.ParseMiB(*mem)

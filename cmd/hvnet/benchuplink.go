@@ -41,7 +41,9 @@ func cmdBenchUplink(e *env, args []string) int {
 	role := fs.String("role", "", "internal: gen")
 	iface := fs.String("iface", "", "internal: generator interface")
 	dst := fs.String("dst", "", "internal: destination MAC")
-	if err := fs.Parse(args); err != nil {
+	if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
+		return 0
+	} else if err != nil {
 		return 2
 	}
 	if *size < 60 || *size > 1514 {

@@ -48,7 +48,9 @@ func cmdBenchVhost(e *env, args []string) int {
 	fs.BoolVar(&o.skipHvnet, "skip-hvnet", false, "measure DPDK only")
 	verbose := fs.Bool("v", false, "show testpmd's output")
 	cpuprofile := fs.String("cpuprofile", "", "") // hidden: write a CPU profile of the hvnet runs here
-	if err := fs.Parse(args); err != nil {
+	if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
+		return 0
+	} else if err != nil {
 		return 2
 	}
 	if *cpuprofile != "" {

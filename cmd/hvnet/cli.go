@@ -35,11 +35,12 @@ func commands() []command {
 		{"up", "bring up a topology file (switch, ports, uplink, API, lab guests): hvnet up FILE", cmdUp},
 		{"bench", "benchmarks: hvnet bench boot|vhost|uplink", cmdBench},
 		{"ctl", "talk to a running daemon: hvnet ctl ports|port|add|del|set|fdb|mirror|capture|acl|trace|metrics", cmdCtl},
+		{"version", "print the version and the VCS revision it was built from (also hvnet --version)", cmdVersion},
 	}
 }
 
 func usage(w io.Writer) {
-	fmt.Fprintln(w, "usage: hvnet [--log-level LEVEL] [--log-json] COMMAND [ARGS]")
+	fmt.Fprintln(w, "usage: hvnet [--log-level LEVEL] [--log-json] [--version] COMMAND [ARGS]")
 	fmt.Fprintln(w, "\ncommands:")
 	for _, c := range commands() {
 		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
@@ -53,9 +54,16 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	level := fs.String("log-level", envOr("HVNET_LOG_LEVEL", "info"), "log level: trace, debug, info, warn, error")
 	jsonLog := fs.Bool("log-json", os.Getenv("HVNET_LOG_JSON") == "1", "log in JSON")
+	showVersion := fs.Bool("version", false, "print the version and exit")
 	fs.Usage = func() { usage(stderr) }
-	if err := fs.Parse(args); err != nil {
+	if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
+		return 0
+	} else if err != nil {
 		return 2
+	}
+	if *showVersion {
+		fmt.Fprintln(stdout, versionString())
+		return 0
 	}
 	lvl := hclog.LevelFromString(*level)
 	if lvl == hclog.NoLevel {

@@ -71,17 +71,88 @@ func cmdCtl(e *env, args []string) int {
 		fs.Usage()
 		return 2
 	}
+	// ctl's own flags may follow the command too: hvnet ctl ports --json.
+	rest, help, err := hoistCtlFlags(fs, fs.Args()[1:])
+	if help {
+		fs.SetOutput(e.stdout)
+		fmt.Fprintln(e.stdout, ctlUsage)
+		fs.PrintDefaults()
+		return 0
+	}
+	if err != nil {
+		return fail(e, fmt.Errorf("%w: ctl: %v", errUsage, err))
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	c := &ctl{e: e, c: api.NewClient(*socket), json: *asJSON, ctx: ctx}
-	err := c.run(fs.Arg(0), fs.Args()[1:])
+	err = c.run(fs.Arg(0), rest)
 	if errors.Is(err, api.ErrNotRunning) {
 		err = fmt.Errorf("daemon not running at %s (start it with hvnet switch ...)", *socket)
+	}
+	if err != nil && *asJSON {
+		return jsonFail(e, err)
 	}
 	if err != nil {
 		return fail(e, fmt.Errorf("ctl: %w", err))
 	}
 	return 0
+}
+
+// jsonFail reports a ctl error with --json: a JSON object on stdout (the
+// API's status and field when it answered), and the exit status.
+func jsonFail(e *env, err error) int {
+	out := struct {
+		Error  string `json:"error"`
+		Status int    `json:"status,omitempty"`
+		Field  string `json:"field,omitempty"`
+	}{Error: err.Error()}
+	var ae *api.Error
+	if errors.As(err, &ae) {
+		out.Error, out.Status, out.Field = ae.Message, ae.Status, ae.Field
+	}
+	b, _ := json.Marshal(out)
+	fmt.Fprintf(e.stdout, "%s\n", b)
+	if errors.Is(err, errUsage) {
+		return 2
+	}
+	return 1
+}
+
+// hoistCtlFlags takes ctl's own flags (--json, --socket, -h) out of a
+// command's arguments and sets them in fs; the rest are the command's.
+func hoistCtlFlags(fs *flag.FlagSet, args []string) (rest []string, help bool, err error) {
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		name, val, hasVal := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if !strings.HasPrefix(a, "-") || a == "-" || a == "--" {
+			rest = append(rest, a)
+			continue
+		}
+		switch name {
+		case "h", "help":
+			return nil, true, nil
+		case "json":
+			if !hasVal {
+				val = "true"
+			}
+			err = fs.Set("json", val)
+		case "socket":
+			if !hasVal {
+				if i+1 == len(args) {
+					return nil, false, fmt.Errorf("flag needs an argument: %s", a)
+				}
+				i++
+				val = args[i]
+			}
+			err = fs.Set("socket", val)
+		default:
+			rest = append(rest, a) // the command's own flag
+		}
+		if err != nil {
+			return nil, false, fmt.Errorf("%s: %v", a, err)
+		}
+	}
+	return rest, false, nil
 }
 
 type ctl struct {

@@ -51,7 +51,9 @@ func cmdDemo(e *env, args []string) int {
 		fmt.Fprintln(e.stderr, "usage: hvnet demo [flags]")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
+		return 0
+	} else if err != nil {
 		return 2
 	}
 	if fs.NArg() > 0 {

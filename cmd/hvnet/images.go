@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -17,7 +18,9 @@ func cmdImages(e *env, args []string) int {
 	cache := fs.String("cache", images.DefaultCacheDir(), "cache directory (or $HVNET_CACHE)")
 	asEnv := fs.Bool("env", false, "print HVNET_KERNEL=... lines for a shell to eval")
 	asJSON := fs.Bool("json", false, "print the image set as JSON")
-	if err := fs.Parse(args); err != nil {
+	if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
+		return 0
+	} else if err != nil {
 		return 2
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 
 	"flag"
 	"fmt"
@@ -93,7 +94,9 @@ func cmdRun(e *env, args []string) int {
 		"boot inside a nested test host: never, always, or auto (when this host's KVM cannot boot Linux)")
 	fs.DurationVar(&f.timeout, "timeout", 0, "stop the guest after this long (0: never)")
 	fs.Var(&f.nets, "net", "a virtio-net NIC backed by a vhost-user backend (hvnet switch, DPDK net_vhost): vhost-user=SOCKET[,mac=MAC][,queues=N]; repeatable")
-	if err := fs.Parse(args); err != nil {
+	if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
+		return 0
+	} else if err != nil {
 		return 2
 	}
 	if fs.NArg() > 0 {
