@@ -42,6 +42,16 @@ type Config struct {
 	// through the API (nil: none can be added).
 	Images func(context.Context) (kernel, initrd string, err error)
 	ACLs   []PortACL // set once the ports are up
+	// Notify, if set, is told the daemon's state in sd_notify's words:
+	// READY=1 once every port and the API socket exist (and again after
+	// a reload), RELOADING=1 as a reload starts, STOPPING=1 at shutdown.
+	Notify func(state string)
+}
+
+func (c Config) notify(state string) {
+	if c.Notify != nil {
+		c.Notify(state)
+	}
 }
 
 // PortACL is a port's ingress and egress ACLs.
@@ -103,19 +113,21 @@ func Serve(ctx context.Context, log hclog.Logger, cfg Config, reload <-chan os.S
 	if err != nil {
 		return err
 	}
+	cfg.notify("READY=1")
 	for {
 		select {
 		case <-r.ctx.Done():
+			cfg.notify("STOPPING=1")
 			return r.Shutdown()
 		case <-reload:
+			cfg.notify("RELOADING=1")
 			next, err := load()
 			if err != nil {
 				log.Error("reload: the new configuration is refused; the running one stays", "error", err)
-				continue
-			}
-			if _, err := r.Reload(r.ctx, next.Ports, next.ACLs); err != nil {
+			} else if _, err := r.Reload(r.ctx, next.Ports, next.ACLs); err != nil {
 				log.Error("reload: stopped at a failure; ports not reached keep their configuration", "error", err)
 			}
+			cfg.notify("READY=1")
 		}
 	}
 }

@@ -107,6 +107,7 @@ func cmdSwitch(e *env, args []string) int {
 	if err != nil {
 		return fail(e, fmt.Errorf("%w: switch: %v", errUsage, err))
 	}
+	cfg.Notify = sdNotifier(e.log)
 	if len(cfg.Ports) == 0 && cfg.API == "" {
 		return fail(e, fmt.Errorf("%w: switch: no ports and no API (use --port, --uplink, --config or --api)", errUsage))
 	}

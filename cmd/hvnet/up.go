@@ -78,6 +78,7 @@ func cmdUp(e *env, args []string) int {
 		return topologyConfig(t)
 	}
 	if len(t.Guests) == 0 {
+		cfg.Notify = sdNotifier(e.log)
 		if err := daemon.Serve(ctx, e.log, cfg, hup, load); err != nil {
 			return fail(e, err)
 		}
