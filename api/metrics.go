@@ -5,6 +5,7 @@ import (
 	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	vswitch "hvnet/switch"
@@ -157,11 +158,25 @@ func (c *collector) collectDevice(ch chan<- prometheus.Metric, port string, dc *
 	}
 }
 
-// metricsHandler serves GET /metrics from a registry holding only the
-// switch's collector.
+// metricsHandler serves GET /metrics: the switch's collector, the Go
+// runtime's and the process's, and hvnet_build_info.
 func (s *Server) metricsHandler() http.Handler {
 	reg := prometheus.NewPedanticRegistry()
 	dev, _ := s.ports.(DeviceReporter)
-	reg.MustRegister(newCollector(s.sw, s.fan, &s.stats, dev))
+	reg.MustRegister(newCollector(s.sw, s.fan, &s.stats, dev), collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if s.build != nil {
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "hvnet_build_info",
+			Help:        "Always 1: the labels say which hvnet this is.",
+			ConstLabels: s.build}, func() float64 { return 1 }))
+	}
 	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: nil})
+}
+
+// MetricsHandler serves only the metrics, for a listener of their own
+// (a TCP address Prometheus scrapes): no control, whoever connects.
+func (s *Server) MetricsHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", s.metricsHandler())
+	return mux
 }

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus"
 
 	vswitch "hvnet/switch"
 )
@@ -61,6 +62,9 @@ type Options struct {
 	SocketDir string
 	// Limits bound the server's connections and their timeouts.
 	Limits Limits
+	// BuildInfo labels hvnet_build_info (version, revision, goversion);
+	// nil leaves the metric out.
+	BuildInfo map[string]string
 }
 
 // Server serves the API for one switch. Its methods are safe for
@@ -75,6 +79,7 @@ type Server struct {
 	captureDir, socketDir string // absolute, or "" when off
 	limits                Limits // defaults filled in
 	stats                 limitStats
+	build                 prometheus.Labels
 
 	// cfgMu serialises every configuration change made through the API
 	// (PATCH, mirror flags), so read-modify-write of a port's config is atomic.
@@ -92,7 +97,8 @@ func NewServer(sw *vswitch.Switch, o Options) *Server {
 		o.CaptureQueue = 256
 	}
 	s := &Server{sw: sw, log: o.Logger, ports: o.Ports, mirrors: map[string]*fileMirror{},
-		captureDir: absDir(o.CaptureDir), socketDir: absDir(o.SocketDir), limits: o.Limits.withDefaults()}
+		captureDir: absDir(o.CaptureDir), socketDir: absDir(o.SocketDir), limits: o.Limits.withDefaults(),
+		build: o.BuildInfo}
 	s.fan = newFanout(o.CaptureQueue)
 	sw.SetMirror(s.fan)
 	s.mux = http.NewServeMux()

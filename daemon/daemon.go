@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -46,6 +47,11 @@ type Config struct {
 	// READY=1 once every port and the API socket exist (and again after
 	// a reload), RELOADING=1 as a reload starts, STOPPING=1 at shutdown.
 	Notify func(state string)
+	// MetricsAddr is a TCP address serving GET /metrics alone, for
+	// Prometheus ("" for none; the API socket serves them anyway).
+	// BuildInfo labels hvnet_build_info there and on the API.
+	MetricsAddr string
+	BuildInfo   map[string]string
 }
 
 func (c Config) notify(state string) {
@@ -148,7 +154,13 @@ type Running struct {
 	reloadMu sync.Mutex
 	owned    map[string]PortSpec
 	acls     map[string]PortACL
+
+	metrics net.Addr // the metrics listener's address, if any
 }
+
+// MetricsAddr is the address the metrics listener is bound to (nil for
+// none): the port chosen for an address ending in :0.
+func (r *Running) MetricsAddr() net.Addr { return r.metrics }
 
 // Done ends when the daemon does: its context ended or its API server
 // failed.
@@ -186,9 +198,24 @@ func Start(ctx context.Context, log hclog.Logger, sw *vswitch.Switch, cfg Config
 		}
 		ln = l
 	}
+	var mln net.Listener
+	if cfg.MetricsAddr != "" {
+		l, err := net.Listen("tcp", cfg.MetricsAddr)
+		if err != nil {
+			if ln != nil {
+				ln.Close()
+			}
+			cancel(nil)
+			return nil, fmt.Errorf("switch: metrics: %w", err)
+		}
+		mln = l
+	}
 	abort := func(err error) (*Running, error) {
 		if ln != nil {
 			ln.Close()
+		}
+		if mln != nil {
+			mln.Close()
 		}
 		d.Close()
 		cancel(nil)
@@ -223,9 +250,27 @@ func Start(ctx context.Context, log hclog.Logger, sw *vswitch.Switch, cfg Config
 			sw.Run(ctx, 100*time.Millisecond) // shapers and FDB aging
 		}()
 	}
+	srv := api.NewServer(sw, api.Options{Logger: log.Named("api"), Ports: d,
+		SocketDir: runDir, CaptureDir: captureDir, Limits: cfg.APILimits, BuildInfo: cfg.BuildInfo})
+	if mln != nil {
+		r.metrics = mln.Addr()
+		lim := cfg.APILimits
+		hs := &http.Server{Handler: srv.MetricsHandler(), ReadHeaderTimeout: 5 * time.Second,
+			ReadTimeout: lim.ReadTimeout, WriteTimeout: lim.WriteTimeout, IdleTimeout: lim.IdleTimeout}
+		r.wg.Add(2)
+		go func() {
+			defer r.wg.Done()
+			if err := hs.Serve(mln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Error("metrics listener failed", "addr", cfg.MetricsAddr, "error", err)
+			}
+		}()
+		go func() {
+			defer r.wg.Done()
+			<-ctx.Done()
+			hs.Close()
+		}()
+	}
 	if ln != nil {
-		srv := api.NewServer(sw, api.Options{Logger: log.Named("api"), Ports: d,
-			SocketDir: runDir, CaptureDir: captureDir, Limits: cfg.APILimits})
 		go func() {
 			defer close(r.apiDone)
 			if err := srv.ServeListener(ctx, ln); err != nil {
@@ -235,7 +280,8 @@ func Start(ctx context.Context, log hclog.Logger, sw *vswitch.Switch, cfg Config
 	} else {
 		close(r.apiDone)
 	}
-	log.Info("switch running", "ports", len(cfg.Ports), "api", cfg.API, "run_dir", runDir, "capture_dir", captureDir)
+	log.Info("switch running", "ports", len(cfg.Ports), "api", cfg.API, "run_dir", runDir, "capture_dir", captureDir,
+		"metrics", cfg.MetricsAddr)
 	return r, nil
 }
 

@@ -1,14 +1,19 @@
 package daemon
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"io"
+	"net/http"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 
 	"hvnet/api"
 	vswitch "hvnet/switch"
@@ -399,5 +404,58 @@ func TestReload(t *testing.T) {
 	}
 	if _, err := r.Reload(ctx, []PortSpec{port("name=x", "need=x"), port("name=x", "need=y")}, nil); err == nil {
 		t.Error("Reload with one name twice succeeded")
+	}
+}
+
+// The metrics listener serves /metrics alone, with the Go, process and
+// build metrics beside the switch's, in an exposition promtool (and its
+// linter) accept.
+func TestMetricsListener(t *testing.T) {
+	p, err := ParsePort("test-sink", []string{"name=m", "need=x", "rate=10M"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, _, r := startDaemon(t, Config{Ports: []PortSpec{p}, MetricsAddr: "127.0.0.1:0",
+		BuildInfo: map[string]string{"version": "dev", "revision": "abc", "goversion": "go1"}})
+	defer r.Shutdown()
+	base := "http://" + r.MetricsAddr().String()
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`hvnet_build_info{goversion="go1",revision="abc",version="dev"} 1`, "go_goroutines ",
+		"process_open_fds ", `hvnet_port_packets_total{direction="ingress",port="m"} 0`} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+	problems, err := promlint.New(bytes.NewReader(body)).Lint()
+	if err != nil || len(problems) > 0 {
+		t.Errorf("promlint: %v %+v", err, problems)
+	}
+	if _, err := exec.LookPath("promtool"); err == nil {
+		cmd := exec.Command("promtool", "check", "metrics")
+		cmd.Stdin = bytes.NewReader(body)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Errorf("promtool check metrics: %v\n%s", err, out)
+		}
+	} else {
+		t.Log("promtool is not installed (Debian's prometheus package; run.sh installs it)")
+	}
+	for _, path := range []string{"/v1/ports", "/v1/fdb"} {
+		resp, err := http.Get(base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNotFound {
+			t.Errorf("GET %s on the metrics listener: %d, want 404 (no control there)", path, resp.StatusCode)
+		}
+	}
+	r.Shutdown()
+	if _, err := http.Get(base + "/metrics"); err == nil {
+		t.Error("the metrics listener outlived the daemon")
 	}
 }

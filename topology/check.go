@@ -2,6 +2,7 @@ package topology
 
 import (
 	"fmt"
+	"net"
 	"net/netip"
 	"path/filepath"
 
@@ -24,6 +25,11 @@ func check(t *Topology) []*Error {
 	c := &checker{file: t.File}
 	if t.Switch.API != "" && !filepath.IsAbs(t.Switch.API) {
 		c.fail(t.Switch.LineOf("api"), "switch.api", "%q: want an absolute path", t.Switch.API)
+	}
+	if a := t.Switch.MetricsAddr; a != "" {
+		if _, port, err := net.SplitHostPort(a); err != nil || port == "" {
+			c.fail(t.Switch.LineOf("metrics_addr"), "switch.metrics_addr", "%q: want HOST:PORT, as 127.0.0.1:9477", a)
+		}
 	}
 	if t.Switch.Aging < 0 {
 		c.fail(t.Switch.LineOf("aging"), "switch.aging", "negative aging time")

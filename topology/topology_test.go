@@ -79,6 +79,7 @@ func TestBadTopologies(t *testing.T) {
 		{"duplicate ips", "guests:\n  - name: a\n    ip: 10.0.0.1/24\n  - name: b\n    ip: 10.0.0.1/24\n", []string{`bad.yaml:5: guests[1].ip: duplicate address 10.0.0.1`}},
 		{"group mac", "guests:\n  - name: a\n    mac: 01:00:00:00:00:01\n", []string{`bad.yaml:3: guests[0].mac: 01:00:00:00:00:01 is a group address`}},
 		{"bad ip", "guests:\n  - name: a\n    ip: 10.0.0.1\n", []string{`bad.yaml:3: guests[0].ip: "10.0.0.1": want address/prefix`}},
+		{"bad metrics address", "switch:\n  metrics_addr: 9477\n", []string{`bad.yaml:2: switch.metrics_addr: "9477": want HOST:PORT`}},
 		{"negative rate", "guests:\n  - name: a\n    rate: -5M\n", []string{`bad.yaml:3: guests[0].rate: rate "-5M": want bits per second`}},
 		{"absurd rate", "ports:\n  - name: a\n    socket: /s\n    egress:\n      rate: 100Tbit\n", []string{`bad.yaml:5: ports[0].egress.rate: rate "100Tbit": above 8.796 Tbit/s`}},
 		{"absurd pps", "ports:\n  - name: a\n    socket: /s\n    egress:\n      pps: 9000000000000000\n", []string{`bad.yaml:5: ports[0].egress.pps: 9000000000000000 is absurd`}},

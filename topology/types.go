@@ -19,8 +19,11 @@ type Topology struct {
 // Switch is the switch's own settings.
 type Switch struct {
 	Pos
-	API   string        `yaml:"api"`   // control socket (default /run/hvnet.sock)
-	Aging time.Duration `yaml:"aging"` // FDB aging time, e.g. 300s (default)
+	API string `yaml:"api"` // control socket (default /run/hvnet.sock)
+	// MetricsAddr is a TCP address serving GET /metrics alone (default
+	// none).
+	MetricsAddr string        `yaml:"metrics_addr"`
+	Aging       time.Duration `yaml:"aging"` // FDB aging time, e.g. 300s (default)
 	// FDBMaxEntries bounds the learned FDB entries of the whole switch
 	// (default 65536; vswitch.Config.FDBMaxEntries).
 	FDBMaxEntries int `yaml:"fdb_max_entries"`

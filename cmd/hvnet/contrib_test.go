@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -111,5 +112,16 @@ func TestBashCompletion(t *testing.T) {
 	}
 	if got := strings.Join(complete("hvnet", "--log-level", "debug", "switch", "--ki"), " "); got != "--kinds" {
 		t.Errorf("hvnet switch --ki<TAB> = %q", got)
+	}
+	// Every flag of switch and up is offered.
+	for _, cmd := range []string{"switch", "up"} {
+		var help bytes.Buffer
+		run([]string{cmd, "-h"}, nil, &help, &help)
+		offered := " " + strings.Join(complete("hvnet", cmd, "--"), " ") + " "
+		for _, m := range regexp.MustCompile(`(?m)^  -([a-z][a-z-]*)`).FindAllStringSubmatch(help.String(), -1) {
+			if !strings.Contains(offered, " --"+m[1]+" ") {
+				t.Errorf("hvnet %s --<TAB> lacks --%s", cmd, m[1])
+			}
+		}
 	}
 }

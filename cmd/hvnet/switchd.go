@@ -44,6 +44,7 @@ func cmdSwitch(e *env, args []string) int {
 	macLimit := fs.Int("mac-limit", vswitch.DefaultMACLimit, "learned MACs per port, for ports without mac-limit= (-1: none); a frame from a new MAC past it is dropped (mac_limit)")
 	holdDown := fs.Duration("mac-move-hold-down", vswitch.DefaultMACMoveHoldDown, "a learned MAC moves to another port only after this long without frames on its own; until then such frames are dropped (mac_move); negative: no hold-down")
 	apiSock := fs.String("api", envOr("HVNET_SOCKET", defaultSocket), "control API socket (\"\": no API)")
+	metricsAddr := fs.String("metrics-addr", "", "a TCP address serving GET /metrics alone, for Prometheus (127.0.0.1:9477; default none)")
 	kernel := fs.String("kernel", "", "lab guest ports' bzImage (default: the built test image, built on first use)")
 	initrd := fs.String("initrd", "", "lab guest ports' initramfs (default: the built test image)")
 	runDir := fs.String("run-dir", "", "the only directory for sockets of ports added through the API (default: the API socket's path without its extension: /run/hvnet)")
@@ -68,7 +69,7 @@ func cmdSwitch(e *env, args []string) int {
 	lim.ReadHeaderTimeout = min(lim.ReadTimeout, api.DefaultReadHeaderTimeout)
 	cfg := daemon.Config{Aging: *aging, API: *apiSock,
 		FDBMaxEntries: *fdbMax, MACLimit: *macLimit, MACMoveHoldDown: *holdDown,
-		RunDir: *runDir, CaptureDir: *captureDir, APILimits: lim,
+		RunDir: *runDir, CaptureDir: *captureDir, APILimits: lim, MetricsAddr: *metricsAddr, BuildInfo: buildInfo(),
 		Images: guestImages{kernel: *kernel, initrd: *initrd,
 			build: func(ctx context.Context) (*images.Set, error) { return buildImages(ctx, e) }}.resolve}
 	if err := cfg.CheckFDB(); err != nil {

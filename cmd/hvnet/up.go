@@ -36,6 +36,7 @@ func cmdUp(e *env, args []string) int {
 	fs := flag.NewFlagSet("up", flag.ContinueOnError)
 	fs.SetOutput(e.stderr)
 	apiSock := fs.String("api", "", "control API socket (default: the file's switch.api, else "+defaultSocket+")")
+	metricsAddr := fs.String("metrics-addr", "", "a TCP address serving GET /metrics alone (default: the file's switch.metrics_addr, else none)")
 	kernel := fs.String("kernel", "", "lab guests' bzImage (default: the built test image)")
 	initrd := fs.String("initrd", "", "lab guests' initramfs (default: the built test image)")
 	mode := fs.String("nested", envOr(nested.EnvMode, "auto"), "with lab guests, boot inside a nested test host: never, always, or auto")
@@ -60,6 +61,10 @@ func cmdUp(e *env, args []string) int {
 	if *apiSock != "" {
 		cfg.API = *apiSock
 	}
+	if *metricsAddr != "" {
+		cfg.MetricsAddr = *metricsAddr
+	}
+	cfg.BuildInfo = buildInfo()
 	build := func(ctx context.Context) (*images.Set, error) { return buildImages(ctx, e) }
 	cfg.Images = guestImages{kernel: *kernel, initrd: *initrd, build: build}.resolve
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
@@ -231,7 +236,7 @@ func labGuests(t *topology.Topology) ([]lab.GuestConfig, error) {
 // topologyConfig turns a checked topology into the daemon's
 // configuration, lab guests aside (labGuests).
 func topologyConfig(t *topology.Topology) (daemon.Config, error) {
-	cfg := daemon.Config{API: t.Switch.API, Aging: t.Switch.Aging, FDBMaxEntries: t.Switch.FDBMaxEntries,
+	cfg := daemon.Config{API: t.Switch.API, MetricsAddr: t.Switch.MetricsAddr, Aging: t.Switch.Aging, FDBMaxEntries: t.Switch.FDBMaxEntries,
 		MACLimit: t.Switch.MACLimit, MACMoveHoldDown: t.Switch.MACMoveHoldDown}
 	if cfg.API == "" {
 		cfg.API = envOr("HVNET_SOCKET", defaultSocket)

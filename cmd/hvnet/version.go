@@ -43,6 +43,16 @@ func versionString() string {
 	return s + fmt.Sprintf(", %s %s/%s", runtime.Version(), runtime.GOOS, runtime.GOARCH)
 }
 
+// buildInfo labels hvnet_build_info.
+func buildInfo() map[string]string {
+	versionString() // fills in revision from the toolchain's stamp
+	rev := revision
+	if rev == "" {
+		rev = "unknown"
+	}
+	return map[string]string{"version": version, "revision": rev, "goversion": runtime.Version()}
+}
+
 // cmdVersion is "hvnet version".
 func cmdVersion(e *env, args []string) int {
 	if len(args) > 0 && args[0] != "-h" && args[0] != "--help" {
