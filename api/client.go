@@ -17,6 +17,9 @@ import (
 // ErrNotRunning says that nothing answers on the API socket.
 var ErrNotRunning = errors.New("daemon not running")
 
+// ErrNoAccess says that the API socket refused this user.
+var ErrNoAccess = errors.New("no access to the daemon")
+
 // Client talks to a Server over its unix socket.
 type Client struct {
 	Socket string
@@ -62,6 +65,10 @@ func (c *Client) Stream(ctx context.Context, method, path string, in any) (*http
 	if err != nil {
 		if errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED) {
 			return nil, fmt.Errorf("%w at %s", ErrNotRunning, c.Socket)
+		}
+		if errors.Is(err, syscall.EACCES) {
+			return nil, fmt.Errorf("%w: permission denied on %s: run as root, or as a member of the socket's group "+
+				"if the daemon gives it one (hvnet switch --api-group GROUP --api-mode 0660)", ErrNoAccess, c.Socket)
 		}
 		return nil, fmt.Errorf("%s %s: %w", method, path, err)
 	}

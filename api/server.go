@@ -182,7 +182,19 @@ func (s *Server) Handler() http.Handler { return s.mux }
 // The socket is bound in a fresh 0700 directory beside path, made 0600,
 // then renamed into place, so there is no moment at which another user
 // could connect (and no process-wide umask change).
-func Listen(path string) (net.Listener, error) {
+func Listen(path string) (net.Listener, error) { return ListenWith(path, SocketAccess{}) }
+
+// SocketAccess is who may connect to a unix socket the daemon listens
+// on: its mode (0: 0600, the owner only) and, if not nil, its owner and
+// group.
+type SocketAccess struct {
+	Mode         os.FileMode
+	Owner, Group *int
+}
+
+// ListenWith is Listen with the socket's mode, owner and group set
+// before it appears at path.
+func ListenWith(path string, a SocketAccess) (net.Listener, error) {
 	if c, err := net.Dial("unix", path); err == nil {
 		c.Close()
 		return nil, fmt.Errorf("listen %s: another daemon is serving it", path)
@@ -201,9 +213,26 @@ func Listen(path string) (net.Listener, error) {
 		return nil, fmt.Errorf("listen %s: %w", path, err)
 	}
 	l.SetUnlinkOnClose(false)
-	if err := os.Chmod(tmp, 0o600); err != nil {
+	mode := a.Mode
+	if mode == 0 {
+		mode = 0o600
+	}
+	if err := os.Chmod(tmp, mode); err != nil {
 		l.Close()
 		return nil, fmt.Errorf("listen %s: chmod: %w", path, err)
+	}
+	if a.Owner != nil || a.Group != nil {
+		uid, gid := -1, -1
+		if a.Owner != nil {
+			uid = *a.Owner
+		}
+		if a.Group != nil {
+			gid = *a.Group
+		}
+		if err := os.Lchown(tmp, uid, gid); err != nil {
+			l.Close()
+			return nil, fmt.Errorf("listen %s: chown: %w", path, err)
+		}
 	}
 	if err := os.Rename(tmp, path); err != nil {
 		l.Close()

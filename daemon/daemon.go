@@ -35,7 +35,8 @@ type Config struct {
 	// FDB bounds and MAC-move hold-down (vswitch.Config; 0: the defaults).
 	FDBMaxEntries, MACLimit int
 	MACMoveHoldDown         time.Duration
-	API                     string // control API socket; "" serves none
+	API                     string           // control API socket; "" serves none
+	APIAccess               api.SocketAccess // who may connect to it (default: root alone, 0600)
 	// The API's directories ("" takes the defaults: APIDirs) and limits.
 	RunDir, CaptureDir string
 	APILimits          api.Limits
@@ -191,7 +192,7 @@ func Start(ctx context.Context, log hclog.Logger, sw *vswitch.Switch, cfg Config
 			cancel(nil)
 			return nil, fmt.Errorf("switch: api: %w", err)
 		}
-		l, err := api.Listen(cfg.API)
+		l, err := api.ListenWith(cfg.API, cfg.APIAccess)
 		if err != nil {
 			cancel(nil)
 			return nil, fmt.Errorf("switch: api: %w", err)

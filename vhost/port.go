@@ -49,6 +49,12 @@ type PortConfig struct {
 	QueuePairs int
 	// MaxQueueSize is the largest ring accepted (default 1024).
 	MaxQueueSize uint16
+	// SocketMode, if not 0, is a server socket's mode, and SocketOwner and
+	// SocketGroup, if not nil, its owner and group: a QEMU that libvirt
+	// runs as libvirt-qemu connects through a socket of that group and
+	// mode 0660.
+	SocketMode               os.FileMode
+	SocketOwner, SocketGroup *int
 	// MAC and MTU are reported in the device configuration space. A
 	// port with a MAC accepts only that source MAC from its frontend
 	// unless Port.PortSecurity is vswitch.PortSecurityOff.
@@ -150,6 +156,12 @@ func NewPortAttached(cfg PortConfig, attach vswitch.AttachFunc) (*Port, error) {
 		}
 		ln.SetUnlinkOnClose(true)
 		p.ln = ln
+		// Until these apply the socket has the umask's mode, which lets
+		// no one but its owner connect (connecting needs write access).
+		if err := setAccess(cfg.Socket, cfg.SocketMode, cfg.SocketOwner, cfg.SocketGroup); err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("vhost-user port %q: %w", cfg.Port.Name, err)
+		}
 	}
 	p.np.SetMAC(cfg.MAC) // port security: the switch accepts only this source (vswitch.AddressedPort)
 	h, err := attach(p.np)
@@ -404,4 +416,27 @@ func (p *Port) Remove() error {
 		return nil
 	}
 	return p.sw.RemovePort(p.Name())
+}
+
+// setAccess gives a socket file its mode, owner and group (0 and nil:
+// leave it).
+func setAccess(path string, mode os.FileMode, owner, group *int) error {
+	if mode != 0 {
+		if err := os.Chmod(path, mode); err != nil {
+			return err
+		}
+	}
+	if owner != nil || group != nil {
+		uid, gid := -1, -1
+		if owner != nil {
+			uid = *owner
+		}
+		if group != nil {
+			gid = *group
+		}
+		if err := os.Lchown(path, uid, gid); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -44,6 +44,9 @@ func cmdSwitch(e *env, args []string) int {
 	macLimit := fs.Int("mac-limit", vswitch.DefaultMACLimit, "learned MACs per port, for ports without mac-limit= (-1: none); a frame from a new MAC past it is dropped (mac_limit)")
 	holdDown := fs.Duration("mac-move-hold-down", vswitch.DefaultMACMoveHoldDown, "a learned MAC moves to another port only after this long without frames on its own; until then such frames are dropped (mac_move); negative: no hold-down")
 	apiSock := fs.String("api", envOr("HVNET_SOCKET", defaultSocket), "control API socket (\"\": no API)")
+	apiMode := fs.String("api-mode", "", "the API socket's mode, octal (default 0600: root alone; 0660 with --api-group)")
+	apiOwner := fs.String("api-owner", "", "the API socket's owner, by name or number (default: the daemon's user)")
+	apiGroup := fs.String("api-group", "", "the API socket's group, by name or number, whose members may run hvnet ctl with --api-mode 0660")
 	metricsAddr := fs.String("metrics-addr", "", "a TCP address serving GET /metrics alone, for Prometheus (127.0.0.1:9477; default none)")
 	kernel := fs.String("kernel", "", "lab guest ports' bzImage (default: the built test image, built on first use)")
 	initrd := fs.String("initrd", "", "lab guest ports' initramfs (default: the built test image)")
@@ -75,6 +78,11 @@ func cmdSwitch(e *env, args []string) int {
 	if err := cfg.CheckFDB(); err != nil {
 		return fail(e, fmt.Errorf("%w: switch: %v", errUsage, err))
 	}
+	access, err := daemon.ParseSocketAccess(*apiMode, *apiOwner, *apiGroup, [3]string{"--api-mode", "--api-owner", "--api-group"})
+	if err != nil {
+		return fail(e, fmt.Errorf("%w: switch: %v", errUsage, err))
+	}
+	cfg.APIAccess = access
 	// load reads the ports of the flags and the config file: at start,
 	// and again on SIGHUP.
 	load := func() (daemon.Config, error) {
@@ -104,7 +112,7 @@ func cmdSwitch(e *env, args []string) int {
 		next.Ports = ps
 		return next, daemon.CheckNames(ps)
 	}
-	cfg, err := load()
+	cfg, err = load()
 	if err != nil {
 		return fail(e, fmt.Errorf("%w: switch: %v", errUsage, err))
 	}

@@ -158,7 +158,7 @@ func TestSwitchConfigFile(t *testing.T) {
 		{"port name=a socket=/x mode=both", `:2: field "mode"`},
 		{"port socket=/x", `:2: field "name": missing`},
 		{"port name=a", `:2: field "socket": missing`},
-		{"port name=a socket=/x colour=red", `:2: field "colour": unknown for kind vhost-user (want name, vlan, trunk, native, mtu, rate, pps, police, mac-limit, port-security, socket, mode, queues, mac)`},
+		{"port name=a socket=/x colour=red", `:2: field "colour": unknown for kind vhost-user (want name, vlan, trunk, native, mtu, rate, pps, police, mac-limit, port-security, socket, mode, queues, mac, socket-mode, socket-owner, socket-group)`},
 		{"port name=a socket=/x mtu", `:2: field "mtu": want KEY=VALUE`},
 		{"bridge name=a", `:2: unknown directive "bridge" (want a port kind: lab, uplink, vhost-user; or port for vhost-user)`},
 		{"port name=a socket=/x native=3", `:2: field "native": only for trunk`},

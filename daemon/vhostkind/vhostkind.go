@@ -31,6 +31,9 @@ func (kind) Options() []daemon.Option {
 		{Key: "mode", Value: "server|client", Help: "hvnet listens (server, the default) or connects and reconnects (client)"},
 		{Key: "queues", Value: "1..16", Help: "queue pairs offered to the frontend (default 1)"},
 		{Key: "mac", Value: "MAC", Help: "the NIC's MAC, in its config space; with port security the only source MAC accepted"},
+		{Key: "socket-mode", Value: "OCTAL", Help: "a server socket's mode (0660: its group may connect)"},
+		{Key: "socket-owner", Value: "USER", Help: "a server socket's owner, by name or number"},
+		{Key: "socket-group", Value: "GROUP", Help: "a server socket's group (libvirt-qemu, kvm), by name or number"},
 	}
 }
 
@@ -60,6 +63,15 @@ func (kind) Parse(v daemon.Values, port vswitch.PortConfig) (daemon.Spec, error)
 		}
 		c.MAC = mac
 	}
+	a, err := daemon.ParseSocketAccess(v.Get("socket-mode"), v.Get("socket-owner"), v.Get("socket-group"),
+		[3]string{"socket-mode", "socket-owner", "socket-group"})
+	if err != nil {
+		return nil, err
+	}
+	if c.Mode == vhost.Client && (a.Mode != 0 || a.Owner != nil || a.Group != nil) {
+		return nil, daemon.Bad("socket-mode", "", "socket-mode, socket-owner and socket-group are for mode=server (a client's socket is the frontend's)")
+	}
+	c.SocketMode, c.SocketOwner, c.SocketGroup = a.Mode, a.Owner, a.Group
 	if port.MTU >= 68 && port.MTU <= 65535 {
 		c.MTU = uint16(port.MTU)
 	}

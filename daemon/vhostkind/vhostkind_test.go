@@ -47,3 +47,26 @@ func TestParse(t *testing.T) {
 		}
 	}
 }
+
+// Who may connect to a server socket: socket-mode, socket-owner and
+// socket-group, by name or number; not for a client's socket.
+func TestParseSocketAccess(t *testing.T) {
+	s, err := parse(t, "name=a,socket=/x.sock,socket-mode=0660,socket-group=nogroup,socket-owner=0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.c.SocketMode != 0o660 || s.c.SocketGroup == nil || *s.c.SocketGroup != 65534 || s.c.SocketOwner == nil || *s.c.SocketOwner != 0 {
+		t.Errorf("access = %v %v %v", s.c.SocketMode, s.c.SocketOwner, s.c.SocketGroup)
+	}
+	for _, tc := range []struct{ spec, want string }{
+		{"name=a,socket=/x,socket-mode=0444", `field "socket-mode": "0444" is not a socket mode`},
+		{"name=a,socket=/x,socket-mode=rw", `field "socket-mode": "rw" is not a socket mode`},
+		{"name=a,socket=/x,socket-group=no-such-group-hvnet", `field "socket-group": "no-such-group-hvnet" is not a group on this host`},
+		{"name=a,socket=/x,socket-owner=no-such-user-hvnet", `field "socket-owner": "no-such-user-hvnet" is not a user on this host`},
+		{"name=a,socket=/x,mode=client,socket-mode=0660", `are for mode=server`},
+	} {
+		if _, err := parse(t, tc.spec); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v; want %q", tc.spec, err, tc.want)
+		}
+	}
+}
