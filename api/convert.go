@@ -193,6 +193,9 @@ func fromConfig(c PortConfig) (vswitch.PortConfig, *Error) {
 	}
 	p := &PortPatch{Mode: &mode, DefaultPCP: &c.DefaultPCP, Ingress: &c.Ingress, Egress: &c.Egress,
 		Storm: &c.Storm, MACLimit: &c.MACLimit, PortSecurity: c.PortSecurity}
+	if c.PVID == 0 && mode != "trunk" {
+		c.PVID = 1 // as on the command line: a port without a VLAN is in VLAN 1
+	}
 	if c.PVID != 0 || mode != "trunk" {
 		p.PVID = &c.PVID
 	}

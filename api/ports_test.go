@@ -173,6 +173,11 @@ func TestAddDeletePort(t *testing.T) {
 	}
 	_, err = e.c.AddPort(ctx(t), PortSpec{Kind: KindLab, Config: PortConfig{Name: "v1", PVID: 20}, Guest: &GuestSpec{IP: "10.0.0.1/24"}})
 	wantError(t, err, http.StatusConflict, "config.name")
+	// A port without a VLAN is in VLAN 1, as on the command line.
+	if p, err := e.c.AddPort(ctx(t), PortSpec{Kind: KindVhostUser, Socket: "d.sock", Config: PortConfig{Name: "dflt"}}); err != nil ||
+		p.Config.Mode != "access" || p.Config.PVID != 1 {
+		t.Errorf("port without a VLAN: %+v, %v", p.Config, err)
+	}
 	for _, tc := range []struct {
 		spec  PortSpec
 		field string
