@@ -124,7 +124,7 @@ func ParseSwitchPort(fields []string) (vswitch.PortConfig, error) {
 			vlan, port.PVID = true, vid
 		case "trunk":
 			trunk = true
-			vids, err := vswitch.ParseVIDs(val, ":")
+			vids, err := vswitch.ParseVIDs(val)
 			if err != nil {
 				return port, fmt.Errorf("field %q: %w", key, err)
 			}

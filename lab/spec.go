@@ -20,7 +20,7 @@ const GuestSpecHelp = `name=NAME[,KEY=VALUE]...[,cmd=SCRIPT]
   mac=52:54:00:..   NIC MAC (default derived from the guest's position)
   mtu=N             eth0 MTU
   vlan=10           access port in VLAN 10 (default 1)
-  trunk=10+20       trunk port carrying VLANs 10 and 20 tagged
+  trunk=10:20       trunk port carrying VLANs 10 and 20 tagged
   native=N          trunk's untagged VLAN
   vif=eth0.10:10.0.1.1/24   VLAN subinterface in the guest (repeatable)
   queues=N          virtio-net queue pairs (default 1)
@@ -73,7 +73,7 @@ func (g *GuestConfig) set(k, v string) error {
 		g.PVID, err = vswitch.ParseVID(v)
 	case "trunk":
 		g.Mode = vswitch.ModeTrunk
-		g.Allowed, err = vswitch.ParseVIDs(v, "+")
+		g.Allowed, err = vswitch.ParseVIDs(v)
 	case "native":
 		g.Native, err = vswitch.ParseVID(v)
 	case "vif":

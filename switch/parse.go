@@ -30,17 +30,20 @@ func ParseVID(s string) (uint16, error) {
 	return uint16(n), nil
 }
 
-// ParseVIDs parses a list of VLAN IDs separated by sep (":" in the CLI's
-// port specs, "+" in guest specs, where ":" and "," separate other
-// things).
-func ParseVIDs(s, sep string) ([]uint16, error) {
+// ParseVIDs parses a list of VLAN IDs as every text surface writes it:
+// 10:20:30 (a colon does not clash with the comma between KEY=VALUE
+// fields); + and , are taken too, as earlier surfaces wrote lists.
+func ParseVIDs(s string) ([]uint16, error) {
 	var out []uint16
-	for _, f := range strings.Split(s, sep) {
+	for _, f := range strings.FieldsFunc(s, func(r rune) bool { return r == ':' || r == '+' || r == ',' }) {
 		v, err := ParseVID(f)
 		if err != nil {
 			return nil, err
 		}
 		out = append(out, v)
+	}
+	if len(out) == 0 {
+		return nil, &ValueError{Value: s, Want: "a list of VLAN IDs (10:20)"}
 	}
 	return out, nil
 }

@@ -2,6 +2,7 @@ package vswitch
 
 import (
 	"errors"
+	"strings"
 	"testing"
 )
 
@@ -18,10 +19,16 @@ func TestParseVID(t *testing.T) {
 			t.Errorf("ParseVID(%q) = %v; want a ValueError naming it", in, err)
 		}
 	}
-	if got, err := ParseVIDs("10:20:4094", ":"); err != nil || len(got) != 3 || got[0] != 10 || got[2] != 4094 {
+	if got, err := ParseVIDs("10:20:4094"); err != nil || len(got) != 3 || got[0] != 10 || got[2] != 4094 {
 		t.Errorf("ParseVIDs = %v, %v", got, err)
 	}
-	if _, err := ParseVIDs("10+0", "+"); err == nil || err.Error() != `"0" is not a VLAN ID (1..4094)` {
+	if got, err := ParseVIDs("10+20,30"); err != nil || len(got) != 3 || got[1] != 20 {
+		t.Errorf("ParseVIDs(10+20,30) = %v, %v", got, err)
+	}
+	if _, err := ParseVIDs(":"); err == nil || !strings.Contains(err.Error(), "a list of VLAN IDs (10:20)") {
+		t.Errorf("ParseVIDs(:) = %v", err)
+	}
+	if _, err := ParseVIDs("10+0"); err == nil || err.Error() != `"0" is not a VLAN ID (1..4094)` {
 		t.Errorf("ParseVIDs with a bad one = %v; want the bad one named", err)
 	}
 }

@@ -28,7 +28,7 @@ const ctlUsage = `usage: hvnet ctl [--socket PATH] [--json] COMMAND
   ports                               list ports with counters
   port NAME                           one port's configuration and counters, and its backend's
                                       (device: what a frontend or guest did wrong, an uplink's losses)
-  set NAME KEY=VALUE...               change a port live, in --port's keys: vlan=N | trunk=10,20,
+  set NAME KEY=VALUE...               change a port live, in --port's keys: vlan=N | trunk=10:20,
                                       native, mtu, rate (egress) and police (ingress) in bits/s
                                       (100M, 1.5Gbit; 0 = unlimited), pps, mac-limit (-1: none),
                                       port-security (on|off); and pcp, macs (a,b), police-pps,

@@ -11,7 +11,7 @@ import (
 
 const ctlAddHelp = `add KIND NAME [KEY=VALUE]...     add a port of KIND (vhost-user, uplink, lab; "hvnet switch
                                       --kinds" lists each kind's keys). Keys every port takes: vlan=N |
-                                      trunk=10,20 [native=N], mtu, rate and police (bytes/s: 10M,
+                                      trunk=10:20 [native=N], mtu, rate and police (bits/s: 10M,
                                       100Mbit), pps, mac-limit, port-security=on|off; the rest are the
                                       kind's: add vhost-user vm1 socket=vm1.sock queues=2;
                                       add uplink up0 if=eth1; add lab web ip=10.0.0.5/24 vlan=10
@@ -52,8 +52,6 @@ func addSpec(kind, name string, kvs []string) (api.PortSpec, error) {
 		switch {
 		case k == "name":
 			return spec, usageErr("add: the name is the argument after the kind, not name=")
-		case k == "trunk":
-			common = append(common, "trunk="+strings.Join(splitList(v), ":"))
 		case daemon.IsCommon(k):
 			common = append(common, kv)
 		default:

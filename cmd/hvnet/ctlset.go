@@ -51,16 +51,15 @@ func (c *ctl) set(name string, kvs []string) error {
 				p.Mode, p.PVID = &access, &n
 			}
 		case "trunk":
-			vs := []int{}
-			for _, f := range splitList(v) {
-				n, err := strconv.Atoi(f)
-				if err != nil {
-					return usageErr("set: trunk=%q: want VLAN IDs (10,20)", v)
+			var vids []uint16
+			if vids, err = vswitch.ParseVIDs(v); err == nil {
+				vs := make([]int, len(vids))
+				for i, vid := range vids {
+					vs[i] = int(vid)
 				}
-				vs = append(vs, n)
+				trunk := "trunk"
+				p.Mode, p.AllowedVLANs = &trunk, &vs
 			}
-			trunk := "trunk"
-			p.Mode, p.AllowedVLANs = &trunk, &vs
 		case "mode":
 			p.Mode = &v
 		case "native", "pcp", "mtu", "mac-limit":
