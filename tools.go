@@ -1,11 +1,13 @@
 //go:build tools
 
 // Package tools pins the u-root commands that images/ puts into the guest
-// initramfs, so that the u-root builder (which builds in module mode from this
-// module) finds them and their dependencies in go.mod.
+// initramfs, and the u-root tool that builds it, so that both (built in
+// module mode from this module) find their dependencies in go.mod and
+// go.sum.
 package tools
 
 import (
+	_ "github.com/u-root/u-root"
 	_ "github.com/u-root/u-root/cmds/core/cat"
 	_ "github.com/u-root/u-root/cmds/core/cmp"
 	_ "github.com/u-root/u-root/cmds/core/cp"
