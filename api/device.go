@@ -131,6 +131,28 @@ func (d *DeviceCounters) Counts() []DeviceCount {
 
 // deviceCounters returns the named port's device counters, if the
 // factory keeps any.
+// SpecReporter factories say what each of their ports was made as
+// (GET /v1/ports shows it as kind and options).
+type SpecReporter interface {
+	PortSpec(name string) (kind string, options map[string][]string)
+}
+
+// portSpec fills in a port's kind and options from the factory.
+func (s *Server) portSpec(p *Port) {
+	sr, ok := s.ports.(SpecReporter)
+	if !ok {
+		return
+	}
+	kind, opts := sr.PortSpec(p.Name)
+	p.Kind = kind
+	if len(opts) > 0 {
+		p.Options = make(map[string]OptionValue, len(opts))
+		for k, v := range opts {
+			p.Options[k] = OptionValue(v)
+		}
+	}
+}
+
 func (s *Server) deviceCounters(name string) *DeviceCounters {
 	if dr, ok := s.ports.(DeviceReporter); ok {
 		return dr.DeviceCounters(name)

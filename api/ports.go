@@ -11,8 +11,10 @@ import (
 )
 
 func (s *Server) portInfo(h *vswitch.PortHandle) Port {
-	return Port{Name: h.Name(), MAC: portMAC(h), Config: toAPIConfig(h.Config()), Counters: toAPICounters(h.Counters()), ACL: portACL(h),
+	p := Port{Name: h.Name(), MAC: portMAC(h), Config: toAPIConfig(h.Config()), Counters: toAPICounters(h.Counters()), ACL: portACL(h),
 		Guest: s.guestInfo(h.Name()), Device: s.deviceCounters(h.Name())}
+	s.portSpec(&p)
+	return p
 }
 
 // listPorts: GET /v1/ports, every port sorted by name.
@@ -20,8 +22,10 @@ func (s *Server) listPorts(w http.ResponseWriter, r *http.Request) {
 	out := []Port{}
 	for _, c := range s.sw.Counters() {
 		if h := s.sw.Port(c.Name); h != nil {
-			out = append(out, Port{Name: c.Name, MAC: portMAC(h), Config: toAPIConfig(h.Config()), Counters: toAPICounters(c), ACL: portACL(h),
-				Guest: s.guestInfo(c.Name), Device: s.deviceCounters(c.Name)})
+			p := Port{Name: c.Name, MAC: portMAC(h), Config: toAPIConfig(h.Config()), Counters: toAPICounters(c), ACL: portACL(h),
+				Guest: s.guestInfo(c.Name), Device: s.deviceCounters(c.Name)}
+			s.portSpec(&p)
+			out = append(out, p)
 		}
 	}
 	writeJSON(w, http.StatusOK, out)

@@ -102,6 +102,11 @@ type Counters struct {
 // Port is one port: its configuration and counters.
 type Port struct {
 	Name string `json:"name"`
+	// Kind and Options are the port's backend and its settings as it was
+	// added (PortSpec's options, under the command line's keys), when
+	// the daemon made it; absent for ports it did not.
+	Kind    string                 `json:"kind,omitempty"`
+	Options map[string]OptionValue `json:"options,omitempty"`
 	// MAC is the port's own MAC (a lab guest's NIC, a vhost-user port's
 	// mac), which port security enforces; absent: none.
 	MAC      string     `json:"mac,omitempty"`

@@ -227,8 +227,13 @@ func TestKindThroughAPI(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p.Config.PVID != 20 || p.Device == nil || p.Device.Kind != "test-sink" {
+	if p.Config.PVID != 20 || p.Device == nil || p.Device.Kind != "test-sink" || p.Kind != "test-sink" ||
+		len(p.Options["tag"]) != 2 || p.Options["need"][0] != "x" {
 		t.Errorf("added port = %+v", p)
+	}
+	if ps, err := c.Ports(ctx); err != nil || len(ps) != 2 || ps[1].Name != "own" || ps[1].Kind != "test-sink" ||
+		ps[1].Options["socket"][0] != "/elsewhere/own.sock" {
+		t.Errorf("GET /v1/ports = %+v, %v; want each port's kind and options", ps, err)
 	}
 	a := sinkOf(t, "a")
 	if got := a.spec.v.Get("socket"); got != filepath.Join(run, "t", "a.sock") {

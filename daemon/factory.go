@@ -32,9 +32,11 @@ type Daemon struct {
 	closed bool
 }
 
-// backend is one port's running backend and what it claimed.
+// backend is one port's running backend, what it was made from and what
+// it claimed.
 type backend struct {
 	kind   string
+	values Values
 	claims []string
 	b      Backend
 }
@@ -44,6 +46,7 @@ var (
 	_ api.DeviceReporter = (*Daemon)(nil)
 	_ api.GuestReporter  = (*Daemon)(nil)
 	_ api.KindLister     = (*Daemon)(nil)
+	_ api.SpecReporter   = (*Daemon)(nil)
 )
 
 // New returns a daemon whose backends live until ctx ends, on sw, with
@@ -88,7 +91,7 @@ func (d *Daemon) start(ctx context.Context, p PortSpec, attach vswitch.AttachFun
 	if err != nil {
 		return err
 	}
-	bp := &backend{kind: p.Kind, claims: claims, b: b}
+	bp := &backend{kind: p.Kind, values: p.Values, claims: claims, b: b}
 	d.ports[name] = bp
 	d.byName.Store(name, bp)
 	return nil
@@ -272,6 +275,17 @@ func (d *Daemon) Guest(name string) *api.GuestInfo {
 		return r.Guest()
 	}
 	return nil
+}
+
+// PortSpec says what the named port was made as (api.SpecReporter): its
+// kind and its kind settings; "" for a port that is not the daemon's.
+func (d *Daemon) PortSpec(name string) (string, map[string][]string) {
+	v, ok := d.byName.Load(name)
+	if !ok {
+		return "", nil
+	}
+	bp := v.(*backend)
+	return bp.kind, bp.values
 }
 
 // Kinds lists the port kinds POST /v1/ports can make (api.KindLister).

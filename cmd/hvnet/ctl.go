@@ -322,7 +322,7 @@ func (c *ctl) port(name string) error {
 	tw := tabwriter.NewWriter(c.e.stdout, 0, 4, 2, ' ', 0)
 	pc, ct := p.Config, p.Counters
 	rows := [][2]string{
-		{"name", p.Name}, {"mode", pc.Mode}, {"vlans", vlansOf(pc)}, {"mtu", strconv.Itoa(pc.MTU)},
+		{"name", p.Name}, {"kind", kindString(p)}, {"mode", pc.Mode}, {"vlans", vlansOf(pc)}, {"mtu", strconv.Itoa(pc.MTU)},
 		{"ingress", rateString(pc.Ingress)}, {"egress", rateString(pc.Egress)},
 		{"mac", p.MAC}, {"port security", portSecurityString(p)},
 		{"mac limit", macLimitString(pc.MACLimit)}, {"allowed macs", strings.Join(pc.AllowedMACs, ",")},
@@ -352,6 +352,26 @@ func (c *ctl) port(name string) error {
 		}
 	}
 	return tw.Flush()
+}
+
+// kindString is a port's kind and its settings: vhost-user
+// mode=server queues=2 socket=/run/hvnet/vm1.sock.
+func kindString(p api.Port) string {
+	if p.Kind == "" {
+		return "-"
+	}
+	s := []string{p.Kind}
+	keys := make([]string, 0, len(p.Options))
+	for k := range p.Options {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		for _, v := range p.Options[k] {
+			s = append(s, k+"="+v)
+		}
+	}
+	return strings.Join(s, " ")
 }
 
 // deviceString sums up a port's backend: its kind, and a vhost-user

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -203,6 +204,10 @@ func TestCtlAdd(t *testing.T) {
 		t.Fatalf("ctl add vhost-user: status %d, %q %q", code, out, stderr)
 	}
 	negotiate(t, filepath.Join(dir, "api", "v.sock")).Close()
+	if code, out, _ := runCtl(t, cfg.API, "port", "v"); code != 0 ||
+		!regexp.MustCompile(`kind:\s+vhost-user queues=2 socket=/\S+/api/v.sock`).MatchString(out) {
+		t.Errorf("ctl port v: %d\n%s\nwant its kind and options", code, out)
+	}
 	if code, _, _ := runCtl(t, cfg.API, "del", "v"); code != 0 {
 		t.Errorf("ctl del v: status %d", code)
 	}
