@@ -36,6 +36,7 @@ const ctlUsage = `usage: hvnet ctl [--socket PATH] [--json] COMMAND
                                       storm-mcast-pps, storm-unknown-pps
   ` + ctlAddHelp + `
   del NAME                            remove a port (a lab guest is stopped)
+  config                              the running configuration as a topology file (hvnet up FILE)
   fdb [--port P] [--vlan V] [--mac M] dump the filtering database
   fdb flush [--port P] [--vlan V]     remove learned entries
   fdb add PORT VLAN MAC               add a static entry
@@ -197,6 +198,8 @@ func (c *ctl) run(cmd string, args []string) error {
 		return c.acl(args)
 	case "trace":
 		return c.trace(args)
+	case "config":
+		return c.config(args)
 	case "metrics":
 		text, err := c.c.Metrics(c.ctx)
 		if err == nil {

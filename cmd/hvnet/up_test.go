@@ -3,11 +3,13 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"syscall"
 	"testing"
@@ -368,4 +370,79 @@ ports:
 	if len(in.Rules) != 1 || len(out.Rules) != 1 || out.Default != vswitch.ACLDeny || out.Rules[0].Proto != 17 {
 		t.Errorf("port v: ingress %+v, egress %+v", in, out)
 	}
+}
+
+// hvnet ctl config prints the running configuration as a topology file:
+// restarted with it, the daemon has the same ports in the same state
+// (kinds, settings, rates, ACLs).
+func TestCtlConfigRoundTrip(t *testing.T) {
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "api.sock")
+	file := filepath.Join(dir, "in.yaml")
+	os.WriteFile(file, []byte(fmt.Sprintf(`switch:
+  api: %[1]s
+ports:
+  - name: a
+    socket: %[2]s/a.sock
+    queues: 2
+    mac: 52:54:00:00:01:01
+    pvid: 10
+    mac_limit: 4
+    egress: {rate: 20M, burst: 64k}
+    ingress: {pps: 1000}
+    acl:
+      default: deny
+      rules:
+        - {action: allow, protocol: tcp, dst_ports: "22"}
+        - {action: deny, direction: egress, dst_ip: 10.9.0.0/16}
+  - name: b
+    socket: %[2]s/b.sock
+    socket_mode: client
+    mode: trunk
+    allowed_vlans: [10, 20]
+    native_vlan: 1
+    port_security: false
+    storm:
+      broadcast: {pps: 500}
+`, sock, dir)), 0o644)
+	state := func() []api.Port {
+		t.Helper()
+		ps, err := api.NewClient(sock).Ports(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range ps {
+			ps[i].Counters, ps[i].Device = api.Counters{}, nil
+			if a := ps[i].ACL; a != nil {
+				a.DefaultHits, a.EgressDefaultHits = 0, 0
+				for j := range a.Rules {
+					a.Rules[j].Hits = 0
+				}
+			}
+		}
+		return ps
+	}
+	d := startHvnet(t, nil, "up", file)
+	d.waitAPI(t, sock)
+	before := state()
+	code, out, errs := runCtl(t, sock, "config")
+	if code != 0 {
+		t.Fatalf("ctl config: %d %s", code, errs)
+	}
+	d.term(t)
+	again := filepath.Join(dir, "again.yaml")
+	os.WriteFile(again, []byte(out), 0o644)
+	d = startHvnet(t, nil, "up", again)
+	d.waitAPI(t, sock)
+	after := state()
+	if !reflect.DeepEqual(before, after) {
+		b1, _ := json.MarshalIndent(before, "", " ")
+		b2, _ := json.MarshalIndent(after, "", " ")
+		t.Errorf("state after a restart with ctl config's file differs:\nbefore %s\nafter %s\nfile:\n%s", b1, b2, out)
+	}
+	if len(before) != 2 || before[0].Kind != api.KindVhostUser || before[0].ACL == nil || len(before[0].ACL.Rules) != 2 ||
+		before[0].Config.Egress.RateBPS != 20e6 || before[1].Options["mode"][0] != "client" {
+		t.Errorf("the state compared is not the file's: %+v", before)
+	}
+	d.term(t)
 }

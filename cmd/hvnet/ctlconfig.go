@@ -1,0 +1,184 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+
+	"hvnet/api"
+)
+
+// "hvnet ctl config": the running configuration as a topology file that
+// "hvnet up" accepts: every vhost-user port and the uplink the daemon
+// made, with their switch settings, rates and ACLs as they are now.
+
+// The topology file's shapes (package topology), with empty fields left
+// out.
+type (
+	cfgFile struct {
+		Switch cfgSwitch  `yaml:"switch"`
+		Ports  []cfgPort  `yaml:"ports,omitempty"`
+		Uplink *cfgUplink `yaml:"uplink,omitempty"`
+	}
+	cfgSwitch struct {
+		API string `yaml:"api"`
+	}
+	cfgPort struct {
+		Name        string `yaml:"name"`
+		Socket      string `yaml:"socket"`
+		SocketMode  string `yaml:"socket_mode,omitempty"`
+		Queues      int    `yaml:"queues,omitempty"`
+		MAC         string `yaml:"mac,omitempty"`
+		cfgSettings `yaml:",inline"`
+	}
+	cfgUplink struct {
+		Name        string `yaml:"name"`
+		Interface   string `yaml:"interface"`
+		TXMode      string `yaml:"tx_mode,omitempty"`
+		cfgSettings `yaml:",inline"`
+	}
+	cfgSettings struct {
+		Mode         string    `yaml:"mode"`
+		PVID         int       `yaml:"pvid,omitempty"`
+		AllowedVLANs []int     `yaml:"allowed_vlans,omitempty,flow"`
+		NativeVLAN   int       `yaml:"native_vlan,omitempty"`
+		PCP          int       `yaml:"pcp,omitempty"`
+		MTU          int       `yaml:"mtu,omitempty"`
+		Ingress      *cfgLimit `yaml:"ingress,omitempty"`
+		Egress       *cfgLimit `yaml:"egress,omitempty"`
+		Storm        *cfgStorm `yaml:"storm,omitempty"`
+		MACLimit     int       `yaml:"mac_limit,omitempty"`
+		AllowedMACs  []string  `yaml:"allowed_macs,omitempty,flow"`
+		PortSecurity *bool     `yaml:"port_security,omitempty"`
+		ACL          *cfgACL   `yaml:"acl,omitempty"`
+	}
+	cfgLimit struct {
+		Rate     int64 `yaml:"rate,omitempty"` // bits per second
+		Burst    int64 `yaml:"burst,omitempty"`
+		PPS      int64 `yaml:"pps,omitempty"`
+		PPSBurst int64 `yaml:"pps_burst,omitempty"`
+	}
+	cfgStorm struct {
+		Broadcast      *cfgLimit `yaml:"broadcast,omitempty"`
+		Multicast      *cfgLimit `yaml:"multicast,omitempty"`
+		UnknownUnicast *cfgLimit `yaml:"unknown_unicast,omitempty"`
+	}
+	cfgACL struct {
+		Default       string       `yaml:"default,omitempty"`
+		EgressDefault string       `yaml:"egress_default,omitempty"`
+		Rules         []cfgACLRule `yaml:"rules,omitempty"`
+	}
+	cfgACLRule struct {
+		Action    string `yaml:"action"`
+		Direction string `yaml:"direction,omitempty"`
+		EtherType string `yaml:"ethertype,omitempty"`
+		SrcMAC    string `yaml:"src_mac,omitempty"`
+		DstMAC    string `yaml:"dst_mac,omitempty"`
+		SrcIP     string `yaml:"src_ip,omitempty"`
+		DstIP     string `yaml:"dst_ip,omitempty"`
+		Protocol  string `yaml:"protocol,omitempty"`
+		SrcPorts  string `yaml:"src_ports,omitempty"`
+		DstPorts  string `yaml:"dst_ports,omitempty"`
+	}
+)
+
+// config is "hvnet ctl config".
+func (c *ctl) config(args []string) error {
+	if len(args) != 0 {
+		return usageErr("config takes no arguments")
+	}
+	var ps []api.Port
+	if ok, err := c.get(http.MethodGet, "/v1/ports", nil, &ps); !ok {
+		return err
+	}
+	f, left := runningConfig(c.c.Socket, ps)
+	var b bytes.Buffer
+	enc := yaml.NewEncoder(&b)
+	enc.SetIndent(2)
+	if err := enc.Encode(f); err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	fmt.Fprintf(c.e.stdout, "# The running configuration of the hvnet daemon at %s (hvnet ctl config),\n# as a topology file for hvnet up; rates in bits per second.\n", c.c.Socket)
+	for _, l := range left {
+		fmt.Fprintf(c.e.stdout, "# Left out: %s\n", l)
+	}
+	_, err := c.e.stdout.Write(b.Bytes())
+	return err
+}
+
+// runningConfig turns the daemon's ports into a topology file, and says
+// what it had to leave out.
+func runningConfig(socket string, ps []api.Port) (cfgFile, []string) {
+	f := cfgFile{Switch: cfgSwitch{API: socket}}
+	var left []string
+	opt := func(p api.Port, k string) string {
+		if v := p.Options[k]; len(v) > 0 {
+			return v[len(v)-1]
+		}
+		return ""
+	}
+	for _, p := range ps {
+		switch {
+		case p.Kind == api.KindVhostUser:
+			q, _ := strconv.Atoi(opt(p, "queues"))
+			f.Ports = append(f.Ports, cfgPort{Name: p.Name, Socket: opt(p, "socket"), SocketMode: opt(p, "mode"), Queues: q,
+				MAC: opt(p, "mac"), cfgSettings: settingsOf(p)})
+			var perms []string
+			for _, k := range []string{"socket-mode", "socket-owner", "socket-group"} {
+				if v := opt(p, k); v != "" {
+					perms = append(perms, k+"="+v)
+				}
+			}
+			if len(perms) > 0 {
+				left = append(left, fmt.Sprintf("port %s's %s (topology files have no socket permissions yet)", p.Name, strings.Join(perms, ",")))
+			}
+		case p.Kind == api.KindUplink && f.Uplink == nil:
+			f.Uplink = &cfgUplink{Name: p.Name, Interface: opt(p, "if"), TXMode: opt(p, "tx"), cfgSettings: settingsOf(p)}
+		case p.Kind == "":
+			left = append(left, fmt.Sprintf("port %s (not made by the daemon)", p.Name))
+		default:
+			left = append(left, fmt.Sprintf("port %s of kind %s (a topology file has vhost-user ports, one uplink and its own guests)", p.Name, p.Kind))
+		}
+	}
+	return f, left
+}
+
+// settingsOf is a port's switch settings in the topology file's form.
+func settingsOf(p api.Port) cfgSettings {
+	c := p.Config
+	s := cfgSettings{Mode: c.Mode, AllowedVLANs: c.AllowedVLANs, NativeVLAN: c.NativeVLAN, PCP: c.DefaultPCP,
+		MTU: c.MTU, Ingress: limitOf(c.Ingress), Egress: limitOf(c.Egress), MACLimit: c.MACLimit, AllowedMACs: c.AllowedMACs}
+	if c.Mode != "trunk" {
+		s.PVID = c.PVID
+	}
+	if st := (cfgStorm{Broadcast: limitOf(c.Storm.Broadcast), Multicast: limitOf(c.Storm.Multicast),
+		UnknownUnicast: limitOf(c.Storm.UnknownUnicast)}); st != (cfgStorm{}) {
+		s.Storm = &st
+	}
+	if c.PortSecurity != nil && !*c.PortSecurity {
+		off := false
+		s.PortSecurity = &off
+	}
+	if a := p.ACL; a != nil && (len(a.Rules) > 0 || a.Default == "deny" || a.EgressDefault == "deny") {
+		acl := &cfgACL{Default: a.Default, EgressDefault: a.EgressDefault}
+		for _, r := range a.Rules {
+			acl.Rules = append(acl.Rules, cfgACLRule{Action: r.Action, Direction: r.Direction, EtherType: r.EtherType,
+				SrcMAC: r.SrcMAC, DstMAC: r.DstMAC, SrcIP: r.SrcIP, DstIP: r.DstIP, Protocol: r.Protocol,
+				SrcPorts: r.SrcPorts, DstPorts: r.DstPorts})
+		}
+		s.ACL = acl
+	}
+	return s
+}
+
+func limitOf(r api.RateLimit) *cfgLimit {
+	l := cfgLimit{Rate: int64(r.RateBPS), Burst: r.BurstBytes, PPS: r.RatePPS, PPSBurst: r.BurstPackets}
+	if l == (cfgLimit{}) {
+		return nil
+	}
+	return &l
+}
