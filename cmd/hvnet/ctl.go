@@ -37,6 +37,7 @@ const ctlUsage = `usage: hvnet ctl [--socket PATH] [--json] COMMAND
   ` + ctlAddHelp + `
   del NAME                            remove a port (a lab guest is stopped)
   config                              the running configuration as a topology file (hvnet up FILE)
+  top [--interval 1s] [--count N]     live per-port packets and bits per second in and out, drops per second
   fdb [--port P] [--vlan V] [--mac M] dump the filtering database
   fdb flush [--port P] [--vlan V]     remove learned entries
   fdb add PORT VLAN MAC               add a static entry
@@ -200,6 +201,8 @@ func (c *ctl) run(cmd string, args []string) error {
 		return c.trace(args)
 	case "config":
 		return c.config(args)
+	case "top":
+		return c.top(args)
 	case "metrics":
 		text, err := c.c.Metrics(c.ctx)
 		if err == nil {

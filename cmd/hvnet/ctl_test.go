@@ -210,3 +210,41 @@ func TestCtlNotRunning(t *testing.T) {
 		t.Errorf("unknown ctl command = %d, want 2", code)
 	}
 }
+
+// hvnet ctl top shows each port's rates between samples: a port that
+// receives frames in the meantime shows them, busiest first.
+func TestCtlTop(t *testing.T) {
+	sw, sock := ctlDaemon(t)
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() { // a's traffic while top samples
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				sw.Port("a").Input(ctlFrames(10))
+				time.Sleep(5 * time.Millisecond)
+			}
+		}
+	}()
+	code, out, errs := runCtl(t, sock, "top", "--count", "2", "--interval", "200ms")
+	close(stop)
+	<-done
+	if code != 0 {
+		t.Fatalf("ctl top: %d %s", code, errs)
+	}
+	tables := strings.Split(out, "hvnet ctl top: ")
+	if len(tables) != 3 || !strings.Contains(tables[1], "2 ports") {
+		t.Fatalf("ctl top --count 2 printed:\n%s", out)
+	}
+	lines := strings.Split(strings.TrimSpace(tables[2]), "\n")
+	if len(lines) != 5 || !strings.HasPrefix(strings.TrimSpace(lines[2]), "a ") || !strings.Contains(lines[2], "pps") ||
+		strings.Fields(lines[2])[1] == "0" || !strings.Contains(lines[2], "bit/s") || !strings.HasPrefix(strings.TrimSpace(lines[4]), "total ") {
+		t.Errorf("ctl top table: want a first with its rates, then b, then the total:\n%s", tables[2])
+	}
+	if code, _, _ := runCtl(t, sock, "top", "--interval", "1ms"); code != 2 {
+		t.Errorf("ctl top --interval 1ms: %d, want a usage error", code)
+	}
+}
