@@ -62,9 +62,17 @@ func check(t *Topology) []*Error {
 		} else {
 			unique(names, p.Name, "port name", f+".name", p.LineOf("name"), f)
 		}
-		if p.Socket == "" {
+		vhostUser := p.Kind == "" || p.Kind == "vhost-user"
+		switch {
+		case !vhostUser:
+			for _, k := range []string{"socket", "socket_mode", "queues", "mac"} {
+				if p.has(k) {
+					c.fail(p.LineOf(k), f+"."+k, "only for kind vhost-user (a %s port's settings go in options)", p.Kind)
+				}
+			}
+		case p.Socket == "" && len(p.Options.Values["socket"]) == 0:
 			c.fail(p.Line, f+".socket", "missing: a vhost-user port needs a socket path")
-		} else {
+		case p.Socket != "":
 			unique(sockets, filepath.Clean(p.Socket), "socket", f+".socket", p.LineOf("socket"), f)
 		}
 		if p.SocketMode != "" && p.SocketMode != "server" && p.SocketMode != "client" {

@@ -79,6 +79,9 @@ func (d *decoder) fail(n *yaml.Node, field, format string, args ...any) {
 
 type scalarDecoder interface{ decodeScalar(string) error }
 
+// nodeDecoder types decode a whole node themselves (Options).
+type nodeDecoder interface{ decodeNode(*yaml.Node) error }
+
 var (
 	posType      = reflect.TypeOf(Pos{})
 	durationType = reflect.TypeOf(time.Duration(0))
@@ -121,6 +124,12 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string, keyLine int
 		return
 	}
 	if n.Tag == "!!null" && v.Kind() != reflect.Struct {
+		return
+	}
+	if nd, ok := v.Addr().Interface().(nodeDecoder); ok {
+		if err := nd.decodeNode(n); err != nil {
+			d.fail(n, path, "%v", err)
+		}
 		return
 	}
 	if sd, ok := v.Addr().Interface().(scalarDecoder); ok {

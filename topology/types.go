@@ -1,7 +1,10 @@
 package topology
 
 import (
+	"fmt"
 	"time"
+
+	"go.yaml.in/yaml/v3"
 
 	"hvnet/units"
 )
@@ -74,17 +77,57 @@ type PortSettings struct {
 	ACL          *ACL  `yaml:"acl"` // ingress and egress rules (acl.go)
 }
 
-// Port is a vhost-user port: a socket that QEMU, DPDK or another
-// frontend connects to (server mode, the default) or that hvnet connects
-// to (client mode).
+// Port is a port of the daemon: a vhost-user socket that QEMU, DPDK or
+// another frontend connects to (server mode, the default) or that hvnet
+// connects to (client mode), or, with Kind, a port of any kind the daemon
+// has, configured by its Options under the keys the command line takes
+// ("hvnet switch --kinds"). Socket, SocketMode, Queues and MAC are
+// vhost-user's socket, mode, queues and mac.
 type Port struct {
 	Pos
-	Name         string `yaml:"name"`
-	Socket       string `yaml:"socket"`
-	SocketMode   string `yaml:"socket_mode"` // server (default) or client
-	Queues       int    `yaml:"queues"`
-	MAC          string `yaml:"mac"`
+	Name         string  `yaml:"name"`
+	Kind         string  `yaml:"kind"` // default vhost-user
+	Options      Options `yaml:"options"`
+	Socket       string  `yaml:"socket"`
+	SocketMode   string  `yaml:"socket_mode"` // server (default) or client
+	Queues       int     `yaml:"queues"`
+	MAC          string  `yaml:"mac"`
 	PortSettings `yaml:",inline"`
+}
+
+// Options are a port kind's own settings: KEY: VALUE, a value a scalar
+// or, for keys that repeat, a list of them.
+type Options struct {
+	Values map[string][]string
+	Lines  map[string]int // each key's line
+}
+
+func (o *Options) decodeNode(n *yaml.Node) error {
+	if n.Kind != yaml.MappingNode {
+		return fmt.Errorf("want a mapping of the kind's keys to values")
+	}
+	o.Values, o.Lines = map[string][]string{}, map[string]int{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		if _, dup := o.Lines[k.Value]; dup {
+			return fmt.Errorf("line %d: %s: key given twice", k.Line, k.Value)
+		}
+		o.Lines[k.Value] = k.Line
+		switch v.Kind {
+		case yaml.ScalarNode:
+			o.Values[k.Value] = []string{v.Value}
+		case yaml.SequenceNode:
+			for _, e := range v.Content {
+				if e.Kind != yaml.ScalarNode {
+					return fmt.Errorf("line %d: %s: want values, not a nested structure", e.Line, k.Value)
+				}
+				o.Values[k.Value] = append(o.Values[k.Value], e.Value)
+			}
+		default:
+			return fmt.Errorf("line %d: %s: want a value or a list of values", v.Line, k.Value)
+		}
+	}
+	return nil
 }
 
 // Uplink attaches a host interface (AF_PACKET) to the switch.

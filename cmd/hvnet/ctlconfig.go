@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
-	"strings"
 
 	"go.yaml.in/yaml/v3"
 
@@ -28,8 +27,10 @@ type (
 		API string `yaml:"api"`
 	}
 	cfgPort struct {
-		Name        string `yaml:"name"`
-		Socket      string `yaml:"socket"`
+		Name        string         `yaml:"name"`
+		Kind        string         `yaml:"kind,omitempty"`
+		Options     map[string]any `yaml:"options,omitempty"`
+		Socket      string         `yaml:"socket,omitempty"`
 		SocketMode  string `yaml:"socket_mode,omitempty"`
 		Queues      int    `yaml:"queues,omitempty"`
 		MAC         string `yaml:"mac,omitempty"`
@@ -125,23 +126,33 @@ func runningConfig(socket string, ps []api.Port) (cfgFile, []string) {
 		switch {
 		case p.Kind == api.KindVhostUser:
 			q, _ := strconv.Atoi(opt(p, "queues"))
-			f.Ports = append(f.Ports, cfgPort{Name: p.Name, Socket: opt(p, "socket"), SocketMode: opt(p, "mode"), Queues: q,
-				MAC: opt(p, "mac"), cfgSettings: settingsOf(p)})
-			var perms []string
-			for _, k := range []string{"socket-mode", "socket-owner", "socket-group"} {
+			cp := cfgPort{Name: p.Name, Socket: opt(p, "socket"), SocketMode: opt(p, "mode"), Queues: q,
+				MAC: opt(p, "mac"), cfgSettings: settingsOf(p)}
+			for _, k := range []string{"socket-mode", "socket-owner", "socket-group"} { // no shorthand for these
 				if v := opt(p, k); v != "" {
-					perms = append(perms, k+"="+v)
+					if cp.Options == nil {
+						cp.Options = map[string]any{}
+					}
+					cp.Options[k] = v
 				}
 			}
-			if len(perms) > 0 {
-				left = append(left, fmt.Sprintf("port %s's %s (topology files have no socket permissions yet)", p.Name, strings.Join(perms, ",")))
-			}
+			f.Ports = append(f.Ports, cp)
 		case p.Kind == api.KindUplink && f.Uplink == nil:
 			f.Uplink = &cfgUplink{Name: p.Name, Interface: opt(p, "if"), TXMode: opt(p, "tx"), cfgSettings: settingsOf(p)}
 		case p.Kind == "":
 			left = append(left, fmt.Sprintf("port %s (not made by the daemon)", p.Name))
-		default:
-			left = append(left, fmt.Sprintf("port %s of kind %s (a topology file has vhost-user ports, one uplink and its own guests)", p.Name, p.Kind))
+		case p.Kind == api.KindLab:
+			left = append(left, fmt.Sprintf("port %s, a lab guest added at run time (a topology file's guests are its own)", p.Name))
+		default: // any other kind: its options as given
+			cp := cfgPort{Name: p.Name, Kind: p.Kind, Options: map[string]any{}, cfgSettings: settingsOf(p)}
+			for k, v := range p.Options {
+				if len(v) == 1 {
+					cp.Options[k] = v[0]
+				} else {
+					cp.Options[k] = []string(v)
+				}
+			}
+			f.Ports = append(f.Ports, cp)
 		}
 	}
 	return f, left

@@ -241,17 +241,27 @@ func topologyConfig(t *topology.Topology) (daemon.Config, error) {
 	if cfg.API == "" {
 		cfg.API = envOr("HVNET_SOCKET", defaultSocket)
 	}
-	add := func(kind string, port vswitch.PortConfig, v daemon.Values, line func(string) int, acl *topology.ACL) error {
+	add := func(kind string, port vswitch.PortConfig, v daemon.Values, opts topology.Options, line func(string) int, acl *topology.ACL) error {
 		for k, vs := range v {
 			if len(vs) == 1 && vs[0] == "" {
 				delete(v, k)
 			}
 		}
+		for k, vs := range opts.Values {
+			if _, dup := v[k]; dup {
+				return fmt.Errorf("%s:%d: port %s: options.%s: given as %s too", t.File, opts.Lines[k], port.Name, k, topologyKey(k))
+			}
+			v[k] = vs
+		}
 		p, err := daemon.NewPortSpec(kind, port, v)
 		if err != nil {
 			var oe *daemon.OptionError
 			if errors.As(err, &oe) {
-				return fmt.Errorf("%s:%d: port %s: %v", t.File, line(topologyKey(oe.Key)), port.Name, err)
+				l := line(topologyKey(oe.Key))
+				if ol, ok := opts.Lines[oe.Key]; ok {
+					l = ol
+				}
+				return fmt.Errorf("%s:%d: port %s: %v", t.File, l, port.Name, err)
 			}
 			return fmt.Errorf("%s: port %s: %v", t.File, port.Name, err)
 		}
@@ -263,17 +273,21 @@ func topologyConfig(t *topology.Topology) (daemon.Config, error) {
 		return nil
 	}
 	for _, p := range t.Ports {
+		kind := p.Kind
+		if kind == "" {
+			kind = api.KindVhostUser
+		}
 		v := daemon.Values{"socket": {p.Socket}, "mode": {p.SocketMode}, "mac": {p.MAC}}
 		if p.Queues > 0 {
 			v["queues"] = []string{strconv.Itoa(p.Queues)}
 		}
-		if err := add(api.KindVhostUser, p.Config(p.Name), v, p.LineOf, p.ACL); err != nil {
+		if err := add(kind, p.Config(p.Name), v, p.Options, p.LineOf, p.ACL); err != nil {
 			return cfg, err
 		}
 	}
 	if u := t.Uplink; u != nil {
 		v := daemon.Values{"if": {u.Interface}, "tx": {u.TXMode}}
-		if err := add(api.KindUplink, u.Config(u.Name), v, u.LineOf, u.ACL); err != nil {
+		if err := add(api.KindUplink, u.Config(u.Name), v, topology.Options{}, u.LineOf, u.ACL); err != nil {
 			return cfg, err
 		}
 	}

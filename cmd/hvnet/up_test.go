@@ -386,6 +386,7 @@ ports:
     socket: %[2]s/a.sock
     queues: 2
     mac: 52:54:00:00:01:01
+    options: {socket-mode: "0660", socket-group: nogroup}
     pvid: 10
     mac_limit: 4
     egress: {rate: 20M, burst: 64k}
@@ -398,6 +399,7 @@ ports:
   - name: b
     socket: %[2]s/b.sock
     socket_mode: client
+    options: {queues: 2}
     mode: trunk
     allowed_vlans: [10, 20]
     native_vlan: 1
@@ -441,8 +443,40 @@ ports:
 		t.Errorf("state after a restart with ctl config's file differs:\nbefore %s\nafter %s\nfile:\n%s", b1, b2, out)
 	}
 	if len(before) != 2 || before[0].Kind != api.KindVhostUser || before[0].ACL == nil || len(before[0].ACL.Rules) != 2 ||
-		before[0].Config.Egress.RateBPS != 20e6 || before[1].Options["mode"][0] != "client" {
+		before[0].Config.Egress.RateBPS != 20e6 || before[1].Options["mode"][0] != "client" ||
+		before[0].Options["socket-group"][0] != "nogroup" || before[1].Options["queues"][0] != "2" {
 		t.Errorf("the state compared is not the file's: %+v", before)
 	}
 	d.term(t)
+}
+
+// A topology port of any kind: kind and options, the command line's keys.
+func TestTopologyKinds(t *testing.T) {
+	tp, err := topology.Parse("k.yaml", []byte("ports:\n  - name: u\n    kind: uplink\n    options: {if: eth9, tx: sendmmsg}\n    mode: trunk\n    allowed_vlans: [10]\n"+
+		"  - name: v\n    socket: /s\n    options:\n      queues: 4\n      socket-mode: \"0660\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := topologyConfig(tp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, v := cfg.Ports[0], cfg.Ports[1]
+	if u.Kind != api.KindUplink || u.Values.Get("if") != "eth9" || u.Values.Get("tx") != "sendmmsg" || u.Port.Mode != vswitch.ModeTrunk ||
+		v.Kind != api.KindVhostUser || v.Values.Get("queues") != "4" || v.Values.Get("socket-mode") != "0660" {
+		t.Errorf("ports = %+v", cfg.Ports)
+	}
+	for _, tc := range []struct{ yaml, want string }{
+		{"ports:\n  - name: u\n    kind: uplink\n    options:\n      if: eth9\n      colour: red\n", `k.yaml:6: port u: field "colour": unknown for kind uplink`},
+		{"ports:\n  - name: v\n    socket: /s\n    options:\n      socket: /t\n", `k.yaml:5: port v: options.socket: given as socket too`},
+		{"ports:\n  - name: x\n    kind: tunnel\n", `kind "tunnel": unknown`},
+	} {
+		tp, err := topology.Parse("k.yaml", []byte(tc.yaml))
+		if err == nil {
+			_, err = topologyConfig(tp)
+		}
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: %v; want %q", tc.yaml, err, tc.want)
+		}
+	}
 }
