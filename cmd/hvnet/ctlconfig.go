@@ -31,9 +31,9 @@ type (
 		Kind        string         `yaml:"kind,omitempty"`
 		Options     map[string]any `yaml:"options,omitempty"`
 		Socket      string         `yaml:"socket,omitempty"`
-		SocketMode  string `yaml:"socket_mode,omitempty"`
-		Queues      int    `yaml:"queues,omitempty"`
-		MAC         string `yaml:"mac,omitempty"`
+		SocketMode  string         `yaml:"socket_mode,omitempty"`
+		Queues      int            `yaml:"queues,omitempty"`
+		MAC         string         `yaml:"mac,omitempty"`
 		cfgSettings `yaml:",inline"`
 	}
 	cfgUplink struct {
