@@ -66,6 +66,10 @@ type VhostCounters struct {
 	KickHangups        uint64 `json:"kick_hangups"`        // sessions ended by a kick descriptor that hung up or failed
 	SessionsRefused    uint64 `json:"sessions_refused"`    // frontends refused while Stuck was at the port's limit
 	Stuck              int64  `json:"stuck"`               // now: abandoned notifiers and workers still blocked (a gauge)
+	// The current session's negotiated virtio features (by their spec
+	// names) and active queue pairs; absent without a session.
+	Features    []string `json:"features,omitempty"`
+	ActivePairs int      `json:"active_pairs,omitempty"`
 }
 
 // UplinkCounters are an AF_PACKET uplink's own losses (uplink.Stats).

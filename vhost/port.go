@@ -356,6 +356,17 @@ func (p *Port) DeviceStats() vnet.Stats {
 	return addStats(p.ended, p.live.Stats())
 }
 
+// Negotiated returns the current session's negotiated features and its
+// active queue pairs; ok is false without a session.
+func (p *Port) Negotiated() (features uint64, pairs int, ok bool) {
+	p.statsMu.Lock()
+	defer p.statsMu.Unlock()
+	if p.live == nil {
+		return 0, 0, false
+	}
+	return p.live.Features(), p.live.ActivePairs(), true
+}
+
 // endSession adds the finished session's device counters to the port's.
 func (p *Port) endSession() {
 	p.statsMu.Lock()

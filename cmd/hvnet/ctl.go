@@ -353,6 +353,9 @@ func (c *ctl) port(name string) error {
 	}
 	if dc := p.Device; dc != nil { // only for a backend that keeps counters
 		fmt.Fprintf(tw, "device:\t%s\n", deviceString(dc))
+		if v := dc.VhostCounters; v != nil && len(v.Features) > 0 {
+			fmt.Fprintf(tw, "negotiated:\t%d queue pairs, %s\n", v.ActivePairs, strings.Join(v.Features, " "))
+		}
 		for _, n := range dc.Counts() {
 			fmt.Fprintf(tw, "device %s:\t%d\n", n.Field, n.Value)
 		}

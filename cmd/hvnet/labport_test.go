@@ -203,11 +203,17 @@ func TestCtlAdd(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "port v added: vhost-user") {
 		t.Fatalf("ctl add vhost-user: status %d, %q %q", code, out, stderr)
 	}
-	negotiate(t, filepath.Join(dir, "api", "v.sock")).Close()
+	fe := negotiate(t, filepath.Join(dir, "api", "v.sock")) // features set, the session live
+	waitCond(t, "the session", func() bool {
+		_, out, _ := runCtl(t, cfg.API, "port", "v")
+		return strings.Contains(out, "negotiated:")
+	})
 	if code, out, _ := runCtl(t, cfg.API, "port", "v"); code != 0 ||
-		!regexp.MustCompile(`kind:\s+vhost-user queues=2 socket=/\S+/api/v.sock`).MatchString(out) {
-		t.Errorf("ctl port v: %d\n%s\nwant its kind and options", code, out)
+		!regexp.MustCompile(`kind:\s+vhost-user queues=2 socket=/\S+/api/v.sock`).MatchString(out) ||
+		!regexp.MustCompile(`negotiated:\s+\d+ queue pairs, .*VERSION_1`).MatchString(out) {
+		t.Errorf("ctl port v: %d\n%s\nwant its kind, options and negotiated features", code, out)
 	}
+	fe.Close()
 	if code, _, _ := runCtl(t, cfg.API, "del", "v"); code != 0 {
 		t.Errorf("ctl del v: status %d", code)
 	}

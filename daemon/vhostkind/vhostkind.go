@@ -15,6 +15,7 @@ import (
 	"hvnet/daemon"
 	vswitch "hvnet/switch"
 	"hvnet/vhost"
+	vnet "hvnet/virtio/net"
 )
 
 func init() { daemon.Register(kind{}, "port") }
@@ -144,11 +145,14 @@ func (b *backend) Close() error {
 func (b *backend) DeviceCounters() *api.DeviceCounters {
 	p := b.p
 	n := p.NotifyStats()
-	return &api.DeviceCounters{Kind: api.KindVhostUser, VirtioCounters: daemon.VirtioCounters(p.DeviceStats()),
-		VhostCounters: &api.VhostCounters{
-			Sessions: p.Sessions(), Connected: p.Connected(),
-			RefusedFDs: n.RefusedFDs, NotifyStalls: n.NotifyStalls, NotifyErrors: n.NotifyErrors,
-			NotifiersAbandoned: n.NotifiersAbandoned, WorkersAbandoned: n.WorkersAbandoned, KickHangups: n.KickHangups,
-			SessionsRefused: n.SessionsRefused, Stuck: n.Stuck,
-		}}
+	vc := &api.VhostCounters{
+		Sessions: p.Sessions(), Connected: p.Connected(),
+		RefusedFDs: n.RefusedFDs, NotifyStalls: n.NotifyStalls, NotifyErrors: n.NotifyErrors,
+		NotifiersAbandoned: n.NotifiersAbandoned, WorkersAbandoned: n.WorkersAbandoned, KickHangups: n.KickHangups,
+		SessionsRefused: n.SessionsRefused, Stuck: n.Stuck,
+	}
+	if f, pairs, ok := p.Negotiated(); ok && f != 0 {
+		vc.Features, vc.ActivePairs = vnet.FeatureNames(f), pairs
+	}
+	return &api.DeviceCounters{Kind: api.KindVhostUser, VirtioCounters: daemon.VirtioCounters(p.DeviceStats()), VhostCounters: vc}
 }

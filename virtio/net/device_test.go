@@ -2,6 +2,7 @@ package vnet_test
 
 import (
 	"bytes"
+	"strings"
 	"sync"
 	"testing"
 
@@ -351,5 +352,12 @@ func TestControlOnly(t *testing.T) {
 	}
 	if s := dev.Stats(); s.CtrlOK != 1 {
 		t.Errorf("CtrlOK = %d, want 1", s.CtrlOK)
+	}
+}
+
+func TestFeatureNames(t *testing.T) {
+	got := strings.Join(vnet.FeatureNames(vnet.Features(vnet.FCsum, vnet.FMrgRxbuf, vnet.FMQ, 32, 61)), " ")
+	if got != "CSUM MRG_RXBUF MQ VERSION_1 bit61" {
+		t.Errorf("FeatureNames = %q", got)
 	}
 }

@@ -1,5 +1,7 @@
 package vnet
 
+import "fmt"
+
 // Feature bits of the network device, virtio 1.2 §5.1.3 (bit numbers).
 const (
 	FCsum             = 0  // device handles packets with partial checksum (TX offload)
@@ -51,3 +53,33 @@ var Supported = Features(32 /* VIRTIO_F_VERSION_1 */, 28 /* INDIRECT_DESC */, 29
 var guestOffloads = Features(FGuestCsum, FGuestTSO4, FGuestTSO6, FGuestECN, FGuestUFO, FGuestUSO4, FGuestUSO6)
 
 func has(f uint64, bit uint) bool { return f&(1<<bit) != 0 }
+
+// featureNames are the spec's names of the features a driver negotiates
+// with this device (virtio 1.2, 5.1.3 and 6).
+var featureNames = map[uint]string{
+	FCsum: "CSUM", FGuestCsum: "GUEST_CSUM", FCtrlGuestOffload: "CTRL_GUEST_OFFLOADS", FMTU: "MTU", FMAC: "MAC",
+	FGuestTSO4: "GUEST_TSO4", FGuestTSO6: "GUEST_TSO6", FGuestECN: "GUEST_ECN", FGuestUFO: "GUEST_UFO",
+	FHostTSO4: "HOST_TSO4", FHostTSO6: "HOST_TSO6", FHostECN: "HOST_ECN", FHostUFO: "HOST_UFO",
+	FMrgRxbuf: "MRG_RXBUF", FStatus: "STATUS", FCtrlVQ: "CTRL_VQ", FCtrlRx: "CTRL_RX", FCtrlVLAN: "CTRL_VLAN",
+	FCtrlRxExtra: "CTRL_RX_EXTRA", FGuestAnnounce: "GUEST_ANNOUNCE", FMQ: "MQ", FCtrlMACAddr: "CTRL_MAC_ADDR",
+	FGuestUSO4: "GUEST_USO4", FGuestUSO6: "GUEST_USO6", FHostUSO: "HOST_USO",
+	28: "RING_INDIRECT_DESC", 29: "RING_EVENT_IDX", 30: "PROTOCOL_FEATURES", 32: "VERSION_1", 33: "ACCESS_PLATFORM",
+	34: "RING_PACKED", 35: "IN_ORDER", 36: "ORDER_PLATFORM", 37: "SR_IOV", 38: "NOTIFICATION_DATA",
+}
+
+// FeatureNames lists the names of the features set in f, lowest bit
+// first; a bit without a name is written as its number.
+func FeatureNames(f uint64) []string {
+	var out []string
+	for b := uint(0); b < 64; b++ {
+		if f&(1<<b) == 0 {
+			continue
+		}
+		if n, ok := featureNames[b]; ok {
+			out = append(out, n)
+		} else {
+			out = append(out, fmt.Sprintf("bit%d", b))
+		}
+	}
+	return out
+}
