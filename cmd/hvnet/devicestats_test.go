@@ -201,7 +201,7 @@ func TestDaemonShowsDeviceCounters(t *testing.T) {
 	waitCond(t, "session 2", func() bool { return port("evil").Device.Connected })
 	p := port("evil")
 	want := api.DeviceCounters{Kind: api.KindVhostUser, VirtioCounters: &api.VirtioCounters{TxDropBadHeader: 3},
-		VhostCounters: &api.VhostCounters{Sessions: 2, Connected: true, RefusedFDs: 1}}
+		VhostCounters: &api.VhostCounters{Sessions: 2, Connected: true, RefusedFDs: 1, Features: []string{"VERSION_1"}, ActivePairs: 1}}
 	if !deviceEqual(p.Device, &want) {
 		t.Errorf("evil's device = %s, want %s", deviceJSON(p.Device), deviceJSON(&want))
 	}
@@ -210,7 +210,7 @@ func TestDaemonShowsDeviceCounters(t *testing.T) {
 	}
 	b2.close()
 	waitCond(t, "session 2 to end", func() bool { return !port("evil").Device.Connected })
-	want.Connected = false
+	want.Connected, want.Features, want.ActivePairs = false, nil, 0 // no session: nothing negotiated
 	if p := port("evil"); !deviceEqual(p.Device, &want) {
 		t.Errorf("after session 2, evil's device = %s, want %s (totals over both sessions)", deviceJSON(p.Device), deviceJSON(&want))
 	}
