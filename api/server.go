@@ -19,6 +19,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"hvnet/internal/sockperm"
 	vswitch "hvnet/switch"
 )
 
@@ -217,22 +218,9 @@ func ListenWith(path string, a SocketAccess) (net.Listener, error) {
 	if mode == 0 {
 		mode = 0o600
 	}
-	if err := os.Chmod(tmp, mode); err != nil {
+	if err := sockperm.Apply(tmp, mode, a.Owner, a.Group); err != nil {
 		l.Close()
-		return nil, fmt.Errorf("listen %s: chmod: %w", path, err)
-	}
-	if a.Owner != nil || a.Group != nil {
-		uid, gid := -1, -1
-		if a.Owner != nil {
-			uid = *a.Owner
-		}
-		if a.Group != nil {
-			gid = *a.Group
-		}
-		if err := os.Lchown(tmp, uid, gid); err != nil {
-			l.Close()
-			return nil, fmt.Errorf("listen %s: chown: %w", path, err)
-		}
+		return nil, fmt.Errorf("listen %s: %w", path, err)
 	}
 	if err := os.Rename(tmp, path); err != nil {
 		l.Close()

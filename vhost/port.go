@@ -13,6 +13,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"hvnet/internal/sockperm"
 	"hvnet/netport"
 	vswitch "hvnet/switch"
 	"hvnet/vhost/backend"
@@ -158,7 +159,7 @@ func NewPortAttached(cfg PortConfig, attach vswitch.AttachFunc) (*Port, error) {
 		p.ln = ln
 		// Until these apply the socket has the umask's mode, which lets
 		// no one but its owner connect (connecting needs write access).
-		if err := setAccess(cfg.Socket, cfg.SocketMode, cfg.SocketOwner, cfg.SocketGroup); err != nil {
+		if err := sockperm.Apply(cfg.Socket, cfg.SocketMode, cfg.SocketOwner, cfg.SocketGroup); err != nil {
 			ln.Close()
 			return nil, fmt.Errorf("vhost-user port %q: %w", cfg.Port.Name, err)
 		}
@@ -427,27 +428,4 @@ func (p *Port) Remove() error {
 		return nil
 	}
 	return p.sw.RemovePort(p.Name())
-}
-
-// setAccess gives a socket file its mode, owner and group (0 and nil:
-// leave it).
-func setAccess(path string, mode os.FileMode, owner, group *int) error {
-	if mode != 0 {
-		if err := os.Chmod(path, mode); err != nil {
-			return err
-		}
-	}
-	if owner != nil || group != nil {
-		uid, gid := -1, -1
-		if owner != nil {
-			uid = *owner
-		}
-		if group != nil {
-			gid = *group
-		}
-		if err := os.Lchown(path, uid, gid); err != nil {
-			return err
-		}
-	}
-	return nil
 }
