@@ -83,7 +83,7 @@ func (p gsPlan) resets() ([]time.Duration, time.Duration) {
 
 // gsLinger is how long after the soak's end (dur after GS-READY) a guest
 // keeps answering its peers' final pings.
-const gsLinger = 60 * time.Second
+const gsLinger = 90 * time.Second
 
 // script renders the plan for the guest agent (u-root's gosh). It travels
 // on the kernel command line (base64, 2047 bytes in all): hence the short

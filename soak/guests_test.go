@@ -118,7 +118,7 @@ func gsNested(t *testing.T, dur time.Duration, seed uint64) bool {
 		// Silence: a segment's test host talks every few seconds (guest
 		// consoles, the test's log); a frozen one (RELIABILITY.md, the
 		// test bed) is given up after 3 minutes, not at its time limit.
-		if !vmtest.Nest(t, vmtest.NestOptions{Files: files, Timeout: d + 6*time.Minute, Attempts: 5, Silence: 3 * time.Minute}) {
+		if !vmtest.Nest(t, vmtest.NestOptions{Files: files, Timeout: d + gsLinger + 6*time.Minute, Attempts: 5, Silence: 3 * time.Minute}) {
 			return false // no test host needed: the whole soak runs here
 		}
 		if n > 1 {
@@ -262,11 +262,20 @@ type gsConsole struct {
 	want        int32
 	ready, stop chan struct{}
 	stopOnce    sync.Once
+	start       time.Time
+
+	mu       sync.Mutex
+	timeline []string // the GS- lines, with the host's time since start
 }
 
 func (c *gsConsole) Write(p []byte) (int, error) {
 	s := strings.TrimRight(string(p), "\n")
 	c.t.Log(strings.ReplaceAll(s, strings.TrimSpace(agentcfg.ResultPrefix), "guest-result"))
+	if i := strings.Index(s, "| GS-"); i >= 0 {
+		c.mu.Lock()
+		c.timeline = append(c.timeline, fmt.Sprintf("%7.1fs %s", time.Since(c.start).Seconds(), strings.TrimSpace(s)))
+		c.mu.Unlock()
+	}
 	switch {
 	case strings.Contains(s, "| GS-READY"):
 		if c.n.Add(1) == c.want {
@@ -276,6 +285,14 @@ func (c *gsConsole) Write(p []byte) (int, error) {
 		c.stopOnce.Do(func() { close(c.stop) })
 	}
 	return len(p), nil
+}
+
+// logTimeline prints the guests' progress lines with the host's times: in
+// a failed run's last lines, where the CI log's tail shows them.
+func (c *gsConsole) logTimeline() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t.Logf("guests' timeline (host time since the lab started):\n%s", strings.Join(c.timeline, "\n"))
 }
 
 // gsRun runs the lab, the frontend and the faults, and does the
@@ -312,7 +329,7 @@ func gsRun(t *testing.T, kernel, initrd string, dur time.Duration, seed uint64, 
 	for _, s := range stations {
 		acl.Rules = append(acl.Rules, vswitch.ACLRule{Action: vswitch.ACLAllow, DstMAC: vswitch.MAC(s.mac)})
 	}
-	con := &gsConsole{t: t, want: int32(len(guests)), ready: make(chan struct{}), stop: make(chan struct{})}
+	con := &gsConsole{t: t, want: int32(len(guests)), ready: make(chan struct{}), stop: make(chan struct{}), start: time.Now()}
 	stopped := make(chan struct{}) // the frontend and the faults have ended
 	var nKills, nBlocks, nFlaps atomic.Int32
 
@@ -464,14 +481,17 @@ func gsRun(t *testing.T, kernel, initrd string, dur time.Duration, seed uint64, 
 	}
 	// A hung guest or VMM shows where it hangs, even inside the nested
 	// test host: every goroutine's stack, once, if the lab runs long.
-	stopDog := time.AfterFunc(dur+3*time.Minute, func() {
+	// The guests end gsLinger after the soak, which starts once they
+	// have booted and found each other (a minute or two, nested).
+	dog := dur + gsLinger + 3*time.Minute
+	stopDog := time.AfterFunc(dog, func() {
 		buf := make([]byte, 4<<20)
 		n := runtime.Stack(buf, true)
-		t.Logf("WATCHDOG: the lab still runs %v after the start; goroutines:\n%s", dur+3*time.Minute, buf[:n])
+		t.Logf("WATCHDOG: the lab still runs %v after the start; goroutines:\n%s", dog, buf[:n])
 	}).Stop
 	defer stopDog()
 	results, err := lab.Run(ctx, lab.Config{Kernel: kernel, Initrd: initrd, Guests: guests, Console: con,
-		Attach: attach, Timeout: dur + 4*time.Minute})
+		Attach: attach, Timeout: dog + time.Minute})
 	if err != nil {
 		cancel()
 		bgWG.Wait()
@@ -504,4 +524,7 @@ func gsRun(t *testing.T, kernel, initrd string, dur time.Duration, seed uint64, 
 		tot.uplink = &ub
 	}
 	gsAccount(t, sw, results, fe, floods, tot)
+	if t.Failed() {
+		con.logTimeline()
+	}
 }
