@@ -240,7 +240,7 @@ func TestAddPortSocketConfined(t *testing.T) {
 	l.SetUnlinkOnClose(false)
 	l.Close()
 	spec := func(name, sock string) PortSpec {
-		return PortSpec{Kind: KindVhostUser, Socket: sock, Config: PortConfig{Name: name, Mode: "access", PVID: 1}}
+		return PortSpec{Kind: KindVhostUser, Config: PortConfig{Name: name, Mode: "access", PVID: 1}, Options: Opts("socket", sock)}
 	}
 	for _, tc := range []struct {
 		sock   string
@@ -259,7 +259,7 @@ func TestAddPortSocketConfined(t *testing.T) {
 		{strings.Repeat("d/", 60) + "x.sock", http.StatusBadRequest, "longer than a unix socket path"},
 	} {
 		_, err := e.c.AddPort(ctx(t), spec("x", tc.sock))
-		wantError(t, err, tc.status, "socket")
+		wantError(t, err, tc.status, "options.socket")
 		if !strings.Contains(err.Error(), tc.msg) {
 			t.Errorf("socket %q: error %q does not say %q", tc.sock, err, tc.msg)
 		}
@@ -290,7 +290,7 @@ func TestAddPortSocketConfined(t *testing.T) {
 		if _, err := e.c.AddPort(ctx(t), spec(name, tc.sock)); err != nil {
 			t.Fatalf("socket %q: %v", tc.sock, err)
 		}
-		if got := e.factory.added[len(e.factory.added)-1].Socket; got != tc.want {
+		if got := e.factory.added[len(e.factory.added)-1].Options["socket"]; len(got) != 1 || got[0] != tc.want {
 			t.Errorf("socket %q: factory got %q, want %q", tc.sock, got, tc.want)
 		}
 	}
@@ -299,5 +299,5 @@ func TestAddPortSocketConfined(t *testing.T) {
 	}
 	off := newEnvWith(t, func(o *Options) { o.SocketDir = "" })
 	_, err = off.c.AddPort(ctx(t), spec("x", "x.sock"))
-	wantError(t, err, http.StatusNotImplemented, "socket")
+	wantError(t, err, http.StatusNotImplemented, "options.socket")
 }

@@ -40,16 +40,17 @@ func TestOpenAPIConformance(t *testing.T) {
 		method, path, body string
 		good               bool // a request the document accepts
 	}{
+		{"GET", "/v1/switch", "", true},
 		{"GET", "/v1/ports", "", true},
 		{"GET", "/v1/ports/a", "", true},
 		{"GET", "/v1/ports/zz", "", true},
-		{"PATCH", "/v1/ports/a", `{"pvid": 20, "egress": {"rate_bps": "100M", "burst_bytes": 1500}}`, true},
+		{"PATCH", "/v1/ports/a", `{"vlan": 20, "egress": {"rate_bps": "100M", "burst_bytes": 1500}}`, true},
 		{"PATCH", "/v1/ports/a", `{"egress": {"rate_bps": 1000000, "rate_pps": 10}}`, true},
-		{"PATCH", "/v1/ports/a", `{"pvid": 5000}`, false},
+		{"PATCH", "/v1/ports/a", `{"vlan": 5000}`, false},
 		{"PATCH", "/v1/ports/a", `{"colour": "red"}`, false},
-		{"POST", "/v1/ports", `{"kind": "vhost-user", "config": {"name": "v1", "pvid": 10}, "socket": "v1.sock"}`, true},
+		{"POST", "/v1/ports", `{"kind": "vhost-user", "config": {"name": "v1", "vlan": 10}, "options": {"socket": "v1.sock"}}`, true},
 		{"POST", "/v1/ports", `{"kind": "vhost-user", "config": {"name": "v2"}, "options": {"socket": "v2.sock", "queues": 2}}`, true},
-		{"POST", "/v1/ports", `{"kind": "vhost-user", "config": {"name": "v1"}, "socket": "v1.sock"}`, true},
+		{"POST", "/v1/ports", `{"kind": "vhost-user", "config": {"name": "v1"}, "options": {"socket": "v1.sock"}}`, true},
 		{"POST", "/v1/ports", `{"config": {"name": "x"}}`, false},
 		{"DELETE", "/v1/ports/v2", "", true},
 		{"DELETE", "/v1/ports/zz", "", true},

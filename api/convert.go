@@ -88,19 +88,19 @@ func toStorm(field string, s StormControl) (vswitch.StormControl, *Error) {
 func applyPatch(cfg vswitch.PortConfig, p *PortPatch) (vswitch.PortConfig, *Error) {
 	var err *Error
 	if p.Mode != nil {
-		if cfg.Mode, err = parseMode("mode", *p.Mode); err != nil {
+		if cfg.Mode, err = parseMode("vlan_mode", *p.Mode); err != nil {
 			return cfg, err
 		}
 	}
 	if p.PVID != nil {
-		if cfg.PVID, err = checkVLAN("pvid", *p.PVID); err != nil {
+		if cfg.PVID, err = checkVLAN("vlan", *p.PVID); err != nil {
 			return cfg, err
 		}
 	}
 	if p.AllowedVLANs != nil {
 		cfg.AllowedVLANs = make([]uint16, 0, len(*p.AllowedVLANs))
 		for i, v := range *p.AllowedVLANs {
-			vid, err := checkVLAN(fmt.Sprintf("allowed_vlans[%d]", i), v)
+			vid, err := checkVLAN(fmt.Sprintf("trunk[%d]", i), v)
 			if err != nil {
 				return cfg, err
 			}
@@ -110,14 +110,14 @@ func applyPatch(cfg vswitch.PortConfig, p *PortPatch) (vswitch.PortConfig, *Erro
 	if p.NativeVLAN != nil {
 		cfg.NativeVLAN = 0
 		if *p.NativeVLAN != 0 { // 0: untagged frames dropped
-			if cfg.NativeVLAN, err = checkVLAN("native_vlan", *p.NativeVLAN); err != nil {
+			if cfg.NativeVLAN, err = checkVLAN("native", *p.NativeVLAN); err != nil {
 				return cfg, err
 			}
 		}
 	}
 	if p.DefaultPCP != nil {
 		if *p.DefaultPCP < 0 || *p.DefaultPCP > 7 {
-			return cfg, badField("default_pcp", "PCP %d outside 0..7", *p.DefaultPCP)
+			return cfg, badField("pcp", "PCP %d outside 0..7", *p.DefaultPCP)
 		}
 		cfg.DefaultPCP = uint8(*p.DefaultPCP)
 	}
@@ -169,10 +169,10 @@ func applyPatch(cfg vswitch.PortConfig, p *PortPatch) (vswitch.PortConfig, *Erro
 		}
 	}
 	if cfg.Mode == vswitch.ModeTrunk && len(cfg.AllowedVLANs) == 0 && cfg.NativeVLAN == 0 {
-		return cfg, badField("allowed_vlans", "a trunk needs allowed VLANs or a native VLAN")
+		return cfg, badField("trunk", "a trunk needs VLANs to carry (trunk) or a native VLAN (native)")
 	}
 	if cfg.Mode != vswitch.ModeTrunk && cfg.PVID == 0 {
-		return cfg, badField("pvid", "an %s port needs a PVID", cfg.Mode)
+		return cfg, badField("vlan", "an %s port needs a VLAN", cfg.Mode)
 	}
 	return cfg, nil
 }

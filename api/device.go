@@ -29,8 +29,20 @@ type DeviceReporter interface {
 type DeviceCounters struct {
 	Kind string `json:"kind"` // vhost-user, lab or uplink
 	*VirtioCounters
+	*VMMCounters
 	*VhostCounters
 	*UplinkCounters
+}
+
+// VMMCounters are a lab guest NIC's virtio-pci transport's, in hvnet's
+// VMM (vmm.VirtioPCIStats): notifications it found lost and recovered in
+// either direction, resets the device asked for, guest accesses it
+// ignored.
+type VMMCounters struct {
+	LostKicks      uint64 `json:"lost_kicks"`       // chains found waiting without a kick (recovered by polling)
+	LostIRQs       uint64 `json:"lost_irqs"`        // used-buffer interrupts sent again: the driver still waited
+	NeedsReset     uint64 `json:"needs_reset"`      // times the device entered DEVICE_NEEDS_RESET
+	BadBARAccesses uint64 `json:"bad_bar_accesses"` // guest BAR accesses ignored: bad offset, width or value
 }
 
 // VirtioCounters are the virtio-net dataplane's (vnet.Stats): frames
@@ -114,6 +126,12 @@ func (d *DeviceCounters) Counts() []DeviceCount {
 		fault("faults", "queue", v.Faults)
 		fault("memory_faults", "memory", v.MemoryFaults)
 		fault("signal_errors", "signal_error", v.SignalErrors)
+	}
+	if v := d.VMMCounters; v != nil {
+		fault("lost_kicks", "lost_kick", v.LostKicks)
+		fault("lost_irqs", "lost_irq", v.LostIRQs)
+		fault("needs_reset", "needs_reset", v.NeedsReset)
+		fault("bad_bar_accesses", "bad_bar_access", v.BadBARAccesses)
 	}
 	if v := d.VhostCounters; v != nil {
 		fault("refused_fds", "refused_fd", v.RefusedFDs)

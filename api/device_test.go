@@ -194,7 +194,7 @@ func TestNoDeviceCounters(t *testing.T) {
 // (so /metrics and hvnet ctl port show it), and openapi.yaml documents
 // every field and no other.
 func TestDeviceCountersDocumented(t *testing.T) {
-	all := DeviceCounters{Kind: KindVhostUser, VirtioCounters: &VirtioCounters{}, VhostCounters: &VhostCounters{}, UplinkCounters: &UplinkCounters{}}
+	all := DeviceCounters{Kind: KindVhostUser, VirtioCounters: &VirtioCounters{}, VMMCounters: &VMMCounters{}, VhostCounters: &VhostCounters{}, UplinkCounters: &UplinkCounters{}}
 	counted := map[string]bool{}
 	labels := map[string]bool{}
 	for _, c := range all.Counts() {

@@ -48,15 +48,15 @@ func fuzzServer(t testing.TB) *Server {
 // testdata/fuzz/FuzzAPIBody.
 func FuzzAPIBody(f *testing.F) {
 	for i, b := range []string{
-		`{"pvid": 20}`,
-		`{"mode": "trunk", "allowed_vlans": [10, 4094], "native_vlan": 10}`,
+		`{"vlan": 20}`,
+		`{"vlan_mode": "trunk", "trunk": [10, 4094], "native": 10}`,
 		`{"ingress": {"bytes": {"rate": 1000000, "burst": 10}}, "mac_limit": 3, "allowed_macs": ["02:00:00:00:00:01"]}`,
 		`{"storm": {"broadcast": {"packets": {"rate": 100}}}, "mtu": 9000}`,
-		`{"kind": "vhost-user", "socket": "x.sock", "config": {"name": "n", "mode": "access", "pvid": 3}}`,
+		`{"kind": "vhost-user", "options": {"socket": "x.sock"}, "config": {"name": "n", "vlan_mode": "access", "vlan": 3}}`,
 		`{"default_action": "deny", "rules": [{"action": "allow", "ether_type": 2048, "dst_ports": "80-90"}]}`,
 		`{"port": "a", "dst_mac": "02:00:00:00:00:02", "src_mac": "02:00:00:00:00:01"}`,
 		`{"port": "a", "vlan": 10, "mac": "02:00:00:00:00:09"}`,
-		`{"pvid": -1}`, `{"pvid": 1e99}`, `[]`, `null`, `{"mode": {}}`, `{} {}`,
+		`{"vlan": -1}`, `{"vlan": 1e99}`, `[]`, `null`, `{"vlan_mode": {}}`, `{} {}`,
 	} {
 		f.Add(uint8(i), []byte(b))
 	}

@@ -163,8 +163,8 @@ func TestLongRoutesOutliveTimeouts(t *testing.T) {
 		time.Sleep(4 * d)
 		return ctx.Err()
 	}
-	if _, err := e.c.AddPort(ctx(t), PortSpec{Kind: KindVhostUser, Socket: "v.sock",
-		Config: PortConfig{Name: "v", Mode: "access", PVID: 1}}); err != nil {
+	if _, err := e.c.AddPort(ctx(t), PortSpec{Kind: KindVhostUser,
+		Config: PortConfig{Name: "v", Mode: "access", PVID: 1}, Options: Opts("socket", "v.sock")}); err != nil {
 		t.Fatalf("slow POST /v1/ports: %v", err)
 	}
 	if e.sw.Port("v") == nil {

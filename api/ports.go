@@ -85,14 +85,6 @@ func (s *Server) addPort(w http.ResponseWriter, r *http.Request) {
 		writeError(w, e)
 		return
 	}
-	_, lister := s.ports.(KindLister)
-	legacy := len(spec.Options) == 0 && !lister
-	if spec.Kind == KindLab && (spec.Guest != nil || legacy) {
-		if e := checkGuest(spec.Guest); e != nil {
-			writeError(w, e)
-			return
-		}
-	}
 	if s.ports == nil {
 		writeError(w, &Error{Status: http.StatusNotImplemented, Message: "this daemon cannot add ports"})
 		return
@@ -100,12 +92,6 @@ func (s *Server) addPort(w http.ResponseWriter, r *http.Request) {
 	if s.sw.Port(cfg.Name) != nil {
 		writeError(w, &Error{Status: http.StatusConflict, Field: "config.name", Message: fmt.Sprintf("port %q exists", cfg.Name)})
 		return
-	}
-	if spec.Kind == KindVhostUser && (spec.Socket != "" || legacy) {
-		if e := s.confineSocket(&spec); e != nil {
-			writeError(w, e)
-			return
-		}
 	}
 	for i, sock := range spec.Options["socket"] {
 		abs, e := s.confinedSocket("options.socket", sock)
@@ -149,18 +135,6 @@ func (s *Server) addPort(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, s.portInfo(h))
 }
 
-// confineSocket puts a vhost-user port's socket (either mode: a client
-// must not connect to just any socket either) under the daemon's socket
-// directory and makes sp.Socket its absolute path.
-func (s *Server) confineSocket(sp *PortSpec) *Error {
-	abs, e := s.confinedSocket("socket", sp.Socket)
-	if e != nil {
-		return e
-	}
-	sp.Socket = abs
-	return nil
-}
-
 // confinedSocket resolves a request's socket path (field) under the
 // daemon's socket directory.
 func (s *Server) confinedSocket(field, name string) (string, *Error) {
@@ -176,45 +150,11 @@ func (s *Server) confinedSocket(field, name string) (string, *Error) {
 
 func (s *Server) checkSpec(sp *PortSpec) *Error {
 	kinds := []string{KindVhostUser, KindLab, KindUplink}
-	kl, lister := s.ports.(KindLister)
-	if lister {
+	if kl, ok := s.ports.(KindLister); ok {
 		kinds = kl.Kinds()
 	}
 	if !slices.Contains(kinds, sp.Kind) {
 		return badField("kind", "%q: want %s", sp.Kind, strings.Join(kinds, ", "))
-	}
-	// The first kinds' own fields, for a factory that does not check
-	// them itself (one that lists its kinds checks every kind's settings,
-	// options or fields).
-	switch legacy := len(sp.Options) == 0 && !lister; {
-	case !legacy:
-	case sp.Kind == KindVhostUser:
-		if sp.Socket == "" {
-			return badField("socket", "a vhost-user port needs a socket path")
-		}
-		if sp.SocketMode != "" && sp.SocketMode != "server" && sp.SocketMode != "client" {
-			return badField("socket_mode", "%q: want server or client", sp.SocketMode)
-		}
-	case sp.Kind == KindUplink:
-		if sp.Interface == "" {
-			return badField("interface", "an uplink needs an interface")
-		}
-		if sp.TXMode != "" && sp.TXMode != "ring" && sp.TXMode != "sendmmsg" {
-			return badField("tx_mode", "%q: want ring or sendmmsg", sp.TXMode)
-		}
-	}
-	if sp.Guest != nil && sp.Kind != KindLab {
-		return badField("guest", "only for kind lab")
-	}
-	if sp.Queues < 0 || sp.Queues > 16 {
-		return badField("queues", "%d outside 0..16", sp.Queues)
-	}
-	if sp.MAC != "" {
-		if m, e := parseMAC("mac", sp.MAC); e != nil {
-			return e
-		} else if m[0]&1 != 0 {
-			return badField("mac", "%s is a group address", sp.MAC)
-		}
 	}
 	return nil
 }

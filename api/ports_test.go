@@ -116,21 +116,22 @@ func TestPatchBadInput(t *testing.T) {
 		status           int
 		field            string
 	}{
-		{"malformed", "/v1/ports/a", `{"pvid": `, 400, ""},
+		{"malformed", "/v1/ports/a", `{"vlan": `, 400, ""},
 		{"not an object", "/v1/ports/a", `[1]`, 400, ""},
 		{"empty", "/v1/ports/a", ``, 400, ""},
 		{"trailing", "/v1/ports/a", `{} {}`, 400, ""},
 		{"unknown field", "/v1/ports/a", `{"pvdi": 3}`, 400, "pvdi"},
+		{"former name", "/v1/ports/a", `{"pvid": 3}`, 400, "pvid"},
 		{"unknown nested field", "/v1/ports/a", `{"ingress": {"rat_bps": 3}}`, 400, "ingress.rat_bps"},
-		{"wrong type", "/v1/ports/a", `{"pvid": "ten"}`, 400, "pvid"},
-		{"unknown port", "/v1/ports/zz", `{"pvid": 3}`, 404, "port"},
-		{"pvid 0", "/v1/ports/a", `{"pvid": 0}`, 400, "pvid"},
-		{"pvid 4095", "/v1/ports/a", `{"pvid": 4095}`, 400, "pvid"},
-		{"pvid huge", "/v1/ports/a", `{"pvid": 70000}`, 400, "pvid"},
-		{"allowed vlan", "/v1/ports/t", `{"allowed_vlans": [10, 5000]}`, 400, "allowed_vlans[1]"},
-		{"native vlan", "/v1/ports/t", `{"native_vlan": -2}`, 400, "native_vlan"},
-		{"trunk without vlans", "/v1/ports/a", `{"mode": "trunk"}`, 400, "allowed_vlans"},
-		{"bad mode", "/v1/ports/a", `{"mode": "hybrid"}`, 400, "mode"},
+		{"wrong type", "/v1/ports/a", `{"vlan": "ten"}`, 400, "vlan"},
+		{"unknown port", "/v1/ports/zz", `{"vlan": 3}`, 404, "port"},
+		{"pvid 0", "/v1/ports/a", `{"vlan": 0}`, 400, "vlan"},
+		{"pvid 4095", "/v1/ports/a", `{"vlan": 4095}`, 400, "vlan"},
+		{"pvid huge", "/v1/ports/a", `{"vlan": 70000}`, 400, "vlan"},
+		{"allowed vlan", "/v1/ports/t", `{"trunk": [10, 5000]}`, 400, "trunk[1]"},
+		{"native vlan", "/v1/ports/t", `{"native": -2}`, 400, "native"},
+		{"trunk without vlans", "/v1/ports/a", `{"vlan_mode": "trunk"}`, 400, "trunk"},
+		{"bad mode", "/v1/ports/a", `{"vlan_mode": "hybrid"}`, 400, "vlan_mode"},
 		{"negative rate", "/v1/ports/a", `{"ingress": {"rate_bps": -1}}`, 400, "ingress.rate_bps"},
 		{"absurd rate", "/v1/ports/a", `{"egress": {"rate_pps": 1e15}}`, 400, "egress.rate_pps"},
 		{"absurd burst", "/v1/ports/a", `{"egress": {"rate_bps": 8000, "burst_bytes": 1e12}}`, 400, "egress.burst_bytes"},
@@ -141,7 +142,7 @@ func TestPatchBadInput(t *testing.T) {
 		{"bad mac", "/v1/ports/a", `{"allowed_macs": ["02:00:00:00:00:01", "zz"]}`, 400, "allowed_macs[1]"},
 		{"group mac", "/v1/ports/a", `{"allowed_macs": ["01:00:5e:00:00:01"]}`, 400, "allowed_macs[0]"},
 		{"mtu", "/v1/ports/a", `{"mtu": 10}`, 400, "mtu"},
-		{"pcp", "/v1/ports/a", `{"default_pcp": 8}`, 400, "default_pcp"},
+		{"pcp", "/v1/ports/a", `{"pcp": 8}`, 400, "pcp"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before := map[string]vswitch.PortConfig{}
@@ -163,18 +164,18 @@ func TestPatchBadInput(t *testing.T) {
 
 func TestAddDeletePort(t *testing.T) {
 	e := newEnv(t)
-	p, err := e.c.AddPort(ctx(t), PortSpec{Kind: KindVhostUser, Socket: "x.sock",
-		Config: PortConfig{Name: "v1", Mode: "access", PVID: 20}})
+	p, err := e.c.AddPort(ctx(t), PortSpec{Kind: KindVhostUser,
+		Config: PortConfig{Name: "v1", Mode: "access", PVID: 20}, Options: Opts("socket", "x.sock")})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if p.Name != "v1" || e.sw.Port("v1") == nil || e.sw.Port("v1").Config().PVID != 20 {
 		t.Fatalf("added port = %+v", p)
 	}
-	_, err = e.c.AddPort(ctx(t), PortSpec{Kind: KindLab, Config: PortConfig{Name: "v1", PVID: 20}, Guest: &GuestSpec{IP: "10.0.0.1/24"}})
+	_, err = e.c.AddPort(ctx(t), PortSpec{Kind: KindLab, Config: PortConfig{Name: "v1", PVID: 20}, Options: Opts("ip", "10.0.0.1/24")})
 	wantError(t, err, http.StatusConflict, "config.name")
 	// A port without a VLAN is in VLAN 1, as on the command line.
-	if p, err := e.c.AddPort(ctx(t), PortSpec{Kind: KindVhostUser, Socket: "d.sock", Config: PortConfig{Name: "dflt"}}); err != nil ||
+	if p, err := e.c.AddPort(ctx(t), PortSpec{Kind: KindVhostUser, Config: PortConfig{Name: "dflt"}, Options: Opts("socket", "d.sock")}); err != nil ||
 		p.Config.Mode != "access" || p.Config.PVID != 1 {
 		t.Errorf("port without a VLAN: %+v, %v", p.Config, err)
 	}
@@ -183,14 +184,10 @@ func TestAddDeletePort(t *testing.T) {
 		field string
 	}{
 		{PortSpec{Kind: "tap", Config: PortConfig{Name: "x", PVID: 1}}, "kind"},
-		{PortSpec{Kind: KindVhostUser, Config: PortConfig{Name: "x", PVID: 1}}, "socket"},
-		{PortSpec{Kind: KindVhostUser, Socket: "/s", SocketMode: "both", Config: PortConfig{Name: "x", PVID: 1}}, "socket_mode"},
-		{PortSpec{Kind: KindUplink, Config: PortConfig{Name: "x", PVID: 1}}, "interface"},
-		{PortSpec{Kind: KindLab, Config: PortConfig{Name: "x", PVID: 5000}}, "config.pvid"},
-		{PortSpec{Kind: KindLab, Config: PortConfig{Name: "x", Mode: "trunk"}}, "config.allowed_vlans"},
+		{PortSpec{Kind: KindLab, Config: PortConfig{Name: "x", PVID: 5000}}, "config.vlan"},
+		{PortSpec{Kind: KindLab, Config: PortConfig{Name: "x", Mode: "trunk"}}, "config.trunk"},
 		{PortSpec{Kind: KindLab, Config: PortConfig{Name: "", PVID: 1}}, "config.name"},
 		{PortSpec{Kind: KindLab, Config: PortConfig{Name: "x", PVID: 1, Ingress: RateLimit{RateBPS: -3}}}, "config.ingress.rate_bps"},
-		{PortSpec{Kind: KindLab, MAC: "ff:ff:ff:ff:ff:ff", Config: PortConfig{Name: "x", PVID: 1}}, "mac"},
 	} {
 		_, err := e.c.AddPort(ctx(t), tc.spec)
 		wantError(t, err, http.StatusBadRequest, tc.field)
@@ -207,7 +204,7 @@ func TestAddDeletePort(t *testing.T) {
 	wantError(t, e.c.DeletePort(ctx(t), "v1"), http.StatusNotFound, "port")
 
 	e.factory.fail = os.ErrPermission
-	_, err = e.c.AddPort(ctx(t), PortSpec{Kind: KindLab, Config: PortConfig{Name: "y", PVID: 1}, Guest: &GuestSpec{IP: "10.0.0.1/24"}})
+	_, err = e.c.AddPort(ctx(t), PortSpec{Kind: KindLab, Config: PortConfig{Name: "y", PVID: 1}, Options: Opts("ip", "10.0.0.1/24")})
 	wantError(t, err, http.StatusUnprocessableEntity, "")
 	if e.sw.Port("y") != nil {
 		t.Fatal("failed factory left a port")
@@ -217,7 +214,7 @@ func TestAddDeletePort(t *testing.T) {
 func TestAddPortWithoutFactory(t *testing.T) {
 	e := newEnv(t)
 	e.srv.ports = nil
-	_, err := e.c.AddPort(ctx(t), PortSpec{Kind: KindLab, Config: PortConfig{Name: "y", PVID: 1}, Guest: &GuestSpec{IP: "10.0.0.1/24"}})
+	_, err := e.c.AddPort(ctx(t), PortSpec{Kind: KindLab, Config: PortConfig{Name: "y", PVID: 1}, Options: Opts("ip", "10.0.0.1/24")})
 	wantError(t, err, http.StatusNotImplemented, "")
 }
 
@@ -265,5 +262,24 @@ func TestServeLifecycle(t *testing.T) {
 	}
 	if _, err := Listen(sock); err == nil {
 		t.Fatal("Listen over a regular file succeeded")
+	}
+}
+
+// A field by its former name is told the one name it has now.
+func TestFormerFieldNames(t *testing.T) {
+	e := newEnv(t)
+	for body, want := range map[string]string{
+		`{"pvid": 3}`:            "now called vlan",
+		`{"allowed_vlans": [3]}`: "now called trunk",
+		`{"ingress": {"rate_bps": 1}, "mode": "trunk"}`: "now called vlan_mode",
+	} {
+		status, ae := e.raw(http.MethodPatch, "/v1/ports/a", body)
+		if status != 400 || !strings.Contains(ae.Message, want) {
+			t.Errorf("PATCH %s = %d %q, want 400 and %q", body, status, ae.Message, want)
+		}
+	}
+	status, ae := e.raw(http.MethodPost, "/v1/ports", `{"kind": "uplink", "config": {"name": "u"}, "interface": "eth1"}`)
+	if status != 400 || ae.Field != "interface" || !strings.Contains(ae.Message, "now called options.if") {
+		t.Errorf("POST with interface = %d %+v", status, ae)
 	}
 }

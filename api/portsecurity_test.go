@@ -65,8 +65,8 @@ func TestPortSecurityAPI(t *testing.T) {
 	}
 
 	// A port added with port_security false keeps it.
-	spec := PortSpec{Kind: KindVhostUser, Socket: "x.sock", MAC: "52:54:00:00:00:08",
-		Config: PortConfig{Name: "n", PVID: 10, PortSecurity: &off, MACLimit: 5}}
+	spec := PortSpec{Kind: KindVhostUser,
+		Config: PortConfig{Name: "n", PVID: 10, PortSecurity: &off, MACLimit: 5}, Options: Opts("socket", "x.sock", "mac", "52:54:00:00:00:08")}
 	if p, err = e.c.AddPort(ctx(t), spec); err != nil {
 		t.Fatal(err)
 	}

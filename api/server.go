@@ -66,6 +66,9 @@ type Options struct {
 	// BuildInfo labels hvnet_build_info (version, revision, goversion);
 	// nil leaves the metric out.
 	BuildInfo map[string]string
+	// Switch is what GET /v1/switch answers: the switch-wide settings the
+	// daemon runs with (nil: only the build).
+	Switch *SwitchInfo
 }
 
 // Server serves the API for one switch. Its methods are safe for
@@ -81,6 +84,7 @@ type Server struct {
 	limits                Limits // defaults filled in
 	stats                 limitStats
 	build                 prometheus.Labels
+	switchInfo            SwitchInfo
 
 	// cfgMu serialises every configuration change made through the API
 	// (PATCH, mirror flags), so read-modify-write of a port's config is atomic.
@@ -100,6 +104,10 @@ func NewServer(sw *vswitch.Switch, o Options) *Server {
 	s := &Server{sw: sw, log: o.Logger, ports: o.Ports, mirrors: map[string]*fileMirror{},
 		captureDir: absDir(o.CaptureDir), socketDir: absDir(o.SocketDir), limits: o.Limits.withDefaults(),
 		build: o.BuildInfo}
+	if o.Switch != nil {
+		s.switchInfo = *o.Switch
+	}
+	s.switchInfo.Version, s.switchInfo.Revision = o.BuildInfo["version"], o.BuildInfo["revision"]
 	s.fan = newFanout(o.CaptureQueue)
 	sw.SetMirror(s.fan)
 	s.mux = http.NewServeMux()
@@ -127,6 +135,7 @@ type route struct {
 
 func (s *Server) routeTable() []route {
 	return []route{
+		{"GET /v1/switch", http.HandlerFunc(s.getSwitch), plain},
 		{"GET /v1/ports", http.HandlerFunc(s.listPorts), plain},
 		{"POST /v1/ports", http.HandlerFunc(s.addPort), slow},
 		{"GET /v1/ports/{name}", http.HandlerFunc(s.getPort), plain},
@@ -145,6 +154,11 @@ func (s *Server) routeTable() []route {
 		{"GET /v1/capture/{port}", http.HandlerFunc(s.capture), stream},
 		{"GET /metrics", s.metricsHandler(), plain},
 	}
+}
+
+// getSwitch: GET /v1/switch, the switch-wide settings and the build.
+func (s *Server) getSwitch(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, s.switchInfo)
 }
 
 func (s *Server) routes() {
@@ -324,6 +338,10 @@ func decode(r *http.Request, v any) *Error {
 			if f := unknownField(body, reflect.TypeOf(v)); f != "" {
 				e.Field = f
 			}
+			last := e.Field[strings.LastIndexByte(e.Field, '.')+1:]
+			if n, ok := renamedFields[last]; ok {
+				e.Message = "unknown field: it is now called " + n
+			}
 		}
 		return e
 	}
@@ -331,6 +349,15 @@ func decode(r *http.Request, v any) *Error {
 		return &Error{Status: http.StatusBadRequest, Message: "malformed JSON: data after the object"}
 	}
 	return nil
+}
+
+// renamedFields are the API's fields' former names: hvnet has one name
+// for a setting on every surface, the command line's ("_" for "-").
+var renamedFields = map[string]string{
+	"pvid": "vlan", "allowed_vlans": "trunk", "native_vlan": "native", "default_pcp": "pcp",
+	"mode":   "vlan_mode (in config; a vhost-user socket's server|client is options.mode)",
+	"socket": "options.socket", "socket_mode": "options.mode", "queues": "options.queues",
+	"interface": "options.if", "tx_mode": "options.tx", "guest": "options (ip, mem, cpus, vif, cmd, guest-mtu)",
 }
 
 func jsonError(err error) *Error {

@@ -64,11 +64,11 @@ type StormControl struct {
 // are reported by field rather than as JSON type errors.
 type PortConfig struct {
 	Name         string       `json:"name"`
-	Mode         string       `json:"mode"` // access, trunk or dot1q-tunnel
-	PVID         int          `json:"pvid,omitempty"`
-	AllowedVLANs []int        `json:"allowed_vlans,omitempty"`
-	NativeVLAN   int          `json:"native_vlan,omitempty"`
-	DefaultPCP   int          `json:"default_pcp,omitempty"`
+	Mode         string       `json:"vlan_mode"`        // access, trunk or dot1q-tunnel
+	PVID         int          `json:"vlan,omitempty"`   // an access port's VLAN, a dot1q-tunnel port's S-VLAN
+	AllowedVLANs []int        `json:"trunk,omitempty"`  // the VLANs a trunk carries tagged
+	NativeVLAN   int          `json:"native,omitempty"` // a trunk's untagged VLAN
+	DefaultPCP   int          `json:"pcp,omitempty"`    // 802.1p priority of untagged frames
 	MTU          int          `json:"mtu,omitempty"`
 	Ingress      RateLimit    `json:"ingress"`
 	Egress       RateLimit    `json:"egress"`
@@ -133,28 +133,15 @@ type GuestInfo struct {
 	Error  string `json:"error,omitempty"`  // why the VM ended, if it failed
 }
 
-// GuestSpec is the lab guest a kind "lab" port boots (hvnet lab's guest
-// spec keys): hvnet's VMM boots the daemon's guest images, and the
-// guest's agent configures eth0 and runs the script. PortSpec.MAC and
-// Queues are its NIC's.
-type GuestSpec struct {
-	IP     string   `json:"ip"`               // eth0's address and prefix, 10.0.0.1/24 (required)
-	MTU    int      `json:"mtu,omitempty"`    // eth0's MTU (default 1500)
-	VIFs   []string `json:"vifs,omitempty"`   // VLAN subinterfaces, eth0.10:10.0.1.1/24
-	Mem    string   `json:"mem,omitempty"`    // RAM, 256M (default) or 1G
-	CPUs   int      `json:"cpus,omitempty"`   // vCPUs (default 1)
-	Script string   `json:"script,omitempty"` // the agent's script; its status is the guest's
-}
-
 // PortPatch changes some of a port's settings (PATCH /v1/ports/{name}).
 // Absent fields keep their value; a present rate limit replaces the whole
 // limit. Mirroring flags are not here: they follow /v1/mirrors and captures.
 type PortPatch struct {
-	Mode         *string       `json:"mode,omitempty"`
-	PVID         *int          `json:"pvid,omitempty"`
-	AllowedVLANs *[]int        `json:"allowed_vlans,omitempty"`
-	NativeVLAN   *int          `json:"native_vlan,omitempty"`
-	DefaultPCP   *int          `json:"default_pcp,omitempty"`
+	Mode         *string       `json:"vlan_mode,omitempty"`
+	PVID         *int          `json:"vlan,omitempty"`
+	AllowedVLANs *[]int        `json:"trunk,omitempty"`
+	NativeVLAN   *int          `json:"native,omitempty"`
+	DefaultPCP   *int          `json:"pcp,omitempty"`
 	MTU          *int          `json:"mtu,omitempty"`
 	Ingress      *RateLimit    `json:"ingress,omitempty"`
 	Egress       *RateLimit    `json:"egress,omitempty"`
@@ -174,28 +161,15 @@ const (
 // PortSpec asks the daemon for a new port (POST /v1/ports): a backend of
 // Kind, attached to the switch with Config.
 type PortSpec struct {
-	Kind   string     `json:"kind"` // vhost-user, lab or uplink
+	Kind   string     `json:"kind"` // vhost-user, lab, uplink or another registered kind
 	Config PortConfig `json:"config"`
-	// vhost-user: the socket, and whether the daemon listens (server,
-	// the default) or connects (client). The socket is a name under the
-	// daemon's run directory (a relative one is taken under it).
-	Socket     string `json:"socket,omitempty"`
-	SocketMode string `json:"socket_mode,omitempty"`
-	Queues     int    `json:"queues,omitempty"`
-	// lab guest NIC and vhost-user: the MAC shown to the guest.
-	MAC string `json:"mac,omitempty"`
-	// lab: the guest to boot.
-	Guest *GuestSpec `json:"guest,omitempty"`
-	// uplink: the host interface and the transmit mode (ring or sendmmsg).
-	Interface string `json:"interface,omitempty"`
-	TXMode    string `json:"tx_mode,omitempty"`
 	// Options are the kind's own settings, under the keys the command
-	// line and "hvnet ctl add" take ("hvnet switch --help-kinds" lists
-	// them): every kind's, the fields above included (socket, mode,
-	// queues, mac, if, tx; a lab guest's ip, mtu, mem, cpus, vif, cmd).
-	// A value is a string, a number, a boolean or, for options that
-	// repeat, a list of them. An option named socket is a unix socket
-	// path confined to the run directory, as Socket is.
+	// line and "hvnet ctl add" take ("hvnet switch --kinds" lists them),
+	// "-" or "_" alike (socket-mode, socket_mode): vhost-user's socket,
+	// mode, queues, mac; an uplink's if, tx; a lab guest's ip, mac,
+	// guest-mtu, mem, cpus, vif, cmd. A value is a string, a number, a
+	// boolean or, for options that repeat, a list of them. An option
+	// named socket is a unix socket path confined to the run directory.
 	Options map[string]OptionValue `json:"options,omitempty"`
 }
 
@@ -301,4 +275,27 @@ func (e *Error) Error() string {
 		return e.Field + ": " + e.Message
 	}
 	return e.Message
+}
+
+// Opts builds a PortSpec's Options from KEY, VALUE pairs, a repeated key
+// giving several values: Opts("socket", "vm1.sock", "queues", "2").
+func Opts(kv ...string) map[string]OptionValue {
+	o := map[string]OptionValue{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		o[kv[i]] = append(o[kv[i]], kv[i+1])
+	}
+	return o
+}
+
+// SwitchInfo is the switch-wide settings the daemon runs with and its
+// build (GET /v1/switch), under the topology file's switch keys:
+// durations as Go writes them ("5m0s"), defaults resolved.
+type SwitchInfo struct {
+	Aging           string `json:"aging,omitempty"`              // FDB aging time
+	FDBMaxEntries   int    `json:"fdb_max_entries,omitempty"`    // learned MACs in the whole switch
+	MACLimit        int    `json:"mac_limit,omitempty"`          // learned MACs per port without its own; -1: none
+	MACMoveHoldDown string `json:"mac_move_hold_down,omitempty"` // negative: none
+	MetricsAddr     string `json:"metrics_addr,omitempty"`       // the /metrics listener, if any
+	Version         string `json:"version,omitempty"`
+	Revision        string `json:"revision,omitempty"`
 }

@@ -73,6 +73,29 @@ func (c Config) SwitchConfig() vswitch.Config {
 		MACMoveHoldDown: c.MACMoveHoldDown}
 }
 
+// SwitchInfo is the switch-wide settings as the switch runs with them,
+// defaults resolved (GET /v1/switch).
+func (c Config) SwitchInfo() api.SwitchInfo {
+	in := api.SwitchInfo{Aging: c.Aging.String(), FDBMaxEntries: c.FDBMaxEntries, MACLimit: c.MACLimit,
+		MACMoveHoldDown: c.MACMoveHoldDown.String(), MetricsAddr: c.MetricsAddr}
+	if c.Aging <= 0 {
+		in.Aging = vswitch.DefaultAgingTime.String()
+	}
+	if c.FDBMaxEntries == 0 {
+		in.FDBMaxEntries = vswitch.DefaultFDBMaxEntries
+	}
+	switch {
+	case c.MACLimit == 0:
+		in.MACLimit = vswitch.DefaultMACLimit
+	case c.MACLimit < 0:
+		in.MACLimit = vswitch.NoMACLimit
+	}
+	if c.MACMoveHoldDown == 0 {
+		in.MACMoveHoldDown = vswitch.DefaultMACMoveHoldDown.String()
+	}
+	return in
+}
+
 // CheckFDB checks the FDB bounds, naming the command line's flags.
 func (c Config) CheckFDB() error {
 	switch {
@@ -251,8 +274,9 @@ func Start(ctx context.Context, log hclog.Logger, sw *vswitch.Switch, cfg Config
 			sw.Run(ctx, 100*time.Millisecond) // shapers and FDB aging
 		}()
 	}
+	info := cfg.SwitchInfo()
 	srv := api.NewServer(sw, api.Options{Logger: log.Named("api"), Ports: d,
-		SocketDir: runDir, CaptureDir: captureDir, Limits: cfg.APILimits, BuildInfo: cfg.BuildInfo})
+		SocketDir: runDir, CaptureDir: captureDir, Limits: cfg.APILimits, BuildInfo: cfg.BuildInfo, Switch: &info})
 	if mln != nil {
 		r.metrics = mln.Addr()
 		lim := cfg.APILimits

@@ -163,7 +163,7 @@ func TestParsePort(t *testing.T) {
 		{"name=a", `field "need": missing (a test-sink port needs need=WORD)`},
 		{"name=a,need=x,need=y", `field "need": given more than once`},
 		{"name=a,need=bad", `field "need": "bad" is bad`},
-		{"name=a,need=x,colour=red", `field "colour": unknown for kind test-sink (want name, vlan, trunk, native, mtu, rate, pps, police, mac-limit, port-security, socket, tag, need, fail, detach-first)`},
+		{"name=a,need=x,colour=red", `field "colour": unknown for kind test-sink (its keys: socket, tag, need, fail, detach-first; and those every port takes: hvnet switch --kinds)`},
 		{"name=a,need=x,vlan=0", `field "vlan"`},
 		{"name=a,need=x,rate=fast", `field "rate": rate "fast": want bits per second`},
 		{"name=a,need=x,pps=-1", `field "pps": packet rate "-1": want packets per second`},
@@ -249,15 +249,14 @@ func TestKindThroughAPI(t *testing.T) {
 		field  string
 		msg    string
 	}{
-		{"unknown option", spec("b", map[string]api.OptionValue{"need": {"x"}, "zzz": {"1"}}), 400, "options.zzz", "unknown for kind test-sink (want name,"},
+		{"unknown option", spec("b", map[string]api.OptionValue{"need": {"x"}, "zzz": {"1"}}), 400, "options.zzz", "unknown for kind test-sink (its keys: socket,"},
 		{"missing option", spec("b", map[string]api.OptionValue{"tag": {"1"}}), 400, "options.need", "missing"},
 		{"bad value", spec("b", map[string]api.OptionValue{"need": {"bad"}}), 400, "options.need", `"bad" is bad`},
 		{"repeated", spec("b", map[string]api.OptionValue{"need": {"x", "y"}}), 400, "options.need", "given more than once"},
 		{"socket outside", spec("b", map[string]api.OptionValue{"need": {"x"}, "socket": {"../b.sock"}}), 400, "options.socket", `".." is not allowed`},
 		{"socket taken", spec("b", map[string]api.OptionValue{"need": {"x"}, "socket": {"t/a.sock"}}), 422, "", `is port "a"'s`},
 		{"API socket", spec("b", map[string]api.OptionValue{"need": {"x"}, "socket": {filepath.Join(filepath.Dir(run), "api.sock")}}), 400, "options.socket", "outside"},
-		{"both forms", api.PortSpec{Kind: "test-sink", Socket: "s", Config: api.PortConfig{Name: "b", PVID: 1},
-			Options: map[string]api.OptionValue{"need": {"x"}, "socket": {"s2"}}}, 400, "options.socket", "given as socket too"},
+		{"old name", spec("b", map[string]api.OptionValue{"need": {"x"}, "command": {"true"}}), 400, "options.command", "is now called cmd"},
 		{"unknown kind", api.PortSpec{Kind: "nosuch", Config: api.PortConfig{Name: "b", PVID: 1}}, 400, "kind", `"nosuch": want test-sink`},
 		{"fails before attaching", spec("b", map[string]api.OptionValue{"need": {"x"}, "fail": {"attach"}}), 422, "", "refused before attaching"},
 		{"fails after attaching", spec("b", map[string]api.OptionValue{"need": {"x"}, "fail": {"after"}}), 422, "", "failed after attaching"},
@@ -313,27 +312,16 @@ func TestStartRefuses(t *testing.T) {
 	}
 }
 
-// The fields of requests from before options map to the kinds' keys.
+// An API request's option keys are the kinds', "_" standing for "-".
 func TestAPIValues(t *testing.T) {
-	v, _, e := apiValues(api.PortSpec{Socket: "s", SocketMode: "client", Queues: 2, MAC: "m", Interface: "i", TXMode: "ring",
-		Guest:   &api.GuestSpec{IP: "ip", MTU: 1400, Mem: "1G", CPUs: 2, Script: "x", VIFs: []string{"a", "b"}},
-		Options: map[string]api.OptionValue{"extra": {"1"}}})
-	if e != nil {
-		t.Fatal(e)
-	}
-	want := Values{"socket": {"s"}, "mode": {"client"}, "queues": {"2"}, "mac": {"m"}, "if": {"i"}, "tx": {"ring"},
-		"ip": {"ip"}, "guest-mtu": {"1400"}, "mem": {"1G"}, "cpus": {"2"}, "cmd": {"x"}, "vif": {"a", "b"}, "extra": {"1"}}
+	v := apiValues(api.PortSpec{Options: map[string]api.OptionValue{"socket_mode": {"0660"}, "guest-mtu": {"1400"}, "vif": {"a", "b"}}})
+	want := Values{"socket-mode": {"0660"}, "guest-mtu": {"1400"}, "vif": {"a", "b"}}
 	if len(v) != len(want) {
 		t.Fatalf("apiValues = %v, want %v", v, want)
 	}
 	for k, w := range want {
 		if strings.Join(v[k], ",") != strings.Join(w, ",") {
 			t.Errorf("%s = %v, want %v", k, v[k], w)
-		}
-	}
-	for k := range want {
-		if k != "extra" && legacyField[k] == "" {
-			t.Errorf("option %s has no field name for errors", k)
 		}
 	}
 }

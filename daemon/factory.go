@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/hashicorp/go-hclog"
@@ -128,14 +129,9 @@ func ClaimSocket(path string) string { return "socket " + path }
 func ClaimInterface(name string) string { return "interface " + name }
 
 // Add makes the backend an API request asks for (api.PortFactory): the
-// kind's settings are the request's options, and the fields older
-// clients send for the first kinds (socket, socket_mode, queues, mac,
-// interface, tx_mode, guest) under their option keys.
+// kind's settings are the request's options.
 func (d *Daemon) Add(ctx context.Context, spec api.PortSpec, attach vswitch.AttachFunc) error {
-	v, field, aerr := apiValues(spec)
-	if aerr != nil {
-		return aerr
-	}
+	v := apiValues(spec)
 	port, aerr := api.SwitchConfig(spec.Config)
 	if aerr != nil {
 		return aerr
@@ -146,13 +142,7 @@ func (d *Daemon) Add(ctx context.Context, spec api.PortSpec, attach vswitch.Atta
 		var ke *UnknownKindError
 		switch {
 		case errors.As(err, &oe):
-			f := field[oe.Key]
-			if f == "" && len(spec.Options) == 0 { // a request in the fields' form
-				f = legacyField[oe.Key]
-			}
-			if f == "" {
-				f = "options." + oe.Key
-			}
+			f := "options." + oe.Key
 			msg := oe.Msg
 			if oe.Value != "" {
 				msg = strconv.Quote(oe.Value) + " " + msg
@@ -166,52 +156,15 @@ func (d *Daemon) Add(ctx context.Context, spec api.PortSpec, attach vswitch.Atta
 	return d.start(ctx, p, attach)
 }
 
-// legacyField is the api.PortSpec field of the first kinds' options.
-var legacyField = map[string]string{
-	"socket": "socket", "mode": "socket_mode", "queues": "queues", "mac": "mac", "if": "interface", "tx": "tx_mode",
-	"ip": "guest.ip", "guest-mtu": "guest.mtu", "mem": "guest.mem", "cpus": "guest.cpus", "cmd": "guest.script", "vif": "guest.vifs",
-}
-
-// apiValues are a request's kind settings and, for each key, the
-// request's field it came from (absent: options.KEY).
-func apiValues(spec api.PortSpec) (Values, map[string]string, *api.Error) {
-	v, field := Values{}, map[string]string{}
-	set := func(key, val string) {
-		if val != "" {
-			v.Add(key, val)
-			field[key] = legacyField[key]
-		}
-	}
-	num := func(n int) string {
-		if n == 0 {
-			return ""
-		}
-		return strconv.Itoa(n)
-	}
-	set("socket", spec.Socket)
-	set("mode", spec.SocketMode)
-	set("queues", num(spec.Queues))
-	set("mac", spec.MAC)
-	set("if", spec.Interface)
-	set("tx", spec.TXMode)
-	if g := spec.Guest; g != nil {
-		set("ip", g.IP)
-		set("guest-mtu", num(g.MTU))
-		set("mem", g.Mem)
-		set("cpus", num(g.CPUs))
-		set("cmd", g.Script)
-		for _, f := range g.VIFs {
-			set("vif", f)
-		}
-	}
+// apiValues are a request's kind settings, their keys spelled as the
+// kind declares them ("_" in a JSON key stands for "-").
+func apiValues(spec api.PortSpec) Values {
+	v := Values{}
 	for key, vals := range spec.Options {
-		if f, ok := field[key]; ok {
-			return nil, nil, &api.Error{Status: http.StatusBadRequest, Field: "options." + key,
-				Message: fmt.Sprintf("given as %s too", f)}
-		}
+		key = strings.ReplaceAll(key, "_", "-")
 		v[key] = append(v[key], vals...)
 	}
-	return v, field, nil
+	return v
 }
 
 // Remove stops a port's backend (api.PortFactory: the switch port is

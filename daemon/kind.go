@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -48,6 +49,10 @@ type Option struct {
 	// it confined to the daemon's run directory (a relative one is taken
 	// under it), as the API's vhost-user sockets are.
 	Socket bool
+	// Rest marks a value that may hold the text surfaces' separators (a
+	// script): in a --port spec or a config-file line it must come last
+	// and takes the rest (SplitSpec).
+	Rest bool
 }
 
 // Values are a port's kind settings: key → values in the order given
@@ -189,10 +194,11 @@ func kindOption(k Kind, key string) (Option, bool) {
 // checkValues checks values against k's declarations: only declared
 // keys, required ones present, repeated only where declared.
 func checkValues(k Kind, v Values) error {
-	for key, vals := range v {
+	for _, key := range slices.Sorted(maps.Keys(v)) { // the first bad key in order, every time
+		vals := v[key]
 		o, ok := kindOption(k, key)
 		if !ok {
-			return &OptionError{Key: key, Msg: fmt.Sprintf("unknown for kind %s (want %s)", k.Name(), optionKeys(k))}
+			return unknownKey(key, unknownFor(k))
 		}
 		if len(vals) > 1 && !o.Repeat {
 			return &OptionError{Key: key, Msg: "given more than once"}
@@ -206,17 +212,15 @@ func checkValues(k Kind, v Values) error {
 	return nil
 }
 
-// optionKeys lists every key a port of k takes, the common ones and its
-// own.
-func optionKeys(k Kind) string {
+// unknownFor is the message for a key that neither k nor every port
+// takes: the kind's own keys, and where the rest are listed.
+func unknownFor(k Kind) string {
 	var keys []string
-	for _, o := range CommonOptions() {
-		keys = append(keys, o.Key)
-	}
 	for _, o := range k.Options() {
 		keys = append(keys, o.Key)
 	}
-	return strings.Join(keys, ", ")
+	return fmt.Sprintf("unknown for kind %s (its keys: %s; and those every port takes: hvnet switch --kinds)",
+		k.Name(), strings.Join(keys, ", "))
 }
 
 // OptionError is a bad value of one option (a kind's or a common one):
@@ -259,5 +263,5 @@ func IsCommon(key string) bool {
 			return true
 		}
 	}
-	return key == "pvid" // vlan's other name
+	return false
 }

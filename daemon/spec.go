@@ -54,11 +54,20 @@ func CommonOptions() []Option {
 		{Key: "vlan", Value: "VID", Help: "access port in this VLAN (default 1)"},
 		{Key: "trunk", Value: "VID:VID...", Help: "trunk port carrying these VLANs tagged"},
 		{Key: "native", Value: "VID", Help: "a trunk's untagged VLAN"},
+		{Key: "vlan-mode", Value: "access|trunk|dot1q-tunnel", Help: "the VLAN mode (default: trunk with trunk=, else access; dot1q-tunnel: vlan= is the S-VLAN)"},
+		{Key: "pcp", Value: "0..7", Help: "802.1p priority of untagged frames (default 0)"},
 		{Key: "mtu", Value: "68..65535", Help: "largest frame payload accepted and sent"},
 		{Key: "rate", Value: "BITS/s", Help: "egress shaping, bits per second: 100M, 100Mbit, 1.5G"},
+		{Key: "rate-burst", Value: "BYTES", Help: "egress shaping burst: 64k, 1M"},
 		{Key: "pps", Value: "PACKETS/s", Help: "egress packets per second: 1000, 10k"},
 		{Key: "police", Value: "BITS/s", Help: "ingress policing, bits per second"},
+		{Key: "police-burst", Value: "BYTES", Help: "ingress policing burst"},
+		{Key: "police-pps", Value: "PACKETS/s", Help: "ingress policing, packets per second"},
+		{Key: "storm-bcast-pps", Value: "PACKETS/s", Help: "broadcast entering the port, packets per second"},
+		{Key: "storm-mcast-pps", Value: "PACKETS/s", Help: "multicast entering the port, packets per second"},
+		{Key: "storm-unknown-pps", Value: "PACKETS/s", Help: "unknown unicast entering the port, packets per second"},
 		{Key: "mac-limit", Value: "N|-1", Help: "learned MACs on the port (-1: none)"},
+		{Key: "allowed-macs", Value: "MAC", Help: "a source MAC accepted besides the port's own (repeatable)", Repeat: true},
 		{Key: "port-security", Value: "on|off", Help: "only the port's own MAC as source (ports with a MAC)"},
 	}
 }
@@ -87,7 +96,7 @@ func ParsePort(kind string, fields []string) (PortSpec, error) {
 			continue
 		}
 		if _, ok := kindOption(k, key); !ok {
-			return PortSpec{}, fmt.Errorf("field %q: unknown for kind %s (want %s)", key, k.Name(), optionKeys(k))
+			return PortSpec{}, unknownKey(key, unknownFor(k))
 		}
 		v.Add(key, val)
 	}
@@ -104,19 +113,25 @@ func ParsePort(kind string, fields []string) (PortSpec, error) {
 func ParseSwitchPort(fields []string) (vswitch.PortConfig, error) {
 	port := vswitch.PortConfig{PVID: 1}
 	var trunk, native, vlan bool
+	mode := ""
+	seen := map[string]bool{}
 	for _, kv := range fields {
 		key, val, ok := strings.Cut(kv, "=")
 		if !ok {
 			return port, fmt.Errorf("field %q: want KEY=VALUE", kv)
 		}
 		bad := func(why string) error { return Bad(key, val, why) }
+		if seen[key] && key != "allowed-macs" && key != "trunk" {
+			return port, &OptionError{Key: key, Msg: "given more than once"}
+		}
+		seen[key] = true
 		switch key {
 		case "name":
 			if val == "" {
 				return port, bad("is empty")
 			}
 			port.Name = val
-		case "vlan", "pvid":
+		case "vlan":
 			vid, err := vswitch.ParseVID(val)
 			if err != nil {
 				return port, fmt.Errorf("field %q: %w", key, err)
@@ -135,12 +150,56 @@ func ParseSwitchPort(fields []string) (vswitch.PortConfig, error) {
 				return port, fmt.Errorf("field %q: %w", key, err)
 			}
 			native, port.NativeVLAN = true, vid
+		case "pcp":
+			n, err := strconv.ParseUint(val, 10, 8)
+			if err != nil || n > 7 {
+				return port, bad("is not an 802.1p priority (0..7)")
+			}
+			port.DefaultPCP = uint8(n)
 		case "mtu":
 			n, err := strconv.ParseUint(val, 10, 16)
 			if err != nil || n < 68 {
 				return port, bad("is not an MTU (68..65535)")
 			}
 			port.MTU = int(n)
+		case "vlan-mode":
+			switch val {
+			case "access", "trunk", "dot1q-tunnel":
+				mode = val
+			default:
+				return port, bad("is not access, trunk or dot1q-tunnel")
+			}
+		case "allowed-macs":
+			m, err := vswitch.ParseStationMAC(val)
+			if err != nil {
+				return port, bad("is not a unicast MAC address (52:54:00:12:34:56)")
+			}
+			port.AllowedMACs = append(port.AllowedMACs, m)
+		case "rate-burst", "police-burst":
+			n, err := units.ParseBytes(val)
+			if err != nil {
+				return port, fmt.Errorf("field %q: %w", key, err)
+			}
+			if key == "rate-burst" {
+				port.Egress.Bytes.Burst = n
+			} else {
+				port.Ingress.Bytes.Burst = n
+			}
+		case "police-pps", "storm-bcast-pps", "storm-mcast-pps", "storm-unknown-pps":
+			n, err := units.ParsePacketRate(val)
+			if err != nil {
+				return port, fmt.Errorf("field %q: %w", key, err)
+			}
+			switch key {
+			case "police-pps":
+				port.Ingress.Packets.Rate = n
+			case "storm-bcast-pps":
+				port.Storm.Broadcast.Packets.Rate = n
+			case "storm-mcast-pps":
+				port.Storm.Multicast.Packets.Rate = n
+			default:
+				port.Storm.UnknownUnicast.Packets.Rate = n
+			}
 		case "mac-limit":
 			n, err := strconv.Atoi(val)
 			if err != nil || n != vswitch.NoMACLimit && (n < 1 || n > vswitch.MaxMACLimit) {
@@ -170,7 +229,17 @@ func ParseSwitchPort(fields []string) (vswitch.PortConfig, error) {
 			}
 			port.Egress.Packets.Rate = n
 		default:
-			return port, fmt.Errorf("field %q: unknown", key)
+			var keys []string
+			for _, o := range CommonOptions() {
+				keys = append(keys, o.Key)
+			}
+			return port, unknownKey(key, "unknown (want "+strings.Join(keys, ", ")+")")
+		}
+	}
+	if mode == "" {
+		mode = "access"
+		if trunk {
+			mode = "trunk"
 		}
 	}
 	switch {
@@ -180,16 +249,24 @@ func ParseSwitchPort(fields []string) (vswitch.PortConfig, error) {
 		return port, errors.New("field \"native\": only for trunk ports")
 	case vlan && trunk:
 		return port, errors.New("field \"vlan\": only for access ports (a trunk's untagged VLAN is native)")
+	case trunk && mode != "trunk":
+		return port, fmt.Errorf("field \"trunk\": only for trunk ports (vlan-mode=%s)", mode)
+	case mode == "trunk" && !trunk:
+		return port, errors.New("field \"vlan-mode\": a trunk needs trunk=VID:VID...")
 	}
-	if trunk {
+	switch mode {
+	case "trunk":
 		port.Mode, port.PVID = vswitch.ModeTrunk, 0
+	case "dot1q-tunnel":
+		port.Mode = vswitch.ModeDot1QTunnel
 	}
 	return port, nil
 }
 
 // LoadFile reads a config file: one port per line, "KIND KEY=VALUE ..."
 // (KIND a registered kind or alias: "port" is vhost-user; fields
-// separated by spaces or commas), blank lines and # comments. It reports
+// separated by spaces or commas; a lab guest's cmd= last, taking the rest
+// of the line), blank lines and # comments (not inside cmd=). It reports
 // every bad line at once, in line order, each naming the file, the line
 // and the field.
 func LoadFile(path string) ([]PortSpec, error) {
@@ -202,11 +279,19 @@ func LoadFile(path string) ([]PortSpec, error) {
 	var errs []error
 	sc := bufio.NewScanner(f)
 	for n := 1; sc.Scan(); n++ {
-		line := sc.Text()
-		if i := strings.IndexByte(line, '#'); i >= 0 {
-			line = line[:i]
+		var fields []string
+		for _, f := range SplitSpec(sc.Text(), " \t,") {
+			key, _, _ := strings.Cut(f, "=")
+			if !restKeys()[key] {
+				if i := strings.IndexByte(f, '#'); i >= 0 {
+					if f = f[:i]; f != "" {
+						fields = append(fields, f)
+					}
+					break
+				}
+			}
+			fields = append(fields, f)
 		}
-		fields := strings.FieldsFunc(line, func(r rune) bool { return r == ' ' || r == '\t' || r == ',' })
 		if len(fields) == 0 {
 			continue
 		}

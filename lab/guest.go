@@ -166,6 +166,10 @@ func (g *Guest) Port() *vswitch.PortHandle { return g.port }
 // them what the guest's driver did wrong); atomic reads, safe at any time.
 func (g *Guest) DeviceStats() vnet.Stats { return g.nic.Device().Stats() }
 
+// PCIStats returns the guest NIC's virtio-pci transport counters (lost
+// and recovered notifications, resets, bad accesses).
+func (g *Guest) PCIStats() vmm.VirtioPCIStats { return g.nic.Stats() }
+
 // Done is closed when the guest's VM has ended.
 func (g *Guest) Done() <-chan struct{} { return g.done }
 

@@ -59,6 +59,10 @@ type GuestConfig struct {
 
 	Queues int   // queue pairs, default 1
 	Rate   int64 // bits per second each way, 0 unlimited
+	// Port, when set, is the whole switch port configuration (the
+	// daemon's lab kind, hvnet lab --guest): Mode, PVID, Allowed,
+	// Native, Rate and PortSecurity are then not used.
+	Port *vswitch.PortConfig
 	// PortSecurity: on (the default), the port accepts only MAC as source
 	// (vswitch.PortConfig.PortSecurity).
 	PortSecurity vswitch.PortSecurity
@@ -156,6 +160,11 @@ func (g *GuestConfig) agent() agentcfg.Cmdline {
 // PortConfig is the guest's switch port: its VLAN settings, its rate
 // each way and its port security.
 func (g *GuestConfig) PortConfig() vswitch.PortConfig {
+	if g.Port != nil {
+		pc := *g.Port
+		pc.Name = g.Name
+		return pc
+	}
 	pc := vswitch.PortConfig{Name: g.Name, Mode: g.Mode, PVID: g.PVID, AllowedVLANs: g.Allowed, NativeVLAN: g.Native,
 		PortSecurity: g.PortSecurity}
 	if g.Mode == vswitch.ModeTrunk {

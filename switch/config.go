@@ -171,6 +171,10 @@ type Config struct {
 	MACMoveHoldDown time.Duration
 }
 
+// DefaultAgingTime is the FDB aging time of a Config without one (IEEE
+// 802.1Q §8.8.3's default).
+const DefaultAgingTime = 300 * time.Second
+
 // FDB bounds and MAC-move protection defaults (Config).
 const (
 	// DefaultFDBMaxEntries: 64 Ki learned entries fill about 4 MiB of
@@ -211,7 +215,7 @@ const (
 	defaultQBytes    = 512 << 10
 	maxBucketTokens  = 1 << 32
 	maxBucketRate    = 1 << 40
-	defaultAgingTime = 300 * time.Second
+	defaultAgingTime = DefaultAgingTime
 	numClasses       = 3
 	vidReserved      = 4095
 	tpidCTag         = 0x8100
@@ -261,22 +265,22 @@ func (cfg *PortConfig) validate() error {
 	}
 	switch cfg.Mode {
 	case ModeAccess, ModeDot1QTunnel:
-		if err := checkVID("pvid", cfg.PVID); err != nil {
+		if err := checkVID("vlan", cfg.PVID); err != nil {
 			return fmt.Errorf("port %q: %w", cfg.Name, err)
 		}
 	case ModeTrunk:
 		if cfg.NativeVLAN != 0 {
-			if err := checkVID("native vlan", cfg.NativeVLAN); err != nil {
+			if err := checkVID("native", cfg.NativeVLAN); err != nil {
 				return fmt.Errorf("port %q: %w", cfg.Name, err)
 			}
 		}
 		for _, v := range cfg.AllowedVLANs {
-			if err := checkVID("allowed vlan", v); err != nil {
+			if err := checkVID("trunk", v); err != nil {
 				return fmt.Errorf("port %q: %w", cfg.Name, err)
 			}
 		}
 	default:
-		return fmt.Errorf("port %q: %w: mode %d", cfg.Name, errConfig, cfg.Mode)
+		return fmt.Errorf("port %q: %w: vlan-mode %d", cfg.Name, errConfig, cfg.Mode)
 	}
 	if cfg.DefaultPCP > 7 {
 		return fmt.Errorf("port %q: %w: pcp %d", cfg.Name, errConfig, cfg.DefaultPCP)

@@ -146,10 +146,10 @@ func (s *Switch) AddPort(cfg PortConfig, p Port) (*PortHandle, error) {
 	s.ports[cfg.Name] = h
 	s.rebuild()
 	if own != (MAC{}) {
-		s.log.Debug("port added", "port", cfg.Name, "mode", cfg.Mode.String(), "pvid", cfg.PVID, "mac", own.String(),
+		s.log.Debug("port added", "port", cfg.Name, "vlan_mode", cfg.Mode.String(), "vlan", cfg.PVID, "mac", own.String(),
 			"port_security", cfg.PortSecurity.String())
 	} else {
-		s.log.Debug("port added", "port", cfg.Name, "mode", cfg.Mode.String(), "pvid", cfg.PVID)
+		s.log.Debug("port added", "port", cfg.Name, "vlan_mode", cfg.Mode.String(), "vlan", cfg.PVID)
 	}
 	return h, nil
 }

@@ -65,7 +65,7 @@ func check(t *Topology) []*Error {
 		vhostUser := p.Kind == "" || p.Kind == "vhost-user"
 		switch {
 		case !vhostUser:
-			for _, k := range []string{"socket", "socket_mode", "queues", "mac"} {
+			for _, k := range []string{"socket", "mode", "queues", "mac"} {
 				if p.has(k) {
 					c.fail(p.LineOf(k), f+"."+k, "only for kind vhost-user (a %s port's settings go in options)", p.Kind)
 				}
@@ -76,7 +76,7 @@ func check(t *Topology) []*Error {
 			unique(sockets, filepath.Clean(p.Socket), "socket", f+".socket", p.LineOf("socket"), f)
 		}
 		if p.SocketMode != "" && p.SocketMode != "server" && p.SocketMode != "client" {
-			c.fail(p.LineOf("socket_mode"), f+".socket_mode", "%q: want server or client", p.SocketMode)
+			c.fail(p.LineOf("mode"), f+".mode", "%q: want server or client (the VLAN mode is vlan_mode)", p.SocketMode)
 		}
 		c.queues(p.Pos, f, p.Queues)
 		if p.MAC != "" {
@@ -91,10 +91,10 @@ func check(t *Topology) []*Error {
 		}
 		unique(names, u.Name, "port name", "uplink.name", u.LineOf("name"), "uplink")
 		if u.Interface == "" {
-			c.fail(u.Line, "uplink.interface", "missing: the host interface to attach")
+			c.fail(u.Line, "uplink.if", "missing: the host interface to attach")
 		}
 		if u.TXMode != "" && u.TXMode != "ring" && u.TXMode != "sendmmsg" {
-			c.fail(u.LineOf("tx_mode"), "uplink.tx_mode", "%q: want ring or sendmmsg", u.TXMode)
+			c.fail(u.LineOf("tx"), "uplink.tx", "%q: want ring or sendmmsg", u.TXMode)
 		}
 		c.settings(u.Pos, "uplink", &u.PortSettings)
 		if u.PortSecurity != nil {
@@ -123,15 +123,8 @@ func check(t *Topology) []*Error {
 				ips[pfx.Addr()] = f
 			}
 		}
-		if !g.has("vlan") {
-			g.VLAN = 1
-		}
-		c.vlan(g.LineOf("vlan"), f+".vlan", g.VLAN)
 		c.queues(g.Pos, f, g.Queues)
-		if g.Rate < 0 {
-			c.fail(g.LineOf("rate"), f+".rate", "negative rate")
-		}
-		c.acl(f, g.ACL)
+		c.settings(g.Pos, f, &g.PortSettings)
 	}
 	return c.errs
 }
@@ -160,41 +153,57 @@ func (c *checker) vlan(line int, field string, v int) {
 }
 
 func (c *checker) settings(p Pos, f string, s *PortSettings) {
-	switch s.Mode {
-	case "", "access", "dot1q-tunnel":
-		if s.Mode == "" {
-			s.Mode = "access"
+	if s.Mode == "" {
+		s.Mode = "access"
+		if len(s.AllowedVLANs) > 0 {
+			s.Mode = "trunk"
 		}
-		if !p.has("pvid") {
+	}
+	switch s.Mode {
+	case "access", "dot1q-tunnel":
+		if !p.has("vlan") {
 			s.PVID = 1
 		}
-		c.vlan(p.LineOf("pvid"), f+".pvid", s.PVID)
+		c.vlan(p.LineOf("vlan"), f+".vlan", s.PVID)
 		if len(s.AllowedVLANs) > 0 {
-			c.fail(p.LineOf("allowed_vlans"), f+".allowed_vlans", "only a trunk has allowed VLANs (mode is %s)", s.Mode)
+			c.fail(p.LineOf("trunk"), f+".trunk", "only a trunk carries tagged VLANs (vlan_mode is %s)", s.Mode)
 		}
 		if s.NativeVLAN != 0 {
-			c.fail(p.LineOf("native_vlan"), f+".native_vlan", "only a trunk has a native VLAN (mode is %s)", s.Mode)
+			c.fail(p.LineOf("native"), f+".native", "only a trunk has a native VLAN (vlan_mode is %s)", s.Mode)
 		}
 	case "trunk":
 		if s.PVID != 0 {
-			c.fail(p.LineOf("pvid"), f+".pvid", "a trunk has no PVID: use native_vlan for untagged frames")
+			c.fail(p.LineOf("vlan"), f+".vlan", "a trunk has no access VLAN: use native for untagged frames")
 		}
 		if len(s.AllowedVLANs) == 0 {
-			c.fail(p.LineOf("mode"), f+".allowed_vlans", "a trunk needs allowed_vlans")
+			c.fail(p.LineOf("vlan_mode"), f+".trunk", "a trunk needs the VLANs it carries (trunk)")
 		}
 		seen := map[int]bool{}
 		for i, v := range s.AllowedVLANs {
-			c.vlan(p.LineOf("allowed_vlans"), fmt.Sprintf("%s.allowed_vlans[%d]", f, i), v)
+			c.vlan(p.LineOf("trunk"), fmt.Sprintf("%s.trunk[%d]", f, i), v)
 			if seen[v] {
-				c.fail(p.LineOf("allowed_vlans"), fmt.Sprintf("%s.allowed_vlans[%d]", f, i), "VLAN %d listed twice", v)
+				c.fail(p.LineOf("trunk"), fmt.Sprintf("%s.trunk[%d]", f, i), "VLAN %d listed twice", v)
 			}
 			seen[v] = true
 		}
 		if s.NativeVLAN != 0 {
-			c.vlan(p.LineOf("native_vlan"), f+".native_vlan", s.NativeVLAN)
+			c.vlan(p.LineOf("native"), f+".native", s.NativeVLAN)
 		}
 	default:
-		c.fail(p.LineOf("mode"), f+".mode", "%q: want access, trunk or dot1q-tunnel", s.Mode)
+		c.fail(p.LineOf("vlan_mode"), f+".vlan_mode", "%q: want access, trunk or dot1q-tunnel", s.Mode)
+	}
+	for _, x := range []struct {
+		short, block string
+		set          bool
+		l            *Limit
+	}{{"rate", "egress", s.Rate != 0, s.Egress}, {"pps", "egress", s.PPS != 0, s.Egress}, {"police", "ingress", s.Police != 0, s.Ingress}} {
+		if x.set && x.l != nil {
+			c.fail(p.LineOf(x.short), f+"."+x.short, "give %s or %s, not both (%s is %s.%s)", x.short, x.block, x.short, x.block,
+				map[string]string{"rate": "rate_bps", "pps": "rate_pps", "police": "rate_bps"}[x.short])
+		}
+	}
+	if s.Rate < 0 || s.Police < 0 || s.PPS < 0 || int64(s.Rate) > units.MaxBitRate || int64(s.Police) > units.MaxBitRate || int64(s.PPS) > units.MaxRate {
+		c.fail(p.Line, f, "a rate outside 0..%d bit/s or 0..%d pps", units.MaxBitRate, units.MaxRate)
 	}
 	if s.PCP < 0 || s.PCP > 7 {
 		c.fail(p.LineOf("pcp"), f+".pcp", "%d outside 0..7", s.PCP)
@@ -229,7 +238,9 @@ func (c *checker) limit(f string, l *Limit) {
 		key string
 		v   int64
 		max int64
-	}{{"rate", int64(l.Rate), units.MaxBitRate}, {"burst", int64(l.Burst), maxBurst}, {"pps", l.PPS, units.MaxRate}, {"pps_burst", l.PPSBurst, maxBurst}} {
+	}{{"rate_bps", int64(l.RateBPS), units.MaxBitRate}, {"burst_bytes", int64(l.BurstBytes), maxBurst},
+		{"one_time_burst_bytes", int64(l.OneTimeBurstBytes), maxBurst}, {"rate_pps", int64(l.RatePPS), units.MaxRate},
+		{"burst_packets", l.BurstPackets, maxBurst}, {"one_time_burst_packets", l.OneTimeBurstPackets, maxBurst}} {
 		switch {
 		case x.v < 0:
 			c.fail(l.LineOf(x.key), f+"."+x.key, "negative value %d", x.v)
@@ -237,7 +248,7 @@ func (c *checker) limit(f string, l *Limit) {
 			c.fail(l.LineOf(x.key), f+"."+x.key, "%d is absurd (at most %d)", x.v, x.max)
 		}
 	}
-	if l.Rate == 0 && l.PPS == 0 {
-		c.fail(l.Line, f, "a limit needs rate or pps (leave the limit out for none)")
+	if l.RateBPS == 0 && l.RatePPS == 0 {
+		c.fail(l.Line, f, "a limit needs rate_bps or rate_pps (leave the limit out for none)")
 	}
 }

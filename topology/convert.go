@@ -10,8 +10,9 @@ func (l *Limit) rateLimit() vswitch.RateLimit {
 		return vswitch.RateLimit{}
 	}
 	return vswitch.RateLimit{
-		Bytes:   vswitch.Bucket{Rate: units.BytesPerSecond(int64(l.Rate)), Burst: int64(l.Burst)},
-		Packets: vswitch.Bucket{Rate: l.PPS, Burst: l.PPSBurst},
+		Bytes: vswitch.Bucket{Rate: units.BytesPerSecond(int64(l.RateBPS)), Burst: int64(l.BurstBytes),
+			OneTimeBurst: int64(l.OneTimeBurstBytes)},
+		Packets: vswitch.Bucket{Rate: int64(l.RatePPS), Burst: l.BurstPackets, OneTimeBurst: l.OneTimeBurstPackets},
 	}
 }
 
@@ -21,6 +22,15 @@ func (s *PortSettings) Config(name string) vswitch.PortConfig {
 	cfg := vswitch.PortConfig{Name: name, PVID: uint16(s.PVID), NativeVLAN: uint16(s.NativeVLAN),
 		DefaultPCP: uint8(s.PCP), MTU: s.MTU, Ingress: s.Ingress.rateLimit(), Egress: s.Egress.rateLimit(),
 		MACLimit: s.MACLimit}
+	if s.Rate > 0 {
+		cfg.Egress.Bytes.Rate = units.BytesPerSecond(int64(s.Rate))
+	}
+	if s.PPS > 0 {
+		cfg.Egress.Packets.Rate = int64(s.PPS)
+	}
+	if s.Police > 0 {
+		cfg.Ingress.Bytes.Rate = units.BytesPerSecond(int64(s.Police))
+	}
 	switch s.Mode {
 	case "trunk":
 		cfg.Mode, cfg.PVID = vswitch.ModeTrunk, 0
@@ -49,15 +59,5 @@ func portSecurity(b *bool) vswitch.PortSecurity {
 	return vswitch.PortSecurityOn
 }
 
-// Config returns the switch port configuration of a guest's NIC: an
-// access port of its VLAN, shaped toward the guest and policed from it at
-// its rate, with its port security.
-func (g *Guest) Config() vswitch.PortConfig {
-	cfg := vswitch.PortConfig{Name: g.Name, Mode: vswitch.ModeAccess, PVID: uint16(g.VLAN),
-		PortSecurity: portSecurity(g.PortSecurity)}
-	if g.Rate > 0 {
-		b := vswitch.Bucket{Rate: units.BytesPerSecond(int64(g.Rate))}
-		cfg.Egress.Bytes, cfg.Ingress.Bytes = b, b
-	}
-	return cfg
-}
+// Config returns the switch port configuration of a guest's NIC.
+func (g *Guest) Config() vswitch.PortConfig { return g.PortSettings.Config(g.Name) }

@@ -187,13 +187,18 @@ func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, path string, keyLi
 	lines := map[string]int{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, val := n.Content[i], n.Content[i+1]
-		if _, dup := lines[k.Value]; dup {
-			d.fail(k, join(path, k.Value), "key given twice (first on line %d)", lines[k.Value])
+		key := strings.ReplaceAll(k.Value, "-", "_") // the command line's spelling
+		if _, dup := lines[key]; dup {
+			d.fail(k, join(path, k.Value), "key given twice (first on line %d)", lines[key])
 			continue
 		}
-		lines[k.Value] = k.Line
-		idx, ok := known[k.Value]
+		lines[key] = k.Line
+		idx, ok := known[key]
 		if !ok {
+			if n, ok := renamedKey(v.Type(), key); ok {
+				d.fail(k, join(path, k.Value), "unknown key: it is now called %s", n)
+				continue
+			}
 			names := make([]string, 0, len(known))
 			for name := range known {
 				names = append(names, name)
@@ -202,7 +207,7 @@ func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, path string, keyLi
 			d.fail(k, join(path, k.Value), "unknown key (known keys here: %s)", strings.Join(names, ", "))
 			continue
 		}
-		d.decode(val, v.FieldByIndex(idx), join(path, k.Value), k.Line)
+		d.decode(val, v.FieldByIndex(idx), join(path, key), k.Line)
 	}
 	if p, ok := v.Addr().Interface().(interface{ setPos(int, map[string]int) }); ok {
 		line := n.Line
@@ -211,6 +216,20 @@ func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, path string, keyLi
 		}
 		p.setPos(line, lines)
 	}
+}
+
+// renamedKey is the one name, the command line's, of a key a mapping of
+// type t took before hvnet had one vocabulary.
+func renamedKey(t reflect.Type, key string) (string, bool) {
+	if t == reflect.TypeFor[Limit]() {
+		n, ok := map[string]string{"rate": "rate_bps", "burst": "burst_bytes", "pps": "rate_pps", "pps_burst": "burst_packets"}[key]
+		return n, ok
+	}
+	n, ok := map[string]string{
+		"pvid": "vlan", "allowed_vlans": "trunk", "native_vlan": "native", "interface": "if", "tx_mode": "tx",
+		"command": "cmd", "socket_mode": "mode", "mode": "vlan_mode (mode is a vhost-user port's server or client)",
+	}[key]
+	return n, ok
 }
 
 func kindName(k reflect.Kind) string {

@@ -61,7 +61,7 @@ func TestBadFDBSettings(t *testing.T) {
 		{"hold-down type", "switch:\n  mac_move_hold_down: 3\n", `bad.yaml:2: switch.mac_move_hold_down: "3" is not a duration`},
 		{"port mac limit", "ports:\n  - name: a\n    socket: /s\n    mac_limit: -5\n", `bad.yaml:4: ports[0].mac_limit: -5 outside -1 (none), 0 (the switch's), 1..1048576`},
 		{"port security type", "guests:\n  - name: g\n    port_security: no-thanks\n", `bad.yaml:3: guests[0].port_security: want true or false`},
-		{"uplink port security", "uplink:\n  interface: x\n  port_security: false\n", `bad.yaml:3: uplink.port_security: an uplink has no MAC of its own`},
+		{"uplink port security", "uplink:\n  if: x\n  port_security: false\n", `bad.yaml:3: uplink.port_security: an uplink has no MAC of its own`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Parse("bad.yaml", []byte(tc.yaml))

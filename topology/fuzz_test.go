@@ -20,8 +20,9 @@ func FuzzParse(f *testing.F) {
 	}
 	f.Add(lab)
 	for _, s := range []string{
-		"", "ports: [\n", "switch: {}\n", "ports:\n  - name: a\n    socket: /s\n    pvid: 3\n",
-		"guests:\n  - name: g\n    vlan: 5000\n", "uplink:\n  interface: x\n  mode: trunk\n",
+		"", "ports: [\n", "switch: {}\n", "ports:\n  - name: a\n    socket: /s\n    vlan: 3\n",
+		"guests:\n  - name: g\n    vlan: 5000\n", "uplink:\n  if: x\n  vlan_mode: trunk\n", "uplink:\n  if: x\n  trunk: 10:20\n  rate: 1M\n",
+		"ports:\n  - name: a\n    socket: /s\n    pvid: 3\n",
 		"&a [*a]\n", "ports: !!binary AAAA\n", "---\n---\n", "ports:\n  - <<: {name: a}\n",
 	} {
 		f.Add([]byte(s))

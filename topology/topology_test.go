@@ -30,11 +30,14 @@ func TestLoadExample(t *testing.T) {
 		t.Errorf("dpdk0 config = %+v", d)
 	}
 	g2 := top.Guests[1].Config()
-	if g2.PVID != 10 || g2.Egress.Bytes.Rate != 12_500_000 || top.Guests[1].Command != "iperf3 -s -1" {
+	if g2.PVID != 10 || g2.Egress.Bytes.Rate != 12_500_000 || g2.Ingress.Bytes.Rate != 12_500_000 || top.Guests[1].Cmd != "iperf3 -s -1" {
 		t.Errorf("g2 config = %+v", g2)
 	}
-	if top.Ports[1].LineOf("allowed_vlans") != 23 {
-		t.Errorf("dpdk0 allowed_vlans on line %d, want 23", top.Ports[1].LineOf("allowed_vlans"))
+	if top.Ports[1].LineOf("trunk") != 22 {
+		t.Errorf("dpdk0 trunk on line %d, want 22", top.Ports[1].LineOf("trunk"))
+	}
+	if u := top.Uplink.Config("uplink"); u.Mode != vswitch.ModeTrunk || !reflect.DeepEqual(u.AllowedVLANs, []uint16{10, 20}) {
+		t.Errorf("uplink config = %+v", u)
 	}
 	// Every port config the file produces is one the switch accepts.
 	sw := vswitch.New(vswitch.Config{})
@@ -60,19 +63,27 @@ func TestBadTopologies(t *testing.T) {
 		want       []string // substrings of the error, "FILE:LINE: FIELD: ..."
 	}{
 		{"unknown top key", "switch: {}\nprots: []\n", []string{`bad.yaml:2: prots: unknown key`}},
-		{"unknown port key", "ports:\n  - name: a\n    socket: /s\n    pvid: 3\n    vlna: 4\n", []string{`bad.yaml:5: ports[0].vlna: unknown key (known keys here: acl, allowed_macs, allowed_vlans,`}},
-		{"unknown nested key", "guests:\n  - name: g\n    rate: 1M\nuplink:\n  interface: x\n  ingress: {rate: 1M, brust: 3}\n", []string{`bad.yaml:6: uplink.ingress.brust: unknown key`}},
+		{"unknown port key", "ports:\n  - name: a\n    socket: /s\n    vlan: 3\n    vlna: 4\n", []string{`bad.yaml:5: ports[0].vlna: unknown key (known keys here: acl, allowed_macs, egress,`}},
+		{"former names", "ports:\n  - name: a\n    socket: /s\n    pvid: 3\n    allowed_vlans: [3]\nuplink:\n  interface: x\n  mode: trunk\n  ingress: {rate: 1M}\n",
+			[]string{`bad.yaml:4: ports[0].pvid: unknown key: it is now called vlan`, `bad.yaml:5: ports[0].allowed_vlans: unknown key: it is now called trunk`,
+				`bad.yaml:7: uplink.interface: unknown key: it is now called if`, `bad.yaml:8: uplink.mode: unknown key: it is now called vlan_mode`,
+				`bad.yaml:9: uplink.ingress.rate: unknown key: it is now called rate_bps`}},
+		{"command line spelling", "ports:\n  - name: a\n    socket: /s\n    mac-limit: 3\n    mac_limit: 4\n", []string{`bad.yaml:5: ports[0].mac_limit: key given twice (first on line 4)`}},
+		{"unknown nested key", "guests:\n  - name: g\n    rate: 1M\nuplink:\n  if: x\n  ingress: {rate_bps: 1M, brust: 3}\n", []string{`bad.yaml:6: uplink.ingress.brust: unknown key`}},
 		{"duplicate key", "ports:\n  - name: a\n    socket: /s\n    name: b\n", []string{`bad.yaml:4: ports[0].name: key given twice (first on line 2)`}},
-		{"wrong type", "ports:\n  - name: a\n    socket: /s\n    pvid: ten\n", []string{`bad.yaml:4: ports[0].pvid: want an integer, got "ten"`}},
+		{"wrong type", "ports:\n  - name: a\n    socket: /s\n    vlan: ten\n", []string{`bad.yaml:4: ports[0].vlan: want an integer, got "ten"`}},
 		{"not a list", "ports:\n  name: a\n", []string{`bad.yaml:2: ports: want a list`}},
 		{"bad duration", "switch:\n  aging: forever\n", []string{`bad.yaml:2: switch.aging: "forever" is not a duration`}},
-		{"pvid range", "ports:\n  - name: a\n    socket: /s\n    pvid: 4095\n", []string{`bad.yaml:4: ports[0].pvid: VLAN 4095 outside 1..4094`}},
+		{"vlan range", "ports:\n  - name: a\n    socket: /s\n    vlan: 4095\n", []string{`bad.yaml:4: ports[0].vlan: VLAN 4095 outside 1..4094`}},
 		{"guest vlan", "guests:\n  - name: g\n    vlan: 5000\n", []string{`bad.yaml:3: guests[0].vlan: VLAN 5000 outside 1..4094`}},
-		{"trunk without vlans", "uplink:\n  interface: x\n  mode: trunk\n", []string{`bad.yaml:3: uplink.allowed_vlans: a trunk needs allowed_vlans`}},
-		{"trunk vlan range", "uplink:\n  interface: x\n  mode: trunk\n  allowed_vlans: [10, 0]\n", []string{`bad.yaml:4: uplink.allowed_vlans[1]: VLAN 0 outside 1..4094`}},
-		{"trunk with pvid", "uplink:\n  interface: x\n  mode: trunk\n  allowed_vlans: [10]\n  pvid: 3\n", []string{`bad.yaml:5: uplink.pvid: a trunk has no PVID`}},
-		{"access with vlans", "ports:\n  - name: a\n    socket: /s\n    allowed_vlans: [3]\n", []string{`bad.yaml:4: ports[0].allowed_vlans: only a trunk`}},
-		{"bad mode", "ports:\n  - name: a\n    socket: /s\n    mode: hybrid\n", []string{`bad.yaml:4: ports[0].mode: "hybrid"`}},
+		{"trunk without vlans", "uplink:\n  if: x\n  vlan_mode: trunk\n", []string{`bad.yaml:3: uplink.trunk: a trunk needs the VLANs it carries`}},
+		{"trunk vlan range", "uplink:\n  if: x\n  trunk: [10, 0]\n", []string{`bad.yaml:3: uplink.trunk[1]: VLAN 0 outside 1..4094`}},
+		{"trunk string", "uplink:\n  if: x\n  trunk: 10:5000\n", []string{`bad.yaml:3: uplink.trunk:`, `5000`}},
+		{"trunk with vlan", "uplink:\n  if: x\n  trunk: [10]\n  vlan: 3\n", []string{`bad.yaml:4: uplink.vlan: a trunk has no access VLAN`}},
+		{"access with vlans", "ports:\n  - name: a\n    socket: /s\n    vlan_mode: access\n    trunk: [3]\n", []string{`bad.yaml:5: ports[0].trunk: only a trunk`}},
+		{"bad mode", "ports:\n  - name: a\n    socket: /s\n    vlan_mode: hybrid\n", []string{`bad.yaml:4: ports[0].vlan_mode: "hybrid"`}},
+		{"old vlan mode", "ports:\n  - name: a\n    socket: /s\n    mode: trunk\n", []string{`bad.yaml:4: ports[0].mode: "trunk": want server or client (the VLAN mode is vlan_mode)`}},
+		{"rate twice", "ports:\n  - name: a\n    socket: /s\n    rate: 1M\n    egress: {rate_bps: 2M}\n", []string{`bad.yaml:4: ports[0].rate: give rate or egress, not both`}},
 		{"duplicate names", "ports:\n  - name: a\n    socket: /s1\nguests:\n  - name: a\n", []string{`bad.yaml:5: guests[0].name: duplicate port name "a" (also ports[0])`}},
 		{"duplicate sockets", "ports:\n  - name: a\n    socket: /s\n  - name: b\n    socket: /s\n", []string{`bad.yaml:5: ports[1].socket: duplicate socket "/s"`}},
 		{"duplicate macs", "guests:\n  - name: a\n    mac: 02:00:00:00:00:01\n  - name: b\n    mac: 02:00:00:00:00:01\n", []string{`bad.yaml:5: guests[1].mac: duplicate MAC`}},
@@ -84,16 +95,16 @@ func TestBadTopologies(t *testing.T) {
 		{"nested option", "ports:\n  - name: a\n    socket: /s\n    options: {x: {y: 1}}\n", []string{`bad.yaml:4: ports[0].options: line 4: x: want a value or a list`}},
 		{"bad metrics address", "switch:\n  metrics_addr: 9477\n", []string{`bad.yaml:2: switch.metrics_addr: "9477": want HOST:PORT`}},
 		{"negative rate", "guests:\n  - name: a\n    rate: -5M\n", []string{`bad.yaml:3: guests[0].rate: rate "-5M": want bits per second`}},
-		{"absurd rate", "ports:\n  - name: a\n    socket: /s\n    egress:\n      rate: 100Tbit\n", []string{`bad.yaml:5: ports[0].egress.rate: rate "100Tbit": above 8.796 Tbit/s`}},
-		{"absurd pps", "ports:\n  - name: a\n    socket: /s\n    egress:\n      pps: 9000000000000000\n", []string{`bad.yaml:5: ports[0].egress.pps: 9000000000000000 is absurd`}},
-		{"empty limit", "ports:\n  - name: a\n    socket: /s\n    egress: {burst: 3}\n", []string{`bad.yaml:4: ports[0].egress: a limit needs rate or pps`}},
-		{"socket mode", "ports:\n  - name: a\n    socket: /s\n    socket_mode: both\n", []string{`bad.yaml:4: ports[0].socket_mode: "both": want server or client`}},
+		{"absurd rate", "ports:\n  - name: a\n    socket: /s\n    egress:\n      rate_bps: 100Tbit\n", []string{`bad.yaml:5: ports[0].egress.rate_bps: rate "100Tbit": above 8.796 Tbit/s`}},
+		{"absurd pps", "ports:\n  - name: a\n    socket: /s\n    egress:\n      rate_pps: 9000000000000000\n", []string{`bad.yaml:5: ports[0].egress.rate_pps:`}},
+		{"empty limit", "ports:\n  - name: a\n    socket: /s\n    egress: {burst_bytes: 3}\n", []string{`bad.yaml:4: ports[0].egress: a limit needs rate_bps or rate_pps`}},
+		{"socket mode", "ports:\n  - name: a\n    socket: /s\n    mode: both\n", []string{`bad.yaml:4: ports[0].mode: "both": want server or client`}},
 		{"missing socket", "ports:\n  - name: a\n", []string{`bad.yaml:2: ports[0].socket: missing`}},
-		{"uplink iface", "uplink:\n  tx_mode: turbo\n", []string{`bad.yaml:1: uplink.interface: missing`, `bad.yaml:2: uplink.tx_mode: "turbo"`}},
+		{"uplink iface", "uplink:\n  tx: turbo\n", []string{`bad.yaml:1: uplink.if: missing`, `bad.yaml:2: uplink.tx: "turbo"`}},
 		{"several errors", "guests:\n  - name: a\n    vlan: 0\n    queues: 99\n", []string{`bad.yaml:3: guests[0].vlan`, `bad.yaml:4: guests[0].queues: 99 outside 0..16`}},
 		{"relative api", "switch:\n  api: hvnet.sock\n", []string{`bad.yaml:2: switch.api: "hvnet.sock": want an absolute path`}},
 		{"acl direction", "ports:\n  - name: a\n    socket: /s\n    acl:\n      rules:\n        - action: deny\n        - action: deny\n          direction: out\n", []string{`bad.yaml:8: ports[0].acl.rules[1].direction: "out": want ingress or egress`}},
-		{"acl ports without proto", "uplink:\n  interface: x\n  acl:\n    rules:\n      - {action: deny, direction: egress, dst_ports: 53}\n", []string{`bad.yaml:5: uplink.acl.rules[0].dst_ports: ports need protocol tcp or udp`}},
+		{"acl ports without proto", "uplink:\n  if: x\n  acl:\n    rules:\n      - {action: deny, direction: egress, dst_ports: 53}\n", []string{`bad.yaml:5: uplink.acl.rules[0].dst_ports: ports need protocol tcp or udp`}},
 		{"acl egress default", "ports:\n  - name: a\n    socket: /s\n    acl:\n      egress_default: maybe\n", []string{`bad.yaml:5: ports[0].acl.egress_default: action "maybe"`}},
 		{"acl unknown key", "ports:\n  - name: a\n    socket: /s\n    acl:\n      rules:\n        - {action: deny, dir: egress}\n", []string{`bad.yaml:6: ports[0].acl.rules[0].dir: unknown key`}},
 		{"empty", "", []string{`bad.yaml:1: (file): empty topology`}},

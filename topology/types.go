@@ -2,10 +2,12 @@ package topology
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
 
+	vswitch "hvnet/switch"
 	"hvnet/units"
 )
 
@@ -39,15 +41,17 @@ type Switch struct {
 	MACMoveHoldDown time.Duration `yaml:"mac_move_hold_down"`
 }
 
-// Limit is a rate limit: a bit rate ("100Mbit", "10M": bits per second,
-// as everywhere in hvnet) with its burst in bytes, and a packet rate with
-// its burst in packets.
+// Limit is a rate limit, as the API's RateLimit: a bit rate ("100Mbit",
+// "10M": bits per second, as everywhere in hvnet) with its burst in
+// bytes, and a packet rate with its burst in packets.
 type Limit struct {
 	Pos
-	Rate     Rate  `yaml:"rate"`
-	Burst    Bytes `yaml:"burst"`
-	PPS      int64 `yaml:"pps"`
-	PPSBurst int64 `yaml:"pps_burst"`
+	RateBPS             Rate       `yaml:"rate_bps"`
+	BurstBytes          Bytes      `yaml:"burst_bytes"`
+	OneTimeBurstBytes   Bytes      `yaml:"one_time_burst_bytes"`
+	RatePPS             PacketRate `yaml:"rate_pps"`
+	BurstPackets        int64      `yaml:"burst_packets"`
+	OneTimeBurstPackets int64      `yaml:"one_time_burst_packets"`
 }
 
 // Storm is broadcast, multicast and unknown-unicast storm control.
@@ -58,19 +62,26 @@ type Storm struct {
 	UnknownUnicast *Limit `yaml:"unknown_unicast"`
 }
 
-// PortSettings are a switch port's settings (vswitch.PortConfig).
+// PortSettings are a switch port's settings (vswitch.PortConfig), under
+// the names the command line gives them ("_" for "-"; a key written with
+// "-" is taken too).
 type PortSettings struct {
-	Mode         string   `yaml:"mode"` // access (default), trunk, dot1q-tunnel
-	PVID         int      `yaml:"pvid"`
-	AllowedVLANs []int    `yaml:"allowed_vlans"`
-	NativeVLAN   int      `yaml:"native_vlan"`
+	Mode         string   `yaml:"vlan_mode"` // access, trunk, dot1q-tunnel (default: trunk with trunk, else access)
+	PVID         int      `yaml:"vlan"`      // an access port's VLAN (a dot1q-tunnel port's S-VLAN), default 1
+	AllowedVLANs VLANList `yaml:"trunk"`     // a trunk's tagged VLANs: [10, 20] or "10:20"
+	NativeVLAN   int      `yaml:"native"`    // a trunk's untagged VLAN
 	PCP          int      `yaml:"pcp"`
 	MTU          int      `yaml:"mtu"`
-	Ingress      *Limit   `yaml:"ingress"` // policer
-	Egress       *Limit   `yaml:"egress"`  // shaper
-	Storm        *Storm   `yaml:"storm"`
-	MACLimit     int      `yaml:"mac_limit"` // 0: the switch's; -1: none
-	AllowedMACs  []string `yaml:"allowed_macs"`
+	// Rate, Police and PPS are the command line's rate=, police= and
+	// pps=: egress.rate_bps, ingress.rate_bps and egress.rate_pps.
+	Rate        Rate       `yaml:"rate"`
+	Police      Rate       `yaml:"police"`
+	PPS         PacketRate `yaml:"pps"`
+	Ingress     *Limit     `yaml:"ingress"` // policer
+	Egress      *Limit     `yaml:"egress"`  // shaper
+	Storm       *Storm     `yaml:"storm"`
+	MACLimit    int        `yaml:"mac_limit"` // 0: the switch's; -1: none
+	AllowedMACs []string   `yaml:"allowed_macs"`
 	// PortSecurity false lets a port with a mac accept any source MAC
 	// (default true: only its mac and allowed_macs).
 	PortSecurity *bool `yaml:"port_security"`
@@ -89,7 +100,7 @@ type Port struct {
 	Kind         string  `yaml:"kind"` // default vhost-user
 	Options      Options `yaml:"options"`
 	Socket       string  `yaml:"socket"`
-	SocketMode   string  `yaml:"socket_mode"` // server (default) or client
+	SocketMode   string  `yaml:"mode"` // server (default) or client
 	Queues       int     `yaml:"queues"`
 	MAC          string  `yaml:"mac"`
 	PortSettings `yaml:",inline"`
@@ -109,19 +120,20 @@ func (o *Options) decodeNode(n *yaml.Node) error {
 	o.Values, o.Lines = map[string][]string{}, map[string]int{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
-		if _, dup := o.Lines[k.Value]; dup {
+		key := strings.ReplaceAll(k.Value, "_", "-") // the kinds' keys are the command line's
+		if _, dup := o.Lines[key]; dup {
 			return fmt.Errorf("line %d: %s: key given twice", k.Line, k.Value)
 		}
-		o.Lines[k.Value] = k.Line
+		o.Lines[key] = k.Line
 		switch v.Kind {
 		case yaml.ScalarNode:
-			o.Values[k.Value] = []string{v.Value}
+			o.Values[key] = []string{v.Value}
 		case yaml.SequenceNode:
 			for _, e := range v.Content {
 				if e.Kind != yaml.ScalarNode {
 					return fmt.Errorf("line %d: %s: want values, not a nested structure", e.Line, k.Value)
 				}
-				o.Values[k.Value] = append(o.Values[k.Value], e.Value)
+				o.Values[key] = append(o.Values[key], e.Value)
 			}
 		default:
 			return fmt.Errorf("line %d: %s: want a value or a list of values", v.Line, k.Value)
@@ -130,30 +142,70 @@ func (o *Options) decodeNode(n *yaml.Node) error {
 	return nil
 }
 
-// Uplink attaches a host interface (AF_PACKET) to the switch.
+// Uplink attaches a host interface (AF_PACKET) to the switch: the
+// uplink kind's if and tx.
 type Uplink struct {
 	Pos
 	Name         string `yaml:"name"` // switch port name (default "uplink")
-	Interface    string `yaml:"interface"`
-	TXMode       string `yaml:"tx_mode"` // ring (default) or sendmmsg
+	Interface    string `yaml:"if"`
+	TXMode       string `yaml:"tx"` // ring (default) or sendmmsg
 	PortSettings `yaml:",inline"`
 }
 
-// Guest is a lab guest: a VM booted by hvnet's VMM with one NIC on an
-// access port of VLAN, shaped (to the guest) and policed (from it) at Rate.
+// Guest is a lab guest: a VM booted by hvnet's VMM whose NIC is a switch
+// port, with the lab kind's keys (hvnet switch --port kind=lab) and the
+// switch settings every port has (an access port of VLAN 1 unless they
+// say otherwise).
 type Guest struct {
 	Pos
-	Name    string `yaml:"name"`
-	MAC     string `yaml:"mac"`
-	IP      string `yaml:"ip"`   // address/prefix, e.g. 10.0.10.1/24
-	VLAN    int    `yaml:"vlan"` // default 1
-	Queues  int    `yaml:"queues"`
-	Rate    Rate   `yaml:"rate"`
-	Command string `yaml:"command"` // shell script the guest agent runs
-	ACL     *ACL   `yaml:"acl"`     // its port's ingress and egress rules (acl.go)
-	// PortSecurity false lets the guest send from any source MAC
-	// (default true: only its MAC).
-	PortSecurity *bool `yaml:"port_security"`
+	Name         string   `yaml:"name"`
+	MAC          string   `yaml:"mac"`
+	IP           string   `yaml:"ip"` // address/prefix, e.g. 10.0.10.1/24
+	Queues       int      `yaml:"queues"`
+	Mem          string   `yaml:"mem"`  // RAM: 256M (default), 1G
+	CPUs         int      `yaml:"cpus"` // default 1
+	GuestMTU     int      `yaml:"guest_mtu"`
+	VIFs         []string `yaml:"vif"` // VLAN subinterfaces: eth0.10:10.0.1.1/24
+	Cmd          string   `yaml:"cmd"` // the script the guest agent runs
+	PortSettings `yaml:",inline"`
+}
+
+// VLANList is a list of VLAN IDs: a YAML list, or a string as the
+// command line writes it ("10:20", "100-199").
+type VLANList []int
+
+func (l *VLANList) decodeNode(n *yaml.Node) error {
+	switch n.Kind {
+	case yaml.ScalarNode:
+		vids, err := vswitch.ParseVIDs(n.Value)
+		if err != nil {
+			return err
+		}
+		for _, v := range vids {
+			*l = append(*l, int(v))
+		}
+	case yaml.SequenceNode:
+		for _, e := range n.Content {
+			var v int
+			if e.Kind != yaml.ScalarNode || e.Decode(&v) != nil {
+				return fmt.Errorf("%q is not a VLAN ID", e.Value)
+			}
+			*l = append(*l, v)
+		}
+	default:
+		return fmt.Errorf("want a list of VLAN IDs or a string as 10:20")
+	}
+	return nil
+}
+
+// PacketRate is a rate in packets per second, written as
+// units.ParsePacketRate reads it (1000, "10k").
+type PacketRate int64
+
+func (r *PacketRate) decodeScalar(s string) error {
+	v, err := units.ParsePacketRate(s)
+	*r = PacketRate(v)
+	return err
 }
 
 // Rate is a rate in bits per second, written as units.ParseBitRate reads

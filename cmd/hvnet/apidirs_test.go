@@ -69,15 +69,15 @@ func TestDaemonAPIDirs(t *testing.T) {
 	wantAPIError(t, "mirror outside the capture dir", err, http.StatusBadRequest, "file", "outside")
 	noFile(t, filepath.Join(dir, "out.pcap"))
 
-	if _, err := c.AddPort(ctx, api.PortSpec{Kind: api.KindVhostUser, Socket: "t1/v.sock",
-		Config: api.PortConfig{Name: "v", Mode: "access", PVID: 1}}); err != nil {
+	if _, err := c.AddPort(ctx, api.PortSpec{Kind: api.KindVhostUser,
+		Config: api.PortConfig{Name: "v", Mode: "access", PVID: 1}, Options: api.Opts("socket", "t1/v.sock")}); err != nil {
 		t.Fatal(err)
 	}
 	negotiate(t, filepath.Join(run, "t1", "v.sock")).Close()
 	for _, sock := range []string{filepath.Join(dir, "new", "x.sock"), "../new/x.sock", elsewhere} {
-		_, err := c.AddPort(ctx, api.PortSpec{Kind: api.KindVhostUser, Socket: sock,
-			Config: api.PortConfig{Name: "x", Mode: "access", PVID: 1}})
-		wantAPIError(t, "socket "+sock, err, http.StatusBadRequest, "socket", "")
+		_, err := c.AddPort(ctx, api.PortSpec{Kind: api.KindVhostUser,
+			Config: api.PortConfig{Name: "x", Mode: "access", PVID: 1}, Options: api.Opts("socket", sock)})
+		wantAPIError(t, "socket "+sock, err, http.StatusBadRequest, "options.socket", "")
 	}
 	noFile(t, filepath.Join(dir, "new"))
 }
@@ -97,8 +97,8 @@ func TestSwitchAPIFlags(t *testing.T) {
 	if _, err := os.Lstat(filepath.Join(captures, "a.pcap")); err != nil {
 		t.Fatalf("mirror file not in --capture-dir: %v", err)
 	}
-	if _, err := c.AddPort(ctx, api.PortSpec{Kind: api.KindVhostUser, Socket: "b.sock",
-		Config: api.PortConfig{Name: "b", Mode: "access", PVID: 1}}); err != nil {
+	if _, err := c.AddPort(ctx, api.PortSpec{Kind: api.KindVhostUser,
+		Config: api.PortConfig{Name: "b", Mode: "access", PVID: 1}, Options: api.Opts("socket", "b.sock")}); err != nil {
 		t.Fatal(err)
 	}
 	negotiate(t, filepath.Join(run, "b.sock")).Close()

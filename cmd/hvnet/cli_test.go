@@ -54,7 +54,7 @@ func TestCtlFlagsAfterCommand(t *testing.T) {
 		field  string
 	}{
 		{[]string{"port", "zz", "--json"}, 1, 404, "port"},
-		{[]string{"--json", "set", "a", "vlan=5000"}, 1, 400, "pvid"},
+		{[]string{"--json", "set", "a", "mtu=10"}, 1, 400, "mtu"},
 		{[]string{"bogus", "--json"}, 2, 0, ""},
 	} {
 		code, out, _ := runCtl(t, sock, tc.args...)

@@ -29,11 +29,12 @@ const ctlUsage = `usage: hvnet ctl [--socket PATH] [--json] COMMAND
   port NAME                           one port's configuration and counters, and its backend's
                                       (device: what a frontend or guest did wrong, an uplink's losses)
   set NAME KEY=VALUE...               change a port live, in --port's keys: vlan=N | trunk=10:20,
-                                      native, mtu, rate (egress) and police (ingress) in bits/s
-                                      (100M, 1.5Gbit; 0 = unlimited), pps, mac-limit (-1: none),
-                                      port-security (on|off); and pcp, macs (a,b), police-pps,
-                                      rate-burst, police-burst (bytes: 64k), storm-bcast-pps,
-                                      storm-mcast-pps, storm-unknown-pps
+                                      native, vlan-mode (access|trunk|dot1q-tunnel), pcp, mtu, rate
+                                      (egress) and police (ingress) in bits/s (100M, 1.5Gbit; 0 =
+                                      unlimited), rate-burst and police-burst (bytes: 64k), pps,
+                                      police-pps, storm-bcast-pps, storm-mcast-pps, storm-unknown-pps,
+                                      mac-limit (-1: none), allowed-macs=MAC (repeat; empty: none),
+                                      port-security (on|off)
   ` + ctlAddHelp + `
   del NAME                            remove a port (a lab guest is stopped)
   config                              the running configuration as a topology file (hvnet up FILE)

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"hvnet/api"
+	"hvnet/daemon"
 	vswitch "hvnet/switch"
 )
 
@@ -98,18 +99,28 @@ func TestCtl(t *testing.T) {
 	if code, out, _ = runCtl(t, sock, "port", "a"); code != 0 || !strings.Contains(out, "8 Mbit/s, 500 pps") || !strings.Contains(out, "100 Mbit/s") {
 		t.Errorf("ctl port a after set: %d %q; want the rates in bit/s and pps", code, out)
 	}
-	// The older names still work.
-	if code, out, errs = runCtl(t, sock, "set", "a", "pvid=20", "ingress=8Mbit", "ingress-pps=500"); code != 0 {
-		t.Fatalf("ctl set (old names) = %d %q %q", code, out, errs)
-	}
-	for _, bad := range [][]string{{"pvid=5000"}, {"egress=-1"}, {"colour=red"}, {"pvid"}, {"mode=trunk"}, {"rate=10MB"}, {"pps=1.5k"}} {
-		code, _, errs := runCtl(t, sock, append([]string{"set", "a"}, bad...)...)
-		if code == 0 || errs == "" {
-			t.Errorf("ctl set a %v = %d, want an error", bad, code)
+	// One vocabulary: the older names are refused with the one to use.
+	for bad, want := range map[string]string{"pvid=20": "pvid is now called vlan", "ingress=8Mbit": "ingress is now called police",
+		"mode=trunk": "mode is now called vlan-mode", "macs=02:00:00:00:00:01": "macs is now called allowed-macs",
+		"vlan=5000": "vlan", "rate=-1": "rate", "colour=red": `unknown key "colour"`, "vlan": "not KEY=VALUE",
+		"rate=10MB": "rate", "pps=1.5k": "pps", "vlan-mode=hybrid": "vlan-mode"} {
+		code, _, errs := runCtl(t, sock, "set", "a", bad)
+		if code != 2 || !strings.Contains(errs, want) {
+			t.Errorf("ctl set a %s = %d %q, want status 2 and %q", bad, code, errs, want)
 		}
 	}
-	if code, _, errs = runCtl(t, sock, "set", "a", "pvid=5000"); !strings.Contains(errs, "pvid") {
-		t.Fatalf("ctl set pvid=5000: error %q does not name the field", errs)
+	// Every key --port takes, and only those.
+	for _, o := range daemon.CommonOptions() {
+		if o.Key == "name" {
+			continue
+		}
+		if _, _, errs := runCtl(t, sock, "set", "a", o.Key+"=?"); strings.Contains(errs, "unknown key") {
+			t.Errorf("ctl set %s: %q; want the key taken", o.Key, errs)
+		}
+	}
+	if code, out, errs = runCtl(t, sock, "set", "a", "allowed-macs=02:00:00:00:00:01", "allowed-macs=02:00:00:00:00:02", "vlan-mode=access"); code != 0 ||
+		len(sw.Port("a").Config().AllowedMACs) != 2 {
+		t.Errorf("ctl set allowed-macs twice = %d %q %q: %+v", code, out, errs, sw.Port("a").Config().AllowedMACs)
 	}
 	if sw.Port("a").Config().PVID != 20 {
 		t.Fatal("a failed set changed the port")

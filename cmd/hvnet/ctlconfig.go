@@ -12,8 +12,9 @@ import (
 )
 
 // "hvnet ctl config": the running configuration as a topology file that
-// "hvnet up" accepts: every vhost-user port and the uplink the daemon
-// made, with their switch settings, rates and ACLs as they are now.
+// "hvnet up" accepts: the switch-wide settings, and every port the daemon
+// made (vhost-user, uplinks, lab guests and any other kind) with its
+// switch settings, rates and ACLs as they are now.
 
 // The topology file's shapes (package topology), with empty fields left
 // out.
@@ -24,29 +25,34 @@ type (
 		Uplink *cfgUplink `yaml:"uplink,omitempty"`
 	}
 	cfgSwitch struct {
-		API string `yaml:"api"`
+		API             string `yaml:"api"`
+		MetricsAddr     string `yaml:"metrics_addr,omitempty"`
+		Aging           string `yaml:"aging,omitempty"`
+		FDBMaxEntries   int    `yaml:"fdb_max_entries,omitempty"`
+		MACLimit        int    `yaml:"mac_limit,omitempty"`
+		MACMoveHoldDown string `yaml:"mac_move_hold_down,omitempty"`
 	}
 	cfgPort struct {
 		Name        string         `yaml:"name"`
 		Kind        string         `yaml:"kind,omitempty"`
 		Options     map[string]any `yaml:"options,omitempty"`
 		Socket      string         `yaml:"socket,omitempty"`
-		SocketMode  string         `yaml:"socket_mode,omitempty"`
+		SocketMode  string         `yaml:"mode,omitempty"`
 		Queues      int            `yaml:"queues,omitempty"`
 		MAC         string         `yaml:"mac,omitempty"`
 		cfgSettings `yaml:",inline"`
 	}
 	cfgUplink struct {
 		Name        string `yaml:"name"`
-		Interface   string `yaml:"interface"`
-		TXMode      string `yaml:"tx_mode,omitempty"`
+		Interface   string `yaml:"if"`
+		TXMode      string `yaml:"tx,omitempty"`
 		cfgSettings `yaml:",inline"`
 	}
 	cfgSettings struct {
-		Mode         string    `yaml:"mode"`
-		PVID         int       `yaml:"pvid,omitempty"`
-		AllowedVLANs []int     `yaml:"allowed_vlans,omitempty,flow"`
-		NativeVLAN   int       `yaml:"native_vlan,omitempty"`
+		Mode         string    `yaml:"vlan_mode,omitempty"` // dot1q-tunnel (access and trunk follow from vlan and trunk)
+		PVID         int       `yaml:"vlan,omitempty"`
+		AllowedVLANs []int     `yaml:"trunk,omitempty,flow"`
+		NativeVLAN   int       `yaml:"native,omitempty"`
 		PCP          int       `yaml:"pcp,omitempty"`
 		MTU          int       `yaml:"mtu,omitempty"`
 		Ingress      *cfgLimit `yaml:"ingress,omitempty"`
@@ -58,10 +64,12 @@ type (
 		ACL          *cfgACL   `yaml:"acl,omitempty"`
 	}
 	cfgLimit struct {
-		Rate     int64 `yaml:"rate,omitempty"` // bits per second
-		Burst    int64 `yaml:"burst,omitempty"`
-		PPS      int64 `yaml:"pps,omitempty"`
-		PPSBurst int64 `yaml:"pps_burst,omitempty"`
+		RateBPS             int64 `yaml:"rate_bps,omitempty"`
+		BurstBytes          int64 `yaml:"burst_bytes,omitempty"`
+		OneTimeBurstBytes   int64 `yaml:"one_time_burst_bytes,omitempty"`
+		RatePPS             int64 `yaml:"rate_pps,omitempty"`
+		BurstPackets        int64 `yaml:"burst_packets,omitempty"`
+		OneTimeBurstPackets int64 `yaml:"one_time_burst_packets,omitempty"`
 	}
 	cfgStorm struct {
 		Broadcast      *cfgLimit `yaml:"broadcast,omitempty"`
@@ -96,7 +104,11 @@ func (c *ctl) config(args []string) error {
 	if ok, err := c.get(http.MethodGet, "/v1/ports", nil, &ps); !ok {
 		return err
 	}
-	f, left := runningConfig(c.c.Socket, ps)
+	var sw api.SwitchInfo
+	if ok, err := c.get(http.MethodGet, "/v1/switch", nil, &sw); !ok {
+		return err
+	}
+	f, left := runningConfig(c.c.Socket, sw, ps)
 	var b bytes.Buffer
 	enc := yaml.NewEncoder(&b)
 	enc.SetIndent(2)
@@ -113,8 +125,9 @@ func (c *ctl) config(args []string) error {
 
 // runningConfig turns the daemon's ports into a topology file, and says
 // what it had to leave out.
-func runningConfig(socket string, ps []api.Port) (cfgFile, []string) {
-	f := cfgFile{Switch: cfgSwitch{API: socket}}
+func runningConfig(socket string, sw api.SwitchInfo, ps []api.Port) (cfgFile, []string) {
+	f := cfgFile{Switch: cfgSwitch{API: socket, MetricsAddr: sw.MetricsAddr, Aging: sw.Aging, FDBMaxEntries: sw.FDBMaxEntries,
+		MACLimit: sw.MACLimit, MACMoveHoldDown: sw.MACMoveHoldDown}}
 	var left []string
 	opt := func(p api.Port, k string) string {
 		if v := p.Options[k]; len(v) > 0 {
@@ -141,8 +154,6 @@ func runningConfig(socket string, ps []api.Port) (cfgFile, []string) {
 			f.Uplink = &cfgUplink{Name: p.Name, Interface: opt(p, "if"), TXMode: opt(p, "tx"), cfgSettings: settingsOf(p)}
 		case p.Kind == "":
 			left = append(left, fmt.Sprintf("port %s (not made by the daemon)", p.Name))
-		case p.Kind == api.KindLab:
-			left = append(left, fmt.Sprintf("port %s, a lab guest added at run time (a topology file's guests are its own)", p.Name))
 		default: // any other kind: its options as given
 			cp := cfgPort{Name: p.Name, Kind: p.Kind, Options: map[string]any{}, cfgSettings: settingsOf(p)}
 			for k, v := range p.Options {
@@ -161,10 +172,13 @@ func runningConfig(socket string, ps []api.Port) (cfgFile, []string) {
 // settingsOf is a port's switch settings in the topology file's form.
 func settingsOf(p api.Port) cfgSettings {
 	c := p.Config
-	s := cfgSettings{Mode: c.Mode, AllowedVLANs: c.AllowedVLANs, NativeVLAN: c.NativeVLAN, PCP: c.DefaultPCP,
+	s := cfgSettings{AllowedVLANs: c.AllowedVLANs, NativeVLAN: c.NativeVLAN, PCP: c.DefaultPCP,
 		MTU: c.MTU, Ingress: limitOf(c.Ingress), Egress: limitOf(c.Egress), MACLimit: c.MACLimit, AllowedMACs: c.AllowedMACs}
 	if c.Mode != "trunk" {
 		s.PVID = c.PVID
+	}
+	if c.Mode == "dot1q-tunnel" || c.Mode == "trunk" && len(c.AllowedVLANs) == 0 {
+		s.Mode = c.Mode
 	}
 	if st := (cfgStorm{Broadcast: limitOf(c.Storm.Broadcast), Multicast: limitOf(c.Storm.Multicast),
 		UnknownUnicast: limitOf(c.Storm.UnknownUnicast)}); st != (cfgStorm{}) {
@@ -187,7 +201,8 @@ func settingsOf(p api.Port) cfgSettings {
 }
 
 func limitOf(r api.RateLimit) *cfgLimit {
-	l := cfgLimit{Rate: int64(r.RateBPS), Burst: r.BurstBytes, PPS: r.RatePPS, PPSBurst: r.BurstPackets}
+	l := cfgLimit{RateBPS: int64(r.RateBPS), BurstBytes: r.BurstBytes, OneTimeBurstBytes: r.OneTimeBurstBytes,
+		RatePPS: r.RatePPS, BurstPackets: r.BurstPackets, OneTimeBurstPackets: r.OneTimeBurstPackets}
 	if l == (cfgLimit{}) {
 		return nil
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"hvnet/api"
+	"hvnet/daemon"
 	vswitch "hvnet/switch"
 	"hvnet/units"
 )
@@ -32,8 +33,11 @@ func (c *ctl) set(name string, kvs []string) error {
 		if !ok {
 			return usageErr("set: %q is not KEY=VALUE", kv)
 		}
-		if alias, ok := setAliases[k]; ok {
-			k = alias
+		if n, ok := setRenamed[k]; ok {
+			return usageErr("set: %s is now called %s", k, n)
+		}
+		if n, ok := daemon.Renamed(k); ok {
+			return usageErr("set: %s is now called %s", k, n)
 		}
 		num := func() (int, error) {
 			n, err := strconv.Atoi(v)
@@ -45,10 +49,14 @@ func (c *ctl) set(name string, kvs []string) error {
 		var err error
 		switch k {
 		case "vlan":
-			var n int
-			if n, err = num(); err == nil {
-				access := "access"
-				p.Mode, p.PVID = &access, &n
+			var vid uint16
+			if vid, err = vswitch.ParseVID(v); err == nil {
+				n := int(vid)
+				if p.Mode == nil {
+					access := "access"
+					p.Mode = &access
+				}
+				p.PVID = &n
 			}
 		case "trunk":
 			var vids []uint16
@@ -60,8 +68,13 @@ func (c *ctl) set(name string, kvs []string) error {
 				trunk := "trunk"
 				p.Mode, p.AllowedVLANs = &trunk, &vs
 			}
-		case "mode":
-			p.Mode = &v
+		case "vlan-mode":
+			switch v {
+			case "access", "trunk", "dot1q-tunnel":
+				p.Mode = &v
+			default:
+				err = fmt.Errorf("%q is not access, trunk or dot1q-tunnel", v)
+			}
 		case "native", "pcp", "mtu", "mac-limit":
 			var n int
 			if n, err = num(); err == nil {
@@ -76,9 +89,14 @@ func (c *ctl) set(name string, kvs []string) error {
 					p.MACLimit = &n
 				}
 			}
-		case "macs":
-			ms := splitList(v)
-			p.AllowedMACs = &ms
+		case "allowed-macs":
+			// Repeated: each adds one; "allowed-macs=" alone clears them.
+			if p.AllowedMACs == nil {
+				p.AllowedMACs = &[]string{}
+			}
+			if v != "" {
+				*p.AllowedMACs = append(*p.AllowedMACs, v)
+			}
 		case "port-security":
 			var on bool
 			if on, err = onOff(k, v); err == nil {
@@ -145,23 +163,23 @@ func (c *ctl) set(name string, kvs []string) error {
 	return nil
 }
 
-// ctlSetKeys are the keys "hvnet ctl set" takes.
-const ctlSetKeys = "vlan, trunk, native, mtu, rate, police, pps, mac-limit, port-security, pcp, macs, police-pps, rate-burst, police-burst, storm-bcast-pps, storm-mcast-pps, storm-unknown-pps"
-
-// setAliases are the older names of ctl set's keys.
-var setAliases = map[string]string{
-	"pvid": "vlan", "vlans": "trunk", "egress": "rate", "ingress": "police", "egress-pps": "pps",
-	"ingress-pps": "police-pps", "egress-burst": "rate-burst", "ingress-burst": "police-burst",
-}
-
-func splitList(v string) []string {
-	out := []string{}
-	for _, f := range strings.Split(v, ",") {
-		if f = strings.TrimSpace(f); f != "" {
-			out = append(out, f)
+// ctlSetKeys are the keys "hvnet ctl set" takes: those every port takes
+// on the command line (daemon.CommonOptions), its name aside.
+var ctlSetKeys = func() string {
+	var keys []string
+	for _, o := range daemon.CommonOptions() {
+		if o.Key != "name" {
+			keys = append(keys, o.Key)
 		}
 	}
-	return out
+	return strings.Join(keys, ", ")
+}()
+
+// setRenamed are ctl set's keys' names before there was one vocabulary
+// (daemon.Renamed has the rest).
+var setRenamed = map[string]string{
+	"mode": "vlan-mode (mode is a vhost-user port's server|client)", "egress": "rate", "ingress": "police",
+	"egress-pps": "pps", "ingress-pps": "police-pps", "egress-burst": "rate-burst", "ingress-burst": "police-burst",
 }
 
 func (c *ctl) fdb(args []string) error {

@@ -78,9 +78,8 @@ func TestTopologyFDBSettings(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if gs[0].PortSecurity != vswitch.PortSecurityOn || gs[2].PortSecurity != vswitch.PortSecurityOff ||
-		gs[2].PortConfig().PortSecurity != vswitch.PortSecurityOff {
-		t.Errorf("guests' port security: %v, %v", gs[0].PortSecurity, gs[2].PortSecurity)
+	if p0, p2 := gs[0].PortConfig().PortSecurity, gs[2].PortConfig().PortSecurity; p0 != vswitch.PortSecurityOn || p2 != vswitch.PortSecurityOff {
+		t.Errorf("guests' port security: %v, %v", p0, p2)
 	}
 	tp.Guests = nil
 	cfg, err := topologyConfig(tp)

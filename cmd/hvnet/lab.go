@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"flag"
@@ -12,6 +13,9 @@ import (
 	"syscall"
 	"time"
 
+	"hvnet/api"
+	"hvnet/daemon"
+	"hvnet/daemon/labkind"
 	"hvnet/images"
 	"hvnet/internal/lines"
 	"hvnet/lab"
@@ -31,7 +35,8 @@ func cmdLab(e *env, args []string) int {
 	fs := flag.NewFlagSet("lab", flag.ContinueOnError)
 	fs.SetOutput(e.stderr)
 	var guests guestFlags
-	fs.Var(&guests, "guest", "a guest (repeatable): "+lab.GuestSpecHelp)
+	fs.Var(&guests, "guest", "a guest (repeatable): name=NAME,KEY=VALUE,...,cmd=SCRIPT in the keys of\n"+
+		"hvnet switch --port kind=lab (hvnet switch --kinds), cmd last")
 	config := fs.String("config", "", "file of guest specs, one per line (# comments)")
 	kernel := fs.String("kernel", "", "guest bzImage (default: the built test image)")
 	initrd := fs.String("initrd", "", "guest initramfs (default: the built test image)")
@@ -55,16 +60,16 @@ func cmdLab(e *env, args []string) int {
 		if err != nil {
 			return fail(e, fmt.Errorf("%w: --config: %v", errUsage, err))
 		}
-		gs, err = lab.ParseConfig(f, *config)
+		gs, err = parseGuestFile(f, *config)
 		f.Close()
 		if err != nil {
-			return fail(e, fmt.Errorf("%w: --config %v", errUsage, err))
+			return fail(e, fmt.Errorf("%w: lab: %v", errUsage, err))
 		}
 	}
-	for _, s := range guests {
-		g, err := lab.ParseGuest(s)
+	for i, s := range guests {
+		g, err := parseGuest(s)
 		if err != nil {
-			return fail(e, fmt.Errorf("%w: --guest %v", errUsage, err))
+			return fail(e, fmt.Errorf("%w: lab: --guest #%d: %v", errUsage, i+1, err))
 		}
 		gs = append(gs, g)
 	}
@@ -107,6 +112,42 @@ func cmdLab(e *env, args []string) int {
 		}
 	}
 	return status
+}
+
+// parseGuest parses a --guest spec: the keys of a lab port (hvnet switch
+// --port kind=lab), comma-separated, cmd last.
+func parseGuest(spec string) (lab.GuestConfig, error) {
+	p, err := daemon.ParsePort(api.KindLab, daemon.SplitSpec(spec, ","))
+	if err != nil {
+		return lab.GuestConfig{}, err
+	}
+	return labkind.GuestConfig(p)
+}
+
+// parseGuestFile reads a file of guest specs, one per line, blank lines
+// and lines starting with # skipped; it reports every bad line at once,
+// in line order, each with the file and line.
+func parseGuestFile(r io.Reader, name string) ([]lab.GuestConfig, error) {
+	var gs []lab.GuestConfig
+	var errs []error
+	sc := bufio.NewScanner(r)
+	sc.Buffer(nil, 64<<10)
+	for n := 1; sc.Scan(); n++ {
+		l := strings.TrimSpace(sc.Text())
+		if l == "" || strings.HasPrefix(l, "#") {
+			continue
+		}
+		g, err := parseGuest(l)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s:%d: %v", name, n, err))
+			continue
+		}
+		gs = append(gs, g)
+	}
+	if err := sc.Err(); err != nil {
+		errs = append(errs, fmt.Errorf("%s: %w", name, err))
+	}
+	return gs, errors.Join(errs...)
 }
 
 // labNested re-runs this lab inside the nested test host.

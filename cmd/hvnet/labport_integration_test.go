@@ -14,8 +14,7 @@ import (
 
 // labPortSpec is a lab guest port on access VLAN 10.
 func labPortSpec(name, ip, script string) api.PortSpec {
-	return api.PortSpec{Kind: api.KindLab, Config: api.PortConfig{Name: name, Mode: "access", PVID: 10, MACLimit: 4},
-		Guest: &api.GuestSpec{IP: ip, Mem: "192M", Script: script}}
+	return api.PortSpec{Kind: api.KindLab, Config: api.PortConfig{Name: name, Mode: "access", PVID: 10, MACLimit: 4}, Options: api.Opts("ip", ip, "mem", "192M", "cmd", script)}
 }
 
 // waitLog waits until the daemon's log holds s (deadlock guard: limit).

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -38,8 +39,8 @@ func inProcDaemon(t *testing.T, cfg daemon.Config) (*vswitch.Switch, *api.Client
 		}
 	})
 	c := api.NewClient(cfg.API)
-	if _, err := c.AddPort(context.Background(), api.PortSpec{Kind: api.KindVhostUser, Socket: filepath.Join(dir, "v.sock"),
-		Config: api.PortConfig{Name: "v", Mode: "access", PVID: 1}}); err != nil {
+	if _, err := c.AddPort(context.Background(), api.PortSpec{Kind: api.KindVhostUser,
+		Config: api.PortConfig{Name: "v", Mode: "access", PVID: 1}, Options: api.Opts("socket", filepath.Join(dir, "v.sock"))}); err != nil {
 		t.Fatal(err)
 	}
 	return sw, c
@@ -73,8 +74,7 @@ func TestLabPortRefused(t *testing.T) {
 	}
 	sw, c := inProcDaemon(t, daemon.Config{Images: guestImages{kernel: "/nonexistent/k", initrd: "/nonexistent/i"}.resolve})
 	ctx := context.Background()
-	good := api.PortSpec{Kind: api.KindLab, Config: api.PortConfig{Name: "g", Mode: "access", PVID: 10},
-		Guest: &api.GuestSpec{IP: "10.0.0.1/24", Mem: "128M", Script: "exit 0"}}
+	good := api.PortSpec{Kind: api.KindLab, Config: api.PortConfig{Name: "g", Mode: "access", PVID: 10}, Options: api.Opts("ip", "10.0.0.1/24", "mem", "128M", "cmd", "exit 0")}
 	_, err := c.AddPort(ctx, good)
 	wantAPIError(t, "lab port on PVM", err, http.StatusUnprocessableEntity, "", "kvm_pvm")
 	if err != nil && !strings.Contains(err.Error(), "nested test host") {
@@ -83,10 +83,18 @@ func TestLabPortRefused(t *testing.T) {
 
 	bad := func(mut func(*api.PortSpec)) api.PortSpec {
 		s := good
-		g := *good.Guest
-		s.Guest = &g
+		s.Options = maps.Clone(good.Options)
 		mut(&s)
 		return s
+	}
+	opt := func(k, v string) func(*api.PortSpec) {
+		return func(s *api.PortSpec) {
+			if v == "" {
+				delete(s.Options, k)
+			} else {
+				s.Options[k] = api.OptionValue{v}
+			}
+		}
 	}
 	for _, tc := range []struct {
 		name   string
@@ -94,26 +102,26 @@ func TestLabPortRefused(t *testing.T) {
 		status int
 		field  string
 	}{
-		{"no guest", bad(func(s *api.PortSpec) { s.Guest = nil }), 400, "guest.ip"},
-		{"no ip", bad(func(s *api.PortSpec) { s.Guest.IP = "" }), 400, "guest.ip"},
-		{"bad ip", bad(func(s *api.PortSpec) { s.Guest.IP = "10.0.0.300/24" }), 400, "guest.ip"},
+		{"bad ip", bad(opt("ip", "10.0.0.300/24")), 400, "options.ip"},
 		{"no name", bad(func(s *api.PortSpec) { s.Config.Name = "" }), 400, "config.name"},
-		{"bad mem", bad(func(s *api.PortSpec) { s.Guest.Mem = "lots" }), 400, "guest.mem"},
-		{"huge mem", bad(func(s *api.PortSpec) { s.Guest.Mem = "1000G" }), 400, "guest.mem"},
-		{"bad cpus", bad(func(s *api.PortSpec) { s.Guest.CPUs = 99 }), 400, "guest.cpus"},
-		{"bad mtu", bad(func(s *api.PortSpec) { s.Guest.MTU = 20 }), 400, "guest.mtu"},
-		{"bad vif", bad(func(s *api.PortSpec) { s.Guest.VIFs = []string{"eth0:10.0.1.1/24"} }), 400, "guest.vifs[0]"},
-		{"bad vlan", bad(func(s *api.PortSpec) { s.Config.PVID = 5000 }), 400, "config.pvid"},
-		{"guest on vhost", bad(func(s *api.PortSpec) { s.Kind = api.KindVhostUser; s.Socket = "/tmp/x.sock" }), 400, "guest"},
+		{"bad mem", bad(opt("mem", "lots")), 400, "options.mem"},
+		{"huge mem", bad(opt("mem", "1000G")), 400, "options.mem"},
+		{"bad cpus", bad(opt("cpus", "99")), 400, "options.cpus"},
+		{"bad mtu", bad(opt("guest_mtu", "20")), 400, "options.guest-mtu"},
+		{"bad vif", bad(opt("vif", "eth0:10.0.1.1/24")), 400, "options.vif"},
+		{"old name", bad(opt("script", "true")), 400, "options.script"},
+		{"bad vlan", bad(func(s *api.PortSpec) { s.Config.PVID = 5000 }), 400, "config.vlan"},
+		{"guest on vhost", bad(func(s *api.PortSpec) { s.Kind = api.KindVhostUser; s.Options["socket"] = api.OptionValue{"x.sock"} }), 400, "options.cmd"},
 		{"duplicate", bad(func(s *api.PortSpec) { s.Config.Name = "v" }), 409, "config.name"},
 	} {
 		_, err := c.AddPort(ctx, tc.spec)
 		wantAPIError(t, tc.name, err, tc.status, tc.field, "")
 	}
-	// Unknown fields, at the top and in guest.
+	// Unknown fields.
 	for body, field := range map[string]string{
-		`{"kind":"lab","config":{"name":"g","mode":"access","pvid":1},"guest":{"ip":"10.0.0.1/24","disk":"x"}}`:   "guest.disk",
-		`{"kind":"lab","config":{"name":"g","mode":"access","pvid":1},"guest":{"ip":"10.0.0.1/24"},"kernel":"x"}`: "kernel",
+		`{"kind":"lab","config":{"name":"g","vlan_mode":"access","vlan":1},"guest":{"ip":"10.0.0.1/24"}}`:                "guest",
+		`{"kind":"lab","config":{"name":"g","vlan_mode":"access","vlan":1},"options":{"ip":"10.0.0.1/24"},"kernel":"x"}`: "kernel",
+		`{"kind":"lab","config":{"name":"g","mode":"access","pvid":1},"options":{"ip":"10.0.0.1/24"}}`:                   "config.mode",
 	} {
 		_, err := c.Raw(ctx, http.MethodPost, "/v1/ports", jsonRaw(body))
 		wantAPIError(t, "unknown "+field, err, 400, field, "unknown")
@@ -139,7 +147,7 @@ func TestLabPortNoImages(t *testing.T) {
 	t.Cleanup(func() { labkind.Probe = old })
 	_, c := inProcDaemon(t, daemon.Config{Images: guestImages{}.resolve})
 	_, err := c.AddPort(context.Background(), api.PortSpec{Kind: api.KindLab,
-		Config: api.PortConfig{Name: "g", Mode: "access", PVID: 1}, Guest: &api.GuestSpec{IP: "10.0.0.1/24"}})
+		Config: api.PortConfig{Name: "g", Mode: "access", PVID: 1}, Options: api.Opts("ip", "10.0.0.1/24")})
 	wantAPIError(t, "no images", err, http.StatusUnprocessableEntity, "", "no guest images")
 }
 
@@ -186,9 +194,9 @@ func TestCtlAdd(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"lab", "g", "ip=10.0.0.1/24", "disk=1G"}, `options.disk: unknown for kind lab (want name, vlan,`},
+		{[]string{"lab", "g", "ip=10.0.0.1/24", "disk=1G"}, `options.disk: unknown for kind lab (its keys: ip,`},
 		{[]string{"lab", "g", "ip=10.0.0.1/24", "cpus=two"}, `options.cpus: "two" is not a number in 1..16`},
-		{[]string{"lab", "g", "vlan=10"}, `missing (a lab port needs ip=ADDR/PREFIX)`},
+		{[]string{"lab", "g", "command=x"}, `options.command: is now called cmd`},
 		{[]string{"vhost-user", "v", "socket=../v.sock"}, `options.socket`},
 		{[]string{"vhost-user", "v", "socket=v.sock", "queues=99"}, `options.queues: "99" is not a number of queue pairs (1..16)`},
 		{[]string{"uplink", "u", "if=hvnet-nosuch0"}, `hvnet-nosuch0`},

@@ -132,10 +132,11 @@ func cmdSwitch(e *env, args []string) int {
 }
 
 // parsePortFlag parses a --port or --uplink value: comma-separated
-// KEY=VALUE fields, a port of kind unless a kind= field names another.
+// KEY=VALUE fields (a lab guest's cmd= last, taking the rest), a port of
+// kind unless a kind= field names another.
 func parsePortFlag(kind, spec string) (daemon.PortSpec, error) {
 	var rest []string
-	for _, f := range strings.Split(spec, ",") {
+	for _, f := range daemon.SplitSpec(spec, ",") {
 		if k, ok := strings.CutPrefix(f, "kind="); ok {
 			kind = k
 			continue

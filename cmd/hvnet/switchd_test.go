@@ -158,7 +158,8 @@ func TestSwitchConfigFile(t *testing.T) {
 		{"port name=a socket=/x mode=both", `:2: field "mode"`},
 		{"port socket=/x", `:2: field "name": missing`},
 		{"port name=a", `:2: field "socket": missing`},
-		{"port name=a socket=/x colour=red", `:2: field "colour": unknown for kind vhost-user (want name, vlan, trunk, native, mtu, rate, pps, police, mac-limit, port-security, socket, mode, queues, mac, socket-mode, socket-owner, socket-group)`},
+		{"port name=a socket=/x colour=red", `:2: field "colour": unknown for kind vhost-user (its keys: socket, mode, queues, mac, socket-mode, socket-owner, socket-group; and those every port takes: hvnet switch --kinds)`},
+		{"port name=a socket=/x pvid=3", `:2: field "pvid": is now called vlan`},
 		{"port name=a socket=/x mtu", `:2: field "mtu": want KEY=VALUE`},
 		{"bridge name=a", `:2: unknown directive "bridge" (want a port kind: lab, uplink, vhost-user; or port for vhost-user)`},
 		{"port name=a socket=/x native=3", `:2: field "native": only for trunk`},
@@ -175,6 +176,13 @@ func TestSwitchConfigFile(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), p+tc.want) {
 			t.Errorf("%q: error %v, want it to contain %q", tc.line, err, p+tc.want)
 		}
+	}
+	// A lab guest's cmd takes the rest of its line, separators and #.
+	okFile := filepath.Join(dir, "good.conf")
+	os.WriteFile(okFile, []byte("lab name=g vlan=10 cmd=echo a, b # all of it\nport name=v socket=/v # a comment\n"), 0o644)
+	if ps, err := daemon.LoadFile(okFile); err != nil || len(ps) != 2 || ps[0].Values.Get("cmd") != "echo a, b # all of it" ||
+		ps[0].Port.PVID != 10 || ps[1].Values.Get("socket") != "/v" {
+		t.Errorf("LoadFile(good.conf) = %+v, %v", ps, err)
 	}
 	// Every bad line at once, in line order.
 	p := filepath.Join(dir, "bad.conf")
@@ -234,8 +242,8 @@ func TestSwitchDaemonAPI(t *testing.T) {
 	negotiate(t, sa).Close()
 
 	// POST adds a vhost-user port whose socket takes a frontend.
-	p, err := c.AddPort(ctx, api.PortSpec{Kind: api.KindVhostUser, Socket: sb, Queues: 2, MAC: "52:54:00:00:00:0b",
-		Config: api.PortConfig{Name: "b", Mode: "access", PVID: 20}})
+	p, err := c.AddPort(ctx, api.PortSpec{Kind: api.KindVhostUser,
+		Config: api.PortConfig{Name: "b", Mode: "access", PVID: 20}, Options: api.Opts("socket", sb, "queues", "2", "mac", "52:54:00:00:00:0b")})
 	if err != nil || p.Config.PVID != 20 {
 		t.Fatalf("AddPort b = %+v, %v\n%s", p, err, d.logs)
 	}
@@ -246,7 +254,7 @@ func TestSwitchDaemonAPI(t *testing.T) {
 	}
 	// Sockets already taken are refused, and nothing changes.
 	for _, s := range []string{sa, sock, sb} {
-		_, err := c.AddPort(ctx, api.PortSpec{Kind: api.KindVhostUser, Socket: s, Config: api.PortConfig{Name: "x", PVID: 1}})
+		_, err := c.AddPort(ctx, api.PortSpec{Kind: api.KindVhostUser, Config: api.PortConfig{Name: "x", PVID: 1}, Options: api.Opts("socket", s)})
 		if err == nil || !strings.Contains(err.Error(), "socket") {
 			t.Errorf("AddPort on %s: %v, want a refusal", s, err)
 		}
@@ -273,7 +281,7 @@ func TestSwitchDaemonAPI(t *testing.T) {
 		t.Errorf("port b still listed after DELETE")
 	}
 	// The name and the socket can be used again.
-	if _, err := c.AddPort(ctx, api.PortSpec{Kind: api.KindVhostUser, Socket: sb, Config: api.PortConfig{Name: "b", PVID: 1}}); err != nil {
+	if _, err := c.AddPort(ctx, api.PortSpec{Kind: api.KindVhostUser, Config: api.PortConfig{Name: "b", PVID: 1}, Options: api.Opts("socket", sb)}); err != nil {
 		t.Fatalf("AddPort b again: %v", err)
 	}
 	negotiate(t, sb).Close()

@@ -5,16 +5,16 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"net"
-	"net/netip"
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"syscall"
 
 	"hvnet/api"
 	"hvnet/daemon"
+	"hvnet/daemon/labkind"
 	"hvnet/images"
 	"hvnet/lab"
 	"hvnet/nested"
@@ -82,7 +82,7 @@ func cmdUp(e *env, args []string) int {
 		}
 		return topologyConfig(t)
 	}
-	if len(t.Guests) == 0 {
+	if len(t.Guests) == 0 && !hasLabPorts(t) {
 		cfg.Notify = sdNotifier(e.log)
 		if err := daemon.Serve(ctx, e.log, cfg, hup, load); err != nil {
 			return fail(e, err)
@@ -108,6 +108,13 @@ func cmdUp(e *env, args []string) int {
 			"reason", reason, "api", cfg.API)
 		return upNested(ctx, e, fs.Arg(0), *apiSock, *kernel, *initrd, guests)
 	}
+	if len(guests) == 0 { // lab ports only: the daemon boots them
+		cfg.Notify = sdNotifier(e.log)
+		if err := daemon.Serve(ctx, e.log, cfg, hup, load); err != nil {
+			return fail(e, err)
+		}
+		return 0
+	}
 	go func() { // the lab's daemon reloads too
 		for {
 			select {
@@ -129,6 +136,17 @@ func cmdUp(e *env, args []string) int {
 	}()
 	cfg.Images = guestImages{kernel: *kernel, initrd: *initrd, build: build}.resolve // lab guest ports added through the API boot these too
 	return upLab(ctx, e, cfg, guests, *kernel, *initrd)
+}
+
+// hasLabPorts says whether the file's ports include lab guests (kind
+// lab): like its guests, they need a host whose KVM boots Linux.
+func hasLabPorts(t *topology.Topology) bool {
+	for _, p := range t.Ports {
+		if p.Kind == api.KindLab {
+			return true
+		}
+	}
+	return false
 }
 
 // upLab boots the lab guests with the daemon's ports and control API on
@@ -203,31 +221,43 @@ func upNested(ctx context.Context, e *env, file, apiSock, kernel, initrd string,
 	return runLabNested(ctx, e, set, files, script, guests)
 }
 
-// labGuests turns a checked topology's guests into lab guests: an access
-// port of the guest's VLAN, limited each way at its rate (the lab takes
-// bits per second, the file bytes per second).
+// labGuests turns a checked topology's guests into lab guests: each is a
+// lab port (the lab kind's keys, checked as on every surface) booted by
+// the lab.
 func labGuests(t *topology.Topology) ([]lab.GuestConfig, error) {
 	var gs []lab.GuestConfig
 	for i := range t.Guests {
 		g := &t.Guests[i]
-		pc := g.Config()
-		lg := lab.GuestConfig{Name: g.Name, Mode: pc.Mode, PVID: pc.PVID, Queues: g.Queues,
-			Rate: int64(g.Rate), Script: g.Command, PortSecurity: pc.PortSecurity}
+		v := daemon.Values{}
+		set := func(k, val string) {
+			if val != "" && val != "0" {
+				v.Add(k, val)
+			}
+		}
+		set("ip", g.IP)
+		set("mac", g.MAC)
+		set("queues", strconv.Itoa(g.Queues))
+		set("mem", g.Mem)
+		set("cpus", strconv.Itoa(g.CPUs))
+		set("guest-mtu", strconv.Itoa(g.GuestMTU))
+		for _, f := range g.VIFs {
+			set("vif", f)
+		}
+		set("cmd", g.Cmd)
+		p, err := daemon.NewPortSpec(api.KindLab, g.Config(), v)
+		if err != nil {
+			var oe *daemon.OptionError
+			line := g.Line
+			if errors.As(err, &oe) {
+				line = g.LineOf(strings.ReplaceAll(oe.Key, "-", "_"))
+			}
+			return nil, fmt.Errorf("%s:%d: guests[%d]: %v", t.File, line, i, err)
+		}
+		lg, err := labkind.GuestConfig(p)
+		if err != nil {
+			return nil, err
+		}
 		lg.ACL, lg.EgressACL = g.ACL.Lists()
-		if g.MAC != "" {
-			hw, err := net.ParseMAC(g.MAC) // checked by Load
-			if err != nil || len(hw) != 6 {
-				return nil, fmt.Errorf("%s:%d: guests[%d].mac: %q: not a MAC address", t.File, g.LineOf("mac"), i, g.MAC)
-			}
-			copy(lg.MAC[:], hw)
-		}
-		if g.IP != "" {
-			p, err := netip.ParsePrefix(g.IP) // checked by Load
-			if err != nil {
-				return nil, fmt.Errorf("%s:%d: guests[%d].ip: %v", t.File, g.LineOf("ip"), i, err)
-			}
-			lg.Addr = p
-		}
 		gs = append(gs, lg)
 	}
 	return gs, nil
@@ -294,15 +324,6 @@ func topologyConfig(t *topology.Topology) (daemon.Config, error) {
 	return cfg, nil
 }
 
-// topologyKey is the topology file's key of a kind option.
-func topologyKey(opt string) string {
-	switch opt {
-	case "mode":
-		return "socket_mode"
-	case "if":
-		return "interface"
-	case "tx":
-		return "tx_mode"
-	}
-	return opt
-}
+// topologyKey is the topology file's key of a kind option: the command
+// line's, "_" for "-".
+func topologyKey(opt string) string { return strings.ReplaceAll(opt, "-", "_") }

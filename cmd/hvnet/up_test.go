@@ -35,14 +35,13 @@ func TestUpGoodFile(t *testing.T) {
 ports:
   - name: a
     socket: %s
-    pvid: 10
+    vlan: 10
     mac: 52:54:00:00:01:01
-    egress: {rate: 10M}
+    rate: 10M
   - name: b
     socket: %s
-    mode: trunk
-    allowed_vlans: [10, 20]
-    native_vlan: 1
+    trunk: [10, 20]
+    native: 1
 `, sock, sa, sb)), 0o644)
 	d := startHvnet(t, nil, "up", file)
 	c := d.waitAPI(t, sock)
@@ -62,8 +61,8 @@ ports:
 ports:
   - name: a
     socket: %s
-    pvid: 30
-    egress: {rate: 20M}
+    vlan: 30
+    rate: 20M
 `, sock, sa)), 0o644)
 	if err := d.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
@@ -146,15 +145,24 @@ func TestLabGuests(t *testing.T) {
 		t.Fatalf("labGuests = %+v", gs)
 	}
 	g1, g2, g3 := gs[0], gs[1], gs[2]
+	p1, p2, p3 := g1.PortConfig(), g2.PortConfig(), g3.PortConfig()
 	if g1.Name != "g1" || g1.MAC != [6]byte{0x52, 0x54, 0, 0, 0, 1} || g1.Addr.String() != "10.0.10.1/24" ||
-		g1.Mode != vswitch.ModeAccess || g1.PVID != 10 || g1.Rate != 0 {
-		t.Errorf("g1 = %+v", g1)
+		p1.Name != "g1" || p1.Mode != vswitch.ModeAccess || p1.PVID != 10 || p1.Egress.Bytes.Rate != 0 {
+		t.Errorf("g1 = %+v, port %+v", g1, p1)
 	}
-	if g2.Rate != 100e6 || g2.Script != "iperf3 -s -1" {
-		t.Errorf("g2 = %+v", g2)
+	if p2.Egress.Bytes.Rate != 100e6/8 || p2.Ingress.Bytes.Rate != 100e6/8 || g2.Script != "iperf3 -s -1" {
+		t.Errorf("g2 = %+v, port %+v", g2, p2)
 	}
-	if g3.PVID != 20 || g3.Queues != 2 {
-		t.Errorf("g3 = %+v", g3)
+	if p3.PVID != 20 || g3.Queues != 2 {
+		t.Errorf("g3 = %+v, port %+v", g3, p3)
+	}
+	// A guest's lab keys are checked as on every surface, with the line.
+	bad, err := topology.Parse("g.yaml", []byte("guests:\n  - name: g\n    ip: 10.0.0.1/24\n    mem: lots\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := labGuests(bad); err == nil || !strings.Contains(err.Error(), `g.yaml:4: guests[0]: field "mem": "lots"`) {
+		t.Errorf("guest with mem: lots: %v", err)
 	}
 }
 
@@ -176,16 +184,16 @@ func TestUpGuests(t *testing.T) {
 ports:
   - name: v0
     socket: %s
-    pvid: 10
+    vlan: 10
 guests:
   - name: a
     ip: 10.0.10.1/24
     vlan: 10
-    command: iperf3 -s -1
+    cmd: iperf3 -s -1
   - name: b
     ip: 10.0.10.2/24
     vlan: 10
-    command: |
+    cmd: |
       for i in $(seq 1 60); do
         if ping -c 1 -w 1000 10.0.10.1; then break; fi
       done
@@ -194,7 +202,7 @@ guests:
   - name: c
     ip: 10.0.20.3/24
     vlan: 20
-    command: exit 7
+    cmd: exit 7
 `, sock, sa)), 0o644)
 	out := &syncBuffer{}
 	done := make(chan int, 1)
@@ -286,16 +294,16 @@ func TestSwitchDaemonUplink(t *testing.T) {
 	}
 
 	// An uplink added and removed through the API.
-	if _, err := c.AddPort(ctx, api.PortSpec{Kind: api.KindUplink, Interface: "up1", TXMode: "ring",
-		Config: api.PortConfig{Name: "u1", PVID: 20}}); err != nil {
+	if _, err := c.AddPort(ctx, api.PortSpec{Kind: api.KindUplink,
+		Config: api.PortConfig{Name: "u1", PVID: 20}, Options: api.Opts("if", "up1", "tx", "ring")}); err != nil {
 		t.Fatalf("AddPort uplink u1: %v\n%s", err, d.logs)
 	}
-	if _, err := c.AddPort(ctx, api.PortSpec{Kind: api.KindUplink, Interface: "up1",
-		Config: api.PortConfig{Name: "u2", PVID: 20}}); err == nil || !strings.Contains(err.Error(), "u1") {
+	if _, err := c.AddPort(ctx, api.PortSpec{Kind: api.KindUplink,
+		Config: api.PortConfig{Name: "u2", PVID: 20}, Options: api.Opts("if", "up1")}); err == nil || !strings.Contains(err.Error(), "u1") {
 		t.Errorf("second uplink on up1: %v, want a refusal naming u1", err)
 	}
-	if _, err := c.AddPort(ctx, api.PortSpec{Kind: api.KindUplink, Interface: "nosuch0",
-		Config: api.PortConfig{Name: "u3", PVID: 20}}); err == nil || !strings.Contains(err.Error(), "no such network interface") {
+	if _, err := c.AddPort(ctx, api.PortSpec{Kind: api.KindUplink,
+		Config: api.PortConfig{Name: "u3", PVID: 20}, Options: api.Opts("if", "nosuch0")}); err == nil || !strings.Contains(err.Error(), "no such network interface") {
 		t.Errorf("uplink on a missing interface: %v", err)
 	}
 	if err := c.DeletePort(ctx, "u1"); err != nil {
@@ -305,8 +313,8 @@ func TestSwitchDaemonUplink(t *testing.T) {
 		t.Errorf("after DELETE u1: %+v", ps)
 	}
 	// Re-adding proves the first one let go of the interface.
-	if _, err := c.AddPort(ctx, api.PortSpec{Kind: api.KindUplink, Interface: "up1",
-		Config: api.PortConfig{Name: "u1", PVID: 20}}); err != nil {
+	if _, err := c.AddPort(ctx, api.PortSpec{Kind: api.KindUplink,
+		Config: api.PortConfig{Name: "u1", PVID: 20}, Options: api.Opts("if", "up1")}); err != nil {
 		t.Fatalf("AddPort u1 again: %v", err)
 	}
 	d.term(t)
@@ -387,10 +395,10 @@ ports:
     queues: 2
     mac: 52:54:00:00:01:01
     options: {socket-mode: "0660", socket-group: nogroup}
-    pvid: 10
+    vlan: 10
     mac_limit: 4
-    egress: {rate: 20M, burst: 64k}
-    ingress: {pps: 1000}
+    egress: {rate_bps: 20M, burst_bytes: 64k}
+    ingress: {rate_pps: 1000}
     acl:
       default: deny
       rules:
@@ -398,14 +406,13 @@ ports:
         - {action: deny, direction: egress, dst_ip: 10.9.0.0/16}
   - name: b
     socket: %[2]s/b.sock
-    socket_mode: client
+    mode: client
     options: {queues: 2}
-    mode: trunk
-    allowed_vlans: [10, 20]
-    native_vlan: 1
+    trunk: [10, 20]
+    native: 1
     port_security: false
     storm:
-      broadcast: {pps: 500}
+      broadcast: {rate_pps: 500}
 `, sock, dir)), 0o644)
 	state := func() []api.Port {
 		t.Helper()
@@ -452,7 +459,7 @@ ports:
 
 // A topology port of any kind: kind and options, the command line's keys.
 func TestTopologyKinds(t *testing.T) {
-	tp, err := topology.Parse("k.yaml", []byte("ports:\n  - name: u\n    kind: uplink\n    options: {if: eth9, tx: sendmmsg}\n    mode: trunk\n    allowed_vlans: [10]\n"+
+	tp, err := topology.Parse("k.yaml", []byte("ports:\n  - name: u\n    kind: uplink\n    options: {if: eth9, tx: sendmmsg}\n    trunk: [10]\n"+
 		"  - name: v\n    socket: /s\n    options:\n      queues: 4\n      socket-mode: \"0660\"\n"))
 	if err != nil {
 		t.Fatal(err)

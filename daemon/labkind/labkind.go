@@ -43,14 +43,14 @@ func (kind) Summary() string { return "a lab guest booted with hvnet's VMM; its 
 
 func (kind) Options() []daemon.Option {
 	return []daemon.Option{
-		{Key: "ip", Value: "ADDR/PREFIX", Help: "eth0's address", Required: true},
+		{Key: "ip", Value: "ADDR/PREFIX", Help: "eth0's address (none: eth0 up without one)"},
 		{Key: "guest-mtu", Value: "68..65535", Help: "eth0's MTU (default: the port's mtu, else 1500)"},
 		{Key: "mac", Value: "MAC", Help: "the NIC's MAC (default: derived from the guest's number)"},
 		{Key: "queues", Value: "1..16", Help: "the NIC's queue pairs (default 1)"},
 		{Key: "mem", Value: "SIZE", Help: "RAM: 256M (default), 1G"},
 		{Key: "cpus", Value: "1..16", Help: "vCPUs (default 1)"},
 		{Key: "vif", Value: "PARENT.VID[:ADDR/PREFIX]", Help: "a VLAN subinterface (repeatable)", Repeat: true},
-		{Key: "cmd", Value: "SCRIPT", Help: "the agent's script; its status is the guest's"},
+		{Key: "cmd", Value: "SCRIPT", Help: "the agent's script; its status is the guest's (last: takes the rest of the spec)", Rest: true},
 	}
 }
 
@@ -62,12 +62,14 @@ type spec struct {
 
 func (kind) Parse(v daemon.Values, port vswitch.PortConfig) (daemon.Spec, error) {
 	gc := lab.GuestConfig{Script: v.Get("cmd")}
-	ip := v.Get("ip")
-	p, err := netip.ParsePrefix(ip)
-	if err != nil {
-		return nil, daemon.Bad("ip", ip, "is not an address and prefix (10.0.0.1/24)")
+	if ip, ok := v["ip"]; ok {
+		p, err := netip.ParsePrefix(ip[0])
+		if err != nil {
+			return nil, daemon.Bad("ip", ip[0], "is not an address and prefix (10.0.0.1/24)")
+		}
+		gc.Addr = p
 	}
-	gc.Addr = p
+	var err error
 	num := func(key string, lo, hi int) (int, error) {
 		s := v.Get(key)
 		if s == "" {
@@ -134,6 +136,21 @@ func parseVIF(s string) (agentcfg.Iface, error) {
 
 func (s *spec) Claims() []string { return nil }
 
+// GuestConfig is the guest a lab port spec (daemon.ParsePort with kind
+// lab) describes, its switch port included: hvnet lab boots it on its
+// own switch.
+func GuestConfig(p daemon.PortSpec) (lab.GuestConfig, error) {
+	s, ok := p.Spec().(*spec)
+	if !ok {
+		return lab.GuestConfig{}, fmt.Errorf("port %s: kind %s, not %s", p.Name(), p.Kind, api.KindLab)
+	}
+	gc := s.gc
+	gc.Name = p.Name()
+	port := p.Port
+	gc.Port = &port
+	return gc, nil
+}
+
 // Prepare checks that this host can boot the guest and finds its images,
 // before the port is reserved (building the images may take minutes).
 func (s *spec) Prepare(ctx context.Context, h *daemon.Host) error {
@@ -182,7 +199,9 @@ func (backend) DetachFirst() bool { return true }
 
 // DeviceCounters are the guest NIC's.
 func (b backend) DeviceCounters() *api.DeviceCounters {
-	return &api.DeviceCounters{Kind: api.KindLab, VirtioCounters: daemon.VirtioCounters(b.g.DeviceStats())}
+	ps := b.g.PCIStats()
+	return &api.DeviceCounters{Kind: api.KindLab, VirtioCounters: daemon.VirtioCounters(b.g.DeviceStats()),
+		VMMCounters: &api.VMMCounters{LostKicks: ps.LostKicks, LostIRQs: ps.LostIRQs, NeedsReset: ps.NeedsReset, BadBARAccesses: ps.BadAccess}}
 }
 
 // Guest reports the guest's state.

@@ -23,8 +23,14 @@ func TestParse(t *testing.T) {
 		p.Spec().(*spec).gc.MTU != 1400 || p.Port.MTU != 9000 {
 		t.Errorf("guest-mtu: %+v, %v", p, err)
 	}
+	// No ip: eth0 comes up without an address (a trunk guest's VLAN
+	// subinterfaces have theirs).
+	if p, err := daemon.ParsePort("lab", []string{"name=g", "trunk=10", "vif=eth0.10:10.0.1.1/24"}); err != nil ||
+		p.Spec().(*spec).gc.Addr.IsValid() {
+		t.Errorf("no ip: %+v, %v", p, err)
+	}
 	for _, tc := range []struct{ spec, want string }{
-		{"name=g", `field "ip": missing (a lab port needs ip=ADDR/PREFIX)`},
+		{"name=g,ip=", `field "ip": is not an address and prefix`},
 		{"name=g,ip=10.0.0.1", `field "ip": "10.0.0.1" is not an address and prefix`},
 		{"name=g,ip=10.0.0.1/24,cpus=0", `field "cpus": "0" is not a number in 1..16`},
 		{"name=g,ip=10.0.0.1/24,mem=lots", `field "mem": "lots"`},
