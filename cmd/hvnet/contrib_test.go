@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"hvnet/daemon"
 )
 
 // The systemd unit's command line is one hvnet takes, and systemd finds
@@ -109,6 +111,16 @@ func TestBashCompletion(t *testing.T) {
 	}
 	if got := strings.Join(complete("hvnet", "ctl", "add", "''"), " "); got != "vhost-user uplink lab" {
 		t.Errorf("hvnet ctl add <TAB> = %q", got)
+	}
+	// ctl set offers exactly the keys it takes, every port's.
+	var keys []string
+	for _, o := range daemon.CommonOptions() {
+		if o.Key != "name" {
+			keys = append(keys, o.Key+"=")
+		}
+	}
+	if got, want := strings.Join(complete("hvnet", "ctl", "set", "vm1", "''"), " "), strings.Join(keys, " "); got != want {
+		t.Errorf("hvnet ctl set vm1 <TAB> = %q, want %q", got, want)
 	}
 	if got := strings.Join(complete("hvnet", "--log-level", "debug", "switch", "--ki"), " "); got != "--kinds" {
 		t.Errorf("hvnet switch --ki<TAB> = %q", got)
