@@ -108,7 +108,7 @@ func parsePrefix(field, s string) (netip.Prefix, *Error) {
 	if strings.Contains(s, "/") {
 		var err error
 		if p, err = netip.ParsePrefix(s); err != nil {
-			return p, badField(field, "prefix %q: %v", s, err)
+			return p, badField(field, "prefix %q: want an address and prefix length (10.0.0.0/8, 2001:db8::/32)", s)
 		}
 		if p != p.Masked() {
 			return p, badField(field, "prefix %q has host bits set (did you mean %v?)", s, p.Masked())

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"syscall"
 	"text/tabwriter"
+	"time"
 
 	"hvnet/api"
 	"hvnet/units"
@@ -24,7 +25,7 @@ import (
 // defaultSocket is where the daemon serves its API unless told otherwise.
 const defaultSocket = "/run/hvnet.sock"
 
-const ctlUsage = `usage: hvnet ctl [--socket PATH] [--json] COMMAND
+const ctlUsage = `usage: hvnet ctl [--socket PATH] [--json] [--wait D] COMMAND
   ports                               list ports with counters
   port NAME                           one port's configuration and counters, and its backend's
                                       (device: what a frontend or guest did wrong, an uplink's losses)
@@ -64,6 +65,7 @@ func cmdCtl(e *env, args []string) int {
 	fs.SetOutput(e.stderr)
 	socket := fs.String("socket", envOr("HVNET_SOCKET", defaultSocket), "the daemon's API socket")
 	asJSON := fs.Bool("json", false, "print the API's JSON answers")
+	wait := fs.Duration("wait", 0, "wait up to this long for the daemon to answer (a script that just started it)")
 	fs.Usage = func() { fmt.Fprintln(e.stderr, ctlUsage); fs.PrintDefaults() }
 	if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
 		return 0
@@ -88,7 +90,10 @@ func cmdCtl(e *env, args []string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	c := &ctl{e: e, c: api.NewClient(*socket), json: *asJSON, ctx: ctx}
-	err = c.run(fs.Arg(0), rest)
+	err = c.waitDaemon(*wait)
+	if err == nil {
+		err = c.run(fs.Arg(0), rest)
+	}
 	if errors.Is(err, api.ErrNotRunning) {
 		err = fmt.Errorf("daemon not running at %s (start it with hvnet switch ...)", *socket)
 	}
@@ -139,7 +144,7 @@ func hoistCtlFlags(fs *flag.FlagSet, args []string) (rest []string, help bool, e
 				val = "true"
 			}
 			err = fs.Set("json", val)
-		case "socket":
+		case "socket", "wait":
 			if !hasVal {
 				if i+1 == len(args) {
 					return nil, false, fmt.Errorf("flag needs an argument: %s", a)
@@ -147,7 +152,7 @@ func hoistCtlFlags(fs *flag.FlagSet, args []string) (rest []string, help bool, e
 				i++
 				val = args[i]
 			}
-			err = fs.Set("socket", val)
+			err = fs.Set(name, val)
 		default:
 			rest = append(rest, a) // the command's own flag
 		}
@@ -156,6 +161,26 @@ func hoistCtlFlags(fs *flag.FlagSet, args []string) (rest []string, help bool, e
 		}
 	}
 	return rest, false, nil
+}
+
+// waitDaemon waits up to d for the daemon to answer on its socket.
+func (c *ctl) waitDaemon(d time.Duration) error {
+	if d <= 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(c.ctx, d)
+	defer cancel()
+	for {
+		_, err := c.c.Ports(ctx)
+		if !errors.Is(err, api.ErrNotRunning) {
+			return nil // it answers (or fails otherwise: the command says how)
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 type ctl struct {
