@@ -32,6 +32,28 @@ type DeviceCounters struct {
 	*VMMCounters
 	*VhostCounters
 	*UplinkCounters
+	*VXLANCounters
+}
+
+// VXLANCounters are a VXLAN tunnel port's (vxlan.Stats): packets to and
+// from remote VTEPs, and what it dropped of each, by reason.
+type VXLANCounters struct {
+	RxPackets         uint64 `json:"vxlan_rx_packets"`           // VXLAN packets received and handed to the switch
+	TxPackets         uint64 `json:"vxlan_tx_packets"`           // VXLAN packets sent, each flooded copy one
+	FloodCopies       uint64 `json:"vxlan_flood_copies"`         // packets sent as copies of flooded frames
+	RemoteMACs        int    `json:"vxlan_remote_macs"`          // now: MACs known behind remote VTEPs
+	RxDropShort       uint64 `json:"vxlan_rx_drop_short"`        // shorter than a VXLAN and an Ethernet header
+	RxDropFlags       uint64 `json:"vxlan_rx_drop_flags"`        // flags other than I, or reserved fields set
+	RxDropUnknownVNI  uint64 `json:"vxlan_rx_drop_unknown_vni"`  // a VNI not mapped to a VLAN
+	RxDropUnknownVTEP uint64 `json:"vxlan_rx_drop_unknown_vtep"` // from an address that is not a known VTEP
+	RxDropInnerTag    uint64 `json:"vxlan_rx_drop_inner_tag"`    // inner frames with a VLAN tag of their own
+	RxDropOversize    uint64 `json:"vxlan_rx_drop_oversize"`     // longer than the underlay MTU
+	RxErrors          uint64 `json:"vxlan_rx_errors"`            // receive system call failures
+	TxDropNoVNI       uint64 `json:"vxlan_tx_drop_no_vni"`       // frames of a VLAN no VNI carries
+	TxDropOversize    uint64 `json:"vxlan_tx_drop_oversize"`     // outer packet over the underlay MTU
+	TxDropNoRemote    uint64 `json:"vxlan_tx_drop_no_remote"`    // no VTEP to send to (empty flood list)
+	TxErrors          uint64 `json:"vxlan_tx_errors"`            // packets the kernel refused
+	RemoteMACsFull    uint64 `json:"vxlan_remote_macs_full"`     // MACs not learned: the table was full
 }
 
 // VMMCounters are a lab guest NIC's virtio-pci transport's, in hvnet's
@@ -141,6 +163,20 @@ func (d *DeviceCounters) Counts() []DeviceCount {
 		fault("workers_abandoned", "worker_abandoned", v.WorkersAbandoned)
 		fault("kick_hangups", "kick_hangup", v.KickHangups)
 		fault("sessions_refused", "session_refused", v.SessionsRefused)
+	}
+	if v := d.VXLANCounters; v != nil {
+		drop("vxlan_rx_drop_short", "vxlan_rx_short", v.RxDropShort)
+		drop("vxlan_rx_drop_flags", "vxlan_rx_flags", v.RxDropFlags)
+		drop("vxlan_rx_drop_unknown_vni", "vxlan_rx_unknown_vni", v.RxDropUnknownVNI)
+		drop("vxlan_rx_drop_unknown_vtep", "vxlan_rx_unknown_vtep", v.RxDropUnknownVTEP)
+		drop("vxlan_rx_drop_inner_tag", "vxlan_rx_inner_tag", v.RxDropInnerTag)
+		drop("vxlan_rx_drop_oversize", "vxlan_rx_oversize", v.RxDropOversize)
+		drop("vxlan_tx_drop_no_vni", "vxlan_tx_no_vni", v.TxDropNoVNI)
+		drop("vxlan_tx_drop_oversize", "vxlan_tx_oversize", v.TxDropOversize)
+		drop("vxlan_tx_drop_no_remote", "vxlan_tx_no_remote", v.TxDropNoRemote)
+		drop("vxlan_tx_errors", "vxlan_tx_error", v.TxErrors)
+		fault("vxlan_rx_errors", "vxlan_rx_error", v.RxErrors)
+		fault("vxlan_remote_macs_full", "vxlan_remote_macs_full", v.RemoteMACsFull)
 	}
 	if v := d.UplinkCounters; v != nil {
 		drop("rx_drop_bad", "rx_bad", v.RxDropBad)

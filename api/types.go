@@ -161,7 +161,7 @@ const (
 // PortSpec asks the daemon for a new port (POST /v1/ports): a backend of
 // Kind, attached to the switch with Config.
 type PortSpec struct {
-	Kind   string     `json:"kind"` // vhost-user, lab, uplink or another registered kind
+	Kind   string     `json:"kind"` // vhost-user, lab, uplink, vxlan or another registered kind
 	Config PortConfig `json:"config"`
 	// Options are the kind's own settings, under the keys the command
 	// line and "hvnet ctl add" take ("hvnet switch --kinds" lists them),

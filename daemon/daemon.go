@@ -2,7 +2,7 @@
 // port backends and the control API, serving a Config until its context
 // ends ("hvnet switch" and "hvnet up" are thin commands over it).
 //
-// Port backends come in kinds (vhost-user, uplink, lab, ...). A kind is
+// Port backends come in kinds (vhost-user, uplink, lab, vxlan, ...). A kind is
 // one package that implements Kind and registers itself (Register) in an
 // init function; the command line, the config file, "hvnet ctl add" and
 // POST /v1/ports reach it by its name and its declared options, so a new

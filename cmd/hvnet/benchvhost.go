@@ -119,19 +119,24 @@ func pinProcess(core int) (func(), error) {
 		return nil, err
 	}
 	set.Set(core)
-	tasks, err := os.ReadDir("/proc/self/task")
-	if err != nil {
-		return nil, err
-	}
-	apply := func(s *unix.CPUSet) {
+	// Every thread as it is at each call: a thread made while pinned
+	// is restored too (its children, testpmd in a later test, would
+	// otherwise inherit one core).
+	apply := func(s *unix.CPUSet) error {
+		tasks, err := os.ReadDir("/proc/self/task")
+		if err != nil {
+			return err
+		}
 		for _, t := range tasks {
 			if tid, err := strconv.Atoi(t.Name()); err == nil {
 				unix.SchedSetaffinity(tid, s)
 			}
 		}
-		tasks, _ = os.ReadDir("/proc/self/task")
+		return nil
 	}
-	apply(&set)
+	if err := apply(&set); err != nil {
+		return nil, err
+	}
 	return func() { apply(&old) }, nil
 }
 

@@ -109,7 +109,7 @@ func TestBashCompletion(t *testing.T) {
 			t.Errorf("completion of hvnet lacks %q: %s", c.name, top)
 		}
 	}
-	if got := strings.Join(complete("hvnet", "ctl", "add", "''"), " "); got != "vhost-user uplink lab" {
+	if got := strings.Join(complete("hvnet", "ctl", "add", "''"), " "); got != "vhost-user uplink lab vxlan" {
 		t.Errorf("hvnet ctl add <TAB> = %q", got)
 	}
 	// ctl set offers exactly the keys it takes, every port's.

@@ -9,7 +9,7 @@ import (
 	"hvnet/daemon"
 )
 
-const ctlAddHelp = `add KIND NAME [KEY=VALUE]...     add a port of KIND (vhost-user, uplink, lab; "hvnet switch
+const ctlAddHelp = `add KIND NAME [KEY=VALUE]...     add a port of KIND (vhost-user, uplink, lab, vxlan; "hvnet switch
                                       --kinds" lists each kind's keys). Keys every port takes: vlan=N |
                                       trunk=10:20 [native=N], mtu, rate and police (bits/s: 10M,
                                       100Mbit), pps, mac-limit, port-security=on|off; the rest are the

@@ -121,7 +121,7 @@ func TestLabPortRefused(t *testing.T) {
 	for body, field := range map[string]string{
 		`{"kind":"lab","config":{"name":"g","vlan_mode":"access","vlan":1},"guest":{"ip":"10.0.0.1/24"}}`:                "guest",
 		`{"kind":"lab","config":{"name":"g","vlan_mode":"access","vlan":1},"options":{"ip":"10.0.0.1/24"},"kernel":"x"}`: "kernel",
-		`{"kind":"lab","config":{"name":"g","mode":"access","pvid":1},"options":{"ip":"10.0.0.1/24"}}`:                   "config.mode",
+		`{"kind":"lab","config":{"name":"g","mode":"access","vlan":1},"options":{"ip":"10.0.0.1/24"}}`:                   "config.mode",
 	} {
 		_, err := c.Raw(ctx, http.MethodPost, "/v1/ports", jsonRaw(body))
 		wantAPIError(t, "unknown "+field, err, 400, field, "unknown")

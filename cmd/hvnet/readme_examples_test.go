@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -212,7 +213,9 @@ func runReadmeBlock(t *testing.T, b readmeBlock, ex readmeExample) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	args := []string{"netns", "exec", ns, "bash"}
+	// All the machine's CPUs, whatever this thread was pinned to (a
+	// benchmark pins threads; testpmd needs a forwarding core).
+	args := []string{"netns", "exec", ns, "taskset", "-c", fmt.Sprintf("0-%d", runtime.NumCPU()-1), "bash"}
 	if !strings.Contains(script, "echo $?") { // a block that shows a status goes on after it
 		args = append(args, "-e", "-o", "pipefail")
 	}

@@ -6,4 +6,5 @@ import (
 	_ "hvnet/daemon/labkind"    // lab guests
 	_ "hvnet/daemon/uplinkkind" // AF_PACKET uplinks
 	_ "hvnet/daemon/vhostkind"  // vhost-user sockets
+	_ "hvnet/daemon/vxlankind"  // VXLAN tunnels
 )

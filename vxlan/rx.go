@@ -1,0 +1,132 @@
+package vxlan
+
+import (
+	"encoding/binary"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	vswitch "hvnet/switch"
+)
+
+// rxBatchSize is how many datagrams one recvmmsg takes at most.
+const rxBatchSize = 32
+
+// rxBatch is the receive loop's preallocated recvmmsg(2) argument and
+// buffers: one underlay-MTU buffer per message.
+type rxBatch struct {
+	msgs   []unix.Mmsghdr
+	iovs   []unix.Iovec
+	names  []unix.RawSockaddrInet4
+	bufs   [][]byte
+	frames []vswitch.Frame
+}
+
+func newRxBatch(n, size int) *rxBatch {
+	b := &rxBatch{msgs: make([]unix.Mmsghdr, n), iovs: make([]unix.Iovec, n), names: make([]unix.RawSockaddrInet4, n),
+		bufs: make([][]byte, n), frames: make([]vswitch.Frame, 0, n)}
+	slab := make([]byte, n*size)
+	for i := range b.msgs {
+		b.bufs[i] = slab[i*size : (i+1)*size : (i+1)*size]
+		b.iovs[i].Base = &b.bufs[i][0]
+		b.iovs[i].SetLen(size)
+		b.msgs[i].Hdr.Iov = &b.iovs[i]
+		b.msgs[i].Hdr.SetIovlen(1)
+		b.msgs[i].Hdr.Name = (*byte)(unsafe.Pointer(&b.names[i]))
+	}
+	return b
+}
+
+// rxLoop receives VXLAN packets and hands their inner frames to the
+// switch until Close.
+func (p *Port) rxLoop() {
+	defer p.wg.Done()
+	// A datagram is at most the underlay MTU less the IP and UDP headers;
+	// one byte more tells a longer one (MSG_TRUNC) from one that fits.
+	b := newRxBatch(rxBatchSize, p.cfg.UnderlayMTU-ipv4Len-udpLen+1)
+	for !p.stop.Load() {
+		for i := range b.msgs {
+			b.msgs[i].Hdr.Namelen = unix.SizeofSockaddrInet4
+			b.msgs[i].Hdr.Flags = 0
+		}
+		r, _, e := unix.Syscall6(unix.SYS_RECVMMSG, uintptr(p.rxfd), uintptr(unsafe.Pointer(&b.msgs[0])), uintptr(len(b.msgs)),
+			unix.MSG_WAITFORONE, 0, 0)
+		if e != 0 {
+			if e != unix.EAGAIN && e != unix.EINTR {
+				p.st.rxErrors.Add(1)
+				time.Sleep(10 * time.Millisecond) // a persistent error does not spin
+			}
+			continue
+		}
+		h := p.handle.Load()
+		b.frames = b.frames[:0]
+		now := time.Now().UnixNano()
+		for i := range int(r) {
+			if f, ok := p.decap(b, i, now); ok {
+				b.frames = append(b.frames, vswitch.Frame{Data: f})
+			}
+		}
+		if len(b.frames) > 0 && h != nil {
+			h.Input(b.frames)
+		}
+		clear(b.frames[:cap(b.frames)])
+	}
+}
+
+// decap checks message i and returns its inner frame, tagged with its
+// VNI's VLAN (untagged for the native VLAN), in place in its buffer.
+func (p *Port) decap(b *rxBatch, i int, now int64) ([]byte, bool) {
+	m := &b.msgs[i]
+	n := int(m.Len)
+	buf := b.bufs[i]
+	switch {
+	case m.Hdr.Flags&unix.MSG_TRUNC != 0 || n >= len(buf):
+		p.st.rxOversize.Add(1)
+		return nil, false
+	case n < HdrLen+ethLen:
+		p.st.rxShort.Add(1)
+		return nil, false
+	}
+	vni, ok := parseHeader(buf)
+	if !ok {
+		p.st.rxFlags.Add(1)
+		return nil, false
+	}
+	vlan, ok := p.vniVLAN[vni]
+	if !ok {
+		p.st.rxVNI.Add(1)
+		return nil, false
+	}
+	src := b.names[i].Addr
+	if !p.cfg.AnyVTEP {
+		p.tabMu.RLock()
+		_, known := p.known[src]
+		p.tabMu.RUnlock()
+		if !known {
+			p.st.rxVTEP.Add(1)
+			return nil, false
+		}
+	}
+	inner := buf[HdrLen:n]
+	switch binary.BigEndian.Uint16(inner[12:]) {
+	case 0x8100, 0x88a8, 0x9100, 0x9200, 0x9300:
+		p.st.rxInnerTag.Add(1)
+		return nil, false
+	}
+	if p.cfg.Learning && inner[6]&1 == 0 {
+		p.learn(vni, [6]byte(inner[6:12]), src, now)
+	}
+	p.st.rxPackets.Add(1)
+	p.st.rxBytes.Add(uint64(len(inner)))
+	if vlan == p.cfg.NativeVLAN {
+		return inner, true
+	}
+	// The tag goes between the MACs and the EtherType: the MACs move
+	// into the VXLAN header's room in front of the frame.
+	f := buf[HdrLen-tagLen : n]
+	copy(f[:macsLen], inner[:macsLen])
+	binary.BigEndian.PutUint16(f[12:], 0x8100)
+	binary.BigEndian.PutUint16(f[14:], vlan)
+	return f, true
+}

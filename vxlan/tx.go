@@ -1,0 +1,171 @@
+package vxlan
+
+import (
+	"encoding/binary"
+	"errors"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	vswitch "hvnet/switch"
+)
+
+// txBatchSize is how many packets one sendmmsg sends at most.
+const txBatchSize = 256
+
+// hdrRoom is a message's own bytes: the UDP and VXLAN headers and the
+// inner MACs (the frame's bytes after its tag follow in a second iovec).
+const hdrRoom = udpLen + HdrLen + macsLen
+
+// txBatch is a preallocated sendmmsg(2) argument.
+type txBatch struct {
+	msgs  []unix.Mmsghdr
+	iovs  []unix.Iovec
+	names []unix.RawSockaddrInet4
+	hdrs  []byte
+	frame []int32 // the frame each message carries
+	sent  []bool  // per frame of the current Send: a message of it went
+}
+
+func newTxBatch(n int) *txBatch {
+	b := &txBatch{msgs: make([]unix.Mmsghdr, n), iovs: make([]unix.Iovec, 2*n), names: make([]unix.RawSockaddrInet4, n),
+		hdrs: make([]byte, hdrRoom*n), frame: make([]int32, n)}
+	for i := range b.msgs {
+		b.msgs[i].Hdr.Iov = &b.iovs[2*i]
+		b.msgs[i].Hdr.SetIovlen(2)
+		b.msgs[i].Hdr.Name = (*byte)(unsafe.Pointer(&b.names[i]))
+		b.msgs[i].Hdr.Namelen = unix.SizeofSockaddrInet4
+	}
+	return b
+}
+
+// Send implements vswitch.Port: each frame leaves as a VXLAN packet to the
+// VTEP of its destination MAC, or one to each VTEP of its VNI's flood
+// list. It returns how many frames went (at least one copy each), those
+// in frames[:n] in their order; the others (no VNI for their VLAN, too
+// long for the underlay, nowhere to go, refused by the kernel) are
+// counted and moved behind.
+func (p *Port) Send(frames []vswitch.Frame) int {
+	if len(frames) == 0 {
+		return 0
+	}
+	p.txMu.Lock()
+	defer p.txMu.Unlock()
+	if p.txfd < 0 {
+		return 0
+	}
+	b := p.tx
+	if cap(b.sent) < len(frames) {
+		b.sent = make([]bool, len(frames)) // grows once to the switch's batch size
+	}
+	b.sent = b.sent[:len(frames)]
+	clear(b.sent)
+	m := 0 // messages in the batch
+	maxInner := p.cfg.UnderlayMTU - Overhead
+	p.tabMu.RLock()
+	for i := range frames {
+		d := frames[i].Data
+		if len(d) < ethLen {
+			continue // the switch never sends these
+		}
+		var vlan uint16
+		rest := d[macsLen:]
+		if binary.BigEndian.Uint16(d[12:]) == 0x8100 && len(d) >= ethLen+tagLen {
+			vlan = binary.BigEndian.Uint16(d[14:]) & 0x0fff
+			rest = d[macsLen+tagLen:]
+		} else {
+			vlan = p.cfg.NativeVLAN
+		}
+		vni := p.vlanVNI[vlan&0x0fff]
+		if vlan == 0 || vni == 0 {
+			p.st.txNoVNI.Add(1)
+			continue
+		}
+		inner := macsLen + len(rest)
+		if inner > maxInner {
+			p.st.txOversize.Add(1)
+			continue
+		}
+		var dsts []vtep
+		var one [1]vtep
+		if d[0]&1 == 0 {
+			if e, ok := p.remote[macKey{vni, [6]byte(d[:6])}]; ok {
+				one[0] = e.vtep
+				dsts = one[:]
+			}
+		}
+		flooded := dsts == nil
+		if flooded {
+			dsts = p.flood[vni]
+		}
+		if len(dsts) == 0 {
+			p.st.txNoRemote.Add(1)
+			continue
+		}
+		sport := sourcePort(d[:macsLen], rest)
+		for _, v := range dsts {
+			if m == len(b.msgs) {
+				p.tabMu.RUnlock()
+				p.flush(b, m)
+				p.tabMu.RLock()
+				m = 0
+			}
+			h := b.hdrs[hdrRoom*m : hdrRoom*(m+1)]
+			putUDP(h, sport, p.cfg.Port, HdrLen+inner)
+			putHeader(h[udpLen:], vni)
+			copy(h[udpLen+HdrLen:], d[:macsLen])
+			b.iovs[2*m].Base = &h[0]
+			b.iovs[2*m].SetLen(hdrRoom)
+			b.iovs[2*m+1].Base = unsafe.SliceData(rest)
+			b.iovs[2*m+1].SetLen(len(rest))
+			b.names[m] = v.sa
+			b.frame[m] = int32(i)
+			m++
+		}
+		if flooded && len(dsts) > 1 {
+			p.st.txFlood.Add(uint64(len(dsts)))
+		}
+	}
+	p.tabMu.RUnlock()
+	p.flush(b, m)
+	// frames[:n] are those sent, in order; the rest behind.
+	n := 0
+	for i := range frames {
+		if b.sent[i] {
+			frames[n], frames[i] = frames[i], frames[n]
+			b.sent[n], b.sent[i] = b.sent[i], b.sent[n]
+			n++
+		}
+	}
+	return n
+}
+
+// flush sends the batch's first m messages, skipping (and counting) any
+// the kernel refuses, and marks their frames sent.
+func (p *Port) flush(b *txBatch, m int) {
+	for from := 0; from < m; {
+		r, _, e := unix.Syscall6(unix.SYS_SENDMMSG, uintptr(p.txfd), uintptr(unsafe.Pointer(&b.msgs[from])), uintptr(m-from), 0, 0, 0)
+		switch {
+		case e == unix.EINTR:
+			continue
+		case e != 0 || r == 0:
+			if !errors.Is(e, unix.EAGAIN) {
+				p.log.Debug("vxlan: send refused", "error", e)
+			}
+			p.st.txErrors.Add(1)
+			from++ // that message failed: the next call goes on after it
+			continue
+		}
+		var bytes uint64
+		for k := from; k < from+int(r); k++ {
+			b.sent[b.frame[k]] = true
+			bytes += macsLen + b.iovs[2*k+1].Len
+		}
+		p.st.txBytes.Add(bytes)
+		p.st.txPackets.Add(uint64(r))
+		from += int(r)
+	}
+	for k := range m {
+		b.iovs[2*k+1].Base = nil // no reference to the caller's frames
+	}
+}
