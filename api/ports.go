@@ -12,7 +12,7 @@ import (
 
 func (s *Server) portInfo(h *vswitch.PortHandle) Port {
 	p := Port{Name: h.Name(), MAC: portMAC(h), Config: toAPIConfig(h.Config()), Counters: toAPICounters(h.Counters()), ACL: portACL(h),
-		Guest: s.guestInfo(h.Name()), Device: s.deviceCounters(h.Name())}
+		Guest: s.guestInfo(h.Name()), Device: s.deviceCounters(h.Name()), Tunnel: s.tunnelInfo(h.Name())}
 	s.portSpec(&p)
 	return p
 }
@@ -23,7 +23,7 @@ func (s *Server) listPorts(w http.ResponseWriter, r *http.Request) {
 	for _, c := range s.sw.Counters() {
 		if h := s.sw.Port(c.Name); h != nil {
 			p := Port{Name: c.Name, MAC: portMAC(h), Config: toAPIConfig(h.Config()), Counters: toAPICounters(c), ACL: portACL(h),
-				Guest: s.guestInfo(c.Name), Device: s.deviceCounters(c.Name)}
+				Guest: s.guestInfo(c.Name), Device: s.deviceCounters(c.Name), Tunnel: s.tunnelInfo(c.Name)}
 			s.portSpec(&p)
 			out = append(out, p)
 		}
@@ -173,4 +173,19 @@ func (s *Server) deletePort(w http.ResponseWriter, r *http.Request) {
 	}
 	s.log.Info("port removed", "port", name)
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// TunnelReporter is implemented by a PortFactory whose ports may be
+// tunnels: port answers then show the tunnel's state.
+type TunnelReporter interface {
+	// Tunnel returns the state of the named port's tunnel, nil when the
+	// port is not a tunnel.
+	Tunnel(name string) *TunnelInfo
+}
+
+func (s *Server) tunnelInfo(name string) *TunnelInfo {
+	if tr, ok := s.ports.(TunnelReporter); ok {
+		return tr.Tunnel(name)
+	}
+	return nil
 }

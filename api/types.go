@@ -117,6 +117,43 @@ type Port struct {
 	// Device: the port backend's own counters (DeviceReporter), absent
 	// when it keeps none.
 	Device *DeviceCounters `json:"device,omitempty"`
+	// Tunnel: a tunnel port's state (TunnelReporter).
+	Tunnel *TunnelInfo `json:"tunnel,omitempty"`
+}
+
+// TunnelInfo is a tunnel port's state: its local VTEP, its VNIs with the
+// VLANs they carry and the VTEPs they flood to, the MACs it knows behind
+// remote VTEPs, and its BGP EVPN neighbours when a control plane runs.
+type TunnelInfo struct {
+	Local      string            `json:"local"`
+	VNIs       []TunnelVNI       `json:"vnis"`
+	RemoteMACs []TunnelRemoteMAC `json:"remote_macs"`
+	Neighbors  []BGPNeighbor     `json:"bgp_neighbors,omitempty"`
+}
+
+// TunnelVNI is one VNI of a tunnel.
+type TunnelVNI struct {
+	VNI   uint32   `json:"vni"`
+	VLAN  int      `json:"vlan"`
+	VTEPs []string `json:"vteps"` // the flood list
+}
+
+// TunnelRemoteMAC is a MAC behind a remote VTEP.
+type TunnelRemoteMAC struct {
+	VNI     uint32 `json:"vni"`
+	MAC     string `json:"mac"`
+	VTEP    string `json:"vtep"`
+	Learned bool   `json:"learned"` // from a received packet, else from the control plane
+}
+
+// BGPNeighbor is a BGP session of a tunnel's EVPN control plane.
+type BGPNeighbor struct {
+	Address        string `json:"address"`
+	ASN            uint32 `json:"asn"`
+	State          string `json:"state"`            // idle, connect, active, opensent, openconfirm, established
+	Uptime         string `json:"uptime,omitempty"` // established for this long
+	RoutesReceived int    `json:"routes_received"`
+	RoutesAccepted int    `json:"routes_accepted"`
 }
 
 // Guest states (GuestInfo.State).

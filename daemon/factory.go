@@ -46,6 +46,7 @@ var (
 	_ api.PortFactory    = (*Daemon)(nil)
 	_ api.DeviceReporter = (*Daemon)(nil)
 	_ api.GuestReporter  = (*Daemon)(nil)
+	_ api.TunnelReporter = (*Daemon)(nil)
 	_ api.KindLister     = (*Daemon)(nil)
 	_ api.SpecReporter   = (*Daemon)(nil)
 )
@@ -226,6 +227,18 @@ func (d *Daemon) Guest(name string) *api.GuestInfo {
 	}
 	if r, ok := v.(*backend).b.(GuestReporter); ok {
 		return r.Guest()
+	}
+	return nil
+}
+
+// Tunnel reports the state of a tunnel port (api.TunnelReporter).
+func (d *Daemon) Tunnel(name string) *api.TunnelInfo {
+	v, ok := d.byName.Load(name)
+	if !ok {
+		return nil
+	}
+	if r, ok := v.(*backend).b.(TunnelReporter); ok {
+		return r.Tunnel()
 	}
 	return nil
 }

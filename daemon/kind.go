@@ -97,6 +97,8 @@ type (
 	DeviceReporter interface{ DeviceCounters() *api.DeviceCounters }
 	// GuestReporter backends are a guest's NIC and report its state.
 	GuestReporter interface{ Guest() *api.GuestInfo }
+	// TunnelReporter backends are tunnels and report their state.
+	TunnelReporter interface{ Tunnel() *api.TunnelInfo }
 	// DetachFirst backends must leave the switch before Close (a guest
 	// whose memory goes away with it must receive nothing meanwhile).
 	DetachFirst interface{ DetachFirst() bool }

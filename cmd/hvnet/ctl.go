@@ -298,7 +298,7 @@ func (c *ctl) ports() error {
 	for _, p := range ps {
 		guests = guests || p.Guest != nil
 	}
-	head := "NAME\tMODE\tVLANS\tRX PKTS\tRX BYTES\tTX PKTS\tTX BYTES\tDROPS\tMACS"
+	head := "NAME\tVLAN MODE\tVLANS\tRX PKTS\tRX BYTES\tTX PKTS\tTX BYTES\tDROPS\tMACS"
 	if guests {
 		head += "\tGUEST"
 	}
@@ -354,7 +354,7 @@ func (c *ctl) port(name string) error {
 	tw := tabwriter.NewWriter(c.e.stdout, 0, 4, 2, ' ', 0)
 	pc, ct := p.Config, p.Counters
 	rows := [][2]string{
-		{"name", p.Name}, {"kind", kindString(p)}, {"mode", pc.Mode}, {"vlans", vlansOf(pc)}, {"mtu", strconv.Itoa(pc.MTU)},
+		{"name", p.Name}, {"kind", kindString(p)}, {"vlan mode", pc.Mode}, {"vlans", vlansOf(pc)}, {"mtu", strconv.Itoa(pc.MTU)},
 		{"ingress", rateString(pc.Ingress)}, {"egress", rateString(pc.Egress)},
 		{"mac", p.MAC}, {"port security", portSecurityString(p)},
 		{"mac limit", macLimitString(pc.MACLimit)}, {"allowed macs", strings.Join(pc.AllowedMACs, ",")},
@@ -362,6 +362,9 @@ func (c *ctl) port(name string) error {
 		{"rx", fmt.Sprintf("%d packets, %d bytes", ct.RxPackets, ct.RxBytes)},
 		{"tx", fmt.Sprintf("%d packets, %d bytes", ct.TxPackets, ct.TxBytes)},
 		{"learned macs", strconv.FormatInt(ct.LearnedMACs, 10)}, {"shaper queued", strconv.Itoa(ct.ShaperQueued)},
+	}
+	if p.Tunnel != nil {
+		rows = append(rows, tunnelRows(p.Tunnel)...)
 	}
 	if p.Guest != nil {
 		rows = append(rows, [2]string{"guest", guestString(p.Guest)})
@@ -427,7 +430,39 @@ func deviceString(dc *api.DeviceCounters) string {
 	if u := dc.UplinkCounters; u != nil {
 		s += fmt.Sprintf(", %d attaches", u.Attaches)
 	}
+	if x := dc.VXLANCounters; x != nil {
+		s += fmt.Sprintf(", %d packets in, %d out (%d flooded copies), %d remote MACs", x.RxPackets, x.TxPackets, x.FloodCopies, x.RemoteMACs)
+	}
 	return s
+}
+
+// tunnelRows are a tunnel's state for ctl port: its VNIs and flood
+// lists, its BGP neighbours, the MACs behind remote VTEPs.
+func tunnelRows(tn *api.TunnelInfo) [][2]string {
+	rows := [][2]string{{"tunnel", "local VTEP " + tn.Local}}
+	for _, v := range tn.VNIs {
+		vteps := strings.Join(v.VTEPs, " ")
+		if vteps == "" {
+			vteps = "(none)"
+		}
+		rows = append(rows, [2]string{fmt.Sprintf("vni %d", v.VNI), fmt.Sprintf("VLAN %d, floods to %s", v.VLAN, vteps)})
+	}
+	for _, n := range tn.Neighbors {
+		up := ""
+		if n.Uptime != "" {
+			up = " for " + n.Uptime
+		}
+		rows = append(rows, [2]string{"bgp neighbor " + n.Address, fmt.Sprintf("AS %d, %s%s, %d routes received, %d accepted",
+			n.ASN, n.State, up, n.RoutesReceived, n.RoutesAccepted)})
+	}
+	for _, m := range tn.RemoteMACs {
+		how := "evpn"
+		if m.Learned {
+			how = "learned"
+		}
+		rows = append(rows, [2]string{fmt.Sprintf("remote mac %s vni %d", m.MAC, m.VNI), fmt.Sprintf("behind %s (%s)", m.VTEP, how)})
+	}
+	return rows
 }
 
 func (c *ctl) capture(args []string) error {

@@ -74,7 +74,7 @@ func TestCtl(t *testing.T) {
 		t.Fatalf("ctl ports = %d %q %q", code, out, errs)
 	}
 	lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
-	if len(lines) != 3 || strings.Index(lines[1], "access") != strings.Index(lines[0], "MODE") || !strings.Contains(lines[1], "a") {
+	if len(lines) != 3 || strings.Index(lines[1], "access") != strings.Index(lines[0], "VLAN MODE") || !strings.Contains(lines[1], "a") {
 		t.Fatalf("ctl ports table not aligned:\n%s", out)
 	}
 	code, out, _ = runCtl(t, sock, "--json", "ports")

@@ -4,15 +4,20 @@
 package vxlankind
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"time"
 
 	"hvnet/api"
 	"hvnet/daemon"
+	"hvnet/evpn"
 	vswitch "hvnet/switch"
 	"hvnet/vxlan"
 )
@@ -39,10 +44,20 @@ func (kind) Options() []daemon.Option {
 		{Key: "underlay-mtu", Value: "576..65535", Help: "the largest outer packet (default 1500: inner frames up to 1464 bytes)"},
 		{Key: "udp-port", Value: "PORT", Help: "the UDP port (default 4789)"},
 		{Key: "max-remote-macs", Value: "N", Help: "bound on the table of remote MACs (default 65536)"},
+		{Key: "asn", Value: "1..4294967295", Help: "BGP EVPN: the local AS (turns the control plane on; learning then off by default)"},
+		{Key: "router-id", Value: "ADDR", Help: "BGP EVPN: the router ID (default: local)"},
+		{Key: "neighbor", Value: "ADDR[:ASN]", Help: "BGP EVPN: a neighbor (repeatable; without ASN: iBGP)", Repeat: true},
+		{Key: "bgp-port", Value: "PORT", Help: "BGP EVPN: the TCP port to listen on and dial (default 179)"},
+		{Key: "hold-time", Value: "3s..", Help: "BGP EVPN: the proposed hold time (default 90s; keepalives a third of it)"},
+		{Key: "max-routes", Value: "N", Help: "BGP EVPN: routes one neighbor may send before its session is reset (default 100000)"},
 	}
 }
 
-type spec struct{ cfg vxlan.Config }
+type spec struct {
+	cfg  vxlan.Config
+	bgp  *evpn.Config // nil: no control plane
+	port uint16       // bgp-port: the neighbors' too
+}
 
 func (kind) Parse(v daemon.Values, port vswitch.PortConfig) (daemon.Spec, error) {
 	var c vxlan.Config
@@ -123,7 +138,78 @@ func (kind) Parse(v daemon.Values, port vswitch.PortConfig) (daemon.Spec, error)
 	if c.MaxRemoteMACs, err = num("max-remote-macs", 1, 1<<20); err != nil {
 		return nil, err
 	}
-	return &spec{cfg: c}, nil
+	sp := &spec{cfg: c}
+	if err := sp.parseBGP(v); err != nil {
+		return nil, err
+	}
+	return sp, nil
+}
+
+// parseBGP reads the EVPN control plane's options, if asn= is given.
+func (s *spec) parseBGP(v daemon.Values) error {
+	as := v.Get("asn")
+	if as == "" {
+		for _, k := range []string{"router-id", "neighbor", "bgp-port", "hold-time", "max-routes"} {
+			if v.Get(k) != "" {
+				return daemon.Bad(k, v.Get(k), "needs asn= (the EVPN control plane)")
+			}
+		}
+		return nil
+	}
+	asn, err := strconv.ParseUint(as, 10, 32)
+	if err != nil || asn == 0 {
+		return daemon.Bad("asn", as, "is not an AS number (1..4294967295)")
+	}
+	b := &evpn.Config{ASN: uint32(asn), RouterID: s.cfg.Local, VTEP: s.cfg.Local, LocalAddr: s.cfg.Local}
+	if r := v.Get("router-id"); r != "" {
+		a, err := netip.ParseAddr(r)
+		if err != nil || !a.Is4() || a.IsUnspecified() {
+			return daemon.Bad("router-id", r, "is not a non-zero IPv4 address")
+		}
+		b.RouterID = a
+	}
+	if p := v.Get("bgp-port"); p != "" {
+		n, err := strconv.ParseUint(p, 10, 16)
+		if err != nil || n == 0 {
+			return daemon.Bad("bgp-port", p, "is not a TCP port (1..65535)")
+		}
+		s.port = uint16(n)
+		b.ListenPort = int32(n)
+	}
+	for _, n := range v["neighbor"] {
+		as, asn := n, uint64(0)
+		if i := strings.LastIndexByte(n, ':'); i >= 0 && !strings.Contains(n[:i], ":") {
+			var err error
+			if asn, err = strconv.ParseUint(n[i+1:], 10, 32); err != nil || asn == 0 {
+				return daemon.Bad("neighbor", n, "is not ADDR[:ASN]")
+			}
+			as = n[:i]
+		}
+		a, err := netip.ParseAddr(as)
+		if err != nil || !a.Is4() || a.IsUnspecified() || a.IsMulticast() {
+			return daemon.Bad("neighbor", n, "is not ADDR[:ASN] with a unicast IPv4 address")
+		}
+		b.Neighbors = append(b.Neighbors, evpn.Neighbor{Addr: a, ASN: uint32(asn), Port: s.port})
+	}
+	if h := v.Get("hold-time"); h != "" {
+		d, err := time.ParseDuration(h)
+		if err != nil || d < 3*time.Second || d%time.Second != 0 || d > 65535*time.Second {
+			return daemon.Bad("hold-time", h, "is not whole seconds from 3s to 65535s")
+		}
+		b.HoldTime = d
+	}
+	if m := v.Get("max-routes"); m != "" {
+		n, err := strconv.Atoi(m)
+		if err != nil || n < 1 {
+			return daemon.Bad("max-routes", m, "is not a number of routes (1..)")
+		}
+		b.MaxRoutesPerPeer = n
+	}
+	if v.Get("learning") == "" {
+		s.cfg.Learning = false // the control plane says where MACs are
+	}
+	s.bgp = b
+	return nil
 }
 
 // carries says whether port takes frames of VLAN vid.
@@ -156,7 +242,15 @@ func (s *spec) Claims() []string {
 	if p == 0 {
 		p = vxlan.DefaultPort
 	}
-	return []string{fmt.Sprintf("vxlan %v:%d", s.cfg.Local, p)}
+	c := []string{fmt.Sprintf("vxlan %v:%d", s.cfg.Local, p)}
+	if s.bgp != nil {
+		bp := s.port
+		if bp == 0 {
+			bp = 179
+		}
+		c = append(c, fmt.Sprintf("bgp %v:%d", s.cfg.Local, bp))
+	}
+	return c
 }
 
 // Start opens the tunnel's sockets and starts it.
@@ -173,18 +267,140 @@ func (s *spec) Start(_ context.Context, h *daemon.Host, name string, attach vswi
 		return nil, err
 	}
 	p.Start(ph)
-	h.Log.Info("port ready", "port", name, "kind", Kind, "local", cfg.Local, "vnis", len(cfg.VNIs), "remotes", len(cfg.Remotes))
-	return backend{p}, nil
+	b := &backend{p: p, cfg: cfg}
+	if s.bgp != nil {
+		if err := b.startEVPN(h, name, *s.bgp); err != nil {
+			p.Close()
+			return nil, fmt.Errorf("vxlan %q: %w", name, err)
+		}
+	}
+	h.Log.Info("port ready", "port", name, "kind", Kind, "local", cfg.Local, "vnis", len(cfg.VNIs), "remotes", len(cfg.Remotes),
+		"evpn", s.bgp != nil)
+	return b, nil
 }
 
-type backend struct{ p *vxlan.Port }
+type backend struct {
+	p   *vxlan.Port
+	cfg vxlan.Config
 
-// Close stops the tunnel and closes its sockets.
-func (b backend) Close() error { return b.p.Close() }
+	// The EVPN control plane, if any.
+	sp       *evpn.Speaker
+	stopSync context.CancelFunc
+	syncDone chan struct{}
+	seqMu    sync.Mutex
+	seqs     map[macKey]uint32 // the last MAC mobility sequence seen from a remote VTEP
+}
+
+// startEVPN starts the BGP speaker, announces the VNIs and keeps the
+// local MACs advertised.
+func (b *backend) startEVPN(h *daemon.Host, name string, bc evpn.Config) error {
+	bc.Logger = h.Log.Named("evpn").With("port", name)
+	b.seqs = map[macKey]uint32{}
+	sp, err := evpn.Start(h.Ctx, bc, b)
+	if err != nil {
+		return err
+	}
+	b.sp = sp
+	vlans := map[uint16]uint32{}
+	for vni, vlan := range b.cfg.VNIs {
+		if err := sp.AddVNI(vni); err != nil {
+			sp.Close()
+			return err
+		}
+		vlans[vlan] = vni
+	}
+	ctx, cancel := context.WithCancel(h.Ctx)
+	b.stopSync, b.syncDone = cancel, make(chan struct{})
+	ms := &macSync{sw: h.Switch, port: name, vlans: vlans, adv: sp, log: bc.Logger, every: 100 * time.Millisecond,
+		seq: b.localSeq, have: map[macKey]struct{}{}}
+	go func() {
+		defer close(b.syncDone)
+		ms.run(ctx)
+	}()
+	return nil
+}
+
+// localSeq is the sequence a local MAC is advertised with: one more
+// than a remote VTEP's last, for a MAC that moved here (RFC 7432 §15).
+func (b *backend) localSeq(vni uint32, mac [6]byte) uint32 {
+	b.seqMu.Lock()
+	defer b.seqMu.Unlock()
+	if s, ok := b.seqs[macKey{vni, mac}]; ok {
+		return s + 1
+	}
+	return 0
+}
+
+// RemoteVTEP implements evpn.Handler: a type-3 route puts the VTEP on the
+// VNI's flood list.
+func (b *backend) RemoteVTEP(vni uint32, vtep netip.Addr, withdrawn bool) {
+	if withdrawn {
+		b.p.DelFloodVTEP(vni, vtep)
+		return
+	}
+	b.p.AddFloodVTEP(vni, vtep)
+}
+
+// RemoteMAC implements evpn.Handler: a type-2 route points the MAC at its
+// VTEP.
+func (b *backend) RemoteMAC(vni uint32, mac [6]byte, _ netip.Addr, vtep netip.Addr, seq uint32, withdrawn bool) {
+	if withdrawn {
+		b.p.DelRemoteMAC(vni, mac)
+		return
+	}
+	b.seqMu.Lock()
+	b.seqs[macKey{vni, mac}] = seq
+	b.seqMu.Unlock()
+	b.p.SetRemoteMAC(vni, mac, vtep)
+}
+
+// Close stops the control plane (its routes withdrawn), then the tunnel.
+func (b *backend) Close() error {
+	if b.sp != nil {
+		b.stopSync()
+		<-b.syncDone
+		b.sp.Close()
+	}
+	return b.p.Close()
+}
 
 // DeviceCounters are the tunnel's packets and drops.
-func (b backend) DeviceCounters() *api.DeviceCounters {
+func (b *backend) DeviceCounters() *api.DeviceCounters {
 	return &api.DeviceCounters{Kind: Kind, VXLANCounters: Counters(b.p.Stats())}
+}
+
+// Tunnel reports the tunnel's VNIs, flood lists and remote MACs.
+func (b *backend) Tunnel() *api.TunnelInfo {
+	t := &api.TunnelInfo{Local: b.cfg.Local.String(), RemoteMACs: []api.TunnelRemoteMAC{}}
+	flood := b.p.RemoteVTEPs()
+	vnis := slices.Sorted(maps.Keys(b.cfg.VNIs))
+	for _, vni := range vnis {
+		v := api.TunnelVNI{VNI: vni, VLAN: int(b.cfg.VNIs[vni]), VTEPs: []string{}}
+		for _, a := range flood[vni] {
+			v.VTEPs = append(v.VTEPs, a.String())
+		}
+		t.VNIs = append(t.VNIs, v)
+	}
+	ms := b.p.RemoteMACs()
+	slices.SortFunc(ms, func(x, y vxlan.RemoteMACEntry) int {
+		if x.VNI != y.VNI {
+			return int(x.VNI) - int(y.VNI)
+		}
+		return bytes.Compare(x.MAC[:], y.MAC[:])
+	})
+	for _, m := range ms {
+		t.RemoteMACs = append(t.RemoteMACs, api.TunnelRemoteMAC{VNI: m.VNI, MAC: vswitch.MAC(m.MAC).String(), VTEP: m.VTEP.String(), Learned: m.Learned})
+	}
+	if b.sp != nil {
+		for _, n := range b.sp.Neighbors() {
+			bn := api.BGPNeighbor{Address: n.Addr.String(), ASN: n.ASN, State: n.State, RoutesReceived: int(n.Received), RoutesAccepted: int(n.Accepted)}
+			if n.Uptime > 0 {
+				bn.Uptime = n.Uptime.Round(time.Second).String()
+			}
+			t.Neighbors = append(t.Neighbors, bn)
+		}
+	}
+	return t
 }
 
 // Counters are a tunnel's counters as the API shows them.

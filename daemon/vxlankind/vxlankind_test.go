@@ -5,7 +5,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/hashicorp/go-hclog"
+
 	"hvnet/daemon"
+	vswitch "hvnet/switch"
 )
 
 func TestParse(t *testing.T) {
@@ -45,6 +48,119 @@ func TestParse(t *testing.T) {
 		{"name=vx,trunk=10,local=10.9.0.1,vni=100:10,udp-port=0", `field "udp-port"`},
 	} {
 		if _, err := daemon.ParsePort(Kind, strings.Split(tc.spec, ",")); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v; want %q", tc.spec, err, tc.want)
+		}
+	}
+}
+
+type fakeAdv struct {
+	adv map[macKey]uint32
+	log []string
+}
+
+func (f *fakeAdv) AdvertiseMAC(vni uint32, mac [6]byte, _ netip.Addr, seq uint32) error {
+	f.adv[macKey{vni, mac}] = seq
+	f.log = append(f.log, "+"+vswitch.MAC(mac).String())
+	return nil
+}
+
+func (f *fakeAdv) WithdrawMAC(vni uint32, mac [6]byte, _ netip.Addr) error {
+	delete(f.adv, macKey{vni, mac})
+	f.log = append(f.log, "-"+vswitch.MAC(mac).String())
+	return nil
+}
+
+type sink struct{}
+
+func (sink) Send(fs []vswitch.Frame) int { return len(fs) }
+func (sink) Caps() vswitch.Caps          { return 0 }
+
+// The MACs the switch learns on local ports of mapped VLANs are
+// advertised under their VNI, and withdrawn when they go; MACs of other
+// VLANs and those behind the tunnel are not.
+func TestMACSync(t *testing.T) {
+	sw := vswitch.New(vswitch.Config{})
+	ports := map[string]*vswitch.PortHandle{}
+	for _, p := range []struct {
+		name string
+		cfg  vswitch.PortConfig
+	}{
+		{"a", vswitch.PortConfig{Name: "a", PVID: 10}},
+		{"b", vswitch.PortConfig{Name: "b", PVID: 30}},
+		{"vx", vswitch.PortConfig{Name: "vx", Mode: vswitch.ModeTrunk, AllowedVLANs: []uint16{10}}},
+	} {
+		h, err := sw.AddPort(p.cfg, sink{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ports[p.name] = h
+	}
+	frame := func(src byte, tag uint16) []byte {
+		f := make([]byte, 60)
+		copy(f, []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 2, 0, 0, 0, 0, src})
+		if tag != 0 {
+			f[12], f[13], f[14], f[15] = 0x81, 0, byte(tag>>8), byte(tag)
+			f[16], f[17] = 0x88, 0xb5
+		} else {
+			f[12], f[13] = 0x88, 0xb5
+		}
+		return f
+	}
+	ports["a"].Input([]vswitch.Frame{{Data: frame(1, 0)}})
+	ports["b"].Input([]vswitch.Frame{{Data: frame(2, 0)}})
+	ports["vx"].Input([]vswitch.Frame{{Data: frame(3, 10)}})
+	f := &fakeAdv{adv: map[macKey]uint32{}}
+	m := &macSync{sw: sw, port: "vx", vlans: map[uint16]uint32{10: 100}, adv: f, log: hclog.NewNullLogger(),
+		seq: func(uint32, [6]byte) uint32 { return 7 }, have: map[macKey]struct{}{}}
+	if n := m.sync(); n != 1 || len(f.adv) != 1 || f.adv[macKey{100, [6]byte{2, 0, 0, 0, 0, 1}}] != 7 {
+		t.Fatalf("after the first sync: %d changes, advertised %v", n, f.adv)
+	}
+	if n := m.sync(); n != 0 {
+		t.Errorf("a sync with nothing new changed %d", n)
+	}
+	if err := sw.RemovePort("a"); err != nil {
+		t.Fatal(err)
+	}
+	if n := m.sync(); n != 1 || len(f.adv) != 0 {
+		t.Errorf("after port a went: %d changes, advertised %v", n, f.adv)
+	}
+	if got := strings.Join(f.log, " "); got != "+02:00:00:00:00:01 -02:00:00:00:00:01" {
+		t.Errorf("advertisements: %s", got)
+	}
+}
+
+func TestParseEVPN(t *testing.T) {
+	p, err := daemon.ParsePort(Kind, strings.Split("name=vx,vlan=10,local=10.8.0.1,vni=100:10,asn=65000,neighbor=10.8.0.2,"+
+		"neighbor=10.8.0.3:65001,bgp-port=1179,hold-time=9s,max-routes=500,router-id=1.2.3.4", ","))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := p.Spec().(*spec)
+	b := s.bgp
+	if b == nil || b.ASN != 65000 || b.RouterID != netip.MustParseAddr("1.2.3.4") || b.VTEP != netip.MustParseAddr("10.8.0.1") ||
+		len(b.Neighbors) != 2 || b.Neighbors[0].ASN != 0 || b.Neighbors[1].ASN != 65001 || b.Neighbors[1].Port != 1179 ||
+		b.ListenPort != 1179 || b.HoldTime.Seconds() != 9 || b.MaxRoutesPerPeer != 500 || s.cfg.Learning {
+		t.Errorf("evpn config = %+v (learning %v)", b, s.cfg.Learning)
+	}
+	if cl := s.Claims(); len(cl) != 2 || cl[1] != "bgp 10.8.0.1:1179" {
+		t.Errorf("claims = %q", cl)
+	}
+	if p, err := daemon.ParsePort(Kind, strings.Split("name=vx,vlan=10,local=10.8.0.1,vni=100:10,asn=65000,learning=on", ",")); err != nil ||
+		!p.Spec().(*spec).cfg.Learning {
+		t.Errorf("learning=on with EVPN: %v", err)
+	}
+	for _, tc := range []struct{ spec, want string }{
+		{"neighbor=10.8.0.2", `field "neighbor": "10.8.0.2" needs asn=`},
+		{"asn=0", `field "asn": "0" is not an AS number`},
+		{"asn=65000,neighbor=10.8.0.300", `field "neighbor": "10.8.0.300" is not ADDR[:ASN]`},
+		{"asn=65000,neighbor=10.8.0.2:x", `field "neighbor": "10.8.0.2:x" is not ADDR[:ASN]`},
+		{"asn=65000,router-id=0.0.0.0", `field "router-id"`},
+		{"asn=65000,hold-time=2s", `field "hold-time": "2s" is not whole seconds`},
+		{"asn=65000,bgp-port=70000", `field "bgp-port"`},
+		{"asn=65000,max-routes=0", `field "max-routes"`},
+	} {
+		spec := "name=vx,vlan=10,local=10.8.0.1,vni=100:10," + tc.spec
+		if _, err := daemon.ParsePort(Kind, strings.Split(spec, ",")); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: %v; want %q", tc.spec, err, tc.want)
 		}
 	}
