@@ -226,26 +226,11 @@ func netnstestExec(ns string, args ...string) (string, error) {
 // made in that namespace).
 func udpFrom(t *testing.T, ns, src string, payload []byte) {
 	t.Helper()
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	self, err := os.Open("/proc/thread-self/ns/net")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer self.Close()
-	target, err := os.Open("/var/run/netns/" + ns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer target.Close()
-	if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
-		t.Fatal(err)
-	}
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-	if err2 := unix.Setns(int(self.Fd()), unix.CLONE_NEWNET); err2 != nil {
-		panic(err2) // this thread must not go back to the scheduler in the wrong namespace
-	}
-	if err != nil {
+	var fd int
+	if err := inNetns(t, ns, func() (err error) {
+		fd, err = unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+		return err
+	}); err != nil {
 		t.Fatal(err)
 	}
 	defer unix.Close(fd)
