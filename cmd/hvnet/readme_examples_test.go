@@ -207,10 +207,24 @@ func runReadmeBlock(t *testing.T, b readmeBlock, ex readmeExample) {
 		}
 		script = strings.ReplaceAll(script, " ...\n", " -nographic -S\n")
 	}
-	timeout := 2 * time.Minute
 	if ex.heavy {
-		timeout = 15 * time.Minute
+		vmtest.Images(t) // built before the clock starts
+		// The nested test host now and then freezes (RELIABILITY.md, the
+		// test bed); as vmtest does, a frozen attempt is run again in a
+		// fresh host: three in all, five minutes each (one takes ~30 s).
+		for attempt := 1; ; attempt++ {
+			if !runReadmeAttempt(t, b, ex, ns, dir, bin, script, 5*time.Minute, attempt < 3) {
+				return
+			}
+			t.Logf("README.md:%d: attempt %d timed out (a frozen nested test host?): again", b.line, attempt)
+		}
 	}
+	runReadmeAttempt(t, b, ex, ns, dir, bin, script, 2*time.Minute, false)
+}
+
+// runReadmeAttempt runs the block once; with retry, a timeout is reported
+// (true) instead of failing the test.
+func runReadmeAttempt(t *testing.T, b readmeBlock, ex readmeExample, ns, dir, bin, script string, timeout time.Duration, retry bool) (timedOut bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	// All the machine's CPUs, whatever this thread was pinned to (a
@@ -232,9 +246,6 @@ func runReadmeBlock(t *testing.T, b readmeBlock, ex readmeExample) {
 	}
 	out := &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
-	if ex.heavy {
-		vmtest.Images(t) // built before the clock starts
-	}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -255,9 +266,13 @@ func runReadmeBlock(t *testing.T, b readmeBlock, ex readmeExample) {
 			}
 		}
 		t.Logf("README.md:%d: done; it printed:\n%s", b.line, out.String())
-		return
+		return false
 	}
-	if err := <-done; err != nil {
+	err := <-done
+	if retry && ctx.Err() != nil {
+		return true
+	}
+	if err != nil {
 		var ee *exec.ExitError
 		if !errors.As(err, &ee) || !strings.Contains(b.text, "echo $?") {
 			t.Fatalf("README.md:%d: %v\n%s", b.line, err, out.String())
@@ -266,6 +281,7 @@ func runReadmeBlock(t *testing.T, b readmeBlock, ex readmeExample) {
 	if ex.want != nil {
 		ex.want(t, out.String())
 	}
+	return false
 }
 
 // checkLibvirtExample: the domain's vhost-user interface connects (mode
