@@ -6,6 +6,7 @@ import (
 	"maps"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -69,6 +70,20 @@ func (v Values) Get(key string) string {
 
 // Add appends a value for key.
 func (v Values) Add(key, val string) { v[key] = append(v[key], val) }
+
+// Int returns key's value as a number in lo..hi, 0 when absent; a value
+// that is not one is an OptionError naming the key and the range.
+func (v Values) Int(key string, lo, hi int) (int, error) {
+	s := v.Get(key)
+	if s == "" {
+		return 0, nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < lo || n > hi {
+		return 0, Bad(key, s, fmt.Sprintf("is not a number in %d..%d", lo, hi))
+	}
+	return n, nil
+}
 
 // Spec is a parsed port of some kind, ready to start.
 type Spec interface {

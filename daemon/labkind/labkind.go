@@ -70,27 +70,16 @@ func (kind) Parse(v daemon.Values, port vswitch.PortConfig) (daemon.Spec, error)
 		gc.Addr = p
 	}
 	var err error
-	num := func(key string, lo, hi int) (int, error) {
-		s := v.Get(key)
-		if s == "" {
-			return 0, nil
-		}
-		n, err := strconv.Atoi(s)
-		if err != nil || n < lo || n > hi {
-			return 0, daemon.Bad(key, s, fmt.Sprintf("is not a number in %d..%d", lo, hi))
-		}
-		return n, nil
-	}
-	if gc.MTU, err = num("guest-mtu", 68, 65535); err != nil {
+	if gc.MTU, err = v.Int("guest-mtu", 68, 65535); err != nil {
 		return nil, err
 	}
 	if gc.MTU == 0 && port.MTU >= 68 && port.MTU <= 65535 {
 		gc.MTU = port.MTU
 	}
-	if gc.Queues, err = num("queues", 1, 16); err != nil {
+	if gc.Queues, err = v.Int("queues", 1, 16); err != nil {
 		return nil, err
 	}
-	if gc.CPUs, err = num("cpus", 1, 16); err != nil {
+	if gc.CPUs, err = v.Int("cpus", 1, 16); err != nil {
 		return nil, err
 	}
 	if m := v.Get("mac"); m != "" {

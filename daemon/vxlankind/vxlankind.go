@@ -116,26 +116,15 @@ func (kind) Parse(v daemon.Values, port vswitch.PortConfig) (daemon.Spec, error)
 	default:
 		return nil, daemon.Bad("vtep-policy", s, "is not known or any")
 	}
-	num := func(key string, lo, hi int) (int, error) {
-		s := v.Get(key)
-		if s == "" {
-			return 0, nil
-		}
-		n, err := strconv.Atoi(s)
-		if err != nil || n < lo || n > hi {
-			return 0, daemon.Bad(key, s, fmt.Sprintf("is not a number in %d..%d", lo, hi))
-		}
-		return n, nil
-	}
-	if c.UnderlayMTU, err = num("underlay-mtu", 576, 65535); err != nil {
+	if c.UnderlayMTU, err = v.Int("underlay-mtu", 576, 65535); err != nil {
 		return nil, err
 	}
-	p, err := num("udp-port", 1, 65535)
+	p, err := v.Int("udp-port", 1, 65535)
 	if err != nil {
 		return nil, err
 	}
 	c.Port = uint16(p)
-	if c.MaxRemoteMACs, err = num("max-remote-macs", 1, 1<<20); err != nil {
+	if c.MaxRemoteMACs, err = v.Int("max-remote-macs", 1, 1<<20); err != nil {
 		return nil, err
 	}
 	sp := &spec{cfg: c}
