@@ -100,51 +100,12 @@ func word(ok bool) string {
 
 // Print writes the summary.
 func (r *Report) Print(w io.Writer) {
-	names := []string{}
-	seen := map[string]bool{}
-	for _, c := range r.Reach {
-		for _, n := range []string{c.From, c.To} {
-			if !seen[n] {
-				seen[n] = true
-				names = append(names, n)
-			}
-		}
-	}
-	cell := map[[2]string]Reach{}
-	for _, c := range r.Reach {
-		cell[[2]string{c.From, c.To}] = c
-	}
 	fmt.Fprintln(w, "reachability (rows ping columns; ok = reply, -- = none; expected in brackets, ! = mismatch):")
 	fmt.Fprintln(w, "  g1, g2: VLAN 10; g3: VLAN 20 (with an address in VLAN 10's subnet); phys: the physical host on the uplink trunk")
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprint(tw, "  from\\to\t")
-	for _, n := range names {
-		fmt.Fprintf(tw, "%s\t", n)
-	}
-	fmt.Fprintln(tw)
-	for _, from := range names {
-		fmt.Fprintf(tw, "  %s\t", from)
-		for _, to := range names {
-			c, ok := cell[[2]string{from, to}]
-			switch {
-			case from == to:
-				fmt.Fprint(tw, "\\\t")
-			case !ok:
-				fmt.Fprint(tw, "\t")
-			case !c.Tested:
-				fmt.Fprintf(tw, "?? [%s]!\t", mark(c.Expect))
-			case c.Got != c.Expect:
-				fmt.Fprintf(tw, "%s [%s]!\t", mark(c.Got), mark(c.Expect))
-			default:
-				fmt.Fprintf(tw, "%s [%s]\t", mark(c.Got), mark(c.Expect))
-			}
-		}
-		fmt.Fprintln(tw)
-	}
-	tw.Flush()
+	printMatrix(w, r.Reach)
 
 	fmt.Fprintln(w, "\nthroughput (iperf3 -R -t 2 from the physical host into each guest):")
-	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "  guest\tvlan\tconfigured rate\tmeasured\t")
 	for _, t := range r.Throughput {
 		rate := "unlimited"
@@ -197,4 +158,49 @@ func (r *Report) PrintResult(w io.Writer) {
 	for _, f := range r.Failures {
 		fmt.Fprintln(w, "  FAIL "+f)
 	}
+}
+
+// printMatrix writes the reachability matrix of reach: a row per pinger,
+// a column per target, in their first appearance's order.
+func printMatrix(w io.Writer, reach []Reach) {
+	names := []string{}
+	seen := map[string]bool{}
+	for _, c := range reach {
+		for _, n := range []string{c.From, c.To} {
+			if !seen[n] {
+				seen[n] = true
+				names = append(names, n)
+			}
+		}
+	}
+	cell := map[[2]string]Reach{}
+	for _, c := range reach {
+		cell[[2]string{c.From, c.To}] = c
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprint(tw, "  from\\to\t")
+	for _, n := range names {
+		fmt.Fprintf(tw, "%s\t", n)
+	}
+	fmt.Fprintln(tw)
+	for _, from := range names {
+		fmt.Fprintf(tw, "  %s\t", from)
+		for _, to := range names {
+			c, ok := cell[[2]string{from, to}]
+			switch {
+			case from == to:
+				fmt.Fprint(tw, "\\\t")
+			case !ok:
+				fmt.Fprint(tw, "\t")
+			case !c.Tested:
+				fmt.Fprintf(tw, "?? [%s]!\t", mark(c.Expect))
+			case c.Got != c.Expect:
+				fmt.Fprintf(tw, "%s [%s]!\t", mark(c.Got), mark(c.Expect))
+			default:
+				fmt.Fprintf(tw, "%s [%s]\t", mark(c.Got), mark(c.Expect))
+			}
+		}
+		fmt.Fprintln(tw)
+	}
+	tw.Flush()
 }

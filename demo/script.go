@@ -44,27 +44,7 @@ func targets(g guestSpec, all []guestSpec) []target {
 // port, retried until the server listens.
 func script(g guestSpec, all []guestSpec, port int) string {
 	var b strings.Builder
-	if g.alias.IsValid() {
-		fmt.Fprintf(&b, "ip addr add %s dev eth0\n", g.alias)
-	}
-	ts := targets(g, all)
-	for _, pass := range []bool{true, false} {
-		for _, t := range ts {
-			if t.expect != pass {
-				continue
-			}
-			tries := 3
-			if t.expect {
-				tries = 30
-			}
-			fmt.Fprintf(&b, `r=fail
-for i in $(seq 1 %d); do
-  if ping -c 1 -w 1000 %s; then r=ok; break; fi
-done
-echo "DEMO-REACH %s $r"
-`, tries, t.addr, t.name)
-		}
-	}
+	writeReach(&b, g, targets(g, all))
 	fmt.Fprintf(&b, `for i in $(seq 1 60); do
   if iperf3 -c %s -p %d -t 2 -R -J > /tmp/iperf.json; then break; fi
   sleep 1
@@ -130,4 +110,30 @@ func iperfBPS(out string) (float64, error) {
 		return 0, fmt.Errorf("iperf3: %s", r.Error)
 	}
 	return r.End.SumReceived.BitsPerSecond, nil
+}
+
+// writeReach writes g's pings of ts: reachable targets first (waiting up
+// to 30 tries for each, as the peers boot), then the isolated ones (3
+// tries each), each result a DEMO-REACH line.
+func writeReach(b *strings.Builder, g guestSpec, ts []target) {
+	if g.alias.IsValid() {
+		fmt.Fprintf(b, "ip addr add %s dev eth0\n", g.alias)
+	}
+	for _, pass := range []bool{true, false} {
+		for _, t := range ts {
+			if t.expect != pass {
+				continue
+			}
+			tries := 3
+			if t.expect {
+				tries = 30
+			}
+			fmt.Fprintf(b, `r=fail
+for i in $(seq 1 %d); do
+  if ping -c 1 -w 1000 %s; then r=ok; break; fi
+done
+echo "DEMO-REACH %s $r"
+`, tries, t.addr, t.name)
+		}
+	}
 }

@@ -36,6 +36,9 @@ const (
 // cmdDemo runs the demonstration (package demo) and prints its summary;
 // the exit status is 1 when an expectation failed.
 func cmdDemo(e *env, args []string) int {
+	if len(args) > 0 && args[0] == "fabric" {
+		return cmdDemoFabric(e, args[1:])
+	}
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	fs.SetOutput(e.stderr)
 	kernel := fs.String("kernel", "", "guest bzImage (default: the built test image)")
@@ -48,7 +51,7 @@ func cmdDemo(e *env, args []string) int {
 	pcapConsole := fs.Bool("pcap-console", false, "write the capture to stdout, gzip+base64 between marker lines (used inside the nested host)")
 	verbose := fs.Bool("v", false, "show the guests' consoles")
 	fs.Usage = func() {
-		fmt.Fprintln(e.stderr, "usage: hvnet demo [flags]")
+		fmt.Fprintln(e.stderr, "usage: hvnet demo [flags]\n       hvnet demo fabric [flags]   (two hosts joined by VXLAN + BGP EVPN; hvnet demo fabric -h)")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {

@@ -82,6 +82,17 @@ var readmeExamples = []readmeExample{
 			t.Errorf("hvnet lab: want a's three pings answered, got:\n%s", out)
 		}
 	}},
+	{start: "bin/hvnet demo fabric", heavy: true, want: func(t *testing.T, out string) {
+		// The matrix's rows: a1 reaches a2 only, b2 reaches b1 only.
+		for _, re := range []string{`(?m)^\s+a1\s+\\\s+-- \[--\]\s+ok \[ok\]\s+-- \[--\]\s*$`, `(?m)^\s+b2\s+-- \[--\]\s+ok \[ok\]\s+-- \[--\]\s+\\\s*$`,
+			`bgp neighbor 10\.8\.0\.2:\s+AS 65000, established`, `remote mac 52:54:00:0f:02:01 vni 100:\s+behind 10\.8\.0\.2 \(evpn\)`,
+			`result: every expectation held`} {
+			if !regexp.MustCompile(re).MatchString(out) {
+				t.Errorf("hvnet demo fabric: want %s in its output, got:\n%s", re, out)
+				return
+			}
+		}
+	}},
 	{start: "hvnet switch --api /run/hvnet.sock", want: func(t *testing.T, out string) {
 		for _, w := range []string{"vm1", "uplink", `"name": "vm1"`, "port vm2 added: vhost-user", "port vm2 updated",
 			"100 Mbit/s", "50 Mbit/s", "vm2"} {
