@@ -111,7 +111,7 @@ func TestMACSync(t *testing.T) {
 	ports["vx"].Input([]vswitch.Frame{{Data: frame(3, 10)}})
 	f := &fakeAdv{adv: map[macKey]uint32{}}
 	m := &macSync{sw: sw, port: "vx", vlans: map[uint16]uint32{10: 100}, adv: f, log: hclog.NewNullLogger(),
-		seq: func(uint32, [6]byte) uint32 { return 7 }, have: map[macKey]struct{}{}}
+		seq: func(uint32, [6]byte) uint32 { return 7 }, have: map[routeKey]struct{}{}}
 	if n := m.sync(); n != 1 || len(f.adv) != 1 || f.adv[macKey{100, [6]byte{2, 0, 0, 0, 0, 1}}] != 7 {
 		t.Fatalf("after the first sync: %d changes, advertised %v", n, f.adv)
 	}
