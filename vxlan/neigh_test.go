@@ -596,3 +596,48 @@ func TestSuppressNoAlloc(t *testing.T) {
 		t.Errorf("%.1f allocations per Send", allocs)
 	}
 }
+
+type sinkPort struct{}
+
+func (sinkPort) Send(fs []vswitch.Frame) int { return len(fs) }
+func (sinkPort) Caps() vswitch.Caps          { return 0 }
+
+// The cost of answering an ARP request in Send (the answer's delivery
+// into the switch runs in the port's own goroutine, beside), and of
+// looking at an ARP request that is flooded (the UDP send included).
+func BenchmarkSuppress(b *testing.B) {
+	netnstest.Need(b)
+	netnstest.Run(b, "ip", "link", "set", "lo", "up")
+	for _, bc := range []struct {
+		name string
+		tpa  [4]byte
+	}{{"answered", ip4R}, {"flooded", [4]byte{10, 0, 0, 8}}} {
+		b.Run(bc.name, func(b *testing.B) {
+			vx, err := Open(Config{Local: netip.MustParseAddr("127.0.0.1"), Port: uint16(4900 + udpSeq.Add(1)), VNIs: map[uint32]uint16{100: 10},
+				Remotes: []netip.Addr{netip.MustParseAddr("127.0.0.2")}, LearnIPs: true, Suppress: true})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer vx.Close()
+			sw := vswitch.New(vswitch.Config{})
+			ph, err := sw.AddPort(vswitch.PortConfig{Name: "vx", Mode: vswitch.ModeTrunk, AllowedVLANs: []uint16{10}}, vx)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := sw.AddPort(vswitch.PortConfig{Name: "h", Mode: vswitch.ModeAccess, PVID: 10}, sinkPort{}); err != nil {
+				b.Fatal(err)
+			}
+			vx.Start(ph)
+			vx.SetRemoteIP(100, macR, netip.AddrFrom4(ip4R))
+			fs := []vswitch.Frame{{Data: tagged(arp(bcast, macA, 1, macA, ip4A, [6]byte{}, bc.tpa))}}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for range b.N {
+				vx.Send(fs)
+			}
+			b.StopTimer()
+			st := vx.Stats()
+			b.ReportMetric(float64(st.SuppressFull), "queue-full")
+		})
+	}
+}
