@@ -144,6 +144,9 @@ type TunnelRemoteMAC struct {
 	MAC     string `json:"mac"`
 	VTEP    string `json:"vtep"`
 	Learned bool   `json:"learned"` // from a received packet, else from the control plane
+	// IPs are the MAC's addresses from MAC/IP routes (ARP/ND suppression
+	// answers requests for them).
+	IPs []string `json:"ips,omitempty"`
 }
 
 // BGPNeighbor is a BGP session of a tunnel's EVPN control plane.

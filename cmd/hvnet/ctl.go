@@ -432,6 +432,10 @@ func deviceString(dc *api.DeviceCounters) string {
 	}
 	if x := dc.VXLANCounters; x != nil {
 		s += fmt.Sprintf(", %d packets in, %d out (%d flooded copies), %d remote MACs", x.RxPackets, x.TxPackets, x.FloodCopies, x.RemoteMACs)
+		if x.LocalIPs+x.RemoteIPs > 0 || x.ARPSuppressed+x.NDSuppressed > 0 {
+			s += fmt.Sprintf(", %d local IPs, %d remote IPs, %d ARP and %d ND requests answered locally", x.LocalIPs, x.RemoteIPs,
+				x.ARPSuppressed, x.NDSuppressed)
+		}
 	}
 	return s
 }
@@ -460,7 +464,11 @@ func tunnelRows(tn *api.TunnelInfo) [][2]string {
 		if m.Learned {
 			how = "learned"
 		}
-		rows = append(rows, [2]string{fmt.Sprintf("remote mac %s vni %d", m.MAC, m.VNI), fmt.Sprintf("behind %s (%s)", m.VTEP, how)})
+		ips := ""
+		if len(m.IPs) > 0 {
+			ips = ", IPs " + strings.Join(m.IPs, " ")
+		}
+		rows = append(rows, [2]string{fmt.Sprintf("remote mac %s vni %d", m.MAC, m.VNI), fmt.Sprintf("behind %s (%s)%s", m.VTEP, how, ips)})
 	}
 	return rows
 }
