@@ -382,11 +382,7 @@ func (b *backend) Tunnel() *api.TunnelInfo {
 	}
 	if b.sp != nil {
 		for _, n := range b.sp.Neighbors() {
-			bn := api.BGPNeighbor{Address: n.Addr.String(), ASN: n.ASN, State: n.State, RoutesReceived: int(n.Received), RoutesAccepted: int(n.Accepted)}
-			if n.Uptime > 0 {
-				bn.Uptime = n.Uptime.Round(time.Second).String()
-			}
-			t.Neighbors = append(t.Neighbors, bn)
+			t.Neighbors = append(t.Neighbors, bgpNeighbor(n))
 		}
 	}
 	return t
