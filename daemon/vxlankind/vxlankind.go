@@ -365,7 +365,9 @@ func (b *backend) Tunnel() *api.TunnelInfo {
 	vnis := slices.Sorted(maps.Keys(b.cfg.VNIs))
 	for _, vni := range vnis {
 		v := api.TunnelVNI{VNI: vni, VLAN: int(b.cfg.VNIs[vni]), VTEPs: []string{}}
-		for _, a := range flood[vni] {
+		fl := flood[vni]
+		slices.SortFunc(fl, func(x, y netip.Addr) int { return x.Compare(y) })
+		for _, a := range fl {
 			v.VTEPs = append(v.VTEPs, a.String())
 		}
 		t.VNIs = append(t.VNIs, v)
