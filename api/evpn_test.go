@@ -3,7 +3,11 @@ package api
 import (
 	"errors"
 	"net/http"
+	"os/exec"
+	"strings"
 	"testing"
+
+	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 )
 
 // fakeEVPN is a tunnel port's control plane with fixed routes; it
@@ -156,5 +160,22 @@ func TestEVPNMetrics(t *testing.T) {
 	}
 	if n := len(fams["hvnet_evpn_bgp_sessions"].GetMetric()); n != len(bgpStates) {
 		t.Errorf("hvnet_evpn_bgp_sessions has %d series, want one per state", n)
+	}
+	// The exposition, these metrics in it, passes promlint and promtool.
+	text, err := e.c.Metrics(ctx(t))
+	if err != nil || !strings.Contains(text, "hvnet_evpn_neighbor_routes_received") {
+		t.Fatalf("metrics: %v", err)
+	}
+	if problems, err := promlint.New(strings.NewReader(text)).Lint(); err != nil || len(problems) > 0 {
+		t.Errorf("promlint: %v %+v", err, problems)
+	}
+	if _, err := exec.LookPath("promtool"); err != nil {
+		t.Log("promtool is not installed (Debian's prometheus package; run.sh installs it)")
+		return
+	}
+	cmd := exec.Command("promtool", "check", "metrics")
+	cmd.Stdin = strings.NewReader(text)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Errorf("promtool check metrics: %v\n%s", err, out)
 	}
 }

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
+
 	"hvnet/api"
 	"hvnet/internal/netnstest"
 )
@@ -371,7 +373,10 @@ func checkFabricCtl(t *testing.T, f *fabric, remoteMAC string) {
 	column(lines, "PORT", "vx")
 	column(lines, "REMOTE VTEP", "10.8.0.2")
 
-	metrics := strings.Join(ctl("metrics"), "\n")
+	metrics := strings.Join(ctl("metrics"), "\n") + "\n"
+	if problems, err := promlint.New(strings.NewReader(metrics)).Lint(); err != nil || len(problems) > 0 {
+		t.Errorf("promlint: %v %+v", err, problems)
+	}
 	for _, want := range []string{`hvnet_evpn_bgp_sessions{port="vx",state="established"} 2`, `hvnet_evpn_local_routes{port="vx",type="3"} 2`,
 		`hvnet_evpn_neighbor_established{neighbor="10.8.0.3",port="vx"} 1`, `hvnet_evpn_remote_routes{port="vx",type="3"} 4`,
 		`hvnet_vxlan_packets_total{direction="rx",port="vx"} `} {
