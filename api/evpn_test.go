@@ -20,7 +20,7 @@ type fakeEVPN struct {
 }
 
 func (f *fakeEVPN) EVPNNeighbors() []EVPNNeighbor { return f.neighbors }
-func (f *fakeEVPN) EVPNCounts() EVPNCounts       { return f.counts }
+func (f *fakeEVPN) EVPNCounts() EVPNCounts        { return f.counts }
 func (f *fakeEVPN) EVPNRoutes(flt EVPNRouteFilter) ([]EVPNRoute, error) {
 	if f.err != nil {
 		return nil, f.err
