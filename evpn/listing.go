@@ -1,6 +1,7 @@
 package evpn
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -112,7 +113,7 @@ func routeLess(a, b *Route) bool {
 	if a.VNI != b.VNI {
 		return a.VNI < b.VNI
 	}
-	if c := compareBytes(a.MAC, b.MAC); c != 0 {
+	if c := bytes.Compare(a.MAC, b.MAC); c != 0 {
 		return c < 0
 	}
 	if a.IP != b.IP {
@@ -128,15 +129,6 @@ func routeLess(a, b *Route) bool {
 		return a.Neighbor.Less(b.Neighbor)
 	}
 	return a.RD < b.RD
-}
-
-func compareBytes(a, b []byte) int {
-	for i := 0; i < len(a) && i < len(b); i++ {
-		if a[i] != b[i] {
-			return int(a[i]) - int(b[i])
-		}
-	}
-	return len(a) - len(b)
 }
 
 // describePath turns a path of GoBGP's RIB into a Route: what decodePath

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -83,7 +84,7 @@ func (c *ctl) evpn(args []string) error {
 		}
 		path := "/v1/evpn/neighbors"
 		if *port != "" {
-			path += "?port=" + *port
+			path += "?" + url.Values{"port": {*port}}.Encode()
 		}
 		var ns []api.EVPNNeighbor
 		if ok, err := c.get(http.MethodGet, path, nil, &ns); !ok {
