@@ -56,8 +56,9 @@ type EVPNRoute struct {
 	RouteTargets []string `json:"route_targets"` // 65000:100
 	Source       string   `json:"source"`        // "local" or the neighbor's address
 	Best         bool     `json:"best"`          // the best path for its NLRI
-	// Accepted: a received best path the speaker uses; Reason says why
-	// not otherwise (absent for local routes).
+	// Accepted: a received best path the speaker takes into account
+	// (among the type-2 routes of one MAC, the highest sequence number
+	// wins); Reason says why not otherwise (absent for local routes).
 	Accepted bool   `json:"accepted"`
 	Reason   string `json:"reason,omitempty"`
 }

@@ -43,9 +43,11 @@ type Route struct {
 	// Best: GoBGP's best path for the route's NLRI (every local route
 	// is).
 	Best bool
-	// Accepted: a received best path the speaker uses (Handler calls are
-	// made for it); false for local routes, paths that are not the best,
-	// and routes it ignores, with Reason saying why.
+	// Accepted: a received best path the speaker takes into account (a
+	// type-3 route puts its VTEP on the flood list; among the type-2
+	// routes of one MAC, MAC mobility then picks the VTEP with the
+	// highest sequence number); false for local routes, paths that are
+	// not the best, and routes it ignores, with Reason saying why.
 	Accepted bool
 	Reason   string
 }
