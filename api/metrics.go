@@ -169,7 +169,8 @@ func (c *collector) collectDevice(ch chan<- prometheus.Metric, port string, dc *
 func (s *Server) metricsHandler() http.Handler {
 	reg := prometheus.NewPedanticRegistry()
 	dev, _ := s.ports.(DeviceReporter)
-	reg.MustRegister(newCollector(s.sw, s.fan, &s.stats, dev), collectors.NewGoCollector(),
+	ev, _ := s.ports.(EVPNReporter)
+	reg.MustRegister(newCollector(s.sw, s.fan, &s.stats, dev), newTunnelCollector(s.sw, ev, dev), collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if s.build != nil {
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "hvnet_build_info",

@@ -262,6 +262,9 @@ type FDBEntry struct {
 	Age    time.Duration `json:"age_ns"`
 	Static bool          `json:"static"`
 	Pinned bool          `json:"pinned,omitempty"` // the port's own MAC under port security: it does not move
+	// VTEP: for an entry on a tunnel port, the remote VTEP the tunnel
+	// sends the MAC to (absent: none known, the tunnel floods it).
+	VTEP string `json:"vtep,omitempty"`
 }
 
 // StaticEntry is a static FDB entry to install (POST /v1/fdb).

@@ -57,6 +57,7 @@ const ctlUsage = `usage: hvnet ctl [--socket PATH] [--json] [--wait D] COMMAND
   trace --in PORT --src MAC --dst MAC [--vlan N] [--pcp N] [--ethertype 0x800] [--src-ip A --dst-ip B]
         [--proto tcp|udp|N] [--sport N] [--dport N] [--size N]
                                       what the switch would do with such a frame, step by step
+  ` + ctlEVPNHelp + `
   metrics                             Prometheus text exposition`
 
 // cmdCtl is "hvnet ctl": a client of the daemon's control API.
@@ -229,6 +230,10 @@ func (c *ctl) run(cmd string, args []string) error {
 		return c.config(args)
 	case "top":
 		return c.top(args)
+	case "evpn":
+		return c.evpn(args)
+	case "vteps":
+		return c.vteps(args)
 	case "metrics":
 		text, err := c.c.Metrics(c.ctx)
 		if err == nil {

@@ -61,6 +61,16 @@ func underlayCapture(t *testing.T, ns string, f func()) string {
 	return out.String()
 }
 
+// evpnHost is one hvnet host of TestEVPNARPSuppression: a namespace with
+// the daemon, an underlay address, and an endpoint namespace behind the
+// daemon's uplink.
+type evpnHost struct {
+	ns, ep string
+	sock   string
+	d      *daemonProc
+	c      *api.Client
+}
+
 // Two hvnet hosts with EVPN (as TestEVPNHosts), endpoints with IPv4 and
 // IPv6 addresses: once host 2 has seen its endpoint's addresses (in the
 // ARP reply and neighbour advertisement it sends to host 1's endpoint)

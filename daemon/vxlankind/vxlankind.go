@@ -399,7 +399,9 @@ func (b *backend) Tunnel() *api.TunnelInfo {
 	vnis := slices.Sorted(maps.Keys(b.cfg.VNIs))
 	for _, vni := range vnis {
 		v := api.TunnelVNI{VNI: vni, VLAN: int(b.cfg.VNIs[vni]), VTEPs: []string{}}
-		for _, a := range flood[vni] {
+		fl := flood[vni]
+		slices.SortFunc(fl, func(x, y netip.Addr) int { return x.Compare(y) })
+		for _, a := range fl {
 			v.VTEPs = append(v.VTEPs, a.String())
 		}
 		t.VNIs = append(t.VNIs, v)
@@ -427,11 +429,7 @@ func (b *backend) Tunnel() *api.TunnelInfo {
 	}
 	if b.sp != nil {
 		for _, n := range b.sp.Neighbors() {
-			bn := api.BGPNeighbor{Address: n.Addr.String(), ASN: n.ASN, State: n.State, RoutesReceived: int(n.Received), RoutesAccepted: int(n.Accepted)}
-			if n.Uptime > 0 {
-				bn.Uptime = n.Uptime.Round(time.Second).String()
-			}
-			t.Neighbors = append(t.Neighbors, bn)
+			t.Neighbors = append(t.Neighbors, bgpNeighbor(n))
 		}
 	}
 	return t
