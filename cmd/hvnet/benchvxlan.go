@@ -515,10 +515,38 @@ func hostSummary(r *daemon.Running, sw *vswitch.Switch) string {
 		if dc := r.Daemon().DeviceCounters(c.Name); dc != nil && dc.VXLANCounters != nil {
 			v := dc.VXLANCounters
 			s += fmt.Sprintf(" (vxlan rx %d tx %d tx_errors %d rx_errors %d)", v.RxPackets, v.TxPackets, v.TxErrors, v.RxErrors)
+		} else if dc != nil && dc.UplinkCounters != nil {
+			s += fmt.Sprintf(" (ring full %d)", dc.UplinkCounters.RxDropKernel)
 		}
 		parts = append(parts, s)
 	}
-	return strings.Join(parts, "; ")
+	return strings.Join(parts, "; ") + "; udp " + udpRcvbufErrors()
+}
+
+// udpRcvbufErrors is the namespace's count of UDP datagrams dropped for a
+// full socket receive buffer (/proc/net/snmp, Udp: RcvbufErrors).
+func udpRcvbufErrors() string {
+	b, err := os.ReadFile("/proc/net/snmp")
+	if err != nil {
+		return "?"
+	}
+	var names []string
+	for _, l := range strings.Split(string(b), "\n") {
+		f := strings.Fields(l)
+		if len(f) == 0 || f[0] != "Udp:" {
+			continue
+		}
+		if names == nil {
+			names = f
+			continue
+		}
+		for i, n := range names {
+			if n == "RcvbufErrors" && i < len(f) {
+				return "rcvbuf_errors " + f[i]
+			}
+		}
+	}
+	return "?"
 }
 
 // startProfile starts a CPU profile into path (nothing when path is
