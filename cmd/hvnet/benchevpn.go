@@ -253,7 +253,7 @@ func answer(e *env, v any) {
 // stdin: "add N" and "del N" add or remove N static FDB entries on the
 // uplink in VLAN 10 and answer each one's time, "stat" answers the heap
 // and CPU time.
-func evpnHostA(e *env, specs []string, profDir string) int {
+func evpnHostA(e *env, specs []string, profile string) int {
 	var ps []daemon.PortSpec
 	for _, s := range specs {
 		p, err := parsePortFlag(api.KindVhostUser, s)
@@ -271,11 +271,11 @@ func evpnHostA(e *env, specs []string, profDir string) int {
 		return fail(e, err)
 	}
 	defer r.Shutdown()
-	if stop, err := startProfile(profDir); err != nil {
+	stop, err := startProfile(profile)
+	if err != nil {
 		return fail(e, err)
-	} else {
-		defer stop()
 	}
+	defer stop()
 	fmt.Fprintln(e.stdout, "ready")
 	sc2 := bufio.NewScanner(os.Stdin)
 	for sc2.Scan() {
@@ -359,11 +359,12 @@ func (s *evpnSink) RemoteMAC(vni uint32, mac [6]byte, _ netip.Addr, vtep netip.A
 
 // evpnHostB runs host B: a vxlan port on a switch, fed by an EVPN speaker
 // with host A as its neighbor. It prints "ready" once host A's type-3
-// route arrived, then answers commands on stdin: "wait add|del MS"
-// (the times of the MACs arriving or withdrawn, waiting at most MS
-// milliseconds; "arm add|del N" first, before the burst), "stat", "table N" (a vxlan port's bytes per remote MAC,
-// measured with N entries on a port of its own).
-func evpnHostB(e *env, profDir string) int {
+// route arrived, then answers commands on stdin: "arm add|del N"
+// (before a burst of N MACs on host A), "wait add|del MS" (the times
+// of the burst's MACs arriving or withdrawn, waiting at most MS
+// milliseconds), "stat", "table N" (a vxlan port's bytes per remote
+// MAC, measured with N entries on a port of its own).
+func evpnHostB(e *env, profile string) int {
 	local, peer := netip.MustParseAddr(benchVTEP(1)), netip.MustParseAddr(benchVTEP(0))
 	sw := vswitch.New(vswitch.Config{Logger: e.log.Named("switch")})
 	p, err := vxlan.Open(vxlan.Config{Local: local, VNIs: map[uint32]uint16{100: 10}, NativeVLAN: 10, Logger: e.log.Named("vxlan")})
@@ -394,11 +395,11 @@ func evpnHostB(e *env, profDir string) int {
 	case <-time.After(30 * time.Second):
 		return fail(e, errors.New("host B: no type-3 route from host A in 30 s"))
 	}
-	if stop, err := startProfile(profDir); err != nil {
+	stop, err := startProfile(profile)
+	if err != nil {
 		return fail(e, err)
-	} else {
-		defer stop()
 	}
+	defer stop()
 	fmt.Fprintln(e.stdout, "ready")
 	in := bufio.NewScanner(os.Stdin)
 	for in.Scan() {
