@@ -8,7 +8,7 @@
 #   ./run.sh test          the whole suite: vet, unit tests with -race,
 #                          integration tests (real guests, real peers), fuzzing,
 #                          a 1-minute soak, and the main job end to end
-#   ./run.sh bench NAME    benchmarks: boot, vhost, uplink, switch, virtio, hostile (see BENCHMARKS.md)
+#   ./run.sh bench NAME    benchmarks: boot, vhost, uplink, vxlan, evpn, switch, virtio, hostile (see BENCHMARKS.md)
 #   ./run.sh fuzz [TIME]   every fuzz target for TIME each (default 2m)
 #   ./run.sh soak [DUR]    traffic with frontends, the daemon, DPDK and guests
 #                          killed, restarted and reset (default 10m each)
@@ -237,10 +237,12 @@ bench() {
 	boot) bin/hvnet bench boot "$@" ;;
 	uplink) bin/hvnet bench uplink "$@" ;;
 	vhost) bin/hvnet bench vhost "$@" ;;
+	vxlan) bin/hvnet bench vxlan "$@" ;;
+	evpn) bin/hvnet bench evpn "$@" ;;
 	switch) go test -run '^$' -bench . -benchmem ./switch/... ;;
 	virtio) go test -run '^$' -bench . -benchmem ./virtio/... ;;
 	hostile) bench_hostile "${1:-8}" ;;
-	*) echo "usage: ./run.sh bench boot|vhost|uplink|switch|virtio|hostile [ARGS]" >&2; exit 2 ;;
+	*) echo "usage: ./run.sh bench boot|vhost|uplink|vxlan|evpn|switch|virtio|hostile [ARGS]" >&2; exit 2 ;;
 	esac
 }
 

@@ -21,6 +21,10 @@ func cmdBench(e *env, args []string) int {
 		return cmdBenchUplink(e, fs.Args()[1:])
 	case "vhost":
 		return cmdBenchVhost(e, fs.Args()[1:])
+	case "vxlan":
+		return cmdBenchVxlan(e, fs.Args()[1:])
+	case "evpn":
+		return cmdBenchEVPN(e, fs.Args()[1:])
 	}
-	return fail(e, fmt.Errorf("%w: bench: want one of: boot, uplink, vhost", errUsage))
+	return fail(e, fmt.Errorf("%w: bench: want one of: boot, uplink, vhost, vxlan, evpn", errUsage))
 }

@@ -54,7 +54,7 @@ func cmdBenchUplink(e *env, args []string) int {
 		return fail(e, fmt.Errorf("%w: %v", errUsage, err))
 	}
 	if *role == "gen" {
-		return benchGen(e, *iface, *dst, *size, *dur)
+		return benchGen(e, *iface, *dst, *size, *dur, 0)
 	}
 	if os.Getenv(benchNetnsEnv) == "" {
 		return reexecInNetns(e, append([]string{"bench", "uplink"}, args...))
@@ -320,9 +320,10 @@ func (b *uplinkBench) runDPDK() (func(), error) {
 }
 
 // benchGen sends frames of size bytes to dst out of iface for dur, through
-// an uplink Port's TX path (TPACKET ring, qdisc bypass), and prints the
-// rate it managed in packets per second.
-func benchGen(e *env, iface, dst string, size int, dur time.Duration) int {
+// an uplink Port's TX path (TPACKET ring, qdisc bypass), as fast as it can
+// or at rate frames per second (0: as fast), and prints the rate it
+// managed in packets per second.
+func benchGen(e *env, iface, dst string, size int, dur time.Duration, rate float64) int {
 	p, err := uplink.Open(iface, uplink.Config{QdiscBypass: true, NoPromisc: true, Blocks: 2, BlockSize: 128 << 10})
 	if err != nil {
 		return fail(e, err)
@@ -342,14 +343,23 @@ func benchGen(e *env, iface, dst string, size int, dur time.Duration) int {
 	for i := range batch {
 		batch[i].Data = frame
 	}
+	if rate > 0 {
+		// Paced: batches of a millisecond's frames, sleeping between.
+		batch = batch[:max(1, min(len(batch), int(rate/1000)))]
+	}
 	var sent uint64
 	start := time.Now()
 	end := start.Add(dur)
 	for i := 0; ; i++ {
-		if i&63 == 0 && time.Now().After(end) {
+		if (rate > 0 || i&63 == 0) && time.Now().After(end) {
 			break
 		}
 		sent += uint64(p.Send(batch))
+		if rate > 0 {
+			if ahead := time.Duration(float64(sent)/rate*1e9) - time.Since(start); ahead > 0 {
+				time.Sleep(ahead)
+			}
+		}
 	}
 	fmt.Fprintf(e.stdout, "%.0f\n", float64(sent)/time.Since(start).Seconds())
 	return 0
