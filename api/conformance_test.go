@@ -32,6 +32,7 @@ func TestOpenAPIConformance(t *testing.T) {
 		t.Fatal(err)
 	}
 	e := newEnv(t)
+	fakeFabric(e.factory)
 	e.send("a", mac(1), mac(2), 3)
 	h := e.srv.Handler()
 	covered := map[string]bool{}
@@ -71,6 +72,15 @@ func TestOpenAPIConformance(t *testing.T) {
 		{"GET", "/v1/capture/zz", "", true},
 		{"POST", "/v1/trace", `{"in_port": "zz"}`, false},
 		{"POST", "/v1/trace", `{"in_port": "a", "src_mac": "02:00:00:00:00:01", "dst_mac": "02:00:00:00:00:02"}`, true},
+		{"GET", "/v1/evpn/routes", "", true},
+		{"GET", "/v1/evpn/routes?port=t&type=2&vni=100&mac=02:00:00:00:00:05", "", true},
+		{"GET", "/v1/evpn/routes?type=4", "", false},
+		{"GET", "/v1/evpn/routes?vni=0", "", false},
+		{"GET", "/v1/evpn/routes?port=a", "", true},
+		{"GET", "/v1/evpn/neighbors", "", true},
+		{"GET", "/v1/evpn/neighbors?port=zz", "", true},
+		{"POST", "/v1/fdb", `{"port": "t", "vlan": 10, "mac": "02:00:00:00:00:05"}`, true},
+		{"GET", "/v1/fdb?port=t", "", true},
 		{"GET", "/metrics", "", true},
 	} {
 		name := tc.method + " " + tc.path

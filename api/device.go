@@ -54,6 +54,15 @@ type VXLANCounters struct {
 	TxDropNoRemote    uint64 `json:"vxlan_tx_drop_no_remote"`    // no VTEP to send to (empty flood list)
 	TxErrors          uint64 `json:"vxlan_tx_errors"`            // packets the kernel refused
 	RemoteMACsFull    uint64 `json:"vxlan_remote_macs_full"`     // MACs not learned: the table was full
+	ARPSuppressed     uint64 `json:"vxlan_arp_suppressed"`       // ARP requests answered by the port, not flooded
+	NDSuppressed      uint64 `json:"vxlan_nd_suppressed"`        // neighbor solicitations answered by the port, not flooded
+	SuppressReplies   uint64 `json:"vxlan_suppress_replies"`     // answers handed to the switch
+	SuppressFull      uint64 `json:"vxlan_suppress_full"`        // requests flooded: the queue of answers was full
+	SnoopIgnored      uint64 `json:"vxlan_snoop_ignored"`        // ARP/ND packets nothing was learned from: malformed or claiming a remote MAC
+	LocalIPs          int    `json:"vxlan_local_ips"`            // now: local MAC/IP bindings learned
+	LocalIPsFull      uint64 `json:"vxlan_local_ips_full"`       // bindings not learned: the MAC had its share of IPs or the table was full
+	RemoteIPs         int    `json:"vxlan_remote_ips"`           // now: remote MAC/IP bindings (from MAC/IP routes)
+	RemoteIPsFull     uint64 `json:"vxlan_remote_ips_full"`      // remote bindings not set: the table was full
 }
 
 // VMMCounters are a lab guest NIC's virtio-pci transport's, in hvnet's
@@ -177,6 +186,10 @@ func (d *DeviceCounters) Counts() []DeviceCount {
 		drop("vxlan_tx_errors", "vxlan_tx_error", v.TxErrors)
 		fault("vxlan_rx_errors", "vxlan_rx_error", v.RxErrors)
 		fault("vxlan_remote_macs_full", "vxlan_remote_macs_full", v.RemoteMACsFull)
+		fault("vxlan_suppress_full", "vxlan_suppress_full", v.SuppressFull)
+		fault("vxlan_snoop_ignored", "vxlan_snoop_ignored", v.SnoopIgnored)
+		fault("vxlan_local_ips_full", "vxlan_local_ips_full", v.LocalIPsFull)
+		fault("vxlan_remote_ips_full", "vxlan_remote_ips_full", v.RemoteIPsFull)
 	}
 	if v := d.UplinkCounters; v != nil {
 		drop("rx_drop_bad", "rx_bad", v.RxDropBad)

@@ -211,7 +211,8 @@ func TestDeviceCountersDocumented(t *testing.T) {
 	for _, f := range fields {
 		switch f {
 		case "kind", "sessions", "connected", "stuck", "attaches", "features", "active_pairs", // not counters of drops or faults
-			"vxlan_rx_packets", "vxlan_tx_packets", "vxlan_flood_copies", "vxlan_remote_macs":
+			"vxlan_rx_packets", "vxlan_tx_packets", "vxlan_flood_copies", "vxlan_remote_macs",
+			"vxlan_arp_suppressed", "vxlan_nd_suppressed", "vxlan_suppress_replies", "vxlan_local_ips", "vxlan_remote_ips":
 		default:
 			if !counted[f] {
 				t.Errorf("field %s is not in DeviceCounters.Counts", f)

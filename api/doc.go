@@ -19,7 +19,9 @@
 // applied live with Switch.UpdatePort), ACLs of both directions with hit
 // counters (PUT /v1/ports/{name}/acl), trace, the filtering database (dump with
 // filters, flush, static entries), mirroring (a port's traffic into a pcap
-// file, or a live pcap stream on GET /v1/capture/{port}) and Prometheus
+// file, or a live pcap stream on GET /v1/capture/{port}), the BGP EVPN
+// routes and sessions of tunnel ports (GET /v1/evpn/routes and
+// /v1/evpn/neighbors, from a factory that is an EVPNReporter) and Prometheus
 // metrics on GET /metrics, read from Switch.Counters at scrape time.
 //
 // Every request is validated before anything changes: malformed JSON,

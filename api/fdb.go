@@ -46,11 +46,13 @@ func (s *Server) getFDB(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	out := []FDBEntry{}
+	vteps := s.newRemoteVTEPs()
 	for _, fe := range s.sw.FDB() {
 		if (port != "" && fe.Port != port) || (vid != 0 && fe.VLAN != vid) || (ms != "" && fe.MAC != mac) {
 			continue
 		}
-		out = append(out, FDBEntry{Port: fe.Port, VLAN: int(fe.VLAN), MAC: fe.MAC.String(), Age: fe.Age, Static: fe.Static, Pinned: fe.Pinned})
+		out = append(out, FDBEntry{Port: fe.Port, VLAN: int(fe.VLAN), MAC: fe.MAC.String(), Age: fe.Age, Static: fe.Static, Pinned: fe.Pinned,
+			VTEP: vteps.lookup(fe.Port, fe.VLAN, fe.MAC)})
 	}
 	writeJSON(w, http.StatusOK, out)
 }

@@ -43,6 +43,10 @@ type fakeFactory struct {
 	handles map[string]*vswitch.PortHandle
 	fail    error
 	before  func(context.Context) error // called first (a slow backend)
+	// evpn and tunnels are the ports' control planes and tunnel states
+	// (EVPNReporter, TunnelReporter); set before the first request.
+	evpn    map[string]*fakeEVPN
+	tunnels map[string]*TunnelInfo
 }
 
 func (f *fakeFactory) Add(ctx context.Context, spec PortSpec, attach vswitch.AttachFunc) error {

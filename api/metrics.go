@@ -27,6 +27,7 @@ type collector struct {
 	apiLimit                                  *prometheus.Desc
 	devDrops, devFaults                       *prometheus.Desc
 	devSessions, devConnected, devStuck       *prometheus.Desc
+	vxSuppressed                              *prometheus.Desc
 	stats                                     *limitStats
 }
 
@@ -57,6 +58,7 @@ func newCollector(sw *vswitch.Switch, fan *fanout, stats *limitStats, dev Device
 			[]string{"port", "kind"}, nil),
 		devSessions:  prometheus.NewDesc("hvnet_port_vhost_sessions_total", "vhost-user frontends a port has served, the current one included.", []string{"port"}, nil),
 		devConnected: prometheus.NewDesc("hvnet_port_vhost_connected", "1 while a vhost-user frontend is attached to the port.", []string{"port"}, nil),
+		vxSuppressed: prometheus.NewDesc("hvnet_port_vxlan_suppressed_total", "ARP requests (protocol arp) and neighbor solicitations (protocol nd) a VXLAN tunnel port answered itself from its remote MAC/IP table instead of flooding them to the remote VTEPs.", []string{"port", "protocol"}, nil),
 		devStuck:     prometheus.NewDesc("hvnet_port_vhost_stuck", "Abandoned notifiers and ring workers of the port's earlier frontends still blocked in a system call the frontend holds up; at 4 the port refuses new frontends.", []string{"port"}, nil),
 	}
 }
@@ -65,7 +67,7 @@ func newCollector(sw *vswitch.Switch, fan *fanout, stats *limitStats, dev Device
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.packets, c.bytes, c.drops, c.learned, c.queued,
 		c.fdbEntries, c.fdbDynamic, c.fdbMax, c.fdbLearned, c.fdbMoves, c.fdbAged, c.capDropped, c.aclHits, c.apiLimit,
-		c.devDrops, c.devFaults, c.devSessions, c.devConnected, c.devStuck} {
+		c.devDrops, c.devFaults, c.devSessions, c.devConnected, c.devStuck, c.vxSuppressed} {
 		ch <- d
 	}
 }
@@ -147,6 +149,10 @@ func (c *collector) collectDevice(ch chan<- prometheus.Metric, port string, dc *
 		}
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(n.Value), port, label)
 	}
+	if v := dc.VXLANCounters; v != nil {
+		ch <- prometheus.MustNewConstMetric(c.vxSuppressed, prometheus.CounterValue, float64(v.ARPSuppressed), port, "arp")
+		ch <- prometheus.MustNewConstMetric(c.vxSuppressed, prometheus.CounterValue, float64(v.NDSuppressed), port, "nd")
+	}
 	if v := dc.VhostCounters; v != nil {
 		ch <- prometheus.MustNewConstMetric(c.devSessions, prometheus.CounterValue, float64(v.Sessions), port)
 		connected := 0.0
@@ -163,7 +169,8 @@ func (c *collector) collectDevice(ch chan<- prometheus.Metric, port string, dc *
 func (s *Server) metricsHandler() http.Handler {
 	reg := prometheus.NewPedanticRegistry()
 	dev, _ := s.ports.(DeviceReporter)
-	reg.MustRegister(newCollector(s.sw, s.fan, &s.stats, dev), collectors.NewGoCollector(),
+	ev, _ := s.ports.(EVPNReporter)
+	reg.MustRegister(newCollector(s.sw, s.fan, &s.stats, dev), newTunnelCollector(s.sw, ev, dev), collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if s.build != nil {
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "hvnet_build_info",

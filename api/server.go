@@ -152,6 +152,8 @@ func (s *Server) routeTable() []route {
 		{"POST /v1/mirrors", http.HandlerFunc(s.startMirror), plain},
 		{"DELETE /v1/mirrors/{port}", http.HandlerFunc(s.stopMirror), plain},
 		{"GET /v1/capture/{port}", http.HandlerFunc(s.capture), stream},
+		{"GET /v1/evpn/routes", http.HandlerFunc(s.getEVPNRoutes), plain},
+		{"GET /v1/evpn/neighbors", http.HandlerFunc(s.getEVPNNeighbors), plain},
 		{"GET /metrics", s.metricsHandler(), plain},
 	}
 }

@@ -144,6 +144,9 @@ type TunnelRemoteMAC struct {
 	MAC     string `json:"mac"`
 	VTEP    string `json:"vtep"`
 	Learned bool   `json:"learned"` // from a received packet, else from the control plane
+	// IPs are the MAC's addresses from MAC/IP routes (ARP/ND suppression
+	// answers requests for them).
+	IPs []string `json:"ips,omitempty"`
 }
 
 // BGPNeighbor is a BGP session of a tunnel's EVPN control plane.
@@ -259,6 +262,9 @@ type FDBEntry struct {
 	Age    time.Duration `json:"age_ns"`
 	Static bool          `json:"static"`
 	Pinned bool          `json:"pinned,omitempty"` // the port's own MAC under port security: it does not move
+	// VTEP: for an entry on a tunnel port, the remote VTEP the tunnel
+	// sends the MAC to (absent: none known, the tunnel floods it).
+	VTEP string `json:"vtep,omitempty"`
 }
 
 // StaticEntry is a static FDB entry to install (POST /v1/fdb).

@@ -47,6 +47,7 @@ var (
 	_ api.DeviceReporter = (*Daemon)(nil)
 	_ api.GuestReporter  = (*Daemon)(nil)
 	_ api.TunnelReporter = (*Daemon)(nil)
+	_ api.EVPNReporter   = (*Daemon)(nil)
 	_ api.KindLister     = (*Daemon)(nil)
 	_ api.SpecReporter   = (*Daemon)(nil)
 )
@@ -239,6 +240,19 @@ func (d *Daemon) Tunnel(name string) *api.TunnelInfo {
 	}
 	if r, ok := v.(*backend).b.(TunnelReporter); ok {
 		return r.Tunnel()
+	}
+	return nil
+}
+
+// EVPN returns the BGP EVPN control plane of a tunnel port
+// (api.EVPNReporter), nil when it runs none.
+func (d *Daemon) EVPN(name string) api.EVPNPort {
+	v, ok := d.byName.Load(name)
+	if !ok {
+		return nil
+	}
+	if r, ok := v.(*backend).b.(EVPNReporter); ok {
+		return r.EVPN()
 	}
 	return nil
 }

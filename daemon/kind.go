@@ -114,6 +114,9 @@ type (
 	GuestReporter interface{ Guest() *api.GuestInfo }
 	// TunnelReporter backends are tunnels and report their state.
 	TunnelReporter interface{ Tunnel() *api.TunnelInfo }
+	// EVPNReporter backends may run a BGP EVPN control plane: EVPN
+	// returns it, nil when they run none.
+	EVPNReporter interface{ EVPN() api.EVPNPort }
 	// DetachFirst backends must leave the switch before Close (a guest
 	// whose memory goes away with it must receive nothing meanwhile).
 	DetachFirst interface{ DetachFirst() bool }

@@ -21,6 +21,11 @@
 //     encapsulation extended community with tunnel type VXLAN (8), next
 //     hop = the VTEP.
 //
+// Routes lists the RIB for operators: the routes the speaker advertises
+// and every path its neighbors sent, with RD, route targets, VTEP, MAC
+// mobility sequence, source, and whether the speaker uses it; Neighbors
+// lists the sessions, Counts the routes in use.
+//
 // A received route is mapped to its VNI by its label, or by its route
 // target when the label is 0. The Handler hears about every VNI the
 // neighbors advertise; filtering is up to it. The speaker is a leaf: it

@@ -34,6 +34,38 @@
 //     the inner Ethernet header, as the overhead is usually quoted) is
 //     dropped and counted, never truncated or fragmented.
 //
+// ARP and neighbour discovery (for a control plane such as BGP EVPN, which
+// advertises MAC/IP routes and tells the port of remote ones):
+//
+//   - With Config.LearnIPs the port learns the local MACs' IP addresses
+//     (IPv4 and IPv6) from the ARP packets (requests, replies, gratuitous)
+//     and neighbour solicitations and advertisements (with a source or
+//     target link-layer address option; not duplicate address detection)
+//     the switch sends it: LocalIPs. A packet teaches nothing, and is
+//     counted, when it is malformed (lengths, hardware or protocol type,
+//     opcode, hop limit, ICMPv6 checksum, options), when its link-layer
+//     address is not the frame's source, when the source is a multicast
+//     MAC or one of the remote table, or when its address is not a
+//     unicast one. A MAC has MaxIPsPerMAC addresses at most (4), the
+//     table MaxLocalIPs (65536); what does not fit is counted. An
+//     address seen with another MAC moves to it. The port does not age
+//     bindings itself: whoever advertises them drops those whose MAC is
+//     no longer local (DelLocalIP).
+//   - SetRemoteIP fills a table of remote MAC/IP bindings (bounded by
+//     MaxRemoteIPs, 65536). With Config.Suppress, a broadcast ARP request
+//     or a neighbour solicitation to the solicited-node group of an
+//     address in that table is not sent to the VTEPs: the port answers it
+//     (an ARP reply, or a solicited neighbour advertisement with the
+//     target link-layer address, from the remote MAC to the requester, in
+//     the request's VLAN) as if the answer came through the tunnel.
+//     Answers are built in Send and queued (64 at most; a request that
+//     finds the queue full is flooded instead, and counted); a goroutine
+//     of the port hands them to the switch, since Send runs inside the
+//     switch's forwarding of another port's frames.
+//   - Each ARP or ND frame is copied once (headers and message, 314
+//     bytes at most) and read from the copy; nothing is allocated but a map
+//     entry for a new binding.
+//
 // Everything the underlay sends is checked before it reaches the switch,
 // each failure a counted drop: a datagram shorter than a VXLAN header and
 // an Ethernet header, flags other than the I flag, non-zero reserved

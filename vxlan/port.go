@@ -45,8 +45,20 @@ type Config struct {
 	MaxRemoteMACs int
 	// Aging is how long a learned remote MAC lives without a packet from
 	// it (0: 300 s). Entries set with SetRemoteMAC do not age.
-	Aging  time.Duration
-	Logger hclog.Logger
+	Aging time.Duration
+	// LearnIPs: the IP addresses of local MACs are learned from the ARP
+	// packets and IPv6 neighbour solicitations and advertisements the
+	// switch sends the port (LocalIPs), for a control plane to advertise.
+	LearnIPs bool
+	// Suppress: an ARP request or multicast neighbour solicitation for
+	// an IP in the remote MAC/IP table (SetRemoteIP) is answered by the
+	// port, into the switch, instead of being flooded to the VTEPs.
+	Suppress bool
+	// MaxIPsPerMAC bounds the local IPs of one MAC (0: 4), MaxLocalIPs the
+	// local MAC/IP bindings (0: 65536), MaxRemoteIPs the remote ones (0:
+	// 65536).
+	MaxIPsPerMAC, MaxLocalIPs, MaxRemoteIPs int
+	Logger                                  hclog.Logger
 }
 
 // Stats are a port's counters.
@@ -70,12 +82,24 @@ type Stats struct {
 
 	RemoteMACs     int    // entries in the table of remote MACs now
 	RemoteMACsFull uint64 // MACs not learned or set: the table was full
+
+	ARPSuppressed   uint64 // ARP requests answered by the port, not flooded
+	NDSuppressed    uint64 // neighbour solicitations answered by the port, not flooded
+	SuppressReplies uint64 // answers handed to the switch
+	SuppressFull    uint64 // requests flooded because the queue of answers was full
+	SnoopIgnored    uint64 // ARP and ND packets nothing was learned from: malformed, or claiming what they may not
+	LocalIPs        int    // local MAC/IP bindings now
+	LocalIPsFull    uint64 // bindings not learned: the MAC had its share of IPs, or the table was full
+	RemoteIPs       int    // remote MAC/IP bindings now
+	RemoteIPsFull   uint64 // remote bindings not set: the table was full
 }
 
 type counters struct {
 	rxPackets, rxBytes, txPackets, txBytes, txFlood                   atomic.Uint64
 	rxShort, rxFlags, rxVNI, rxVTEP, rxInnerTag, rxOversize, rxErrors atomic.Uint64
 	txNoVNI, txOversize, txNoRemote, txErrors, full                   atomic.Uint64
+	arpSuppressed, ndSuppressed, replies, ringFull, snoopIgnored      atomic.Uint64
+	localFull, remoteIPFull                                           atomic.Uint64
 }
 
 // vtep is a remote VTEP: its address and the sockaddr packets to it use.
@@ -128,6 +152,13 @@ type Port struct {
 	closeMu sync.Mutex
 	closed  bool
 	st      counters
+
+	// ARP and ND (neigh.go).
+	nb      neighTables
+	ring    replyRing
+	nbuf    [ethLen + tagLen + ipv6Len + ndMaxLen]byte // Send's copy of an ARP or ND frame (txMu)
+	rbuf    [replyRoom]byte                            // Send's answer being built (txMu)
+	lastLog atomic.Int64                               // unix nanoseconds of the last ignored-packet log
 }
 
 var _ vswitch.Port = (*Port)(nil)
@@ -153,6 +184,15 @@ func Open(cfg Config) (*Port, error) {
 	if cfg.Aging == 0 {
 		cfg.Aging = 300 * time.Second
 	}
+	if cfg.MaxIPsPerMAC == 0 {
+		cfg.MaxIPsPerMAC = DefaultMaxIPsPerMAC
+	}
+	if cfg.MaxLocalIPs == 0 {
+		cfg.MaxLocalIPs = DefaultMaxLocalIPs
+	}
+	if cfg.MaxRemoteIPs == 0 {
+		cfg.MaxRemoteIPs = DefaultMaxRemoteIPs
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = hclog.NewNullLogger()
 	}
@@ -161,6 +201,8 @@ func Open(cfg Config) (*Port, error) {
 	}
 	p := &Port{cfg: cfg, log: cfg.Logger, vniVLAN: map[uint32]uint16{}, remote: map[macKey]*remoteMAC{},
 		flood: map[uint32][]vtep{}, added: map[uint32][]vtep{}, known: map[[4]byte]int{}, rxfd: -1, txfd: -1}
+	p.nb = neighTables{local: map[ipKey][6]byte{}, perMAC: map[macKey]int{}, remote: map[ipKey][6]byte{}}
+	p.ring.wake = make(chan struct{}, 1)
 	for vni, vlan := range cfg.VNIs {
 		if vni == 0 || vni > MaxVNI {
 			return nil, fmt.Errorf("vxlan: VNI %d: want 1..%d", vni, MaxVNI)
@@ -238,9 +280,10 @@ func (p *Port) closeSockets() {
 // Start hands received frames to the switch port h until Close.
 func (p *Port) Start(h *vswitch.PortHandle) {
 	p.handle.Store(h)
-	p.wg.Add(2)
+	p.wg.Add(3)
 	go p.rxLoop()
 	go p.ageLoop()
+	go p.replyLoop()
 }
 
 // Close stops receiving and closes the sockets.
@@ -252,6 +295,10 @@ func (p *Port) Close() error {
 	}
 	p.closed = true
 	p.stop.Store(true)
+	select {
+	case p.ring.wake <- struct{}{}: // replyLoop notices
+	default:
+	}
 	p.wg.Wait()
 	p.txMu.Lock()
 	p.closeSockets()
@@ -273,9 +320,15 @@ func (p *Port) Stats() Stats {
 	p.tabMu.RLock()
 	n := len(p.remote)
 	p.tabMu.RUnlock()
+	p.nb.mu.RLock()
+	nl, nr := len(p.nb.local), len(p.nb.remote)
+	p.nb.mu.RUnlock()
 	return Stats{RxPackets: c.rxPackets.Load(), RxBytes: c.rxBytes.Load(), TxPackets: c.txPackets.Load(), TxBytes: c.txBytes.Load(),
 		TxFloodCopies: c.txFlood.Load(), RxDropShort: c.rxShort.Load(), RxDropFlags: c.rxFlags.Load(), RxDropUnknownVNI: c.rxVNI.Load(),
 		RxDropUnknownVTEP: c.rxVTEP.Load(), RxDropInnerTag: c.rxInnerTag.Load(), RxDropOversize: c.rxOversize.Load(), RxErrors: c.rxErrors.Load(),
 		TxDropNoVNI: c.txNoVNI.Load(), TxDropOversize: c.txOversize.Load(), TxDropNoRemote: c.txNoRemote.Load(), TxErrors: c.txErrors.Load(),
-		RemoteMACs: n, RemoteMACsFull: c.full.Load()}
+		RemoteMACs: n, RemoteMACsFull: c.full.Load(),
+		ARPSuppressed: c.arpSuppressed.Load(), NDSuppressed: c.ndSuppressed.Load(), SuppressReplies: c.replies.Load(),
+		SuppressFull: c.ringFull.Load(), SnoopIgnored: c.snoopIgnored.Load(), LocalIPs: nl, LocalIPsFull: c.localFull.Load(),
+		RemoteIPs: nr, RemoteIPsFull: c.remoteIPFull.Load()}
 }

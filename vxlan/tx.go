@@ -41,7 +41,9 @@ func newTxBatch(n int) *txBatch {
 
 // Send implements vswitch.Port: each frame leaves as a VXLAN packet to the
 // VTEP of its destination MAC, or one to each VTEP of its VNI's flood
-// list. It returns how many frames went (at least one copy each), those
+// list; an ARP request or neighbour solicitation the port answers itself
+// (Config.Suppress) does not leave. It returns how many frames went (at
+// least one copy each, or answered), those
 // in frames[:n] in their order; the others (no VNI for their VLAN, too
 // long for the underlay, nowhere to go, refused by the kernel) are
 // counted and moved behind.
@@ -62,6 +64,7 @@ func (p *Port) Send(frames []vswitch.Frame) int {
 	clear(b.sent)
 	m := 0 // messages in the batch
 	maxInner := p.cfg.UnderlayMTU - Overhead
+	neigh := p.cfg.LearnIPs || p.cfg.Suppress
 	p.tabMu.RLock()
 	for i := range frames {
 		d := frames[i].Data
@@ -70,15 +73,21 @@ func (p *Port) Send(frames []vswitch.Frame) int {
 		}
 		var vlan uint16
 		rest := d[macsLen:]
+		l3 := ethLen
 		if binary.BigEndian.Uint16(d[12:]) == 0x8100 && len(d) >= ethLen+tagLen {
 			vlan = binary.BigEndian.Uint16(d[14:]) & 0x0fff
 			rest = d[macsLen+tagLen:]
+			l3 += tagLen
 		} else {
 			vlan = p.cfg.NativeVLAN
 		}
 		vni := p.vlanVNI[vlan&0x0fff]
 		if vlan == 0 || vni == 0 {
 			p.st.txNoVNI.Add(1)
+			continue
+		}
+		if neigh && p.neighFrame(vni, d, l3) {
+			b.sent[i] = true // answered by the port
 			continue
 		}
 		inner := macsLen + len(rest)

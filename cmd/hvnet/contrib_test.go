@@ -109,6 +109,16 @@ func TestBashCompletion(t *testing.T) {
 			t.Errorf("completion of hvnet lacks %q: %s", c.name, top)
 		}
 	}
+	// Every ctl command of ctl -h is offered.
+	ctlWords := " " + strings.Join(complete("hvnet", "ctl", "''"), " ") + " "
+	for _, m := range regexp.MustCompile(`(?m)^  ([a-z]+)`).FindAllStringSubmatch(ctlUsage, -1) {
+		if !strings.Contains(ctlWords, " "+m[1]+" ") {
+			t.Errorf("hvnet ctl <TAB> lacks %q: %s", m[1], ctlWords)
+		}
+	}
+	if got := strings.Join(complete("hvnet", "ctl", "evpn", "''"), " "); got != "routes neighbors" {
+		t.Errorf("hvnet ctl evpn <TAB> = %q", got)
+	}
 	if got := strings.Join(complete("hvnet", "ctl", "add", "''"), " "); got != "vhost-user uplink lab vxlan" {
 		t.Errorf("hvnet ctl add <TAB> = %q", got)
 	}

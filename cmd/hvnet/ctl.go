@@ -57,6 +57,7 @@ const ctlUsage = `usage: hvnet ctl [--socket PATH] [--json] [--wait D] COMMAND
   trace --in PORT --src MAC --dst MAC [--vlan N] [--pcp N] [--ethertype 0x800] [--src-ip A --dst-ip B]
         [--proto tcp|udp|N] [--sport N] [--dport N] [--size N]
                                       what the switch would do with such a frame, step by step
+  ` + ctlEVPNHelp + `
   metrics                             Prometheus text exposition`
 
 // cmdCtl is "hvnet ctl": a client of the daemon's control API.
@@ -229,6 +230,10 @@ func (c *ctl) run(cmd string, args []string) error {
 		return c.config(args)
 	case "top":
 		return c.top(args)
+	case "evpn":
+		return c.evpn(args)
+	case "vteps":
+		return c.vteps(args)
 	case "metrics":
 		text, err := c.c.Metrics(c.ctx)
 		if err == nil {
@@ -432,6 +437,10 @@ func deviceString(dc *api.DeviceCounters) string {
 	}
 	if x := dc.VXLANCounters; x != nil {
 		s += fmt.Sprintf(", %d packets in, %d out (%d flooded copies), %d remote MACs", x.RxPackets, x.TxPackets, x.FloodCopies, x.RemoteMACs)
+		if x.LocalIPs+x.RemoteIPs > 0 || x.ARPSuppressed+x.NDSuppressed > 0 {
+			s += fmt.Sprintf(", %d local IPs, %d remote IPs, %d ARP and %d ND requests answered locally", x.LocalIPs, x.RemoteIPs,
+				x.ARPSuppressed, x.NDSuppressed)
+		}
 	}
 	return s
 }
@@ -460,7 +469,11 @@ func tunnelRows(tn *api.TunnelInfo) [][2]string {
 		if m.Learned {
 			how = "learned"
 		}
-		rows = append(rows, [2]string{fmt.Sprintf("remote mac %s vni %d", m.MAC, m.VNI), fmt.Sprintf("behind %s (%s)", m.VTEP, how)})
+		ips := ""
+		if len(m.IPs) > 0 {
+			ips = ", IPs " + strings.Join(m.IPs, " ")
+		}
+		rows = append(rows, [2]string{fmt.Sprintf("remote mac %s vni %d", m.MAC, m.VNI), fmt.Sprintf("behind %s (%s)%s", m.VTEP, how, ips)})
 	}
 	return rows
 }

@@ -8,7 +8,6 @@ import (
 	"strconv"
 	"strings"
 	"text/tabwriter"
-	"time"
 
 	"hvnet/api"
 	"hvnet/daemon"
@@ -201,16 +200,7 @@ func (c *ctl) fdb(args []string) error {
 		if ok, err := c.get(http.MethodGet, "/v1/fdb"+api.FDBQuery(*port, *vlan, *mac), nil, &es); !ok {
 			return err
 		}
-		tw := tabwriter.NewWriter(c.e.stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "VLAN\tMAC\tPORT\tTYPE\tAGE")
-		for _, fe := range es {
-			kind, age := "learned", fe.Age.Round(time.Second).String()
-			if fe.Static {
-				kind, age = "static", "-"
-			}
-			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\n", fe.VLAN, fe.MAC, fe.Port, kind, age)
-		}
-		return tw.Flush()
+		return c.fdbTable(es)
 	case "flush":
 		if _, err := parseWithPositional(fs, args, 0); err != nil {
 			return err

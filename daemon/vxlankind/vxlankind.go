@@ -50,6 +50,7 @@ func (kind) Options() []daemon.Option {
 		{Key: "bgp-port", Value: "PORT", Help: "BGP EVPN: the TCP port to listen on and dial (default 179)"},
 		{Key: "hold-time", Value: "3s..", Help: "BGP EVPN: the proposed hold time (default 90s; keepalives a third of it)"},
 		{Key: "max-routes", Value: "N", Help: "BGP EVPN: routes one neighbor may send before its session is reset (default 100000)"},
+		{Key: "arp-suppress", Value: "on|off", Help: "BGP EVPN: answer ARP requests and neighbor solicitations for IPs of remote MAC/IP routes locally, not flooding them (default on)"},
 	}
 }
 
@@ -138,7 +139,7 @@ func (kind) Parse(v daemon.Values, port vswitch.PortConfig) (daemon.Spec, error)
 func (s *spec) parseBGP(v daemon.Values) error {
 	as := v.Get("asn")
 	if as == "" {
-		for _, k := range []string{"router-id", "neighbor", "bgp-port", "hold-time", "max-routes"} {
+		for _, k := range []string{"router-id", "neighbor", "bgp-port", "hold-time", "max-routes", "arp-suppress"} {
 			if v.Get(k) != "" {
 				return daemon.Bad(k, v.Get(k), "needs asn= (the EVPN control plane)")
 			}
@@ -196,6 +197,16 @@ func (s *spec) parseBGP(v daemon.Values) error {
 	}
 	if v.Get("learning") == "" {
 		s.cfg.Learning = false // the control plane says where MACs are
+	}
+	// The local MACs' IPs are learned to be advertised; requests for
+	// remote ones are answered from the routes.
+	s.cfg.LearnIPs, s.cfg.Suppress = true, true
+	if a := v.Get("arp-suppress"); a != "" {
+		on, ok := map[string]bool{"on": true, "off": false}[a]
+		if !ok {
+			return daemon.Bad("arp-suppress", a, "is not on or off")
+		}
+		s.cfg.Suppress = on
 	}
 	s.bgp = b
 	return nil
@@ -278,6 +289,9 @@ type backend struct {
 	syncDone chan struct{}
 	seqMu    sync.Mutex
 	seqs     map[macKey]uint32 // the last MAC mobility sequence seen from a remote VTEP
+	// The remote routes the speaker reported per MAC (the invalid
+	// address: the MAC-only route), in its dispatcher goroutine only.
+	routes map[macKey]map[netip.Addr]struct{}
 }
 
 // startEVPN starts the BGP speaker, announces the VNIs and keeps the
@@ -285,6 +299,7 @@ type backend struct {
 func (b *backend) startEVPN(h *daemon.Host, name string, bc evpn.Config) error {
 	bc.Logger = h.Log.Named("evpn").With("port", name)
 	b.seqs = map[macKey]uint32{}
+	b.routes = map[macKey]map[netip.Addr]struct{}{}
 	sp, err := evpn.Start(h.Ctx, bc, b)
 	if err != nil {
 		return err
@@ -300,8 +315,8 @@ func (b *backend) startEVPN(h *daemon.Host, name string, bc evpn.Config) error {
 	}
 	ctx, cancel := context.WithCancel(h.Ctx)
 	b.stopSync, b.syncDone = cancel, make(chan struct{})
-	ms := &macSync{sw: h.Switch, port: name, vlans: vlans, adv: sp, log: bc.Logger, every: 100 * time.Millisecond,
-		seq: b.localSeq, have: map[macKey]struct{}{}}
+	ms := &macSync{sw: h.Switch, port: name, vlans: vlans, adv: sp, ips: b.p, log: bc.Logger, every: 100 * time.Millisecond,
+		seq: b.localSeq, have: map[routeKey]struct{}{}}
 	go func() {
 		defer close(b.syncDone)
 		ms.run(ctx)
@@ -331,16 +346,35 @@ func (b *backend) RemoteVTEP(vni uint32, vtep netip.Addr, withdrawn bool) {
 }
 
 // RemoteMAC implements evpn.Handler: a type-2 route points the MAC at its
-// VTEP.
-func (b *backend) RemoteMAC(vni uint32, mac [6]byte, _ netip.Addr, vtep netip.Addr, seq uint32, withdrawn bool) {
+// VTEP, and one with an IP binds the IP to the MAC for ARP/ND
+// suppression. The MAC stays while any of its routes (with an IP or
+// without) does.
+func (b *backend) RemoteMAC(vni uint32, mac [6]byte, ip netip.Addr, vtep netip.Addr, seq uint32, withdrawn bool) {
+	k := macKey{vni, mac}
+	rs := b.routes[k]
 	if withdrawn {
-		b.p.DelRemoteMAC(vni, mac)
+		if ip.IsValid() {
+			b.p.DelRemoteIP(vni, mac, ip)
+		}
+		delete(rs, ip)
+		if len(rs) == 0 {
+			delete(b.routes, k)
+			b.p.DelRemoteMAC(vni, mac)
+		}
 		return
 	}
+	if rs == nil {
+		rs = map[netip.Addr]struct{}{}
+		b.routes[k] = rs
+	}
+	rs[ip] = struct{}{}
 	b.seqMu.Lock()
-	b.seqs[macKey{vni, mac}] = seq
+	b.seqs[k] = seq
 	b.seqMu.Unlock()
 	b.p.SetRemoteMAC(vni, mac, vtep)
+	if ip.IsValid() {
+		b.p.SetRemoteIP(vni, mac, ip)
+	}
 }
 
 // Close stops the control plane (its routes withdrawn), then the tunnel.
@@ -365,7 +399,9 @@ func (b *backend) Tunnel() *api.TunnelInfo {
 	vnis := slices.Sorted(maps.Keys(b.cfg.VNIs))
 	for _, vni := range vnis {
 		v := api.TunnelVNI{VNI: vni, VLAN: int(b.cfg.VNIs[vni]), VTEPs: []string{}}
-		for _, a := range flood[vni] {
+		fl := flood[vni]
+		slices.SortFunc(fl, func(x, y netip.Addr) int { return x.Compare(y) })
+		for _, a := range fl {
 			v.VTEPs = append(v.VTEPs, a.String())
 		}
 		t.VNIs = append(t.VNIs, v)
@@ -377,16 +413,23 @@ func (b *backend) Tunnel() *api.TunnelInfo {
 		}
 		return bytes.Compare(x.MAC[:], y.MAC[:])
 	})
+	ips := map[macKey][]netip.Addr{}
+	for _, r := range b.p.RemoteIPs() {
+		k := macKey{r.VNI, r.MAC}
+		ips[k] = append(ips[k], r.IP)
+	}
 	for _, m := range ms {
-		t.RemoteMACs = append(t.RemoteMACs, api.TunnelRemoteMAC{VNI: m.VNI, MAC: vswitch.MAC(m.MAC).String(), VTEP: m.VTEP.String(), Learned: m.Learned})
+		tm := api.TunnelRemoteMAC{VNI: m.VNI, MAC: vswitch.MAC(m.MAC).String(), VTEP: m.VTEP.String(), Learned: m.Learned}
+		l := ips[macKey{m.VNI, m.MAC}]
+		slices.SortFunc(l, netip.Addr.Compare)
+		for _, a := range l {
+			tm.IPs = append(tm.IPs, a.String())
+		}
+		t.RemoteMACs = append(t.RemoteMACs, tm)
 	}
 	if b.sp != nil {
 		for _, n := range b.sp.Neighbors() {
-			bn := api.BGPNeighbor{Address: n.Addr.String(), ASN: n.ASN, State: n.State, RoutesReceived: int(n.Received), RoutesAccepted: int(n.Accepted)}
-			if n.Uptime > 0 {
-				bn.Uptime = n.Uptime.Round(time.Second).String()
-			}
-			t.Neighbors = append(t.Neighbors, bn)
+			t.Neighbors = append(t.Neighbors, bgpNeighbor(n))
 		}
 	}
 	return t
@@ -397,5 +440,7 @@ func Counters(st vxlan.Stats) *api.VXLANCounters {
 	return &api.VXLANCounters{RxPackets: st.RxPackets, TxPackets: st.TxPackets, FloodCopies: st.TxFloodCopies, RemoteMACs: st.RemoteMACs,
 		RxDropShort: st.RxDropShort, RxDropFlags: st.RxDropFlags, RxDropUnknownVNI: st.RxDropUnknownVNI, RxDropUnknownVTEP: st.RxDropUnknownVTEP,
 		RxDropInnerTag: st.RxDropInnerTag, RxDropOversize: st.RxDropOversize, RxErrors: st.RxErrors, TxDropNoVNI: st.TxDropNoVNI,
-		TxDropOversize: st.TxDropOversize, TxDropNoRemote: st.TxDropNoRemote, TxErrors: st.TxErrors, RemoteMACsFull: st.RemoteMACsFull}
+		TxDropOversize: st.TxDropOversize, TxDropNoRemote: st.TxDropNoRemote, TxErrors: st.TxErrors, RemoteMACsFull: st.RemoteMACsFull,
+		ARPSuppressed: st.ARPSuppressed, NDSuppressed: st.NDSuppressed, SuppressReplies: st.SuppressReplies, SuppressFull: st.SuppressFull,
+		SnoopIgnored: st.SnoopIgnored, LocalIPs: st.LocalIPs, LocalIPsFull: st.LocalIPsFull, RemoteIPs: st.RemoteIPs, RemoteIPsFull: st.RemoteIPsFull}
 }

@@ -2,14 +2,19 @@ package vxlankind
 
 import (
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/hashicorp/go-hclog"
 
 	"hvnet/daemon"
+	"hvnet/internal/netnstest"
 	vswitch "hvnet/switch"
+	"hvnet/vxlan"
 )
+
+func TestMain(m *testing.M) { netnstest.Main(m) }
 
 func TestParse(t *testing.T) {
 	p, err := daemon.ParsePort(Kind, strings.Split("name=vx,trunk=10:20,native=30,local=10.9.0.1,vni=100:10,vni=200:20,vni=300:30,"+
@@ -54,20 +59,37 @@ func TestParse(t *testing.T) {
 }
 
 type fakeAdv struct {
-	adv map[macKey]uint32
+	adv map[routeKey]uint32
 	log []string
 }
 
-func (f *fakeAdv) AdvertiseMAC(vni uint32, mac [6]byte, _ netip.Addr, seq uint32) error {
-	f.adv[macKey{vni, mac}] = seq
-	f.log = append(f.log, "+"+vswitch.MAC(mac).String())
+func routeName(mac [6]byte, ip netip.Addr) string {
+	if ip.IsValid() {
+		return vswitch.MAC(mac).String() + "/" + ip.String()
+	}
+	return vswitch.MAC(mac).String()
+}
+
+func (f *fakeAdv) AdvertiseMAC(vni uint32, mac [6]byte, ip netip.Addr, seq uint32) error {
+	f.adv[routeKey{vni, mac, ip}] = seq
+	f.log = append(f.log, "+"+routeName(mac, ip))
 	return nil
 }
 
-func (f *fakeAdv) WithdrawMAC(vni uint32, mac [6]byte, _ netip.Addr) error {
-	delete(f.adv, macKey{vni, mac})
-	f.log = append(f.log, "-"+vswitch.MAC(mac).String())
+func (f *fakeAdv) WithdrawMAC(vni uint32, mac [6]byte, ip netip.Addr) error {
+	delete(f.adv, routeKey{vni, mac, ip})
+	f.log = append(f.log, "-"+routeName(mac, ip))
 	return nil
+}
+
+// fakeIPs are a tunnel port's local bindings.
+type fakeIPs struct {
+	b []vxlan.IPBinding
+}
+
+func (f *fakeIPs) LocalIPs() []vxlan.IPBinding { return slices.Clone(f.b) }
+func (f *fakeIPs) DelLocalIP(vni uint32, mac [6]byte, ip netip.Addr) {
+	f.b = slices.DeleteFunc(f.b, func(b vxlan.IPBinding) bool { return b == vxlan.IPBinding{VNI: vni, MAC: mac, IP: ip} })
 }
 
 type sink struct{}
@@ -109,10 +131,10 @@ func TestMACSync(t *testing.T) {
 	ports["a"].Input([]vswitch.Frame{{Data: frame(1, 0)}})
 	ports["b"].Input([]vswitch.Frame{{Data: frame(2, 0)}})
 	ports["vx"].Input([]vswitch.Frame{{Data: frame(3, 10)}})
-	f := &fakeAdv{adv: map[macKey]uint32{}}
+	f := &fakeAdv{adv: map[routeKey]uint32{}}
 	m := &macSync{sw: sw, port: "vx", vlans: map[uint16]uint32{10: 100}, adv: f, log: hclog.NewNullLogger(),
-		seq: func(uint32, [6]byte) uint32 { return 7 }, have: map[macKey]struct{}{}}
-	if n := m.sync(); n != 1 || len(f.adv) != 1 || f.adv[macKey{100, [6]byte{2, 0, 0, 0, 0, 1}}] != 7 {
+		seq: func(uint32, [6]byte) uint32 { return 7 }, have: map[routeKey]struct{}{}}
+	if n := m.sync(); n != 1 || len(f.adv) != 1 || f.adv[routeKey{vni: 100, mac: [6]byte{2, 0, 0, 0, 0, 1}}] != 7 {
 		t.Fatalf("after the first sync: %d changes, advertised %v", n, f.adv)
 	}
 	if n := m.sync(); n != 0 {
@@ -126,6 +148,96 @@ func TestMACSync(t *testing.T) {
 	}
 	if got := strings.Join(f.log, " "); got != "+02:00:00:00:00:01 -02:00:00:00:00:01" {
 		t.Errorf("advertisements: %s", got)
+	}
+}
+
+// Each learned IP of a local MAC is advertised as a MAC/IP route beside
+// the MAC's own; a binding that goes is withdrawn, and one whose MAC is
+// not local (or no longer) is forgotten.
+func TestMACSyncIPs(t *testing.T) {
+	sw := vswitch.New(vswitch.Config{})
+	a, err := sw.AddPort(vswitch.PortConfig{Name: "a", PVID: 10}, sink{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sw.AddPort(vswitch.PortConfig{Name: "vx", PVID: 10}, sink{}); err != nil {
+		t.Fatal(err)
+	}
+	f := make([]byte, 60)
+	copy(f, []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 2, 0, 0, 0, 0, 1, 0x88, 0xb5})
+	a.Input([]vswitch.Frame{{Data: f}})
+	mac1, mac9 := [6]byte{2, 0, 0, 0, 0, 1}, [6]byte{2, 0, 0, 0, 0, 9}
+	v4, v6 := netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("2001:db8::1")
+	ips := &fakeIPs{b: []vxlan.IPBinding{{VNI: 100, MAC: mac1, IP: v4}, {VNI: 100, MAC: mac1, IP: v6}, {VNI: 100, MAC: mac9, IP: netip.MustParseAddr("10.0.0.9")}}}
+	adv := &fakeAdv{adv: map[routeKey]uint32{}}
+	m := &macSync{sw: sw, port: "vx", vlans: map[uint16]uint32{10: 100}, adv: adv, ips: ips, log: hclog.NewNullLogger(),
+		seq: func(uint32, [6]byte) uint32 { return 3 }, have: map[routeKey]struct{}{}}
+	if n := m.sync(); n != 3 || len(adv.adv) != 3 || adv.adv[routeKey{100, mac1, v4}] != 3 || adv.adv[routeKey{100, mac1, v6}] != 3 {
+		t.Fatalf("first sync: %d changes, advertised %v", n, adv.adv)
+	}
+	if len(ips.b) != 2 {
+		t.Errorf("the binding of a MAC that is not local stayed: %v", ips.b)
+	}
+	ips.b = ips.b[1:] // 10.0.0.1 goes
+	if n := m.sync(); n != 1 || len(adv.adv) != 2 {
+		t.Errorf("after a binding went: %d changes, advertised %v", n, adv.adv)
+	}
+	sw.RemovePort("a")
+	if n := m.sync(); n != 2 || len(adv.adv) != 0 || len(ips.b) != 0 {
+		t.Errorf("after the MAC's port went: %d changes, advertised %v, bindings %v", n, adv.adv, ips.b)
+	}
+	slices.Sort(adv.log)
+	want := []string{"+02:00:00:00:00:01", "+02:00:00:00:00:01/10.0.0.1", "+02:00:00:00:00:01/2001:db8::1",
+		"-02:00:00:00:00:01", "-02:00:00:00:00:01/10.0.0.1", "-02:00:00:00:00:01/2001:db8::1"}
+	if !slices.Equal(adv.log, want) {
+		t.Errorf("routes: %q, want %q", adv.log, want)
+	}
+}
+
+// Remote MAC/IP routes: the MAC is in the tunnel's table while any of its
+// routes is, each IP while its route is.
+func TestRemoteMACRoutes(t *testing.T) {
+	netnstest.Need(t)
+	netnstest.Run(t, "ip", "link", "set", "lo", "up")
+	p, err := vxlan.Open(vxlan.Config{Local: netip.MustParseAddr("127.0.0.1"), Port: 4999, VNIs: map[uint32]uint16{100: 10}, Suppress: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	b := &backend{p: p, seqs: map[macKey]uint32{}, routes: map[macKey]map[netip.Addr]struct{}{}}
+	mac, vtep := [6]byte{2, 0, 0, 0, 0, 7}, netip.MustParseAddr("127.0.0.2")
+	v4, v6 := netip.MustParseAddr("10.0.0.7"), netip.MustParseAddr("2001:db8::7")
+	state := func() string {
+		var s []string
+		for _, m := range p.RemoteMACs() {
+			s = append(s, vswitch.MAC(m.MAC).String())
+		}
+		var ips []string
+		for _, r := range p.RemoteIPs() {
+			ips = append(ips, r.IP.String())
+		}
+		slices.Sort(ips)
+		return strings.Join(append(s, ips...), " ")
+	}
+	for _, step := range []struct {
+		ip        netip.Addr
+		withdrawn bool
+		want      string
+	}{
+		{netip.Addr{}, false, "02:00:00:00:00:07"},
+		{v4, false, "02:00:00:00:00:07 10.0.0.7"},
+		{v6, false, "02:00:00:00:00:07 10.0.0.7 2001:db8::7"},
+		{v4, false, "02:00:00:00:00:07 10.0.0.7 2001:db8::7"}, // again (a new sequence number)
+		{v4, true, "02:00:00:00:00:07 2001:db8::7"},
+		{netip.Addr{}, true, "02:00:00:00:00:07 2001:db8::7"},
+		{v6, true, ""},
+		{v6, false, "02:00:00:00:00:07 2001:db8::7"},
+		{v6, true, ""},
+	} {
+		b.RemoteMAC(100, mac, step.ip, vtep, 0, step.withdrawn)
+		if got := state(); got != step.want {
+			t.Errorf("after %v withdrawn=%v: %q, want %q", step.ip, step.withdrawn, got, step.want)
+		}
 	}
 }
 
@@ -145,6 +257,17 @@ func TestParseEVPN(t *testing.T) {
 	if cl := s.Claims(); len(cl) != 2 || cl[1] != "bgp 10.8.0.1:1179" {
 		t.Errorf("claims = %q", cl)
 	}
+	if !s.cfg.LearnIPs || !s.cfg.Suppress {
+		t.Errorf("EVPN: learn IPs %v, suppress %v; want both on", s.cfg.LearnIPs, s.cfg.Suppress)
+	}
+	if p, err := daemon.ParsePort(Kind, strings.Split("name=vx,vlan=10,local=10.8.0.1,vni=100:10,asn=65000,arp-suppress=off", ",")); err != nil ||
+		p.Spec().(*spec).cfg.Suppress || !p.Spec().(*spec).cfg.LearnIPs {
+		t.Errorf("arp-suppress=off: %v", err)
+	}
+	if p, err := daemon.ParsePort(Kind, strings.Split("name=vx,vlan=10,local=10.8.0.1,vni=100:10", ",")); err != nil ||
+		p.Spec().(*spec).cfg.Suppress || p.Spec().(*spec).cfg.LearnIPs {
+		t.Errorf("without EVPN: suppression or IP learning on (%v)", err)
+	}
 	if p, err := daemon.ParsePort(Kind, strings.Split("name=vx,vlan=10,local=10.8.0.1,vni=100:10,asn=65000,learning=on", ",")); err != nil ||
 		!p.Spec().(*spec).cfg.Learning {
 		t.Errorf("learning=on with EVPN: %v", err)
@@ -158,6 +281,8 @@ func TestParseEVPN(t *testing.T) {
 		{"asn=65000,hold-time=2s", `field "hold-time": "2s" is not whole seconds`},
 		{"asn=65000,bgp-port=70000", `field "bgp-port"`},
 		{"asn=65000,max-routes=0", `field "max-routes"`},
+		{"arp-suppress=on", `field "arp-suppress": "on" needs asn=`},
+		{"asn=65000,arp-suppress=yes", `field "arp-suppress": "yes" is not on or off`},
 	} {
 		spec := "name=vx,vlan=10,local=10.8.0.1,vni=100:10," + tc.spec
 		if _, err := daemon.ParsePort(Kind, strings.Split(spec, ",")); err == nil || !strings.Contains(err.Error(), tc.want) {
