@@ -133,6 +133,7 @@ type Port struct {
 	tx     [][]vswitch.Frame // per member, Send's scratch
 	pdu    []byte
 
+	started  atomic.Bool
 	statsReq chan chan Stats
 	stop     chan struct{}
 	done     chan struct{}
@@ -259,6 +260,7 @@ func (p *Port) Start(h *vswitch.PortHandle) error {
 			return fmt.Errorf("bond: member %s: %w", m.name, err)
 		}
 	}
+	p.started.Store(true)
 	go p.loop(updates, nlDone)
 	return nil
 }
@@ -880,8 +882,11 @@ type Stats struct {
 }
 
 // Stats returns the bond's counters and its members' state (asked of the
-// control loop: it returns the zero Stats once the bond is closed).
+// control loop: the zero Stats before Start and after Close).
 func (p *Port) Stats() Stats {
+	if !p.started.Load() {
+		return Stats{}
+	}
 	c := make(chan Stats, 1)
 	select {
 	case p.statsReq <- c:

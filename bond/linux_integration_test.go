@@ -268,6 +268,83 @@ func TestLACPWithLinuxBond(t *testing.T) {
 	if got, dups := pg.Flood("10.9.0.2", 20, 50*time.Millisecond, time.Second); got != 20 || dups != 0 {
 		t.Errorf("after the member came back: %d of 20, %d duplicates", got, dups)
 	}
+
+	// Hostile LACPDUs on sw0a's wire: every malformed shape is counted
+	// and changes nothing; a spoofed partner that flaps its system ID
+	// takes only that member out of the aggregation, never the other,
+	// and traffic goes on.
+	bad0 := r.bond.Stats().LACPBad
+	good := (&LACPDU{Actor: PortInfo{SystemPriority: 1, System: [6]byte{2, 0xee, 0, 0, 0, 1}, Key: 9, Port: 1,
+		State: StateActivity | StateAggregation | StateSync | StateCollecting | StateDistributing}}).AppendFrame(nil, [6]byte{2, 0xee, 0, 0, 0, 1})
+	var frames [][]byte
+	for _, cut := range []func(b []byte) []byte{
+		func(b []byte) []byte { return b[:20] },             // short
+		func(b []byte) []byte { b[14] = 9; return b },       // not LACP
+		func(b []byte) []byte { b[15] = 0; return b },       // version 0
+		func(b []byte) []byte { b[17] = 200; return b },     // actor TLV length
+		func(b []byte) []byte { b[56] = 7; return b },       // collector TLV type
+		func(b []byte) []byte { clear(b[20:26]); return b }, // zero actor system
+		func(b []byte) []byte { b[72] = 3; return b },       // no terminator
+		func(b []byte) []byte { b[20] |= 1; return b },      // group actor system
+	} {
+		frames = append(frames, cut(append([]byte(nil), good...)))
+	}
+	r.sendRaw("sw0a", frames, 50)
+	r.wait("malformed LACPDUs counted", 2*time.Second, func() bool { return r.bond.Stats().LACPBad-bad0 >= 8*50 })
+	if !both() {
+		t.Errorf("malformed LACPDUs disturbed the aggregation: %+v", r.bond.Stats())
+	}
+	stop := make(chan struct{})
+	flapped := make(chan int)
+	go func() {
+		n := 0
+		for {
+			select {
+			case <-stop:
+				flapped <- n
+				return
+			default:
+			}
+			f := append([]byte(nil), good...)
+			f[25] = byte(n) // another system ID each time
+			r.sendRaw("sw0a", [][]byte{f}, 1)
+			n++
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+	got, dups := pg.Flood("10.9.0.2", 200, 10*time.Millisecond, time.Second)
+	s = r.bond.Stats()
+	close(stop)
+	t.Logf("a spoofed partner flapping its system on sw0a (%d LACPDUs): %d of 200 pings answered; members carrying %v / %v",
+		<-flapped, got, s.Members[0].Carrying, s.Members[1].Carrying)
+	if !s.Members[1].Carrying || got < 180 || dups != 0 {
+		t.Errorf("a flapping spoofed partner on sw0a disturbed hv0b or the traffic: %d of 200, %d dups, %+v", got, dups, s)
+	}
+	r.wait("hv0a aggregated again after the spoofing", 15*time.Second, both)
+}
+
+// sendRaw sends each frame count times on dev of the top-of-rack box.
+func (r *tor) sendRaw(dev string, frames [][]byte, count int) {
+	idx := r.tor.Link(r.t, dev).Attrs().Index
+	err := r.tor.Do(func() error {
+		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW, 0)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(fd)
+		sa := &unix.SockaddrLinklayer{Ifindex: idx, Halen: 6}
+		for range count {
+			for _, f := range frames {
+				if err := unix.Sendto(fd, f, 0, sa); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		r.t.Fatalf("raw frames on %s: %v", dev, err)
+	}
 }
 
 func (r *tor) linkHere(name string) netlink.Link {
@@ -337,4 +414,61 @@ func TestActiveBackupFailover(t *testing.T) {
 	r.wait("the primary back, the endpoint's MAC announced on sw0a", 3*time.Second, func() bool {
 		return r.bond.Stats().Members[0].Carrying && r.bridgeFDB()[r.epMAC] == "sw0a"
 	})
+}
+
+// balance-slb behind a plain bridge: four endpoints (four source MACs)
+// are spread over both members, the host sees no duplicates, and the
+// bond's own broadcasts that the bridge floods back on the other member
+// are dropped; when a member's link goes, its MACs move to the other
+// and are announced there.
+func TestBalanceSLB(t *testing.T) {
+	netnstest.Need(t)
+	r := newTor(t, "bridge", Config{Mode: ModeBalanceSLB})
+	var eps []*nlns.NS
+	for i := range 4 {
+		n := nlns.New(t, fmt.Sprintf("slb%d", i))
+		nlns.Veth(t, fmt.Sprintf("slbv%d", i), n, "e0")
+		n.Addr(t, "e0", fmt.Sprintf("10.9.0.%d/24", 11+i))
+		up, err := uplink.Open(fmt.Sprintf("slbv%d", i), uplink.Config{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		h, err := r.sw.AddPort(vswitch.PortConfig{Name: fmt.Sprintf("slb%d", i), Mode: vswitch.ModeAccess, PVID: 1}, up)
+		if err != nil {
+			t.Fatal(err)
+		}
+		up.Start(h)
+		t.Cleanup(func() { up.Close() })
+		eps = append(eps, n)
+	}
+	for i, n := range eps {
+		if got, dups := n.Pinger(t).Flood("10.9.0.2", 10, 20*time.Millisecond, time.Second); got != 10 || dups != 0 {
+			t.Errorf("endpoint %d: %d of 10 answered, %d duplicates", i, got, dups)
+		}
+	}
+	s := r.bond.Stats()
+	t.Logf("balance-slb: member tx %d / %d, reflected broadcasts dropped %d, inactive %d", s.Members[0].TxFrames, s.Members[1].TxFrames, s.RxReflected, s.RxInactive)
+	if s.Members[0].TxFrames == 0 || s.Members[1].TxFrames == 0 {
+		t.Errorf("four source MACs all on one member: %+v", s.Members)
+	}
+	if s.RxReflected == 0 {
+		t.Errorf("no reflected broadcast dropped: the bridge floods each ARP request of ours back on the other member")
+	}
+	// Which member carries endpoint 0's MAC, as the bridge sees it.
+	mac0 := eps[0].Link(t, "e0").Attrs().HardwareAddr.String()
+	port0 := r.bridgeFDB()[mac0]
+	cut := map[string]string{"sw0a": "hv0a", "sw0b": "hv0b"}[port0]
+	other := map[string]string{"sw0a": "sw0b", "sw0b": "sw0a"}[port0]
+	if cut == "" {
+		t.Fatalf("the bridge has endpoint 0 (%s) on %q", mac0, port0)
+	}
+	if err := netlink.LinkSetDown(r.linkHere(cut)); err != nil {
+		t.Fatal(err)
+	}
+	r.wait("endpoint 0's MAC announced on the other member", 2*time.Second, func() bool { return r.bridgeFDB()[mac0] == other })
+	for i, n := range eps {
+		if got, dups := n.Pinger(t).Flood("10.9.0.2", 5, 20*time.Millisecond, time.Second); got != 5 || dups != 0 {
+			t.Errorf("after the cut, endpoint %d: %d of 5 answered, %d duplicates", i, got, dups)
+		}
+	}
 }

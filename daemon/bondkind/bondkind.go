@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"time"
 
+	"hvnet/api"
 	"hvnet/bond"
 	"hvnet/daemon"
 	vswitch "hvnet/switch"
@@ -186,3 +187,29 @@ type backend struct{ p *bond.Port }
 
 // Close closes the members.
 func (b backend) Close() error { return b.p.Close() }
+
+// DeviceCounters are the bond's LACPDUs, failovers and drops.
+func (b backend) DeviceCounters() *api.DeviceCounters {
+	st := b.p.Stats()
+	return &api.DeviceCounters{Kind: Kind, BondCounters: &api.BondCounters{LACPRx: st.LACPRx, LACPTx: st.LACPTx, LACPBad: st.LACPBad,
+		LACPQueueFull: st.LACPQueueFull, Failovers: st.Failovers, Announced: st.Announced, RxInactive: st.RxInactive,
+		RxReflected: st.RxReflected, TxNoMember: st.TxNoMember, Rebalanced: st.Rebalanced}}
+}
+
+// Bond reports the bond's members.
+func (b backend) Bond() *api.BondInfo {
+	st := b.p.Stats()
+	bi := &api.BondInfo{Mode: st.Mode, Aggregate: st.LACPAggregate, Members: []api.BondMember{}}
+	for _, m := range st.Members {
+		bm := api.BondMember{Name: m.Name, Carrier: m.Carrier, Usable: m.Usable, Carrying: m.Carrying, RxFrames: m.RxFrames,
+			TxFrames: m.TxFrames, RxDrops: m.RxDrops}
+		if l := m.LACP; l != nil {
+			bm.LACP = &api.LACPMember{ActorState: l.Actor.State.String(), ActorKey: int(l.Actor.Key), ActorPort: int(l.Actor.Port),
+				PartnerSystem: vswitch.MAC(l.Partner.System).String(), PartnerKey: int(l.Partner.Key), PartnerPort: int(l.Partner.Port),
+				PartnerState: l.Partner.State.String(), ReceiveState: l.RxState, Selected: l.Selected, RxPDUs: l.RxPDUs, TxPDUs: l.TxPDUs,
+				PartnerExpired: l.Expiries}
+		}
+		bi.Members = append(bi.Members, bm)
+	}
+	return bi
+}
