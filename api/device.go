@@ -33,6 +33,7 @@ type DeviceCounters struct {
 	*VhostCounters
 	*UplinkCounters
 	*VXLANCounters
+	*BondCounters
 }
 
 // VXLANCounters are a VXLAN tunnel port's (vxlan.Stats): packets to and
@@ -190,6 +191,13 @@ func (d *DeviceCounters) Counts() []DeviceCount {
 		fault("vxlan_snoop_ignored", "vxlan_snoop_ignored", v.SnoopIgnored)
 		fault("vxlan_local_ips_full", "vxlan_local_ips_full", v.LocalIPsFull)
 		fault("vxlan_remote_ips_full", "vxlan_remote_ips_full", v.RemoteIPsFull)
+	}
+	if v := d.BondCounters; v != nil {
+		drop("bond_rx_drop_inactive", "bond_rx_inactive", v.RxInactive)
+		drop("bond_rx_drop_reflected", "bond_rx_reflected", v.RxReflected)
+		drop("bond_tx_drop_no_member", "bond_tx_no_member", v.TxNoMember)
+		fault("bond_lacp_bad", "bond_lacp_bad", v.LACPBad)
+		fault("bond_lacp_queue_full", "bond_lacp_queue_full", v.LACPQueueFull)
 	}
 	if v := d.UplinkCounters; v != nil {
 		drop("rx_drop_bad", "rx_bad", v.RxDropBad)

@@ -194,7 +194,7 @@ func TestNoDeviceCounters(t *testing.T) {
 // (so /metrics and hvnet ctl port show it), and openapi.yaml documents
 // every field and no other.
 func TestDeviceCountersDocumented(t *testing.T) {
-	all := DeviceCounters{Kind: KindVhostUser, VirtioCounters: &VirtioCounters{}, VMMCounters: &VMMCounters{}, VhostCounters: &VhostCounters{}, UplinkCounters: &UplinkCounters{}, VXLANCounters: &VXLANCounters{}}
+	all := DeviceCounters{Kind: KindVhostUser, VirtioCounters: &VirtioCounters{}, VMMCounters: &VMMCounters{}, VhostCounters: &VhostCounters{}, UplinkCounters: &UplinkCounters{}, VXLANCounters: &VXLANCounters{}, BondCounters: &BondCounters{}}
 	counted := map[string]bool{}
 	labels := map[string]bool{}
 	for _, c := range all.Counts() {
@@ -212,7 +212,8 @@ func TestDeviceCountersDocumented(t *testing.T) {
 		switch f {
 		case "kind", "sessions", "connected", "stuck", "attaches", "features", "active_pairs", // not counters of drops or faults
 			"vxlan_rx_packets", "vxlan_tx_packets", "vxlan_flood_copies", "vxlan_remote_macs",
-			"vxlan_arp_suppressed", "vxlan_nd_suppressed", "vxlan_suppress_replies", "vxlan_local_ips", "vxlan_remote_ips":
+			"vxlan_arp_suppressed", "vxlan_nd_suppressed", "vxlan_suppress_replies", "vxlan_local_ips", "vxlan_remote_ips",
+			"bond_lacp_rx", "bond_lacp_tx", "bond_failovers", "bond_announced", "bond_rebalanced":
 		default:
 			if !counted[f] {
 				t.Errorf("field %s is not in DeviceCounters.Counts", f)

@@ -119,6 +119,8 @@ type Port struct {
 	Device *DeviceCounters `json:"device,omitempty"`
 	// Tunnel: a tunnel port's state (TunnelReporter).
 	Tunnel *TunnelInfo `json:"tunnel,omitempty"`
+	// Bond: a bond port's members (BondReporter).
+	Bond *BondInfo `json:"bond,omitempty"`
 }
 
 // TunnelInfo is a tunnel port's state: its local VTEP, its VNIs with the

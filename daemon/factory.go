@@ -47,6 +47,7 @@ var (
 	_ api.DeviceReporter = (*Daemon)(nil)
 	_ api.GuestReporter  = (*Daemon)(nil)
 	_ api.TunnelReporter = (*Daemon)(nil)
+	_ api.BondReporter   = (*Daemon)(nil)
 	_ api.EVPNReporter   = (*Daemon)(nil)
 	_ api.KindLister     = (*Daemon)(nil)
 	_ api.SpecReporter   = (*Daemon)(nil)
@@ -240,6 +241,18 @@ func (d *Daemon) Tunnel(name string) *api.TunnelInfo {
 	}
 	if r, ok := v.(*backend).b.(TunnelReporter); ok {
 		return r.Tunnel()
+	}
+	return nil
+}
+
+// Bond reports the state of a bond port (api.BondReporter).
+func (d *Daemon) Bond(name string) *api.BondInfo {
+	v, ok := d.byName.Load(name)
+	if !ok {
+		return nil
+	}
+	if r, ok := v.(*backend).b.(BondReporter); ok {
+		return r.Bond()
 	}
 	return nil
 }

@@ -114,6 +114,8 @@ type (
 	GuestReporter interface{ Guest() *api.GuestInfo }
 	// TunnelReporter backends are tunnels and report their state.
 	TunnelReporter interface{ Tunnel() *api.TunnelInfo }
+	// BondReporter backends are bonds and report their members.
+	BondReporter interface{ Bond() *api.BondInfo }
 	// EVPNReporter backends may run a BGP EVPN control plane: EVPN
 	// returns it, nil when they run none.
 	EVPNReporter interface{ EVPN() api.EVPNPort }

@@ -13,13 +13,14 @@ import (
 
 // rootModules are the modules the images ship; their dependencies come
 // along. virtio-net for test guests, 8021q for VLAN tests, and kvm-amd,
-// tun, veth and bridge for the nested test host.
+// tun, veth, bridge and bonding (a Linux 802.3ad peer for bond tests) for
+// the nested test host.
 var rootModules = []string{
 	"virtio_ring", "virtio", "virtio_pci_modern_dev", "virtio_pci_legacy_dev", "virtio_pci",
 	"failover", "net_failover", "virtio_net",
 	"8021q",
 	"irqbypass", "kvm", "kvm_amd",
-	"tun", "veth", "bridge",
+	"tun", "veth", "bridge", "bonding",
 }
 
 // modName is a module's name as the kernel knows it: file name without

@@ -21,7 +21,7 @@ type Port struct {
 	cfg  Config
 	log  hclog.Logger
 
-	handle atomic.Pointer[vswitch.PortHandle]
+	handle atomic.Pointer[Receiver]
 
 	// lifeMu serialises attach, detach, Start and Close.
 	lifeMu  sync.Mutex
@@ -80,9 +80,16 @@ func ifindex(name string) (int, error) {
 // Name returns the interface name.
 func (p *Port) Name() string { return p.name }
 
+// Receiver takes the frames a port receives: the switch port's handle
+// (*vswitch.PortHandle), or a port made of several, such as a bond, that
+// looks at them first. Input has PortHandle.Input's contract.
+type Receiver interface {
+	Input(frames []vswitch.Frame)
+}
+
 // Start begins receiving: frames from the interface enter the switch
 // through h. It also starts the link watcher. Call it once.
-func (p *Port) Start(h *vswitch.PortHandle) error {
+func (p *Port) Start(h Receiver) error {
 	p.lifeMu.Lock()
 	defer p.lifeMu.Unlock()
 	if p.closed {
@@ -92,7 +99,7 @@ func (p *Port) Start(h *vswitch.PortHandle) error {
 		return errors.New("uplink: Start called twice")
 	}
 	p.started = true
-	p.handle.Store(h)
+	p.handle.Store(&h)
 	if p.att != nil {
 		p.run(p.att)
 	}

@@ -57,7 +57,7 @@ type rxCounts struct {
 // at most cap(frames). The frames point into the ring; the caller returns
 // the block to the kernel after walkBlock returns. Values read from the
 // ring are bounds-checked: a bad offset ends the walk of that block.
-func walkBlock(blk []byte, frames []vswitch.Frame, h *vswitch.PortHandle, c *rxCounts) {
+func walkBlock(blk []byte, frames []vswitch.Frame, h Receiver, c *rxCounts) {
 	num := ne.Uint32(blk[bdNumPkts:])
 	off := uint64(ne.Uint32(blk[bdFirstPkt:]))
 	frames = frames[:0]
@@ -104,7 +104,7 @@ func walkBlock(blk []byte, frames []vswitch.Frame, h *vswitch.PortHandle, c *rxC
 	input(h, frames)
 }
 
-func input(h *vswitch.PortHandle, frames []vswitch.Frame) {
+func input(h Receiver, frames []vswitch.Frame) {
 	if h != nil && len(frames) > 0 {
 		h.Input(frames)
 		clear(frames) // keep no references into the ring

@@ -36,7 +36,11 @@ func (p *Port) rxLoop(a *attachment, r *rxRing) {
 			continue
 		}
 		c = rxCounts{}
-		walkBlock(blk, frames, p.handle.Load(), &c)
+		var in Receiver
+		if h := p.handle.Load(); h != nil {
+			in = *h
+		}
+		walkBlock(blk, frames, in, &c)
 		storeStatus(blk, bdStatus, unix.TP_STATUS_KERNEL)
 		if r.next++; r.next == r.blocks {
 			r.next = 0

@@ -371,6 +371,9 @@ func (c *ctl) port(name string) error {
 	if p.Tunnel != nil {
 		rows = append(rows, tunnelRows(p.Tunnel)...)
 	}
+	if p.Bond != nil {
+		rows = append(rows, bondRows(p.Bond)...)
+	}
 	if p.Guest != nil {
 		rows = append(rows, [2]string{"guest", guestString(p.Guest)})
 	}
@@ -474,6 +477,39 @@ func tunnelRows(tn *api.TunnelInfo) [][2]string {
 			ips = ", IPs " + strings.Join(m.IPs, " ")
 		}
 		rows = append(rows, [2]string{fmt.Sprintf("remote mac %s vni %d", m.MAC, m.VNI), fmt.Sprintf("behind %s (%s)%s", m.VTEP, how, ips)})
+	}
+	return rows
+}
+
+// bondRows are a bond's state for ctl port: its mode in effect and each
+// member's link, traffic and LACP actor/partner information.
+func bondRows(b *api.BondInfo) [][2]string {
+	mode := b.Mode
+	if strings.HasPrefix(mode, "lacp") && b.Aggregate {
+		mode += ", aggregated"
+	}
+	rows := [][2]string{{"bond", mode}}
+	for _, m := range b.Members {
+		st := "carrier down"
+		switch {
+		case m.Carrying:
+			st = "carrying"
+		case m.Usable:
+			st = "standby"
+		case m.Carrier:
+			st = "carrier up (delayed)"
+		}
+		rows = append(rows, [2]string{"member " + m.Name, fmt.Sprintf("%s, %d frames in, %d out, %d dropped in", st, m.RxFrames, m.TxFrames, m.RxDrops)})
+		if l := m.LACP; l != nil {
+			sel := "not selected"
+			if l.Selected {
+				sel = "selected"
+			}
+			rows = append(rows,
+				[2]string{"member " + m.Name + " actor", fmt.Sprintf("key %d port %d, %s", l.ActorKey, l.ActorPort, l.ActorState)},
+				[2]string{"member " + m.Name + " partner", fmt.Sprintf("%s key %d port %d, %s; %s, %s, %d LACPDUs in, %d out",
+					l.PartnerSystem, l.PartnerKey, l.PartnerPort, l.PartnerState, l.ReceiveState, sel, l.RxPDUs, l.TxPDUs)})
+		}
 	}
 	return rows
 }

@@ -38,7 +38,7 @@ func TestPortSecurityAndFDBFlags(t *testing.T) {
 		{"name=a,socket=/x,mac-limit=0", `field "mac-limit": "0" is not a MAC limit (-1: none, or 1..1048576)`},
 		{"name=a,socket=/x,mac-limit=-2", `field "mac-limit"`},
 		{"name=a,socket=/x,mac=01:00:5e:00:00:01", `field "mac": "01:00:5e:00:00:01" is not a unicast MAC address (it is a group address)`},
-		{"kind=bridge,name=a", `kind "bridge": unknown (want lab, uplink, vhost-user, vxlan)`},
+		{"kind=bridge,name=a", `kind "bridge": unknown (want bond, lab, uplink, vhost-user, vxlan)`},
 	} {
 		if _, err := parsePortFlag(api.KindVhostUser, tc.spec); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: %v; want %q", tc.spec, err, tc.want)

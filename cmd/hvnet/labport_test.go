@@ -200,7 +200,7 @@ func TestCtlAdd(t *testing.T) {
 		{[]string{"vhost-user", "v", "socket=../v.sock"}, `options.socket`},
 		{[]string{"vhost-user", "v", "socket=v.sock", "queues=99"}, `options.queues: "99" is not a number of queue pairs (1..16)`},
 		{[]string{"uplink", "u", "if=hvnet-nosuch0"}, `hvnet-nosuch0`},
-		{[]string{"bridge", "b"}, `kind: "bridge": want lab, uplink, vhost-user`},
+		{[]string{"bridge", "b"}, `kind: "bridge": want bond, lab, uplink, vhost-user`},
 	} {
 		code, _, stderr := runCtl(t, cfg.API, append([]string{"add"}, tc.args...)...)
 		if code == 0 || !strings.Contains(stderr, tc.want) {

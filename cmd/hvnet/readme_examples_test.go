@@ -93,6 +93,13 @@ var readmeExamples = []readmeExample{
 			}
 		}
 	}},
+	{start: "hvnet switch --port kind=bond,name=bond0,if=eth1,if=eth2", until: func(c *api.Client) bool {
+		// The README test's eth1 and eth2 have no LACP partner: the bond
+		// falls back to active-backup on one of them.
+		p, err := c.Port(context.Background(), "bond0")
+		return err == nil && p.Bond != nil && len(p.Bond.Members) == 2 && p.Bond.Mode == "lacp (no partner: active-backup)" &&
+			p.Bond.Members[0].LACP != nil && p.Bond.Members[0].Carrying != p.Bond.Members[1].Carrying
+	}},
 	{start: "hvnet switch --api /run/hvnet.sock", want: func(t *testing.T, out string) {
 		for _, w := range []string{"vm1", "uplink", `"name": "vm1"`, "port vm2 added: vhost-user", "port vm2 updated",
 			"100 Mbit/s", "50 Mbit/s", "vm2"} {

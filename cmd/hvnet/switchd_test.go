@@ -161,7 +161,7 @@ func TestSwitchConfigFile(t *testing.T) {
 		{"port name=a socket=/x colour=red", `:2: field "colour": unknown for kind vhost-user (its keys: socket, mode, queues, mac, socket-mode, socket-owner, socket-group; and those every port takes: hvnet switch --kinds)`},
 		{"port name=a socket=/x pvid=3", `:2: field "pvid": is now called vlan`},
 		{"port name=a socket=/x mtu", `:2: field "mtu": want KEY=VALUE`},
-		{"bridge name=a", `:2: unknown directive "bridge" (want a port kind: lab, uplink, vhost-user, vxlan; or port for vhost-user)`},
+		{"bridge name=a", `:2: unknown directive "bridge" (want a port kind: bond, lab, uplink, vhost-user, vxlan; or port for vhost-user)`},
 		{"port name=a socket=/x native=3", `:2: field "native": only for trunk`},
 		{"port name=a socket=/x trunk=10 vlan=3", `:2: field "vlan": only for access`},
 		{"uplink name=u", `:2: field "if": missing`},

@@ -3,6 +3,7 @@
 package kinds
 
 import (
+	_ "hvnet/daemon/bondkind"   // bonds of uplinks
 	_ "hvnet/daemon/labkind"    // lab guests
 	_ "hvnet/daemon/uplinkkind" // AF_PACKET uplinks
 	_ "hvnet/daemon/vhostkind"  // vhost-user sockets

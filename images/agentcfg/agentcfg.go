@@ -53,7 +53,7 @@ var Groups = map[string][]string{
 		"virtio_pci", "failover", "net_failover", "virtio_net"},
 	"kvm":  {"irqbypass", "kvm", "kvm_amd"},
 	"vlan": {"8021q"},
-	"net":  {"tun", "veth", "bridge"},
+	"net":  {"tun", "veth", "bridge", "bonding"},
 }
 
 var moduleName = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)

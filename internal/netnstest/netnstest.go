@@ -97,3 +97,9 @@ func Exec(t testing.TB, ns string, args ...string) string {
 	t.Helper()
 	return Run(t, append([]string{"ip", "netns", "exec", ns}, args...)...)
 }
+
+// TryOutput runs a command and returns its combined output and error.
+func TryOutput(args ...string) (string, error) {
+	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
+	return string(out), err
+}
