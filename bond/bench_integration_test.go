@@ -1,0 +1,264 @@
+package bond
+
+import (
+	"encoding/binary"
+	"fmt"
+	"net"
+	"os"
+	"slices"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"hvnet/internal/netnstest"
+)
+
+// The bond's benchmarks (BENCHMARKS.md, "Bonds"): run with HVNET_BENCH=1
+// (./run.sh bench bond); HVNET_BENCH_CUTS sets the number of link cuts
+// (default 20). Times are measured on the traffic, not asserted.
+
+const envBench = "HVNET_BENCH"
+
+func benchCuts() int {
+	if n, err := strconv.Atoi(os.Getenv("HVNET_BENCH_CUTS")); err == nil && n > 0 {
+		return n
+	}
+	return 20
+}
+
+// stream sends a numbered UDP datagram from the endpoint to the host every
+// interval and records when each arrives.
+type stream struct {
+	interval time.Duration
+	mu       sync.Mutex
+	arrived  map[uint32]time.Time
+	sent     map[uint32]time.Time
+	stop     chan struct{}
+	done     sync.WaitGroup
+}
+
+func (r *tor) startStream(t *testing.T, interval time.Duration) *stream {
+	s := &stream{interval: interval, arrived: map[uint32]time.Time{}, sent: map[uint32]time.Time{}, stop: make(chan struct{})}
+	var rc *net.UDPConn
+	if err := r.host.Do(func() (err error) {
+		rc, err = net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(10, 9, 0, 2), Port: 6000})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var sc *net.UDPConn
+	if err := r.ep.Do(func() (err error) {
+		sc, err = net.DialUDP("udp4", nil, &net.UDPAddr{IP: net.IPv4(10, 9, 0, 2), Port: 6000})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	s.done.Add(2)
+	go func() {
+		defer s.done.Done()
+		buf := make([]byte, 64)
+		for {
+			n, err := rc.Read(buf)
+			if err != nil {
+				return
+			}
+			if n >= 4 {
+				now := time.Now()
+				s.mu.Lock()
+				if _, ok := s.arrived[binary.BigEndian.Uint32(buf)]; !ok {
+					s.arrived[binary.BigEndian.Uint32(buf)] = now
+				}
+				s.mu.Unlock()
+			}
+		}
+	}()
+	go func() {
+		defer s.done.Done()
+		defer sc.Close()
+		var b [32]byte
+		next := time.Now()
+		for seq := uint32(0); ; seq++ {
+			select {
+			case <-s.stop:
+				time.Sleep(200 * time.Millisecond)
+				rc.Close()
+				return
+			default:
+			}
+			binary.BigEndian.PutUint32(b[:], seq)
+			s.mu.Lock()
+			s.sent[seq] = time.Now()
+			s.mu.Unlock()
+			sc.Write(b[:])
+			next = next.Add(interval)
+			time.Sleep(time.Until(next))
+		}
+	}()
+	return s
+}
+
+func (s *stream) count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.arrived)
+}
+
+func (s *stream) end() {
+	close(s.stop)
+	s.done.Wait()
+}
+
+// outage is the traffic's gap around a cut at time cut: from the last
+// datagram sent before the cut that arrived to the first sent after it
+// that arrived (the time nothing got through), and how many were lost.
+func (s *stream) outage(cut time.Time) (time.Duration, int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var seqs []uint32
+	for q := range s.sent {
+		seqs = append(seqs, q)
+	}
+	slices.Sort(seqs)
+	var lastOK, firstAfter time.Time
+	lost := 0
+	for _, q := range seqs {
+		st := s.sent[q]
+		_, ok := s.arrived[q]
+		if st.Before(cut.Add(-time.Second)) || st.After(cut.Add(3*time.Second)) {
+			continue
+		}
+		switch {
+		case st.Before(cut) && ok:
+			lastOK, lost = st, 0
+		case !ok:
+			lost++
+		case firstAfter.IsZero():
+			firstAfter = st
+		}
+		if !firstAfter.IsZero() {
+			break
+		}
+	}
+	if firstAfter.IsZero() || lastOK.IsZero() {
+		return -1, lost
+	}
+	return firstAfter.Sub(lastOK) - s.interval, lost
+}
+
+func quantiles(ds []time.Duration) string {
+	if len(ds) == 0 {
+		return "none"
+	}
+	slices.Sort(ds)
+	q := func(p float64) time.Duration { return ds[min(len(ds)-1, int(p*float64(len(ds))))] }
+	return fmt.Sprintf("n=%d min %v p50 %v p90 %v max %v", len(ds), ds[0].Round(100*time.Microsecond), q(0.5).Round(100*time.Microsecond),
+		q(0.9).Round(100*time.Microsecond), ds[len(ds)-1].Round(100*time.Microsecond))
+}
+
+// failovers cuts the carrying member's link (on the top-of-rack side:
+// hvnet sees the carrier go) every 1.5 s under a stream of a datagram
+// per millisecond, brings it back 0.7 s later, and returns each outage.
+func (r *tor) failovers(t *testing.T, cuts int) []time.Duration {
+	s := r.startStream(t, time.Millisecond)
+	// Until the stream flows (the endpoint resolves the host's address).
+	for end := time.Now().Add(5 * time.Second); s.count() == 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatal("the stream does not arrive")
+		}
+	}
+	time.Sleep(300 * time.Millisecond)
+	var outs []time.Duration
+	var at []time.Time
+	for range cuts {
+		st := r.bond.Stats()
+		dev := ""
+		for i, m := range st.Members {
+			if m.Carrying {
+				dev = "sw0" + string(rune('a'+i))
+				break
+			}
+		}
+		if dev == "" {
+			t.Fatalf("no member carries traffic: %+v", st)
+		}
+		cut := time.Now()
+		if err := r.tor.H.LinkSetDown(r.tor.Link(t, dev)); err != nil {
+			t.Fatal(err)
+		}
+		at = append(at, cut)
+		time.Sleep(700 * time.Millisecond)
+		if err := r.tor.H.LinkSetUp(r.tor.Link(t, dev)); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(800 * time.Millisecond)
+	}
+	s.end()
+	for _, cut := range at {
+		d, lost := s.outage(cut)
+		if d < 0 {
+			t.Logf("cut at %v: traffic did not come back within 3 s (%d lost)", cut.Format("15:04:05.000"), lost)
+			continue
+		}
+		outs = append(outs, d)
+	}
+	return outs
+}
+
+// Failover time from carrier loss to traffic flowing again, active-backup
+// behind a Linux bridge (goal: 100 ms or less).
+func TestBenchFailoverActiveBackup(t *testing.T) {
+	if os.Getenv(envBench) == "" {
+		t.Skip("a benchmark: HVNET_BENCH=1 (./run.sh bench bond)")
+	}
+	netnstest.Need(t)
+	r := newTor(t, "bridge", Config{Mode: ModeActiveBackup})
+	outs := r.failovers(t, benchCuts())
+	t.Logf("BENCH bond failover active-backup (Linux bridge peer): %s", quantiles(outs))
+}
+
+// The same with LACP against a Linux 802.3ad bond (in the nested test
+// host where this kernel has no bonding), and the time a silent partner
+// (its end taken out of its bond, the carrier kept) takes to be noticed
+// at the fast rate (3 s by the standard).
+func TestBenchLACP(t *testing.T) {
+	if os.Getenv(envBench) == "" {
+		t.Skip("a benchmark: HVNET_BENCH=1 (./run.sh bench bond)")
+	}
+	if needBonding(t) {
+		return
+	}
+	r := newTor(t, "lacp", Config{Mode: ModeLACP, LACPRate: RateFast, LACPFallback: true, Hash: HashL34})
+	both := func() bool {
+		s := r.bond.Stats()
+		return s.Members[0].Carrying && s.Members[1].Carrying
+	}
+	r.wait("both members aggregated", 15*time.Second, both)
+	outs := r.failovers(t, benchCuts())
+	t.Logf("BENCH bond failover lacp (Linux 802.3ad peer, one flow): %s", quantiles(outs))
+
+	var detect []time.Duration
+	for range max(3, benchCuts()/4) {
+		r.wait("both members aggregated", 15*time.Second, both)
+		time.Sleep(500 * time.Millisecond)
+		sw := r.tor.Link(t, "sw0b")
+		t0 := time.Now()
+		if err := r.tor.H.LinkSetNoMaster(sw); err != nil {
+			t.Fatal(err)
+		}
+		r.tor.Up(t, "sw0b")
+		for r.bond.Stats().Members[1].Carrying {
+			if time.Since(t0) > 10*time.Second {
+				t.Fatal("a silent partner was not noticed in 10 s")
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		detect = append(detect, time.Since(t0))
+		r.tor.Down(t, "sw0b")
+		if err := r.tor.H.LinkSetMaster(sw, r.tor.Link(t, "bond0")); err != nil {
+			t.Fatal(err)
+		}
+		r.tor.Up(t, "sw0b")
+	}
+	t.Logf("BENCH bond lacp silent partner noticed (fast rate): %s", quantiles(detect))
+}
