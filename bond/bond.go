@@ -114,10 +114,13 @@ type LocalMAC struct {
 // Port is a bond: a switch port made of several uplinks. It implements
 // vswitch.Port.
 type Port struct {
-	cfg     Config
-	log     hclog.Logger
-	members []*member
-	handle  atomic.Pointer[vswitch.PortHandle]
+	cfg    Config // the control loop's (Reconfigure changes it there)
+	log    hclog.Logger
+	mem    atomic.Pointer[[]*member] // by index; a removed member stays as a closed slot
+	handle atomic.Pointer[vswitch.PortHandle]
+	mode   atomic.Uint32 // Mode: cfg.Mode for the data path
+	hash   atomic.Uint32 // Hash: cfg.Hash for the data path
+	ops    chan func()   // work for the control loop (Reconfigure)
 
 	// What the control loop decides and the data path reads.
 	active  atomic.Int32  // active-backup (and LACP's fallback): the member carrying traffic; -1 none
@@ -130,7 +133,7 @@ type Port struct {
 	events chan event
 	lacp   *LACP
 	txMu   sync.Mutex
-	tx     [][]vswitch.Frame // per member, Send's scratch
+	tx     [maxMembers][]vswitch.Frame // per member slot, Send's scratch
 	pdu    []byte
 
 	started  atomic.Bool
@@ -161,6 +164,7 @@ type member struct {
 	mac     [6]byte
 	port    *uplink.Port
 	b       *Port
+	gone    bool      // removed by Reconfigure: its slot stays, closed (control loop)
 	carrier bool      // the link's state (control loop)
 	usable  bool      // carrier held for the up/down delay (control loop)
 	pending time.Time // when carrier's change takes effect (zero: none)
@@ -209,38 +213,52 @@ func Open(cfg Config) (*Port, error) {
 	if !primary {
 		return nil, fmt.Errorf("bond: primary %s is not a member", cfg.Primary)
 	}
-	p := &Port{cfg: cfg, log: cfg.Logger, events: make(chan event, 256), statsReq: make(chan chan Stats), stop: make(chan struct{}), done: make(chan struct{})}
+	p := &Port{cfg: cfg, log: cfg.Logger, events: make(chan event, 256), statsReq: make(chan chan Stats), ops: make(chan func()),
+		stop: make(chan struct{}), done: make(chan struct{})}
+	p.mode.Store(uint32(cfg.Mode))
+	p.hash.Store(uint32(cfg.Hash))
 	p.active.Store(-1)
 	empty := []int32{}
 	p.txList.Store(&empty)
+	var ms []*member
 	for i, name := range cfg.Members {
-		ifi, err := net.InterfaceByName(name)
+		m, err := p.openMember(i, name)
 		if err != nil {
-			p.closeMembers()
-			return nil, fmt.Errorf("bond: member %s: %w", name, err)
+			for _, m := range ms {
+				m.port.Close()
+			}
+			return nil, err
 		}
-		up, err := uplink.Open(name, cfg.Uplink)
-		if err != nil {
-			p.closeMembers()
-			return nil, fmt.Errorf("bond: member %s: %w", name, err)
-		}
-		m := &member{idx: i, name: name, port: up, b: p}
-		copy(m.mac[:], ifi.HardwareAddr)
-		p.members = append(p.members, m)
-		p.tx = append(p.tx, make([]vswitch.Frame, 0, 256))
+		ms = append(ms, m)
+	}
+	p.mem.Store(&ms)
+	for i := range p.tx {
+		p.tx[i] = make([]vswitch.Frame, 0, 256)
 	}
 	if p.cfg.SystemID == ([6]byte{}) {
-		p.cfg.SystemID = p.members[0].mac
+		p.cfg.SystemID = ms[0].mac
 	}
-	p.lacp = NewLACP(System{Priority: p.cfg.SystemPriority, ID: p.cfg.SystemID, Key: p.cfg.Key}, cfg.LACPRate, cfg.LACPPassive, len(p.members))
+	p.lacp = NewLACP(System{Priority: p.cfg.SystemPriority, ID: p.cfg.SystemID, Key: p.cfg.Key}, cfg.LACPRate, cfg.LACPPassive, len(ms))
 	return p, nil
 }
 
-func (p *Port) closeMembers() {
-	for _, m := range p.members {
-		m.port.Close()
+// openMember opens the uplink of member name in slot i.
+func (p *Port) openMember(i int, name string) (*member, error) {
+	ifi, err := net.InterfaceByName(name)
+	if err != nil {
+		return nil, fmt.Errorf("bond: member %s: %w", name, err)
 	}
+	up, err := uplink.Open(name, p.cfg.Uplink)
+	if err != nil {
+		return nil, fmt.Errorf("bond: member %s: %w", name, err)
+	}
+	m := &member{idx: i, name: name, port: up, b: p}
+	copy(m.mac[:], ifi.HardwareAddr)
+	return m, nil
 }
+
+// mems returns the member slots.
+func (p *Port) mems() []*member { return *p.mem.Load() }
 
 // Start starts the members and the control loop: frames the members
 // receive enter the switch through h.
@@ -254,7 +272,7 @@ func (p *Port) Start(h *vswitch.PortHandle) error {
 		p.log.Warn("bond: no netlink link updates; polling carrier every 100 ms", "error", err)
 		updates = nil
 	}
-	for _, m := range p.members {
+	for _, m := range p.mems() {
 		if err := m.port.Start(m); err != nil {
 			close(nlDone)
 			return fmt.Errorf("bond: member %s: %w", m.name, err)
@@ -275,14 +293,14 @@ func (p *Port) Close() error {
 	close(p.stop)
 	<-p.done
 	var errs []error
-	for _, m := range p.members {
+	for _, m := range p.mems() {
 		errs = append(errs, m.port.Close())
 	}
 	return errors.Join(errs...)
 }
 
 // Caps implements vswitch.Port: the members' (all uplinks).
-func (p *Port) Caps() vswitch.Caps { return p.members[0].port.Caps() }
+func (p *Port) Caps() vswitch.Caps { return p.mems()[0].port.Caps() }
 
 // carrier reads a member's carrier from the kernel.
 func carrier(name string) bool {
@@ -299,7 +317,7 @@ func (p *Port) loop(updates chan netlink.LinkUpdate, nlDone chan struct{}) {
 	defer close(p.done)
 	defer close(nlDone)
 	now := time.Now()
-	for _, m := range p.members {
+	for _, m := range p.mems() {
 		p.setCarrier(m, carrier(m.name), now)
 	}
 	p.decide(now)
@@ -320,8 +338,8 @@ func (p *Port) loop(updates chan netlink.LinkUpdate, nlDone chan struct{}) {
 				continue
 			}
 			if a := u.Attrs(); a != nil {
-				for _, m := range p.members {
-					if m.name == a.Name {
+				for _, m := range p.mems() {
+					if m.name == a.Name && !m.gone {
 						p.setCarrier(m, a.RawFlags&unix.IFF_LOWER_UP != 0 && a.Flags&net.FlagUp != 0, time.Now())
 					}
 				}
@@ -331,9 +349,14 @@ func (p *Port) loop(updates chan netlink.LinkUpdate, nlDone chan struct{}) {
 		case c := <-p.statsReq:
 			c <- p.stats()
 			continue
+		case op := <-p.ops:
+			op()
 		case <-poll.C:
 			if updates == nil {
-				for _, m := range p.members {
+				for _, m := range p.mems() {
+					if m.gone {
+						continue
+					}
 					p.setCarrier(m, carrier(m.name), time.Now())
 				}
 			}
@@ -356,7 +379,7 @@ func (p *Port) loop(updates chan netlink.LinkUpdate, nlDone chan struct{}) {
 		if p.cfg.Mode == ModeLACP {
 			next = min(next, max(time.Until(p.lacp.Next(now)), time.Millisecond))
 		}
-		for _, m := range p.members {
+		for _, m := range p.mems() {
 			if !m.pending.IsZero() {
 				next = min(next, max(time.Until(m.pending), time.Millisecond))
 			}
@@ -393,7 +416,7 @@ func (p *Port) setCarrier(m *member, up bool, now time.Time) {
 
 // delays applies carrier changes whose delay has run out.
 func (p *Port) delays(now time.Time) {
-	for _, m := range p.members {
+	for _, m := range p.mems() {
 		if m.pending.IsZero() || now.Before(m.pending) {
 			continue
 		}
@@ -420,11 +443,11 @@ func (p *Port) decide(now time.Time) {
 	switch mode {
 	case ModeActiveBackup:
 		act := int(p.active.Load())
-		if act < 0 || !p.members[act].usable {
+		if act < 0 || !p.mems()[act].usable {
 			act = -1
 		}
-		for _, m := range p.members {
-			if m.usable && (act < 0 || m.name == p.cfg.Primary && p.members[act].name != p.cfg.Primary) {
+		for _, m := range p.mems() {
+			if m.usable && (act < 0 || m.name == p.cfg.Primary && p.mems()[act].name != p.cfg.Primary) {
 				act = m.idx
 			}
 		}
@@ -433,14 +456,14 @@ func (p *Port) decide(now time.Time) {
 			tx = []int32{int32(act)}
 		}
 	case ModeBalanceSLB:
-		for _, m := range p.members {
+		for _, m := range p.mems() {
 			if usable(m) {
 				rx |= 1 << m.idx
 				tx = append(tx, int32(m.idx))
 			}
 		}
 	case ModeLACP:
-		for _, m := range p.members {
+		for _, m := range p.mems() {
 			if p.lacp.Distributing(m.idx) {
 				rx |= 1 << m.idx
 				tx = append(tx, int32(m.idx))
@@ -494,13 +517,13 @@ func (p *Port) name(i int32) string {
 	if i < 0 {
 		return "-"
 	}
-	return p.members[i].name
+	return p.mems()[i].name
 }
 
 func (p *Port) names(l []int32) []string {
 	var s []string
 	for _, i := range l {
-		s = append(s, p.members[i].name)
+		s = append(s, p.mems()[i].name)
 	}
 	return s
 }
@@ -567,7 +590,7 @@ func (p *Port) rebalance() {
 
 // sendPDU sends member i's LACPDU.
 func (p *Port) sendPDU(i int) {
-	m := p.members[i]
+	m := p.mems()[i]
 	d := p.lacp.PDU(i)
 	p.pdu = d.AppendFrame(p.pdu[:0], m.mac)
 	f := [1]vswitch.Frame{{Data: p.pdu}}
@@ -610,11 +633,11 @@ func (p *Port) announce(i int) {
 	}
 	for len(frames) > 0 {
 		n := min(len(frames), 256)
-		sent := p.members[i].port.Send(frames[:n])
+		sent := p.mems()[i].port.Send(frames[:n])
 		p.st.announced.Add(uint64(sent))
 		frames = frames[n:]
 	}
-	p.log.Info("bond: announced local MACs", "member", p.members[i].name, "macs", len(macs))
+	p.log.Info("bond: announced local MACs", "member", p.mems()[i].name, "macs", len(macs))
 }
 
 // appendRARP appends a RARP request from mac (RFC 903; what Open vSwitch
@@ -651,7 +674,7 @@ func (m *member) Input(frames []vswitch.Frame) {
 		return
 	}
 	takes := p.rxMask.Load()&(1<<m.idx) != 0
-	slb := p.cfg.Mode == ModeBalanceSLB
+	slb := Mode(p.mode.Load()) == ModeBalanceSLB
 	act := p.active.Load()
 	keep := 0
 	for i := range frames {
@@ -691,7 +714,7 @@ func (m *member) Input(frames []vswitch.Frame) {
 // slowFrame hands a Slow Protocols frame to the control loop: decoded
 // from the frame once, into a value the loop owns.
 func (p *Port) slowFrame(m *member, d []byte) {
-	if p.cfg.Mode != ModeLACP {
+	if Mode(p.mode.Load()) != ModeLACP {
 		return // not ours to answer; dropped (a bridge never forwards them)
 	}
 	p.st.lacpRx.Add(1)
@@ -750,11 +773,11 @@ func (p *Port) Send(frames []vswitch.Frame) int {
 		p.st.txNoMember.Add(uint64(len(frames)))
 		return 0
 	}
-	mode := p.cfg.Mode
+	mode := Mode(p.mode.Load())
 	// LACP's fallback to active-backup publishes one member, as
 	// active-backup does.
 	if mode == ModeActiveBackup || len(tx) == 1 {
-		m := p.members[tx[0]]
+		m := p.mems()[tx[0]]
 		n := m.port.Send(frames)
 		m.tx.Add(uint64(n))
 		return n
@@ -778,7 +801,7 @@ func (p *Port) Send(frames []vswitch.Frame) int {
 			p.slbLoad[b].Add(uint64(len(d)))
 			p.noteSent(src, vlan)
 		} else {
-			mi = tx[flowHash(d, p.cfg.Hash)%uint32(len(tx))]
+			mi = tx[flowHash(d, Hash(p.hash.Load()))%uint32(len(tx))]
 		}
 		p.tx[mi] = append(p.tx[mi], frames[i])
 	}
@@ -788,8 +811,8 @@ func (p *Port) Send(frames []vswitch.Frame) int {
 		if len(batch) == 0 {
 			continue
 		}
-		k := p.members[i].port.Send(batch)
-		p.members[i].tx.Add(uint64(k))
+		k := p.mems()[i].port.Send(batch)
+		p.mems()[i].tx.Add(uint64(k))
 		n += copy(frames[n:], batch[:k])
 		rest = append(rest, batch[k:]...)
 	}
@@ -914,7 +937,10 @@ func (p *Port) stats() Stats {
 		}
 	}
 	tx := *p.txList.Load()
-	for _, m := range p.members {
+	for _, m := range p.mems() {
+		if m.gone {
+			continue
+		}
 		ms := MemberStatus{Name: m.name, Carrier: m.carrier, Usable: m.usable, Carrying: slices.Contains(tx, int32(m.idx)),
 			RxFrames: m.rx.Load(), TxFrames: m.tx.Load(), RxDrops: m.rxDrop.Load()}
 		if p.cfg.Mode == ModeLACP {
@@ -924,4 +950,124 @@ func (p *Port) stats() Stats {
 		s.Members = append(s.Members, ms)
 	}
 	return s
+}
+
+// Reconfigure applies a new configuration live, without disturbing the
+// members that stay: members are added (their uplinks opened first) and
+// removed (traffic moved off, then closed), and the mode, primary,
+// delays, LACP activity, rate, fallback and hash, and the rebalancing
+// interval change in place. What cannot change live (the members'
+// uplink settings, the LACP system) is an error: restart the port.
+func (p *Port) Reconfigure(c Config) error {
+	if c.Uplink.TX != p.cfg.Uplink.TX || c.SystemPriority != 0 && c.SystemPriority != p.cfg.SystemPriority ||
+		c.SystemID != ([6]byte{}) && c.SystemID != p.cfg.SystemID || c.Key != 0 && c.Key != p.cfg.Key {
+		return errors.New("bond: the members' uplink settings and the LACP system change only with a restart")
+	}
+	if len(c.Members) == 0 {
+		return errors.New("bond: no members")
+	}
+	if c.Rebalance == 0 {
+		c.Rebalance = 10 * time.Second
+	}
+	if c.Primary != "" && !slices.Contains(c.Members, c.Primary) {
+		return fmt.Errorf("bond: primary %s is not a member", c.Primary)
+	}
+	if !p.started.Load() {
+		return errors.New("bond: Reconfigure before Start")
+	}
+	// Open the new members here, outside the control loop.
+	have := map[string]bool{}
+	free := []int{}
+	for i, m := range p.mems() {
+		if m.gone {
+			free = append(free, i)
+		} else {
+			have[m.name] = true
+		}
+	}
+	next := len(p.mems())
+	var added []*member
+	for _, name := range c.Members {
+		if have[name] {
+			continue
+		}
+		var slot int
+		if len(free) > 0 {
+			slot, free = free[0], free[1:]
+		} else {
+			slot = next
+			next++
+		}
+		if slot >= maxMembers {
+			closeAll(added)
+			return fmt.Errorf("bond: member %s: at most %d members", name, maxMembers)
+		}
+		m, err := p.openMember(slot, name)
+		if err != nil {
+			closeAll(added)
+			return err
+		}
+		added = append(added, m)
+	}
+	errc := make(chan error, 1)
+	var removed []*member
+	op := func() {
+		now := time.Now()
+		ms := slices.Clone(p.mems())
+		for _, m := range added {
+			if m.idx < len(ms) {
+				ms[m.idx] = m
+			} else {
+				ms = append(ms, m)
+				p.lacp.AddPort(uint16(m.idx + 1))
+			}
+		}
+		for _, m := range ms {
+			if !m.gone && !slices.Contains(c.Members, m.name) {
+				m.gone, m.carrier, m.usable, m.pending = true, false, false, time.Time{}
+				p.lacp.SetLink(m.idx, false, now)
+				removed = append(removed, m)
+			}
+		}
+		p.mem.Store(&ms)
+		p.cfg.Mode, p.cfg.Primary, p.cfg.UpDelay, p.cfg.DownDelay = c.Mode, c.Primary, c.UpDelay, c.DownDelay
+		p.cfg.LACPFallback, p.cfg.Hash, p.cfg.Rebalance, p.cfg.Members = c.LACPFallback, c.Hash, c.Rebalance, c.Members
+		p.mode.Store(uint32(c.Mode))
+		p.hash.Store(uint32(c.Hash))
+		p.lacp.SetActivity(c.LACPRate, c.LACPPassive)
+		p.cfg.LACPRate, p.cfg.LACPPassive = c.LACPRate, c.LACPPassive
+		p.decide(now) // traffic off the removed members
+		errc <- nil
+	}
+	select {
+	case p.ops <- op:
+	case <-p.done:
+		closeAll(added)
+		return errors.New("bond: closed")
+	}
+	if err := <-errc; err != nil {
+		return err
+	}
+	for _, m := range added {
+		if err := m.port.Start(m); err != nil {
+			p.log.Warn("bond: a new member did not start", "member", m.name, "error", err)
+		}
+		// Its carrier, as the control loop would read it at start.
+		name := m.name
+		select {
+		case p.ops <- func() { p.setCarrier(m, carrier(name), time.Now()); p.decide(time.Now()) }:
+		case <-p.done:
+		}
+	}
+	for _, m := range removed {
+		m.port.Close()
+	}
+	p.log.Info("bond reconfigured", "members", c.Members, "mode", c.Mode.String(), "added", len(added), "removed", len(removed))
+	return nil
+}
+
+func closeAll(ms []*member) {
+	for _, m := range ms {
+		m.port.Close()
+	}
 }

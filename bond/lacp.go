@@ -369,3 +369,22 @@ func (l *LACP) Info(i int) MemberInfo {
 	return MemberInfo{Actor: p.actor, Partner: p.partner, RxState: p.rx.String(), Selected: p.selected,
 		RxPDUs: p.rxPDUs, TxPDUs: p.txPDUs, Expiries: p.expiries, Defaults: p.defaults}
 }
+
+// SetActivity changes the actor's LACP activity and the rate it asks the
+// partner for, on every member; each tells its partner at once.
+func (l *LACP) SetActivity(rate Rate, passive bool) {
+	l.rate, l.passive = rate, passive
+	for _, p := range l.ports {
+		st := p.actor.State &^ (StateActivity | StateShortTimeout)
+		if !passive {
+			st |= StateActivity
+		}
+		if rate == RateFast {
+			st |= StateShortTimeout
+		}
+		if st != p.actor.State {
+			p.actor.State = st
+			p.ntt = true
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -126,7 +127,7 @@ func newTor(t *testing.T, kind string, cfg Config) *tor {
 	}
 	t.Cleanup(func() { b.Close() })
 	r.bond = b
-	r.bondMAC = net.HardwareAddr(b.members[0].mac[:]).String()
+	r.bondMAC = net.HardwareAddr(b.mems()[0].mac[:]).String()
 	up, err := uplink.Open("epv", uplink.Config{})
 	if err != nil {
 		t.Fatal(err)
@@ -470,5 +471,98 @@ func TestBalanceSLB(t *testing.T) {
 		if got, dups := n.Pinger(t).Flood("10.9.0.2", 5, 20*time.Millisecond, time.Second); got != 5 || dups != 0 {
 			t.Errorf("after the cut, endpoint %d: %d of 5 answered, %d duplicates", i, got, dups)
 		}
+	}
+}
+
+// Live changes under traffic (100 pings a second through the bond,
+// behind a plain bridge): the mode changes, a member is removed, added
+// back, a third added; traffic never stops, nothing arrives twice, and
+// the members that stay keep their counters (they were not restarted).
+func TestLiveChanges(t *testing.T) {
+	netnstest.Need(t)
+	r := newTor(t, "bridge", Config{Mode: ModeActiveBackup, Primary: "hv0a"})
+	nlns.Veth(t, "hv0c", r.tor, "sw0c")
+	r.tor.Master(t, "sw0c", "br0")
+	pg := r.ep.Pinger(t)
+	if !pg.Echo("10.9.0.2", 5, time.Second) {
+		t.Fatal("no ping through the bond")
+	}
+	cfg := Config{Mode: ModeActiveBackup, Primary: "hv0a"}
+	for _, step := range []struct {
+		what     string
+		change   func(c *Config)
+		carrying []string
+	}{
+		{"balance-slb", func(c *Config) { c.Mode, c.Primary = ModeBalanceSLB, "" }, []string{"hv0a", "hv0b"}},
+		{"hv0b removed", func(c *Config) { c.Members = []string{"hv0a"} }, []string{"hv0a"}},
+		{"hv0b back", func(c *Config) { c.Members = []string{"hv0a", "hv0b"} }, []string{"hv0a", "hv0b"}},
+		{"hv0c added", func(c *Config) { c.Members = []string{"hv0a", "hv0b", "hv0c"} }, []string{"hv0a", "hv0b", "hv0c"}},
+		{"active-backup, hv0c primary", func(c *Config) { c.Mode, c.Primary = ModeActiveBackup, "hv0c" }, []string{"hv0c"}},
+		{"lacp, no partner: fallback", func(c *Config) { c.Mode, c.Primary, c.LACPFallback, c.LACPRate = ModeLACP, "", true, RateFast }, []string{"hv0c"}},
+	} {
+		before := map[string]uint64{}
+		for _, m := range r.bond.Stats().Members {
+			before[m.Name] = m.TxFrames + m.RxFrames
+		}
+		if cfg.Members == nil {
+			cfg.Members = []string{"hv0a", "hv0b"}
+		}
+		step.change(&cfg)
+		type res struct{ got, dups int }
+		done := make(chan res)
+		fresh := r.ep.Pinger(t) // its own identifier: late replies to an earlier step do not count
+		go func() {
+			got, dups := fresh.Flood("10.9.0.2", 150, 10*time.Millisecond, time.Second)
+			done <- res{got, dups}
+		}()
+		time.Sleep(500 * time.Millisecond)
+		if err := r.bond.Reconfigure(cfg); err != nil {
+			t.Fatalf("%s: %v", step.what, err)
+		}
+		out := <-done
+		s := r.bond.Stats()
+		var carrying []string
+		for _, m := range s.Members {
+			if m.Carrying {
+				carrying = append(carrying, m.Name)
+			}
+			if m.TxFrames+m.RxFrames < before[m.Name] {
+				t.Errorf("%s: member %s's counters went back (%d < %d): restarted", step.what, m.Name, m.TxFrames+m.RxFrames, before[m.Name])
+			}
+		}
+		t.Logf("%s: %d of 150 pings answered, %d duplicates; mode %s, carrying %v", step.what, out.got, out.dups, s.Mode, carrying)
+		for _, m := range s.Members {
+			t.Logf("  %s: rx %d tx %d rxdrop %d usable %v", m.Name, m.RxFrames, m.TxFrames, m.RxDrops, m.Usable)
+		}
+		t.Logf("  bridge fdb: %v", r.bridgeFDB())
+		if out.got < 145 || out.dups != 0 {
+			t.Errorf("%s: %d of 150 answered, %d duplicates", step.what, out.got, out.dups)
+		}
+		if !slices.Equal(carrying, step.carrying) {
+			t.Errorf("%s: carrying %v, want %v", step.what, carrying, step.carrying)
+		}
+		if step.what == "hv0c added" {
+			// The endpoint's source-MAC bucket on each member in turn:
+			// every member's way out and back works.
+			mac, _ := net.ParseMAC(r.epMAC)
+			b := slbBucket([6]byte(mac), 0)
+			for i := range 3 {
+				r.bond.slb[b].Store(int32(i))
+				if got, dups := r.ep.Pinger(t).Flood("10.9.0.2", 50, 10*time.Millisecond, time.Second); got < 48 || dups != 0 {
+					t.Errorf("the endpoint's bucket on member %d: %d of 50 answered, %d duplicates; %+v", i, got, dups, r.bond.Stats().Members)
+				}
+			}
+		}
+	}
+	// What cannot change live is refused, and changes nothing.
+	bad := cfg
+	bad.Uplink.TX = uplink.TXSendmmsg
+	if err := r.bond.Reconfigure(bad); err == nil {
+		t.Error("a new uplink TX mode was taken live")
+	}
+	bad = cfg
+	bad.Primary = "hv0z"
+	if err := r.bond.Reconfigure(bad); err == nil {
+		t.Error("a primary that is not a member was taken")
 	}
 }

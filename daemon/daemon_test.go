@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -95,6 +96,25 @@ func (b *sinkBackend) Close() error {
 	return nil
 }
 func (b *sinkBackend) DetachFirst() bool { return b.spec.v.Get("detach-first") == "on" }
+
+// Reconfigure takes a change of tags alone live.
+func (b *sinkBackend) Reconfigure(s Spec) (bool, error) {
+	ns := s.(*sinkSpec)
+	for k := range ns.v {
+		if k != "tag" && !slices.Equal(ns.v[k], b.spec.v[k]) {
+			return false, nil
+		}
+	}
+	for k := range b.spec.v {
+		if _, ok := ns.v[k]; !ok && k != "tag" {
+			return false, nil
+		}
+	}
+	b.mu.Lock()
+	b.spec = ns
+	b.mu.Unlock()
+	return true, nil
+}
 func (b *sinkBackend) DeviceCounters() *api.DeviceCounters {
 	return &api.DeviceCounters{Kind: "test-sink"}
 }
@@ -390,6 +410,15 @@ func TestReload(t *testing.T) {
 		port("name=rd", "need=x", "socket=/s1")}, []PortACL{{Port: "rd", In: vswitch.ACL{Default: vswitch.ACLDeny}}})
 	if err != nil || len(res.Unchanged) != 3 || len(res.Added)+len(res.Removed)+len(res.Updated)+len(res.Restarted) != 0 {
 		t.Errorf("second Reload = %+v, %v", res, err)
+	}
+	// A change its backend takes live (tags, for the test kind) keeps the
+	// backend; one it does not restarts the port.
+	oldD := sinkOf(t, "rd")
+	res, err = r.Reload(ctx, []PortSpec{port("name=ra", "need=x", "vlan=20", "rate=1M"), port("name=rc", "need=x", "socket=/s2"),
+		port("name=rd", "need=x", "socket=/s1", "tag=live")}, []PortACL{{Port: "rd", In: vswitch.ACL{Default: vswitch.ACLDeny}}})
+	if err != nil || strings.Join(res.Updated, ",") != "rd" || len(res.Restarted) != 0 || oldD.closed || sinkOf(t, "rd") != oldD ||
+		oldD.spec.v.Get("tag") != "live" {
+		t.Errorf("a live kind-settings change: %+v, %v (closed %v, tag %q)", res, err, oldD.closed, oldD.spec.v.Get("tag"))
 	}
 	// A configuration port may not take an API port's name.
 	if _, err := r.Reload(ctx, []PortSpec{port("name=rapi", "need=x")}, nil); !errors.Is(err, vswitch.ErrPortExists) || sw.Port("ra") == nil {

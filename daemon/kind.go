@@ -116,6 +116,13 @@ type (
 	TunnelReporter interface{ Tunnel() *api.TunnelInfo }
 	// BondReporter backends are bonds and report their members.
 	BondReporter interface{ Bond() *api.BondInfo }
+	// Reconfigurer backends take some changes of their kind settings
+	// live (a bond's members and mode): Reconfigure gets the new
+	// settings, parsed by the kind, and reports whether it applied them;
+	// false (or an error) and the daemon restarts the port instead.
+	Reconfigurer interface {
+		Reconfigure(Spec) (bool, error)
+	}
 	// EVPNReporter backends may run a BGP EVPN control plane: EVPN
 	// returns it, nil when they run none.
 	EVPNReporter interface{ EVPN() api.EVPNPort }

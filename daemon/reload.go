@@ -25,7 +25,8 @@ type ReloadResult struct {
 // is detached and its backend stopped; a new one is started; one whose
 // kind settings changed (its socket, its interface) is restarted; one
 // whose switch settings alone changed (VLANs, rates, limits) is updated
-// live, keeping its backend, its session and its queued frames; the rest
+// live, keeping its backend, its session and its queued frames, as is one
+// whose kind settings its backend can take live (Reconfigurer); the rest
 // are not touched. It stops at the first failure, reporting what it had
 // done; ports it had not reached keep their old configuration.
 func (r *Running) Reload(ctx context.Context, ports []PortSpec, acls []PortACL) (ReloadResult, error) {
@@ -51,6 +52,7 @@ func (r *Running) Reload(ctx context.Context, ports []PortSpec, acls []PortACL) 
 	// Gone and restarted ports go first: what they release (a socket,
 	// an interface) may be what a new one claims.
 	var restart []PortSpec
+	live := map[string]bool{}
 	for _, name := range slices.Sorted(maps.Keys(r.owned)) {
 		old := r.owned[name]
 		p, ok := next[name]
@@ -60,6 +62,8 @@ func (r *Running) Reload(ctx context.Context, ports []PortSpec, acls []PortACL) 
 				return res, err
 			}
 			res.Removed = append(res.Removed, name)
+		case p.Kind == old.Kind && !reflect.DeepEqual(p.Values, old.Values) && r.reconfigure(name, p):
+			live[name] = true
 		case p.Kind != old.Kind || !reflect.DeepEqual(p.Values, old.Values):
 			if err := r.removePort(name); err != nil {
 				return res, err
@@ -83,6 +87,9 @@ func (r *Running) Reload(ctx context.Context, ports []PortSpec, acls []PortACL) 
 				return res, err
 			}
 			res.Added = append(res.Added, name)
+		case live[name] && reflect.DeepEqual(p.Port, old.Port):
+			r.owned[name] = p
+			res.Updated = append(res.Updated, name)
 		case !reflect.DeepEqual(p.Port, old.Port):
 			if err := r.sw.UpdatePort(p.Port); err != nil {
 				return res, fmt.Errorf("port %q: %w", name, err)
@@ -119,6 +126,25 @@ func (r *Running) removePort(name string) error {
 		r.log.Warn("port did not close cleanly", "port", name, "error", err)
 	}
 	return nil
+}
+
+// reconfigure offers a port's new kind settings to its backend, and
+// reports whether it took them live.
+func (r *Running) reconfigure(name string, p PortSpec) bool {
+	v, ok := r.d.byName.Load(name)
+	if !ok {
+		return false
+	}
+	rc, ok := v.(*backend).b.(Reconfigurer)
+	if !ok {
+		return false
+	}
+	done, err := rc.Reconfigure(p.spec)
+	if err != nil {
+		r.log.Warn("port's settings not applied live; restarting it", "port", name, "error", err)
+		return false
+	}
+	return done
 }
 
 // addPort starts a configuration port.

@@ -180,10 +180,13 @@ func (s *spec) Start(_ context.Context, h *daemon.Host, name string, attach vswi
 		return nil, fmt.Errorf("bond %q: %w", name, err)
 	}
 	h.Log.Info("port ready", "port", name, "kind", Kind, "members", cfg.Members, "mode", cfg.Mode.String())
-	return backend{p}, nil
+	return backend{p: p, tx: cfg.Uplink.TX}, nil
 }
 
-type backend struct{ p *bond.Port }
+type backend struct {
+	p  *bond.Port
+	tx uplink.TXMode
+}
 
 // Close closes the members.
 func (b backend) Close() error { return b.p.Close() }
@@ -212,4 +215,18 @@ func (b backend) Bond() *api.BondInfo {
 		bi.Members = append(bi.Members, bm)
 	}
 	return bi
+}
+
+// Reconfigure applies new settings live (members, mode, primary, delays,
+// LACP activity, rate, fallback and hash, rebalancing): the members that
+// stay keep carrying traffic. A new tx= is not live: the port restarts.
+func (b backend) Reconfigure(s daemon.Spec) (bool, error) {
+	ns, ok := s.(*spec)
+	if !ok || ns.cfg.Uplink.TX != b.tx {
+		return false, nil
+	}
+	if err := b.p.Reconfigure(ns.cfg); err != nil {
+		return false, err
+	}
+	return true, nil
 }

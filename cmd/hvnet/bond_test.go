@@ -1,0 +1,112 @@
+package main
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"hvnet/api"
+	"hvnet/internal/netnstest"
+)
+
+// A bond port in the daemon: hvnet switch --config with a bond of three
+// members (veths into a namespace's Linux bridge), shown by ctl port;
+// SIGHUP after the file drops a member and changes the mode applies both
+// live: the port is updated, not restarted (the members that stay keep
+// their counters), and ctl port shows the new mode and members.
+func TestBondPortReload(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root for network namespaces")
+	}
+	ns := netnstest.New(t, "bnd")
+	netnstest.Run(t, "ip", "-n", ns, "link", "add", "br0", "type", "bridge")
+	netnstest.Run(t, "ip", "-n", ns, "link", "set", "br0", "up")
+	netnstest.Run(t, "ip", "-n", ns, "link", "add", "hv", "type", "veth", "peer", "name", "ht")
+	netnstest.Run(t, "ip", "-n", ns, "link", "set", "ht", "master", "br0", "up")
+	netnstest.Run(t, "ip", "-n", ns, "link", "set", "hv", "up")
+	for _, x := range []string{"a", "b", "c"} {
+		netnstest.Run(t, "ip", "-n", ns, "link", "add", "bm"+x, "type", "veth", "peer", "name", "bs"+x)
+		netnstest.Run(t, "ip", "-n", ns, "link", "set", "bs"+x, "master", "br0", "up")
+		netnstest.Run(t, "ip", "-n", ns, "link", "set", "bm"+x, "up")
+	}
+	dir := t.TempDir()
+	sock, conf := filepath.Join(dir, "api.sock"), filepath.Join(dir, "ports.conf")
+	write := func(s string) {
+		if err := os.WriteFile(conf, []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("bond name=bond0 if=bma if=bmb if=bmc mode=balance-slb\n")
+	d := startHvnet(t, []string{"ip", "netns", "exec", ns}, "switch", "--api", sock, "--config", conf)
+	c := d.waitAPI(t, sock)
+	ctx := context.Background()
+	bondOf := func() *api.BondInfo {
+		p, err := c.Port(ctx, "bond0")
+		if err != nil || p.Bond == nil || p.Device == nil || p.Device.BondCounters == nil {
+			t.Fatalf("port bond0: %+v, %v\n%s", p, err, d.logs)
+		}
+		return p.Bond
+	}
+	carrying := func(b *api.BondInfo) string {
+		var s []string
+		for _, m := range b.Members {
+			if m.Carrying {
+				s = append(s, m.Name)
+			}
+		}
+		return strings.Join(s, ",")
+	}
+	for i := 0; carrying(bondOf()) != "bma,bmb,bmc"; i++ {
+		if i == 100 {
+			t.Fatalf("the three members never carry: %+v\n%s", bondOf(), d.logs)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// Traffic through the bond: the bridge's host sends broadcasts the
+	// bond takes on one member (the others' copies dropped, counted).
+	netnstest.Run(t, "ip", "-n", ns, "addr", "add", "10.7.0.1/24", "dev", "br0")
+	netnstest.TryRun("ip", "netns", "exec", ns, "ping", "-c", "3", "-i", "0.2", "-w", "1", "-b", "10.7.0.255") // no answers needed
+	code, text, errs := runCtl(t, sock, "port", "bond0")
+	t.Logf("ctl port bond0:\n%s", text)
+	if code != 0 || !strings.Contains(text, "balance-slb") || !strings.Contains(text, "member bma:") || !strings.Contains(text, "carrying") {
+		t.Errorf("ctl port bond0: %d\n%s%s", code, text, errs)
+	}
+	before := map[string]uint64{}
+	for _, m := range bondOf().Members {
+		before[m.Name] = m.RxFrames + m.RxDrops
+	}
+	write("bond name=bond0 if=bma if=bmb mode=active-backup primary=bmb\n")
+	if err := d.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; !strings.Contains(d.logs.String(), "configuration reloaded"); i++ {
+		if i == 500 {
+			t.Fatalf("no reload:\n%s", d.logs)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !strings.Contains(d.logs.String(), `updated=["bond0"]`) {
+		t.Errorf("the bond was not updated live:\n%s", d.logs)
+	}
+	b := bondOf()
+	if b.Mode != "active-backup" || len(b.Members) != 2 || carrying(b) != "bmb" {
+		t.Errorf("after the reload: %+v", b)
+	}
+	for _, m := range b.Members {
+		if m.RxFrames+m.RxDrops < before[m.Name] {
+			t.Errorf("member %s's counters went back: restarted", m.Name)
+		}
+	}
+	if before["bma"]+before["bmb"] == 0 {
+		t.Errorf("no traffic reached the bond before the reload: %v", before)
+	}
+	code, text, _ = runCtl(t, sock, "port", "bond0")
+	if code != 0 || !strings.Contains(text, "bond:") || !strings.Contains(text, "active-backup") || strings.Contains(text, "member bmc") {
+		t.Errorf("ctl port bond0 after the reload:\n%s", text)
+	}
+	d.term(t)
+}
