@@ -170,7 +170,8 @@ func (s *Server) metricsHandler() http.Handler {
 	reg := prometheus.NewPedanticRegistry()
 	dev, _ := s.ports.(DeviceReporter)
 	ev, _ := s.ports.(EVPNReporter)
-	reg.MustRegister(newCollector(s.sw, s.fan, &s.stats, dev), newTunnelCollector(s.sw, ev, dev), collectors.NewGoCollector(),
+	br, _ := s.ports.(BondReporter)
+	reg.MustRegister(newCollector(s.sw, s.fan, &s.stats, dev), newTunnelCollector(s.sw, ev, dev), newBondCollector(s.sw, br), collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if s.build != nil {
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "hvnet_build_info",

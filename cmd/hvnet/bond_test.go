@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
+
 	"hvnet/api"
 	"hvnet/internal/netnstest"
 )
@@ -107,6 +109,16 @@ func TestBondPortReload(t *testing.T) {
 	code, text, _ = runCtl(t, sock, "port", "bond0")
 	if code != 0 || !strings.Contains(text, "bond:") || !strings.Contains(text, "active-backup") || strings.Contains(text, "member bmc") {
 		t.Errorf("ctl port bond0 after the reload:\n%s", text)
+	}
+	code, text, _ = runCtl(t, sock, "metrics")
+	for _, w := range []string{`hvnet_bond_member_carrying{member="bmb",port="bond0"} 1`, `hvnet_bond_member_carrying{member="bma",port="bond0"} 0`,
+		`hvnet_bond_member_frames_total{direction="rx",member="bma",port="bond0"}`, `hvnet_port_device_drops_total{port="bond0",reason="bond_rx_inactive"}`} {
+		if code != 0 || !strings.Contains(text, w) {
+			t.Errorf("metrics lack %s", w)
+		}
+	}
+	if problems, err := promlint.New(strings.NewReader(text)).Lint(); err != nil || len(problems) > 0 {
+		t.Errorf("promlint: %v %+v", err, problems)
 	}
 	d.term(t)
 }
