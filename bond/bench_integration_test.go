@@ -1,10 +1,13 @@
 package bond
 
 import (
+	"bytes"
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"slices"
 	"strconv"
 	"sync"
@@ -12,6 +15,9 @@ import (
 	"time"
 
 	"hvnet/internal/netnstest"
+	"hvnet/internal/nlns"
+	vswitch "hvnet/switch"
+	"hvnet/uplink"
 )
 
 // The bond's benchmarks (BENCHMARKS.md, "Bonds"): run with HVNET_BENCH=1
@@ -261,4 +267,117 @@ func TestBenchLACP(t *testing.T) {
 		r.tor.Up(t, "sw0b")
 	}
 	t.Logf("BENCH bond lacp silent partner noticed (fast rate): %s", quantiles(detect))
+}
+
+// Throughput over two members against one, in the same run, alternating:
+// balance-slb behind a Linux bridge, four endpoints (four source MACs,
+// their buckets spread over both members) each running an iperf3 client
+// to its own server on the host at once; "one member" is the same with
+// the second member's link down.
+func TestBenchTwoMembers(t *testing.T) {
+	if os.Getenv(envBench) == "" {
+		t.Skip("a benchmark: HVNET_BENCH=1 (./run.sh bench bond)")
+	}
+	netnstest.Need(t)
+	if _, err := exec.LookPath("iperf3"); err != nil {
+		t.Fatal("iperf3 is not installed (run.sh installs it)")
+	}
+	r := newTor(t, "bridge", Config{Mode: ModeBalanceSLB})
+	var eps []*nlns.NS
+	for i := range 4 {
+		n := nlns.New(t, fmt.Sprintf("tput%d", i))
+		nlns.Veth(t, fmt.Sprintf("tpv%d", i), n, "e0")
+		n.Addr(t, "e0", fmt.Sprintf("10.9.0.%d/24", 21+i))
+		up, err := uplink.Open(fmt.Sprintf("tpv%d", i), uplink.Config{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		h, err := r.sw.AddPort(vswitch.PortConfig{Name: fmt.Sprintf("tp%d", i), Mode: vswitch.ModeAccess, PVID: 1}, up)
+		if err != nil {
+			t.Fatal(err)
+		}
+		up.Start(h)
+		t.Cleanup(func() { up.Close() })
+		eps = append(eps, n)
+		// Each endpoint's bucket on member i%2: two on each.
+		mac := [6]byte(n.Link(t, "e0").Attrs().HardwareAddr)
+		r.bond.slb[slbBucket(mac, 0)].Store(int32(i % 2))
+	}
+	var servers []*exec.Cmd
+	for i := range eps {
+		var out bytes.Buffer
+		c, err := r.host.Start(&out, "iperf3", "-s", "-p", strconv.Itoa(5301+i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		servers = append(servers, c)
+	}
+	t.Cleanup(func() {
+		for _, c := range servers {
+			c.Process.Kill()
+			c.Wait()
+		}
+	})
+	time.Sleep(300 * time.Millisecond)
+	run := func() float64 {
+		var wg sync.WaitGroup
+		bps := make([]float64, len(eps))
+		for i, n := range eps {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				out, err := n.Run("iperf3", "-c", "10.9.0.2", "-p", strconv.Itoa(5301+i), "-t", "4", "-J")
+				if err != nil {
+					t.Logf("iperf3 from endpoint %d: %v", i, err)
+					return
+				}
+				var res struct {
+					End struct {
+						SumReceived struct {
+							BitsPerSecond float64 `json:"bits_per_second"`
+						} `json:"sum_received"`
+					} `json:"end"`
+				}
+				if json.Unmarshal([]byte(out), &res) == nil {
+					bps[i] = res.End.SumReceived.BitsPerSecond
+				}
+			}()
+		}
+		wg.Wait()
+		sum := 0.0
+		for _, b := range bps {
+			sum += b
+		}
+		return sum
+	}
+	var ratios []float64
+	for round := range 3 {
+		got := map[bool]float64{}
+		for _, two := range []bool{round%2 == 0, round%2 != 0} {
+			if two {
+				r.tor.Up(t, "sw0b")
+			} else {
+				r.tor.Down(t, "sw0b")
+			}
+			time.Sleep(500 * time.Millisecond)
+			if two {
+				for i, n := range eps { // the buckets back where they were
+					r.bond.slb[slbBucket([6]byte(n.Link(t, "e0").Attrs().HardwareAddr), 0)].Store(int32(i % 2))
+				}
+			}
+			bps := run()
+			s := r.bond.Stats()
+			t.Logf("round %d, %s: %.0f Mbit/s in all (member tx %d / %d)", round, map[bool]string{true: "two members", false: "one member"}[two],
+				bps/1e6, s.Members[0].TxFrames, s.Members[1].TxFrames)
+			got[two] = bps
+		}
+		if got[false] > 0 {
+			ratios = append(ratios, got[true]/got[false])
+		}
+	}
+	if len(ratios) < 3 {
+		t.Fatalf("rounds without a result: %v", ratios)
+	}
+	slices.Sort(ratios)
+	t.Logf("BENCH bond balance-slb two members / one (4 iperf3 flows, same run): median %.2f (%.2f..%.2f)", ratios[1], ratios[0], ratios[2])
 }

@@ -21,13 +21,13 @@ func TestPhysicalDot1Q(t *testing.T) {
 	}
 	phys := newNS(t, "phys")
 	vethInto(t, "qup0", phys, "eth0")
-	phys.addr(t, "eth0", "10.0.1.100/24")
+	phys.Addr(t, "eth0", "10.0.1.100/24")
 	phys.vlan(t, "eth0", "eth0.10", 10, netlink.VLAN_PROTOCOL_8021Q)
-	phys.addr(t, "eth0.10", "10.0.10.100/24")
+	phys.Addr(t, "eth0.10", "10.0.10.100/24")
 	phys.vlan(t, "eth0", "eth0.300", 300, netlink.VLAN_PROTOCOL_8021AD)
-	phys.addr(t, "eth0.300", "10.3.0.100/24")
+	phys.Addr(t, "eth0.300", "10.3.0.100/24")
 	phys.vlan(t, "eth0.300", "eth0.300.77", 77, netlink.VLAN_PROTOCOL_8021Q)
-	phys.addr(t, "eth0.300.77", "10.3.77.100/24")
+	phys.Addr(t, "eth0.300.77", "10.3.77.100/24")
 
 	sw := vswitch.New(vswitch.Config{})
 	up := attach(t, sw, "qup0", vswitch.PortConfig{Mode: vswitch.ModeTrunk,
@@ -40,7 +40,7 @@ func TestPhysicalDot1Q(t *testing.T) {
 	// 802.1Q subinterface eth0.77), leaves the uplink inside S-VLAN 300.
 	gq := newNSGuest(t, sw, "qgq", vswitch.PortConfig{Mode: vswitch.ModeDot1QTunnel, PVID: 300}, "", "10.3.0.1/24")
 	gq.vlan(t, "eth0", "eth0.77", 77, netlink.VLAN_PROTOCOL_8021Q)
-	gq.addr(t, "eth0.77", "10.3.77.1/24")
+	gq.Addr(t, "eth0.77", "10.3.77.1/24")
 
 	if !g10.reaches(t, "10.0.10.100") {
 		t.Errorf("guest in VLAN 10 cannot reach the host on the physical 802.1Q subinterface eth0.10")

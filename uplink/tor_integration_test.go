@@ -24,36 +24,36 @@ func TestTwoHostsTopOfRack(t *testing.T) {
 	}
 	tor := newNS(t, "tor")
 	on := true
-	if err := tor.h.LinkAdd(&netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "br0"}, VlanFiltering: &on}); err != nil {
+	if err := tor.H.LinkAdd(&netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "br0"}, VlanFiltering: &on}); err != nil {
 		t.Fatalf("bridge with vlan_filtering=1: %v", err)
 	}
-	tor.up(t, "br0")
-	if b, ok := tor.link(t, "br0").(*netlink.Bridge); !ok || b.VlanFiltering == nil || !*b.VlanFiltering {
-		t.Fatalf("br0 has no VLAN filtering: %+v", tor.link(t, "br0"))
+	tor.Up(t, "br0")
+	if b, ok := tor.Link(t, "br0").(*netlink.Bridge); !ok || b.VlanFiltering == nil || !*b.VlanFiltering {
+		t.Fatalf("br0 has no VLAN filtering: %+v", tor.Link(t, "br0"))
 	}
 	trunk := vswitch.PortConfig{Mode: vswitch.ModeTrunk, AllowedVLANs: []uint16{10, 20, 30}}
 	var sws [2]*vswitch.Switch
 	for i, host := range []string{"A", "B"} {
 		up, tp := "qup"+host, "t"+host
 		vethInto(t, up, tor, tp)
-		port := tor.link(t, tp)
-		if err := tor.h.LinkSetMaster(port, tor.link(t, "br0")); err != nil {
+		port := tor.Link(t, tp)
+		if err := tor.H.LinkSetMaster(port, tor.Link(t, "br0")); err != nil {
 			t.Fatalf("%s master br0: %v", tp, err)
 		}
 		// A trunk for 10 and 20: tagged members, and out of the default
 		// VLAN 1 (PVID, untagged) so untagged frames go nowhere.
 		for _, vid := range []uint16{10, 20} {
-			if err := tor.h.BridgeVlanAdd(port, vid, false, false, false, true); err != nil {
+			if err := tor.H.BridgeVlanAdd(port, vid, false, false, false, true); err != nil {
 				t.Fatalf("bridge vlan add dev %s vid %d: %v", tp, vid, err)
 			}
 		}
-		if err := tor.h.BridgeVlanDel(port, 1, false, false, false, true); err != nil {
+		if err := tor.H.BridgeVlanDel(port, 1, false, false, false, true); err != nil {
 			t.Fatalf("bridge vlan del dev %s vid 1: %v", tp, err)
 		}
 		sws[i] = vswitch.New(vswitch.Config{})
 		attach(t, sws[i], up, trunk, Config{})
 	}
-	if vl, err := tor.h.BridgeVlanList(); err == nil {
+	if vl, err := tor.H.BridgeVlanList(); err == nil {
 		for idx, vs := range vl {
 			t.Logf("top-of-rack VLAN membership of ifindex %d: %v", idx, vs)
 		}
@@ -85,7 +85,7 @@ func TestTwoHostsTopOfRack(t *testing.T) {
 		t.Errorf("VLAN 30 crosses the top-of-rack bridge, which is not a member of it")
 	}
 	for _, tp := range []string{"tA", "tB"} {
-		if err := tor.h.BridgeVlanAdd(tor.link(t, tp), 30, false, false, false, true); err != nil {
+		if err := tor.H.BridgeVlanAdd(tor.Link(t, tp), 30, false, false, false, true); err != nil {
 			t.Fatalf("bridge vlan add dev %s vid 30: %v", tp, err)
 		}
 	}
