@@ -472,6 +472,32 @@ func TestBalanceSLB(t *testing.T) {
 			t.Errorf("after the cut, endpoint %d: %d of 5 answered, %d duplicates", i, got, dups)
 		}
 	}
+	// A member's interface disappears altogether: the bond goes on with
+	// the other (the deleted one shows no carrier).
+	if err := netlink.LinkSetUp(r.linkHere(cut)); err != nil {
+		t.Fatal(err)
+	}
+	r.wait("both members back", 3*time.Second, func() bool {
+		s := r.bond.Stats()
+		return s.Members[0].Carrying && s.Members[1].Carrying
+	})
+	gone := map[string]string{"sw0a": "hv0b", "sw0b": "hv0a"}[port0]
+	if err := netlink.LinkDel(r.linkHere(gone)); err != nil {
+		t.Fatal(err)
+	}
+	r.wait("the deleted member out", 2*time.Second, func() bool {
+		for _, m := range r.bond.Stats().Members {
+			if m.Name == gone && (m.Carrying || m.Carrier) {
+				return false
+			}
+		}
+		return true
+	})
+	for i, n := range eps {
+		if got, dups := n.Pinger(t).Flood("10.9.0.2", 5, 20*time.Millisecond, time.Second); got != 5 || dups != 0 {
+			t.Errorf("after %s was deleted, endpoint %d: %d of 5 answered, %d duplicates", gone, i, got, dups)
+		}
+	}
 }
 
 // Live changes under traffic (100 pings a second through the bond,
