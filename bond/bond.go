@@ -547,9 +547,10 @@ func (p *Port) reassign(tx []int32, grew bool) {
 }
 
 // rebalance moves balance-slb buckets from the busiest member to the
-// least busy one while that narrows the gap (Open vSwitch's
-// bond_rebalance: one bucket at a time, the largest that fits in half
-// the gap), then starts measuring again.
+// least busy one while that narrows the gap between them (Open vSwitch's
+// bond_rebalance: one bucket at a time, the one whose load comes closest
+// to half the gap), until the gap is within a tenth of the busiest
+// member's load; then it starts measuring again.
 func (p *Port) rebalance() {
 	tx := *p.txList.Load()
 	if len(tx) < 2 {
@@ -572,18 +573,29 @@ func (p *Port) rebalance() {
 			}
 		}
 		gap := per[hi] - per[lo]
-		best, bestLoad := -1, uint64(0)
+		if gap <= per[hi]/10 {
+			return
+		}
+		best, bestGap := -1, gap
 		for b := range p.slb {
-			if p.slb[b].Load() == hi && load[b] > bestLoad && load[b] < gap {
-				best, bestLoad = b, load[b]
+			if p.slb[b].Load() != hi || load[b] == 0 || load[b] >= gap {
+				continue
+			}
+			// After the move the gap is |gap - 2*load|.
+			ng := gap - 2*load[b]
+			if 2*load[b] > gap {
+				ng = 2*load[b] - gap
+			}
+			if ng < bestGap {
+				best, bestGap = b, ng
 			}
 		}
-		if best < 0 || gap < per[hi]/10 {
+		if best < 0 {
 			return
 		}
 		p.slb[best].Store(lo)
-		per[hi] -= bestLoad
-		per[lo] += bestLoad
+		per[hi] -= load[best]
+		per[lo] += load[best]
 		p.st.rebalanced.Add(1)
 	}
 }

@@ -592,3 +592,27 @@ func TestLiveChanges(t *testing.T) {
 		t.Error("a primary that is not a member was taken")
 	}
 }
+
+// updelay holds a returning member back: the primary's carrier is up
+// again, but the bond keeps the backup until the delay has run.
+func TestUpDelay(t *testing.T) {
+	netnstest.Need(t)
+	r := newTor(t, "bridge", Config{Mode: ModeActiveBackup, Primary: "hv0a", UpDelay: time.Second})
+	r.wait("the primary carries", 3*time.Second, func() bool { return r.bond.Stats().Members[0].Carrying })
+	if err := netlink.LinkSetDown(r.linkHere("hv0a")); err != nil {
+		t.Fatal(err)
+	}
+	r.wait("the backup carries", 2*time.Second, func() bool { return r.bond.Stats().Members[1].Carrying })
+	if err := netlink.LinkSetUp(r.linkHere("hv0a")); err != nil {
+		t.Fatal(err)
+	}
+	up := time.Now()
+	r.wait("the primary's carrier seen", time.Second, func() bool { return r.bond.Stats().Members[0].Carrier })
+	if s := r.bond.Stats(); time.Since(up) < 500*time.Millisecond && (s.Members[0].Usable || !s.Members[1].Carrying) {
+		t.Errorf("within the up delay: %+v", s.Members)
+	}
+	r.wait("the primary back after the delay", 4*time.Second, func() bool { return r.bond.Stats().Members[0].Carrying })
+	if d := time.Since(up); d < time.Second {
+		t.Errorf("the primary carried again %v after its carrier came back: updelay is 1s", d)
+	}
+}
