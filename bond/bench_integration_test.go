@@ -42,6 +42,7 @@ type stream struct {
 	mu       sync.Mutex
 	arrived  map[uint32]time.Time
 	sent     map[uint32]time.Time
+	dups     int // datagrams that arrived at the far host more than once
 	stop     chan struct{}
 	done     sync.WaitGroup
 }
@@ -76,6 +77,8 @@ func (r *tor) startStream(t *testing.T, interval time.Duration) *stream {
 				s.mu.Lock()
 				if _, ok := s.arrived[binary.BigEndian.Uint32(buf)]; !ok {
 					s.arrived[binary.BigEndian.Uint32(buf)] = now
+				} else {
+					s.dups++
 				}
 				s.mu.Unlock()
 			}
@@ -210,7 +213,10 @@ func (r *tor) failovers(t *testing.T, cuts int, settled func() bool) (outs, back
 	}
 	s.end()
 	s.mu.Lock()
-	t.Logf("stream: %d datagrams sent, %d arrived", len(s.sent), len(s.arrived))
+	t.Logf("stream: %d datagrams sent, %d arrived, %d arrived twice", len(s.sent), len(s.arrived), s.dups)
+	if s.dups != 0 {
+		t.Errorf("%d datagrams arrived at the far host more than once", s.dups)
+	}
 	s.mu.Unlock()
 	for i, cut := range at {
 		for _, ev := range []struct {
