@@ -61,6 +61,29 @@ func (s *Server) patchPort(w http.ResponseWriter, r *http.Request) {
 		writeError(w, e)
 		return
 	}
+	if p.Options != nil {
+		for i, sock := range p.Options["socket"] {
+			abs, e := s.confinedSocket("options.socket", sock)
+			if e != nil {
+				writeError(w, e)
+				return
+			}
+			p.Options["socket"][i] = abs
+		}
+		ou, ok := s.ports.(OptionsUpdater)
+		if !ok {
+			writeError(w, &Error{Status: http.StatusConflict, Field: "options", Message: "this daemon cannot change a port's options live"})
+			return
+		}
+		if err := ou.UpdateOptions(name, p.Options, cfg); err != nil {
+			var fe *Error
+			if !errors.As(err, &fe) {
+				fe = &Error{Status: http.StatusInternalServerError, Message: err.Error()}
+			}
+			writeError(w, fe)
+			return
+		}
+	}
 	if err := s.sw.UpdatePort(cfg); err != nil {
 		writeError(w, switchError(err, ""))
 		return

@@ -36,6 +36,15 @@ type PortFactory interface {
 	Remove(name string) error
 }
 
+// OptionsUpdater factories take new kind settings for a port they made
+// (PATCH /v1/ports/{name} with options: all of them, as POST takes them)
+// live, or refuse them with an *Error (400 naming the option, 409 when
+// the backend cannot take them without being made again). port is the
+// port's switch configuration, for the kind's checks.
+type OptionsUpdater interface {
+	UpdateOptions(name string, opts map[string]OptionValue, port vswitch.PortConfig) error
+}
+
 // KindLister factories say which port kinds they make; POST /v1/ports
 // refuses any other (a factory that is not one makes vhost-user, lab and
 // uplink ports).

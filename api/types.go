@@ -191,6 +191,10 @@ type PortPatch struct {
 	MACLimit     *int          `json:"mac_limit,omitempty"`
 	AllowedMACs  *[]string     `json:"allowed_macs,omitempty"`
 	PortSecurity *bool         `json:"port_security,omitempty"`
+	// Options replaces the port's kind settings (all of them, as POST
+	// takes them), applied live where the kind can (a bond's members and
+	// mode); absent: unchanged.
+	Options map[string]OptionValue `json:"options,omitempty"`
 }
 
 // Port kinds a PortFactory makes.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -51,6 +52,7 @@ var (
 	_ api.EVPNReporter   = (*Daemon)(nil)
 	_ api.KindLister     = (*Daemon)(nil)
 	_ api.SpecReporter   = (*Daemon)(nil)
+	_ api.OptionsUpdater = (*Daemon)(nil)
 )
 
 // New returns a daemon whose backends live until ctx ends, on sw, with
@@ -141,22 +143,90 @@ func (d *Daemon) Add(ctx context.Context, spec api.PortSpec, attach vswitch.Atta
 	}
 	p, err := NewPortSpec(spec.Kind, port, v)
 	if err != nil {
-		var oe *OptionError
-		var ke *UnknownKindError
-		switch {
-		case errors.As(err, &oe):
-			f := "options." + oe.Key
-			msg := oe.Msg
-			if oe.Value != "" {
-				msg = strconv.Quote(oe.Value) + " " + msg
-			}
-			return &api.Error{Status: http.StatusBadRequest, Field: f, Message: msg}
-		case errors.As(err, &ke):
-			return &api.Error{Status: http.StatusBadRequest, Field: "kind", Message: err.Error()}
-		}
-		return &api.Error{Status: http.StatusBadRequest, Message: err.Error()}
+		return optionsError(err)
 	}
 	return d.start(ctx, p, attach)
+}
+
+// reconfigure offers port name the kind settings p (of the same kind)
+// for its backend to take live (Reconfigurer), checking p's claims
+// against the other ports first. It reports whether the backend took
+// them; then the port's recorded settings and claims are p's.
+func (d *Daemon) reconfigure(name string, p PortSpec) (bool, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	bp, ok := d.ports[name]
+	if !ok || bp.kind != p.Kind || p.spec == nil {
+		return false, nil
+	}
+	rc, ok := bp.b.(Reconfigurer)
+	if !ok {
+		return false, nil
+	}
+	claims := p.spec.Claims()
+	for _, c := range claims {
+		if d.api != "" && c == ClaimSocket(d.api) {
+			return false, fmt.Errorf("port %q: %s is the control API's", name, c)
+		}
+		for n, o := range d.ports {
+			if n != name && slices.Contains(o.claims, c) {
+				return false, fmt.Errorf("port %q: %s is port %q's", name, c, n)
+			}
+		}
+	}
+	done, err := rc.Reconfigure(p.spec)
+	if err != nil || !done {
+		return false, err
+	}
+	nb := &backend{kind: bp.kind, values: p.Values, claims: claims, b: bp.b}
+	d.ports[name] = nb
+	d.byName.Store(name, nb)
+	return true, nil
+}
+
+// UpdateOptions applies new kind settings to a port live
+// (api.OptionsUpdater): all its options, as POST /v1/ports takes them.
+// Settings its backend cannot take live are refused (409): the port must
+// be removed and added again.
+func (d *Daemon) UpdateOptions(name string, opts map[string]api.OptionValue, port vswitch.PortConfig) error {
+	d.mu.Lock()
+	bp, ok := d.ports[name]
+	d.mu.Unlock()
+	if !ok {
+		return &api.Error{Status: http.StatusNotFound, Message: fmt.Sprintf("port %q: not made by this daemon", name)}
+	}
+	p, err := NewPortSpec(bp.kind, port, apiValues(api.PortSpec{Options: opts}))
+	if err != nil {
+		return optionsError(err)
+	}
+	done, err := d.reconfigure(name, p)
+	if err != nil {
+		return &api.Error{Status: http.StatusConflict, Field: "options", Message: err.Error()}
+	}
+	if !done {
+		return &api.Error{Status: http.StatusConflict, Field: "options",
+			Message: fmt.Sprintf("a %s port cannot take these settings live: remove the port and add it again", bp.kind)}
+	}
+	d.log.Info("port reconfigured live", "port", name, "kind", bp.kind)
+	return nil
+}
+
+// optionsError is a kind's refusal of a request's options as the API's
+// error, naming the field.
+func optionsError(err error) *api.Error {
+	var oe *OptionError
+	var ke *UnknownKindError
+	switch {
+	case errors.As(err, &oe):
+		msg := oe.Msg
+		if oe.Value != "" {
+			msg = strconv.Quote(oe.Value) + " " + msg
+		}
+		return &api.Error{Status: http.StatusBadRequest, Field: "options." + oe.Key, Message: msg}
+	case errors.As(err, &ke):
+		return &api.Error{Status: http.StatusBadRequest, Field: "kind", Message: err.Error()}
+	}
+	return &api.Error{Status: http.StatusBadRequest, Message: err.Error()}
 }
 
 // apiValues are a request's kind settings, their keys spelled as the

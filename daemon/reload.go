@@ -131,15 +131,7 @@ func (r *Running) removePort(name string) error {
 // reconfigure offers a port's new kind settings to its backend, and
 // reports whether it took them live.
 func (r *Running) reconfigure(name string, p PortSpec) bool {
-	v, ok := r.d.byName.Load(name)
-	if !ok {
-		return false
-	}
-	rc, ok := v.(*backend).b.(Reconfigurer)
-	if !ok {
-		return false
-	}
-	done, err := rc.Reconfigure(p.spec)
+	done, err := r.d.reconfigure(name, p)
 	if err != nil {
 		r.log.Warn("port's settings not applied live; restarting it", "port", name, "error", err)
 		return false

@@ -122,3 +122,61 @@ func TestBondPortReload(t *testing.T) {
 	}
 	d.term(t)
 }
+
+// A bond added through the API changes live through it too: hvnet ctl
+// set with the kind's own keys (PATCH options) drops a member and
+// changes the mode without restarting the port; a change the bond cannot
+// take live (tx=) is refused, saying what to do, and changes nothing.
+func TestBondCtlSet(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root for network namespaces")
+	}
+	ns := netnstest.New(t, "bcs")
+	for _, x := range []string{"a", "b"} {
+		netnstest.Run(t, "ip", "-n", ns, "link", "add", "cm"+x, "type", "veth", "peer", "name", "cp"+x)
+		netnstest.Run(t, "ip", "-n", ns, "link", "set", "cm"+x, "up")
+		netnstest.Run(t, "ip", "-n", ns, "link", "set", "cp"+x, "up")
+	}
+	sock := filepath.Join(t.TempDir(), "api.sock")
+	d := startHvnet(t, []string{"ip", "netns", "exec", ns}, "switch", "--api", sock)
+	c := d.waitAPI(t, sock)
+	if code, out, errs := runCtl(t, sock, "add", "bond", "b0", "if=cma", "if=cmb", "mode=balance-slb"); code != 0 {
+		t.Fatalf("ctl add bond: %d %s%s", code, out, errs)
+	}
+	bond := func() *api.BondInfo {
+		p, err := c.Port(context.Background(), "b0")
+		if err != nil || p.Bond == nil {
+			t.Fatalf("port b0: %+v, %v", p, err)
+		}
+		return p.Bond
+	}
+	for i := 0; len(bond().Members) != 2 || !bond().Members[1].Carrying; i++ {
+		if i == 100 {
+			t.Fatalf("b0 never carried on both: %+v\n%s", bond(), d.logs)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if code, out, errs := runCtl(t, sock, "set", "b0", "if=cmb", "mode=active-backup", "vlan=10"); code != 0 {
+		t.Fatalf("ctl set b0 if=cmb mode=active-backup: %d %s%s\n%s", code, out, errs, d.logs)
+	}
+	b := bond()
+	p, _ := c.Port(context.Background(), "b0")
+	if b.Mode != "active-backup" || len(b.Members) != 1 || b.Members[0].Name != "cmb" || !b.Members[0].Carrying || p.Config.PVID != 10 ||
+		strings.Join(p.Options["if"], ",") != "cmb" {
+		t.Errorf("after ctl set: %+v, options %v, vlan %d", b, p.Options, p.Config.PVID)
+	}
+	if !strings.Contains(d.logs.String(), "port reconfigured live") || strings.Count(d.logs.String(), `port ready: port=b0`) != 1 {
+		t.Errorf("b0 was not reconfigured live (or was restarted):\n%s", d.logs)
+	}
+	code, out, errs := runCtl(t, sock, "set", "b0", "tx=sendmmsg")
+	if code == 0 || !strings.Contains(out+errs, "remove the port and add it again") {
+		t.Errorf("ctl set b0 tx=sendmmsg: %d %s%s", code, out, errs)
+	}
+	code, out, errs = runCtl(t, sock, "set", "b0", "mode=round-robin")
+	if code == 0 || !strings.Contains(out+errs, "mode") {
+		t.Errorf("ctl set b0 mode=round-robin: %d %s%s", code, out, errs)
+	}
+	if b := bond(); b.Mode != "active-backup" || len(b.Members) != 1 {
+		t.Errorf("a refused change changed the bond: %+v", b)
+	}
+}

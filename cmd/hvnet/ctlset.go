@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -27,10 +28,16 @@ func (c *ctl) set(name string, kvs []string) error {
 	var p api.PortPatch
 	in, eg, storm := cur.Config.Ingress, cur.Config.Egress, cur.Config.Storm
 	var setIn, setEg, setStorm bool
+	kind, _ := daemon.Lookup(cur.Kind)
+	kindSet := map[string][]string{} // the port kind's own keys given, all their values
 	for _, kv := range kvs {
 		k, v, ok := strings.Cut(kv, "=")
 		if !ok {
 			return usageErr("set: %q is not KEY=VALUE", kv)
+		}
+		if kind != nil && !daemon.IsCommon(k) && slices.ContainsFunc(kind.Options(), func(o daemon.Option) bool { return o.Key == k }) {
+			kindSet[k] = append(kindSet[k], v) // the port kind's own (a bond's mode=, if=)
+			continue
 		}
 		if n, ok := setRenamed[k]; ok {
 			return usageErr("set: %s is now called %s", k, n)
@@ -136,7 +143,7 @@ func (c *ctl) set(name string, kvs []string) error {
 				}
 			}
 		default:
-			return usageErr("set: unknown key %q (want %s)", k, ctlSetKeys)
+			return usageErr("set: unknown key %q (want %s, or a %s port's own keys)", k, ctlSetKeys, cur.Kind)
 		}
 		if err != nil {
 			if errors.Is(err, errUsage) {
@@ -153,6 +160,17 @@ func (c *ctl) set(name string, kvs []string) error {
 	}
 	if setStorm {
 		p.Storm = &storm
+	}
+	if len(kindSet) > 0 {
+		// The kind's settings go whole: the port's, with the keys given
+		// replaced (a repeated key's values all at once).
+		p.Options = map[string]api.OptionValue{}
+		for k, v := range cur.Options {
+			p.Options[k] = v
+		}
+		for k, v := range kindSet {
+			p.Options[k] = v
+		}
 	}
 	var out api.Port
 	if ok, err := c.get(http.MethodPatch, "/v1/ports/"+name, p, &out); !ok {
