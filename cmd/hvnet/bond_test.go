@@ -176,6 +176,14 @@ func TestBondCtlSet(t *testing.T) {
 	if code == 0 || !strings.Contains(out+errs, "mode") {
 		t.Errorf("ctl set b0 mode=round-robin: %d %s%s", code, out, errs)
 	}
+	// An interface another port has is not the bond's to take.
+	if code, out, errs := runCtl(t, sock, "add", "uplink", "u1", "if=cpa"); code != 0 {
+		t.Fatalf("ctl add uplink: %d %s%s", code, out, errs)
+	}
+	code, out, errs = runCtl(t, sock, "set", "b0", "if=cmb", "if=cpa")
+	if code == 0 || !strings.Contains(out+errs, `port "u1"`) {
+		t.Errorf("ctl set b0 if=cpa (u1's): %d %s%s", code, out, errs)
+	}
 	if b := bond(); b.Mode != "active-backup" || len(b.Members) != 1 {
 		t.Errorf("a refused change changed the bond: %+v", b)
 	}
