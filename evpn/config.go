@@ -65,7 +65,8 @@ type Config struct {
 	// RouteLimitRestart before it may come back.
 	MaxRoutesPerPeer int
 	// RouteLimitRestart is how long a neighbor cut by MaxRoutesPerPeer is
-	// held down (then GoBGP's idle hold time, 5 s, applies); 0 means
+	// held down (the relay neither accepts nor makes its connections
+	// meanwhile); 0 means
 	// DefaultRouteLimitRestart. Whole seconds, at least 1 s.
 	RouteLimitRestart time.Duration
 	// HoldTime is the proposed BGP hold time (RFC 4271 §4.2); 0 means 90 s.

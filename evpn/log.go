@@ -7,23 +7,10 @@ import (
 	gobgplog "github.com/osrg/gobgp/v3/pkg/log"
 )
 
-// msgPrefixLimit is what GoBGP v3 logs (pkg/server/peer.go doPrefixLimit)
-// just before it sends a neighbor the Cease "maximum number of prefixes
-// reached", resets the session and holds it down. Fields: Key (the
-// neighbor), Family; "Pct" on the early warning at a threshold. GoBGP's
-// API does not say why a session went down, so the speaker counts the
-// cuts from this line (TestRouteLimit checks it against the GoBGP in
-// go.mod).
-const msgPrefixLimit = "prefix limit reached"
-
 // gobgpLogger routes GoBGP's logs (its log.Logger interface) through
 // hclog, with GoBGP's fields as key/value pairs.
 type gobgpLogger struct {
 	l hclog.Logger
-	// onWarn sees GoBGP's warnings (msgPrefixLimit) before they are
-	// logged, with GoBGP's own fields. GoBGP calls Warn holding its locks:
-	// onWarn must not block or call GoBGP.
-	onWarn func(msg string, f gobgplog.Fields)
 	// rel maps the neighbor aliases GoBGP names back to the neighbors.
 	rel *relay
 }
@@ -69,12 +56,7 @@ func (g *gobgpLogger) Fatal(msg string, f gobgplog.Fields) {
 
 func (g *gobgpLogger) Error(msg string, f gobgplog.Fields) { g.l.Error(msg, g.args(f)...) }
 
-func (g *gobgpLogger) Warn(msg string, f gobgplog.Fields) {
-	if g.onWarn != nil {
-		g.onWarn(msg, f)
-	}
-	g.l.Warn(msg, g.args(f)...)
-}
+func (g *gobgpLogger) Warn(msg string, f gobgplog.Fields) { g.l.Warn(msg, g.args(f)...) }
 
 func (g *gobgpLogger) Info(msg string, f gobgplog.Fields) { g.l.Info(msg, g.args(f)...) }
 

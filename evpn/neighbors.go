@@ -8,7 +8,6 @@ import (
 	"time"
 
 	api "github.com/osrg/gobgp/v3/api"
-	gobgplog "github.com/osrg/gobgp/v3/pkg/log"
 )
 
 // NeighborState is a neighbor's session as Neighbors reports it.
@@ -70,7 +69,9 @@ func (s *Speaker) Neighbors() []NeighborState {
 				ns.State = "active" // GoBGP's connection waits for the neighbor
 			}
 		}
-		ns.LimitHeld = st.GetAdminState() == api.PeerState_PFX_CT
+		if rp := s.rel.byIP[addr]; rp != nil {
+			ns.LimitHeld = rp.held()
+		}
 		out = append(out, ns)
 	})
 	if err != nil {
@@ -88,52 +89,12 @@ func sessionState(st api.PeerState_SessionState) string {
 	return strings.ToLower(st.String())
 }
 
-// gobgpWarning is the log adapter's hook, called from GoBGP goroutines
-// that hold GoBGP locks: it must not call GoBGP. GoBGP names neighbors
-// by their relay aliases.
-func (s *Speaker) gobgpWarning(msg string, f gobgplog.Fields) {
-	alias, _ := f["Key"].(string)
-	if alias == "" {
-		return
-	}
-	// The early warning at ShutdownThresholdPct carries "Pct"; the
-	// speaker sets no threshold, but tell the two apart anyway.
-	if _, threshold := f["Pct"]; msg == msgPrefixLimit && !threshold {
-		s.countCut(alias)
-	}
-}
-
-// countCut counts a route-limit cut and arms the timer that lets the
-// neighbor back in. GoBGP v3 holds a neighbor it cut for the prefix limit
-// down (admin state PFX_CT) until EnablePeer.
-func (s *Speaker) countCut(alias string) {
-	neighbor, _ := s.rel.realAddr(alias)
+// countCut counts a route-limit cut (the relay's, which also holds the
+// neighbor down).
+func (s *Speaker) countCut(p *relayPeer) {
 	s.cutMu.Lock()
-	defer s.cutMu.Unlock()
-	s.cuts[neighbor.String()]++
-	s.log.Warn("neighbor sent too many routes: session reset", "neighbor", neighbor,
-		"max_routes", s.cfg.MaxRoutesPerPeer, "held_down", s.cfg.RouteLimitRestart)
-	if s.cutClosed {
-		return
-	}
-	if t := s.held[alias]; t != nil {
-		t.Stop()
-	}
-	s.held[alias] = time.AfterFunc(s.cfg.RouteLimitRestart, func() { s.release(alias, neighbor) })
-}
-
-// release lets a neighbor cut for the route limit reconnect.
-func (s *Speaker) release(alias string, neighbor netip.Addr) {
-	s.cutMu.Lock()
-	closed := s.cutClosed
-	delete(s.held, alias)
+	s.cuts[p.n.Addr.String()]++
 	s.cutMu.Unlock()
-	if closed {
-		return
-	}
-	if err := s.bgp.EnablePeer(context.Background(), &api.EnablePeerRequest{Address: alias}); err != nil {
-		s.log.Warn("re-enable a neighbor after its route-limit hold", "neighbor", neighbor, "error", err)
-		return
-	}
-	s.log.Info("neighbor released after its route-limit hold", "neighbor", neighbor)
+	s.log.Warn("neighbor sent too many routes: session reset", "neighbor", p.n.Addr,
+		"max_routes", s.cfg.MaxRoutesPerPeer, "held_down", s.cfg.RouteLimitRestart)
 }

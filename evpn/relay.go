@@ -59,6 +59,8 @@ type relay struct {
 	lns    []net.Listener
 	conns  map[net.Conn]struct{}
 	wg     sync.WaitGroup
+	// onLimit is told of a neighbor cut for sending too many routes.
+	onLimit func(p *relayPeer)
 }
 
 // relayPeer is one neighbor as the relay knows it.
@@ -74,6 +76,16 @@ type relayPeer struct {
 	waiting  net.Conn      // GoBGP's connection, waiting for the neighbor's
 	unwait   chan struct{} // closed when waiting is taken or replaced
 	lastDial time.Time     // the relay's last connection attempt to it
+	// heldUntil: cut for sending too many routes, the neighbor gets no
+	// session before then.
+	heldUntil time.Time
+}
+
+// held reports whether the neighbor is held down after a route-limit cut.
+func (p *relayPeer) held() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return time.Now().Before(p.heldUntil)
 }
 
 // maxNeighbors bounds the neighbors: their aliases fill 127.B.1.1-254.
@@ -241,6 +253,11 @@ func (r *relay) acceptPublic(l net.Listener) {
 			c.Close()
 			continue
 		}
+		if p.held() {
+			r.log.Debug("connection from a neighbor held down for its route limit: closed", "neighbor", p.n.Addr)
+			c.Close()
+			continue
+		}
 		if !r.track(c) {
 			return
 		}
@@ -315,7 +332,7 @@ func (r *relay) await(p *relayPeer, g net.Conn, unwait chan struct{}) {
 		default:
 		}
 		p.mu.Lock()
-		wait := time.Until(p.lastDial.Add(r.connectRetry()))
+		wait := max(time.Until(p.lastDial.Add(r.connectRetry())), time.Until(p.heldUntil))
 		if wait <= 0 {
 			p.lastDial = time.Now()
 		}

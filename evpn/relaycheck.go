@@ -25,14 +25,27 @@ func (e *badMessage) Error() string {
 
 // forwardChecked copies the neighbor's messages to GoBGP one by one,
 // each checked first. A bad message is answered with a NOTIFICATION,
-// counted, and ends the session.
+// counted, and ends the session. It counts the neighbor's routes as they
+// come and go (RFC 4486's maximum number of prefixes, kept here rather
+// than by GoBGP, whose count of a neighbor's Adj-RIB-In on every UPDATE
+// made a burst of n routes cost n²): one route past
+// Config.MaxRoutesPerPeer ends the session with a Cease and holds the
+// neighbor down for Config.RouteLimitRestart.
 func (r *relay) forwardChecked(p *relayPeer, nb, g net.Conn) error {
 	buf := make([]byte, bgp.BGP_MAX_MESSAGE_LENGTH)
 	local := nb.LocalAddr().(*net.TCPAddr).AddrPort().Addr().Unmap()
+	routes := map[string]struct{}{} // this session's, by route key
 	for {
 		msg, err := readMessage(nb, buf)
+		var m *bgp.BGPMessage
 		if err == nil {
-			err = checkMessage(msg, local, p.n.Addr, p.ebgp)
+			m, err = checkMessage(msg, local, p.n.Addr, p.ebgp)
+		}
+		if err == nil && m != nil {
+			if u, ok := m.Body.(*bgp.BGPUpdate); ok && countRoutes(routes, u) > r.cfg.MaxRoutesPerPeer {
+				r.routeLimit(p, nb)
+				return fmt.Errorf("more than %d routes", r.cfg.MaxRoutesPerPeer)
+			}
 		}
 		var bad *badMessage
 		if errors.As(err, &bad) {
@@ -49,6 +62,40 @@ func (r *relay) forwardChecked(p *relayPeer, nb, g net.Conn) error {
 		if _, err := g.Write(msg); err != nil {
 			return err
 		}
+	}
+}
+
+// countRoutes applies an UPDATE's EVPN routes to the session's set and
+// returns its size. The key is GoBGP's own for a route (RD, type and the
+// route's fields, labels aside), so an update of a route replaces it.
+func countRoutes(routes map[string]struct{}, u *bgp.BGPUpdate) int {
+	for _, a := range u.PathAttributes {
+		switch a := a.(type) {
+		case *bgp.PathAttributeMpReachNLRI:
+			for _, n := range a.Value {
+				routes[n.String()] = struct{}{}
+			}
+		case *bgp.PathAttributeMpUnreachNLRI:
+			for _, n := range a.Value {
+				delete(routes, n.String())
+			}
+		}
+	}
+	return len(routes)
+}
+
+// routeLimit ends a neighbor's session for sending too many routes: a
+// Cease NOTIFICATION (RFC 4486: maximum number of prefixes reached), the
+// hold-down, the count.
+func (r *relay) routeLimit(p *relayPeer, nb net.Conn) {
+	notif, _ := bgp.NewBGPNotificationMessage(bgp.BGP_ERROR_CEASE, bgp.BGP_ERROR_SUB_MAXIMUM_NUMBER_OF_PREFIXES_REACHED, nil).Serialize()
+	nb.SetWriteDeadline(time.Now().Add(time.Second))
+	nb.Write(notif)
+	p.mu.Lock()
+	p.heldUntil = time.Now().Add(r.cfg.RouteLimitRestart)
+	p.mu.Unlock()
+	if r.onLimit != nil {
+		r.onLimit(p)
 	}
 }
 
@@ -81,24 +128,24 @@ func readMessage(c net.Conn, buf []byte) ([]byte, error) {
 // GoBGP's validator as GoBGP would (EVPN is the only family), recovering
 // from their panics. Anything short of a clean pass is refused: GoBGP
 // never has to repair a message.
-func checkMessage(msg []byte, local, remote netip.Addr, ebgp bool) (err error) {
+func checkMessage(msg []byte, local, remote netip.Addr, ebgp bool) (m *bgp.BGPMessage, err error) {
 	defer func() {
 		if v := recover(); v != nil {
-			err = &badMessage{bgp.BGP_ERROR_UPDATE_MESSAGE_ERROR, bgp.BGP_ERROR_SUB_MALFORMED_ATTRIBUTE_LIST, fmt.Sprintf("GoBGP's parser panicked: %v", v)}
+			m, err = nil, &badMessage{bgp.BGP_ERROR_UPDATE_MESSAGE_ERROR, bgp.BGP_ERROR_SUB_MALFORMED_ATTRIBUTE_LIST, fmt.Sprintf("GoBGP's parser panicked: %v", v)}
 		}
 	}()
 	hd := &bgp.BGPHeader{}
 	if err := hd.DecodeFromBytes(msg); err != nil {
-		return asBad(err, bgp.BGP_ERROR_MESSAGE_HEADER_ERROR)
+		return nil, asBad(err, bgp.BGP_ERROR_MESSAGE_HEADER_ERROR)
 	}
-	m, err := bgp.ParseBGPBody(hd, msg[bgp.BGP_HEADER_LENGTH:])
+	m, err = bgp.ParseBGPBody(hd, msg[bgp.BGP_HEADER_LENGTH:])
 	if err != nil || m == nil {
-		return asBad(err, errorCodeFor(hd.Type))
+		return nil, asBad(err, errorCodeFor(hd.Type))
 	}
 	switch body := m.Body.(type) {
 	case *bgp.BGPKeepAlive:
 		if len(msg) != bgp.BGP_HEADER_LENGTH {
-			return &badMessage{bgp.BGP_ERROR_MESSAGE_HEADER_ERROR, bgp.BGP_ERROR_SUB_BAD_MESSAGE_LENGTH, "KEEPALIVE with a body"}
+			return nil, &badMessage{bgp.BGP_ERROR_MESSAGE_HEADER_ERROR, bgp.BGP_ERROR_SUB_BAD_MESSAGE_LENGTH, "KEEPALIVE with a body"}
 		}
 	case *bgp.BGPUpdate:
 		rfs := map[bgp.RouteFamily]bgp.BGPAddPathMode{bgp.RF_EVPN: bgp.BGP_ADD_PATH_NONE}
@@ -106,10 +153,10 @@ func checkMessage(msg []byte, local, remote netip.Addr, ebgp bool) (err error) {
 		// loopback addresses: judge by the real ones, not the relay's.
 		loop := local.Is4() && remote.Is4() && local.IsLoopback() && remote.IsLoopback()
 		if ok, err := bgp.ValidateUpdateMsg(body, rfs, ebgp, false, loop); !ok {
-			return asBad(err, bgp.BGP_ERROR_UPDATE_MESSAGE_ERROR)
+			return nil, asBad(err, bgp.BGP_ERROR_UPDATE_MESSAGE_ERROR)
 		}
 	}
-	return nil
+	return m, nil
 }
 
 // errorCodeFor is the NOTIFICATION error code for a message type.

@@ -23,7 +23,8 @@ func readOne(t *testing.T, raw []byte) error {
 	if err != nil {
 		return err
 	}
-	return checkMessage(msg, netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("10.0.0.2"), false)
+	_, err = checkMessage(msg, netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("10.0.0.2"), false)
+	return err
 }
 
 func serialize(t *testing.T, m *bgp.BGPMessage) []byte {
@@ -93,5 +94,28 @@ func TestRelayCheck(t *testing.T) {
 				t.Errorf("= %v; want a refusal with NOTIFICATION code %d", err, tc.code)
 			}
 		})
+	}
+}
+
+// The relay's route count: a route advertised again (another label, the
+// same route) counts once, a withdrawal takes it away, other MACs add.
+func TestCountRoutes(t *testing.T) {
+	vtep := netip.MustParseAddr("10.0.0.3")
+	routes := map[string]struct{}{}
+	update := func(m *bgp.BGPMessage) int { return countRoutes(routes, m.Body.(*bgp.BGPUpdate)) }
+	if n := update(fakeMACUpdate(vtep, 100, 100, "02:00:00:00:00:01")); n != 1 {
+		t.Fatalf("one route: %d", n)
+	}
+	if n := update(fakeMACUpdate(vtep, 200, 100, "02:00:00:00:00:01")); n != 1 {
+		t.Errorf("the same route with another label: %d, want 1", n)
+	}
+	if n := update(fakeMACUpdate(vtep, 100, 100, "02:00:00:00:00:02")); n != 2 {
+		t.Errorf("a second MAC: %d", n)
+	}
+	rd := bgp.NewRouteDistinguisherIPAddressAS("10.0.0.3", 1)
+	nlri := bgp.NewEVPNMacIPAdvertisementRoute(rd, bgp.EthernetSegmentIdentifier{Value: make([]byte, 9)}, 0, "02:00:00:00:00:01", "", []uint32{100})
+	wd := bgp.NewBGPUpdateMessage(nil, []bgp.PathAttributeInterface{bgp.NewPathAttributeMpUnreachNLRI([]bgp.AddrPrefixInterface{nlri})}, nil)
+	if n := update(wd); n != 1 {
+		t.Errorf("after a withdrawal: %d, want 1", n)
 	}
 }

@@ -60,8 +60,8 @@ type Speaker struct {
 
 	// mu guards the route state below. It is held across GoBGP's
 	// AddPath/DeletePath so that the RIB and the state agree; GoBGP's
-	// goroutines never wait for it (the watcher callback only queues, the
-	// log adapter uses cutMu), and Handler calls are made without it.
+	// goroutines never wait for it (the watcher callback only queues), and
+	// Handler calls are made without it.
 	mu     sync.Mutex
 	closed bool
 	vnis   map[uint32]*vniState
@@ -69,10 +69,8 @@ type Speaker struct {
 	local  map[macKey]map[netip.Addr]*localMAC
 	rib    ribState // remote routes and what the Handler was told
 
-	cutMu     sync.Mutex
-	cutClosed bool
-	cuts      map[string]uint64      // neighbor address -> route-limit resets
-	held      map[string]*time.Timer // by alias: neighbors held down after a cut
+	cutMu sync.Mutex
+	cuts  map[string]uint64 // neighbor address -> route-limit resets (the relay's cuts)
 }
 
 // vniState is a VNI added with AddVNI.
@@ -121,7 +119,6 @@ func Start(ctx context.Context, cfg Config, h Handler) (*Speaker, error) {
 		local:  make(map[macKey]map[netip.Addr]*localMAC),
 		rib:    newRIBState(),
 		cuts:   make(map[string]uint64),
-		held:   make(map[string]*time.Timer),
 	}
 	s.q.init()
 	s.q.barrier = s.barrier
@@ -130,7 +127,8 @@ func Start(ctx context.Context, cfg Config, h Handler) (*Speaker, error) {
 		return nil, err
 	}
 	s.rel = rel
-	gl := &gobgpLogger{l: cfg.Logger.Named("gobgp"), onWarn: s.gobgpWarning, rel: rel}
+	rel.onLimit = s.countCut
+	gl := &gobgpLogger{l: cfg.Logger.Named("gobgp"), rel: rel}
 	s.bgp = server.NewBgpServer(server.LoggerOption(gl))
 	go s.bgp.Serve()
 
@@ -227,10 +225,8 @@ func (s *Speaker) addNeighbor(ctx context.Context, rp *relayPeer) error {
 			// relay paces its own attempts by Config.ConnectRetry.
 			ConnectRetry: 1,
 		}},
-		AfiSafis: []*api.AfiSafi{{
-			Config:       &api.AfiSafiConfig{Family: evpnFamily, Enabled: true},
-			PrefixLimits: &api.PrefixLimit{Family: evpnFamily, MaxPrefixes: uint32(s.cfg.MaxRoutesPerPeer)},
-		}},
+		// The route limit is the relay's (forwardChecked), not GoBGP's.
+		AfiSafis: []*api.AfiSafi{{Config: &api.AfiSafiConfig{Family: evpnFamily, Enabled: true}}},
 	}
 	if err := s.bgp.AddPeer(ctx, &api.AddPeerRequest{Peer: p}); err != nil {
 		return fmt.Errorf("evpn: add neighbor %s AS %d: %w", n.Addr, asn, err)
@@ -250,12 +246,6 @@ func (s *Speaker) Close() error {
 	}
 	s.closed = true
 	s.mu.Unlock()
-	s.cutMu.Lock()
-	s.cutClosed = true
-	for _, t := range s.held {
-		t.Stop()
-	}
-	s.cutMu.Unlock()
 	err := s.bgp.StopBgp(context.Background(), &api.StopBgpRequest{})
 	s.bgp.Stop()
 	s.rel.close()
