@@ -17,9 +17,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"hvnet/internal/netnstest"
-	"hvnet/internal/nlns"
-	vswitch "hvnet/switch"
-	"hvnet/uplink"
 )
 
 // The bond's benchmarks (BENCHMARKS.md, "Bonds"): run with HVNET_BENCH=1
@@ -283,22 +280,8 @@ func TestBenchTwoMembers(t *testing.T) {
 		t.Fatal("iperf3 is not installed (run.sh installs it)")
 	}
 	r := newTor(t, "bridge", Config{Mode: ModeBalanceSLB})
-	var eps []*nlns.NS
-	for i := range 4 {
-		n := nlns.New(t, fmt.Sprintf("tput%d", i))
-		nlns.Veth(t, fmt.Sprintf("tpv%d", i), n, "e0")
-		n.Addr(t, "e0", fmt.Sprintf("10.9.0.%d/24", 21+i))
-		up, err := uplink.Open(fmt.Sprintf("tpv%d", i), uplink.Config{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		h, err := r.sw.AddPort(vswitch.PortConfig{Name: fmt.Sprintf("tp%d", i), Mode: vswitch.ModeAccess, PVID: 1}, up)
-		if err != nil {
-			t.Fatal(err)
-		}
-		up.Start(h)
-		t.Cleanup(func() { up.Close() })
-		eps = append(eps, n)
+	eps := r.endpoints(t, "tput", 4, 21)
+	for i, n := range eps {
 		// Each endpoint's bucket on member i%2: two on each.
 		mac := [6]byte(n.Link(t, "e0").Attrs().HardwareAddr)
 		r.bond.slb[slbBucket(mac, 0)].Store(int32(i % 2))

@@ -425,22 +425,11 @@ func TestActiveBackupFailover(t *testing.T) {
 func TestBalanceSLB(t *testing.T) {
 	netnstest.Need(t)
 	r := newTor(t, "bridge", Config{Mode: ModeBalanceSLB})
-	var eps []*nlns.NS
-	for i := range 4 {
-		n := nlns.New(t, fmt.Sprintf("slb%d", i))
-		nlns.Veth(t, fmt.Sprintf("slbv%d", i), n, "e0")
-		n.Addr(t, "e0", fmt.Sprintf("10.9.0.%d/24", 11+i))
-		up, err := uplink.Open(fmt.Sprintf("slbv%d", i), uplink.Config{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		h, err := r.sw.AddPort(vswitch.PortConfig{Name: fmt.Sprintf("slb%d", i), Mode: vswitch.ModeAccess, PVID: 1}, up)
-		if err != nil {
-			t.Fatal(err)
-		}
-		up.Start(h)
-		t.Cleanup(func() { up.Close() })
-		eps = append(eps, n)
+	eps := r.endpoints(t, "slb", 4, 11)
+	// Their buckets two on each member (the hash of four random MACs
+	// lands them all on one member one time in eight).
+	for i, n := range eps {
+		r.bond.slb[slbBucket([6]byte(n.Link(t, "e0").Attrs().HardwareAddr), 0)].Store(int32(i % 2))
 	}
 	for i, n := range eps {
 		if got, dups := n.Pinger(t).Flood("10.9.0.2", 10, 20*time.Millisecond, time.Second); got != 10 || dups != 0 {
@@ -615,4 +604,29 @@ func TestUpDelay(t *testing.T) {
 	if d := time.Since(up); d < time.Second {
 		t.Errorf("the primary carried again %v after its carrier came back: updelay is 1s", d)
 	}
+}
+
+// endpoints adds n more endpoint namespaces behind hvnet's switch (each
+// on an uplink port of its own, in VLAN 1): PREFIX0.. with addresses
+// 10.9.0.FIRST.. (their own source MACs).
+func (r *tor) endpoints(t *testing.T, prefix string, n, first int) []*nlns.NS {
+	var eps []*nlns.NS
+	for i := range n {
+		ns := nlns.New(t, fmt.Sprintf("%s%d", prefix, i))
+		veth := fmt.Sprintf("%sv%d", prefix, i)
+		nlns.Veth(t, veth, ns, "e0")
+		ns.Addr(t, "e0", fmt.Sprintf("10.9.0.%d/24", first+i))
+		up, err := uplink.Open(veth, uplink.Config{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		h, err := r.sw.AddPort(vswitch.PortConfig{Name: fmt.Sprintf("%s%d", prefix, i), Mode: vswitch.ModeAccess, PVID: 1}, up)
+		if err != nil {
+			t.Fatal(err)
+		}
+		up.Start(h)
+		t.Cleanup(func() { up.Close() })
+		eps = append(eps, ns)
+	}
+	return eps
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -9,7 +8,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -18,30 +16,12 @@ import (
 	"hvnet/internal/netnstest"
 )
 
-// lockedBuffer is a bytes.Buffer a command writes while the test reads.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // underlayCapture runs f while tcpdump watches the VXLAN packets on the
 // underlay bridge of namespace ns, and returns what tcpdump printed
 // (it decodes VXLAN on port 4789 and the inner frames).
 func underlayCapture(t *testing.T, ns string, f func()) string {
 	t.Helper()
-	var out, errs lockedBuffer
+	var out, errs syncBuffer
 	cmd := exec.Command("ip", "netns", "exec", ns, "tcpdump", "-i", "br0", "-n", "-l", "-U", "udp", "port", "4789")
 	cmd.Stdout, cmd.Stderr = &out, &errs
 	if err := cmd.Start(); err != nil {
