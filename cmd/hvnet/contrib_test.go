@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -119,8 +120,11 @@ func TestBashCompletion(t *testing.T) {
 	if got := strings.Join(complete("hvnet", "ctl", "evpn", "''"), " "); got != "routes neighbors" {
 		t.Errorf("hvnet ctl evpn <TAB> = %q", got)
 	}
-	if got := strings.Join(complete("hvnet", "ctl", "add", "''"), " "); got != "vhost-user uplink lab vxlan" {
-		t.Errorf("hvnet ctl add <TAB> = %q", got)
+	// ctl add offers every registered kind.
+	got := complete("hvnet", "ctl", "add", "''")
+	slices.Sort(got)
+	if want := daemon.Kinds(); !slices.Equal(got, want) {
+		t.Errorf("hvnet ctl add <TAB> = %q, want the kinds %q", got, want)
 	}
 	// ctl set offers exactly the keys it takes, every port's.
 	var keys []string
