@@ -181,6 +181,11 @@ func (l *LACP) Receive(i int, d LACPDU, now time.Time) {
 		old.Port != p.partner.Port || old.PortPriority != p.partner.PortPriority || old.State&stateSelectionBits != p.partner.State&stateSelectionBits {
 		p.selected = false // update_Selected: select again
 	}
+	// The partner now asks for the fast rate: the periodic machine leaves
+	// SLOW_PERIODIC at once (§6.4.13), not at the slow timer's end.
+	if old.State&StateShortTimeout == 0 && p.partner.State&StateShortTimeout != 0 && p.nextPeriodic.After(now.Add(FastPeriodic)) {
+		p.nextPeriodic = now
+	}
 	p.rx = rxCurrent
 	p.actor.State &^= StateExpired | StateDefaulted
 	timeout := LongTimeout

@@ -312,3 +312,28 @@ func FuzzDecodeLACPDU(f *testing.F) {
 		}
 	})
 }
+
+// A rate changed live (SetActivity) reaches the partner at once: it
+// sends at the new rate from then on, and the aggregation stays.
+func TestLACPRateChange(t *testing.T) {
+	a := NewLACP(sys(1, 10), RateSlow, false, 2)
+	b := NewLACP(sys(2, 20), RateSlow, false, 2)
+	w := newWire(a, b, 2)
+	w.up()
+	w.run(t, 2*time.Second)
+	want(t, "slow", a, true, true)
+	b2a := w.b2a
+	w.run(t, 10*time.Second)
+	if n := w.b2a - b2a; n > 2 {
+		t.Errorf("B sent %d LACPDUs in 10 s at the slow rate", n)
+	}
+	a.SetActivity(RateFast, false)
+	w.run(t, time.Second)
+	b2a = w.b2a
+	w.run(t, 10*time.Second)
+	if n := w.b2a - b2a; n < 18 || n > 22 {
+		t.Errorf("B sent %d LACPDUs in 10 s on 2 members after A asked for the fast rate, want about 20", n)
+	}
+	want(t, "fast", a, true, true)
+	want(t, "fast (B)", b, true, true)
+}
