@@ -134,6 +134,7 @@ type Port struct {
 	lacp   *LACP
 	txMu   sync.Mutex
 	tx     [maxMembers][]vswitch.Frame // per member slot, Send's scratch
+	rest   []vswitch.Frame             // Send's scratch: frames the members did not take
 	pdu    []byte
 
 	started  atomic.Bool
@@ -818,7 +819,7 @@ func (p *Port) Send(frames []vswitch.Frame) int {
 		p.tx[mi] = append(p.tx[mi], frames[i])
 	}
 	n := 0
-	var rest []vswitch.Frame
+	rest := p.rest[:0]
 	for i, batch := range p.tx {
 		if len(batch) == 0 {
 			continue
@@ -829,6 +830,8 @@ func (p *Port) Send(frames []vswitch.Frame) int {
 		rest = append(rest, batch[k:]...)
 	}
 	copy(frames[n:], rest)
+	clear(rest) // keep no references to the caller's frames
+	p.rest = rest[:0]
 	return n
 }
 

@@ -126,20 +126,26 @@ func cmdDemo(e *env, args []string) int {
 // demoPrivateNS re-runs the demo in a network namespace of its own, so its
 // veth and namespace never touch the host's interfaces.
 func demoPrivateNS(e *env, args []string) int {
+	return reexecPrivateNS(e, envDemoNS, append([]string{"demo"}, args...))
+}
+
+// reexecPrivateNS runs hvnet ARGS again in a new network namespace, with
+// env=1 set so the child knows it is there, and returns its status.
+func reexecPrivateNS(e *env, env string, args []string) int {
 	self, err := os.Executable()
 	if err != nil {
-		return fail(e, fmt.Errorf("demo: %w", err))
+		return fail(e, fmt.Errorf("%s: %w", args[0], err))
 	}
-	cmd := exec.Command(self, append([]string{"--log-level", hclogLevel(e.log), "demo"}, args...)...)
+	cmd := exec.Command(self, append([]string{"--log-level", hclogLevel(e.log)}, args...)...)
 	cmd.Stdout, cmd.Stderr = e.stdout, e.stderr
-	cmd.Env = append(os.Environ(), envDemoNS+"=1")
+	cmd.Env = append(os.Environ(), env+"=1")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Run(); err != nil {
 		var xe *exec.ExitError
 		if errors.As(err, &xe) {
 			return xe.ExitCode()
 		}
-		return fail(e, fmt.Errorf("demo: private network namespace: %w", err))
+		return fail(e, fmt.Errorf("%s: private network namespace: %w", args[0], err))
 	}
 	return 0
 }

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"os/signal"
 	"syscall"
 	"time"
@@ -60,18 +59,7 @@ func cmdDemoFabric(e *env, args []string) int {
 	if os.Getenv(envFabricNS) != "1" {
 		// A network namespace of its own: the underlay bridge and veths
 		// never touch the host's interfaces.
-		cmd := exec.Command(self, append([]string{"--log-level", hclogLevel(e.log), "demo", "fabric"}, args...)...)
-		cmd.Stdout, cmd.Stderr = e.stdout, e.stderr
-		cmd.Env = append(os.Environ(), envFabricNS+"=1")
-		cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET, Pdeathsig: syscall.SIGKILL}
-		if err := cmd.Run(); err != nil {
-			var xe *exec.ExitError
-			if errors.As(err, &xe) {
-				return xe.ExitCode()
-			}
-			return fail(e, fmt.Errorf("demo fabric: private network namespace: %w", err))
-		}
-		return 0
+		return reexecPrivateNS(e, envFabricNS, append([]string{"demo", "fabric"}, args...))
 	}
 	var console io.Writer
 	if *verbose {
