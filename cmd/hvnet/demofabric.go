@@ -96,13 +96,23 @@ func fabricNested(ctx context.Context, e *env, kernel, initrd string, verbose bo
 	if verbose {
 		script += " -v"
 	}
-	res, err := nested.Run(ctx, nested.Config{
-		Kernel: set.Kernel, Initrd: set.Initrd, Files: files, Script: script,
-		MemMiB: 3072, CPUs: 2, Console: newL1Console(e.stdout), Log: e.log.Named("nested"),
-		Timeout: 12 * time.Minute, LockupLimit: nested.DefaultLockupLimit, SilenceLimit: 4 * time.Minute,
-	})
-	if err != nil {
-		return fail(e, err)
+	// The emulated test host sometimes dies (an L1 kernel panic: no
+	// result line) or freezes; as vmtest does for tests, the demo runs
+	// again in a fresh one then (three hosts in all). A demo that fails
+	// in a host that lived fails at once.
+	for attempt := 1; ; attempt++ {
+		res, err := nested.Run(ctx, nested.Config{
+			Kernel: set.Kernel, Initrd: set.Initrd, Files: files, Script: script,
+			MemMiB: 3072, CPUs: 2, Console: newL1Console(e.stdout), Log: e.log.Named("nested"),
+			Timeout: 12 * time.Minute, LockupLimit: nested.DefaultLockupLimit, SilenceLimit: 4 * time.Minute,
+		})
+		if (errors.Is(err, nested.ErrNoResult) || errors.Is(err, nested.ErrFrozen)) && attempt < 3 && ctx.Err() == nil {
+			fmt.Fprintf(e.stdout, "demo fabric: the nested test host died or froze (%v); again in a fresh one\n", err)
+			continue
+		}
+		if err != nil {
+			return fail(e, err)
+		}
+		return res.Status
 	}
-	return res.Status
 }
