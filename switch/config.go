@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+
+	"hvnet/conntrack"
 )
 
 // VLANMode is a port's IEEE 802.1Q / 802.1ad VLAN mode.
@@ -169,6 +171,10 @@ type Config struct {
 	// most MaxMACMoveHoldDown.
 	// Static entries and a port's own MAC under PortSecurity never move.
 	MACMoveHoldDown time.Duration
+	// Conntrack sets the security groups' connection tracking: per-state
+	// timeouts, the per-port and the global entry limits (zero fields:
+	// package conntrack's defaults).
+	Conntrack conntrack.Config
 }
 
 // DefaultAgingTime is the FDB aging time of a Config without one (IEEE

@@ -5,6 +5,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"hvnet/conntrack"
 	"hvnet/frame"
 )
 
@@ -83,6 +84,7 @@ type PortHandle struct {
 	learned atomic.Int64 // dynamic FDB entries on this port
 	ctr     portCounters
 	acl     atomic.Pointer[aclSet] // ingress ACL; nil: allow all
+	sg      atomic.Pointer[sgSet]  // stateful security group (secgroup.go); nil: none
 	eacl    atomic.Pointer[aclSet] // egress ACL (aclegress.go); nil: allow all
 
 	inMu      sync.Mutex // serialises Input; guards the fields below
@@ -149,6 +151,7 @@ func (h *PortHandle) Input(frames []Frame) {
 	}
 	sc.tp, sc.now = tp, now
 	sc.useACL(h.acl.Load())
+	sc.sg = h.sg.Load()
 	if st.mirrorIn {
 		if m := sw.mirror.Load(); m != nil {
 			mirror(m.s, h.name, Ingress, now, frames)
@@ -162,7 +165,7 @@ func (h *PortHandle) Input(frames []Frame) {
 	h.flush()
 	sc.flushACLHits()
 	sc.flushEgressHits()
-	sc.tp, sc.acl = nil, nil
+	sc.tp, sc.acl, sc.sg = nil, nil, nil
 	h.ctr.rxPackets.Add(uint64(len(frames)))
 	h.ctr.rxBytes.Add(nb)
 	h.ctr.addDrops(&sc.drops)
@@ -219,6 +222,12 @@ func (h *PortHandle) forward(st *portState, tp *topology, now int64, f *Frame) {
 		sc.countACLHit(i)
 		if act == ACLDeny {
 			sc.drops[DropACL]++
+			return
+		}
+	}
+	if set := sc.sg; set != nil {
+		if r, _ := set.verdict(data, l3, et, conntrack.Outbound, now, &sc.ctp); r != dropNone {
+			sc.drops[r]++
 			return
 		}
 	}
@@ -367,6 +376,12 @@ func (h *PortHandle) emit(d *PortHandle, i int32, p *pkt, f *Frame) {
 	}
 	if as := d.eacl.Load(); as != nil && h.egressDenied(as, d, f) {
 		return
+	}
+	if set := d.sg.Load(); set != nil {
+		if r, _ := set.verdict(f.Data, h.sc.l3, h.sc.et, conntrack.Inbound, h.sc.now, &h.sc.ctp); r != dropNone {
+			d.ctr.drops[r].Add(1)
+			return
+		}
 	}
 	caps := d.port.Caps()
 	if f.Off.GSOType != frame.GSONone && !gsoOK(caps, f.Off.GSOType) {

@@ -1,5 +1,7 @@
 package vswitch
 
+import "hvnet/conntrack"
+
 // scratch is a port's per-batch working memory for forwarding, owned by the
 // goroutine calling Input (under the port's input lock). Rewritten frames
 // (tag pushed or popped, checksum completed, GSO segments) are built in
@@ -7,6 +9,9 @@ package vswitch
 // ports when full and at the end of the batch, then reused: nothing is
 // allocated per frame.
 type scratch struct {
+	sg  *sgSet           // the ingress port's security group, for this batch
+	ctp conntrack.Packet // a frame parsed for connection tracking
+
 	arena []byte
 	used  int
 	gen   uint32 // bumped on every flush: arena contents are gone

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+
+	"hvnet/conntrack"
 )
 
 // Switch is an IEEE 802.1Q VLAN-aware bridge with 802.1ad tunnel ports.
@@ -24,6 +26,7 @@ type Switch struct {
 	ports  map[string]*PortHandle
 	topo   atomic.Pointer[topology]
 	mirror atomic.Pointer[mirrorRef]
+	ct     *conntrack.Table // security groups' connection tracking (secgroup.go)
 }
 
 // topology is an immutable snapshot of the ports, swapped on every change.
@@ -85,6 +88,7 @@ func New(cfg Config) *Switch {
 	s.fdb.max.Store(int64(cfg.FDBMaxEntries))
 	s.fdb.holdDown.Store(int64(cfg.MACMoveHoldDown))
 	s.topo.Store(&topology{})
+	s.ct = conntrack.NewTable(cfg.Conntrack)
 	return s
 }
 
@@ -186,6 +190,9 @@ func (s *Switch) RemovePort(name string) error {
 	h.inMu.Lock()
 	h.removed.Store(true)
 	h.inMu.Unlock()
+	if set := h.sg.Swap(nil); set != nil {
+		defer set.zone.Close() // after the barriers below: no frame tracks into it any more
+	}
 	delete(s.ports, name)
 	s.rebuild()
 	s.fdb.sweep(func(e *fdbView) bool { return e.port == h })
@@ -361,13 +368,14 @@ func (s *Switch) Poll(now int64) int64 {
 	return next
 }
 
-// Run polls the shapers every tick and expires FDB entries every second of
-// real time until ctx is done. It is for programs using RealClock; tests
+// Run polls the shapers every tick, expires FDB entries every second and
+// timed-out tracked connections every 10 seconds of real time until ctx is
+// done. It is for programs using RealClock; tests
 // call Poll and Expire with a ManualClock instead.
 func (s *Switch) Run(ctx context.Context, tick time.Duration) error {
 	t := time.NewTicker(tick)
 	defer t.Stop()
-	lastExpire := s.clock.Now()
+	lastExpire, lastSweep := s.clock.Now(), s.clock.Now()
 	for {
 		select {
 		case <-ctx.Done():
@@ -379,6 +387,12 @@ func (s *Switch) Run(ctx context.Context, tick time.Duration) error {
 				lastExpire = now
 				if n := s.Expire(); n > 0 {
 					s.log.Trace("fdb entries aged out", "count", n)
+				}
+			}
+			if now-lastSweep >= int64(conntrackSweepEvery) {
+				lastSweep = now
+				if n := s.SweepConntrack(); n > 0 {
+					s.log.Trace("tracked connections timed out", "count", n)
 				}
 			}
 		}

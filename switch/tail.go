@@ -20,6 +20,12 @@ import (
 // maxTCPHeader is the longest TCP header (RFC 9293 §3.1: data offset 15).
 const maxTCPHeader = 60
 
+// maxICMPQuote is how much of an ICMP or ICMPv6 message connection
+// tracking reads: its header, the quoted packet's IP header (IPv4 with
+// options, or IPv6 with a few extension headers) and 8 bytes of its
+// transport header.
+const maxICMPQuote = 8 + 128 + 8
+
 // HeaderNeed is how many leading bytes of a frame the switch reads to
 // decide about it: its tags, its IP header and IPv6 extension headers,
 // the transport header behind them (ACLs, GSO), and the headers its
@@ -40,6 +46,9 @@ func HeaderNeed(head []byte, off *frame.Offload) int {
 			return more
 		}
 		need = l3 + int(ip[0]&0xf)*4 + maxTCPHeader
+		if ip[9] == 1 { // ICMP: an error quotes an IP header and 8 bytes (RFC 792), for connection tracking
+			need = l3 + int(ip[0]&0xf)*4 + maxICMPQuote
+		}
 	case etherTypeIPv6:
 		// The walk of parseFlow, which reads no further.
 		if len(ip) < 40 {
@@ -64,6 +73,9 @@ func HeaderNeed(head []byte, off *frame.Offload) int {
 			break
 		}
 		need = l3 + o + maxTCPHeader
+		if nh == 58 { // ICMPv6: an error quotes as much of the packet as fits (RFC 4443 §2.4)
+			need = l3 + o + maxICMPQuote
+		}
 	}
 	return max(need, int(off.HdrLen))
 }
