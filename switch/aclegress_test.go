@@ -119,7 +119,7 @@ func TestEgressACLTrace(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(res.Outputs) != 1 || res.Outputs[0].Port != "b" || len(res.Denied) != 1 || res.Denied[0] != (TraceDenied{Port: "c", Rule: 1}) {
+	if len(res.Outputs) != 1 || res.Outputs[0].Port != "b" || len(res.Denied) != 1 || res.Denied[0] != (TraceDenied{Port: "c", Rule: 1, Reason: "acl"}) {
 		t.Errorf("trace outputs %+v denied %+v; want b, and c by rule 1", res.Outputs, res.Denied)
 	}
 	found := false

@@ -175,16 +175,61 @@ func compileSGRule(r SGRule) (sgRule, error) {
 
 // allows reports whether the group lets new connection p open in dir.
 func (s *sgSet) allows(p *conntrack.Packet, dir conntrack.Dir) bool {
+	_, ok := s.decide(p, dir)
+	return ok
+}
+
+// decide returns the first rule of dir matching p (-1: none, the default
+// decided) and whether the connection may open.
+func (s *sgSet) decide(p *conntrack.Packet, dir conntrack.Dir) (int, bool) {
 	rules, def := s.out, s.outDefault
 	if dir == conntrack.Inbound {
 		rules, def = s.in, s.inDefault
 	}
 	for i := range rules {
 		if rules[i].match(p, dir) {
-			return true
+			return i, true
 		}
 	}
-	return def
+	return -1, def
+}
+
+// explain is verdict for a trace: what the group would decide about the
+// frame, changing nothing. It returns the drop reason (dropNone: passes)
+// and a sentence.
+func (set *sgSet) explain(data []byte, l3 int, et uint16, dir conntrack.Dir, now int64) (DropReason, string) {
+	var p conntrack.Packet
+	if l3 < 0 {
+		return dropNone, "not IP: not tracked"
+	}
+	conntrack.Parse(data, l3, et, dir, &p)
+	switch {
+	case p.Kind == conntrack.KindUntracked:
+		return dropNone, "not tracked (not IP, or IPv6 neighbour discovery/MLD)"
+	case dhcpReply(&p):
+		return dropNone, "a DHCP reply to the guest's client port: passes untracked"
+	}
+	v := set.zone.Peek(&p, now)
+	switch v {
+	case conntrack.Untracked:
+		return dropNone, "not tracked"
+	case conntrack.Established, conntrack.Reply, conntrack.Related:
+		return dropNone, fmt.Sprintf("conntrack %s: part of a tracked connection", v)
+	case conntrack.New:
+		if p.Kind == conntrack.KindICMPError || p.Kind == conntrack.KindFragment {
+			return DropSecurityGroup, fmt.Sprintf("conntrack new: an ICMP error or fragment about no tracked connection (drop reason %q)", DropSecurityGroup)
+		}
+		i, ok := set.decide(&p, dir)
+		why := fmt.Sprintf("%s rule %d matched", dir, i)
+		if i < 0 {
+			why = fmt.Sprintf("no %s rule matched: default", dir)
+		}
+		if !ok {
+			return DropSecurityGroup, fmt.Sprintf("conntrack new: %s: deny (drop reason %q)", why, DropSecurityGroup)
+		}
+		return dropNone, fmt.Sprintf("conntrack new: %s: allow, the connection would be tracked", why)
+	}
+	return DropCTInvalid, fmt.Sprintf("conntrack invalid (drop reason %q)", DropCTInvalid)
 }
 
 const (

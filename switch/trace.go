@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/songgao/packets/ethernet"
+
+	"hvnet/conntrack"
 )
 
 // Trace answers, like Open vSwitch's ofproto/trace, what the switch would
@@ -34,6 +36,9 @@ type TraceFrame struct {
 	SrcIP, DstIP     netip.Addr
 	Proto            uint8
 	SrcPort, DstPort uint16
+	// TCPFlags of a TCP frame (FIN 0x01, SYN 0x02, RST 0x04, PSH 0x08,
+	// ACK 0x10, URG 0x20); 0 means SYN, a connection's first segment.
+	TCPFlags uint8
 	// Size is the frame length without FCS; 0 picks the smallest that
 	// holds the headers (at least 60).
 	Size int
@@ -41,7 +46,7 @@ type TraceFrame struct {
 
 // TraceStep is one decision.
 type TraceStep struct {
-	Stage   string // ingress, size, source, acl, policer, learning, lookup, storm, egress, egress-acl
+	Stage   string // ingress, size, source, acl, security-group, policer, learning, lookup, storm, egress, egress-acl, egress-security-group
 	Verdict string // pass, drop, hit, miss, flood, forward, filtered, ...
 	Detail  string
 }
@@ -74,8 +79,9 @@ type TraceResult struct {
 // TraceDenied is a destination port whose egress ACL denies the frame,
 // and the rule that decided (-1: the default action).
 type TraceDenied struct {
-	Port string
-	Rule int
+	Port   string
+	Rule   int
+	Reason string // the drop reason: "acl", or a security group's ("security_group", "ct_invalid", "ct_full")
 }
 
 var errTrace = errors.New("invalid trace frame")
@@ -125,6 +131,10 @@ func (f *TraceFrame) frameBytes() ([]byte, error) {
 	case ipProtoTCP:
 		l4 = make([]byte, 20)
 		l4[12] = 5 << 4
+		l4[13] = f.TCPFlags
+		if l4[13] == 0 {
+			l4[13] = 0x02 // SYN
+		}
 	case ipProtoUDP:
 		l4 = make([]byte, 8)
 		binary.BigEndian.PutUint16(l4[4:], 8)
@@ -246,6 +256,14 @@ func (s *Switch) Trace(in string, f TraceFrame) (TraceResult, error) {
 		}
 	}
 
+	if set := h.sg.Load(); set != nil {
+		r, why := set.explain(data, l3, et, conntrack.Outbound, now)
+		if r != dropNone {
+			return t.drop("security-group", r, "%s", why)
+		}
+		t.step("security-group", "pass", "%s", why)
+	}
+
 	// Copies of the limiters: a trace takes no tokens.
 	h.inMu.Lock()
 	police, storm := h.police, h.storm
@@ -360,10 +378,19 @@ func (s *Switch) Trace(in string, f TraceFrame) (TraceResult, error) {
 			}
 			if act == ACLDeny {
 				t.step("egress-acl", "drop", "port %s: %s: deny (drop reason %q, counted on %s)", d.name, why, DropACL.String(), d.name)
-				res.Denied = append(res.Denied, TraceDenied{Port: d.name, Rule: rule})
+				res.Denied = append(res.Denied, TraceDenied{Port: d.name, Rule: rule, Reason: DropACL.String()})
 				continue
 			}
 			t.step("egress-acl", "pass", "port %s: %s: allow", d.name, why)
+		}
+		if set := d.sg.Load(); set != nil {
+			r, why := set.explain(data, l3, et, conntrack.Inbound, now)
+			if r != dropNone {
+				t.step("egress-security-group", "drop", "port %s: %s, counted on %s", d.name, why, d.name)
+				res.Denied = append(res.Denied, TraceDenied{Port: d.name, Rule: -1, Reason: r.String()})
+				continue
+			}
+			t.step("egress-security-group", "pass", "port %s: %s", d.name, why)
 		}
 		o := TraceOutput{Port: d.name, VLAN: p.vid, Tagged: tagged, PCP: p.pcp, Shaped: d.shaper.active.Load()}
 		how := "untagged"
