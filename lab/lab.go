@@ -69,6 +69,9 @@ type GuestConfig struct {
 	// ACL and EgressACL are the port's ACLs (lab.Run sets them once the
 	// port is attached; the zero ACL allows all).
 	ACL, EgressACL vswitch.ACL
+	// SecurityGroup, when set, is the port's stateful security group
+	// (vswitch.Switch.SetSecurityGroup), set with the ACLs.
+	SecurityGroup *vswitch.SecurityGroup
 
 	MemMiB  uint64 // default 256
 	CPUs    int    // default 1
@@ -130,6 +133,11 @@ func (g *GuestConfig) validate(i int) error {
 	}
 	if err := g.EgressACL.Validate(); err != nil {
 		return fmt.Errorf("lab: guest %s: egress ACL: %w", g.Name, err)
+	}
+	if g.SecurityGroup != nil {
+		if err := g.SecurityGroup.Validate(); err != nil {
+			return fmt.Errorf("lab: guest %s: security group: %w", g.Name, err)
+		}
 	}
 	if g.Queues < 1 || g.Queues > 16 {
 		return fmt.Errorf("lab: guest %s: %d queue pairs, want 1..16", g.Name, g.Queues)
@@ -256,7 +264,8 @@ func Run(ctx context.Context, cfg Config) ([]Result, error) {
 	return res, nil
 }
 
-// setACLs gives the guest's port its ACLs, if it has any.
+// setACLs gives the guest's port its ACLs and security group, if it has
+// any.
 func setACLs(sw *vswitch.Switch, gc GuestConfig) error {
 	if len(gc.ACL.Rules) > 0 || gc.ACL.Default != vswitch.ACLAllow {
 		if err := sw.SetACL(gc.Name, gc.ACL); err != nil {
@@ -265,6 +274,11 @@ func setACLs(sw *vswitch.Switch, gc GuestConfig) error {
 	}
 	if len(gc.EgressACL.Rules) > 0 || gc.EgressACL.Default != vswitch.ACLAllow {
 		if err := sw.SetEgressACL(gc.Name, gc.EgressACL); err != nil {
+			return fmt.Errorf("lab: guest %s: %w", gc.Name, err)
+		}
+	}
+	if gc.SecurityGroup != nil {
+		if err := sw.SetSecurityGroup(gc.Name, gc.SecurityGroup, false); err != nil {
 			return fmt.Errorf("lab: guest %s: %w", gc.Name, err)
 		}
 	}

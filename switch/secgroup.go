@@ -352,3 +352,10 @@ func (s *Switch) SweepConntrack() int {
 
 // conntrackSweepEvery is how often Run sweeps timed-out connections.
 const conntrackSweepEvery = 10 * time.Second
+
+// Validate reports whether sg compiles (what SetSecurityGroup would
+// answer about its rules), changing nothing.
+func (sg SecurityGroup) Validate() error {
+	_, err := compileSG(sg)
+	return err
+}
