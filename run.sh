@@ -8,7 +8,7 @@
 #   ./run.sh test          the whole suite: vet, unit tests with -race,
 #                          integration tests (real guests, real peers), fuzzing,
 #                          a 1-minute soak, and the main job end to end
-#   ./run.sh bench NAME    benchmarks: boot, vhost, uplink, vxlan, evpn, switch, virtio, hostile, bond (see BENCHMARKS.md)
+#   ./run.sh bench NAME    benchmarks: boot, vhost, uplink, vxlan, evpn, switch, virtio, hostile, bond, conntrack (see BENCHMARKS.md)
 #   ./run.sh fuzz [TIME]   every fuzz target for TIME each (default 2m)
 #   ./run.sh soak [DUR]    traffic with frontends, the daemon, DPDK and guests
 #                          killed, restarted and reset (default 10m each)
@@ -242,8 +242,14 @@ bench() {
 	switch) go test -run '^$' -bench . -benchmem ./switch/... ;;
 	virtio) go test -run '^$' -bench . -benchmem ./virtio/... ;;
 	hostile) bench_hostile "${1:-8}" ;;
+	conntrack)
+		# Stateful groups against the same policy as stateless ACLs, in
+		# one run (sub-benchmarks alternate under -count), then the
+		# table's own costs: parse, lookup, new connections, 1 M entries.
+		go test -run '^$' -bench 'BenchmarkSecurityGroup' -benchmem -count "${1:-5}" ./switch/
+		go test -run '^$' -bench . -benchmem ./conntrack/ ;;
 	bond) HVNET_BENCH=1 HVNET_BENCH_CUTS="${1:-20}" go test -count=1 -timeout 30m -run '^TestBench' -v ./bond | grep -E 'BENCH|^(---|ok|FAIL)' ;;
-	*) echo "usage: ./run.sh bench boot|vhost|uplink|vxlan|evpn|switch|virtio|hostile|bond [ARGS]" >&2; exit 2 ;;
+	*) echo "usage: ./run.sh bench boot|vhost|uplink|vxlan|evpn|switch|virtio|hostile|bond|conntrack [ARGS]" >&2; exit 2 ;;
 	esac
 }
 
