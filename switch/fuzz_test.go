@@ -38,10 +38,27 @@ func FuzzInput(f *testing.F) {
 		}
 		hs, ss = append(hs, h), append(ss, s)
 	}
-	f.Fuzz(func(t *testing.T, data []byte, port, flags, gsoType uint8, hdrLen, gsoSize, csumStart, csumOffset uint16) {
+	// Stateful security groups on two ports: every IP frame in or out of
+	// them is parsed and tracked (acc's allows everything, trk's is the
+	// clouds' default).
+	open, def := SecurityGroup{}, DefaultSecurityGroup()
+	for name, sg := range map[string]*SecurityGroup{"acc": &open, "trk": &def} {
+		if err := sw.SetSecurityGroup(name, sg, false); err != nil {
+			f.Fatal(err)
+		}
+	}
+	flush := func(t *testing.T) {
 		if _, err := sw.Flush("", 0); err != nil {
 			t.Fatal(err)
 		}
+		for _, h := range hs {
+			if z := h.Conntrack(); z != nil {
+				z.Flush()
+			}
+		}
+	}
+	f.Fuzz(func(t *testing.T, data []byte, port, flags, gsoType uint8, hdrLen, gsoSize, csumStart, csumOffset uint16) {
+		flush(t)
 		fr := Frame{Data: data, Off: frame.Offload{Flags: flags, GSOType: gsoType, HdrLen: hdrLen, GSOSize: gsoSize, CsumStart: csumStart, CsumOffset: csumOffset}}
 		orig := append([]byte(nil), data...)
 		in := hs[int(port)%len(hs)]
@@ -55,9 +72,7 @@ func FuzzInput(f *testing.F) {
 		for _, s := range ss {
 			whole = append(whole, s.take())
 		}
-		if _, err := sw.Flush("", 0); err != nil {
-			t.Fatal(err)
-		}
+		flush(t)
 		pf := split(fr)
 		in.Input([]Frame{pf, pf})
 		for k, s := range ss {
