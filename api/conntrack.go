@@ -34,6 +34,32 @@ const MaxConntrackEntries = 1 << 24
 // longest default, tcp_established, is 5 days).
 const MaxConntrackTimeout = 30 * 24 * time.Hour
 
+// CheckConntrackLimits checks the connection-tracking limits (0: the
+// default), naming each by what names it: the topology file's keys or
+// the command line's flags.
+func CheckConntrackLimits(maxEntries, perPort int, names [2]string) error {
+	_, err := ConntrackLimitsError(maxEntries, perPort, names)
+	return err
+}
+
+// ConntrackLimitsError is CheckConntrackLimits, saying which limit is
+// wrong (0 or 1).
+func ConntrackLimitsError(maxEntries, perPort int, names [2]string) (int, error) {
+	table := maxEntries
+	if table == 0 {
+		table = conntrack.DefaultTableLimit
+	}
+	switch {
+	case maxEntries < 0 || maxEntries > MaxConntrackEntries:
+		return 0, fmt.Errorf("%s %d: outside 1..%d (0 or absent: %d)", names[0], maxEntries, MaxConntrackEntries, conntrack.DefaultTableLimit)
+	case perPort < 0 || perPort > MaxConntrackEntries:
+		return 1, fmt.Errorf("%s %d: outside 1..%d (0 or absent: %d)", names[1], perPort, MaxConntrackEntries, conntrack.DefaultZoneLimit)
+	case perPort > table:
+		return 1, fmt.Errorf("%s %d: above %s (%d): one port could fill the switch's table", names[1], perPort, names[0], table)
+	}
+	return 0, nil
+}
+
 // ConntrackTimeouts are how long an idle tracked connection lives, per
 // state (conntrack.Timeouts), as Go writes durations ("2m0s"), under the
 // topology file's keys.

@@ -69,6 +69,9 @@ type GuestConfig struct {
 	// ACL and EgressACL are the port's ACLs (lab.Run sets them once the
 	// port is attached; the zero ACL allows all).
 	ACL, EgressACL vswitch.ACL
+	// SecurityGroup is the port's stateful security group (nil: none),
+	// set with its ACLs.
+	SecurityGroup *vswitch.SecurityGroup
 
 	MemMiB  uint64 // default 256
 	CPUs    int    // default 1
@@ -256,7 +259,8 @@ func Run(ctx context.Context, cfg Config) ([]Result, error) {
 	return res, nil
 }
 
-// setACLs gives the guest's port its ACLs, if it has any.
+// setACLs gives the guest's port its ACLs and security group, if it has
+// any.
 func setACLs(sw *vswitch.Switch, gc GuestConfig) error {
 	if len(gc.ACL.Rules) > 0 || gc.ACL.Default != vswitch.ACLAllow {
 		if err := sw.SetACL(gc.Name, gc.ACL); err != nil {
@@ -265,6 +269,11 @@ func setACLs(sw *vswitch.Switch, gc GuestConfig) error {
 	}
 	if len(gc.EgressACL.Rules) > 0 || gc.EgressACL.Default != vswitch.ACLAllow {
 		if err := sw.SetEgressACL(gc.Name, gc.EgressACL); err != nil {
+			return fmt.Errorf("lab: guest %s: %w", gc.Name, err)
+		}
+	}
+	if gc.SecurityGroup != nil {
+		if err := sw.SetSecurityGroup(gc.Name, gc.SecurityGroup, false); err != nil {
 			return fmt.Errorf("lab: guest %s: %w", gc.Name, err)
 		}
 	}

@@ -123,39 +123,13 @@ func (c *Conntrack) Config() conntrack.Config {
 	return out
 }
 
-// CheckConntrackLimits checks the connection-tracking limits (0: the
-// default), naming each by what names it: the topology file's keys or
-// the command line's flags.
-func CheckConntrackLimits(maxEntries, perPort int, names [2]string) error {
-	_, err := checkConntrackLimits(maxEntries, perPort, names)
-	return err
-}
-
-// checkConntrackLimits is CheckConntrackLimits, saying which limit is
-// wrong (0 or 1).
-func checkConntrackLimits(maxEntries, perPort int, names [2]string) (int, error) {
-	table := maxEntries
-	if table == 0 {
-		table = conntrack.DefaultTableLimit
-	}
-	switch {
-	case maxEntries < 0 || maxEntries > api.MaxConntrackEntries:
-		return 0, fmt.Errorf("%s %d: outside 1..%d (0 or absent: %d)", names[0], maxEntries, api.MaxConntrackEntries, conntrack.DefaultTableLimit)
-	case perPort < 0 || perPort > api.MaxConntrackEntries:
-		return 1, fmt.Errorf("%s %d: outside 1..%d (0 or absent: %d)", names[1], perPort, api.MaxConntrackEntries, conntrack.DefaultZoneLimit)
-	case perPort > table:
-		return 1, fmt.Errorf("%s %d: above %s (%d): one port could fill the switch's table", names[1], perPort, names[0], table)
-	}
-	return 0, nil
-}
-
 // conntrack checks the conntrack section.
 func (c *checker) conntrack(ct *Conntrack) {
 	if ct == nil {
 		return
 	}
 	keys := [2]string{"max_entries", "max_entries_per_port"}
-	if i, err := checkConntrackLimits(ct.MaxEntries, ct.MaxEntriesPerPort, keys); err != nil {
+	if i, err := api.ConntrackLimitsError(ct.MaxEntries, ct.MaxEntriesPerPort, keys); err != nil {
 		c.fail(ct.LineOf(keys[i]), "conntrack."+keys[i], "%v", err)
 	}
 	t := ct.Timeouts

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"hvnet/api"
 	"hvnet/conntrack"
 	vswitch "hvnet/switch"
 )
@@ -251,10 +252,10 @@ guests:
 	if noCT.Config() != (conntrack.Config{}) {
 		t.Error("no conntrack section is not the defaults")
 	}
-	if err := CheckConntrackLimits(0, 0, [2]string{"a", "b"}); err != nil {
+	if err := api.CheckConntrackLimits(0, 0, [2]string{"a", "b"}); err != nil {
 		t.Errorf("defaults: %v", err)
 	}
-	if err := CheckConntrackLimits(0, 1<<30, [2]string{"--x", "--y"}); err == nil || !strings.HasPrefix(err.Error(), "--y 1073741824: outside") {
+	if err := api.CheckConntrackLimits(0, 1<<30, [2]string{"--x", "--y"}); err == nil || !strings.HasPrefix(err.Error(), "--y 1073741824: outside") {
 		t.Errorf("absurd per-port limit: %v", err)
 	}
 }
