@@ -260,7 +260,7 @@ ports:
 	if _, ok := sw.Port("w").SecurityGroup(); ok {
 		t.Error("port w got a group")
 	}
-	s, err := api.NewClient(dir+"/api.sock").Conntrack(context.Background())
+	s, err := api.NewClient(dir + "/api.sock").Conntrack(context.Background())
 	if err != nil || s.MaxEntries != 3000 || s.MaxEntriesPerPort != 300 || len(s.Ports) != 1 {
 		t.Errorf("GET /v1/conntrack = %+v, %v", s, err)
 	}
