@@ -236,3 +236,52 @@ func (c *Client) Trace(ctx context.Context, q TraceRequest) (TraceResult, error)
 	var out TraceResult
 	return out, c.Do(ctx, http.MethodPost, "/v1/trace", q, &out)
 }
+
+// SecurityGroup returns a port's security group (an *Error with status
+// 404 when it has none).
+func (c *Client) SecurityGroup(ctx context.Context, port string) (SecurityGroup, error) {
+	var out SecurityGroup
+	return out, c.Do(ctx, http.MethodGet, "/v1/ports/"+url.PathEscape(port)+"/security-group", nil, &out)
+}
+
+// SetSecurityGroup gives a port a security group, or replaces its rules,
+// live; flush forgets its tracked connections too. It returns the group
+// as set.
+func (c *Client) SetSecurityGroup(ctx context.Context, port string, g SecurityGroup, flush bool) (SecurityGroup, error) {
+	var out SecurityGroup
+	path := "/v1/ports/" + url.PathEscape(port) + "/security-group"
+	if flush {
+		path += "?flush=true"
+	}
+	return out, c.Do(ctx, http.MethodPut, path, g, &out)
+}
+
+// DeleteSecurityGroup removes a port's security group and its tracked
+// connections.
+func (c *Client) DeleteSecurityGroup(ctx context.Context, port string) error {
+	return c.Do(ctx, http.MethodDelete, "/v1/ports/"+url.PathEscape(port)+"/security-group", nil, nil)
+}
+
+// PortConntrack lists a port's tracked connections, at most limit (0:
+// the server's default) of them, with its counters.
+func (c *Client) PortConntrack(ctx context.Context, port string, limit int) (PortConntrack, error) {
+	var out PortConntrack
+	path := "/v1/ports/" + url.PathEscape(port) + "/conntrack"
+	if limit > 0 {
+		path += "?limit=" + strconv.Itoa(limit)
+	}
+	return out, c.Do(ctx, http.MethodGet, path, nil, &out)
+}
+
+// FlushConntrack forgets a port's tracked connections and returns how
+// many there were.
+func (c *Client) FlushConntrack(ctx context.Context, port string) (int, error) {
+	var out Flushed
+	return out.Flushed, c.Do(ctx, http.MethodDelete, "/v1/ports/"+url.PathEscape(port)+"/conntrack", nil, &out)
+}
+
+// Conntrack sums up every port's connection tracking.
+func (c *Client) Conntrack(ctx context.Context) (ConntrackSummary, error) {
+	var out ConntrackSummary
+	return out, c.Do(ctx, http.MethodGet, "/v1/conntrack", nil, &out)
+}

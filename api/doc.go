@@ -17,7 +17,10 @@
 // a GuestReporter shows its state in port answers, one that is a
 // DeviceReporter its backends' own counters as "device"), PATCH of VLAN, rate, MAC-limit and storm settings
 // applied live with Switch.UpdatePort), ACLs of both directions with hit
-// counters (PUT /v1/ports/{name}/acl), trace, the filtering database (dump with
+// counters (PUT /v1/ports/{name}/acl), stateful security groups (PUT
+// /v1/ports/{name}/security-group, inbound and outbound rules) and their
+// connection tracking (GET and DELETE /v1/ports/{name}/conntrack, GET
+// /v1/conntrack), trace, the filtering database (dump with
 // filters, flush, static entries), mirroring (a port's traffic into a pcap
 // file, or a live pcap stream on GET /v1/capture/{port}), the BGP EVPN
 // routes and sessions of tunnel ports (GET /v1/evpn/routes and

@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"hvnet/conntrack"
 	vswitch "hvnet/switch"
 )
 
@@ -28,13 +29,18 @@ type collector struct {
 	devDrops, devFaults                       *prometheus.Desc
 	devSessions, devConnected, devStuck       *prometheus.Desc
 	vxSuppressed                              *prometheus.Desc
+	ctEntries, ctNew, ctInvalid, ctFull       *prometheus.Desc
+	ctExpired, ctTableEntries, ctMax          *prometheus.Desc
+	ctMaxPerPort                              *prometheus.Desc
 	stats                                     *limitStats
+	ctLimits                                  func() (table, perPort int)
 }
 
-func newCollector(sw *vswitch.Switch, fan *fanout, stats *limitStats, dev DeviceReporter) *collector {
+func newCollector(sw *vswitch.Switch, fan *fanout, stats *limitStats, dev DeviceReporter, ctLimits func() (int, int)) *collector {
 	pd := []string{"port", "direction"}
+	port := []string{"port"}
 	return &collector{
-		sw: sw, fan: fan, stats: stats, dev: dev,
+		sw: sw, fan: fan, stats: stats, dev: dev, ctLimits: ctLimits,
 		apiLimit: prometheus.NewDesc("hvnet_api_limit_reached_total", "Times an API limit was reached: connections (every connection slot taken; new connections waited in the listen backlog) or captures (a live capture refused with 429).",
 			[]string{"limit"}, nil),
 		packets: prometheus.NewDesc("hvnet_port_packets_total", "Frames through a switch port: ingress = received from the port (before drops), egress = accepted by the port.", pd, nil),
@@ -59,7 +65,16 @@ func newCollector(sw *vswitch.Switch, fan *fanout, stats *limitStats, dev Device
 		devSessions:  prometheus.NewDesc("hvnet_port_vhost_sessions_total", "vhost-user frontends a port has served, the current one included.", []string{"port"}, nil),
 		devConnected: prometheus.NewDesc("hvnet_port_vhost_connected", "1 while a vhost-user frontend is attached to the port.", []string{"port"}, nil),
 		vxSuppressed: prometheus.NewDesc("hvnet_port_vxlan_suppressed_total", "ARP requests (protocol arp) and neighbor solicitations (protocol nd) a VXLAN tunnel port answered itself from its remote MAC/IP table instead of flooding them to the remote VTEPs.", []string{"port", "protocol"}, nil),
-		devStuck:     prometheus.NewDesc("hvnet_port_vhost_stuck", "Abandoned notifiers and ring workers of the port's earlier frontends still blocked in a system call the frontend holds up; at 4 the port refuses new frontends.", []string{"port"}, nil),
+		ctEntries:    prometheus.NewDesc("hvnet_conntrack_entries", "Connections tracked for the port's security group now.", port, nil),
+		ctNew:        prometheus.NewDesc("hvnet_conntrack_new_total", "Connections the port's security group let open (tracked from their first frame).", port, nil),
+		ctInvalid:    prometheus.NewDesc("hvnet_conntrack_invalid_total", "Frames connection tracking judged invalid on the port (impossible TCP flags, out of window, bad fragments, malformed headers): its ct_invalid drops.", port, nil),
+		ctFull: prometheus.NewDesc("hvnet_conntrack_full_total", "New connections of the port refused because a connection table was full (scope port: the port's, conntrack max_entries_per_port; table: the switch's, max_entries): its ct_full drops.",
+			[]string{"port", "scope"}, nil),
+		ctExpired:      prometheus.NewDesc("hvnet_conntrack_expired_total", "Tracked connections of the port removed by their idle timeout.", port, nil),
+		ctTableEntries: prometheus.NewDesc("hvnet_conntrack_table_entries", "Connections tracked over every port: what hvnet_conntrack_max_entries bounds.", nil, nil),
+		ctMax:          prometheus.NewDesc("hvnet_conntrack_max_entries", "The bound on tracked connections over every port (conntrack max_entries); new connections past it are dropped (reason ct_full).", nil, nil),
+		ctMaxPerPort:   prometheus.NewDesc("hvnet_conntrack_max_entries_per_port", "The bound on each port's tracked connections (conntrack max_entries_per_port); new connections past it are dropped (reason ct_full).", nil, nil),
+		devStuck:       prometheus.NewDesc("hvnet_port_vhost_stuck", "Abandoned notifiers and ring workers of the port's earlier frontends still blocked in a system call the frontend holds up; at 4 the port refuses new frontends.", []string{"port"}, nil),
 	}
 }
 
@@ -67,7 +82,8 @@ func newCollector(sw *vswitch.Switch, fan *fanout, stats *limitStats, dev Device
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.packets, c.bytes, c.drops, c.learned, c.queued,
 		c.fdbEntries, c.fdbDynamic, c.fdbMax, c.fdbLearned, c.fdbMoves, c.fdbAged, c.capDropped, c.aclHits, c.apiLimit,
-		c.devDrops, c.devFaults, c.devSessions, c.devConnected, c.devStuck, c.vxSuppressed} {
+		c.devDrops, c.devFaults, c.devSessions, c.devConnected, c.devStuck, c.vxSuppressed,
+		c.ctEntries, c.ctNew, c.ctInvalid, c.ctFull, c.ctExpired, c.ctTableEntries, c.ctMax, c.ctMaxPerPort} {
 		ch <- d
 	}
 }
@@ -89,6 +105,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	gauge := func(d *prometheus.Desc, v float64, l ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, l...)
 	}
+	var ctTotal uint64 // tracked connections over every port
 	for _, pc := range c.sw.Counters() {
 		counter(c.packets, float64(pc.RxPackets), pc.Name, "ingress")
 		counter(c.packets, float64(pc.TxPackets), pc.Name, "egress")
@@ -114,11 +131,18 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 				}
 				counter(c.aclHits, float64(d.s.hits.Default), pc.Name, d.dir, "default")
 			}
+			if z := h.Conntrack(); z != nil {
+				ctTotal += c.collectConntrack(ch, pc.Name, z.Counters())
+			}
 		}
 		if c.dev != nil {
 			c.collectDevice(ch, pc.Name, c.dev.DeviceCounters(pc.Name))
 		}
 	}
+	table, perPort := c.ctLimits()
+	gauge(c.ctTableEntries, float64(ctTotal))
+	gauge(c.ctMax, float64(table))
+	gauge(c.ctMaxPerPort, float64(perPort))
 	sc := c.sw.SwitchCounters()
 	gauge(c.fdbEntries, float64(sc.FDBEntries))
 	gauge(c.fdbDynamic, float64(sc.DynamicEntries))
@@ -135,6 +159,21 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		}
 		counter(c.capDropped, float64(n), port)
 	}
+}
+
+// collectConntrack exports one port's connection-tracking counters and
+// returns its entries.
+func (c *collector) collectConntrack(ch chan<- prometheus.Metric, port string, cc conntrack.Counters) uint64 {
+	m := func(d *prometheus.Desc, t prometheus.ValueType, v uint64, l ...string) {
+		ch <- prometheus.MustNewConstMetric(d, t, float64(v), append([]string{port}, l...)...)
+	}
+	m(c.ctEntries, prometheus.GaugeValue, cc.Entries)
+	m(c.ctNew, prometheus.CounterValue, cc.New)
+	m(c.ctInvalid, prometheus.CounterValue, cc.Invalid)
+	m(c.ctFull, prometheus.CounterValue, cc.ZoneFull, "port")
+	m(c.ctFull, prometheus.CounterValue, cc.TableFull, "table")
+	m(c.ctExpired, prometheus.CounterValue, cc.Expired)
+	return cc.Entries
 }
 
 // collectDevice exports one port's device counters (none when dc is nil).
@@ -171,7 +210,7 @@ func (s *Server) metricsHandler() http.Handler {
 	dev, _ := s.ports.(DeviceReporter)
 	ev, _ := s.ports.(EVPNReporter)
 	br, _ := s.ports.(BondReporter)
-	reg.MustRegister(newCollector(s.sw, s.fan, &s.stats, dev), newTunnelCollector(s.sw, ev, dev), newBondCollector(s.sw, br), collectors.NewGoCollector(),
+	reg.MustRegister(newCollector(s.sw, s.fan, &s.stats, dev, s.ctLimits), newTunnelCollector(s.sw, ev, dev), newBondCollector(s.sw, br), collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if s.build != nil {
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "hvnet_build_info",

@@ -76,8 +76,13 @@ type Options struct {
 	// nil leaves the metric out.
 	BuildInfo map[string]string
 	// Switch is what GET /v1/switch answers: the switch-wide settings the
-	// daemon runs with (nil: only the build).
+	// daemon runs with (nil: only the build). Its conntrack limits are
+	// those GET /v1/conntrack and the metrics report (nil: package
+	// conntrack's defaults, as a switch made with a zero Config.Conntrack).
 	Switch *SwitchInfo
+	// Clock is the switch's (vswitch.Config.Clock), by which tracked
+	// connections time out; nil: vswitch.RealClock, the switch's default.
+	Clock vswitch.Clock
 }
 
 // Server serves the API for one switch. Its methods are safe for
@@ -94,6 +99,7 @@ type Server struct {
 	stats                 limitStats
 	build                 prometheus.Labels
 	switchInfo            SwitchInfo
+	clock                 vswitch.Clock
 
 	// cfgMu serialises every configuration change made through the API
 	// (PATCH, mirror flags), so read-modify-write of a port's config is atomic.
@@ -115,6 +121,9 @@ func NewServer(sw *vswitch.Switch, o Options) *Server {
 		build: o.BuildInfo}
 	if o.Switch != nil {
 		s.switchInfo = *o.Switch
+	}
+	if s.clock = o.Clock; s.clock == nil {
+		s.clock = vswitch.RealClock{}
 	}
 	s.switchInfo.Version, s.switchInfo.Revision = o.BuildInfo["version"], o.BuildInfo["revision"]
 	s.fan = newFanout(o.CaptureQueue)
@@ -152,6 +161,12 @@ func (s *Server) routeTable() []route {
 		{"DELETE /v1/ports/{name}", http.HandlerFunc(s.deletePort), plain},
 		{"GET /v1/ports/{name}/acl", http.HandlerFunc(s.getACL), plain},
 		{"PUT /v1/ports/{name}/acl", http.HandlerFunc(s.putACL), plain},
+		{"GET /v1/ports/{name}/security-group", http.HandlerFunc(s.getSG), plain},
+		{"PUT /v1/ports/{name}/security-group", http.HandlerFunc(s.putSG), plain},
+		{"DELETE /v1/ports/{name}/security-group", http.HandlerFunc(s.deleteSG), plain},
+		{"GET /v1/ports/{name}/conntrack", http.HandlerFunc(s.getPortConntrack), plain},
+		{"DELETE /v1/ports/{name}/conntrack", http.HandlerFunc(s.flushPortConntrack), plain},
+		{"GET /v1/conntrack", http.HandlerFunc(s.getConntrack), plain},
 		{"POST /v1/trace", http.HandlerFunc(s.trace), plain},
 		{"GET /v1/fdb", http.HandlerFunc(s.getFDB), plain},
 		{"DELETE /v1/fdb", http.HandlerFunc(s.flushFDB), plain},

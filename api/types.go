@@ -88,7 +88,8 @@ type PortConfig struct {
 // Counters are a port's counters (vswitch.PortCounters). Drops are keyed
 // by reason (vswitch.DropReason's names: vlan, policer, shaper_queue,
 // storm, mac_limit, spoofed, malformed, no_buffer, reserved, acl,
-// fdb_full, mac_move, source_fault); every reason is present.
+// fdb_full, mac_move, source_fault, security_group, ct_invalid,
+// ct_full); every reason is present.
 type Counters struct {
 	RxPackets    uint64            `json:"rx_packets"`
 	RxBytes      uint64            `json:"rx_bytes"`
@@ -112,8 +113,10 @@ type Port struct {
 	MAC      string     `json:"mac,omitempty"`
 	Config   PortConfig `json:"config"`
 	Counters Counters   `json:"counters"`
-	ACL      *ACL       `json:"acl,omitempty"`   // the ACL with hit counters, if any
-	Guest    *GuestInfo `json:"guest,omitempty"` // a lab guest port's guest
+	ACL      *ACL       `json:"acl,omitempty"` // the ACL with hit counters, if any
+	// SecurityGroup sums up the port's security group, if it has one.
+	SecurityGroup *SecurityGroupSummary `json:"security_group,omitempty"`
+	Guest         *GuestInfo            `json:"guest,omitempty"` // a lab guest port's guest
 	// Device: the port backend's own counters (DeviceReporter), absent
 	// when it keeps none.
 	Device *DeviceCounters `json:"device,omitempty"`
@@ -345,6 +348,9 @@ type SwitchInfo struct {
 	MACLimit        int    `json:"mac_limit,omitempty"`          // learned MACs per port without its own; -1: none
 	MACMoveHoldDown string `json:"mac_move_hold_down,omitempty"` // negative: none
 	MetricsAddr     string `json:"metrics_addr,omitempty"`       // the /metrics listener, if any
-	Version         string `json:"version,omitempty"`
-	Revision        string `json:"revision,omitempty"`
+	// Conntrack is the security groups' connection tracking: the
+	// topology file's conntrack section.
+	Conntrack *ConntrackSettings `json:"conntrack,omitempty"`
+	Version   string             `json:"version,omitempty"`
+	Revision  string             `json:"revision,omitempty"`
 }

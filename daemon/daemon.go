@@ -25,6 +25,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"hvnet/api"
+	"hvnet/conntrack"
 	vswitch "hvnet/switch"
 )
 
@@ -44,6 +45,11 @@ type Config struct {
 	// through the API (nil: none can be added).
 	Images func(context.Context) (kernel, initrd string, err error)
 	ACLs   []PortACL // set once the ports are up
+	// SecurityGroups are set once the ports are up, after the ACLs.
+	SecurityGroups []PortSG
+	// Conntrack is the security groups' connection tracking: limits and
+	// timeouts (zero fields: package conntrack's defaults).
+	Conntrack conntrack.Config
 	// Notify, if set, is told the daemon's state in sd_notify's words:
 	// READY=1 once every port and the API socket exist (and again after
 	// a reload), RELOADING=1 as a reload starts, STOPPING=1 at shutdown.
@@ -67,17 +73,24 @@ type PortACL struct {
 	In, Out vswitch.ACL
 }
 
+// PortSG is a port's stateful security group.
+type PortSG struct {
+	Port  string
+	Group vswitch.SecurityGroup
+}
+
 // SwitchConfig is the switch's configuration (logger and clock aside).
 func (c Config) SwitchConfig() vswitch.Config {
 	return vswitch.Config{AgingTime: c.Aging, FDBMaxEntries: c.FDBMaxEntries, MACLimit: c.MACLimit,
-		MACMoveHoldDown: c.MACMoveHoldDown}
+		MACMoveHoldDown: c.MACMoveHoldDown, Conntrack: c.Conntrack}
 }
 
 // SwitchInfo is the switch-wide settings as the switch runs with them,
 // defaults resolved (GET /v1/switch).
 func (c Config) SwitchInfo() api.SwitchInfo {
+	ct := api.ConntrackInfo(c.Conntrack)
 	in := api.SwitchInfo{Aging: c.Aging.String(), FDBMaxEntries: c.FDBMaxEntries, MACLimit: c.MACLimit,
-		MACMoveHoldDown: c.MACMoveHoldDown.String(), MetricsAddr: c.MetricsAddr}
+		MACMoveHoldDown: c.MACMoveHoldDown.String(), MetricsAddr: c.MetricsAddr, Conntrack: &ct}
 	if c.Aging <= 0 {
 		in.Aging = vswitch.DefaultAgingTime.String()
 	}
@@ -107,6 +120,13 @@ func (c Config) CheckFDB() error {
 		return fmt.Errorf("--mac-move-hold-down %v: want at most %v", c.MACMoveHoldDown, vswitch.MaxMACMoveHoldDown)
 	}
 	return nil
+}
+
+// CheckConntrack checks the connection-tracking limits, naming the
+// command line's flags.
+func (c Config) CheckConntrack() error {
+	return api.CheckConntrackLimits(c.Conntrack.TableLimit, c.Conntrack.ZoneLimit,
+		[2]string{"--conntrack-max-entries", "--conntrack-max-entries-per-port"})
 }
 
 // CheckNames rejects two ports of one name.
@@ -154,7 +174,7 @@ func Serve(ctx context.Context, log hclog.Logger, cfg Config, reload <-chan os.S
 			next, err := load()
 			if err != nil {
 				log.Error("reload: the new configuration is refused; the running one stays", "error", err)
-			} else if _, err := r.Reload(r.ctx, next.Ports, next.ACLs); err != nil {
+			} else if _, err := r.Reload(r.ctx, next.Ports, next.ACLs, next.SecurityGroups); err != nil {
 				log.Error("reload: stopped at a failure; ports not reached keep their configuration", "error", err)
 			}
 			cfg.notify("READY=1")
@@ -173,11 +193,12 @@ type Running struct {
 	apiDone chan struct{}
 	wg      sync.WaitGroup
 
-	// reloadMu serialises Reload; owned and acls are the configuration's
-	// ports and ACLs as last applied.
+	// reloadMu serialises Reload; owned, acls and sgs are the
+	// configuration's ports, ACLs and security groups as last applied.
 	reloadMu sync.Mutex
 	owned    map[string]PortSpec
 	acls     map[string]PortACL
+	sgs      map[string]PortSG
 
 	metrics net.Addr // the metrics listener's address, if any
 }
@@ -259,13 +280,21 @@ func Start(ctx context.Context, log hclog.Logger, sw *vswitch.Switch, cfg Config
 			return abort(err)
 		}
 	}
+	for _, g := range cfg.SecurityGroups {
+		if err := sw.SetSecurityGroup(g.Port, &g.Group, false); err != nil {
+			return abort(err)
+		}
+	}
 	r := &Running{ctx: ctx, cancel: cancel, log: log, sw: sw, d: d, apiDone: make(chan struct{}),
-		owned: map[string]PortSpec{}, acls: map[string]PortACL{}}
+		owned: map[string]PortSpec{}, acls: map[string]PortACL{}, sgs: map[string]PortSG{}}
 	for _, p := range cfg.Ports {
 		r.owned[p.Name()] = p
 	}
 	for _, a := range cfg.ACLs {
 		r.acls[a.Port] = a
+	}
+	for _, g := range cfg.SecurityGroups {
+		r.sgs[g.Port] = g
 	}
 	if runSwitch {
 		r.wg.Add(1)
@@ -275,6 +304,7 @@ func Start(ctx context.Context, log hclog.Logger, sw *vswitch.Switch, cfg Config
 		}()
 	}
 	info := cfg.SwitchInfo()
+	// The switch's clock is its default (vswitch.RealClock), the API's.
 	srv := api.NewServer(sw, api.Options{Logger: log.Named("api"), Ports: d,
 		SocketDir: runDir, CaptureDir: captureDir, Limits: cfg.APILimits, BuildInfo: cfg.BuildInfo, Switch: &info})
 	if mln != nil {

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 
 	"hvnet/api"
+	"hvnet/conntrack"
 	vswitch "hvnet/switch"
 )
 
@@ -382,7 +383,7 @@ func TestReload(t *testing.T) {
 	}
 	oldA, oldB, oldC, apiPort := sinkOf(t, "ra"), sinkOf(t, "rb"), sinkOf(t, "rc"), sinkOf(t, "rapi")
 	res, err := r.Reload(ctx, []PortSpec{port("name=ra", "need=x", "vlan=20", "rate=1M"), port("name=rc", "need=x", "socket=/s2"),
-		port("name=rd", "need=x", "socket=/s1")}, []PortACL{{Port: "rd", In: vswitch.ACL{Default: vswitch.ACLDeny}}})
+		port("name=rd", "need=x", "socket=/s1")}, []PortACL{{Port: "rd", In: vswitch.ACL{Default: vswitch.ACLDeny}}}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -407,7 +408,7 @@ func TestReload(t *testing.T) {
 	}
 	// The same configuration again changes nothing.
 	res, err = r.Reload(ctx, []PortSpec{port("name=ra", "need=x", "vlan=20", "rate=1M"), port("name=rc", "need=x", "socket=/s2"),
-		port("name=rd", "need=x", "socket=/s1")}, []PortACL{{Port: "rd", In: vswitch.ACL{Default: vswitch.ACLDeny}}})
+		port("name=rd", "need=x", "socket=/s1")}, []PortACL{{Port: "rd", In: vswitch.ACL{Default: vswitch.ACLDeny}}}, nil)
 	if err != nil || len(res.Unchanged) != 3 || len(res.Added)+len(res.Removed)+len(res.Updated)+len(res.Restarted) != 0 {
 		t.Errorf("second Reload = %+v, %v", res, err)
 	}
@@ -415,17 +416,78 @@ func TestReload(t *testing.T) {
 	// backend; one it does not restarts the port.
 	oldD := sinkOf(t, "rd")
 	res, err = r.Reload(ctx, []PortSpec{port("name=ra", "need=x", "vlan=20", "rate=1M"), port("name=rc", "need=x", "socket=/s2"),
-		port("name=rd", "need=x", "socket=/s1", "tag=live")}, []PortACL{{Port: "rd", In: vswitch.ACL{Default: vswitch.ACLDeny}}})
+		port("name=rd", "need=x", "socket=/s1", "tag=live")}, []PortACL{{Port: "rd", In: vswitch.ACL{Default: vswitch.ACLDeny}}}, nil)
 	if err != nil || strings.Join(res.Updated, ",") != "rd" || len(res.Restarted) != 0 || oldD.closed || sinkOf(t, "rd") != oldD ||
 		oldD.spec.v.Get("tag") != "live" {
 		t.Errorf("a live kind-settings change: %+v, %v (closed %v, tag %q)", res, err, oldD.closed, oldD.spec.v.Get("tag"))
 	}
 	// A configuration port may not take an API port's name.
-	if _, err := r.Reload(ctx, []PortSpec{port("name=rapi", "need=x")}, nil); !errors.Is(err, vswitch.ErrPortExists) || sw.Port("ra") == nil {
+	if _, err := r.Reload(ctx, []PortSpec{port("name=rapi", "need=x")}, nil, nil); !errors.Is(err, vswitch.ErrPortExists) || sw.Port("ra") == nil {
 		t.Errorf("Reload over an API port: %v (and ra %v: a refused reload changes nothing)", err, sw.Port("ra") != nil)
 	}
-	if _, err := r.Reload(ctx, []PortSpec{port("name=x", "need=x"), port("name=x", "need=y")}, nil); err == nil {
+	if _, err := r.Reload(ctx, []PortSpec{port("name=x", "need=x"), port("name=x", "need=y")}, nil, nil); err == nil {
 		t.Error("Reload with one name twice succeeded")
+	}
+}
+
+// Security groups at start and on reload: a changed group replaces the
+// old one without a flush (the port keeps its connection table), a group
+// gone from the configuration is removed, an unchanged one (or one the
+// API set on a port the configuration gives none) is left alone; a
+// restarted port gets its group again. The daemon's conntrack settings
+// reach GET /v1/switch and GET /v1/conntrack.
+func TestReloadSecurityGroups(t *testing.T) {
+	port := func(fields ...string) PortSpec {
+		t.Helper()
+		p, err := ParsePort("test-sink", fields)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	ssh := vswitch.SGRule{Proto: 6, Ports: vswitch.PortRange{From: 22, To: 22}}
+	group := func(rules ...vswitch.SGRule) vswitch.SecurityGroup {
+		g := vswitch.DefaultSecurityGroup()
+		g.Inbound = rules
+		return g
+	}
+	ports := []PortSpec{port("name=sa", "need=x"), port("name=sb", "need=x"), port("name=sc", "need=x", "socket=/s1"), port("name=sd", "need=x")}
+	sw, c, _, r := startDaemon(t, Config{Ports: ports, Conntrack: conntrack.Config{TableLimit: 5000, ZoneLimit: 100},
+		SecurityGroups: []PortSG{{Port: "sa", Group: group(ssh)}, {Port: "sb", Group: group()}, {Port: "sc", Group: group()}}})
+	defer r.Shutdown()
+	ctx := context.Background()
+	if g, ok := sw.Port("sa").SecurityGroup(); !ok || len(g.Inbound) != 1 {
+		t.Fatalf("sa's group at start = %+v %v", g, ok)
+	}
+	info, err := c.Conntrack(ctx)
+	if err != nil || info.MaxEntries != 5000 || info.MaxEntriesPerPort != 100 || len(info.Ports) != 3 {
+		t.Fatalf("GET /v1/conntrack = %+v, %v", info, err)
+	}
+	var si api.SwitchInfo
+	if err := c.Do(ctx, http.MethodGet, "/v1/switch", nil, &si); err != nil || si.Conntrack == nil || si.Conntrack.MaxEntries != 5000 ||
+		si.Conntrack.Timeouts.TCPEstablished != "120h0m0s" {
+		t.Fatalf("GET /v1/switch conntrack = %+v, %v", si.Conntrack, err)
+	}
+	// The API gives sd a group the configuration does not have.
+	if _, err := c.SetSecurityGroup(ctx, "sd", api.SecurityGroup{}, false); err != nil {
+		t.Fatal(err)
+	}
+	zoneA, zoneB := sw.Port("sa").Conntrack(), sw.Port("sb").Conntrack()
+	ports[2] = port("name=sc", "need=x", "socket=/s2") // restarted
+	if _, err := r.Reload(ctx, ports, nil, []PortSG{{Port: "sa", Group: group(ssh, ssh)}, {Port: "sc", Group: group()}}); err != nil {
+		t.Fatal(err)
+	}
+	if g, ok := sw.Port("sa").SecurityGroup(); !ok || len(g.Inbound) != 2 || sw.Port("sa").Conntrack() != zoneA {
+		t.Errorf("sa: group %+v (%v), same connection table %v", g, ok, sw.Port("sa").Conntrack() == zoneA)
+	}
+	if _, ok := sw.Port("sb").SecurityGroup(); ok || zoneB == nil {
+		t.Error("sb's group outlived its removal from the configuration")
+	}
+	if _, ok := sw.Port("sc").SecurityGroup(); !ok {
+		t.Error("restarted sc lost its group")
+	}
+	if _, ok := sw.Port("sd").SecurityGroup(); !ok {
+		t.Error("the API's group on sd was removed by a reload that did not touch it")
 	}
 }
 

@@ -20,16 +20,20 @@ type ReloadResult struct {
 	Added, Removed, Updated, Restarted, Unchanged []string
 }
 
-// Reload applies the ports and ACLs of a new configuration (switch-wide
+// Reload applies the ports, ACLs and security groups of a new
+// configuration (switch-wide
 // settings such as aging take effect only at start): a port that is gone
 // is detached and its backend stopped; a new one is started; one whose
 // kind settings changed (its socket, its interface) is restarted; one
 // whose switch settings alone changed (VLANs, rates, limits) is updated
 // live, keeping its backend, its session and its queued frames, as is one
 // whose kind settings its backend can take live (Reconfigurer); the rest
-// are not touched. It stops at the first failure, reporting what it had
-// done; ports it had not reached keep their old configuration.
-func (r *Running) Reload(ctx context.Context, ports []PortSpec, acls []PortACL) (ReloadResult, error) {
+// are not touched. A port's changed security group replaces the old one
+// without a flush (its tracked connections go on, as the API's PUT
+// without flush=true); a group gone from the configuration is removed.
+// It stops at the first failure, reporting what it had done; ports it
+// had not reached keep their old configuration.
+func (r *Running) Reload(ctx context.Context, ports []PortSpec, acls []PortACL, sgs []PortSG) (ReloadResult, error) {
 	var res ReloadResult
 	if err := CheckNames(ports); err != nil {
 		return res, err
@@ -48,6 +52,10 @@ func (r *Running) Reload(ctx context.Context, ports []PortSpec, acls []PortACL) 
 	nextACL := map[string]PortACL{}
 	for _, a := range acls {
 		nextACL[a.Port] = a
+	}
+	nextSG := map[string]PortSG{}
+	for _, g := range sgs {
+		nextSG[g.Port] = g
 	}
 	// Gone and restarted ports go first: what they release (a socket,
 	// an interface) may be what a new one claims.
@@ -111,6 +119,22 @@ func (r *Running) Reload(ctx context.Context, ports []PortSpec, acls []PortACL) 
 		}
 	}
 	r.acls = nextACL
+	for _, name := range slices.Sorted(maps.Keys(next)) {
+		g, had := r.sgs[name]
+		n, has := nextSG[name]
+		fresh := slices.Contains(res.Restarted, name) || slices.Contains(res.Added, name)
+		if had == has && reflect.DeepEqual(g, n) && !fresh || !has && fresh {
+			continue // unchanged (one set through the API stays), or a new port without one
+		}
+		var sg *vswitch.SecurityGroup
+		if has {
+			sg = &n.Group
+		}
+		if err := r.sw.SetSecurityGroup(name, sg, false); err != nil {
+			return res, fmt.Errorf("port %q: security group: %w", name, err)
+		}
+	}
+	r.sgs = nextSG
 	r.log.Info("configuration reloaded", "added", res.Added, "removed", res.Removed, "updated", res.Updated,
 		"restarted", res.Restarted, "unchanged", len(res.Unchanged))
 	return res, nil

@@ -43,6 +43,7 @@ func check(t *Topology) []*Error {
 	if d := t.Switch.MACMoveHoldDown; d > vswitch.MaxMACMoveHoldDown {
 		c.fail(t.Switch.LineOf("mac_move_hold_down"), "switch.mac_move_hold_down", "%v above %v (negative, as -1s: none)", d, vswitch.MaxMACMoveHoldDown)
 	}
+	c.conntrack(t.Conntrack)
 	names := map[string]string{}   // port name -> where first defined
 	sockets := map[string]string{} // socket path -> port
 	macs := map[string]string{}    // MAC -> owner
@@ -225,6 +226,7 @@ func (c *checker) settings(p Pos, f string, s *PortSettings) {
 		c.mac(p, fmt.Sprintf("%s.allowed_macs[%d]", f, i), "allowed_macs", m)
 	}
 	c.acl(f, s.ACL)
+	c.securityGroup(f, s.SecurityGroup)
 }
 
 // maxBurst is the switch's bound on a bucket's size, in tokens.

@@ -1,7 +1,10 @@
 // Package topology reads hvnet's declarative topology file: the switch's
 // settings (FDB aging, bounds and MAC-move hold-down), its ports (VLAN
-// mode, PVID, allowed and native VLANs, rates, MAC limit, allowed MACs and
-// port security), vhost-user ports, the uplink and the lab guests, in YAML. "hvnet up FILE" brings such a file up.
+// mode, PVID, allowed and native VLANs, rates, MAC limit, allowed MACs,
+// port security, ACLs and stateful security groups), vhost-user ports,
+// the uplink and the lab guests, and the security groups' connection
+// tracking (limits and timeouts), in YAML. "hvnet up FILE" brings such a
+// file up.
 //
 //	t, err := topology.Load("lab.yaml")
 //

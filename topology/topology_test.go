@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"hvnet/api"
+	"hvnet/conntrack"
 	vswitch "hvnet/switch"
 )
 
@@ -32,6 +34,12 @@ func TestLoadExample(t *testing.T) {
 	g2 := top.Guests[1].Config()
 	if g2.PVID != 10 || g2.Egress.Bytes.Rate != 12_500_000 || g2.Ingress.Bytes.Rate != 12_500_000 || top.Guests[1].Cmd != "iperf3 -s -1" {
 		t.Errorf("g2 config = %+v", g2)
+	}
+	if g := top.Guests[0].SecurityGroup.Group(); g == nil || len(g.Inbound) != 2 || g.InboundDefault != vswitch.ACLDeny {
+		t.Errorf("g1's security group = %+v", g)
+	}
+	if c := top.Conntrack.Config(); c.TableLimit != 1<<20 || c.ZoneLimit != 65536 || c.Timeouts.UDP != 30*time.Second {
+		t.Errorf("conntrack = %+v", c)
 	}
 	if top.Ports[1].LineOf("trunk") != 22 {
 		t.Errorf("dpdk0 trunk on line %d, want 22", top.Ports[1].LineOf("trunk"))
@@ -107,6 +115,30 @@ func TestBadTopologies(t *testing.T) {
 		{"acl ports without proto", "uplink:\n  if: x\n  acl:\n    rules:\n      - {action: deny, direction: egress, dst_ports: 53}\n", []string{`bad.yaml:5: uplink.acl.rules[0].dst_ports: ports need protocol tcp or udp`}},
 		{"acl egress default", "ports:\n  - name: a\n    socket: /s\n    acl:\n      egress_default: maybe\n", []string{`bad.yaml:5: ports[0].acl.egress_default: action "maybe"`}},
 		{"acl unknown key", "ports:\n  - name: a\n    socket: /s\n    acl:\n      rules:\n        - {action: deny, dir: egress}\n", []string{`bad.yaml:6: ports[0].acl.rules[0].dir: unknown key`}},
+		{"sg ports without proto", "ports:\n  - name: a\n    socket: /s\n    security_group:\n      inbound:\n        - {protocol: tcp}\n        - {protocol: tcp}\n        - {ports: 22}\n",
+			[]string{`bad.yaml:8: ports[0].security_group.inbound[2].ports: ports need protocol tcp or udp`}},
+		{"sg remote family", "uplink:\n  if: x\n  security_group:\n    outbound:\n      - family: 6\n        remote: 10.0.0.0/8\n",
+			[]string{`bad.yaml:6: uplink.security_group.outbound[0].remote: 10.0.0.0/8 is not IPv6`}},
+		{"sg host bits", "guests:\n  - name: g\n    security_group:\n      inbound: [{remote: 10.0.0.1/8}]\n",
+			[]string{`bad.yaml:4: guests[0].security_group.inbound[0].remote: prefix "10.0.0.1/8" has host bits set`}},
+		{"sg default", "ports:\n  - name: a\n    socket: /s\n    security_group:\n      inbound_default: reject\n",
+			[]string{`bad.yaml:5: ports[0].security_group.inbound_default: action "reject": want allow or deny`}},
+		{"sg acl words", "ports:\n  - name: a\n    socket: /s\n    security_group:\n      ingress: []\n",
+			[]string{`bad.yaml:5: ports[0].security_group.ingress: unknown key (known keys here: inbound, inbound_default, outbound, outbound_default)`}},
+		{"sg rule key", "ports:\n  - name: a\n    socket: /s\n    security_group:\n      outbound:\n        - {protocol: udp, dst_ports: 53}\n",
+			[]string{`bad.yaml:6: ports[0].security_group.outbound[0].dst_ports: unknown key (known keys here: family, ports, protocol, remote)`}},
+		{"sg family", "ports:\n  - name: a\n    socket: /s\n    security_group:\n      outbound:\n        - family: ipv4\n",
+			[]string{`bad.yaml:6: ports[0].security_group.outbound[0].family: want an integer, got "ipv4"`}},
+		{"conntrack limits", "conntrack:\n  max_entries: 1000\n  max_entries_per_port: 2000\n",
+			[]string{`bad.yaml:3: conntrack.max_entries_per_port: max_entries_per_port 2000: above max_entries (1000)`}},
+		{"conntrack default limit", "conntrack:\n  max_entries_per_port: 2000000\n",
+			[]string{`bad.yaml:2: conntrack.max_entries_per_port: max_entries_per_port 2000000: above max_entries (1048576)`}},
+		{"conntrack negative", "conntrack:\n  max_entries: -1\n", []string{`bad.yaml:2: conntrack.max_entries: max_entries -1: outside 1..16777216`}},
+		{"conntrack timeouts", "conntrack:\n  timeouts:\n    udp: 30\n    tcp_established: -1s\n    icmp: 1000h\n    tcp_syn: 1s\n",
+			[]string{`bad.yaml:3: conntrack.timeouts.udp: "30" is not a duration`, `bad.yaml:6: conntrack.timeouts.tcp_syn: unknown key (known keys here: icmp, other, tcp_close,`}},
+		{"conntrack timeout range", "conntrack:\n  timeouts:\n    tcp_established: -1s\n    icmp: 1000h\n",
+			[]string{`bad.yaml:3: conntrack.timeouts.tcp_established: negative timeout -1s`, `bad.yaml:4: conntrack.timeouts.icmp: 1000h0m0s above 720h0m0s`}},
+		{"conntrack under switch", "switch:\n  conntrack: {max_entries: 5}\n", []string{`bad.yaml:2: switch.conntrack: unknown key`}},
 		{"empty", "", []string{`bad.yaml:1: (file): empty topology`}},
 		{"not yaml", "ports: [\n", []string{`bad.yaml: yaml:`}},
 	} {
@@ -157,5 +189,73 @@ func TestACLs(t *testing.T) {
 	var none *ACL
 	if in, eg := none.Lists(); len(in.Rules)+len(eg.Rules) != 0 {
 		t.Errorf("nil ACL lists = %+v %+v", in, eg)
+	}
+}
+
+// TestSecurityGroups: a port's, the uplink's and a guest's security group
+// in a file, as the switch gets them, and the conntrack section.
+func TestSecurityGroups(t *testing.T) {
+	tp, err := Parse("sg.yaml", []byte(`conntrack:
+  max_entries: 200000
+  max_entries_per_port: 1000
+  timeouts:
+    tcp_established: 1h
+    udp: 1m
+ports:
+  - name: a
+    socket: /s
+    security_group:
+      inbound:
+        - {protocol: tcp, ports: 22, remote: 10.0.0.0/8}
+        - {protocol: icmpv6, family: 6}
+      outbound:
+        - protocol: udp
+          ports: "53"
+          remote: 2001:db8::1
+      outbound_default: deny
+uplink:
+  if: x
+  security_group: {}
+guests:
+  - name: g
+    security_group:
+      inbound_default: allow
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := tp.Ports[0].SecurityGroup.Group()
+	if g == nil || g.InboundDefault != vswitch.ACLDeny || g.OutboundDefault != vswitch.ACLDeny || len(g.Inbound) != 2 || len(g.Outbound) != 1 ||
+		g.Inbound[0].Proto != 6 || g.Inbound[0].Ports != (vswitch.PortRange{From: 22, To: 22}) || g.Inbound[0].Remote.String() != "10.0.0.0/8" ||
+		g.Inbound[1].Family != 6 || g.Outbound[0].Remote.Bits() != 128 {
+		t.Errorf("port a's group = %+v", g)
+	}
+	if u := tp.Uplink.SecurityGroup.Group(); u == nil || !reflect.DeepEqual(*u, vswitch.SecurityGroup{InboundDefault: vswitch.ACLDeny, OutboundDefault: vswitch.ACLAllow,
+		Inbound: []vswitch.SGRule{}, Outbound: []vswitch.SGRule{}}) {
+		t.Errorf("the uplink's group (the clouds' defaults) = %+v", u)
+	}
+	if gg := tp.Guests[0].SecurityGroup.Group(); gg == nil || gg.InboundDefault != vswitch.ACLAllow {
+		t.Errorf("guest's group = %+v", gg)
+	}
+	var none *SecurityGroup
+	if none.Group() != nil {
+		t.Error("a nil group converts to a group")
+	}
+	if tp.Ports[0].SecurityGroup.LineOf("inbound") != 11 || tp.Ports[0].SecurityGroup.Outbound[0].LineOf("remote") != 17 {
+		t.Errorf("lines: inbound %d, outbound[0].remote %d", tp.Ports[0].SecurityGroup.LineOf("inbound"), tp.Ports[0].SecurityGroup.Outbound[0].LineOf("remote"))
+	}
+	cc := tp.Conntrack.Config()
+	if cc.TableLimit != 200000 || cc.ZoneLimit != 1000 || cc.Timeouts.TCPEstablished != time.Hour || cc.Timeouts.UDP != time.Minute || cc.Timeouts.ICMP != 0 {
+		t.Errorf("conntrack config = %+v", cc)
+	}
+	var noCT *Conntrack
+	if noCT.Config() != (conntrack.Config{}) {
+		t.Error("no conntrack section is not the defaults")
+	}
+	if err := api.CheckConntrackLimits(0, 0, [2]string{"a", "b"}); err != nil {
+		t.Errorf("defaults: %v", err)
+	}
+	if err := api.CheckConntrackLimits(0, 1<<30, [2]string{"--x", "--y"}); err == nil || !strings.HasPrefix(err.Error(), "--y 1073741824: outside") {
+		t.Errorf("absurd per-port limit: %v", err)
 	}
 }

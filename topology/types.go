@@ -14,11 +14,13 @@ import (
 // Topology is a whole topology file.
 type Topology struct {
 	Pos
-	File   string  `yaml:"-"`
-	Switch Switch  `yaml:"switch"`
-	Ports  []Port  `yaml:"ports"`
-	Uplink *Uplink `yaml:"uplink"`
-	Guests []Guest `yaml:"guests"`
+	File   string `yaml:"-"`
+	Switch Switch `yaml:"switch"`
+	// Conntrack is the security groups' connection tracking (secgroup.go).
+	Conntrack *Conntrack `yaml:"conntrack"`
+	Ports     []Port     `yaml:"ports"`
+	Uplink    *Uplink    `yaml:"uplink"`
+	Guests    []Guest    `yaml:"guests"`
 }
 
 // Switch is the switch's own settings.
@@ -86,6 +88,9 @@ type PortSettings struct {
 	// (default true: only its mac and allowed_macs).
 	PortSecurity *bool `yaml:"port_security"`
 	ACL          *ACL  `yaml:"acl"` // ingress and egress rules (acl.go)
+	// SecurityGroup is the port's stateful inbound and outbound rules
+	// (secgroup.go).
+	SecurityGroup *SecurityGroup `yaml:"security_group"`
 }
 
 // Port is a port of the daemon: a vhost-user socket that QEMU, DPDK or

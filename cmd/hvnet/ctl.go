@@ -54,6 +54,15 @@ const ctlUsage = `usage: hvnet ctl [--socket PATH] [--json] [--wait D] COMMAND
   acl PORT set FILE                   replace it live from a JSON file ("-": stdin), e.g.
                                       {"default":"deny","rules":[{"action":"allow","protocol":"tcp","dst_ports":"22"},
                                        {"action":"deny","direction":"egress","protocol":"udp","dst_ports":"53"}]}
+  sg PORT [show]                      a port's security group: stateful rules for new connections inbound
+                                      (toward its guest) and outbound (opened by it) (--json: the form set reads)
+  sg PORT set FILE [--flush]          give it one or replace its rules live from a JSON file ("-": stdin);
+                                      tracked connections stay unless --flush, e.g.
+                                      {"inbound":[{"protocol":"tcp","ports":"22","remote":"10.0.0.0/8"}],
+                                       "inbound_default":"deny","outbound_default":"allow"}
+  sg PORT delete                      remove it and its tracked connections
+  conntrack [PORT] [--limit N]        connection tracking: per port, or one port's connections and counters
+  conntrack PORT --flush              forget a port's tracked connections
   trace --in PORT --src MAC --dst MAC [--vlan N] [--pcp N] [--ethertype 0x800] [--src-ip A --dst-ip B]
         [--proto tcp|udp|N] [--sport N] [--dport N] [--size N]
                                       what the switch would do with such a frame, step by step
@@ -224,6 +233,10 @@ func (c *ctl) run(cmd string, args []string) error {
 		return c.capture(args)
 	case "acl":
 		return c.acl(args)
+	case "sg":
+		return c.sg(args)
+	case "conntrack":
+		return c.conntrack(args)
 	case "trace":
 		return c.trace(args)
 	case "config":
@@ -377,6 +390,7 @@ func (c *ctl) port(name string) error {
 	if p.Guest != nil {
 		rows = append(rows, [2]string{"guest", guestString(p.Guest)})
 	}
+	rows = append(rows, [2]string{"security group", sgString(p.SecurityGroup)})
 	for _, r := range rows {
 		fmt.Fprintf(tw, "%s:\t%s\n", r[0], r[1])
 	}

@@ -28,7 +28,8 @@ func (ctlPort) Caps() vswitch.Caps         { return 0 }
 // file mirrors go to a temporary directory.
 func ctlDaemon(t *testing.T) (*vswitch.Switch, string) {
 	t.Helper()
-	sw := vswitch.New(vswitch.Config{Clock: vswitch.NewManualClock(1_700_000_000_000_000_000)})
+	clock := vswitch.NewManualClock(1_700_000_000_000_000_000)
+	sw := vswitch.New(vswitch.Config{Clock: clock})
 	for _, n := range []string{"a", "b"} {
 		if _, err := sw.AddPort(vswitch.PortConfig{Name: n, PVID: 10}, ctlPort{}); err != nil {
 			t.Fatal(err)
@@ -36,7 +37,7 @@ func ctlDaemon(t *testing.T) (*vswitch.Switch, string) {
 	}
 	sock := filepath.Join(t.TempDir(), "api.sock")
 	ctx, cancel := context.WithCancel(context.Background())
-	srv := api.NewServer(sw, api.Options{CaptureDir: filepath.Join(filepath.Dir(sock), "captures")})
+	srv := api.NewServer(sw, api.Options{CaptureDir: filepath.Join(filepath.Dir(sock), "captures"), Clock: clock})
 	l, err := api.Listen(sock)
 	if err != nil {
 		t.Fatal(err)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -14,15 +15,36 @@ import (
 // "hvnet ctl config": the running configuration as a topology file that
 // "hvnet up" accepts: the switch-wide settings, and every port the daemon
 // made (vhost-user, uplinks, lab guests and any other kind) with its
-// switch settings, rates and ACLs as they are now.
+// switch settings, rates, ACLs and security groups as they are now, and
+// the connection tracking's limits and timeouts.
 
 // The topology file's shapes (package topology), with empty fields left
 // out.
 type (
 	cfgFile struct {
-		Switch cfgSwitch  `yaml:"switch"`
-		Ports  []cfgPort  `yaml:"ports,omitempty"`
-		Uplink *cfgUplink `yaml:"uplink,omitempty"`
+		Switch    cfgSwitch     `yaml:"switch"`
+		Conntrack *cfgConntrack `yaml:"conntrack,omitempty"`
+		Ports     []cfgPort     `yaml:"ports,omitempty"`
+		Uplink    *cfgUplink    `yaml:"uplink,omitempty"`
+	}
+	cfgConntrack struct {
+		MaxEntries        int         `yaml:"max_entries,omitempty"`
+		MaxEntriesPerPort int         `yaml:"max_entries_per_port,omitempty"`
+		Timeouts          cfgTimeouts `yaml:"timeouts"`
+	}
+	cfgTimeouts struct { // api.ConntrackTimeouts: the API's keys are the file's
+		TCPSynSent     string `yaml:"tcp_syn_sent,omitempty"`
+		TCPSynRecv     string `yaml:"tcp_syn_recv,omitempty"`
+		TCPEstablished string `yaml:"tcp_established,omitempty"`
+		TCPFinWait     string `yaml:"tcp_fin_wait,omitempty"`
+		TCPCloseWait   string `yaml:"tcp_close_wait,omitempty"`
+		TCPLastAck     string `yaml:"tcp_last_ack,omitempty"`
+		TCPTimeWait    string `yaml:"tcp_time_wait,omitempty"`
+		TCPClose       string `yaml:"tcp_close,omitempty"`
+		UDP            string `yaml:"udp,omitempty"`
+		UDPStream      string `yaml:"udp_stream,omitempty"`
+		ICMP           string `yaml:"icmp,omitempty"`
+		Other          string `yaml:"other,omitempty"`
 	}
 	cfgSwitch struct {
 		API             string `yaml:"api"`
@@ -62,6 +84,19 @@ type (
 		AllowedMACs  []string  `yaml:"allowed_macs,omitempty,flow"`
 		PortSecurity *bool     `yaml:"port_security,omitempty"`
 		ACL          *cfgACL   `yaml:"acl,omitempty"`
+		SG           *cfgSG    `yaml:"security_group,omitempty"`
+	}
+	cfgSG struct {
+		Inbound         []cfgSGRule `yaml:"inbound,omitempty"`
+		Outbound        []cfgSGRule `yaml:"outbound,omitempty"`
+		InboundDefault  string      `yaml:"inbound_default"`
+		OutboundDefault string      `yaml:"outbound_default"`
+	}
+	cfgSGRule struct {
+		Protocol string `yaml:"protocol,omitempty"`
+		Ports    string `yaml:"ports,omitempty"`
+		Remote   string `yaml:"remote,omitempty"`
+		Family   int    `yaml:"family,omitempty"`
 	}
 	cfgLimit struct {
 		RateBPS             int64 `yaml:"rate_bps,omitempty"`
@@ -108,7 +143,22 @@ func (c *ctl) config(args []string) error {
 	if ok, err := c.get(http.MethodGet, "/v1/switch", nil, &sw); !ok {
 		return err
 	}
-	f, left := runningConfig(c.c.Socket, sw, ps)
+	groups := map[string]api.SecurityGroup{} // port answers sum groups up: the rules are asked for
+	for _, p := range ps {
+		if p.SecurityGroup == nil {
+			continue
+		}
+		g, err := c.c.SecurityGroup(c.ctx, p.Name)
+		var ae *api.Error
+		if errors.As(err, &ae) && ae.Status == http.StatusNotFound {
+			continue // removed meanwhile
+		}
+		if err != nil {
+			return err
+		}
+		groups[p.Name] = g
+	}
+	f, left := runningConfig(c.c.Socket, sw, ps, groups)
 	var b bytes.Buffer
 	enc := yaml.NewEncoder(&b)
 	enc.SetIndent(2)
@@ -123,11 +173,21 @@ func (c *ctl) config(args []string) error {
 	return err
 }
 
-// runningConfig turns the daemon's ports into a topology file, and says
-// what it had to leave out.
-func runningConfig(socket string, sw api.SwitchInfo, ps []api.Port) (cfgFile, []string) {
+// runningConfig turns the daemon's ports (and their security groups, by
+// port) into a topology file, and says what it had to leave out.
+func runningConfig(socket string, sw api.SwitchInfo, ps []api.Port, groups map[string]api.SecurityGroup) (cfgFile, []string) {
 	f := cfgFile{Switch: cfgSwitch{API: socket, MetricsAddr: sw.MetricsAddr, Aging: sw.Aging, FDBMaxEntries: sw.FDBMaxEntries,
 		MACLimit: sw.MACLimit, MACMoveHoldDown: sw.MACMoveHoldDown}}
+	if ct := sw.Conntrack; ct != nil {
+		f.Conntrack = &cfgConntrack{MaxEntries: ct.MaxEntries, MaxEntriesPerPort: ct.MaxEntriesPerPort, Timeouts: cfgTimeouts(ct.Timeouts)}
+	}
+	settingsOf := func(p api.Port) cfgSettings {
+		s := settingsOf(p)
+		if g, ok := groups[p.Name]; ok {
+			s.SG = sgOf(g)
+		}
+		return s
+	}
 	var left []string
 	opt := func(p api.Port, k string) string {
 		if v := p.Options[k]; len(v) > 0 {
@@ -198,6 +258,18 @@ func settingsOf(p api.Port) cfgSettings {
 		s.ACL = acl
 	}
 	return s
+}
+
+// sgOf is a security group in the topology file's form.
+func sgOf(g api.SecurityGroup) *cfgSG {
+	rules := func(rs []api.SGRule) []cfgSGRule {
+		var out []cfgSGRule
+		for _, r := range rs {
+			out = append(out, cfgSGRule(r))
+		}
+		return out
+	}
+	return &cfgSG{Inbound: rules(g.Inbound), Outbound: rules(g.Outbound), InboundDefault: g.InboundDefault, OutboundDefault: g.OutboundDefault}
 }
 
 func limitOf(r api.RateLimit) *cfgLimit {

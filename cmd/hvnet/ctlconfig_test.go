@@ -27,7 +27,7 @@ func TestRunningConfigKinds(t *testing.T) {
 			Config: api.PortConfig{Name: "u", Mode: "trunk", AllowedVLANs: []int{10, 20}, NativeVLAN: 1}},
 		{Name: "x", Config: api.PortConfig{Name: "x", Mode: "access", PVID: 1}},
 	}
-	f, left := runningConfig("/run/hvnet.sock", sw, ps)
+	f, left := runningConfig("/run/hvnet.sock", sw, ps, nil)
 	if len(left) != 1 || !strings.Contains(left[0], "port x") {
 		t.Errorf("left out %q, want port x (not the daemon's)", left)
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"hvnet/api"
+	"hvnet/conntrack"
 	"hvnet/daemon"
 	_ "hvnet/daemon/kinds" // every port kind hvnet ships
 	"hvnet/images"
@@ -42,6 +43,8 @@ func cmdSwitch(e *env, args []string) int {
 	aging := fs.Duration("aging", 300*time.Second, "FDB aging time")
 	fdbMax := fs.Int("fdb-max-entries", vswitch.DefaultFDBMaxEntries, "learned FDB entries in the whole switch; a frame from a new MAC past it is dropped (drop reason fdb_full)")
 	macLimit := fs.Int("mac-limit", vswitch.DefaultMACLimit, "learned MACs per port, for ports without mac-limit= (-1: none); a frame from a new MAC past it is dropped (mac_limit)")
+	ctMax := fs.Int("conntrack-max-entries", conntrack.DefaultTableLimit, "connections tracked for security groups over every port (topology: conntrack.max_entries); a new connection past it is dropped (ct_full)")
+	ctPerPort := fs.Int("conntrack-max-entries-per-port", conntrack.DefaultZoneLimit, "connections tracked per port with a security group (conntrack.max_entries_per_port); a new connection past it is dropped (ct_full)")
 	holdDown := fs.Duration("mac-move-hold-down", vswitch.DefaultMACMoveHoldDown, "a learned MAC moves to another port only after this long without frames on its own; until then such frames are dropped (mac_move); negative: no hold-down")
 	apiSock := fs.String("api", envOr("HVNET_SOCKET", defaultSocket), "control API socket (\"\": no API)")
 	apiMode := fs.String("api-mode", "", "the API socket's mode, octal (default 0600: root alone; 0660 with --api-group)")
@@ -71,11 +74,14 @@ func cmdSwitch(e *env, args []string) int {
 	}
 	lim.ReadHeaderTimeout = min(lim.ReadTimeout, api.DefaultReadHeaderTimeout)
 	cfg := daemon.Config{Aging: *aging, API: *apiSock,
-		FDBMaxEntries: *fdbMax, MACLimit: *macLimit, MACMoveHoldDown: *holdDown,
+		FDBMaxEntries: *fdbMax, MACLimit: *macLimit, MACMoveHoldDown: *holdDown, Conntrack: conntrack.Config{TableLimit: *ctMax, ZoneLimit: *ctPerPort},
 		RunDir: *runDir, CaptureDir: *captureDir, APILimits: lim, MetricsAddr: *metricsAddr, BuildInfo: buildInfo(),
 		Images: guestImages{kernel: *kernel, initrd: *initrd,
 			build: func(ctx context.Context) (*images.Set, error) { return buildImages(ctx, e) }}.resolve}
 	if err := cfg.CheckFDB(); err != nil {
+		return fail(e, fmt.Errorf("%w: switch: %v", errUsage, err))
+	}
+	if err := cfg.CheckConntrack(); err != nil {
 		return fail(e, fmt.Errorf("%w: switch: %v", errUsage, err))
 	}
 	access, err := daemon.ParseSocketAccess(*apiMode, *apiOwner, *apiGroup, [3]string{"--api-mode", "--api-owner", "--api-group"})

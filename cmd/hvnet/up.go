@@ -69,8 +69,9 @@ func cmdUp(e *env, args []string) int {
 	cfg.Images = guestImages{kernel: *kernel, initrd: *initrd, build: build}.resolve
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	// SIGHUP re-reads the file and applies its ports, uplink and ACLs
-	// (its switch settings and guests take effect at the next start).
+	// SIGHUP re-reads the file and applies its ports, uplink, ACLs and
+	// security groups (its switch settings, conntrack section and guests
+	// take effect at the next start).
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -128,7 +129,7 @@ func cmdUp(e *env, args []string) int {
 					e.log.Error("reload: the new configuration is refused; the running one stays", "error", err)
 					continue
 				}
-				if _, err := r.Reload(ctx, next.Ports, next.ACLs); err != nil {
+				if _, err := r.Reload(ctx, next.Ports, next.ACLs, next.SecurityGroups); err != nil {
 					e.log.Error("reload: stopped at a failure", "error", err)
 				}
 			}
@@ -258,6 +259,7 @@ func labGuests(t *topology.Topology) ([]lab.GuestConfig, error) {
 			return nil, err
 		}
 		lg.ACL, lg.EgressACL = g.ACL.Lists()
+		lg.SecurityGroup = g.SecurityGroup.Group()
 		gs = append(gs, lg)
 	}
 	return gs, nil
@@ -267,11 +269,11 @@ func labGuests(t *topology.Topology) ([]lab.GuestConfig, error) {
 // configuration, lab guests aside (labGuests).
 func topologyConfig(t *topology.Topology) (daemon.Config, error) {
 	cfg := daemon.Config{API: t.Switch.API, MetricsAddr: t.Switch.MetricsAddr, Aging: t.Switch.Aging, FDBMaxEntries: t.Switch.FDBMaxEntries,
-		MACLimit: t.Switch.MACLimit, MACMoveHoldDown: t.Switch.MACMoveHoldDown}
+		MACLimit: t.Switch.MACLimit, MACMoveHoldDown: t.Switch.MACMoveHoldDown, Conntrack: t.Conntrack.Config()}
 	if cfg.API == "" {
 		cfg.API = envOr("HVNET_SOCKET", defaultSocket)
 	}
-	add := func(kind string, port vswitch.PortConfig, v daemon.Values, opts topology.Options, line func(string) int, acl *topology.ACL) error {
+	add := func(kind string, port vswitch.PortConfig, v daemon.Values, opts topology.Options, line func(string) int, s *topology.PortSettings) error {
 		for k, vs := range v {
 			if len(vs) == 1 && vs[0] == "" {
 				delete(v, k)
@@ -296,9 +298,12 @@ func topologyConfig(t *topology.Topology) (daemon.Config, error) {
 			return fmt.Errorf("%s: port %s: %v", t.File, port.Name, err)
 		}
 		cfg.Ports = append(cfg.Ports, p)
-		if acl != nil {
-			in, out := acl.Lists()
+		if s.ACL != nil {
+			in, out := s.ACL.Lists()
 			cfg.ACLs = append(cfg.ACLs, daemon.PortACL{Port: port.Name, In: in, Out: out})
+		}
+		if g := s.SecurityGroup.Group(); g != nil {
+			cfg.SecurityGroups = append(cfg.SecurityGroups, daemon.PortSG{Port: port.Name, Group: *g})
 		}
 		return nil
 	}
@@ -311,13 +316,13 @@ func topologyConfig(t *topology.Topology) (daemon.Config, error) {
 		if p.Queues > 0 {
 			v["queues"] = []string{strconv.Itoa(p.Queues)}
 		}
-		if err := add(kind, p.Config(p.Name), v, p.Options, p.LineOf, p.ACL); err != nil {
+		if err := add(kind, p.Config(p.Name), v, p.Options, p.LineOf, &p.PortSettings); err != nil {
 			return cfg, err
 		}
 	}
 	if u := t.Uplink; u != nil {
 		v := daemon.Values{"if": {u.Interface}, "tx": {u.TXMode}}
-		if err := add(api.KindUplink, u.Config(u.Name), v, topology.Options{}, u.LineOf, u.ACL); err != nil {
+		if err := add(api.KindUplink, u.Config(u.Name), v, topology.Options{}, u.LineOf, &u.PortSettings); err != nil {
 			return cfg, err
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -389,6 +390,9 @@ func TestCtlConfigRoundTrip(t *testing.T) {
 	file := filepath.Join(dir, "in.yaml")
 	os.WriteFile(file, []byte(fmt.Sprintf(`switch:
   api: %[1]s
+conntrack:
+  max_entries_per_port: 1000
+  timeouts: {udp: 1m}
 ports:
   - name: a
     socket: %[2]s/a.sock
@@ -404,6 +408,11 @@ ports:
       rules:
         - {action: allow, protocol: tcp, dst_ports: "22"}
         - {action: deny, direction: egress, dst_ip: 10.9.0.0/16}
+    security_group:
+      inbound:
+        - {protocol: tcp, ports: 22, remote: 10.0.0.0/8}
+        - {protocol: icmp}
+      outbound_default: deny
   - name: b
     socket: %[2]s/b.sock
     mode: client
@@ -431,9 +440,23 @@ ports:
 		}
 		return ps
 	}
+	group := func() (api.SecurityGroup, *api.ConntrackSettings) {
+		t.Helper()
+		c := api.NewClient(sock)
+		g, err := c.SecurityGroup(context.Background(), "a")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var si api.SwitchInfo
+		if err := c.Do(context.Background(), http.MethodGet, "/v1/switch", nil, &si); err != nil {
+			t.Fatal(err)
+		}
+		return g, si.Conntrack
+	}
 	d := startHvnet(t, nil, "up", file)
 	d.waitAPI(t, sock)
 	before := state()
+	sgBefore, ctBefore := group()
 	code, out, errs := runCtl(t, sock, "config")
 	if code != 0 {
 		t.Fatalf("ctl config: %d %s", code, errs)
@@ -444,6 +467,10 @@ ports:
 	d = startHvnet(t, nil, "up", again)
 	d.waitAPI(t, sock)
 	after := state()
+	if sgAfter, ctAfter := group(); !reflect.DeepEqual(sgBefore, sgAfter) || !reflect.DeepEqual(ctBefore, ctAfter) ||
+		len(sgBefore.Inbound) != 2 || ctBefore.MaxEntriesPerPort != 1000 || ctBefore.Timeouts.UDP != "1m0s" {
+		t.Errorf("security group / conntrack after a restart: %+v %+v; before %+v %+v\nfile:\n%s", sgAfter, ctAfter, sgBefore, ctBefore, out)
+	}
 	if !reflect.DeepEqual(before, after) {
 		b1, _ := json.MarshalIndent(before, "", " ")
 		b2, _ := json.MarshalIndent(after, "", " ")
