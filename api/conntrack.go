@@ -277,7 +277,7 @@ func (s *Server) getPortConntrack(w http.ResponseWriter, r *http.Request) {
 	// The first limit entries the zone yields: the answer is bounded
 	// whatever the port holds, and the walk stops there.
 	var got []conntrack.Entry
-	z.Entries(s.clock.Now(), func(en conntrack.Entry) bool {
+	z.Entries(s.sw.Now(), func(en conntrack.Entry) bool {
 		got = append(got, en)
 		return len(got) < limit
 	})

@@ -136,7 +136,7 @@ func newEnvWith(t *testing.T, opts func(*Options)) *env {
 		e.h[c.Name], e.p[c.Name] = h, p
 	}
 	e.captureDir, e.socketDir = t.TempDir(), t.TempDir()
-	o := Options{Ports: e.factory, CaptureDir: e.captureDir, SocketDir: e.socketDir, Clock: e.clock}
+	o := Options{Ports: e.factory, CaptureDir: e.captureDir, SocketDir: e.socketDir}
 	if opts != nil {
 		opts(&o)
 	}

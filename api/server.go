@@ -80,9 +80,6 @@ type Options struct {
 	// those GET /v1/conntrack and the metrics report (nil: package
 	// conntrack's defaults, as a switch made with a zero Config.Conntrack).
 	Switch *SwitchInfo
-	// Clock is the switch's (vswitch.Config.Clock), by which tracked
-	// connections time out; nil: vswitch.RealClock, the switch's default.
-	Clock vswitch.Clock
 }
 
 // Server serves the API for one switch. Its methods are safe for
@@ -99,7 +96,6 @@ type Server struct {
 	stats                 limitStats
 	build                 prometheus.Labels
 	switchInfo            SwitchInfo
-	clock                 vswitch.Clock
 
 	// cfgMu serialises every configuration change made through the API
 	// (PATCH, mirror flags), so read-modify-write of a port's config is atomic.
@@ -121,9 +117,6 @@ func NewServer(sw *vswitch.Switch, o Options) *Server {
 		build: o.BuildInfo}
 	if o.Switch != nil {
 		s.switchInfo = *o.Switch
-	}
-	if s.clock = o.Clock; s.clock == nil {
-		s.clock = vswitch.RealClock{}
 	}
 	s.switchInfo.Version, s.switchInfo.Revision = o.BuildInfo["version"], o.BuildInfo["revision"]
 	s.fan = newFanout(o.CaptureQueue)

@@ -334,6 +334,10 @@ func (s *Switch) Flush(port string, vid uint16) (int, error) {
 	}), nil
 }
 
+// Now is the switch's time (Config.Clock), in nanoseconds: what its FDB
+// entries and tracked connections age by.
+func (s *Switch) Now() int64 { return s.clock.Now() }
+
 // Expire removes dynamic entries older than the aging time and returns how
 // many. Lookups already ignore them; this frees their memory and their
 // port's MAC-limit slots.

@@ -37,7 +37,7 @@ func ctlDaemon(t *testing.T) (*vswitch.Switch, string) {
 	}
 	sock := filepath.Join(t.TempDir(), "api.sock")
 	ctx, cancel := context.WithCancel(context.Background())
-	srv := api.NewServer(sw, api.Options{CaptureDir: filepath.Join(filepath.Dir(sock), "captures"), Clock: clock})
+	srv := api.NewServer(sw, api.Options{CaptureDir: filepath.Join(filepath.Dir(sock), "captures")})
 	l, err := api.Listen(sock)
 	if err != nil {
 		t.Fatal(err)
