@@ -47,7 +47,7 @@ func TestEgressACL(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(tr.EgressDenied) != 1 || tr.EgressDenied[0] != (TraceDenied{Port: "b", Rule: "0"}) || len(tr.Outputs) != 1 || tr.Outputs[0].Port != "t" {
+	if len(tr.EgressDenied) != 1 || tr.EgressDenied[0] != (TraceDenied{Port: "b", Reason: "acl", Rule: "0"}) || len(tr.Outputs) != 1 || tr.Outputs[0].Port != "t" {
 		t.Errorf("trace: outputs %+v, egress denied %+v", tr.Outputs, tr.EgressDenied)
 	}
 	fams := scrape(t, e)

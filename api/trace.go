@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strconv"
+	"strings"
 
 	vswitch "hvnet/switch"
 )
@@ -26,7 +27,11 @@ type TraceRequest struct {
 	Protocol    string `json:"protocol,omitempty"`
 	SrcPort     int    `json:"src_port,omitempty"`
 	DstPort     int    `json:"dst_port,omitempty"`
-	Size        int    `json:"size,omitempty"` // frame bytes without FCS; 0: minimum
+	// TCPFlags of a TCP frame: names joined by commas (fin, syn, rst,
+	// psh, ack, urg), e.g. "syn,ack"; empty: syn, a connection's first
+	// segment (what a security group decides on).
+	TCPFlags string `json:"tcp_flags,omitempty"`
+	Size     int    `json:"size,omitempty"` // frame bytes without FCS; 0: minimum
 }
 
 // TraceStep is one decision of a trace.
@@ -55,16 +60,34 @@ type TraceResult struct {
 	Outputs []TraceOutput `json:"outputs"`
 	Drop    string        `json:"drop,omitempty"`
 	Flooded bool          `json:"flooded"`
-	// EgressDenied lists the destinations whose egress ACL would drop the
-	// frame (an "acl" drop there), with the deciding rule.
+	// EgressDenied lists the destinations whose egress ACL or security
+	// group would drop the frame, with the drop reason counted there.
 	EgressDenied []TraceDenied `json:"egress_denied,omitempty"`
 }
 
-// TraceDenied is a destination whose egress ACL denies the frame. Rule is
-// the index among the port's egress rules, or "default".
+// TraceDenied is a destination that would drop the frame on its way out.
+// Reason is the drop reason counted there: "acl" (its egress ACL; Rule is
+// the index among its egress rules, or "default"), or its security
+// group's "security_group", "ct_invalid" or "ct_full".
 type TraceDenied struct {
-	Port string `json:"port"`
-	Rule string `json:"rule"`
+	Port   string `json:"port"`
+	Reason string `json:"reason"`
+	Rule   string `json:"rule,omitempty"`
+}
+
+// tcpFlagBits are TraceRequest.TCPFlags' names.
+var tcpFlagBits = map[string]uint8{"fin": 0x01, "syn": 0x02, "rst": 0x04, "psh": 0x08, "ack": 0x10, "urg": 0x20}
+
+func parseTCPFlags(s string) (uint8, *Error) {
+	var f uint8
+	for _, n := range strings.Split(s, ",") {
+		b, ok := tcpFlagBits[strings.ToLower(strings.TrimSpace(n))]
+		if !ok {
+			return 0, badField("tcp_flags", "%q: want names among fin, syn, rst, psh, ack, urg joined by commas", n)
+		}
+		f |= b
+	}
+	return f, nil
 }
 
 func fromTrace(q TraceRequest) (vswitch.TraceFrame, *Error) {
@@ -135,6 +158,14 @@ func fromTrace(q TraceRequest) (vswitch.TraceFrame, *Error) {
 		}
 		*p.to = uint16(p.v)
 	}
+	if q.TCPFlags != "" {
+		if f.Proto != 6 {
+			return f, badField("tcp_flags", "TCP flags need protocol tcp")
+		}
+		if f.TCPFlags, e = parseTCPFlags(q.TCPFlags); e != nil {
+			return f, e
+		}
+	}
 	if q.Size < 0 || q.Size > MaxMTU+18 {
 		return f, badField("size", "size %d outside 0..%d", q.Size, MaxMTU+18)
 	}
@@ -156,11 +187,14 @@ func toAPITrace(r vswitch.TraceResult) TraceResult {
 		out.Outputs[i] = t
 	}
 	for _, d := range r.Denied {
-		rule := "default"
-		if d.Rule >= 0 {
-			rule = strconv.Itoa(d.Rule)
+		t := TraceDenied{Port: d.Port, Reason: d.Reason}
+		if d.Reason == vswitch.DropACL.String() {
+			t.Rule = "default"
+			if d.Rule >= 0 {
+				t.Rule = strconv.Itoa(d.Rule)
+			}
 		}
-		out.EgressDenied = append(out.EgressDenied, TraceDenied{Port: d.Port, Rule: rule})
+		out.EgressDenied = append(out.EgressDenied, t)
 	}
 	return out
 }

@@ -127,6 +127,7 @@ func (c *ctl) trace(args []string) error {
 	fs.StringVar(&q.Protocol, "proto", "", "tcp, udp, icmp, icmpv6 or a number")
 	fs.IntVar(&q.SrcPort, "sport", 0, "TCP/UDP source port")
 	fs.IntVar(&q.DstPort, "dport", 0, "TCP/UDP destination port")
+	fs.StringVar(&q.TCPFlags, "tcp-flags", "", "TCP flags joined by commas: fin, syn, rst, psh, ack, urg (default syn)")
 	fs.IntVar(&q.Size, "size", 0, "frame size in bytes (0: minimum)")
 	if _, err := parseWithPositional(fs, args, 0); err != nil {
 		return err
@@ -184,7 +185,11 @@ func printTrace(w io.Writer, q api.TraceRequest, r api.TraceResult) error {
 		fmt.Fprintf(w, "result: %s %s\n", how, strings.Join(outs, ", "))
 	}
 	for _, d := range r.EgressDenied {
-		fmt.Fprintf(w, "denied on egress: port %s (egress rule %s)\n", d.Port, d.Rule)
+		if d.Rule != "" {
+			fmt.Fprintf(w, "denied on egress: port %s (egress rule %s)\n", d.Port, d.Rule)
+			continue
+		}
+		fmt.Fprintf(w, "denied on egress: port %s (its security group: %s)\n", d.Port, d.Reason)
 	}
 	return nil
 }
