@@ -1,0 +1,265 @@
+package conntrack
+
+import (
+	"bytes"
+	"encoding/binary"
+	"testing"
+)
+
+// fuzzSeeds are frames of every kind, for both fuzz targets.
+func fuzzSeeds() [][]byte {
+	seg := tcpseg{sport: 1, dport: 2, seq: 3, ack: 4, flags: FlagSYN | FlagACK, win: 5, wscale: 7,
+		sack: []uint32{1, 2}, ts: true, paylen: 10}.bytes()
+	l3s := [][]byte{
+		ip4(guest4, remote4, protoTCP, seg, ip4opts{options: 4}),
+		ip4(guest4, remote4, protoUDP, udp(1, 2, 3), ip4opts{}),
+		ip4(guest4, remote4, protoICMP, icmpMsg(8, 0, 1, 1, nil), ip4opts{}),
+		ip4(router4, guest4, protoICMP, icmpMsg(3, 4, 0, 0, ip4(guest4, remote4, protoUDP, udp(1, 2, 0), ip4opts{})), ip4opts{}),
+		ip4(guest4, remote4, protoUDP, udp(1, 2, 3000)[:1480], ip4opts{id: 7, mf: true}),
+		ip4(guest4, remote4, protoUDP, make([]byte, 100), ip4opts{id: 7, fragOff: 185}),
+		ip4(guest4, remote4, 47, make([]byte, 8), ip4opts{}),
+		ip6(guest6, remote6, []ext6hdr{opts6(protoHopByHop, 1), opts6(protoRouting, 1), frag6(0, true, 9)}, protoTCP, seg),
+		ip6(guest6, remote6, []ext6hdr{frag6(3, false, 9)}, protoTCP, make([]byte, 24)),
+		ip6(guest6, remote6, nil, protoICMPv6, icmpMsg(129, 0, 1, 1, nil)),
+		ip6(router6, guest6, nil, protoICMPv6, icmpMsg(2, 0, 0, 1280, ip6(guest6, remote6, []ext6hdr{opts6(protoDstOpts, 1)}, protoTCP, seg))),
+		ip6("fe80::1", "ff02::1", nil, protoICMPv6, icmpMsg(135, 0, 0, 0, make([]byte, 16))),
+		ip6(guest6, remote6, []ext6hdr{{typ: protoAH, body: make([]byte, 10)}}, protoUDP, udp(1, 2, 0)),
+	}
+	var out [][]byte
+	for _, l3 := range l3s {
+		et := uint16(EtherTypeIPv4)
+		if l3[0]>>4 == 6 {
+			et = EtherTypeIPv6
+		}
+		f, _ := eth(et, l3, false)
+		out = append(out, f)
+	}
+	return out
+}
+
+// checkPacket checks what Parse must guarantee of any input.
+func checkPacket(t *testing.T, p *Packet, et uint16, dir Dir) {
+	if p.Dir != dir || p.Kind > KindMalformed {
+		t.Fatalf("dir %v kind %v", p.Dir, p.Kind)
+	}
+	if et != EtherTypeIPv4 && et != EtherTypeIPv6 && p.Kind != KindUntracked {
+		t.Fatalf("non-IP %#x parsed as %v", et, p.Kind)
+	}
+	switch p.Kind {
+	case KindTCP, KindUDP, KindICMPEcho, KindICMPError, KindOther, KindFragment:
+		want := uint8(4)
+		if et == EtherTypeIPv6 {
+			want = 6
+		}
+		if p.Key.Family != want {
+			t.Fatalf("%v with family %d", p.Kind, p.Key.Family)
+		}
+		if want == 4 && (p.Key.Local[10] != 0xff || p.Key.Local[11] != 0xff || p.Key.Remote[10] != 0xff) {
+			t.Fatalf("IPv4 address not mapped: %v", p.Key.Local)
+		}
+	}
+	switch p.Kind {
+	case KindTCP:
+		if p.Key.Proto != protoTCP || p.WScale < -1 || p.WScale > 14 || (p.WScale >= 0 && p.Flags&FlagSYN == 0) || p.Flags > 0x3f {
+			t.Fatalf("tcp %+v", p)
+		}
+	case KindUDP:
+		if p.Key.Proto != protoUDP {
+			t.Fatalf("udp proto %d", p.Key.Proto)
+		}
+	case KindICMPEcho:
+		if p.Key.RPort != 0 || (p.Key.Proto != protoICMP && p.Key.Proto != protoICMPv6) {
+			t.Fatalf("echo %+v", p.Key)
+		}
+	case KindICMPError:
+		if p.Inner.Family != p.Key.Family {
+			t.Fatalf("inner family %d, outer %d", p.Inner.Family, p.Key.Family)
+		}
+	case KindFragment:
+		if p.FragOff == 0 || p.FragFirst {
+			t.Fatalf("fragment offset %d first %v", p.FragOff, p.FragFirst)
+		}
+	}
+	if p.FragFirst && p.FragOff != 0 {
+		t.Fatal("first fragment with an offset")
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	for _, s := range fuzzSeeds() {
+		f.Add(s, 14, s[12]>>4 == 8, false)
+	}
+	f.Fuzz(func(t *testing.T, data []byte, l3 int, v6, inbound bool) {
+		et := uint16(EtherTypeIPv4)
+		if v6 {
+			et = EtherTypeIPv6
+		}
+		if l3%7 == 3 {
+			et = 0x0806
+		}
+		dir := Outbound
+		if inbound {
+			dir = Inbound
+		}
+		orig := append([]byte(nil), data...)
+		var p, q Packet
+		Parse(data, l3, et, dir, &p)
+		if !bytes.Equal(orig, data) {
+			t.Fatal("Parse wrote to the frame")
+		}
+		checkPacket(t, &p, et, dir)
+		// Deterministic, and the other direction mirrors the key.
+		Parse(data, l3, et, 1-dir, &q)
+		if q.Kind != p.Kind {
+			t.Fatalf("kind %v one way, %v the other", p.Kind, q.Kind)
+		}
+		if p.Kind != KindMalformed && p.Kind != KindUntracked {
+			lp, rp := p.Key.RPort, p.Key.LPort // ports swap, but an echo's identifier stays
+			if p.Kind == KindICMPEcho {
+				lp, rp = p.Key.LPort, p.Key.RPort
+			}
+			if q.Key.Local != p.Key.Remote || q.Key.Remote != p.Key.Local || q.Key.LPort != lp || q.Key.RPort != rp {
+				t.Fatalf("keys %+v / %+v", p.Key, q.Key)
+			}
+		}
+		if p.Kind == KindICMPError && (q.Inner.Local != p.Inner.Remote || q.Inner.Remote != p.Inner.Local) {
+			t.Fatalf("inner keys %+v / %+v", p.Inner, q.Inner)
+		}
+	})
+}
+
+// FuzzTrack feeds a sequence of frames, some raw (mutated seeds), some
+// TCP/UDP/ICMP frames built from a few fields over a handful of keys (so
+// that they meet existing entries), to two zones of a small table, and
+// checks the verdicts against the kinds and the limits after each.
+func FuzzTrack(f *testing.F) {
+	seeds := fuzzSeeds()
+	f.Add([]byte{0, 0, 1, 2, 0, 0, 0, 0, 0, 0, 1, 1, 3, 0x12, 0, 0, 0, 0, 2, 0, 2, 0x10, 0, 0, 0, 0})
+	f.Add(bytes.Repeat([]byte{1, 5, 1, 0x02, 9, 9, 9, 9, 0}, 10))
+	for i, s := range seeds {
+		f.Add(append([]byte{0xff, byte(i), byte(len(s))}, s...))
+	}
+	f.Fuzz(runTrackProg)
+}
+
+func runTrackProg(t *testing.T, prog []byte) {
+	const zoneLimit, tableLimit = 8, 12
+	if len(prog) > 1024 {
+		prog = prog[:1024] // long programs add little and slow the minimizer down
+	}
+	{
+		tb := NewTable(Config{ZoneLimit: zoneLimit, TableLimit: tableLimit})
+		zs := [2]*Zone{tb.NewZone(), tb.NewZone()}
+		now := int64(1000 * sec)
+		hosts := []string{"10.0.0.1", "10.0.0.2", "192.0.2.1"}
+		hosts6 := []string{"2001:db8::1", "2001:db8::2", "2001:db8::3"}
+		for len(prog) >= 9 {
+			op, b := prog[0], prog[1:9]
+			prog = prog[9:]
+			z := zs[op&1]
+			dir := Dir(op >> 1 & 1)
+			now += int64(b[7]) * int64(b[7]) * sec / 4
+			var frame []byte
+			l3, et := 14, uint16(EtherTypeIPv4)
+			if op == 0xff { // a raw frame: b[1] bytes of the program
+				n := min(int(b[1]), len(prog))
+				frame = prog[:n]
+				prog = prog[n:]
+				if len(frame) > 12 && frame[12] == 0x86 {
+					et = EtherTypeIPv6
+				}
+			} else {
+				v6 := op>>2&1 == 1
+				src, dst := b[0]%3, b[0]/3%3
+				sp, dp := uint16(b[1]%4), uint16(80)
+				var l4 []byte
+				proto := uint8(protoTCP)
+				switch op >> 3 & 3 {
+				case 0, 1:
+					l4 = tcpseg{sport: sp, dport: dp, seq: binary.BigEndian.Uint32(b[3:7]) & 0xffff00ff,
+						ack: uint32(b[5]) << 16, flags: b[2] & 0x3f, win: uint16(b[6]) << 8, wscale: int(b[6]&15) - 1,
+						paylen: int(b[4] & 0x3f)}.bytes()
+				case 2:
+					proto, l4 = protoUDP, udp(sp, dp, int(b[4]&7))
+				case 3:
+					proto = protoICMP
+					if v6 {
+						proto = protoICMPv6
+					}
+					l4 = icmpMsg(b[2], 0, sp, 0, nil)
+				}
+				var ip []byte
+				if v6 {
+					et = EtherTypeIPv6
+					ip = ip6(hosts6[src], hosts6[dst], nil, proto, l4)
+				} else {
+					ip = ip4(hosts[src], hosts[dst], proto, l4, ip4opts{id: uint16(b[5]), mf: b[2]&0x80 != 0})
+				}
+				frame, _ = eth(et, ip, false)
+			}
+			var p Packet
+			Parse(frame, l3, et, dir, &p)
+			v := z.Track(&p, now)
+			switch {
+			case p.Kind == KindUntracked:
+				if v != Untracked {
+					t.Fatalf("untracked frame: %v", v)
+				}
+			case p.Kind == KindMalformed:
+				if v != Invalid {
+					t.Fatalf("malformed frame: %v", v)
+				}
+			case p.Kind == KindICMPError:
+				if v != Related && v != Invalid {
+					t.Fatalf("icmp error: %v", v)
+				}
+			case p.Kind == KindFragment:
+				if v == New || v == Related {
+					t.Fatalf("fragment: %v", v)
+				}
+			case v == Untracked || v == Related:
+				t.Fatalf("%v: %v", p.Kind, v)
+			}
+			before := z.Len()
+			if v == New {
+				ok := z.Commit(&p, now)
+				if ok && z.Len() > before+1 {
+					t.Fatal("commit added more than one entry")
+				}
+				if ok && z.Len() == before+1 { // a new entry (not an existing one's key)
+					if v2 := z.Track(&p, now); v2 == New || v2 == Untracked || v2 == Related {
+						t.Fatalf("after commit: %v", v2)
+					}
+				}
+			}
+			for _, zz := range zs {
+				if zz.Len() > zoneLimit || zz.Len() < 0 {
+					t.Fatalf("zone holds %d", zz.Len())
+				}
+			}
+			if tb.Len() > tableLimit || tb.Len() != zs[0].Len()+zs[1].Len() {
+				t.Fatalf("table holds %d (%d+%d)", tb.Len(), zs[0].Len(), zs[1].Len())
+			}
+			if op&0x40 != 0 {
+				z.Sweep(now)
+			}
+			if op&0xe0 == 0xe0 {
+				z.Flush()
+			}
+		}
+		for _, z := range zs {
+			n := 0
+			z.Entries(now, func(Entry) bool { n++; return true })
+			if n > z.Len() {
+				t.Fatalf("%d entries listed, %d counted", n, z.Len())
+			}
+			z.Sweep(now + 1e18)
+			if z.Len() != 0 {
+				t.Fatalf("%d left after the end of time", z.Len())
+			}
+		}
+		if tb.Len() != 0 {
+			t.Fatalf("table holds %d", tb.Len())
+		}
+	}
+}
