@@ -125,6 +125,19 @@ func FuzzParse(f *testing.F) {
 		if p.Kind == KindICMPError && (q.Inner.Local != p.Inner.Remote || q.Inner.Remote != p.Inner.Local) {
 			t.Fatalf("inner keys %+v / %+v", p.Inner, q.Inner)
 		}
+		// The head alone (a switch's copy of a frame whose payload stays
+		// in the sender's memory) gives the same packet, or Malformed
+		// when a header is cut.
+		for _, k := range []int{l3 + 20, l3 + 40, l3 + 60, 128} {
+			if k < 0 || k >= len(data) {
+				continue
+			}
+			var h Packet
+			ParseHead(data[:k], len(data), l3, et, dir, &h)
+			if h != p && h.Kind != KindMalformed {
+				t.Fatalf("head of %d bytes: %+v\nwhole frame: %+v", k, h, p)
+			}
+		}
 	})
 }
 
@@ -199,7 +212,16 @@ func runTrackProg(t *testing.T, prog []byte) {
 			}
 			var p Packet
 			Parse(frame, l3, et, dir, &p)
+			// Peek says what Track will, and changes nothing.
+			n0, c0 := z.Len(), z.Counters()
+			pv := z.Peek(&p, now)
+			if n1, c1 := z.Len(), z.Counters(); n1 != n0 || c1 != c0 {
+				t.Fatalf("Peek changed the zone: %d entries %+v, then %d %+v", n0, c0, n1, c1)
+			}
 			v := z.Track(&p, now)
+			if pv != v {
+				t.Fatalf("Peek said %v, Track %v (kind %v flags %#x)", pv, v, p.Kind, p.Flags)
+			}
 			switch {
 			case p.Kind == KindUntracked:
 				if v != Untracked {

@@ -50,6 +50,17 @@ var be = binary.BigEndian
 // offload sends partial ones (virtio 1.2 §5.1.6.2), and its stack
 // verifies what it receives.
 func Parse(data []byte, l3 int, etherType uint16, dir Dir, p *Packet) {
+	ParseHead(data, len(data), l3, etherType, dir, p)
+}
+
+// ParseHead is Parse for a frame of frameLen bytes of which data holds
+// only the first (a switch that copies a frame's head out of the sender's
+// memory and leaves the payload there): the lengths in the headers are
+// checked against frameLen, the headers themselves must be in data (a
+// header cut by the end of data is KindMalformed), and the TCP payload
+// length comes from the IP header's lengths. frameLen below len(data) is
+// taken as len(data).
+func ParseHead(data []byte, frameLen int, l3 int, etherType uint16, dir Dir, p *Packet) {
 	*p = Packet{Dir: dir, Kind: KindUntracked, WScale: -1}
 	if etherType != EtherTypeIPv4 && etherType != EtherTypeIPv6 {
 		return
@@ -58,10 +69,11 @@ func Parse(data []byte, l3 int, etherType uint16, dir Dir, p *Packet) {
 		p.Kind = KindMalformed
 		return
 	}
+	frameLen = max(frameLen, len(data))
 	if etherType == EtherTypeIPv4 {
-		parseIPv4(data[l3:], p)
+		parseIPv4(data[l3:], frameLen-l3, p)
 	} else {
-		parseIPv6(data[l3:], p)
+		parseIPv6(data[l3:], frameLen-l3, p)
 	}
 }
 
@@ -103,18 +115,18 @@ func setPorts(k *Key, sport, dport uint16, dir Dir) {
 }
 
 // parseIPv4 parses an IPv4 header (RFC 791 §3.1) and what follows.
-func parseIPv4(b []byte, p *Packet) {
+func parseIPv4(b []byte, n int, p *Packet) {
 	if len(b) < 20 || b[0]>>4 != 4 {
 		p.Kind = KindMalformed
 		return
 	}
 	ihl := int(b[0]&0x0f) * 4
 	total := int(be.Uint16(b[2:4]))
-	if ihl < 20 || total < ihl || total > len(b) {
+	if ihl < 20 || total < ihl || total > n || ihl > len(b) {
 		p.Kind = KindMalformed
 		return
 	}
-	b = b[:total]
+	b = b[:min(total, len(b))]
 	k := &p.Key
 	k.Family = 4
 	k.Proto = b[9]
@@ -131,22 +143,22 @@ func parseIPv4(b []byte, p *Packet) {
 	}
 	// The largest transport payload this datagram can have once
 	// reassembled (an upper bound for first fragments).
-	parseL4(b[ihl:], 65535-ihl, p)
+	parseL4(b[ihl:], total-ihl, 65535-ihl, p)
 }
 
 // parseIPv6 parses an IPv6 header (RFC 8200 §3), its extension headers
 // (§4) and what follows.
-func parseIPv6(b []byte, p *Packet) {
+func parseIPv6(b []byte, n int, p *Packet) {
 	if len(b) < 40 || b[0]>>4 != 6 {
 		p.Kind = KindMalformed
 		return
 	}
 	plen := int(be.Uint16(b[4:6]))
-	if plen == 0 || 40+plen > len(b) {
+	if plen == 0 || 40+plen > n {
 		p.Kind = KindMalformed
 		return
 	}
-	b = b[:40+plen]
+	b = b[:min(40+plen, len(b))]
 	k := &p.Key
 	k.Family = 6
 	setAddrs6(k, b[8:24], b[24:40], p.Dir)
@@ -154,7 +166,7 @@ func parseIPv6(b []byte, p *Packet) {
 	case protoHopByHop, protoRouting, protoFragment, protoAH, protoDstOpts:
 	default: // no extension header: the common case, without the walk
 		k.Proto = nh
-		parseL4(b[40:], 65535, p)
+		parseL4(b[40:], plen, 65535, p)
 		return
 	}
 	w := walkExt6(b, 40, b[6])
@@ -176,7 +188,7 @@ func parseIPv6(b []byte, p *Packet) {
 		p.Kind = KindMalformed
 		return
 	}
-	parseL4(b[w.off:], 65535-(w.off-40), p)
+	parseL4(b[w.off:], 40+plen-w.off, 65535-(w.off-40), p)
 }
 
 // ext6 is the result of walking IPv6 extension headers.
@@ -249,11 +261,13 @@ func walkExt6(b []byte, off int, nh uint8) ext6 {
 // maxPay bounds the transport payload of the whole datagram: a first
 // fragment's TCP PayLen is that bound, as the real length is not known
 // without reassembly (window tracking takes it as an upper bound).
-func parseL4(b []byte, maxPay int, p *Packet) {
+// parseL4 parses the transport header in b, which holds the first bytes
+// of the n the IP header says the transport part has.
+func parseL4(b []byte, n, maxPay int, p *Packet) {
 	k := &p.Key
 	switch k.Proto {
 	case protoTCP:
-		parseTCP(b, maxPay, p)
+		parseTCP(b, n, maxPay, p)
 	case protoUDP:
 		// RFC 768. The length field covers the whole datagram, so a
 		// first fragment's is larger than what it carries.
@@ -263,7 +277,7 @@ func parseL4(b []byte, maxPay int, p *Packet) {
 		}
 		if !p.FragFirst {
 			ul := int(be.Uint16(b[4:6]))
-			if ul < 8 || ul > len(b) {
+			if ul < 8 || ul > n {
 				p.Kind = KindMalformed
 				return
 			}
@@ -290,7 +304,7 @@ func parseL4(b []byte, maxPay int, p *Packet) {
 // parseTCP parses a TCP header (RFC 9293 §3.1) and, bounded by the data
 // offset (at most 40 bytes), its window scale (RFC 7323 §2, SYN only)
 // and SACK (RFC 2018 §3) options.
-func parseTCP(b []byte, maxPay int, p *Packet) {
+func parseTCP(b []byte, n, maxPay int, p *Packet) {
 	if len(b) < 20 {
 		p.Kind = KindMalformed
 		return
@@ -307,9 +321,9 @@ func parseTCP(b []byte, maxPay int, p *Packet) {
 	p.Flags = b[13] & 0x3f
 	p.Win = be.Uint16(b[14:16])
 	if p.FragFirst {
-		p.PayLen = uint32(max(maxPay-doff, len(b)-doff))
+		p.PayLen = uint32(max(maxPay-doff, n-doff))
 	} else {
-		p.PayLen = uint32(len(b) - doff)
+		p.PayLen = uint32(n - doff)
 	}
 	p.Kind = KindTCP
 	if doff > 20 {

@@ -245,15 +245,16 @@ func dhcpReply(p *conntrack.Packet) bool {
 		(k.Family == 4 && k.RPort == 67 && k.LPort == 68 || k.Family == 6 && k.RPort == 547 && k.LPort == 546)
 }
 
-// verdict tracks the frame in data (l3, et: l3Offset's answer) through
+// verdict tracks the frame whose head is data (total bytes in all; l3,
+// et: l3Offset's answer) through
 // set's zone in direction dir at time now, committing a new connection
 // the rules allow, and returns why it is to be dropped, or dropNone. p is
 // the caller's scratch; v the conntrack verdict (for trace).
-func (set *sgSet) verdict(data []byte, l3 int, et uint16, dir conntrack.Dir, now int64, p *conntrack.Packet) (DropReason, conntrack.Verdict) {
+func (set *sgSet) verdict(data []byte, total, l3 int, et uint16, dir conntrack.Dir, now int64, p *conntrack.Packet) (DropReason, conntrack.Verdict) {
 	if l3 < 0 {
 		return dropNone, conntrack.Untracked
 	}
-	conntrack.Parse(data, l3, et, dir, p)
+	conntrack.ParseHead(data, total, l3, et, dir, p)
 	if p.Kind == conntrack.KindUntracked || dhcpReply(p) {
 		return dropNone, conntrack.Untracked
 	}
