@@ -117,7 +117,7 @@ func OpenSystem(path string) (*System, error) {
 		return nil, fmt.Errorf("kvm: open %s: %w", path, err)
 	}
 	s := &System{fd: fd}
-	v, err := unix.IoctlRetInt(fd, kvmGetAPIVersion)
+	v, err := retryEINTR(func() (int, error) { return unix.IoctlRetInt(fd, kvmGetAPIVersion) })
 	if err != nil {
 		s.Close()
 		return nil, ioctlError("KVM_GET_API_VERSION", err)
@@ -143,7 +143,7 @@ func (s *System) CheckExtension(capability int) (int, error) {
 
 // VCPUMmapSize returns the size of a vCPU's kvm_run area.
 func (s *System) VCPUMmapSize() (int, error) {
-	n, err := unix.IoctlRetInt(s.fd, kvmGetVCPUMmapSize)
+	n, err := retryEINTR(func() (int, error) { return unix.IoctlRetInt(s.fd, kvmGetVCPUMmapSize) })
 	if err != nil {
 		return 0, ioctlError("KVM_GET_VCPU_MMAP_SIZE", err)
 	}
@@ -152,7 +152,7 @@ func (s *System) VCPUMmapSize() (int, error) {
 
 // CreateVM creates a virtual machine.
 func (s *System) CreateVM() (*VM, error) {
-	fd, err := unix.IoctlRetInt(s.fd, kvmCreateVM)
+	fd, err := retryEINTR(func() (int, error) { return unix.IoctlRetInt(s.fd, kvmCreateVM) })
 	if err != nil {
 		return nil, ioctlError("KVM_CREATE_VM", err)
 	}

@@ -11,22 +11,39 @@ import (
 // ioctlRetArg issues an ioctl whose argument is an integer and returns the
 // ioctl's non-negative result.
 func ioctlRetArg(fd int, req uint, arg uintptr) (int, error) {
-	r, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), uintptr(req), arg)
-	if errno != 0 {
-		return int(r), errno
+	for {
+		r, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), uintptr(req), arg)
+		if errno == unix.EINTR && req != kvmRun {
+			continue // see retryEINTR
+		}
+		if errno != 0 {
+			return int(r), errno
+		}
+		return int(r), nil
 	}
-	return int(r), nil
+}
+
+// retryEINTR runs an ioctl again while it fails with EINTR. Go's runtime
+// signals its threads (goroutine preemption, SIGURG), and KVM's setup
+// ioctls give up with EINTR when a signal is pending: seen as
+// KVM_CREATE_VM failing in the nested test host. They have done nothing
+// then, so trying again is right. KVM_RUN is the exception: its EINTR is
+// how a vCPU is kicked out of the guest (VCPU.Run returns it).
+func retryEINTR(f func() (int, error)) (int, error) {
+	for {
+		r, err := f()
+		if err != unix.EINTR {
+			return r, err
+		}
+	}
 }
 
 // ioctlBytes issues an ioctl whose argument points at buf, which holds the
 // kernel structure in its little-endian wire layout. buf is Go memory kept
 // alive for the duration of the call.
 func ioctlBytes(fd int, req uint, buf []byte) error {
-	_, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), uintptr(req), uintptr(unsafe.Pointer(&buf[0])))
-	if errno != 0 {
-		return errno
-	}
-	return nil
+	_, err := ioctlBytesRet(fd, req, buf)
+	return err
 }
 
 // hostAddr returns the host virtual address of a mapping.
@@ -41,11 +58,13 @@ func getU64(b []byte) uint64    { return binary.LittleEndian.Uint64(b) }
 
 // ioctlBytesRet is ioctlBytes returning the ioctl's result.
 func ioctlBytesRet(fd int, req uint, buf []byte) (int, error) {
-	r, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), uintptr(req), uintptr(unsafe.Pointer(&buf[0])))
-	if errno != 0 {
-		return int(r), errno
-	}
-	return int(r), nil
+	return retryEINTR(func() (int, error) {
+		r, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), uintptr(req), uintptr(unsafe.Pointer(&buf[0])))
+		if errno != 0 {
+			return int(r), errno
+		}
+		return int(r), nil
+	})
 }
 
 // mapAligned maps the memory file at a 2 MiB aligned host address: a
