@@ -46,14 +46,6 @@ func udp4Frame(dst, src vswitch.MAC, sip, dip string, sport, dport uint16) []byt
 	return b
 }
 
-// stubConntrack reports whether package conntrack is still its API's stub
-// (Parse tracks nothing): tests of tracked traffic wait for the real one.
-func stubConntrack() bool {
-	var p conntrack.Packet
-	conntrack.Parse(udp4Frame(mac(2), mac(1), "10.0.0.1", "10.0.0.2", 1, 2), 14, 0x0800, conntrack.Outbound, &p)
-	return p.Kind == conntrack.KindUntracked
-}
-
 func TestSecurityGroupEndpoints(t *testing.T) {
 	e := newEnv(t)
 	c := ctx(t)
@@ -288,11 +280,8 @@ func TestConntrackMetrics(t *testing.T) {
 
 // Tracked traffic through the endpoints: a denied inbound connection is a
 // security_group drop of the port; an outbound one is listed with its
-// reply, counted, and flushed. Needs package conntrack's implementation.
+// reply, counted, and flushed.
 func TestSecurityGroupTraffic(t *testing.T) {
-	if stubConntrack() {
-		t.Skip("package conntrack is its API's stub: nothing is tracked yet")
-	}
 	e := newEnv(t)
 	c := ctx(t)
 	if _, err := e.c.SetSecurityGroup(c, "a", SecurityGroup{}, false); err != nil { // inbound deny, outbound allow
