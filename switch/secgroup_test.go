@@ -432,3 +432,61 @@ func TestSecurityGroupTrace(t *testing.T) {
 		t.Fatalf("a trace committed %d connections", n)
 	}
 }
+
+// Rules replaced over and over (one goroutine) while an established
+// connection carries traffic both ways (another): not one of its frames is
+// dropped; afterwards the rules in force decide new connections.
+func TestSecurityGroupRulesChangedUnderTraffic(t *testing.T) {
+	ts := sgSwitch(t, conntrack.Config{})
+	ts.learn()
+	open := DefaultSecurityGroup()
+	open.Inbound = []SGRule{{Proto: 17}}
+	closed := DefaultSecurityGroup()
+	ts.setSG("a", &open, false)
+	ts.in("a", udpDgram(gA4, gB4, 10))
+	ts.in("b", udpDgram(gB4, gA4, 10))
+	ts.got("a")
+	ts.got("b")
+	const n = 2000
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range n {
+			sg := &open
+			if i%2 == 1 {
+				sg = &closed
+			}
+			if err := ts.sw.SetSecurityGroup("a", sg, false); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	var sent [2]int
+	for i := 0; i < n; i++ {
+		ts.h["a"].Input([]Frame{{Data: udpDgram(gA4, gB4, 10)}})
+		ts.h["b"].Input([]Frame{{Data: udpDgram(gB4, gA4, 10)}})
+		sent[0]++
+		sent[1]++
+	}
+	<-done
+	if d := ts.h["a"].Counters().Drops; d != ([NumDropReasons]uint64{}) {
+		t.Fatalf("drops on a while rules changed: %v", d)
+	}
+	if ga, gb := ts.got("a"), ts.got("b"); ga != sent[1] || gb != sent[0] {
+		t.Fatalf("a got %d of %d, b %d of %d", ga, sent[1], gb, sent[0])
+	}
+	// Closed now (the last of an even count of changes): a new inbound
+	// connection is refused; open again, it passes.
+	ts.setSG("a", &closed, false)
+	b2 := gB4
+	b2.port = 7777
+	ts.in("b", udpDgram(b2, gA4, 10))
+	ts.setSG("a", &open, false)
+	b3 := gB4
+	b3.port = 7778
+	ts.in("b", udpDgram(b3, gA4, 10))
+	if got, d := ts.got("a"), ts.drops("a", DropSecurityGroup); got != 1 || d != 1 {
+		t.Fatalf("after the changes: a got %d (want 1), security_group drops %d (want 1)", got, d)
+	}
+}
