@@ -132,18 +132,6 @@ func toAPICTCounters(c conntrack.Counters) ConntrackCounters {
 		Expired: c.Expired, Flushed: c.Flushed, Related: c.Related, FragDropped: c.FragDropped}
 }
 
-func (c *ConntrackCounters) add(o ConntrackCounters) {
-	c.Entries += o.Entries
-	c.New += o.New
-	c.Invalid += o.Invalid
-	c.PortFull += o.PortFull
-	c.TableFull += o.TableFull
-	c.Expired += o.Expired
-	c.Flushed += o.Flushed
-	c.Related += o.Related
-	c.FragDropped += o.FragDropped
-}
-
 // ConntrackPackets are a connection's frames per direction, seen from
 // the port's guest.
 type ConntrackPackets struct {
@@ -231,15 +219,11 @@ func entryCmp(a, b conntrack.Entry) int {
 		slices.Compare(x.Local[:], y.Local[:]), cmp.Compare(x.LPort, y.LPort))
 }
 
-// ctLimits are the switch's connection-tracking limits: those the daemon
-// said it runs with (Options.Switch), else package conntrack's defaults
-// (a switch made with a zero Config.Conntrack).
+// ctLimits are the switch's connection-tracking limits, as its table
+// holds them.
 func (s *Server) ctLimits() (table, perPort int) {
-	c := ConntrackInfo(conntrack.Config{})
-	if sc := s.switchInfo.Conntrack; sc != nil {
-		c = *sc
-	}
-	return c.MaxEntries, c.MaxEntriesPerPort
+	t := s.sw.ConntrackTable()
+	return t.Limit(), t.ZoneLimit()
 }
 
 // portZone returns the named port's connection-tracking zone, or the
@@ -314,10 +298,11 @@ func (s *Server) conntrackSummary() ConntrackSummary {
 	table, perPort := s.ctLimits()
 	out := ConntrackSummary{MaxEntries: table, MaxEntriesPerPort: perPort, Ports: []PortConntrackSummary{}}
 	portZones(s.sw, func(port string, z *conntrack.Zone) {
-		c := toAPICTCounters(z.Counters())
-		out.Ports = append(out.Ports, PortConntrackSummary{Port: port, Counters: c})
-		out.Counters.add(c)
+		out.Ports = append(out.Ports, PortConntrackSummary{Port: port, Counters: toAPICTCounters(z.Counters())})
 	})
+	// The table's own totals: they keep the counts of groups since
+	// removed.
+	out.Counters = toAPICTCounters(s.sw.ConntrackTable().Counters())
 	return out
 }
 

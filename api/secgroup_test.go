@@ -193,11 +193,13 @@ func TestConntrackEndpoints(t *testing.T) {
 	if err != nil || len(sum.Ports) != 2 || sum.Ports[0].Port != "a" || sum.Ports[1].Port != "b" {
 		t.Fatalf("conntrack = %+v, %v", sum, err)
 	}
-	// The daemon's limits, when it says them.
-	info := SwitchInfo{Conntrack: &ConntrackSettings{MaxEntries: 5000, MaxEntriesPerPort: 50}}
-	e2 := newEnvWith(t, func(o *Options) { o.Switch = &info })
-	if sum, err := e2.c.Conntrack(c); err != nil || sum.MaxEntries != 5000 || sum.MaxEntriesPerPort != 50 {
-		t.Fatalf("conntrack with limits = %+v, %v", sum, err)
+	if sum.MaxEntries != conntrack.DefaultTableLimit || sum.MaxEntriesPerPort != conntrack.DefaultZoneLimit {
+		t.Fatalf("default limits: %+v", sum)
+	}
+	// The limits the switch's table holds.
+	sw := vswitch.New(vswitch.Config{Conntrack: conntrack.Config{TableLimit: 5000, ZoneLimit: 50}})
+	if sum := NewServer(sw, Options{}).conntrackSummary(); sum.MaxEntries != 5000 || sum.MaxEntriesPerPort != 50 {
+		t.Fatalf("conntrack with limits = %+v", sum)
 	}
 }
 

@@ -172,6 +172,10 @@ func (t *Table) Len() int { return int(t.count.Load()) }
 // Limit returns the global entry limit.
 func (t *Table) Limit() int { return int(t.limit) }
 
+// ZoneLimit returns the entry limit new zones get (Config.ZoneLimit, or
+// its default).
+func (t *Table) ZoneLimit() int { return t.cfg.ZoneLimit }
+
 // Counters returns the sum of every zone's counters, closed zones
 // included (their Entries are 0).
 func (t *Table) Counters() Counters {
