@@ -211,7 +211,7 @@ func startDaemon(t *testing.T, cfg Config) (*vswitch.Switch, *api.Client, string
 	t.Helper()
 	dir := t.TempDir()
 	cfg.API = filepath.Join(dir, "api.sock")
-	sw := vswitch.New(vswitch.Config{})
+	sw := vswitch.New(cfg.SwitchConfig()) // as Serve makes it
 	r, err := Start(context.Background(), hclog.NewNullLogger(), sw, cfg, true)
 	if err != nil {
 		t.Fatal(err)
