@@ -105,7 +105,6 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	gauge := func(d *prometheus.Desc, v float64, l ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, l...)
 	}
-	var ctTotal uint64 // tracked connections over every port
 	for _, pc := range c.sw.Counters() {
 		counter(c.packets, float64(pc.RxPackets), pc.Name, "ingress")
 		counter(c.packets, float64(pc.TxPackets), pc.Name, "egress")
@@ -132,7 +131,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 				counter(c.aclHits, float64(d.s.hits.Default), pc.Name, d.dir, "default")
 			}
 			if z := h.Conntrack(); z != nil {
-				ctTotal += c.collectConntrack(ch, pc.Name, z.Counters())
+				c.collectConntrack(ch, pc.Name, z.Counters())
 			}
 		}
 		if c.dev != nil {
@@ -140,7 +139,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	table, perPort := c.ctLimits()
-	gauge(c.ctTableEntries, float64(ctTotal))
+	gauge(c.ctTableEntries, float64(c.sw.ConntrackTable().Len()))
 	gauge(c.ctMax, float64(table))
 	gauge(c.ctMaxPerPort, float64(perPort))
 	sc := c.sw.SwitchCounters()
@@ -161,9 +160,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-// collectConntrack exports one port's connection-tracking counters and
-// returns its entries.
-func (c *collector) collectConntrack(ch chan<- prometheus.Metric, port string, cc conntrack.Counters) uint64 {
+// collectConntrack exports one port's connection-tracking counters.
+func (c *collector) collectConntrack(ch chan<- prometheus.Metric, port string, cc conntrack.Counters) {
 	m := func(d *prometheus.Desc, t prometheus.ValueType, v uint64, l ...string) {
 		ch <- prometheus.MustNewConstMetric(d, t, float64(v), append([]string{port}, l...)...)
 	}
@@ -173,7 +171,6 @@ func (c *collector) collectConntrack(ch chan<- prometheus.Metric, port string, c
 	m(c.ctFull, prometheus.CounterValue, cc.ZoneFull, "port")
 	m(c.ctFull, prometheus.CounterValue, cc.TableFull, "table")
 	m(c.ctExpired, prometheus.CounterValue, cc.Expired)
-	return cc.Entries
 }
 
 // collectDevice exports one port's device counters (none when dc is nil).

@@ -340,16 +340,7 @@ func (s *Switch) ConntrackTable() *conntrack.Table { return s.ct }
 
 // SweepConntrack removes timed-out connections of every port and returns
 // how many.
-func (s *Switch) SweepConntrack() int {
-	now := s.clock.Now()
-	n := 0
-	for _, h := range s.topo.Load().ports {
-		if z := h.Conntrack(); z != nil {
-			n += z.Sweep(now)
-		}
-	}
-	return n
-}
+func (s *Switch) SweepConntrack() int { return s.ct.Sweep(s.clock.Now()) }
 
 // conntrackSweepEvery is how often Run sweeps timed-out connections.
 const conntrackSweepEvery = 10 * time.Second

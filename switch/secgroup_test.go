@@ -121,6 +121,13 @@ var (
 	gB6 = ipEnd{mac(2), netip.MustParseAddr("fd00::2"), 80}
 )
 
+// sgFamilies are the two address families the tests run in: a's and b's
+// ends.
+var sgFamilies = []struct {
+	name string
+	a, b ipEnd
+}{{"ipv4", gA4, gB4}, {"ipv6", gA6, gB6}}
+
 // learn teaches the switch where the three MACs are (ARP-like frames:
 // not IP, never tracked), so unicast goes to one port.
 func (ts *testSwitch) learn() {
@@ -136,10 +143,7 @@ func (ts *testSwitch) learn() {
 // connections toward it are dropped and counted, in IPv4 and IPv6, TCP,
 // UDP and ICMP echo.
 func TestSecurityGroupEgressOnly(t *testing.T) {
-	for _, fam := range []struct {
-		name string
-		a, b ipEnd
-	}{{"ipv4", gA4, gB4}, {"ipv6", gA6, gB6}} {
+	for _, fam := range sgFamilies {
 		t.Run(fam.name, func(t *testing.T) {
 			ts := sgSwitch(t, conntrack.Config{})
 			ts.learn()
@@ -250,10 +254,7 @@ func TestSecurityGroupTimeout(t *testing.T) {
 // ICMP errors about a tracked connection pass (both families); others do
 // not.
 func TestSecurityGroupRelatedICMP(t *testing.T) {
-	for _, fam := range []struct {
-		name string
-		a, b ipEnd
-	}{{"ipv4", gA4, gB4}, {"ipv6", gA6, gB6}} {
+	for _, fam := range sgFamilies {
 		t.Run(fam.name, func(t *testing.T) {
 			ts := sgSwitch(t, conntrack.Config{})
 			ts.learn()
