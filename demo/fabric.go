@@ -130,7 +130,8 @@ ports:
       vni: ["100:10", "200:20"]
       asn: 65000
       neighbor: %s
-      hold_time: 3s
+      hold_time: 9s
+      connect_retry: 1s
 guests:
 `, sock, h.under.Addr(), peer)
 	for i, g := range h.guests {

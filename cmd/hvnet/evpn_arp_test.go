@@ -87,7 +87,7 @@ func TestEVPNARPSuppression(t *testing.T) {
 		peer := fmt.Sprintf("10.8.0.%d", 2-i)
 		h.d = startHvnet(t, []string{"ip", "netns", "exec", h.ns}, "switch", "--api", h.sock,
 			"--uplink", "name=up,if=up0,vlan=10",
-			"--port", fmt.Sprintf("kind=vxlan,name=vx,vlan=10,local=10.8.0.%d,vni=100:10,asn=65000,neighbor=%s,hold-time=3s", i+1, peer))
+			"--port", fmt.Sprintf("kind=vxlan,name=vx,vlan=10,local=10.8.0.%d,vni=100:10,asn=65000,neighbor=%s,hold-time=3s,connect-retry=1s", i+1, peer))
 		h.c = h.d.waitAPI(t, h.sock)
 	}
 	port := func(h *evpnHost) api.Port {

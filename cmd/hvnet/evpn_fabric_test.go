@@ -55,7 +55,7 @@ func TestEVPNFabric(t *testing.T) {
 		if h.n <= 2 {
 			args = append(args, "--uplink", "name=m10,if=mv10,vlan=10")
 		}
-		args = append(args, "--port", fmt.Sprintf("kind=vxlan,name=vx,trunk=10:20,local=%s,vni=100:10,vni=200:20,asn=65000,%s,hold-time=3s",
+		args = append(args, "--port", fmt.Sprintf("kind=vxlan,name=vx,trunk=10:20,local=%s,vni=100:10,vni=200:20,asn=65000,%s,hold-time=3s,connect-retry=1s",
 			h.addr, strings.Join(nbs, ",")))
 		f.start(h, args...)
 	}

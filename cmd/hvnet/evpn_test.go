@@ -23,7 +23,7 @@ func TestEVPNHosts(t *testing.T) {
 	for i, h := range f.hosts {
 		peer := f.hosts[1-i].addr
 		f.start(h, "--uplink", "name=up,if=up0,vlan=10",
-			"--port", fmt.Sprintf("kind=vxlan,name=vx,vlan=10,local=%s,vni=100:10,asn=65000,neighbor=%s,hold-time=3s", h.addr, peer))
+			"--port", fmt.Sprintf("kind=vxlan,name=vx,vlan=10,local=%s,vni=100:10,asn=65000,neighbor=%s,hold-time=3s,connect-retry=1s", h.addr, peer))
 	}
 	for i, h := range f.hosts {
 		other := f.hosts[1-i].addr

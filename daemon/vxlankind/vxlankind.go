@@ -49,6 +49,7 @@ func (kind) Options() []daemon.Option {
 		{Key: "neighbor", Value: "ADDR[:ASN]", Help: "BGP EVPN: a neighbor (repeatable; without ASN: iBGP)", Repeat: true},
 		{Key: "bgp-port", Value: "PORT", Help: "BGP EVPN: the TCP port to listen on and dial (default 179)"},
 		{Key: "hold-time", Value: "3s..", Help: "BGP EVPN: the proposed hold time (default 90s; keepalives a third of it)"},
+		{Key: "connect-retry", Value: "1s..", Help: "BGP EVPN: the least time between connection attempts to a neighbor that is down (default 10s)"},
 		{Key: "max-routes", Value: "N", Help: "BGP EVPN: routes one neighbor may send before its session is reset (default 100000)"},
 		{Key: "arp-suppress", Value: "on|off", Help: "BGP EVPN: answer ARP requests and neighbor solicitations for IPs of remote MAC/IP routes locally, not flooding them (default on)"},
 	}
@@ -139,7 +140,7 @@ func (kind) Parse(v daemon.Values, port vswitch.PortConfig) (daemon.Spec, error)
 func (s *spec) parseBGP(v daemon.Values) error {
 	as := v.Get("asn")
 	if as == "" {
-		for _, k := range []string{"router-id", "neighbor", "bgp-port", "hold-time", "max-routes", "arp-suppress"} {
+		for _, k := range []string{"router-id", "neighbor", "bgp-port", "hold-time", "connect-retry", "max-routes", "arp-suppress"} {
 			if v.Get(k) != "" {
 				return daemon.Bad(k, v.Get(k), "needs asn= (the EVPN control plane)")
 			}
@@ -187,6 +188,13 @@ func (s *spec) parseBGP(v daemon.Values) error {
 			return daemon.Bad("hold-time", h, "is not whole seconds from 3s to 65535s")
 		}
 		b.HoldTime = d
+	}
+	if c := v.Get("connect-retry"); c != "" {
+		d, err := time.ParseDuration(c)
+		if err != nil || d < time.Second || d%time.Second != 0 || d > 65535*time.Second {
+			return daemon.Bad("connect-retry", c, "is not whole seconds from 1s to 65535s")
+		}
+		b.ConnectRetry = d
 	}
 	if m := v.Get("max-routes"); m != "" {
 		n, err := strconv.Atoi(m)

@@ -243,7 +243,7 @@ func TestRemoteMACRoutes(t *testing.T) {
 
 func TestParseEVPN(t *testing.T) {
 	p, err := daemon.ParsePort(Kind, strings.Split("name=vx,vlan=10,local=10.8.0.1,vni=100:10,asn=65000,neighbor=10.8.0.2,"+
-		"neighbor=10.8.0.3:65001,bgp-port=1179,hold-time=9s,max-routes=500,router-id=1.2.3.4", ","))
+		"neighbor=10.8.0.3:65001,bgp-port=1179,hold-time=9s,connect-retry=2s,max-routes=500,router-id=1.2.3.4", ","))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -251,7 +251,7 @@ func TestParseEVPN(t *testing.T) {
 	b := s.bgp
 	if b == nil || b.ASN != 65000 || b.RouterID != netip.MustParseAddr("1.2.3.4") || b.VTEP != netip.MustParseAddr("10.8.0.1") ||
 		len(b.Neighbors) != 2 || b.Neighbors[0].ASN != 0 || b.Neighbors[1].ASN != 65001 || b.Neighbors[1].Port != 1179 ||
-		b.ListenPort != 1179 || b.HoldTime.Seconds() != 9 || b.MaxRoutesPerPeer != 500 || s.cfg.Learning {
+		b.ListenPort != 1179 || b.HoldTime.Seconds() != 9 || b.ConnectRetry.Seconds() != 2 || b.MaxRoutesPerPeer != 500 || s.cfg.Learning {
 		t.Errorf("evpn config = %+v (learning %v)", b, s.cfg.Learning)
 	}
 	if cl := s.Claims(); len(cl) != 2 || cl[1] != "bgp 10.8.0.1:1179" {
@@ -279,6 +279,8 @@ func TestParseEVPN(t *testing.T) {
 		{"asn=65000,neighbor=10.8.0.2:x", `field "neighbor": "10.8.0.2:x" is not ADDR[:ASN]`},
 		{"asn=65000,router-id=0.0.0.0", `field "router-id"`},
 		{"asn=65000,hold-time=2s", `field "hold-time": "2s" is not whole seconds`},
+		{"asn=65000,connect-retry=500ms", `field "connect-retry": "500ms" is not whole seconds`},
+		{"connect-retry=5s", `field "connect-retry": "5s" needs asn=`},
 		{"asn=65000,bgp-port=70000", `field "bgp-port"`},
 		{"asn=65000,max-routes=0", `field "max-routes"`},
 		{"arp-suppress=on", `field "arp-suppress": "on" needs asn=`},
