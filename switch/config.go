@@ -85,10 +85,18 @@ type PortConfig struct {
 	// frames, which may be up to 64 KiB plus headers). 0 means 1500.
 	MTU int
 
-	Ingress     RateLimit // policer: frames without tokens are dropped
-	Egress      RateLimit // shaper: frames wait in EgressQueue
+	Ingress RateLimit // policer: frames without tokens are dropped
+	// Egress shapes the port's egress: its capacity, which the ports
+	// sending through it share by their Allocation; frames wait in
+	// EgressQueue (per class, and per sending port for class 0).
+	Egress      RateLimit
 	EgressQueue QueueConfig
-	Storm       StormControl
+	// Classes sorts the shaped egress's frames into its classes.
+	Classes ClassMap
+	// Allocation is this port's claim on every shaped egress it sends
+	// through (sched.go).
+	Allocation Allocation
+	Storm      StormControl
 
 	// MACLimit caps the dynamic FDB entries learned on this port: 0
 	// means the switch's default (Config.MACLimit), NoMACLimit none (the
@@ -307,6 +315,12 @@ func (cfg *PortConfig) validate() error {
 	}
 	if cfg.EgressQueue.Frames < 0 || cfg.EgressQueue.Bytes < 0 {
 		return fmt.Errorf("port %q: %w: negative queue size", cfg.Name, errConfig)
+	}
+	if err := cfg.Allocation.validate(); err != nil {
+		return fmt.Errorf("port %q: %w", cfg.Name, err)
+	}
+	if err := cfg.Classes.validate(); err != nil {
+		return fmt.Errorf("port %q: %w", cfg.Name, err)
 	}
 	if cfg.MACLimit < NoMACLimit || cfg.MACLimit > MaxMACLimit {
 		return fmt.Errorf("port %q: %w: MAC limit %d outside %d (none), 0 (the default), 1..%d", cfg.Name, errConfig, cfg.MACLimit, NoMACLimit, MaxMACLimit)

@@ -508,7 +508,7 @@ func (h *PortHandle) flush() {
 		end := counts[j]
 		counts[j] = 0
 		if d := tp.ports[j]; !d.removed.Load() {
-			d.deliver(sc.sorted[start:end], sc.pcps[start:end], now)
+			d.deliver(h, sc.sorted[start:end], sc.pcps[start:end], now)
 		}
 		start = end
 	}
@@ -518,17 +518,19 @@ func (h *PortHandle) flush() {
 	sc.outs = sc.outs[:0]
 }
 
-// deliver sends frames out of port d, through its shaper if it has one.
-func (d *PortHandle) deliver(frames []Frame, pcps []uint8, now int64) {
+// deliver sends frames from port src out of port d, through d's shaper if
+// it has one.
+func (d *PortHandle) deliver(src *PortHandle, frames []Frame, pcps []uint8, now int64) {
 	if d.shaper.active.Load() {
-		d.shaper.enqueue(d, frames, pcps, now)
+		d.shaper.enqueue(d, src, frames, pcps, now)
 		return
 	}
 	d.sendCounted(frames, now)
 }
 
-// sendCounted calls Port.Send and counts the result.
-func (d *PortHandle) sendCounted(frames []Frame, now int64) {
+// sendCounted calls Port.Send, counts the result and returns how many
+// frames the port took.
+func (d *PortHandle) sendCounted(frames []Frame, now int64) int {
 	n := d.port.Send(frames)
 	n = min(max(n, 0), len(frames))
 	var nb uint64
@@ -545,4 +547,5 @@ func (d *PortHandle) sendCounted(frames []Frame, now int64) {
 			mirror(m.s, d.name, Egress, now, frames[:n])
 		}
 	}
+	return n
 }

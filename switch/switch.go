@@ -143,6 +143,9 @@ func (s *Switch) AddPort(cfg PortConfig, p Port) (*PortHandle, error) {
 	if _, ok := s.ports[cfg.Name]; ok {
 		return nil, fmt.Errorf("add port %q: %w", cfg.Name, ErrPortExists)
 	}
+	if err := s.admit(cfg); err != nil {
+		return nil, fmt.Errorf("add port %q: %w", cfg.Name, err)
+	}
 	h := &PortHandle{sw: s, port: p, name: cfg.Name, mac: own, sc: newScratch()}
 	h.index.Store(-1)
 	h.state.Store(newPortState(cfg, own))
@@ -165,7 +168,7 @@ func (h *PortHandle) configureLimits(cfg PortConfig, now int64) {
 	h.storm[stormMcast].configure(cfg.Storm.Multicast, now)
 	h.storm[stormUnknown].configure(cfg.Storm.UnknownUnicast, now)
 	h.inMu.Unlock()
-	h.shaper.configure(cfg.Egress, cfg.EgressQueue, now)
+	h.shaper.configure(cfg.Egress, cfg.EgressQueue, cfg.Classes, now)
 }
 
 // Port returns the handle of the named port, or nil.
@@ -205,6 +208,9 @@ func (s *Switch) RemovePort(name string) error {
 	}
 	h.shaper.mu.Lock()
 	h.shaper.mu.Unlock() //nolint:staticcheck // barrier for a running Poll
+	for _, o := range s.ports {
+		o.shaper.forget(h) // its frames queued at shaped egresses
+	}
 	s.log.Debug("port removed", "port", name)
 	return nil
 }
@@ -223,6 +229,9 @@ func (s *Switch) UpdatePort(cfg PortConfig) error {
 	h, ok := s.ports[cfg.Name]
 	if !ok {
 		return fmt.Errorf("update port %q: %w", cfg.Name, ErrNoSuchPort)
+	}
+	if err := s.admit(cfg); err != nil {
+		return fmt.Errorf("update port %q: %w", cfg.Name, err)
 	}
 	st := newPortState(cfg, h.mac)
 	h.configureLimits(cfg, s.clock.Now())
@@ -372,12 +381,13 @@ func (s *Switch) Poll(now int64) int64 {
 	return next
 }
 
-// Run polls the shapers every tick, expires FDB entries every second and
-// timed-out tracked connections every 10 seconds of real time until ctx is
-// done. It is for programs using RealClock; tests
-// call Poll and Expire with a ManualClock instead.
+// Run polls the shapers every tick (sooner when one of them has frames
+// due before: a reservation, a limit or the egress's tokens), expires FDB
+// entries every second and timed-out tracked connections every 10 seconds
+// of real time until ctx is done. It is for programs using RealClock;
+// tests call Poll and Expire with a ManualClock instead.
 func (s *Switch) Run(ctx context.Context, tick time.Duration) error {
-	t := time.NewTicker(tick)
+	t := time.NewTimer(tick)
 	defer t.Stop()
 	lastExpire, lastSweep := s.clock.Now(), s.clock.Now()
 	for {
@@ -386,7 +396,11 @@ func (s *Switch) Run(ctx context.Context, tick time.Duration) error {
 			return ctx.Err()
 		case <-t.C:
 			now := s.clock.Now()
-			s.Poll(now)
+			wait := tick
+			if next := s.Poll(now); next != 0 {
+				wait = min(wait, max(time.Duration(next-now), minPollWait))
+			}
+			t.Reset(wait)
 			if now-lastExpire >= nano {
 				lastExpire = now
 				if n := s.Expire(); n > 0 {
@@ -402,3 +416,7 @@ func (s *Switch) Run(ctx context.Context, tick time.Duration) error {
 		}
 	}
 }
+
+// minPollWait is the least time Run waits between polls of the shapers:
+// the timer's cost bounds how finely frames waiting for tokens are timed.
+const minPollWait = 200 * time.Microsecond

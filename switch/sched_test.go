@@ -1,0 +1,248 @@
+package vswitch
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+)
+
+// schedRun offers each sender perMs 1000-byte frames a simulated ms for
+// secs seconds toward port u (capacity 10 MB/s), after a one-second
+// warm-up, and returns the bytes/s each sender got through u over the
+// measured time. change, if not nil, runs at the start of the measured
+// time.
+type schedCase struct {
+	senders map[string]Allocation
+	perMs   map[string]int // frames a ms; default 8 (8 MB/s, the capacity is 10)
+	secs    int
+}
+
+const schedCap = 10_000_000 // u's egress rate, bytes/s
+
+func newSchedSwitch(t *testing.T, senders map[string]Allocation) *testSwitch {
+	t.Helper()
+	u := access("u", 1)
+	u.Egress = RateLimit{Bytes: Bucket{Rate: schedCap, Burst: 20_000}}
+	ts := newTestSwitch(t, u)
+	for name, a := range senders {
+		c := access(name, 1)
+		c.Allocation = a
+		ts.add(c, 0)
+	}
+	ts.sw.AddStatic("u", 1, mac(200))
+	return ts
+}
+
+func (ts *testSwitch) schedRun(t *testing.T, perMs map[string]int, secs int, atStart func()) map[string]float64 {
+	t.Helper()
+	frames := map[string][][]byte{}
+	for name, n := range perMs {
+		var src byte
+		fmt.Sscanf(name[1:], "%d", &src)
+		f := eth(mac(200), mac(100+src), 0x0800, 986)
+		for range n {
+			frames[name] = append(frames[name], f)
+		}
+	}
+	sent := func() map[string]uint64 {
+		m := map[string]uint64{}
+		for _, q := range ts.h["u"].Queues() {
+			if q.Port != "" {
+				m[q.Port] = q.SentBytes
+			}
+		}
+		return m
+	}
+	var start map[string]uint64
+	for ms := 1; ms <= (secs+1)*1000; ms++ {
+		ts.advance(time.Millisecond)
+		for name, fs := range frames {
+			ts.in(name, fs...)
+		}
+		ts.sw.Poll(ts.clock.Now())
+		if ms == 1000 {
+			start = sent()
+			if atStart != nil {
+				atStart()
+			}
+		}
+		if ms%100 == 0 {
+			ts.s["u"].take()
+		}
+	}
+	end := sent()
+	got := map[string]float64{}
+	for name := range perMs {
+		got[name] = float64(end[name]-start[name]) / float64(secs)
+	}
+	return got
+}
+
+func TestSchedAllocation(t *testing.T) {
+	const M = 1_000_000
+	for _, tt := range []struct {
+		name    string
+		senders map[string]Allocation
+		perMs   map[string]int
+		want    map[string]float64 // bytes/s
+	}{
+		{"equal shares", map[string]Allocation{"s1": {}, "s2": {}, "s3": {}},
+			map[string]int{"s1": 8, "s2": 8, "s3": 8}, map[string]float64{"s1": 3.333 * M, "s2": 3.333 * M, "s3": 3.333 * M}},
+		{"shares 1:2:1", map[string]Allocation{"s1": {Shares: 100}, "s2": {Shares: 200}, "s3": {Shares: 100}},
+			map[string]int{"s1": 8, "s2": 8, "s3": 8}, map[string]float64{"s1": 2.5 * M, "s2": 5 * M, "s3": 2.5 * M}},
+		{"reservation, then shares", map[string]Allocation{"s1": {Reservation: 4 * M}, "s2": {}, "s3": {}},
+			map[string]int{"s1": 8, "s2": 8, "s3": 8}, map[string]float64{"s1": 6 * M, "s2": 2 * M, "s3": 2 * M}},
+		{"reservation and shares", map[string]Allocation{"s1": {Reservation: 2 * M, Shares: 100}, "s2": {Reservation: 1 * M, Shares: 300}, "s3": {}},
+			map[string]int{"s1": 8, "s2": 8, "s3": 8}, map[string]float64{"s1": 3.4 * M, "s2": 5.2 * M, "s3": 1.4 * M}},
+		{"limit", map[string]Allocation{"s1": {}, "s2": {Limit: 1 * M}, "s3": {}},
+			map[string]int{"s1": 8, "s2": 8, "s3": 8}, map[string]float64{"s1": 4.5 * M, "s2": 1 * M, "s3": 4.5 * M}},
+		{"reservation under a limit", map[string]Allocation{"s1": {Reservation: 2 * M, Limit: 3 * M}, "s2": {}},
+			map[string]int{"s1": 8, "s2": 8}, map[string]float64{"s1": 3 * M, "s2": 7 * M}},
+		{"a reservation not used is lent", map[string]Allocation{"s1": {Reservation: 5 * M}, "s2": {}, "s3": {}},
+			map[string]int{"s1": 1, "s2": 8, "s3": 8}, map[string]float64{"s1": 1 * M, "s2": 4.5 * M, "s3": 4.5 * M}},
+		{"alone: work-conserving", map[string]Allocation{"s1": {Shares: 1}, "s2": {Shares: 10000}},
+			map[string]int{"s1": 12}, map[string]float64{"s1": 10 * M}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			ts := newSchedSwitch(t, tt.senders)
+			got := ts.schedRun(t, tt.perMs, 10, nil)
+			t.Logf("got %v", got)
+			for name, want := range tt.want {
+				if !within(got[name], want, 1) {
+					t.Errorf("%s got %.3f MB/s; want %.3f within 1%% (all: %v)", name, got[name]/M, want/M, got)
+				}
+			}
+			var sum float64
+			for _, g := range got {
+				sum += g
+			}
+			if !within(sum, schedCap, 1) && len(tt.perMs) > 1 {
+				t.Errorf("u sent %.3f MB/s in all; want its rate, %.3f", sum/M, float64(schedCap)/M)
+			}
+		})
+	}
+}
+
+// Shares, reservations and limits change live: the rates follow, nothing
+// queued is dropped, no counter restarts.
+func TestSchedLiveChange(t *testing.T) {
+	const M = 1_000_000
+	ts := newSchedSwitch(t, map[string]Allocation{"s1": {}, "s2": {}})
+	perMs := map[string]int{"s1": 8, "s2": 8}
+	before := ts.schedRun(t, perMs, 3, nil)
+	if !within(before["s1"], 5*M, 1) || !within(before["s2"], 5*M, 1) {
+		t.Fatalf("before: %v; want 5 MB/s each", before)
+	}
+	drops := ts.drops("u", DropShaperQueue)
+	queued := ts.h["u"].Counters().ShaperQueued
+	sentBefore := ts.h["u"].Counters().TxBytes
+	c := ts.h["s2"].Config()
+	c.Allocation = Allocation{Shares: 300, Limit: 6 * M}
+	if err := ts.sw.UpdatePort(c); err != nil {
+		t.Fatal(err)
+	}
+	if q := ts.h["u"].Counters().ShaperQueued; q != queued {
+		t.Errorf("queued frames %d after the change; %d before", q, queued)
+	}
+	if d := ts.drops("u", DropShaperQueue); d != drops {
+		t.Errorf("the change dropped %d queued frames", d-drops)
+	}
+	after := ts.schedRun(t, perMs, 3, nil)
+	if !within(after["s1"], 4*M, 1) || !within(after["s2"], 6*M, 1) {
+		t.Errorf("after shares 1:3 and a 6 MB/s limit on s2: %v; want 4 and 6 MB/s", after)
+	}
+	if tx := ts.h["u"].Counters().TxBytes; tx < sentBefore {
+		t.Errorf("u's tx bytes went back from %d to %d", sentBefore, tx)
+	}
+}
+
+func TestSchedAdmission(t *testing.T) {
+	const M = 1_000_000
+	ts := newSchedSwitch(t, map[string]Allocation{"s1": {Reservation: 6 * M}})
+	c := access("s2", 1)
+	c.Allocation = Allocation{Reservation: 5 * M}
+	_, err := ts.sw.AddPort(c, newSink(0))
+	if err == nil || !errors.Is(err, errConfig) || !strings.Contains(err.Error(), `port "u"'s egress rate 80 Mbit/s`) ||
+		!strings.Contains(err.Error(), "s1 48 Mbit/s") || !strings.Contains(err.Error(), "s2 40 Mbit/s") {
+		t.Errorf("AddPort with reservations past u's rate = %v", err)
+	}
+	c.Allocation.Reservation = 4 * M
+	if _, err := ts.sw.AddPort(c, newSink(0)); err != nil {
+		t.Fatalf("AddPort with reservations that fit: %v", err)
+	}
+	u := ts.h["u"].Config()
+	u.Egress.Bytes.Rate = 9 * M
+	if err := ts.sw.UpdatePort(u); err == nil || !strings.Contains(err.Error(), "reservations add up to 80 Mbit/s") {
+		t.Errorf("lowering u's rate under the reservations = %v", err)
+	}
+	for _, a := range []Allocation{{Reservation: -1}, {Shares: MaxShares + 1}, {Reservation: 2 * M, Limit: M}} {
+		c := access("bad", 1)
+		c.Allocation = a
+		if _, err := ts.sw.AddPort(c, newSink(0)); err == nil {
+			t.Errorf("AddPort with allocation %+v = nil error", a)
+		}
+	}
+}
+
+// Strict classes go first whatever the allocations; a DSCP map puts IP
+// frames in a class whatever their PCP.
+func TestSchedClasses(t *testing.T) {
+	const M = 1_000_000
+	ts := newSchedSwitch(t, map[string]Allocation{"s1": {Reservation: 5 * M}})
+	u := ts.h["u"].Config()
+	u.Classes = ClassMap{DSCP: []DSCPClass{{From: 46, To: 46, Class: 2}}}
+	if err := ts.sw.UpdatePort(u); err != nil {
+		t.Fatal(err)
+	}
+	ef := eth(mac(200), mac(102), 0x0800, 986)
+	ef[14], ef[15] = 0x45, 46<<2 // IPv4, DSCP EF
+	be := eth(mac(200), mac(101), 0x0800, 986)
+	ts.add(access("s2", 1), 0)
+	for ms := 1; ms <= 3000; ms++ {
+		ts.advance(time.Millisecond)
+		ts.in("s1", be, be, be, be, be, be, be, be)
+		ts.in("s2", ef, ef, ef, ef, ef, ef) // 6 MB/s of EF
+		ts.sw.Poll(ts.clock.Now())
+		if ms%100 == 0 {
+			ts.s["u"].take()
+		}
+	}
+	var ef2, s1 uint64
+	for _, q := range ts.h["u"].Queues() {
+		switch {
+		case q.Port == "" && q.Class == 2:
+			ef2 = q.SentBytes
+		case q.Port == "s1":
+			s1 = q.SentBytes
+		}
+	}
+	if !within(float64(ef2)/3, 6*M, 2) || !within(float64(s1)/3, 4*M, 2) {
+		t.Errorf("class 2 (EF) sent %.2f MB/s, s1 %.2f MB/s; want 6 and the 4 left", float64(ef2)/3/M, float64(s1)/3/M)
+	}
+	if err := (ClassMap{DSCP: []DSCPClass{{From: 50, To: 64, Class: 1}}}).validate(); err == nil {
+		t.Error("DSCP 64 accepted")
+	}
+	if err := (ClassMap{PCP: []uint8{0, 0, 0}}).validate(); err == nil {
+		t.Error("a PCP map of 3 accepted")
+	}
+}
+
+// A removed sender's queued frames go with it.
+func TestSchedRemoveSender(t *testing.T) {
+	ts := newSchedSwitch(t, map[string]Allocation{"s1": {}, "s2": {}})
+	ts.schedRun(t, map[string]int{"s1": 8, "s2": 8}, 1, nil)
+	if err := ts.sw.RemovePort("s2"); err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range ts.h["u"].Queues() {
+		if q.Port == "s2" {
+			t.Errorf("s2's queue outlived it: %+v", q)
+		}
+	}
+	got := ts.schedRun(t, map[string]int{"s1": 12}, 2, nil)
+	if !within(got["s1"], schedCap, 1) {
+		t.Errorf("s1 alone after s2 went: %.0f B/s; want all of u's rate", got["s1"])
+	}
+}
