@@ -242,7 +242,7 @@ type QueueStats struct {
 	// Port is the sending port (a class-0 queue), "" for a class queue.
 	Port string
 	// Class is the traffic class (0..2).
-	Class                    int
+	Class                     int
 	QueuedFrames, QueuedBytes int
 	SentPackets, SentBytes    uint64
 	Drops                     uint64 // tail drops: the queue was full
