@@ -3,6 +3,7 @@ package vswitch
 import (
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"testing"
 	"time"
@@ -321,5 +322,117 @@ func benchScheduler(b *testing.B, nports int, shaped bool) {
 			queued += q.QueuedFrames
 		}
 		b.ReportMetric(float64(queued)/float64(nports), "queued/sender")
+	}
+}
+
+// check verifies the schedule's invariants: every flow with frames queued
+// is in the round or waits in the limit heap for its tag, flows with a
+// reservation and frames are in the reservation heap, the heaps are heaps
+// and their indexes true, and the shaper's count is the sum of its queues.
+func (s *shaper) check() error {
+	sc := &s.sched
+	inRing := map[*flowQueue]int{}
+	for i := range sc.drr.size {
+		f := sc.drr.buf[(sc.drr.head+i)%len(sc.drr.buf)]
+		inRing[f]++
+		if !f.inDRR {
+			return fmt.Errorf("flow of %s in the round with inDRR false", f.src.name)
+		}
+	}
+	for _, h := range []*flowHeap{&sc.res, &sc.lim} {
+		for i, f := range h.fs {
+			if *h.idx(f) != i {
+				return fmt.Errorf("flow of %s at %d of a heap says %d", f.src.name, i, *h.idx(f))
+			}
+			if i > 0 && h.less(i, (i-1)/2) {
+				return fmt.Errorf("heap order broken at %d", i)
+			}
+		}
+	}
+	queued := 0
+	for c := 1; c < numClasses; c++ {
+		queued += s.q[c].dn
+	}
+	for src, f := range sc.flows {
+		queued += f.q.dn
+		if inRing[f] > 1 {
+			return fmt.Errorf("flow of %s in the round %d times", src.name, inRing[f])
+		}
+		if f.inDRR != (inRing[f] == 1) {
+			return fmt.Errorf("flow of %s: inDRR %v, in the round %d times", src.name, f.inDRR, inRing[f])
+		}
+		if f.q.dn == 0 {
+			continue
+		}
+		if !f.inDRR && f.limIdx < 0 {
+			return fmt.Errorf("flow of %s has %d frames and is neither in the round nor waiting for its limit", src.name, f.q.dn)
+		}
+		if f.alloc.Reservation > 0 && f.resIdx < 0 {
+			return fmt.Errorf("flow of %s has a reservation and %d frames but is not in the reservation heap", src.name, f.q.dn)
+		}
+	}
+	if queued != s.queued {
+		return fmt.Errorf("queued %d, the queues hold %d", s.queued, queued)
+	}
+	return nil
+}
+
+// Random arrivals, polls and live allocation changes never lose a flow
+// (frames queued that nothing will send) nor break the heaps, and the
+// egress never idles with frames it may send.
+func TestSchedInvariants(t *testing.T) {
+	const M = 1_000_000
+	rng := rand.New(rand.NewPCG(1, 2))
+	names := []string{"s1", "s2", "s3", "s4", "s5"}
+	senders := map[string]Allocation{}
+	for _, n := range names {
+		senders[n] = Allocation{}
+	}
+	ts := newSchedSwitch(t, senders)
+	u := ts.h["u"].Config()
+	u.EgressQueue = QueueConfig{Frames: 16, Bytes: maxGSOFrame}
+	if err := ts.sw.UpdatePort(u); err != nil {
+		t.Fatal(err)
+	}
+	frames := map[string][]byte{}
+	for i, n := range names {
+		frames[n] = eth(mac(200), mac(byte(101+i)), 0x0800, 100+rng.IntN(1400))
+	}
+	sh := &ts.h["u"].shaper
+	for step := range 20000 {
+		switch r := rng.IntN(100); {
+		case r < 60:
+			n := names[rng.IntN(len(names))]
+			batch := make([][]byte, 1+rng.IntN(8))
+			for i := range batch {
+				batch[i] = frames[n]
+			}
+			ts.in(n, batch...)
+		case r < 90:
+			ts.advance(time.Duration(rng.IntN(2000)) * time.Microsecond)
+			next := ts.sw.Poll(ts.clock.Now())
+			if sh.len() > 0 && next == 0 {
+				t.Fatalf("step %d: %d frames queued and Poll asks for no other call", step, sh.len())
+			}
+		case r < 97:
+			n := names[rng.IntN(len(names))]
+			c := ts.h[n].Config()
+			c.Allocation = Allocation{Shares: rng.IntN(3) * 100}
+			if rng.IntN(2) == 0 {
+				c.Allocation.Reservation = int64(rng.IntN(3)) * M
+			}
+			if rng.IntN(2) == 0 {
+				c.Allocation.Limit = c.Allocation.Reservation + int64(rng.IntN(3))*M/2
+			}
+			ts.sw.UpdatePort(c) // refused when the reservations do not fit: fine
+		default:
+			ts.s["u"].take()
+		}
+		sh.mu.Lock()
+		err := sh.check()
+		sh.mu.Unlock()
+		if err != nil {
+			t.Fatalf("step %d: %v", step, err)
+		}
 	}
 }
