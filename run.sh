@@ -146,6 +146,7 @@ run_tests() {
 	log "fuzzing each target for ${FUZZTIME:-10s}"
 	fuzz "${FUZZTIME:-10s}"
 	log "soak for 1m (TestSoak, then TestSoakGuests)"; soak 1m
+	log "bandwidth allocation with real traffic (alone, without -race: rates on the real clock)"; accuracy
 	log "the main job (./run.sh), end to end"
 	main_job
 }
@@ -168,6 +169,19 @@ soak() {
 		fi
 		grep -E 'SOAK|^(---|ok|FAIL)|in a fresh one|crashed|L1\| --- FAIL' "$full" || true
 	done
+}
+
+# accuracy: TestAllocationWithDPDK (DPDK testpmd senders through vhost-user
+# ports, reservations, shares and limits at a shaped uplink into a
+# namespace that counts what arrives), alone on the machine.
+accuracy() {
+	local out
+	out=$(mktemp "${TMPDIR:-/tmp}/hvnet-accuracy-XXXX.log")
+	if ! HVNET_ACCURACY=1 go test -count="${1:-1}" -v -timeout 10m -run '^TestAllocationWithDPDK$' ./uplink >"$out" 2>&1; then
+		tail -100 "$out" >&2
+		return 1
+	fi
+	grep -E 'ALLOC|^(---|ok)' "$out" || true
 }
 
 fuzz() {
@@ -248,8 +262,14 @@ bench() {
 		# table's own costs: parse, lookup, new connections, 1 M entries.
 		go test -run '^$' -bench 'BenchmarkSecurityGroup' -benchmem -count "${1:-5}" ./switch/
 		go test -run '^$' -bench . -benchmem ./conntrack/ ;;
+	alloc)
+		# The egress scheduler's cost per frame (1, 100, 1000 congested
+		# senders, against an unshaped egress, interleaved), then its
+		# accuracy with DPDK senders (TestAllocationWithDPDK, COUNT runs).
+		go test -run '^$' -bench 'BenchmarkEgressScheduler' -benchmem -count "${1:-3}" ./switch/
+		accuracy "${1:-3}" ;;
 	bond) HVNET_BENCH=1 HVNET_BENCH_CUTS="${1:-20}" go test -count=1 -timeout 30m -run '^TestBench' -v ./bond | grep -E 'BENCH|^(---|ok|FAIL)' ;;
-	*) echo "usage: ./run.sh bench boot|vhost|uplink|vxlan|evpn|switch|virtio|hostile|bond|conntrack [ARGS]" >&2; exit 2 ;;
+	*) echo "usage: ./run.sh bench boot|vhost|uplink|vxlan|evpn|switch|virtio|hostile|bond|conntrack|alloc [ARGS]" >&2; exit 2 ;;
 	esac
 }
 
