@@ -76,7 +76,7 @@ type DSCPClass struct {
 }
 
 const (
-	schedSlack           = 10_000_000 // ns a tag may lag now: the catch-up burst
+	schedSlack           = 50_000_000 // ns a tag may lag now: the catch-up after the scheduler ran late (goroutines wait tens of ms on a busy host)
 	schedQuantumPerShare = 64         // DRR quantum bytes per share (DefaultShares: 6400 B)
 	flowRingMin          = 128 << 10  // a port's first ring at an egress; grows to EgressQueue.Bytes
 )
