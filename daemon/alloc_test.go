@@ -75,3 +75,38 @@ func TestStartRefusesOverReservation(t *testing.T) {
 		}
 	}
 }
+
+// A reload that moves a reservation from one port to another releases it
+// first, whatever the order of the file: the switch would refuse the
+// claim while the old one holds.
+func TestReloadMovesReservation(t *testing.T) {
+	port := func(spec string) PortSpec {
+		t.Helper()
+		p, err := ParsePort("test-sink", strings.Split(spec, ","))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	sw, _, _, r := startDaemon(t, Config{Ports: []PortSpec{port("name=up,need=x,rate=10M"), port("name=a,need=x,reservation=6M"),
+		port("name=b,need=x,reservation=2M")}})
+	defer r.Shutdown()
+	res, err := r.Reload(context.Background(), []PortSpec{port("name=b,need=x,reservation=6M"), port("name=a,need=x,reservation=2M"),
+		port("name=up,need=x,rate=10M")}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, b := sw.Port("a").Config().Allocation.Reservation, sw.Port("b").Config().Allocation.Reservation; a != 250_000 || b != 750_000 {
+		t.Errorf("after reload a %d b %d bytes/s (%+v)", a, b, res)
+	}
+	// A capacity raised and claimed in one reload, the claim listed first.
+	if _, err := r.Reload(context.Background(), []PortSpec{port("name=b,need=x,reservation=12M"), port("name=a,need=x,reservation=2M"),
+		port("name=up,need=x,rate=20M")}, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	// What does not fit is still refused.
+	if _, err := r.Reload(context.Background(), []PortSpec{port("name=b,need=x,reservation=19M"), port("name=a,need=x,reservation=2M"),
+		port("name=up,need=x,rate=20M")}, nil, nil); err == nil || !strings.Contains(err.Error(), "reservations add up to") {
+		t.Errorf("over-reserved reload: %v", err)
+	}
+}
