@@ -237,6 +237,13 @@ func (c *Client) Trace(ctx context.Context, q TraceRequest) (TraceResult, error)
 	return out, c.Do(ctx, http.MethodPost, "/v1/trace", q, &out)
 }
 
+// Queues returns the queues of a port's shaped egress (none when it is
+// not shaped).
+func (c *Client) Queues(ctx context.Context, port string) ([]Queue, error) {
+	var out []Queue
+	return out, c.Do(ctx, http.MethodGet, "/v1/ports/"+url.PathEscape(port)+"/queues", nil, &out)
+}
+
 // SecurityGroup returns a port's security group (an *Error with status
 // 404 when it has none).
 func (c *Client) SecurityGroup(ctx context.Context, port string) (SecurityGroup, error) {

@@ -168,6 +168,9 @@ func applyPatch(cfg vswitch.PortConfig, p *PortPatch) (vswitch.PortConfig, *Erro
 			cfg.AllowedMACs = append(cfg.AllowedMACs, m)
 		}
 	}
+	if err = applyAllocation(&cfg, p); err != nil {
+		return cfg, err
+	}
 	if cfg.Mode == vswitch.ModeTrunk && len(cfg.AllowedVLANs) == 0 && cfg.NativeVLAN == 0 {
 		return cfg, badField("trunk", "a trunk needs VLANs to carry (trunk) or a native VLAN (native)")
 	}
@@ -175,6 +178,68 @@ func applyPatch(cfg vswitch.PortConfig, p *PortPatch) (vswitch.PortConfig, *Erro
 		return cfg, badField("vlan", "an %s port needs a VLAN", cfg.Mode)
 	}
 	return cfg, nil
+}
+
+// checkBitRate checks a rate of the allocation and returns it in bytes
+// per second, as the switch takes it.
+func checkBitRate(field string, r BitRate) (int64, *Error) {
+	if r < 0 || r > units.MaxBitRate {
+		return 0, badField(field, "%d outside 0..%d bit/s", int64(r), int64(units.MaxBitRate))
+	}
+	return units.BytesPerSecond(int64(r)), nil
+}
+
+// applyAllocation applies the patch's allocation and class map to cfg.
+func applyAllocation(cfg *vswitch.PortConfig, p *PortPatch) *Error {
+	var err *Error
+	if p.ReservationBPS != nil {
+		if cfg.Allocation.Reservation, err = checkBitRate("reservation_bps", *p.ReservationBPS); err != nil {
+			return err
+		}
+	}
+	if p.LimitBPS != nil {
+		if cfg.Allocation.Limit, err = checkBitRate("limit_bps", *p.LimitBPS); err != nil {
+			return err
+		}
+	}
+	if p.Shares != nil {
+		if *p.Shares < 0 || *p.Shares > vswitch.MaxShares {
+			return badField("shares", "shares %d outside 1..%d (0: the default, %d)", *p.Shares, vswitch.MaxShares, vswitch.DefaultShares)
+		}
+		cfg.Allocation.Shares = *p.Shares
+	}
+	if a := cfg.Allocation; a.Limit != 0 && a.Reservation > a.Limit {
+		f := "reservation_bps"
+		if p.ReservationBPS == nil {
+			f = "limit_bps"
+		}
+		return badField(f, "reservation %s above limit %s", units.FormatBitRate(a.Reservation*8), units.FormatBitRate(a.Limit*8))
+	}
+	if p.PCPClass != nil {
+		cfg.Classes.PCP = nil
+		if len(*p.PCPClass) > 0 {
+			cs, i, e := CheckPCPClasses(*p.PCPClass)
+			if e != nil {
+				f := "pcp_class"
+				if i >= 0 {
+					f = fmt.Sprintf("pcp_class[%d]", i)
+				}
+				return badField(f, "%v", e)
+			}
+			cfg.Classes.PCP = cs
+		}
+	}
+	if p.DSCPClass != nil {
+		cfg.Classes.DSCP = nil
+		for i, s := range *p.DSCPClass {
+			d, e := ParseDSCPClass(s)
+			if e != nil {
+				return badField(fmt.Sprintf("dscp_class[%d]", i), "%v", e)
+			}
+			cfg.Classes.DSCP = append(cfg.Classes.DSCP, d)
+		}
+	}
+	return nil
 }
 
 // fromConfig builds a switch port configuration from a full API one.
@@ -210,6 +275,13 @@ func fromConfig(c PortConfig) (vswitch.PortConfig, *Error) {
 	}
 	if c.AllowedMACs != nil {
 		p.AllowedMACs = &c.AllowedMACs
+	}
+	p.ReservationBPS, p.Shares, p.LimitBPS = &c.ReservationBPS, &c.Shares, &c.LimitBPS
+	if c.PCPClass != nil {
+		p.PCPClass = &c.PCPClass
+	}
+	if c.DSCPClass != nil {
+		p.DSCPClass = &c.DSCPClass
 	}
 	cfg, err := applyPatch(vswitch.PortConfig{Name: c.Name}, p)
 	if err != nil && err.Field != "config.name" {
@@ -247,6 +319,44 @@ func toAPIConfig(c vswitch.PortConfig) PortConfig {
 	}
 	for _, m := range c.AllowedMACs {
 		out.AllowedMACs = append(out.AllowedMACs, m.String())
+	}
+	out.ReservationBPS, out.Shares, out.LimitBPS = allocationOf(c.Allocation)
+	for _, p := range c.Classes.PCP {
+		out.PCPClass = append(out.PCPClass, int(p))
+	}
+	_, out.DSCPClass = ClassMapStrings(c.Classes)
+	return out
+}
+
+// allocationOf is an allocation in the API's units, with the shares in
+// force.
+func allocationOf(a vswitch.Allocation) (reservation BitRate, shares int, limit BitRate) {
+	shares = a.Shares
+	if shares == 0 {
+		shares = vswitch.DefaultShares
+	}
+	return BitRate(a.Reservation * 8), shares, BitRate(a.Limit * 8)
+}
+
+// toAPIQueues is a shaped egress's queues; none for an egress that is
+// not shaped and never queued anything (vswitch lists its class queues
+// all the same).
+func toAPIQueues(cfg vswitch.PortConfig, qs []vswitch.QueueStats) []Queue {
+	out := []Queue{}
+	used := cfg.Egress.Bytes.Rate != 0 || cfg.Egress.Packets.Rate != 0
+	for _, q := range qs {
+		used = used || q.QueuedFrames != 0 || q.SentPackets != 0 || q.Drops != 0 || q.Port != ""
+	}
+	if !used {
+		return out
+	}
+	for _, q := range qs {
+		a := Queue{Port: q.Port, Class: q.Class, QueuedFrames: q.QueuedFrames, QueuedBytes: q.QueuedBytes,
+			SentPackets: q.SentPackets, SentBytes: q.SentBytes, Drops: q.Drops, RateBPS: BitRate(q.Rate * 8)}
+		if q.Port != "" {
+			a.ReservationBPS, a.Shares, a.LimitBPS = allocationOf(q.Allocation)
+		}
+		out = append(out, a)
 	}
 	return out
 }

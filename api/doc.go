@@ -15,8 +15,11 @@
 // Endpoints: ports (list, show with counters, add and remove through the
 // daemon's PortFactory (a lab port boots a guest; a factory that is also
 // a GuestReporter shows its state in port answers, one that is a
-// DeviceReporter its backends' own counters as "device"), PATCH of VLAN, rate, MAC-limit and storm settings
-// applied live with Switch.UpdatePort), ACLs of both directions with hit
+// DeviceReporter its backends' own counters as "device"), PATCH of VLAN, rate, MAC-limit, storm,
+// bandwidth allocation (reservation_bps, shares, limit_bps) and class map
+// (pcp_class, dscp_class) settings applied live with Switch.UpdatePort,
+// reservations past a shaped egress's rate refused with 409), the queues
+// of a shaped egress (GET /v1/ports/{name}/queues), ACLs of both directions with hit
 // counters (PUT /v1/ports/{name}/acl), stateful security groups (PUT
 // /v1/ports/{name}/security-group, inbound and outbound rules) and their
 // connection tracking (GET and DELETE /v1/ports/{name}/conntrack, GET

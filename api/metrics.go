@@ -32,6 +32,8 @@ type collector struct {
 	ctEntries, ctNew, ctInvalid, ctFull       *prometheus.Desc
 	ctExpired, ctTableEntries, ctMax          *prometheus.Desc
 	ctMaxPerPort                              *prometheus.Desc
+	qFrames, qBytes, qSentBytes, qSentPkts    *prometheus.Desc
+	qDrops, qRate                             *prometheus.Desc
 	stats                                     *limitStats
 	ctLimits                                  func() (table, perPort int)
 }
@@ -39,6 +41,7 @@ type collector struct {
 func newCollector(sw *vswitch.Switch, fan *fanout, stats *limitStats, dev DeviceReporter, ctLimits func() (int, int)) *collector {
 	pd := []string{"port", "direction"}
 	port := []string{"port"}
+	queue := []string{"port", "sender", "class"}
 	return &collector{
 		sw: sw, fan: fan, stats: stats, dev: dev, ctLimits: ctLimits,
 		apiLimit: prometheus.NewDesc("hvnet_api_limit_reached_total", "Times an API limit was reached: connections (every connection slot taken; new connections waited in the listen backlog) or captures (a live capture refused with 429).",
@@ -74,7 +77,14 @@ func newCollector(sw *vswitch.Switch, fan *fanout, stats *limitStats, dev Device
 		ctTableEntries: prometheus.NewDesc("hvnet_conntrack_table_entries", "Connections tracked over every port: what hvnet_conntrack_max_entries bounds.", nil, nil),
 		ctMax:          prometheus.NewDesc("hvnet_conntrack_max_entries", "The bound on tracked connections over every port (conntrack max_entries); new connections past it are dropped (reason ct_full).", nil, nil),
 		ctMaxPerPort:   prometheus.NewDesc("hvnet_conntrack_max_entries_per_port", "The bound on each port's tracked connections (conntrack max_entries_per_port); new connections past it are dropped (reason ct_full).", nil, nil),
-		devStuck:       prometheus.NewDesc("hvnet_port_vhost_stuck", "Abandoned notifiers and ring workers of the port's earlier frontends still blocked in a system call the frontend holds up; at 4 the port refuses new frontends.", []string{"port"}, nil),
+		qFrames: prometheus.NewDesc("hvnet_egress_queue_frames", "Frames waiting in a queue of a shaped egress (port: the egress; sender: the sending port of a class-0 queue, \"\" for the strict class queues 1 and 2).",
+			queue, nil),
+		qBytes:     prometheus.NewDesc("hvnet_egress_queue_bytes", "Bytes waiting in a queue of a shaped egress, as hvnet_egress_queue_frames.", queue, nil),
+		qSentBytes: prometheus.NewDesc("hvnet_egress_queue_sent_bytes_total", "Bytes a queue of a shaped egress sent.", queue, nil),
+		qSentPkts:  prometheus.NewDesc("hvnet_egress_queue_sent_packets_total", "Frames a queue of a shaped egress sent.", queue, nil),
+		qDrops:     prometheus.NewDesc("hvnet_egress_queue_drops_total", "Frames a queue of a shaped egress dropped because it was full (tail drops; counted in hvnet_port_drops_total reason shaper_queue too).", queue, nil),
+		qRate:      prometheus.NewDesc("hvnet_egress_queue_rate_bps", "The rate a queue of a shaped egress achieved over the last whole second it was busy, bits per second (0 once idle).", queue, nil),
+		devStuck:   prometheus.NewDesc("hvnet_port_vhost_stuck", "Abandoned notifiers and ring workers of the port's earlier frontends still blocked in a system call the frontend holds up; at 4 the port refuses new frontends.", []string{"port"}, nil),
 	}
 }
 
@@ -83,7 +93,8 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.packets, c.bytes, c.drops, c.learned, c.queued,
 		c.fdbEntries, c.fdbDynamic, c.fdbMax, c.fdbLearned, c.fdbMoves, c.fdbAged, c.capDropped, c.aclHits, c.apiLimit,
 		c.devDrops, c.devFaults, c.devSessions, c.devConnected, c.devStuck, c.vxSuppressed,
-		c.ctEntries, c.ctNew, c.ctInvalid, c.ctFull, c.ctExpired, c.ctTableEntries, c.ctMax, c.ctMaxPerPort} {
+		c.ctEntries, c.ctNew, c.ctInvalid, c.ctFull, c.ctExpired, c.ctTableEntries, c.ctMax, c.ctMaxPerPort,
+		c.qFrames, c.qBytes, c.qSentBytes, c.qSentPkts, c.qDrops, c.qRate} {
 		ch <- d
 	}
 }
@@ -132,6 +143,15 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			}
 			if z := h.Conntrack(); z != nil {
 				c.collectConntrack(ch, pc.Name, z.Counters())
+			}
+			for _, q := range toAPIQueues(h.Config(), h.Queues()) {
+				l := []string{pc.Name, q.Port, strconv.Itoa(q.Class)}
+				gauge(c.qFrames, float64(q.QueuedFrames), l...)
+				gauge(c.qBytes, float64(q.QueuedBytes), l...)
+				counter(c.qSentBytes, float64(q.SentBytes), l...)
+				counter(c.qSentPkts, float64(q.SentPackets), l...)
+				counter(c.qDrops, float64(q.Drops), l...)
+				gauge(c.qRate, float64(q.RateBPS), l...)
 			}
 		}
 		if c.dev != nil {

@@ -85,11 +85,39 @@ func (s *Server) patchPort(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if err := s.sw.UpdatePort(cfg); err != nil {
-		writeError(w, switchError(err, ""))
+		writeError(w, allocationError(switchError(err, ""), err, &p, ""))
 		return
 	}
 	s.log.Info("port updated", "port", name)
 	writeJSON(w, http.StatusOK, s.portInfo(h))
+}
+
+// allocationError makes the switch's refusal of reservations that add
+// up past a shaped egress's rate (its admission control, vswitch
+// sched.go) a 409 naming the field the request changed: the request is
+// well formed, the other ports' reservations are in the way. Other
+// errors stay e.
+func allocationError(e *Error, err error, p *PortPatch, prefix string) *Error {
+	// The switch has no sentinel for it: its message says so.
+	if !strings.Contains(err.Error(), "reservations add up to") {
+		return e
+	}
+	field := "reservation_bps"
+	if p.ReservationBPS == nil && p.Egress != nil {
+		field = "egress.rate_bps"
+	}
+	return &Error{Status: http.StatusConflict, Field: prefix + field, Message: err.Error()}
+}
+
+// getQueues: GET /v1/ports/{name}/queues, the queues of the port's
+// shaped egress: its strict classes' and each sending port's.
+func (s *Server) getQueues(w http.ResponseWriter, r *http.Request) {
+	h := s.sw.Port(r.PathValue("name"))
+	if h == nil {
+		writeError(w, noPort(r.PathValue("name")))
+		return
+	}
+	writeJSON(w, http.StatusOK, toAPIQueues(h.Config(), h.Queues()))
 }
 
 // addPort: POST /v1/ports, through the daemon's PortFactory.
@@ -146,7 +174,7 @@ func (s *Server) addPort(w http.ResponseWriter, r *http.Request) {
 		if e.Status == http.StatusBadRequest {
 			e.Status = http.StatusUnprocessableEntity
 		}
-		writeError(w, e)
+		writeError(w, allocationError(e, err, &PortPatch{ReservationBPS: &spec.Config.ReservationBPS}, "config."))
 		return
 	}
 	h := s.sw.Port(cfg.Name)

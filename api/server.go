@@ -157,6 +157,7 @@ func (s *Server) routeTable() []route {
 		{"GET /v1/ports/{name}/security-group", http.HandlerFunc(s.getSG), plain},
 		{"PUT /v1/ports/{name}/security-group", http.HandlerFunc(s.putSG), plain},
 		{"DELETE /v1/ports/{name}/security-group", http.HandlerFunc(s.deleteSG), plain},
+		{"GET /v1/ports/{name}/queues", http.HandlerFunc(s.getQueues), plain},
 		{"GET /v1/ports/{name}/conntrack", http.HandlerFunc(s.getPortConntrack), plain},
 		{"DELETE /v1/ports/{name}/conntrack", http.HandlerFunc(s.flushPortConntrack), plain},
 		{"GET /v1/conntrack", http.HandlerFunc(s.getConntrack), plain},

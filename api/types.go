@@ -83,6 +83,39 @@ type PortConfig struct {
 	PortSecurity  *bool `json:"port_security,omitempty"`
 	MirrorIngress bool  `json:"mirror_ingress,omitempty"`
 	MirrorEgress  bool  `json:"mirror_egress,omitempty"`
+	// ReservationBPS, Shares and LimitBPS are the port's claim on every
+	// shaped egress it sends through (vswitch.Allocation): bits per
+	// second guaranteed while it has frames queued, its weight in the
+	// capacity left over (1..10000; 0 or absent: 100, answers show the
+	// shares in force) and the most it may send; 0: none.
+	ReservationBPS BitRate `json:"reservation_bps,omitempty"`
+	Shares         int     `json:"shares,omitempty"`
+	LimitBPS       BitRate `json:"limit_bps,omitempty"`
+	// PCPClass and DSCPClass sort the frames of this port's egress, when
+	// it is shaped, into its classes (vswitch.ClassMap): the class 0..2
+	// of each PCP 0..7 (absent: 0,0,0,0,1,1,2,2), and DSCP ranges as the
+	// command line's dscp-class= writes them ("46:2", "8-15:0").
+	PCPClass  []int    `json:"pcp_class,omitempty"`
+	DSCPClass []string `json:"dscp_class,omitempty"`
+}
+
+// Queue is one queue of a shaped egress (vswitch.QueueStats): a strict
+// class's (Port "") or a sending port's class-0 queue with that port's
+// allocation.
+type Queue struct {
+	Port         string `json:"port"` // the sending port; "" for a class queue
+	Class        int    `json:"class"`
+	QueuedFrames int    `json:"queued_frames"`
+	QueuedBytes  int    `json:"queued_bytes"`
+	SentPackets  uint64 `json:"sent_packets"`
+	SentBytes    uint64 `json:"sent_bytes"`
+	Drops        uint64 `json:"drops"` // tail drops: the queue was full
+	// RateBPS is what the queue achieved over the last whole second it
+	// was busy, bits per second.
+	RateBPS        BitRate `json:"rate_bps"`
+	ReservationBPS BitRate `json:"reservation_bps"`
+	Shares         int     `json:"shares"` // 0 for a class queue
+	LimitBPS       BitRate `json:"limit_bps"`
 }
 
 // Counters are a port's counters (vswitch.PortCounters). Drops are keyed
@@ -194,6 +227,14 @@ type PortPatch struct {
 	MACLimit     *int          `json:"mac_limit,omitempty"`
 	AllowedMACs  *[]string     `json:"allowed_macs,omitempty"`
 	PortSecurity *bool         `json:"port_security,omitempty"`
+	// The allocation and class map (PortConfig's), each replaced whole
+	// when present: shares 0 is the default (100), an empty pcp_class the
+	// default map, an empty dscp_class no DSCP mapping.
+	ReservationBPS *BitRate  `json:"reservation_bps,omitempty"`
+	Shares         *int      `json:"shares,omitempty"`
+	LimitBPS       *BitRate  `json:"limit_bps,omitempty"`
+	PCPClass       *[]int    `json:"pcp_class,omitempty"`
+	DSCPClass      *[]string `json:"dscp_class,omitempty"`
 	// Options replaces the port's kind settings (all of them, as POST
 	// takes them), applied live where the kind can (a bond's members and
 	// mode); absent: unchanged.

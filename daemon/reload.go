@@ -79,6 +79,21 @@ func (r *Running) Reload(ctx context.Context, ports []PortSpec, acls []PortACL, 
 			restart = append(restart, p)
 		}
 	}
+	// Reservations lowered and egress rates raised go next, alone: the
+	// switch admits every port's reservations against every shaped
+	// egress's rate (vswitch sched.go), so a file that moves bandwidth
+	// from one port to another must release it before the other claims it.
+	for _, name := range slices.Sorted(maps.Keys(r.owned)) {
+		p, ok := next[name]
+		if !ok || slices.ContainsFunc(restart, func(s PortSpec) bool { return s.Name() == name }) {
+			continue
+		}
+		if cfg, ok := released(r.owned[name].Port, p.Port); ok {
+			if err := r.sw.UpdatePort(cfg); err != nil {
+				return res, fmt.Errorf("port %q: %w", name, err)
+			}
+		}
+	}
 	for _, p := range restart {
 		if err := r.addPort(ctx, p); err != nil {
 			return res, err
@@ -171,4 +186,19 @@ func (r *Running) addPort(ctx context.Context, p PortSpec) error {
 	}
 	r.owned[p.Name()] = p
 	return nil
+}
+
+// released is port configuration old with what next gives back applied
+// alone: a lower reservation, a higher (or no) egress rate. Either only
+// makes room at the switch's admission; ok is false when next releases
+// nothing.
+func released(old, next vswitch.PortConfig) (vswitch.PortConfig, bool) {
+	cfg, changed := old, false
+	if next.Allocation.Reservation < cfg.Allocation.Reservation {
+		cfg.Allocation.Reservation, changed = next.Allocation.Reservation, true
+	}
+	if r := cfg.Egress.Bytes.Rate; r != 0 && (next.Egress.Bytes.Rate == 0 || next.Egress.Bytes.Rate > r) {
+		cfg.Egress.Bytes, changed = next.Egress.Bytes, true
+	}
+	return cfg, changed
 }

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"hvnet/api"
 	vswitch "hvnet/switch"
 	"hvnet/units"
 )
@@ -60,6 +61,11 @@ func CommonOptions() []Option {
 		{Key: "rate", Value: "BITS/s", Help: "egress shaping, bits per second: 100M, 100Mbit, 1.5G"},
 		{Key: "rate-burst", Value: "BYTES", Help: "egress shaping burst: 64k, 1M"},
 		{Key: "pps", Value: "PACKETS/s", Help: "egress packets per second: 1000, 10k"},
+		{Key: "reservation", Value: "BITS/s", Help: "bandwidth guaranteed at every shaped egress the port sends through, while it has frames queued there"},
+		{Key: "shares", Value: "1..10000", Help: "weight in a shaped egress's capacity left over after the reservations (default 100)"},
+		{Key: "limit", Value: "BITS/s", Help: "the most the port may send through a shaped egress, even when it is idle"},
+		{Key: "pcp-class", Value: "C:C:C:C:C:C:C:C", Help: "on a shaped egress: the class 0..2 of each PCP 0..7 (2, 1 strict; default 0:0:0:0:1:1:2:2)"},
+		{Key: "dscp-class", Value: "DSCP[-DSCP]:CLASS", Help: "on a shaped egress: IP frames with these DSCPs to a class, whatever their PCP (repeatable; trusted marks only)", Repeat: true},
 		{Key: "police", Value: "BITS/s", Help: "ingress policing, bits per second"},
 		{Key: "police-burst", Value: "BYTES", Help: "ingress policing burst"},
 		{Key: "police-pps", Value: "PACKETS/s", Help: "ingress policing, packets per second"},
@@ -121,7 +127,7 @@ func ParseSwitchPort(fields []string) (vswitch.PortConfig, error) {
 			return port, fmt.Errorf("field %q: want KEY=VALUE", kv)
 		}
 		bad := func(why string) error { return Bad(key, val, why) }
-		if seen[key] && key != "allowed-macs" && key != "trunk" {
+		if seen[key] && key != "allowed-macs" && key != "trunk" && key != "dscp-class" {
 			return port, &OptionError{Key: key, Msg: "given more than once"}
 		}
 		seen[key] = true
@@ -222,6 +228,34 @@ func ParseSwitchPort(fields []string) (vswitch.PortConfig, error) {
 			} else {
 				port.Ingress.Bytes.Rate = units.BytesPerSecond(n)
 			}
+		case "reservation", "limit":
+			n, err := units.ParseBitRate(val)
+			if err != nil {
+				return port, fmt.Errorf("field %q: %w", key, err)
+			}
+			if key == "reservation" {
+				port.Allocation.Reservation = units.BytesPerSecond(n)
+			} else {
+				port.Allocation.Limit = units.BytesPerSecond(n)
+			}
+		case "shares":
+			n, err := strconv.Atoi(val)
+			if err != nil || n < 1 || n > vswitch.MaxShares {
+				return port, bad(fmt.Sprintf("is not a number of shares (1..%d; default %d)", vswitch.MaxShares, vswitch.DefaultShares))
+			}
+			port.Allocation.Shares = n
+		case "pcp-class":
+			cs, err := api.ParsePCPClasses(val)
+			if err != nil {
+				return port, fmt.Errorf("field %q: %w", key, err)
+			}
+			port.Classes.PCP = cs
+		case "dscp-class":
+			d, err := api.ParseDSCPClass(val)
+			if err != nil {
+				return port, fmt.Errorf("field %q: %w", key, err)
+			}
+			port.Classes.DSCP = append(port.Classes.DSCP, d)
 		case "pps":
 			n, err := units.ParsePacketRate(val)
 			if err != nil {
@@ -242,9 +276,11 @@ func ParseSwitchPort(fields []string) (vswitch.PortConfig, error) {
 			mode = "trunk"
 		}
 	}
-	switch {
+	switch a := port.Allocation; {
 	case port.Name == "":
 		return port, errors.New("field \"name\": missing")
+	case a.Limit != 0 && a.Reservation > a.Limit:
+		return port, fmt.Errorf("field \"reservation\": %s is above limit=%s", units.FormatBitRate(a.Reservation*8), units.FormatBitRate(a.Limit*8))
 	case native && !trunk:
 		return port, errors.New("field \"native\": only for trunk ports")
 	case vlan && trunk:

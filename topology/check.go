@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"path/filepath"
+	"strings"
 
 	vswitch "hvnet/switch"
 	"hvnet/units"
@@ -127,6 +128,7 @@ func check(t *Topology) []*Error {
 		c.queues(g.Pos, f, g.Queues)
 		c.settings(g.Pos, f, &g.PortSettings)
 	}
+	c.admission(t)
 	return c.errs
 }
 
@@ -225,8 +227,71 @@ func (c *checker) settings(p Pos, f string, s *PortSettings) {
 	for i, m := range s.AllowedMACs {
 		c.mac(p, fmt.Sprintf("%s.allowed_macs[%d]", f, i), "allowed_macs", m)
 	}
+	c.allocation(p, f, s)
 	c.acl(f, s.ACL)
 	c.securityGroup(f, s.SecurityGroup)
+}
+
+// allocation checks a port's bandwidth allocation alone (admission
+// checks them together).
+func (c *checker) allocation(p Pos, f string, s *PortSettings) {
+	for _, x := range []struct {
+		key string
+		v   Rate
+	}{{"reservation", s.Reservation}, {"limit", s.Limit}} {
+		if x.v < 0 || int64(x.v) > units.MaxBitRate {
+			c.fail(p.LineOf(x.key), f+"."+x.key, "%d outside 0..%d bit/s", int64(x.v), int64(units.MaxBitRate))
+		}
+	}
+	if s.Limit != 0 && s.Reservation > s.Limit {
+		c.fail(p.LineOf("reservation"), f+".reservation", "%s is above limit %s", units.FormatBitRate(int64(s.Reservation)), units.FormatBitRate(int64(s.Limit)))
+	}
+	if p.has("shares") && (s.Shares < 1 || s.Shares > vswitch.MaxShares) {
+		c.fail(p.LineOf("shares"), f+".shares", "%d outside 1..%d (absent: %d)", s.Shares, vswitch.MaxShares, vswitch.DefaultShares)
+	}
+}
+
+// admission refuses reservations that add up past a shaped egress's
+// rate, as the switch does when the ports are added (vswitch sched.go):
+// every port may send through every shaped egress, so at each the other
+// ports' reservations must fit its capacity.
+func (c *checker) admission(t *Topology) {
+	type port struct {
+		name, field string
+		pos         Pos
+		s           *PortSettings
+	}
+	var ps []port
+	for i := range t.Ports {
+		ps = append(ps, port{t.Ports[i].Name, fmt.Sprintf("ports[%d]", i), t.Ports[i].Pos, &t.Ports[i].PortSettings})
+	}
+	if u := t.Uplink; u != nil {
+		ps = append(ps, port{u.Name, "uplink", u.Pos, &u.PortSettings})
+	}
+	for i := range t.Guests {
+		ps = append(ps, port{t.Guests[i].Name, fmt.Sprintf("guests[%d]", i), t.Guests[i].Pos, &t.Guests[i].PortSettings})
+	}
+	for _, e := range ps {
+		capacity, key := int64(e.s.Rate), "rate"
+		if capacity == 0 && e.s.Egress != nil {
+			capacity, key = int64(e.s.Egress.RateBPS), "egress"
+		}
+		if capacity == 0 {
+			continue
+		}
+		var sum int64
+		var who []string
+		for _, o := range ps {
+			if o.s != e.s && o.s.Reservation > 0 {
+				sum += int64(o.s.Reservation)
+				who = append(who, fmt.Sprintf("%s %s", o.name, units.FormatBitRate(int64(o.s.Reservation))))
+			}
+		}
+		if sum > capacity {
+			c.fail(e.pos.LineOf(key), e.field+"."+key, "the other ports' reservations add up to %s (%s), more than this egress's rate %s",
+				units.FormatBitRate(sum), strings.Join(who, ", "), units.FormatBitRate(capacity))
+		}
+	}
 }
 
 // maxBurst is the switch's bound on a bucket's size, in tokens.

@@ -49,6 +49,14 @@ func (s *PortSettings) Config(name string) vswitch.PortConfig {
 		cfg.AllowedMACs = append(cfg.AllowedMACs, mac)
 	}
 	cfg.PortSecurity = portSecurity(s.PortSecurity)
+	cfg.Allocation = vswitch.Allocation{Reservation: units.BytesPerSecond(int64(s.Reservation)), Shares: s.Shares,
+		Limit: units.BytesPerSecond(int64(s.Limit))}
+	if s.PCPClass != nil {
+		cfg.Classes.PCP = append([]uint8(nil), s.PCPClass...)
+	}
+	for _, d := range s.DSCPClass {
+		cfg.Classes.DSCP = append(cfg.Classes.DSCP, vswitch.DSCPClass(d))
+	}
 	return cfg
 }
 

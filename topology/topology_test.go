@@ -71,7 +71,7 @@ func TestBadTopologies(t *testing.T) {
 		want       []string // substrings of the error, "FILE:LINE: FIELD: ..."
 	}{
 		{"unknown top key", "switch: {}\nprots: []\n", []string{`bad.yaml:2: prots: unknown key`}},
-		{"unknown port key", "ports:\n  - name: a\n    socket: /s\n    vlan: 3\n    vlna: 4\n", []string{`bad.yaml:5: ports[0].vlna: unknown key (known keys here: acl, allowed_macs, egress,`}},
+		{"unknown port key", "ports:\n  - name: a\n    socket: /s\n    vlan: 3\n    vlna: 4\n", []string{`bad.yaml:5: ports[0].vlna: unknown key (known keys here: acl, allowed_macs, dscp_class, egress,`}},
 		{"former names", "ports:\n  - name: a\n    socket: /s\n    pvid: 3\n    allowed_vlans: [3]\nuplink:\n  interface: x\n  mode: trunk\n  ingress: {rate: 1M}\n",
 			[]string{`bad.yaml:4: ports[0].pvid: unknown key: it is now called vlan`, `bad.yaml:5: ports[0].allowed_vlans: unknown key: it is now called trunk`,
 				`bad.yaml:7: uplink.interface: unknown key: it is now called if`, `bad.yaml:8: uplink.mode: unknown key: it is now called vlan_mode`,

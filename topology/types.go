@@ -7,6 +7,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"hvnet/api"
 	vswitch "hvnet/switch"
 	"hvnet/units"
 )
@@ -87,7 +88,19 @@ type PortSettings struct {
 	// PortSecurity false lets a port with a mac accept any source MAC
 	// (default true: only its mac and allowed_macs).
 	PortSecurity *bool `yaml:"port_security"`
-	ACL          *ACL  `yaml:"acl"` // ingress and egress rules (acl.go)
+	// Reservation, Shares and Limit are the port's claim on every shaped
+	// egress it sends through (vswitch.Allocation): the command line's
+	// reservation=, shares= and limit=, rates in bits per second.
+	Reservation Rate `yaml:"reservation"`
+	Shares      int  `yaml:"shares"` // 1..10000, default 100
+	Limit       Rate `yaml:"limit"`
+	// PCPClass and DSCPClass sort the frames of the port's egress, when
+	// it is shaped, into its classes (vswitch.ClassMap): the command
+	// line's pcp-class= ("0:0:0:0:1:1:2:2" or a list of 8 classes) and
+	// dscp-class= (a list of "46:2", "8-15:0").
+	PCPClass  PCPClassList `yaml:"pcp_class"`
+	DSCPClass []DSCPClass  `yaml:"dscp_class"`
+	ACL       *ACL         `yaml:"acl"` // ingress and egress rules (acl.go)
 	// SecurityGroup is the port's stateful inbound and outbound rules
 	// (secgroup.go).
 	SecurityGroup *SecurityGroup `yaml:"security_group"`
@@ -201,6 +214,46 @@ func (l *VLANList) decodeNode(n *yaml.Node) error {
 		return fmt.Errorf("want a list of VLAN IDs or a string as 10:20")
 	}
 	return nil
+}
+
+// PCPClassList is the class (0..2) of each PCP 0..7: a YAML list of 8,
+// or a string as the command line writes it ("0:0:0:0:1:1:2:2").
+type PCPClassList []uint8
+
+func (l *PCPClassList) decodeNode(n *yaml.Node) error {
+	switch n.Kind {
+	case yaml.ScalarNode:
+		cs, err := api.ParsePCPClasses(n.Value)
+		if err != nil {
+			return err
+		}
+		*l = cs
+	case yaml.SequenceNode:
+		vs := make([]int, len(n.Content))
+		for i, e := range n.Content {
+			if e.Kind != yaml.ScalarNode || e.Decode(&vs[i]) != nil {
+				return fmt.Errorf("[%d]: %q is not a class (0..%d)", i, e.Value, api.NumClasses-1)
+			}
+		}
+		cs, _, err := api.CheckPCPClasses(vs)
+		if err != nil {
+			return err
+		}
+		*l = cs
+	default:
+		return fmt.Errorf("want a list of 8 classes or a string as 0:0:0:0:1:1:2:2")
+	}
+	return nil
+}
+
+// DSCPClass maps DSCP values to a class, written as the command line's
+// dscp-class= ("46:2", "8-15:0").
+type DSCPClass vswitch.DSCPClass
+
+func (d *DSCPClass) decodeScalar(s string) error {
+	v, err := api.ParseDSCPClass(s)
+	*d = DSCPClass(v)
+	return err
 }
 
 // PacketRate is a rate in packets per second, written as

@@ -35,11 +35,16 @@ const ctlUsage = `usage: hvnet ctl [--socket PATH] [--json] [--wait D] COMMAND
                                       unlimited), rate-burst and police-burst (bytes: 64k), pps,
                                       police-pps, storm-bcast-pps, storm-mcast-pps, storm-unknown-pps,
                                       mac-limit (-1: none), allowed-macs=MAC (repeat; empty: none),
-                                      port-security (on|off)
+                                      port-security (on|off); bandwidth allocation at shaped egresses:
+                                      reservation and limit in bits/s (0: none), shares (1..10000),
+                                      pcp-class=C:C:C:C:C:C:C:C (empty: default), dscp-class=DSCP[-DSCP]:CLASS
+                                      (repeat; empty: none)
   ` + ctlAddHelp + `
   del NAME                            remove a port (a lab guest is stopped)
   config                              the running configuration as a topology file (hvnet up FILE)
   top [--interval 1s] [--count N]     live per-port packets and bits per second in and out, drops per second
+  queues NAME                         the queues of a port's shaped egress: each sender's with its
+                                      allocation, and the strict classes'; depth, sent, drops, rate
   fdb [--port P] [--vlan V] [--mac M] dump the filtering database
   fdb flush [--port P] [--vlan V]     remove learned entries
   fdb add PORT VLAN MAC               add a static entry
@@ -243,6 +248,11 @@ func (c *ctl) run(cmd string, args []string) error {
 		return c.config(args)
 	case "top":
 		return c.top(args)
+	case "queues":
+		if len(args) != 1 {
+			return usageErr("queues NAME")
+		}
+		return c.queues(args[0])
 	case "evpn":
 		return c.evpn(args)
 	case "vteps":
@@ -346,6 +356,68 @@ func rateString(r api.RateLimit) string {
 	return strings.Join(s, ", ")
 }
 
+// allocationString is a port's claim on the shaped egresses it sends
+// through: reservation 10 Mbit/s, shares 100, limit none.
+func allocationString(pc api.PortConfig) string {
+	r := func(b api.BitRate) string {
+		if b == 0 {
+			return "none"
+		}
+		return units.FormatBitRate(int64(b))
+	}
+	shares := pc.Shares
+	if shares == 0 {
+		shares = 100 // an answer from a daemon before shares were shown
+	}
+	return fmt.Sprintf("reservation %s, shares %d, limit %s", r(pc.ReservationBPS), shares, r(pc.LimitBPS))
+}
+
+// classesString is a port's class map as the command line sets it, ""
+// when it has none.
+func classesString(pc api.PortConfig) string {
+	var s []string
+	if len(pc.PCPClass) > 0 {
+		cs := make([]string, len(pc.PCPClass))
+		for i, c := range pc.PCPClass {
+			cs[i] = strconv.Itoa(c)
+		}
+		s = append(s, "pcp-class="+strings.Join(cs, ":"))
+	}
+	for _, d := range pc.DSCPClass {
+		s = append(s, "dscp-class="+d)
+	}
+	return strings.Join(s, " ")
+}
+
+// queues is "hvnet ctl queues NAME": the queues of a shaped egress.
+func (c *ctl) queues(name string) error {
+	var qs []api.Queue
+	if ok, err := c.get(http.MethodGet, "/v1/ports/"+name+"/queues", nil, &qs); !ok {
+		return err
+	}
+	if len(qs) == 0 {
+		fmt.Fprintf(c.e.stdout, "port %s's egress is not shaped: no queues (rate= gives it a capacity)\n", name)
+		return nil
+	}
+	rate := func(b api.BitRate) string {
+		if b == 0 {
+			return "-"
+		}
+		return units.FormatBitRate(int64(b))
+	}
+	tw := tabwriter.NewWriter(c.e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SENDER\tCLASS\tQUEUED\tQUEUED BYTES\tSENT PKTS\tSENT BYTES\tDROPS\tRATE\tRESERVATION\tSHARES\tLIMIT")
+	for _, q := range qs {
+		sender, shares := q.Port, strconv.Itoa(q.Shares)
+		if sender == "" {
+			sender, shares = "(class)", "-" // a strict class's queue: served before any allocation
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t%s\t%s\n", sender, q.Class, q.QueuedFrames, q.QueuedBytes,
+			q.SentPackets, q.SentBytes, q.Drops, units.FormatBitRate(int64(q.RateBPS)), rate(q.ReservationBPS), shares, rate(q.LimitBPS))
+	}
+	return tw.Flush()
+}
+
 // portSecurityString: on, off, or "-" for a port without a MAC of its own.
 func portSecurityString(p api.Port) string {
 	switch {
@@ -373,13 +445,16 @@ func (c *ctl) port(name string) error {
 	pc, ct := p.Config, p.Counters
 	rows := [][2]string{
 		{"name", p.Name}, {"kind", kindString(p)}, {"vlan mode", pc.Mode}, {"vlans", vlansOf(pc)}, {"mtu", strconv.Itoa(pc.MTU)},
-		{"ingress", rateString(pc.Ingress)}, {"egress", rateString(pc.Egress)},
+		{"ingress", rateString(pc.Ingress)}, {"egress", rateString(pc.Egress)}, {"allocation", allocationString(pc)},
 		{"mac", p.MAC}, {"port security", portSecurityString(p)},
 		{"mac limit", macLimitString(pc.MACLimit)}, {"allowed macs", strings.Join(pc.AllowedMACs, ",")},
 		{"mirror", fmt.Sprintf("ingress=%v egress=%v", pc.MirrorIngress, pc.MirrorEgress)},
 		{"rx", fmt.Sprintf("%d packets, %d bytes", ct.RxPackets, ct.RxBytes)},
 		{"tx", fmt.Sprintf("%d packets, %d bytes", ct.TxPackets, ct.TxBytes)},
 		{"learned macs", strconv.FormatInt(ct.LearnedMACs, 10)}, {"shaper queued", strconv.Itoa(ct.ShaperQueued)},
+	}
+	if cls := classesString(pc); cls != "" {
+		rows = append(rows, [2]string{"classes", cls})
 	}
 	if p.Tunnel != nil {
 		rows = append(rows, tunnelRows(p.Tunnel)...)

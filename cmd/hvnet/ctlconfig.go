@@ -10,6 +10,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"hvnet/api"
+	vswitch "hvnet/switch"
 )
 
 // "hvnet ctl config": the running configuration as a topology file that
@@ -83,6 +84,11 @@ type (
 		MACLimit     int       `yaml:"mac_limit,omitempty"`
 		AllowedMACs  []string  `yaml:"allowed_macs,omitempty,flow"`
 		PortSecurity *bool     `yaml:"port_security,omitempty"`
+		Reservation  int64     `yaml:"reservation,omitempty"` // bits per second
+		Shares       int       `yaml:"shares,omitempty"`
+		Limit        int64     `yaml:"limit,omitempty"` // bits per second
+		PCPClass     string    `yaml:"pcp_class,omitempty"`
+		DSCPClass    []string  `yaml:"dscp_class,omitempty,flow"`
 		ACL          *cfgACL   `yaml:"acl,omitempty"`
 		SG           *cfgSG    `yaml:"security_group,omitempty"`
 	}
@@ -247,6 +253,17 @@ func settingsOf(p api.Port) cfgSettings {
 	if c.PortSecurity != nil && !*c.PortSecurity {
 		off := false
 		s.PortSecurity = &off
+	}
+	s.Reservation, s.Limit, s.DSCPClass = int64(c.ReservationBPS), int64(c.LimitBPS), c.DSCPClass
+	if c.Shares != vswitch.DefaultShares {
+		s.Shares = c.Shares
+	}
+	if len(c.PCPClass) > 0 {
+		cs := make([]uint8, len(c.PCPClass))
+		for i, v := range c.PCPClass {
+			cs[i] = uint8(v)
+		}
+		s.PCPClass = api.FormatPCPClasses(cs)
 	}
 	if a := p.ACL; a != nil && (len(a.Rules) > 0 || a.Default == "deny" || a.EgressDefault == "deny") {
 		acl := &cfgACL{Default: a.Default, EgressDefault: a.EgressDefault}

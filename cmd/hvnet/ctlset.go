@@ -133,6 +133,46 @@ func (c *ctl) set(name string, kvs []string) error {
 					storm.UnknownUnicast.RatePPS, setStorm = n, true
 				}
 			}
+		case "reservation", "limit":
+			var n int64
+			if n, err = units.ParseBitRate(v); err == nil {
+				r := api.BitRate(n)
+				if k == "reservation" {
+					p.ReservationBPS = &r
+				} else {
+					p.LimitBPS = &r
+				}
+			}
+		case "shares":
+			var n int
+			if n, err = num(); err == nil {
+				if n < 1 || n > vswitch.MaxShares {
+					err = fmt.Errorf("%d is not a number of shares (1..%d; default %d)", n, vswitch.MaxShares, vswitch.DefaultShares)
+				}
+				p.Shares = &n
+			}
+		case "pcp-class":
+			// Empty: the default map.
+			cs := []int{}
+			if v != "" {
+				var pcs []uint8
+				if pcs, err = api.ParsePCPClasses(v); err == nil {
+					for _, c := range pcs {
+						cs = append(cs, int(c))
+					}
+				}
+			}
+			p.PCPClass = &cs
+		case "dscp-class":
+			// Repeated: each maps one range; "dscp-class=" alone clears them.
+			if p.DSCPClass == nil {
+				p.DSCPClass = &[]string{}
+			}
+			if v != "" {
+				if _, err = api.ParseDSCPClass(v); err == nil {
+					*p.DSCPClass = append(*p.DSCPClass, v)
+				}
+			}
 		case "rate-burst", "police-burst":
 			var n int64
 			if n, err = units.ParseBytes(v); err == nil {

@@ -108,6 +108,14 @@ var readmeExamples = []readmeExample{
 			}
 		}
 	}},
+	{start: "hvnet switch --uplink name=uplink,if=eth1,rate=1G,dscp-class=46:2", want: func(t *testing.T, out string) {
+		for _, w := range []string{"SENDER", "(class)", "port vm2 updated", "reservation 200 Mbit/s, shares 50, limit 500 Mbit/s",
+			"reservations add up to 1.1 Gbit/s"} {
+			if !strings.Contains(out, w) {
+				t.Errorf("the bandwidth allocation example's output lacks %q:\n%s", w, out)
+			}
+		}
+	}},
 	{start: "hvnet switch --port name=vm1,socket=/run/hvnet/vm1.sock,vlan=10 &\nqemu", until: connected("vm1")},
 	{start: "hvnet switch --port name=vm1,socket=/run/hvnet/vm1.sock,vlan=10,queues=2,socket-group=kvm", until: func(c *api.Client) bool {
 		p, err := c.Port(context.Background(), "vm1")
