@@ -98,8 +98,7 @@ func (s *Server) patchPort(w http.ResponseWriter, r *http.Request) {
 // well formed, the other ports' reservations are in the way. Other
 // errors stay e.
 func allocationError(e *Error, err error, p *PortPatch, prefix string) *Error {
-	// The switch has no sentinel for it: its message says so.
-	if !strings.Contains(err.Error(), "reservations add up to") {
+	if !errors.Is(err, vswitch.ErrOverReserved) {
 		return e
 	}
 	field := "reservation_bps"

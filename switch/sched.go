@@ -120,7 +120,7 @@ func (m ClassMap) validate() error {
 	return nil
 }
 
-// String writes the map as the command line takes it (pcp-class=, dscp-class=).
+// String writes the map for people: "pcp 0 0 0 0 1 1 2 2, dscp 46:2".
 func (m ClassMap) String() string {
 	var b strings.Builder
 	if m.PCP != nil {
@@ -579,7 +579,7 @@ func (s *Switch) admit(cfg PortConfig) error {
 			}
 		}
 		return fmt.Errorf("%w: reservations add up to %s (%s), more than port %q's egress rate %s",
-			errConfig, units.FormatBitRate(sum*8), strings.Join(who, ", "), e, units.FormatBitRate(capacity*8))
+			ErrOverReserved, units.FormatBitRate(sum*8), strings.Join(who, ", "), e, units.FormatBitRate(capacity*8))
 	}
 	return nil
 }

@@ -165,7 +165,7 @@ func TestSchedAdmission(t *testing.T) {
 	c := access("s2", 1)
 	c.Allocation = Allocation{Reservation: 5 * M}
 	_, err := ts.sw.AddPort(c, newSink(0))
-	if err == nil || !errors.Is(err, errConfig) || !strings.Contains(err.Error(), `port "u"'s egress rate 80 Mbit/s`) ||
+	if err == nil || !errors.Is(err, ErrOverReserved) || !strings.Contains(err.Error(), `port "u"'s egress rate 80 Mbit/s`) ||
 		!strings.Contains(err.Error(), "s1 48 Mbit/s") || !strings.Contains(err.Error(), "s2 40 Mbit/s") {
 		t.Errorf("AddPort with reservations past u's rate = %v", err)
 	}

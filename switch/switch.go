@@ -37,9 +37,14 @@ type topology struct {
 
 // Errors returned by the control plane.
 var (
-	ErrPortExists  = errors.New("port already exists")
-	ErrNoSuchPort  = errors.New("no such port")
-	ErrNoSuchEntry = errors.New("no such FDB entry")
+	ErrPortExists = errors.New("port already exists")
+	ErrNoSuchPort = errors.New("no such port")
+	// ErrOverReserved: the reservations of the ports that may send
+	// through a shaped egress would add up past its rate (admission
+	// control, sched.go). The request is well formed; other ports'
+	// reservations are in the way.
+	ErrOverReserved = errors.New("reservations past an egress's capacity")
+	ErrNoSuchEntry  = errors.New("no such FDB entry")
 )
 
 // AddressedPort is a Port with a MAC address of its own: the one its guest
