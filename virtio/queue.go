@@ -276,7 +276,7 @@ func (q *Queue) mapRings() error {
 // the virtio_mb/virtio_rmb/virtio_wmb of virtio 1.2 §2.7.13 and §2.7.14.
 func (q *Queue) fence() { atomic.AddUint32(&q.fenceWord, 0) }
 
-func (q *Queue) availIdx() uint16 { return binary.LittleEndian.Uint16(q.avail[2:]) }
+func (q *Queue) availIdx() uint16 { return Load16(q.avail[2:]) }
 
 // Pending reports how many chains the driver has made available and the
 // device has not popped yet. A jump of more than the queue size breaks the
@@ -347,7 +347,7 @@ func (q *Queue) PopInto(c *Chain) (*Chain, error) {
 		}
 	}
 	slot := uint64(q.lastAvail & (q.size - 1))
-	head := binary.LittleEndian.Uint16(q.avail[ringHdr+2*slot:])
+	head := Load16(q.avail[ringHdr+2*slot:])
 	q.lastAvail++
 	if head >= q.size {
 		q.broken = &DescIndexError{Index: head, TableLen: uint32(q.size)}

@@ -7,7 +7,7 @@ import "encoding/binary"
 
 // usedPut16 writes v at offset off of the used ring.
 func (q *Queue) usedPut16(off uint64, v uint16) {
-	binary.LittleEndian.PutUint16(q.used[off:], v)
+	Store16(q.used[off:], v)
 	q.usedDirty(off, 2)
 }
 
@@ -68,7 +68,7 @@ func (q *Queue) NeedsNotify() bool {
 	if valid && newIdx == old {
 		return false
 	}
-	return binary.LittleEndian.Uint16(q.avail[0:])&AvailFNoInterrupt == 0
+	return Load16(q.avail[0:])&AvailFNoInterrupt == 0
 }
 
 // NeedEvent is vring_need_event of virtio 1.2 §2.7.7.2 (and Linux
@@ -143,7 +143,7 @@ func (q *Queue) InterruptWanted() (usedEvent, published uint16, wanted bool) {
 // usedEvent is the driver's used_event, after the available ring's
 // entries (§2.7.6; with EVENT_IDX).
 func (q *Queue) usedEvent() uint16 {
-	return binary.LittleEndian.Uint16(q.avail[ringHdr+2*uint64(q.size):])
+	return Load16(q.avail[ringHdr+2*uint64(q.size):])
 }
 
 // Signal sends a used-buffer notification through the queue's signaler,

@@ -130,10 +130,10 @@ func (d *Driver) Bytes(gpa, n uint64) []byte {
 }
 
 func (d *Driver) put16(gpa uint64, v uint16) {
-	binary.LittleEndian.PutUint16(d.Bytes(gpa, 2), v)
+	virtio.Store16(d.Bytes(gpa, 2), v)
 }
 
-func (d *Driver) get16(gpa uint64) uint16 { return binary.LittleEndian.Uint16(d.Bytes(gpa, 2)) }
+func (d *Driver) get16(gpa uint64) uint16 { return virtio.Load16(d.Bytes(gpa, 2)) }
 
 // WriteDescAt writes a raw descriptor into the table at gpa (the main table
 // or an indirect one) at index i.
