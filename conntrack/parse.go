@@ -79,8 +79,10 @@ func ParseHead(data []byte, frameLen int, l3 int, etherType uint16, dir Dir, p *
 
 // setV4 stores a 4-byte address IPv4-mapped (RFC 4291 §2.5.5.2).
 func setV4(dst *[16]byte, a []byte) {
-	*dst = [16]byte{10: 0xff, 11: 0xff}
-	copy(dst[12:], a[:4])
+	// Two word stores: the compiler's literal-then-copy was four.
+	le := binary.LittleEndian
+	le.PutUint64(dst[0:8], 0)
+	le.PutUint64(dst[8:16], 0xffff<<16|uint64(le.Uint32(a[:4]))<<32)
 }
 
 // setAddrs fills k's addresses from the packet's source and destination,

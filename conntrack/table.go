@@ -133,7 +133,7 @@ func makeTimeouts(t Timeouts) *timeouts {
 type Table struct {
 	cfg   Config
 	to    atomic.Pointer[timeouts]
-	seed  uint64
+	sec   [4]uint64    // hash secrets (hashKey), random per table
 	count atomic.Int64 // entries over all zones
 	limit int64
 
@@ -152,9 +152,11 @@ func NewTable(cfg Config) *Table {
 	}
 	t := &Table{
 		cfg:   cfg,
-		seed:  rand.Uint64(), // ChaCha8: the shard a key lands in is not predictable
 		limit: int64(cfg.TableLimit),
 		zones: make(map[*Zone]struct{}),
+	}
+	for i := range t.sec {
+		t.sec[i] = rand.Uint64() // ChaCha8: the shard a key lands in is not predictable
 	}
 	t.to.Store(makeTimeouts(cfg.Timeouts))
 	return t

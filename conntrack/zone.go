@@ -82,21 +82,43 @@ func slotTag(h uint64) uint32 {
 
 // find returns the index position and slab index of k (tag its tag).
 func (s *shard) find(k *Key, tag uint32) (pos int, i uint32, ok bool) {
+	pos, i, e := s.lookup(k, tag)
+	return pos, i, e != nil
+}
+
+// lookup is find that also returns the entry (nil: not found), so that
+// the caller does not index the slab again.
+func (s *shard) lookup(k *Key, tag uint32) (pos int, i uint32, e *entry) {
 	if s.n == 0 {
-		return 0, 0, false
+		return 0, 0, nil
 	}
 	mask := len(s.index) - 1
 	for pos = int(tag) & mask; ; pos = (pos + 1) & mask {
 		v := s.index[pos]
 		if v == 0 {
-			return pos, 0, false
+			return pos, 0, nil
 		}
 		if uint32(v>>32) == tag {
-			if i = uint32(v); s.at(i).key == *k {
-				return pos, i, true
+			i = uint32(v)
+			if e = s.at(i); keyEq(&e.key, k) {
+				return pos, i, e
 			}
 		}
 	}
+}
+
+// keyEq is a == b, as five word compares folded into one branch (the
+// compiler's == on the 38-byte struct calls memequal). In Go, ^ and |
+// bind equally tight: every xor is parenthesised.
+func keyEq(a, b *Key) bool {
+	le := binary.LittleEndian
+	x := (le.Uint64(a.Local[0:8]) ^ le.Uint64(b.Local[0:8])) |
+		(le.Uint64(a.Local[8:16]) ^ le.Uint64(b.Local[8:16])) |
+		(le.Uint64(a.Remote[0:8]) ^ le.Uint64(b.Remote[0:8])) |
+		(le.Uint64(a.Remote[8:16]) ^ le.Uint64(b.Remote[8:16]))
+	y := uint64(a.LPort^b.LPort) | uint64(a.RPort^b.RPort)<<16 |
+		uint64(a.Proto^b.Proto)<<32 | uint64(a.Family^b.Family)<<40
+	return x|y == 0
 }
 
 // insert adds slab index i with tag to the index, growing it first
@@ -242,19 +264,39 @@ func hash5(a, b, c, d, x, seed uint64) uint64 {
 	return fmix64(mix(x^wy2, h^wy3))
 }
 
-// hashKey is a seeded hash of every field of k (five 64-bit words):
-// cheap, allocation-free, and tenants who choose their keys cannot aim
-// them at one shard without knowing the seed.
-func hashKey(k *Key, seed uint64) uint64 {
+// hashKey is a seeded hash of every field of k: cheap, allocation-free,
+// and tenants who choose their keys cannot aim them at one shard (or one
+// index run) without knowing the table's secrets.
+//
+// An IPv4 key (Family 4, addresses IPv4-mapped as Parse stores them)
+// holds 13 bytes that vary: they pack without loss into two words,
+// hashed as wyhash (Wang Yi, wyhash final version 4) hashes 16 bytes:
+// one 64x64->128 multiply of the words each xor-ed with a secret, then
+// a multiply-fold of the two halves xor-ed with two more. Unlike
+// wyhash, whose secrets are public constants, all four are random per
+// table: a word equal to its secret zeroes the first product whatever
+// the other word ("blinding"), and a tenant who cannot know the secret
+// cannot choose it. Keys of other families (IPv6, or a hand-made key)
+// take hash5 over all five words.
+func hashKey(k *Key, sec *[4]uint64) uint64 {
 	le := binary.LittleEndian
+	if k.Family == 4 {
+		a := uint64(le.Uint32(k.Local[12:16])) | uint64(le.Uint32(k.Remote[12:16]))<<32
+		b := uint64(k.LPort) | uint64(k.RPort)<<16 | uint64(k.Proto)<<32 |
+			// The mapped prefixes of a hand-made key (never
+			// Parse's) fold in, so that every field counts.
+			(le.Uint64(k.Local[0:8])^le.Uint64(k.Local[8:16])^le.Uint64(k.Remote[0:8])^le.Uint64(k.Remote[8:16]))<<40
+		hi, lo := bits.Mul64(a^sec[0], b^sec[1])
+		return mix(lo^sec[2], hi^sec[3])
+	}
 	x := uint64(k.LPort) | uint64(k.RPort)<<16 | uint64(k.Proto)<<32 | uint64(k.Family)<<40
 	return hash5(le.Uint64(k.Local[0:8]), le.Uint64(k.Local[8:16]),
-		le.Uint64(k.Remote[0:8]), le.Uint64(k.Remote[8:16]), x, seed)
+		le.Uint64(k.Remote[0:8]), le.Uint64(k.Remote[8:16]), x, sec[0])
 }
 
 // shardOf returns k's shard and index tag: the one hash of a lookup.
 func (z *Zone) shardOf(k *Key) (*shard, uint32) {
-	h := hashKey(k, z.t.seed)
+	h := hashKey(k, &z.t.sec)
 	return &z.shards[h>>shardShift], slotTag(h)
 }
 
@@ -265,6 +307,17 @@ func (z *Zone) removeLocked(s *shard, pos int, i uint32) {
 	s.release(i)
 	z.count.Add(-1)
 	z.t.count.Add(-1)
+}
+
+// removeAt is removeLocked for an entry whose index position may be
+// unknown (pos -1: found through a Hint), looked up from its key.
+func (z *Zone) removeAt(s *shard, pos int, i uint32) {
+	if pos < 0 {
+		if pos = s.position(slotTag(hashKey(&s.at(i).key, &z.t.sec)), i); pos < 0 {
+			return // not reached: an entry in use is always in the index
+		}
+	}
+	z.removeLocked(s, pos, i)
 }
 
 // reserve takes one entry of the zone's and the table's limits. Counts
@@ -311,7 +364,33 @@ func passVerdict(d int) Verdict {
 //
 // A first fragment that passes (Untracked, Established, Reply) is
 // remembered for its later fragments; see Commit for one that is New.
-func (z *Zone) Track(p *Packet, now int64) Verdict {
+func (z *Zone) Track(p *Packet, now int64) Verdict { return z.TrackHint(p, now, nil) }
+
+// Hint remembers where the connection a caller last tracked lives (its
+// zone, shard and slab slot), so that the next segment of the same
+// connection, the common case in a batch of frames, skips the hash and
+// the index probe. The zero value is empty. A Hint is the caller's
+// scratch: not safe for concurrent use (one per goroutine), and it keeps
+// its zone reachable until Reset.
+//
+// A hint is only ever a guess: TrackHint trusts it only when, under the
+// shard's lock, the slot still holds a live entry with the frame's key.
+// An entry removed, swept, flushed or replaced meanwhile (the slot freed
+// or reused by another connection) fails that check, and the frame takes
+// the full lookup, so a stale hint costs time, never a wrong verdict.
+type Hint struct {
+	z   *Zone
+	s   *shard
+	i   uint32
+	key Key
+}
+
+// Reset empties h (and drops its reference to a zone).
+func (h *Hint) Reset() { *h = Hint{} }
+
+// TrackHint is Track, using and updating h (nil: none); the verdict,
+// counters and entry updates are Track's whatever h holds.
+func (z *Zone) TrackHint(p *Packet, now int64, h *Hint) Verdict {
 	switch p.Kind {
 	case KindTCP, KindUDP, KindICMPEcho, KindOther:
 	case KindUntracked:
@@ -329,16 +408,41 @@ func (z *Zone) Track(p *Packet, now int64) Verdict {
 	if p.Kind == KindTCP && !tcpValidFlags(p.Flags) {
 		return z.invalid(p)
 	}
-	s, tag := z.shardOf(&p.Key)
-	s.mu.Lock()
-	pos, i, ok := s.find(&p.Key, tag)
-	if !ok {
+	var (
+		s   *shard
+		e   *entry
+		i   uint32
+		pos = -1 // the entry's index position; -1: not looked up (a hint hit)
+	)
+	if h != nil && h.z == z && keyEq(&h.key, &p.Key) {
+		// The key's shard is h.s whatever became of the slot: the
+		// shard is a function of the key and the table's secrets.
+		s = h.s
+		s.mu.Lock()
+		if h.i < s.used {
+			if c := s.at(h.i); c.flags&efUsed != 0 && keyEq(&c.key, &p.Key) {
+				e, i = c, h.i
+			}
+		}
+		if e == nil {
+			pos, i, e = s.lookup(&p.Key, slotTag(hashKey(&p.Key, &z.t.sec)))
+			h.i = i
+		}
+	} else {
+		var tag uint32
+		s, tag = z.shardOf(&p.Key)
+		s.mu.Lock()
+		pos, i, e = s.lookup(&p.Key, tag)
+		if e != nil && h != nil {
+			h.z, h.s, h.i, h.key = z, s, i, p.Key
+		}
+	}
+	if e == nil {
 		s.mu.Unlock()
 		return z.absent(p)
 	}
-	e := s.at(i)
 	if now >= e.expires {
-		z.removeLocked(s, pos, i)
+		z.removeAt(s, pos, i)
 		s.mu.Unlock()
 		z.ctr.expired.Add(1)
 		return z.absent(p)
@@ -358,13 +462,13 @@ func (z *Zone) Track(p *Packet, now int64) Verdict {
 		case tcpReopen:
 			// A new SYN on a closed connection (RFC 1122 §4.2.2.13):
 			// the old entry goes, the new connection is New.
-			z.removeLocked(s, pos, i)
+			z.removeAt(s, pos, i)
 			v = New
 		case tcpKill:
 			// The only answer was a RST: nothing to keep (Linux's
 			// nf_ct_kill_acct in nf_conntrack_tcp_packet).
 			e.pkts[p.Dir]++
-			z.removeLocked(s, pos, i)
+			z.removeAt(s, pos, i)
 		default:
 			e.pkts[p.Dir]++
 			if d == 1 {
@@ -492,10 +596,8 @@ func (z *Zone) Commit(p *Packet, now int64) bool {
 		s.mu.Unlock()
 		return false
 	}
-	pos, i, ok := s.find(&p.Key, tag)
-	var e *entry
-	if ok {
-		e = s.at(i)
+	pos, i, e := s.lookup(&p.Key, tag)
+	if e != nil {
 		if now < e.expires {
 			v := passVerdict(dirIndex(e, p.Dir))
 			s.mu.Unlock()
@@ -612,7 +714,7 @@ func (z *Zone) Sweep(now int64) int {
 			e := &chunk[o]
 			if e.flags&efUsed != 0 && now >= e.expires {
 				i := base + uint32(o)
-				if pos := s.position(slotTag(hashKey(&e.key, z.t.seed)), i); pos >= 0 {
+				if pos := s.position(slotTag(hashKey(&e.key, &z.t.sec)), i); pos >= 0 {
 					z.removeLocked(s, pos, i)
 					n++
 				}

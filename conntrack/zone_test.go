@@ -16,15 +16,33 @@ func TestShardSpread(t *testing.T) {
 		const n = 64 * numShards
 		for i := range n {
 			k := Key{Local: key16(guest4), Remote: key16(remote4), LPort: uint16(i), RPort: 443, Proto: protoTCP, Family: 4}
-			lport[hashKey(&k, tb.seed)>>shardShift]++
+			lport[hashKey(&k, &tb.sec)>>shardShift]++
 			k.LPort = 443
 			k.Remote[15] = byte(i)
 			k.Remote[14] = byte(i >> 8)
-			remote[hashKey(&k, tb.seed)>>shardShift]++
+			remote[hashKey(&k, &tb.sec)>>shardShift]++
 		}
 		for s := range numShards {
 			if lport[s] < 25 || lport[s] > 110 || remote[s] < 25 || remote[s] > 110 {
 				t.Fatalf("shard %d: %d / %d keys of %d per shard", s, lport[s], remote[s], n/numShards)
+			}
+		}
+	}
+}
+
+// TestKeyEq: keys that differ in any one bit of any field are unequal.
+func TestKeyEq(t *testing.T) {
+	a := Key{Local: key16("2001:db8::2"), Remote: key16("2001:db8::1"), LPort: 40000, RPort: 443, Proto: protoTCP, Family: 6}
+	if b := a; !keyEq(&a, &b) {
+		t.Fatal("a key differs from its copy")
+	}
+	raw := (*[unsafe.Sizeof(a)]byte)(unsafe.Pointer(&a))
+	for i := range raw {
+		for bit := range 8 {
+			b := a
+			(*[unsafe.Sizeof(b)]byte)(unsafe.Pointer(&b))[i] ^= 1 << bit
+			if keyEq(&a, &b) || keyEq(&b, &a) {
+				t.Fatalf("byte %d bit %d: equal", i, bit)
 			}
 		}
 	}
