@@ -65,7 +65,10 @@ type shard struct {
 	used   uint32 // slab slots ever handed out
 	free   uint32 // 1 + the first free index, 0 when none
 	gen    uint32 // bumped by Flush: a Sweep in progress stops
-	_      [64]byte
+	// freed counts slots released (and is bumped by Flush): a Hint
+	// taken when it had the same value still names its entry.
+	freed uint64
+	_     [64]byte
 }
 
 func (s *shard) at(i uint32) *entry { return &s.chunks[i>>chunkShift][i&(chunkSize-1)] }
@@ -209,6 +212,7 @@ func (s *shard) alloc() (uint32, *entry) {
 }
 
 func (s *shard) release(i uint32) {
+	s.freed++
 	e := s.at(i)
 	e.flags = 0
 	e.expires = int64(s.free) // the free list runs through expires: 128-byte entries
@@ -373,16 +377,20 @@ func (z *Zone) Track(p *Packet, now int64) Verdict { return z.TrackHint(p, now, 
 // scratch: not safe for concurrent use (one per goroutine), and it keeps
 // its zone reachable until Reset.
 //
-// A hint is only ever a guess: TrackHint trusts it only when, under the
-// shard's lock, the slot still holds a live entry with the frame's key.
-// An entry removed, swept, flushed or replaced meanwhile (the slot freed
-// or reused by another connection) fails that check, and the frame takes
-// the full lookup, so a stale hint costs time, never a wrong verdict.
+// A hint is only ever a guess: TrackHint trusts it only when the frame's
+// key is the hint's and, under the shard's lock, the shard has freed no
+// slot since the hint was taken (shard.freed: a slot changes connection
+// only after it is freed, by a removal or a Flush; Commit reusing an
+// expired entry keeps its key). Any removal in the shard meanwhile (an
+// expiry, a sweep, a flush, another connection's close) voids the hint
+// and the frame takes the full lookup, so a stale hint costs time, never
+// a wrong verdict.
 type Hint struct {
-	z   *Zone
-	s   *shard
-	i   uint32
-	key Key
+	z     *Zone
+	s     *shard
+	freed uint64 // s.freed when the hint was taken
+	i     uint32
+	key   Key
 }
 
 // Reset empties h (and drops its reference to a zone).
@@ -419,14 +427,13 @@ func (z *Zone) TrackHint(p *Packet, now int64, h *Hint) Verdict {
 		// shard is a function of the key and the table's secrets.
 		s = h.s
 		s.mu.Lock()
-		if h.i < s.used {
-			if c := s.at(h.i); c.flags&efUsed != 0 && keyEq(&c.key, &p.Key) {
-				e, i = c, h.i
-			}
-		}
-		if e == nil {
+		if s.freed == h.freed {
+			e, i = s.at(h.i), h.i
+		} else {
 			pos, i, e = s.lookup(&p.Key, slotTag(hashKey(&p.Key, &z.t.sec)))
-			h.i = i
+			if e != nil {
+				h.i, h.freed = i, s.freed
+			}
 		}
 	} else {
 		var tag uint32
@@ -434,7 +441,7 @@ func (z *Zone) TrackHint(p *Packet, now int64, h *Hint) Verdict {
 		s.mu.Lock()
 		pos, i, e = s.lookup(&p.Key, tag)
 		if e != nil && h != nil {
-			h.z, h.s, h.i, h.key = z, s, i, p.Key
+			*h = Hint{z: z, s: s, freed: s.freed, i: i, key: p.Key}
 		}
 	}
 	if e == nil {
@@ -694,6 +701,7 @@ func (z *Zone) Flush() int {
 		s.chunks = nil
 		s.used, s.free = 0, 0
 		s.gen++
+		s.freed++
 		z.count.Add(int64(-c))
 		z.t.count.Add(int64(-c))
 		s.mu.Unlock()

@@ -295,3 +295,73 @@ func TestShardIndex(t *testing.T) {
 		}
 	}
 }
+
+// TestHintStale: a Hint whose connection was removed, swept or flushed,
+// or whose slot another connection took, is not trusted: the verdicts,
+// entries and counters are Track's.
+func TestHintStale(t *testing.T) {
+	tb := NewTable(Config{Timeouts: Timeouts{UDP: 5 * time.Second}})
+	z := tb.NewZone()
+	a := udpOut(false, 1000, 53)
+	// b: another connection in a's shard, so that it takes a's slot
+	// once a is swept.
+	sa, _ := z.shardOf(&a.Key)
+	b := a
+	for p := uint16(1001); ; p++ {
+		b = udpOut(false, p, 53)
+		if s, _ := z.shardOf(&b.Key); s == sa {
+			break
+		}
+	}
+	var h Hint
+	now := 10 * sec
+	if v := z.TrackHint(&a, now, &h); v != New || !z.Commit(&a, now) {
+		t.Fatalf("open a: %v", v)
+	}
+	if v := z.TrackHint(&a, now, &h); v != Established || h.z != z {
+		t.Fatalf("a: %v, hint %+v", v, h)
+	}
+	// a expires and is swept; b takes its slot.
+	now += 6 * sec
+	if n := z.Sweep(now); n != 1 {
+		t.Fatalf("swept %d", n)
+	}
+	if v := z.TrackHint(&b, now, nil); v != New || !z.Commit(&b, now) {
+		t.Fatalf("open b: %v", v)
+	}
+	if _, i, _ := sa.find(&b.Key, slotTag(hashKey(&b.Key, &tb.sec))); i != h.i {
+		t.Fatalf("b in slot %d, a's hint names %d", i, h.i)
+	}
+	// The hint names b's slot: a is still absent, and b untouched.
+	if v := z.TrackHint(&a, now, &h); v != New {
+		t.Fatalf("a after its sweep: %v", v)
+	}
+	var pkts [2]uint64
+	z.Entries(now, func(e Entry) bool { pkts = e.Packets; return true })
+	if z.Len() != 1 || pkts != [2]uint64{1, 0} {
+		t.Fatalf("%d entries, b's packets %v", z.Len(), pkts)
+	}
+	// A hint on b, then a flush: b is gone.
+	if v := z.TrackHint(&b, now, &h); v != Established {
+		t.Fatalf("b: %v", v)
+	}
+	z.Flush()
+	if v := z.TrackHint(&b, now, &h); v != New {
+		t.Fatalf("b after the flush: %v", v)
+	}
+	// Reopened (a new slab): the stale hint finds it again.
+	if !z.Commit(&b, now) {
+		t.Fatal("reopen b")
+	}
+	if v := z.TrackHint(&b, now, &h); v != Established {
+		t.Fatalf("b reopened: %v", v)
+	}
+	// Another zone's frame with the same key does not use the hint.
+	z2 := tb.NewZone()
+	if v := z2.TrackHint(&b, now, &h); v != New {
+		t.Fatalf("b in another zone: %v", v)
+	}
+	if c := z.Counters(); c.New != 3 || c.Expired != 1 || c.Flushed != 1 {
+		t.Fatalf("counters %+v", c)
+	}
+}
