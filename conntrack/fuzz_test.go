@@ -108,6 +108,14 @@ func FuzzParse(f *testing.F) {
 			t.Fatal("Parse wrote to the frame")
 		}
 		checkPacket(t, &p, et, dir)
+		// The IPv4 TCP fast path fills the packet as the general parser.
+		if et == EtherTypeIPv4 && l3 >= 0 && l3 <= len(data) {
+			g := Packet{Dir: dir, Kind: KindUntracked, WScale: -1}
+			parseIPv4(data[l3:], len(data)-l3, &g)
+			if g != p {
+				t.Fatalf("fast path: %+v\ngeneral parser: %+v", p, g)
+			}
+		}
 		// Deterministic, and the other direction mirrors the key.
 		Parse(data, l3, et, 1-dir, &q)
 		if q.Kind != p.Kind {
