@@ -225,7 +225,7 @@ func (t *Table) reserve() bool {
 
 // NewZone returns a new, empty zone of t, with the table's zone limit.
 func (t *Table) NewZone() *Zone {
-	z := &Zone{t: t}
+	z := &Zone{t: t, id: zoneIDs.Add(1)}
 	z.limit.Store(int64(t.cfg.ZoneLimit))
 	t.mu.Lock()
 	t.zones[z] = struct{}{}

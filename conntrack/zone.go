@@ -228,6 +228,7 @@ type zoneCounters struct {
 // from the port and frames to it are tracked on different goroutines.
 type Zone struct {
 	t      *Table
+	id     uint64 // unique in the process (zoneIDs): what a Hint names
 	limit  atomic.Int64
 	count  atomic.Int64
 	closed atomic.Bool
@@ -235,6 +236,9 @@ type Zone struct {
 	frags  fragCache
 	shards [numShards]shard
 }
+
+// zoneIDs numbers zones, from 1 (a Hint's 0 is empty).
+var zoneIDs atomic.Uint64
 
 // mix is the multiply-fold of wyhash: a 64x64->128 multiply, halves
 // xor-ed.
@@ -374,8 +378,9 @@ func (z *Zone) Track(p *Packet, now int64) Verdict { return z.TrackHint(p, now, 
 // zone, shard and slab slot), so that the next segment of the same
 // connection, the common case in a batch of frames, skips the hash and
 // the index probe. The zero value is empty. A Hint is the caller's
-// scratch: not safe for concurrent use (one per goroutine), and it keeps
-// its zone reachable until Reset.
+// scratch: not safe for concurrent use (one per goroutine). It holds no
+// pointer (a zone is named by a number never reused), so it keeps no
+// zone alive and storing it costs no write barrier.
 //
 // A hint is only ever a guess: TrackHint trusts it only when the frame's
 // key is the hint's and, under the shard's lock, the shard has freed no
@@ -386,15 +391,29 @@ func (z *Zone) Track(p *Packet, now int64) Verdict { return z.TrackHint(p, now, 
 // and the frame takes the full lookup, so a stale hint costs time, never
 // a wrong verdict.
 type Hint struct {
-	z     *Zone
-	s     *shard
-	freed uint64 // s.freed when the hint was taken
-	i     uint32
-	key   Key
+	zone  uint64    // Zone.id; 0: empty
+	freed uint64    // the shard's freed when the hint was taken
+	key   [5]uint64 // the connection's key (keyWords)
+	shard uint32    // index in Zone.shards
+	i     uint32    // slab index
 }
 
-// Reset empties h (and drops its reference to a zone).
+// Reset empties h.
 func (h *Hint) Reset() { *h = Hint{} }
+
+// keyWords returns k as five words, each read with the width Parse
+// wrote it (setV4's and setAddrs6's stores, the ports and protocol
+// one by one), so that a key parsed a moment ago is read from the store
+// buffer without a stall; and a Hint holds no copy of the Key struct,
+// whose 16-byte moves would straddle those stores.
+func keyWords(k *Key) [5]uint64 {
+	le := binary.LittleEndian
+	return [5]uint64{
+		le.Uint64(k.Local[0:8]), le.Uint64(k.Local[8:16]),
+		le.Uint64(k.Remote[0:8]), le.Uint64(k.Remote[8:16]),
+		uint64(k.LPort) | uint64(k.RPort)<<16 | uint64(k.Proto)<<32 | uint64(k.Family)<<40,
+	}
+}
 
 // TrackHint is Track, using and updating h (nil: none); the verdict,
 // counters and entry updates are Track's whatever h holds.
@@ -422,10 +441,14 @@ func (z *Zone) TrackHint(p *Packet, now int64, h *Hint) Verdict {
 		i   uint32
 		pos = -1 // the entry's index position; -1: not looked up (a hint hit)
 	)
-	if h != nil && h.z == z && keyEq(&h.key, &p.Key) {
-		// The key's shard is h.s whatever became of the slot: the
+	var kw [5]uint64
+	if h != nil {
+		kw = keyWords(&p.Key)
+	}
+	if h != nil && h.zone == z.id && (h.key[0]^kw[0])|(h.key[1]^kw[1])|(h.key[2]^kw[2])|(h.key[3]^kw[3])|(h.key[4]^kw[4]) == 0 {
+		// The key's shard is h.shard whatever became of the slot: the
 		// shard is a function of the key and the table's secrets.
-		s = h.s
+		s = &z.shards[h.shard&(numShards-1)]
 		s.mu.Lock()
 		if s.freed == h.freed {
 			e, i = s.at(h.i), h.i
@@ -436,12 +459,13 @@ func (z *Zone) TrackHint(p *Packet, now int64, h *Hint) Verdict {
 			}
 		}
 	} else {
-		var tag uint32
-		s, tag = z.shardOf(&p.Key)
+		hv := hashKey(&p.Key, &z.t.sec)
+		sh := uint32(hv >> shardShift)
+		s = &z.shards[sh]
 		s.mu.Lock()
-		pos, i, e = s.lookup(&p.Key, tag)
+		pos, i, e = s.lookup(&p.Key, slotTag(hv))
 		if e != nil && h != nil {
-			*h = Hint{z: z, s: s, freed: s.freed, i: i, key: p.Key}
+			h.zone, h.freed, h.key, h.shard, h.i = z.id, s.freed, kw, sh, i
 		}
 	}
 	if e == nil {

@@ -318,7 +318,7 @@ func TestHintStale(t *testing.T) {
 	if v := z.TrackHint(&a, now, &h); v != New || !z.Commit(&a, now) {
 		t.Fatalf("open a: %v", v)
 	}
-	if v := z.TrackHint(&a, now, &h); v != Established || h.z != z {
+	if v := z.TrackHint(&a, now, &h); v != Established || h.zone != z.id {
 		t.Fatalf("a: %v, hint %+v", v, h)
 	}
 	// a expires and is swept; b takes its slot.

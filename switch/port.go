@@ -166,8 +166,6 @@ func (h *PortHandle) Input(frames []Frame) {
 	sc.flushACLHits()
 	sc.flushEgressHits()
 	sc.tp, sc.acl, sc.sg = nil, nil, nil
-	sc.ctOut.Reset()
-	sc.ctIn.Reset()
 	h.ctr.rxPackets.Add(uint64(len(frames)))
 	h.ctr.rxBytes.Add(nb)
 	h.ctr.addDrops(&sc.drops)

@@ -13,8 +13,8 @@ type scratch struct {
 	ctp conntrack.Packet // a frame parsed for connection tracking
 	// The last connection tracked at this port's ingress (its own
 	// zone) and at an egress (a destination's zone): a train of one
-	// flow's segments skips the hash and index probe (conntrack.Hint).
-	// Reset after each batch, so that no removed port's zone is kept.
+	// flow's segments skips the hash and index probe (conntrack.Hint;
+	// it holds no pointer, so it may outlive its zone).
 	ctOut, ctIn conntrack.Hint
 
 	arena []byte
