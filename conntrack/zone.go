@@ -58,17 +58,21 @@ type entry struct {
 // are no tombstones and steady churn never rehashes. A lookup reads one
 // slot (usually) and the entry it names: two cache lines.
 type shard struct {
+	// The first cache line: what a lookup reads (the lock, the index,
+	// the slab, and freed for a Hint), so that a frame of a connection
+	// whose shard is not in L1 misses one line of it, not two.
 	mu     sync.Mutex
 	index  []uint64 // tag<<32 | slab index; 0: empty
-	n      int      // slots in use
 	chunks [][]entry
-	used   uint32 // slab slots ever handed out
-	free   uint32 // 1 + the first free index, 0 when none
-	gen    uint32 // bumped by Flush: a Sweep in progress stops
 	// freed counts slots released (and is bumped by Flush): a Hint
 	// taken when it had the same value still names its entry.
 	freed uint64
-	_     [64]byte
+
+	n    int                      // slots in use
+	used uint32                   // slab slots ever handed out
+	free uint32                   // 1 + the first free index, 0 when none
+	gen  uint32                   // bumped by Flush: a Sweep in progress stops
+	_    [128 - 64 - 8 - 3*4]byte // 128 bytes: two lines, shared with no other shard
 }
 
 func (s *shard) at(i uint32) *entry { return &s.chunks[i>>chunkShift][i&(chunkSize-1)] }
@@ -92,7 +96,7 @@ func (s *shard) find(k *Key, tag uint32) (pos int, i uint32, ok bool) {
 // lookup is find that also returns the entry (nil: not found), so that
 // the caller does not index the slab again.
 func (s *shard) lookup(k *Key, tag uint32) (pos int, i uint32, e *entry) {
-	if s.n == 0 {
+	if len(s.index) == 0 { // (not n, on the second line: the probe stops at an empty slot)
 		return 0, 0, nil
 	}
 	mask := len(s.index) - 1

@@ -365,3 +365,15 @@ func TestHintStale(t *testing.T) {
 		t.Fatalf("counters %+v", c)
 	}
 }
+
+// TestShardLayout: a shard is two cache lines, and what a lookup reads
+// is in the first.
+func TestShardLayout(t *testing.T) {
+	var s shard
+	if n := unsafe.Sizeof(s); n != 128 {
+		t.Fatalf("shard is %d bytes", n)
+	}
+	if o := unsafe.Offsetof(s.freed) + unsafe.Sizeof(s.freed); o > 64 {
+		t.Fatalf("the lookup's fields end at %d", o)
+	}
+}
