@@ -160,7 +160,9 @@ func TestSYNFlood(t *testing.T) {
 }
 
 // TestConcurrentFlushSweep: commits, lookups, sweeps and flushes race;
-// the counts stay exact.
+// the counts stay exact. Two of the goroutines track through a Hint
+// (keys in trains of two, so that it is used), whose entries the others
+// remove and reuse under it.
 func TestConcurrentFlushSweep(t *testing.T) {
 	tb := NewTable(Config{ZoneLimit: 3000, TableLimit: 5000, Timeouts: Timeouts{UDP: 2 * time.Second}})
 	zs := []*Zone{tb.NewZone(), tb.NewZone()}
@@ -168,10 +170,17 @@ func TestConcurrentFlushSweep(t *testing.T) {
 	for g := range 4 {
 		wg.Go(func() {
 			z := zs[g%2]
+			var hint *Hint
+			if g >= 2 {
+				hint = new(Hint)
+			}
 			for i := range 20000 {
 				p := udpOut(i%3 == 0, uint16(i%4000), uint16(g))
+				if hint != nil {
+					p = udpOut(i/2%3 == 0, uint16(i/2%4000), uint16(g))
+				}
 				now := int64(i) * sec / 1000
-				if z.Track(&p, now) == New {
+				if z.TrackHint(&p, now, hint) == New {
 					z.Commit(&p, now)
 				}
 				switch i % 997 {

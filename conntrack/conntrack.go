@@ -75,7 +75,10 @@
 // 64 shards by a seeded hash of the Key, each a mutex, a slab of
 // 128-byte entries with a free list and an open-addressing index over it
 // (zone.go): tracking a frame of a known connection is one hash, one
-// lock, one index probe, the state update, and no allocation. Commit
+// lock, one index probe, the state update, and no allocation. A caller
+// that tracks trains of one connection's frames (a switch's batches)
+// passes a Hint to TrackHint, which skips the hash and the probe while
+// the shard has freed no slot since the hint was taken. Commit
 // allocates only when its shard's slab or index grows (never in steady
 // churn); memory grows with a zone's high-water mark, bounded by its
 // limit, and is returned by Flush and Close. Expired entries are treated

@@ -86,7 +86,7 @@ func (k *fragKey) set(seed uint64) int {
 // add remembers p, a first fragment that passed with verdict v.
 func (c *fragCache) add(z *Zone, p *Packet, v Verdict, now int64) {
 	k := makeFragKey(p)
-	set := k.set(z.t.seed) * fragWays
+	set := k.set(z.t.sec[0]) * fragWays
 	exp := now + int64(FragLifetime)
 	c.mu.Lock()
 	if c.slots == nil {
@@ -115,7 +115,7 @@ store:
 // lookup returns the verdict of p's first fragment.
 func (c *fragCache) lookup(z *Zone, p *Packet, now int64) (Verdict, bool) {
 	k := makeFragKey(p)
-	set := k.set(z.t.seed) * fragWays
+	set := k.set(z.t.sec[0]) * fragWays
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.slots == nil {

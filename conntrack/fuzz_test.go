@@ -108,6 +108,14 @@ func FuzzParse(f *testing.F) {
 			t.Fatal("Parse wrote to the frame")
 		}
 		checkPacket(t, &p, et, dir)
+		// The IPv4 TCP fast path fills the packet as the general parser.
+		if et == EtherTypeIPv4 && l3 >= 0 && l3 <= len(data) {
+			g := Packet{Dir: dir, Kind: KindUntracked, WScale: -1}
+			parseIPv4(data[l3:], len(data)-l3, &g)
+			if g != p {
+				t.Fatalf("fast path: %+v\ngeneral parser: %+v", p, g)
+			}
+		}
 		// Deterministic, and the other direction mirrors the key.
 		Parse(data, l3, et, 1-dir, &q)
 		if q.Kind != p.Kind {
@@ -163,13 +171,20 @@ func runTrackProg(t *testing.T, prog []byte) {
 	{
 		tb := NewTable(Config{ZoneLimit: zoneLimit, TableLimit: tableLimit})
 		zs := [2]*Zone{tb.NewZone(), tb.NewZone()}
+		// A twin of the table whose frames are tracked with one Hint
+		// shared by both zones: every verdict and counter must be the
+		// same as without (hints go stale by sweeps, flushes, expiry
+		// and slot reuse under the small limits).
+		tbH := NewTable(Config{ZoneLimit: zoneLimit, TableLimit: tableLimit})
+		zsH := [2]*Zone{tbH.NewZone(), tbH.NewZone()}
+		var hint Hint
 		now := int64(1000 * sec)
 		hosts := []string{"10.0.0.1", "10.0.0.2", "192.0.2.1"}
 		hosts6 := []string{"2001:db8::1", "2001:db8::2", "2001:db8::3"}
 		for len(prog) >= 9 {
 			op, b := prog[0], prog[1:9]
 			prog = prog[9:]
-			z := zs[op&1]
+			z, zH := zs[op&1], zsH[op&1]
 			dir := Dir(op >> 1 & 1)
 			now += int64(b[7]) * int64(b[7]) * sec / 4
 			var frame []byte
@@ -222,6 +237,9 @@ func runTrackProg(t *testing.T, prog []byte) {
 			if pv != v {
 				t.Fatalf("Peek said %v, Track %v (kind %v flags %#x)", pv, v, p.Kind, p.Flags)
 			}
+			if vH := zH.TrackHint(&p, now, &hint); vH != v {
+				t.Fatalf("TrackHint said %v, Track %v (kind %v flags %#x)", vH, v, p.Kind, p.Flags)
+			}
 			switch {
 			case p.Kind == KindUntracked:
 				if v != Untracked {
@@ -245,12 +263,19 @@ func runTrackProg(t *testing.T, prog []byte) {
 			before := z.Len()
 			if v == New {
 				ok := z.Commit(&p, now)
+				if okH := zH.Commit(&p, now); okH != ok {
+					t.Fatalf("commit: %v, in the hinted twin %v", ok, okH)
+				}
 				if ok && z.Len() > before+1 {
 					t.Fatal("commit added more than one entry")
 				}
 				if ok && z.Len() == before+1 { // a new entry (not an existing one's key)
-					if v2 := z.Track(&p, now); v2 == New || v2 == Untracked || v2 == Related {
+					v2 := z.Track(&p, now)
+					if v2 == New || v2 == Untracked || v2 == Related {
 						t.Fatalf("after commit: %v", v2)
+					}
+					if v2H := zH.TrackHint(&p, now, &hint); v2H != v2 {
+						t.Fatalf("after commit: TrackHint said %v, Track %v", v2H, v2)
 					}
 				}
 			}
@@ -264,9 +289,14 @@ func runTrackProg(t *testing.T, prog []byte) {
 			}
 			if op&0x40 != 0 {
 				z.Sweep(now)
+				zH.Sweep(now)
 			}
 			if op&0xe0 == 0xe0 {
 				z.Flush()
+				zH.Flush()
+			}
+			if c, cH := z.Counters(), zH.Counters(); c != cH {
+				t.Fatalf("counters %+v, in the hinted twin %+v", c, cH)
 			}
 		}
 		for _, z := range zs {

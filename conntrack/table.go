@@ -133,7 +133,7 @@ func makeTimeouts(t Timeouts) *timeouts {
 type Table struct {
 	cfg   Config
 	to    atomic.Pointer[timeouts]
-	seed  uint64
+	sec   [4]uint64    // hash secrets (hashKey), random per table
 	count atomic.Int64 // entries over all zones
 	limit int64
 
@@ -152,9 +152,11 @@ func NewTable(cfg Config) *Table {
 	}
 	t := &Table{
 		cfg:   cfg,
-		seed:  rand.Uint64(), // ChaCha8: the shard a key lands in is not predictable
 		limit: int64(cfg.TableLimit),
 		zones: make(map[*Zone]struct{}),
+	}
+	for i := range t.sec {
+		t.sec[i] = rand.Uint64() // ChaCha8: the shard a key lands in is not predictable
 	}
 	t.to.Store(makeTimeouts(cfg.Timeouts))
 	return t
@@ -223,7 +225,7 @@ func (t *Table) reserve() bool {
 
 // NewZone returns a new, empty zone of t, with the table's zone limit.
 func (t *Table) NewZone() *Zone {
-	z := &Zone{t: t}
+	z := &Zone{t: t, id: zoneIDs.Add(1)}
 	z.limit.Store(int64(t.cfg.ZoneLimit))
 	t.mu.Lock()
 	t.zones[z] = struct{}{}

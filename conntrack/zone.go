@@ -58,14 +58,21 @@ type entry struct {
 // are no tombstones and steady churn never rehashes. A lookup reads one
 // slot (usually) and the entry it names: two cache lines.
 type shard struct {
+	// The first cache line: what a lookup reads (the lock, the index,
+	// the slab, and freed for a Hint), so that a frame of a connection
+	// whose shard is not in L1 misses one line of it, not two.
 	mu     sync.Mutex
 	index  []uint64 // tag<<32 | slab index; 0: empty
-	n      int      // slots in use
 	chunks [][]entry
-	used   uint32 // slab slots ever handed out
-	free   uint32 // 1 + the first free index, 0 when none
-	gen    uint32 // bumped by Flush: a Sweep in progress stops
-	_      [64]byte
+	// freed counts slots released (and is bumped by Flush): a Hint
+	// taken when it had the same value still names its entry.
+	freed uint64
+
+	n    int                      // slots in use
+	used uint32                   // slab slots ever handed out
+	free uint32                   // 1 + the first free index, 0 when none
+	gen  uint32                   // bumped by Flush: a Sweep in progress stops
+	_    [128 - 64 - 8 - 3*4]byte // 128 bytes: two lines, shared with no other shard
 }
 
 func (s *shard) at(i uint32) *entry { return &s.chunks[i>>chunkShift][i&(chunkSize-1)] }
@@ -82,21 +89,43 @@ func slotTag(h uint64) uint32 {
 
 // find returns the index position and slab index of k (tag its tag).
 func (s *shard) find(k *Key, tag uint32) (pos int, i uint32, ok bool) {
-	if s.n == 0 {
-		return 0, 0, false
+	pos, i, e := s.lookup(k, tag)
+	return pos, i, e != nil
+}
+
+// lookup is find that also returns the entry (nil: not found), so that
+// the caller does not index the slab again.
+func (s *shard) lookup(k *Key, tag uint32) (pos int, i uint32, e *entry) {
+	if len(s.index) == 0 { // (not n, on the second line: the probe stops at an empty slot)
+		return 0, 0, nil
 	}
 	mask := len(s.index) - 1
 	for pos = int(tag) & mask; ; pos = (pos + 1) & mask {
 		v := s.index[pos]
 		if v == 0 {
-			return pos, 0, false
+			return pos, 0, nil
 		}
 		if uint32(v>>32) == tag {
-			if i = uint32(v); s.at(i).key == *k {
-				return pos, i, true
+			i = uint32(v)
+			if e = s.at(i); keyEq(&e.key, k) {
+				return pos, i, e
 			}
 		}
 	}
+}
+
+// keyEq is a == b, as five word compares folded into one branch (the
+// compiler's == on the 38-byte struct calls memequal). In Go, ^ and |
+// bind equally tight: every xor is parenthesised.
+func keyEq(a, b *Key) bool {
+	le := binary.LittleEndian
+	x := (le.Uint64(a.Local[0:8]) ^ le.Uint64(b.Local[0:8])) |
+		(le.Uint64(a.Local[8:16]) ^ le.Uint64(b.Local[8:16])) |
+		(le.Uint64(a.Remote[0:8]) ^ le.Uint64(b.Remote[0:8])) |
+		(le.Uint64(a.Remote[8:16]) ^ le.Uint64(b.Remote[8:16]))
+	y := uint64(a.LPort^b.LPort) | uint64(a.RPort^b.RPort)<<16 |
+		uint64(a.Proto^b.Proto)<<32 | uint64(a.Family^b.Family)<<40
+	return x|y == 0
 }
 
 // insert adds slab index i with tag to the index, growing it first
@@ -187,6 +216,7 @@ func (s *shard) alloc() (uint32, *entry) {
 }
 
 func (s *shard) release(i uint32) {
+	s.freed++
 	e := s.at(i)
 	e.flags = 0
 	e.expires = int64(s.free) // the free list runs through expires: 128-byte entries
@@ -202,6 +232,7 @@ type zoneCounters struct {
 // from the port and frames to it are tracked on different goroutines.
 type Zone struct {
 	t      *Table
+	id     uint64 // unique in the process (zoneIDs): what a Hint names
 	limit  atomic.Int64
 	count  atomic.Int64
 	closed atomic.Bool
@@ -209,6 +240,9 @@ type Zone struct {
 	frags  fragCache
 	shards [numShards]shard
 }
+
+// zoneIDs numbers zones, from 1 (a Hint's 0 is empty).
+var zoneIDs atomic.Uint64
 
 // mix is the multiply-fold of wyhash: a 64x64->128 multiply, halves
 // xor-ed.
@@ -242,19 +276,39 @@ func hash5(a, b, c, d, x, seed uint64) uint64 {
 	return fmix64(mix(x^wy2, h^wy3))
 }
 
-// hashKey is a seeded hash of every field of k (five 64-bit words):
-// cheap, allocation-free, and tenants who choose their keys cannot aim
-// them at one shard without knowing the seed.
-func hashKey(k *Key, seed uint64) uint64 {
+// hashKey is a seeded hash of every field of k: cheap, allocation-free,
+// and tenants who choose their keys cannot aim them at one shard (or one
+// index run) without knowing the table's secrets.
+//
+// An IPv4 key (Family 4, addresses IPv4-mapped as Parse stores them)
+// holds 13 bytes that vary: they pack without loss into two words,
+// hashed as wyhash (Wang Yi, wyhash final version 4) hashes 16 bytes:
+// one 64x64->128 multiply of the words each xor-ed with a secret, then
+// a multiply-fold of the two halves xor-ed with two more. Unlike
+// wyhash, whose secrets are public constants, all four are random per
+// table: a word equal to its secret zeroes the first product whatever
+// the other word ("blinding"), and a tenant who cannot know the secret
+// cannot choose it. Keys of other families (IPv6, or a hand-made key)
+// take hash5 over all five words.
+func hashKey(k *Key, sec *[4]uint64) uint64 {
 	le := binary.LittleEndian
+	if k.Family == 4 {
+		a := uint64(le.Uint32(k.Local[12:16])) | uint64(le.Uint32(k.Remote[12:16]))<<32
+		b := uint64(k.LPort) | uint64(k.RPort)<<16 | uint64(k.Proto)<<32 |
+			// The mapped prefixes of a hand-made key (never
+			// Parse's) fold in, so that every field counts.
+			(le.Uint64(k.Local[0:8])^le.Uint64(k.Local[8:16])^le.Uint64(k.Remote[0:8])^le.Uint64(k.Remote[8:16]))<<40
+		hi, lo := bits.Mul64(a^sec[0], b^sec[1])
+		return mix(lo^sec[2], hi^sec[3])
+	}
 	x := uint64(k.LPort) | uint64(k.RPort)<<16 | uint64(k.Proto)<<32 | uint64(k.Family)<<40
 	return hash5(le.Uint64(k.Local[0:8]), le.Uint64(k.Local[8:16]),
-		le.Uint64(k.Remote[0:8]), le.Uint64(k.Remote[8:16]), x, seed)
+		le.Uint64(k.Remote[0:8]), le.Uint64(k.Remote[8:16]), x, sec[0])
 }
 
 // shardOf returns k's shard and index tag: the one hash of a lookup.
 func (z *Zone) shardOf(k *Key) (*shard, uint32) {
-	h := hashKey(k, z.t.seed)
+	h := hashKey(k, &z.t.sec)
 	return &z.shards[h>>shardShift], slotTag(h)
 }
 
@@ -265,6 +319,17 @@ func (z *Zone) removeLocked(s *shard, pos int, i uint32) {
 	s.release(i)
 	z.count.Add(-1)
 	z.t.count.Add(-1)
+}
+
+// removeAt is removeLocked for an entry whose index position may be
+// unknown (pos -1: found through a Hint), looked up from its key.
+func (z *Zone) removeAt(s *shard, pos int, i uint32) {
+	if pos < 0 {
+		if pos = s.position(slotTag(hashKey(&s.at(i).key, &z.t.sec)), i); pos < 0 {
+			return // not reached: an entry in use is always in the index
+		}
+	}
+	z.removeLocked(s, pos, i)
 }
 
 // reserve takes one entry of the zone's and the table's limits. Counts
@@ -311,7 +376,52 @@ func passVerdict(d int) Verdict {
 //
 // A first fragment that passes (Untracked, Established, Reply) is
 // remembered for its later fragments; see Commit for one that is New.
-func (z *Zone) Track(p *Packet, now int64) Verdict {
+func (z *Zone) Track(p *Packet, now int64) Verdict { return z.TrackHint(p, now, nil) }
+
+// Hint remembers where the connection a caller last tracked lives (its
+// zone, shard and slab slot), so that the next segment of the same
+// connection, the common case in a batch of frames, skips the hash and
+// the index probe. The zero value is empty. A Hint is the caller's
+// scratch: not safe for concurrent use (one per goroutine). It holds no
+// pointer (a zone is named by a number never reused), so it keeps no
+// zone alive and storing it costs no write barrier.
+//
+// A hint is only ever a guess: TrackHint trusts it only when the frame's
+// key is the hint's and, under the shard's lock, the shard has freed no
+// slot since the hint was taken (shard.freed: a slot changes connection
+// only after it is freed, by a removal or a Flush; Commit reusing an
+// expired entry keeps its key). Any removal in the shard meanwhile (an
+// expiry, a sweep, a flush, another connection's close) voids the hint
+// and the frame takes the full lookup, so a stale hint costs time, never
+// a wrong verdict.
+type Hint struct {
+	zone  uint64    // Zone.id; 0: empty
+	freed uint64    // the shard's freed when the hint was taken
+	key   [5]uint64 // the connection's key (keyWords)
+	shard uint32    // index in Zone.shards
+	i     uint32    // slab index
+}
+
+// Reset empties h.
+func (h *Hint) Reset() { *h = Hint{} }
+
+// keyWords returns k as five words, each read with the width Parse
+// wrote it (setV4's and setAddrs6's stores, the ports and protocol
+// one by one), so that a key parsed a moment ago is read from the store
+// buffer without a stall; and a Hint holds no copy of the Key struct,
+// whose 16-byte moves would straddle those stores.
+func keyWords(k *Key) [5]uint64 {
+	le := binary.LittleEndian
+	return [5]uint64{
+		le.Uint64(k.Local[0:8]), le.Uint64(k.Local[8:16]),
+		le.Uint64(k.Remote[0:8]), le.Uint64(k.Remote[8:16]),
+		uint64(k.LPort) | uint64(k.RPort)<<16 | uint64(k.Proto)<<32 | uint64(k.Family)<<40,
+	}
+}
+
+// TrackHint is Track, using and updating h (nil: none); the verdict,
+// counters and entry updates are Track's whatever h holds.
+func (z *Zone) TrackHint(p *Packet, now int64, h *Hint) Verdict {
 	switch p.Kind {
 	case KindTCP, KindUDP, KindICMPEcho, KindOther:
 	case KindUntracked:
@@ -329,16 +439,45 @@ func (z *Zone) Track(p *Packet, now int64) Verdict {
 	if p.Kind == KindTCP && !tcpValidFlags(p.Flags) {
 		return z.invalid(p)
 	}
-	s, tag := z.shardOf(&p.Key)
-	s.mu.Lock()
-	pos, i, ok := s.find(&p.Key, tag)
-	if !ok {
+	var (
+		s   *shard
+		e   *entry
+		i   uint32
+		pos = -1 // the entry's index position; -1: not looked up (a hint hit)
+	)
+	var kw [5]uint64
+	if h != nil {
+		kw = keyWords(&p.Key)
+	}
+	if h != nil && h.zone == z.id && (h.key[0]^kw[0])|(h.key[1]^kw[1])|(h.key[2]^kw[2])|(h.key[3]^kw[3])|(h.key[4]^kw[4]) == 0 {
+		// The key's shard is h.shard whatever became of the slot: the
+		// shard is a function of the key and the table's secrets.
+		s = &z.shards[h.shard&(numShards-1)]
+		s.mu.Lock()
+		if s.freed == h.freed {
+			e, i = s.at(h.i), h.i
+		} else {
+			pos, i, e = s.lookup(&p.Key, slotTag(hashKey(&p.Key, &z.t.sec)))
+			if e != nil {
+				h.i, h.freed = i, s.freed
+			}
+		}
+	} else {
+		hv := hashKey(&p.Key, &z.t.sec)
+		sh := uint32(hv >> shardShift)
+		s = &z.shards[sh]
+		s.mu.Lock()
+		pos, i, e = s.lookup(&p.Key, slotTag(hv))
+		if e != nil && h != nil {
+			h.zone, h.freed, h.key, h.shard, h.i = z.id, s.freed, kw, sh, i
+		}
+	}
+	if e == nil {
 		s.mu.Unlock()
 		return z.absent(p)
 	}
-	e := s.at(i)
 	if now >= e.expires {
-		z.removeLocked(s, pos, i)
+		z.removeAt(s, pos, i)
 		s.mu.Unlock()
 		z.ctr.expired.Add(1)
 		return z.absent(p)
@@ -358,13 +497,13 @@ func (z *Zone) Track(p *Packet, now int64) Verdict {
 		case tcpReopen:
 			// A new SYN on a closed connection (RFC 1122 §4.2.2.13):
 			// the old entry goes, the new connection is New.
-			z.removeLocked(s, pos, i)
+			z.removeAt(s, pos, i)
 			v = New
 		case tcpKill:
 			// The only answer was a RST: nothing to keep (Linux's
 			// nf_ct_kill_acct in nf_conntrack_tcp_packet).
 			e.pkts[p.Dir]++
-			z.removeLocked(s, pos, i)
+			z.removeAt(s, pos, i)
 		default:
 			e.pkts[p.Dir]++
 			if d == 1 {
@@ -492,10 +631,8 @@ func (z *Zone) Commit(p *Packet, now int64) bool {
 		s.mu.Unlock()
 		return false
 	}
-	pos, i, ok := s.find(&p.Key, tag)
-	var e *entry
-	if ok {
-		e = s.at(i)
+	pos, i, e := s.lookup(&p.Key, tag)
+	if e != nil {
 		if now < e.expires {
 			v := passVerdict(dirIndex(e, p.Dir))
 			s.mu.Unlock()
@@ -592,6 +729,7 @@ func (z *Zone) Flush() int {
 		s.chunks = nil
 		s.used, s.free = 0, 0
 		s.gen++
+		s.freed++
 		z.count.Add(int64(-c))
 		z.t.count.Add(int64(-c))
 		s.mu.Unlock()
@@ -612,7 +750,7 @@ func (z *Zone) Sweep(now int64) int {
 			e := &chunk[o]
 			if e.flags&efUsed != 0 && now >= e.expires {
 				i := base + uint32(o)
-				if pos := s.position(slotTag(hashKey(&e.key, z.t.seed)), i); pos >= 0 {
+				if pos := s.position(slotTag(hashKey(&e.key, &z.t.sec)), i); pos >= 0 {
 					z.removeLocked(s, pos, i)
 					n++
 				}

@@ -16,15 +16,33 @@ func TestShardSpread(t *testing.T) {
 		const n = 64 * numShards
 		for i := range n {
 			k := Key{Local: key16(guest4), Remote: key16(remote4), LPort: uint16(i), RPort: 443, Proto: protoTCP, Family: 4}
-			lport[hashKey(&k, tb.seed)>>shardShift]++
+			lport[hashKey(&k, &tb.sec)>>shardShift]++
 			k.LPort = 443
 			k.Remote[15] = byte(i)
 			k.Remote[14] = byte(i >> 8)
-			remote[hashKey(&k, tb.seed)>>shardShift]++
+			remote[hashKey(&k, &tb.sec)>>shardShift]++
 		}
 		for s := range numShards {
 			if lport[s] < 25 || lport[s] > 110 || remote[s] < 25 || remote[s] > 110 {
 				t.Fatalf("shard %d: %d / %d keys of %d per shard", s, lport[s], remote[s], n/numShards)
+			}
+		}
+	}
+}
+
+// TestKeyEq: keys that differ in any one bit of any field are unequal.
+func TestKeyEq(t *testing.T) {
+	a := Key{Local: key16("2001:db8::2"), Remote: key16("2001:db8::1"), LPort: 40000, RPort: 443, Proto: protoTCP, Family: 6}
+	if b := a; !keyEq(&a, &b) {
+		t.Fatal("a key differs from its copy")
+	}
+	raw := (*[unsafe.Sizeof(a)]byte)(unsafe.Pointer(&a))
+	for i := range raw {
+		for bit := range 8 {
+			b := a
+			(*[unsafe.Sizeof(b)]byte)(unsafe.Pointer(&b))[i] ^= 1 << bit
+			if keyEq(&a, &b) || keyEq(&b, &a) {
+				t.Fatalf("byte %d bit %d: equal", i, bit)
 			}
 		}
 	}
@@ -275,5 +293,87 @@ func TestShardIndex(t *testing.T) {
 				t.Fatalf("position of %d: %d", lp, got)
 			}
 		}
+	}
+}
+
+// TestHintStale: a Hint whose connection was removed, swept or flushed,
+// or whose slot another connection took, is not trusted: the verdicts,
+// entries and counters are Track's.
+func TestHintStale(t *testing.T) {
+	tb := NewTable(Config{Timeouts: Timeouts{UDP: 5 * time.Second}})
+	z := tb.NewZone()
+	a := udpOut(false, 1000, 53)
+	// b: another connection in a's shard, so that it takes a's slot
+	// once a is swept.
+	sa, _ := z.shardOf(&a.Key)
+	b := a
+	for p := uint16(1001); ; p++ {
+		b = udpOut(false, p, 53)
+		if s, _ := z.shardOf(&b.Key); s == sa {
+			break
+		}
+	}
+	var h Hint
+	now := 10 * sec
+	if v := z.TrackHint(&a, now, &h); v != New || !z.Commit(&a, now) {
+		t.Fatalf("open a: %v", v)
+	}
+	if v := z.TrackHint(&a, now, &h); v != Established || h.zone != z.id {
+		t.Fatalf("a: %v, hint %+v", v, h)
+	}
+	// a expires and is swept; b takes its slot.
+	now += 6 * sec
+	if n := z.Sweep(now); n != 1 {
+		t.Fatalf("swept %d", n)
+	}
+	if v := z.TrackHint(&b, now, nil); v != New || !z.Commit(&b, now) {
+		t.Fatalf("open b: %v", v)
+	}
+	if _, i, _ := sa.find(&b.Key, slotTag(hashKey(&b.Key, &tb.sec))); i != h.i {
+		t.Fatalf("b in slot %d, a's hint names %d", i, h.i)
+	}
+	// The hint names b's slot: a is still absent, and b untouched.
+	if v := z.TrackHint(&a, now, &h); v != New {
+		t.Fatalf("a after its sweep: %v", v)
+	}
+	var pkts [2]uint64
+	z.Entries(now, func(e Entry) bool { pkts = e.Packets; return true })
+	if z.Len() != 1 || pkts != [2]uint64{1, 0} {
+		t.Fatalf("%d entries, b's packets %v", z.Len(), pkts)
+	}
+	// A hint on b, then a flush: b is gone.
+	if v := z.TrackHint(&b, now, &h); v != Established {
+		t.Fatalf("b: %v", v)
+	}
+	z.Flush()
+	if v := z.TrackHint(&b, now, &h); v != New {
+		t.Fatalf("b after the flush: %v", v)
+	}
+	// Reopened (a new slab): the stale hint finds it again.
+	if !z.Commit(&b, now) {
+		t.Fatal("reopen b")
+	}
+	if v := z.TrackHint(&b, now, &h); v != Established {
+		t.Fatalf("b reopened: %v", v)
+	}
+	// Another zone's frame with the same key does not use the hint.
+	z2 := tb.NewZone()
+	if v := z2.TrackHint(&b, now, &h); v != New {
+		t.Fatalf("b in another zone: %v", v)
+	}
+	if c := z.Counters(); c.New != 3 || c.Expired != 1 || c.Flushed != 1 {
+		t.Fatalf("counters %+v", c)
+	}
+}
+
+// TestShardLayout: a shard is two cache lines, and what a lookup reads
+// is in the first.
+func TestShardLayout(t *testing.T) {
+	var s shard
+	if n := unsafe.Sizeof(s); n != 128 {
+		t.Fatalf("shard is %d bytes", n)
+	}
+	if o := unsafe.Offsetof(s.freed) + unsafe.Sizeof(s.freed); o > 64 {
+		t.Fatalf("the lookup's fields end at %d", o)
 	}
 }

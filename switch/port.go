@@ -226,7 +226,7 @@ func (h *PortHandle) forward(st *portState, tp *topology, now int64, f *Frame) {
 		}
 	}
 	if set := sc.sg; set != nil {
-		if r, _ := set.verdict(data, total, l3, et, conntrack.Outbound, now, &sc.ctp); r != dropNone {
+		if r, _ := set.verdict(data, total, l3, et, conntrack.Outbound, now, &sc.ctp, &sc.ctOut); r != dropNone {
 			sc.drops[r]++
 			return
 		}
@@ -378,7 +378,7 @@ func (h *PortHandle) emit(d *PortHandle, i int32, p *pkt, f *Frame) {
 		return
 	}
 	if set := d.sg.Load(); set != nil {
-		if r, _ := set.verdict(f.Data, f.Len(), h.sc.l3, h.sc.et, conntrack.Inbound, h.sc.now, &h.sc.ctp); r != dropNone {
+		if r, _ := set.verdict(f.Data, f.Len(), h.sc.l3, h.sc.et, conntrack.Inbound, h.sc.now, &h.sc.ctp, &h.sc.ctIn); r != dropNone {
 			d.ctr.drops[r].Add(1)
 			return
 		}

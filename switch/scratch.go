@@ -11,6 +11,11 @@ import "hvnet/conntrack"
 type scratch struct {
 	sg  *sgSet           // the ingress port's security group, for this batch
 	ctp conntrack.Packet // a frame parsed for connection tracking
+	// The last connection tracked at this port's ingress (its own
+	// zone) and at an egress (a destination's zone): a train of one
+	// flow's segments skips the hash and index probe (conntrack.Hint;
+	// it holds no pointer, so it may outlive its zone).
+	ctOut, ctIn conntrack.Hint
 
 	arena []byte
 	used  int

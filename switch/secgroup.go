@@ -249,8 +249,9 @@ func dhcpReply(p *conntrack.Packet) bool {
 // et: l3Offset's answer) through
 // set's zone in direction dir at time now, committing a new connection
 // the rules allow, and returns why it is to be dropped, or dropNone. p is
-// the caller's scratch; v the conntrack verdict (for trace).
-func (set *sgSet) verdict(data []byte, total, l3 int, et uint16, dir conntrack.Dir, now int64, p *conntrack.Packet) (DropReason, conntrack.Verdict) {
+// the caller's scratch, hint its hint for set's zone in this direction
+// (nil: none); v the conntrack verdict (for trace).
+func (set *sgSet) verdict(data []byte, total, l3 int, et uint16, dir conntrack.Dir, now int64, p *conntrack.Packet, hint *conntrack.Hint) (DropReason, conntrack.Verdict) {
 	if l3 < 0 {
 		return dropNone, conntrack.Untracked
 	}
@@ -258,7 +259,7 @@ func (set *sgSet) verdict(data []byte, total, l3 int, et uint16, dir conntrack.D
 	if p.Kind == conntrack.KindUntracked || dhcpReply(p) {
 		return dropNone, conntrack.Untracked
 	}
-	v := set.zone.Track(p, now)
+	v := set.zone.TrackHint(p, now, hint)
 	switch v {
 	case conntrack.Untracked, conntrack.Established, conntrack.Reply, conntrack.Related:
 		return dropNone, v
