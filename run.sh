@@ -257,16 +257,18 @@ bench() {
 	virtio) go test -run '^$' -bench . -benchmem ./virtio/... ;;
 	hostile) bench_hostile "${1:-8}" ;;
 	conntrack)
-		# Stateful groups against the same policy as stateless ACLs, in
-		# one run (sub-benchmarks alternate under -count), then the
-		# table's own costs: parse, lookup, new connections, 1 M entries.
-		go test -run '^$' -bench 'BenchmarkSecurityGroup' -benchmem -count "${1:-5}" ./switch/
+		# Stateful groups against the same policy as stateless ACLs,
+		# interleaved (-count repeats one sub-benchmark back to back: each
+		# round is a run of all of them), then the table's own costs:
+		# parse, lookup, new connections, 1 M entries.
+		for _ in $(seq "${1:-5}"); do go test -run '^$' -bench 'BenchmarkSecurityGroup' -benchmem ./switch/; done
 		go test -run '^$' -bench . -benchmem ./conntrack/ ;;
 	alloc)
 		# The egress scheduler's cost per frame (1, 100, 1000 congested
-		# senders, against an unshaped egress, interleaved), then its
-		# accuracy with DPDK senders (TestAllocationWithDPDK, COUNT runs).
-		go test -run '^$' -bench 'BenchmarkEgressScheduler' -benchmem -count "${1:-3}" ./switch/
+		# senders, against an unshaped egress; each round a run of all),
+		# then its accuracy with DPDK senders (TestAllocationWithDPDK,
+		# COUNT runs).
+		for _ in $(seq "${1:-3}"); do go test -run '^$' -bench 'BenchmarkEgressScheduler' -benchmem ./switch/; done
 		accuracy "${1:-3}" ;;
 	bond) HVNET_BENCH=1 HVNET_BENCH_CUTS="${1:-20}" go test -count=1 -timeout 30m -run '^TestBench' -v ./bond | grep -E 'BENCH|^(---|ok|FAIL)' ;;
 	*) echo "usage: ./run.sh bench boot|vhost|uplink|vxlan|evpn|switch|virtio|hostile|bond|conntrack|alloc [ARGS]" >&2; exit 2 ;;

@@ -40,27 +40,32 @@ func targets(g guestSpec, all []guestSpec) []target {
 
 // script is guest g's script: reachable targets first (waiting up to 30
 // tries for each, as the peers boot), then the isolated ones (3 tries
-// each), then a 2-second iperf3 from the physical host (-R) to its own server
+// each), then a 4-second iperf3 from the physical host (-R) to its own server
 // port, retried until the server listens.
 func script(g guestSpec, all []guestSpec, port int) string {
 	var b strings.Builder
 	writeReach(&b, g, targets(g, all))
 	fmt.Fprintf(&b, `for i in $(seq 1 60); do
-  if iperf3 -c %s -p %d -t 2 -R -J > /tmp/iperf.json; then break; fi
+  if iperf3 -c %s -p %d -t %d -R -J > /tmp/iperf.json; then break; fi
   sleep 1
 done
 echo BEGIN-iperf
 cat /tmp/iperf.json
 echo END-iperf
-`, physAddr[g.vlan].Addr(), port)
+`, physAddr[g.vlan].Addr(), port, iperfSecs)
 	return b.String()
 }
 
+// iperfSecs is each guest's iperf3 run; the steady state is its second
+// half (the shaper's one-time burst is spent in the first).
+const iperfSecs = 4
+
 // parsed is what a guest's console says.
 type parsed struct {
-	reach map[string]bool
-	bps   float64
-	err   error // iperf3's
+	reach  map[string]bool
+	bps    float64 // the whole run
+	steady float64 // its second half
+	err    error   // iperf3's
 }
 
 func parseConsole(console string) parsed {
@@ -89,13 +94,21 @@ func parseConsole(console string) parsed {
 		p.err = fmt.Errorf("no iperf3 result in the console")
 		return p
 	}
-	p.bps, p.err = iperfBPS(js.String())
+	p.bps, p.steady, p.err = iperfBPS(js.String())
 	return p
 }
 
-// iperfBPS parses iperf3 -J output: the receiver's bits per second.
-func iperfBPS(out string) (float64, error) {
+// iperfBPS parses iperf3 -J output (of -R: the client receives, and its
+// intervals are the receiver's): the receiver's bits per second over the
+// whole run, and over the intervals of its second half (the steady state).
+func iperfBPS(out string) (whole, steady float64, err error) {
 	var r struct {
+		Intervals []struct {
+			Sum struct {
+				Start, End float64
+				Bytes      float64 `json:"bytes"`
+			} `json:"sum"`
+		} `json:"intervals"`
 		End struct {
 			SumReceived struct {
 				BitsPerSecond float64 `json:"bits_per_second"`
@@ -104,12 +117,22 @@ func iperfBPS(out string) (float64, error) {
 		Error string `json:"error"`
 	}
 	if err := json.Unmarshal([]byte(out), &r); err != nil {
-		return 0, fmt.Errorf("iperf3 JSON: %w", err)
+		return 0, 0, fmt.Errorf("iperf3 JSON: %w", err)
 	}
 	if r.Error != "" {
-		return 0, fmt.Errorf("iperf3: %s", r.Error)
+		return 0, 0, fmt.Errorf("iperf3: %s", r.Error)
 	}
-	return r.End.SumReceived.BitsPerSecond, nil
+	var bytes, secs float64
+	for _, iv := range r.Intervals {
+		if iv.Sum.Start >= iperfSecs/2-0.01 {
+			bytes += iv.Sum.Bytes
+			secs += iv.Sum.End - iv.Sum.Start
+		}
+	}
+	if secs > 0 {
+		steady = bytes * 8 / secs
+	}
+	return r.End.SumReceived.BitsPerSecond, steady, nil
 }
 
 // writeReach writes g's pings of ts: reachable targets first (waiting up

@@ -217,8 +217,9 @@ func TestAllocationWithDPDK(t *testing.T) {
 	check("changed live", []float64{91.67e6, 85e6, 23.33e6}, []float64{0.05, 0.05, 0.05})
 
 	// The uplink's own rate, live, down to 100 Mbit/s: refused while the
-	// reservations (130 Mbit/s) do not fit, taken once they go. Its first
-	// 2 s carry the 1 MB burst (8 Mbit) on top; the steady state does not.
+	// reservations (130 Mbit/s) do not fit, taken once they go. A live
+	// change keeps the bucket's tokens (clamped): its first 2 s carry no
+	// fresh burst, and are logged next to the steady state.
 	upCfg.Egress.Bytes.Rate = 100_000_000 / 8
 	if err := sw.UpdatePort(upCfg); err == nil || !strings.Contains(err.Error(), "reservations add up to 130 Mbit/s") {
 		t.Errorf("the uplink's rate under the reservations: %v; want refused", err)
@@ -236,7 +237,7 @@ func TestAllocationWithDPDK(t *testing.T) {
 	}
 	capNow = 100e6
 	_, first := measureRates(2 * time.Second)
-	t.Logf("ALLOC the uplink's first 2 s at 100 Mbit/s: %.2f Mbit/s (its 1 MB burst included)", first/1e6)
+	t.Logf("ALLOC the uplink's first 2 s at 100 Mbit/s, right after the change: %.2f Mbit/s", first/1e6)
 	third := 100e6 / 3
 	check("one rate, equal shares", []float64{third, third, third}, []float64{0.05, 0.05, 0.05})
 	pmd.Cmd("stop")
@@ -266,7 +267,11 @@ func allocString(a vswitch.Allocation) string {
 	if a.Reservation > 0 {
 		p = append(p, fmt.Sprintf("reservation %d Mbit/s", a.Reservation*8/1e6))
 	}
-	p = append(p, fmt.Sprintf("shares %d", a.Shares))
+	if a.Shares == 0 {
+		p = append(p, fmt.Sprintf("shares %d (default)", vswitch.DefaultShares))
+	} else {
+		p = append(p, fmt.Sprintf("shares %d", a.Shares))
+	}
 	if a.Limit > 0 {
 		p = append(p, fmt.Sprintf("limit %d Mbit/s", a.Limit*8/1e6))
 	}
