@@ -543,3 +543,14 @@ func TestMetricsListener(t *testing.T) {
 		t.Error("the metrics listener outlived the daemon")
 	}
 }
+
+// rate=link needs a kind on a host interface (a LinkSpeeder).
+func TestRateLinkNeedsAnInterface(t *testing.T) {
+	if _, err := ParsePort("test-sink", []string{"name=v", "need=x", "rate=link"}); err == nil ||
+		!strings.Contains(err.Error(), `field "rate": "link" only a port on a host interface knows its link's speed (not kind test-sink)`) {
+		t.Errorf("rate=link on a test-sink port: %v", err)
+	}
+	if _, err := ParseSwitchPort([]string{"name=v", "rate=fast"}); err == nil || !strings.Contains(err.Error(), `field "rate"`) {
+		t.Errorf("rate=fast: %v", err)
+	}
+}

@@ -39,6 +39,14 @@ type Kind interface {
 	Parse(v Values, port vswitch.PortConfig) (Spec, error)
 }
 
+// LinkSpeeder is a Kind whose ports sit on a host interface that knows
+// its speed: rate=link takes the capacity from it.
+type LinkSpeeder interface {
+	// LinkSpeed returns the speed of the port's link in bits per second,
+	// or why it is not known.
+	LinkSpeed(v Values) (int64, error)
+}
+
 // Option declares one of a kind's settings.
 type Option struct {
 	Key      string // as written on every surface: socket, if, queues

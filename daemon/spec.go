@@ -39,6 +39,17 @@ func NewPortSpec(kind string, port vswitch.PortConfig, v Values) (PortSpec, erro
 	if err := checkValues(k, v); err != nil {
 		return PortSpec{}, err
 	}
+	if port.Egress.Bytes.Rate == vswitch.LinkRate {
+		ls, ok := k.(LinkSpeeder)
+		if !ok {
+			return PortSpec{}, Bad("rate", "link", fmt.Sprintf("only a port on a host interface knows its link's speed (not kind %s)", k.Name()))
+		}
+		bps, err := ls.LinkSpeed(v)
+		if err != nil {
+			return PortSpec{}, &OptionError{Key: "rate", Value: "link", Msg: err.Error()}
+		}
+		port.Egress.Bytes.Rate = units.BytesPerSecond(bps)
+	}
 	s, err := k.Parse(v, port)
 	if err != nil {
 		return PortSpec{}, err
@@ -58,7 +69,7 @@ func CommonOptions() []Option {
 		{Key: "vlan-mode", Value: "access|trunk|dot1q-tunnel", Help: "the VLAN mode (default: trunk with trunk=, else access; dot1q-tunnel: vlan= is the S-VLAN)"},
 		{Key: "pcp", Value: "0..7", Help: "802.1p priority of untagged frames (default 0)"},
 		{Key: "mtu", Value: "68..65535", Help: "largest frame payload accepted and sent"},
-		{Key: "rate", Value: "BITS/s", Help: "egress shaping, bits per second: 100M, 100Mbit, 1.5G"},
+		{Key: "rate", Value: "BITS/s|link", Help: "egress shaping, bits per second: 100M, 100Mbit, 1.5G (link: an uplink's interface speed)"},
 		{Key: "rate-burst", Value: "BYTES", Help: "egress shaping burst: 64k, 1M"},
 		{Key: "pps", Value: "PACKETS/s", Help: "egress packets per second: 1000, 10k"},
 		{Key: "reservation", Value: "BITS/s", Help: "bandwidth guaranteed at every shaped egress the port sends through, while it has frames queued there"},
@@ -219,6 +230,10 @@ func ParseSwitchPort(fields []string) (vswitch.PortConfig, error) {
 			}
 			port.PortSecurity = ps
 		case "rate", "police":
+			if key == "rate" && val == "link" {
+				port.Egress.Bytes.Rate = vswitch.LinkRate // NewPortSpec asks the kind
+				continue
+			}
 			n, err := units.ParseBitRate(val)
 			if err != nil {
 				return port, fmt.Errorf("field %q: %w", key, err)

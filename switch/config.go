@@ -37,6 +37,12 @@ func (m VLANMode) String() string {
 	return fmt.Sprintf("VLANMode(%d)", m)
 }
 
+// LinkRate, as an egress Bucket.Rate, asks for the port's link speed
+// (rate=link on the command line and in the topology file): hvnet's daemon
+// replaces it with the speed its host interface reports before the port
+// is added; the switch refuses it.
+const LinkRate = -1
+
 // Bucket is one token bucket. Rate 0 means unlimited.
 type Bucket struct {
 	Rate         int64 // tokens (bytes or packets) per second
@@ -243,6 +249,8 @@ var errConfig = errors.New("invalid port config")
 
 func checkBucket(what string, b Bucket) error {
 	switch {
+	case b.Rate == LinkRate:
+		return fmt.Errorf("%w: %s: rate=link, not replaced by the link's speed", errConfig, what)
 	case b.Rate < 0 || b.Burst < 0 || b.OneTimeBurst < 0:
 		return fmt.Errorf("%w: %s: negative value", errConfig, what)
 	case b.Rate > maxBucketRate:

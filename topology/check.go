@@ -205,7 +205,7 @@ func (c *checker) settings(p Pos, f string, s *PortSettings) {
 				map[string]string{"rate": "rate_bps", "pps": "rate_pps", "police": "rate_bps"}[x.short])
 		}
 	}
-	if s.Rate < 0 || s.Police < 0 || s.PPS < 0 || int64(s.Rate) > units.MaxBitRate || int64(s.Police) > units.MaxBitRate || int64(s.PPS) > units.MaxRate {
+	if (s.Rate < 0 && s.Rate != RateLink) || s.Police < 0 || s.PPS < 0 || int64(s.Rate) > units.MaxBitRate || int64(s.Police) > units.MaxBitRate || int64(s.PPS) > units.MaxRate {
 		c.fail(p.Line, f, "a rate outside 0..%d bit/s or 0..%d pps", units.MaxBitRate, units.MaxRate)
 	}
 	if s.PCP < 0 || s.PCP > 7 {
@@ -276,7 +276,7 @@ func (c *checker) admission(t *Topology) {
 		if capacity == 0 && e.s.Egress != nil {
 			capacity, key = int64(e.s.Egress.RateBPS), "egress"
 		}
-		if capacity == 0 {
+		if capacity <= 0 { // none, or rate: link (the switch admits it when the port is made)
 			continue
 		}
 		var sum int64

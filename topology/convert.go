@@ -22,7 +22,10 @@ func (s *PortSettings) Config(name string) vswitch.PortConfig {
 	cfg := vswitch.PortConfig{Name: name, PVID: uint16(s.PVID), NativeVLAN: uint16(s.NativeVLAN),
 		DefaultPCP: uint8(s.PCP), MTU: s.MTU, Ingress: s.Ingress.rateLimit(), Egress: s.Egress.rateLimit(),
 		MACLimit: s.MACLimit}
-	if s.Rate > 0 {
+	switch {
+	case s.Rate == RateLink:
+		cfg.Egress.Bytes.Rate = vswitch.LinkRate // the kind reads its link's speed
+	case s.Rate > 0:
 		cfg.Egress.Bytes.Rate = units.BytesPerSecond(int64(s.Rate))
 	}
 	if s.PPS > 0 {

@@ -271,10 +271,18 @@ func (r *PacketRate) decodeScalar(s string) error {
 type Rate int64
 
 func (r *Rate) decodeScalar(s string) error {
+	if s == "link" {
+		*r = RateLink
+		return nil
+	}
 	v, err := units.ParseBitRate(s)
 	*r = Rate(v)
 	return err
 }
+
+// RateLink is rate: link, an uplink's capacity read from its interface's
+// speed (the port's kind finds it when the port is made).
+const RateLink Rate = -1
 
 // Bytes is a size in bytes, written as units.ParseBytes reads it ("64k").
 type Bytes int64

@@ -110,6 +110,10 @@ func (c *ctl) set(name string, kvs []string) error {
 			}
 		case "rate", "police":
 			var n int64
+			if k == "rate" && v == "link" {
+				err = errors.New("link: the interface's speed is read when a port is made (--uplink, a topology file, ctl add); set a rate in bits/s")
+				break
+			}
 			if n, err = units.ParseBitRate(v); err == nil {
 				if k == "rate" {
 					eg.RateBPS, setEg = api.BitRate(n), true
