@@ -132,6 +132,22 @@ func (t *txRing) send(frames []vswitch.Frame) (int, error) {
 	if err := t.kick(false); err != nil {
 		return t.fail(queued, err)
 	}
+	// A send(2) without waiting stops at the first frame for which the
+	// socket's send buffer has no room (sock_alloc_send_skb, tpacket_snd
+	// in net/packet/af_packet.c) and returns what it took; the rest stay
+	// SEND_REQUEST in the ring until the next send(2), which may be
+	// seconds away (a bond's member right after a failover held a ping's
+	// requests until the next ping). So when our last frame is still
+	// waiting for the kernel, wait for it (SO_SNDTIMEO bounds it).
+	last := t.next - 1
+	if last < 0 {
+		last = t.slots - 1
+	}
+	if loadStatus(t.ring[last*txSlotSize:], tx2Status) == unix.TP_STATUS_SEND_REQUEST {
+		if err := t.kick(true); err != nil {
+			return t.fail(queued, err)
+		}
+	}
 	return queued, ferr
 }
 

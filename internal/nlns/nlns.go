@@ -209,6 +209,10 @@ var icmpID atomic.Uint32
 type Pinger struct {
 	c  net.PacketConn
 	id uint16
+	// next is the next sequence number: every request of the Pinger has
+	// its own, so a reply that comes after its call gave up (it sits in
+	// the socket) is never taken for one of a later call's.
+	next uint16
 }
 
 // Pinger opens an ICMP socket in n; it is closed at cleanup.
@@ -242,7 +246,9 @@ func (p *Pinger) send(to *net.IPAddr, seq uint16) error {
 func (p *Pinger) Echo(dst string, tries int, wait time.Duration) bool {
 	to := &net.IPAddr{IP: net.ParseIP(dst)}
 	buf := make([]byte, 2048)
-	for seq := range uint16(tries) {
+	for range tries {
+		seq := p.next
+		p.next++
 		p.send(to, seq)
 		p.c.SetReadDeadline(time.Now().Add(wait))
 		for {
@@ -267,6 +273,8 @@ func (p *Pinger) Echo(dst string, tries int, wait time.Duration) bool {
 func (p *Pinger) Flood(dst string, count int, interval, wait time.Duration) (replies, dups int) {
 	to := &net.IPAddr{IP: net.ParseIP(dst)}
 	seen := make([]bool, count)
+	base := p.next
+	p.next += uint16(count)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -279,9 +287,9 @@ func (p *Pinger) Flood(dst string, count int, interval, wait time.Duration) (rep
 			if ip, ok := from.(*net.IPAddr); !ok || !ip.IP.Equal(to.IP) || m < 8 || buf[0] != 0 || binary.BigEndian.Uint16(buf[4:]) != p.id {
 				continue
 			}
-			seq := int(binary.BigEndian.Uint16(buf[6:]))
+			seq := int(binary.BigEndian.Uint16(buf[6:]) - base)
 			if seq >= count {
-				continue
+				continue // an earlier call's, late
 			}
 			if seen[seq] {
 				dups++
@@ -294,7 +302,7 @@ func (p *Pinger) Flood(dst string, count int, interval, wait time.Duration) (rep
 	p.c.SetReadDeadline(time.Time{})
 	next := time.Now()
 	for seq := range count {
-		p.send(to, uint16(seq))
+		p.send(to, base+uint16(seq))
 		next = next.Add(interval)
 		time.Sleep(time.Until(next))
 	}
