@@ -59,6 +59,29 @@ func duration(v daemon.Values, key string) (time.Duration, error) {
 	return d, nil
 }
 
+// LinkSpeed is a bond's capacity for rate=link: in active-backup one
+// member carries traffic, so the slowest member's speed (what is left
+// after any failover); in balance-slb and lacp the members' speeds add up.
+func (kind) LinkSpeed(v daemon.Values) (int64, error) { return linkSpeed(v, uplink.LinkSpeed) }
+
+func linkSpeed(v daemon.Values, speed func(string) (int64, error)) (int64, error) {
+	sum, least := int64(0), int64(0)
+	for _, m := range v["if"] {
+		bps, err := speed(m)
+		if err != nil {
+			return 0, err
+		}
+		sum += bps
+		if least == 0 || bps < least {
+			least = bps
+		}
+	}
+	if m, err := bond.ParseMode(v.Get("mode")); v.Get("mode") == "" || (err == nil && m == bond.ModeActiveBackup) {
+		return least, nil
+	}
+	return sum, nil
+}
+
 func (kind) Parse(v daemon.Values, _ vswitch.PortConfig) (daemon.Spec, error) {
 	c := bond.Config{Members: v["if"], Primary: v.Get("primary"), LACPFallback: true, Hash: bond.HashL34}
 	seen := map[string]bool{}

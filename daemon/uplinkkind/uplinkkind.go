@@ -6,15 +6,10 @@ package uplinkkind
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
-	"strconv"
-	"strings"
 
 	"hvnet/api"
 	"hvnet/daemon"
 	vswitch "hvnet/switch"
-	"hvnet/units"
 	"hvnet/uplink"
 )
 
@@ -49,25 +44,8 @@ func (kind) Parse(v daemon.Values, _ vswitch.PortConfig) (daemon.Spec, error) {
 	return s, nil
 }
 
-// sysClassNet is where the kernel shows its interfaces (a test's
-// directory in tests).
-var sysClassNet = "/sys/class/net"
-
-// LinkSpeed is the interface's speed as the kernel reports it
-// (/sys/class/net/IF/speed, Mbit/s, as ethtool shows it): rate=link.
-func (kind) LinkSpeed(v daemon.Values) (int64, error) {
-	ifc := v.Get("if")
-	path := filepath.Join(sysClassNet, ifc, "speed")
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return 0, fmt.Errorf("the speed of %s is not known (%s: %v; an interface that is down, or virtual, has none): give rate=BITS/s", ifc, path, err)
-	}
-	mbit, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
-	if err != nil || mbit <= 0 || mbit > units.MaxBitRate/1_000_000 {
-		return 0, fmt.Errorf("the speed of %s is not known (%s says %q): give rate=BITS/s", ifc, path, strings.TrimSpace(string(b)))
-	}
-	return mbit * 1_000_000, nil
-}
+// LinkSpeed is the interface's speed as the kernel reports it: rate=link.
+func (kind) LinkSpeed(v daemon.Values) (int64, error) { return uplink.LinkSpeed(v.Get("if")) }
 
 func (s *spec) Claims() []string { return []string{daemon.ClaimInterface(s.iface)} }
 
