@@ -58,39 +58,37 @@ func (q *classQueue) resize() {
 	}
 }
 
-func (q *classQueue) alloc(n int) (int, bool) {
+// place says where n bytes would go (frames never wrap: one that does not
+// fit before the end of the ring goes to its start), changing nothing.
+func (q *classQueue) place(n int) (int, bool) {
+	head, tail := q.head, q.tail
 	if q.dn == 0 {
-		q.head, q.tail = 0, 0
+		head, tail = 0, 0
 	}
-	if q.tail >= q.head { // not wrapped: free [tail,len) and [0,head)
-		if len(q.buf)-q.tail >= n {
-			off := q.tail
-			q.tail += n
-			return off, true
+	if tail >= head { // not wrapped: free [tail,len) and [0,head)
+		if len(q.buf)-tail >= n {
+			return tail, true
 		}
-		if q.head > n {
-			q.tail = n
-			return 0, true
+		return 0, head > n
+	}
+	return tail, head-tail > n
+}
+
+func (q *classQueue) alloc(n int) (int, bool) {
+	off, ok := q.place(n)
+	if ok {
+		if q.dn == 0 {
+			q.head = 0
 		}
-		return 0, false
+		q.tail = off + n
 	}
-	if q.head-q.tail > n {
-		off := q.tail
-		q.tail += n
-		return off, true
-	}
-	return 0, false
+	return off, ok
 }
 
 // fits says whether alloc would find n bytes.
 func (q *classQueue) fits(n int) bool {
-	if q.dn == 0 {
-		return len(q.buf) >= n
-	}
-	if q.tail >= q.head {
-		return len(q.buf)-q.tail >= n || q.head > n
-	}
-	return q.head-q.tail > n
+	_, ok := q.place(n)
+	return ok
 }
 
 // grow moves the queued frames, in order, to the start of a new ring of
