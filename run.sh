@@ -12,6 +12,8 @@
 #   ./run.sh fuzz [TIME]   every fuzz target for TIME each (default 2m)
 #   ./run.sh soak [DUR]    traffic with frontends, the daemon, DPDK and guests
 #                          killed, restarted and reset (default 10m each)
+#   ./run.sh deps          install what the others need, and nothing else (for
+#                          a module of your own that tests with vmtest)
 #
 # It installs what it needs: Debian packages (as root, with apt-get), Go
 # modules (go mod download), and the guest images (into $HVNET_CACHE, default
@@ -143,12 +145,29 @@ run_tests() {
 	images
 	log "unit and integration tests (-race; guests boot in the nested test host where needed)"
 	go test -race -count=1 -timeout 60m ./...
+	log "a user's module testing its own network software in VMs (examples/udpecho)"
+	example_module
 	log "fuzzing each target for ${FUZZTIME:-10s}"
 	fuzz "${FUZZTIME:-10s}"
 	log "soak for 1m (TestSoak, then TestSoakGuests)"; soak 1m
 	log "bandwidth allocation with real traffic (alone, without -race: rates on the real clock)"; accuracy
 	log "the main job (./run.sh), end to end"
 	main_job
+}
+
+# example_module runs examples/udpecho's tests (its own go.mod, requiring
+# hvnet through a replace directive): guests booted by vmtest, the user's
+# Go tests run inside them. The result lines are shown; the whole output
+# is kept in $TMPDIR/hvnet-example-*.log and its end printed on failure.
+example_module() {
+	local out
+	out=$(mktemp "${TMPDIR:-/tmp}/hvnet-example-XXXX.log")
+	if ! (cd examples/udpecho && go vet ./... && go test -count=1 -v -timeout 30m ./...) >"$out" 2>&1; then
+		tail -150 "$out" >&2
+		echo "examples/udpecho failed; its whole output: $out" >&2
+		return 1
+	fi
+	grep -E '^\s*--- |^(ok|FAIL)\b' "$out" || true
 }
 
 # The soak: TestSoak (vhost-user frontends, a real hvnet daemon process,
@@ -281,6 +300,7 @@ test) run_tests ;;
 bench) shift; bench "$@" ;;
 fuzz) install_deps; fuzz "${2:-2m}" ;;
 soak) install_deps; soak "${2:-10m}" ;;
--h | --help | help) sed -n '2,16p' "$0" ;;
-*) echo "usage: ./run.sh [test | bench NAME | fuzz [TIME] | soak [DURATION]]" >&2; exit 2 ;;
+deps) install_deps ;;
+-h | --help | help) sed -n '2,18p' "$0" ;;
+*) echo "usage: ./run.sh [test | bench NAME | fuzz [TIME] | soak [DURATION] | deps]" >&2; exit 2 ;;
 esac

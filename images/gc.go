@@ -19,12 +19,15 @@ const (
 )
 
 func (b *builder) gc(s *Set) {
-	b.prune(filepath.Join(b.cacheDir, "initramfs"), s.Initrd)
-	b.prune(filepath.Join(b.cacheDir, "kernel"), filepath.Dir(filepath.Dir(s.ModulesDir)))
-	b.prune(filepath.Join(b.cacheDir, "debs"), "")
+	Prune(filepath.Join(b.cacheDir, "initramfs"), s.Initrd, keepOld, b.remove)
+	Prune(filepath.Join(b.cacheDir, "kernel"), filepath.Dir(filepath.Dir(s.ModulesDir)), keepOld, b.remove)
+	Prune(filepath.Join(b.cacheDir, "debs"), "", keepOld, b.remove)
 }
 
-func (b *builder) prune(dir, current string) {
+// Prune removes the entries of a cache directory but current and the keep
+// most recently modified others, and temporary files (AppendOverlay's,
+// a build's) left for more than an hour, with remove.
+func Prune(dir, current string, keep int, remove func(path string)) {
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return
@@ -42,7 +45,7 @@ func (b *builder) prune(dir, current string) {
 		}
 		if strings.Contains(e.Name(), ".tmp-") || strings.HasPrefix(e.Name(), "tmp-") || strings.HasPrefix(e.Name(), ".work-") || strings.HasSuffix(e.Name(), ".x") {
 			if time.Since(fi.ModTime()) > staleTemp {
-				b.remove(p)
+				remove(p)
 			}
 			continue
 		}
@@ -50,8 +53,8 @@ func (b *builder) prune(dir, current string) {
 	}
 	slices.SortFunc(old, func(a, b entry) int { return b.mod.Compare(a.mod) })
 	for i, e := range old {
-		if i >= keepOld {
-			b.remove(e.path)
+		if i >= keep {
+			remove(e.path)
 		}
 	}
 }

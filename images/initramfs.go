@@ -37,7 +37,7 @@ const urootPackage = "github.com/u-root/u-root"
 const urootBuildTags = "goshsmall"
 
 // agentDirs hold the agent's sources, relative to the module root.
-var agentDirs = []string{"images/agent", "images/agentcfg"}
+var agentDirs = []string{"images/agent", "images/agentcfg", "vmtest/event"}
 
 // hashSources hashes everything the initramfs is built from except the
 // kernel: the agent's sources, go.mod/go.sum (the u-root version and the

@@ -14,6 +14,7 @@ import (
 	vswitch "hvnet/switch"
 	vnet "hvnet/virtio/net"
 	"hvnet/vmm"
+	"hvnet/vmtest/event"
 )
 
 // BootConfig says how Boot starts one guest outside a lab run: the images,
@@ -30,6 +31,10 @@ type BootConfig struct {
 	// port's ACLs are the caller's).
 	Attach vswitch.AttachFunc
 	Switch *vswitch.Switch
+	// Events, when set, is called with each event the guest sends
+	// (package hvnet/vmtest/event), as it arrives, from the guest's vCPU
+	// thread: keep it short. Result.Events keeps them all either way.
+	Events func(guest string, e event.Event)
 }
 
 // State is where a guest is in its life.
@@ -56,6 +61,7 @@ type Guest struct {
 	nic  *vmm.NetDevice
 	port *vswitch.PortHandle
 	con  *console
+	ev   *event.Collector
 
 	cancel context.CancelFunc
 	done   chan struct{} // closed when the VM's Run returned and res is set
@@ -86,7 +92,7 @@ func Boot(ctx context.Context, gc GuestConfig, bc BootConfig) (*Guest, error) {
 		pc := gc.PortConfig()
 		attach = func(p vswitch.Port) (*vswitch.PortHandle, error) { return bc.Switch.AddPort(pc, p) }
 	}
-	g, err := create(gc, bc.Kernel, bc.Initrd, bc.Log, &syncWriter{w: bc.Console}, attach)
+	g, err := create(gc, bc.Kernel, bc.Initrd, bc.Log, &syncWriter{w: bc.Console}, bc.Events, attach)
 	if err != nil {
 		return nil, err
 	}
@@ -117,12 +123,16 @@ func (g *GuestConfig) check(i int) error {
 // create makes one guest's VM and joins its NIC to a switch with attach;
 // it does not run it yet.
 func create(gc GuestConfig, kernel, initrd string, log hclog.Logger, out io.Writer,
-	attach vswitch.AttachFunc) (*Guest, error) {
+	onEvent func(string, event.Event), attach vswitch.AttachFunc) (*Guest, error) {
 	log = log.Named(gc.Name)
 	con := newConsole(gc.Name+"| ", out)
+	ev := &event.Collector{}
+	if onEvent != nil {
+		ev.On = func(e event.Event) { onEvent(gc.Name, e) }
+	}
 	cmdline := strings.TrimSpace(BaseCmdline + " " + gc.Cmdline + " " + gc.agent().String())
 	m, err := vmm.New(vmm.Config{Kernel: kernel, Initrd: initrd, Cmdline: cmdline,
-		MemMiB: gc.MemMiB, CPUs: gc.CPUs, Console: con, Log: log})
+		MemMiB: gc.MemMiB, CPUs: gc.CPUs, Console: con, Events: ev, Log: log})
 	if err != nil {
 		return nil, fmt.Errorf("lab: guest %s: %w", gc.Name, err)
 	}
@@ -140,7 +150,7 @@ func create(gc GuestConfig, kernel, initrd string, log hclog.Logger, out io.Writ
 		return nil, fmt.Errorf("lab: guest %s: %w", gc.Name, err)
 	}
 	p.SetHandle(h)
-	return &Guest{cfg: gc, m: m, nic: nic, port: h, con: con, done: make(chan struct{})}, nil
+	return &Guest{cfg: gc, m: m, nic: nic, port: h, con: con, ev: ev, done: make(chan struct{})}, nil
 }
 
 // start runs the VM in its own goroutine until it ends or ctx ends.
@@ -152,7 +162,8 @@ func (g *Guest) start(ctx context.Context) {
 		g.con.flush()
 		g.res = Result{Name: g.cfg.Name, Status: status, Err: err, Agent: g.con.result(),
 			Console: g.con.text(), Features: g.nic.Device().Features(), ActivePairs: g.nic.Device().ActivePairs(),
-			Net: g.nic.Device().Stats(), PCI: g.nic.Stats(), Port: g.port.Counters()}
+			Net: g.nic.Device().Stats(), PCI: g.nic.Stats(), Port: g.port.Counters(),
+			Events: g.ev.Events(), BadEvents: g.ev.Malformed()}
 	}()
 }
 

@@ -39,6 +39,7 @@ import (
 	"hvnet/units"
 	vnet "hvnet/virtio/net"
 	"hvnet/vmm"
+	"hvnet/vmtest/event"
 )
 
 // GuestConfig is one guest and its NIC.
@@ -91,6 +92,11 @@ type Config struct {
 	// Switch configures the lab's switch (FDB aging time, clock); its
 	// Logger defaults to Log's "switch".
 	Switch vswitch.Config
+	// Events, when set, is called with each event a guest sends (package
+	// hvnet/vmtest/event: JSON lines on the guest's COM2) as it arrives,
+	// from that guest's vCPU thread: keep it short (send on a buffered
+	// channel). Each Result's Events holds them all either way.
+	Events func(guest string, e event.Event)
 }
 
 // Result is one guest's outcome.
@@ -106,6 +112,9 @@ type Result struct {
 	Net         vnet.Stats           // dataplane counters
 	PCI         vmm.VirtioPCIStats   // transport counters (per-queue kicks, interrupts)
 	Port        vswitch.PortCounters // the guest's switch port
+
+	Events    []event.Event // what the guest sent on its event channel, in order
+	BadEvents int           // lines on the event channel that were not events
 }
 
 // BaseCmdline is the kernel command line of every lab guest.
@@ -244,7 +253,7 @@ func Run(ctx context.Context, cfg Config) ([]Result, error) {
 	}
 	for _, gc := range cfg.Guests {
 		pc := gc.PortConfig()
-		g, err := create(gc, cfg.Kernel, cfg.Initrd, cfg.Log, out,
+		g, err := create(gc, cfg.Kernel, cfg.Initrd, cfg.Log, out, cfg.Events,
 			func(p vswitch.Port) (*vswitch.PortHandle, error) { return sw.AddPort(pc, p) })
 		if err != nil {
 			return nil, err

@@ -34,6 +34,8 @@ const (
 const (
 	com1Port    = 0x3f8 // 8250 UART, IRQ 4
 	com1IRQ     = 4
+	com2Port    = 0x2f8 // the second UART (Config.Events), IRQ 3
+	com2IRQ     = 3
 	i8042Data   = 0x60
 	i8042Cmd    = 0x64  // writing 0xfe pulses the CPU reset line (reboot=k)
 	cmosPort    = 0x70  // CMOS index, data at 0x71

@@ -24,6 +24,10 @@ type Config struct {
 
 	Console io.Writer // guest serial output (default os.Stdout)
 	Input   io.Reader // guest serial input (nil: none)
+	// Events, when set, receives what the guest writes to its second
+	// UART (COM2, /dev/ttyS1): a channel from guest to host kept apart
+	// from the console (vmtest's JSON events). Nil: no COM2.
+	Events  io.Writer
 	Log     hclog.Logger
 	KVMPath string // default /dev/kvm
 }
@@ -50,7 +54,8 @@ type Machine struct {
 	serial  *Serial
 	pci     *PCIBus
 	con     *lineWriter
-	entry   uint64 // the kernel's 64-bit entry point
+	events  *lineWriter // COM2's output; nil without Config.Events
+	entry   uint64      // the kernel's 64-bit entry point
 
 	stopping atomic.Bool
 	tids     []atomic.Int32
@@ -248,6 +253,19 @@ func (m *Machine) setupDevices() error {
 		}
 		_ = m.vm.IRQLine(com1IRQ, false) // lowering a line we just raised cannot fail differently
 	})
+	if m.cfg.Events != nil {
+		m.events = &lineWriter{w: m.cfg.Events}
+		com2 := NewSerial(m.events, func() {
+			if err := m.vm.IRQLine(com2IRQ, true); err != nil {
+				m.log.Error("serial interrupt", "port", "COM2", "error", err)
+				return
+			}
+			_ = m.vm.IRQLine(com2IRQ, false)
+		})
+		if err := m.pio.register(com2Port, 8, com2); err != nil {
+			return err
+		}
+	}
 	m.pci = NewPCIBus()
 	ex := &exitDevice{exit: m.exit}
 	for _, d := range []struct {
@@ -404,6 +422,9 @@ func (m *Machine) Run(ctx context.Context) (int, error) {
 	close(done)
 	<-watched // stop() may still be touching kvm_run: Close must wait
 	m.con.Flush()
+	if m.events != nil {
+		m.events.Flush()
+	}
 	r := m.result
 	if r.err == nil {
 		m.log.Debug("guest exited", "status", r.status, "reason", r.reason)

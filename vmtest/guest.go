@@ -9,9 +9,11 @@ import (
 	"testing"
 	"time"
 
+	"hvnet/images"
 	"hvnet/images/agentcfg"
 	"hvnet/internal/lines"
 	"hvnet/vmm"
+	"hvnet/vmtest/event"
 )
 
 // Guest describes a guest to boot with hvnet's VMM.
@@ -21,6 +23,12 @@ type Guest struct {
 	MemMiB  uint64           // default 256
 	CPUs    int              // default 1
 	Timeout time.Duration    // default 5 minutes
+	// Image is the guest's image (BuildImage); nil: Images(t).
+	Image *images.Set
+	// OnEvent, when set, is called with each event the guest sends
+	// (package hvnet/vmtest/event), from its vCPU thread, as it
+	// arrives. GuestResult.Events has them all either way.
+	OnEvent func(event.Event)
 }
 
 // GuestResult is what came back from a guest.
@@ -31,6 +39,8 @@ type GuestResult struct {
 	Start     *agentcfg.Start  // the agent's first line, if seen
 	Result    *agentcfg.Result // the agent's result line, if seen
 	FirstLine time.Duration    // from vmm.New to the agent's first line
+	Events    []event.Event    // what the guest sent on its event channel
+	BadEvents int              // lines on the event channel that were not events
 }
 
 // BaseCmdline is the kernel command line every test guest gets.
@@ -40,7 +50,10 @@ const BaseCmdline = "console=ttyS0 quiet panic=-1 reboot=k"
 // test log as it arrives.
 func RunGuest(t testing.TB, g Guest) GuestResult {
 	t.Helper()
-	set := Images(t)
+	set := g.Image
+	if set == nil {
+		set = Images(t)
+	}
 	if g.MemMiB == 0 {
 		g.MemMiB = 256
 	}
@@ -53,9 +66,10 @@ func RunGuest(t testing.TB, g Guest) GuestResult {
 	cmdline := strings.TrimSpace(BaseCmdline + " " + g.Cmdline + " " + g.Agent.String())
 	con := &console{t: t, start: time.Now()}
 	con.lines.Line = con.line
+	ev := &event.Collector{On: g.OnEvent}
 	m, err := vmm.New(vmm.Config{
 		Kernel: set.Kernel, Initrd: set.Initrd, Cmdline: cmdline,
-		MemMiB: g.MemMiB, CPUs: g.CPUs, Console: con,
+		MemMiB: g.MemMiB, CPUs: g.CPUs, Console: con, Events: ev,
 	})
 	if err != nil {
 		t.Fatalf("vmm.New: %v", err)
@@ -64,7 +78,9 @@ func RunGuest(t testing.TB, g Guest) GuestResult {
 	ctx, cancel := context.WithTimeout(context.Background(), g.Timeout)
 	defer cancel()
 	status, err := m.Run(ctx)
-	return con.result(status, err)
+	r := con.result(status, err)
+	r.Events, r.BadEvents = ev.Events(), ev.Malformed()
+	return r
 }
 
 // console collects guest output and picks out the agent's lines.

@@ -1,19 +1,60 @@
-// Package vmtest lets ordinary Go tests boot Linux guests with hvnet's VMM,
-// on any host: where the host's KVM cannot boot Linux, Nest re-runs the
-// calling test inside a nested test host (package nested) and reports its
-// outcome as the test's own.
+// Package vmtest lets ordinary Go tests, in this module or in a user's
+// own, boot Linux guests with hvnet's VMM and run the user's network
+// software in them, on any host: where the host's KVM cannot boot Linux,
+// Nest re-runs the calling test inside a nested test host (package nested)
+// and reports its outcome as the test's own.
 //
-//	func TestPing(t *testing.T) {
-//		if vmtest.Nest(t) {
+// What it offers a test:
+//   - Images: hvnet's guest image (a Debian kernel; a u-root initramfs with
+//     the guest agent, u-root's core commands and iperf3), built once and
+//     cached. BuildImage adds the test's own Go commands, Go test
+//     binaries, host programs (with their shared libraries) and files.
+//   - RunGuest boots one guest; package hvnet/lab boots several on an hvnet
+//     switch (addresses, VLANs and trunks, rate limits, ACLs, security
+//     groups, extra ports such as an uplink, lab.Config.Attach).
+//   - A structured channel from guest to host (package
+//     hvnet/vmtest/event): JSON events on the guest's second serial port,
+//     sent by the agent (readiness, test results), by scripts (`/init
+//     event TYPE [JSON]`) and by the user's programs (event.Emit), and
+//     returned with each guest's result (or seen live, lab.Config.Events).
+//   - Go tests in guests: `/init gotest [-cover] /tests/PKG.test [FLAG...]`
+//     in a guest script runs a test binary of Image.Tests; ReportGoTests
+//     turns each of its tests into a subtest of the host test, with its
+//     output, and returns (or writes) its coverage profile.
+//
+// A complete test of a user's module (examples/udpecho in hvnet's
+// repository is this example, with its go.mod):
+//
+//	// go.mod: require hvnet v0.0.0 and, until hvnet is published,
+//	// replace hvnet => /path/to/hvnet
+//	var image = vmtest.Image{Commands: []string{"./cmd/echod"}, Tests: []string{"./echo"}}
+//
+//	func TestEcho(t *testing.T) {
+//		if vmtest.Nest(t, vmtest.NestOptions{Images: []vmtest.Image{image}}) {
 //			return // ran (and passed or failed) inside the nested test host
 //		}
-//		g := vmtest.RunGuest(t, vmtest.Guest{Agent: agentcfg.Cmdline{Script: "ping -c1 10.0.0.2"}})
-//		if g.Status != 0 { t.Fatal(...) }
+//		set := vmtest.BuildImage(t, image)
+//		res, err := lab.Run(context.Background(), lab.Config{
+//			Kernel: set.Kernel, Initrd: set.Initrd,
+//			Guests: []lab.GuestConfig{
+//				{Name: "srv", PVID: 10, Addr: netip.MustParsePrefix("10.0.0.1/24"),
+//					Script: "echod -for 60s"},
+//				{Name: "cli", PVID: 10, Addr: netip.MustParsePrefix("10.0.0.2/24"),
+//					Script: "/init gotest /tests/echo.test -server 10.0.0.1:7"},
+//			},
+//		})
+//		if err != nil || lab.Failed(res) {
+//			t.Fatalf("guests: %v %+v", err, res)
+//		}
+//		vmtest.ReportGoTests(t, "cli", res[1].Events, "")
 //	}
 //
-// The images (kernel, initramfs) come from images.Build, once per test
-// process, or from HVNET_KERNEL and HVNET_INITRD where set (as inside the
-// nested host).
+// Run it as root (KVM, and the nested test host's QEMU) with go test; the
+// first run builds the images (about a minute, cached after that in
+// $HVNET_CACHE or ~/.cache/hvnet).
+//
+// The images come from images.Build, once per test process, or from
+// HVNET_KERNEL and HVNET_INITRD where set (as inside the nested host).
 package vmtest
 
 import (
@@ -91,6 +132,9 @@ type NestOptions struct {
 	// inside and their guests' consoles are copied to the log, so a
 	// healthy host is rarely silent for more than seconds.
 	Silence time.Duration
+	// Images are the test's own guest images (BuildImage): Nest builds
+	// them here and carries them in, where BuildImage finds them.
+	Images []Image
 	// Lockup counts a test host whose own kernel reports a CPU stuck in
 	// a soft lockup that long as frozen (nested.Config.LockupLimit;
 	// default 60 s, negative for none).
@@ -142,6 +186,17 @@ func Nest(t *testing.T, opts ...NestOptions) bool {
 		{Src: set.Kernel, Dst: "/hvnet/images/vmlinuz"},
 		{Src: set.Initrd, Dst: "/hvnet/images/initrd"},
 	}, o.Files...)
+	var imageEnv []string
+	for _, img := range o.Images {
+		key, err := img.key()
+		if err != nil {
+			t.Fatalf("vmtest: image: %v", err)
+		}
+		s := BuildImage(t, img)
+		dst := "/hvnet/images/vmtest-" + key
+		files = append(files, nested.File{Src: s.Initrd, Dst: dst})
+		imageEnv = append(imageEnv, EnvImagePrefix+key+"="+dst)
+	}
 	script := fmt.Sprintf("cd /tmp\n/hvnet/test -test.run '^%s$' -test.v -test.count 1 -test.timeout %s\n",
 		regexp.QuoteMeta(name), o.Timeout)
 	maxAttempts := o.Attempts
@@ -153,13 +208,14 @@ func Nest(t *testing.T, opts ...NestOptions) bool {
 	cfg := nested.Config{
 		Timeout: o.Timeout + 2*time.Minute,
 		Kernel:  set.Kernel, Initrd: set.Initrd, Files: files, Script: script,
-		Env: append(forwardedEnv(), EnvInL1+"=1", EnvKernel+"=/hvnet/images/vmlinuz",
+		Env: append(append(forwardedEnv(), imageEnv...), EnvInL1+"=1", EnvKernel+"=/hvnet/images/vmlinuz",
 			EnvInitrd+"=/hvnet/images/initrd", nested.EnvMode+"=never"),
 		MemMiB: o.MemMiB, CPUs: o.CPUs, SilenceLimit: o.Silence, LockupLimit: o.Lockup,
 	}
 	var res *nested.Result
+	var con *logWriter
 	for attempt := 1; ; attempt++ {
-		con := &logWriter{t: t, prefix: "L1| "}
+		con = &logWriter{t: t, prefix: "L1| ", test: name}
 		con.lines.Line = con.line
 		cfg.Console = con
 		res, err = nested.Run(ctx, cfg)
@@ -196,6 +252,18 @@ func Nest(t *testing.T, opts ...NestOptions) bool {
 	}
 	if err != nil {
 		t.Fatalf("nested test host: %v", err)
+	}
+	// The subtests that ran in there become this test's, with their
+	// outcomes (their output is in the log above).
+	for _, st := range con.subtests() {
+		t.Run(st.name, func(t *testing.T) {
+			switch st.result {
+			case "FAIL":
+				t.Error("failed inside the nested test host (its output is in the parent's log)")
+			case "SKIP":
+				t.SkipNow()
+			}
+		})
 	}
 	if res.Status != 0 {
 		t.Fatalf("%s failed inside the nested test host: status %d %s", name, res.Status, res.Error)
@@ -266,6 +334,8 @@ func isStatic(path string) bool {
 type logWriter struct {
 	t        testing.TB
 	prefix   string
+	test     string    // the test run in the nested host: its subtests' result lines are kept
+	subs     []subtest // guarded by mu
 	lines    lines.Splitter
 	mu       sync.Mutex // guards panicked, triple and lockup
 	panicked bool
@@ -309,9 +379,30 @@ func (w *logWriter) line(line string) error {
 	if strings.Contains(line, "watchdog: BUG: soft lockup") {
 		w.lockup = true
 	}
+	if w.test != "" {
+		if m := subtestLine.FindStringSubmatch(line); m != nil {
+			if sub, ok := strings.CutPrefix(m[2], w.test+"/"); ok {
+				w.subs = append(w.subs, subtest{name: sub, result: m[1]})
+			}
+		}
+	}
 	w.mu.Unlock()
 	w.t.Log(w.prefix + line)
 	return nil
+}
+
+// subtest is a subtest's outcome as the test binary inside the nested
+// host printed it.
+type subtest struct{ name, result string }
+
+// subtestLine is go test -v's result line of a (sub)test.
+var subtestLine = regexp.MustCompile(`^\s*--- (PASS|FAIL|SKIP): (\S+) \(`)
+
+// subtests returns the subtests' outcomes, in the order they ended.
+func (w *logWriter) subtests() []subtest {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]subtest(nil), w.subs...)
 }
 
 // Ensure the agent's parser stays the one both sides use.
@@ -327,7 +418,8 @@ func forwardedEnv() []string {
 		k, _, _ := strings.Cut(kv, "=")
 		switch {
 		case !strings.HasPrefix(k, "HVNET_"):
-		case k == EnvInL1, k == EnvKernel, k == EnvInitrd, k == nested.EnvMode, k == "HVNET_CACHE":
+		case k == EnvInL1, k == EnvKernel, k == EnvInitrd, k == nested.EnvMode, k == "HVNET_CACHE",
+			strings.HasPrefix(k, EnvImagePrefix):
 		default:
 			env = append(env, kv)
 		}

@@ -121,6 +121,11 @@ var readmeExamples = []readmeExample{
 		p, err := c.Port(context.Background(), "vm1")
 		return err == nil && p.Options["socket-group"][0] == "kvm"
 	}},
+	{start: "mkdir mynet && cd mynet && go mod init example.com/mynet", want: func(t *testing.T, out string) {
+		if !regexp.MustCompile(`(?m)^hvnet v0\.0\.0 => /`).MatchString(out) {
+			t.Errorf("the new module does not require hvnet from the checkout:\n%s", out)
+		}
+	}},
 	{start: "hvnet switch --port name=vm1,socket=/run/hvnet/vm1.sock,vlan=10 &\ndpdk-testpmd", want: func(t *testing.T, out string) {
 		if !strings.Contains(out, "Port 0") || !strings.Contains(out, "Bye") {
 			t.Errorf("testpmd did not start its port and quit:\n%s", out)
@@ -149,6 +154,8 @@ func TestReadmeExamples(t *testing.T) {
 			}
 		case "xml":
 			checkLibvirtExample(t, b, blocks)
+		case "go":
+			checkGoExample(t, b, "../../examples/udpecho/vm_test.go")
 		case "":
 		default:
 			t.Errorf("README.md:%d: a %q block: this test does not know how to run it", b.line, b.lang)
@@ -169,6 +176,35 @@ func TestReadmeExamples(t *testing.T) {
 			}
 			runReadmeBlock(t, b, ex)
 		})
+	}
+}
+
+// checkGoExample checks that the README's Go block is an excerpt of the
+// file: every line but "..." is one of the file's, in the same order.
+func checkGoExample(t *testing.T, b readmeBlock, file string) {
+	t.Helper()
+	raw, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(string(raw), "\n")
+	at := 0
+	for i, l := range strings.Split(strings.TrimRight(b.text, "\n"), "\n") {
+		if strings.TrimSpace(l) == "..." || strings.TrimSpace(l) == "" {
+			continue
+		}
+		found := false
+		for at < len(lines) {
+			at++
+			if lines[at-1] == l {
+				found = true
+				break
+			}
+		}
+		if !found {
+			t.Errorf("README.md:%d: the Go example's line %q is not in %s (or not in its order)", b.line+1+i, l, file)
+			return
+		}
 	}
 }
 
@@ -226,6 +262,9 @@ func runReadmeBlock(t *testing.T, b readmeBlock, ex readmeExample) {
 		netnstest.Run(t, "ip", "-n", ns, "link", "set", ifc+"-peer", "up")
 	}
 	script := strings.ReplaceAll(b.text, "/run/hvnet", filepath.Join(dir, "hvnet"))
+	if root, err := filepath.Abs("../.."); err == nil { // this checkout, for "/path/to/hvnet"
+		script = strings.ReplaceAll(script, "/path/to/hvnet", root)
+	}
 	if strings.Contains(script, "qemu-system-x86_64") {
 		if err := vmm.Probe(""); err != nil { // PVM or no KVM: QEMU's TCG (README: vectors=0 there)
 			script = strings.ReplaceAll(script, "-accel kvm", "-accel tcg")

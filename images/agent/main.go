@@ -21,8 +21,15 @@ import (
 const path = "/bbin:/bin:/usr/bin:/sbin:/usr/sbin"
 
 func main() {
-	if os.Getpid() != 1 && len(os.Args) > 1 && os.Args[1] == "hostile" {
-		os.Exit(hostileMain(os.Args[2:])) // hostile.go, run from a guest script
+	if os.Getpid() != 1 && len(os.Args) > 1 {
+		switch os.Args[1] { // run from a guest script
+		case "hostile":
+			os.Exit(hostileMain(os.Args[2:])) // hostile.go
+		case "event":
+			os.Exit(eventMain(os.Args[2:])) // events.go
+		case "gotest":
+			os.Exit(gotestMain(os.Args[2:]))
+		}
 	}
 	status, err := run()
 	finish(status, err)
@@ -70,6 +77,7 @@ func run() (status int, err error) {
 			return agentcfg.StatusAgentError, err
 		}
 	}
+	ready()
 	return runScript(c)
 }
 

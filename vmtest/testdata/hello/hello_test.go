@@ -1,0 +1,5 @@
+package main
+
+import "testing"
+
+func TestHello(t *testing.T) {}
