@@ -36,6 +36,10 @@ func ReportGoTests(t *testing.T, guest string, events []event.Event, coverDir st
 				t.Errorf("guest %s: %v", guest, err)
 				continue
 			}
+			if r.Action == "output" { // the binary's own lines, beside a failed test
+				t.Logf("guest %s, %s printed outside its tests:\n%s", guest, r.Binary, strings.TrimRight(r.Output, "\n"))
+				continue
+			}
 			n++
 			name := r.Test
 			if name == "" {

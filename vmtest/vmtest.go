@@ -11,12 +11,14 @@
 //     binaries, host programs (with their shared libraries) and files.
 //   - RunGuest boots one guest; package hvnet/lab boots several on an hvnet
 //     switch (addresses, VLANs and trunks, rate limits, ACLs, security
-//     groups, extra ports such as an uplink, lab.Config.Attach).
+//     groups, extra ports: lab.UplinkAttach joins a veth into a network
+//     namespace the test made with package hvnet/vmtest/netns).
 //   - A structured channel from guest to host (package
 //     hvnet/vmtest/event): JSON events on the guest's second serial port,
 //     sent by the agent (readiness, test results), by scripts (`/init
 //     event TYPE [JSON]`) and by the user's programs (event.Emit), and
-//     returned with each guest's result (or seen live, lab.Config.Events).
+//     returned with each guest's result, or seen live (lab.Config.Events;
+//     event.Waiter waits for a guest's readiness or any event).
 //   - Go tests in guests: `/init gotest [-cover] /tests/PKG.test [FLAG...]`
 //     in a guest script runs a test binary of Image.Tests; ReportGoTests
 //     turns each of its tests into a subtest of the host test, with its

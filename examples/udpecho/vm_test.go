@@ -8,9 +8,13 @@ import (
 	"testing"
 	"time"
 
+	"example.com/udpecho/echo"
+
 	"hvnet/lab"
+	vswitch "hvnet/switch"
 	"hvnet/vmtest"
 	"hvnet/vmtest/event"
+	"hvnet/vmtest/netns"
 )
 
 // image is what the guests get on top of hvnet's guest image: the echo
@@ -25,16 +29,29 @@ var image = vmtest.Image{
 // and a client in VLAN 10, another client in VLAN 20 with an address in
 // the same subnet. The VLAN 10 client must reach the server (the echo
 // package's tests pass in it), the VLAN 20 one must not (its test expects
-// silence, and the server must have served nobody at its address).
+// silence, and the server must have served nobody at its address). A
+// network namespace of the test's own, joined to the switch's VLAN 10 by
+// an uplink, is a fourth host: the test itself pings the server from it
+// once the server says it listens.
 func TestEchoAcrossVLANs(t *testing.T) {
 	if vmtest.Nest(t, vmtest.NestOptions{Images: []vmtest.Image{image}, Timeout: 10 * time.Minute}) {
 		return // ran inside the nested test host, where this host's KVM cannot boot Linux
 	}
 	set := vmtest.BuildImage(t, image)
 
+	// A host of the test's own on VLAN 10: a namespace behind a veth
+	// whose other end is the switch's uplink port.
+	client := netns.New(t, "client")
+	netns.Veth(t, "echoup0", client, "eth0")
+	client.Addr(t, "eth0", "10.0.0.9/24")
+	attach, detach := lab.UplinkAttach("echoup0", vswitch.PortConfig{Name: "uplink", PVID: 10})
+	defer detach()
+	var waiter event.Waiter
+
 	var mu sync.Mutex
 	arrived := map[string]time.Time{} // "guest/type" → when the host saw it first
 	onEvent := func(guest string, e event.Event) {
+		waiter.Add(guest, e)
 		mu.Lock()
 		defer mu.Unlock()
 		if _, ok := arrived[guest+"/"+e.Type]; !ok {
@@ -53,13 +70,33 @@ func TestEchoAcrossVLANs(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
+	// Once the server listens, the test's own host asks it too.
+	fromNS := make(chan error, 1)
+	go func() {
+		if _, err := waiter.Wait(ctx, "server", "listening"); err != nil {
+			fromNS <- err
+			return
+		}
+		fromNS <- client.Do(func() error { // the socket is in the namespace
+			var err error
+			for i := 0; i < 10; i++ {
+				if err = echo.Ping("10.0.0.1:7", []byte("from the test's namespace"), 2*time.Second); err == nil {
+					break
+				}
+			}
+			return err
+		})
+	}()
 	res, err := lab.Run(ctx, lab.Config{
 		Kernel: set.Kernel, Initrd: set.Initrd,
 		Guests:  guests,
-		Console: os.Stderr, Events: onEvent,
+		Console: os.Stderr, Events: onEvent, Attach: attach,
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if err := <-fromNS; err != nil {
+		t.Errorf("the test's namespace on VLAN 10 could not reach the server: %v", err)
 	}
 	by := map[string]lab.Result{}
 	for _, r := range res {
@@ -99,6 +136,9 @@ func TestEchoAcrossVLANs(t *testing.T) {
 	}
 	if served["10.0.0.2"] < 21 {
 		t.Errorf("server answered 10.0.0.2 %d times, want at least 21 (TestRemote's pings)", served["10.0.0.2"])
+	}
+	if served["10.0.0.9"] == 0 {
+		t.Errorf("server never answered the test's namespace (10.0.0.9): %v", served)
 	}
 	if n := served["10.0.0.3"]; n != 0 {
 		t.Errorf("server answered 10.0.0.3 (VLAN 20) %d times: the VLANs leak", n)

@@ -69,7 +69,7 @@ func (e Event) Decode(v any) error {
 type Test struct {
 	Binary  string  `json:"binary"`  // the test binary's base name, e.g. "echo.test"
 	Test    string  `json:"test"`    // e.g. "TestEcho" or "TestEcho/v6"
-	Action  string  `json:"action"`  // "pass", "fail" or "skip"
+	Action  string  `json:"action"`  // "pass", "fail", "skip", or "output" (what the binary printed outside its tests, Test "")
 	Elapsed float64 `json:"elapsed"` // seconds, as the test binary reported
 	Output  string  `json:"output,omitempty"`
 }

@@ -1,9 +1,11 @@
 package event
 
 import (
+	"context"
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 )
 
 // sample is what a Go 1.26 test binary printed with -test.v=test2json:
@@ -95,7 +97,7 @@ func TestGoTestsPanic(t *testing.T) {
 	if got[0].Test != "TestP" || got[0].Action != "fail" || !strings.Contains(got[0].Output, "before") {
 		t.Errorf("first %+v", got[0])
 	}
-	if got[1].Test != "" || !strings.Contains(got[1].Output, "panic: kaboom") || !strings.Contains(got[1].Output, "exit status 2") {
+	if got[1].Test != "" || got[1].Action != "output" || !strings.Contains(got[1].Output, "panic: kaboom") || !strings.Contains(got[1].Output, "exit status 2") {
 		t.Errorf("second %+v", got[1])
 	}
 }
@@ -188,5 +190,32 @@ func TestCollector(t *testing.T) {
 	}
 	if c.Malformed() != 2 {
 		t.Errorf("malformed %d, want 2 (junk, the overlong line)", c.Malformed())
+	}
+}
+
+func TestWaiter(t *testing.T) {
+	var w Waiter
+	got := make(chan Event, 1)
+	go func() {
+		e, err := w.Wait(context.Background(), "srv", TypeReady)
+		if err != nil {
+			t.Error(err)
+		}
+		got <- e
+	}()
+	w.Add("cli", Event{Type: TypeReady})
+	w.Add("srv", Event{Type: "other"})
+	w.Add("srv", Event{Type: TypeReady, Data: json.RawMessage(`1`)})
+	if e := <-got; e.Type != TypeReady || string(e.Data) != "1" {
+		t.Errorf("got %+v", e)
+	}
+	// Already there: at once.
+	if _, err := w.Wait(context.Background(), "cli", TypeReady); err != nil {
+		t.Error(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if _, err := w.Wait(ctx, "cli", "never"); err == nil {
+		t.Error("Wait for an event that never comes returned no error")
 	}
 }

@@ -117,16 +117,21 @@ func (g *GoTests) Finish(exit string) (bool, error) {
 		}
 	}
 	// What the binary printed outside any running test (a panic's trace
-	// after its test's FAIL line, TestMain's output) goes with a failure
-	// named after the binary.
+	// after its test's FAIL line, the coverage summary, TestMain's
+	// output): with a failure named after the binary when no test
+	// failed, else as output of the binary's (Action "output").
 	var rest strings.Builder
 	for _, b := range g.out {
 		rest.WriteString(b.String())
 	}
-	g.out = nil
-	if exit != "" && (!g.failed || rest.Len() > 0) {
-		g.out = map[string]*strings.Builder{}
+	g.out = map[string]*strings.Builder{}
+	switch {
+	case exit != "" && !g.failed:
 		if err := g.end("", "fail", 0, rest.String()+g.Binary+": "+exit+"\n"); err != nil {
+			return false, err
+		}
+	case exit != "" && rest.Len() > 0:
+		if err := g.end("", "output", 0, rest.String()+g.Binary+": "+exit+"\n"); err != nil {
 			return false, err
 		}
 	}

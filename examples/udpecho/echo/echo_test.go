@@ -45,9 +45,11 @@ func TestRemote(t *testing.T) {
 	}
 	switch *expect {
 	case "reply":
-		// The first datagram may wait for ARP: a few tries.
+		// The server's guest boots beside this one and may not listen
+		// yet (connection refused), and the first datagram waits for
+		// ARP: try for up to a minute.
 		var err error
-		for i := 0; i < 5; i++ {
+		for end := time.Now().Add(time.Minute); time.Now().Before(end); time.Sleep(200 * time.Millisecond) {
 			if err = Ping(*server, []byte("hello from a guest"), time.Second); err == nil {
 				break
 			}
