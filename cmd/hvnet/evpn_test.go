@@ -1,10 +1,14 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
+
+	"hvnet/internal/netnstest"
 )
 
 // Two hvnet hosts, each an `hvnet switch` in its own namespace on an
@@ -54,6 +58,70 @@ func TestEVPNHosts(t *testing.T) {
 		t.Errorf("ctl port vx on host 1: %d\n%s%s", code, text, errs)
 	}
 	// Host 2 stops: host 1 withdraws its flood entry and MACs.
+	f.hosts[1].d.term(t)
+	f.wait("host 1: host 2's routes withdrawn", 15*time.Second, func() bool {
+		tn := f.tunnel(f.hosts[0], "vx")
+		return len(tn.VNIs[0].VTEPs) == 0 && len(tn.RemoteMACs) == 0
+	})
+}
+
+// TestEVPNHosts over an IPv6 underlay: the VTEPs and the BGP session are
+// IPv6 (fd00:8::1, ::2; router IDs 10.0.0.N), the type-2 and type-3
+// routes carry IPv6 next hops and PMSI tunnel endpoints, and the
+// endpoints ping each other both ways (ARP as a flood to the VTEP a
+// type-3 route named, echoes as unicast to MACs of type-2 routes). The
+// 56-byte overhead: a 1444-byte frame crosses a 1500-byte underlay, a
+// 1445-byte one is dropped and counted.
+func TestEVPNHosts6(t *testing.T) {
+	f := newFabricOf(t, "e6", 2, true)
+	var eps []*endpoint
+	for i, h := range f.hosts {
+		eps = append(eps, f.endpoint(h, "e6e", "up0", 10, "", fmt.Sprintf("192.168.10.%d", i+1), false))
+		netnstest.Run(t, "ip", "-n", eps[i].ns, "link", "set", "ep0", "mtu", "1500")
+	}
+	for i, h := range f.hosts {
+		peer := f.hosts[1-i].addr
+		f.start(h, "--uplink", "name=up,if=up0,vlan=10",
+			"--port", fmt.Sprintf("kind=vxlan,name=vx,vlan=10,local=%s,vni=100:10,asn=65000,router-id=10.0.0.%d,neighbor=[%s]:65000,hold-time=3s,connect-retry=1s",
+				h.addr, i+1, peer))
+	}
+	for i, h := range f.hosts {
+		other := f.hosts[1-i].addr
+		f.wait(fmt.Sprintf("host %d: BGP established and VNI 100 flooding to %s", i+1, other), 30*time.Second, func() bool {
+			tn := f.tunnel(h, "vx")
+			return len(tn.Neighbors) == 1 && tn.Neighbors[0].State == "established" &&
+				len(tn.VNIs) == 1 && len(tn.VNIs[0].VTEPs) == 1 && tn.VNIs[0].VTEPs[0] == other
+		})
+	}
+	f.ping(eps[0], "192.168.10.2")
+	f.ping(eps[1], "192.168.10.1")
+	for i, h := range f.hosts {
+		want := eps[1-i].mac
+		f.wait(fmt.Sprintf("host %d: the other endpoint's MAC from EVPN", i+1), 10*time.Second, func() bool {
+			for _, m := range f.tunnel(h, "vx").RemoteMACs {
+				if m.MAC == want && m.VNI == 100 && !m.Learned && m.VTEP == f.hosts[1-i].addr {
+					return true
+				}
+			}
+			return false
+		})
+	}
+	// 1402 bytes of ICMP data: an IPv4 packet of 1430, a frame of 1444.
+	if out, err := exec.Command("ip", "netns", "exec", eps[0].ns, "ping", "-c", "1", "-W", "2", "-M", "do", "-s", "1402", "192.168.10.2").CombinedOutput(); err != nil {
+		t.Errorf("a 1444-byte frame over the IPv6 underlay: %v\n%s", err, out)
+	}
+	if out, err := exec.Command("ip", "netns", "exec", eps[0].ns, "ping", "-c", "1", "-W", "1", "-M", "do", "-s", "1403", "192.168.10.2").CombinedOutput(); err == nil {
+		t.Errorf("a 1445-byte frame crossed the IPv6 underlay:\n%s", out)
+	}
+	p, err := f.hosts[0].c.Port(context.Background(), "vx")
+	if err != nil || p.Device == nil || p.Device.VXLANCounters == nil || p.Device.VXLANCounters.TxDropOversize != 1 {
+		t.Errorf("host 1's vx counters: %+v, %v", p, err)
+	}
+	code, text, errs := runCtl(t, f.hosts[0].sock, "evpn", "routes")
+	t.Logf("ctl evpn routes on host 1:\n%s", text)
+	if code != 0 || !strings.Contains(text, "fd00:8::2") || !strings.Contains(text, "fd00:8::1") {
+		t.Errorf("ctl evpn routes on host 1: %d\n%s%s", code, text, errs)
+	}
 	f.hosts[1].d.term(t)
 	f.wait("host 1: host 2's routes withdrawn", 15*time.Second, func() bool {
 		tn := f.tunnel(f.hosts[0], "vx")
