@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"net"
 	"os/exec"
 	"strings"
 	"testing"
@@ -95,6 +96,19 @@ func TestEVPNHosts6(t *testing.T) {
 	}
 	f.ping(eps[0], "192.168.10.2")
 	f.ping(eps[1], "192.168.10.1")
+	// A broadcast and a unicast probe each way, each arriving once.
+	probes := []*probe{openProbe(t, eps[0]), openProbe(t, eps[1])}
+	for i, p := range probes {
+		mac, _ := net.ParseMAC(eps[1-i].mac)
+		p.send(t, nil, fmt.Sprintf("b%d", i))
+		p.send(t, mac, fmt.Sprintf("u%d", i))
+	}
+	time.Sleep(300 * time.Millisecond)
+	for i, p := range probes {
+		if got := p.received(t); len(got) != 2 || got[fmt.Sprintf("b%d", 1-i)] != 1 || got[fmt.Sprintf("u%d", 1-i)] != 1 {
+			t.Errorf("endpoint %d got probes %v, want the other's broadcast and unicast once each", i+1, got)
+		}
+	}
 	for i, h := range f.hosts {
 		want := eps[1-i].mac
 		f.wait(fmt.Sprintf("host %d: the other endpoint's MAC from EVPN", i+1), 10*time.Second, func() bool {
