@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -141,4 +143,42 @@ func TestEVPNHosts6(t *testing.T) {
 		tn := f.tunnel(f.hosts[0], "vx")
 		return len(tn.VNIs[0].VTEPs) == 0 && len(tn.RemoteMACs) == 0
 	})
+}
+
+// A vxlan port over IPv6 through the API (hvnet ctl add): the addresses
+// as given, the claim in [ADDR]:PORT form (a second port on the same
+// address and UDP port is refused), mixing families refused naming the
+// option.
+func TestVXLANCtlAdd6(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root for network namespaces")
+	}
+	ns := netnstest.New(t, "vx6c")
+	netnstest.Run(t, "ip", "-n", ns, "link", "add", "d0", "type", "veth", "peer", "name", "d1")
+	netnstest.Run(t, "ip", "-n", ns, "addr", "add", "fd00:a::1/64", "dev", "d0", "nodad")
+	netnstest.Run(t, "ip", "-n", ns, "link", "set", "d0", "up")
+	netnstest.Run(t, "ip", "-n", ns, "link", "set", "d1", "up")
+	sock := filepath.Join(t.TempDir(), "api.sock")
+	d := startHvnet(t, []string{"ip", "netns", "exec", ns}, "switch", "--api", sock)
+	c := d.waitAPI(t, sock)
+	if code, out, errs := runCtl(t, sock, "add", "vxlan", "vx", "local=fd00:a::1", "vni=100:10", "vlan=10", "remote=fd00:a::2"); code != 0 {
+		t.Fatalf("ctl add vxlan over IPv6: %d %s%s\n%s", code, out, errs, d.logs)
+	}
+	p, err := c.Port(context.Background(), "vx")
+	if err != nil || p.Tunnel == nil || p.Tunnel.Local != "fd00:a::1" || len(p.Tunnel.VNIs) != 1 ||
+		strings.Join(p.Tunnel.VNIs[0].VTEPs, ",") != "fd00:a::2" {
+		t.Errorf("port vx: %+v, %v", p, err)
+	}
+	code, out, errs := runCtl(t, sock, "port", "vx")
+	if code != 0 || !strings.Contains(out, "fd00:a::2") {
+		t.Errorf("ctl port vx: %d\n%s%s", code, out, errs)
+	}
+	code, out, errs = runCtl(t, sock, "add", "vxlan", "vx2", "local=fd00:a::1", "vni=200:20", "vlan=20")
+	if code == 0 || !strings.Contains(out+errs, "[fd00:a::1]:4789") {
+		t.Errorf("a second port on [fd00:a::1]:4789: %d %s%s", code, out, errs)
+	}
+	code, out, errs = runCtl(t, sock, "add", "vxlan", "vx3", "local=fd00:a::1", "udp-port=4790", "vni=300:30", "vlan=30", "remote=10.0.0.2")
+	if code == 0 || !strings.Contains(out+errs, `remote: "10.0.0.2" is IPv4, but local=fd00:a::1 is IPv6: one address family per port`) {
+		t.Errorf("mixed families: %d %s%s", code, out, errs)
+	}
 }
