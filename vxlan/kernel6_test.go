@@ -427,3 +427,35 @@ func TestOpenErrors6(t *testing.T) {
 		t.Errorf("Open on an absent IPv6 address: %v", err)
 	}
 }
+
+// Where a process of the namespace holds a flow label exclusively, the
+// kernel refuses every label it does not own (net/ipv6/ip6_flowlabel.c,
+// fl6_sock_lookup): the port then sends unlabelled, loses nothing and
+// counts no error.
+func TestFlowLabelRefused6(t *testing.T) {
+	ns := kernelPeer6(t)
+	r := newRig6(t, Config{Learning: true})
+	fd, err := unix.Socket(unix.AF_INET6, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	// struct in6_flowlabel_req (include/uapi/linux/in6.h): destination,
+	// label (network order), action GET, share EXCL, flags CREATE.
+	const ipv6FlowlabelMgr, flActionGet, flShareExcl, flFlagCreate = 32, 0, 1, 1
+	req := make([]byte, 32)
+	binary.BigEndian.PutUint32(req[16:], 0x12345)
+	req[20], req[21] = flActionGet, flShareExcl
+	binary.NativeEndian.PutUint16(req[22:], flFlagCreate)
+	if err := unix.SetsockoptString(fd, unix.IPPROTO_IPV6, ipv6FlowlabelMgr, string(req)); err != nil {
+		// Some kernels (this project's build host's 6.18) refuse to make
+		// one at all: then nothing can make the port's labels refused.
+		t.Skipf("cannot hold a flow label exclusively here (IPV6_FLOWLABEL_MGR: %v)", err)
+	}
+	if out, err := netnstestExec(ns, "ping", "-c", "3", "-W", "2", "-i", "0.2", "192.168.100.1"); err != nil {
+		t.Fatalf("ping from the kernel's VXLAN with labels refused: %v\n%s", err, out)
+	}
+	if st := r.vx.Stats(); st.TxPackets < 4 || st.TxErrors != 0 || r.vx.labels.Load() {
+		t.Errorf("stats %+v, labels still on: %v", st, r.vx.labels.Load())
+	}
+}

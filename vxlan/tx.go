@@ -172,7 +172,7 @@ func (p *Port) flush(b *txBatch, m int) {
 		switch {
 		case e == unix.EINTR:
 			continue
-		case e == unix.EINVAL && b.names[from].Flowinfo != 0:
+		case e == unix.EINVAL && p.v6 && b.names[from].Flowinfo != 0: // (over IPv4 those bytes are the address)
 			// The kernel takes any flow label unless a process of the
 			// namespace holds one exclusively (net/ipv6/ip6_flowlabel.c,
 			// fl6_sock_lookup): then no labels from here on.
