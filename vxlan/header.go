@@ -73,9 +73,10 @@ var seed = maphash.MakeSeed()
 // for IPv4 and IPv6, its addresses, protocol and the first four bytes of
 // its transport header (TCP's and UDP's ports), so that packets of one
 // flow take one path through the underlay's ECMP and flows spread.
-func sourcePort(macs, rest []byte) uint16 {
-	return uint16(sportLo + flowHash(macs, rest)%sportLen)
-}
+func sourcePort(macs, rest []byte) uint16 { return portOf(flowHash(macs, rest)) }
+
+// portOf is the source port of an inner flow that hashes to h.
+func portOf(h uint64) uint16 { return uint16(sportLo + h%sportLen) }
 
 // flowLabel is the IPv6 flow label of an outer packet whose inner flow
 // hashes to h: 20 bits of the hash the source port does not use, never

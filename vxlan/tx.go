@@ -117,7 +117,7 @@ func (p *Port) Send(frames []vswitch.Frame) int {
 			continue
 		}
 		fh := flowHash(d[:macsLen], rest)
-		sport := uint16(sportLo + fh%sportLen)
+		sport := portOf(fh)
 		var flowinfo uint32 // sin6_flowinfo: the label in network order
 		if labels {
 			var be [4]byte
