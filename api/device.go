@@ -64,6 +64,7 @@ type VXLANCounters struct {
 	LocalIPsFull      uint64 `json:"vxlan_local_ips_full"`       // bindings not learned: the MAC had its share of IPs or the table was full
 	RemoteIPs         int    `json:"vxlan_remote_ips"`           // now: remote MAC/IP bindings (from MAC/IP routes)
 	RemoteIPsFull     uint64 `json:"vxlan_remote_ips_full"`      // remote bindings not set: the table was full
+	WrongFamily       uint64 `json:"vxlan_wrong_family"`         // remote VTEPs of the other address family (a control plane's): refused
 }
 
 // VMMCounters are a lab guest NIC's virtio-pci transport's, in hvnet's
@@ -191,6 +192,7 @@ func (d *DeviceCounters) Counts() []DeviceCount {
 		fault("vxlan_snoop_ignored", "vxlan_snoop_ignored", v.SnoopIgnored)
 		fault("vxlan_local_ips_full", "vxlan_local_ips_full", v.LocalIPsFull)
 		fault("vxlan_remote_ips_full", "vxlan_remote_ips_full", v.RemoteIPsFull)
+		fault("vxlan_wrong_family", "vxlan_wrong_family", v.WrongFamily)
 	}
 	if v := d.BondCounters; v != nil {
 		drop("bond_rx_drop_inactive", "bond_rx_inactive", v.RxInactive)

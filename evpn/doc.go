@@ -21,6 +21,15 @@
 //     encapsulation extended community with tunnel type VXLAN (8), next
 //     hop = the VTEP.
 //
+// The VTEP and the neighbors may be IPv4 or IPv6. An IPv6 VTEP (an IPv6
+// underlay) makes the next hops 16 bytes, the type-3 route's originating
+// router's IP 128 bits and its PMSI tunnel identifier 16 bytes (RFC 8365
+// §5.1.3 with RFC 7432 §7.3 and RFC 6514 §5), as FRR sends them since
+// it supports IPv6 VTEPs (FRR 10.x, its pull request 19721; Debian's 8.4
+// has no IPv6 VTEPs); received routes with IPv6 VTEPs are read the same
+// way. The router ID and the route
+// distinguishers stay IPv4 (4 octets).
+//
 // Routes lists the RIB for operators: the routes the speaker advertises
 // and every path its neighbors sent, with RD, route targets, VTEP, MAC
 // mobility sequence, source, and whether the speaker uses it; Neighbors

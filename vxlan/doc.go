@@ -13,12 +13,22 @@
 //     list (ingress replication: one copy per VTEP, never back to the
 //     VTEP a frame came from, which the switch's split horizon already
 //     guarantees: a frame never leaves by the port it came in on).
-//   - Packets are sent through a raw IPv4 socket (IPPROTO_UDP, the kernel
-//     adds the IP header and routes) so that each flow has its own UDP
-//     source port, a hash of the inner frame's addresses and ports in
-//     49152..65535 (RFC 7348 §5: entropy for the underlay's ECMP); a
-//     kernel UDP socket would send every packet from one port. The UDP
-//     checksum is zero (RFC 7348 §5 allows it over IPv4). The inner
+//   - The underlay is IPv4 or IPv6, the family of Config.Local; the
+//     remote VTEPs are of the same family (one family per port: a VTEP
+//     of the other, from a control plane, is refused and counted).
+//   - Packets are sent through a raw socket of the underlay's family
+//     (IPPROTO_UDP, the kernel adds the IP header and routes) so that
+//     each flow has its own UDP source port, a hash of the inner frame's
+//     addresses and ports in 49152..65535 (RFC 7348 §5: entropy for the
+//     underlay's ECMP); a kernel UDP socket would send every packet from
+//     one port. Over IPv4 the UDP checksum is zero (RFC 7348 §5 allows
+//     it). Over IPv6 (RFC 7348 §5 applies as it is) the kernel computes
+//     it as it copies the packet in (IPV6_CHECKSUM), since Linux's vxlan
+//     refuses zero checksums by default (udp6zerocsumrx off); zero is
+//     sent only with Config.UDP6ZeroCsumTx (RFC 6935 §5, RFC 6936). Each
+//     IPv6 packet also carries a flow label of its inner flow (RFC 6438),
+//     and is never fragmented (IPV6_DONTFRAG: too long for the route's
+//     MTU is a counted send error). The inner
 //     frame is not copied: each message's iovecs point at a 28-byte
 //     header (UDP, VXLAN, the inner MACs) and at the frame's bytes after
 //     its VLAN tag. A flooded frame is one set of buffers sent to each
@@ -26,13 +36,16 @@
 //   - Packets are received on a UDP socket bound to the local address
 //     and port (4789 by default) with recvmmsg; the inner frame's VLAN
 //     tag is written into the VXLAN header's room in front of it, so
-//     nothing is copied either.
+//     nothing is copied either. Over IPv6 the kernel checks the UDP
+//     checksum and drops, before the port, a wrong one or a zero one
+//     (unless Config.UDP6ZeroCsumRx): its Udp6InCsumErrors counts them.
 //   - GSO frames are segmented by the switch before they reach the port
 //     (its Caps offer no offloads), so every outer packet fits the
 //     underlay: a frame whose outer packet would exceed the underlay MTU
-//     (the frame plus 36 bytes of IPv4, UDP and VXLAN headers; 50 with
-//     the inner Ethernet header, as the overhead is usually quoted) is
-//     dropped and counted, never truncated or fragmented.
+//     (the frame plus 36 bytes of IPv4, UDP and VXLAN headers, 50 with
+//     the inner Ethernet header, as the overhead is usually quoted; over
+//     IPv6 56, and 70) is dropped and counted, never truncated or
+//     fragmented.
 //
 // ARP and neighbour discovery (for a control plane such as BGP EVPN, which
 // advertises MAC/IP routes and tells the port of remote ones):

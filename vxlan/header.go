@@ -17,10 +17,16 @@ const (
 	sportLo  = 49152 // RFC 7348 §5: the source port from the dynamic range
 	sportLen = 65536 - sportLo
 
-	// Overhead is what encapsulation adds to a frame on the wire: the
-	// outer IPv4 and UDP headers and the VXLAN header (the outer Ethernet
-	// header aside). RFC 7348's "50 bytes" adds the inner Ethernet header.
+	// Overhead is what encapsulation adds to a frame on the wire over an
+	// IPv4 underlay: the outer IPv4 and UDP headers and the VXLAN header
+	// (the outer Ethernet header aside). RFC 7348's "50 bytes" adds the
+	// inner Ethernet header.
 	Overhead = ipv4Len + udpLen + HdrLen
+	// Overhead6 is the same over an IPv6 underlay: the outer IPv6 header
+	// (40 bytes, no extension headers) instead of IPv4's, 56 bytes; 70
+	// with the inner Ethernet header, as Linux's vxlan counts it
+	// (VXLAN6_HEADROOM in include/net/vxlan.h).
+	Overhead6 = ipv6Len + udpLen + HdrLen
 
 	// DefaultPort is the IANA port of VXLAN (RFC 7348 §5).
 	DefaultPort = 4789
@@ -48,7 +54,10 @@ func parseHeader(b []byte) (vni uint32, ok bool) {
 }
 
 // putUDP writes a UDP header: ports, the length of header and payload,
-// a zero checksum (allowed over IPv4, RFC 7348 §5).
+// a zero checksum: allowed over IPv4 (RFC 7348 §5); over IPv6 the
+// kernel writes the checksum in its place (IPV6_CHECKSUM on the raw
+// socket), or it stays zero where the port is told to (RFC 6935 §5, RFC
+// 6936: zero checksums for tunnels, Linux's udp6zerocsumtx).
 func putUDP(b []byte, sport, dport uint16, payload int) {
 	binary.BigEndian.PutUint16(b[0:], sport)
 	binary.BigEndian.PutUint16(b[2:], dport)
@@ -64,7 +73,26 @@ var seed = maphash.MakeSeed()
 // for IPv4 and IPv6, its addresses, protocol and the first four bytes of
 // its transport header (TCP's and UDP's ports), so that packets of one
 // flow take one path through the underlay's ECMP and flows spread.
-func sourcePort(macs, rest []byte) uint16 {
+func sourcePort(macs, rest []byte) uint16 { return portOf(flowHash(macs, rest)) }
+
+// portOf is the source port of an inner flow that hashes to h.
+func portOf(h uint64) uint16 { return uint16(sportLo + h%sportLen) }
+
+// flowLabel is the IPv6 flow label of an outer packet whose inner flow
+// hashes to h: 20 bits of the hash the source port does not use, never
+// 0 (an unlabelled packet). RFC 6438 §3: a tunnel end point sets the
+// outer flow label from the inner flow, for ECMP that hashes on the flow
+// label (RFC 6437 §3: the 3-tuple of label and addresses).
+func flowLabel(h uint64) uint32 {
+	l := uint32(h>>40) & 0xfffff
+	if l == 0 {
+		l = 1
+	}
+	return l
+}
+
+// flowHash is the hash sourcePort and flowLabel are made of.
+func flowHash(macs, rest []byte) uint64 {
 	var h maphash.Hash
 	h.SetSeed(seed)
 	h.Write(macs)
@@ -91,5 +119,5 @@ func sourcePort(macs, rest []byte) uint16 {
 			}
 		}
 	}
-	return uint16(sportLo + h.Sum64()%sportLen)
+	return h.Sum64()
 }

@@ -389,7 +389,7 @@ func TestOpenErrors(t *testing.T) {
 
 // inNetns runs f on a thread in the named namespace ns (sockets f opens
 // stay there), then puts the thread back.
-func inNetns(t *testing.T, ns string, f func() error) error {
+func inNetns(t testing.TB, ns string, f func() error) error {
 	t.Helper()
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()

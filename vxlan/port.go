@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/hashicorp/go-hclog"
 	"golang.org/x/sys/unix"
@@ -16,8 +17,10 @@ import (
 
 // Config is a VXLAN port.
 type Config struct {
-	// Local is the local VTEP address (IPv4): packets are sent from it and
-	// received on it.
+	// Local is the local VTEP address, IPv4 or IPv6 (the underlay's
+	// family: Remotes and every VTEP a control plane adds must be of it):
+	// packets are sent from it and received on it. An IPv6 address must
+	// be global (not link-local) and past duplicate address detection.
 	Local netip.Addr
 	// Port is the UDP port VXLAN is received on and sent to (0:
 	// DefaultPort, 4789).
@@ -39,8 +42,19 @@ type Config struct {
 	// AnyVTEP accepts packets from any source address; by default only
 	// from known VTEPs (the flood lists and the remote MACs' VTEPs).
 	AnyVTEP bool
-	// UnderlayMTU is the largest outer IP packet (0: 1500).
+	// UnderlayMTU is the largest outer IP packet (0: 1500): inner frames
+	// up to UnderlayMTU-Overhead bytes go over IPv4, UnderlayMTU-Overhead6
+	// over IPv6.
 	UnderlayMTU int
+	// UDP6ZeroCsumTx: over IPv6, send a zero UDP checksum (RFC 6935 §5,
+	// RFC 6936) instead of computing it, as Linux's vxlan with
+	// udp6zerocsumtx; off by default, as Linux, since a receiver must be
+	// told to accept it. UDP6ZeroCsumRx: accept packets with a zero UDP
+	// checksum over IPv6 (Linux's udp6zerocsumrx); off by default: the
+	// kernel drops them (counted as Udp6InCsumErrors, with packets whose
+	// checksum is wrong, before the port sees them). Both ignored over
+	// IPv4, where the checksum is zero and any is accepted (RFC 7348 §5).
+	UDP6ZeroCsumTx, UDP6ZeroCsumRx bool
 	// MaxRemoteMACs bounds the table of remote MACs (0: 65536).
 	MaxRemoteMACs int
 	// Aging is how long a learned remote MAC lives without a packet from
@@ -92,6 +106,10 @@ type Stats struct {
 	LocalIPsFull    uint64 // bindings not learned: the MAC had its share of IPs, or the table was full
 	RemoteIPs       int    // remote MAC/IP bindings now
 	RemoteIPsFull   uint64 // remote bindings not set: the table was full
+
+	// VTEPs of the other address family a control plane tried to add
+	// (flood list or remote MAC): refused, one family per port.
+	WrongFamily uint64
 }
 
 type counters struct {
@@ -99,21 +117,57 @@ type counters struct {
 	rxShort, rxFlags, rxVNI, rxVTEP, rxInnerTag, rxOversize, rxErrors atomic.Uint64
 	txNoVNI, txOversize, txNoRemote, txErrors, full                   atomic.Uint64
 	arpSuppressed, ndSuppressed, replies, ringFull, snoopIgnored      atomic.Uint64
-	localFull, remoteIPFull                                           atomic.Uint64
+	localFull, remoteIPFull, wrongFamily                              atomic.Uint64
 }
 
-// vtep is a remote VTEP: its address and the sockaddr packets to it use.
+// vtepAddr is a VTEP's address as the tables key it: the IPv6 address,
+// or the IPv4-mapped one (RFC 4291 §2.5.5.2) of an IPv4 address.
+type vtepAddr [16]byte
+
+// addr is a's netip form.
+func (a vtepAddr) addr() netip.Addr { return netip.AddrFrom16(a).Unmap() }
+
+// vtep is a remote VTEP: its address and the sockaddr packets to it use:
+// a sockaddr_in6, or over IPv4 a sockaddr_in in its first bytes (the
+// raw socket's sendmmsg names are of the port's family).
 type vtep struct {
-	addr [4]byte
-	sa   unix.RawSockaddrInet4
+	addr vtepAddr
+	sa   unix.RawSockaddrInet6
 }
 
+// newVTEP makes the VTEP of a, an address of the port's family.
 func (p *Port) newVTEP(a netip.Addr) vtep {
-	v := vtep{addr: a.As4()}
-	v.sa.Family = unix.AF_INET
-	v.sa.Port = uint16(p.cfg.Port>>8 | p.cfg.Port<<8) // network order
-	v.sa.Addr = v.addr
+	a = a.Unmap()
+	v := vtep{addr: a.As16()}
+	if p.v6 {
+		// The port stays 0: a raw IPv6 socket takes sin6_port as the
+		// protocol (net/ipv6/raw.c, rawv6_sendmsg), 0 or its own.
+		v.sa.Family = unix.AF_INET6
+		v.sa.Addr = a.As16()
+		return v
+	}
+	sa := (*unix.RawSockaddrInet4)(unsafe.Pointer(&v.sa))
+	sa.Family = unix.AF_INET
+	sa.Port = uint16(p.cfg.Port>>8 | p.cfg.Port<<8) // network order
+	sa.Addr = a.As4()
 	return v
+}
+
+// family checks that a control plane's VTEP a is of the port's family.
+func (p *Port) family(a netip.Addr) error {
+	a = a.Unmap()
+	if !a.IsValid() || a.Is4() == p.v6 {
+		p.st.wrongFamily.Add(1)
+		return fmt.Errorf("vxlan: VTEP %v: want an %s address (the port's underlay, local %v)", a, p.familyName(), p.cfg.Local)
+	}
+	return nil
+}
+
+func (p *Port) familyName() string {
+	if p.v6 {
+		return "IPv6"
+	}
+	return "IPv4"
 }
 
 type macKey struct {
@@ -134,6 +188,13 @@ type Port struct {
 
 	vlanVNI [4096]uint32 // VLAN → VNI (0: none); read-only after Open
 	vniVLAN map[uint32]uint16
+	v6      bool // the underlay is IPv6
+	ipLen   int  // the outer IP header: 20 or 40 bytes
+	// overhead is what encapsulation adds: Overhead or Overhead6.
+	overhead int
+	// labels: IPv6 packets carry a flow label of their inner flow
+	// (cleared if the kernel refuses them).
+	labels atomic.Bool
 
 	rxfd, txfd int
 
@@ -143,7 +204,7 @@ type Port struct {
 	static  []vtep            // Config.Remotes: every VNI's
 	flood   map[uint32][]vtep // per VNI: static plus those added
 	added   map[uint32][]vtep // per VNI: AddFloodVTEP's
-	known   map[[4]byte]int   // VTEP address → references (flood lists, remote MACs)
+	known   map[vtepAddr]int  // VTEP address → references (flood lists, remote MACs)
 	txMu    sync.Mutex        // serialises Send: the batch below is shared
 	tx      *txBatch
 	handle  atomic.Pointer[vswitch.PortHandle]
@@ -166,8 +227,12 @@ var _ vswitch.Port = (*Port)(nil)
 // Open checks cfg and opens the port's sockets (in the calling thread's
 // network namespace). It does not receive until Start.
 func Open(cfg Config) (*Port, error) {
-	if !cfg.Local.Is4() {
-		return nil, fmt.Errorf("vxlan: local address %v: want an IPv4 address", cfg.Local)
+	cfg.Local = cfg.Local.Unmap()
+	switch l := cfg.Local; {
+	case !l.IsValid():
+		return nil, errors.New("vxlan: local address: want an IPv4 or IPv6 address")
+	case l.IsUnspecified() || l.IsMulticast() || l.Zone() != "" || l.Is6() && l.IsLinkLocalUnicast():
+		return nil, fmt.Errorf("vxlan: local address %v: want a unicast address (IPv6: not link-local)", l)
 	}
 	if cfg.Port == 0 {
 		cfg.Port = DefaultPort
@@ -200,7 +265,12 @@ func Open(cfg Config) (*Port, error) {
 		return nil, errors.New("vxlan: no VNIs: map at least one VNI to a VLAN")
 	}
 	p := &Port{cfg: cfg, log: cfg.Logger, vniVLAN: map[uint32]uint16{}, remote: map[macKey]*remoteMAC{},
-		flood: map[uint32][]vtep{}, added: map[uint32][]vtep{}, known: map[[4]byte]int{}, rxfd: -1, txfd: -1}
+		flood: map[uint32][]vtep{}, added: map[uint32][]vtep{}, known: map[vtepAddr]int{}, rxfd: -1, txfd: -1,
+		v6: cfg.Local.Is6(), ipLen: ipv4Len, overhead: Overhead}
+	if p.v6 {
+		p.ipLen, p.overhead = ipv6Len, Overhead6
+		p.labels.Store(true)
+	}
 	p.nb = neighTables{local: map[ipKey][6]byte{}, perMAC: map[macKey]int{}, remote: map[ipKey][6]byte{}}
 	p.ring.wake = make(chan struct{}, 1)
 	for vni, vlan := range cfg.VNIs {
@@ -217,8 +287,12 @@ func Open(cfg Config) (*Port, error) {
 		p.vniVLAN[vni] = vlan
 	}
 	for _, r := range cfg.Remotes {
-		if !r.Is4() {
-			return nil, fmt.Errorf("vxlan: remote %v: want an IPv4 address", r)
+		r = r.Unmap()
+		if !r.IsValid() || r.Is6() != p.v6 {
+			return nil, fmt.Errorf("vxlan: remote %v: want an %s address, as local %v: one address family per port", r, p.familyName(), cfg.Local)
+		}
+		if r.IsUnspecified() || r.IsMulticast() || r.Zone() != "" || r.Is6() && r.IsLinkLocalUnicast() {
+			return nil, fmt.Errorf("vxlan: remote %v: want a unicast address (IPv6: not link-local)", r)
 		}
 		v := p.newVTEP(r)
 		p.static = append(p.static, v)
@@ -229,17 +303,35 @@ func Open(cfg Config) (*Port, error) {
 		p.closeSockets()
 		return nil, err
 	}
-	p.tx = newTxBatch(txBatchSize)
+	p.tx = newTxBatch(txBatchSize, p.v6)
 	return p, nil
 }
 
 func (p *Port) openSockets() error {
-	sa := &unix.SockaddrInet4{Port: int(p.cfg.Port), Addr: p.cfg.Local.As4()}
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, unix.IPPROTO_UDP)
+	family := unix.AF_INET6
+	var sa, raw unix.Sockaddr = &unix.SockaddrInet6{Port: int(p.cfg.Port), Addr: p.cfg.Local.As16()}, &unix.SockaddrInet6{Addr: p.cfg.Local.As16()}
+	if !p.v6 {
+		family = unix.AF_INET
+		sa, raw = &unix.SockaddrInet4{Port: int(p.cfg.Port), Addr: p.cfg.Local.As4()}, &unix.SockaddrInet4{Addr: p.cfg.Local.As4()}
+	}
+	fd, err := unix.Socket(family, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, unix.IPPROTO_UDP)
 	if err != nil {
 		return fmt.Errorf("vxlan: UDP socket: %w", err)
 	}
 	p.rxfd = fd
+	if p.v6 {
+		if err := unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, 1); err != nil {
+			return fmt.Errorf("vxlan: IPV6_V6ONLY: %w", err)
+		}
+		// A zero UDP checksum is refused by the kernel unless the
+		// socket accepts it (RFC 6936 §5: only where configured; Linux's
+		// udp6zerocsumrx sets the same option on its socket).
+		if p.cfg.UDP6ZeroCsumRx {
+			if err := unix.SetsockoptInt(fd, unix.SOL_UDP, unix.UDP_NO_CHECK6_RX, 1); err != nil {
+				return fmt.Errorf("vxlan: UDP_NO_CHECK6_RX: %w", err)
+			}
+		}
+	}
 	unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, 4<<20)
 	// The receive loop wakes up to notice Close.
 	tv := unix.Timeval{Usec: 100_000}
@@ -247,12 +339,12 @@ func (p *Port) openSockets() error {
 		return fmt.Errorf("vxlan: SO_RCVTIMEO: %w", err)
 	}
 	if err := unix.Bind(fd, sa); err != nil {
-		return fmt.Errorf("vxlan: bind %v:%d: %w", p.cfg.Local, p.cfg.Port, err)
+		return fmt.Errorf("vxlan: bind %v: %w%s", netip.AddrPortFrom(p.cfg.Local, p.cfg.Port), err, p.bindHint(err))
 	}
 	// Sending: a raw UDP socket, so each packet carries its own source
 	// port; it must receive nothing (a raw socket gets a copy of every
 	// UDP packet): a filter that accepts none.
-	fd, err = unix.Socket(unix.AF_INET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.IPPROTO_UDP)
+	fd, err = unix.Socket(family, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.IPPROTO_UDP)
 	if err != nil {
 		return fmt.Errorf("vxlan: raw UDP socket (sending needs CAP_NET_RAW): %w", err)
 	}
@@ -262,10 +354,52 @@ func (p *Port) openSockets() error {
 		return fmt.Errorf("vxlan: raw socket filter: %w", err)
 	}
 	unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, 4<<20)
-	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: p.cfg.Local.As4()}); err != nil {
-		return fmt.Errorf("vxlan: bind raw socket to %v: %w", p.cfg.Local, err)
+	if p.v6 {
+		if err := p.rawIPv6(fd); err != nil {
+			return err
+		}
+	}
+	if err := unix.Bind(fd, raw); err != nil {
+		return fmt.Errorf("vxlan: bind raw socket to %v: %w%s", p.cfg.Local, err, p.bindHint(err))
 	}
 	return nil
+}
+
+// ipv6FlowinfoSend is IPV6_FLOWINFO_SEND (include/uapi/linux/in6.h):
+// sendmsg takes the flow label from the destination's sin6_flowinfo.
+const ipv6FlowinfoSend = 33
+
+// rawIPv6 sets up the raw IPv6 socket packets are sent through.
+func (p *Port) rawIPv6(fd int) error {
+	// UDP over IPv6 must carry a checksum (RFC 8200 §8.1) unless both
+	// ends agree on zero for a tunnel (RFC 6935/6936), and Linux's vxlan
+	// by default refuses zero (udp6zerocsumrx off): the kernel computes
+	// it over the pseudo-header and the message at offset 6 of the UDP
+	// header, while it copies the message in, and sends 0xffff for a sum
+	// of zero (net/ipv6/raw.c, rawv6_push_pending_frames).
+	if !p.cfg.UDP6ZeroCsumTx {
+		if err := unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_CHECKSUM, 6); err != nil {
+			return fmt.Errorf("vxlan: IPV6_CHECKSUM: %w", err)
+		}
+	}
+	// Never fragmented (IPv6 would fragment at the source): a packet
+	// the route's MTU cannot carry is refused, and counted.
+	if err := unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_DONTFRAG, 1); err != nil {
+		return fmt.Errorf("vxlan: IPV6_DONTFRAG: %w", err)
+	}
+	if err := unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, ipv6FlowinfoSend, 1); err != nil {
+		p.labels.Store(false)
+		p.log.Warn("no IPv6 flow labels from the inner flows", "error", err)
+	}
+	return nil
+}
+
+// bindHint explains the usual reason an IPv6 address cannot be bound.
+func (p *Port) bindHint(err error) string {
+	if p.v6 && errors.Is(err, unix.EADDRNOTAVAIL) {
+		return " (is the address on an interface, and past duplicate address detection?)"
+	}
+	return ""
 }
 
 func (p *Port) closeSockets() {
@@ -330,5 +464,5 @@ func (p *Port) Stats() Stats {
 		RemoteMACs: n, RemoteMACsFull: c.full.Load(),
 		ARPSuppressed: c.arpSuppressed.Load(), NDSuppressed: c.ndSuppressed.Load(), SuppressReplies: c.replies.Load(),
 		SuppressFull: c.ringFull.Load(), SnoopIgnored: c.snoopIgnored.Load(), LocalIPs: nl, LocalIPsFull: c.localFull.Load(),
-		RemoteIPs: nr, RemoteIPsFull: c.remoteIPFull.Load()}
+		RemoteIPs: nr, RemoteIPsFull: c.remoteIPFull.Load(), WrongFamily: c.wrongFamily.Load()}
 }

@@ -14,17 +14,18 @@ import (
 const rxBatchSize = 32
 
 // rxBatch is the receive loop's preallocated recvmmsg(2) argument and
-// buffers: one underlay-MTU buffer per message.
+// buffers: one underlay-MTU buffer per message. The senders' addresses
+// are sockaddr_in6 or, on an IPv4 port, sockaddr_in in their first bytes.
 type rxBatch struct {
 	msgs   []unix.Mmsghdr
 	iovs   []unix.Iovec
-	names  []unix.RawSockaddrInet4
+	names  []unix.RawSockaddrInet6
 	bufs   [][]byte
 	frames []vswitch.Frame
 }
 
 func newRxBatch(n, size int) *rxBatch {
-	b := &rxBatch{msgs: make([]unix.Mmsghdr, n), iovs: make([]unix.Iovec, n), names: make([]unix.RawSockaddrInet4, n),
+	b := &rxBatch{msgs: make([]unix.Mmsghdr, n), iovs: make([]unix.Iovec, n), names: make([]unix.RawSockaddrInet6, n),
 		bufs: make([][]byte, n), frames: make([]vswitch.Frame, 0, n)}
 	slab := make([]byte, n*size)
 	for i := range b.msgs {
@@ -44,10 +45,10 @@ func (p *Port) rxLoop() {
 	defer p.wg.Done()
 	// A datagram is at most the underlay MTU less the IP and UDP headers;
 	// one byte more tells a longer one (MSG_TRUNC) from one that fits.
-	b := newRxBatch(rxBatchSize, p.cfg.UnderlayMTU-ipv4Len-udpLen+1)
+	b := newRxBatch(rxBatchSize, p.cfg.UnderlayMTU-p.ipLen-udpLen+1)
 	for !p.stop.Load() {
 		for i := range b.msgs {
-			b.msgs[i].Hdr.Namelen = unix.SizeofSockaddrInet4
+			b.msgs[i].Hdr.Namelen = unix.SizeofSockaddrInet6
 			b.msgs[i].Hdr.Flags = 0
 		}
 		r, _, e := unix.Syscall6(unix.SYS_RECVMMSG, uintptr(p.rxfd), uintptr(unsafe.Pointer(&b.msgs[0])), uintptr(len(b.msgs)),
@@ -98,7 +99,7 @@ func (p *Port) decap(b *rxBatch, i int, now int64) ([]byte, bool) {
 		p.st.rxVNI.Add(1)
 		return nil, false
 	}
-	src := b.names[i].Addr
+	src := p.source(&b.names[i])
 	if !p.cfg.AnyVTEP {
 		p.tabMu.RLock()
 		_, known := p.known[src]
@@ -129,4 +130,13 @@ func (p *Port) decap(b *rxBatch, i int, now int64) ([]byte, bool) {
 	binary.BigEndian.PutUint16(f[12:], 0x8100)
 	binary.BigEndian.PutUint16(f[14:], vlan)
 	return f, true
+}
+
+// source is a received packet's sender as the tables key it.
+func (p *Port) source(sa *unix.RawSockaddrInet6) vtepAddr {
+	if p.v6 {
+		return sa.Addr
+	}
+	a := (*unix.RawSockaddrInet4)(unsafe.Pointer(sa)).Addr
+	return vtepAddr{10: 0xff, 11: 0xff, 12: a[0], 13: a[1], 14: a[2], 15: a[3]}
 }

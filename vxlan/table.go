@@ -11,10 +11,10 @@ import (
 
 // SetRemoteMAC points mac in vni at the VTEP vtep (a control plane's
 // entry: it replaces a learned one and does not age). It fails when the
-// table is full.
+// table is full, or vtep is not of the port's address family.
 func (p *Port) SetRemoteMAC(vni uint32, mac [6]byte, vtep netip.Addr) error {
-	if !vtep.Is4() {
-		return fmt.Errorf("vxlan: VTEP %v: want an IPv4 address", vtep)
+	if err := p.family(vtep); err != nil {
+		return err
 	}
 	if _, ok := p.vniVLAN[vni]; !ok {
 		return fmt.Errorf("vxlan: VNI %d is not mapped to a VLAN", vni)
@@ -46,10 +46,11 @@ func (p *Port) DelRemoteMAC(vni uint32, mac [6]byte) {
 }
 
 // AddFloodVTEP adds vtep to vni's flood list (a control plane's: an
-// EVPN inclusive-multicast route).
+// EVPN inclusive-multicast route). It fails for a VTEP of the other
+// address family than the port's.
 func (p *Port) AddFloodVTEP(vni uint32, vtep netip.Addr) error {
-	if !vtep.Is4() {
-		return fmt.Errorf("vxlan: VTEP %v: want an IPv4 address", vtep)
+	if err := p.family(vtep); err != nil {
+		return err
 	}
 	if _, ok := p.vniVLAN[vni]; !ok {
 		return fmt.Errorf("vxlan: VNI %d is not mapped to a VLAN", vni)
@@ -70,10 +71,11 @@ func (p *Port) AddFloodVTEP(vni uint32, vtep netip.Addr) error {
 
 // DelFloodVTEP removes vtep from vni's flood list.
 func (p *Port) DelFloodVTEP(vni uint32, vtep netip.Addr) {
-	if !vtep.Is4() {
+	vtep = vtep.Unmap()
+	if !vtep.IsValid() || vtep.Is6() != p.v6 {
 		return
 	}
-	a := vtep.As4()
+	a := vtepAddr(vtep.As16())
 	p.tabMu.Lock()
 	defer p.tabMu.Unlock()
 	l := p.added[vni]
@@ -94,7 +96,7 @@ func (p *Port) RemoteVTEPs() map[uint32][]netip.Addr {
 	out := map[uint32][]netip.Addr{}
 	for vni, l := range p.flood {
 		for _, v := range l {
-			out[vni] = append(out[vni], netip.AddrFrom4(v.addr))
+			out[vni] = append(out[vni], v.addr.addr())
 		}
 	}
 	return out
@@ -114,13 +116,13 @@ func (p *Port) RemoteMACs() []RemoteMACEntry {
 	defer p.tabMu.RUnlock()
 	out := make([]RemoteMACEntry, 0, len(p.remote))
 	for k, e := range p.remote {
-		out = append(out, RemoteMACEntry{VNI: k.vni, MAC: k.mac, VTEP: netip.AddrFrom4(e.vtep.addr), Learned: e.learned})
+		out = append(out, RemoteMACEntry{VNI: k.vni, MAC: k.mac, VTEP: e.vtep.addr.addr(), Learned: e.learned})
 	}
 	return out
 }
 
 // unref drops a reference to a known VTEP; tabMu held.
-func (p *Port) unref(a [4]byte) {
+func (p *Port) unref(a vtepAddr) {
 	if p.known[a]--; p.known[a] <= 0 {
 		delete(p.known, a)
 	}
@@ -150,7 +152,7 @@ func (p *Port) rebuildFlood() {
 
 // learn records that mac in vni is behind the VTEP at src (a received
 // packet's source), unless a control plane's entry says where it is.
-func (p *Port) learn(vni uint32, mac [6]byte, src [4]byte, now int64) {
+func (p *Port) learn(vni uint32, mac [6]byte, src vtepAddr, now int64) {
 	k := macKey{vni, mac}
 	p.tabMu.RLock()
 	e, ok := p.remote[k]
@@ -173,7 +175,7 @@ func (p *Port) learn(vni uint32, mac [6]byte, src [4]byte, now int64) {
 		p.st.full.Add(1)
 		return
 	}
-	n := &remoteMAC{vtep: p.newVTEP(netip.AddrFrom4(src)), learned: true}
+	n := &remoteMAC{vtep: p.newVTEP(src.addr()), learned: true}
 	n.seen.Store(now)
 	p.remote[k] = n
 	p.known[src]++

@@ -21,20 +21,24 @@ const hdrRoom = udpLen + HdrLen + macsLen
 type txBatch struct {
 	msgs  []unix.Mmsghdr
 	iovs  []unix.Iovec
-	names []unix.RawSockaddrInet4
+	names []unix.RawSockaddrInet6 // sockaddr_in6, or sockaddr_in in their first bytes
 	hdrs  []byte
 	frame []int32 // the frame each message carries
 	sent  []bool  // per frame of the current Send: a message of it went
 }
 
-func newTxBatch(n int) *txBatch {
-	b := &txBatch{msgs: make([]unix.Mmsghdr, n), iovs: make([]unix.Iovec, 2*n), names: make([]unix.RawSockaddrInet4, n),
+func newTxBatch(n int, v6 bool) *txBatch {
+	namelen := uint32(unix.SizeofSockaddrInet4)
+	if v6 {
+		namelen = unix.SizeofSockaddrInet6
+	}
+	b := &txBatch{msgs: make([]unix.Mmsghdr, n), iovs: make([]unix.Iovec, 2*n), names: make([]unix.RawSockaddrInet6, n),
 		hdrs: make([]byte, hdrRoom*n), frame: make([]int32, n)}
 	for i := range b.msgs {
 		b.msgs[i].Hdr.Iov = &b.iovs[2*i]
 		b.msgs[i].Hdr.SetIovlen(2)
 		b.msgs[i].Hdr.Name = (*byte)(unsafe.Pointer(&b.names[i]))
-		b.msgs[i].Hdr.Namelen = unix.SizeofSockaddrInet4
+		b.msgs[i].Hdr.Namelen = namelen
 	}
 	return b
 }
@@ -63,7 +67,8 @@ func (p *Port) Send(frames []vswitch.Frame) int {
 	b.sent = b.sent[:len(frames)]
 	clear(b.sent)
 	m := 0 // messages in the batch
-	maxInner := p.cfg.UnderlayMTU - Overhead
+	maxInner := p.cfg.UnderlayMTU - p.overhead
+	labels := p.labels.Load()
 	neigh := p.cfg.LearnIPs || p.cfg.Suppress
 	p.tabMu.RLock()
 	for i := range frames {
@@ -111,7 +116,14 @@ func (p *Port) Send(frames []vswitch.Frame) int {
 			p.st.txNoRemote.Add(1)
 			continue
 		}
-		sport := sourcePort(d[:macsLen], rest)
+		fh := flowHash(d[:macsLen], rest)
+		sport := portOf(fh)
+		var flowinfo uint32 // sin6_flowinfo: the label in network order
+		if labels {
+			var be [4]byte
+			binary.BigEndian.PutUint32(be[:], flowLabel(fh))
+			flowinfo = binary.NativeEndian.Uint32(be[:])
+		}
 		for _, v := range dsts {
 			if m == len(b.msgs) {
 				p.tabMu.RUnlock()
@@ -128,6 +140,9 @@ func (p *Port) Send(frames []vswitch.Frame) int {
 			b.iovs[2*m+1].Base = unsafe.SliceData(rest)
 			b.iovs[2*m+1].SetLen(len(rest))
 			b.names[m] = v.sa
+			if labels {
+				b.names[m].Flowinfo = flowinfo
+			}
 			b.frame[m] = int32(i)
 			m++
 		}
@@ -156,6 +171,17 @@ func (p *Port) flush(b *txBatch, m int) {
 		r, _, e := unix.Syscall6(unix.SYS_SENDMMSG, uintptr(p.txfd), uintptr(unsafe.Pointer(&b.msgs[from])), uintptr(m-from), 0, 0, 0)
 		switch {
 		case e == unix.EINTR:
+			continue
+		case e == unix.EINVAL && p.v6 && b.names[from].Flowinfo != 0: // (over IPv4 those bytes are the address)
+			// The kernel takes any flow label unless a process of the
+			// namespace holds one exclusively (net/ipv6/ip6_flowlabel.c,
+			// fl6_sock_lookup): then no labels from here on.
+			if p.labels.Swap(false) {
+				p.log.Warn("vxlan: the kernel refuses IPv6 flow labels: packets go unlabelled")
+			}
+			for k := from; k < m; k++ {
+				b.names[k].Flowinfo = 0
+			}
 			continue
 		case e != 0 || r == 0:
 			if !errors.Is(e, unix.EAGAIN) {

@@ -56,6 +56,14 @@ type endpoint struct {
 // runs yet.
 func newFabric(t *testing.T, prefix string, n int) *fabric {
 	t.Helper()
+	return newFabricOf(t, prefix, n, false)
+}
+
+// newFabricOf is newFabric over an IPv4 underlay (10.8.0.N/24) or, with
+// v6, an IPv6 one (fd00:8::N/64, without duplicate address detection:
+// a tentative address cannot be bound).
+func newFabricOf(t *testing.T, prefix string, n int, v6 bool) *fabric {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root for network namespaces")
 	}
@@ -67,7 +75,12 @@ func newFabric(t *testing.T, prefix string, n int) *fabric {
 			sock: filepath.Join(f.dir, fmt.Sprintf("h%d.sock", i+1))}
 		b := fmt.Sprintf("b%d", i)
 		netnstest.Run(t, "ip", "-n", h.ns, "link", "add", "u0", "type", "veth", "peer", "name", b, "netns", f.ul)
-		netnstest.Run(t, "ip", "-n", h.ns, "addr", "add", h.addr+"/24", "dev", "u0")
+		if v6 {
+			h.addr = fmt.Sprintf("fd00:8::%d", i+1)
+			netnstest.Run(t, "ip", "-n", h.ns, "addr", "add", h.addr+"/64", "dev", "u0", "nodad")
+		} else {
+			netnstest.Run(t, "ip", "-n", h.ns, "addr", "add", h.addr+"/24", "dev", "u0")
+		}
 		netnstest.Run(t, "ip", "-n", h.ns, "link", "set", "u0", "up")
 		netnstest.Run(t, "ip", "-n", f.ul, "link", "set", b, "master", "br0", "up")
 		f.hosts = append(f.hosts, h)

@@ -500,8 +500,25 @@ func TestTopologyKinds(t *testing.T) {
 		v.Kind != api.KindVhostUser || v.Values.Get("queues") != "4" || v.Values.Get("socket-mode") != "0660" {
 		t.Errorf("ports = %+v", cfg.Ports)
 	}
+	// A vxlan port over IPv6: YAML reads the addresses as text, unquoted;
+	// a neighbor with an ASN is quoted ([...] would be a YAML list).
+	tp, err = topology.Parse("k.yaml", []byte("ports:\n  - name: vx\n    kind: vxlan\n    trunk: [10]\n    options:\n"+
+		"      local: 2001:db8::1\n      remote: [2001:db8::9]\n      vni: [\"100:10\"]\n      udp6_zero_csum_rx: on\n"+
+		"      asn: 65000\n      router_id: 10.0.0.1\n      neighbor: [2001:db8::2, \"[2001:db8::3]:65001\"]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg, err = topologyConfig(tp); err != nil {
+		t.Fatal(err)
+	}
+	if vx := cfg.Ports[0]; vx.Values.Get("local") != "2001:db8::1" || vx.Values["neighbor"][1] != "[2001:db8::3]:65001" ||
+		vx.Values.Get("udp6-zero-csum-rx") != "on" || vx.Values.Get("remote") != "2001:db8::9" {
+		t.Errorf("vxlan port over IPv6: %+v", vx)
+	}
 	for _, tc := range []struct{ yaml, want string }{
 		{"ports:\n  - name: u\n    kind: uplink\n    options:\n      if: eth9\n      colour: red\n", `k.yaml:6: port u: field "colour": unknown for kind uplink`},
+		{"ports:\n  - name: vx\n    kind: vxlan\n    trunk: [10]\n    options: {local: 2001:db8::1, vni: [\"100:10\"], remote: [10.0.0.2]}\n",
+			`port vx: field "remote": "10.0.0.2" is IPv4, but local=2001:db8::1 is IPv6`},
 		{"ports:\n  - name: v\n    socket: /s\n    options:\n      socket: /t\n", `k.yaml:5: port v: options.socket: given as socket too`},
 		{"ports:\n  - name: x\n    kind: tunnel\n", `kind "tunnel": unknown`},
 	} {

@@ -1,11 +1,12 @@
 // Package vxlankind is the daemon's VXLAN tunnel port kind (package
 // vxlan): the switch's VLANs carried as VNIs to remote VTEPs over the
-// host's IPv4 underlay.
+// host's IPv4 or IPv6 underlay.
 package vxlankind
 
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"net/netip"
@@ -31,22 +32,24 @@ type kind struct{}
 
 func (kind) Name() string { return Kind }
 func (kind) Summary() string {
-	return "a VXLAN tunnel (RFC 7348): the port's VLANs as VNIs to remote VTEPs over the IPv4 underlay"
+	return "a VXLAN tunnel (RFC 7348): the port's VLANs as VNIs to remote VTEPs over the IPv4 or IPv6 underlay"
 }
 
 func (kind) Options() []daemon.Option {
 	return []daemon.Option{
-		{Key: "local", Value: "ADDR", Help: "the local VTEP address (IPv4, one of the host's)", Required: true},
+		{Key: "local", Value: "ADDR", Help: "the local VTEP address, IPv4 or IPv6 (one of the host's; its family is the underlay's)", Required: true},
 		{Key: "vni", Value: "VNI:VLAN", Help: "a VNI (1..16777215) and the VLAN it carries (repeatable, one at least)", Required: true, Repeat: true},
-		{Key: "remote", Value: "ADDR", Help: "a remote VTEP every VNI floods to (repeatable)", Repeat: true},
+		{Key: "remote", Value: "ADDR", Help: "a remote VTEP every VNI floods to, of local's family (repeatable)", Repeat: true},
 		{Key: "learning", Value: "on|off", Help: "learn remote MACs from received packets (default on)"},
 		{Key: "vtep-policy", Value: "known|any", Help: "accept packets from known VTEPs only (default) or from any address"},
-		{Key: "underlay-mtu", Value: "576..65535", Help: "the largest outer packet (default 1500: inner frames up to 1464 bytes)"},
+		{Key: "underlay-mtu", Value: "576..65535", Help: "the largest outer packet (default 1500: inner frames up to 1464 bytes over IPv4, 1444 over IPv6)"},
+		{Key: "udp6-zero-csum-tx", Value: "on|off", Help: "IPv6 underlay: send zero UDP checksums (default off, as Linux's udp6zerocsumtx)"},
+		{Key: "udp6-zero-csum-rx", Value: "on|off", Help: "IPv6 underlay: accept zero UDP checksums (default off, as Linux's udp6zerocsumrx)"},
 		{Key: "udp-port", Value: "PORT", Help: "the UDP port (default 4789)"},
 		{Key: "max-remote-macs", Value: "N", Help: "bound on the table of remote MACs (default 65536)"},
 		{Key: "asn", Value: "1..4294967295", Help: "BGP EVPN: the local AS (turns the control plane on; learning then off by default)"},
-		{Key: "router-id", Value: "ADDR", Help: "BGP EVPN: the router ID (default: local)"},
-		{Key: "neighbor", Value: "ADDR[:ASN]", Help: "BGP EVPN: a neighbor (repeatable; without ASN: iBGP)", Repeat: true},
+		{Key: "router-id", Value: "ADDR", Help: "BGP EVPN: the router ID, an IPv4 address (default: local; required with an IPv6 local)"},
+		{Key: "neighbor", Value: "ADDR[:ASN]", Help: "BGP EVPN: a neighbor of local's family (repeatable; without ASN: iBGP; IPv6 with an ASN: [ADDR]:ASN)", Repeat: true},
 		{Key: "bgp-port", Value: "PORT", Help: "BGP EVPN: the TCP port to listen on and dial (default 179)"},
 		{Key: "hold-time", Value: "3s..", Help: "BGP EVPN: the proposed hold time (default 90s; keepalives a third of it)"},
 		{Key: "connect-retry", Value: "1s..", Help: "BGP EVPN: the least time between connection attempts to a neighbor that is down (default 10s)"},
@@ -64,9 +67,9 @@ type spec struct {
 func (kind) Parse(v daemon.Values, port vswitch.PortConfig) (daemon.Spec, error) {
 	var c vxlan.Config
 	l := v.Get("local")
-	a, err := netip.ParseAddr(l)
-	if err != nil || !a.Is4() {
-		return nil, daemon.Bad("local", l, "is not an IPv4 address")
+	a, err := parseVTEP(l)
+	if err != nil {
+		return nil, daemon.Bad("local", l, err.Error())
 	}
 	c.Local = a
 	c.VNIs = map[uint32]uint16{}
@@ -97,11 +100,31 @@ func (kind) Parse(v daemon.Values, port vswitch.PortConfig) (daemon.Spec, error)
 		c.NativeVLAN = port.PVID
 	}
 	for _, r := range v["remote"] {
-		a, err := netip.ParseAddr(r)
-		if err != nil || !a.Is4() {
-			return nil, daemon.Bad("remote", r, "is not an IPv4 address")
+		a, err := parseVTEP(r)
+		if err != nil {
+			return nil, daemon.Bad("remote", r, err.Error())
+		}
+		if err := sameFamily(a, c.Local); err != nil {
+			return nil, daemon.Bad("remote", r, err.Error())
 		}
 		c.Remotes = append(c.Remotes, a)
+	}
+	for _, o := range []struct {
+		key string
+		to  *bool
+	}{{"udp6-zero-csum-tx", &c.UDP6ZeroCsumTx}, {"udp6-zero-csum-rx", &c.UDP6ZeroCsumRx}} {
+		s := v.Get(o.key)
+		if s == "" {
+			continue
+		}
+		on, ok := map[string]bool{"on": true, "off": false}[s]
+		if !ok {
+			return nil, daemon.Bad(o.key, s, "is not on or off")
+		}
+		if !c.Local.Is6() {
+			return nil, daemon.Bad(o.key, s, "is for an IPv6 underlay (local= is IPv4, whose UDP checksum is zero, RFC 7348 §5)")
+		}
+		*o.to = on
 	}
 	c.Learning = true
 	if s := v.Get("learning"); s != "" {
@@ -151,13 +174,22 @@ func (s *spec) parseBGP(v daemon.Values) error {
 	if err != nil || asn == 0 {
 		return daemon.Bad("asn", as, "is not an AS number (1..4294967295)")
 	}
-	b := &evpn.Config{ASN: uint32(asn), RouterID: s.cfg.Local, VTEP: s.cfg.Local, LocalAddr: s.cfg.Local}
+	// The VTEP is the next hop of the routes and the originating
+	// router's IP and PMSI tunnel endpoint of the type-3 routes, IPv6 on
+	// an IPv6 underlay (RFC 8365 §5.1.3, with RFC 6514 §5's and RFC 7432
+	// §7.3's variable-length addresses); the sessions run from it too.
+	b := &evpn.Config{ASN: uint32(asn), VTEP: s.cfg.Local, LocalAddr: s.cfg.Local}
+	if s.cfg.Local.Is4() {
+		b.RouterID = s.cfg.Local
+	}
 	if r := v.Get("router-id"); r != "" {
 		a, err := netip.ParseAddr(r)
 		if err != nil || !a.Is4() || a.IsUnspecified() {
-			return daemon.Bad("router-id", r, "is not a non-zero IPv4 address")
+			return daemon.Bad("router-id", r, "is not a non-zero IPv4 address (a BGP identifier is 4 octets, RFC 6286)")
 		}
 		b.RouterID = a
+	} else if !b.RouterID.IsValid() {
+		return daemon.Bad("router-id", "", fmt.Sprintf("is required with an IPv6 local= (%v): a BGP identifier is 4 octets (RFC 6286), give a unique IPv4 address", s.cfg.Local))
 	}
 	if p := v.Get("bgp-port"); p != "" {
 		n, err := strconv.ParseUint(p, 10, 16)
@@ -168,19 +200,14 @@ func (s *spec) parseBGP(v daemon.Values) error {
 		b.ListenPort = int32(n)
 	}
 	for _, n := range v["neighbor"] {
-		as, asn := n, uint64(0)
-		if i := strings.LastIndexByte(n, ':'); i >= 0 && !strings.Contains(n[:i], ":") {
-			var err error
-			if asn, err = strconv.ParseUint(n[i+1:], 10, 32); err != nil || asn == 0 {
-				return daemon.Bad("neighbor", n, "is not ADDR[:ASN]")
-			}
-			as = n[:i]
+		a, asn, err := parseNeighbor(n)
+		if err != nil {
+			return daemon.Bad("neighbor", n, err.Error())
 		}
-		a, err := netip.ParseAddr(as)
-		if err != nil || !a.Is4() || a.IsUnspecified() || a.IsMulticast() {
-			return daemon.Bad("neighbor", n, "is not ADDR[:ASN] with a unicast IPv4 address")
+		if err := sameFamily(a, s.cfg.Local); err != nil {
+			return daemon.Bad("neighbor", n, err.Error()+" (the sessions run from local=)")
 		}
-		b.Neighbors = append(b.Neighbors, evpn.Neighbor{Addr: a, ASN: uint32(asn), Port: s.port})
+		b.Neighbors = append(b.Neighbors, evpn.Neighbor{Addr: a, ASN: asn, Port: s.port})
 	}
 	if h := v.Get("hold-time"); h != "" {
 		d, err := time.ParseDuration(h)
@@ -220,6 +247,65 @@ func (s *spec) parseBGP(v daemon.Values) error {
 	return nil
 }
 
+// parseVTEP reads a VTEP address: a unicast IPv4 or IPv6 address, not
+// IPv6 link-local (a tunnel end point needs an address without a zone).
+func parseVTEP(s string) (netip.Addr, error) {
+	a, err := netip.ParseAddr(s)
+	switch {
+	case err != nil:
+		return a, errors.New("is not an IPv4 or IPv6 address")
+	case a.Zone() != "" || a.Is6() && a.IsLinkLocalUnicast():
+		return a, errors.New("is a link-local address: a VTEP needs a global one")
+	case a.IsUnspecified() || a.IsMulticast():
+		return a, errors.New("is not a unicast address")
+	}
+	return a.Unmap(), nil
+}
+
+// sameFamily refuses an address of another family than local's: a port
+// has one underlay.
+func sameFamily(a, local netip.Addr) error {
+	if a.Is4() == local.Is4() {
+		return nil
+	}
+	fam := map[bool]string{true: "IPv4", false: "IPv6"}
+	return fmt.Errorf("is %s, but local=%v is %s: one address family per port", fam[a.Is4()], local, fam[local.Is4()])
+}
+
+// parseNeighbor reads neighbor=ADDR[:ASN]: ADDR, ADDR:ASN for IPv4,
+// [ADDR]:ASN for IPv6 (as host:port, RFC 3986 §3.2.2).
+func parseNeighbor(n string) (netip.Addr, uint32, error) {
+	as, asn := n, uint64(0)
+	bad := errors.New("is not ADDR[:ASN] (IPv6 with an ASN: [ADDR]:ASN) with a unicast address")
+	if strings.HasPrefix(n, "[") {
+		end := strings.Index(n, "]")
+		if end < 0 {
+			return netip.Addr{}, 0, bad
+		}
+		as = n[1:end]
+		if rest := n[end+1:]; rest != "" {
+			if !strings.HasPrefix(rest, ":") {
+				return netip.Addr{}, 0, bad
+			}
+			var err error
+			if asn, err = strconv.ParseUint(rest[1:], 10, 32); err != nil || asn == 0 {
+				return netip.Addr{}, 0, bad
+			}
+		}
+	} else if i := strings.LastIndexByte(n, ':'); i >= 0 && !strings.Contains(n[:i], ":") {
+		var err error
+		if asn, err = strconv.ParseUint(n[i+1:], 10, 32); err != nil || asn == 0 {
+			return netip.Addr{}, 0, bad
+		}
+		as = n[:i]
+	}
+	a, err := netip.ParseAddr(as)
+	if err != nil || a.IsUnspecified() || a.IsMulticast() || a.Zone() != "" {
+		return netip.Addr{}, 0, bad
+	}
+	return a.Unmap(), uint32(asn), nil
+}
+
 // carries says whether port takes frames of VLAN vid.
 func carries(port vswitch.PortConfig, vid uint16) bool {
 	switch port.Mode {
@@ -250,13 +336,13 @@ func (s *spec) Claims() []string {
 	if p == 0 {
 		p = vxlan.DefaultPort
 	}
-	c := []string{fmt.Sprintf("vxlan %v:%d", s.cfg.Local, p)}
+	c := []string{"vxlan " + netip.AddrPortFrom(s.cfg.Local, p).String()}
 	if s.bgp != nil {
 		bp := s.port
 		if bp == 0 {
 			bp = 179
 		}
-		c = append(c, fmt.Sprintf("bgp %v:%d", s.cfg.Local, bp))
+		c = append(c, "bgp "+netip.AddrPortFrom(s.cfg.Local, bp).String())
 	}
 	return c
 }
@@ -450,5 +536,6 @@ func Counters(st vxlan.Stats) *api.VXLANCounters {
 		RxDropInnerTag: st.RxDropInnerTag, RxDropOversize: st.RxDropOversize, RxErrors: st.RxErrors, TxDropNoVNI: st.TxDropNoVNI,
 		TxDropOversize: st.TxDropOversize, TxDropNoRemote: st.TxDropNoRemote, TxErrors: st.TxErrors, RemoteMACsFull: st.RemoteMACsFull,
 		ARPSuppressed: st.ARPSuppressed, NDSuppressed: st.NDSuppressed, SuppressReplies: st.SuppressReplies, SuppressFull: st.SuppressFull,
-		SnoopIgnored: st.SnoopIgnored, LocalIPs: st.LocalIPs, LocalIPsFull: st.LocalIPsFull, RemoteIPs: st.RemoteIPs, RemoteIPsFull: st.RemoteIPsFull}
+		SnoopIgnored: st.SnoopIgnored, LocalIPs: st.LocalIPs, LocalIPsFull: st.LocalIPsFull, RemoteIPs: st.RemoteIPs, RemoteIPsFull: st.RemoteIPsFull,
+		WrongFamily: st.WrongFamily}
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"hvnet/daemon"
+	"hvnet/evpn"
 	"hvnet/internal/netnstest"
 	vswitch "hvnet/switch"
 	"hvnet/vxlan"
@@ -38,7 +39,9 @@ func TestParse(t *testing.T) {
 	for _, tc := range []struct{ spec, want string }{
 		{"name=vx,trunk=10", `field "local": missing`},
 		{"name=vx,trunk=10,local=10.9.0.1", `field "vni": missing`},
-		{"name=vx,trunk=10,local=fe80::1,vni=1:10", `field "local": "fe80::1" is not an IPv4 address`},
+		{"name=vx,trunk=10,local=fe80::1,vni=1:10", `field "local": "fe80::1" is a link-local address: a VTEP needs a global one`},
+		{"name=vx,trunk=10,local=ff02::1,vni=1:10", `field "local": "ff02::1" is not a unicast address`},
+		{"name=vx,trunk=10,local=x,vni=1:10", `field "local": "x" is not an IPv4 or IPv6 address`},
 		{"name=vx,trunk=10,local=10.9.0.1,vni=100", `field "vni": "100" is not VNI:VLAN`},
 		{"name=vx,trunk=10,local=10.9.0.1,vni=16777216:10", `is not VNI:VLAN (VNI 1..16777215`},
 		{"name=vx,trunk=10,local=10.9.0.1,vni=0:10", `is not VNI:VLAN`},
@@ -46,7 +49,13 @@ func TestParse(t *testing.T) {
 		{"name=vx,trunk=10:20,local=10.9.0.1,vni=100:10,vni=200:10", `which VNI 100 carries already`},
 		{"name=vx,trunk=10,local=10.9.0.1,vni=200:20", `maps VLAN 20, which the port does not carry (give it trunk=10:20)`},
 		{"name=vx,local=10.9.0.1,vni=200:20", `(give it trunk=20)`},
-		{"name=vx,trunk=10,local=10.9.0.1,vni=100:10,remote=x", `field "remote": "x" is not an IPv4 address`},
+		{"name=vx,trunk=10,local=10.9.0.1,vni=100:10,remote=x", `field "remote": "x" is not an IPv4 or IPv6 address`},
+		{"name=vx,trunk=10,local=10.9.0.1,vni=100:10,remote=2001:db8::2",
+			`field "remote": "2001:db8::2" is IPv6, but local=10.9.0.1 is IPv4: one address family per port`},
+		{"name=vx,trunk=10,local=2001:db8::1,vni=100:10,remote=10.9.0.2",
+			`field "remote": "10.9.0.2" is IPv4, but local=2001:db8::1 is IPv6: one address family per port`},
+		{"name=vx,trunk=10,local=10.9.0.1,vni=100:10,udp6-zero-csum-tx=on", `field "udp6-zero-csum-tx": "on" is for an IPv6 underlay`},
+		{"name=vx,trunk=10,local=2001:db8::1,vni=100:10,udp6-zero-csum-rx=yes", `field "udp6-zero-csum-rx": "yes" is not on or off`},
 		{"name=vx,trunk=10,local=10.9.0.1,vni=100:10,learning=maybe", `field "learning"`},
 		{"name=vx,trunk=10,local=10.9.0.1,vni=100:10,vtep-policy=some", `field "vtep-policy"`},
 		{"name=vx,trunk=10,local=10.9.0.1,vni=100:10,underlay-mtu=100", `field "underlay-mtu": "100" is not a number in 576..65535`},
@@ -238,6 +247,59 @@ func TestRemoteMACRoutes(t *testing.T) {
 		if got := state(); got != step.want {
 			t.Errorf("after %v withdrawn=%v: %q, want %q", step.ip, step.withdrawn, got, step.want)
 		}
+	}
+}
+
+// An IPv6 underlay: local= and remote= IPv6, the checksum options, the
+// claims in [ADDR]:PORT form.
+func TestParse6(t *testing.T) {
+	p, err := daemon.ParsePort(Kind, strings.Split("name=vx,trunk=10,local=2001:db8::1,vni=100:10,remote=2001:db8::2,remote=2001:db8::3,"+
+		"udp6-zero-csum-tx=on,udp6-zero-csum-rx=on", ","))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := p.Spec().(*spec)
+	c := s.cfg
+	if c.Local != netip.MustParseAddr("2001:db8::1") || len(c.Remotes) != 2 || c.Remotes[1] != netip.MustParseAddr("2001:db8::3") ||
+		!c.UDP6ZeroCsumTx || !c.UDP6ZeroCsumRx {
+		t.Errorf("config = %+v", c)
+	}
+	if cl := s.Claims(); len(cl) != 1 || cl[0] != "vxlan [2001:db8::1]:4789" {
+		t.Errorf("claims = %q", cl)
+	}
+	p, err = daemon.ParsePort(Kind, strings.Split("name=vx,vlan=10,local=2001:db8::1,vni=100:10,asn=65000,router-id=10.0.0.1,"+
+		"neighbor=2001:db8::2,neighbor=[2001:db8::3]:65001,neighbor=[2001:db8::4]", ","))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s = p.Spec().(*spec)
+	b := s.bgp
+	if b.VTEP != netip.MustParseAddr("2001:db8::1") || b.LocalAddr != b.VTEP || b.RouterID != netip.MustParseAddr("10.0.0.1") || len(b.Neighbors) != 3 ||
+		b.Neighbors[0] != (evpn.Neighbor{Addr: netip.MustParseAddr("2001:db8::2")}) ||
+		b.Neighbors[1] != (evpn.Neighbor{Addr: netip.MustParseAddr("2001:db8::3"), ASN: 65001}) ||
+		b.Neighbors[2] != (evpn.Neighbor{Addr: netip.MustParseAddr("2001:db8::4")}) {
+		t.Errorf("evpn config = %+v", b)
+	}
+	if cl := s.Claims(); len(cl) != 2 || cl[1] != "bgp [2001:db8::1]:179" {
+		t.Errorf("claims = %q", cl)
+	}
+	for _, tc := range []struct{ spec, want string }{
+		{"asn=65000", `field "router-id": is required with an IPv6 local= (2001:db8::1): a BGP identifier is 4 octets`},
+		{"asn=65000,router-id=2001:db8::1", `field "router-id": "2001:db8::1" is not a non-zero IPv4 address`},
+		{"asn=65000,router-id=1.1.1.1,neighbor=10.0.0.2", `field "neighbor": "10.0.0.2" is IPv4, but local=2001:db8::1 is IPv6: one address family per port (the sessions run from local=)`},
+		{"asn=65000,router-id=1.1.1.1,neighbor=[2001:db8::2]:x", `field "neighbor": "[2001:db8::2]:x" is not ADDR[:ASN]`},
+		{"asn=65000,router-id=1.1.1.1,neighbor=[2001:db8::2", `field "neighbor": "[2001:db8::2" is not ADDR[:ASN]`},
+		{"asn=65000,router-id=1.1.1.1,neighbor=[2001:db8::2]65001", `is not ADDR[:ASN]`},
+		{"asn=65000,router-id=1.1.1.1,neighbor=ff02::2", `is not ADDR[:ASN]`},
+	} {
+		spec := "name=vx,vlan=10,local=2001:db8::1,vni=100:10," + tc.spec
+		if _, err := daemon.ParsePort(Kind, strings.Split(spec, ",")); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v; want %q", tc.spec, err, tc.want)
+		}
+	}
+	if _, err := daemon.ParsePort(Kind, strings.Split("name=vx,vlan=10,local=10.8.0.1,vni=100:10,asn=65000,neighbor=[2001:db8::2]", ",")); err == nil ||
+		!strings.Contains(err.Error(), `is IPv6, but local=10.8.0.1 is IPv4`) {
+		t.Errorf("IPv6 neighbor of an IPv4 port: %v", err)
 	}
 }
 
