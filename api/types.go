@@ -389,6 +389,7 @@ type SwitchInfo struct {
 	MACLimit        int    `json:"mac_limit,omitempty"`          // learned MACs per port without its own; -1: none
 	MACMoveHoldDown string `json:"mac_move_hold_down,omitempty"` // negative: none
 	MetricsAddr     string `json:"metrics_addr,omitempty"`       // the /metrics listener, if any
+	DashboardAddr   string `json:"dashboard_addr,omitempty"`     // the web dashboard's listener, if any
 	// Conntrack is the security groups' connection tracking: the
 	// topology file's conntrack section.
 	Conntrack *ConntrackSettings `json:"conntrack,omitempty"`

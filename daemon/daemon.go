@@ -26,6 +26,7 @@ import (
 
 	"hvnet/api"
 	"hvnet/conntrack"
+	"hvnet/dashboard"
 	vswitch "hvnet/switch"
 )
 
@@ -59,6 +60,10 @@ type Config struct {
 	// BuildInfo labels hvnet_build_info there and on the API.
 	MetricsAddr string
 	BuildInfo   map[string]string
+	// DashboardAddr is a TCP address serving the read-only web dashboard
+	// (package dashboard; "" for none). A port alone (9478, :9478) binds
+	// 127.0.0.1; another host is served only when the address names it.
+	DashboardAddr string
 }
 
 func (c Config) notify(state string) {
@@ -90,7 +95,7 @@ func (c Config) SwitchConfig() vswitch.Config {
 func (c Config) SwitchInfo() api.SwitchInfo {
 	ct := api.ConntrackInfo(c.Conntrack)
 	in := api.SwitchInfo{Aging: c.Aging.String(), FDBMaxEntries: c.FDBMaxEntries, MACLimit: c.MACLimit,
-		MACMoveHoldDown: c.MACMoveHoldDown.String(), MetricsAddr: c.MetricsAddr, Conntrack: &ct}
+		MACMoveHoldDown: c.MACMoveHoldDown.String(), MetricsAddr: c.MetricsAddr, DashboardAddr: c.DashboardAddr, Conntrack: &ct}
 	if c.Aging <= 0 {
 		in.Aging = vswitch.DefaultAgingTime.String()
 	}
@@ -200,12 +205,17 @@ type Running struct {
 	acls     map[string]PortACL
 	sgs      map[string]PortSG
 
-	metrics net.Addr // the metrics listener's address, if any
+	metrics   net.Addr // the metrics listener's address, if any
+	dashboard net.Addr // the dashboard listener's, if any
 }
 
 // MetricsAddr is the address the metrics listener is bound to (nil for
 // none): the port chosen for an address ending in :0.
 func (r *Running) MetricsAddr() net.Addr { return r.metrics }
+
+// DashboardAddr is the address the dashboard listener is bound to (nil
+// for none).
+func (r *Running) DashboardAddr() net.Addr { return r.dashboard }
 
 // Done ends when the daemon does: its context ended or its API server
 // failed.
@@ -255,12 +265,26 @@ func Start(ctx context.Context, log hclog.Logger, sw *vswitch.Switch, cfg Config
 		}
 		mln = l
 	}
-	abort := func(err error) (*Running, error) {
-		if ln != nil {
-			ln.Close()
+	var dln net.Listener
+	dashLoopback := false
+	if cfg.DashboardAddr != "" {
+		l, loopback, err := dashboard.Listen(cfg.DashboardAddr)
+		if err != nil {
+			for _, l := range []net.Listener{ln, mln} {
+				if l != nil {
+					l.Close()
+				}
+			}
+			cancel(nil)
+			return nil, fmt.Errorf("switch: %w", err)
 		}
-		if mln != nil {
-			mln.Close()
+		dln, dashLoopback = l, loopback
+	}
+	abort := func(err error) (*Running, error) {
+		for _, l := range []net.Listener{ln, mln, dln} {
+			if l != nil {
+				l.Close()
+			}
 		}
 		d.Close()
 		cancel(nil)
@@ -325,6 +349,21 @@ func Start(ctx context.Context, log hclog.Logger, sw *vswitch.Switch, cfg Config
 			hs.Close()
 		}()
 	}
+	if dln != nil {
+		r.dashboard = dln.Addr()
+		if !dashLoopback {
+			log.Warn("the dashboard is served beyond this host: whoever reaches its address reads the ports, the FDB and the flows",
+				"addr", r.dashboard.String())
+		}
+		h := dashboard.Handler(dashboard.Options{API: srv.Handler(), Loopback: dashLoopback})
+		r.wg.Add(1)
+		go func() {
+			defer r.wg.Done()
+			if err := dashboard.Serve(ctx, dln, h, log.Named("dashboard")); err != nil {
+				log.Error("dashboard listener failed", "addr", r.dashboard.String(), "error", err)
+			}
+		}()
+	}
 	if ln != nil {
 		go func() {
 			defer close(r.apiDone)
@@ -336,8 +375,15 @@ func Start(ctx context.Context, log hclog.Logger, sw *vswitch.Switch, cfg Config
 		close(r.apiDone)
 	}
 	log.Info("switch running", "ports", len(cfg.Ports), "api", cfg.API, "run_dir", runDir, "capture_dir", captureDir,
-		"metrics", cfg.MetricsAddr)
+		"metrics", cfg.MetricsAddr, "dashboard", addrString(r.dashboard))
 	return r, nil
+}
+
+func addrString(a net.Addr) string {
+	if a == nil {
+		return ""
+	}
+	return a.String()
 }
 
 // Shutdown ends the daemon (if its ctx has not ended yet) and waits for

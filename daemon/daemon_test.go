@@ -5,7 +5,9 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -541,6 +543,81 @@ func TestMetricsListener(t *testing.T) {
 	r.Shutdown()
 	if _, err := http.Get(base + "/metrics"); err == nil {
 		t.Error("the metrics listener outlived the daemon")
+	}
+}
+
+// The dashboard listener serves the page and the API's read-only
+// requests, nothing that changes the switch, and ends with the daemon.
+// (Package dashboard's tests check the page in a browser.)
+func TestDashboardListener(t *testing.T) {
+	p, err := ParsePort("test-sink", []string{"name=d", "need=x", "vlan=10"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sw, _, _, r := startDaemon(t, Config{Ports: []PortSpec{p}, DashboardAddr: "127.0.0.1:0"})
+	defer r.Shutdown()
+	if err := sw.AddStatic("d", 10, vswitch.MAC{2, 0, 0, 0, 0, 1}); err != nil {
+		t.Fatal(err)
+	}
+	base := "http://" + r.DashboardAddr().String()
+	get := func(method, path, body string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest(method, base+path, strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if st, body := get("GET", "/", ""); st != 200 || !strings.Contains(body, "app.js") {
+		t.Errorf("GET /: %d %.80q", st, body)
+	}
+	if st, body := get("GET", "/api/v1/ports", ""); st != 200 || !strings.Contains(body, `"name": "d"`) {
+		t.Errorf("GET /api/v1/ports: %d %.200q", st, body)
+	}
+	if st, body := get("POST", "/api/v1/trace", `{"in_port": "d", "src_mac": "02:00:00:00:00:02", "dst_mac": "02:00:00:00:00:01"}`); st != 200 || !strings.Contains(body, `"steps"`) {
+		t.Errorf("POST /api/v1/trace: %d %.200q", st, body)
+	}
+	if st, body := get("GET", "/api/v1/flows", ""); st != 200 || !strings.Contains(body, `"enabled": false`) {
+		t.Errorf("GET /api/v1/flows without a flow cache: %d %q", st, body)
+	}
+	for _, c := range [][3]string{{"DELETE", "/api/v1/fdb", ""}, {"DELETE", "/api/v1/ports/d", ""},
+		{"PATCH", "/api/v1/ports/d", `{"vlan": 20}`}, {"POST", "/api/v1/ports", `{"kind": "test-sink"}`}} {
+		if st, _ := get(c[0], c[1], c[2]); st != http.StatusNotFound {
+			t.Errorf("%s %s on the dashboard: %d, want 404", c[0], c[1], st)
+		}
+	}
+	if len(sw.FDB()) != 1 || sw.Port("d") == nil || sw.Port("d").Config().PVID != 10 {
+		t.Error("a request on the dashboard changed the switch")
+	}
+	if info := (Config{DashboardAddr: "9478"}).SwitchInfo(); info.DashboardAddr != "9478" {
+		t.Errorf("SwitchInfo().DashboardAddr = %q", info.DashboardAddr)
+	}
+	r.Shutdown()
+	if _, err := http.Get(base + "/"); err == nil {
+		t.Error("the dashboard outlived the daemon")
+	}
+}
+
+// A dashboard address that cannot be listened on (taken) stops the
+// start, and leaves no API socket behind.
+func TestDashboardAddrRefused(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	dir := t.TempDir()
+	cfg := Config{API: filepath.Join(dir, "api.sock"), DashboardAddr: taken.Addr().String()}
+	if _, err := Start(context.Background(), hclog.NewNullLogger(), vswitch.New(cfg.SwitchConfig()), cfg, true); err == nil ||
+		!strings.Contains(err.Error(), "dashboard") {
+		t.Errorf("Start: %v, want a dashboard error", err)
+	}
+	if _, err := os.Stat(cfg.API); !os.IsNotExist(err) {
+		t.Errorf("the API socket is left: %v", err)
 	}
 }
 

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+
+	"hvnet/internal/progress"
 )
 
 // kernelRef names the Debian kernel package to use.
@@ -44,6 +46,7 @@ type builder struct {
 	srcDir   string
 	log      hclog.Logger
 	progress io.Writer
+	steps    *progress.Reporter // of progress, unless the caller gave one
 
 	// resolveKernel says which kernel package apt would install now.
 	resolveKernel func(ctx context.Context) (kernelRef, error)
@@ -70,6 +73,10 @@ func newBuilder(cfg Config) (*builder, error) {
 	}
 	if b.progress == nil {
 		b.progress = io.Discard
+	}
+	b.steps = cfg.Steps
+	if b.steps == nil {
+		b.steps = progress.NewMode(b.progress, false)
 	}
 	if b.srcDir == "" {
 		d, err := findSourceDir()
@@ -109,10 +116,6 @@ func isHvnetModule(dir string) bool {
 	return err == nil && strings.HasPrefix(strings.TrimSpace(string(b)), "module hvnet\n")
 }
 
-func (b *builder) say(format string, args ...any) {
-	fmt.Fprintf(b.progress, "images: "+format+"\n", args...)
-}
-
 func (b *builder) manifestPath() string { return filepath.Join(b.cacheDir, "manifest.json") }
 
 // current returns the manifest's set if it was built with key and its files
@@ -150,7 +153,7 @@ func (b *builder) build(ctx context.Context) (*Set, error) {
 		// Offline, or apt broke: a previous build is better than none.
 		if s, ok := b.current(""); ok {
 			b.log.Warn("cannot resolve the kernel package; using the cached image", "error", err, "package", s.Package)
-			b.say("warning: %v; using cached %s %s", err, s.Package, s.PackageVersion)
+			b.steps.Printf("images: warning: %v; using cached %s %s", err, s.Package, s.PackageVersion)
 			return s, nil
 		}
 		return nil, err
@@ -170,12 +173,15 @@ func (b *builder) build(ctx context.Context) (*Set, error) {
 		return s, nil
 	}
 
+	var waiting *progress.Step
 	lock, err := lockCache(ctx, filepath.Join(b.cacheDir, "lock"), func() {
-		b.say("waiting for another build (lock %s)", filepath.Join(b.cacheDir, "lock"))
+		waiting = b.steps.Start("images: waiting for another build (lock %s)", filepath.Join(b.cacheDir, "lock"))
 	})
 	if err != nil {
+		waiting.Fail(err)
 		return nil, fmt.Errorf("images: %w", err)
 	}
+	waiting.Done()
 	defer lock.unlock()
 	if s, ok := b.current(key); ok { // built by another process meanwhile
 		return s, nil
@@ -193,16 +199,19 @@ func (b *builder) build(ctx context.Context) (*Set, error) {
 			return nil, fmt.Errorf("images: %w", err)
 		}
 		t := time.Now()
-		b.say("building initramfs %s", initrd)
+		st := b.steps.Start("images: building the initramfs")
 		tmp := initrd + fmt.Sprintf(".tmp-%d", os.Getpid())
 		if err := b.buildInitrd(ctx, kdir, k, tmp); err != nil {
 			os.Remove(tmp)
+			st.Fail(err)
 			return nil, err
 		}
 		if err := os.Rename(tmp, initrd); err != nil {
 			os.Remove(tmp)
+			st.Fail(err)
 			return nil, fmt.Errorf("images: %w", err)
 		}
+		st.Done()
 		b.log.Info("built initramfs", "path", initrd, "took", time.Since(t))
 	}
 
@@ -220,7 +229,7 @@ func (b *builder) build(ctx context.Context) (*Set, error) {
 		return nil, fmt.Errorf("images: writing manifest: %w", err)
 	}
 	b.gc(s)
-	b.say("images ready in %v: kernel %s (%s), initrd %s", time.Since(start).Round(time.Millisecond), ref.Package, ref.Version, initrd)
+	b.steps.Printf("images: ready in %s: kernel %s (%s), initrd %s", progress.Elapsed(time.Since(start)), ref.Package, ref.Version, initrd)
 	return s, nil
 }
 
@@ -236,7 +245,7 @@ func (b *builder) kernel(ctx context.Context, ref kernelRef, kdir string) (kerne
 		return k, fmt.Errorf("images: %w", err)
 	}
 	t := time.Now()
-	b.say("preparing kernel %s %s", ref.Package, ref.Version)
+	st := b.steps.Start("images: preparing kernel %s %s", ref.Package, ref.Version)
 	tmp := kdir + fmt.Sprintf(".tmp-%d", os.Getpid())
 	os.RemoveAll(tmp)
 	k, err := b.buildKernel(ctx, ref, tmp)
@@ -249,8 +258,10 @@ func (b *builder) kernel(ctx context.Context, ref kernelRef, kdir string) (kerne
 	}
 	if err != nil {
 		os.RemoveAll(tmp)
+		st.Fail(err)
 		return kernelOut{}, err
 	}
+	st.Done()
 	b.log.Info("prepared kernel", "package", ref.Package, "version", ref.Version, "dir", kdir, "took", time.Since(t))
 	return k, nil
 }

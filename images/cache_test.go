@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"hvnet/internal/progress"
 )
 
 // fakeSteps replaces the builder's steps with counting fakes.
@@ -284,5 +286,57 @@ func TestHashSources(t *testing.T) {
 	ExtraBinaries = map[string]string{filepath.Join(src, "no-such-binary"): "nosuch-pkg"}
 	if _, err := b.hashSources(); err == nil || !strings.Contains(err.Error(), "apt-get install nosuch-pkg") {
 		t.Errorf("hashSources with a missing binary = %v, want an apt-get install hint", err)
+	}
+}
+
+// A cold build shows its steps with the time each took (plain lines
+// here: the output is no terminal), a failing one says which step failed,
+// and a warm build shows nothing.
+func TestBuildShowsSteps(t *testing.T) {
+	cache := t.TempDir()
+	f := &fakeSteps{}
+	f.set(kernelRef{"linux-image-6.1.0-1-cloud-amd64", "1"}, "src-a")
+	var out strings.Builder
+	b := f.builder(t, cache)
+	b.steps = progress.NewMode(&out, false)
+	if _, err := b.build(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	want := []string{
+		"images: preparing kernel linux-image-6.1.0-1-cloud-amd64 1 ...",
+		"images: preparing kernel linux-image-6.1.0-1-cloud-amd64 1: done in ",
+		"images: building the initramfs ...",
+		"images: building the initramfs: done in ",
+		"images: ready in ",
+	}
+	if len(lines) != len(want) {
+		t.Fatalf("cold build said:\n%s", out.String())
+	}
+	for i, w := range want {
+		if !strings.HasPrefix(lines[i], w) {
+			t.Errorf("line %d %q, want it to start %q", i, lines[i], w)
+		}
+	}
+
+	out.Reset()
+	b = f.builder(t, cache)
+	b.steps = progress.NewMode(&out, false)
+	if _, err := b.build(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if out.Len() != 0 {
+		t.Errorf("a warm build said %q", out.String())
+	}
+
+	f.set(kernelRef{"linux-image-6.1.0-2-cloud-amd64", "2"}, "src-a")
+	b = f.builder(t, cache)
+	b.steps = progress.NewMode(&out, false)
+	b.buildInitrd = func(context.Context, string, kernelOut, string) error { return errors.New("u-root broke") }
+	if _, err := b.build(context.Background()); err == nil {
+		t.Fatal("no error")
+	}
+	if !strings.Contains(out.String(), "images: building the initramfs: failed after ") || !strings.HasSuffix(out.String(), ": u-root broke\n") {
+		t.Errorf("a failed build said:\n%s", out.String())
 	}
 }

@@ -36,6 +36,8 @@ import (
 	"path/filepath"
 
 	"github.com/hashicorp/go-hclog"
+
+	"hvnet/internal/progress"
 )
 
 // Version is the builder's version; bumping it rebuilds every cache entry.
@@ -47,6 +49,10 @@ type Config struct {
 	CacheDir string       // default: DefaultCacheDir()
 	Log      hclog.Logger // nil: no logging
 	Progress io.Writer    // human progress lines (may be nil)
+	// Steps shows a build that has work to do as steps with their
+	// elapsed time (a spinner on a terminal: progress.New); nil: plain
+	// lines on Progress. A build with nothing to do shows nothing.
+	Steps *progress.Reporter
 
 	// SourceDir is the root of the hvnet module (the agent and the u-root
 	// commands are built from it). Default: found from this package's

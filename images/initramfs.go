@@ -106,6 +106,7 @@ func (b *builder) uroot(ctx context.Context, kdir string, k kernelOut, out strin
 	// Built each time the initramfs is: go's build cache makes that cheap,
 	// and it follows go.mod's u-root version.
 	toolTmp := filepath.Join(work, "u-root")
+	b.steps.Note("building the u-root tool")
 	if err := b.goCmd(ctx, nil, "build", "-o", toolTmp, urootPackage); err != nil {
 		return fmt.Errorf("images: building the u-root tool: %w", err)
 	}
@@ -113,6 +114,7 @@ func (b *builder) uroot(ctx context.Context, kdir string, k kernelOut, out strin
 		return err
 	}
 	agent := filepath.Join(work, "init")
+	b.steps.Note("building the guest agent")
 	if err := b.goCmd(ctx, []string{"CGO_ENABLED=0"}, "build", "-trimpath", "-ldflags=-s -w", "-o", agent, "./images/agent"); err != nil {
 		return fmt.Errorf("images: building the agent: %w", err)
 	}
@@ -134,6 +136,7 @@ func (b *builder) uroot(ctx context.Context, kdir string, k kernelOut, out strin
 	for _, c := range Commands {
 		args = append(args, urootPackage+"/cmds/core/"+c)
 	}
+	b.steps.Note("u-root: %d commands, the agent, the kernel modules", len(Commands))
 	cmd := exec.CommandContext(ctx, tool, args...)
 	cmd.Dir = b.srcDir
 	cmd.Env = append(os.Environ(), "GO111MODULE=on")

@@ -140,6 +140,7 @@ func (b *builder) aptKernel(ctx context.Context, ref kernelRef, dir string) (ker
 	x := dir + ".x"
 	os.RemoveAll(x)
 	defer os.RemoveAll(x)
+	b.steps.Note("unpacking")
 	if out, err := exec.CommandContext(ctx, "dpkg", "-x", deb, x).CombinedOutput(); err != nil {
 		return kernelOut{}, fmt.Errorf("images: dpkg -x %s: %v: %s", deb, err, strings.TrimSpace(string(out)))
 	}
@@ -172,6 +173,7 @@ func (b *builder) aptKernel(ctx context.Context, ref kernelRef, dir string) (ker
 	// The same kernel, decompressed: the VMM boots an ELF vmlinux
 	// directly, which skips the decompressor at every boot.
 	k.Vmlinux = "vmlinux-" + kver
+	b.steps.Note("decompressing vmlinux")
 	if err := extractVmlinux(bz[0], filepath.Join(dir, k.Vmlinux)); err != nil {
 		return kernelOut{}, fmt.Errorf("images: %s: %w", ref.Package, err)
 	}
@@ -180,6 +182,7 @@ func (b *builder) aptKernel(ctx context.Context, ref kernelRef, dir string) (ker
 			return kernelOut{}, err
 		}
 	}
+	b.steps.Note("selecting modules")
 	n, err := shipModules(srcMods, filepath.Join(dir, k.ModulesDir), rootModules)
 	if err != nil {
 		return kernelOut{}, fmt.Errorf("images: %s: %w", ref.Package, err)
@@ -202,7 +205,7 @@ func (b *builder) download(ctx context.Context, ref kernelRef) (string, error) {
 		return "", err
 	}
 	defer os.RemoveAll(tmp)
-	b.say("downloading %s=%s with apt-get", ref.Package, ref.Version)
+	b.steps.Note("downloading with apt-get")
 	args := []string{"download", "-q", "-o", "APT::Sandbox::User=root", ref.Package + "=" + ref.Version}
 	c := exec.CommandContext(ctx, "apt-get", args...)
 	c.Dir = tmp

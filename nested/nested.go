@@ -39,6 +39,7 @@ import (
 	"github.com/u-root/u-root/pkg/cpio"
 
 	"hvnet/images/agentcfg"
+	"hvnet/internal/progress"
 	"hvnet/vmm"
 )
 
@@ -123,7 +124,12 @@ type Config struct {
 	LockupLimit time.Duration
 
 	Console io.Writer // the L1 console, line by line (default: discarded)
-	QEMU    string    // default qemu-system-x86_64 from PATH
+	// Steps shows the start as steps a person can follow, with their
+	// elapsed time: writing the initramfs, booting (until the agent's
+	// first line), running the job (nil: none). On a terminal the
+	// console goes through its Wrap, so the spinner stays below it.
+	Steps   *progress.Reporter
+	QEMU    string // default qemu-system-x86_64 from PATH
 	Log     hclog.Logger
 	WorkDir string // for the combined initrd (default os.TempDir())
 }
@@ -186,10 +192,13 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
+	st := cfg.Steps.Start("nested: writing the test host's initramfs (%d files)", len(cfg.Files))
 	initrd, err := combinedInitrd(cfg)
 	if err != nil {
+		st.Fail(err)
 		return nil, err
 	}
+	st.Done()
 	defer os.Remove(initrd)
 
 	cl := agentcfg.Cmdline{Modules: cfg.Modules, ScriptFile: scriptPath}
@@ -220,7 +229,15 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	cmd.Stderr = cmd.Stdout
 	log.Info("starting nested test host", "qemu", qemu, "mem_mib", cfg.MemMiB, "cpus", cfg.CPUs)
 	start := time.Now()
+	// step is the boot, then the job once the agent says it started;
+	// only the console's goroutine changes it until wg.Wait.
+	step := cfg.Steps.Start("nested: booting the test host (QEMU TCG, %d vCPUs, %d MiB)", cfg.CPUs, cfg.MemMiB)
+	onAgent := func() {
+		step.Done()
+		step = cfg.Steps.Start("nested: running the job in the test host")
+	}
 	if err := cmd.Start(); err != nil {
+		step.Fail(err)
 		return nil, fmt.Errorf("nested: start %s: %w", qemu, err)
 	}
 	var res *Result
@@ -257,11 +274,21 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		res, resErr = scanConsole(out, cfg.Console, &lastLine, onLockup)
+		res, resErr = scanConsole(out, cfg.Steps.Wrap(cfg.Console), &lastLine, onLockup, onAgent)
 	}()
 	wg.Wait()
 	waitErr := cmd.Wait()
 	close(watchDone)
+	switch {
+	case res != nil && res.Status == 0:
+		step.Done()
+	case res != nil:
+		step.Fail(fmt.Errorf("status %d", res.Status))
+	case waitErr != nil:
+		step.Fail(waitErr)
+	default:
+		step.Fail(errors.New("no result"))
+	}
 	log.Info("nested test host ended", "elapsed", time.Since(start).Round(time.Millisecond), "wait", waitErr)
 	if silent := time.Duration(silenced.Load()); silent > 0 {
 		return res, fmt.Errorf("%w: killed, its console silent for %v (the caller's limit %v)",
@@ -307,9 +334,11 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 var softLockup = regexp.MustCompile(`^\[\s*\d+\.\d+\] watchdog: BUG: (soft lockup - CPU#\d+ stuck for (\d+)s! .*)$`)
 
 // scanConsole copies the console line by line and picks up the result;
-// onLockup hears of each soft lockup the test host's kernel reports.
-func scanConsole(r io.Reader, console io.Writer, lastLine *atomic.Int64, onLockup func(report string, stuck time.Duration)) (*Result, error) {
+// onLockup hears of each soft lockup the test host's kernel reports,
+// onAgent of the agent's first line (the test host is up).
+func scanConsole(r io.Reader, console io.Writer, lastLine *atomic.Int64, onLockup func(report string, stuck time.Duration), onAgent func()) (*Result, error) {
 	var res *Result
+	agentUp := false
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
@@ -317,6 +346,10 @@ func scanConsole(r io.Reader, console io.Writer, lastLine *atomic.Int64, onLocku
 		line := strings.TrimRight(sc.Text(), "\r")
 		if console != nil {
 			fmt.Fprintln(console, line)
+		}
+		if !agentUp && strings.Contains(line, agentcfg.StartPrefix) {
+			agentUp = true
+			onAgent()
 		}
 		if m := softLockup.FindStringSubmatch(line); m != nil {
 			if secs, err := strconv.Atoi(m[2]); err == nil {

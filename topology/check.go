@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"hvnet/dashboard"
 	vswitch "hvnet/switch"
 	"hvnet/units"
 )
@@ -30,6 +31,11 @@ func check(t *Topology) []*Error {
 	if a := t.Switch.MetricsAddr; a != "" {
 		if _, port, err := net.SplitHostPort(a); err != nil || port == "" {
 			c.fail(t.Switch.LineOf("metrics_addr"), "switch.metrics_addr", "%q: want HOST:PORT, as 127.0.0.1:9477", a)
+		}
+	}
+	if a := t.Switch.DashboardAddr; a != "" {
+		if _, err := dashboard.ResolveAddr(a); err != nil {
+			c.fail(t.Switch.LineOf("dashboard_addr"), "switch.dashboard_addr", "%v", err)
 		}
 	}
 	if t.Switch.Aging < 0 {

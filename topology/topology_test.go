@@ -102,6 +102,7 @@ func TestBadTopologies(t *testing.T) {
 		{"options not a mapping", "ports:\n  - name: a\n    socket: /s\n    options: 3\n", []string{`bad.yaml:4: ports[0].options: want a mapping`}},
 		{"nested option", "ports:\n  - name: a\n    socket: /s\n    options: {x: {y: 1}}\n", []string{`bad.yaml:4: ports[0].options: line 4: x: want a value or a list`}},
 		{"bad metrics address", "switch:\n  metrics_addr: 9477\n", []string{`bad.yaml:2: switch.metrics_addr: "9477": want HOST:PORT`}},
+		{"bad dashboard address", "switch:\n  dashboard_addr: localhost:http\n", []string{`bad.yaml:2: switch.dashboard_addr: "localhost:http": port "http" is not a number in 0..65535`}},
 		{"negative rate", "guests:\n  - name: a\n    rate: -5M\n", []string{`bad.yaml:3: guests[0].rate: rate "-5M": want bits per second`}},
 		{"absurd rate", "ports:\n  - name: a\n    socket: /s\n    egress:\n      rate_bps: 100Tbit\n", []string{`bad.yaml:5: ports[0].egress.rate_bps: rate "100Tbit": above 8.796 Tbit/s`}},
 		{"absurd pps", "ports:\n  - name: a\n    socket: /s\n    egress:\n      rate_pps: 9000000000000000\n", []string{`bad.yaml:5: ports[0].egress.rate_pps:`}},

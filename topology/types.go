@@ -30,8 +30,12 @@ type Switch struct {
 	API string `yaml:"api"` // control socket (default /run/hvnet.sock)
 	// MetricsAddr is a TCP address serving GET /metrics alone (default
 	// none).
-	MetricsAddr string        `yaml:"metrics_addr"`
-	Aging       time.Duration `yaml:"aging"` // FDB aging time, e.g. 300s (default)
+	MetricsAddr string `yaml:"metrics_addr"`
+	// DashboardAddr is a TCP address serving the read-only web dashboard
+	// (default none; a port alone, as 9478, is localhost's: package
+	// dashboard's ResolveAddr).
+	DashboardAddr string        `yaml:"dashboard_addr"`
+	Aging         time.Duration `yaml:"aging"` // FDB aging time, e.g. 300s (default)
 	// FDBMaxEntries bounds the learned FDB entries of the whole switch
 	// (default 65536; vswitch.Config.FDBMaxEntries).
 	FDBMaxEntries int `yaml:"fdb_max_entries"`

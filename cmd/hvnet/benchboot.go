@@ -47,7 +47,7 @@ func cmdBenchBoot(e *env, args []string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if *kernel == "" || *initrd == "" {
-		set, err := images.Build(ctx, images.Config{Log: e.log.Named("images"), Progress: e.stderr})
+		set, err := images.Build(ctx, images.Config{Log: e.log.Named("images"), Progress: e.stderr, Steps: e.steps})
 		if err != nil {
 			return fail(e, err)
 		}
@@ -92,7 +92,7 @@ func benchBootNested(ctx context.Context, e *env, runs int, memMiB uint64, cpus 
 	res, err := nested.Run(ctx, nested.Config{
 		Kernel: set.Kernel, Initrd: set.Initrd, Files: files, Script: script,
 		MemMiB: 2048 + int(memMiB), CPUs: max(2, cpus), Console: newAgentWatcher(e.stdout, e.log, true),
-		Log: e.log.Named("nested"), Timeout: 30 * time.Minute,
+		Log: e.log.Named("nested"), Steps: e.steps, Timeout: 30 * time.Minute,
 	})
 	if err != nil {
 		return fail(e, err)

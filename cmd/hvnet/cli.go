@@ -5,11 +5,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	stdlog "log"
 	"os"
 	"strconv"
 
 	"github.com/hashicorp/go-hclog"
 
+	"hvnet/internal/progress"
 	"hvnet/units"
 )
 
@@ -18,6 +20,10 @@ type env struct {
 	stdin          io.Reader
 	stdout, stderr io.Writer
 	log            hclog.Logger
+	// steps shows long work (image builds, the nested test host's start)
+	// on stderr: a spinner on a terminal, plain lines otherwise. The log
+	// goes through it, so its lines never land inside the spinner's.
+	steps *progress.Reporter
 }
 
 type command struct {
@@ -70,8 +76,15 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "hvnet: --log-level %q: want trace, debug, info, warn or error\n", *level)
 		return 2
 	}
-	e := &env{stdin: stdin, stdout: stdout, stderr: stderr,
-		log: hclog.New(&hclog.LoggerOptions{Name: "hvnet", Level: lvl, Output: stderr, JSONFormat: *jsonLog})}
+	steps := progress.New(stderr)
+	if steps.Terminal() {
+		// Libraries that print with the standard logger (u-root's
+		// bzimage warns on signed kernels) must not land inside the
+		// spinner's line either.
+		stdlog.SetOutput(steps.Wrap(stderr))
+	}
+	e := &env{stdin: stdin, stdout: stdout, stderr: stderr, steps: steps,
+		log: hclog.New(&hclog.LoggerOptions{Name: "hvnet", Level: lvl, Output: steps.Wrap(stderr), JSONFormat: *jsonLog})}
 	if fs.NArg() == 0 {
 		usage(stderr)
 		return 2

@@ -50,6 +50,7 @@ type (
 	cfgSwitch struct {
 		API             string `yaml:"api"`
 		MetricsAddr     string `yaml:"metrics_addr,omitempty"`
+		DashboardAddr   string `yaml:"dashboard_addr,omitempty"`
 		Aging           string `yaml:"aging,omitempty"`
 		FDBMaxEntries   int    `yaml:"fdb_max_entries,omitempty"`
 		MACLimit        int    `yaml:"mac_limit,omitempty"`
@@ -182,7 +183,7 @@ func (c *ctl) config(args []string) error {
 // runningConfig turns the daemon's ports (and their security groups, by
 // port) into a topology file, and says what it had to leave out.
 func runningConfig(socket string, sw api.SwitchInfo, ps []api.Port, groups map[string]api.SecurityGroup) (cfgFile, []string) {
-	f := cfgFile{Switch: cfgSwitch{API: socket, MetricsAddr: sw.MetricsAddr, Aging: sw.Aging, FDBMaxEntries: sw.FDBMaxEntries,
+	f := cfgFile{Switch: cfgSwitch{API: socket, MetricsAddr: sw.MetricsAddr, DashboardAddr: sw.DashboardAddr, Aging: sw.Aging, FDBMaxEntries: sw.FDBMaxEntries,
 		MACLimit: sw.MACLimit, MACMoveHoldDown: sw.MACMoveHoldDown}}
 	if ct := sw.Conntrack; ct != nil {
 		f.Conntrack = &cfgConntrack{MaxEntries: ct.MaxEntries, MaxEntriesPerPort: ct.MaxEntriesPerPort, Timeouts: cfgTimeouts(ct.Timeouts)}

@@ -16,7 +16,7 @@ import (
 // lab guests added at run time included, in a file the topology package
 // takes back with the same settings.
 func TestRunningConfigKinds(t *testing.T) {
-	sw := api.SwitchInfo{Aging: "1m0s", FDBMaxEntries: 1000, MACLimit: -1, MACMoveHoldDown: "2s", MetricsAddr: "127.0.0.1:9477"}
+	sw := api.SwitchInfo{Aging: "1m0s", FDBMaxEntries: 1000, MACLimit: -1, MACMoveHoldDown: "2s", MetricsAddr: "127.0.0.1:9477", DashboardAddr: "9478"}
 	yes, no := true, false
 	ps := []api.Port{
 		{Name: "web", Kind: api.KindLab, Options: map[string]api.OptionValue{"ip": {"10.0.0.5/24"}, "mem": {"256M"}, "vif": {"eth0.10", "eth0.20:10.0.20.1/24"}, "cmd": {"iperf3 -s, then exit"}},
@@ -39,7 +39,7 @@ func TestRunningConfigKinds(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%v\n%s", err, b.String())
 	}
-	if s := tp.Switch; s.Aging != time.Minute || s.FDBMaxEntries != 1000 || s.MACLimit != -1 || s.MACMoveHoldDown != 2*time.Second || s.MetricsAddr != "127.0.0.1:9477" {
+	if s := tp.Switch; s.Aging != time.Minute || s.FDBMaxEntries != 1000 || s.MACLimit != -1 || s.MACMoveHoldDown != 2*time.Second || s.MetricsAddr != "127.0.0.1:9477" || s.DashboardAddr != "9478" {
 		t.Errorf("switch = %+v\n%s", s, b.String())
 	}
 	if len(tp.Ports) != 2 || tp.Uplink == nil {

@@ -186,7 +186,7 @@ func demoNested(ctx context.Context, e *env, kernel, initrd string, rate int64, 
 	con := newPcapConsole(newL1Console(e.stdout))
 	res, err := nested.Run(ctx, nested.Config{
 		Kernel: set.Kernel, Initrd: set.Initrd, Files: files, Script: script,
-		MemMiB: 2560, CPUs: 2, Console: con, Log: e.log.Named("nested"),
+		MemMiB: 2560, CPUs: 2, Console: con, Log: e.log.Named("nested"), Steps: e.steps,
 		Timeout: 15 * time.Minute, LockupLimit: nested.DefaultLockupLimit,
 		// The demo talks at least every minute or so (boot, then its
 		// report): a console silent for 4 minutes is a frozen host.

@@ -103,7 +103,7 @@ func fabricNested(ctx context.Context, e *env, kernel, initrd string, verbose bo
 	for attempt := 1; ; attempt++ {
 		res, err := nested.Run(ctx, nested.Config{
 			Kernel: set.Kernel, Initrd: set.Initrd, Files: files, Script: script,
-			MemMiB: 3072, CPUs: 2, Console: newL1Console(e.stdout), Log: e.log.Named("nested"),
+			MemMiB: 3072, CPUs: 2, Console: newL1Console(e.stdout), Log: e.log.Named("nested"), Steps: e.steps,
 			Timeout: 12 * time.Minute, LockupLimit: nested.DefaultLockupLimit, SilenceLimit: 4 * time.Minute,
 		})
 		if (errors.Is(err, nested.ErrNoResult) || errors.Is(err, nested.ErrFrozen)) && attempt < 3 && ctx.Err() == nil {

@@ -25,7 +25,7 @@ func cmdImages(e *env, args []string) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	set, err := images.Build(ctx, images.Config{CacheDir: *cache, Log: e.log.Named("images"), Progress: e.stderr})
+	set, err := images.Build(ctx, images.Config{CacheDir: *cache, Log: e.log.Named("images"), Progress: e.stderr, Steps: e.steps})
 	if err != nil {
 		return fail(e, err)
 	}

@@ -180,7 +180,7 @@ func runLabNested(ctx context.Context, e *env, set *images.Set, files []nested.F
 	}
 	res, err := nested.Run(ctx, nested.Config{
 		Kernel: set.Kernel, Initrd: set.Initrd, Files: files, Script: script,
-		MemMiB: int(mem), CPUs: cpus, Console: newL1Console(e.stdout), Log: e.log.Named("nested"),
+		MemMiB: int(mem), CPUs: cpus, Console: newL1Console(e.stdout), Log: e.log.Named("nested"), Steps: e.steps,
 		Timeout: 60 * time.Minute,
 	})
 	if err != nil {

@@ -12,7 +12,7 @@ import (
 // buildImages builds (or finds in the cache) the test guest images, with
 // progress on stderr.
 func buildImages(ctx context.Context, e *env) (*images.Set, error) {
-	return images.Build(ctx, images.Config{Log: e.log.Named("images"), Progress: e.stderr})
+	return images.Build(ctx, images.Config{Log: e.log.Named("images"), Progress: e.stderr, Steps: e.steps})
 }
 
 // defaultImages fills an empty kernel or initrd path with the test guest

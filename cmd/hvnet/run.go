@@ -182,7 +182,7 @@ func runNested(ctx context.Context, e *env, f runFlags, cfg vmm.Config) int {
 	res, err := nested.Run(ctx, nested.Config{
 		Kernel: set.Kernel, Initrd: set.Initrd, Files: files, Script: script,
 		MemMiB: memL1, CPUs: max(2, cfg.CPUs), Console: newAgentWatcher(e.stdout, e.log, true),
-		Log: e.log.Named("nested"),
+		Log: e.log.Named("nested"), Steps: e.steps,
 	})
 	if err != nil {
 		return fail(e, err)

@@ -15,6 +15,7 @@ import (
 	"hvnet/conntrack"
 	"hvnet/daemon"
 	_ "hvnet/daemon/kinds" // every port kind hvnet ships
+	"hvnet/dashboard"
 	"hvnet/images"
 	vswitch "hvnet/switch"
 )
@@ -51,6 +52,7 @@ func cmdSwitch(e *env, args []string) int {
 	apiOwner := fs.String("api-owner", "", "the API socket's owner, by name or number (default: the daemon's user)")
 	apiGroup := fs.String("api-group", "", "the API socket's group, by name or number, whose members may run hvnet ctl with --api-mode 0660")
 	metricsAddr := fs.String("metrics-addr", "", "a TCP address serving GET /metrics alone, for Prometheus (127.0.0.1:9477; default none)")
+	dashAddr := fs.String("dashboard-addr", "", "a TCP address serving the read-only web dashboard (9478: localhost's port 9478; HOST:PORT to serve other hosts; default none)")
 	kernel := fs.String("kernel", "", "lab guest ports' bzImage (default: the built test image, built on first use)")
 	initrd := fs.String("initrd", "", "lab guest ports' initramfs (default: the built test image)")
 	runDir := fs.String("run-dir", "", "the only directory for sockets of ports added through the API (default: the API socket's path without its extension: /run/hvnet)")
@@ -75,7 +77,7 @@ func cmdSwitch(e *env, args []string) int {
 	lim.ReadHeaderTimeout = min(lim.ReadTimeout, api.DefaultReadHeaderTimeout)
 	cfg := daemon.Config{Aging: *aging, API: *apiSock,
 		FDBMaxEntries: *fdbMax, MACLimit: *macLimit, MACMoveHoldDown: *holdDown, Conntrack: conntrack.Config{TableLimit: *ctMax, ZoneLimit: *ctPerPort},
-		RunDir: *runDir, CaptureDir: *captureDir, APILimits: lim, MetricsAddr: *metricsAddr, BuildInfo: buildInfo(),
+		RunDir: *runDir, CaptureDir: *captureDir, APILimits: lim, MetricsAddr: *metricsAddr, DashboardAddr: *dashAddr, BuildInfo: buildInfo(),
 		Images: guestImages{kernel: *kernel, initrd: *initrd,
 			build: func(ctx context.Context) (*images.Set, error) { return buildImages(ctx, e) }}.resolve}
 	if err := cfg.CheckFDB(); err != nil {
@@ -83,6 +85,11 @@ func cmdSwitch(e *env, args []string) int {
 	}
 	if err := cfg.CheckConntrack(); err != nil {
 		return fail(e, fmt.Errorf("%w: switch: %v", errUsage, err))
+	}
+	if *dashAddr != "" {
+		if _, err := dashboard.ResolveAddr(*dashAddr); err != nil {
+			return fail(e, fmt.Errorf("%w: switch: --dashboard-addr %v", errUsage, err))
+		}
 	}
 	access, err := daemon.ParseSocketAccess(*apiMode, *apiOwner, *apiGroup, [3]string{"--api-mode", "--api-owner", "--api-group"})
 	if err != nil {

@@ -207,6 +207,7 @@ func TestSwitchUsageErrors(t *testing.T) {
 		{[]string{"switch", "--uplink", "name=u,if=x,tx=turbo"}, 2, `--uplink #1: field "tx"`},
 		{[]string{"switch", "--uplink", "name=u,if=x,vlan=0"}, 2, `--uplink #1: field "vlan": "0" is not a VLAN ID`},
 		{[]string{"switch", "--config", "/nonexistent/hvnet.conf"}, 2, "/nonexistent/hvnet.conf"},
+		{[]string{"switch", "--api", "", "--port", "name=a,socket=/x", "--dashboard-addr", "localhost:http"}, 2, `--dashboard-addr "localhost:http": port "http" is not a number`},
 		{[]string{"switch", "--api", "", "--port", "name=a,socket=/x", "--uplink", "name=a,if=x"}, 2, `port "a" defined twice`},
 		// A missing interface is a clear error before anything is served.
 		{[]string{"switch", "--api", "", "--uplink", "name=u,if=hvnet-nosuch0"}, 1, `uplink "u"`},

@@ -15,6 +15,7 @@ import (
 	"hvnet/api"
 	"hvnet/daemon"
 	"hvnet/daemon/labkind"
+	"hvnet/dashboard"
 	"hvnet/images"
 	"hvnet/lab"
 	"hvnet/nested"
@@ -37,6 +38,7 @@ func cmdUp(e *env, args []string) int {
 	fs.SetOutput(e.stderr)
 	apiSock := fs.String("api", "", "control API socket (default: the file's switch.api, else "+defaultSocket+")")
 	metricsAddr := fs.String("metrics-addr", "", "a TCP address serving GET /metrics alone (default: the file's switch.metrics_addr, else none)")
+	dashAddr := fs.String("dashboard-addr", "", "a TCP address serving the read-only web dashboard, a port alone on localhost (default: the file's switch.dashboard_addr, else none)")
 	kernel := fs.String("kernel", "", "lab guests' bzImage (default: the built test image)")
 	initrd := fs.String("initrd", "", "lab guests' initramfs (default: the built test image)")
 	mode := fs.String("nested", envOr(nested.EnvMode, "auto"), "with lab guests, boot inside a nested test host: never, always, or auto")
@@ -63,6 +65,12 @@ func cmdUp(e *env, args []string) int {
 	}
 	if *metricsAddr != "" {
 		cfg.MetricsAddr = *metricsAddr
+	}
+	if *dashAddr != "" {
+		if _, err := dashboard.ResolveAddr(*dashAddr); err != nil {
+			return fail(e, fmt.Errorf("%w: up: --dashboard-addr %v", errUsage, err))
+		}
+		cfg.DashboardAddr = *dashAddr
 	}
 	cfg.BuildInfo = buildInfo()
 	build := func(ctx context.Context) (*images.Set, error) { return buildImages(ctx, e) }
@@ -268,7 +276,7 @@ func labGuests(t *topology.Topology) ([]lab.GuestConfig, error) {
 // topologyConfig turns a checked topology into the daemon's
 // configuration, lab guests aside (labGuests).
 func topologyConfig(t *topology.Topology) (daemon.Config, error) {
-	cfg := daemon.Config{API: t.Switch.API, MetricsAddr: t.Switch.MetricsAddr, Aging: t.Switch.Aging, FDBMaxEntries: t.Switch.FDBMaxEntries,
+	cfg := daemon.Config{API: t.Switch.API, MetricsAddr: t.Switch.MetricsAddr, DashboardAddr: t.Switch.DashboardAddr, Aging: t.Switch.Aging, FDBMaxEntries: t.Switch.FDBMaxEntries,
 		MACLimit: t.Switch.MACLimit, MACMoveHoldDown: t.Switch.MACMoveHoldDown, Conntrack: t.Conntrack.Config()}
 	if cfg.API == "" {
 		cfg.API = envOr("HVNET_SOCKET", defaultSocket)
