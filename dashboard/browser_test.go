@@ -329,7 +329,8 @@ func TestDashboardFlowsInBrowser(t *testing.T) {
 	want := "10.0.0.1:40000 → 10.0.0.2:5201 tcp | VLAN 10 | vm1 → vm2 | 1200 | 1.7 MiB\n" +
 		"[2001:db8::1]:53 → [2001:db8::2]:5353 udp |  | up0 → vm1,vm2 | 10 | 4.9 KiB\n" +
 		"52:54:00:00:00:03 → ff:ff:ff:ff:ff:ff | VNI 100 | vm3 → ? | 5 | 320 B"
-	pg.waitFor("the flows table", `!document.querySelector('#flows').hidden`, 10*time.Second)
+	// Shown, and drawn (the table may be shown a moment before its rows).
+	pg.waitFor("the flows table", `!document.querySelector('#flows').hidden && document.querySelectorAll('#flows tbody tr').length === 3`, 10*time.Second)
 	if got := pg.str(rows); got != want {
 		t.Errorf("flows:\n%s\nwant:\n%s", got, want)
 	}
