@@ -604,3 +604,20 @@ func (s *Switch) Flows(limit int, by FlowSort) ([]FlowRecord, int, error) {
 	}
 	return out, n, nil
 }
+
+// PortIndex is a port's name and its interface number (IfIndex).
+type PortIndex struct {
+	Index uint32
+	Name  string
+}
+
+// PortIndexes lists the ports' interface numbers, in order.
+func (s *Switch) PortIndexes() []PortIndex {
+	tp := s.topo.Load()
+	out := make([]PortIndex, 0, len(tp.ports))
+	for _, h := range tp.ports {
+		out = append(out, PortIndex{Index: h.ifIndex, Name: h.name})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Index < out[j].Index })
+	return out
+}
