@@ -253,7 +253,6 @@ func TestNfdumpSampling(t *testing.T) {
 	}
 }
 
-
 // TestNfdumpTemplateRefresh: a collector that starts after the exporter
 // (or restarts) missed the templates; it reads the flows once they are
 // sent again (RFC 7011 §8.4), TemplateRefresh after the last time.
