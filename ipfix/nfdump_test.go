@@ -132,10 +132,10 @@ func nfdump(t *testing.T, file string) []nfRow {
 // forwarded, packets and bytes equal to the switch's port counters for
 // that traffic.
 func TestNfdump(t *testing.T) {
-	cap := startNfcapd(t)
+	nc := startNfcapd(t)
 	n := newTestNet(t, nil)
 	e := New(n.sw, Options{})
-	if err := e.Apply(Config{Enabled: true, Collectors: []string{cap.addr()}}); err != nil {
+	if err := e.Apply(Config{Enabled: true, Collectors: []string{nc.addr()}}); err != nil {
 		t.Fatal(err)
 	}
 	before := map[string]vswitch.PortCounters{"a": n.a.Counters(), "b": n.b.Counters()}
@@ -207,8 +207,8 @@ func TestNfdump(t *testing.T) {
 		swBy += c.RxBytes - before[name].RxBytes
 	}
 	time.Sleep(200 * time.Millisecond) // nfcapd has read the datagrams
-	file := cap.stop()
-	t.Logf("nfcapd: %s", cap.stderr.String())
+	file := nc.stop()
+	t.Logf("nfcapd: %s", nc.stderr.String())
 	got := nfdump(t, file)
 	key := func(r nfRow) string { return r.proto + r.src + r.sport }
 	slices.SortFunc(got, func(a, b nfRow) int { return strings.Compare(key(a), key(b)) })
@@ -236,10 +236,10 @@ func TestNfdump(t *testing.T) {
 // TestNfdumpSampling: with 1-in-10 sampling nfdump scales the counts
 // back by the samplingInterval the exporter announces.
 func TestNfdumpSampling(t *testing.T) {
-	cap := startNfcapd(t)
+	nc := startNfcapd(t)
 	n := newTestNet(t, nil)
 	e := New(n.sw, Options{})
-	if err := e.Apply(Config{Enabled: true, Collectors: []string{cap.addr()}, Sampling: 10}); err != nil {
+	if err := e.Apply(Config{Enabled: true, Collectors: []string{nc.addr()}, Sampling: 10}); err != nil {
 		t.Fatal(err)
 	}
 	for range 20 {
@@ -247,7 +247,7 @@ func TestNfdumpSampling(t *testing.T) {
 	}
 	e.Close()
 	time.Sleep(200 * time.Millisecond)
-	rows := nfdump(t, cap.stop())
+	rows := nfdump(t, nc.stop())
 	if len(rows) != 1 || rows[0].pkts != "1000" || rows[0].bytes != strconv.Itoa(1000*(500-14)) {
 		t.Fatalf("1000 frames sampled 1 in 10: nfdump lists %+v", rows)
 	}
@@ -265,14 +265,14 @@ func TestNfdumpTemplateRefresh(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	cap := startNfcapdOn(t, port) // the first templates went to nobody
+	nc := startNfcapdOn(t, port) // the first templates went to nobody
 	n.send(n.a, n.udp(1, 100), 5)
 	e.Flush() // data nfcapd cannot read yet
 	time.Sleep(600*time.Millisecond - time.Since(start))
 	n.send(n.a, n.udp(2, 100), 7)
 	e.Flush() // the templates again, then this flow
 	time.Sleep(200 * time.Millisecond)
-	rows := nfdump(t, cap.stop())
+	rows := nfdump(t, nc.stop())
 	if len(rows) != 1 || rows[0].sport != "2" || rows[0].pkts != "7" {
 		t.Fatalf("after the refresh nfdump lists %+v, want the second flow (7 packets)", rows)
 	}

@@ -371,7 +371,7 @@ func TestFlowAccountNoAlloc(t *testing.T) {
 // exporter's scans and the API's listings run (go test -race).
 func TestFlowsConcurrent(t *testing.T) {
 	sw := New(Config{})
-	sw.EnableFlows(FlowConfig{MaxFlows: 500})
+	sw.EnableFlows(FlowConfig{MaxFlows: 3 * flowScanChunk})
 	const n = 4
 	hs := make([]*PortHandle, n)
 	for i := range hs {
@@ -397,7 +397,7 @@ func TestFlowsConcurrent(t *testing.T) {
 				}
 				var fs []Frame
 				for j := range 16 {
-					fs = append(fs, Frame{Data: pf(mac(byte(10+(i+1)%n)), src, 0, "10.0.0.1", "10.0.0.2", pktbuild.UDP, uint16(r%100), uint16(j), 100).Bytes()})
+					fs = append(fs, Frame{Data: pf(mac(byte(10+(i+1)%n)), src, 0, "10.0.0.1", "10.0.0.2", pktbuild.UDP, uint16(r%1000), uint16(j), 100).Bytes()})
 				}
 				h.Input(fs)
 				total[i] += 16
@@ -407,7 +407,7 @@ func TestFlowsConcurrent(t *testing.T) {
 	var got uint64
 	deadline := time.Now().Add(300 * time.Millisecond)
 	for time.Now().Before(deadline) {
-		for _, r := range sw.ExpireFlows(time.Millisecond, time.Millisecond, nil) {
+		for _, r := range sw.ExpireFlows(time.Millisecond, 20*time.Millisecond, nil) {
 			got += r.Packets
 		}
 		sw.Flows(5, FlowsByBytes)
@@ -425,5 +425,45 @@ func TestFlowsConcurrent(t *testing.T) {
 	st := sw.FlowStats()
 	if got+st.Full != sent {
 		t.Fatalf("%d frames counted in flows + %d not cached, %d sent", got, st.Full, sent)
+	}
+}
+
+// TestFlowExpireChunks: a shard bigger than a scan's chunk, scanned a
+// chunk per lock hold: every idle flow reported once, the busy ones kept.
+func TestFlowExpireChunks(t *testing.T) {
+	ts := newTestSwitch(t, access("a", 1), access("b", 1))
+	ts.sw.EnableFlows(FlowConfig{})
+	a, b := mac(1), mac(2)
+	ts.in("b", pf(a, b, 0, "", "", 0, 0, 0, 60).Bytes())
+	ts.sw.DrainFlows(nil)
+	const n = 3*flowScanChunk + 100
+	frames := make([][]byte, n)
+	for i := range frames {
+		frames[i] = pf(b, a, 0, "10.0.0.1", "10.0.0.2", pktbuild.UDP, uint16(i), 7, 64).Bytes()
+	}
+	for i := 0; i < n; i += 64 {
+		ts.in("a", frames[i:min(i+64, n)]...)
+	}
+	ts.advance(10 * time.Second)
+	for i := 0; i < n; i += 2 * 64 { // every other batch of 64 stays busy
+		ts.in("a", frames[i:min(i+64, n)]...)
+	}
+	ts.advance(6 * time.Second)
+	rs := ts.sw.ExpireFlows(time.Hour, 15*time.Second, nil)
+	seen := map[uint16]bool{}
+	for _, r := range rs {
+		if seen[r.SrcPort] || (int(r.SrcPort)/64)%2 == 0 {
+			t.Fatalf("record for port %d: twice or busy", r.SrcPort)
+		}
+		seen[r.SrcPort] = true
+	}
+	busy := 0
+	for i := 0; i < n; i++ {
+		if (i/64)%2 == 0 {
+			busy++
+		}
+	}
+	if len(seen) != n-busy || ts.sw.FlowStats().Active != int64(busy) {
+		t.Fatalf("%d idle flows reported of %d, %d left of %d busy", len(seen), n-busy, ts.sw.FlowStats().Active, busy)
 	}
 }
