@@ -34,6 +34,7 @@ APT_PACKAGES=(
 	tcpdump tshark  # pcap read-back tests
 	prometheus      # promtool check metrics, on the daemon's /metrics
 	chromium        # headless browser: the dashboard's test loads the page (dashboard/browser_test.go)
+	nfdump          # a real IPFIX collector (nfcapd) and reader (nfdump) for the flow export tests
 	frr             # a real BGP EVPN peer (bgpd, zebra, vtysh) for the VXLAN/EVPN tests
 	# DPDK 22.11: real vhost-user peers (virtio-user) and the AF_PACKET PMD
 	dpdk-dev librte-net-vhost23 librte-net-virtio23 librte-mempool-ring23 librte-net-af-packet23

@@ -292,3 +292,33 @@ func (c *Client) Conntrack(ctx context.Context) (ConntrackSummary, error) {
 	var out ConntrackSummary
 	return out, c.Do(ctx, http.MethodGet, "/v1/conntrack", nil, &out)
 }
+
+// FlowExport is GET /v1/flow-export.
+func (c *Client) FlowExport(ctx context.Context) (FlowExportStatus, error) {
+	var out FlowExportStatus
+	return out, c.Do(ctx, http.MethodGet, "/v1/flow-export", nil, &out)
+}
+
+// SetFlowExport is PUT /v1/flow-export.
+func (c *Client) SetFlowExport(ctx context.Context, f FlowExport) (FlowExportStatus, error) {
+	var out FlowExportStatus
+	return out, c.Do(ctx, http.MethodPut, "/v1/flow-export", f, &out)
+}
+
+// Flows is GET /v1/flows: at most limit flows (0: the default), by sort
+// ("bytes", "packets"; "": bytes).
+func (c *Client) Flows(ctx context.Context, limit int, sort string) (Flows, error) {
+	q := url.Values{}
+	if limit > 0 {
+		q.Set("limit", strconv.Itoa(limit))
+	}
+	if sort != "" {
+		q.Set("sort", sort)
+	}
+	path := "/v1/flows"
+	if len(q) > 0 {
+		path += "?" + q.Encode()
+	}
+	var out Flows
+	return out, c.Do(ctx, http.MethodGet, path, nil, &out)
+}

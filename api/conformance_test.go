@@ -107,6 +107,15 @@ func TestOpenAPIConformance(t *testing.T) {
 		{"GET", "/v1/evpn/neighbors?port=zz", "", true},
 		{"POST", "/v1/fdb", `{"port": "t", "vlan": 10, "mac": "02:00:00:00:00:05"}`, true},
 		{"GET", "/v1/fdb?port=t", "", true},
+		{"GET", "/v1/flows", "", true},
+		{"GET", "/v1/flow-export", "", true},
+		{"PUT", "/v1/flow-export", `{"collectors": ["127.0.0.1:4739"], "active_timeout": "30s", "sampling": 10}`, true},
+		{"PUT", "/v1/flow-export", `{"collectors": ["127.0.0.1:4739"], "idle_timeout": "soon"}`, true},
+		{"PUT", "/v1/flow-export", `{"sampling": -1}`, false},
+		{"PUT", "/v1/flow-export", `{"colour": "red"}`, false},
+		{"GET", "/v1/flows?limit=5&sort=packets", "", true},
+		{"GET", "/v1/flows?sort=age", "", false},
+		{"PUT", "/v1/flow-export", `{"enabled": false}`, true},
 		{"GET", "/metrics", "", true},
 	} {
 		name := tc.method + " " + tc.path

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"hvnet/ipfix"
 	vswitch "hvnet/switch"
 )
 
@@ -136,7 +137,7 @@ func newEnvWith(t *testing.T, opts func(*Options)) *env {
 		e.h[c.Name], e.p[c.Name] = h, p
 	}
 	e.captureDir, e.socketDir = t.TempDir(), t.TempDir()
-	o := Options{Ports: e.factory, CaptureDir: e.captureDir, SocketDir: e.socketDir}
+	o := Options{Ports: e.factory, CaptureDir: e.captureDir, SocketDir: e.socketDir, FlowExport: ipfix.New(e.sw, ipfix.Options{})}
 	if opts != nil {
 		opts(&o)
 	}

@@ -229,6 +229,9 @@ func (s *Server) metricsHandler() http.Handler {
 	br, _ := s.ports.(BondReporter)
 	reg.MustRegister(newCollector(s.sw, s.fan, &s.stats, dev, s.ctLimits), newTunnelCollector(s.sw, ev, dev), newBondCollector(s.sw, br), collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if s.flows != nil {
+		reg.MustRegister(newFlowCollector(s.flows))
+	}
 	if s.build != nil {
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "hvnet_build_info",
 			Help:        "Always 1: the labels say which hvnet this is.",

@@ -11,7 +11,7 @@ import (
 )
 
 func (s *Server) portInfo(h *vswitch.PortHandle) Port {
-	p := Port{Name: h.Name(), MAC: portMAC(h), Config: toAPIConfig(h.Config()), Counters: toAPICounters(h.Counters()), ACL: portACL(h), SecurityGroup: portSG(h),
+	p := Port{Name: h.Name(), IfIndex: h.IfIndex(), MAC: portMAC(h), Config: toAPIConfig(h.Config()), Counters: toAPICounters(h.Counters()), ACL: portACL(h), SecurityGroup: portSG(h),
 		Guest: s.guestInfo(h.Name()), Device: s.deviceCounters(h.Name()), Tunnel: s.tunnelInfo(h.Name()), Bond: s.bondInfo(h.Name())}
 	s.portSpec(&p)
 	return p
@@ -22,7 +22,7 @@ func (s *Server) listPorts(w http.ResponseWriter, r *http.Request) {
 	out := []Port{}
 	for _, c := range s.sw.Counters() {
 		if h := s.sw.Port(c.Name); h != nil {
-			p := Port{Name: c.Name, MAC: portMAC(h), Config: toAPIConfig(h.Config()), Counters: toAPICounters(c), ACL: portACL(h), SecurityGroup: portSG(h),
+			p := Port{Name: c.Name, IfIndex: h.IfIndex(), MAC: portMAC(h), Config: toAPIConfig(h.Config()), Counters: toAPICounters(c), ACL: portACL(h), SecurityGroup: portSG(h),
 				Guest: s.guestInfo(c.Name), Device: s.deviceCounters(c.Name), Tunnel: s.tunnelInfo(c.Name), Bond: s.bondInfo(c.Name)}
 			s.portSpec(&p)
 			out = append(out, p)

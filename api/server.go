@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"hvnet/internal/sockperm"
+	"hvnet/ipfix"
 	vswitch "hvnet/switch"
 )
 
@@ -80,6 +81,10 @@ type Options struct {
 	// those GET /v1/conntrack and the metrics report (nil: package
 	// conntrack's defaults, as a switch made with a zero Config.Conntrack).
 	Switch *SwitchInfo
+	// FlowExport is the daemon's flow exporter, which GET and PUT
+	// /v1/flow-export read and set and the metrics report (nil: those
+	// answer 501; GET /v1/flows lists the switch's flow cache anyway).
+	FlowExport *ipfix.Exporter
 }
 
 // Server serves the API for one switch. Its methods are safe for
@@ -96,6 +101,7 @@ type Server struct {
 	stats                 limitStats
 	build                 prometheus.Labels
 	switchInfo            SwitchInfo
+	flows                 *ipfix.Exporter // nil: none
 
 	// cfgMu serialises every configuration change made through the API
 	// (PATCH, mirror flags), so read-modify-write of a port's config is atomic.
@@ -114,7 +120,7 @@ func NewServer(sw *vswitch.Switch, o Options) *Server {
 	}
 	s := &Server{sw: sw, log: o.Logger, ports: o.Ports, mirrors: map[string]*fileMirror{},
 		captureDir: absDir(o.CaptureDir), socketDir: absDir(o.SocketDir), limits: o.Limits.withDefaults(),
-		build: o.BuildInfo}
+		build: o.BuildInfo, flows: o.FlowExport}
 	if o.Switch != nil {
 		s.switchInfo = *o.Switch
 	}
@@ -172,6 +178,9 @@ func (s *Server) routeTable() []route {
 		{"GET /v1/capture/{port}", http.HandlerFunc(s.capture), stream},
 		{"GET /v1/evpn/routes", http.HandlerFunc(s.getEVPNRoutes), plain},
 		{"GET /v1/evpn/neighbors", http.HandlerFunc(s.getEVPNNeighbors), plain},
+		{"GET /v1/flow-export", http.HandlerFunc(s.getFlowExport), plain},
+		{"PUT /v1/flow-export", http.HandlerFunc(s.putFlowExport), plain},
+		{"GET /v1/flows", http.HandlerFunc(s.getFlows), plain},
 		{"GET /metrics", s.metricsHandler(), plain},
 	}
 }

@@ -136,6 +136,10 @@ type Counters struct {
 // Port is one port: its configuration and counters.
 type Port struct {
 	Name string `json:"name"`
+	// IfIndex is the port's number in exported flows (IPFIX
+	// ingressInterface and egressInterface): ports are numbered in the
+	// order they were added, from 1, never reused while the daemon runs.
+	IfIndex uint32 `json:"if_index,omitempty"`
 	// Kind and Options are the port's backend and its settings as it was
 	// added (PortSpec's options, under the command line's keys), when
 	// the daemon made it; absent for ports it did not.

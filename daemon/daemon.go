@@ -27,6 +27,7 @@ import (
 	"hvnet/api"
 	"hvnet/conntrack"
 	"hvnet/dashboard"
+	"hvnet/ipfix"
 	vswitch "hvnet/switch"
 )
 
@@ -64,6 +65,9 @@ type Config struct {
 	// (package dashboard; "" for none). A port alone (9478, :9478) binds
 	// 127.0.0.1; another host is served only when the address names it.
 	DashboardAddr string
+	// FlowExport is IPFIX flow export (package ipfix): on when Enabled;
+	// the API can turn it on, off or change it later.
+	FlowExport ipfix.Config
 }
 
 func (c Config) notify(state string) {
@@ -205,8 +209,9 @@ type Running struct {
 	acls     map[string]PortACL
 	sgs      map[string]PortSG
 
-	metrics   net.Addr // the metrics listener's address, if any
-	dashboard net.Addr // the dashboard listener's, if any
+	metrics   net.Addr        // the metrics listener's address, if any
+	dashboard net.Addr        // the dashboard listener's, if any
+	flows     *ipfix.Exporter // flow export, on or off
 }
 
 // MetricsAddr is the address the metrics listener is bound to (nil for
@@ -309,7 +314,15 @@ func Start(ctx context.Context, log hclog.Logger, sw *vswitch.Switch, cfg Config
 			return abort(err)
 		}
 	}
-	r := &Running{ctx: ctx, cancel: cancel, log: log, sw: sw, d: d, apiDone: make(chan struct{}),
+	// Flow export starts once the ports are there: its first templates
+	// name them.
+	flows := ipfix.New(sw, ipfix.Options{Logger: log.Named("flow-export"), Segment: d.Segment})
+	if cfg.FlowExport.Enabled {
+		if err := flows.Apply(cfg.FlowExport); err != nil {
+			return abort(fmt.Errorf("flow export: %w", err))
+		}
+	}
+	r := &Running{ctx: ctx, cancel: cancel, log: log, sw: sw, d: d, apiDone: make(chan struct{}), flows: flows,
 		owned: map[string]PortSpec{}, acls: map[string]PortACL{}, sgs: map[string]PortSG{}}
 	for _, p := range cfg.Ports {
 		r.owned[p.Name()] = p
@@ -330,7 +343,7 @@ func Start(ctx context.Context, log hclog.Logger, sw *vswitch.Switch, cfg Config
 	info := cfg.SwitchInfo()
 	// The switch's clock is its default (vswitch.RealClock), the API's.
 	srv := api.NewServer(sw, api.Options{Logger: log.Named("api"), Ports: d,
-		SocketDir: runDir, CaptureDir: captureDir, Limits: cfg.APILimits, BuildInfo: cfg.BuildInfo, Switch: &info})
+		SocketDir: runDir, CaptureDir: captureDir, Limits: cfg.APILimits, BuildInfo: cfg.BuildInfo, Switch: &info, FlowExport: flows})
 	if mln != nil {
 		r.metrics = mln.Addr()
 		lim := cfg.APILimits
@@ -396,6 +409,7 @@ func (r *Running) Shutdown() error {
 	// The last counters, while the ports still exist (Close removes
 	// them); frames still moving until their sessions end are not in them.
 	final := r.sw.Counters()
+	r.flows.Close() // every flow out, while the ports still have their names
 	r.d.Close()
 	r.wg.Wait()
 	for _, c := range final {

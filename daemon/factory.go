@@ -353,3 +353,25 @@ func (d *Daemon) PortSpec(name string) (string, map[string][]string) {
 
 // Kinds lists the port kinds POST /v1/ports can make (api.KindLister).
 func (d *Daemon) Kinds() []string { return Kinds() }
+
+// Segment is the VXLAN VNI a tunnel port (kind vxlan) carries vlan in, 0
+// for any other port or VLAN: flow export's layer2SegmentId.
+func (d *Daemon) Segment(port string, vlan uint16) uint32 {
+	v, ok := d.byName.Load(port)
+	if !ok {
+		return 0
+	}
+	b := v.(*backend)
+	if b.kind != "vxlan" {
+		return 0
+	}
+	for _, s := range b.values["vni"] { // VNI:VLAN, checked by the kind
+		vs, ls, _ := strings.Cut(s, ":")
+		if l, err := strconv.ParseUint(ls, 10, 16); err == nil && uint16(l) == vlan {
+			if n, err := strconv.ParseUint(vs, 10, 32); err == nil {
+				return uint32(n)
+			}
+		}
+	}
+	return 0
+}

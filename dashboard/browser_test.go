@@ -16,6 +16,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"hvnet/api"
 	"hvnet/daemon"
 	_ "hvnet/daemon/vxlankind" // a tunnel port, for the VNI column
 	"hvnet/dashboard"
@@ -50,7 +51,7 @@ func freeUDPPort(t *testing.T) int {
 // the test-traffic kind sending to each other in VLAN 10 (vm3 a trunk
 // that also sends frames of a VLAN it does not carry), and a VXLAN
 // tunnel carrying VLAN 10 as VNI 100 to a VTEP that is not there.
-func startDemoDaemon(t *testing.T) *daemon.Running {
+func startDemoDaemon(t *testing.T) (*daemon.Running, *api.Client) {
 	t.Helper()
 	specs := [][]string{
 		{"test-traffic", "name=vm1", "vlan=10", "mac=" + mac1, "peer=" + mac2},
@@ -75,7 +76,7 @@ func startDemoDaemon(t *testing.T) *daemon.Running {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { r.Shutdown() })
-	return r
+	return r, api.NewClient(cfg.API)
 }
 
 // The dashboard in a real browser (Debian's chromium, headless) against
@@ -178,7 +179,7 @@ func (p *page) noErrors() {
 }
 
 func TestDashboardInBrowser(t *testing.T) {
-	r := startDemoDaemon(t)
+	r, client := startDemoDaemon(t)
 	pg := openPage(t, "http://"+r.DashboardAddr().String()+"/")
 	ctx, waitFor, str, num := pg.ctx, pg.waitFor, pg.str, pg.num
 	page := pg.cdp
@@ -234,10 +235,19 @@ func TestDashboardInBrowser(t *testing.T) {
 		t.Errorf("vlan drops row %q does not name vm3", got)
 	}
 
-	// Flows: this daemon has no flow cache.
+	// Flows: export is off (the API's 409), then on through the API
+	// (a cache and no collector): the test ports' UDP flows show.
 	waitFor("the flows note", `document.querySelector('#flows-note').textContent !== '…'`, 5*time.Second)
 	if got := str(`document.querySelector('#flows-note').textContent`); got != "Flow export is off." {
 		t.Errorf("flows: %q, want \"Flow export is off.\"", got)
+	}
+	on := true
+	if _, err := client.SetFlowExport(context.Background(), api.FlowExport{Enabled: &on}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor("the flows table", `!document.querySelector('#flows').hidden && document.querySelectorAll('#flows tbody tr').length > 0`, 10*time.Second)
+	if got := str(`document.querySelector('#flows tbody tr').textContent`); !strings.Contains(got, "udp") || !strings.Contains(got, "vm") {
+		t.Errorf("the first flow row %q: want a UDP flow between the test's ports", got)
 	}
 
 	// The FDB and its search box.
@@ -302,7 +312,10 @@ func TestDashboardFlowsInBrowser(t *testing.T) {
 		{"src_ip": "10.0.0.1", "dst_ip": "10.0.0.2", "protocol": "tcp", "src_port": 40000, "dst_port": 5201, "vlan": 10,
 		 "in_port": "vm1", "out_port": "vm2", "packets": 1200, "bytes": 1800000, "tcp_flags": "syn,ack"},
 		{"src_addr": "2001:db8::1", "dst_addr": "2001:db8::2", "proto": "udp", "src_port": 53, "dst_port": 5353, "bytes": 5000, "pkts": 10,
-		 "out_ports": ["vm1", "vm2"], "in_port": "up0", "extra": {"nested": [1, 2]}}
+		 "out_ports": ["vm1", "vm2"], "in_port": "up0", "extra": {"nested": [1, 2]}},
+		{"in": "up0", "in_index": 3, "out_index": 0, "src_mac": "52:54:00:00:00:05", "dst_mac": "ff:ff:ff:ff:ff:ff", "vlan": 20,
+		 "ethertype": "0x0800", "protocol": 17, "src_ip": "10.0.0.5", "dst_ip": "10.0.0.6", "src_port": 1000, "dst_port": 2000,
+		 "packets": 3, "bytes": 100, "start": "2026-12-04T22:00:00Z", "end": "2026-12-04T22:00:01Z"}
 	]`
 	api := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
@@ -328,15 +341,16 @@ func TestDashboardFlowsInBrowser(t *testing.T) {
 		Array.from(tr.cells).map(td => td.textContent).join(' | ')).join('\n')`
 	want := "10.0.0.1:40000 → 10.0.0.2:5201 tcp | VLAN 10 | vm1 → vm2 | 1200 | 1.7 MiB\n" +
 		"[2001:db8::1]:53 → [2001:db8::2]:5353 udp |  | up0 → vm1,vm2 | 10 | 4.9 KiB\n" +
-		"52:54:00:00:00:03 → ff:ff:ff:ff:ff:ff | VNI 100 | vm3 → ? | 5 | 320 B"
+		"52:54:00:00:00:03 → ff:ff:ff:ff:ff:ff | VNI 100 | vm3 → ? | 5 | 320 B\n" +
+		"10.0.0.5:1000 → 10.0.0.6:2000 udp | VLAN 20 | up0 → flood | 3 | 100 B" // the API's own form (GET /v1/flows)
 	// Shown, and drawn (the table may be shown a moment before its rows).
-	pg.waitFor("the flows table", `!document.querySelector('#flows').hidden && document.querySelectorAll('#flows tbody tr').length === 3`, 10*time.Second)
+	pg.waitFor("the flows table", `!document.querySelector('#flows').hidden && document.querySelectorAll('#flows tbody tr').length === 4`, 10*time.Second)
 	if got := pg.str(rows); got != want {
 		t.Errorf("flows:\n%s\nwant:\n%s", got, want)
 	}
 	bare.Store(true)
 	pg.eval(pg.ctx, `document.querySelector('#flows tbody').replaceChildren(), true`, nil)
-	pg.waitFor("the flows table from a bare list", `document.querySelectorAll('#flows tbody tr').length === 3`, 10*time.Second)
+	pg.waitFor("the flows table from a bare list", `document.querySelectorAll('#flows tbody tr').length === 4`, 10*time.Second)
 	if got := pg.str(rows); got != want {
 		t.Errorf("flows from a bare list:\n%s\nwant:\n%s", got, want)
 	}

@@ -247,10 +247,11 @@ func (h *handler) serveAPI(w http.ResponseWriter, r *http.Request, p string) {
 		jsonError(w, http.StatusInternalServerError, fmt.Sprintf("dashboard: the API's answer is over %d bytes", maxAnswer))
 		return
 	}
-	if p == "/v1/flows" && (rec.status == http.StatusNotFound || rec.status == http.StatusMethodNotAllowed || rec.status == http.StatusNotImplemented) {
-		// A daemon without a flow cache: say so in a 200, so the page
-		// shows "flow export is off" rather than a failed request in
-		// the browser's console.
+	if p == "/v1/flows" && (rec.status == http.StatusConflict || rec.status == http.StatusNotFound ||
+		rec.status == http.StatusMethodNotAllowed || rec.status == http.StatusNotImplemented) {
+		// Flow export off (the API's 409), or a daemon without a flow
+		// cache: say so in a 200, so the page shows "flow export is
+		// off" rather than a failed request in the browser's console.
 		writeJSON(w, http.StatusOK, `{"enabled": false, "flows": []}`)
 		return
 	}

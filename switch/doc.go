@@ -69,6 +69,16 @@
 // frame on a port, step by step, through the forwarding path's own decision
 // functions, without learning, taking tokens or counting.
 //
+// # Flow cache
+//
+// EnableFlows turns on a flow cache (flowcache.go) for flow export
+// (package ipfix): every frame forwarded is counted in a flow keyed by its
+// ports, MACs, VLAN and IP 5-tuple, in its ingress port's shard, under
+// the input lock Input holds anyway; bounded by FlowConfig.MaxFlows (new
+// flows past it are counted as CacheFull, never dropped), optionally 1-in-N
+// sampled. ExpireFlows hands the exporter the flows due at their active or
+// idle timeout. Off, it costs each frame one predictable branch.
+//
 // # Mirroring
 //
 // Ports flagged MirrorIngress / MirrorEgress copy their traffic to the

@@ -13,6 +13,7 @@ type flowKey struct {
 	sport    uint16
 	dport    uint16
 	sip, dip [2]uint64
+	l4       int32 // offset of the transport header in the frame; 0: none (truncated, a later fragment)
 }
 
 // IPv6 extension headers skipped looking for the upper-layer protocol
@@ -53,6 +54,7 @@ func parseFlow(data []byte, l3 int, et uint16, k *flowKey, wantL3 bool) {
 			return
 		}
 		l4 = ip[ihl:]
+		k.l4 = int32(l3 + ihl)
 	case etherTypeIPv6:
 		// RFC 8200 §3.
 		if len(ip) < 40 || ip[0]>>4 != 6 {
@@ -91,6 +93,7 @@ func parseFlow(data []byte, l3 int, et uint16, k *flowKey, wantL3 bool) {
 			return
 		}
 		l4 = ip[off:]
+		k.l4 = int32(l3 + off)
 	default:
 		return
 	}

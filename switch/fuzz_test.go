@@ -19,6 +19,11 @@ func FuzzInput(f *testing.F) {
 	// One switch for the whole run (building one per input is most of the
 	// cost); the FDB is flushed between inputs so each starts the same.
 	sw := New(Config{Clock: NewManualClock(1)})
+	// The flow cache on: every forwarded frame's flow key is parsed too
+	// (flowcache.go), small enough to fill.
+	if err := sw.EnableFlows(FlowConfig{MaxFlows: 8, Sampling: 1}); err != nil {
+		f.Fatal(err)
+	}
 	full := CapCsum | CapGSOTCPv4 | CapGSOTCPv6 | CapGSOECN
 	cfgs := []PortConfig{
 		access("acc", 1),
@@ -47,9 +52,16 @@ func FuzzInput(f *testing.F) {
 			f.Fatal(err)
 		}
 	}
+	var flows []FlowRecord
 	flush := func(t *testing.T) {
 		if _, err := sw.Flush("", 0); err != nil {
 			t.Fatal(err)
+		}
+		flows = sw.DrainFlows(flows[:0])
+		for _, r := range flows {
+			if r.Packets == 0 || r.Bytes < r.L3Bytes || r.Bytes/r.Packets < 14 {
+				t.Fatalf("flow record %+v", r)
+			}
 		}
 		for _, h := range hs {
 			if z := h.Conntrack(); z != nil {
@@ -98,6 +110,28 @@ func FuzzInput(f *testing.F) {
 					t.Fatalf("emitted bad csum metadata %+v for %d bytes", o.Off, len(o.Data))
 				}
 			}
+		}
+	})
+}
+
+// FuzzFlowFields: the flow key parser on hostile bytes never panics and
+// never points past the frame.
+func FuzzFlowFields(f *testing.F) {
+	f.Add(tcpFrame(false, nil, 100, 0, 0x12).Data)
+	f.Add(tcpFrame(true, [][2]uint16{{tpidCTag, 7}}, 100, 0, 0x11).Data)
+	f.Add(eth(Broadcast, mac(1), 0x0806, 46))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		l3, et := l3Offset(data)
+		if l3 < 0 || len(data) < 14 {
+			return
+		}
+		var k flowKey
+		sport, dport, ports, icmp, flags := flowFields(data, l3, et, &k)
+		if k.l4 < 0 || int(k.l4) > len(data) || (k.l4 != 0 && int(k.l4) < l3+20) {
+			t.Fatalf("l4 offset %d in %d bytes (l3 %d)", k.l4, len(data), l3)
+		}
+		if icmp && (ports || sport != 0) || flags&0xf000 != 0 || (!ports && !icmp && (sport|dport) != 0) {
+			t.Fatalf("fields %d %d %v %v %#x", sport, dport, ports, icmp, flags)
 		}
 	})
 }

@@ -77,7 +77,8 @@ type PortHandle struct {
 	sw      *Switch
 	port    Port
 	name    string
-	mac     MAC // the Port's own MAC (AddressedPort); zero: none
+	ifIndex uint32 // its number in exported flows (IfIndex)
+	mac     MAC    // the Port's own MAC (AddressedPort); zero: none
 	state   atomic.Pointer[portState]
 	removed atomic.Bool
 	index   atomic.Int32 // position in the current topology
@@ -92,6 +93,7 @@ type PortHandle struct {
 	storm     [3]limiter
 	lastSweep int64
 	sc        scratch
+	flows     flowShard // its flows (flowcache.go)
 
 	shaper shaper
 }
@@ -152,6 +154,7 @@ func (h *PortHandle) Input(frames []Frame) {
 	sc.tp, sc.now = tp, now
 	sc.useACL(h.acl.Load())
 	sc.sg = h.sg.Load()
+	sc.fc = sw.flows.Load()
 	if st.mirrorIn {
 		if m := sw.mirror.Load(); m != nil {
 			mirror(m.s, h.name, Ingress, now, frames)
@@ -165,7 +168,7 @@ func (h *PortHandle) Input(frames []Frame) {
 	h.flush()
 	sc.flushACLHits()
 	sc.flushEgressHits()
-	sc.tp, sc.acl, sc.sg = nil, nil, nil
+	sc.tp, sc.acl, sc.sg, sc.fc = nil, nil, nil, nil
 	h.ctr.rxPackets.Add(uint64(len(frames)))
 	h.ctr.rxBytes.Add(nb)
 	h.ctr.addDrops(&sc.drops)
@@ -254,6 +257,9 @@ func (h *PortHandle) forward(st *portState, tp *topology, now int64, f *Frame) {
 			sc.drops[DropStorm]++
 			return
 		}
+		if sc.fc != nil {
+			h.account(sc.fc, &p, data, l3, et, total, nil, now)
+		}
 		h.flood(tp, &p, f)
 		return
 	}
@@ -268,6 +274,9 @@ func (h *PortHandle) forward(st *portState, tp *topology, now int64, f *Frame) {
 	if d != nil {
 		if i := d.idx(tp); i >= 0 {
 			if d != h { // never back out of the ingress port
+				if sc.fc != nil {
+					h.account(sc.fc, &p, data, l3, et, total, d, now)
+				}
 				h.emit(d, i, &p, f)
 			}
 			return
@@ -276,6 +285,9 @@ func (h *PortHandle) forward(st *portState, tp *topology, now int64, f *Frame) {
 	if st.storm && !h.storm[stormUnknown].allow(len(data), now) {
 		sc.drops[DropStorm]++
 		return
+	}
+	if sc.fc != nil {
+		h.account(sc.fc, &p, data, l3, et, total, nil, now)
 	}
 	h.flood(tp, &p, f)
 }

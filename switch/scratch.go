@@ -10,6 +10,7 @@ import "hvnet/conntrack"
 // allocated per frame.
 type scratch struct {
 	sg  *sgSet           // the ingress port's security group, for this batch
+	fc  *flowCache       // the flow cache, for this batch; nil: off
 	ctp conntrack.Packet // a frame parsed for connection tracking
 	// The last connection tracked at this port's ingress (its own
 	// zone) and at an egress (a destination's zone): a train of one

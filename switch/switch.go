@@ -27,6 +27,17 @@ type Switch struct {
 	topo   atomic.Pointer[topology]
 	mirror atomic.Pointer[mirrorRef]
 	ct     *conntrack.Table // security groups' connection tracking (secgroup.go)
+
+	nextIfIndex uint32 // the last port number given (PortHandle.IfIndex); under mu
+
+	// The flow cache (flowcache.go): nil when off. flowMu serialises
+	// its scans and its replacement; goneFlows are removed ports whose
+	// shards still hold flows to report, flowFullGone their CacheFull
+	// counts. Lock order: mu, flowMu, a port's inMu.
+	flows        atomic.Pointer[flowCache]
+	flowMu       sync.Mutex
+	goneFlows    []*PortHandle
+	flowFullGone atomic.Uint64
 }
 
 // topology is an immutable snapshot of the ports, swapped on every change.
@@ -151,7 +162,8 @@ func (s *Switch) AddPort(cfg PortConfig, p Port) (*PortHandle, error) {
 	if err := s.admit(cfg); err != nil {
 		return nil, fmt.Errorf("add port %q: %w", cfg.Name, err)
 	}
-	h := &PortHandle{sw: s, port: p, name: cfg.Name, mac: own, sc: newScratch()}
+	s.nextIfIndex++
+	h := &PortHandle{sw: s, port: p, name: cfg.Name, mac: own, sc: newScratch(), ifIndex: s.nextIfIndex}
 	h.index.Store(-1)
 	h.state.Store(newPortState(cfg, own))
 	h.configureLimits(cfg, s.clock.Now())
@@ -213,6 +225,13 @@ func (s *Switch) RemovePort(name string) error {
 	}
 	h.shaper.mu.Lock()
 	h.shaper.mu.Unlock() //nolint:staticcheck // barrier for a running Poll
+	// Its flows are reported by the next scan (no Input runs on it now).
+	s.flowMu.Lock()
+	if h.flows.n > 0 {
+		s.goneFlows = append(s.goneFlows, h)
+	}
+	s.flowFullGone.Add(h.flows.full.Load())
+	s.flowMu.Unlock()
 	for _, o := range s.ports {
 		o.shaper.forget(h) // its frames queued at shaped egresses
 	}

@@ -51,6 +51,7 @@ func check(t *Topology) []*Error {
 		c.fail(t.Switch.LineOf("mac_move_hold_down"), "switch.mac_move_hold_down", "%v above %v (negative, as -1s: none)", d, vswitch.MaxMACMoveHoldDown)
 	}
 	c.conntrack(t.Conntrack)
+	c.flowExport(t.FlowExport)
 	names := map[string]string{}   // port name -> where first defined
 	sockets := map[string]string{} // socket path -> port
 	macs := map[string]string{}    // MAC -> owner

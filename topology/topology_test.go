@@ -41,6 +41,9 @@ func TestLoadExample(t *testing.T) {
 	if c := top.Conntrack.Config(); c.TableLimit != 1<<20 || c.ZoneLimit != 65536 || c.Timeouts.UDP != 30*time.Second {
 		t.Errorf("conntrack = %+v", c)
 	}
+	if f := top.FlowExport.Config(); !f.Enabled || len(f.Collectors) != 1 || f.ActiveTimeout != time.Minute || f.MaxFlows != 65536 {
+		t.Errorf("flow export = %+v", f)
+	}
 	if top.Ports[1].LineOf("trunk") != 22 {
 		t.Errorf("dpdk0 trunk on line %d, want 22", top.Ports[1].LineOf("trunk"))
 	}
@@ -140,6 +143,11 @@ func TestBadTopologies(t *testing.T) {
 		{"conntrack timeout range", "conntrack:\n  timeouts:\n    tcp_established: -1s\n    icmp: 1000h\n",
 			[]string{`bad.yaml:3: conntrack.timeouts.tcp_established: negative timeout -1s`, `bad.yaml:4: conntrack.timeouts.icmp: 1000h0m0s above 720h0m0s`}},
 		{"conntrack under switch", "switch:\n  conntrack: {max_entries: 5}\n", []string{`bad.yaml:2: switch.conntrack: unknown key`}},
+		{"flow collector", "flow_export:\n  sampling: 10\n  collectors: [127.0.0.1:4739, nowhere]\n",
+			[]string{`bad.yaml:3: flow_export.collectors[1]: "nowhere": want HOST:PORT`}},
+		{"flow timeout", "flow_export:\n  collectors: [127.0.0.1:4739]\n  idle_timeout: 2d\n", []string{`bad.yaml:3: flow_export.idle_timeout: "2d" is not a duration`}},
+		{"flow sampling", "flow_export:\n  sampling: -5\n", []string{`bad.yaml:2: flow_export.sampling: "-5": want 1..16777216`}},
+		{"flow key", "flow_export:\n  collector: 127.0.0.1:4739\n", []string{`bad.yaml:2: flow_export.collector: unknown key`}},
 		{"empty", "", []string{`bad.yaml:1: (file): empty topology`}},
 		{"not yaml", "ports: [\n", []string{`bad.yaml: yaml:`}},
 	} {

@@ -19,9 +19,12 @@ type Topology struct {
 	Switch Switch `yaml:"switch"`
 	// Conntrack is the security groups' connection tracking (secgroup.go).
 	Conntrack *Conntrack `yaml:"conntrack"`
-	Ports     []Port     `yaml:"ports"`
-	Uplink    *Uplink    `yaml:"uplink"`
-	Guests    []Guest    `yaml:"guests"`
+	// FlowExport is IPFIX flow export (package ipfix): on when the
+	// section is there, unless enabled: false.
+	FlowExport *FlowExport `yaml:"flow_export"`
+	Ports      []Port      `yaml:"ports"`
+	Uplink     *Uplink     `yaml:"uplink"`
+	Guests     []Guest     `yaml:"guests"`
 }
 
 // Switch is the switch's own settings.

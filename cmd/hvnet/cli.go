@@ -40,7 +40,7 @@ func commands() []command {
 		{"switch", "run the switch daemon (vhost-user ports, uplinks, API): hvnet switch --port ... --uplink ... | --config FILE", cmdSwitch},
 		{"up", "bring up a topology file (switch, ports, uplink, API, lab guests): hvnet up FILE", cmdUp},
 		{"bench", "benchmarks: hvnet bench boot|vhost|uplink|vxlan|evpn", cmdBench},
-		{"ctl", "talk to a running daemon: hvnet ctl ports|port|add|del|set|queues|fdb|mirror|capture|acl|sg|conntrack|trace|metrics", cmdCtl},
+		{"ctl", "talk to a running daemon: hvnet ctl ports|port|add|del|set|queues|fdb|mirror|capture|acl|sg|conntrack|flows|flow-export|trace|metrics", cmdCtl},
 		{"version", "print the version and the VCS revision it was built from (also hvnet --version)", cmdVersion},
 	}
 }

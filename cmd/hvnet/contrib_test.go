@@ -112,7 +112,7 @@ func TestBashCompletion(t *testing.T) {
 	}
 	// Every ctl command of ctl -h is offered.
 	ctlWords := " " + strings.Join(complete("hvnet", "ctl", "''"), " ") + " "
-	for _, m := range regexp.MustCompile(`(?m)^  ([a-z]+)`).FindAllStringSubmatch(ctlUsage, -1) {
+	for _, m := range regexp.MustCompile(`(?m)^  ([a-z][a-z-]*)`).FindAllStringSubmatch(ctlUsage, -1) {
 		if !strings.Contains(ctlWords, " "+m[1]+" ") {
 			t.Errorf("hvnet ctl <TAB> lacks %q: %s", m[1], ctlWords)
 		}

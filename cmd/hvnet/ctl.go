@@ -68,6 +68,7 @@ const ctlUsage = `usage: hvnet ctl [--socket PATH] [--json] [--wait D] COMMAND
   sg PORT delete                      remove it and its tracked connections
   conntrack [PORT] [--limit N]        connection tracking: per port, or one port's connections and counters
   conntrack PORT --flush              forget a port's tracked connections
+  ` + ctlFlowsHelp + `
   trace --in PORT --src MAC --dst MAC [--vlan N] [--pcp N] [--ethertype 0x800] [--src-ip A --dst-ip B]
         [--proto tcp|udp|N] [--sport N] [--dport N] [--size N]
                                       what the switch would do with such a frame, step by step
@@ -244,6 +245,10 @@ func (c *ctl) run(cmd string, args []string) error {
 		return c.conntrack(args)
 	case "trace":
 		return c.trace(args)
+	case "flows":
+		return c.flows(args)
+	case "flow-export":
+		return c.flowExport(args)
 	case "config":
 		return c.config(args)
 	case "top":

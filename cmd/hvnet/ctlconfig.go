@@ -23,10 +23,21 @@ import (
 // out.
 type (
 	cfgFile struct {
-		Switch    cfgSwitch     `yaml:"switch"`
-		Conntrack *cfgConntrack `yaml:"conntrack,omitempty"`
-		Ports     []cfgPort     `yaml:"ports,omitempty"`
-		Uplink    *cfgUplink    `yaml:"uplink,omitempty"`
+		Switch     cfgSwitch      `yaml:"switch"`
+		Conntrack  *cfgConntrack  `yaml:"conntrack,omitempty"`
+		FlowExport *cfgFlowExport `yaml:"flow_export,omitempty"`
+		Ports      []cfgPort      `yaml:"ports,omitempty"`
+		Uplink     *cfgUplink     `yaml:"uplink,omitempty"`
+	}
+	cfgFlowExport struct { // api.FlowExport: the API's keys are the file's
+		Collectors             []string `yaml:"collectors,omitempty,flow"`
+		ActiveTimeout          string   `yaml:"active_timeout"`
+		IdleTimeout            string   `yaml:"idle_timeout"`
+		Sampling               int      `yaml:"sampling"`
+		MaxFlows               int      `yaml:"max_flows"`
+		TemplateRefresh        string   `yaml:"template_refresh"`
+		TemplateRefreshPackets int      `yaml:"template_refresh_packets,omitempty"`
+		ObservationDomain      uint32   `yaml:"observation_domain"`
 	}
 	cfgConntrack struct {
 		MaxEntries        int         `yaml:"max_entries,omitempty"`
@@ -166,6 +177,17 @@ func (c *ctl) config(args []string) error {
 		groups[p.Name] = g
 	}
 	f, left := runningConfig(c.c.Socket, sw, ps, groups)
+	fx, err := c.c.FlowExport(c.ctx)
+	var ae *api.Error
+	switch {
+	case errors.As(err, &ae) && ae.Status == http.StatusNotImplemented: // a daemon without one
+	case err != nil:
+		return err
+	case fx.Enabled != nil && *fx.Enabled:
+		f.FlowExport = &cfgFlowExport{Collectors: fx.Collectors, ActiveTimeout: fx.ActiveTimeout, IdleTimeout: fx.IdleTimeout,
+			Sampling: fx.Sampling, MaxFlows: fx.MaxFlows, TemplateRefresh: fx.TemplateRefresh,
+			TemplateRefreshPackets: fx.TemplateRefreshPackets, ObservationDomain: fx.ObservationDomain}
+	}
 	var b bytes.Buffer
 	enc := yaml.NewEncoder(&b)
 	enc.SetIndent(2)
@@ -176,7 +198,7 @@ func (c *ctl) config(args []string) error {
 	for _, l := range left {
 		fmt.Fprintf(c.e.stdout, "# Left out: %s\n", l)
 	}
-	_, err := c.e.stdout.Write(b.Bytes())
+	_, err = c.e.stdout.Write(b.Bytes())
 	return err
 }
 

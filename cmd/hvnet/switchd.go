@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -17,6 +18,7 @@ import (
 	_ "hvnet/daemon/kinds" // every port kind hvnet ships
 	"hvnet/dashboard"
 	"hvnet/images"
+	"hvnet/ipfix"
 	vswitch "hvnet/switch"
 )
 
@@ -57,6 +59,17 @@ func cmdSwitch(e *env, args []string) int {
 	initrd := fs.String("initrd", "", "lab guest ports' initramfs (default: the built test image)")
 	runDir := fs.String("run-dir", "", "the only directory for sockets of ports added through the API (default: the API socket's path without its extension: /run/hvnet)")
 	captureDir := fs.String("capture-dir", "", "the only directory API file mirrors write to (default: RUN-DIR/captures)")
+	var flowCollectors specFlags
+	fs.Var(&flowCollectors, "flow-collector", "an IPFIX collector, HOST:PORT over UDP (repeatable; topology: flow_export.collectors): turns flow export on")
+	flowOn := fs.Bool("flow-export", false, "keep the flow cache (hvnet ctl flows) without a collector")
+	flowCfg := ipfix.Config{}.WithDefaults()
+	fs.DurationVar(&flowCfg.ActiveTimeout, "flow-active-timeout", flowCfg.ActiveTimeout, "a flow still going is exported this long after its first frame (flow_export.active_timeout)")
+	fs.DurationVar(&flowCfg.IdleTimeout, "flow-idle-timeout", flowCfg.IdleTimeout, "a flow is exported and forgotten after this long without frames (flow_export.idle_timeout)")
+	fs.IntVar(&flowCfg.Sampling, "flow-sampling", flowCfg.Sampling, "count one frame in N in flows (flow_export.sampling); collectors are told N")
+	fs.IntVar(&flowCfg.MaxFlows, "flow-max-flows", flowCfg.MaxFlows, "flows cached in the whole switch (flow_export.max_flows); frames of new flows past it are forwarded, not counted")
+	fs.DurationVar(&flowCfg.TemplateRefresh, "flow-template-refresh", flowCfg.TemplateRefresh, "send the IPFIX templates again this often (flow_export.template_refresh; RFC 7011 §8.4)")
+	fs.IntVar(&flowCfg.TemplateRefreshPackets, "flow-template-refresh-packets", 0, "and after this many messages (flow_export.template_refresh_packets; 0: by time only)")
+	flowDomain := fs.Uint("flow-observation-domain", ipfix.DefaultObservationDomain, "the IPFIX Observation Domain ID (flow_export.observation_domain)")
 	var lim api.Limits
 	fs.IntVar(&lim.MaxConns, "api-max-conns", api.DefaultMaxConns, "API connections served at once (more wait)")
 	fs.DurationVar(&lim.ReadTimeout, "api-read-timeout", api.DefaultReadTimeout, "time for an API request to arrive (its header: at most 5 s)")
@@ -91,6 +104,16 @@ func cmdSwitch(e *env, args []string) int {
 			return fail(e, fmt.Errorf("%w: switch: --dashboard-addr %v", errUsage, err))
 		}
 	}
+	flowCfg.Enabled = *flowOn || len(flowCollectors) > 0
+	flowCfg.Collectors = flowCollectors
+	if *flowDomain > 1<<32-1 {
+		return fail(e, fmt.Errorf("%w: switch: --flow-observation-domain %d: want 0..%d", errUsage, *flowDomain, uint32(1<<32-1)))
+	}
+	flowCfg.ObservationDomain = uint32(*flowDomain)
+	if err := flowCfg.Validate(); err != nil {
+		return fail(e, fmt.Errorf("%w: switch: %v", errUsage, flowFlagError(err)))
+	}
+	cfg.FlowExport = flowCfg
 	access, err := daemon.ParseSocketAccess(*apiMode, *apiOwner, *apiGroup, [3]string{"--api-mode", "--api-owner", "--api-group"})
 	if err != nil {
 		return fail(e, fmt.Errorf("%w: switch: %v", errUsage, err))
@@ -197,4 +220,18 @@ func (gi guestImages) resolve(ctx context.Context) (string, string, error) {
 		i = set.Initrd
 	}
 	return k, i, nil
+}
+
+// flowFlagError names the --flow-* flag of a flow export setting refused.
+func flowFlagError(err error) error {
+	var fe *ipfix.FieldError
+	if !errors.As(err, &fe) {
+		return err
+	}
+	flag := "--flow-" + strings.ReplaceAll(fe.Field, "_", "-")
+	if i, ok := strings.CutPrefix(fe.Field, "collectors["); ok {
+		n, _ := strconv.Atoi(strings.TrimSuffix(i, "]"))
+		flag = fmt.Sprintf("--flow-collector #%d", n+1)
+	}
+	return fmt.Errorf("%s %q: %s", flag, fe.Value, fe.Want)
 }

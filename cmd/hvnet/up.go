@@ -277,7 +277,7 @@ func labGuests(t *topology.Topology) ([]lab.GuestConfig, error) {
 // configuration, lab guests aside (labGuests).
 func topologyConfig(t *topology.Topology) (daemon.Config, error) {
 	cfg := daemon.Config{API: t.Switch.API, MetricsAddr: t.Switch.MetricsAddr, DashboardAddr: t.Switch.DashboardAddr, Aging: t.Switch.Aging, FDBMaxEntries: t.Switch.FDBMaxEntries,
-		MACLimit: t.Switch.MACLimit, MACMoveHoldDown: t.Switch.MACMoveHoldDown, Conntrack: t.Conntrack.Config()}
+		MACLimit: t.Switch.MACLimit, MACMoveHoldDown: t.Switch.MACMoveHoldDown, Conntrack: t.Conntrack.Config(), FlowExport: t.FlowExport.Config()}
 	if cfg.API == "" {
 		cfg.API = envOr("HVNET_SOCKET", defaultSocket)
 	}

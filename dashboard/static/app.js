@@ -359,8 +359,12 @@ function pick(o, ...keys) {
   return undefined;
 }
 
+// IANA protocol numbers the API gives, by their names.
+const PROTOCOLS = { 1: 'icmp', 6: 'tcp', 17: 'udp', 58: 'ipv6-icmp', 132: 'sctp' };
+
 function flowText(f) {
-  const proto = pick(f, 'protocol', 'proto', 'ip_protocol');
+  let proto = pick(f, 'protocol', 'proto', 'ip_protocol');
+  if (typeof proto === 'number') proto = PROTOCOLS[proto] ?? String(proto);
   const sip = pick(f, 'src_ip', 'src_addr', 'source_ip');
   const dip = pick(f, 'dst_ip', 'dst_addr', 'destination_ip');
   const sp = pick(f, 'src_port', 'source_port');
@@ -398,8 +402,10 @@ async function pollFlows() {
   $('#flows tbody').replaceChildren(...top.map((f) => {
     const vlan = pick(f, 'vlan', 'vlan_id');
     const vni = pick(f, 'vni');
-    const inp = pick(f, 'in_port', 'ingress_port', 'input');
-    const outp = pick(f, 'out_port', 'egress_port', 'output');
+    const inp = pick(f, 'in', 'in_port', 'ingress_port', 'input');
+    // The API leaves "out" out for a flooded frame.
+    const outp = pick(f, 'out', 'out_port', 'egress_port', 'output') ??
+      (f.in !== undefined && !Array.isArray(f.out_ports) ? 'flood' : undefined);
     const tr = el('tr');
     tr.append(el('td', flowText(f), 'mono'),
       el('td', [vlan !== undefined ? 'VLAN ' + vlan : '', vni !== undefined ? 'VNI ' + vni : ''].filter(Boolean).join(' · ')),
