@@ -28,6 +28,7 @@ type FlowExport struct {
 	IdleTimeout            string   `json:"idle_timeout,omitempty"`
 	Sampling               int      `json:"sampling,omitempty"`
 	MaxFlows               int      `json:"max_flows,omitempty"`
+	MaxFlowsPerPort        int      `json:"max_flows_per_port,omitempty"`
 	TemplateRefresh        string   `json:"template_refresh,omitempty"`
 	TemplateRefreshPackets int      `json:"template_refresh_packets,omitempty"`
 	ObservationDomain      uint32   `json:"observation_domain,omitempty"`
@@ -114,14 +115,14 @@ func FlowExportFrom(cfg ipfix.Config) FlowExport {
 	en := cfg.Enabled
 	c := append([]string{}, cfg.Collectors...)
 	return FlowExport{Enabled: &en, Collectors: c, ActiveTimeout: cfg.ActiveTimeout.String(), IdleTimeout: cfg.IdleTimeout.String(),
-		Sampling: cfg.Sampling, MaxFlows: cfg.MaxFlows, TemplateRefresh: cfg.TemplateRefresh.String(),
+		Sampling: cfg.Sampling, MaxFlows: cfg.MaxFlows, MaxFlowsPerPort: cfg.MaxFlowsPerPort, TemplateRefresh: cfg.TemplateRefresh.String(),
 		TemplateRefreshPackets: cfg.TemplateRefreshPackets, ObservationDomain: cfg.ObservationDomain}
 }
 
 // Config turns f into ipfix's configuration; a bad duration is an
 // *Error naming its field.
 func (f FlowExport) Config() (ipfix.Config, *Error) {
-	c := ipfix.Config{Enabled: f.Enabled == nil || *f.Enabled, Collectors: f.Collectors, Sampling: f.Sampling, MaxFlows: f.MaxFlows,
+	c := ipfix.Config{Enabled: f.Enabled == nil || *f.Enabled, Collectors: f.Collectors, Sampling: f.Sampling, MaxFlows: f.MaxFlows, MaxFlowsPerPort: f.MaxFlowsPerPort,
 		TemplateRefreshPackets: f.TemplateRefreshPackets, ObservationDomain: f.ObservationDomain}
 	for _, d := range []struct {
 		name, s string

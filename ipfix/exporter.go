@@ -34,6 +34,9 @@ type Config struct {
 	Sampling int
 	// MaxFlows bounds the flow cache (vswitch.FlowConfig.MaxFlows).
 	MaxFlows int
+	// MaxFlowsPerPort bounds one port's flows in it
+	// (vswitch.FlowConfig.MaxFlowsPerPort; 0: a quarter of MaxFlows).
+	MaxFlowsPerPort int
 	// TemplateRefresh: the templates are sent again this often (RFC 7011
 	// §8.4: over UDP a collector that restarted learns them only so);
 	// TemplateRefreshPackets, if not 0, also after that many messages.
@@ -90,6 +93,9 @@ func (c Config) WithDefaults() Config {
 	if c.MaxFlows == 0 {
 		c.MaxFlows = vswitch.DefaultMaxFlows
 	}
+	if c.MaxFlowsPerPort == 0 {
+		c.MaxFlowsPerPort = max(c.MaxFlows/4, 1)
+	}
 	if c.TemplateRefresh == 0 {
 		c.TemplateRefresh = DefaultTemplateRefresh
 	}
@@ -124,6 +130,8 @@ func (c Config) resolve() ([]*net.UDPAddr, error) {
 		return nil, &FieldError{Field: "sampling", Value: strconv.Itoa(c.Sampling), Want: fmt.Sprintf("want 1..%d (one frame in N)", vswitch.MaxSampling)}
 	case c.MaxFlows < 1 || c.MaxFlows > vswitch.MaxMaxFlows:
 		return nil, &FieldError{Field: "max_flows", Value: strconv.Itoa(c.MaxFlows), Want: fmt.Sprintf("want 1..%d", vswitch.MaxMaxFlows)}
+	case c.MaxFlowsPerPort < 1 || c.MaxFlowsPerPort > c.MaxFlows:
+		return nil, &FieldError{Field: "max_flows_per_port", Value: strconv.Itoa(c.MaxFlowsPerPort), Want: fmt.Sprintf("want 1..max_flows (%d); 0: a quarter of max_flows", c.MaxFlows)}
 	case c.TemplateRefreshPackets < 0 || c.TemplateRefreshPackets > MaxRefreshPackets:
 		return nil, &FieldError{Field: "template_refresh_packets", Value: strconv.Itoa(c.TemplateRefreshPackets), Want: fmt.Sprintf("want 0 (by time only)..%d", MaxRefreshPackets)}
 	case len(c.Collectors) > MaxCollectors:
@@ -299,7 +307,8 @@ func (e *Exporter) Apply(cfg Config) error {
 	}
 	e.mu.Lock()
 	e.run = nil
-	keep := old != nil && cfg.Enabled && old.cfg.Sampling == cfg.Sampling && old.cfg.MaxFlows == cfg.MaxFlows
+	keep := old != nil && cfg.Enabled && old.cfg.Sampling == cfg.Sampling && old.cfg.MaxFlows == cfg.MaxFlows &&
+		old.cfg.MaxFlowsPerPort == cfg.MaxFlowsPerPort
 	sameStream := old != nil && old.cfg.ObservationDomain == cfg.ObservationDomain
 	if old != nil && !keep {
 		old.recs = e.sw.DisableFlows(old.recs[:0])
@@ -330,7 +339,7 @@ func (e *Exporter) Apply(cfg Config) error {
 	e.cfg = cfg
 	if cfg.Enabled {
 		if !keep {
-			if err := e.sw.EnableFlows(vswitch.FlowConfig{MaxFlows: cfg.MaxFlows, Sampling: cfg.Sampling}); err != nil {
+			if err := e.sw.EnableFlows(vswitch.FlowConfig{MaxFlows: cfg.MaxFlows, MaxFlowsPerPort: cfg.MaxFlowsPerPort, Sampling: cfg.Sampling}); err != nil {
 				e.mu.Unlock()
 				return err // Validate checked the bounds: not reached
 			}

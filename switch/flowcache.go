@@ -31,9 +31,12 @@ import (
 // lock, which Input holds anyway: port goroutines never contend, and the
 // exporter takes a port's lock only while it scans that port's shard.
 //
-// Bounds. Entries in all shards together are at most FlowConfig.MaxFlows:
-// a frame of a new flow past it is forwarded as always but not counted in
-// any flow (FlowStats.CacheFull counts such frames), nothing is evicted. A
+// Bounds. Entries in all shards together are at most FlowConfig.MaxFlows,
+// and one port's at most FlowConfig.MaxFlowsPerPort (a quarter of it by
+// default: a tenant that floods new flows fills its own part, and the
+// other ports' flows are still counted): a frame of a new flow past either
+// is forwarded as always but not counted in any flow (FlowStats.Full
+// counts such frames), nothing is evicted. A
 // shard is an open-addressing table (linear probing, grown at 3/4 full,
 // shrunk when the exporter finds it under 1/8 full) of 112-byte entries,
 // keyed by a hash seeded per port so a tenant cannot aim collisions at it
@@ -62,6 +65,11 @@ type FlowConfig struct {
 	// MaxFlows bounds the flows cached in the whole switch; 0 means
 	// DefaultMaxFlows.
 	MaxFlows int
+	// MaxFlowsPerPort bounds the flows one port's frames may hold, so
+	// that one tenant's flood of new flows (a port scan, random
+	// addresses) cannot take the whole cache and blind the export to
+	// every other port; 0 means a quarter of MaxFlows.
+	MaxFlowsPerPort int
 	// Sampling: each port counts one frame in Sampling (0 and 1: every
 	// frame).
 	Sampling int
@@ -72,6 +80,8 @@ func (c FlowConfig) Validate() error {
 	switch {
 	case c.MaxFlows < 0 || c.MaxFlows > MaxMaxFlows:
 		return fmt.Errorf("%w: max flows %d: want 1..%d (0: %d)", errConfig, c.MaxFlows, MaxMaxFlows, DefaultMaxFlows)
+	case c.MaxFlowsPerPort < 0 || c.MaxFlowsPerPort > MaxMaxFlows:
+		return fmt.Errorf("%w: max flows per port %d: want 1..%d (0: a quarter of max flows)", errConfig, c.MaxFlowsPerPort, MaxMaxFlows)
 	case c.Sampling < 0 || c.Sampling > MaxSampling:
 		return fmt.Errorf("%w: sampling %d: want 1..%d (one frame in N; 0 or 1: every frame)", errConfig, c.Sampling, MaxSampling)
 	}
@@ -128,13 +138,15 @@ type FlowStats struct {
 	Enabled  bool
 	Active   int64  // flows in the cache
 	MaxFlows int    // its bound
+	PerPort  int    // the bound of one port's flows
 	Sampling int    // one frame in Sampling is counted
-	Full     uint64 // frames of new flows not counted: the cache held MaxFlows flows
+	Full     uint64 // frames of new flows not counted: the cache held MaxFlows flows, or their port PerPort
 }
 
 // flowCache is one enabled flow cache; EnableFlows makes a new one.
 type flowCache struct {
 	max      int64
+	perPort  int // entries one shard may hold
 	sampling uint32
 	n        atomic.Int64 // entries in every shard
 }
@@ -307,9 +319,12 @@ func (sh *flowShard) lookup(k *[8]uint64, hash uint64) int {
 }
 
 // insert adds k, which the shard does not hold, and returns its slot; -1
-// when the cache is full.
+// when the cache or the port's part of it is full.
 func (sh *flowShard) insert(k *[8]uint64, hash uint64) int {
 	fc := sh.fc
+	if sh.n >= fc.perPort {
+		return -1
+	}
 	if fc.n.Add(1) > fc.max {
 		fc.n.Add(-1)
 		return -1
@@ -434,7 +449,10 @@ func (s *Switch) EnableFlows(cfg FlowConfig) error {
 	if cfg.MaxFlows == 0 {
 		cfg.MaxFlows = DefaultMaxFlows
 	}
-	fc := &flowCache{max: int64(cfg.MaxFlows), sampling: uint32(max(cfg.Sampling, 1))}
+	if cfg.MaxFlowsPerPort == 0 {
+		cfg.MaxFlowsPerPort = max(cfg.MaxFlows/4, 1)
+	}
+	fc := &flowCache{max: int64(cfg.MaxFlows), perPort: cfg.MaxFlowsPerPort, sampling: uint32(max(cfg.Sampling, 1))}
 	s.flowMu.Lock()
 	defer s.flowMu.Unlock()
 	s.flows.Store(fc)
@@ -580,7 +598,7 @@ func (s *Switch) FlowStats() FlowStats {
 		st.Full += h.flows.full.Load()
 	}
 	if fc := s.flows.Load(); fc != nil {
-		st.Enabled, st.Active, st.MaxFlows, st.Sampling = true, fc.n.Load(), int(fc.max), int(fc.sampling)
+		st.Enabled, st.Active, st.MaxFlows, st.PerPort, st.Sampling = true, fc.n.Load(), int(fc.max), fc.perPort, int(fc.sampling)
 	}
 	return st
 }

@@ -204,7 +204,7 @@ func TestFlowSampling(t *testing.T) {
 // and every frame is still forwarded.
 func TestFlowCacheFull(t *testing.T) {
 	ts := newTestSwitch(t, access("a", 1), access("b", 1), access("c", 1))
-	ts.sw.EnableFlows(FlowConfig{MaxFlows: 4})
+	ts.sw.EnableFlows(FlowConfig{MaxFlows: 4, MaxFlowsPerPort: 4})
 	a, b := mac(1), mac(2)
 	ts.in("b", pf(a, b, 0, "", "", 0, 0, 0, 60).Bytes()) // 1 flow
 	var fs [][]byte
@@ -233,6 +233,44 @@ func TestFlowCacheFull(t *testing.T) {
 	ts.sw.RemovePort("a")
 	if st := ts.sw.FlowStats(); st.Full != 14 {
 		t.Fatalf("after removing a %+v", st)
+	}
+}
+
+// TestFlowCachePerPort: a port flooding new flows fills its own part of
+// the cache (counted), the other ports' new flows are still cached; the
+// default part is a quarter of the cache.
+func TestFlowCachePerPort(t *testing.T) {
+	ts := newTestSwitch(t, access("a", 1), access("b", 1))
+	if err := ts.sw.EnableFlows(FlowConfig{MaxFlows: 100, MaxFlowsPerPort: 10}); err != nil {
+		t.Fatal(err)
+	}
+	a, b := mac(1), mac(2)
+	ts.in("b", pf(a, b, 0, "", "", 0, 0, 0, 60).Bytes())
+	var flood [][]byte
+	for i := range 50 {
+		flood = append(flood, pf(b, a, 0, "10.0.0.1", "10.0.0.2", pktbuild.UDP, uint16(1000+i), 2, 100).Bytes())
+	}
+	ts.in("a", flood...)
+	var mine [][]byte
+	for i := range 5 {
+		mine = append(mine, pf(a, b, 0, "10.0.0.2", "10.0.0.1", pktbuild.UDP, uint16(i), 2, 100).Bytes())
+	}
+	ts.in("b", mine...)
+	st := ts.sw.FlowStats()
+	if st.Active != 1+10+5 || st.Full != 40 || st.PerPort != 10 {
+		t.Fatalf("stats %+v, want 16 flows (a's 10, b's 6), 40 of a's frames not cached", st)
+	}
+	if c := ts.h["b"].Counters(); c.TxPackets != 50 {
+		t.Fatalf("b sent %d of a's 50 frames: the bound must not touch forwarding", c.TxPackets)
+	}
+	if err := ts.sw.EnableFlows(FlowConfig{MaxFlows: 1000}); err != nil {
+		t.Fatal(err)
+	}
+	if st := ts.sw.FlowStats(); st.PerPort != 250 {
+		t.Errorf("default per-port bound %d, want a quarter of 1000", st.PerPort)
+	}
+	if err := (FlowConfig{MaxFlowsPerPort: -1}).Validate(); err == nil {
+		t.Error("a negative per-port bound was accepted")
 	}
 }
 
@@ -281,7 +319,7 @@ func TestFlowsOffAndRemovedPort(t *testing.T) {
 // TestFlowShardTable: inserts and backward-shift removals in a small
 // table against a map, many rounds.
 func TestFlowShardTable(t *testing.T) {
-	fc := &flowCache{max: 1 << 20, sampling: 1}
+	fc := &flowCache{max: 1 << 20, perPort: 1 << 20, sampling: 1}
 	var sh flowShard
 	sh.reset(fc)
 	rng := rand.New(rand.NewPCG(1, 2))

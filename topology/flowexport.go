@@ -19,6 +19,7 @@ type FlowExport struct {
 	IdleTimeout            time.Duration `yaml:"idle_timeout"`
 	Sampling               int           `yaml:"sampling"` // one frame in N
 	MaxFlows               int           `yaml:"max_flows"`
+	MaxFlowsPerPort        int           `yaml:"max_flows_per_port"`
 	TemplateRefresh        time.Duration `yaml:"template_refresh"`
 	TemplateRefreshPackets int           `yaml:"template_refresh_packets"`
 	ObservationDomain      uint32        `yaml:"observation_domain"`
@@ -30,7 +31,7 @@ func (f *FlowExport) Config() ipfix.Config {
 		return ipfix.Config{}
 	}
 	return ipfix.Config{Enabled: f.Enabled == nil || *f.Enabled, Collectors: f.Collectors, ActiveTimeout: f.ActiveTimeout,
-		IdleTimeout: f.IdleTimeout, Sampling: f.Sampling, MaxFlows: f.MaxFlows, TemplateRefresh: f.TemplateRefresh,
+		IdleTimeout: f.IdleTimeout, Sampling: f.Sampling, MaxFlows: f.MaxFlows, MaxFlowsPerPort: f.MaxFlowsPerPort, TemplateRefresh: f.TemplateRefresh,
 		TemplateRefreshPackets: f.TemplateRefreshPackets, ObservationDomain: f.ObservationDomain}
 }
 

@@ -35,6 +35,7 @@ type (
 		IdleTimeout            string   `yaml:"idle_timeout"`
 		Sampling               int      `yaml:"sampling"`
 		MaxFlows               int      `yaml:"max_flows"`
+		MaxFlowsPerPort        int      `yaml:"max_flows_per_port,omitempty"`
 		TemplateRefresh        string   `yaml:"template_refresh"`
 		TemplateRefreshPackets int      `yaml:"template_refresh_packets,omitempty"`
 		ObservationDomain      uint32   `yaml:"observation_domain"`
@@ -185,7 +186,7 @@ func (c *ctl) config(args []string) error {
 		return err
 	case fx.Enabled != nil && *fx.Enabled:
 		f.FlowExport = &cfgFlowExport{Collectors: fx.Collectors, ActiveTimeout: fx.ActiveTimeout, IdleTimeout: fx.IdleTimeout,
-			Sampling: fx.Sampling, MaxFlows: fx.MaxFlows, TemplateRefresh: fx.TemplateRefresh,
+			Sampling: fx.Sampling, MaxFlows: fx.MaxFlows, MaxFlowsPerPort: fx.MaxFlowsPerPort, TemplateRefresh: fx.TemplateRefresh,
 			TemplateRefreshPackets: fx.TemplateRefreshPackets, ObservationDomain: fx.ObservationDomain}
 	}
 	var b bytes.Buffer

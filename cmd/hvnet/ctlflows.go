@@ -174,6 +174,8 @@ func (c *ctl) flowExport(args []string) error {
 			err = num(&f.Sampling)
 		case "max_flows":
 			err = num(&f.MaxFlows)
+		case "max_flows_per_port":
+			err = num(&f.MaxFlowsPerPort)
 		case "template_refresh_packets":
 			err = num(&f.TemplateRefreshPackets)
 		case "observation_domain":
@@ -220,8 +222,8 @@ func printFlowExport(w io.Writer, st api.FlowExportStatus) error {
 		}
 		fmt.Fprintf(w, "flow export: on, IPFIX %s\n", to)
 	}
-	fmt.Fprintf(w, "  active_timeout %s, idle_timeout %s, sampling 1 in %d, max_flows %d, template_refresh %s", st.ActiveTimeout, st.IdleTimeout,
-		st.Sampling, st.MaxFlows, st.TemplateRefresh)
+	fmt.Fprintf(w, "  active_timeout %s, idle_timeout %s, sampling 1 in %d, max_flows %d (%d per port), template_refresh %s", st.ActiveTimeout, st.IdleTimeout,
+		st.Sampling, st.MaxFlows, st.MaxFlowsPerPort, st.TemplateRefresh)
 	if st.TemplateRefreshPackets > 0 {
 		fmt.Fprintf(w, " or %d messages", st.TemplateRefreshPackets)
 	}

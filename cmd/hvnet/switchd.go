@@ -67,6 +67,7 @@ func cmdSwitch(e *env, args []string) int {
 	fs.DurationVar(&flowCfg.IdleTimeout, "flow-idle-timeout", flowCfg.IdleTimeout, "a flow is exported and forgotten after this long without frames (flow_export.idle_timeout)")
 	fs.IntVar(&flowCfg.Sampling, "flow-sampling", flowCfg.Sampling, "count one frame in N in flows (flow_export.sampling); collectors are told N")
 	fs.IntVar(&flowCfg.MaxFlows, "flow-max-flows", flowCfg.MaxFlows, "flows cached in the whole switch (flow_export.max_flows); frames of new flows past it are forwarded, not counted")
+	fs.IntVar(&flowCfg.MaxFlowsPerPort, "flow-max-flows-per-port", flowCfg.MaxFlowsPerPort, "flows one port may hold in the cache (flow_export.max_flows_per_port; 0: a quarter of --flow-max-flows)")
 	fs.DurationVar(&flowCfg.TemplateRefresh, "flow-template-refresh", flowCfg.TemplateRefresh, "send the IPFIX templates again this often (flow_export.template_refresh; RFC 7011 §8.4)")
 	fs.IntVar(&flowCfg.TemplateRefreshPackets, "flow-template-refresh-packets", 0, "and after this many messages (flow_export.template_refresh_packets; 0: by time only)")
 	flowDomain := fs.Uint("flow-observation-domain", ipfix.DefaultObservationDomain, "the IPFIX Observation Domain ID (flow_export.observation_domain)")
