@@ -201,7 +201,8 @@ func Open(cfg Config) (*Port, error) {
 	}
 	p := &Port{cfg: cfg, log: cfg.Logger, vniVLAN: map[uint32]uint16{}, remote: map[macKey]*remoteMAC{},
 		flood: map[uint32][]vtep{}, added: map[uint32][]vtep{}, known: map[[4]byte]int{}, rxfd: -1, txfd: -1}
-	p.nb = neighTables{local: map[ipKey][6]byte{}, perMAC: map[macKey]int{}, remote: map[ipKey][6]byte{}}
+	p.nb = neighTables{local: map[ipKey][6]byte{}, perMAC: map[macKey]int{}, remote: map[ipKey][6]byte{},
+		changed: make(chan struct{}, 1)}
 	p.ring.wake = make(chan struct{}, 1)
 	for vni, vlan := range cfg.VNIs {
 		if vni == 0 || vni > MaxVNI {
