@@ -185,7 +185,7 @@ func (s *Speaker) markMoved(k macKey) {
 		if lm.moved {
 			continue
 		}
-		if err := s.deleteLocal(lm); err != nil {
+		if err := s.deleteLocal(k, ip, lm); err != nil {
 			s.log.Warn("withdraw a MAC that moved away", "vni", k.vni, "mac", net.HardwareAddr(k.mac[:]).String(), "ip", ip, "error", err)
 			continue
 		}
