@@ -72,17 +72,22 @@ func (w *FDBWatch) C() <-chan struct{} { return w.c }
 // order), and overflow true when more than the watch's limit did: then
 // the keys are not all there and the reader must read the whole FDB.
 func (w *FDBWatch) Changes() (keys []FDBKey, overflow bool) {
+	// The set is swapped under the lock and read after it: a writer
+	// (learning a new MAC) waits for a swap, never for the copy.
 	w.mu.Lock()
-	defer w.mu.Unlock()
 	overflow, w.over = w.over, false
+	set := w.keys
+	if len(set) > 0 {
+		w.keys = map[uint64]struct{}{}
+	}
+	w.mu.Unlock()
 	if overflow {
 		return nil, true
 	}
-	keys = make([]FDBKey, 0, len(w.keys))
-	for k := range w.keys {
+	keys = make([]FDBKey, 0, len(set))
+	for k := range set {
 		keys = append(keys, FDBKey{VLAN: keyVID(k), MAC: keyMAC(k)})
 	}
-	clear(w.keys)
 	return keys, false
 }
 
