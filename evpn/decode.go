@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	api "github.com/osrg/gobgp/v3/api"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 )
@@ -110,11 +111,8 @@ func decodePath(p *api.Path) (route, error) {
 		// type this GoBGP build does not know is.
 		switch anyName(a) {
 		case nameMPReach:
-			var v api.MpReachNLRIAttribute
-			if proto.Unmarshal(a.GetValue(), &v) == nil {
-				if hops := v.GetNextHops(); len(hops) > 0 {
-					nextHop, _ = netip.ParseAddr(hops[0])
-				}
+			if hop, ok := firstNextHop(a.GetValue()); ok {
+				nextHop, _ = netip.ParseAddr(hop)
 			}
 		case nameNextHop:
 			var v api.NextHopAttribute
@@ -160,6 +158,32 @@ func decodePath(p *api.Path) (route, error) {
 		return r, fmt.Errorf("type-2 route: %s is not a unicast MAC", net.HardwareAddr(r.mac[:]))
 	}
 	return r, nil
+}
+
+// firstNextHop reads the first of an MpReachNLRIAttribute's next_hops
+// (field 2) from its protobuf encoding, leaving the NLRIs it repeats
+// (field 3) unread. A malformed encoding has none.
+func firstNextHop(b []byte) (string, bool) {
+	const nextHops = 2 // apipb.MpReachNLRIAttribute.next_hops
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return "", false
+		}
+		b = b[n:]
+		if num == nextHops && typ == protowire.BytesType {
+			v, n := protowire.ConsumeBytes(b)
+			if n < 0 {
+				return "", false
+			}
+			return string(v), true
+		}
+		if n = protowire.ConsumeFieldValue(num, typ, b); n < 0 {
+			return "", false
+		}
+		b = b[n:]
+	}
+	return "", false
 }
 
 // The full names of the messages decodePath reads.

@@ -248,13 +248,54 @@ func TestDecodeHostilePaths(t *testing.T) {
 	}
 }
 
+// BenchmarkDecodePath decodes a remote type-2 route as GoBGP's watcher
+// hands it out (the next hop in MP_REACH_NLRI, LOCAL_PREF of iBGP).
 func BenchmarkDecodePath(b *testing.B) {
 	s := testSpeaker()
-	p := remote(s.macAny(100, 1, [6]byte{2, 0xaa, 0xbb, 0xcc, 0xdd, 0xee}, netip.Addr{}, 3), false)
+	wp := s.macPath(100, 1, [6]byte{2, 0xaa, 0xbb, 0xcc, 0xdd, 0xee}, netip.Addr{}, 3)
+	n, _ := apiutil.GetNativeNlri(wp)
+	pa, _ := apiutil.GetNativePathAttributes(wp)
+	attrs := []bgp.PathAttributeInterface{pa[0], bgp.NewPathAttributeMpReachNLRI("192.0.2.1", []bgp.AddrPrefixInterface{n}), pa[2],
+		bgp.NewPathAttributeLocalPref(100)}
+	p := &api.Path{Family: evpnFamily, NeighborIp: "10.0.0.9"}
+	p.Nlri, _ = apiutil.MarshalNLRI(n)
+	p.Pattrs, _ = apiutil.MarshalPathAttributes(attrs)
+	if r, err := decodePath(p); err != nil || r.vtep != netip.MustParseAddr("192.0.2.1") || r.seq != 3 || r.vni != 100 {
+		b.Fatalf("decodePath = %+v, %v", r, err)
+	}
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, err := decodePath(p); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// firstNextHop reads the next hop from GoBGP's encoding and nothing from
+// garbage.
+func TestFirstNextHop(t *testing.T) {
+	n, _ := apiutil.GetNativeNlri(testSpeaker().macPath(100, 1, [6]byte{2, 1, 2, 3, 4, 5}, netip.Addr{}, 0))
+	for _, hop := range []string{"192.0.2.1", "2001:db8::1"} {
+		a, err := apiutil.NewMpReachNLRIAttributeFromNative(bgp.NewPathAttributeMpReachNLRI(hop, []bgp.AddrPrefixInterface{n}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := proto.Marshal(a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, ok := firstNextHop(b); !ok || got != hop {
+			t.Errorf("firstNextHop = %q, %v; want %s", got, ok, hop)
+		}
+		for i := range len(b) - 1 {
+			if got, ok := firstNextHop(b[:i]); ok && got != hop {
+				t.Errorf("%d bytes of it: %q", i, got)
+			}
+		}
+	}
+	for _, b := range [][]byte{nil, {0xff}, {0x12}, {0x12, 0x05, 'a'}, {0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f}} {
+		if got, ok := firstNextHop(b); ok {
+			t.Errorf("firstNextHop(%x) = %q", b, got)
 		}
 	}
 }
