@@ -76,9 +76,9 @@ func (w *FDBWatch) Changes() (keys []FDBKey, overflow bool) {
 	// (learning a new MAC) waits for a swap, never for the copy.
 	w.mu.Lock()
 	overflow, w.over = w.over, false
-	set := w.keys
-	if len(set) > 0 {
-		w.keys = map[uint64]struct{}{}
+	var set map[uint64]struct{} // the watch's no more: read unlocked
+	if !overflow && len(w.keys) > 0 {
+		set, w.keys = w.keys, map[uint64]struct{}{}
 	}
 	w.mu.Unlock()
 	if overflow {

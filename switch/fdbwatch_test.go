@@ -140,3 +140,46 @@ func TestFDBWatchBounds(t *testing.T) {
 	}
 	w2.Close()
 }
+
+// Changes read while writers add keys: every key is reported (once the
+// writers are done), and nothing races (go test -race).
+func TestFDBWatchConcurrent(t *testing.T) {
+	s := New(Config{})
+	if _, err := s.AddPort(PortConfig{Name: "a", PVID: 10}, newSink(0)); err != nil {
+		t.Fatal(err)
+	}
+	w := s.WatchFDB(1 << 16)
+	defer w.Close()
+	const writers, each = 4, 500
+	done := make(chan struct{})
+	for g := range writers {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for i := range each {
+				s.AddStatic("a", 10, MAC{2, 0, 0, byte(g), byte(i >> 8), byte(i)})
+			}
+		}()
+	}
+	seen := map[FDBKey]bool{}
+	read := func() {
+		keys, over := w.Changes()
+		if over {
+			t.Fatal("overflow")
+		}
+		for _, k := range keys {
+			seen[k] = true
+		}
+	}
+	for n := 0; n < writers; {
+		select {
+		case <-done:
+			n++
+		case <-w.C():
+			read()
+		}
+	}
+	read()
+	if len(seen) != writers*each {
+		t.Errorf("%d keys reported; want %d", len(seen), writers*each)
+	}
+}
