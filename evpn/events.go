@@ -138,12 +138,12 @@ func (s *Speaker) dispatch(ctx context.Context) {
 }
 
 // apply updates the state from one item and returns the Handler calls it
-// causes.
+// causes. The paths are decoded before s.mu is taken: AdvertiseMAC and
+// WithdrawMAC hold it across their GoBGP calls, and a burst of local
+// MACs would otherwise wait for the decoding of its own best-path
+// events.
 func (s *Speaker) apply(it qitem) []event {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var evs []event
-	dirty := make(map[macKey]bool)
+	routes := make([]route, 0, len(it.paths))
 	for _, p := range it.paths {
 		r, err := decodePath(p)
 		if errors.Is(err, errIgnored) {
@@ -161,6 +161,13 @@ func (s *Speaker) apply(it qitem) []event {
 			s.log.Debug("ignoring a route for our own VTEP", "neighbor", s.neighborName(p), "route", r.key)
 			r.ignore = true
 		}
+		routes = append(routes, r)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var evs []event
+	dirty := make(map[macKey]bool)
+	for _, r := range routes {
 		evs = s.rib.apply(r, dirty, evs)
 	}
 	for k := range dirty {
@@ -185,7 +192,7 @@ func (s *Speaker) markMoved(k macKey) {
 		if lm.moved {
 			continue
 		}
-		if err := s.deleteLocal(lm); err != nil {
+		if err := s.deleteLocal(k, ip, lm); err != nil {
 			s.log.Warn("withdraw a MAC that moved away", "vni", k.vni, "mac", net.HardwareAddr(k.mac[:]).String(), "ip", ip, "error", err)
 			continue
 		}

@@ -1,6 +1,7 @@
 package evpn
 
 import (
+	"bufio"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -31,12 +32,23 @@ func (e *badMessage) Error() string {
 // made a burst of n routes cost n²): one route past
 // Config.MaxRoutesPerPeer ends the session with a Cease and holds the
 // neighbor down for Config.RouteLimitRestart.
+//
+// It reads through a buffer and writes the checked messages to GoBGP
+// through another, flushed whenever the next message is not entirely
+// in the read buffer (so that nothing waits while the relay could
+// block): a burst of UPDATEs costs a few system calls, not two reads and
+// a write per message, and a lone message is forwarded at once.
 func (r *relay) forwardChecked(p *relayPeer, nb, g net.Conn) error {
 	buf := make([]byte, bgp.BGP_MAX_MESSAGE_LENGTH)
 	local := nb.LocalAddr().(*net.TCPAddr).AddrPort().Addr().Unmap()
 	routes := map[string]struct{}{} // this session's, by route key
+	in := bufio.NewReaderSize(nb, relayBuffer)
+	out := bufio.NewWriterSize(g, relayBuffer)
+	// The messages checked before a bad one (or the one past the route
+	// limit) reach GoBGP, as they would unbuffered.
+	defer out.Flush()
 	for {
-		msg, err := readMessage(nb, buf)
+		msg, err := readMessage(in, buf)
 		var m *bgp.BGPMessage
 		if err == nil {
 			m, err = checkMessage(msg, local, p.n.Addr, p.ebgp)
@@ -59,10 +71,33 @@ func (r *relay) forwardChecked(p *relayPeer, nb, g net.Conn) error {
 		if err != nil {
 			return err
 		}
-		if _, err := g.Write(msg); err != nil {
+		if _, err := out.Write(msg); err != nil {
 			return err
 		}
+		if !messageBuffered(in) {
+			if err := out.Flush(); err != nil {
+				return err
+			}
+		}
 	}
+}
+
+// relayBuffer is the size of the relay's read and write buffers for a
+// neighbor's messages: 16 maximum-size messages.
+const relayBuffer = 16 * bgp.BGP_MAX_MESSAGE_LENGTH
+
+// messageBuffered reports whether in holds the whole next message, so
+// that reading it will not block.
+func messageBuffered(in *bufio.Reader) bool {
+	n := in.Buffered()
+	if n < bgp.BGP_HEADER_LENGTH {
+		return false
+	}
+	hdr, err := in.Peek(bgp.BGP_HEADER_LENGTH)
+	if err != nil {
+		return false
+	}
+	return int(binary.BigEndian.Uint16(hdr[16:18])) <= n
 }
 
 // countRoutes applies an UPDATE's EVPN routes to the session's set and
@@ -101,7 +136,7 @@ func (r *relay) routeLimit(p *relayPeer, nb net.Conn) {
 
 // readMessage reads one BGP message into buf and checks its header (RFC
 // 4271 §4.1, §6.1): marker all ones, length 19..4096, a known type.
-func readMessage(c net.Conn, buf []byte) ([]byte, error) {
+func readMessage(c io.Reader, buf []byte) ([]byte, error) {
 	hdr := buf[:bgp.BGP_HEADER_LENGTH]
 	if _, err := io.ReadFull(c, hdr); err != nil {
 		return nil, err

@@ -1,10 +1,14 @@
 package evpn
 
 import (
+	"bytes"
 	"errors"
+	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/osrg/gobgp/v3/pkg/packet/bgp"
 )
@@ -117,5 +121,78 @@ func TestCountRoutes(t *testing.T) {
 	wd := bgp.NewBGPUpdateMessage(nil, []bgp.PathAttributeInterface{bgp.NewPathAttributeMpUnreachNLRI([]bgp.AddrPrefixInterface{nlri})}, nil)
 	if n := update(wd); n != 1 {
 		t.Errorf("after a withdrawal: %d, want 1", n)
+	}
+}
+
+// tcpPair returns both ends of a loopback TCP connection.
+func tcpPair(t *testing.T) (client, server net.Conn) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	client, err = net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if server, err = l.Accept(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close(); server.Close() })
+	return client, server
+}
+
+// The relay forwards a burst of messages whole and in order, and a lone
+// message at once, though it writes to GoBGP through a buffer.
+func TestRelayForwardsBuffered(t *testing.T) {
+	loopbackUp(t)
+	neighbor, nb := tcpPair(t) // the neighbor's end, the relay's
+	g, gobgp := tcpPair(t)     // the relay's end to GoBGP, GoBGP's
+	r := &relay{log: testLogger(t, "relay"), cfg: &Config{MaxRoutesPerPeer: 1000}}
+	p := &relayPeer{n: Neighbor{Addr: netip.MustParseAddr("127.0.0.1")}}
+	done := make(chan error, 1)
+	go func() { done <- r.forwardChecked(p, nb, g) }()
+
+	ka := serialize(t, bgp.NewBGPKeepAliveMessage())
+	var burst []byte
+	for i := range 200 {
+		m := fakeMACUpdate(netip.MustParseAddr("192.0.2.9"), 100, 100, fmt.Sprintf("02:00:00:00:%02x:%02x", i>>8, i&0xff))
+		burst = append(burst, serialize(t, m)...)
+	}
+	burst = append(burst, ka...)
+	if _, err := neighbor.Write(burst); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, len(burst))
+	gobgp.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadFull(gobgp, got); err != nil {
+		t.Fatalf("the burst: %v", err)
+	}
+	if !bytes.Equal(got, burst) {
+		t.Fatal("the burst came out changed")
+	}
+	// A lone KEEPALIVE is not held back for more.
+	if _, err := neighbor.Write(ka); err != nil {
+		t.Fatal(err)
+	}
+	gobgp.SetReadDeadline(time.Now().Add(time.Second))
+	if _, err := io.ReadFull(gobgp, got[:len(ka)]); err != nil {
+		t.Fatalf("a lone keepalive: %v", err)
+	}
+	// Half a message is not forwarded, the rest completes it.
+	neighbor.Write(ka[:10])
+	gobgp.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+	if n, err := gobgp.Read(got); err == nil {
+		t.Fatalf("%d bytes of half a message forwarded", n)
+	}
+	neighbor.Write(ka[10:])
+	gobgp.SetReadDeadline(time.Now().Add(time.Second))
+	if _, err := io.ReadFull(gobgp, got[:len(ka)]); err != nil || !bytes.Equal(got[:len(ka)], ka) {
+		t.Fatalf("the completed message: %v", err)
+	}
+	neighbor.Close()
+	if err := <-done; !errors.Is(err, io.EOF) {
+		t.Errorf("forwardChecked ended with %v; want EOF", err)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	api "github.com/osrg/gobgp/v3/api"
 	"github.com/osrg/gobgp/v3/pkg/apiutil"
 	"github.com/osrg/gobgp/v3/pkg/packet/bgp"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 )
 
@@ -43,6 +44,48 @@ func wire(t *testing.T, p *api.Path) (nlri []byte, attrs map[bgp.BGPAttrType][]b
 		attrs[a.GetType()] = b
 	}
 	return nlri, attrs
+}
+
+// anyForm is p as GoBGP's watcher hands paths out: NLRI and attributes
+// as protobuf Anys (toPathApi).
+func anyForm(p *api.Path) *api.Path {
+	n, err := apiutil.GetNativeNlri(p)
+	if err != nil {
+		panic(err)
+	}
+	pa, err := apiutil.GetNativePathAttributes(p)
+	if err != nil {
+		panic(err)
+	}
+	a := &api.Path{Family: p.Family, IsWithdraw: p.IsWithdraw, NeighborIp: p.NeighborIp}
+	if a.Nlri, err = apiutil.MarshalNLRI(n); err != nil {
+		panic(err)
+	}
+	if a.Pattrs, err = apiutil.MarshalPathAttributes(pa); err != nil {
+		panic(err)
+	}
+	return a
+}
+
+func (s *Speaker) macAny(vni uint32, rdIndex uint16, mac [6]byte, ip netip.Addr, seq uint32) *api.Path {
+	return anyForm(s.macPath(vni, rdIndex, mac, ip, seq))
+}
+
+func (s *Speaker) imetAny(vni uint32, rdIndex uint16) *api.Path {
+	return anyForm(s.imetPath(vni, rdIndex))
+}
+
+func mustAny(m proto.Message) *anypb.Any {
+	a, err := anypb.New(m)
+	if err != nil {
+		panic(err)
+	}
+	return a
+}
+
+// rdAny is the route distinguisher RouterID:index as an Any.
+func rdAny(routerID netip.Addr, index uint16) *anypb.Any {
+	return mustAny(&api.RouteDistinguisherIPAddress{Admin: routerID.String(), Assigned: uint32(index)})
 }
 
 func mustHex(s string) []byte {
@@ -125,11 +168,11 @@ func TestDecodeOwnPaths(t *testing.T) {
 		p    *api.Path
 		want route
 	}{
-		{"type 3", remote(s.imetPath(4097, 3), false), route{kind: kindIMET, vni: 4097, vtep: vtep}},
-		{"type 2", remote(s.macPath(5000, 3, mac, ip, 9), false), route{kind: kindMAC, vni: 5000, mac: mac, ip: ip, vtep: vtep, seq: 9}},
-		{"type 2 MAC only", remote(s.macPath(MaxVNI, 3, mac, netip.Addr{}, 0), false), route{kind: kindMAC, vni: MaxVNI, mac: mac, vtep: vtep}},
-		{"withdrawn", remote(s.macPath(1, 3, mac, netip.Addr{}, 0), true), route{kind: kindMAC, mac: mac, withdraw: true}},
-		{"local", s.macPath(1, 3, mac, netip.Addr{}, 4), route{kind: kindMAC, vni: 1, mac: mac, vtep: vtep, seq: 4, local: true}},
+		{"type 3", remote(s.imetAny(4097, 3), false), route{kind: kindIMET, vni: 4097, vtep: vtep}},
+		{"type 2", remote(s.macAny(5000, 3, mac, ip, 9), false), route{kind: kindMAC, vni: 5000, mac: mac, ip: ip, vtep: vtep, seq: 9}},
+		{"type 2 MAC only", remote(s.macAny(MaxVNI, 3, mac, netip.Addr{}, 0), false), route{kind: kindMAC, vni: MaxVNI, mac: mac, vtep: vtep}},
+		{"withdrawn", remote(s.macAny(1, 3, mac, netip.Addr{}, 0), true), route{kind: kindMAC, mac: mac, withdraw: true}},
+		{"local", s.macAny(1, 3, mac, netip.Addr{}, 4), route{kind: kindMAC, vni: 1, mac: mac, vtep: vtep, seq: 4, local: true}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := decodePath(tc.p)
@@ -151,19 +194,19 @@ func TestDecodeHostilePaths(t *testing.T) {
 	s := testSpeaker()
 	mac := [6]byte{0x02, 0xaa, 0xbb, 0xcc, 0xdd, 0xee}
 	withLabel := func(label uint32, mac string, ip string) *api.Path {
-		p := remote(s.macPath(100, 1, [6]byte{2}, netip.Addr{}, 0), false)
+		p := remote(s.macAny(100, 1, [6]byte{2}, netip.Addr{}, 0), false)
 		p.Nlri = mustAny(&api.EVPNMACIPAdvertisementRoute{
-			Rd: routeDistinguisher(s.cfg.RouterID, 1), MacAddress: mac, IpAddress: ip, Labels: []uint32{label},
+			Rd: rdAny(s.cfg.RouterID, 1), MacAddress: mac, IpAddress: ip, Labels: []uint32{label},
 		})
 		return p
 	}
-	noNextHop := remote(s.macPath(100, 1, mac, netip.Addr{}, 0), false)
+	noNextHop := remote(s.macAny(100, 1, mac, netip.Addr{}, 0), false)
 	noNextHop.Pattrs = noNextHop.Pattrs[:1] // ORIGIN only
-	noRT := remote(s.macPath(100, 1, mac, netip.Addr{}, 0), false)
+	noRT := remote(s.macAny(100, 1, mac, netip.Addr{}, 0), false)
 	noRT.Pattrs[2] = mustAny(&api.ExtendedCommunitiesAttribute{})
 	noRTNoLabel := withLabel(0, "02:00:00:00:00:01", "")
 	noRTNoLabel.Pattrs[2] = mustAny(&api.ExtendedCommunitiesAttribute{})
-	garbage := remote(s.macPath(100, 1, mac, netip.Addr{}, 0), false)
+	garbage := remote(s.macAny(100, 1, mac, netip.Addr{}, 0), false)
 	garbage.Nlri = &anypb.Any{TypeUrl: "type.googleapis.com/apipb.EVPNMACIPAdvertisementRoute", Value: []byte{0xff, 0xff}}
 
 	for _, tc := range []struct {
@@ -198,9 +241,61 @@ func TestDecodeHostilePaths(t *testing.T) {
 	if _, err := decodePath(&api.Path{Family: &api.Family{Afi: api.Family_AFI_IP, Safi: api.Family_SAFI_UNICAST}}); err != errIgnored {
 		t.Errorf("IPv4 unicast path: err = %v; want errIgnored", err)
 	}
-	type5 := remote(s.imetPath(100, 1), false)
-	type5.Nlri = mustAny(&api.EVPNIPPrefixRoute{Rd: routeDistinguisher(s.cfg.RouterID, 1), IpPrefix: "10.0.0.0", IpPrefixLen: 8})
+	type5 := remote(s.imetAny(100, 1), false)
+	type5.Nlri = mustAny(&api.EVPNIPPrefixRoute{Rd: rdAny(s.cfg.RouterID, 1), IpPrefix: "10.0.0.0", IpPrefixLen: 8})
 	if _, err := decodePath(type5); err != errIgnored {
 		t.Errorf("type-5 path: err = %v; want errIgnored", err)
+	}
+}
+
+// BenchmarkDecodePath decodes a remote type-2 route as GoBGP's watcher
+// hands it out (the next hop in MP_REACH_NLRI, LOCAL_PREF of iBGP).
+func BenchmarkDecodePath(b *testing.B) {
+	s := testSpeaker()
+	wp := s.macPath(100, 1, [6]byte{2, 0xaa, 0xbb, 0xcc, 0xdd, 0xee}, netip.Addr{}, 3)
+	n, _ := apiutil.GetNativeNlri(wp)
+	pa, _ := apiutil.GetNativePathAttributes(wp)
+	attrs := []bgp.PathAttributeInterface{pa[0], bgp.NewPathAttributeMpReachNLRI("192.0.2.1", []bgp.AddrPrefixInterface{n}), pa[2],
+		bgp.NewPathAttributeLocalPref(100)}
+	p := &api.Path{Family: evpnFamily, NeighborIp: "10.0.0.9"}
+	p.Nlri, _ = apiutil.MarshalNLRI(n)
+	p.Pattrs, _ = apiutil.MarshalPathAttributes(attrs)
+	if r, err := decodePath(p); err != nil || r.vtep != netip.MustParseAddr("192.0.2.1") || r.seq != 3 || r.vni != 100 {
+		b.Fatalf("decodePath = %+v, %v", r, err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := decodePath(p); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// firstNextHop reads the next hop from GoBGP's encoding and nothing from
+// garbage.
+func TestFirstNextHop(t *testing.T) {
+	n, _ := apiutil.GetNativeNlri(testSpeaker().macPath(100, 1, [6]byte{2, 1, 2, 3, 4, 5}, netip.Addr{}, 0))
+	for _, hop := range []string{"192.0.2.1", "2001:db8::1"} {
+		a, err := apiutil.NewMpReachNLRIAttributeFromNative(bgp.NewPathAttributeMpReachNLRI(hop, []bgp.AddrPrefixInterface{n}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := proto.Marshal(a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, ok := firstNextHop(b); !ok || got != hop {
+			t.Errorf("firstNextHop = %q, %v; want %s", got, ok, hop)
+		}
+		for i := range len(b) - 1 {
+			if got, ok := firstNextHop(b[:i]); ok && got != hop {
+				t.Errorf("%d bytes of it: %q", i, got)
+			}
+		}
+	}
+	for _, b := range [][]byte{nil, {0xff}, {0x12}, {0x12, 0x05, 'a'}, {0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f}} {
+		if got, ok := firstNextHop(b); ok {
+			t.Errorf("firstNextHop(%x) = %q", b, got)
+		}
 	}
 }

@@ -82,10 +82,6 @@ type vniState struct {
 // localMAC is one of our type-2 routes.
 type localMAC struct {
 	seq uint32
-	// del withdraws the route: its NLRI, without the MAC mobility
-	// community (GoBGP v3 refuses to delete a path whose sequence number
-	// is below a remote one for the same MAC).
-	del *api.Path
 	// moved: a remote VTEP advertised the MAC with a higher sequence
 	// number, so the route was withdrawn (RFC 7432 §15) until the caller
 	// advertises it again.
@@ -320,7 +316,7 @@ func (s *Speaker) DelVNI(vni uint32) error {
 			continue
 		}
 		for ip, lm := range routes {
-			if err := s.deleteLocal(lm); err != nil {
+			if err := s.deleteLocal(k, ip, lm); err != nil {
 				errs = append(errs, fmt.Errorf("withdraw %s %s: %w", net.HardwareAddr(k.mac[:]), ip, err))
 			}
 		}
@@ -339,12 +335,17 @@ func (s *Speaker) DelVNI(vni uint32) error {
 }
 
 // deleteLocal withdraws one of our type-2 routes from GoBGP, unless a
-// move already did. The caller holds s.mu.
-func (s *Speaker) deleteLocal(lm *localMAC) error {
-	if lm.moved {
+// move already did. The caller holds s.mu; the route's VNI is there.
+// The withdrawal carries no MAC mobility community: GoBGP v3 refuses to
+// delete a path whose sequence number is below a remote one for the
+// same MAC.
+func (s *Speaker) deleteLocal(k macKey, ip netip.Addr, lm *localMAC) error {
+	v := s.vnis[k.vni]
+	if lm.moved || v == nil {
 		return nil
 	}
-	return s.bgp.DeletePath(context.Background(), &api.DeletePathRequest{TableType: api.TableType_GLOBAL, Family: evpnFamily, Path: lm.del})
+	del := s.macPath(k.vni, v.rd, k.mac, ip, 0)
+	return s.bgp.DeletePath(context.Background(), &api.DeletePathRequest{TableType: api.TableType_GLOBAL, Family: evpnFamily, Path: del})
 }
 
 // AdvertiseMAC advertises a MAC/IP Advertisement route (type 2) for mac,
@@ -401,7 +402,7 @@ func (s *Speaker) AdvertiseMAC(vni uint32, mac [6]byte, ip netip.Addr, seq uint3
 	if s.local[k] == nil {
 		s.local[k] = make(map[netip.Addr]*localMAC)
 	}
-	s.local[k][ip] = &localMAC{seq: seq, del: s.macPath(vni, v.rd, mac, ip, 0)}
+	s.local[k][ip] = &localMAC{seq: seq}
 	return nil
 }
 
@@ -419,7 +420,7 @@ func (s *Speaker) WithdrawMAC(vni uint32, mac [6]byte, ip netip.Addr) error {
 	if lm == nil {
 		return nil
 	}
-	if err := s.deleteLocal(lm); err != nil {
+	if err := s.deleteLocal(k, ip, lm); err != nil {
 		return fmt.Errorf("evpn: withdraw %s %s in VNI %d: %w", net.HardwareAddr(mac[:]), ip, vni, err)
 	}
 	delete(s.local[k], ip)

@@ -127,6 +127,7 @@ type fdb struct {
 	shards   [fdbShards]fdbShard
 	entries  atomic.Int64 // static included
 	dyn      atomic.Int64 // learned (dynamic) entries, reserved before insertion
+	watchers fdbWatchers  // told of every entry added, moved or removed (fdbwatch.go)
 	learned  atomic.Uint64
 	moves    atomic.Uint64
 	aged     atomic.Uint64
@@ -396,6 +397,7 @@ func (t *fdb) learn(key uint64, h *PortHandle, limit int64, pin bool, now int64)
 		sh.endUpdate()
 		old.learned.Add(-1)
 		h.learned.Add(1)
+		t.changed(key)
 	case learnNew:
 		if !t.reserve() { // another shard took the last place meanwhile
 			return learnFull
@@ -426,6 +428,7 @@ func (t *fdb) insertLocked(sh *fdbShard, key, hash uint64, h *PortHandle, now in
 	s.kw.Store(kw) // publishes the entry
 	sh.count++
 	t.entries.Add(1)
+	t.changed(key)
 }
 
 // empty returns the first empty slot of hash's probe sequence.
@@ -462,7 +465,8 @@ func (t *fdb) growLocked(sh *fdbShard, old *fdbTable) *fdbTable {
 // deletion (no tombstones): later entries of the cluster that may live
 // earlier move up. Lookups racing with it retry (seq is odd meanwhile).
 func (t *fdb) deleteLocked(sh *fdbShard, tb *fdbTable, i uint64) {
-	if tb.slots[i].kw.Load()&fdbStatic == 0 {
+	key := tb.slots[i].kw.Load()
+	if key&fdbStatic == 0 {
 		t.dyn.Add(-1)
 	}
 	sh.beginUpdate()
@@ -491,6 +495,7 @@ func (t *fdb) deleteLocked(sh *fdbShard, tb *fdbTable, i uint64) {
 	sh.endUpdate()
 	sh.count--
 	t.entries.Add(-1)
+	t.changed(key)
 }
 
 // setStatic installs a static entry, replacing any dynamic one.
@@ -512,6 +517,7 @@ func (t *fdb) setStatic(key uint64, h *PortHandle) {
 	s.seen.Store(0)
 	s.kw.Store(key | fdbStatic)
 	sh.endUpdate()
+	t.changed(key)
 }
 
 // remove deletes the entry for key if its static-ness matches; it reports

@@ -61,6 +61,9 @@ type neighTables struct {
 	local  map[ipKey][6]byte // local bindings: an IP and its MAC
 	perMAC map[macKey]int    // local IPs per MAC
 	remote map[ipKey][6]byte // remote bindings (a control plane's)
+	// changed receives a value when a local binding was added or
+	// changed (LocalIPsChanged).
+	changed chan struct{}
 }
 
 // replyRing holds answers built in Send until the reply goroutine hands
@@ -404,6 +407,10 @@ func (p *Port) learnLocal(vni uint32, mac [6]byte, ip netip.Addr) {
 	}
 	n.local[k] = mac
 	n.perMAC[mk]++
+	select {
+	case n.changed <- struct{}{}:
+	default:
+	}
 }
 
 func (n *neighTables) unrefMAC(k macKey) {
@@ -430,6 +437,11 @@ func (p *Port) LocalIPs() []IPBinding {
 	}
 	return out
 }
+
+// LocalIPsChanged receives a value when a local binding was learned or
+// changed its MAC since the last value (one value for any number of
+// changes): a control plane reads LocalIPs then, rather than polling it.
+func (p *Port) LocalIPsChanged() <-chan struct{} { return p.nb.changed }
 
 // DelLocalIP forgets the local binding of ip to mac in vni (its MAC is no
 // longer local); a binding of ip to another MAC stays.

@@ -271,7 +271,8 @@ func Open(cfg Config) (*Port, error) {
 		p.ipLen, p.overhead = ipv6Len, Overhead6
 		p.labels.Store(true)
 	}
-	p.nb = neighTables{local: map[ipKey][6]byte{}, perMAC: map[macKey]int{}, remote: map[ipKey][6]byte{}}
+	p.nb = neighTables{local: map[ipKey][6]byte{}, perMAC: map[macKey]int{}, remote: map[ipKey][6]byte{},
+		changed: make(chan struct{}, 1)}
 	p.ring.wake = make(chan struct{}, 1)
 	for vni, vlan := range cfg.VNIs {
 		if vni == 0 || vni > MaxVNI {

@@ -409,11 +409,14 @@ func (b *backend) startEVPN(h *daemon.Host, name string, bc evpn.Config) error {
 	}
 	ctx, cancel := context.WithCancel(h.Ctx)
 	b.stopSync, b.syncDone = cancel, make(chan struct{})
-	ms := &macSync{sw: h.Switch, port: name, vlans: vlans, adv: sp, ips: b.p, log: bc.Logger, every: 100 * time.Millisecond,
-		seq: b.localSeq, have: map[routeKey]struct{}{}}
+	ms := newMACSync(h.Switch, name, vlans, sp, b.p, bc.Logger, b.localSeq)
+	// The watch starts before the first full read, so that no change
+	// falls between the two.
+	w := h.Switch.WatchFDB(watchKeys)
 	go func() {
 		defer close(b.syncDone)
-		ms.run(ctx)
+		defer w.Close()
+		ms.run(ctx, w, b.p.LocalIPsChanged())
 	}()
 	return nil
 }

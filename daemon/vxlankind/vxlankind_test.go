@@ -141,8 +141,7 @@ func TestMACSync(t *testing.T) {
 	ports["b"].Input([]vswitch.Frame{{Data: frame(2, 0)}})
 	ports["vx"].Input([]vswitch.Frame{{Data: frame(3, 10)}})
 	f := &fakeAdv{adv: map[routeKey]uint32{}}
-	m := &macSync{sw: sw, port: "vx", vlans: map[uint16]uint32{10: 100}, adv: f, log: hclog.NewNullLogger(),
-		seq: func(uint32, [6]byte) uint32 { return 7 }, have: map[routeKey]struct{}{}}
+	m := newMACSync(sw, "vx", map[uint16]uint32{10: 100}, f, nil, hclog.NewNullLogger(), func(uint32, [6]byte) uint32 { return 7 })
 	if n := m.sync(); n != 1 || len(f.adv) != 1 || f.adv[routeKey{vni: 100, mac: [6]byte{2, 0, 0, 0, 0, 1}}] != 7 {
 		t.Fatalf("after the first sync: %d changes, advertised %v", n, f.adv)
 	}
@@ -179,8 +178,7 @@ func TestMACSyncIPs(t *testing.T) {
 	v4, v6 := netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("2001:db8::1")
 	ips := &fakeIPs{b: []vxlan.IPBinding{{VNI: 100, MAC: mac1, IP: v4}, {VNI: 100, MAC: mac1, IP: v6}, {VNI: 100, MAC: mac9, IP: netip.MustParseAddr("10.0.0.9")}}}
 	adv := &fakeAdv{adv: map[routeKey]uint32{}}
-	m := &macSync{sw: sw, port: "vx", vlans: map[uint16]uint32{10: 100}, adv: adv, ips: ips, log: hclog.NewNullLogger(),
-		seq: func(uint32, [6]byte) uint32 { return 3 }, have: map[routeKey]struct{}{}}
+	m := newMACSync(sw, "vx", map[uint16]uint32{10: 100}, adv, ips, hclog.NewNullLogger(), func(uint32, [6]byte) uint32 { return 3 })
 	if n := m.sync(); n != 3 || len(adv.adv) != 3 || adv.adv[routeKey{100, mac1, v4}] != 3 || adv.adv[routeKey{100, mac1, v6}] != 3 {
 		t.Fatalf("first sync: %d changes, advertised %v", n, adv.adv)
 	}
