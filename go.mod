@@ -1,4 +1,4 @@
-module hvnet
+module github.com/hvnet/hvnet
 
 go 1.26.0
 

@@ -7,7 +7,7 @@ import (
 	"strconv"
 	"strings"
 
-	vswitch "hvnet/switch"
+	vswitch "github.com/hvnet/hvnet/switch"
 )
 
 // ACLRule is one rule of a port's ACL (vswitch.ACLRule). Absent fields

@@ -7,7 +7,7 @@ import (
 	"reflect"
 	"testing"
 
-	vswitch "hvnet/switch"
+	vswitch "github.com/hvnet/hvnet/switch"
 )
 
 // udp4 builds an Ethernet/IPv4/UDP frame to dport.

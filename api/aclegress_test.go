@@ -4,7 +4,7 @@ import (
 	"net/http"
 	"testing"
 
-	vswitch "hvnet/switch"
+	vswitch "github.com/hvnet/hvnet/switch"
 )
 
 // TestEgressACL: rules with direction egress apply to frames leaving the

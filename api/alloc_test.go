@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	vswitch "hvnet/switch"
+	vswitch "github.com/hvnet/hvnet/switch"
 )
 
 // The allocation and class map go through PATCH live, in bits per second

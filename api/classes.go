@@ -5,7 +5,7 @@ import (
 	"strconv"
 	"strings"
 
-	vswitch "hvnet/switch"
+	vswitch "github.com/hvnet/hvnet/switch"
 )
 
 // The class map's text forms, one syntax on every surface: the command

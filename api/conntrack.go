@@ -9,8 +9,8 @@ import (
 	"strconv"
 	"time"
 
-	"hvnet/conntrack"
-	vswitch "hvnet/switch"
+	"github.com/hvnet/hvnet/conntrack"
+	vswitch "github.com/hvnet/hvnet/switch"
 )
 
 // Connection tracking of the ports' security groups: each port with a

@@ -5,8 +5,8 @@ import (
 	"net/http"
 	"strings"
 
-	vswitch "hvnet/switch"
-	"hvnet/units"
+	vswitch "github.com/hvnet/hvnet/switch"
+	"github.com/hvnet/hvnet/units"
 )
 
 // Limits on values from requests. The switch rejects the same values; the

@@ -4,7 +4,7 @@ import (
 	"net/http"
 	"strconv"
 
-	vswitch "hvnet/switch"
+	vswitch "github.com/hvnet/hvnet/switch"
 )
 
 // BGP EVPN: the control plane of tunnel ports (kind vxlan with asn=).

@@ -4,7 +4,7 @@ import (
 	"sync"
 	"sync/atomic"
 
-	vswitch "hvnet/switch"
+	vswitch "github.com/hvnet/hvnet/switch"
 )
 
 // batch is one Mirror call's frames, copied: data holds them end to end,

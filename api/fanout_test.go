@@ -3,7 +3,7 @@ package api
 import (
 	"testing"
 
-	vswitch "hvnet/switch"
+	vswitch "github.com/hvnet/hvnet/switch"
 )
 
 // BenchmarkFanoutMirror measures the forwarding path's cost of one live

@@ -4,7 +4,7 @@ import (
 	"net/http"
 	"strconv"
 
-	vswitch "hvnet/switch"
+	vswitch "github.com/hvnet/hvnet/switch"
 )
 
 // query reads an optional VLAN and port from the query string.

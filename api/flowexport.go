@@ -10,8 +10,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"hvnet/ipfix"
-	vswitch "hvnet/switch"
+	"github.com/hvnet/hvnet/ipfix"
+	vswitch "github.com/hvnet/hvnet/switch"
 )
 
 // Flow export (package ipfix): GET and PUT /v1/flow-export read and set

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	vswitch "hvnet/switch"
+	vswitch "github.com/hvnet/hvnet/switch"
 )
 
 // fuzzRoutes are the endpoints that decode a JSON body. Files and

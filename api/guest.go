@@ -1,6 +1,6 @@
 package api
 
-import "hvnet/units"
+import "github.com/hvnet/hvnet/units"
 
 // GuestReporter is implemented by a PortFactory whose ports may be lab
 // guests: port answers then show the guest's state.

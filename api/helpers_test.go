@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"hvnet/ipfix"
-	vswitch "hvnet/switch"
+	"github.com/hvnet/hvnet/ipfix"
+	vswitch "github.com/hvnet/hvnet/switch"
 )
 
 // memPort is an in-memory switch port that records what it is sent.

@@ -8,8 +8,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"hvnet/conntrack"
-	vswitch "hvnet/switch"
+	"github.com/hvnet/hvnet/conntrack"
+	vswitch "github.com/hvnet/hvnet/switch"
 )
 
 // collector exposes the switch's counters to Prometheus. It reads

@@ -7,7 +7,7 @@ import (
 	"strconv"
 	"time"
 
-	vswitch "hvnet/switch"
+	vswitch "github.com/hvnet/hvnet/switch"
 )
 
 func parseDir(field, s string) (in, out bool, e *Error) {

@@ -7,7 +7,7 @@ import (
 	"slices"
 	"strings"
 
-	vswitch "hvnet/switch"
+	vswitch "github.com/hvnet/hvnet/switch"
 )
 
 func (s *Server) portInfo(h *vswitch.PortHandle) Port {

@@ -13,7 +13,7 @@ import (
 	"strings"
 	"testing"
 
-	vswitch "hvnet/switch"
+	vswitch "github.com/hvnet/hvnet/switch"
 )
 
 // raw sends body as is and returns the status and the decoded error.

@@ -3,7 +3,7 @@ package api
 import (
 	"testing"
 
-	vswitch "hvnet/switch"
+	vswitch "github.com/hvnet/hvnet/switch"
 )
 
 // addrPort is a memPort with a MAC of its own (vswitch.AddressedPort).

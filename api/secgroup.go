@@ -5,7 +5,7 @@ import (
 	"net/http"
 	"strconv"
 
-	vswitch "hvnet/switch"
+	vswitch "github.com/hvnet/hvnet/switch"
 )
 
 // Security groups (vswitch.SetSecurityGroup): a port's stateful rules, as

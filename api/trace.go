@@ -7,7 +7,7 @@ import (
 	"strconv"
 	"strings"
 
-	vswitch "hvnet/switch"
+	vswitch "github.com/hvnet/hvnet/switch"
 )
 
 // TraceRequest describes a frame to trace (POST /v1/trace): what the

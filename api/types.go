@@ -6,7 +6,7 @@ import (
 	"reflect"
 	"time"
 
-	"hvnet/units"
+	"github.com/hvnet/hvnet/units"
 )
 
 // RateLimit is a bit-rate bucket and a packet-rate bucket

@@ -16,7 +16,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"hvnet/internal/netnstest"
+	"github.com/hvnet/hvnet/internal/netnstest"
 )
 
 // The bond's benchmarks (BENCHMARKS.md, "Bonds"): run with HVNET_BENCH=1

@@ -12,11 +12,11 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
-	"hvnet/internal/netnstest"
-	"hvnet/internal/nlns"
-	vswitch "hvnet/switch"
-	"hvnet/uplink"
-	"hvnet/vmtest"
+	"github.com/hvnet/hvnet/internal/netnstest"
+	"github.com/hvnet/hvnet/internal/nlns"
+	vswitch "github.com/hvnet/hvnet/switch"
+	"github.com/hvnet/hvnet/uplink"
+	"github.com/hvnet/hvnet/vmtest"
 )
 
 func TestMain(m *testing.M) { netnstest.Main(m) }

@@ -6,7 +6,7 @@ import (
 	"os/user"
 	"strconv"
 
-	"hvnet/api"
+	"github.com/hvnet/hvnet/api"
 )
 
 // ParseSocketAccess parses who may connect to a socket, as the API

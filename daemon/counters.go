@@ -1,8 +1,8 @@
 package daemon
 
 import (
-	"hvnet/api"
-	vnet "hvnet/virtio/net"
+	"github.com/hvnet/hvnet/api"
+	vnet "github.com/hvnet/hvnet/virtio/net"
 )
 
 // VirtioCounters are a virtio-net device's drops and faults, as kinds

@@ -24,11 +24,11 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
-	"hvnet/api"
-	"hvnet/conntrack"
-	"hvnet/dashboard"
-	"hvnet/ipfix"
-	vswitch "hvnet/switch"
+	"github.com/hvnet/hvnet/api"
+	"github.com/hvnet/hvnet/conntrack"
+	"github.com/hvnet/hvnet/dashboard"
+	"github.com/hvnet/hvnet/ipfix"
+	vswitch "github.com/hvnet/hvnet/switch"
 )
 
 // Config is what the daemon serves.

@@ -18,9 +18,9 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 
-	"hvnet/api"
-	"hvnet/conntrack"
-	vswitch "hvnet/switch"
+	"github.com/hvnet/hvnet/api"
+	"github.com/hvnet/hvnet/conntrack"
+	vswitch "github.com/hvnet/hvnet/switch"
 )
 
 // sinkKind is a port kind of this test alone, registered as any kind's

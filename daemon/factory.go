@@ -12,8 +12,8 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
-	"hvnet/api"
-	vswitch "hvnet/switch"
+	"github.com/hvnet/hvnet/api"
+	vswitch "github.com/hvnet/hvnet/switch"
 )
 
 // Daemon owns the port backends: those of its configuration and those

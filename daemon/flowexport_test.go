@@ -9,8 +9,8 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
-	"hvnet/ipfix"
-	vswitch "hvnet/switch"
+	"github.com/hvnet/hvnet/ipfix"
+	vswitch "github.com/hvnet/hvnet/switch"
 )
 
 // TestDaemonFlowExport: a daemon configured with flow export sends the

@@ -12,8 +12,8 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
-	"hvnet/api"
-	vswitch "hvnet/switch"
+	"github.com/hvnet/hvnet/api"
+	vswitch "github.com/hvnet/hvnet/switch"
 )
 
 // A Kind makes port backends of one kind: vhost-user sockets, AF_PACKET

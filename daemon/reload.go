@@ -8,7 +8,7 @@ import (
 	"reflect"
 	"slices"
 
-	vswitch "hvnet/switch"
+	vswitch "github.com/hvnet/hvnet/switch"
 )
 
 // Reloading (SIGHUP): the daemon's own ports, those of its configuration,

@@ -8,9 +8,9 @@ import (
 	"strconv"
 	"strings"
 
-	"hvnet/api"
-	vswitch "hvnet/switch"
-	"hvnet/units"
+	"github.com/hvnet/hvnet/api"
+	vswitch "github.com/hvnet/hvnet/switch"
+	"github.com/hvnet/hvnet/units"
 )
 
 // PortSpec is one port of the daemon's configuration: its kind, its

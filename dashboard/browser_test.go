@@ -16,11 +16,11 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
-	"hvnet/api"
-	"hvnet/daemon"
-	_ "hvnet/daemon/vxlankind" // a tunnel port, for the VNI column
-	"hvnet/dashboard"
-	vswitch "hvnet/switch"
+	"github.com/hvnet/hvnet/api"
+	"github.com/hvnet/hvnet/daemon"
+	_ "github.com/hvnet/hvnet/daemon/vxlankind" // a tunnel port, for the VNI column
+	"github.com/hvnet/hvnet/dashboard"
+	vswitch "github.com/hvnet/hvnet/switch"
 )
 
 // EnvScreenshot names a PNG file TestDashboardInBrowser writes the page

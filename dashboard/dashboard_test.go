@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"hvnet/dashboard"
+	"github.com/hvnet/hvnet/dashboard"
 )
 
 func TestResolveAddr(t *testing.T) {

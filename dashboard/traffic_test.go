@@ -7,8 +7,8 @@ import (
 	"sync"
 	"time"
 
-	"hvnet/daemon"
-	vswitch "hvnet/switch"
+	"github.com/hvnet/hvnet/daemon"
+	vswitch "github.com/hvnet/hvnet/switch"
 )
 
 // trafficKind is a port kind of these tests, registered as any kind's

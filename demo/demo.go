@@ -35,9 +35,9 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
-	"hvnet/lab"
-	vswitch "hvnet/switch"
-	"hvnet/uplink"
+	"github.com/hvnet/hvnet/lab"
+	vswitch "github.com/hvnet/hvnet/switch"
+	"github.com/hvnet/hvnet/uplink"
 )
 
 // Config is a demo run.

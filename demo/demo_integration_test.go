@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"hvnet/vmtest"
+	"github.com/hvnet/hvnet/vmtest"
 )
 
 // TestDemo runs the whole demo, inside the nested test host where needed:

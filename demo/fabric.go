@@ -19,7 +19,7 @@ import (
 	nsh "github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
-	"hvnet/internal/lines"
+	"github.com/hvnet/hvnet/internal/lines"
 )
 
 // The fabric demo (RunFabric): two hvnet hosts, each an `hvnet up` of

@@ -4,7 +4,7 @@ import (
 	"strings"
 	"testing"
 
-	topo "hvnet/topology"
+	topo "github.com/hvnet/hvnet/topology"
 )
 
 // The fabric demo's topology files are ones `hvnet up` takes: each

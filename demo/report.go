@@ -7,8 +7,8 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"hvnet/lab"
-	vswitch "hvnet/switch"
+	"github.com/hvnet/hvnet/lab"
+	vswitch "github.com/hvnet/hvnet/switch"
 )
 
 // Reach is one cell of the reachability matrix.

@@ -7,7 +7,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
-	"hvnet/evpn"
+	"github.com/hvnet/hvnet/evpn"
 )
 
 // fdb is what a VXLAN port would keep: the flood list and the MACs

@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"hvnet/internal/frrtest"
-	"hvnet/internal/netnstest"
+	"github.com/hvnet/hvnet/internal/frrtest"
+	"github.com/hvnet/hvnet/internal/netnstest"
 )
 
 // TestFRRInterop runs FRR 8.4 (zebra + bgpd, advertise-all-vni) with a

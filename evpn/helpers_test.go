@@ -13,7 +13,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
-	"hvnet/internal/netnstest"
+	"github.com/hvnet/hvnet/internal/netnstest"
 )
 
 func TestMain(m *testing.M) { netnstest.Main(m) }

@@ -7,7 +7,7 @@ import (
 
 	"github.com/osrg/gobgp/v3/pkg/packet/bgp"
 
-	"hvnet/internal/netnstest"
+	"github.com/hvnet/hvnet/internal/netnstest"
 )
 
 // IPv6 underlay: the sessions run between IPv6 addresses (on lo, without

@@ -14,7 +14,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
-	"hvnet/internal/progress"
+	"github.com/hvnet/hvnet/internal/progress"
 )
 
 // kernelRef names the Debian kernel package to use.

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"hvnet/internal/progress"
+	"github.com/hvnet/hvnet/internal/progress"
 )
 
 // fakeSteps replaces the builder's steps with counting fakes.

@@ -37,7 +37,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
-	"hvnet/internal/progress"
+	"github.com/hvnet/hvnet/internal/progress"
 )
 
 // Version is the builder's version; bumping it rebuilds every cache entry.

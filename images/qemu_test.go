@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"hvnet/images/agentcfg"
+	"github.com/hvnet/hvnet/images/agentcfg"
 )
 
 // qemuRun boots the set under QEMU TCG with one virtio-net NIC on a hub of

@@ -4,7 +4,7 @@ import (
 	"encoding/binary"
 	"time"
 
-	vswitch "hvnet/switch"
+	vswitch "github.com/hvnet/hvnet/switch"
 )
 
 // IANA IPFIX Information Elements (https://www.iana.org/assignments/ipfix,

@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"hvnet/internal/pktbuild"
-	vswitch "hvnet/switch"
+	"github.com/hvnet/hvnet/internal/pktbuild"
+	vswitch "github.com/hvnet/hvnet/switch"
 )
 
 // collector is a UDP listener that decodes what it receives and checks

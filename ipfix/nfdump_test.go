@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"hvnet/internal/pktbuild"
-	vswitch "hvnet/switch"
+	"github.com/hvnet/hvnet/internal/pktbuild"
+	vswitch "github.com/hvnet/hvnet/switch"
 )
 
 // nfcapd runs Debian's nfcapd (nfdump 1.7) on a free UDP port of

@@ -3,8 +3,8 @@ package lab
 import (
 	"fmt"
 
-	vswitch "hvnet/switch"
-	"hvnet/uplink"
+	vswitch "github.com/hvnet/hvnet/switch"
+	"github.com/hvnet/hvnet/uplink"
 )
 
 // AttachFunc adds ports of the caller's own (an uplink, a mirror sink) to

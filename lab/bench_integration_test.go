@@ -15,9 +15,9 @@ import (
 
 	"github.com/vishvananda/netlink"
 
-	"hvnet/images/agentcfg"
-	"hvnet/nested"
-	"hvnet/vmtest"
+	"github.com/hvnet/hvnet/images/agentcfg"
+	"github.com/hvnet/hvnet/nested"
+	"github.com/hvnet/hvnet/vmtest"
 )
 
 // EnvBench enables TestBenchIperfVsQEMU, which takes minutes.

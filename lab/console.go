@@ -6,8 +6,8 @@ import (
 	"strings"
 	"sync"
 
-	"hvnet/images/agentcfg"
-	"hvnet/internal/lines"
+	"github.com/hvnet/hvnet/images/agentcfg"
+	"github.com/hvnet/hvnet/internal/lines"
 )
 
 // syncWriter serialises the guests' console lines onto one writer.

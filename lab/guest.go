@@ -10,11 +10,11 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
-	"hvnet/netport"
-	vswitch "hvnet/switch"
-	vnet "hvnet/virtio/net"
-	"hvnet/vmm"
-	"hvnet/vmtest/event"
+	"github.com/hvnet/hvnet/netport"
+	vswitch "github.com/hvnet/hvnet/switch"
+	vnet "github.com/hvnet/hvnet/virtio/net"
+	"github.com/hvnet/hvnet/vmm"
+	"github.com/hvnet/hvnet/vmtest/event"
 )
 
 // BootConfig says how Boot starts one guest outside a lab run: the images,

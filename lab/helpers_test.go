@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"hvnet/images/agentcfg"
+	"github.com/hvnet/hvnet/images/agentcfg"
 )
 
 // tlog writes guest console lines to the test log. The guests' result

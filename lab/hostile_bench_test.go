@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"hvnet/vmtest"
+	"github.com/hvnet/hvnet/vmtest"
 )
 
 const (

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"hvnet/vmtest"
+	"github.com/hvnet/hvnet/vmtest"
 )
 
 // hostileResult is the guest agent's HOSTILE-RESULT line (images/agent/hostile.go).

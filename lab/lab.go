@@ -34,12 +34,12 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
-	"hvnet/images/agentcfg"
-	vswitch "hvnet/switch"
-	"hvnet/units"
-	vnet "hvnet/virtio/net"
-	"hvnet/vmm"
-	"hvnet/vmtest/event"
+	"github.com/hvnet/hvnet/images/agentcfg"
+	vswitch "github.com/hvnet/hvnet/switch"
+	"github.com/hvnet/hvnet/units"
+	vnet "github.com/hvnet/hvnet/virtio/net"
+	"github.com/hvnet/hvnet/vmm"
+	"github.com/hvnet/hvnet/vmtest/event"
 )
 
 // GuestConfig is one guest and its NIC.

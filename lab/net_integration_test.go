@@ -7,9 +7,9 @@ import (
 	"testing"
 	"time"
 
-	"hvnet/images/agentcfg"
-	vswitch "hvnet/switch"
-	"hvnet/vmtest"
+	"github.com/hvnet/hvnet/images/agentcfg"
+	vswitch "github.com/hvnet/hvnet/switch"
+	"github.com/hvnet/hvnet/vmtest"
 )
 
 // Feature bits a Linux guest should negotiate (virtio 1.2 §5.1.3).

@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
-	vswitch "hvnet/switch"
-	"hvnet/vmtest"
+	vswitch "github.com/hvnet/hvnet/switch"
+	"github.com/hvnet/hvnet/vmtest"
 )
 
 // v6 gives the guest's eth0 an IPv6 address without duplicate address

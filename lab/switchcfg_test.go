@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	vswitch "hvnet/switch"
+	vswitch "github.com/hvnet/hvnet/switch"
 )
 
 type nullPort struct{}

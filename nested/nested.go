@@ -38,9 +38,9 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/u-root/u-root/pkg/cpio"
 
-	"hvnet/images/agentcfg"
-	"hvnet/internal/progress"
-	"hvnet/vmm"
+	"github.com/hvnet/hvnet/images/agentcfg"
+	"github.com/hvnet/hvnet/internal/progress"
+	"github.com/hvnet/hvnet/vmm"
 )
 
 // EnvMode is the environment variable that forces the choice: "always",

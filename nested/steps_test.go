@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"hvnet/images/agentcfg"
-	"hvnet/internal/progress"
+	"github.com/hvnet/hvnet/images/agentcfg"
+	"github.com/hvnet/hvnet/internal/progress"
 )
 
 // The test host's start shows as steps: the initramfs, the boot until the

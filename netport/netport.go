@@ -18,9 +18,9 @@ package netport
 import (
 	"sync/atomic"
 
-	"hvnet/frame"
-	vswitch "hvnet/switch"
-	vnet "hvnet/virtio/net"
+	"github.com/hvnet/hvnet/frame"
+	vswitch "github.com/hvnet/hvnet/switch"
+	vnet "github.com/hvnet/hvnet/virtio/net"
 )
 
 // Port is both the device's vnet.Sink and the switch's vswitch.Port.

@@ -3,8 +3,8 @@ package netport
 import (
 	"testing"
 
-	vswitch "hvnet/switch"
-	vnet "hvnet/virtio/net"
+	vswitch "github.com/hvnet/hvnet/switch"
+	vnet "github.com/hvnet/hvnet/virtio/net"
 )
 
 func TestCapsFromFeatures(t *testing.T) {

@@ -8,9 +8,9 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
-	vswitch "hvnet/switch"
-	"hvnet/vhost"
-	"hvnet/vhostuser/frontend"
+	vswitch "github.com/hvnet/hvnet/switch"
+	"github.com/hvnet/hvnet/vhost"
+	"github.com/hvnet/hvnet/vhostuser/frontend"
 )
 
 // A client-mode port: the frontend listens on the socket and hvnet's port

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"hvnet/api"
+	"github.com/hvnet/hvnet/api"
 )
 
 // The real daemon: "hvnet switch" as a child process (in the soak's
@@ -62,7 +62,7 @@ func (l *daemonLog) String() string {
 // daemonBuild builds the hvnet binary once per test.
 func daemonBuild(t *testing.T) string {
 	bin := filepath.Join(t.TempDir(), "hvnet")
-	out, err := exec.Command("go", "build", "-o", bin, "hvnet/cmd/hvnet").CombinedOutput()
+	out, err := exec.Command("go", "build", "-o", bin, "github.com/hvnet/hvnet/cmd/hvnet").CombinedOutput()
 	if err != nil {
 		t.Fatalf("go build hvnet/cmd/hvnet: %v\n%s", err, out)
 	}

@@ -7,9 +7,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	vswitch "hvnet/switch"
-	"hvnet/vhost"
-	"hvnet/vhost/dpdktest"
+	vswitch "github.com/hvnet/hvnet/switch"
+	"github.com/hvnet/hvnet/vhost"
+	"github.com/hvnet/hvnet/vhost/dpdktest"
 )
 
 // DPDK peers: dpdk-testpmd attaches with net_virtio_user to two

@@ -9,10 +9,10 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"hvnet/vhostuser/frontend"
-	"hvnet/vhostuser/frontend/frontendtest"
-	"hvnet/virtio"
-	"hvnet/virtio/virtiotest"
+	"github.com/hvnet/hvnet/vhostuser/frontend"
+	"github.com/hvnet/hvnet/vhostuser/frontend/frontendtest"
+	"github.com/hvnet/hvnet/virtio"
+	"github.com/hvnet/hvnet/virtio/virtiotest"
 )
 
 const (

@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"hvnet/lab"
-	vswitch "hvnet/switch"
+	"github.com/hvnet/hvnet/lab"
+	vswitch "github.com/hvnet/hvnet/switch"
 )
 
 // TestSoakGuests' books: the switch's, each guest's (kernel <-> VMM <->

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"sync"
 
-	vswitch "hvnet/switch"
+	vswitch "github.com/hvnet/hvnet/switch"
 )
 
 // gsFloods is TestSoakGuests' mirror sink: it watches every port's ingress

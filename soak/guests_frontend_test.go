@@ -6,7 +6,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"hvnet/virtio/virtiotest"
+	"github.com/hvnet/hvnet/virtio/virtiotest"
 )
 
 // gsFrontend is TestSoakGuests' vhost-user station: the package's

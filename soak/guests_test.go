@@ -18,14 +18,14 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"golang.org/x/sys/unix"
 
-	"hvnet/images/agentcfg"
-	"hvnet/internal/netnstest"
-	"hvnet/lab"
-	"hvnet/nested"
-	vswitch "hvnet/switch"
-	"hvnet/uplink"
-	"hvnet/vhost"
-	"hvnet/vmtest"
+	"github.com/hvnet/hvnet/images/agentcfg"
+	"github.com/hvnet/hvnet/internal/netnstest"
+	"github.com/hvnet/hvnet/lab"
+	"github.com/hvnet/hvnet/nested"
+	vswitch "github.com/hvnet/hvnet/switch"
+	"github.com/hvnet/hvnet/uplink"
+	"github.com/hvnet/hvnet/vhost"
+	"github.com/hvnet/hvnet/vmtest"
 )
 
 // TestSoakGuests is the soak with lab guests: two Linux guests booted by

@@ -10,8 +10,8 @@ import (
 
 	"mvdan.cc/sh/v3/syntax"
 
-	"hvnet/images/agentcfg"
-	"hvnet/lab"
+	"github.com/hvnet/hvnet/images/agentcfg"
+	"github.com/hvnet/hvnet/lab"
 )
 
 // The guests' scripts parse as the guests' shell (gosh: mvdan.cc/sh) reads

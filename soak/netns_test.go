@@ -15,9 +15,9 @@ import (
 	nsh "github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
-	"hvnet/internal/netnstest"
-	vswitch "hvnet/switch"
-	"hvnet/uplink"
+	"github.com/hvnet/hvnet/internal/netnstest"
+	vswitch "github.com/hvnet/hvnet/switch"
+	"github.com/hvnet/hvnet/uplink"
 )
 
 // As root the tests run in a private network namespace

@@ -15,10 +15,10 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
-	"hvnet/internal/netnstest"
-	vswitch "hvnet/switch"
-	"hvnet/uplink"
-	"hvnet/vhost"
+	"github.com/hvnet/hvnet/internal/netnstest"
+	vswitch "github.com/hvnet/hvnet/switch"
+	"github.com/hvnet/hvnet/uplink"
+	"github.com/hvnet/hvnet/vhost"
 )
 
 func durationFromEnv(t *testing.T) time.Duration {

@@ -4,7 +4,7 @@ import (
 	"encoding/binary"
 	"testing"
 
-	"hvnet/virtio/virtiotest"
+	"github.com/hvnet/hvnet/virtio/virtiotest"
 )
 
 // TestUsedIndexFault: a used index that steps backwards, or past what the

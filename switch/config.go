@@ -7,7 +7,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
-	"hvnet/conntrack"
+	"github.com/hvnet/hvnet/conntrack"
 )
 
 // VLANMode is a port's IEEE 802.1Q / 802.1ad VLAN mode.

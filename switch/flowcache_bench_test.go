@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"hvnet/internal/pktbuild"
+	"github.com/hvnet/hvnet/internal/pktbuild"
 )
 
 // BenchmarkFlowExport forwards batches of 64 64-byte UDP frames between

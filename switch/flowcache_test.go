@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"hvnet/internal/pktbuild"
+	"github.com/hvnet/hvnet/internal/pktbuild"
 )
 
 func pf(dst, src MAC, vlan uint16, sip, dip string, proto uint8, sport, dport uint16, size int) pktbuild.Frame {

@@ -3,7 +3,7 @@ package vswitch
 import (
 	"fmt"
 
-	"hvnet/frame"
+	"github.com/hvnet/hvnet/frame"
 )
 
 // Frame is one Ethernet frame and its offload metadata (the one frame type

@@ -3,7 +3,7 @@ package vswitch
 import (
 	"testing"
 
-	"hvnet/frame"
+	"github.com/hvnet/hvnet/frame"
 )
 
 // FuzzInput feeds one arbitrary frame with arbitrary offload metadata into

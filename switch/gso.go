@@ -3,7 +3,7 @@ package vswitch
 import (
 	"encoding/binary"
 
-	"hvnet/frame"
+	"github.com/hvnet/hvnet/frame"
 )
 
 // MaxGSOSegments bounds the segments one GSO frame may be cut into: a

@@ -4,7 +4,7 @@ import (
 	"encoding/binary"
 	"testing"
 
-	"hvnet/frame"
+	"github.com/hvnet/hvnet/frame"
 )
 
 // FuzzGSO drives the software segmenter (gso.go) with a TCP GSO frame as a

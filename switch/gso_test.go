@@ -5,7 +5,7 @@ import (
 	"encoding/binary"
 	"testing"
 
-	"hvnet/frame"
+	"github.com/hvnet/hvnet/frame"
 )
 
 func TestGSOSegmentation(t *testing.T) {

@@ -8,7 +8,7 @@ import (
 
 	"github.com/songgao/packets/ethernet"
 
-	"hvnet/frame"
+	"github.com/hvnet/hvnet/frame"
 )
 
 // sink is a Port that records copies of what it is sent, whole (a tail,

@@ -5,8 +5,8 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"hvnet/conntrack"
-	"hvnet/frame"
+	"github.com/hvnet/hvnet/conntrack"
+	"github.com/hvnet/hvnet/frame"
 )
 
 // portState is a port's configuration compiled for the forwarding path. It

@@ -6,7 +6,7 @@ import (
 	"slices"
 	"strings"
 
-	"hvnet/units"
+	"github.com/hvnet/hvnet/units"
 )
 
 // Egress scheduling: where ports compete for a shaped egress (an uplink,

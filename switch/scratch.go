@@ -1,6 +1,6 @@
 package vswitch
 
-import "hvnet/conntrack"
+import "github.com/hvnet/hvnet/conntrack"
 
 // scratch is a port's per-batch working memory for forwarding, owned by the
 // goroutine calling Input (under the port's input lock). Rewritten frames

@@ -5,7 +5,7 @@ import (
 	"net/netip"
 	"time"
 
-	"hvnet/conntrack"
+	"github.com/hvnet/hvnet/conntrack"
 )
 
 // Stateful security groups (package conntrack does the tracking): a port

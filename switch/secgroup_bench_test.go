@@ -6,7 +6,7 @@ import (
 	"net/netip"
 	"testing"
 
-	"hvnet/conntrack"
+	"github.com/hvnet/hvnet/conntrack"
 )
 
 // BenchmarkSecurityGroup forwards 64-byte TCP/IPv4 segments of

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"hvnet/conntrack"
+	"github.com/hvnet/hvnet/conntrack"
 )
 
 // Frames for the security-group tests: IPv4 or IPv6 (by the addresses'

@@ -4,7 +4,7 @@ import (
 	"testing"
 	"time"
 
-	"hvnet/frame"
+	"github.com/hvnet/hvnet/frame"
 )
 
 func TestMACLimit(t *testing.T) {

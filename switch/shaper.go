@@ -4,7 +4,7 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"hvnet/frame"
+	"github.com/hvnet/hvnet/frame"
 )
 
 // Egress shaping: a token-bucket limiter (the egress's capacity) in front

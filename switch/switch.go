@@ -11,7 +11,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
-	"hvnet/conntrack"
+	"github.com/hvnet/hvnet/conntrack"
 )
 
 // Switch is an IEEE 802.1Q VLAN-aware bridge with 802.1ad tunnel ports.

@@ -3,7 +3,7 @@ package vswitch
 import (
 	"sync"
 
-	"hvnet/frame"
+	"github.com/hvnet/hvnet/frame"
 )
 
 // Frames in two parts (frame.Frame.Tail): a virtio-net port's frames come

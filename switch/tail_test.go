@@ -9,7 +9,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"hvnet/frame"
+	"github.com/hvnet/hvnet/frame"
 )
 
 // split is what a virtio-net device hands the switch: the first

@@ -9,7 +9,7 @@ import (
 
 	"github.com/songgao/packets/ethernet"
 
-	"hvnet/conntrack"
+	"github.com/hvnet/hvnet/conntrack"
 )
 
 // Trace answers, like Open vSwitch's ofproto/trace, what the switch would

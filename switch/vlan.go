@@ -4,7 +4,7 @@ import (
 	"encoding/binary"
 	"math/bits"
 
-	"hvnet/frame"
+	"github.com/hvnet/hvnet/frame"
 )
 
 // vlanSet is a bitmap of VIDs 0..4095.

@@ -4,8 +4,8 @@ import (
 	"errors"
 	"fmt"
 
-	"hvnet/api"
-	vswitch "hvnet/switch"
+	"github.com/hvnet/hvnet/api"
+	vswitch "github.com/hvnet/hvnet/switch"
 )
 
 // ACL is a port's access control list, as the control API writes it

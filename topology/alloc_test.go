@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	vswitch "hvnet/switch"
+	vswitch "github.com/hvnet/hvnet/switch"
 )
 
 // The bandwidth allocation and class map in a file: rates in bits per

@@ -7,9 +7,9 @@ import (
 	"path/filepath"
 	"strings"
 
-	"hvnet/dashboard"
-	vswitch "hvnet/switch"
-	"hvnet/units"
+	"github.com/hvnet/hvnet/dashboard"
+	vswitch "github.com/hvnet/hvnet/switch"
+	"github.com/hvnet/hvnet/units"
 )
 
 // checker collects consistency errors with their lines.

@@ -1,8 +1,8 @@
 package topology
 
 import (
-	vswitch "hvnet/switch"
-	"hvnet/units"
+	vswitch "github.com/hvnet/hvnet/switch"
+	"github.com/hvnet/hvnet/units"
 )
 
 func (l *Limit) rateLimit() vswitch.RateLimit {

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	vswitch "hvnet/switch"
+	vswitch "github.com/hvnet/hvnet/switch"
 )
 
 // The switch's FDB bounds and the ports' port security, from the example

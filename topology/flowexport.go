@@ -5,7 +5,7 @@ import (
 	"strings"
 	"time"
 
-	"hvnet/ipfix"
+	"github.com/hvnet/hvnet/ipfix"
 )
 
 // FlowExport is the flow_export section: IPFIX (RFC 7011) export of the

@@ -4,7 +4,7 @@ import (
 	"strings"
 	"testing"
 
-	vswitch "hvnet/switch"
+	vswitch "github.com/hvnet/hvnet/switch"
 )
 
 // rate: link asks the uplink's kind for its interface's speed: the

@@ -5,9 +5,9 @@ import (
 	"fmt"
 	"time"
 
-	"hvnet/api"
-	"hvnet/conntrack"
-	vswitch "hvnet/switch"
+	"github.com/hvnet/hvnet/api"
+	"github.com/hvnet/hvnet/conntrack"
+	vswitch "github.com/hvnet/hvnet/switch"
 )
 
 // SecurityGroup is a port's stateful security group, as the control API

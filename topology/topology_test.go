@@ -6,9 +6,9 @@ import (
 	"testing"
 	"time"
 
-	"hvnet/api"
-	"hvnet/conntrack"
-	vswitch "hvnet/switch"
+	"github.com/hvnet/hvnet/api"
+	"github.com/hvnet/hvnet/conntrack"
+	vswitch "github.com/hvnet/hvnet/switch"
 )
 
 func TestLoadExample(t *testing.T) {

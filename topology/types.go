@@ -7,9 +7,9 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"hvnet/api"
-	vswitch "hvnet/switch"
-	"hvnet/units"
+	"github.com/hvnet/hvnet/api"
+	vswitch "github.com/hvnet/hvnet/switch"
+	"github.com/hvnet/hvnet/units"
 )
 
 // Topology is a whole topology file.

@@ -15,10 +15,10 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"golang.org/x/sys/unix"
 
-	"hvnet/internal/netnstest"
-	vswitch "hvnet/switch"
-	"hvnet/vhost"
-	"hvnet/vhost/dpdktest"
+	"github.com/hvnet/hvnet/internal/netnstest"
+	vswitch "github.com/hvnet/hvnet/switch"
+	"github.com/hvnet/hvnet/vhost"
+	"github.com/hvnet/hvnet/vhost/dpdktest"
 )
 
 // Bandwidth allocation with real traffic (issue 20): DPDK testpmd sends

@@ -5,7 +5,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 
-	vswitch "hvnet/switch"
+	vswitch "github.com/hvnet/hvnet/switch"
 )
 
 // TestPhysicalDot1Q is the first topology with real kernel VLANs:

@@ -4,8 +4,8 @@ import (
 	"os/exec"
 	"testing"
 
-	"hvnet/internal/netnstest"
-	vswitch "hvnet/switch"
+	"github.com/hvnet/hvnet/internal/netnstest"
+	vswitch "github.com/hvnet/hvnet/switch"
 )
 
 // TestLinkFlapAndRecreate: the uplink's interface goes down and up (traffic

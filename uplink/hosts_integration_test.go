@@ -4,8 +4,8 @@ import (
 	"os/exec"
 	"testing"
 
-	"hvnet/internal/netnstest"
-	vswitch "hvnet/switch"
+	"github.com/hvnet/hvnet/internal/netnstest"
+	vswitch "github.com/hvnet/hvnet/switch"
 )
 
 // TestTwoHosts: two switches ("hosts" A and B), each with guests in VLANs

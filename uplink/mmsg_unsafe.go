@@ -5,7 +5,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"hvnet/frame"
+	"github.com/hvnet/hvnet/frame"
 )
 
 // mmsgBatch is a preallocated sendmmsg(2) argument: one message per frame,

@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"hvnet/internal/netnstest"
-	vswitch "hvnet/switch"
+	"github.com/hvnet/hvnet/internal/netnstest"
+	vswitch "github.com/hvnet/hvnet/switch"
 )
 
 // The integration tests run as root in a private network namespace

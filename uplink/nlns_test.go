@@ -9,10 +9,10 @@ import (
 
 	"github.com/vishvananda/netlink"
 
-	"hvnet/internal/netnstest"
-	"hvnet/internal/nlns"
-	vswitch "hvnet/switch"
-	"hvnet/vmtest"
+	"github.com/hvnet/hvnet/internal/netnstest"
+	"github.com/hvnet/hvnet/internal/nlns"
+	vswitch "github.com/hvnet/hvnet/switch"
+	"github.com/hvnet/hvnet/vmtest"
 )
 
 // Helpers for the tests that build real 802.1Q topologies, on package

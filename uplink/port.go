@@ -11,8 +11,8 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"golang.org/x/sys/unix"
 
-	"hvnet/frame"
-	vswitch "hvnet/switch"
+	"github.com/hvnet/hvnet/frame"
+	vswitch "github.com/hvnet/hvnet/switch"
 )
 
 // Port is the switch port of one host interface. It implements vswitch.Port.

@@ -4,8 +4,8 @@ import (
 	"encoding/binary"
 	"errors"
 
-	"hvnet/frame"
-	vswitch "hvnet/switch"
+	"github.com/hvnet/hvnet/frame"
+	vswitch "github.com/hvnet/hvnet/switch"
 
 	"golang.org/x/sys/unix"
 )

@@ -6,9 +6,9 @@ import (
 	"os/exec"
 	"testing"
 
-	"hvnet/frame"
-	"hvnet/internal/netnstest"
-	vswitch "hvnet/switch"
+	"github.com/hvnet/hvnet/frame"
+	"github.com/hvnet/hvnet/internal/netnstest"
+	vswitch "github.com/hvnet/hvnet/switch"
 
 	"golang.org/x/sys/unix"
 )

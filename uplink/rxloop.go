@@ -3,7 +3,7 @@ package uplink
 import (
 	"golang.org/x/sys/unix"
 
-	vswitch "hvnet/switch"
+	vswitch "github.com/hvnet/hvnet/switch"
 )
 
 // rxLoop is one RX worker: it waits for ring blocks handed to user space,

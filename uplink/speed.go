@@ -7,7 +7,7 @@ import (
 	"strconv"
 	"strings"
 
-	"hvnet/units"
+	"github.com/hvnet/hvnet/units"
 )
 
 // sysClassNet is where the kernel shows its interfaces (a test's

@@ -5,7 +5,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 
-	vswitch "hvnet/switch"
+	vswitch "github.com/hvnet/hvnet/switch"
 )
 
 // TestTwoHostsTopOfRack is the second topology with a real

@@ -4,8 +4,8 @@ import (
 	"errors"
 	"fmt"
 
-	"hvnet/frame"
-	vswitch "hvnet/switch"
+	"github.com/hvnet/hvnet/frame"
+	vswitch "github.com/hvnet/hvnet/switch"
 
 	"golang.org/x/sys/unix"
 )

@@ -5,8 +5,8 @@ import (
 	"os/exec"
 	"testing"
 
-	"hvnet/internal/netnstest"
-	vswitch "hvnet/switch"
+	"github.com/hvnet/hvnet/internal/netnstest"
+	vswitch "github.com/hvnet/hvnet/switch"
 )
 
 func TestOpenMissingInterface(t *testing.T) {

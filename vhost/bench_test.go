@@ -3,8 +3,8 @@ package vhost
 import (
 	"testing"
 
-	vswitch "hvnet/switch"
-	"hvnet/virtio/virtiotest"
+	vswitch "github.com/hvnet/hvnet/switch"
+	"github.com/hvnet/hvnet/virtio/virtiotest"
 )
 
 // BenchmarkForward moves batches of 32 64-byte frames from one in-process

@@ -5,9 +5,9 @@ import (
 	"reflect"
 	"testing"
 
-	vswitch "hvnet/switch"
-	vnet "hvnet/virtio/net"
-	"hvnet/virtio/virtiotest"
+	vswitch "github.com/hvnet/hvnet/switch"
+	vnet "github.com/hvnet/hvnet/virtio/net"
+	"github.com/hvnet/hvnet/virtio/virtiotest"
 )
 
 // addStats adds every counter of vnet.Stats (a field added there and

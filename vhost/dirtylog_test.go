@@ -6,9 +6,9 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	vswitch "hvnet/switch"
-	"hvnet/vhostuser/proto"
-	"hvnet/virtio"
+	vswitch "github.com/hvnet/hvnet/switch"
+	"github.com/hvnet/hvnet/vhostuser/proto"
+	"github.com/hvnet/hvnet/virtio"
 )
 
 // With LOG_SHMFD and VHOST_F_LOG_ALL, every guest page the backend writes

@@ -9,7 +9,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
-	vswitch "hvnet/switch"
+	vswitch "github.com/hvnet/hvnet/switch"
 )
 
 // loopTraffic starts io forwarding between the two DPDK ports: frames

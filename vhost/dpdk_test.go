@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	vswitch "hvnet/switch"
+	vswitch "github.com/hvnet/hvnet/switch"
 )
 
 // testpmd drives one interactive dpdk-testpmd process.

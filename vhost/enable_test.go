@@ -3,10 +3,10 @@ package vhost
 import (
 	"testing"
 
-	vswitch "hvnet/switch"
-	"hvnet/vhostuser/proto"
-	"hvnet/virtio"
-	"hvnet/virtio/virtiotest"
+	vswitch "github.com/hvnet/hvnet/switch"
+	"github.com/hvnet/hvnet/vhostuser/proto"
+	"github.com/hvnet/hvnet/virtio"
+	"github.com/hvnet/hvnet/virtio/virtiotest"
 )
 
 // vhost-user.rst "Ring states": with VHOST_USER_F_PROTOCOL_FEATURES a ring

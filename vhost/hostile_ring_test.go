@@ -12,11 +12,11 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"golang.org/x/sys/unix"
 
-	vswitch "hvnet/switch"
-	"hvnet/vhostuser/frontend"
-	"hvnet/virtio"
-	vnet "hvnet/virtio/net"
-	"hvnet/virtio/virtiotest"
+	vswitch "github.com/hvnet/hvnet/switch"
+	"github.com/hvnet/hvnet/vhostuser/frontend"
+	"github.com/hvnet/hvnet/virtio"
+	vnet "github.com/hvnet/hvnet/virtio/net"
+	"github.com/hvnet/hvnet/virtio/virtiotest"
 )
 
 // Hostile rings: a frontend that feeds its transmit ring

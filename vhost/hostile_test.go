@@ -5,8 +5,8 @@ import (
 	"path/filepath"
 	"testing"
 
-	vswitch "hvnet/switch"
-	"hvnet/vhostuser/proto"
+	vswitch "github.com/hvnet/hvnet/switch"
+	"github.com/hvnet/hvnet/vhostuser/proto"
 )
 
 // Hostile vhost-user frontends: one that stalls in the middle of

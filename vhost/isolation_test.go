@@ -9,11 +9,11 @@ import (
 	"testing"
 	"time"
 
-	"hvnet/frame"
-	vswitch "hvnet/switch"
-	"hvnet/vhostuser/frontend"
-	vnet "hvnet/virtio/net"
-	"hvnet/virtio/virtiotest"
+	"github.com/hvnet/hvnet/frame"
+	vswitch "github.com/hvnet/hvnet/switch"
+	"github.com/hvnet/hvnet/vhostuser/frontend"
+	vnet "github.com/hvnet/hvnet/virtio/net"
+	"github.com/hvnet/hvnet/virtio/virtiotest"
 )
 
 // Tenant isolation through the real backend: a frontend written

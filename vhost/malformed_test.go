@@ -6,10 +6,10 @@ import (
 	"path/filepath"
 	"testing"
 
-	vswitch "hvnet/switch"
-	"hvnet/vhostuser/frontend"
-	"hvnet/vhostuser/proto"
-	"hvnet/virtio"
+	vswitch "github.com/hvnet/hvnet/switch"
+	"github.com/hvnet/hvnet/vhostuser/frontend"
+	"github.com/hvnet/hvnet/vhostuser/proto"
+	"github.com/hvnet/hvnet/virtio"
 )
 
 // badCase is one malformed message. prelude runs first (a valid start-up

@@ -6,8 +6,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"hvnet/vhostuser/proto"
-	"hvnet/virtio/virtiotest"
+	"github.com/hvnet/hvnet/vhostuser/proto"
+	"github.com/hvnet/hvnet/virtio/virtiotest"
 )
 
 // A frontend whose shared memory shrinks under the backend:

@@ -13,12 +13,12 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
-	"hvnet/internal/sockperm"
-	"hvnet/netport"
-	vswitch "hvnet/switch"
-	"hvnet/vhost/backend"
-	"hvnet/vhostuser/proto"
-	vnet "hvnet/virtio/net"
+	"github.com/hvnet/hvnet/internal/sockperm"
+	"github.com/hvnet/hvnet/netport"
+	vswitch "github.com/hvnet/hvnet/switch"
+	"github.com/hvnet/hvnet/vhost/backend"
+	"github.com/hvnet/hvnet/vhostuser/proto"
+	vnet "github.com/hvnet/hvnet/virtio/net"
 )
 
 // Mode says which side of the unix socket listens.

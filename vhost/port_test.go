@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"testing"
 
-	vswitch "hvnet/switch"
+	vswitch "github.com/hvnet/hvnet/switch"
 )
 
 // A frame transmitted by one frontend crosses the switch and arrives in

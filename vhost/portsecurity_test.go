@@ -5,7 +5,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	vswitch "hvnet/switch"
+	vswitch "github.com/hvnet/hvnet/switch"
 )
 
 // A vhost-user port given a MAC accepts only that source MAC from its

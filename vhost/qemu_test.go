@@ -13,9 +13,9 @@ import (
 	"testing"
 	"time"
 
-	"hvnet/images"
-	"hvnet/images/agentcfg"
-	vswitch "hvnet/switch"
+	"github.com/hvnet/hvnet/images"
+	"github.com/hvnet/hvnet/images/agentcfg"
+	vswitch "github.com/hvnet/hvnet/switch"
 )
 
 // qemuGuest boots the test guest under QEMU TCG with a vhost-user NIC on

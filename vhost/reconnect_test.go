@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	vswitch "hvnet/switch"
-	"hvnet/vhostuser/frontend"
+	vswitch "github.com/hvnet/hvnet/switch"
+	"github.com/hvnet/hvnet/vhostuser/frontend"
 )
 
 func countFDs(t testing.TB) int {

@@ -5,7 +5,7 @@ import (
 	"encoding/binary"
 	"testing"
 
-	vswitch "hvnet/switch"
+	vswitch "github.com/hvnet/hvnet/switch"
 )
 
 // udp4 builds an Ethernet/IPv4/UDP frame from MAC 02:..:src to 02:..:dst,

@@ -4,8 +4,8 @@ import (
 	"encoding/binary"
 	"testing"
 
-	"hvnet/virtio"
-	"hvnet/virtio/virtiotest"
+	"github.com/hvnet/hvnet/virtio"
+	"github.com/hvnet/hvnet/virtio/virtiotest"
 )
 
 // FuzzChainWalk fills a queue of 8 with driver-controlled descriptors, ring

@@ -5,7 +5,7 @@ import (
 	"errors"
 	"testing"
 
-	"hvnet/virtio"
+	"github.com/hvnet/hvnet/virtio"
 )
 
 func twoRegions(t *testing.T) (*virtio.Memory, []byte, []byte) {

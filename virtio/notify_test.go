@@ -6,8 +6,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"hvnet/virtio"
-	"hvnet/virtio/virtiotest"
+	"github.com/hvnet/hvnet/virtio"
+	"github.com/hvnet/hvnet/virtio/virtiotest"
 )
 
 // needEventRef is vring_need_event written out with explicit wrap-around

@@ -4,8 +4,8 @@ import (
 	"errors"
 	"testing"
 
-	"hvnet/virtio"
-	"hvnet/virtio/virtiotest"
+	"github.com/hvnet/hvnet/virtio"
+	"github.com/hvnet/hvnet/virtio/virtiotest"
 )
 
 const allRing = 1<<virtio.FEventIdx | 1<<virtio.FIndirectDesc | 1<<virtio.FVersion1

@@ -4,8 +4,8 @@ import (
 	"strings"
 	"testing"
 
-	"hvnet/images/agentcfg"
-	"hvnet/vmtest"
+	"github.com/hvnet/hvnet/images/agentcfg"
+	"github.com/hvnet/hvnet/vmtest"
 )
 
 // TestBootLinuxGuest boots the Debian kernel and the guest initramfs to the

@@ -3,7 +3,7 @@ package vmm
 import (
 	"fmt"
 
-	"hvnet/virtio"
+	"github.com/hvnet/hvnet/virtio"
 )
 
 // struct virtio_pci_common_cfg (virtio 1.2 §4.1.4.3) register offsets.

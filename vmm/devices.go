@@ -4,7 +4,7 @@ import (
 	"errors"
 	"fmt"
 
-	"hvnet/virtio"
+	"github.com/hvnet/hvnet/virtio"
 )
 
 // virtioMemory is guest RAM as the virtio devices see it.

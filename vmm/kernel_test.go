@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"hvnet/images"
+	"github.com/hvnet/hvnet/images"
 )
 
 // realKernelPath returns the Debian kernel the integration tests boot: the

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"sync"
 
-	"hvnet/virtio"
+	"github.com/hvnet/hvnet/virtio"
 )
 
 // MSI-X (PCI Local Bus Specification 3.0 §6.8.2): a table of vectors, 16

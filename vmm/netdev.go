@@ -10,8 +10,8 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
-	"hvnet/virtio"
-	vnet "hvnet/virtio/net"
+	"github.com/hvnet/hvnet/virtio"
+	vnet "github.com/hvnet/hvnet/virtio/net"
 )
 
 // NetConfig configures a virtio-net device (virtio 1.2 §5.1) on the

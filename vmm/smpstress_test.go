@@ -12,9 +12,9 @@ import (
 	"testing"
 	"time"
 
-	"hvnet/images/agentcfg"
-	"hvnet/nested"
-	"hvnet/vmtest"
+	"github.com/hvnet/hvnet/images/agentcfg"
+	"github.com/hvnet/hvnet/nested"
+	"github.com/hvnet/hvnet/vmtest"
 )
 
 // TestSMPStress is a diagnostic of the nested test host, not a check of

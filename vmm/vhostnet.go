@@ -10,10 +10,10 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"golang.org/x/sys/unix"
 
-	"hvnet/vhostuser/frontend"
-	"hvnet/vhostuser/proto"
-	"hvnet/virtio"
-	vnet "hvnet/virtio/net"
+	"github.com/hvnet/hvnet/vhostuser/frontend"
+	"github.com/hvnet/hvnet/vhostuser/proto"
+	"github.com/hvnet/hvnet/virtio"
+	vnet "github.com/hvnet/hvnet/virtio/net"
 )
 
 // A vhost-user NIC (VhostNetDevice, AddVhostNet): the VMM is a vhost-user frontend

@@ -12,11 +12,11 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
-	"hvnet/images/agentcfg"
-	vswitch "hvnet/switch"
-	"hvnet/vhost"
-	"hvnet/vmm"
-	"hvnet/vmtest"
+	"github.com/hvnet/hvnet/images/agentcfg"
+	vswitch "github.com/hvnet/hvnet/switch"
+	"github.com/hvnet/hvnet/vhost"
+	"github.com/hvnet/hvnet/vmm"
+	"github.com/hvnet/hvnet/vmtest"
 )
 
 // tlogWriter sends a guest's console to the test log, line by line.

@@ -12,11 +12,11 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"golang.org/x/sys/unix"
 
-	vswitch "hvnet/switch"
-	"hvnet/vhost"
-	"hvnet/virtio"
-	vnet "hvnet/virtio/net"
-	"hvnet/virtio/virtiotest"
+	vswitch "github.com/hvnet/hvnet/switch"
+	"github.com/hvnet/hvnet/vhost"
+	"github.com/hvnet/hvnet/virtio"
+	vnet "github.com/hvnet/hvnet/virtio/net"
+	"github.com/hvnet/hvnet/virtio/virtiotest"
 )
 
 // vhostTestNet is a NetDevice in vhost-user mode over real memfd RAM, with

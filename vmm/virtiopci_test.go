@@ -7,9 +7,9 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"hvnet/virtio"
-	vnet "hvnet/virtio/net"
-	"hvnet/virtio/virtiotest"
+	"github.com/hvnet/hvnet/virtio"
+	vnet "github.com/hvnet/hvnet/virtio/net"
+	"github.com/hvnet/hvnet/virtio/virtiotest"
 )
 
 // fakePlatform records what a device asks of KVM.

@@ -3,9 +3,9 @@ package vmtest_test
 import (
 	"testing"
 
-	"hvnet/images/agentcfg"
-	"hvnet/vmtest"
-	"hvnet/vmtest/event"
+	"github.com/hvnet/hvnet/images/agentcfg"
+	"github.com/hvnet/hvnet/vmtest"
+	"github.com/hvnet/hvnet/vmtest/event"
 )
 
 // TestGuestEvents boots a guest whose script sends events through the

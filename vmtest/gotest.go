@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"hvnet/vmtest/event"
+	"github.com/hvnet/hvnet/vmtest/event"
 )
 
 // GoTestReport is what ReportGoTests found in a guest's events.

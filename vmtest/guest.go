@@ -9,11 +9,11 @@ import (
 	"testing"
 	"time"
 
-	"hvnet/images"
-	"hvnet/images/agentcfg"
-	"hvnet/internal/lines"
-	"hvnet/vmm"
-	"hvnet/vmtest/event"
+	"github.com/hvnet/hvnet/images"
+	"github.com/hvnet/hvnet/images/agentcfg"
+	"github.com/hvnet/hvnet/internal/lines"
+	"github.com/hvnet/hvnet/vmm"
+	"github.com/hvnet/hvnet/vmtest/event"
 )
 
 // Guest describes a guest to boot with hvnet's VMM.

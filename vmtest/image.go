@@ -21,7 +21,7 @@ import (
 
 	"github.com/u-root/u-root/pkg/ldd"
 
-	"hvnet/images"
+	"github.com/hvnet/hvnet/images"
 )
 
 // Image is what a test puts into its guests on top of hvnet's guest image

@@ -12,7 +12,7 @@ import (
 
 	"github.com/u-root/u-root/pkg/cpio"
 
-	"hvnet/images"
+	"github.com/hvnet/hvnet/images"
 )
 
 // readArchive returns the regular files of a newc archive by path.

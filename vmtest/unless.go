@@ -4,7 +4,7 @@ import (
 	"os"
 	"testing"
 
-	"hvnet/nested"
+	"github.com/hvnet/hvnet/nested"
 )
 
 // NestUnless is Nest for tests that need features of the running kernel

@@ -27,8 +27,8 @@
 // A complete test of a user's module (examples/udpecho in hvnet's
 // repository is this example, with its go.mod):
 //
-//	// go.mod: require hvnet v0.0.0 and, until hvnet is published,
-//	// replace hvnet => /path/to/hvnet
+//	// go.mod: require github.com/hvnet/hvnet v0.0.0 and, until it is
+//	// published, replace github.com/hvnet/hvnet => /path/to/hvnet
 //	var image = vmtest.Image{Commands: []string{"./cmd/echod"}, Tests: []string{"./echo"}}
 //
 //	func TestEcho(t *testing.T) {
@@ -77,10 +77,10 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"hvnet/images"
-	"hvnet/images/agentcfg"
-	"hvnet/internal/lines"
-	"hvnet/nested"
+	"github.com/hvnet/hvnet/images"
+	"github.com/hvnet/hvnet/images/agentcfg"
+	"github.com/hvnet/hvnet/internal/lines"
+	"github.com/hvnet/hvnet/nested"
 )
 
 // Environment variables that pass the images and the nesting level into

@@ -10,8 +10,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"hvnet/internal/netnstest"
-	vswitch "hvnet/switch"
+	"github.com/hvnet/hvnet/internal/netnstest"
+	vswitch "github.com/hvnet/hvnet/switch"
 )
 
 // sink is a switch port that counts what it gets.

@@ -9,8 +9,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"hvnet/internal/netnstest"
-	vswitch "hvnet/switch"
+	"github.com/hvnet/hvnet/internal/netnstest"
+	vswitch "github.com/hvnet/hvnet/switch"
 )
 
 // The IPv6 underlay: hvnet at fd00:9::1 here, Linux's VXLAN at fd00:9::2

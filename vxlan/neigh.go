@@ -7,7 +7,7 @@ import (
 	"sync"
 	"time"
 
-	vswitch "hvnet/switch"
+	vswitch "github.com/hvnet/hvnet/switch"
 )
 
 // ARP and IPv6 neighbour discovery on the port: the local MACs' IP

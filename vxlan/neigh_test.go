@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"hvnet/internal/netnstest"
-	vswitch "hvnet/switch"
+	"github.com/hvnet/hvnet/internal/netnstest"
+	vswitch "github.com/hvnet/hvnet/switch"
 )
 
 var (

@@ -7,7 +7,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	vswitch "hvnet/switch"
+	vswitch "github.com/hvnet/hvnet/switch"
 )
 
 // rxBatchSize is how many datagrams one recvmmsg takes at most.

@@ -7,7 +7,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	vswitch "hvnet/switch"
+	vswitch "github.com/hvnet/hvnet/switch"
 )
 
 // txBatchSize is how many packets one sendmmsg sends at most.

@@ -13,9 +13,9 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
-	"hvnet/api"
-	"hvnet/daemon"
-	vswitch "hvnet/switch"
+	"github.com/hvnet/hvnet/api"
+	"github.com/hvnet/hvnet/daemon"
+	vswitch "github.com/hvnet/hvnet/switch"
 )
 
 // vhostSpec is a vhost-user port of the daemon's configuration.

@@ -15,10 +15,10 @@ import (
 	"syscall"
 	"time"
 
-	"hvnet/images"
-	"hvnet/images/agentcfg"
-	"hvnet/nested"
-	"hvnet/units"
+	"github.com/hvnet/hvnet/images"
+	"github.com/hvnet/hvnet/images/agentcfg"
+	"github.com/hvnet/hvnet/nested"
+	"github.com/hvnet/hvnet/units"
 )
 
 // cmdBenchBoot times boots to the guest agent's first line: hvnet's VMM

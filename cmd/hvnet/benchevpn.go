@@ -20,11 +20,11 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"golang.org/x/sys/unix"
 
-	"hvnet/api"
-	"hvnet/daemon"
-	"hvnet/evpn"
-	vswitch "hvnet/switch"
-	"hvnet/vxlan"
+	"github.com/hvnet/hvnet/api"
+	"github.com/hvnet/hvnet/daemon"
+	"github.com/hvnet/hvnet/evpn"
+	vswitch "github.com/hvnet/hvnet/switch"
+	"github.com/hvnet/hvnet/vxlan"
 )
 
 // cmdBenchEVPN measures BGP EVPN convergence between two hosts, each a

@@ -17,8 +17,8 @@ import (
 
 	"github.com/songgao/packets/ethernet"
 
-	vswitch "hvnet/switch"
-	"hvnet/uplink"
+	vswitch "github.com/hvnet/hvnet/switch"
+	"github.com/hvnet/hvnet/uplink"
 )
 
 // benchNetnsEnv marks the re-executed benchmark running in its own network namespace.

@@ -15,9 +15,9 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	vswitch "hvnet/switch"
-	"hvnet/vhost"
-	"hvnet/vhost/dpdktest"
+	vswitch "github.com/hvnet/hvnet/switch"
+	"github.com/hvnet/hvnet/vhost"
+	"github.com/hvnet/hvnet/vhost/dpdktest"
 )
 
 // benchVhostOpts are the knobs of "hvnet bench vhost".

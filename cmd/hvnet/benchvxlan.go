@@ -21,9 +21,9 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"golang.org/x/sys/unix"
 
-	"hvnet/api"
-	"hvnet/daemon"
-	vswitch "hvnet/switch"
+	"github.com/hvnet/hvnet/api"
+	"github.com/hvnet/hvnet/daemon"
+	vswitch "github.com/hvnet/hvnet/switch"
 )
 
 // cmdBenchVxlan measures VXLAN encapsulation and decapsulation between two

@@ -11,8 +11,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 
-	"hvnet/api"
-	"hvnet/internal/netnstest"
+	"github.com/hvnet/hvnet/api"
+	"github.com/hvnet/hvnet/internal/netnstest"
 )
 
 // A bond port in the daemon: hvnet switch --config with a bond of three

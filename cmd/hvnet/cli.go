@@ -11,8 +11,8 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
-	"hvnet/internal/progress"
-	"hvnet/units"
+	"github.com/hvnet/hvnet/internal/progress"
+	"github.com/hvnet/hvnet/units"
 )
 
 // env carries the process's streams and logger to the subcommands.

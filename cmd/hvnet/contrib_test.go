@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"hvnet/daemon"
+	"github.com/hvnet/hvnet/daemon"
 )
 
 // The systemd unit's command line is one hvnet takes, and systemd finds

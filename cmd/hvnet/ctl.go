@@ -18,8 +18,8 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"hvnet/api"
-	"hvnet/units"
+	"github.com/hvnet/hvnet/api"
+	"github.com/hvnet/hvnet/units"
 )
 
 // defaultSocket is where the daemon serves its API unless told otherwise.

@@ -14,9 +14,9 @@ import (
 	"testing"
 	"time"
 
-	"hvnet/api"
-	"hvnet/daemon"
-	vswitch "hvnet/switch"
+	"github.com/hvnet/hvnet/api"
+	"github.com/hvnet/hvnet/daemon"
+	vswitch "github.com/hvnet/hvnet/switch"
 )
 
 type ctlPort struct{}

@@ -12,7 +12,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
-	"hvnet/api"
+	"github.com/hvnet/hvnet/api"
 )
 
 // acl is "hvnet ctl acl PORT [show | set FILE]": FILE is the API's ACL

@@ -7,8 +7,8 @@ import (
 	"strings"
 	"testing"
 
-	"hvnet/api"
-	vswitch "hvnet/switch"
+	"github.com/hvnet/hvnet/api"
+	vswitch "github.com/hvnet/hvnet/switch"
 )
 
 func TestCtlACL(t *testing.T) {

@@ -5,8 +5,8 @@ import (
 	"net/http"
 	"strings"
 
-	"hvnet/api"
-	"hvnet/daemon"
+	"github.com/hvnet/hvnet/api"
+	"github.com/hvnet/hvnet/daemon"
 )
 
 const ctlAddHelp = `add KIND NAME [KEY=VALUE]...     add a port of KIND (vhost-user, uplink, lab, vxlan; "hvnet switch

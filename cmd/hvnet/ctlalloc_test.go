@@ -9,9 +9,9 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"hvnet/api"
-	vswitch "hvnet/switch"
-	"hvnet/topology"
+	"github.com/hvnet/hvnet/api"
+	vswitch "github.com/hvnet/hvnet/switch"
+	"github.com/hvnet/hvnet/topology"
 )
 
 // ctl set changes the allocation and class map live in the command

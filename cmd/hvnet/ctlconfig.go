@@ -9,8 +9,8 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"hvnet/api"
-	vswitch "hvnet/switch"
+	"github.com/hvnet/hvnet/api"
+	vswitch "github.com/hvnet/hvnet/switch"
 )
 
 // "hvnet ctl config": the running configuration as a topology file that

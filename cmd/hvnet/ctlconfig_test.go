@@ -8,8 +8,8 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"hvnet/api"
-	"hvnet/topology"
+	"github.com/hvnet/hvnet/api"
+	"github.com/hvnet/hvnet/topology"
 )
 
 // ctl config writes the switch-wide settings and ports of every kind,

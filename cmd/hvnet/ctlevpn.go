@@ -13,7 +13,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"hvnet/api"
+	"github.com/hvnet/hvnet/api"
 )
 
 // ctlEVPNHelp is the usage of the fabric's commands.

@@ -11,7 +11,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"hvnet/api"
+	"github.com/hvnet/hvnet/api"
 )
 
 const ctlFlowsHelp = `flows [--limit N] [--sort bytes|packets]

@@ -9,10 +9,10 @@ import (
 	"strings"
 	"testing"
 
-	"hvnet/api"
-	"hvnet/internal/pktbuild"
-	"hvnet/ipfix"
-	vswitch "hvnet/switch"
+	"github.com/hvnet/hvnet/api"
+	"github.com/hvnet/hvnet/internal/pktbuild"
+	"github.com/hvnet/hvnet/ipfix"
+	vswitch "github.com/hvnet/hvnet/switch"
 )
 
 // TestCtlFlows: hvnet ctl flow-export (show, set, a refusal) and flows

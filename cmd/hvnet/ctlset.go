@@ -10,10 +10,10 @@ import (
 	"strings"
 	"text/tabwriter"
 
-	"hvnet/api"
-	"hvnet/daemon"
-	vswitch "hvnet/switch"
-	"hvnet/units"
+	"github.com/hvnet/hvnet/api"
+	"github.com/hvnet/hvnet/daemon"
+	vswitch "github.com/hvnet/hvnet/switch"
+	"github.com/hvnet/hvnet/units"
 )
 
 // set builds a PortPatch from KEY=VALUE arguments, in the keys every

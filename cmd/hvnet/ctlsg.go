@@ -13,7 +13,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"hvnet/api"
+	"github.com/hvnet/hvnet/api"
 )
 
 // sg is "hvnet ctl sg PORT [show | set FILE [--flush] | delete]": FILE is

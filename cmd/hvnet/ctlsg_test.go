@@ -15,10 +15,10 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"go.yaml.in/yaml/v3"
 
-	"hvnet/api"
-	"hvnet/daemon"
-	vswitch "hvnet/switch"
-	"hvnet/topology"
+	"github.com/hvnet/hvnet/api"
+	"github.com/hvnet/hvnet/daemon"
+	vswitch "github.com/hvnet/hvnet/switch"
+	"github.com/hvnet/hvnet/topology"
 )
 
 func TestCtlSG(t *testing.T) {

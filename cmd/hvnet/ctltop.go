@@ -11,8 +11,8 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"hvnet/api"
-	"hvnet/units"
+	"github.com/hvnet/hvnet/api"
+	"github.com/hvnet/hvnet/units"
 )
 
 // top is "hvnet ctl top": every port's packets and bits per second in

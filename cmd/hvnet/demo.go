@@ -19,9 +19,9 @@ import (
 	"syscall"
 	"time"
 
-	"hvnet/demo"
-	"hvnet/internal/lines"
-	"hvnet/nested"
+	"github.com/hvnet/hvnet/demo"
+	"github.com/hvnet/hvnet/internal/lines"
+	"github.com/hvnet/hvnet/nested"
 )
 
 // The demo's capture crosses the nested test host's console gzipped and

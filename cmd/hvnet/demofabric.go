@@ -11,8 +11,8 @@ import (
 	"syscall"
 	"time"
 
-	"hvnet/demo"
-	"hvnet/nested"
+	"github.com/hvnet/hvnet/demo"
+	"github.com/hvnet/hvnet/nested"
 )
 
 const envFabricNS = "HVNET_FABRIC_NETNS" // set in the fabric demo's private network namespace

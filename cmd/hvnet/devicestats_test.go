@@ -14,16 +14,16 @@ import (
 	"github.com/prometheus/common/model"
 	"golang.org/x/sys/unix"
 
-	"hvnet/api"
-	"hvnet/daemon"
-	"hvnet/daemon/uplinkkind"
-	vswitch "hvnet/switch"
-	"hvnet/uplink"
-	"hvnet/vhostuser/frontend"
-	"hvnet/vhostuser/proto"
-	"hvnet/virtio"
-	vnet "hvnet/virtio/net"
-	"hvnet/virtio/virtiotest"
+	"github.com/hvnet/hvnet/api"
+	"github.com/hvnet/hvnet/daemon"
+	"github.com/hvnet/hvnet/daemon/uplinkkind"
+	vswitch "github.com/hvnet/hvnet/switch"
+	"github.com/hvnet/hvnet/uplink"
+	"github.com/hvnet/hvnet/vhostuser/frontend"
+	"github.com/hvnet/hvnet/vhostuser/proto"
+	"github.com/hvnet/hvnet/virtio"
+	vnet "github.com/hvnet/hvnet/virtio/net"
+	"github.com/hvnet/hvnet/virtio/virtiotest"
 )
 
 // badFrontend is a vhost-user frontend with one queue pair whose transmit

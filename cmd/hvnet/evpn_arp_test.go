@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"hvnet/api"
-	"hvnet/internal/netnstest"
+	"github.com/hvnet/hvnet/api"
+	"github.com/hvnet/hvnet/internal/netnstest"
 )
 
 // underlayCapture runs f while tcpdump watches the VXLAN packets on the

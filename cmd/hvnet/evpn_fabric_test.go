@@ -13,8 +13,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 
-	"hvnet/api"
-	"hvnet/internal/netnstest"
+	"github.com/hvnet/hvnet/api"
+	"github.com/hvnet/hvnet/internal/netnstest"
 )
 
 // Three hvnet hosts in an iBGP full mesh carry VLAN 10 as VNI 100 and

@@ -11,9 +11,9 @@ import (
 	"testing"
 	"time"
 
-	"hvnet/api"
-	"hvnet/internal/frrtest"
-	"hvnet/internal/netnstest"
+	"github.com/hvnet/hvnet/api"
+	"github.com/hvnet/hvnet/internal/frrtest"
+	"github.com/hvnet/hvnet/internal/netnstest"
 )
 
 // An hvnet host and FRR 8.4 (zebra + bgpd, advertise-all-vni, a Linux

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"hvnet/internal/netnstest"
+	"github.com/hvnet/hvnet/internal/netnstest"
 )
 
 // Two hvnet hosts, each an `hvnet switch` in its own namespace on an

@@ -16,8 +16,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"hvnet/api"
-	"hvnet/internal/netnstest"
+	"github.com/hvnet/hvnet/api"
+	"github.com/hvnet/hvnet/internal/netnstest"
 )
 
 // fabric is hvnet hosts on one underlay: each host a network namespace

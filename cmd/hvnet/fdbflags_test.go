@@ -6,10 +6,10 @@ import (
 	"testing"
 	"time"
 
-	"hvnet/api"
-	"hvnet/daemon"
-	vswitch "hvnet/switch"
-	"hvnet/topology"
+	"github.com/hvnet/hvnet/api"
+	"github.com/hvnet/hvnet/daemon"
+	vswitch "github.com/hvnet/hvnet/switch"
+	"github.com/hvnet/hvnet/topology"
 )
 
 // port-security= and mac-limit= on --port and --uplink, the switch's FDB

@@ -9,7 +9,7 @@ import (
 	"os"
 	"os/signal"
 
-	"hvnet/images"
+	"github.com/hvnet/hvnet/images"
 )
 
 func cmdImages(e *env, args []string) int {

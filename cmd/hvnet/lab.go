@@ -13,13 +13,13 @@ import (
 	"syscall"
 	"time"
 
-	"hvnet/api"
-	"hvnet/daemon"
-	"hvnet/daemon/labkind"
-	"hvnet/images"
-	"hvnet/internal/lines"
-	"hvnet/lab"
-	"hvnet/nested"
+	"github.com/hvnet/hvnet/api"
+	"github.com/hvnet/hvnet/daemon"
+	"github.com/hvnet/hvnet/daemon/labkind"
+	"github.com/hvnet/hvnet/images"
+	"github.com/hvnet/hvnet/internal/lines"
+	"github.com/hvnet/hvnet/lab"
+	"github.com/hvnet/hvnet/nested"
 )
 
 // guestFlags collects repeated --guest specs.

@@ -9,9 +9,9 @@ import (
 	"strings"
 	"testing"
 
-	"hvnet/images/agentcfg"
-	vswitch "hvnet/switch"
-	"hvnet/units"
+	"github.com/hvnet/hvnet/images/agentcfg"
+	vswitch "github.com/hvnet/hvnet/switch"
+	"github.com/hvnet/hvnet/units"
 )
 
 func TestLabUsageErrors(t *testing.T) {

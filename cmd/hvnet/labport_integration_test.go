@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"hvnet/api"
-	"hvnet/vmtest"
+	"github.com/hvnet/hvnet/api"
+	"github.com/hvnet/hvnet/vmtest"
 )
 
 // labPortSpec is a lab guest port on access VLAN 10.

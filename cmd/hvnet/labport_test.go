@@ -14,11 +14,11 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
-	"hvnet/api"
-	"hvnet/daemon"
-	"hvnet/daemon/labkind"
-	vswitch "hvnet/switch"
-	"hvnet/vmm"
+	"github.com/hvnet/hvnet/api"
+	"github.com/hvnet/hvnet/daemon"
+	"github.com/hvnet/hvnet/daemon/labkind"
+	vswitch "github.com/hvnet/hvnet/switch"
+	"github.com/hvnet/hvnet/vmm"
 )
 
 // inProcDaemon runs the daemon (daemon.Start) in this process with its

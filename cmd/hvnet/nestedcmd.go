@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"os"
 
-	"hvnet/images"
-	"hvnet/nested"
+	"github.com/hvnet/hvnet/images"
+	"github.com/hvnet/hvnet/nested"
 )
 
 // buildImages builds (or finds in the cache) the test guest images, with

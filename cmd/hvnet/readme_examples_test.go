@@ -15,11 +15,11 @@ import (
 	"testing"
 	"time"
 
-	"hvnet/api"
-	"hvnet/internal/netnstest"
-	"hvnet/topology"
-	"hvnet/vmm"
-	"hvnet/vmtest"
+	"github.com/hvnet/hvnet/api"
+	"github.com/hvnet/hvnet/internal/netnstest"
+	"github.com/hvnet/hvnet/topology"
+	"github.com/hvnet/hvnet/vmm"
+	"github.com/hvnet/hvnet/vmtest"
 )
 
 // readmeBlock is a fenced code block of the README.
@@ -122,7 +122,7 @@ var readmeExamples = []readmeExample{
 		return err == nil && p.Options["socket-group"][0] == "kvm"
 	}},
 	{start: "mkdir mynet && cd mynet && go mod init example.com/mynet", want: func(t *testing.T, out string) {
-		if !regexp.MustCompile(`(?m)^hvnet v0\.0\.0 => /`).MatchString(out) {
+		if !regexp.MustCompile(`(?m)^github\.com/hvnet/hvnet v0\.0\.0 => /`).MatchString(out) {
 			t.Errorf("the new module does not require hvnet from the checkout:\n%s", out)
 		}
 	}},

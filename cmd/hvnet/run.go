@@ -17,12 +17,12 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"golang.org/x/sys/unix"
 
-	"hvnet/images/agentcfg"
-	"hvnet/internal/lines"
-	"hvnet/nested"
-	vswitch "hvnet/switch"
-	"hvnet/units"
-	"hvnet/vmm"
+	"github.com/hvnet/hvnet/images/agentcfg"
+	"github.com/hvnet/hvnet/internal/lines"
+	"github.com/hvnet/hvnet/nested"
+	vswitch "github.com/hvnet/hvnet/switch"
+	"github.com/hvnet/hvnet/units"
+	"github.com/hvnet/hvnet/vmm"
 )
 
 // processStart is when this process began, for boot-time reports.

@@ -12,14 +12,14 @@ import (
 	"syscall"
 	"time"
 
-	"hvnet/api"
-	"hvnet/conntrack"
-	"hvnet/daemon"
-	_ "hvnet/daemon/kinds" // every port kind hvnet ships
-	"hvnet/dashboard"
-	"hvnet/images"
-	"hvnet/ipfix"
-	vswitch "hvnet/switch"
+	"github.com/hvnet/hvnet/api"
+	"github.com/hvnet/hvnet/conntrack"
+	"github.com/hvnet/hvnet/daemon"
+	_ "github.com/hvnet/hvnet/daemon/kinds" // every port kind hvnet ships
+	"github.com/hvnet/hvnet/dashboard"
+	"github.com/hvnet/hvnet/images"
+	"github.com/hvnet/hvnet/ipfix"
+	vswitch "github.com/hvnet/hvnet/switch"
 )
 
 // specFlags collects a repeated flag's values.

@@ -14,11 +14,11 @@ import (
 	"testing"
 	"time"
 
-	"hvnet/api"
-	"hvnet/daemon"
-	vswitch "hvnet/switch"
-	"hvnet/uplink"
-	"hvnet/vhostuser/frontend"
+	"github.com/hvnet/hvnet/api"
+	"github.com/hvnet/hvnet/daemon"
+	vswitch "github.com/hvnet/hvnet/switch"
+	"github.com/hvnet/hvnet/uplink"
+	"github.com/hvnet/hvnet/vhostuser/frontend"
 )
 
 // mainEnv makes the test binary run hvnet itself (see TestMain), so the

@@ -12,15 +12,15 @@ import (
 	"sync/atomic"
 	"syscall"
 
-	"hvnet/api"
-	"hvnet/daemon"
-	"hvnet/daemon/labkind"
-	"hvnet/dashboard"
-	"hvnet/images"
-	"hvnet/lab"
-	"hvnet/nested"
-	vswitch "hvnet/switch"
-	"hvnet/topology"
+	"github.com/hvnet/hvnet/api"
+	"github.com/hvnet/hvnet/daemon"
+	"github.com/hvnet/hvnet/daemon/labkind"
+	"github.com/hvnet/hvnet/dashboard"
+	"github.com/hvnet/hvnet/images"
+	"github.com/hvnet/hvnet/lab"
+	"github.com/hvnet/hvnet/nested"
+	vswitch "github.com/hvnet/hvnet/switch"
+	"github.com/hvnet/hvnet/topology"
 )
 
 const upUsage = `usage: hvnet up [flags] FILE

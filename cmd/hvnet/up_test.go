@@ -18,12 +18,12 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
-	"hvnet/api"
-	"hvnet/daemon"
-	"hvnet/internal/netnstest"
-	vswitch "hvnet/switch"
-	"hvnet/topology"
-	"hvnet/vmtest"
+	"github.com/hvnet/hvnet/api"
+	"github.com/hvnet/hvnet/daemon"
+	"github.com/hvnet/hvnet/internal/netnstest"
+	vswitch "github.com/hvnet/hvnet/switch"
+	"github.com/hvnet/hvnet/topology"
+	"github.com/hvnet/hvnet/vmtest"
 )
 
 func TestUpGoodFile(t *testing.T) {

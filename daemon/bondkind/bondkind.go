@@ -8,11 +8,11 @@ import (
 	"fmt"
 	"time"
 
-	"hvnet/api"
-	"hvnet/bond"
-	"hvnet/daemon"
-	vswitch "hvnet/switch"
-	"hvnet/uplink"
+	"github.com/hvnet/hvnet/api"
+	"github.com/hvnet/hvnet/bond"
+	"github.com/hvnet/hvnet/daemon"
+	vswitch "github.com/hvnet/hvnet/switch"
+	"github.com/hvnet/hvnet/uplink"
 )
 
 // Kind is the kind's name.

@@ -4,7 +4,7 @@ import (
 	"errors"
 	"testing"
 
-	"hvnet/daemon"
+	"github.com/hvnet/hvnet/daemon"
 )
 
 // rate=link on a bond: the slowest member in active-backup (what is left

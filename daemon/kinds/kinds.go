@@ -3,9 +3,9 @@
 package kinds
 
 import (
-	_ "hvnet/daemon/bondkind"   // bonds of uplinks
-	_ "hvnet/daemon/labkind"    // lab guests
-	_ "hvnet/daemon/uplinkkind" // AF_PACKET uplinks
-	_ "hvnet/daemon/vhostkind"  // vhost-user sockets
-	_ "hvnet/daemon/vxlankind"  // VXLAN tunnels
+	_ "github.com/hvnet/hvnet/daemon/bondkind"   // bonds of uplinks
+	_ "github.com/hvnet/hvnet/daemon/labkind"    // lab guests
+	_ "github.com/hvnet/hvnet/daemon/uplinkkind" // AF_PACKET uplinks
+	_ "github.com/hvnet/hvnet/daemon/vhostkind"  // vhost-user sockets
+	_ "github.com/hvnet/hvnet/daemon/vxlankind"  // VXLAN tunnels
 )

@@ -13,13 +13,13 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
-	"hvnet/api"
-	"hvnet/daemon"
-	"hvnet/images/agentcfg"
-	"hvnet/internal/lines"
-	"hvnet/lab"
-	vswitch "hvnet/switch"
-	"hvnet/vmm"
+	"github.com/hvnet/hvnet/api"
+	"github.com/hvnet/hvnet/daemon"
+	"github.com/hvnet/hvnet/images/agentcfg"
+	"github.com/hvnet/hvnet/internal/lines"
+	"github.com/hvnet/hvnet/lab"
+	vswitch "github.com/hvnet/hvnet/switch"
+	"github.com/hvnet/hvnet/vmm"
 )
 
 func init() { daemon.Register(kind{}) }

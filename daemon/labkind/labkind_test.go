@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"hvnet/daemon"
+	"github.com/hvnet/hvnet/daemon"
 )
 
 func TestParse(t *testing.T) {

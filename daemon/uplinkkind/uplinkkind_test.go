@@ -4,8 +4,8 @@ import (
 	"strings"
 	"testing"
 
-	"hvnet/daemon"
-	"hvnet/uplink"
+	"github.com/hvnet/hvnet/daemon"
+	"github.com/hvnet/hvnet/uplink"
 )
 
 func TestParse(t *testing.T) {

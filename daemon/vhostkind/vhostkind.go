@@ -11,11 +11,11 @@ import (
 	"path/filepath"
 	"strconv"
 
-	"hvnet/api"
-	"hvnet/daemon"
-	vswitch "hvnet/switch"
-	"hvnet/vhost"
-	vnet "hvnet/virtio/net"
+	"github.com/hvnet/hvnet/api"
+	"github.com/hvnet/hvnet/daemon"
+	vswitch "github.com/hvnet/hvnet/switch"
+	"github.com/hvnet/hvnet/vhost"
+	vnet "github.com/hvnet/hvnet/virtio/net"
 )
 
 func init() { daemon.Register(kind{}, "port") }

@@ -4,8 +4,8 @@ import (
 	"strings"
 	"testing"
 
-	"hvnet/daemon"
-	"hvnet/vhost"
+	"github.com/hvnet/hvnet/daemon"
+	"github.com/hvnet/hvnet/vhost"
 )
 
 func parse(t *testing.T, fields string) (*spec, error) {

@@ -4,8 +4,8 @@ import (
 	"net"
 	"time"
 
-	"hvnet/api"
-	"hvnet/evpn"
+	"github.com/hvnet/hvnet/api"
+	"github.com/hvnet/hvnet/evpn"
 )
 
 // EVPN returns the tunnel's BGP EVPN control plane as the API shows it

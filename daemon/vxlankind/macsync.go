@@ -7,8 +7,8 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
-	vswitch "hvnet/switch"
-	"hvnet/vxlan"
+	vswitch "github.com/hvnet/hvnet/switch"
+	"github.com/hvnet/hvnet/vxlan"
 )
 
 // advertiser is what macSync tells of local MACs: the EVPN speaker.

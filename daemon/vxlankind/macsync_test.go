@@ -11,8 +11,8 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
-	vswitch "hvnet/switch"
-	"hvnet/vxlan"
+	vswitch "github.com/hvnet/hvnet/switch"
+	"github.com/hvnet/hvnet/vxlan"
 )
 
 // Changes reach the routes through the FDB watch alone: only the MACs

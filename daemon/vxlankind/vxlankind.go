@@ -16,11 +16,11 @@ import (
 	"sync"
 	"time"
 
-	"hvnet/api"
-	"hvnet/daemon"
-	"hvnet/evpn"
-	vswitch "hvnet/switch"
-	"hvnet/vxlan"
+	"github.com/hvnet/hvnet/api"
+	"github.com/hvnet/hvnet/daemon"
+	"github.com/hvnet/hvnet/evpn"
+	vswitch "github.com/hvnet/hvnet/switch"
+	"github.com/hvnet/hvnet/vxlan"
 )
 
 // Kind is the kind's name on every surface.

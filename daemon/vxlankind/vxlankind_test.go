@@ -8,11 +8,11 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
-	"hvnet/daemon"
-	"hvnet/evpn"
-	"hvnet/internal/netnstest"
-	vswitch "hvnet/switch"
-	"hvnet/vxlan"
+	"github.com/hvnet/hvnet/daemon"
+	"github.com/hvnet/hvnet/evpn"
+	"github.com/hvnet/hvnet/internal/netnstest"
+	vswitch "github.com/hvnet/hvnet/switch"
+	"github.com/hvnet/hvnet/vxlan"
 )
 
 func TestMain(m *testing.M) { netnstest.Main(m) }

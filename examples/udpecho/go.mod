@@ -2,7 +2,7 @@ module example.com/udpecho
 
 go 1.26.0
 
-require hvnet v0.0.0
+require github.com/hvnet/hvnet v0.0.0
 
 require (
 	github.com/dustin/go-humanize v1.0.1 // indirect
@@ -23,4 +23,4 @@ require (
 )
 
 // Until hvnet is published, point at the checkout (this example lives in it).
-replace hvnet => ../..
+replace github.com/hvnet/hvnet => ../..

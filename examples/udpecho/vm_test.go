@@ -10,11 +10,11 @@ import (
 
 	"example.com/udpecho/echo"
 
-	"hvnet/lab"
-	vswitch "hvnet/switch"
-	"hvnet/vmtest"
-	"hvnet/vmtest/event"
-	"hvnet/vmtest/netns"
+	"github.com/hvnet/hvnet/lab"
+	vswitch "github.com/hvnet/hvnet/switch"
+	"github.com/hvnet/hvnet/vmtest"
+	"github.com/hvnet/hvnet/vmtest/event"
+	"github.com/hvnet/hvnet/vmtest/netns"
 )
 
 // image is what the guests get on top of hvnet's guest image: the echo

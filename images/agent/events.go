@@ -11,7 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 
-	"hvnet/vmtest/event"
+	"github.com/hvnet/hvnet/vmtest/event"
 )
 
 // eventMain is `/init event TYPE [JSON]`: a script's way to send an event

@@ -14,7 +14,7 @@ import (
 	"github.com/songgao/packets/ethernet"
 	"github.com/vishvananda/netlink"
 
-	"hvnet/images/agentcfg"
+	"github.com/hvnet/hvnet/images/agentcfg"
 )
 
 // The hostile driver: `/init hostile [flags]`, run from a guest script as

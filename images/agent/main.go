@@ -14,7 +14,7 @@ import (
 	"runtime/debug"
 	"time"
 
-	"hvnet/images/agentcfg"
+	"github.com/hvnet/hvnet/images/agentcfg"
 )
 
 // path is $PATH in the guest: u-root's busybox links are in /bbin.

@@ -8,7 +8,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 
-	"hvnet/images/agentcfg"
+	"github.com/hvnet/hvnet/images/agentcfg"
 )
 
 func setupLoopback() error {

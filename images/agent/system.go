@@ -11,7 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"hvnet/images/agentcfg"
+	"github.com/hvnet/hvnet/images/agentcfg"
 )
 
 // mountProc mounts /proc, which the start line needs.

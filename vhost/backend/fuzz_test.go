@@ -8,9 +8,9 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"hvnet/vhostuser/proto"
-	"hvnet/virtio"
-	vnet "hvnet/virtio/net"
+	"github.com/hvnet/hvnet/vhostuser/proto"
+	"github.com/hvnet/hvnet/virtio"
+	vnet "github.com/hvnet/hvnet/virtio/net"
 )
 
 // fakeConn replays messages from fuzz input: each is one byte of

@@ -5,8 +5,8 @@ import (
 	"errors"
 	"fmt"
 
-	"hvnet/vhostuser/proto"
-	"hvnet/virtio"
+	"github.com/hvnet/hvnet/vhostuser/proto"
+	"github.com/hvnet/hvnet/virtio"
 )
 
 // handle executes one validated request. A non-nil reply is sent for the

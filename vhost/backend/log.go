@@ -5,8 +5,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"hvnet/vhostuser/proto"
-	"hvnet/virtio"
+	"github.com/hvnet/hvnet/vhostuser/proto"
+	"github.com/hvnet/hvnet/virtio"
 )
 
 // dirtyLog is the frontend's shared dirty-page bitmap (vhost-user.rst

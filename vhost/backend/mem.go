@@ -5,8 +5,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"hvnet/vhostuser/proto"
-	"hvnet/virtio"
+	"github.com/hvnet/hvnet/vhostuser/proto"
+	"github.com/hvnet/hvnet/virtio"
 )
 
 // MaxMemSlots is the answer to GET_MAX_MEM_SLOTS: how many regions

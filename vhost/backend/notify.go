@@ -11,7 +11,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"golang.org/x/sys/unix"
 
-	"hvnet/virtio"
+	"github.com/hvnet/hvnet/virtio"
 )
 
 // The frontend's call and error eventfds (SET_VRING_CALL, SET_VRING_ERR)

@@ -11,9 +11,9 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"golang.org/x/sys/unix"
 
-	"hvnet/vhostuser/proto"
-	"hvnet/virtio"
-	vnet "hvnet/virtio/net"
+	"github.com/hvnet/hvnet/vhostuser/proto"
+	"github.com/hvnet/hvnet/virtio"
+	vnet "github.com/hvnet/hvnet/virtio/net"
 )
 
 // Notification descriptors, white-box: the poll

@@ -12,9 +12,9 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"golang.org/x/sys/unix"
 
-	"hvnet/vhostuser/proto"
-	"hvnet/virtio"
-	vnet "hvnet/virtio/net"
+	"github.com/hvnet/hvnet/vhostuser/proto"
+	"github.com/hvnet/hvnet/virtio"
+	vnet "github.com/hvnet/hvnet/virtio/net"
 )
 
 // Conn is what a Session talks through: proto.Conn on a real socket, a fake

@@ -9,8 +9,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"hvnet/vhostuser/proto"
-	"hvnet/virtio"
+	"github.com/hvnet/hvnet/vhostuser/proto"
+	"github.com/hvnet/hvnet/virtio"
 )
 
 // vring is the backend's state of one virtqueue (vhost-user.rst "Ring

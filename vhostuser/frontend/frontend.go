@@ -22,7 +22,7 @@ import (
 	"fmt"
 	"net"
 
-	"hvnet/vhostuser/proto"
+	"github.com/hvnet/hvnet/vhostuser/proto"
 )
 
 // Frontend is one connection to a backend. It is not safe for concurrent

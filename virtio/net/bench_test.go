@@ -4,9 +4,9 @@ import (
 	"fmt"
 	"testing"
 
-	"hvnet/frame"
-	vnet "hvnet/virtio/net"
-	"hvnet/virtio/virtiotest"
+	"github.com/hvnet/hvnet/frame"
+	vnet "github.com/hvnet/hvnet/virtio/net"
+	"github.com/hvnet/hvnet/virtio/virtiotest"
 )
 
 // benchCase is one frame size of the dataplane benchmark.

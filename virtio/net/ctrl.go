@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"slices"
 
-	"hvnet/virtio"
+	"github.com/hvnet/hvnet/virtio"
 )
 
 // Control queue classes and commands, virtio 1.2 §5.1.6.5.

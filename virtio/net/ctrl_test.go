@@ -4,8 +4,8 @@ import (
 	"encoding/binary"
 	"testing"
 
-	vnet "hvnet/virtio/net"
-	"hvnet/virtio/virtiotest"
+	vnet "github.com/hvnet/hvnet/virtio/net"
+	"github.com/hvnet/hvnet/virtio/virtiotest"
 )
 
 // sendCtrl sends one command on the control queue and returns the ack.

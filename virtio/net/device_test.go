@@ -6,9 +6,9 @@ import (
 	"sync"
 	"testing"
 
-	"hvnet/virtio"
-	vnet "hvnet/virtio/net"
-	"hvnet/virtio/virtiotest"
+	"github.com/hvnet/hvnet/virtio"
+	vnet "github.com/hvnet/hvnet/virtio/net"
+	"github.com/hvnet/hvnet/virtio/virtiotest"
 )
 
 func TestNewRejects(t *testing.T) {

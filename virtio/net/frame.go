@@ -1,6 +1,6 @@
 package vnet
 
-import "hvnet/frame"
+import "github.com/hvnet/hvnet/frame"
 
 // Frame is an Ethernet frame and its offload metadata (the one frame type
 // of every port: package frame). Data is owned by the caller of the method

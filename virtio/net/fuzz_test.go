@@ -4,9 +4,9 @@ import (
 	"encoding/binary"
 	"testing"
 
-	"hvnet/frame"
-	vnet "hvnet/virtio/net"
-	"hvnet/virtio/virtiotest"
+	"github.com/hvnet/hvnet/frame"
+	vnet "github.com/hvnet/hvnet/virtio/net"
+	"github.com/hvnet/hvnet/virtio/virtiotest"
 )
 
 // FuzzTX sends one driver-built chain (header and frame bytes, split into up

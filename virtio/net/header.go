@@ -4,7 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 
-	"hvnet/frame"
+	"github.com/hvnet/hvnet/frame"
 )
 
 // HdrLen is the size of struct virtio_net_hdr with VIRTIO_F_VERSION_1

@@ -5,9 +5,9 @@ import (
 	"errors"
 	"testing"
 
-	"hvnet/virtio"
-	vnet "hvnet/virtio/net"
-	"hvnet/virtio/virtiotest"
+	"github.com/hvnet/hvnet/virtio"
+	vnet "github.com/hvnet/hvnet/virtio/net"
+	"github.com/hvnet/hvnet/virtio/virtiotest"
 )
 
 // TestPollKeepsKicksOff: Poll processes a transmit queue with

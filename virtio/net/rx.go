@@ -4,8 +4,8 @@ import (
 	"encoding/binary"
 	"errors"
 
-	"hvnet/frame"
-	"hvnet/virtio"
+	"github.com/hvnet/hvnet/frame"
+	"github.com/hvnet/hvnet/virtio"
 )
 
 var (

@@ -6,10 +6,10 @@ import (
 	"errors"
 	"testing"
 
-	"hvnet/frame"
-	"hvnet/virtio"
-	vnet "hvnet/virtio/net"
-	"hvnet/virtio/virtiotest"
+	"github.com/hvnet/hvnet/frame"
+	"github.com/hvnet/hvnet/virtio"
+	vnet "github.com/hvnet/hvnet/virtio/net"
+	"github.com/hvnet/hvnet/virtio/virtiotest"
 )
 
 func rxBed(t *testing.T, features uint64) *bed {

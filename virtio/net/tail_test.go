@@ -7,9 +7,9 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"hvnet/frame"
-	vnet "hvnet/virtio/net"
-	"hvnet/virtio/virtiotest"
+	"github.com/hvnet/hvnet/frame"
+	vnet "github.com/hvnet/hvnet/virtio/net"
+	"github.com/hvnet/hvnet/virtio/virtiotest"
 )
 
 // tailSink is a vnet.TailSink: need says how many leading bytes it reads

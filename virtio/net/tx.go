@@ -4,8 +4,8 @@ import (
 	"errors"
 	"sync"
 
-	"hvnet/frame"
-	"hvnet/virtio"
+	"github.com/hvnet/hvnet/frame"
+	"github.com/hvnet/hvnet/virtio"
 )
 
 const (

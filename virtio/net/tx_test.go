@@ -6,10 +6,10 @@ import (
 	"runtime"
 	"testing"
 
-	"hvnet/frame"
-	"hvnet/virtio"
-	vnet "hvnet/virtio/net"
-	"hvnet/virtio/virtiotest"
+	"github.com/hvnet/hvnet/frame"
+	"github.com/hvnet/hvnet/virtio"
+	vnet "github.com/hvnet/hvnet/virtio/net"
+	"github.com/hvnet/hvnet/virtio/virtiotest"
 )
 
 func txBed(t *testing.T, features uint64) (*bed, *recSink) {

@@ -1,6 +1,6 @@
 package vnet
 
-import "hvnet/virtio"
+import "github.com/hvnet/hvnet/virtio"
 
 // Lost notifications. A notification lost between driver and device, in
 // either direction, can stop a queue for good: with VIRTIO_F_EVENT_IDX the

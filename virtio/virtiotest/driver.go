@@ -12,7 +12,7 @@ import (
 	"encoding/binary"
 	"fmt"
 
-	"hvnet/virtio"
+	"github.com/hvnet/hvnet/virtio"
 )
 
 // DefaultBase is the guest-physical address of the mock's memory: not zero,

@@ -13,7 +13,7 @@
 // Tests that use it run as root.
 package netns
 
-import "hvnet/internal/nlns"
+import "github.com/hvnet/hvnet/internal/nlns"
 
 // NS is a network namespace the test created (New); its methods add
 // links and addresses (Up, Down, Addr, SetMAC, Master, Add) and run code

@@ -8,10 +8,10 @@ package frontendtest
 import (
 	"errors"
 
-	"hvnet/vhostuser/frontend"
-	"hvnet/vhostuser/proto"
-	"hvnet/virtio"
-	"hvnet/virtio/virtiotest"
+	"github.com/hvnet/hvnet/vhostuser/frontend"
+	"github.com/hvnet/hvnet/vhostuser/proto"
+	"github.com/hvnet/hvnet/virtio"
+	"github.com/hvnet/hvnet/virtio/virtiotest"
 )
 
 // Config sizes a Guest. Zero values take the defaults.

@@ -11,7 +11,7 @@ import (
 
 	"example.com/udpecho/echo"
 
-	"hvnet/vmtest/event"
+	"github.com/hvnet/hvnet/vmtest/event"
 )
 
 func main() {
