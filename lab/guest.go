@@ -31,9 +31,11 @@ type BootConfig struct {
 	// port's ACLs are the caller's).
 	Attach vswitch.AttachFunc
 	Switch *vswitch.Switch
-	// Events, when set, is called with each event the guest sends
-	// (package hvnet/vmtest/event), as it arrives, from the guest's vCPU
-	// thread: keep it short. Result.Events keeps them all either way.
+	// Events, when set, gives the guest its event channel (COM2,
+	// package vmtest/event) and is called with each event it sends, as
+	// it arrives, from the guest's vCPU thread: keep it short.
+	// Result.Events keeps them (bounded). Nil: no channel (the daemon's
+	// lab ports: a tenant's guest has no way to the host but its NIC).
 	Events func(guest string, e event.Event)
 }
 
@@ -92,7 +94,7 @@ func Boot(ctx context.Context, gc GuestConfig, bc BootConfig) (*Guest, error) {
 		pc := gc.PortConfig()
 		attach = func(p vswitch.Port) (*vswitch.PortHandle, error) { return bc.Switch.AddPort(pc, p) }
 	}
-	g, err := create(gc, bc.Kernel, bc.Initrd, bc.Log, &syncWriter{w: bc.Console}, bc.Events, attach)
+	g, err := create(gc, bc.Kernel, bc.Initrd, bc.Log, &syncWriter{w: bc.Console}, bc.Events != nil, bc.Events, attach)
 	if err != nil {
 		return nil, err
 	}
@@ -123,7 +125,7 @@ func (g *GuestConfig) check(i int) error {
 // create makes one guest's VM and joins its NIC to a switch with attach;
 // it does not run it yet.
 func create(gc GuestConfig, kernel, initrd string, log hclog.Logger, out io.Writer,
-	onEvent func(string, event.Event), attach vswitch.AttachFunc) (*Guest, error) {
+	events bool, onEvent func(string, event.Event), attach vswitch.AttachFunc) (*Guest, error) {
 	log = log.Named(gc.Name)
 	con := newConsole(gc.Name+"| ", out)
 	ev := &event.Collector{}
@@ -131,8 +133,12 @@ func create(gc GuestConfig, kernel, initrd string, log hclog.Logger, out io.Writ
 		ev.On = func(e event.Event) { onEvent(gc.Name, e) }
 	}
 	cmdline := strings.TrimSpace(BaseCmdline + " " + gc.Cmdline + " " + gc.agent().String())
-	m, err := vmm.New(vmm.Config{Kernel: kernel, Initrd: initrd, Cmdline: cmdline,
-		MemMiB: gc.MemMiB, CPUs: gc.CPUs, Console: con, Events: ev, Log: log})
+	vc := vmm.Config{Kernel: kernel, Initrd: initrd, Cmdline: cmdline,
+		MemMiB: gc.MemMiB, CPUs: gc.CPUs, Console: con, Log: log}
+	if events { // a test's guest: the channel to the host (COM2)
+		vc.Events = ev
+	}
+	m, err := vmm.New(vc)
 	if err != nil {
 		return nil, fmt.Errorf("lab: guest %s: %w", gc.Name, err)
 	}
@@ -163,7 +169,7 @@ func (g *Guest) start(ctx context.Context) {
 		g.res = Result{Name: g.cfg.Name, Status: status, Err: err, Agent: g.con.result(),
 			Console: g.con.text(), Features: g.nic.Device().Features(), ActivePairs: g.nic.Device().ActivePairs(),
 			Net: g.nic.Device().Stats(), PCI: g.nic.Stats(), Port: g.port.Counters(),
-			Events: g.ev.Events(), BadEvents: g.ev.Malformed()}
+			Events: g.ev.Events(), BadEvents: g.ev.Malformed(), DroppedEvents: g.ev.Dropped()}
 	}()
 }
 

@@ -113,8 +113,9 @@ type Result struct {
 	PCI         vmm.VirtioPCIStats   // transport counters (per-queue kicks, interrupts)
 	Port        vswitch.PortCounters // the guest's switch port
 
-	Events    []event.Event // what the guest sent on its event channel, in order
-	BadEvents int           // lines on the event channel that were not events
+	Events        []event.Event // what the guest sent on its event channel, in order (event.MaxKept at most)
+	BadEvents     int           // lines on the event channel that were not events
+	DroppedEvents int           // events not kept (past event.MaxKept or MaxKeptBytes)
 }
 
 // BaseCmdline is the kernel command line of every lab guest.
@@ -253,7 +254,7 @@ func Run(ctx context.Context, cfg Config) ([]Result, error) {
 	}
 	for _, gc := range cfg.Guests {
 		pc := gc.PortConfig()
-		g, err := create(gc, cfg.Kernel, cfg.Initrd, cfg.Log, out, cfg.Events,
+		g, err := create(gc, cfg.Kernel, cfg.Initrd, cfg.Log, out, true, cfg.Events,
 			func(p vswitch.Port) (*vswitch.PortHandle, error) { return sw.AddPort(pc, p) })
 		if err != nil {
 			return nil, err

@@ -7,17 +7,27 @@ import (
 
 // Collector is the host's end: an io.Writer for the guest's COM2 output
 // (vmm.Config.Events) that splits it into lines and parses each. It keeps
-// every event, counts the lines that are not events, and calls On (when
-// set) as each arrives. A line longer than MaxLine is dropped and counted.
+// the events (up to MaxKept of them and MaxKeptBytes of their data; the
+// guest decides how many it sends), counts the lines that are not events,
+// and calls On (when set) as each arrives, kept or not. A line longer
+// than MaxLine is dropped and counted.
 type Collector struct {
 	On func(Event) // called in arrival order, from the VMM's vCPU thread: keep it short
 
-	mu     sync.Mutex
-	part   []byte
-	over   bool // the current line passed MaxLine: drop up to its newline
-	events []Event
-	bad    int
+	mu      sync.Mutex
+	part    []byte
+	over    bool // the current line passed MaxLine: drop up to its newline
+	events  []Event
+	kept    int // bytes of data in events
+	bad     int
+	dropped int // events not kept: past MaxKept or MaxKeptBytes
 }
+
+// Bounds of what a Collector keeps.
+const (
+	MaxKept      = 100000
+	MaxKeptBytes = 64 << 20
+)
 
 // Write implements io.Writer.
 func (c *Collector) Write(p []byte) (int, error) {
@@ -36,7 +46,12 @@ func (c *Collector) Write(p []byte) (int, error) {
 			c.bad++
 		} else if len(bytes.TrimSpace(c.part)) > 0 {
 			if e, err := Parse(c.part); err == nil {
-				c.events = append(c.events, e)
+				if len(c.events) < MaxKept && c.kept+len(e.Data) <= MaxKeptBytes {
+					c.events = append(c.events, e)
+					c.kept += len(e.Data)
+				} else {
+					c.dropped++
+				}
 				got = append(got, e)
 			} else {
 				c.bad++
@@ -70,6 +85,14 @@ func (c *Collector) Events() []Event {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return append([]Event(nil), c.events...)
+}
+
+// Dropped is the number of events not kept (past MaxKept or
+// MaxKeptBytes); On saw them.
+func (c *Collector) Dropped() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.dropped
 }
 
 // Malformed is the number of lines that were not events.

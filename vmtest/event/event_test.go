@@ -219,3 +219,27 @@ func TestWaiter(t *testing.T) {
 		t.Error("Wait for an event that never comes returned no error")
 	}
 }
+
+// What a guest sends is kept up to the bounds; the rest is counted (and
+// still seen by On).
+func TestCollectorBound(t *testing.T) {
+	seen := 0
+	c := &Collector{On: func(Event) { seen++ }}
+	line, _ := Marshal("x", 1)
+	var b []byte
+	for range MaxKept + 5 {
+		b = append(b, line...)
+	}
+	c.Write(b)
+	if n := len(c.Events()); n != MaxKept || c.Dropped() != 5 || seen != MaxKept+5 {
+		t.Fatalf("kept %d, dropped %d, seen %d; want %d, 5, %d", n, c.Dropped(), seen, MaxKept, MaxKept+5)
+	}
+	big, _ := Marshal("big", strings.Repeat("y", MaxLine/2))
+	c2 := &Collector{}
+	for range MaxKeptBytes/(MaxLine/2) + 3 {
+		c2.Write(big)
+	}
+	if c2.Dropped() == 0 || len(c2.Events())*(MaxLine/2) > MaxKeptBytes+MaxLine {
+		t.Fatalf("kept %d big events, dropped %d", len(c2.Events()), c2.Dropped())
+	}
+}
