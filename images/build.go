@@ -111,9 +111,12 @@ func findSourceDir() (string, error) {
 	return "", errors.New("images: cannot find the hvnet module source (set Config.SourceDir)")
 }
 
+// ModulePath is hvnet's module path.
+const ModulePath = "github.com/hvnet/hvnet"
+
 func isHvnetModule(dir string) bool {
 	b, err := os.ReadFile(filepath.Join(dir, "go.mod"))
-	return err == nil && strings.HasPrefix(strings.TrimSpace(string(b)), "module hvnet\n")
+	return err == nil && strings.HasPrefix(strings.TrimSpace(string(b)), "module "+ModulePath+"\n")
 }
 
 func (b *builder) manifestPath() string { return filepath.Join(b.cacheDir, "manifest.json") }
