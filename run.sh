@@ -38,6 +38,7 @@ APT_PACKAGES=(
 	frr             # a real BGP EVPN peer (bgpd, zebra, vtysh) for the VXLAN/EVPN tests
 	# DPDK 22.11: real vhost-user peers (virtio-user) and the AF_PACKET PMD
 	dpdk-dev librte-net-vhost23 librte-net-virtio23 librte-mempool-ring23 librte-net-af-packet23
+	openvswitch-switch-dpdk # OVS-DPDK 3.1: the third forwarder of ./run.sh bench vhost, which runs its own ovsdb-server and ovs-vswitchd in a temp dir
 	ca-certificates
 )
 

@@ -8,7 +8,9 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -24,34 +26,132 @@ import (
 type benchVhostOpts struct {
 	seconds          float64
 	sizes            []int
+	rounds           int
 	fwdCore, genCore int
 	skipDPDK         bool
 	skipHvnet        bool
+	skipOVS          bool
+	cpuStats         bool
 	verbose          io.Writer
 }
 
-// cmdBenchVhost measures the vhost-user path: DPDK virtio-user txonly ->
-// hvnet port A -> switch (learning, VLAN 10 on both access ports) -> port B
-// -> DPDK virtio-user rxonly, and the same generator and sink with DPDK's
-// own vhost backend (testpmd, two net_vhost ports, io forwarding) in
-// hvnet's place, on the same cores, in the same run. It prints Mpps at the
-// sink for both and their ratio.
+// A forwarder under test: hvnet's switch, testpmd's io forwarding, or
+// OVS-DPDK.
+type forwarder int
+
+const (
+	fwdHvnet forwarder = iota
+	fwdTestpmd
+	fwdOVS
+	nForwarders
+)
+
+func (f forwarder) String() string {
+	return [...]string{"hvnet", "testpmd", "OVS"}[f]
+}
+
+// vhostResult is one measurement: the rate in each direction at the
+// generator's ports (A->B counted on B, B->A on A) and the loss.
+type vhostResult struct {
+	ab, ba float64 // Mpps
+	loss   float64
+	frames uint64 // received back in the window
+	// cost is the forwarder's busy time per frame (ns) by its own
+	// accounting, idle polls left out: hvnet's PollBusyNanos, testpmd's
+	// --record-core-cycles, OVS's processing cycles. Unlike the rate it
+	// does not count the time the forwarder was not running (a busy
+	// host's other work); it does count time lost to preemption inside a
+	// busy poll. genCost is the generator's (flowgen's cycles per packet
+	// sent), mhz the TSC rate testpmd reports. 0: unknown.
+	cost, genCost, mhz float64
+	// share is the forwarder's threads' time on a CPU over their time on
+	// a CPU or waiting for one (/proc/PID/task/*/schedstat) in the
+	// window: 1 on a quiet host. cost*share is the busy time per frame
+	// with the time it was preempted taken out (preemption lands on
+	// busy and idle polls alike), what it would cost with the core to
+	// itself.
+	share float64
+	// cpu is this process's CPU time per frame forwarded (ns) and busy
+	// the fraction of one core it used (--cpu, for hvnet): robust to
+	// stolen time, but with busy polling it includes idle polls.
+	cpu, busy float64
+}
+
+// ownCore is the busy time per frame with preemption taken out (cost *
+// share), in ns: what a frame costs the forwarder on a core of its own; 0
+// if unknown.
+func (r vhostResult) ownCore() float64 {
+	if r.share <= 0 {
+		return 0
+	}
+	return r.cost * r.share
+}
+
+// perDir is the rate per direction, the mean of the two.
+func (r vhostResult) perDir() float64 { return (r.ab + r.ba) / 2 }
+
+// cmdBenchVhost measures the vhost-user path: DPDK virtio-user flowgen on
+// two ports -> forwarder -> back, with three forwarders in turn on the same
+// cores in the same run: hvnet's switch (learning, VLAN 10 on both access
+// ports), DPDK's own vhost backend (testpmd, two net_vhost ports, io
+// forwarding: the single-core limit) and OVS-DPDK (a NORMAL netdev bridge
+// with two dpdkvhostuser ports: what a user would run instead). Rounds
+// interleave them, the order rotated each round; it prints per-direction
+// Mpps and the ratios per round, then medians and ranges.
 func cmdBenchVhost(e *env, args []string) int {
 	fs := flag.NewFlagSet("bench vhost", flag.ContinueOnError)
 	fs.SetOutput(e.stderr)
 	o := benchVhostOpts{}
 	fs.Float64Var(&o.seconds, "seconds", 5, "measurement time per run")
-	sizes := fs.String("sizes", "64,1518", "frame sizes (bytes)")
-	fs.IntVar(&o.fwdCore, "fwd-core", 0, "core of the forwarder (hvnet's threads, or DPDK's forwarding lcore)")
+	sizes := fs.String("sizes", "64,1514", "frame sizes (bytes, with the FCS as flowgen counts them)")
+	fs.IntVar(&o.rounds, "rounds", 1, "rounds; each measures every forwarder at every size, the order rotated each round")
+	fs.IntVar(&o.fwdCore, "fwd-core", 0, "core of the forwarder (hvnet's threads, DPDK's forwarding lcore, OVS's PMD and threads)")
 	fs.IntVar(&o.genCore, "gen-core", 1, "forwarding core of the generator and sink (one testpmd, flowgen)")
-	fs.BoolVar(&o.skipDPDK, "skip-dpdk", false, "measure hvnet only")
-	fs.BoolVar(&o.skipHvnet, "skip-hvnet", false, "measure DPDK only")
-	verbose := fs.Bool("v", false, "show testpmd's output")
+	fs.BoolVar(&o.skipDPDK, "skip-dpdk", false, "do not measure testpmd io forwarding")
+	fs.BoolVar(&o.skipHvnet, "skip-hvnet", false, "do not measure hvnet")
+	fs.BoolVar(&o.skipOVS, "skip-ovs", false, "do not measure OVS-DPDK")
+	verbose := fs.Bool("v", false, "show testpmd's and OVS's output")
+	fs.BoolVar(&o.cpuStats, "cpu", false, "print each run's details: both directions, raw busy time, CPU share, the generator's busy time, hvnet's CPU time")
 	cpuprofile := fs.String("cpuprofile", "", "") // hidden: write a CPU profile of the hvnet runs here
 	if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
 		return 0
 	} else if err != nil {
 		return 2
+	}
+	for _, s := range strings.Split(*sizes, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n < 60 || n > 1518 {
+			return fail(e, fmt.Errorf("%w: bench vhost: size %q: want 60..1518", errUsage, s))
+		}
+		o.sizes = append(o.sizes, n)
+	}
+	if o.rounds < 1 {
+		return fail(e, fmt.Errorf("%w: bench vhost: --rounds %d: want at least 1", errUsage, o.rounds))
+	}
+	if *verbose {
+		o.verbose = e.stderr
+	}
+	var fwds []forwarder
+	if !o.skipHvnet {
+		fwds = append(fwds, fwdHvnet)
+	}
+	if !o.skipDPDK {
+		fwds = append(fwds, fwdTestpmd)
+	}
+	var ovs *ovsDPDK
+	if !o.skipOVS {
+		var err error
+		if ovs, err = benchOVSSetup(e, o); errors.Is(err, errOVSMissing) {
+			fmt.Fprintf(e.stdout, "OVS-DPDK not measured: %v (--skip-ovs to silence)\n", err)
+		} else if err != nil {
+			return fail(e, fmt.Errorf("bench vhost: OVS-DPDK: %w", err))
+		} else {
+			defer ovs.Close()
+			fwds = append(fwds, fwdOVS)
+		}
+	}
+	if len(fwds) == 0 {
+		return fail(e, fmt.Errorf("%w: bench vhost: every forwarder skipped", errUsage))
 	}
 	if *cpuprofile != "" {
 		f, err := os.Create(*cpuprofile)
@@ -64,42 +164,183 @@ func cmdBenchVhost(e *env, args []string) int {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	for _, s := range strings.Split(*sizes, ",") {
-		n, err := strconv.Atoi(strings.TrimSpace(s))
-		if err != nil || n < 60 || n > 1518 {
-			return fail(e, fmt.Errorf("%w: bench vhost: size %q: want 60..1518", errUsage, s))
+	fmt.Fprintf(e.stdout, "vhost-user forwarding: DPDK virtio-user flowgen (A<->B) -> forwarder -> virtio-user; %d cores; forwarder on core %d, generator+sink on core %d; %.1f s per run, %d round(s), order rotated each round\n",
+		runtimeCPUs(), o.fwdCore, o.genCore, o.seconds, o.rounds)
+	fmt.Fprintf(e.stdout, "forwarders: hvnet (switch: learning, VLAN 10); testpmd (io forwarding, net_vhost x2); OVS (OVS-DPDK, NORMAL netdev bridge, dpdkvhostuser x2)\n")
+	if l, err := os.ReadFile("/proc/loadavg"); err == nil {
+		fmt.Fprintf(e.stdout, "load average at start: %s\n", strings.Join(strings.Fields(string(l))[:3], " "))
+	}
+	fmt.Fprintf(e.stdout, "Mpps: per direction (the mean of A->B and B->A, frames received back by the generator)\n")
+	fmt.Fprintf(e.stdout, "ns/frame: the forwarder's busy time per frame by its own accounting, idle polls left out (hvnet: PollBusyNanos; testpmd: --record-core-cycles;\n")
+	fmt.Fprintf(e.stdout, "  OVS: pmd-stats-show processing cycles), times its threads' CPU share (on-CPU over on-CPU + run-queue wait, schedstat): its cost on a core of its own\n")
+	fmt.Fprintf(e.stdout, "%-5s %-5s | %-20s | %-11s | %-20s | %-17s | %-14s %s\n", "", "", "Mpps", "ratio", "ns/frame", "CPU share %", "", "")
+	fmt.Fprintf(e.stdout, "%-5s %-5s | %6s %7s %5s | %5s %5s | %6s %7s %5s | %5s %5s %5s | %-14s %s\n",
+		"round", "bytes", "hvnet", "testpmd", "OVS", "h/t", "h/O", "hvnet", "testpmd", "OVS", "h", "t", "O", "loss% h/t/O", "order")
+	// res[size][forwarder] holds every round's result.
+	res := make([][nForwarders][]vhostResult, len(o.sizes))
+	for round := range o.rounds {
+		for si, size := range o.sizes {
+			var got [nForwarders]*vhostResult
+			order := make([]string, len(fwds))
+			for i := range fwds {
+				f := fwds[(i+round)%len(fwds)]
+				order[i] = f.String()
+				r, err := benchForwarder(e, o, f, size, ovs)
+				if err != nil {
+					return fail(e, fmt.Errorf("bench vhost: round %d, %s, %d bytes: %w", round+1, f, size, err))
+				}
+				got[f] = &r
+				res[si][f] = append(res[si][f], r)
+				if o.cpuStats {
+					fmt.Fprintf(e.stdout, "      %s %d B: %.2f Mpps per direction (A->B %.2f, B->A %.2f), busy %.0f ns/frame at %.0f%% CPU share; generator busy %.0f ns/frame",
+						f, size, r.perDir(), r.ab, r.ba, r.cost, 100*r.share, r.genCost)
+					if f == fwdHvnet {
+						fmt.Fprintf(e.stdout, "; hvnet's CPU time %.0f ns/frame, %.0f%% of a core", r.cpu, 100*r.busy)
+					}
+					fmt.Fprintln(e.stdout)
+				}
+			}
+			cell := func(f forwarder, v func(*vhostResult) float64, format string) string {
+				if got[f] == nil || v(got[f]) <= 0 {
+					return "-"
+				}
+				return fmt.Sprintf(format, v(got[f]))
+			}
+			rate := func(r *vhostResult) float64 { return r.perDir() }
+			cost := func(r *vhostResult) float64 { return r.ownCore() }
+			share := func(r *vhostResult) float64 { return 100 * r.share }
+			ratio := func(f forwarder) string {
+				if got[fwdHvnet] == nil || got[f] == nil || got[f].perDir() == 0 {
+					return "-"
+				}
+				return fmt.Sprintf("%.2f", got[fwdHvnet].perDir()/got[f].perDir())
+			}
+			loss := make([]string, nForwarders)
+			for f := range nForwarders {
+				loss[f] = cell(f, func(r *vhostResult) float64 { return 100*r.loss + 1e-9 }, "%.1f")
+			}
+			fmt.Fprintf(e.stdout, "%-5d %-5d | %6s %7s %5s | %5s %5s | %6s %7s %5s | %5s %5s %5s | %-14s %s\n", round+1, size,
+				cell(fwdHvnet, rate, "%.2f"), cell(fwdTestpmd, rate, "%.2f"), cell(fwdOVS, rate, "%.2f"),
+				ratio(fwdTestpmd), ratio(fwdOVS),
+				cell(fwdHvnet, cost, "%.0f"), cell(fwdTestpmd, cost, "%.0f"), cell(fwdOVS, cost, "%.0f"),
+				cell(fwdHvnet, share, "%.0f"), cell(fwdTestpmd, share, "%.0f"), cell(fwdOVS, share, "%.0f"),
+				strings.Join(loss, "/"), strings.Join(order, ","))
 		}
-		o.sizes = append(o.sizes, n)
 	}
-	if *verbose {
-		o.verbose = e.stderr
-	}
-	fmt.Fprintf(e.stdout, "vhost-user forwarding: DPDK virtio-user flowgen (A<->B) -> forwarder (switch: learning, VLAN 10) -> virtio-user; %d cores; forwarder on core %d, generator+sink on core %d; %.1f s per run\n",
-		runtimeCPUs(), o.fwdCore, o.genCore, o.seconds)
-	fmt.Fprintf(e.stdout, "Mpps = frames received back per second, both directions together\n")
-	fmt.Fprintf(e.stdout, "%-6s %12s %12s %8s %14s %14s\n", "bytes", "hvnet Mpps", "DPDK Mpps", "ratio", "hvnet loss", "DPDK loss")
-	for _, size := range o.sizes {
-		var hv, loss float64
-		if !o.skipHvnet {
-			var err error
-			if hv, loss, err = benchHvnet(e, o, size); err != nil {
-				return fail(e, fmt.Errorf("bench vhost: hvnet, %d bytes: %w", size, err))
+	fmt.Fprintf(e.stdout, "\nmedian (min-max) over %d round(s); ratios are per round, hvnet over the peer measured in the same round\n", o.rounds)
+	fmt.Fprintf(e.stdout, "ns/frame ratios: the peer's over hvnet's, per round (above 1: hvnet does a frame in less time on its own core)\n")
+	printVhostSummary(e.stdout, o.sizes, res, func(int, int) bool { return true })
+	// On a shared host the rounds where every forwarder had its core
+	// (nearly) to itself are the ones to quote: chosen by the CPU
+	// shares alone, before any rate is looked at.
+	quiet := func(si, round int) bool {
+		for _, f := range fwds {
+			if res[si][f][round].share < quietShare {
+				return false
 			}
 		}
-		dp, dloss := 0.0, 0.0
-		if !o.skipDPDK {
-			var err error
-			if dp, dloss, err = benchDPDK(e, o, size); err != nil {
-				return fail(e, fmt.Errorf("bench vhost: DPDK, %d bytes: %w", size, err))
+		return true
+	}
+	n := 0
+	for si := range o.sizes {
+		for round := range o.rounds {
+			if quiet(si, round) {
+				n++
 			}
 		}
-		ratio := "-"
-		if dp > 0 {
-			ratio = fmt.Sprintf("%.2f", hv/dp)
-		}
-		fmt.Fprintf(e.stdout, "%-6d %12.2f %12.2f %8s %13.1f%% %13.1f%%\n", size, hv, dp, ratio, 100*loss, 100*dloss)
+	}
+	fmt.Fprintf(e.stdout, "\nquiet rounds only (every forwarder at >= %.0f%% CPU share): %d of %d\n", 100*quietShare, n, o.rounds*len(o.sizes))
+	if n > 0 {
+		printVhostSummary(e.stdout, o.sizes, res, quiet)
 	}
 	return 0
+}
+
+// quietShare is the CPU share above which a forwarder's run counts as
+// undisturbed by the rest of the host.
+const quietShare = 0.9
+
+// printVhostSummary prints medians and ranges per size over the rounds
+// keep selects: rates, busy time per frame and their per-round ratios.
+func printVhostSummary(w io.Writer, sizes []int, res [][nForwarders][]vhostResult, keep func(si, round int) bool) {
+	fmt.Fprintf(w, "%-6s %-9s %-18s %-18s %-18s %-18s %-18s\n", "bytes", "measure", "hvnet", "testpmd", "OVS", "hvnet/testpmd", "hvnet/OVS")
+	for si, size := range sizes {
+		col := func(f forwarder, v func(vhostResult) float64) string {
+			var x []float64
+			for i, r := range res[si][f] {
+				if keep(si, i) && v(r) > 0 {
+					x = append(x, v(r))
+				}
+			}
+			return medianRange(x)
+		}
+		ratio := func(f forwarder, v func(vhostResult) float64, inverse bool) string {
+			h, p := res[si][fwdHvnet], res[si][f]
+			var x []float64
+			for i := range min(len(h), len(p)) {
+				a, b := v(h[i]), v(p[i])
+				if inverse {
+					a, b = b, a
+				}
+				if keep(si, i) && a > 0 && b > 0 {
+					x = append(x, a/b)
+				}
+			}
+			return medianRange(x)
+		}
+		rate := func(r vhostResult) float64 { return r.perDir() }
+		cost := func(r vhostResult) float64 { return r.ownCore() }
+		fmt.Fprintf(w, "%-6d %-9s %-18s %-18s %-18s %-18s %-18s\n", size, "Mpps",
+			col(fwdHvnet, rate), col(fwdTestpmd, rate), col(fwdOVS, rate), ratio(fwdTestpmd, rate, false), ratio(fwdOVS, rate, false))
+		fmt.Fprintf(w, "%-6d %-9s %-18s %-18s %-18s %-18s %-18s\n", size, "ns/frame",
+			col(fwdHvnet, cost), col(fwdTestpmd, cost), col(fwdOVS, cost), ratio(fwdTestpmd, cost, true), ratio(fwdOVS, cost, true))
+	}
+}
+
+// medianRange formats "median (min-max)", or "-" for no values.
+func medianRange(v []float64) string {
+	if len(v) == 0 {
+		return "-"
+	}
+	lo, hi := slices.Min(v), slices.Max(v)
+	if m := medianF(v); m >= 100 {
+		return fmt.Sprintf("%.0f (%.0f-%.0f)", m, lo, hi)
+	} else {
+		return fmt.Sprintf("%.2f (%.2f-%.2f)", m, lo, hi)
+	}
+}
+
+// benchOVSSetup prepares OVS-DPDK for the run: hugepages, its database and
+// bridge (ovs-vswitchd itself starts per measurement). errOVSMissing:
+// not installed. The hugepage changes are undone by the returned ovsDPDK's
+// Close.
+func benchOVSSetup(e *env, o benchVhostOpts) (*ovsDPDK, error) {
+	if err := ovsInstalled(); err != nil {
+		return nil, err
+	}
+	restore, err := ensureHugepages(e.stdout)
+	if err != nil {
+		return nil, err
+	}
+	x, err := startOVS(o.fwdCore, o.verbose)
+	if err != nil {
+		restore()
+		return nil, err
+	}
+	x.undo = restore
+	return x, nil
+}
+
+// benchForwarder measures one forwarder at one size.
+func benchForwarder(e *env, o benchVhostOpts, f forwarder, size int, ovs *ovsDPDK) (vhostResult, error) {
+	switch f {
+	case fwdHvnet:
+		return benchHvnet(e, o, size)
+	case fwdTestpmd:
+		return benchDPDK(e, o, size)
+	default:
+		return benchOVS(e, o, size, ovs)
+	}
 }
 
 func runtimeCPUs() int {
@@ -147,8 +388,12 @@ func pinProcess(core int) (func(), error) {
 // and counted on that one core. (txonly and rxonly in two processes would
 // need three busy cores with the forwarder; this machine has two, and two
 // busy pollers time-sharing a core move one ring's worth per scheduler
-// slice.) Destination MACs are the peer port's, so after learning the
-// switch forwards by FDB lookup.
+// slice.) DPDK 22.11's flowgen ignores --eth-peer: every frame on both
+// ports goes from 00:01:02:03:04:00 to 00:01:02:03:04:01
+// (app/test-pmd/flowgen.c, cfg_ether_src and cfg_ether_dst), so a
+// learning switch floods each frame to the one other port and sees the
+// source move between the ports; the 1024 flows differ in the destination
+// IP address. --txpkts counts the FCS: 64 gives 60-byte frames.
 func genSink(o benchVhostOpts, size int, sockA, sockB string) (*dpdktest.Testpmd, error) {
 	main := 0
 	if o.genCore == 0 {
@@ -158,7 +403,7 @@ func genSink(o benchVhostOpts, size int, sockA, sockB string) (*dpdktest.Testpmd
 	p, err := dpdktest.Start(dpdktest.Options{Cores: []int{main, o.genCore}, Log: o.verbose,
 		Vdevs: []string{"net_virtio_user0,path=" + sockA + ",queues=1,queue_size=1024,mac=" + macA,
 			"net_virtio_user1,path=" + sockB + ",queues=1,queue_size=1024,mac=" + macB},
-		Args: []string{"--forward-mode=flowgen", "--txpkts=" + strconv.Itoa(size),
+		Args: []string{"--forward-mode=flowgen", "--txpkts=" + strconv.Itoa(size), "--record-core-cycles",
 			"--eth-peer=0," + macB, "--eth-peer=1," + macA}})
 	if err != nil {
 		return nil, err
@@ -170,50 +415,107 @@ func genSink(o benchVhostOpts, size int, sockA, sockB string) (*dpdktest.Testpmd
 	return p, nil
 }
 
-// stats2 sums both ports' counters.
-func stats2(p *dpdktest.Testpmd) (rx, tx uint64, err error) {
+// rx2 returns both ports' counters: RX (frames the forwarder delivered
+// to the port) and TX summed.
+func rx2(p *dpdktest.Testpmd) (rxA, rxB, tx uint64, err error) {
+	var rx [2]uint64
 	for port := range 2 {
 		r, t, err := p.Stats(port)
 		if err != nil {
-			return 0, 0, err
+			return 0, 0, 0, err
 		}
-		rx, tx = rx+r, tx+t
+		rx[port], tx = r, tx+t
 	}
-	return rx, tx, nil
+	return rx[0], rx[1], tx, nil
 }
 
 // measure starts the generator, lets it warm up for a second and returns
-// the rate received back (both directions together) in Mpps and the
-// fraction of generated frames that did not arrive.
-func measure(o benchVhostOpts, p *dpdktest.Testpmd) (float64, float64, error) {
+// the rate received back in each direction and the fraction of generated
+// frames that did not arrive. window, if not nil, is called as the
+// measurement window opens (false) and closes (true).
+func measure(o benchVhostOpts, p *dpdktest.Testpmd, fwdPid int, window func(end bool)) (vhostResult, error) {
 	p.Cmd("start")
 	time.Sleep(time.Second)
-	rx0, tx0, err := stats2(p)
+	a0, b0, tx0, err := rx2(p)
 	if err != nil {
-		return 0, 0, err
+		return vhostResult{}, err
 	}
-	t0 := time.Now()
+	run0, wait0 := schedstat(fwdPid)
+	t0, cpu0 := time.Now(), processCPU()
+	if window != nil {
+		window(false)
+	}
 	time.Sleep(time.Duration(o.seconds * float64(time.Second)))
-	rx1, tx1, err := stats2(p)
+	a1, b1, tx1, err := rx2(p)
 	if err != nil {
-		return 0, 0, err
+		return vhostResult{}, err
 	}
-	el := time.Since(t0).Seconds()
+	if window != nil {
+		window(true)
+	}
+	run1, wait1 := schedstat(fwdPid)
+	el, cpu := time.Since(t0).Seconds(), (processCPU() - cpu0).Seconds()
 	p.Cmd("stop")
-	mpps := float64(rx1-rx0) / el / 1e6
-	loss := 0.0
+	// Port A (0) receives what the forwarder moved from B, and B (1)
+	// what it moved from A.
+	r := vhostResult{ab: float64(b1-b0) / el / 1e6, ba: float64(a1-a0) / el / 1e6, busy: cpu / el}
+	r.frames = (a1 - a0) + (b1 - b0)
 	if tx1 > tx0 {
-		loss = max(0, 1-float64(rx1-rx0)/float64(tx1-tx0))
+		r.loss = max(0, 1-float64(r.frames)/float64(tx1-tx0))
 	}
-	return mpps, loss, nil
+	if r.frames > 0 {
+		r.cpu = cpu * 1e9 / float64(r.frames)
+	}
+	if run, wait := run1-run0, wait1-wait0; run > 0 {
+		r.share = float64(run) / float64(run+wait)
+	}
+	// "stop" prints flowgen's cycles per packet sent (since "start").
+	if c, mhz, err := p.ExpectCycles(5 * time.Second); err == nil && mhz > 0 {
+		r.genCost, r.mhz = c/mhz*1e3, mhz
+	}
+	return r, nil
+}
+
+// schedstat sums the time the threads of process pid (0: this one) spent
+// on a CPU and waiting for one (Documentation/scheduler/sched-stats.rst,
+// /proc/PID/task/TID/schedstat: on-CPU ns, run-queue wait ns, slices).
+func schedstat(pid int) (run, wait time.Duration) {
+	dir := "/proc/self/task"
+	if pid != 0 {
+		dir = "/proc/" + strconv.Itoa(pid) + "/task"
+	}
+	tasks, _ := os.ReadDir(dir)
+	for _, t := range tasks {
+		b, err := os.ReadFile(filepath.Join(dir, t.Name(), "schedstat"))
+		if err != nil {
+			continue
+		}
+		f := strings.Fields(string(b))
+		if len(f) < 2 {
+			continue
+		}
+		r, _ := strconv.ParseInt(f[0], 10, 64)
+		w, _ := strconv.ParseInt(f[1], 10, 64)
+		run, wait = run+time.Duration(r), wait+time.Duration(w)
+	}
+	return run, wait
+}
+
+// processCPU is the CPU time (user and system) this process has used.
+func processCPU() time.Duration {
+	var ru unix.Rusage
+	if unix.Getrusage(unix.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // benchHvnet runs hvnet's switch with two vhost-user ports in this process,
 // pinned to the forwarder core.
-func benchHvnet(e *env, o benchVhostOpts, size int) (float64, float64, error) {
+func benchHvnet(e *env, o benchVhostOpts, size int) (vhostResult, error) {
 	dir, err := os.MkdirTemp("", "hvnet-bench-vhost-")
 	if err != nil {
-		return 0, 0, err
+		return vhostResult{}, err
 	}
 	defer os.RemoveAll(dir)
 	// testpmd's flowgen sends every frame from one fixed source MAC
@@ -229,7 +531,7 @@ func benchHvnet(e *env, o benchVhostOpts, size int) (float64, float64, error) {
 		p, err := vhost.NewPort(sw, vhost.PortConfig{Port: vswitch.PortConfig{Name: n, PVID: 10},
 			Socket: filepath.Join(dir, n+".sock"), Logger: e.log.Named("vhost-" + n)})
 		if err != nil {
-			return 0, 0, err
+			return vhostResult{}, err
 		}
 		defer p.Remove()
 		ports = append(ports, p)
@@ -237,28 +539,50 @@ func benchHvnet(e *env, o benchVhostOpts, size int) (float64, float64, error) {
 	}
 	unpin, err := pinProcess(o.fwdCore)
 	if err != nil {
-		return 0, 0, err
+		return vhostResult{}, err
 	}
 	defer unpin()
+	// One P for the one core: Go sizes GOMAXPROCS from the affinity at
+	// start (hvnet started with taskset -c N gets 1), and this process
+	// was pinned after. With two Ps the two ports' ring workers are two
+	// busy threads that the kernel time-slices on the core (a direction
+	// stalls for a slice at a time), and on a loaded host they get two
+	// shares of the core where testpmd's and OVS's one polling thread get
+	// one. With one P they take turns after every batch (busyPoll's
+	// Gosched), as one DPDK lcore polls its ports in turn.
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
 	gen, err := genSink(o, size, filepath.Join(dir, "a.sock"), filepath.Join(dir, "b.sock"))
 	if err != nil {
-		return 0, 0, err
+		return vhostResult{}, err
 	}
 	defer gen.Close()
 	for _, p := range ports {
 		if !p.Connected() {
-			return 0, 0, errors.New("port " + p.Name() + " has no frontend")
+			return vhostResult{}, errors.New("port " + p.Name() + " has no frontend")
 		}
 	}
-	return measure(o, gen)
+	var busy int64 // the ports' PollBusyNanos over the window
+	r, err := measure(o, gen, 0, func(end bool) {
+		sign := int64(-1)
+		if end {
+			sign = 1
+		}
+		for _, p := range ports {
+			busy += sign * p.NotifyStats().PollBusyNanos
+		}
+	})
+	if err == nil && r.frames > 0 {
+		r.cost = float64(busy) / float64(r.frames)
+	}
+	return r, err
 }
 
 // benchDPDK puts testpmd with two net_vhost ports (io forwarding) where
 // hvnet was.
-func benchDPDK(e *env, o benchVhostOpts, size int) (float64, float64, error) {
+func benchDPDK(e *env, o benchVhostOpts, size int) (vhostResult, error) {
 	dir, err := os.MkdirTemp("", "hvnet-bench-vhost-")
 	if err != nil {
-		return 0, 0, err
+		return vhostResult{}, err
 	}
 	defer os.RemoveAll(dir)
 	sa, sb := filepath.Join(dir, "a.sock"), filepath.Join(dir, "b.sock")
@@ -268,19 +592,58 @@ func benchDPDK(e *env, o benchVhostOpts, size int) (float64, float64, error) {
 	}
 	fwd, err := dpdktest.Start(dpdktest.Options{Cores: []int{main, o.fwdCore}, Log: o.verbose,
 		Vdevs: []string{"net_vhost0,iface=" + sa + ",queues=1", "net_vhost1,iface=" + sb + ",queues=1"},
-		Args:  []string{"--forward-mode=io"}})
+		Args:  []string{"--forward-mode=io", "--record-core-cycles"}})
 	if err != nil {
-		return 0, 0, err
+		return vhostResult{}, err
 	}
 	defer fwd.Close()
 	if err := fwd.WaitReady(60 * time.Second); err != nil {
-		return 0, 0, err
+		return vhostResult{}, err
 	}
 	fwd.Cmd("start")
 	gen, err := genSink(o, size, sa, sb)
 	if err != nil {
-		return 0, 0, err
+		return vhostResult{}, err
 	}
 	defer gen.Close()
-	return measure(o, gen)
+	r, err := measure(o, gen, fwd.Pid(), nil)
+	if err != nil {
+		return r, err
+	}
+	// Cycles per packet forwarded since "start" (warm-up included).
+	if c, mhz, err := fwd.FwdCycles(5 * time.Second); err == nil && mhz > 0 {
+		r.cost = c / mhz * 1e3
+	}
+	return r, nil
+}
+
+// benchOVS starts ovs-vswitchd, measures it and stops it again: its PMD
+// would otherwise poll the forwarding core during the other forwarders'
+// runs.
+func benchOVS(e *env, o benchVhostOpts, size int, ovs *ovsDPDK) (vhostResult, error) {
+	if err := ovs.StartSwitch(); err != nil {
+		return vhostResult{}, err
+	}
+	defer ovs.StopSwitch()
+	sa, sb := ovs.Sockets()
+	gen, err := genSink(o, size, sa, sb)
+	if err != nil {
+		return vhostResult{}, err
+	}
+	defer gen.Close()
+	r, err := measure(o, gen, ovs.Pid(), nil)
+	if err != nil {
+		return r, err
+	}
+	st := ovs.Stats()
+	if o.verbose != nil {
+		fmt.Fprint(o.verbose, st)
+	}
+	// Processing cycles per packet since ovs-vswitchd started (TSC
+	// cycles of PMD iterations that received packets), at the TSC rate
+	// the generator's testpmd reported.
+	if c := ovsCyclesPerPacket(st); c > 0 && r.mhz > 0 {
+		r.cost = c / r.mhz * 1e3
+	}
+	return r, nil
 }

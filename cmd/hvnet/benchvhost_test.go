@@ -9,11 +9,10 @@ import (
 	"github.com/hashicorp/go-hclog"
 )
 
-// A short run of "hvnet bench vhost" produces a row per size with both
-// rates (HVNET_BENCH_ARGS overrides the arguments, for real runs:
-// HVNET_BENCH_ARGS="--seconds 10" go test -run BenchVhost -v).
-func TestBenchVhostSmoke(t *testing.T) {
-	args := []string{"--seconds", "0.5", "--sizes", "64"}
+// runBenchVhost runs "hvnet bench vhost" in this process with args, or
+// with HVNET_BENCH_ARGS for real runs.
+func runBenchVhost(t *testing.T, args ...string) string {
+	t.Helper()
 	if a := os.Getenv("HVNET_BENCH_ARGS"); a != "" {
 		args = strings.Fields(a)
 	}
@@ -26,7 +25,70 @@ func TestBenchVhostSmoke(t *testing.T) {
 	if os.Getenv("HVNET_BENCH_ARGS") != "" {
 		t.Logf("stderr:\n%s", errb.String())
 	}
-	if !strings.Contains(out.String(), "\n64 ") {
-		t.Errorf("no 64-byte row:\n%s", out.String())
+	return out.String()
+}
+
+// summaryRow returns the columns of the summary row for size and
+// measure ("Mpps" or "ns/frame"), over all rounds (the first such line):
+// bytes, measure, hvnet, testpmd, OVS, hvnet/testpmd, hvnet/OVS, each
+// "median (min-max)" or "-".
+func summaryRow(t *testing.T, out, size, measure string) []string {
+	t.Helper()
+	var row []string
+	for _, l := range strings.Split(out, "\n") {
+		f := strings.Fields(l)
+		if len(f) < 2 || f[0] != size || f[1] != measure || row != nil {
+			continue
+		}
+		row = []string{}
+		for _, x := range f {
+			if strings.HasPrefix(x, "(") && len(row) > 0 {
+				row[len(row)-1] += " " + x
+			} else {
+				row = append(row, x)
+			}
+		}
+	}
+	if row == nil {
+		t.Fatalf("no %s-byte %s row:\n%s", size, measure, out)
+	}
+	return row
+}
+
+// A short run of "hvnet bench vhost" produces a row per size with hvnet's
+// and testpmd's rates (HVNET_BENCH_ARGS overrides the arguments, for real
+// runs: HVNET_BENCH_ARGS="--seconds 10 --rounds 6" go test -run BenchVhost -v).
+func TestBenchVhostSmoke(t *testing.T) {
+	out := runBenchVhost(t, "--seconds", "0.5", "--sizes", "64", "--skip-ovs")
+	if os.Getenv("HVNET_BENCH_ARGS") != "" {
+		return
+	}
+	for _, m := range []string{"Mpps", "ns/frame"} {
+		if row := summaryRow(t, out, "64", m); len(row) != 7 || row[2] == "-" || row[3] == "-" || row[4] != "-" || row[5] == "-" {
+			t.Errorf("%s: want hvnet and testpmd measured, OVS not, got %q:\n%s", m, row, out)
+		}
+	}
+}
+
+// OVS-DPDK alone as the forwarder, two rounds (ovs-vswitchd started and
+// stopped twice): a row with its rate. Skipped where OVS-DPDK cannot run
+// (not installed, or no hugepages and not root).
+func TestBenchVhostOVSSmoke(t *testing.T) {
+	if err := ovsCanRun(); err != nil {
+		t.Skipf("OVS-DPDK cannot run here: %v", err)
+	}
+	if testing.Short() {
+		t.Skip("starts OVS-DPDK twice (seconds each)")
+	}
+	out := runBenchVhost(t, "--seconds", "0.5", "--sizes", "64", "--rounds", "2", "--skip-hvnet", "--skip-dpdk")
+	for _, m := range []string{"Mpps", "ns/frame"} {
+		if row := summaryRow(t, out, "64", m); len(row) != 7 || row[2] != "-" || row[3] != "-" || row[4] == "-" {
+			t.Errorf("%s: want OVS measured only, got %q:\n%s", m, row, out)
+		}
+	}
+	for _, l := range strings.Split(out, "\n") {
+		if strings.HasPrefix(l, "OVS-DPDK not measured") {
+			t.Errorf("OVS skipped: %s", l)
+		}
 	}
 }

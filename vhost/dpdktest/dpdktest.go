@@ -120,6 +120,9 @@ func (p *Testpmd) WaitReady(timeout time.Duration) error {
 	return err
 }
 
+// Pid is testpmd's process id.
+func (p *Testpmd) Pid() int { return p.cmd.Process.Pid }
+
 // Cmd sends an interactive command.
 func (p *Testpmd) Cmd(c string) { fmt.Fprintln(p.stdin, c) }
 
@@ -149,6 +152,35 @@ func (p *Testpmd) Stats(port int) (rx, tx uint64, err error) {
 		got++
 	}
 	return rx, tx, nil
+}
+
+var cyclesRE = regexp.MustCompile(`CPU cycles/packet=([0-9.]+) .* at ([0-9]+) MHz`)
+
+// ExpectCycles reads output until the forwarding-cycles line that "stop"
+// and "show fwd stats all" print when testpmd runs with
+// --record-core-cycles, and returns its busy cycles per packet (TSC cycles
+// spent in forwarding bursts that moved packets: idle polls are left out)
+// and the TSC rate in MHz. testpmd prints no such line before its first
+// packet.
+func (p *Testpmd) ExpectCycles(timeout time.Duration) (perPacket, mhz float64, err error) {
+	l, err := p.Expect("CPU cycles/packet=", timeout)
+	if err != nil {
+		return 0, 0, err
+	}
+	m := cyclesRE.FindStringSubmatch(l)
+	if m == nil {
+		return 0, 0, fmt.Errorf("dpdk-testpmd: cannot parse %q", l)
+	}
+	perPacket, _ = strconv.ParseFloat(m[1], 64)
+	mhz, _ = strconv.ParseFloat(m[2], 64)
+	return perPacket, mhz, nil
+}
+
+// FwdCycles is ExpectCycles for a testpmd that is forwarding: it asks for
+// "show fwd stats all" (the counts since "start").
+func (p *Testpmd) FwdCycles(timeout time.Duration) (perPacket, mhz float64, err error) {
+	p.Cmd("show fwd stats all")
+	return p.ExpectCycles(timeout)
 }
 
 // Kill stops testpmd at once (SIGKILL), as a crashing frontend would.
