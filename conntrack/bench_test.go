@@ -1,6 +1,7 @@
 package conntrack
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"runtime"
 	"sync/atomic"
@@ -65,6 +66,83 @@ func BenchmarkTrackEstablished(b *testing.B) {
 			b.Fatalf("frame %d: %v", i, v)
 		}
 		i++
+	}
+}
+
+// BenchmarkTrackEstablishedFast: the same frames through TrackFast
+// (the switch's path for them), with a HintCache.
+func BenchmarkTrackEstablishedFast(b *testing.B) {
+	z := newZone(b, Config{})
+	f := newBenchFlow(b, z, 40000)
+	var hc HintCache
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		var v Verdict
+		var ok bool
+		if i%8 == 7 {
+			bin.PutUint32(f.ack[f.ackL3+20+8:], f.seq)
+			v, ok = z.TrackFast(f.ack, len(f.ack), f.ackL3, EtherTypeIPv4, Inbound, f.now, &hc)
+		} else {
+			bin.PutUint32(f.data[f.dataL3+20+4:], f.seq)
+			f.seq += 1448
+			v, ok = z.TrackFast(f.data, len(f.data), f.dataL3, EtherTypeIPv4, Outbound, f.now, &hc)
+		}
+		if !ok || v != Established && v != Reply {
+			b.Fatalf("frame %d: %v %v", i, v, ok)
+		}
+		i++
+	}
+}
+
+// BenchmarkTrackFlows: segments of 1 or 64 established connections
+// (loose pickups, as the switch's BenchmarkSecurityGroup opens them),
+// the 64 interleaved in each train of 64 frames; fast: TrackFast with a
+// HintCache (the switch's path), general: ParseHead and TrackHint with
+// a Hint.
+func BenchmarkTrackFlows(b *testing.B) {
+	for _, flows := range []int{1, 64} {
+		for _, fast := range []bool{true, false} {
+			name := fmt.Sprintf("%dflows/general", flows)
+			if fast {
+				name = fmt.Sprintf("%dflows/fast", flows)
+			}
+			b.Run(name, func(b *testing.B) {
+				z := newZone(b, Config{})
+				frames := make([][]byte, 64)
+				var p Packet
+				for i := range frames {
+					g := fmt.Sprintf("10.0.1.%d", 1)
+					r := fmt.Sprintf("10.0.0.%d", 1+i%flows)
+					frames[i], _ = eth(EtherTypeIPv4, ip4(g, r, protoTCP, tcpseg{sport: uint16(40000 + i%flows), dport: 80, seq: 1000, ack: 5000, flags: FlagACK | FlagPSH, win: 2048, wscale: -1, paylen: 10}.bytes(), ip4opts{}), false)
+					rep, _ := eth(EtherTypeIPv4, ip4(r, g, protoTCP, tcpseg{sport: 80, dport: uint16(40000 + i%flows), seq: 5000, ack: 1010, flags: FlagACK | FlagPSH, win: 2048, wscale: -1, paylen: 10}.bytes(), ip4opts{}), false)
+					Parse(frames[i], 14, EtherTypeIPv4, Outbound, &p)
+					if v := z.Track(&p, sec); v == New {
+						z.Commit(&p, sec)
+					}
+					Parse(rep, 14, EtherTypeIPv4, Inbound, &p)
+					z.Track(&p, sec)
+				}
+				var hc HintCache
+				var h Hint
+				b.ReportAllocs()
+				b.ResetTimer()
+				for k := 0; k < b.N; k += 64 {
+					for _, f := range frames {
+						if fast {
+							if v, ok := z.TrackFast(f, len(f), 14, EtherTypeIPv4, Outbound, sec, &hc); !ok || v != Established {
+								b.Fatal(v, ok)
+							}
+						} else {
+							ParseHead(f, len(f), 14, EtherTypeIPv4, Outbound, &p)
+							if v := z.TrackHint(&p, sec, &h); v != Established {
+								b.Fatal(v)
+							}
+						}
+					}
+				}
+			})
+		}
 	}
 }
 

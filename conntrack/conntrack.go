@@ -11,7 +11,8 @@
 //
 // The caller parses a frame once (Parse, from its own copy of the bytes:
 // guest memory is never read twice), asks Track for a verdict, decides a
-// New connection with its own rules and stores it with Commit:
+// New connection with its own rules and stores it with Commit (a switch
+// first offers the frame to TrackFast, and does this when it declines):
 //
 //	conntrack.Parse(data, l3, etherType, dir, &p)
 //	switch z.Track(&p, now) {
@@ -78,7 +79,13 @@
 // lock, one index probe, the state update, and no allocation. A caller
 // that tracks trains of one connection's frames (a switch's batches)
 // passes a Hint to TrackHint, which skips the hash and the probe while
-// the shard has freed no slot since the hint was taken. Commit
+// the shard has freed no slot since the hint was taken. The segments of
+// established TCP connections over IPv4, nearly all of a switch's
+// traffic, have a path of their own (fast.go): TrackFast tracks one from
+// the frame's bytes, with a HintCache (a Hint per connection) instead of
+// a Packet, and says false for any other frame, which then takes
+// ParseHead and TrackHint; the verdicts and entries are the same either
+// way. Commit
 // allocates only when its shard's slab or index grows (never in steady
 // churn); memory grows with a zone's high-water mark, bounded by its
 // limit, and is returned by Flush and Close. Expired entries are treated

@@ -3,6 +3,8 @@ package conntrack
 import (
 	"bytes"
 	"encoding/binary"
+	"maps"
+	"math/rand/v2"
 	"testing"
 )
 
@@ -178,13 +180,21 @@ func runTrackProg(t *testing.T, prog []byte) {
 		tbH := NewTable(Config{ZoneLimit: zoneLimit, TableLimit: tableLimit})
 		zsH := [2]*Zone{tbH.NewZone(), tbH.NewZone()}
 		var hint Hint
+		// A third twin whose frames go as a switch sends them: TrackFast
+		// from the frame's bytes, the general path when it declines;
+		// also one Hint and one HintCache for both zones. Its entries must be the first
+		// table's in every field, after every frame.
+		tbF := NewTable(Config{ZoneLimit: zoneLimit, TableLimit: tableLimit})
+		zsF := [2]*Zone{tbF.NewZone(), tbF.NewZone()}
+		var hintF Hint
+		var hintsF HintCache
 		now := int64(1000 * sec)
 		hosts := []string{"10.0.0.1", "10.0.0.2", "192.0.2.1"}
 		hosts6 := []string{"2001:db8::1", "2001:db8::2", "2001:db8::3"}
 		for len(prog) >= 9 {
 			op, b := prog[0], prog[1:9]
 			prog = prog[9:]
-			z, zH := zs[op&1], zsH[op&1]
+			z, zH, zF := zs[op&1], zsH[op&1], zsF[op&1]
 			dir := Dir(op >> 1 & 1)
 			now += int64(b[7]) * int64(b[7]) * sec / 4
 			var frame []byte
@@ -204,9 +214,24 @@ func runTrackProg(t *testing.T, prog []byte) {
 				proto := uint8(protoTCP)
 				switch op >> 3 & 3 {
 				case 0, 1:
-					l4 = tcpseg{sport: sp, dport: dp, seq: binary.BigEndian.Uint32(b[3:7]) & 0xffff00ff,
+					seg := tcpseg{sport: sp, dport: dp, seq: binary.BigEndian.Uint32(b[3:7]) & 0xffff00ff,
 						ack: uint32(b[5]) << 16, flags: b[2] & 0x3f, win: uint16(b[6]) << 8, wscale: int(b[6]&15) - 1,
-						paylen: int(b[4] & 0x3f)}.bytes()
+						paylen: int(b[4] & 0x3f)}
+					if seg.flags&FlagSYN == 0 {
+						// Options in a segment other than a SYN: none
+						// or timestamps (TrackFast's), a window scale
+						// (ignored), or a SACK block.
+						seg.wscale = -1
+						switch b[6] & 3 {
+						case 1:
+							seg.ts = true
+						case 2:
+							seg.wscale = int(b[6] >> 4)
+						case 3:
+							seg.sack = []uint32{seg.ack, seg.ack + uint32(b[4])<<8}
+						}
+					}
+					l4 = seg.bytes()
 				case 2:
 					proto, l4 = protoUDP, udp(sp, dp, int(b[4]&7))
 				case 3:
@@ -240,6 +265,13 @@ func runTrackProg(t *testing.T, prog []byte) {
 			if vH := zH.TrackHint(&p, now, &hint); vH != v {
 				t.Fatalf("TrackHint said %v, Track %v (kind %v flags %#x)", vH, v, p.Kind, p.Flags)
 			}
+			vF, fast := zF.TrackFast(frame, len(frame), l3, et, dir, now, &hintsF)
+			if !fast {
+				vF = zF.TrackHint(&p, now, &hintF)
+			}
+			if vF != v {
+				t.Fatalf("TrackFast (%v) said %v, Track %v (kind %v flags %#x)", fast, vF, v, p.Kind, p.Flags)
+			}
 			switch {
 			case p.Kind == KindUntracked:
 				if v != Untracked {
@@ -266,6 +298,9 @@ func runTrackProg(t *testing.T, prog []byte) {
 				if okH := zH.Commit(&p, now); okH != ok {
 					t.Fatalf("commit: %v, in the hinted twin %v", ok, okH)
 				}
+				if okF := zF.Commit(&p, now); okF != ok {
+					t.Fatalf("commit: %v, in the fast twin %v", ok, okF)
+				}
 				if ok && z.Len() > before+1 {
 					t.Fatal("commit added more than one entry")
 				}
@@ -276,6 +311,13 @@ func runTrackProg(t *testing.T, prog []byte) {
 					}
 					if v2H := zH.TrackHint(&p, now, &hint); v2H != v2 {
 						t.Fatalf("after commit: TrackHint said %v, Track %v", v2H, v2)
+					}
+					v2F, fast := zF.TrackFast(frame, len(frame), l3, et, dir, now, &hintsF)
+					if !fast {
+						v2F = zF.TrackHint(&p, now, &hintF)
+					}
+					if v2F != v2 {
+						t.Fatalf("after commit: TrackFast (%v) said %v, Track %v", fast, v2F, v2)
 					}
 				}
 			}
@@ -290,13 +332,21 @@ func runTrackProg(t *testing.T, prog []byte) {
 			if op&0x40 != 0 {
 				z.Sweep(now)
 				zH.Sweep(now)
+				zF.Sweep(now)
 			}
 			if op&0xe0 == 0xe0 {
 				z.Flush()
 				zH.Flush()
+				zF.Flush()
 			}
 			if c, cH := z.Counters(), zH.Counters(); c != cH {
 				t.Fatalf("counters %+v, in the hinted twin %+v", c, cH)
+			}
+			if c, cF := z.Counters(), zF.Counters(); c != cF {
+				t.Fatalf("counters %+v, in the fast twin %+v", c, cF)
+			}
+			if m, mF := zoneEntries(z), zoneEntries(zF); !maps.Equal(m, mF) {
+				t.Fatalf("entries %+v, in the fast twin %+v", m, mF)
 			}
 		}
 		for _, z := range zs {
@@ -314,4 +364,120 @@ func runTrackProg(t *testing.T, prog []byte) {
 			t.Fatalf("table holds %d", tb.Len())
 		}
 	}
+}
+
+// FuzzTrackEstablished drives an established connection (a handshake
+// with fuzzed initial sequence numbers, window scales and windows, or a
+// loose pickup) with segments near its windows' edges, both ways, with
+// and without timestamps, some with SACK blocks or other flags, and the
+// clock moving: the path a switch takes (TrackFast, else the general
+// one) and the general path alone, each in a table of its own, must give
+// the same verdicts and the same entry, field by field, after every
+// segment (tcpConnTest's twin).
+func FuzzTrackEstablished(f *testing.F) {
+	f.Add([]byte{7, 7, 1, 0, 0, 0, 0, 0x10, 0, 0, 0, 0, 0, 0, 0, 0x90, 0, 0, 0, 0})
+	f.Add([]byte{0xff, 0xff, 0, 1, 2, 3, 4, 0x18, 5, 0x80, 0, 0x10, 0x40, 1, 0xff, 0x11, 7, 7, 7, 7})
+	f.Fuzz(func(t *testing.T, prog []byte) { runEstablishedProg(t, prog) })
+}
+
+// TestTrackEstablishedRandom is FuzzTrackEstablished's check over
+// random programs, in every test run; and the fast path must have
+// taken a fair share of their segments, some of them out of window.
+func TestTrackEstablishedRandom(t *testing.T) {
+	rng := rand.New(rand.NewPCG(19, 1))
+	var fast, all, invalid int
+	for range 300 {
+		prog := make([]byte, 4+8*64)
+		for i := range prog {
+			prog[i] = byte(rng.Uint32())
+		}
+		// Mostly small offsets and plain ACKs, as a real connection.
+		for i := 4; i+8 <= len(prog); i += 8 {
+			if rng.IntN(4) != 0 {
+				prog[i] &^= 0x3c
+				prog[i+1] &= 0x7f
+				prog[i+2] &= 0x7f
+			}
+			prog[i+7] &= 3
+			if rng.IntN(16) == 0 { // a zero window
+				prog[i+3], prog[i+4] = 0, 0
+			}
+		}
+		f, a, inv := runEstablishedProg(t, prog)
+		fast, all, invalid = fast+f, all+a, invalid+inv
+	}
+	t.Logf("%d of %d segments through the fast path, %d of those invalid", fast, all, invalid)
+	if fast < all/3 || invalid == 0 {
+		t.Fatalf("%d of %d segments through the fast path, %d invalid", fast, all, invalid)
+	}
+}
+
+// runEstablishedProg runs one FuzzTrackEstablished program and returns
+// how many segments TrackFast took, how many there were, and how many
+// of TrackFast's were Invalid.
+func runEstablishedProg(t *testing.T, prog []byte) (fast, all, invalid int) {
+	{
+		if len(prog) < 4 || len(prog) > 1024 {
+			return
+		}
+		z := newZone(t, Config{})
+		c := newTCPTest(t, z, false, binary.BigEndian.Uint32(prog[0:4]), binary.BigEndian.Uint32(prog[0:4])*2654435761)
+		c.guest.ws, c.remote.ws = int(prog[0]%16)-1, int(prog[1]%16)-1
+		c.guest.win, c.remote.win = uint16(prog[2])<<8|1, uint16(prog[3])<<7|1
+		if prog[2]&1 == 0 {
+			c.handshake()
+		} else { // a loose pickup
+			c.send(c.guest, FlagACK, 0, true)
+		}
+		prog = prog[4:]
+		for len(prog) >= 8 {
+			op := prog[:8]
+			prog = prog[8:]
+			e := c.guest
+			if op[0]&1 != 0 {
+				e = c.remote
+			}
+			// Sequence and acknowledgement near what is expected:
+			// ±2^k for a k the program picks.
+			off := func(b byte) uint32 {
+				if b&0x80 == 0 {
+					return 0
+				}
+				v := uint32(1) << (b & 31)
+				if b&0x40 != 0 {
+					return -v
+				}
+				return v
+			}
+			s := tcpseg{seq: e.nxt + off(op[1]), ack: e.rcv + off(op[2]), win: uint16(op[3])<<8 | uint16(op[4]),
+				paylen: int(op[5]) * 8, wscale: -1, ts: op[0]&2 != 0}
+			switch op[0] >> 2 & 7 {
+			case 0, 1, 2, 3:
+				s.flags = FlagACK
+			case 4:
+				s.flags = FlagACK | FlagPSH
+			case 5:
+				s.flags = FlagACK | FlagURG
+			case 6:
+				s.flags = FlagACK
+				s.sack = []uint32{s.ack, s.ack + uint32(op[5])<<4}
+			case 7:
+				s.flags = []uint8{FlagFIN | FlagACK, FlagRST, FlagRST | FlagACK, FlagSYN, FlagSYN | FlagACK, 0, FlagACK | FlagPSH, FlagACK}[op[6]&7]
+			}
+			f0, i0 := c.fast, c.fastInvalid
+			c.track(e, s)
+			all++
+			fast += c.fast - f0
+			invalid += c.fastInvalid - i0
+			if op[0]&0x20 == 0 && s.flags&(FlagSYN|FlagFIN|FlagRST) == 0 && op[1]&0x80 == 0 {
+				// In order: the sender moves on, the peer takes it.
+				e.nxt += uint32(s.paylen)
+				if op[0]&0x40 == 0 {
+					c.peer(e).rcv = e.nxt
+				}
+			}
+			c.now += int64(op[7]) * int64(op[7]) * sec
+		}
+	}
+	return fast, all, invalid
 }

@@ -243,6 +243,18 @@ type tcpConnTest struct {
 	guest  *tcpEp
 	remote *tcpEp
 	sackOn bool
+
+	// Frames are tracked as a switch tracks them (trackFrame: TrackFast,
+	// else the general path) with hint; twin, when set (newTCPTest sets
+	// it), is a zone of a table of its own that tracks the same frames
+	// with the general path only (Parse, Track, Commit) and must agree:
+	// the same verdicts, and the connection's entry the same in every
+	// field.
+	hint  Hint
+	hints HintCache
+	twin  *Zone
+	// Segments TrackFast took, and how many of those it found Invalid.
+	fast, fastInvalid int
 }
 
 func newTCPTest(t *testing.T, z *Zone, v6 bool, giss, riss uint32) *tcpConnTest {
@@ -255,11 +267,14 @@ func newTCPTest(t *testing.T, z *Zone, v6 bool, giss, riss uint32) *tcpConnTest 
 	} else {
 		c.g, c.r = "10.0.0.10", "192.0.2.20"
 	}
+	if z != nil {
+		c.twin = NewTable(z.t.cfg).NewZone()
+	}
 	return c
 }
 
-// packet builds the frame of a segment from end e and parses it.
-func (c *tcpConnTest) packet(e *tcpEp, s tcpseg) Packet {
+// frame builds the frame of a segment from end e.
+func (c *tcpConnTest) frame(e *tcpEp, s tcpseg) (f []byte, l3 int, et uint16) {
 	src, dst := c.g, c.r
 	s.sport, s.dport = c.gp, c.rp
 	if e.dir == Inbound {
@@ -267,9 +282,95 @@ func (c *tcpConnTest) packet(e *tcpEp, s tcpseg) Packet {
 		s.sport, s.dport = c.rp, c.gp
 	}
 	if c.v6 {
-		return parse6(ip6(src, dst, nil, protoTCP, s.bytes()), e.dir)
+		f, l3 = eth(EtherTypeIPv6, ip6(src, dst, nil, protoTCP, s.bytes()), true)
+		return f, l3, EtherTypeIPv6
 	}
-	return parse4(ip4(src, dst, protoTCP, s.bytes(), ip4opts{df: true}), e.dir)
+	f, l3 = eth(EtherTypeIPv4, ip4(src, dst, protoTCP, s.bytes(), ip4opts{df: true}), false)
+	return f, l3, EtherTypeIPv4
+}
+
+// packet builds the frame of a segment from end e and parses it.
+func (c *tcpConnTest) packet(e *tcpEp, s tcpseg) Packet {
+	f, l3, et := c.frame(e, s)
+	var p Packet
+	Parse(f, l3, et, e.dir, &p)
+	return p
+}
+
+// track tracks the segment s from e (trackFrame), and checks that the
+// twin, tracking it with the general path, agrees.
+func (c *tcpConnTest) track(e *tcpEp, s tcpseg) Verdict {
+	f, l3, et := c.frame(e, s)
+	var p Packet
+	Parse(f, l3, et, e.dir, &p)
+	if p.Kind != KindTCP {
+		c.t.Fatalf("built segment parsed as %v", p.Kind)
+	}
+	v, fast := trackFrame(c.z, f, l3, et, e.dir, c.now, &c.hints, &c.hint)
+	if fast {
+		c.fast++
+		if v == Invalid {
+			c.fastInvalid++
+		}
+	}
+	if c.twin != nil {
+		c.twin.t.to.Store(c.z.t.to.Load())
+		if tv := trackCommit(c.twin, &p, c.now); tv != v {
+			c.t.Fatalf("verdict %v, the general path's %v (flags %#x seq %d ack %d)", v, tv, p.Flags, p.Seq, p.Ack)
+		}
+		a, aok := rawEntry(c.z, &p.Key)
+		b, bok := rawEntry(c.twin, &p.Key)
+		if aok != bok || a != b {
+			c.t.Fatalf("entry %v %+v, the general path's %v %+v", aok, a, bok, b)
+		}
+	}
+	return v
+}
+
+// trackFrame tracks a frame as a switch does: TrackFast, else Parse,
+// TrackHint and, on New (rules always allow), Commit (Invalid if that
+// fails). fast: TrackFast took it.
+func trackFrame(z *Zone, f []byte, l3 int, et uint16, dir Dir, now int64, hc *HintCache, h *Hint) (v Verdict, fast bool) {
+	if v, ok := z.TrackFast(f, len(f), l3, et, dir, now, hc); ok {
+		return v, true
+	}
+	var p Packet
+	Parse(f, l3, et, dir, &p)
+	v = z.TrackHint(&p, now, h)
+	if v == New && !z.Commit(&p, now) {
+		return Invalid, false
+	}
+	return v, false
+}
+
+// rawEntry returns a copy of k's entry in z (every field), live or not.
+func rawEntry(z *Zone, k *Key) (entry, bool) {
+	s, tag := z.shardOf(k)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, _, e := s.lookup(k, tag); e != nil {
+		return *e, true
+	}
+	return entry{}, false
+}
+
+// zoneEntries returns copies of every entry of z (every field), live or
+// not, by key.
+func zoneEntries(z *Zone) map[Key]entry {
+	m := make(map[Key]entry)
+	for i := range z.shards {
+		s := &z.shards[i]
+		s.mu.Lock()
+		for _, ch := range s.chunks {
+			for _, e := range ch {
+				if e.flags&efUsed != 0 {
+					m[e.key] = e
+				}
+			}
+		}
+		s.mu.Unlock()
+	}
+	return m
 }
 
 func (c *tcpConnTest) peer(e *tcpEp) *tcpEp {
@@ -290,11 +391,7 @@ func (c *tcpConnTest) send(e *tcpEp, flags uint8, n int, deliver bool) Verdict {
 	if flags&FlagSYN != 0 {
 		s.wscale = e.ws
 	}
-	p := c.packet(e, s)
-	if p.Kind != KindTCP {
-		c.t.Fatalf("built segment parsed as %v", p.Kind)
-	}
-	v := trackCommit(c.z, &p, c.now)
+	v := c.track(e, s)
 	adv := uint32(n)
 	if flags&FlagSYN != 0 {
 		adv++
@@ -314,8 +411,7 @@ func (c *tcpConnTest) raw(e *tcpEp, s tcpseg) Verdict {
 	if s.wscale == 0 && s.flags&FlagSYN == 0 {
 		s.wscale = -1
 	}
-	p := c.packet(e, s)
-	return trackCommit(c.z, &p, c.now)
+	return c.track(e, s)
 }
 
 func (c *tcpConnTest) expect(what string, got, want Verdict) {

@@ -49,7 +49,8 @@ func (z *Zone) Peek(p *Packet, now int64) Verdict {
 	}
 	d := dirIndex(&e, p.Dir)
 	if p.Kind == KindTCP {
-		switch z.tcpPacket(&e, p, d, now) {
+		seg := p.tcpSeg()
+		switch z.tcpPacket(&e, &seg, d, now) {
 		case tcpInvalid:
 			return Invalid
 		case tcpReopen:

@@ -196,24 +196,37 @@ const maxAckWinConst = 66000
 func seqBefore(a, b uint32) bool { return int32(a-b) < 0 }
 func seqAfter(a, b uint32) bool  { return int32(b-a) < 0 }
 
+// tcpSeg is what TCP tracking reads of a segment: Packet's TCP fields,
+// or the fast path's (fast.go), which builds no Packet.
+type tcpSeg struct {
+	seq, ack, sack, payLen uint32 // as Packet's Seq, Ack, SAck, PayLen
+	win                    uint16
+	flags                  uint8
+	wscale                 int8
+}
+
+func (p *Packet) tcpSeg() tcpSeg {
+	return tcpSeg{seq: p.Seq, ack: p.Ack, sack: p.SAck, payLen: p.PayLen, win: p.Win, flags: p.Flags, wscale: p.WScale}
+}
+
 // tcpEnd is the sequence number after the segment (SYN and FIN count one).
-func tcpEnd(p *Packet) uint32 {
-	end := p.Seq + p.PayLen
-	if p.Flags&FlagSYN != 0 {
+func tcpEnd(p *tcpSeg) uint32 {
+	end := p.seq + p.payLen
+	if p.flags&FlagSYN != 0 {
 		end++
 	}
-	if p.Flags&FlagFIN != 0 {
+	if p.flags&FlagFIN != 0 {
 		end++
 	}
 	return end
 }
 
 // tcpOptions records a SYN's window scale in s (Linux's tcp_options).
-func tcpOptions(s *tcpDir, p *Packet) {
+func tcpOptions(s *tcpDir, p *tcpSeg) {
 	s.scale = 0
 	s.flags &= tdLiberal
-	if p.WScale >= 0 {
-		s.scale = uint8(min(p.WScale, 14))
+	if p.wscale >= 0 {
+		s.scale = uint8(min(p.wscale, 14))
 		s.flags |= tdWScale
 	}
 }
@@ -221,12 +234,12 @@ func tcpOptions(s *tcpDir, p *Packet) {
 // tcpNew initialises a new entry from the segment that opens it (Linux's
 // tcp_new): a SYN sets up the original direction; a pickup learns what
 // it can from the segment and makes both directions liberal.
-func tcpNew(e *entry, p *Packet) {
+func tcpNew(e *entry, p *tcpSeg) {
 	e.tcp = tcpConn{lastIndex: tiNone}
 	s := &e.tcp.seen[0]
 	s.end = tcpEnd(p)
-	s.maxwin = max(uint32(p.Win), 1)
-	if tcpIndex(p.Flags) == tiSyn {
+	s.maxwin = max(uint32(p.win), 1)
+	if tcpIndex(p.flags) == tiSyn {
 		s.maxend = s.end
 		tcpOptions(s, p)
 		return
@@ -250,10 +263,10 @@ const (
 // tcpPacket advances entry e by segment p in direction d (0 original,
 // 1 reply) at time now (Linux's nf_conntrack_tcp_packet). The caller
 // holds e's shard lock and has checked p's flags.
-func (z *Zone) tcpPacket(e *entry, p *Packet, d int, now int64) tcpAction {
+func (z *Zone) tcpPacket(e *entry, p *tcpSeg, d int, now int64) tcpAction {
 	t := &e.tcp
 	old := e.state
-	idx := tcpIndex(p.Flags)
+	idx := tcpIndex(p.flags)
 	next := tcpTrans[d][idx][old]
 	skipWindow := false
 
@@ -271,7 +284,7 @@ func (z *Zone) tcpPacket(e *entry, p *Packet, d int, now int64) tcpAction {
 		// The entry may be out of sync with the endpoints: let the
 		// segment pass without acting on it; if it was bad, the
 		// receiver's RST is caught below.
-		if idx == tiSynAck && t.lastIndex == tiSyn && int(t.lastDir) != d && p.Ack == t.lastEnd {
+		if idx == tiSynAck && t.lastIndex == tiSyn && int(t.lastDir) != d && p.ack == t.lastEnd {
 			// This SYN/ACK answers a SYN we ignored: the endpoints
 			// started a new connection. Get in sync with it.
 			old, next = tcpSynSent, tcpSynRecv
@@ -287,21 +300,21 @@ func (z *Zone) tcpPacket(e *entry, p *Packet, d int, now int64) tcpAction {
 		}
 		t.lastIndex = idx
 		t.lastDir = uint8(d)
-		t.lastSeq = p.Seq
+		t.lastSeq = p.seq
 		t.lastEnd = tcpEnd(p)
-		t.lastWin = p.Win
+		t.lastWin = p.win
 		if idx == tiSyn && d == 0 {
 			t.lastFlags, t.lastWScale = 0, 0
-			if p.WScale >= 0 {
+			if p.wscale >= 0 {
 				t.lastFlags |= lfWScale
-				t.lastWScale = uint8(min(p.WScale, 14))
+				t.lastWScale = uint8(min(p.wscale, 14))
 			}
 			if old == tcpLastAck {
 				t.lastFlags |= lfChallengeAck
 			}
 		}
 		if old == tcpSynSent && idx == tiAck && d == 1 {
-			t.lastAck = p.Ack // a possible challenge ACK to the SYN
+			t.lastAck = p.ack // a possible challenge ACK to the SYN
 		}
 		return tcpIgnore
 
@@ -337,16 +350,16 @@ func (z *Zone) tcpPacket(e *entry, p *Packet, d int, now int64) tcpAction {
 		}
 		established := old == tcpEstablished && e.flags&efAssured != 0
 		if r := &t.seen[1-d]; r.flags&tdMaxAckSet != 0 && t.lastIndex != tiSyn {
-			if p.Seq == 0 && !established {
+			if p.seq == 0 && !established {
 				break // most likely an answer to a SYN we let through
 			}
-			if seqBefore(p.Seq, r.maxack) {
+			if seqBefore(p.seq, r.maxack) {
 				return tcpInvalid // before what the peer acknowledged: not its RST
 			}
-			if !established || p.Seq == r.maxack {
+			if !established || p.seq == r.maxack {
 				break
 			}
-			if t.lastIndex == tiAck && int(t.lastDir) == d && p.Seq == t.lastEnd {
+			if t.lastIndex == tiAck && int(t.lastDir) == d && p.seq == t.lastEnd {
 				break // the RST that ends a train of data
 			}
 			// In window but not exactly where expected: RFC 5961 §3.2
@@ -354,13 +367,13 @@ func (z *Zone) tcpPacket(e *entry, p *Packet, d int, now int64) tcpAction {
 			next = old
 		}
 		if ((e.flags&efSeenReply != 0 && t.lastIndex == tiSyn) ||
-			(e.flags&efAssured == 0 && t.lastIndex == tiAck)) && p.Ack == t.lastEnd {
+			(e.flags&efAssured == 0 && t.lastIndex == tiAck)) && p.ack == t.lastEnd {
 			// A RST answering a SYN or ACK we let through while out of
 			// sync: it may acknowledge what we ignored.
 			skipWindow = true
 			break
 		}
-		if old == tcpSynSent && t.lastIndex == tiAck && t.lastDir == 1 && p.Seq == t.lastAck {
+		if old == tcpSynSent && t.lastIndex == tiAck && t.lastDir == 1 && p.seq == t.lastAck {
 			skipWindow = true // a RST answering a challenge ACK
 		}
 	}
@@ -424,10 +437,10 @@ func tdDirFlags(lf uint8) uint8 {
 // tcpInitSender sets up sender s from its SYN or SYN/ACK (Linux's
 // tcp_init_sender). RFC 7323 §2.2: window scaling is used only when
 // both sides sent the option.
-func tcpInitSender(s, r *tcpDir, p *Packet, end uint32, d int) {
+func tcpInitSender(s, r *tcpDir, p *tcpSeg, end uint32, d int) {
 	s.end = end
 	s.maxend = end
-	s.maxwin = max(uint32(p.Win), 1)
+	s.maxwin = max(uint32(p.win), 1)
 	tcpOptions(s, p)
 	if d == 1 && (s.flags&tdWScale == 0 || r.flags&tdWScale == 0) {
 		s.scale = 0
@@ -439,13 +452,13 @@ func tcpInitSender(s, r *tcpDir, p *Packet, end uint32, d int) {
 // and updates them (Linux's tcp_in_window; the bounds I-IV above).
 // state is the entry's state before p. It returns tcpAccept, tcpIgnore
 // (pass, but change nothing) or tcpInvalid.
-func tcpInWindow(t *tcpConn, state uint8, d int, idx uint8, p *Packet) tcpAction {
+func tcpInWindow(t *tcpConn, state uint8, d int, idx uint8, p *tcpSeg) tcpAction {
 	snd, rcv := &t.seen[d], &t.seen[1-d]
-	seq, ack, sack := p.Seq, p.Ack, p.SAck
-	win := uint32(p.Win)
+	seq, ack, sack := p.seq, p.ack, p.sack
+	win := uint32(p.win)
 	end := tcpEnd(p)
-	syn := p.Flags&FlagSYN != 0
-	hasAck := p.Flags&FlagACK != 0
+	syn := p.flags&FlagSYN != 0
+	hasAck := p.flags&FlagACK != 0
 
 	if snd.maxwin == 0 {
 		if syn {
@@ -482,11 +495,11 @@ func tcpInWindow(t *tcpConn, state uint8, d int, idx uint8, p *Packet) tcpAction
 	if !hasAck {
 		ack = rcv.end // no ACK: as if it acknowledged what it could
 		sack = ack
-	} else if p.Flags&FlagRST != 0 && ack == 0 {
+	} else if p.flags&FlagRST != 0 && ack == 0 {
 		ack = rcv.end // stacks that send RST+ACK with ack 0
 		sack = ack
 	}
-	if p.Flags&FlagRST != 0 && seq == 0 && state == tcpSynSent {
+	if p.flags&FlagRST != 0 && seq == 0 && state == tcpSynSent {
 		seq = snd.end // a RST answering a SYN
 		end = seq
 	}
@@ -557,13 +570,13 @@ func tcpInWindow(t *tcpConn, state uint8, d int, idx uint8, p *Packet) tcpAction
 		rcv.flags &^= tdUnacked
 	}
 	if idx == tiAck { // retransmissions, for the timeout
-		if int(t.lastDir) == d && t.lastSeq == seq && t.lastAck == ack && t.lastEnd == end && t.lastWin == p.Win {
+		if int(t.lastDir) == d && t.lastSeq == seq && t.lastAck == ack && t.lastEnd == end && t.lastWin == p.win {
 			if t.retrans < 255 {
 				t.retrans++
 			}
 		} else {
 			t.lastDir = uint8(d)
-			t.lastSeq, t.lastAck, t.lastEnd, t.lastWin = seq, ack, end, p.Win
+			t.lastSeq, t.lastAck, t.lastEnd, t.lastWin = seq, ack, end, p.win
 			t.retrans = 0
 		}
 	}

@@ -546,12 +546,14 @@ func TestTCPFirstFragmentWindow(t *testing.T) {
 	c.bulk(c.guest, 5000, 1000, false)
 	seg := tcpseg{sport: c.gp, dport: c.rp, seq: c.guest.nxt, ack: c.guest.rcv, flags: FlagACK, win: c.guest.win, paylen: 1400}
 	p := parse4(ip4(c.g, c.r, protoTCP, seg.bytes(), ip4opts{id: 77, mf: true}), Outbound)
-	if v := z.Track(&p, c.now); v != Established {
-		t.Fatalf("first fragment: %v", v)
-	}
 	later := parse4(ip4(c.g, c.r, protoTCP, make([]byte, 1600), ip4opts{id: 77, fragOff: 178}), Outbound)
-	if v := z.Track(&later, c.now); v != Established {
-		t.Fatalf("second fragment: %v", v)
+	for _, z := range []*Zone{z, c.twin} { // the twin sees every frame
+		if v := z.Track(&p, c.now); v != Established {
+			t.Fatalf("first fragment: %v", v)
+		}
+		if v := z.Track(&later, c.now); v != Established {
+			t.Fatalf("second fragment: %v", v)
+		}
 	}
 	c.guest.nxt += 3000
 	c.remote.rcv = c.guest.nxt

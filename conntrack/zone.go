@@ -61,21 +61,30 @@ type shard struct {
 	// The first cache line: what a lookup reads (the lock, the index,
 	// the slab, and freed for a Hint), so that a frame of a connection
 	// whose shard is not in L1 misses one line of it, not two.
-	mu     sync.Mutex
-	index  []uint64 // tag<<32 | slab index; 0: empty
-	chunks [][]entry
+	mu    sync.Mutex
+	index []uint64 // tag<<32 | slab index; 0: empty
+	// chunk0 is chunks[0] (nil while the slab is empty): the entries of
+	// a shard of fewer than chunkSize, reached without reading the
+	// chunk list.
+	chunk0 *[chunkSize]entry
 	// freed counts slots released (and is bumped by Flush): a Hint
 	// taken when it had the same value still names its entry.
 	freed uint64
 
-	n    int                      // slots in use
-	used uint32                   // slab slots ever handed out
-	free uint32                   // 1 + the first free index, 0 when none
-	gen  uint32                   // bumped by Flush: a Sweep in progress stops
-	_    [128 - 64 - 8 - 3*4]byte // 128 bytes: two lines, shared with no other shard
+	chunks [][]entry
+	n      int                           // slots in use
+	used   uint32                        // slab slots ever handed out
+	free   uint32                        // 1 + the first free index, 0 when none
+	gen    uint32                        // bumped by Flush: a Sweep in progress stops
+	_      [128 - 48 - 24 - 8 - 3*4]byte // 128 bytes: two lines, shared with no other shard
 }
 
-func (s *shard) at(i uint32) *entry { return &s.chunks[i>>chunkShift][i&(chunkSize-1)] }
+func (s *shard) at(i uint32) *entry {
+	if i < chunkSize {
+		return &s.chunk0[i]
+	}
+	return &s.chunks[i>>chunkShift][i&(chunkSize-1)]
+}
 
 // slotTag is the index tag of a key's hash. The shard is chosen by the
 // hash's top 6 bits, the tag is the 32 above the low half (so a tag's
@@ -207,7 +216,11 @@ func (s *shard) alloc() (uint32, *entry) {
 	}
 	i := s.used
 	if int(i>>chunkShift) == len(s.chunks) {
-		s.chunks = append(s.chunks, make([]entry, chunkSize))
+		c := new([chunkSize]entry)
+		s.chunks = append(s.chunks, c[:])
+		if len(s.chunks) == 1 {
+			s.chunk0 = c
+		}
 	}
 	s.used++
 	e := s.at(i)
@@ -298,12 +311,17 @@ func hashKey(k *Key, sec *[4]uint64) uint64 {
 			// The mapped prefixes of a hand-made key (never
 			// Parse's) fold in, so that every field counts.
 			(le.Uint64(k.Local[0:8])^le.Uint64(k.Local[8:16])^le.Uint64(k.Remote[0:8])^le.Uint64(k.Remote[8:16]))<<40
-		hi, lo := bits.Mul64(a^sec[0], b^sec[1])
-		return mix(lo^sec[2], hi^sec[3])
+		return hash16(a, b, sec)
 	}
 	x := uint64(k.LPort) | uint64(k.RPort)<<16 | uint64(k.Proto)<<32 | uint64(k.Family)<<40
 	return hash5(le.Uint64(k.Local[0:8]), le.Uint64(k.Local[8:16]),
 		le.Uint64(k.Remote[0:8]), le.Uint64(k.Remote[8:16]), x, sec[0])
+}
+
+// hash16 is hashKey's step for an IPv4 key packed into two words.
+func hash16(a, b uint64, sec *[4]uint64) uint64 {
+	hi, lo := bits.Mul64(a^sec[0], b^sec[1])
+	return mix(lo^sec[2], hi^sec[3])
 }
 
 // shardOf returns k's shard and index tag: the one hash of a lookup.
@@ -491,7 +509,8 @@ func (z *Zone) TrackHint(p *Packet, now int64, h *Hint) Verdict {
 	d := dirIndex(e, p.Dir)
 	v := passVerdict(d)
 	if p.Kind == KindTCP {
-		switch z.tcpPacket(e, p, d, now) {
+		seg := p.tcpSeg()
+		switch z.tcpPacket(e, &seg, d, now) {
 		case tcpInvalid:
 			v = Invalid
 		case tcpReopen:
@@ -659,8 +678,9 @@ func (z *Zone) Commit(p *Packet, now int64) bool {
 	e.origin = p.Dir
 	e.pkts[p.Dir] = 1
 	if p.Kind == KindTCP {
-		tcpNew(e, p)
-		if z.tcpPacket(e, p, 0, now) != tcpAccept {
+		seg := p.tcpSeg()
+		tcpNew(e, &seg)
+		if z.tcpPacket(e, &seg, 0, now) != tcpAccept {
 			// Not reached for a segment tcpCanOpen accepts; kept so
 			// that a bug cannot leave a half-made entry.
 			if pos < 0 {
@@ -726,7 +746,7 @@ func (z *Zone) Flush() int {
 		n += c
 		s.index = nil
 		s.n = 0
-		s.chunks = nil
+		s.chunks, s.chunk0 = nil, nil
 		s.used, s.free = 0, 0
 		s.gen++
 		s.freed++

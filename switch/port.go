@@ -229,7 +229,14 @@ func (h *PortHandle) forward(st *portState, tp *topology, now int64, f *Frame) {
 		}
 	}
 	if set := sc.sg; set != nil {
-		if r, _ := set.verdict(data, total, l3, et, conntrack.Outbound, now, &sc.ctp, &sc.ctOut); r != dropNone {
+		// An established TCP connection's segment (conntrack.TrackFast),
+		// else the general path (sgSet.verdict).
+		if v, ok := set.zone.TrackFast(data, total, l3, et, conntrack.Outbound, now, &sc.ctOutC); ok {
+			if v == conntrack.Invalid {
+				sc.drops[DropCTInvalid]++
+				return
+			}
+		} else if r, _ := set.verdict(data, total, l3, et, conntrack.Outbound, now, &sc.ctp, &sc.ctOut); r != dropNone {
 			sc.drops[r]++
 			return
 		}
@@ -390,7 +397,13 @@ func (h *PortHandle) emit(d *PortHandle, i int32, p *pkt, f *Frame) {
 		return
 	}
 	if set := d.sg.Load(); set != nil {
-		if r, _ := set.verdict(f.Data, f.Len(), h.sc.l3, h.sc.et, conntrack.Inbound, h.sc.now, &h.sc.ctp, &h.sc.ctIn); r != dropNone {
+		// As at ingress (forward).
+		if v, ok := set.zone.TrackFast(f.Data, f.Len(), h.sc.l3, h.sc.et, conntrack.Inbound, h.sc.now, &h.sc.ctInC); ok {
+			if v == conntrack.Invalid {
+				d.ctr.drops[DropCTInvalid].Add(1)
+				return
+			}
+		} else if r, _ := set.verdict(f.Data, f.Len(), h.sc.l3, h.sc.et, conntrack.Inbound, h.sc.now, &h.sc.ctp, &h.sc.ctIn); r != dropNone {
 			d.ctr.drops[r].Add(1)
 			return
 		}

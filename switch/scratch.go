@@ -17,6 +17,10 @@ type scratch struct {
 	// flow's segments skips the hash and index probe (conntrack.Hint;
 	// it holds no pointer, so it may outlive its zone).
 	ctOut, ctIn conntrack.Hint
+	// The same for the segments of established TCP connections
+	// (conntrack.TrackFast), a hint per connection: a batch interleaves
+	// tens of them. 16 KiB each, allocated on the first such segment.
+	ctOutC, ctInC conntrack.HintCache
 
 	arena []byte
 	used  int

@@ -246,11 +246,19 @@ func dhcpReply(p *conntrack.Packet) bool {
 }
 
 // verdict tracks the frame whose head is data (total bytes in all; l3,
-// et: l3Offset's answer) through
-// set's zone in direction dir at time now, committing a new connection
-// the rules allow, and returns why it is to be dropped, or dropNone. p is
-// the caller's scratch, hint its hint for set's zone in this direction
-// (nil: none); v the conntrack verdict (for trace).
+// et: l3Offset's answer) through set's zone in direction dir at time
+// now, committing a new connection the rules allow, and returns why it
+// is to be dropped, or dropNone. p is the caller's scratch, hint its
+// hint for this direction (nil: none); v the conntrack verdict (for
+// trace). Only the head is read, the host-side copy every header is in
+// (Frame): a tail still in the sender's memory never is, only its
+// length counts (TestSecurityGroupReadsHeadOnly).
+//
+// The callers first offer the frame to the zone's TrackFast, which
+// takes the segments of established TCP connections over IPv4 (nearly
+// every frame) from the head's bytes, without a Packet, finding their
+// connections through the port's HintCache; verdict is for the frames
+// it declines (whose tracking it left as if it had not been tried).
 func (set *sgSet) verdict(data []byte, total, l3 int, et uint16, dir conntrack.Dir, now int64, p *conntrack.Packet, hint *conntrack.Hint) (DropReason, conntrack.Verdict) {
 	if l3 < 0 {
 		return dropNone, conntrack.Untracked

@@ -348,6 +348,49 @@ func TestSecurityGroupInvalidFlags(t *testing.T) {
 	}
 }
 
+// Segments of an established connection out of its window, both ways
+// through the group (the fast path's Invalid): dropped as ct_invalid on
+// the group's port, in-window ones pass; IPv4 (the fast path) and IPv6
+// (the general one) alike.
+func TestSecurityGroupOutOfWindow(t *testing.T) {
+	for _, fam := range sgFamilies {
+		t.Run(fam.name, func(t *testing.T) {
+			ts := sgSwitch(t, conntrack.Config{})
+			ts.learn()
+			def := DefaultSecurityGroup()
+			ts.setSG("a", &def, false)
+			a, b := fam.a, fam.b
+			ts.in("a", tcpSeg(a, b, 1000, 0, fSYN, 0))
+			ts.in("b", tcpSeg(b, a, 5000, 1001, fSYN|fACK, 0))
+			ts.in("a", tcpSeg(a, b, 1001, 5001, fACK, 0))
+			for range 3 {
+				ts.in("a", tcpSeg(a, b, 1001, 5001, fACK|fPSH, 100))
+				ts.in("b", tcpSeg(b, a, 5001, 1101, fACK|fPSH, 100))
+			}
+			if gb, ga := ts.got("b"), ts.got("a"); gb != 5 || ga != 4 {
+				t.Fatalf("in window: b got %d, a got %d; want 5 and 4", gb, ga)
+			}
+			// 1 GB past what the other side allowed, and an ACK of
+			// data never sent.
+			ts.in("a", tcpSeg(a, b, 1101+1<<30, 5101, fACK|fPSH, 100))
+			ts.in("b", tcpSeg(b, a, 5101, 1101+1<<30, fACK, 0))
+			if gb, ga := ts.got("b"), ts.got("a"); gb != 0 || ga != 0 {
+				t.Fatalf("out of window: b got %d, a got %d", gb, ga)
+			}
+			if d := ts.drops("a", DropCTInvalid); d != 2 {
+				t.Fatalf("ct_invalid drops on a = %d, want 2", d)
+			}
+			if d := ts.drops("b", DropCTInvalid); d != 0 {
+				t.Fatalf("ct_invalid drops on b = %d", d)
+			}
+			ts.in("a", tcpSeg(a, b, 1101, 5101, fACK, 0))
+			if n := ts.got("b"); n != 1 {
+				t.Fatalf("back in window: b got %d", n)
+			}
+		})
+	}
+}
+
 // One port filling its table (a flood of new flows from concurrent
 // senders) gets ct_full drops; its established connection goes on, and
 // another port's connections, old and new, are untouched.
@@ -489,5 +532,78 @@ func TestSecurityGroupRulesChangedUnderTraffic(t *testing.T) {
 	ts.in("b", udpDgram(b3, gA4, 10))
 	if got, d := ts.got("a"), ts.drops("a", DropSecurityGroup); got != 1 || d != 1 {
 		t.Fatalf("after the changes: a got %d (want 1), security_group drops %d (want 1)", got, d)
+	}
+}
+
+// TestSecurityGroupReadsHeadOnly: two-part frames (a host-side head, a
+// tail still in the sender's memory) of established TCP connections,
+// both ways through a group, while another goroutine keeps rewriting
+// the tails. Connection tracking decides from the head alone (its
+// lengths from the IP header, checked against head and tail together):
+// under -race, any read of a tail by the switch or conntrack is
+// reported; and the tails' contents change no verdict (none dropped,
+// the connection ESTABLISHED with every frame counted).
+func TestSecurityGroupReadsHeadOnly(t *testing.T) {
+	sw := New(Config{Clock: NewManualClock(1)})
+	pa, err := sw.AddPort(access("a", 1), nullPort{caps: CapTail})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pb, err := sw.AddPort(access("b", 1), nullPort{caps: CapTail})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pa.Input([]Frame{{Data: eth(Broadcast, gA4.mac, 0x0806, 46)}})
+	pb.Input([]Frame{{Data: eth(Broadcast, gB4.mac, 0x0806, 46)}})
+	def := DefaultSecurityGroup()
+	if err := sw.SetSecurityGroup("a", &def, false); err != nil {
+		t.Fatal(err)
+	}
+	pa.Input([]Frame{{Data: tcpSeg(gA4, gB4, 1000, 0, fSYN, 0)}})
+	pb.Input([]Frame{{Data: tcpSeg(gB4, gA4, 5000, 1001, fSYN|fACK, 0)}})
+	pa.Input([]Frame{{Data: tcpSeg(gA4, gB4, 1001, 5001, fACK, 0)}})
+	const head, pay = 64, 1000
+	split := func(f []byte) Frame {
+		return Frame{Data: append([]byte(nil), f[:head]...), Tail: append([]byte(nil), f[head:]...)}
+	}
+	out := []Frame{split(tcpSeg(gA4, gB4, 1001, 5001, fACK|fPSH, pay))}
+	in := []Frame{split(tcpSeg(gB4, gA4, 5001, 1001+pay, fACK|fPSH, pay))}
+	tails := [][]byte{out[0].Tail, in[0].Tail}
+	var stop sync.WaitGroup
+	done := make(chan struct{})
+	stop.Go(func() {
+		for n := 0; ; n++ {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			for _, tl := range tails {
+				for i := range tl {
+					tl[i] = byte(n + i) // a TCP header's worth of garbage, and more
+				}
+			}
+		}
+	})
+	const rounds = 200
+	for range rounds {
+		pa.Input(out)
+		pb.Input(in)
+	}
+	close(done)
+	stop.Wait()
+	if d0, d1 := pa.Counters().Drops, pb.Counters().Drops; d0 != [NumDropReasons]uint64{} || d1 != [NumDropReasons]uint64{} {
+		t.Fatalf("drops %v, %v", d0, d1)
+	}
+	n := 0
+	pa.Conntrack().Entries(1, func(e conntrack.Entry) bool {
+		n++
+		if e.State != "ESTABLISHED" || e.Packets[conntrack.Outbound] != 2+rounds || e.Packets[conntrack.Inbound] != 1+rounds {
+			t.Errorf("entry %+v", e)
+		}
+		return true
+	})
+	if n != 1 {
+		t.Fatalf("%d entries", n)
 	}
 }
