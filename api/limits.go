@@ -99,6 +99,13 @@ func (st *limitStats) warn(log hclog.Logger, msg string, args ...any) {
 	log.Warn(msg, args...)
 }
 
+// LimitListener returns l accepting at most n connections at once (the
+// API's own listener, and the dashboard's): Accept waits for a slot,
+// calling onWait first when it has to; a connection's Close frees it.
+func LimitListener(l net.Listener, n int, onWait func()) net.Listener {
+	return newLimitListener(l, n, onWait)
+}
+
 // limitListener accepts at most cap(sem) connections at once: Accept
 // takes a slot before accepting, a connection's Close gives it back.
 // Connections beyond the limit wait in the kernel's listen backlog (and a

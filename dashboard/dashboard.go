@@ -28,11 +28,12 @@ import (
 	"path"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+
+	"github.com/hvnet/hvnet/api"
 )
 
 //go:embed static
@@ -299,7 +300,7 @@ func Serve(ctx context.Context, l net.Listener, h http.Handler, log hclog.Logger
 		log = hclog.NewNullLogger()
 	}
 	var lastWarn atomic.Int64
-	l = newLimitListener(l, MaxConns, func() {
+	l = api.LimitListener(l, MaxConns, func() {
 		now := time.Now().UnixNano()
 		if last := lastWarn.Load(); now-last >= int64(10*time.Second) && lastWarn.CompareAndSwap(last, now) {
 			log.Warn("dashboard connection limit reached: new connections wait", "max_conns", MaxConns)
@@ -322,56 +323,4 @@ func Serve(ctx context.Context, l net.Listener, h http.Handler, log hclog.Logger
 		return nil
 	}
 	return fmt.Errorf("dashboard: serve: %w", err)
-}
-
-// limitListener accepts at most cap(sem) connections at once (as the
-// API's, and golang.org/x/net/netutil's LimitListener): Accept takes a
-// slot first, a connection's Close gives it back; the rest wait in the
-// kernel's backlog.
-type limitListener struct {
-	net.Listener
-	sem    chan struct{}
-	done   chan struct{}
-	once   sync.Once
-	onWait func()
-}
-
-func newLimitListener(l net.Listener, n int, onWait func()) *limitListener {
-	return &limitListener{Listener: l, sem: make(chan struct{}, n), done: make(chan struct{}), onWait: onWait}
-}
-
-func (l *limitListener) Accept() (net.Conn, error) {
-	select {
-	case l.sem <- struct{}{}:
-	default:
-		l.onWait()
-		select {
-		case l.sem <- struct{}{}:
-		case <-l.done:
-			return nil, net.ErrClosed
-		}
-	}
-	c, err := l.Listener.Accept()
-	if err != nil {
-		<-l.sem
-		return nil, err
-	}
-	return &limitConn{Conn: c, release: func() { <-l.sem }}, nil
-}
-
-func (l *limitListener) Close() error {
-	l.once.Do(func() { close(l.done) })
-	return l.Listener.Close()
-}
-
-type limitConn struct {
-	net.Conn
-	once    sync.Once
-	release func()
-}
-
-func (c *limitConn) Close() error {
-	err := c.Conn.Close()
-	c.once.Do(c.release)
-	return err
 }
