@@ -87,6 +87,9 @@ func gotestMain(args []string) int {
 	}
 	if err := sc.Err(); err != nil && !errors.Is(err, io.EOF) {
 		emitErr = errors.Join(emitErr, fmt.Errorf("reading %s's output: %w", name, err))
+		// Let the binary finish (its writes would block) and its
+		// status arrive: exit is set before the pipe's EOF.
+		_, _ = io.Copy(io.Discard, pr)
 	}
 	ok, err := g.Finish(exit)
 	emitErr = errors.Join(emitErr, err)
