@@ -609,6 +609,11 @@ func TestVirtioPCITransmitWithoutKick(t *testing.T) {
 	frame := func(n byte) []byte { f := make([]byte, 60); f[0] = n; return f }
 	send := func(n byte) {
 		t.Helper()
+		// The kick handler loops while it finds chains: a frame pushed
+		// the instant the previous one arrived can still be taken by
+		// the loop that delivered it (seen under load in CI). Let it
+		// end first, so that only the watchdog can take this one.
+		time.Sleep(50 * time.Millisecond)
 		tx.Push(tx.AddChain(virtiotest.Buf{Data: make([]byte, vnet.HdrLen)}, virtiotest.Buf{Data: frame(n)}))
 		select {
 		case got := <-tn.got:
