@@ -1,7 +1,6 @@
 package evpn
 
 import (
-	"fmt"
 	"net"
 	"net/netip"
 	"os/exec"
@@ -48,18 +47,7 @@ func TestFRRInterop(t *testing.T) {
 	in("link", "set", "host1", "up")
 	netnstest.Run(t, "bridge", "-n", ns, "fdb", "add", hostMAC, "dev", "host0", "master", "static")
 
-	f := frrtest.Start(t, ns, fmt.Sprintf(`hostname frr-evpn-test
-router bgp 65000
- bgp router-id %[1]s
- no bgp default ipv4-unicast
- neighbor %[2]s remote-as 65000
- neighbor %[2]s timers 1 3
- neighbor %[2]s timers connect 1
- address-family l2vpn evpn
-  neighbor %[2]s activate
-  advertise-all-vni
- exit-address-family
-`, theirs, ours))
+	f := frrtest.Start(t, ns, frrtest.EVPNConfig(theirs, ours))
 
 	r := newRecorder("speaker")
 	sp := startSpeaker(t, Config{

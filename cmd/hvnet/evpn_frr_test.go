@@ -79,18 +79,7 @@ func TestEVPNFRRSuppression(t *testing.T) {
 	run(fh, "addr", "add", hostV6+"/64", "dev", "host1", "nodad")
 	run(fh, "link", "set", "host1", "mtu", "1450", "up")
 
-	f := frrtest.Start(t, fr, fmt.Sprintf(`hostname frr-evpn-test
-router bgp 65000
- bgp router-id %[1]s
- no bgp default ipv4-unicast
- neighbor %[2]s remote-as 65000
- neighbor %[2]s timers 1 3
- neighbor %[2]s timers connect 1
- address-family l2vpn evpn
-  neighbor %[2]s activate
-  advertise-all-vni
- exit-address-family
-`, theirs, ours))
+	f := frrtest.Start(t, fr, frrtest.EVPNConfig(theirs, ours))
 	sock := filepath.Join(t.TempDir(), "h.sock")
 	d := startHvnet(t, []string{"ip", "netns", "exec", hv}, "switch", "--api", sock,
 		"--uplink", "name=up,if=up0,vlan=10",

@@ -53,6 +53,24 @@ func Need(t testing.TB) {
 	}
 }
 
+// EVPNConfig is bgpd's configuration for one iBGP EVPN session in AS
+// 65000 with neighbor (fast timers: keepalive 1 s, hold 3 s, connect
+// retry 1 s), advertising every VNI zebra knows (advertise-all-vni).
+func EVPNConfig(routerID, neighbor any) string {
+	return fmt.Sprintf(`hostname frr-evpn-test
+router bgp 65000
+ bgp router-id %[1]v
+ no bgp default ipv4-unicast
+ neighbor %[2]v remote-as 65000
+ neighbor %[2]v timers 1 3
+ neighbor %[2]v timers connect 1
+ address-family l2vpn evpn
+  neighbor %[2]v activate
+  advertise-all-vni
+ exit-address-family
+`, routerID, neighbor)
+}
+
 // Start runs zebra and bgpd in ns (not daemonized: the test owns them
 // and stops them at cleanup) with bgpdConf. When the test fails, their
 // logs are logged at cleanup.
