@@ -2,6 +2,7 @@ package ipfix
 
 import (
 	"bytes"
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
@@ -10,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -26,7 +28,36 @@ type nfcapd struct {
 	cmd    *exec.Cmd
 	dir    string
 	port   int
-	stderr bytes.Buffer
+	stderr lockedBuffer // written by exec's copying goroutine
+}
+
+// lockedBuffer is a bytes.Buffer safe to read while a process writes it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// udpBound reports whether a socket is bound to 127.0.0.1:port, from
+// /proc/net/udp (probing with a bind of our own is ambiguous when the
+// other socket set SO_REUSEADDR).
+func udpBound(port int) bool {
+	b, err := os.ReadFile("/proc/net/udp")
+	if err != nil {
+		return false
+	}
+	return strings.Contains(string(b), fmt.Sprintf(" 0100007F:%04X ", port))
 }
 
 func startNfcapd(t *testing.T) *nfcapd { return startNfcapdOn(t, freeUDPPort(t)) }
@@ -62,14 +93,9 @@ func startNfcapdOn(t *testing.T, port int) *nfcapd {
 			n.cmd.Wait()
 		}
 	})
-	// Ready once it holds the port.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		l, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: n.port})
-		if err != nil {
-			break
-		}
-		l.Close()
+	// Ready once it holds the port (slow to start on a loaded machine).
+	deadline := time.Now().Add(30 * time.Second)
+	for !udpBound(n.port) {
 		if time.Now().After(deadline) {
 			t.Fatalf("nfcapd did not bind port %d: %s", n.port, n.stderr.String())
 		}
