@@ -58,6 +58,9 @@ type LACPMember struct {
 	RxPDUs         uint64 `json:"rx_pdus"`
 	TxPDUs         uint64 `json:"tx_pdus"`
 	PartnerExpired uint64 `json:"partner_expired"` // partner timeouts
+	PartnerChanges uint64 `json:"partner_changes"` // times the partner's identity (system, key, port) changed
+	FlapHolds      uint64 `json:"flap_holds"`      // times the member was held out for a flapping partner
+	FlapHeld       bool   `json:"flap_held"`       // held out now: its partner changed 3 times in 10 s, until it is stable for 5 s
 }
 
 func (s *Server) bondInfo(name string) *BondInfo {

@@ -13,7 +13,7 @@ type bondCollector struct {
 	sw   *vswitch.Switch
 	bond BondReporter
 
-	carrying, frames, drops, selected, aggregate *prometheus.Desc
+	carrying, frames, drops, selected, aggregate, flapHolds *prometheus.Desc
 }
 
 func newBondCollector(sw *vswitch.Switch, b BondReporter) *bondCollector {
@@ -24,13 +24,14 @@ func newBondCollector(sw *vswitch.Switch, b BondReporter) *bondCollector {
 			[]string{"port", "member", "direction"}, nil),
 		drops:     prometheus.NewDesc("hvnet_bond_member_rx_drops_total", "Frames received on the member where the bond does not take them (a backup member, one outside the aggregation).", pm, nil),
 		selected:  prometheus.NewDesc("hvnet_bond_member_lacp_selected", "1 while the member is in the bond's LACP aggregator (mode lacp).", pm, nil),
+		flapHolds: prometheus.NewDesc("hvnet_bond_member_lacp_flap_holds_total", "Times the member was held out of the LACP aggregation because its partner changed identity 3 times in 10 s (mode lacp).", pm, nil),
 		aggregate: prometheus.NewDesc("hvnet_bond_lacp_aggregated", "1 while an LACP partner aggregates with the bond (mode lacp; 0: no partner, the fallback's case).", []string{"port"}, nil),
 	}
 }
 
 // Describe implements prometheus.Collector.
 func (c *bondCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.carrying, c.frames, c.drops, c.selected, c.aggregate} {
+	for _, d := range []*prometheus.Desc{c.carrying, c.frames, c.drops, c.selected, c.flapHolds, c.aggregate} {
 		ch <- d
 	}
 }
@@ -61,6 +62,7 @@ func (c *bondCollector) Collect(ch chan<- prometheus.Metric) {
 			if m.LACP != nil {
 				lacp = true
 				ch <- prometheus.MustNewConstMetric(c.selected, prometheus.GaugeValue, b2f(m.LACP.Selected), pc.Name, m.Name)
+				ch <- prometheus.MustNewConstMetric(c.flapHolds, prometheus.CounterValue, float64(m.LACP.FlapHolds), pc.Name, m.Name)
 			}
 		}
 		if lacp {

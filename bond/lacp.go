@@ -33,6 +33,18 @@ const (
 	ShortTimeout   = 3 * time.Second  // three fast periods
 	LongTimeout    = 90 * time.Second // three slow periods
 	maxTxPerPeriod = 3                // LACPDUs per FastPeriodic at most (§6.4.16)
+
+	// Partner flap damping (not in 802.1AX; what switch vendors'
+	// "link-flap" error-disable settings do for LACP partners): a member
+	// whose partner changes identity (system, key or port) FlapLimit
+	// times within FlapWindow is held out of the aggregation until its
+	// partner has been the same for FlapHold. A spoofed or broken
+	// partner then takes one member out for good instead of moving
+	// traffic on and off it, and the honest partner, told so by our
+	// LACPDUs, stops sending on it.
+	FlapLimit  = 3
+	FlapWindow = 10 * time.Second
+	FlapHold   = 5 * time.Second
 )
 
 // System is the actor's system: its priority, ID (a MAC) and the key
@@ -67,8 +79,14 @@ type lacpPort struct {
 	txWindow       time.Time
 	txInWindow     int
 	selected       bool
+	// Flap damping: when the partner's identity last changed (a ring of
+	// the last FlapLimit changes) and until when the member is held out.
+	flaps     [FlapLimit]time.Time
+	flapNext  int
+	heldUntil time.Time
+	held      bool
 	// Counters.
-	rxPDUs, txPDUs, expiries, defaults uint64
+	rxPDUs, txPDUs, expiries, defaults, partnerChanges, holds uint64
 }
 
 // LACP is the engine of one bond's aggregation.
@@ -177,10 +195,15 @@ func (l *LACP) Receive(i int, d LACPDU, now time.Time) {
 	if !seesUs || d.Partner.State&(StateActivity|StateShortTimeout|StateSync) != p.actor.State&(StateActivity|StateShortTimeout|StateSync) {
 		p.ntt = true
 	}
-	if old.System != p.partner.System || old.SystemPriority != p.partner.SystemPriority || old.Key != p.partner.Key ||
-		old.Port != p.partner.Port || old.PortPriority != p.partner.PortPriority || old.State&stateSelectionBits != p.partner.State&stateSelectionBits {
+	identity := old.System != p.partner.System || old.SystemPriority != p.partner.SystemPriority || old.Key != p.partner.Key ||
+		old.Port != p.partner.Port || old.PortPriority != p.partner.PortPriority
+	if identity || old.State&stateSelectionBits != p.partner.State&stateSelectionBits {
 		p.selected = false // update_Selected: select again
 	}
+	if identity && old.System != ([6]byte{}) {
+		p.partnerChanged(now)
+	}
+	p.held = now.Before(p.heldUntil)
 	// The partner now asks for the fast rate: the periodic machine leaves
 	// SLOW_PERIODIC at once (§6.4.13), not at the slow timer's end.
 	if old.State&StateShortTimeout == 0 && p.partner.State&StateShortTimeout != 0 && p.nextPeriodic.After(now.Add(FastPeriodic)) {
@@ -196,6 +219,24 @@ func (l *LACP) Receive(i int, d LACPDU, now time.Time) {
 	l.selection()
 }
 
+// partnerChanged records a change of the partner's identity and holds
+// the member out of the aggregation when it is the FlapLimit-th within
+// FlapWindow, or while it is held already (the hold runs FlapHold from
+// the last change).
+func (p *lacpPort) partnerChanged(now time.Time) {
+	p.partnerChanges++
+	oldest := p.flaps[p.flapNext]
+	p.flaps[p.flapNext] = now
+	p.flapNext = (p.flapNext + 1) % FlapLimit
+	held := now.Before(p.heldUntil)
+	if held || !oldest.IsZero() && now.Sub(oldest) < FlapWindow {
+		if !held {
+			p.holds++
+		}
+		p.heldUntil = now.Add(FlapHold)
+	}
+}
+
 // Tick runs the timers up to now and returns the members that have a
 // LACPDU to send now (PDU builds it); pass a reusable slice.
 func (l *LACP) Tick(now time.Time, send []int) []int {
@@ -203,6 +244,10 @@ func (l *LACP) Tick(now time.Time, send []int) []int {
 	for _, p := range l.ports {
 		if !p.up {
 			continue
+		}
+		if p.held && !now.Before(p.heldUntil) {
+			p.held = false // the partner has been the same for FlapHold
+			changed = true
 		}
 		switch {
 		case p.rx == rxCurrent && !now.Before(p.currentWhile):
@@ -271,6 +316,9 @@ func (l *LACP) Next(now time.Time) time.Time {
 		}
 		if p.rx != rxDefaulted {
 			early(p.currentWhile)
+		}
+		if p.held {
+			early(p.heldUntil)
 		}
 		early(p.nextPeriodic)
 		if p.ntt {
@@ -341,7 +389,7 @@ func less(a, b aggKey) bool {
 
 // candidate reports whether the member can join an aggregator, and whose.
 func (p *lacpPort) candidate() (aggKey, bool) {
-	if !p.up || p.rx != rxCurrent || p.partner.State&StateAggregation == 0 || p.partner.System == ([6]byte{}) {
+	if !p.up || p.held || p.rx != rxCurrent || p.partner.State&StateAggregation == 0 || p.partner.System == ([6]byte{}) {
 		return aggKey{}, false
 	}
 	return aggKey{p.partner.SystemPriority, p.partner.System, p.partner.Key}, true
@@ -366,13 +414,17 @@ type MemberInfo struct {
 	RxPDUs, TxPDUs uint64
 	Expiries       uint64 // partner timeouts (CURRENT -> EXPIRED)
 	Defaults       uint64 // partner given up (EXPIRED -> DEFAULTED)
+	PartnerChanges uint64 // times the partner's identity changed
+	FlapHolds      uint64 // times the member was held out for a flapping partner
+	Held           bool   // held out now: its partner flapped
 }
 
 // Info returns member i's view.
 func (l *LACP) Info(i int) MemberInfo {
 	p := l.ports[i]
 	return MemberInfo{Actor: p.actor, Partner: p.partner, RxState: p.rx.String(), Selected: p.selected,
-		RxPDUs: p.rxPDUs, TxPDUs: p.txPDUs, Expiries: p.expiries, Defaults: p.defaults}
+		RxPDUs: p.rxPDUs, TxPDUs: p.txPDUs, Expiries: p.expiries, Defaults: p.defaults,
+		PartnerChanges: p.partnerChanges, FlapHolds: p.holds, Held: p.held}
 }
 
 // SetActivity changes the actor's LACP activity and the rate it asks the

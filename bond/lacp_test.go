@@ -337,3 +337,60 @@ func TestLACPRateChange(t *testing.T) {
 	want(t, "fast", a, true, true)
 	want(t, "fast (B)", b, true, true)
 }
+
+// A partner that keeps changing its identity on one member (spoofed
+// LACPDUs, a broken peer) holds that member out of the aggregation until
+// the partner has been stable for FlapHold; the other members carry on,
+// and a single change of partner (a cable moved) holds nothing.
+func TestLACPPartnerFlapHold(t *testing.T) {
+	a := NewLACP(sys(1, 10), RateFast, false, 2)
+	b := NewLACP(sys(2, 20), RateFast, false, 2)
+	w := newWire(a, b, 2)
+	w.up()
+	w.run(t, 2*time.Second)
+	want(t, "negotiated", a, true, true)
+
+	// One change of partner on member 0: another system speaks there
+	// once, then B again. Not a flap.
+	other := LACPDU{Actor: PortInfo{SystemPriority: 1, System: [6]byte{2, 0xee, 0, 0, 0, 1}, Key: 9, Port: 1,
+		State: StateActivity | StateAggregation | StateShortTimeout | StateSync | StateCollecting | StateDistributing}}
+	a.Receive(0, other, w.now)
+	w.run(t, 2*time.Second)
+	want(t, "after one foreign LACPDU", a, true, true)
+	if i := a.Info(0); i.Held || i.FlapHolds != 0 || i.PartnerChanges != 2 {
+		t.Errorf("one foreign LACPDU: %+v", i)
+	}
+
+	// A flapping system ID on member 0, interleaved with B's own
+	// LACPDUs: member 0 is held out, member 1 goes on.
+	for n := range 100 {
+		other.Actor.System[5] = byte(n)
+		a.Receive(0, other, w.now)
+		w.run(t, 50*time.Millisecond)
+		if n >= FlapLimit && !a.Info(0).Held {
+			t.Fatalf("after %d flaps member 0 is not held: %+v", n, a.Info(0))
+		}
+		if !a.Distributing(1) {
+			t.Fatalf("a flapping partner on member 0 took member 1 out (flap %d): %+v", n, a.Info(1))
+		}
+	}
+	want(t, "while the partner flaps", a, false, true)
+	if i := a.Info(0); !i.Held || i.FlapHolds != 1 || i.Selected || i.Actor.State&StateSync != 0 {
+		t.Errorf("member 0 while its partner flaps: %+v", i)
+	}
+	// B is told member 0 is out, and does not distribute on it either.
+	if b.Distributing(0) || !b.Distributing(1) {
+		t.Errorf("B distributes on %v while A holds member 0 out", distributing(b))
+	}
+
+	// The flapping stops; B's LACPDUs alone for FlapHold bring it back.
+	w.run(t, FlapHold-time.Second)
+	if !a.Info(0).Held {
+		t.Errorf("member 0 came back before FlapHold passed: %+v", a.Info(0))
+	}
+	w.run(t, 3*time.Second)
+	want(t, "after the flapping stopped", a, true, true)
+	if i := a.Info(0); i.Held || i.FlapHolds != 1 {
+		t.Errorf("member 0 after the hold: %+v", i)
+	}
+}

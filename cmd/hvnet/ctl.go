@@ -596,8 +596,11 @@ func bondRows(b *api.BondInfo) [][2]string {
 		rows = append(rows, [2]string{"member " + m.Name, fmt.Sprintf("%s, %d frames in, %d out, %d dropped in", st, m.RxFrames, m.TxFrames, m.RxDrops)})
 		if l := m.LACP; l != nil {
 			sel := "not selected"
-			if l.Selected {
+			switch {
+			case l.Selected:
 				sel = "selected"
+			case l.FlapHeld:
+				sel = "held out (partner flapping)"
 			}
 			rows = append(rows,
 				[2]string{"member " + m.Name + " actor", fmt.Sprintf("key %d port %d, %s", l.ActorKey, l.ActorPort, l.ActorState)},

@@ -233,7 +233,7 @@ func (b backend) Bond() *api.BondInfo {
 			bm.LACP = &api.LACPMember{ActorState: l.Actor.State.String(), ActorKey: int(l.Actor.Key), ActorPort: int(l.Actor.Port),
 				PartnerSystem: vswitch.MAC(l.Partner.System).String(), PartnerKey: int(l.Partner.Key), PartnerPort: int(l.Partner.Port),
 				PartnerState: l.Partner.State.String(), ReceiveState: l.RxState, Selected: l.Selected, RxPDUs: l.RxPDUs, TxPDUs: l.TxPDUs,
-				PartnerExpired: l.Expiries}
+				PartnerExpired: l.Expiries, PartnerChanges: l.PartnerChanges, FlapHolds: l.FlapHolds, FlapHeld: l.Held}
 		}
 		bi.Members = append(bi.Members, bm)
 	}
