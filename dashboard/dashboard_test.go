@@ -2,6 +2,7 @@ package dashboard_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -9,6 +10,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -251,13 +253,13 @@ func TestServeConnectionLimit(t *testing.T) {
 	// request on the last one is answered.
 	fmt.Fprintf(held[len(held)-1], "GET /api/v1/ports HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
 	buf := make([]byte, 12)
-	held[len(held)-1].SetReadDeadline(time.Now().Add(5 * time.Second))
+	held[len(held)-1].SetReadDeadline(time.Now().Add(30 * time.Second)) // a hang guard: ends when the answer comes
 	if _, err := io.ReadFull(held[len(held)-1], buf); err != nil || string(buf) != "HTTP/1.1 200" {
 		t.Fatalf("the last held connection: %q %v", buf, err)
 	}
 	answered := make(chan error, 1)
 	go func() {
-		cl := &http.Client{Timeout: 10 * time.Second}
+		cl := &http.Client{Timeout: 60 * time.Second}
 		resp, err := cl.Get("http://" + addr + "/api/v1/ports")
 		if err == nil {
 			resp.Body.Close()
@@ -275,7 +277,7 @@ func TestServeConnectionLimit(t *testing.T) {
 		if err != nil {
 			t.Errorf("the waiting request: %v", err)
 		}
-	case <-time.After(5 * time.Second):
+	case <-time.After(30 * time.Second): // a hang guard, not a timing assertion
 		t.Error("the waiting request was not served once a slot freed")
 	}
 	for _, c := range held[1:] {
@@ -307,9 +309,13 @@ func TestServeHeaderTimeout(t *testing.T) {
 	defer c.Close()
 	fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n")
 	start := time.Now()
-	c.SetReadDeadline(time.Now().Add(3 * dashboard.ReadHeaderTimeout))
-	io.Copy(io.Discard, c)
-	if d := time.Since(start); d > dashboard.ReadHeaderTimeout+2*time.Second {
-		t.Errorf("half a header held the connection %v", d)
+	// The server must close it (EOF, or a reset): our read deadline,
+	// four header timeouts, only ends the wait should it never. (Closing
+	// within 2 s of the timeout was asserted before: a loaded machine
+	// under -race can take longer than that to run either side.)
+	c.SetReadDeadline(time.Now().Add(4 * dashboard.ReadHeaderTimeout))
+	_, err = io.Copy(io.Discard, c)
+	if d := time.Since(start); err != nil && !errors.Is(err, syscall.ECONNRESET) {
+		t.Errorf("half a header held the connection %v: %v", d, err)
 	}
 }

@@ -130,13 +130,13 @@ func (f *fakePeer) waitClosed(timeout time.Duration) (*bgp.BGPNotification, erro
 // spare them, but GoBGP v3 then sets an immediate write deadline and
 // cannot send an UPDATE.)
 func (f *fakePeer) handshake(asn uint32, id string) error {
-	if err := f.readUntil(bgp.BGP_MSG_OPEN, 5*time.Second); err != nil {
+	if err := f.readUntil(bgp.BGP_MSG_OPEN, 15*time.Second); err != nil {
 		return fmt.Errorf("waiting for the speaker's OPEN: %w", err)
 	}
 	caps := []bgp.ParameterCapabilityInterface{bgp.NewCapMultiProtocol(bgp.RF_EVPN), bgp.NewCapFourOctetASNumber(asn)}
 	f.send(bgp.NewBGPOpenMessage(uint16(asn), 9, id, []bgp.OptionParameterInterface{bgp.NewOptionParameterCapability(caps)}))
 	f.send(bgp.NewBGPKeepAliveMessage())
-	if err := f.readUntil(bgp.BGP_MSG_KEEPALIVE, 5*time.Second); err != nil {
+	if err := f.readUntil(bgp.BGP_MSG_KEEPALIVE, 15*time.Second); err != nil {
 		return fmt.Errorf("waiting for the speaker's KEEPALIVE: %w", err)
 	}
 	ka, _ := bgp.NewBGPKeepAliveMessage().Serialize()

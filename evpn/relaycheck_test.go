@@ -165,7 +165,10 @@ func TestRelayForwardsBuffered(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := make([]byte, len(burst))
-	gobgp.SetReadDeadline(time.Now().Add(5 * time.Second))
+	// Reads that must succeed wait up to 30 s (they end as soon as the
+	// bytes come; a loaded machine under -race can hold a goroutine for
+	// seconds); a message held back for more data would never come.
+	gobgp.SetReadDeadline(time.Now().Add(30 * time.Second))
 	if _, err := io.ReadFull(gobgp, got); err != nil {
 		t.Fatalf("the burst: %v", err)
 	}
@@ -176,7 +179,7 @@ func TestRelayForwardsBuffered(t *testing.T) {
 	if _, err := neighbor.Write(ka); err != nil {
 		t.Fatal(err)
 	}
-	gobgp.SetReadDeadline(time.Now().Add(time.Second))
+	gobgp.SetReadDeadline(time.Now().Add(30 * time.Second))
 	if _, err := io.ReadFull(gobgp, got[:len(ka)]); err != nil {
 		t.Fatalf("a lone keepalive: %v", err)
 	}
@@ -187,7 +190,7 @@ func TestRelayForwardsBuffered(t *testing.T) {
 		t.Fatalf("%d bytes of half a message forwarded", n)
 	}
 	neighbor.Write(ka[10:])
-	gobgp.SetReadDeadline(time.Now().Add(time.Second))
+	gobgp.SetReadDeadline(time.Now().Add(30 * time.Second))
 	if _, err := io.ReadFull(gobgp, got[:len(ka)]); err != nil || !bytes.Equal(got[:len(ka)], ka) {
 		t.Fatalf("the completed message: %v", err)
 	}

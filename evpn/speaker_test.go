@@ -9,10 +9,11 @@ import (
 
 // Timeouts of the loopback tests: sessions use a 3 s hold time and a 1 s
 // connect retry, and GoBGP waits 5 s (its idle hold time) before it
-// reconnects a session it reset.
+// reconnects a session it reset. Waits end as soon as their condition
+// holds: 30 s leaves room for a loaded machine under -race.
 const (
-	upTimeout    = 15 * time.Second
-	routeTimeout = 10 * time.Second
+	upTimeout    = 30 * time.Second
+	routeTimeout = 30 * time.Second
 )
 
 // pair is two speakers peering over loopback addresses, each listening on

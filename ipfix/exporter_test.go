@@ -65,10 +65,11 @@ func itoa(v uint32) string { return strconv.FormatUint(uint64(v), 10) }
 
 func (c *collector) addr() string { return c.conn.LocalAddr().String() }
 
-// wait waits until cond holds over the collected messages.
+// wait waits until cond holds over the collected messages: up to 30 s,
+// for a loaded machine under -race (it returns as soon as cond holds).
 func (c *collector) wait(what string, cond func(msgs []msgHeader, recs []decRecord) bool) {
 	c.t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for {
 		c.mu.Lock()
 		ok := cond(c.msgs, c.recs)
@@ -466,9 +467,11 @@ func TestUnreachableCollector(t *testing.T) {
 	if c := n.b.Counters(); c.TxPackets < frames {
 		t.Errorf("b sent %d of %d", c.TxPackets, frames)
 	}
-	if elapsed > 3*time.Second {
-		t.Errorf("20000 frames and 10 flushes took %v", elapsed)
-	}
+	// Not waited for: the dead collector's sends failed at once with
+	// "refused" (checked above), never at the write deadline (an "i/o
+	// timeout"). The time is logged, not asserted: on a loaded machine
+	// under -race it says nothing (speed is for benchmarks).
+	t.Logf("20000 frames and 10 flushes took %v", elapsed)
 }
 
 // TestReconfigure: a new sampling reports the flows counted under the old
@@ -496,7 +499,10 @@ func TestReconfigure(t *testing.T) {
 		t.Fatal(err)
 	}
 	col2.wait("the flow, forced out", func(_ []msgHeader, recs []decRecord) bool { return len(flowRecs(recs)) == 1 })
-	if r := flowRecs(col2.recs)[0]; r.u(iePacketDeltaCount) != 3 || r.u(ieFlowEndReason) != 4 {
+	col2.mu.Lock() // its goroutine appends what comes later
+	r := flowRecs(col2.recs)[0]
+	col2.mu.Unlock()
+	if r.u(iePacketDeltaCount) != 3 || r.u(ieFlowEndReason) != 4 {
 		t.Errorf("record %d packets reason %d", r.u(iePacketDeltaCount), r.u(ieFlowEndReason))
 	}
 	if st := n.sw.FlowStats(); st.Sampling != 2 || st.Active != 0 {

@@ -53,11 +53,35 @@ func (l *lockedBuffer) String() string {
 // /proc/net/udp (probing with a bind of our own is ambiguous when the
 // other socket set SO_REUSEADDR).
 func udpBound(port int) bool {
+	_, ok := udpRxQueue(port)
+	return ok
+}
+
+// udpRxQueue returns the bytes waiting in the receive queue of the socket
+// bound to 127.0.0.1:port (the rx_queue column of /proc/net/udp, hex;
+// Linux net/ipv4/udp.c udp4_format_sock), and whether there is one.
+func udpRxQueue(port int) (int, bool) {
 	b, err := os.ReadFile("/proc/net/udp")
 	if err != nil {
-		return false
+		return 0, false
 	}
-	return strings.Contains(string(b), fmt.Sprintf(" 0100007F:%04X ", port))
+	local := fmt.Sprintf("0100007F:%04X", port)
+	for _, l := range strings.Split(string(b), "\n") {
+		f := strings.Fields(l)
+		if len(f) < 5 || f[1] != local {
+			continue
+		}
+		_, rx, ok := strings.Cut(f[4], ":")
+		if !ok {
+			return 0, true
+		}
+		n, err := strconv.ParseInt(rx, 16, 64)
+		if err != nil {
+			return 0, true
+		}
+		return int(n), true
+	}
+	return 0, false
 }
 
 func startNfcapd(t *testing.T) *nfcapd { return startNfcapdOn(t, freeUDPPort(t)) }
@@ -106,6 +130,30 @@ func startNfcapdOn(t *testing.T, port int) *nfcapd {
 
 func (n *nfcapd) addr() string { return "127.0.0.1:" + strconv.Itoa(n.port) }
 
+// drained waits until nfcapd has read every datagram sent to it: a
+// moment for loopback to deliver what the exporter wrote, then until its
+// socket's receive queue is empty. nfcapd drops what is still queued when
+// it stops, and on a loaded machine it may not have run for a while (a
+// fixed sleep lost datagrams that way).
+func (n *nfcapd) drained() {
+	n.t.Helper()
+	time.Sleep(200 * time.Millisecond)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		q, ok := udpRxQueue(n.port)
+		if !ok {
+			n.t.Fatalf("nfcapd's socket on port %d is gone: %s", n.port, n.stderr.String())
+		}
+		if q == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			n.t.Fatalf("nfcapd left %d bytes unread on port %d for 30 s: %s", q, n.port, n.stderr.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // stop ends nfcapd (SIGTERM: it writes out and closes its file) and
 // returns the file.
 func (n *nfcapd) stop() string {
@@ -115,8 +163,8 @@ func (n *nfcapd) stop() string {
 	go func() { done <- n.cmd.Wait() }()
 	select {
 	case <-done:
-	case <-time.After(10 * time.Second):
-		n.t.Fatalf("nfcapd did not stop: %s", n.stderr.String())
+	case <-time.After(30 * time.Second): // it writes its file first; slow on a loaded machine
+		n.t.Fatalf("nfcapd did not stop in 30 s: %s", n.stderr.String())
 	}
 	files, _ := filepath.Glob(filepath.Join(n.dir, "nfcapd.2*"))
 	if len(files) != 1 {
@@ -232,7 +280,7 @@ func TestNfdump(t *testing.T) {
 		swPk += c.RxPackets - before[name].RxPackets
 		swBy += c.RxBytes - before[name].RxBytes
 	}
-	time.Sleep(200 * time.Millisecond) // nfcapd has read the datagrams
+	nc.drained()
 	file := nc.stop()
 	t.Logf("nfcapd: %s", nc.stderr.String())
 	got := nfdump(t, file)
@@ -272,7 +320,7 @@ func TestNfdumpSampling(t *testing.T) {
 		n.send(n.a, n.udp(9, 500), 50)
 	}
 	e.Close()
-	time.Sleep(200 * time.Millisecond)
+	nc.drained()
 	rows := nfdump(t, nc.stop())
 	if len(rows) != 1 || rows[0].pkts != "1000" || rows[0].bytes != strconv.Itoa(1000*(500-14)) {
 		t.Fatalf("1000 frames sampled 1 in 10: nfdump lists %+v", rows)
@@ -282,27 +330,53 @@ func TestNfdumpSampling(t *testing.T) {
 // TestNfdumpTemplateRefresh: a collector that starts after the exporter
 // (or restarts) missed the templates; it reads the flows once they are
 // sent again (RFC 7011 §8.4), TemplateRefresh after the last time.
+//
+// The exporter's ticker is off (Tick of an hour): templates go out only in
+// Apply and in the test's Flush calls, so nothing is sent while nfcapd
+// starts, however long that takes. Should its start outlast the refresh
+// interval (a loaded machine), the first flow's Flush carries templates,
+// the premise is gone, and the test runs again with a longer interval.
 func TestNfdumpTemplateRefresh(t *testing.T) {
+	for _, refresh := range []time.Duration{500 * time.Millisecond, 5 * time.Second, 30 * time.Second} {
+		if nfdumpTemplateRefresh(t, refresh) {
+			return
+		}
+	}
+	t.Fatal("nfcapd never started within the template refresh interval (30 s)")
+}
+
+// nfdumpTemplateRefresh runs TestNfdumpTemplateRefresh's case with the
+// given refresh interval; false: nfcapd took longer than it to start.
+func nfdumpTemplateRefresh(t *testing.T, refresh time.Duration) bool {
 	port := freeUDPPort(t)
 	n := newTestNet(t, nil)
-	e := New(n.sw, Options{Tick: 20 * time.Millisecond})
+	e := New(n.sw, Options{Tick: time.Hour})
 	defer e.Close()
-	if err := e.Apply(Config{Enabled: true, Collectors: []string{"127.0.0.1:" + strconv.Itoa(port)}, TemplateRefresh: 500 * time.Millisecond}); err != nil {
+	if err := e.Apply(Config{Enabled: true, Collectors: []string{"127.0.0.1:" + strconv.Itoa(port)}, TemplateRefresh: refresh}); err != nil {
 		t.Fatal(err)
 	}
-	start := time.Now()
-	nc := startNfcapdOn(t, port) // the first templates went to nobody
+	applied := time.Now() // the first templates went out before, to nobody
+	if st := e.Stats(); st.Templates != 1 {
+		t.Fatalf("%d template messages after Apply, want 1", st.Templates)
+	}
+	nc := startNfcapdOn(t, port)
 	n.send(n.a, n.udp(1, 100), 5)
 	e.Flush() // data nfcapd cannot read yet
-	time.Sleep(600*time.Millisecond - time.Since(start))
+	if st := e.Stats(); st.Templates != 1 {
+		t.Logf("nfcapd took longer to start than the template refresh (%v): the first flow went out with templates; again with a longer refresh", refresh)
+		nc.stop()
+		return false
+	}
+	time.Sleep(refresh - time.Since(applied)) // the refresh is due (the exporter reads the same clock)
 	n.send(n.a, n.udp(2, 100), 7)
 	e.Flush() // the templates again, then this flow
-	time.Sleep(200 * time.Millisecond)
+	if st := e.Stats(); st.Templates < 2 {
+		t.Fatalf("%d template messages: no refresh %v after the first", st.Templates, refresh)
+	}
+	nc.drained()
 	rows := nfdump(t, nc.stop())
 	if len(rows) != 1 || rows[0].sport != "2" || rows[0].pkts != "7" {
 		t.Fatalf("after the refresh nfdump lists %+v, want the second flow (7 packets)", rows)
 	}
-	if st := e.Stats(); st.Templates < 2 {
-		t.Errorf("%d template messages", st.Templates)
-	}
+	return true
 }

@@ -30,12 +30,17 @@ func TestFrozen(t *testing.T) {
 	}
 	run := func(script string) error {
 		_, err := Run(context.Background(), Config{Kernel: filepath.Join(dir, "vmlinuz"), Initrd: filepath.Join(dir, "initrd"),
-			QEMU: qemu(script), Timeout: 2 * time.Second, WorkDir: dir})
+			QEMU: qemu(script), Timeout: 4 * time.Second, WorkDir: dir})
 		return err
 	}
 	old := FrozenAfter
 	defer func() { FrozenAfter = old }()
-	FrozenAfter = time.Second
+	// Margins of 2 s and more either way (a silent host's first line may
+	// come late; a talking host's lines, and the kill, may be delayed):
+	// a loaded machine stalls a shell for a second at times. Silence
+	// counted from the start instead of the last line still fails: the
+	// talking host runs past FrozenAfter.
+	FrozenAfter = 2 * time.Second
 
 	if err := run("echo booting; exec sleep 30"); !errors.Is(err, ErrFrozen) {
 		t.Errorf("silent host killed at its limit: %v, want ErrFrozen", err)
@@ -58,7 +63,8 @@ func TestFrozen(t *testing.T) {
 	} else if took >= 20*time.Second {
 		t.Errorf("silent host with a 500ms silence limit ran to its time limit (%v)", took)
 	}
-	if _, err := limited("for i in 1 2 3 4 5 6; do echo busy; sleep 0.2; done", 800*time.Millisecond); errors.Is(err, ErrFrozen) {
+	// It talks for 3 s, past its 2 s limit, a line every 0.2 s.
+	if _, err := limited("for i in $(seq 15); do echo busy; sleep 0.2; done", 2*time.Second); errors.Is(err, ErrFrozen) {
 		t.Errorf("talking host was killed by the silence limit: %v", err)
 	}
 

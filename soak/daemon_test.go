@@ -113,7 +113,9 @@ func (d *daemonProc) start() error {
 		d.werr = cmd.Wait()
 		close(done)
 	}(d.cmd, d.done)
-	for range 1000 { // deadlock guard 10 s
+	// A deadlock guard, not a bound on the start: 30 s, for a loaded
+	// machine (the loop ends as soon as the API answers).
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); {
 		if d.scrape() == nil {
 			return nil
 		}
@@ -129,7 +131,10 @@ func (d *daemonProc) start() error {
 // scrape reads the current incarnation's port counters.
 func (d *daemonProc) scrape() error {
 	gen := int(d.gen.Load())
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	// A down incarnation fails at once (no socket); a live one answers in
+	// milliseconds, but a loaded machine can hold it for seconds, and a
+	// failed scrape before SIGTERM fails the soak.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	ps, err := d.client.Ports(ctx)
 	if err != nil {

@@ -184,13 +184,13 @@ func (p *peer) flap(d time.Duration) error {
 	if err := flap(d); err != nil {
 		return err
 	}
-	for deadline := time.Now().Add(5 * time.Second); ; {
+	for deadline := time.Now().Add(30 * time.Second); ; { // ends when it is up: room for a loaded machine
 		l, err := p.h.LinkByName(peerIf)
 		if err == nil && l.Attrs().OperState == netlink.OperUp {
 			break
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%s not operational 5 s after a flap (err %v)", peerIf, err)
+			return fmt.Errorf("%s not operational 30 s after a flap (err %v)", peerIf, err)
 		}
 		time.Sleep(time.Millisecond)
 	}

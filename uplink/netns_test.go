@@ -104,11 +104,12 @@ func iperf(t testing.TB, serverNS, serverAddr, clientNS string, bytesN string, r
 	}
 	var out []byte
 	var err error
-	for range 50 { // until the server listens
+	// Until the server listens: up to 30 s (it starts slowly on a loaded
+	// machine; the loop ends with the first run that works).
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
 		if out, err = exec.Command(args[0], args[1:]...).CombinedOutput(); err == nil {
 			return string(out)
 		}
-		time.Sleep(100 * time.Millisecond)
 	}
 	t.Fatalf("iperf3 client: %v\n%s\nserver: %s", err, out, sout.String())
 	return ""

@@ -71,11 +71,12 @@ func iperf3(t testing.TB, srv *nsT, addr string, cli *nsT, secs int, reverse boo
 		args = append(args, "-R")
 	}
 	var out string
-	for range 100 { // until the server listens
+	// Until the server listens: up to 30 s (it starts slowly on a loaded
+	// machine; the loop ends with the first run that works).
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
 		if out, err = cli.Run(args...); err == nil {
 			return out
 		}
-		time.Sleep(100 * time.Millisecond)
 	}
 	t.Fatalf("iperf3 client in %s: %v\n%s\nserver: %s", cli.Name, err, out, sout.String())
 	return ""

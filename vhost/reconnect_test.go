@@ -23,7 +23,6 @@ func countFDs(t testing.TB) int {
 	return len(es)
 }
 
-// settle waits for goroutines that already finished their work to exit.
 // quiescent returns the goroutine count once it has stopped falling: the
 // baseline after a warm-up cycle whose teardown goroutines may still be
 // finishing.
@@ -41,9 +40,14 @@ func quiescent() int {
 	return n
 }
 
+// settle waits for goroutines that already finished their work to exit:
+// it polls for up to 10 s (200 ms was short: on a loaded machine the
+// last sessions' teardown goroutines can take longer to be scheduled and
+// exit); it ends as soon as the count is down, and a real leak still
+// fails.
 func settle(want int) int {
 	n := runtime.NumGoroutine()
-	for i := 0; i < 200 && n > want; i++ {
+	for deadline := time.Now().Add(10 * time.Second); n > want && time.Now().Before(deadline); {
 		runtime.Gosched()
 		time.Sleep(time.Millisecond)
 		n = runtime.NumGoroutine()
@@ -90,7 +94,11 @@ func TestConnectCyclesLeakNothing(t *testing.T) {
 		buf := make([]byte, 1<<20)
 		t.Errorf("goroutines: %d after 100 cycles, %d before\n%s", n, gs, buf[:runtime.Stack(buf, true)])
 	}
-	if n := countFDs(t); n != fds {
+	n := countFDs(t) // closed by the teardown too: polled like the goroutines
+	for deadline := time.Now().Add(10 * time.Second); n != fds && time.Now().Before(deadline); n = countFDs(t) {
+		time.Sleep(time.Millisecond)
+	}
+	if n != fds {
 		t.Errorf("open descriptors: %d after 100 cycles, %d before", n, fds)
 	}
 }

@@ -99,7 +99,7 @@ func pingOut(t *testing.T, h *host, target [4]byte) bool {
 	t.Helper()
 	h.h.Input([]vswitch.Frame{{Data: arpRequest(h.mac, h.ip, target)}})
 	var mac [6]byte
-	found := waitFor(3*time.Second, func() bool {
+	found := waitFor(30*time.Second, func() bool {
 		for _, f := range h.frames() {
 			if len(f) >= 42 && binary.BigEndian.Uint16(f[12:]) == 0x0806 && binary.BigEndian.Uint16(f[20:]) == 2 && [4]byte(f[28:32]) == target {
 				mac = [6]byte(f[22:28])
@@ -114,7 +114,7 @@ func pingOut(t *testing.T, h *host, target [4]byte) bool {
 	}
 	const id = 0x4242
 	h.h.Input([]vswitch.Frame{{Data: echoRequest(mac, h.mac, h.ip, target, id)}})
-	return waitFor(3*time.Second, func() bool {
+	return waitFor(30*time.Second, func() bool {
 		for _, f := range h.frames() {
 			if len(f) >= 42 && binary.BigEndian.Uint16(f[12:]) == 0x0800 && f[23] == 1 && [4]byte(f[26:30]) == target &&
 				f[34] == 0 && binary.BigEndian.Uint16(f[38:]) == id {
@@ -125,6 +125,10 @@ func pingOut(t *testing.T, h *host, target [4]byte) bool {
 	})
 }
 
+// waitFor polls cond until it holds (true) or d passes (false). The tests
+// give it 30 s where cond normally holds in milliseconds: a loaded machine
+// under -race delays sockets and goroutines by seconds, and a poll that
+// succeeds ends at once.
 func waitFor(d time.Duration, cond func() bool) bool {
 	for deadline := time.Now().Add(d); !cond(); time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(deadline) {
@@ -337,7 +341,7 @@ func TestBadInput6(t *testing.T) {
 	}
 	want := Stats{RxPackets: 1, RxDropShort: 2, RxDropFlags: 3, RxDropUnknownVNI: 1, RxDropUnknownVTEP: 1, RxDropInnerTag: 1}
 	var st Stats
-	waitFor(5*time.Second, func() bool {
+	waitFor(30*time.Second, func() bool {
 		st = r.vx.Stats()
 		return st.RxPackets+st.RxDropShort+st.RxDropFlags+st.RxDropUnknownVNI+st.RxDropUnknownVTEP+st.RxDropInnerTag == 9
 	})
@@ -353,6 +357,9 @@ func TestBadInput6(t *testing.T) {
 		}
 		return n
 	}
+	// The tunnel counts a packet before the switch delivers its frame:
+	// wait for the good one (the bad ones went before it on the socket).
+	waitFor(30*time.Second, func() bool { return crafted(r.h20.frames()) == 1 })
 	if n := crafted(r.h10.frames()); n != 0 {
 		t.Errorf("VLAN 10's host got %d frames from bad packets", n)
 	}
@@ -374,7 +381,7 @@ func TestBadInput6(t *testing.T) {
 		t.Fatal(err)
 	}
 	udpFrom6(t, ns, v6Stranger, vxPacket(100, 9, 0x88b5))
-	if !waitFor(3*time.Second, func() bool { return crafted(r.h10.frames()) == 1 }) {
+	if !waitFor(30*time.Second, func() bool { return crafted(r.h10.frames()) == 1 }) {
 		t.Errorf("a packet from a VTEP added to the flood list did not enter: %+v", r.vx.Stats())
 	}
 	if vs := r.vx.RemoteVTEPs()[100]; len(vs) != 2 || vs[1] != v6Stranger {

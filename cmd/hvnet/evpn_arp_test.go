@@ -19,7 +19,7 @@ import (
 // underlayCapture runs f while tcpdump watches the VXLAN packets on the
 // underlay bridge of namespace ns, and returns what tcpdump printed
 // (it decodes VXLAN on port 4789 and the inner frames).
-func underlayCapture(t *testing.T, ns string, f func()) string {
+func underlayCapture(t *testing.T, ns string, f func(), until func(out string) bool) string {
 	t.Helper()
 	var out, errs syncBuffer
 	cmd := exec.Command("ip", "netns", "exec", ns, "tcpdump", "-i", "br0", "-n", "-l", "-U", "udp", "port", "4789")
@@ -35,7 +35,12 @@ func underlayCapture(t *testing.T, ns string, f func()) string {
 		}
 	}
 	f()
-	time.Sleep(300 * time.Millisecond) // the last packets reach tcpdump's output
+	// Until tcpdump printed what the caller waits for (up to 30 s: a
+	// loaded machine delays it), then 300 ms for anything after it.
+	for deadline := time.Now().Add(30 * time.Second); !until(out.String()) && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(300 * time.Millisecond)
 	cmd.Process.Signal(syscall.SIGINT)
 	cmd.Wait()
 	return out.String()
@@ -113,7 +118,7 @@ func TestEVPNARPSuppression(t *testing.T) {
 	}
 	ping := func(args ...string) {
 		t.Helper()
-		cmd := append([]string{"netns", "exec", hosts[0].ep, "ping", "-c", "1", "-W", "3"}, args...)
+		cmd := append([]string{"netns", "exec", hosts[0].ep, "ping", "-c", "1", "-W", "30"}, args...) // -W: a hang guard; it returns with the answer
 		if out, err := exec.Command("ip", cmd...).CombinedOutput(); err != nil {
 			t.Fatalf("ping %v: %v\n%s\nhost 1:\n%s", args, err, out, hosts[0].d.logs)
 		}
@@ -123,7 +128,7 @@ func TestEVPNARPSuppression(t *testing.T) {
 	first := underlayCapture(t, ul, func() {
 		ping("192.168.10.2")
 		ping("-6", "2001:db8:10::2")
-	})
+	}, func(out string) bool { return strings.Contains(out, who4) && strings.Contains(out, who6) })
 	if !strings.Contains(first, who4) || !strings.Contains(first, who6) {
 		t.Fatalf("the first ARP request and solicitation did not cross the underlay:\n%s", first)
 	}
@@ -136,7 +141,7 @@ func TestEVPNARPSuppression(t *testing.T) {
 		return strings.Fields(string(out))[2]
 	}
 	mac2 := epMAC(hosts[1])
-	wait("host 1: host 2's endpoint's MAC/IP routes", 10*time.Second, func() bool {
+	wait("host 1: host 2's endpoint's MAC/IP routes", 30*time.Second, func() bool {
 		for _, m := range port(hosts[0]).Tunnel.RemoteMACs {
 			if m.MAC == mac2 && slices.Contains(m.IPs, "192.168.10.2") && slices.Contains(m.IPs, "2001:db8:10::2") {
 				return true
@@ -150,9 +155,13 @@ func TestEVPNARPSuppression(t *testing.T) {
 	before := *port(hosts[0]).Device.VXLANCounters
 	netnstest.Run(t, "ip", "-n", hosts[0].ep, "neigh", "flush", "dev", "ep0")
 	netnstest.Run(t, "ip", "-n", hosts[0].ep, "-6", "neigh", "flush", "dev", "ep0")
+	// The echo requests follow any address request: once they are in
+	// the capture, a request that crossed would be too.
 	again := underlayCapture(t, ul, func() {
 		ping("192.168.10.2")
 		ping("-6", "2001:db8:10::2")
+	}, func(out string) bool {
+		return strings.Contains(out, "ICMP echo request") && strings.Contains(out, "ICMP6, echo request")
 	})
 	t.Logf("underlay after the flush:\n%s", again)
 	// The echoes cross (the capture sees the tunnel), the requests not.

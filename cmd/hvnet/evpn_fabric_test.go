@@ -95,7 +95,7 @@ func TestEVPNFabric(t *testing.T) {
 	// Every host knows every other host's endpoint MACs of VLANs 10 and
 	// 20 from EVPN, behind the right VTEP, and none of VLAN 30.
 	for _, h := range f.hosts {
-		f.wait(fmt.Sprintf("host %d: the other hosts' endpoint MACs from EVPN", h.n), 10*time.Second, func() bool {
+		f.wait(fmt.Sprintf("host %d: the other hosts' endpoint MACs from EVPN", h.n), 30*time.Second, func() bool {
 			have := map[string]string{}
 			for _, m := range f.tunnel(h, "vx").RemoteMACs {
 				have[fmt.Sprintf("%d %s", m.VNI, m.MAC)] = m.VTEP
@@ -132,9 +132,29 @@ func TestEVPNFabric(t *testing.T) {
 			probes[u.from].send(t, dst, fmt.Sprintf("u h%d v%d %d", u.from.host, u.from.vlan, i))
 		}
 	}
-	time.Sleep(time.Second) // for late copies: duplicates, loops
-	for rk, p := range probes {
-		got := p.received(t)
+	// What each endpoint must get: the waits end once it is there, then
+	// a second more for late copies (duplicates, loops).
+	expect := map[hv]map[string]int{}
+	for rk := range probes {
+		expect[rk] = map[string]int{}
+		for sk := range probes {
+			if sk.vlan == rk.vlan && sk.vlan != 30 && sk.host != rk.host {
+				for i := range 3 {
+					expect[rk][fmt.Sprintf("b h%d v%d %d", sk.host, sk.vlan, i)] = 1
+				}
+			}
+		}
+		for _, u := range uni {
+			if u.to == rk {
+				for i := range 3 {
+					expect[rk][fmt.Sprintf("u h%d v%d %d", u.from.host, u.from.vlan, i)] = 1
+				}
+			}
+		}
+	}
+	all := receivedAll(t, probes, expect, time.Second)
+	for rk := range probes {
+		got := all[rk]
 		for sk := range probes {
 			want := 0
 			if sk.vlan == rk.vlan && sk.vlan != 30 && sk.host != rk.host {
@@ -199,18 +219,18 @@ func TestEVPNFabric(t *testing.T) {
 			return len(rs) > 0
 		}
 	}
-	f.wait("host 3: the mover at host 1, sequence 0", 10*time.Second, only(h3, h1.addr, 0))
-	f.wait("host 2: the mover at host 1, sequence 0", 10*time.Second, only(h2, h1.addr, 0))
+	f.wait("host 3: the mover at host 1, sequence 0", 30*time.Second, only(h3, h1.addr, 0))
+	f.wait("host 2: the mover at host 1, sequence 0", 30*time.Second, only(h2, h1.addr, 0))
 	netnstest.Run(t, "ip", "-n", mv1.ns, "link", "set", "ep0", "down")
 	netnstest.Run(t, "ip", "-n", mv2.ns, "link", "set", "ep0", "up")
 	mvProbe := openProbe(t, mv2)
-	f.wait("the mover, behind host 2, reaches host 3's endpoint", 15*time.Second, func() bool {
+	f.wait("the mover, behind host 2, reaches host 3's endpoint", 30*time.Second, func() bool {
 		return exec.Command("ip", "netns", "exec", mv2.ns, "ping", "-c", "1", "-W", "1", "192.168.10.3").Run() == nil
 	})
-	f.wait("host 2: advertises the mover with sequence 1", 10*time.Second, only(h2, "local", 1))
-	f.wait("host 1: withdrew its route, has host 2's with sequence 1", 10*time.Second, only(h1, h2.addr, 1))
-	f.wait("host 3: the mover at host 2 with sequence 1, host 1's route gone", 10*time.Second, only(h3, h2.addr, 1))
-	f.wait("host 3: sends the mover's MAC to host 2", 10*time.Second, func() bool {
+	f.wait("host 2: advertises the mover with sequence 1", 30*time.Second, only(h2, "local", 1))
+	f.wait("host 1: withdrew its route, has host 2's with sequence 1", 30*time.Second, only(h1, h2.addr, 1))
+	f.wait("host 3: the mover at host 2 with sequence 1, host 1's route gone", 30*time.Second, only(h3, h2.addr, 1))
+	f.wait("host 3: sends the mover's MAC to host 2", 30*time.Second, func() bool {
 		for _, m := range f.tunnel(h3, "vx").RemoteMACs {
 			if m.MAC == moverMAC {
 				return m.VTEP == h2.addr && m.VNI == 100
@@ -224,8 +244,9 @@ func TestEVPNFabric(t *testing.T) {
 	for i := range 3 {
 		probes[hv{3, 10}].send(t, dst, fmt.Sprintf("m %d", i))
 	}
-	time.Sleep(500 * time.Millisecond)
-	if got := mvProbe.received(t); got["m 0"]+got["m 1"]+got["m 2"] != 3 {
+	// Until the three arrived, then half a second for duplicates.
+	if got := receivedAll(t, map[int]*probe{0: mvProbe}, map[int]map[string]int{0: {"m 0": 1, "m 1": 1, "m 2": 1}},
+		500*time.Millisecond)[0]; got["m 0"]+got["m 1"]+got["m 2"] != 3 {
 		t.Errorf("unicast to the moved MAC from host 3: %v at its new place, want each of 3 once", got)
 	}
 	code, out, errs := runCtl(t, h3.sock, "evpn", "routes", "--mac", moverMAC)
@@ -247,7 +268,7 @@ func TestEVPNFabric(t *testing.T) {
 	h3.d.term(t)
 	h3.d = nil
 	for _, h := range []*fabricHost{h1, h2} {
-		f.wait(fmt.Sprintf("host %d: host 3's routes, flood entries and MACs gone", h.n), 10*time.Second, func() bool {
+		f.wait(fmt.Sprintf("host %d: host 3's routes, flood entries and MACs gone", h.n), 30*time.Second, func() bool {
 			tn := f.tunnel(h, "vx")
 			for _, v := range tn.VNIs {
 				if slices.Contains(v.VTEPs, h3.addr) {
@@ -283,11 +304,12 @@ func TestEVPNFabric(t *testing.T) {
 		p.received(t)
 	}
 	probes[hv{1, 20}].send(t, nil, "after")
-	time.Sleep(500 * time.Millisecond)
-	if got := probes[hv{2, 20}].received(t); got["after"] != 1 {
+	after := receivedAll(t, map[hv]*probe{{2, 20}: probes[hv{2, 20}], {2, 10}: probes[hv{2, 10}]},
+		map[hv]map[string]int{{2, 20}: {"after": 1}}, 500*time.Millisecond)
+	if got := after[hv{2, 20}]; got["after"] != 1 {
 		t.Errorf("broadcast from host 1 to host 2 after host 3 stopped: %v", got)
 	}
-	if got := probes[hv{2, 10}].received(t); got["after"] != 0 {
+	if got := after[hv{2, 10}]; got["after"] != 0 {
 		t.Errorf("broadcast of VNI 200 reached VNI 100 after host 3 stopped: %v", got)
 	}
 }

@@ -111,7 +111,7 @@ func TestEVPNFRRSuppression(t *testing.T) {
 	})
 	ping := func(args ...string) {
 		t.Helper()
-		cmd := append([]string{"netns", "exec", ep, "ping", "-c", "1", "-W", "3"}, args...)
+		cmd := append([]string{"netns", "exec", ep, "ping", "-c", "1", "-W", "30"}, args...) // -W: a hang guard; it returns with the answer
 		if out, err := exec.Command("ip", cmd...).CombinedOutput(); err != nil {
 			t.Fatalf("ping %v: %v\n%s\n%s", args, err, out, dump())
 		}
@@ -122,20 +122,20 @@ func TestEVPNFRRSuppression(t *testing.T) {
 	first := underlayCapture(t, ul, func() {
 		ping(hostV4)
 		ping("-6", hostV6)
-	})
+	}, func(out string) bool { return strings.Contains(out, who4) && strings.Contains(out, who6) })
 	if !strings.Contains(first, who4) || !strings.Contains(first, who6) {
 		t.Fatalf("without FRR's MAC/IP routes, the ARP request and solicitation did not cross the underlay:\n%s", first)
 	}
 
 	// FRR's host talks to the SVI: zebra learns its neighbours and bgpd
 	// advertises them.
-	netnstest.Exec(t, fh, "ping", "-c", "1", "-W", "3", "192.168.10.254")
-	netnstest.Exec(t, fh, "ping", "-6", "-c", "1", "-W", "3", "2001:db8:10::fe")
-	wait("FRR's MAC/IP routes for its host", 20*time.Second, func() bool {
+	netnstest.Exec(t, fh, "ping", "-c", "1", "-W", "30", "192.168.10.254")
+	netnstest.Exec(t, fh, "ping", "-6", "-c", "1", "-W", "30", "2001:db8:10::fe")
+	wait("FRR's MAC/IP routes for its host", 30*time.Second, func() bool {
 		return f.HasRoute("", 2, hostMAC, hostV4, theirs)() && f.HasRoute("", 2, hostMAC, hostV6, theirs)()
 	})
 	t.Logf("FRR's MAC/IP routes:\n%s", f.Show("show bgp l2vpn evpn route type macip"))
-	wait("hvnet: FRR's host MAC with both IPs", 10*time.Second, func() bool {
+	wait("hvnet: FRR's host MAC with both IPs", 30*time.Second, func() bool {
 		for _, m := range port().Tunnel.RemoteMACs {
 			if m.MAC == hostMAC && m.VTEP == theirs.String() && !m.Learned &&
 				slices.Contains(m.IPs, hostV4) && slices.Contains(m.IPs, hostV6) {
@@ -151,6 +151,8 @@ func TestEVPNFRRSuppression(t *testing.T) {
 	again := underlayCapture(t, ul, func() {
 		ping(hostV4)
 		ping("-6", hostV6)
+	}, func(out string) bool { // the echoes follow any request: it would be in by then
+		return strings.Contains(out, "ICMP echo request") && strings.Contains(out, "ICMP6, echo request")
 	})
 	t.Logf("underlay with FRR's MAC/IP routes in:\n%s", again)
 	if !strings.Contains(again, "ICMP echo request") || !strings.Contains(again, "ICMP6, echo request") {

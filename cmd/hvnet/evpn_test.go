@@ -45,7 +45,7 @@ func TestEVPNHosts(t *testing.T) {
 	// from learning (learning is off with EVPN).
 	for i, h := range f.hosts {
 		want := eps[1-i].mac
-		f.wait(fmt.Sprintf("host %d: the other endpoint's MAC from EVPN", i+1), 10*time.Second, func() bool {
+		f.wait(fmt.Sprintf("host %d: the other endpoint's MAC from EVPN", i+1), 30*time.Second, func() bool {
 			for _, m := range f.tunnel(h, "vx").RemoteMACs {
 				if m.MAC == want && m.VNI == 100 && !m.Learned && m.VTEP == f.hosts[1-i].addr {
 					return true
@@ -62,7 +62,7 @@ func TestEVPNHosts(t *testing.T) {
 	}
 	// Host 2 stops: host 1 withdraws its flood entry and MACs.
 	f.hosts[1].d.term(t)
-	f.wait("host 1: host 2's routes withdrawn", 15*time.Second, func() bool {
+	f.wait("host 1: host 2's routes withdrawn", 30*time.Second, func() bool {
 		tn := f.tunnel(f.hosts[0], "vx")
 		return len(tn.VNIs[0].VTEPs) == 0 && len(tn.RemoteMACs) == 0
 	})
@@ -105,15 +105,18 @@ func TestEVPNHosts6(t *testing.T) {
 		p.send(t, nil, fmt.Sprintf("b%d", i))
 		p.send(t, mac, fmt.Sprintf("u%d", i))
 	}
-	time.Sleep(300 * time.Millisecond)
-	for i, p := range probes {
-		if got := p.received(t); len(got) != 2 || got[fmt.Sprintf("b%d", 1-i)] != 1 || got[fmt.Sprintf("u%d", 1-i)] != 1 {
+	// Until each has arrived (however long a loaded machine takes), then
+	// 300 ms more for duplicates.
+	all := receivedAll(t, map[int]*probe{0: probes[0], 1: probes[1]}, map[int]map[string]int{
+		0: {"b1": 1, "u1": 1}, 1: {"b0": 1, "u0": 1}}, 300*time.Millisecond)
+	for i := range probes {
+		if got := all[i]; len(got) != 2 || got[fmt.Sprintf("b%d", 1-i)] != 1 || got[fmt.Sprintf("u%d", 1-i)] != 1 {
 			t.Errorf("endpoint %d got probes %v, want the other's broadcast and unicast once each", i+1, got)
 		}
 	}
 	for i, h := range f.hosts {
 		want := eps[1-i].mac
-		f.wait(fmt.Sprintf("host %d: the other endpoint's MAC from EVPN", i+1), 10*time.Second, func() bool {
+		f.wait(fmt.Sprintf("host %d: the other endpoint's MAC from EVPN", i+1), 30*time.Second, func() bool {
 			for _, m := range f.tunnel(h, "vx").RemoteMACs {
 				if m.MAC == want && m.VNI == 100 && !m.Learned && m.VTEP == f.hosts[1-i].addr {
 					return true
@@ -123,7 +126,7 @@ func TestEVPNHosts6(t *testing.T) {
 		})
 	}
 	// 1402 bytes of ICMP data: an IPv4 packet of 1430, a frame of 1444.
-	if out, err := exec.Command("ip", "netns", "exec", eps[0].ns, "ping", "-c", "1", "-W", "2", "-M", "do", "-s", "1402", "192.168.10.2").CombinedOutput(); err != nil {
+	if out, err := exec.Command("ip", "netns", "exec", eps[0].ns, "ping", "-c", "1", "-W", "30", "-M", "do", "-s", "1402", "192.168.10.2").CombinedOutput(); err != nil {
 		t.Errorf("a 1444-byte frame over the IPv6 underlay: %v\n%s", err, out)
 	}
 	if out, err := exec.Command("ip", "netns", "exec", eps[0].ns, "ping", "-c", "1", "-W", "1", "-M", "do", "-s", "1403", "192.168.10.2").CombinedOutput(); err == nil {
@@ -139,7 +142,7 @@ func TestEVPNHosts6(t *testing.T) {
 		t.Errorf("ctl evpn routes on host 1: %d\n%s%s", code, text, errs)
 	}
 	f.hosts[1].d.term(t)
-	f.wait("host 1: host 2's routes withdrawn", 15*time.Second, func() bool {
+	f.wait("host 1: host 2's routes withdrawn", 30*time.Second, func() bool {
 		tn := f.tunnel(f.hosts[0], "vx")
 		return len(tn.VNIs[0].VTEPs) == 0 && len(tn.RemoteMACs) == 0
 	})

@@ -152,10 +152,12 @@ func (f *fabric) tunnel(h *fabricHost, port string) *api.TunnelInfo {
 }
 
 // ping pings ip from e (three echoes), failing the test if none comes
-// back.
+// back. It waits up to 30 s for the first answer (-W: only while none
+// came; it returns as soon as all three are back): a loaded machine can
+// hold the daemons for seconds.
 func (f *fabric) ping(e *endpoint, ip string) {
 	f.t.Helper()
-	out, err := exec.Command("ip", "netns", "exec", e.ns, "ping", "-c", "3", "-i", "0.2", "-W", "2", ip).CombinedOutput()
+	out, err := exec.Command("ip", "netns", "exec", e.ns, "ping", "-c", "3", "-i", "0.2", "-W", "30", ip).CombinedOutput()
 	if err != nil {
 		f.t.Fatalf("ping %s from %s: %v\n%s\n%s", ip, e.name, err, out, f.logs())
 	}
@@ -240,6 +242,46 @@ func (p *probe) send(t *testing.T, dst net.HardwareAddr, tag string) {
 	if err := unix.Sendto(p.fd, fr, 0, sa); err != nil {
 		t.Fatalf("send probe %s: %v", tag, err)
 	}
+}
+
+// receivedAll drains the probes until each has at least the counts of
+// want (tags to how many; up to 30 s: the wait ends as soon as they are
+// there, however long a loaded machine takes to carry them), then for
+// settle more, for late copies (duplicates, loops), and returns what
+// each received in all. Tags beyond want are counted too, so that the
+// caller can check what must not arrive.
+func receivedAll[K comparable](t *testing.T, probes map[K]*probe, want map[K]map[string]int, settle time.Duration) map[K]map[string]int {
+	t.Helper()
+	got := map[K]map[string]int{}
+	for k := range probes {
+		got[k] = map[string]int{}
+	}
+	drain := func() {
+		for k, p := range probes {
+			for tag, n := range p.received(t) {
+				got[k][tag] += n
+			}
+		}
+	}
+	missing := func() bool {
+		for k, w := range want {
+			for tag, n := range w {
+				if got[k][tag] < n {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		drain()
+		if !missing() || time.Now().After(deadline) {
+			break
+		}
+	}
+	time.Sleep(settle)
+	drain()
+	return got
 }
 
 // received drains the socket: how many probe frames of each tag arrived

@@ -67,7 +67,9 @@ func startHvnet(t *testing.T, wrap []string, args ...string) *daemonProc {
 func (d *daemonProc) waitAPI(t *testing.T, sock string) *api.Client {
 	t.Helper()
 	c := api.NewClient(sock)
-	for i := 0; i < 1000; i++ { // deadlock guard 10 s
+	// A deadlock guard of 30 s: the test binary (built with -race) starts
+	// slowly on a loaded machine; the loop ends as soon as it answers.
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); {
 		if _, err := c.Ports(context.Background()); err == nil {
 			return c
 		}
@@ -349,7 +351,7 @@ func TestSwitchReloadOnSIGHUP(t *testing.T) {
 			t.Fatal(err)
 		}
 		for i := 0; strings.Count(d.logs.String(), want) == before; i++ {
-			if i == 1000 {
+			if i == 3000 { // 30 s
 				t.Fatalf("no %q after SIGHUP:\n%s", want, d.logs)
 			}
 			select {

@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -269,12 +270,18 @@ func (p *Pinger) Echo(dst string, tries int, wait time.Duration) bool {
 
 // Flood sends count echo requests to dst, one every interval, and counts
 // the distinct replies and the duplicates (a reply to a sequence number
-// already answered) that come until wait after the last request.
+// already answered) that come until wait after the last request, or after
+// the last missing reply, should that come later: replies missing at wait
+// are waited for up to FloodLate after the last request (a loaded machine
+// can hold a forwarder for seconds; a reply that comes late was not
+// lost). A call whose replies all came in time takes as long as before.
 func (p *Pinger) Flood(dst string, count int, interval, wait time.Duration) (replies, dups int) {
 	to := &net.IPAddr{IP: net.ParseIP(dst)}
 	seen := make([]bool, count)
 	base := p.next
 	p.next += uint16(count)
+	var mu sync.Mutex // orders the deadline calls: all replies in, all requests out
+	var sent bool
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -293,10 +300,16 @@ func (p *Pinger) Flood(dst string, count int, interval, wait time.Duration) (rep
 			}
 			if seen[seq] {
 				dups++
-			} else {
-				seen[seq] = true
-				replies++
+				continue
 			}
+			mu.Lock()
+			seen[seq] = true
+			replies++
+			if replies == count && sent {
+				// The last one came late: duplicates for wait more.
+				p.c.SetReadDeadline(time.Now().Add(wait))
+			}
+			mu.Unlock()
 		}
 	}()
 	p.c.SetReadDeadline(time.Time{})
@@ -306,10 +319,21 @@ func (p *Pinger) Flood(dst string, count int, interval, wait time.Duration) (rep
 		next = next.Add(interval)
 		time.Sleep(time.Until(next))
 	}
-	p.c.SetReadDeadline(time.Now().Add(wait))
+	mu.Lock()
+	sent = true
+	if replies == count {
+		p.c.SetReadDeadline(time.Now().Add(wait))
+	} else {
+		p.c.SetReadDeadline(time.Now().Add(max(wait, FloodLate)))
+	}
+	mu.Unlock()
 	<-done
 	return replies, dups
 }
+
+// FloodLate is how long after its last request Flood waits for replies
+// still missing.
+const FloodLate = 5 * time.Second
 
 // Checksum is the Internet checksum (RFC 1071).
 func Checksum(b []byte) uint16 {

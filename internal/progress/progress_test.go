@@ -118,7 +118,11 @@ func TestPlainHeartbeat(t *testing.T) {
 	r.Heartbeat = 10 * time.Millisecond
 	s := r.Start("nested: booting the test host")
 	clk.add(30 * time.Second)
-	time.Sleep(100 * time.Millisecond)
+	// Until two heartbeats came after the clock moved (one before it,
+	// on a loaded machine, says 0s and does not count).
+	waitOut(t, out, "two heartbeats", func(got string) bool {
+		return strings.Count(got, "nested: booting the test host: still running after 30s\n") >= 2
+	})
 	s.Done()
 	got := out.String()
 	if n := strings.Count(got, "nested: booting the test host: still running after 30s\n"); n < 2 {
@@ -133,6 +137,17 @@ func TestPlainHeartbeat(t *testing.T) {
 	}
 }
 
+// waitOut polls out until cond holds (up to 30 s: it ends as soon as it
+// does; a loaded machine can hold the reporter's ticker for seconds).
+func waitOut(t *testing.T, out *syncBuffer, what string, cond func(string) bool) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); !cond(out.String()); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %s in 30 s: %q", what, out.String())
+		}
+	}
+}
+
 // On a terminal: the spinner line is drawn in place (carriage return,
 // erase to the end of the line), turns, shows notes and the time, and
 // ends as a line of its own with a check mark; a failure with a cross.
@@ -140,15 +155,23 @@ func TestTerminal(t *testing.T) {
 	r, out, clk := newTest(true, true, 0)
 	s := r.Start("images: building initramfs")
 	clk.add(3 * time.Second)
-	time.Sleep(350 * time.Millisecond) // a few frames
+	// Frames until one shows the clock moved. (The ticker runs on its
+	// own: on a loaded machine its first frame can come before the clock
+	// moves, so which frame first shows 3.0s is not fixed.)
+	waitOut(t, out, "a frame at 3.0s", func(got string) bool {
+		return strings.Contains(got, " images: building initramfs (3.0s)\x1b[K")
+	})
 	s.Note("u-root")
 	s.Done()
 	got := out.String()
 	if !strings.HasPrefix(got, "\r⠋ images: building initramfs (0.0s)\x1b[K") {
 		t.Errorf("first frame: %q", got)
 	}
-	if !strings.Contains(got, "\r⠙ images: building initramfs (3.0s)\x1b[K") {
-		t.Errorf("no second frame with the time: %q", got)
+	if !strings.HasPrefix(got, "\r⠋ images: building initramfs (0.0s)\x1b[K\r⠙ images: building initramfs (") {
+		t.Errorf("the second frame has not turned: %q", got)
+	}
+	if !strings.Contains(got, "images: building initramfs (3.0s)\x1b[K") {
+		t.Errorf("no frame with the time: %q", got)
 	}
 	if !strings.Contains(got, "images: building initramfs: u-root (3.0s)\x1b[K") {
 		t.Errorf("no note: %q", got)
@@ -294,6 +317,9 @@ func TestNewDetectsTerminal(t *testing.T) {
 	if w := r.width(); w != 33 {
 		t.Errorf("width %d, want 33", w)
 	}
+	// A clock that stands: the lines below say 0.0s however long a
+	// loaded machine takes between Start and Done.
+	r.now = (&fakeClock{t: time.Unix(1000, 0)}).now
 	r.Start("images: a step whose name is long").Done()
 	buf := make([]byte, 4096)
 	master.SetReadDeadline(time.Now().Add(5 * time.Second))
