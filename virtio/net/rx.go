@@ -22,16 +22,6 @@ type rxQueue struct {
 	two   [2]byte
 	heads []uint16
 	lens  []uint32
-
-	// A burst (rxReserve, rxCommit): its steps, how many chains it
-	// popped, the frame it stopped at, and the chain it left popped
-	// for that frame when it does not fit the chain's first buffer.
-	steps  [rxBurst]rxStep
-	errs   [rxBurst]error // stepBadChain: what is wrong with the chain
-	nSteps int
-	popped uint16
-	next   int
-	slow   *virtio.Chain
 }
 
 // rxResult is the outcome of one frame.
@@ -129,39 +119,36 @@ func (d *Device) ReceiveOn(pairIdx int, frames []Frame) (accepted int) {
 		r.heads = make([]uint16, q.Size())
 		r.lens = make([]uint32, q.Size())
 	}
-	mrg := has(d.features.Load(), FMrgRxbuf)
+	features := d.features.Load()
 	guest := d.rxOffloads.Load()
+	mrg := has(features, FMrgRxbuf)
 	var bytes uint64
 	i := 0
 loop:
-	for i < len(frames) {
-		// Phase 1: reserve the chains of up to rxBurst frames.
-		stop, slow := d.rxReserve(r, frames, i, mrg, guest)
-		// Phases 2 and 3: write them, then their used entries.
-		next, rewound := d.rxCommit(r, frames, guest, &accepted, &bytes)
-		i = next
-		switch {
-		case rewound:
-			// A frame's tail faulted: the chains from its own on went
-			// back to the ring; the frames behind it are taken again.
-			continue
-		case stop:
-			break loop
-		case !slow:
+	for ; i < len(frames); i++ {
+		f := &frames[i]
+		if f.Len() > MaxFrameLen {
+			d.drop(&r.vq, d.stats.rxOversize.Add(1), "rx frame", errOversize)
 			continue
 		}
-		// Frame i did not fit the first buffer of the chain reserved
-		// for it (still popped, r.slow): written across the chain's
-		// buffers or, mergeable, across chains.
-		f := &frames[i]
-		h := rxHeader(f, guest)
+		if !rxOffloadOK(f.Off, guest) {
+			d.drop(&r.vq, d.stats.rxOffload.Add(1), "rx frame", errRxNoOffload)
+			continue
+		}
+		var h frame.Offload // what the guest is told, of what it negotiated
+		if has(guest, FGuestCsum) {
+			h.Flags = f.Off.Flags & (frame.NeedsCsum | frame.DataValid)
+			h.CsumStart, h.CsumOffset = f.Off.CsumStart, f.Off.CsumOffset
+		}
+		if f.Off.GSOType != frame.GSONone {
+			h.GSOType, h.GSOSize, h.HdrLen = f.Off.GSOType, f.Off.GSOSize, f.Off.HdrLen
+		}
 		var res rxResult
 		if mrg {
-			res = d.rxMerged(r, h, f.Data, f.Tail, r.slow)
+			res = d.rxMerged(r, h, f.Data, f.Tail)
 		} else {
-			res = d.rxOne(r, r.slow, h, f.Data, f.Tail)
+			res = d.rxOne(r, h, f.Data, f.Tail)
 		}
-		r.slow = nil
 		switch res {
 		case rxDone:
 			bytes += uint64(f.Len())
@@ -172,7 +159,6 @@ loop:
 		case rxNoBuffer, rxFault:
 			break loop
 		}
-		i++
 	}
 	if i < len(frames) {
 		d.stats.rxNoBuffer.Add(uint64(len(frames) - i))
@@ -181,206 +167,6 @@ loop:
 	d.stats.rxBytes.Add(bytes)
 	d.flush(&r.vq)
 	return accepted
-}
-
-// rxHeader is what the guest is told of a frame's offload, of what it
-// negotiated.
-func rxHeader(f *Frame, guest uint64) frame.Offload {
-	var h frame.Offload
-	if has(guest, FGuestCsum) {
-		h.Flags = f.Off.Flags & (frame.NeedsCsum | frame.DataValid)
-		h.CsumStart, h.CsumOffset = f.Off.CsumStart, f.Off.CsumOffset
-	}
-	if f.Off.GSOType != frame.GSONone {
-		h.GSOType, h.GSOSize, h.HdrLen = f.Off.GSOType, f.Off.GSOSize, f.Off.HdrLen
-	}
-	return h
-}
-
-// rxBurst is the most steps one reserve phase holds (DPDK's vhost library
-// takes bursts of MAX_PKT_BURST 32; the switch hands up to 64 frames).
-const rxBurst = 64
-
-// rxStep is one step of a burst, in the order the frames and chains came:
-// what phase 1 decided, done (counted, written, used) by phase 2 and 3.
-type rxStep struct {
-	b    []byte // stepWrite: the header's and frame's bytes in the guest's buffer
-	gpa  uint64 // stepWrite: b's guest address; stepTooBig: the chain's writable length
-	fi   int32  // the frame
-	pos  uint16 // stepWrite, stepBadChain: the chain's ordinal among the burst's pops
-	head uint16 // stepWrite, stepBadChain: the chain
-	kind uint8
-}
-
-const (
-	stepWrite    = iota // frame fi goes into b, chain head is used with len(b)
-	stepBadChain        // chain head is bad: counted, used with length 0; frame fi dropped
-	stepTooBig          // frame fi is larger than its chain (kept for the next frame)
-	stepOversize        // frame fi is larger than MaxFrameLen
-	stepOffload         // frame fi has an offload the guest did not negotiate
-)
-
-// rxReserve is phase 1 of a burst, after DPDK's virtio_dev_rx_split
-// (lib/vhost/virtio_net.c: reserve_avail_buf_split for every packet of
-// the burst, then the copies, then one flush of the shadow used ring): it
-// pops and checks the chains for frames[i:] and records in r.steps what
-// each frame and chain gets, touching neither the frames' destination
-// bytes nor the used ring, and counting nothing (phase 2 counts, so that a
-// rewind after a tail fault counts nothing twice). Each chain's
-// descriptors are read once, by the walk into q's chain, and a buffer is
-// taken only as the host bytes the walk checked, sliced again through the
-// queue's region memo (Queue.Slice: the same bounds checks).
-//
-// It stops at the end of the frames, after rxBurst steps, when the ring
-// has no chain (stop), on a fault (stop), or at a frame that does not fit
-// its chain's first buffer (slow: the chain stays popped, r.slow, for
-// rxOne or rxMerged; frame r.next).
-func (d *Device) rxReserve(r *rxQueue, frames []Frame, i int, mrg bool, guest uint64) (stop, slow bool) {
-	q := r.q
-	r.slow = nil
-	n := 0 // steps recorded
-	popped := uint16(0)
-	var held *virtio.Chain // popped and good, no frame in it yet
-	heldPos := uint16(0)
-	j := i
-	defer func() {
-		r.nSteps, r.popped, r.next = n, popped, j
-	}()
-	// Steps are written field by field (no composite literal: a 48-byte
-	// zero-and-copy per frame showed in the profile).
-	for ; j < len(frames) && n < len(r.steps); j++ {
-		f := &frames[j]
-		if f.Len() > MaxFrameLen {
-			r.steps[n].kind, r.steps[n].fi = stepOversize, int32(j)
-			n++
-			continue
-		}
-		if !rxOffloadOK(f.Off, guest) {
-			r.steps[n].kind, r.steps[n].fi = stepOffload, int32(j)
-			n++
-			continue
-		}
-		if held == nil {
-			c, err := q.Pop()
-			if c == nil {
-				if err != nil {
-					d.fault(&r.vq, err)
-				}
-				return true, false
-			}
-			if err == nil && len(c.Readable()) != 0 {
-				err = errRxReadable
-			}
-			if err == nil && c.WritableLen() < HdrLen {
-				err = errRxSmall
-			}
-			if err != nil {
-				// Used empty and counted; the frame goes with it (as
-				// the one-at-a-time path always did).
-				s := &r.steps[n]
-				s.kind, s.fi, s.head, s.pos = stepBadChain, int32(j), c.Head, popped
-				r.errs[n] = err
-				n++
-				popped++
-				continue
-			}
-			held, heldPos = c, popped
-			popped++
-		}
-		need := uint64(HdrLen + f.Len())
-		if held.WritableLen() < need {
-			if mrg {
-				r.slow = held // across chains
-				return false, true
-			}
-			// Keep the buffer for a frame that fits.
-			s := &r.steps[n]
-			s.kind, s.fi, s.gpa = stepTooBig, int32(j), held.WritableLen()
-			n++
-			continue
-		}
-		w := held.Writable()
-		if uint64(w[0].Len) < need {
-			r.slow = held // across the chain's buffers
-			return false, true
-		}
-		b, err := q.Slice(w[0].Addr, need)
-		if err != nil {
-			r.slow = held // across memory regions
-			return false, true
-		}
-		s := &r.steps[n]
-		s.kind, s.fi, s.b, s.gpa, s.head, s.pos = stepWrite, int32(j), b, w[0].Addr, held.Head, heldPos
-		n++
-		held = nil
-	}
-	if held != nil {
-		q.Rewind(1) // no frame for it in this burst
-		popped--
-	}
-	return false, false
-}
-
-// rxCommit is phases 2 and 3 of the burst rxReserve recorded: it counts
-// the drops, writes every frame into its buffer in one tight loop (the
-// stores into the guest's lines, one frame after the other, without the
-// ring work between them), then adds the used entries in one go (they
-// become visible at the flush, with one used index update). Frames
-// written move to the front of frames (accepted), in order.
-//
-// A frame whose tail faults (its sender's memory vanished: the sender's
-// fault, not this queue's) is counted and its chain given back with every
-// chain popped after it (Rewind); the steps behind it are forgotten,
-// uncounted, and the burst resumes at the frame after it (rewound, next).
-// Otherwise next is where rxReserve stopped.
-func (d *Device) rxCommit(r *rxQueue, frames []Frame, guest uint64, accepted *int, bytes *uint64) (next int, rewound bool) {
-	q := r.q
-	mem := q.Memory()
-	steps := r.steps[:r.nSteps]
-	next = r.next
-	for k := range steps {
-		s := &steps[k]
-		switch s.kind {
-		case stepOversize:
-			d.drop(&r.vq, d.stats.rxOversize.Add(1), "rx frame", errOversize)
-		case stepOffload:
-			d.drop(&r.vq, d.stats.rxOffload.Add(1), "rx frame", errRxNoOffload)
-		case stepTooBig:
-			need := uint64(HdrLen + frames[s.fi].Len())
-			d.drop(&r.vq, d.stats.rxOversize.Add(1), "rx frame", &virtio.ChainLenError{Len: need, Max: s.gpa})
-		case stepBadChain:
-			d.drop(&r.vq, d.stats.rxBadChain.Add(1), "rx chain", r.errs[k])
-			r.errs[k] = nil
-		case stepWrite:
-			f := &frames[s.fi]
-			h := rxHeader(f, guest)
-			b := s.b
-			putHdr(b[:HdrLen], &h)
-			copy(b[HdrLen:], f.Data)
-			if f.Tail != nil && !copyTail(b[HdrLen+len(f.Data):], f.Tail) {
-				q.Rewind(r.popped - s.pos)
-				d.drop(&r.vq, d.stats.rxSourceFault.Add(1), "rx frame", errRxSource)
-				steps, next, rewound = steps[:k], int(s.fi)+1, true
-				goto used
-			}
-			mem.MarkDirty(s.gpa, uint64(len(b)))
-			*bytes += uint64(f.Len())
-			if fi := int(s.fi); *accepted != fi { // written ones first, in order
-				frames[*accepted], frames[fi] = frames[fi], frames[*accepted]
-			}
-			*accepted++
-		}
-	}
-used:
-	for k := range steps {
-		switch s := &steps[k]; s.kind {
-		case stepWrite:
-			_ = q.AddUsed(s.head, uint32(len(s.b)))
-		case stepBadChain:
-			_ = q.AddUsed(s.head, 0)
-		}
-	}
-	return next, rewound
 }
 
 // pop pops an RX chain and checks it: only writable buffers (§2.7.4.2: RX
@@ -408,8 +194,12 @@ func (d *Device) rxPop(r *rxQueue) (*virtio.Chain, rxResult) {
 	return c, rxDone
 }
 
-// rxOne writes header and frame into chain c, just popped.
-func (d *Device) rxOne(r *rxQueue, c *virtio.Chain, h frame.Offload, data, tail []byte) rxResult {
+// rxOne writes header and frame into one chain.
+func (d *Device) rxOne(r *rxQueue, h frame.Offload, data, tail []byte) rxResult {
+	c, res := d.rxPop(r)
+	if c == nil {
+		return res
+	}
 	need := uint64(HdrLen + len(data) + len(tail))
 	if c.WritableLen() < need {
 		// Keep the buffer for a frame that fits.
@@ -498,8 +288,8 @@ const (
 
 // rxFast is the common case of rxOne and rxMerged: header and frame fit
 // the chain's first writable buffer. They are written with one bounds
-// check (through the queue's region memo) and dirty-logged, as
-// Memory.WriteParts does, and the chain is used with num_buffers 1.
+// check (through the queue's region memo, Queue.Slice) and dirty-logged,
+// as Memory.WriteParts does, and the chain is used with num_buffers 1.
 func rxFast(r *rxQueue, c *virtio.Chain, h *frame.Offload, data, tail []byte) int {
 	w := c.Writable()
 	need := uint64(HdrLen + len(data) + len(tail))
@@ -543,10 +333,7 @@ func (d *Device) rxBad(r *rxQueue, head uint16, nHeld int, err error) rxResult {
 // (§5.1.6.4.2 "Processing of Incoming Packets", mergeable buffers): the
 // header goes at the start of the first, num_buffers is written last. If the
 // buffers run out the chains are given back (Rewind) and the frame dropped.
-//
-// first, if not nil, is the first chain, just popped (and checked as
-// rxPop does).
-func (d *Device) rxMerged(r *rxQueue, h frame.Offload, data, tail []byte, first *virtio.Chain) rxResult {
+func (d *Device) rxMerged(r *rxQueue, h frame.Offload, data, tail []byte) rxResult {
 	mem := r.q.Memory()
 	var numBufAt [2]uint64 // guest addresses of num_buffers' two bytes
 	nbuf := 0
@@ -555,10 +342,7 @@ func (d *Device) rxMerged(r *rxQueue, h frame.Offload, data, tail []byte, first 
 		if nbuf == len(r.heads) {
 			return d.rxBad(r, r.heads[nbuf-1], nbuf-1, errRxTooMany)
 		}
-		c, res := first, rxDone
-		if nbuf > 0 || c == nil {
-			c, res = d.rxPop(r)
-		}
+		c, res := d.rxPop(r)
 		if c == nil {
 			switch res {
 			case rxNoBuffer:
