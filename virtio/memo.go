@@ -4,9 +4,9 @@ package virtio
 // found, so that the next lookup in the same region, nearly all of them
 // (a ring's buffers sit in one or a few regions), is a subtraction and two
 // compares instead of Memory.find's binary search (vhost/BENCH_NOTES.md,
-// issue 22: the lookups were ~10 % of the dataplane's time). DPDK keeps no
-// such memo but scans its few regions (lib/vhost/vhost.h,
-// gpa_to_first_hpa); rust-vmm's vm-memory searches every time.
+// issue 22: the lookups were ~10 % of the dataplane's time). DPDK's vhost
+// library scans its few regions for each buffer instead
+// (rte_vhost_va_from_guest_pa).
 //
 // A Memory is shared by the queues of several goroutines, so the memo
 // lives with its one user, never in the Memory. It holds the Memory it was
