@@ -78,6 +78,7 @@ type Queue struct {
 	broken         error
 
 	chain Chain
+	memo  regionMemo // the region of q.mem last looked up (memo.go)
 }
 
 // NewQueue returns a disabled queue that accepts sizes up to maxSize (a power
@@ -202,6 +203,7 @@ func (q *Queue) NextUsed() uint16 { return q.nextUsed }
 // broken and the error returned.
 func (q *Queue) SetMemory(m *Memory) error {
 	q.mem = m
+	q.memo.reset() // not needed (the memo checks its Memory), but drops the old table
 	if !q.ready {
 		return nil
 	}
@@ -417,7 +419,7 @@ func (q *Queue) walk(c *Chain, head uint16) error {
 			case length == 0 || length%DescSize != 0 || length/DescSize > MaxQueueSize:
 				return &IndirectLenError{Len: length}
 			}
-			t, err := q.mem.Slice(addr, uint64(length))
+			t, err := q.memo.slice(q.mem, addr, uint64(length))
 			if err != nil {
 				return err
 			}
@@ -425,7 +427,7 @@ func (q *Queue) walk(c *Chain, head uint16) error {
 			continue
 		}
 
-		if err := q.mem.Check(addr, uint64(length)); err != nil {
+		if err := q.memo.check(q.mem, addr, uint64(length)); err != nil {
 			return err
 		}
 		if flags&DescFWrite != 0 {

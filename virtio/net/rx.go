@@ -288,31 +288,24 @@ const (
 
 // rxFast is the common case of rxOne and rxMerged: header and frame fit
 // the chain's first writable buffer. They are written with one bounds
-// check (and dirty-logged, as Memory.WriteParts does) and the chain is
-// used with num_buffers 1.
+// check (through the queue's region memo, Queue.Slice) and dirty-logged,
+// as Memory.WriteParts does, and the chain is used with num_buffers 1.
 func rxFast(r *rxQueue, c *virtio.Chain, h *frame.Offload, data, tail []byte) int {
 	w := c.Writable()
 	need := uint64(HdrLen + len(data) + len(tail))
 	if len(w) == 0 || uint64(w[0].Len) < need {
 		return fastNo
 	}
-	putHdr(r.hdr[:], h)
-	mem := r.q.Memory()
-	if tail == nil {
-		if mem.WriteParts(w[0].Addr, r.hdr[:], data) != nil {
-			return fastNo
-		}
-	} else {
-		b, err := mem.Slice(w[0].Addr, need)
-		if err != nil {
-			return fastNo
-		}
-		copy(b[copy(b, r.hdr[:]):], data)
-		if !copyTail(b[HdrLen+len(data):], tail) {
-			return fastSource
-		}
-		mem.MarkDirty(w[0].Addr, need)
+	b, err := r.q.Slice(w[0].Addr, need)
+	if err != nil {
+		return fastNo // across memory regions
 	}
+	putHdr(b[:HdrLen], h)
+	copy(b[HdrLen:], data)
+	if tail != nil && !copyTail(b[HdrLen+len(data):], tail) {
+		return fastSource
+	}
+	r.q.Memory().MarkDirty(w[0].Addr, need)
 	_ = r.q.AddUsed(c.Head, uint32(need))
 	return fastDone
 }

@@ -148,7 +148,6 @@ func (d *Device) txBatch(t *txQueue, features uint64) (empty, ok bool) {
 	if t.arena == nil {
 		t.arena = txArenas.Get().(*txArena)
 	}
-	mem := q.Memory()
 	n, used := 0, 0
 	var bytes uint64
 	deliver := func() {
@@ -221,7 +220,7 @@ func (d *Device) txBatch(t *txQueue, features uint64) (empty, ok bool) {
 			deliver()
 		}
 		data := t.arena[used : used+frameLen : used+frameLen]
-		tail, err := copyTX(mem, c, t.hdr[:], data, headLen)
+		tail, err := copyTX(q, c, t.hdr[:], data, headLen)
 		if err != nil {
 			d.drop(&t.vq, d.stats.txBadChain.Add(1), "tx chain", err)
 			_ = q.AddUsed(c.Head, 0)
@@ -268,12 +267,12 @@ func (d *Device) txBatch(t *txQueue, features uint64) (empty, ok bool) {
 // copied when everything after them lies in one buffer: that buffer's
 // slice of guest memory is returned as the tail (data[headLen:] is then
 // not written). Otherwise the whole frame is copied and tail is nil.
-func copyTX(mem *virtio.Memory, c *virtio.Chain, hdr, data []byte, headLen int) (tail []byte, err error) {
+func copyTX(q *virtio.Queue, c *virtio.Chain, hdr, data []byte, headLen int) (tail []byte, err error) {
 	off := 0
 	for _, d := range c.Readable() {
-		b, err := mem.Slice(d.Addr, uint64(d.Len))
+		b, err := q.Slice(d.Addr, uint64(d.Len))
 		if err != nil {
-			return nil, copyTXSlow(mem, c, hdr, data)
+			return nil, copyTXSlow(q.Memory(), c, hdr, data)
 		}
 		if off < HdrLen {
 			n := copy(hdr[off:], b)
