@@ -10,7 +10,6 @@ package dashboard_test
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha1"
@@ -30,30 +29,15 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/hvnet/hvnet/internal/lines"
 )
 
 // browser is a headless Chromium process.
 type browser struct {
 	cmd    *exec.Cmd
-	stderr *lockedBuffer
+	stderr *lines.Buffer
 	debug  string // host:port of its DevTools endpoint
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // chromiumPath finds Debian's chromium (or another Chromium build).
@@ -79,7 +63,7 @@ func startBrowser(t *testing.T, bin string, width, height int) *browser {
 		"--mute-audio", "about:blank"}
 	cmd := exec.Command(bin, args...)
 	pr, pw := io.Pipe()
-	b := &browser{cmd: cmd, stderr: &lockedBuffer{}}
+	b := &browser{cmd: cmd, stderr: &lines.Buffer{}}
 	cmd.Stderr = io.MultiWriter(b.stderr, pw)
 	cmd.Stdout = b.stderr
 	if err := cmd.Start(); err != nil {

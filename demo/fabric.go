@@ -11,7 +11,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -274,7 +273,7 @@ func RunFabric(ctx context.Context, cfg FabricConfig) (*FabricReport, error) {
 	start := time.Now()
 	type proc struct {
 		cmd  *exec.Cmd
-		out  *lockedBuffer
+		out  *lines.Buffer
 		sock string
 		done chan struct{}
 	}
@@ -286,7 +285,7 @@ func RunFabric(ctx context.Context, cfg FabricConfig) (*FabricReport, error) {
 		if err := os.WriteFile(file, []byte(h.topologyFile(sock, peer, all)), 0o644); err != nil {
 			return nil, fmt.Errorf("fabric demo: %w", err)
 		}
-		p := &proc{out: &lockedBuffer{}, sock: sock, done: make(chan struct{})}
+		p := &proc{out: &lines.Buffer{}, sock: sock, done: make(chan struct{})}
 		con := cfg.Console
 		prefix := h.name + "| "
 		w := io.MultiWriter(p.out, &lines.Splitter{Line: func(l string) error {
@@ -439,22 +438,4 @@ func (r *FabricReport) PrintResult(w io.Writer) {
 	for _, f := range r.Failures {
 		fmt.Fprintln(w, "  FAIL "+f)
 	}
-}
-
-// lockedBuffer is a buffer written by a child process and read meanwhile.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

@@ -1,7 +1,6 @@
 package ipfix
 
 import (
-	"bytes"
 	"fmt"
 	"net"
 	"net/netip"
@@ -11,11 +10,11 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/hvnet/hvnet/internal/lines"
 	"github.com/hvnet/hvnet/internal/pktbuild"
 	vswitch "github.com/hvnet/hvnet/switch"
 )
@@ -28,25 +27,7 @@ type nfcapd struct {
 	cmd    *exec.Cmd
 	dir    string
 	port   int
-	stderr lockedBuffer // written by exec's copying goroutine
-}
-
-// lockedBuffer is a bytes.Buffer safe to read while a process writes it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
+	stderr lines.Buffer // written by exec's copying goroutine
 }
 
 // udpBound reports whether a socket is bound to 127.0.0.1:port, from

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/hvnet/hvnet/api"
+	"github.com/hvnet/hvnet/internal/lines"
 	"github.com/hvnet/hvnet/internal/netnstest"
 )
 
@@ -21,7 +22,7 @@ import (
 // (it decodes VXLAN on port 4789 and the inner frames).
 func underlayCapture(t *testing.T, ns string, f func(), until func(out string) bool) string {
 	t.Helper()
-	var out, errs syncBuffer
+	var out, errs lines.Buffer
 	cmd := exec.Command("ip", "netns", "exec", ns, "tcpdump", "-i", "br0", "-n", "-l", "-U", "udp", "port", "4789")
 	cmd.Stdout, cmd.Stderr = &out, &errs
 	if err := cmd.Start(); err != nil {

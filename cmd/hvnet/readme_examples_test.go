@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/hvnet/hvnet/api"
+	"github.com/hvnet/hvnet/internal/lines"
 	"github.com/hvnet/hvnet/internal/netnstest"
 	"github.com/hvnet/hvnet/topology"
 	"github.com/hvnet/hvnet/vmm"
@@ -309,7 +310,7 @@ func runReadmeAttempt(t *testing.T, b readmeBlock, ex readmeExample, ns, dir, bi
 	if strings.Contains(script, "dpdk-testpmd") {
 		cmd.Stdin = strings.NewReader("show port info all\nquit\n")
 	}
-	out := &syncBuffer{}
+	out := &lines.Buffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

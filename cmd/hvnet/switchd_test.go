@@ -9,13 +9,13 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/hvnet/hvnet/api"
 	"github.com/hvnet/hvnet/daemon"
+	"github.com/hvnet/hvnet/internal/lines"
 	vswitch "github.com/hvnet/hvnet/switch"
 	"github.com/hvnet/hvnet/uplink"
 	"github.com/hvnet/hvnet/vhostuser/frontend"
@@ -35,7 +35,7 @@ func TestMain(m *testing.M) {
 // daemonProc is an hvnet process started by a test.
 type daemonProc struct {
 	cmd  *exec.Cmd
-	logs *syncBuffer
+	logs *lines.Buffer
 	done chan error
 }
 
@@ -46,7 +46,7 @@ func startHvnet(t *testing.T, wrap []string, args ...string) *daemonProc {
 	argv := append(append(append([]string{}, wrap...), os.Args[0]), args...)
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = append(os.Environ(), mainEnv+"=1")
-	d := &daemonProc{cmd: cmd, logs: &syncBuffer{}, done: make(chan error, 1)}
+	d := &daemonProc{cmd: cmd, logs: &lines.Buffer{}, done: make(chan error, 1)}
 	cmd.Stdout, cmd.Stderr = d.logs, d.logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -304,26 +304,6 @@ func TestSwitchAPISocketInUse(t *testing.T) {
 		t.Fatalf("first daemon's API gone: %s", errs)
 	}
 }
-
-// syncBuffer is a bytes.Buffer safe for a process's output and a test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-var _ fmt.Stringer = (*syncBuffer)(nil)
 
 // SIGHUP re-reads --config and applies the difference: a port that went
 // away stops (its socket removed), a new one starts, a port whose VLAN

@@ -20,6 +20,7 @@ import (
 
 	"github.com/hvnet/hvnet/api"
 	"github.com/hvnet/hvnet/daemon"
+	"github.com/hvnet/hvnet/internal/lines"
 	"github.com/hvnet/hvnet/internal/netnstest"
 	vswitch "github.com/hvnet/hvnet/switch"
 	"github.com/hvnet/hvnet/topology"
@@ -205,7 +206,7 @@ guests:
     vlan: 20
     cmd: exit 7
 `, sock, sa)), 0o644)
-	out := &syncBuffer{}
+	out := &lines.Buffer{}
 	done := make(chan int, 1)
 	go func() {
 		done <- run([]string{"up", "--nested", "never", "--kernel", set.Kernel, "--initrd", set.Initrd, file}, nil, out, out)

@@ -13,25 +13,9 @@ import (
 	"unicode/utf8"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/hvnet/hvnet/internal/lines"
 )
-
-// syncBuffer is a bytes.Buffer safe for the ticker's writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // fakeClock advances only when told.
 type fakeClock struct {
@@ -51,8 +35,8 @@ func (c *fakeClock) add(d time.Duration) {
 	c.mu.Unlock()
 }
 
-func newTest(tty bool, utf bool, width int) (*Reporter, *syncBuffer, *fakeClock) {
-	var out syncBuffer
+func newTest(tty bool, utf bool, width int) (*Reporter, *lines.Buffer, *fakeClock) {
+	var out lines.Buffer
 	r := NewMode(&out, tty)
 	clk := &fakeClock{t: time.Unix(1000, 0)}
 	r.now = clk.now
@@ -139,7 +123,7 @@ func TestPlainHeartbeat(t *testing.T) {
 
 // waitOut polls out until cond holds (up to 30 s: it ends as soon as it
 // does; a loaded machine can hold the reporter's ticker for seconds).
-func waitOut(t *testing.T, out *syncBuffer, what string, cond func(string) bool) {
+func waitOut(t *testing.T, out *lines.Buffer, what string, cond func(string) bool) {
 	t.Helper()
 	for deadline := time.Now().Add(30 * time.Second); !cond(out.String()); time.Sleep(5 * time.Millisecond) {
 		if time.Now().After(deadline) {
@@ -179,7 +163,7 @@ func TestTerminal(t *testing.T) {
 	if !strings.HasSuffix(got, "\r\x1b[K✓ images: building initramfs (3.0s)\n") {
 		t.Errorf("end: %q", got)
 	}
-	out.b.Reset()
+	out.Reset()
 	s = r.Start("nested: booting")
 	s.Fail(errors.New("no result"))
 	if got := out.String(); !strings.HasSuffix(got, "\r\x1b[K✗ nested: booting (0.0s): no result\n") {
@@ -232,12 +216,12 @@ func TestWrap(t *testing.T) {
 	var console bytes.Buffer
 	w := r.Wrap(&console)
 	s := r.Start("nested: running the job")
-	out.b.Reset()
+	out.Reset()
 	fmt.Fprintln(w, "L1| hello")
 	if got := out.String(); got != "\r\x1b[K\r| nested: running the job (0.0s)\x1b[K" {
 		t.Errorf("around a line: %q", got)
 	}
-	out.b.Reset()
+	out.Reset()
 	io.WriteString(w, "half ")
 	time.Sleep(250 * time.Millisecond) // frames would draw now
 	if got := out.String(); got != "\r\x1b[K" {
@@ -252,7 +236,7 @@ func TestWrap(t *testing.T) {
 		t.Errorf("console %q", console.String())
 	}
 	// With no step running, a wrapped write is the write alone.
-	out.b.Reset()
+	out.Reset()
 	fmt.Fprintln(w, "after")
 	if out.String() != "" {
 		t.Errorf("no step, yet %q", out.String())
