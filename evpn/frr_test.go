@@ -45,7 +45,8 @@ func TestFRRInterop(t *testing.T) {
 	in("link", "set", "host0", "master", "br100")
 	in("link", "set", "host0", "up")
 	in("link", "set", "host1", "up")
-	netnstest.Run(t, "bridge", "-n", ns, "fdb", "add", hostMAC, "dev", "host0", "master", "static")
+	// replace, not add: the bridge may have learned the MAC from host1 already.
+	netnstest.Run(t, "bridge", "-n", ns, "fdb", "replace", hostMAC, "dev", "host0", "master", "static")
 
 	f := frrtest.Start(t, ns, frrtest.EVPNConfig(theirs, ours))
 
