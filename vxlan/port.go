@@ -72,7 +72,11 @@ type Config struct {
 	// local MAC/IP bindings (0: 65536), MaxRemoteIPs the remote ones (0:
 	// 65536).
 	MaxIPsPerMAC, MaxLocalIPs, MaxRemoteIPs int
-	Logger                                  hclog.Logger
+	// NoUDPGSO: every packet leaves on its own through the raw socket;
+	// by default runs of packets of one inner flow to one VTEP leave as
+	// UDP GSO super-packets, written to the underlay device (gso.go).
+	NoUDPGSO bool
+	Logger   hclog.Logger
 }
 
 // Stats are a port's counters.
@@ -93,6 +97,9 @@ type Stats struct {
 	TxDropOversize uint64 // frames whose outer packet would exceed the underlay MTU
 	TxDropNoRemote uint64 // frames with nowhere to go: no flood list for their VNI
 	TxErrors       uint64 // packets the kernel refused (no route, buffer full)
+	TxGSOPackets   uint64 // UDP GSO super-packets sent (their packets are in TxPackets)
+	TxGSOFallbacks uint64 // super-packets the underlay device refused: their packets went one by one
+	RxGROPackets   uint64 // datagrams the kernel coalesced (UDP GRO), each cut into its packets
 
 	RemoteMACs     int    // entries in the table of remote MACs now
 	RemoteMACsFull uint64 // MACs not learned or set: the table was full
@@ -118,6 +125,7 @@ type counters struct {
 	txNoVNI, txOversize, txNoRemote, txErrors, full                   atomic.Uint64
 	arpSuppressed, ndSuppressed, replies, ringFull, snoopIgnored      atomic.Uint64
 	localFull, remoteIPFull, wrongFamily                              atomic.Uint64
+	gsoPackets, gsoFallback, groPackets                               atomic.Uint64
 }
 
 // vtepAddr is a VTEP's address as the tables key it: the IPv6 address,
@@ -197,6 +205,8 @@ type Port struct {
 	labels atomic.Bool
 
 	rxfd, txfd int
+	gso        *gsoTx // nil: no UDP GSO
+	gro        bool   // the receive socket has UDP GRO
 
 	// tabMu guards the remote MACs, the flood lists and the known VTEPs.
 	tabMu   sync.RWMutex
@@ -305,6 +315,13 @@ func Open(cfg Config) (*Port, error) {
 		return nil, err
 	}
 	p.tx = newTxBatch(txBatchSize, p.v6)
+	if !cfg.NoUDPGSO {
+		var err error
+		if p.gso, err = p.openGSO(); err != nil {
+			p.log.Warn("vxlan: no UDP GSO: every packet leaves on its own", "error", err)
+			p.gso = nil
+		}
+	}
 	return p, nil
 }
 
@@ -334,6 +351,9 @@ func (p *Port) openSockets() error {
 		}
 	}
 	unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, 4<<20)
+	// UDP GRO: runs of datagrams of one sender and size come as one
+	// (rx.go cuts them); without it (kernels before 5.0), one by one.
+	p.gro = unix.SetsockoptInt(fd, unix.SOL_UDP, udpGRO, 1) == nil
 	// The receive loop wakes up to notice Close.
 	tv := unix.Timeval{Usec: 100_000}
 	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
@@ -419,6 +439,10 @@ func (p *Port) Start(h *vswitch.PortHandle) {
 	go p.rxLoop()
 	go p.ageLoop()
 	go p.replyLoop()
+	if p.gso != nil {
+		p.wg.Add(1)
+		go p.hopLoop()
+	}
 }
 
 // Close stops receiving and closes the sockets.
@@ -434,9 +458,16 @@ func (p *Port) Close() error {
 	case p.ring.wake <- struct{}{}: // replyLoop notices
 	default:
 	}
+	if p.gso != nil {
+		close(p.gso.wake)
+	}
 	p.wg.Wait()
 	p.txMu.Lock()
 	p.closeSockets()
+	if p.gso != nil {
+		p.gso.close()
+		p.gso = nil
+	}
 	p.txMu.Unlock()
 	return nil
 }
@@ -465,5 +496,6 @@ func (p *Port) Stats() Stats {
 		RemoteMACs: n, RemoteMACsFull: c.full.Load(),
 		ARPSuppressed: c.arpSuppressed.Load(), NDSuppressed: c.ndSuppressed.Load(), SuppressReplies: c.replies.Load(),
 		SuppressFull: c.ringFull.Load(), SnoopIgnored: c.snoopIgnored.Load(), LocalIPs: nl, LocalIPsFull: c.localFull.Load(),
-		RemoteIPs: nr, RemoteIPsFull: c.remoteIPFull.Load(), WrongFamily: c.wrongFamily.Load()}
+		RemoteIPs: nr, RemoteIPsFull: c.remoteIPFull.Load(), WrongFamily: c.wrongFamily.Load(),
+		TxGSOPackets: c.gsoPackets.Load(), TxGSOFallbacks: c.gsoFallback.Load(), RxGROPackets: c.groPackets.Load()}
 }

@@ -13,20 +13,32 @@ import (
 // rxBatchSize is how many datagrams one recvmmsg takes at most.
 const rxBatchSize = 32
 
+// groBufLen is a receive buffer with UDP GRO: the longest datagram the
+// kernel coalesces (its IP packet at most 65535 bytes), and one byte.
+const groBufLen = ipMax + 1
+
+// udpGRO is UDP_GRO (include/uapi/linux/udp.h): the socket option, and
+// the control message that gives a coalesced datagram's segment size.
+const udpGRO = 104
+
 // rxBatch is the receive loop's preallocated recvmmsg(2) argument and
-// buffers: one underlay-MTU buffer per message. The senders' addresses
-// are sockaddr_in6 or, on an IPv4 port, sockaddr_in in their first bytes.
+// buffers: one per message, of the underlay MTU or, with UDP GRO, of the
+// longest coalesced datagram. The senders' addresses are sockaddr_in6
+// or, on an IPv4 port, sockaddr_in in their first bytes.
 type rxBatch struct {
 	msgs   []unix.Mmsghdr
 	iovs   []unix.Iovec
 	names  []unix.RawSockaddrInet6
+	ctl    []byte // per message a control buffer (UDP GRO's segment size)
 	bufs   [][]byte
 	frames []vswitch.Frame
 }
 
+var ctlLen = unix.CmsgSpace(4)
+
 func newRxBatch(n, size int) *rxBatch {
 	b := &rxBatch{msgs: make([]unix.Mmsghdr, n), iovs: make([]unix.Iovec, n), names: make([]unix.RawSockaddrInet6, n),
-		bufs: make([][]byte, n), frames: make([]vswitch.Frame, 0, n)}
+		ctl: make([]byte, n*ctlLen), bufs: make([][]byte, n), frames: make([]vswitch.Frame, 0, 4*rxBatchSize)}
 	slab := make([]byte, n*size)
 	for i := range b.msgs {
 		b.bufs[i] = slab[i*size : (i+1)*size : (i+1)*size]
@@ -35,6 +47,7 @@ func newRxBatch(n, size int) *rxBatch {
 		b.msgs[i].Hdr.Iov = &b.iovs[i]
 		b.msgs[i].Hdr.SetIovlen(1)
 		b.msgs[i].Hdr.Name = (*byte)(unsafe.Pointer(&b.names[i]))
+		b.msgs[i].Hdr.Control = &b.ctl[i*ctlLen]
 	}
 	return b
 }
@@ -45,11 +58,21 @@ func (p *Port) rxLoop() {
 	defer p.wg.Done()
 	// A datagram is at most the underlay MTU less the IP and UDP headers;
 	// one byte more tells a longer one (MSG_TRUNC) from one that fits.
-	b := newRxBatch(rxBatchSize, p.cfg.UnderlayMTU-p.ipLen-udpLen+1)
+	// With UDP GRO the kernel hands over runs of datagrams of one size
+	// from one sender as one (the super-packets of gso.go arrive so over
+	// a veth, and over a NIC the kernel's GRO coalesces what it can):
+	// they are cut into their datagrams here.
+	most := p.cfg.UnderlayMTU - p.ipLen - udpLen
+	size := most + 1
+	if p.gro {
+		size = groBufLen
+	}
+	b := newRxBatch(rxBatchSize, size)
 	for !p.stop.Load() {
 		for i := range b.msgs {
 			b.msgs[i].Hdr.Namelen = unix.SizeofSockaddrInet6
 			b.msgs[i].Hdr.Flags = 0
+			b.msgs[i].Hdr.SetControllen(ctlLen)
 		}
 		r, _, e := unix.Syscall6(unix.SYS_RECVMMSG, uintptr(p.rxfd), uintptr(unsafe.Pointer(&b.msgs[0])), uintptr(len(b.msgs)),
 			unix.MSG_WAITFORONE, 0, 0)
@@ -64,7 +87,45 @@ func (p *Port) rxLoop() {
 		b.frames = b.frames[:0]
 		now := time.Now().UnixNano()
 		for i := range int(r) {
-			if f, ok := p.decap(b, i, now); ok {
+			m := &b.msgs[i]
+			n := int(m.Len)
+			buf := b.bufs[i]
+			if m.Hdr.Flags&unix.MSG_TRUNC != 0 || n >= len(buf) {
+				p.st.rxOversize.Add(1)
+				continue
+			}
+			seg := n
+			if g := groSize(b, i); g > 0 && g < n {
+				seg = g
+				p.st.groPackets.Add(1)
+			}
+			if seg > most {
+				p.st.rxOversize.Add(uint64((n + seg - 1) / seg))
+				continue
+			}
+			src := p.source(&b.names[i])
+			if !p.cfg.AnyVTEP {
+				p.tabMu.RLock()
+				_, known := p.known[src]
+				p.tabMu.RUnlock()
+				if !known {
+					p.st.rxVTEP.Add(uint64((n + seg - 1) / seg))
+					continue
+				}
+			}
+			for off := 0; off < n; off += seg {
+				end := min(off+seg, n)
+				f, ok := p.decap(buf[off:end:end], src, now)
+				if !ok {
+					continue
+				}
+				if len(b.frames) == cap(b.frames) {
+					if h != nil {
+						h.Input(b.frames)
+					}
+					clear(b.frames)
+					b.frames = b.frames[:0]
+				}
 				b.frames = append(b.frames, vswitch.Frame{Data: f})
 			}
 		}
@@ -75,17 +136,25 @@ func (p *Port) rxLoop() {
 	}
 }
 
-// decap checks message i and returns its inner frame, tagged with its
-// VNI's VLAN (untagged for the native VLAN), in place in its buffer.
-func (p *Port) decap(b *rxBatch, i int, now int64) ([]byte, bool) {
+// groSize is message i's UDP GRO segment size, 0 if it has none.
+func groSize(b *rxBatch, i int) int {
 	m := &b.msgs[i]
-	n := int(m.Len)
-	buf := b.bufs[i]
-	switch {
-	case m.Hdr.Flags&unix.MSG_TRUNC != 0 || n >= len(buf):
-		p.st.rxOversize.Add(1)
-		return nil, false
-	case n < HdrLen+ethLen:
+	if m.Hdr.Controllen < unix.SizeofCmsghdr+4 {
+		return 0
+	}
+	c := (*unix.Cmsghdr)(unsafe.Pointer(&b.ctl[i*ctlLen]))
+	if c.Level != unix.SOL_UDP || c.Type != udpGRO || c.Len < unix.SizeofCmsghdr+4 {
+		return 0
+	}
+	return int(binary.NativeEndian.Uint32(b.ctl[i*ctlLen+unix.SizeofCmsghdr:]))
+}
+
+// decap checks one VXLAN packet, buf (a datagram, or a segment of a
+// coalesced one, from src), and returns its inner frame, tagged with its
+// VNI's VLAN (untagged for the native VLAN), in place in buf.
+func (p *Port) decap(buf []byte, src vtepAddr, now int64) ([]byte, bool) {
+	n := len(buf)
+	if n < HdrLen+ethLen {
 		p.st.rxShort.Add(1)
 		return nil, false
 	}
@@ -98,16 +167,6 @@ func (p *Port) decap(b *rxBatch, i int, now int64) ([]byte, bool) {
 	if !ok {
 		p.st.rxVNI.Add(1)
 		return nil, false
-	}
-	src := p.source(&b.names[i])
-	if !p.cfg.AnyVTEP {
-		p.tabMu.RLock()
-		_, known := p.known[src]
-		p.tabMu.RUnlock()
-		if !known {
-			p.st.rxVTEP.Add(1)
-			return nil, false
-		}
 	}
 	inner := buf[HdrLen:n]
 	switch binary.BigEndian.Uint16(inner[12:]) {

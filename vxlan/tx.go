@@ -25,6 +25,11 @@ type txBatch struct {
 	hdrs  []byte
 	frame []int32 // the frame each message carries
 	sent  []bool  // per frame of the current Send: a message of it went
+	// Per message, for UDP GSO: its VTEP, its inner flow's hash and its
+	// inner frame's length (untagged).
+	dst  []vtepAddr
+	fh   []uint64
+	ilen []int32
 }
 
 func newTxBatch(n int, v6 bool) *txBatch {
@@ -33,7 +38,7 @@ func newTxBatch(n int, v6 bool) *txBatch {
 		namelen = unix.SizeofSockaddrInet6
 	}
 	b := &txBatch{msgs: make([]unix.Mmsghdr, n), iovs: make([]unix.Iovec, 2*n), names: make([]unix.RawSockaddrInet6, n),
-		hdrs: make([]byte, hdrRoom*n), frame: make([]int32, n)}
+		hdrs: make([]byte, hdrRoom*n), frame: make([]int32, n), dst: make([]vtepAddr, n), fh: make([]uint64, n), ilen: make([]int32, n)}
 	for i := range b.msgs {
 		b.msgs[i].Hdr.Iov = &b.iovs[2*i]
 		b.msgs[i].Hdr.SetIovlen(2)
@@ -144,6 +149,7 @@ func (p *Port) Send(frames []vswitch.Frame) int {
 				b.names[m].Flowinfo = flowinfo
 			}
 			b.frame[m] = int32(i)
+			b.dst[m], b.fh[m], b.ilen[m] = v.addr, fh, int32(inner)
 			m++
 		}
 		if flooded && len(dsts) > 1 {
@@ -164,10 +170,40 @@ func (p *Port) Send(frames []vswitch.Frame) int {
 	return n
 }
 
-// flush sends the batch's first m messages, skipping (and counting) any
-// the kernel refuses, and marks their frames sent.
+// flush sends the batch's first m messages, runs of one flow to one VTEP
+// as UDP GSO super-packets where it can (gso.go), skipping (and counting)
+// any the kernel refuses, and marks their frames sent.
 func (p *Port) flush(b *txBatch, m int) {
-	for from := 0; from < m; {
+	if g := p.gso; g != nil {
+		hops := *g.hops.Load()
+		s := 0 // the first message not sent yet
+		for k := 0; k < m; {
+			e := p.gsoRun(b, k, m)
+			if e-k > 1 {
+				if h, ok := hops[b.dst[k]]; !ok {
+					g.ask(b.dst[k])
+				} else {
+					p.sendRaw(b, s, k)
+					if !p.sendGSO(b, k, e, h) {
+						p.sendRaw(b, k, e)
+					}
+					s = e
+				}
+			}
+			k = e
+		}
+		p.sendRaw(b, s, m)
+	} else {
+		p.sendRaw(b, 0, m)
+	}
+	for k := range m {
+		b.iovs[2*k+1].Base = nil // no reference to the caller's frames
+	}
+}
+
+// sendRaw sends messages [from, m) through the raw socket.
+func (p *Port) sendRaw(b *txBatch, from, m int) {
+	for from < m {
 		r, _, e := unix.Syscall6(unix.SYS_SENDMMSG, uintptr(p.txfd), uintptr(unsafe.Pointer(&b.msgs[from])), uintptr(m-from), 0, 0, 0)
 		switch {
 		case e == unix.EINTR:
@@ -199,8 +235,5 @@ func (p *Port) flush(b *txBatch, m int) {
 		p.st.txBytes.Add(bytes)
 		p.st.txPackets.Add(uint64(r))
 		from += int(r)
-	}
-	for k := range m {
-		b.iovs[2*k+1].Base = nil // no reference to the caller's frames
 	}
 }

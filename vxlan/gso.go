@@ -1,0 +1,395 @@
+package vxlan
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// UDP segmentation offload on the underlay (Config.NoUDPGSO turns it
+// off). Consecutive packets of one inner flow to one VTEP (the segments
+// the switch cut from a guest's TCP frame, a burst of one flow from an
+// uplink) leave as one UDP GSO packet: one outer Ethernet, IP and UDP
+// header in front of their VXLAN packets, each gso_size long but the
+// last, written to the underlay device through an AF_PACKET socket with
+// a virtio-net header (VIRTIO_NET_HDR_GSO_UDP_L4). The kernel cuts it
+// into one UDP datagram per VXLAN packet, with their own IP and UDP
+// headers and checksums, as late as it can: in the NIC that offers UDP
+// segmentation, else when it leaves the host, and over a veth only in
+// the receiving socket (not at all in a socket with UDP GRO, as the
+// port's own). One system call, one trip through the underlay's devices
+// and bridges and one through the receiver's IP and UDP input carry up
+// to gsoMaxSegs packets. Linux's vxlan device does the same for the
+// kernel's TCP (SKB_GSO_UDP_TUNNEL); from user space, a UDP socket's
+// UDP_SEGMENT would too, but with one source port per socket, where
+// each inner flow needs its own (RFC 7348 §5).
+//
+// The outer Ethernet header needs the next hop's MAC: the port asks the
+// kernel (a route lookup and its neighbour table, over netlink, from a
+// goroutine of its own, never from Send) and keeps what it learned for
+// hopRefresh. A VTEP whose next hop is not known yet, not resolved, or
+// not behind an Ethernet device gets its packets one by one through the
+// raw socket (which also makes the kernel resolve it); so does a run of
+// one packet, and a super-packet the AF_PACKET socket refuses.
+
+const (
+	// gsoMaxSegs bounds the packets of one super-packet (the kernel's
+	// UDP_MAX_SEGMENTS is 128, UDP GRO's UDP_GRO_CNT_MAX 64).
+	gsoMaxSegs = 64
+	// ipMax is the longest IP packet (and IPv6 payload): a super-packet's
+	// outer headers carry its whole length.
+	ipMax      = 65535
+	vnetHdrLen = 10 // struct virtio_net_hdr
+	// virtio_net_hdr's flags and gso_type (include/uapi/linux/virtio_net.h).
+	vnetNeedsCsum = 1
+	vnetGSOUDPL4  = 5
+	// hopRefresh is how often known next hops are looked up again.
+	hopRefresh = time.Second
+	// hopMax bounds the next hops a port keeps (VTEPs it sends to).
+	hopMax = 4096
+	ttl    = 64 // the outer packets' TTL or hop limit (Linux's default)
+)
+
+// hop is how packets to one VTEP leave: the underlay device and the MACs
+// of their outer Ethernet header.
+type hop struct {
+	ifindex  int32
+	dst, src [6]byte
+}
+
+// gsoTx is a port's UDP GSO state: the AF_PACKET socket, the next hops
+// Send reads (a map replaced, never changed, by the resolver) and the
+// batch of one super-packet (Send's, under txMu).
+type gsoTx struct {
+	fd   int
+	nl   *netlink.Handle // in the port's network namespace
+	hops atomic.Pointer[map[vtepAddr]hop]
+	want chan vtepAddr // VTEPs Send found no next hop for
+	wake chan struct{} // Close
+	id   uint16        // the next outer IPv4 identification (txMu)
+
+	hdr [vnetHdrLen + ethLen + ipv6Len + udpLen]byte // (txMu)
+	iov [1 + 2*gsoMaxSegs]unix.Iovec                 // (txMu)
+	sll unix.RawSockaddrLinklayer                    // (txMu)
+	msg unix.Msghdr                                  // (txMu)
+
+	mu     sync.Mutex // guards failed
+	failed map[vtepAddr]string
+}
+
+// openGSO opens the AF_PACKET socket and the netlink handle, in the
+// calling thread's network namespace. An error leaves the port without
+// UDP GSO (the caller logs it), not without a port.
+func (p *Port) openGSO() (*gsoTx, error) {
+	// Protocol 0: the socket receives nothing.
+	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("AF_PACKET socket: %w", err)
+	}
+	g := &gsoTx{fd: fd, want: make(chan vtepAddr, 64), wake: make(chan struct{}), failed: map[vtepAddr]string{}}
+	if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_VNET_HDR, 1); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("PACKET_VNET_HDR: %w", err)
+	}
+	// As the raw socket's packets, these do not wait in the underlay
+	// device's qdisc (PACKET_QDISC_BYPASS): refused when its queue is
+	// full, counted.
+	unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_QDISC_BYPASS, 1)
+	unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, 4<<20)
+	g.nl, err = netlink.NewHandle(unix.NETLINK_ROUTE)
+	if err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("netlink: %w", err)
+	}
+	g.nl.SetSocketTimeout(time.Second)
+	empty := map[vtepAddr]hop{}
+	g.hops.Store(&empty)
+	g.msg.Name = (*byte)(unsafe.Pointer(&g.sll))
+	g.msg.Namelen = unix.SizeofSockaddrLinklayer
+	g.msg.Iov = &g.iov[0]
+	g.sll.Family = unix.AF_PACKET
+	g.sll.Halen = 6
+	return g, nil
+}
+
+func (g *gsoTx) close() {
+	unix.Close(g.fd)
+	g.nl.Close()
+}
+
+// ask tells the resolver that Send has packets for a, without waiting.
+func (g *gsoTx) ask(a vtepAddr) {
+	select {
+	case g.want <- a:
+	default: // the resolver is busy: a later Send asks again
+	}
+}
+
+// hopLoop resolves the VTEPs Send asks about and looks up those it knows
+// again every hopRefresh, until Close.
+func (p *Port) hopLoop() {
+	defer p.wg.Done()
+	g := p.gso
+	t := time.NewTicker(hopRefresh)
+	defer t.Stop()
+	for {
+		select {
+		case <-g.wake:
+			return
+		case a := <-g.want:
+			m := *g.hops.Load()
+			if _, ok := m[a]; ok || len(m) >= hopMax || !p.isKnown(a) {
+				continue
+			}
+			if h, ok := p.resolve(a); ok {
+				n := make(map[vtepAddr]hop, len(m)+1)
+				for k, v := range m {
+					n[k] = v
+				}
+				n[a] = h
+				g.hops.Store(&n)
+			}
+		case <-t.C:
+			m := *g.hops.Load()
+			n := make(map[vtepAddr]hop, len(m))
+			for a := range m {
+				if !p.isKnown(a) {
+					continue // no longer a VTEP of the port
+				}
+				if h, ok := p.resolve(a); ok {
+					n[a] = h
+				}
+			}
+			g.hops.Store(&n)
+		}
+	}
+}
+
+func (p *Port) isKnown(a vtepAddr) bool {
+	p.tabMu.RLock()
+	defer p.tabMu.RUnlock()
+	return p.known[a] > 0
+}
+
+// resolve asks the kernel how packets to a leave: the route's device and
+// next hop, and the next hop's MAC from the neighbour table. A neighbour
+// the kernel has not confirmed lately is poked (NTF_USE: the kernel
+// probes it, as when its own packets use it); one it does not know yet is
+// created and resolved the same way, and a is asked about again by the
+// next Send. A VTEP that cannot be resolved is logged once, until it can.
+func (p *Port) resolve(a vtepAddr) (hop, bool) {
+	g := p.gso
+	h, err := p.lookupHop(a)
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if err != nil {
+		if g.failed[a] != err.Error() && len(g.failed) < hopMax {
+			g.failed[a] = err.Error()
+			p.log.Debug("vxlan: no UDP GSO to this VTEP: packets go one by one", "vtep", a.addr(), "why", err)
+		}
+		return hop{}, false
+	}
+	delete(g.failed, a)
+	return h, true
+}
+
+func (p *Port) lookupHop(a vtepAddr) (hop, error) {
+	g := p.gso
+	ip := net.IP(a.addr().AsSlice())
+	rs, err := g.nl.RouteGet(ip)
+	if err != nil {
+		return hop{}, fmt.Errorf("route: %w", err)
+	}
+	if len(rs) == 0 {
+		return hop{}, errors.New("no route")
+	}
+	r := rs[0]
+	if r.Type != unix.RTN_UNICAST {
+		return hop{}, fmt.Errorf("route of type %d, not unicast", r.Type)
+	}
+	nh := ip
+	if r.Gw != nil {
+		nh = r.Gw
+	}
+	l, err := g.nl.LinkByIndex(r.LinkIndex)
+	if err != nil {
+		return hop{}, fmt.Errorf("device %d: %w", r.LinkIndex, err)
+	}
+	la := l.Attrs()
+	if la.EncapType != "ether" || len(la.HardwareAddr) != 6 {
+		return hop{}, fmt.Errorf("device %s is not Ethernet", la.Name)
+	}
+	family := unix.AF_INET
+	if p.v6 {
+		family = unix.AF_INET6
+	}
+	ns, err := g.nl.NeighList(r.LinkIndex, family)
+	if err != nil {
+		return hop{}, fmt.Errorf("neighbours of %s: %w", la.Name, err)
+	}
+	for _, n := range ns {
+		if !n.IP.Equal(nh) {
+			continue
+		}
+		const usable = unix.NUD_REACHABLE | unix.NUD_STALE | unix.NUD_DELAY | unix.NUD_PROBE | unix.NUD_PERMANENT | unix.NUD_NOARP
+		if n.State&usable == 0 || len(n.HardwareAddr) != 6 {
+			break
+		}
+		if n.State&(unix.NUD_REACHABLE|unix.NUD_PERMANENT|unix.NUD_NOARP) == 0 {
+			g.poke(r.LinkIndex, family, nh)
+		}
+		return hop{ifindex: int32(r.LinkIndex), dst: [6]byte(n.HardwareAddr), src: [6]byte(la.HardwareAddr)}, nil
+	}
+	g.poke(r.LinkIndex, family, nh)
+	return hop{}, fmt.Errorf("next hop %v on %s not resolved yet", nh, la.Name)
+}
+
+// poke makes the kernel resolve (or confirm) the neighbour ip on link.
+func (g *gsoTx) poke(link, family int, ip net.IP) {
+	g.nl.NeighAdd(&netlink.Neigh{LinkIndex: link, Family: family, IP: ip, Flags: netlink.NTF_USE})
+}
+
+// gsoRun returns the end of the run of messages from k (at most m) that
+// can leave as one super-packet: to one VTEP, of one inner flow, all of
+// the first one's length but the last, which may be shorter.
+func (p *Port) gsoRun(b *txBatch, k, m int) int {
+	l := b.ilen[k]
+	seg := HdrLen + int(l)
+	room := ipMax - udpLen
+	if !p.v6 {
+		room -= ipv4Len
+	}
+	most := min(gsoMaxSegs, room/seg)
+	e := k + 1
+	for e < m && e-k < most && b.dst[e] == b.dst[k] && b.fh[e] == b.fh[k] {
+		switch {
+		case b.ilen[e] == l:
+			e++
+			continue
+		case b.ilen[e] < l:
+			e++
+		}
+		break
+	}
+	return e
+}
+
+// sendGSO sends messages [k, e) of the batch as one super-packet through
+// h; false if the kernel refused it (the caller sends them one by one).
+func (p *Port) sendGSO(b *txBatch, k, e int, h hop) bool {
+	g := p.gso
+	seg := HdrLen + int(b.ilen[k])
+	payload := 0
+	for j := k; j < e; j++ {
+		payload += HdrLen + int(b.ilen[j])
+	}
+	outer := ethLen + p.ipLen + udpLen
+	hb := g.hdr[:vnetHdrLen+outer]
+	// struct virtio_net_hdr, little-endian (virtio 1.x).
+	hb[0], hb[1] = vnetNeedsCsum, vnetGSOUDPL4
+	binary.LittleEndian.PutUint16(hb[2:], uint16(outer))
+	binary.LittleEndian.PutUint16(hb[4:], uint16(seg))
+	binary.LittleEndian.PutUint16(hb[6:], uint16(ethLen+p.ipLen))
+	binary.LittleEndian.PutUint16(hb[8:], 6) // the UDP checksum's offset
+	eth := hb[vnetHdrLen:]
+	copy(eth[0:6], h.dst[:])
+	copy(eth[6:12], h.src[:])
+	ip := eth[ethLen:]
+	udp := ip[p.ipLen:]
+	ulen := udpLen + payload
+	var sum uint32 // the pseudo-header's
+	if p.v6 {
+		binary.BigEndian.PutUint16(eth[12:], 0x86dd)
+		var label uint32
+		if p.labels.Load() {
+			label = flowLabel(b.fh[k])
+		}
+		binary.BigEndian.PutUint32(ip[0:], 6<<28|label)
+		binary.BigEndian.PutUint16(ip[4:], uint16(ulen))
+		ip[6], ip[7] = unix.IPPROTO_UDP, ttl
+		copy(ip[8:24], p.cfg.Local.AsSlice())
+		copy(ip[24:40], b.dst[k][:])
+		sum = sumWords(ip[8:40], 0)
+	} else {
+		binary.BigEndian.PutUint16(eth[12:], 0x0800)
+		ip[0], ip[1] = 0x45, 0
+		binary.BigEndian.PutUint16(ip[2:], uint16(ipv4Len+ulen))
+		binary.BigEndian.PutUint16(ip[4:], g.id)
+		g.id += uint16(e - k) // the kernel numbers the segments from it
+		binary.BigEndian.PutUint16(ip[6:], 0x4000) // DF
+		ip[8], ip[9] = ttl, unix.IPPROTO_UDP
+		ip[10], ip[11] = 0, 0
+		copy(ip[12:16], p.cfg.Local.AsSlice())
+		copy(ip[16:20], b.dst[k][12:])
+		binary.BigEndian.PutUint16(ip[10:], ^fold(sumWords(ip[:ipv4Len], 0)))
+		sum = sumWords(ip[12:20], 0)
+	}
+	copy(udp[0:4], b.hdrs[hdrRoom*k:]) // the ports the message has
+	binary.BigEndian.PutUint16(udp[4:], uint16(ulen))
+	// CHECKSUM_PARTIAL: the field holds the pseudo-header's sum (with
+	// the whole length, which the kernel adjusts for each segment).
+	binary.BigEndian.PutUint16(udp[6:], fold(sum+unix.IPPROTO_UDP+uint32(ulen)))
+	g.iov[0].Base = &hb[0]
+	g.iov[0].SetLen(len(hb))
+	n := 1
+	for j := k; j < e; j++ {
+		g.iov[n].Base = &b.hdrs[hdrRoom*j+udpLen]
+		g.iov[n].SetLen(hdrRoom - udpLen)
+		g.iov[n+1] = b.iovs[2*j+1]
+		n += 2
+	}
+	g.msg.SetIovlen(n)
+	g.sll.Ifindex = h.ifindex
+	g.sll.Protocol = binary.NativeEndian.Uint16(eth[12:14]) // in network order
+	g.sll.Addr = [8]byte{}
+	copy(g.sll.Addr[:6], h.dst[:])
+	var errno unix.Errno
+	for {
+		_, _, errno = unix.Syscall(unix.SYS_SENDMSG, uintptr(g.fd), uintptr(unsafe.Pointer(&g.msg)), 0)
+		if errno != unix.EINTR {
+			break
+		}
+	}
+	for j := 1; j < n; j++ {
+		g.iov[j].Base = nil // no reference to the caller's frames
+	}
+	if errno != 0 {
+		p.st.gsoFallback.Add(1)
+		p.log.Debug("vxlan: UDP GSO packet refused, sent one by one", "vtep", b.dst[k].addr(), "error", errno)
+		return false
+	}
+	var bytes uint64
+	for j := k; j < e; j++ {
+		b.sent[b.frame[j]] = true
+		bytes += uint64(b.ilen[j])
+	}
+	p.st.txBytes.Add(bytes)
+	p.st.txPackets.Add(uint64(e - k))
+	p.st.gsoPackets.Add(1)
+	return true
+}
+
+// sumWords adds b's big-endian 16-bit words to s (one's complement, not
+// folded); b has an even length.
+func sumWords(b []byte, s uint32) uint32 {
+	for i := 0; i+1 < len(b); i += 2 {
+		s += uint32(b[i])<<8 | uint32(b[i+1])
+	}
+	return s
+}
+
+// fold folds a one's complement sum to 16 bits.
+func fold(s uint32) uint16 {
+	for s > 0xffff {
+		s = s>>16 + s&0xffff
+	}
+	return uint16(s)
+}

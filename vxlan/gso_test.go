@@ -1,0 +1,277 @@
+package vxlan
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hvnet/hvnet/internal/netnstest"
+	vswitch "github.com/hvnet/hvnet/switch"
+)
+
+// gsoRun cuts a batch into runs that may leave as one super-packet: one
+// VTEP, one flow, one length but a shorter last, at most gsoMaxSegs and
+// an IP packet's worth of bytes.
+func TestGSORun(t *testing.T) {
+	p := &Port{ipLen: ipv4Len}
+	a, c := vtepAddr{15: 1}, vtepAddr{15: 2}
+	type msg struct {
+		dst  vtepAddr
+		fh   uint64
+		ilen int32
+	}
+	cases := []struct {
+		name string
+		msgs []msg
+		want []int // the ends of the runs
+	}{
+		{"one", []msg{{a, 1, 100}}, []int{1}},
+		{"same", []msg{{a, 1, 100}, {a, 1, 100}, {a, 1, 100}}, []int{3}},
+		{"shorter last", []msg{{a, 1, 100}, {a, 1, 100}, {a, 1, 60}, {a, 1, 100}}, []int{3, 4}},
+		{"longer ends", []msg{{a, 1, 100}, {a, 1, 200}, {a, 1, 200}}, []int{1, 3}},
+		{"other VTEP", []msg{{a, 1, 100}, {c, 1, 100}, {c, 1, 100}}, []int{1, 3}},
+		{"other flow", []msg{{a, 1, 100}, {a, 2, 100}, {a, 1, 100}}, []int{1, 2, 3}},
+	}
+	for _, tc := range cases {
+		b := newTxBatch(len(tc.msgs), false)
+		for i, m := range tc.msgs {
+			b.dst[i], b.fh[i], b.ilen[i] = m.dst, m.fh, m.ilen
+		}
+		var got []int
+		for k := 0; k < len(tc.msgs); {
+			k = p.gsoRun(b, k, len(tc.msgs))
+			got = append(got, k)
+		}
+		if fmt.Sprint(got) != fmt.Sprint(tc.want) {
+			t.Errorf("%s: runs end at %v, want %v", tc.name, got, tc.want)
+		}
+	}
+	// Bounds: segments, and the IP packet's 65535 bytes.
+	b := newTxBatch(200, false)
+	for i := range 200 {
+		b.dst[i], b.fh[i], b.ilen[i] = a, 1, 64
+	}
+	if e := p.gsoRun(b, 0, 200); e != gsoMaxSegs {
+		t.Errorf("64-byte frames: a run of %d, want %d", e, gsoMaxSegs)
+	}
+	for i := range 200 {
+		b.ilen[i] = 9000
+	}
+	if e, want := p.gsoRun(b, 0, 200), (ipMax-ipv4Len-udpLen)/(HdrLen+9000); e != want {
+		t.Errorf("9000-byte frames: a run of %d, want %d", e, want)
+	}
+}
+
+// recorder is a switch port that keeps a copy of every frame.
+type recorder struct {
+	mu  sync.Mutex
+	got [][]byte
+}
+
+func (r *recorder) Caps() vswitch.Caps { return 0 }
+func (r *recorder) Send(fs []vswitch.Frame) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, f := range fs {
+		r.got = append(r.got, append([]byte(nil), f.Data...))
+	}
+	return len(fs)
+}
+
+func (r *recorder) frames() [][]byte {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([][]byte(nil), r.got...)
+}
+
+// burst is n UDP frames of one flow, marked with the burst and their
+// place in it, 1000 bytes each but the last (600).
+func burst(round byte, n int) [][]byte {
+	fs := make([][]byte, n)
+	for i := range fs {
+		size := 1000
+		if i == n-1 {
+			size = 600
+		}
+		f := make([]byte, size)
+		copy(f[0:6], []byte{2, 0, 0, 0, 0xbb, 1}) // unknown unicast: B's flood list
+		copy(f[6:12], []byte{2, 0, 0, 0, 0xaa, 1})
+		binary.BigEndian.PutUint16(f[12:], 0x0800)
+		ip := f[14:]
+		ip[0], ip[8], ip[9] = 0x45, 64, 17
+		binary.BigEndian.PutUint16(ip[2:], uint16(len(ip)))
+		copy(ip[12:], []byte{192, 168, 0, 1, 192, 168, 0, 2})
+		binary.BigEndian.PutUint16(ip[20:], 5000)
+		binary.BigEndian.PutUint16(ip[22:], 6000)
+		for j := 28; j < len(ip); j++ {
+			ip[j] = byte(j) ^ round
+		}
+		ip[28], ip[29] = round, byte(i)
+		fs[i] = f
+	}
+	return fs
+}
+
+// Two hvnet ports over a veth pair, IPv4 and IPv6 underlays: bursts of
+// one flow leave A as UDP GSO super-packets (once A has resolved B's
+// MAC) and reach B's switch as they were sent, every frame, in order,
+// byte for byte, through B's UDP GRO.
+func TestGSOPair(t *testing.T) {
+	netnstest.Need(t)
+	ns := netnstest.New(t, "vxg")
+	netnstest.Veth(t, "vxg0", ns, "vxg1")
+	netnstest.Run(t, "ip", "addr", "add", "10.12.0.1/24", "dev", "vxg0")
+	netnstest.Run(t, "ip", "addr", "add", "fd00:12::1/64", "dev", "vxg0", "nodad")
+	netnstest.Run(t, "ip", "-n", ns, "addr", "add", "10.12.0.2/24", "dev", "vxg1")
+	netnstest.Run(t, "ip", "-n", ns, "addr", "add", "fd00:12::2/64", "dev", "vxg1", "nodad")
+	for _, fam := range []struct {
+		name string
+		a, b netip.Addr
+	}{
+		{"v4", netip.MustParseAddr("10.12.0.1"), netip.MustParseAddr("10.12.0.2")},
+		{"v6", netip.MustParseAddr("fd00:12::1"), netip.MustParseAddr("fd00:12::2")},
+	} {
+		t.Run(fam.name, func(t *testing.T) {
+			for _, off := range []bool{false, true} {
+				testGSOPair(t, ns, fam.a, fam.b, off)
+			}
+		})
+	}
+}
+
+func testGSOPair(t *testing.T, ns string, la, lb netip.Addr, off bool) {
+	vnis := map[uint32]uint16{100: 10}
+	pa, err := Open(Config{Local: la, VNIs: vnis, NativeVLAN: 10, Remotes: []netip.Addr{lb}, NoUDPGSO: off})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pa.Close()
+	pa.Start(nil) // resolves next hops; receives nothing here
+	var pb *Port
+	if err := inNetns(t, ns, func() (err error) {
+		pb, err = Open(Config{Local: lb, VNIs: vnis, NativeVLAN: 10, Remotes: []netip.Addr{la}})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer pb.Close()
+	sw := vswitch.New(vswitch.Config{})
+	ph, err := sw.AddPort(vswitch.PortConfig{Name: "vx", Mode: vswitch.ModeAccess, PVID: 10}, pb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &recorder{}
+	if _, err := sw.AddPort(vswitch.PortConfig{Name: "rec", Mode: vswitch.ModeAccess, PVID: 10}, rec); err != nil {
+		t.Fatal(err)
+	}
+	pb.Start(ph)
+	const n = 40
+	round := byte(0)
+	send := func() [][]byte {
+		round++
+		fs := burst(round, n)
+		frames := make([]vswitch.Frame, n)
+		for i := range fs {
+			frames[i] = vswitch.Frame{Data: fs[i]}
+		}
+		if got := pa.Send(frames); got != n {
+			t.Fatalf("Send took %d of %d frames: %+v", got, n, pa.Stats())
+		}
+		return fs
+	}
+	// The first bursts go one by one while A resolves B's MAC.
+	var last [][]byte
+	waitFor(10*time.Second, func() bool {
+		last = send()
+		return pa.Stats().TxGSOPackets > 0 || off
+	})
+	want := int(round) * n
+	if !waitFor(30*time.Second, func() bool { return len(rec.frames()) >= want }) {
+		t.Fatalf("B got %d of %d frames; A %+v; B %+v", len(rec.frames()), want, pa.Stats(), pb.Stats())
+	}
+	got := rec.frames()
+	if len(got) != want {
+		t.Errorf("B got %d frames, want %d", len(got), want)
+	}
+	for i, f := range got[len(got)-n:] {
+		if !bytes.Equal(f, last[i]) {
+			t.Errorf("frame %d of the last burst differs:\n got % x\nwant % x", i, f[:min(len(f), 64)], last[i][:64])
+		}
+	}
+	sa, sb := pa.Stats(), pb.Stats()
+	t.Logf("gso off %v: %d bursts; A: %d packets, %d GSO packets, %d fallbacks; B: %d packets, %d GRO datagrams",
+		off, round, sa.TxPackets, sa.TxGSOPackets, sa.TxGSOFallbacks, sb.RxPackets, sb.RxGROPackets)
+	switch {
+	case off && (sa.TxGSOPackets != 0 || sb.RxGROPackets != 0):
+		t.Errorf("UDP GSO off, yet A sent %d super-packets and B received %d", sa.TxGSOPackets, sb.RxGROPackets)
+	case !off && (sa.TxGSOPackets == 0 || sb.RxGROPackets == 0):
+		t.Errorf("A sent %d super-packets, B received %d coalesced datagrams: want both", sa.TxGSOPackets, sb.RxGROPackets)
+	case sa.TxErrors != 0 || sa.TxGSOFallbacks != 0:
+		t.Errorf("A: %d errors, %d super-packets refused", sa.TxErrors, sa.TxGSOFallbacks)
+	case sa.TxPackets != uint64(want) || sb.RxPackets != uint64(want):
+		t.Errorf("A sent %d packets, B received %d: want %d", sa.TxPackets, sb.RxPackets, want)
+	}
+}
+
+// Linux's vxlan device (whose socket has no UDP GRO) receives
+// super-packets as the packets they carry: a burst of 40 echo requests
+// of one flow (the same ICMP checksum: the flow hash reads it) leaves
+// hvnet as super-packets and the kernel answers every one.
+func TestGSOKernel(t *testing.T) {
+	ns := kernelPeer(t)
+	r := newRig(t, Config{Learning: true})
+	target := [4]byte{192, 168, 100, 2}
+	if !pingOut(t, r.h10, target) {
+		t.Fatal("no echo reply from the kernel's VXLAN")
+	}
+	_ = ns
+	var mac [6]byte
+	for _, f := range r.h10.frames() {
+		if len(f) >= 42 && binary.BigEndian.Uint16(f[12:]) == 0x0806 && [4]byte(f[28:32]) == target {
+			mac = [6]byte(f[22:28])
+		}
+	}
+	const n = 40
+	var id uint16 = 0x5000
+	replies := func(id uint16) int {
+		seen := map[uint16]bool{}
+		for _, f := range r.h10.frames() {
+			if len(f) >= 42 && binary.BigEndian.Uint16(f[12:]) == 0x0800 && f[23] == 1 && f[34] == 0 &&
+				binary.BigEndian.Uint16(f[38:]) == id {
+				seen[binary.BigEndian.Uint16(f[40:])] = true
+			}
+		}
+		return len(seen)
+	}
+	ok := waitFor(10*time.Second, func() bool {
+		id++
+		fs := make([]vswitch.Frame, n)
+		for i := range fs {
+			f := echoRequest(mac, r.h10.mac, r.h10.ip, target, id)
+			icmp := f[34:]
+			// seq i and its complement in the data: the checksum, and so
+			// the flow hash, are the same for the whole burst.
+			binary.BigEndian.PutUint16(icmp[6:], uint16(i))
+			binary.BigEndian.PutUint16(icmp[8:], ^uint16(i))
+			binary.BigEndian.PutUint16(icmp[2:], 0)
+			binary.BigEndian.PutUint16(icmp[2:], ^csum(icmp))
+			fs[i] = vswitch.Frame{Data: f}
+		}
+		gso := r.vx.Stats().TxGSOPackets
+		r.h10.h.Input(fs)
+		return r.vx.Stats().TxGSOPackets > gso
+	})
+	if !ok {
+		t.Fatalf("no super-packet sent: %+v", r.vx.Stats())
+	}
+	if !waitFor(30*time.Second, func() bool { return replies(id) == n }) {
+		t.Errorf("the kernel answered %d of the %d echo requests sent as super-packets: %+v", replies(id), n, r.vx.Stats())
+	}
+	if st := r.vx.Stats(); st.TxGSOFallbacks != 0 || st.TxErrors != 0 {
+		t.Errorf("refused: %+v", st)
+	}
+}
