@@ -323,7 +323,7 @@ func (p *Port) sendGSO(b *txBatch, k, e int, h hop) bool {
 		ip[0], ip[1] = 0x45, 0
 		binary.BigEndian.PutUint16(ip[2:], uint16(ipv4Len+ulen))
 		binary.BigEndian.PutUint16(ip[4:], g.id)
-		g.id += uint16(e - k) // the kernel numbers the segments from it
+		g.id += uint16(e - k)                      // the kernel numbers the segments from it
 		binary.BigEndian.PutUint16(ip[6:], 0x4000) // DF
 		ip[8], ip[9] = ttl, unix.IPPROTO_UDP
 		ip[10], ip[11] = 0, 0
