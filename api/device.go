@@ -65,6 +65,9 @@ type VXLANCounters struct {
 	RemoteIPs         int    `json:"vxlan_remote_ips"`           // now: remote MAC/IP bindings (from MAC/IP routes)
 	RemoteIPsFull     uint64 `json:"vxlan_remote_ips_full"`      // remote bindings not set: the table was full
 	WrongFamily       uint64 `json:"vxlan_wrong_family"`         // remote VTEPs of the other address family (a control plane's): refused
+	TxGSOPackets      uint64 `json:"vxlan_tx_gso_packets"`       // UDP GSO super-packets sent (their packets counted in vxlan_tx_packets)
+	TxGSOFallbacks    uint64 `json:"vxlan_tx_gso_fallbacks"`     // super-packets the underlay device refused: their packets went one by one
+	RxGROPackets      uint64 `json:"vxlan_rx_gro_packets"`       // datagrams the kernel coalesced (UDP GRO), cut into their packets
 }
 
 // VMMCounters are a lab guest NIC's virtio-pci transport's, in hvnet's

@@ -18,7 +18,7 @@ type tunnelCollector struct {
 	evpn EVPNReporter   // nil: no port runs a control plane
 	dev  DeviceReporter // nil: no tunnel counters
 
-	packets, floodCopies, remoteMACs          *prometheus.Desc
+	packets, gso, floodCopies, remoteMACs     *prometheus.Desc
 	sessions, established                     *prometheus.Desc
 	received, accepted, flaps, resets, badMsg *prometheus.Desc
 	localRoutes, remoteRoutes                 *prometheus.Desc
@@ -28,6 +28,8 @@ func newTunnelCollector(sw *vswitch.Switch, ev EVPNReporter, dev DeviceReporter)
 	pn := []string{"port", "neighbor"}
 	return &tunnelCollector{sw: sw, evpn: ev, dev: dev,
 		packets: prometheus.NewDesc("hvnet_vxlan_packets_total", "VXLAN packets of a tunnel port: rx = received from remote VTEPs and handed to the switch, tx = sent (each flooded copy one). Its drops are hvnet_port_device_drops_total's vxlan_* reasons.",
+			[]string{"port", "direction"}, nil),
+		gso: prometheus.NewDesc("hvnet_vxlan_gso_packets_total", "UDP segmentation offload on a tunnel port's underlay: rx = datagrams the kernel coalesced (UDP GRO), tx = super-packets sent (UDP GSO: runs of one inner flow to one VTEP). Their packets are in hvnet_vxlan_packets_total.",
 			[]string{"port", "direction"}, nil),
 		floodCopies: prometheus.NewDesc("hvnet_vxlan_flood_copies_total", "VXLAN packets a tunnel port sent as copies of flooded frames (ingress replication).", []string{"port"}, nil),
 		remoteMACs:  prometheus.NewDesc("hvnet_vxlan_remote_macs", "MACs a tunnel port knows behind remote VTEPs (learned or from BGP EVPN).", []string{"port"}, nil),
@@ -48,7 +50,7 @@ func newTunnelCollector(sw *vswitch.Switch, ev EVPNReporter, dev DeviceReporter)
 
 // Describe implements prometheus.Collector.
 func (c *tunnelCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.packets, c.floodCopies, c.remoteMACs, c.sessions, c.established,
+	for _, d := range []*prometheus.Desc{c.packets, c.gso, c.floodCopies, c.remoteMACs, c.sessions, c.established,
 		c.received, c.accepted, c.flaps, c.resets, c.badMsg, c.localRoutes, c.remoteRoutes} {
 		ch <- d
 	}
@@ -69,6 +71,8 @@ func (c *tunnelCollector) Collect(ch chan<- prometheus.Metric) {
 				x := dc.VXLANCounters
 				counter(c.packets, float64(x.RxPackets), port, "rx")
 				counter(c.packets, float64(x.TxPackets), port, "tx")
+				counter(c.gso, float64(x.RxGROPackets), port, "rx")
+				counter(c.gso, float64(x.TxGSOPackets), port, "tx")
 				counter(c.floodCopies, float64(x.FloodCopies), port)
 				gauge(c.remoteMACs, float64(x.RemoteMACs), port)
 			}

@@ -46,6 +46,7 @@ func (kind) Options() []daemon.Option {
 		{Key: "udp6-zero-csum-tx", Value: "on|off", Help: "IPv6 underlay: send zero UDP checksums (default off, as Linux's udp6zerocsumtx)"},
 		{Key: "udp6-zero-csum-rx", Value: "on|off", Help: "IPv6 underlay: accept zero UDP checksums (default off, as Linux's udp6zerocsumrx)"},
 		{Key: "udp-port", Value: "PORT", Help: "the UDP port (default 4789)"},
+		{Key: "udp-gso", Value: "on|off", Help: "send runs of one flow's packets to one VTEP as UDP GSO super-packets, written to the underlay device (default on; off: each through the kernel's IP output)"},
 		{Key: "max-remote-macs", Value: "N", Help: "bound on the table of remote MACs (default 65536)"},
 		{Key: "asn", Value: "1..4294967295", Help: "BGP EVPN: the local AS (turns the control plane on; learning then off by default)"},
 		{Key: "router-id", Value: "ADDR", Help: "BGP EVPN: the router ID, an IPv4 address (default: local; required with an IPv6 local)"},
@@ -133,6 +134,13 @@ func (kind) Parse(v daemon.Values, port vswitch.PortConfig) (daemon.Spec, error)
 			return nil, daemon.Bad("learning", s, "is not on or off")
 		}
 		c.Learning = on
+	}
+	if s := v.Get("udp-gso"); s != "" {
+		on, ok := map[string]bool{"on": true, "off": false}[s]
+		if !ok {
+			return nil, daemon.Bad("udp-gso", s, "is not on or off")
+		}
+		c.NoUDPGSO = !on
 	}
 	switch s := v.Get("vtep-policy"); s {
 	case "", "known":
@@ -540,5 +548,5 @@ func Counters(st vxlan.Stats) *api.VXLANCounters {
 		TxDropOversize: st.TxDropOversize, TxDropNoRemote: st.TxDropNoRemote, TxErrors: st.TxErrors, RemoteMACsFull: st.RemoteMACsFull,
 		ARPSuppressed: st.ARPSuppressed, NDSuppressed: st.NDSuppressed, SuppressReplies: st.SuppressReplies, SuppressFull: st.SuppressFull,
 		SnoopIgnored: st.SnoopIgnored, LocalIPs: st.LocalIPs, LocalIPsFull: st.LocalIPsFull, RemoteIPs: st.RemoteIPs, RemoteIPsFull: st.RemoteIPsFull,
-		WrongFamily: st.WrongFamily}
+		WrongFamily: st.WrongFamily, TxGSOPackets: st.TxGSOPackets, TxGSOFallbacks: st.TxGSOFallbacks, RxGROPackets: st.RxGROPackets}
 }
