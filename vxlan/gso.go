@@ -332,7 +332,7 @@ func (p *Port) sendGSO(b *txBatch, k, e int, h hop) bool {
 		binary.BigEndian.PutUint16(ip[10:], ^fold(sumWords(ip[:ipv4Len], 0)))
 		sum = sumWords(ip[12:20], 0)
 	}
-	copy(udp[0:4], b.hdrs[hdrRoom*k:]) // the ports the message has
+	copy(udp[0:4], b.hdrs[hdrRoom*int(b.slot[k]):]) // the ports the message has
 	binary.BigEndian.PutUint16(udp[4:], uint16(ulen))
 	// CHECKSUM_PARTIAL: the field holds the pseudo-header's sum (with
 	// the whole length, which the kernel adjusts for each segment).
@@ -341,9 +341,10 @@ func (p *Port) sendGSO(b *txBatch, k, e int, h hop) bool {
 	g.iov[0].SetLen(len(hb))
 	n := 1
 	for j := k; j < e; j++ {
-		g.iov[n].Base = &b.hdrs[hdrRoom*j+udpLen]
+		s := int(b.slot[j])
+		g.iov[n].Base = &b.hdrs[hdrRoom*s+udpLen]
 		g.iov[n].SetLen(hdrRoom - udpLen)
-		g.iov[n+1] = b.iovs[2*j+1]
+		g.iov[n+1] = b.iovs[2*s+1]
 		n += 2
 	}
 	g.msg.SetIovlen(n)

@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"math/rand/v2"
 	"net/netip"
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/hvnet/hvnet/internal/netnstest"
 	vswitch "github.com/hvnet/hvnet/switch"
@@ -273,5 +275,121 @@ func TestGSOKernel(t *testing.T) {
 	}
 	if st := r.vx.Stats(); st.TxGSOFallbacks != 0 || st.TxErrors != 0 {
 		t.Errorf("refused: %+v", st)
+	}
+}
+
+// group puts each (VTEP, flow)'s messages together, in their order, and
+// moves every message's pointers with it: random batches.
+func TestGroup(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for round := range 500 {
+		n := 1 + rng.IntN(txBatchSize)
+		b := newTxBatch(txBatchSize, false)
+		nflows := 1 + rng.IntN(8)
+		if round%5 == 0 {
+			nflows = 1 + rng.IntN(txBatchSize)
+		}
+		for k := range n {
+			f := rng.IntN(nflows)
+			b.dst[k] = vtepAddr{15: byte(f % 3)}
+			b.fh[k] = uint64(f / 3)
+			b.frame[k] = int32(k)
+			b.ilen[k] = int32(1000 + k)
+		}
+		b.group(n)
+		seen := map[[2]uint64]bool{}
+		last := map[[2]uint64]int32{}
+		slots := map[int32]bool{}
+		for k := range n {
+			key := [2]uint64{uint64(b.dst[k][15]), b.fh[k]}
+			if k > 0 && seen[key] && (b.dst[k-1] != b.dst[k] || b.fh[k-1] != b.fh[k]) {
+				t.Fatalf("round %d: the messages of %v are not together", round, key)
+			}
+			seen[key] = true
+			if l, ok := last[key]; ok && b.frame[k] <= l {
+				t.Fatalf("round %d: %v's messages out of order", round, key)
+			}
+			last[key] = b.frame[k]
+			s := b.slot[k]
+			if s != b.frame[k] || b.ilen[k] != 1000+s || slots[s] {
+				t.Fatalf("round %d: message %d: slot %d, frame %d, length %d", round, k, s, b.frame[k], b.ilen[k])
+			}
+			slots[s] = true
+			if b.msgs[k].Hdr.Iov != &b.iovs[2*s] || b.msgs[k].Hdr.Name != (*byte)(unsafe.Pointer(&b.names[s])) {
+				t.Fatalf("round %d: message %d does not point at slot %d", round, k, s)
+			}
+		}
+	}
+}
+
+// Two flows interleaved frame by frame still leave as super-packets
+// (the batch is grouped by flow), and each flow's frames arrive in
+// their order.
+func TestGSOInterleaved(t *testing.T) {
+	netnstest.Need(t)
+	ns := netnstest.New(t, "vxi")
+	netnstest.Veth(t, "vxi0", ns, "vxi1")
+	netnstest.Run(t, "ip", "addr", "add", "10.14.0.1/24", "dev", "vxi0")
+	netnstest.Run(t, "ip", "-n", ns, "addr", "add", "10.14.0.2/24", "dev", "vxi1")
+	la, lb := netip.MustParseAddr("10.14.0.1"), netip.MustParseAddr("10.14.0.2")
+	vnis := map[uint32]uint16{100: 10}
+	pa, err := Open(Config{Local: la, VNIs: vnis, NativeVLAN: 10, Remotes: []netip.Addr{lb}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pa.Close()
+	pa.Start(nil)
+	var pb *Port
+	if err := inNetns(t, ns, func() (err error) {
+		pb, err = Open(Config{Local: lb, VNIs: vnis, NativeVLAN: 10, Remotes: []netip.Addr{la}})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer pb.Close()
+	sw := vswitch.New(vswitch.Config{})
+	ph, err := sw.AddPort(vswitch.PortConfig{Name: "vx", Mode: vswitch.ModeAccess, PVID: 10}, pb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &recorder{}
+	if _, err := sw.AddPort(vswitch.PortConfig{Name: "rec", Mode: vswitch.ModeAccess, PVID: 10}, rec); err != nil {
+		t.Fatal(err)
+	}
+	pb.Start(ph)
+	const n = 30
+	sent := 0
+	round := byte(0)
+	ok := waitFor(10*time.Second, func() bool {
+		round++
+		a, c := burst(round, n), burst(round, n)
+		fs := make([]vswitch.Frame, 0, 2*n)
+		for i := range n {
+			binary.BigEndian.PutUint16(c[i][14+20:], 5001) // the second flow: another source port
+			fs = append(fs, vswitch.Frame{Data: a[i]}, vswitch.Frame{Data: c[i]})
+		}
+		before := pa.Stats().TxGSOPackets
+		if got := pa.Send(fs); got != 2*n {
+			t.Fatalf("Send took %d of %d", got, 2*n)
+		}
+		sent += 2 * n
+		return pa.Stats().TxGSOPackets >= before+2
+	})
+	if !ok {
+		t.Fatalf("no super-packets for two interleaved flows: %+v", pa.Stats())
+	}
+	if !waitFor(30*time.Second, func() bool { return len(rec.frames()) >= sent }) {
+		t.Fatalf("B got %d of %d frames", len(rec.frames()), sent)
+	}
+	// Per flow (inner UDP source port), the places in the burst come in
+	// order, burst after burst.
+	next := map[uint16]int{}
+	for _, f := range rec.frames() {
+		sport := binary.BigEndian.Uint16(f[14+20:])
+		at := int(f[14+28])<<8 | int(f[14+29])
+		if at < next[sport] {
+			t.Fatalf("flow %d: frame %d after %d", sport, at, next[sport])
+		}
+		next[sport] = at + 1
 	}
 }

@@ -350,7 +350,12 @@ func (p *Port) openSockets() error {
 			}
 		}
 	}
-	unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, 4<<20)
+	// 16 MiB of receive buffer (with CAP_NET_ADMIN past rmem_max, else
+	// as much as it allows): the receive loop may be scheduled out while
+	// a burst of super-packets of 64 KiB each arrives.
+	if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, rcvBuf) != nil {
+		unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, rcvBuf)
+	}
 	// UDP GRO: runs of datagrams of one sender and size come as one
 	// (rx.go cuts them); without it (kernels before 5.0), one by one.
 	p.gro = unix.SetsockoptInt(fd, unix.SOL_UDP, udpGRO, 1) == nil

@@ -13,6 +13,9 @@ import (
 // rxBatchSize is how many datagrams one recvmmsg takes at most.
 const rxBatchSize = 32
 
+// rcvBuf is the receive socket's buffer.
+const rcvBuf = 16 << 20
+
 // groBufLen is a receive buffer with UDP GRO: the longest datagram the
 // kernel coalesces (its IP packet at most 65535 bytes), and one byte.
 const groBufLen = ipMax + 1

@@ -30,6 +30,10 @@ type txBatch struct {
 	dst  []vtepAddr
 	fh   []uint64
 	ilen []int32
+	// slot is where message k's header, iovecs and name are: k, unless
+	// group moved it (msgs[k] points at them; flush puts them back).
+	slot []int32
+	grp  groups
 }
 
 func newTxBatch(n int, v6 bool) *txBatch {
@@ -38,8 +42,10 @@ func newTxBatch(n int, v6 bool) *txBatch {
 		namelen = unix.SizeofSockaddrInet6
 	}
 	b := &txBatch{msgs: make([]unix.Mmsghdr, n), iovs: make([]unix.Iovec, 2*n), names: make([]unix.RawSockaddrInet6, n),
-		hdrs: make([]byte, hdrRoom*n), frame: make([]int32, n), dst: make([]vtepAddr, n), fh: make([]uint64, n), ilen: make([]int32, n)}
+		hdrs: make([]byte, hdrRoom*n), frame: make([]int32, n), dst: make([]vtepAddr, n), fh: make([]uint64, n), ilen: make([]int32, n),
+		slot: make([]int32, n), grp: newGroups(n)}
 	for i := range b.msgs {
+		b.slot[i] = int32(i)
 		b.msgs[i].Hdr.Iov = &b.iovs[2*i]
 		b.msgs[i].Hdr.SetIovlen(2)
 		b.msgs[i].Hdr.Name = (*byte)(unsafe.Pointer(&b.names[i]))
@@ -175,6 +181,7 @@ func (p *Port) Send(frames []vswitch.Frame) int {
 // any the kernel refuses, and marks their frames sent.
 func (p *Port) flush(b *txBatch, m int) {
 	if g := p.gso; g != nil {
+		b.group(m)
 		hops := *g.hops.Load()
 		s := 0 // the first message not sent yet
 		for k := 0; k < m; {
@@ -198,6 +205,9 @@ func (p *Port) flush(b *txBatch, m int) {
 	}
 	for k := range m {
 		b.iovs[2*k+1].Base = nil // no reference to the caller's frames
+		b.msgs[k].Hdr.Iov = &b.iovs[2*k]
+		b.msgs[k].Hdr.Name = (*byte)(unsafe.Pointer(&b.names[k]))
+		b.slot[k] = int32(k)
 	}
 }
 
@@ -208,7 +218,7 @@ func (p *Port) sendRaw(b *txBatch, from, m int) {
 		switch {
 		case e == unix.EINTR:
 			continue
-		case e == unix.EINVAL && p.v6 && b.names[from].Flowinfo != 0: // (over IPv4 those bytes are the address)
+		case e == unix.EINVAL && p.v6 && b.names[b.slot[from]].Flowinfo != 0: // (over IPv4 those bytes are the address)
 			// The kernel takes any flow label unless a process of the
 			// namespace holds one exclusively (net/ipv6/ip6_flowlabel.c,
 			// fl6_sock_lookup): then no labels from here on.
@@ -216,7 +226,7 @@ func (p *Port) sendRaw(b *txBatch, from, m int) {
 				p.log.Warn("vxlan: the kernel refuses IPv6 flow labels: packets go unlabelled")
 			}
 			for k := from; k < m; k++ {
-				b.names[k].Flowinfo = 0
+				b.names[b.slot[k]].Flowinfo = 0
 			}
 			continue
 		case e != 0 || r == 0:
@@ -230,7 +240,7 @@ func (p *Port) sendRaw(b *txBatch, from, m int) {
 		var bytes uint64
 		for k := from; k < from+int(r); k++ {
 			b.sent[b.frame[k]] = true
-			bytes += macsLen + b.iovs[2*k+1].Len
+			bytes += macsLen + b.iovs[2*b.slot[k]+1].Len
 		}
 		p.st.txBytes.Add(bytes)
 		p.st.txPackets.Add(uint64(r))

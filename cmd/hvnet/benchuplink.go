@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -54,7 +55,7 @@ func cmdBenchUplink(e *env, args []string) int {
 		return fail(e, fmt.Errorf("%w: %v", errUsage, err))
 	}
 	if *role == "gen" {
-		return benchGen(e, *iface, *dst, *size, *dur, 0)
+		return benchGen(e, *iface, *dst, *size, *dur, 0, 1)
 	}
 	if os.Getenv(benchNetnsEnv) == "" {
 		return reexecInNetns(e, append([]string{"bench", "uplink"}, args...))
@@ -323,7 +324,10 @@ func (b *uplinkBench) runDPDK() (func(), error) {
 // an uplink Port's TX path (TPACKET ring, qdisc bypass), as fast as it can
 // or at rate frames per second (0: as fast), and prints the rate it
 // managed in packets per second.
-func benchGen(e *env, iface, dst string, size int, dur time.Duration, rate float64) int {
+// benchGen sends frames of one size to dst from iface for dur, at rate
+// (0: as fast as it can), from flows source MACs in turn (1: one flow;
+// more: consecutive frames are never of one flow).
+func benchGen(e *env, iface, dst string, size int, dur time.Duration, rate float64, flows int) int {
 	p, err := uplink.Open(iface, uplink.Config{QdiscBypass: true, NoPromisc: true, Blocks: 2, BlockSize: 128 << 10})
 	if err != nil {
 		return fail(e, err)
@@ -337,11 +341,16 @@ func benchGen(e *env, iface, dst string, size int, dur time.Duration, rate float
 	if err != nil {
 		return fail(e, err)
 	}
-	var frame ethernet.Frame // IEEE 802 local experimental EtherType 0x88b5
-	frame.Prepare(d, ifi.HardwareAddr, ethernet.NotTagged, ethernet.Ethertype{0x88, 0xb5}, size-14)
+	frames := make([]ethernet.Frame, max(1, min(flows, 256)))
+	for i := range frames {
+		src := slices.Clone(ifi.HardwareAddr)
+		src[len(src)-1] ^= byte(i)
+		// IEEE 802 local experimental EtherType 0x88b5
+		frames[i].Prepare(d, src, ethernet.NotTagged, ethernet.Ethertype{0x88, 0xb5}, size-14)
+	}
 	batch := make([]vswitch.Frame, 64)
 	for i := range batch {
-		batch[i].Data = frame
+		batch[i].Data = frames[i%len(frames)]
 	}
 	if rate > 0 {
 		// Paced: batches of a millisecond's frames, sleeping between.

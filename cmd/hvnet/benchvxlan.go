@@ -48,6 +48,8 @@ func cmdBenchVxlan(e *env, args []string) int {
 	sizes := fs.String("sizes", "64,1400", "frame sizes in bytes (without FCS), comma-separated")
 	rounds := fs.Int("rounds", 3, "rounds: each measures the kernel and hvnet once per size, the order swapped every round")
 	rate := fs.Float64("rate", 0, "the generator's rate in frames per second (0: as fast as it can)")
+	flows := fs.Int("flows", 1, "inner flows (source MACs) the generator sends from in turn, 1..256: with more than one, consecutive frames are never of one flow (UDP GSO's worst case)")
+	pathList := fs.String("paths", "kernel,hvnet,hvnet-nogso", "the forwarders, in each round's order (rotated every round): kernel, hvnet, hvnet-nogso (udp-gso=off)")
 	profDir := fs.String("cpuprofile", "", "write a CPU profile of each hvnet host process per run into this directory")
 	role := fs.String("role", "", "internal: gen, hello or host")
 	iface := fs.String("iface", "", "internal: the generator's interface")
@@ -63,7 +65,7 @@ func cmdBenchVxlan(e *env, args []string) int {
 	}
 	switch *role {
 	case "gen":
-		return benchGen(e, *iface, *dst, *size, *dur, *rate)
+		return benchGen(e, *iface, *dst, *size, *dur, *rate, *flows)
 	case "hello":
 		return benchHello(e, *iface)
 	case "host":
@@ -77,6 +79,16 @@ func cmdBenchVxlan(e *env, args []string) int {
 	if err != nil {
 		return fail(e, fmt.Errorf("%w: bench vxlan: %v", errUsage, err))
 	}
+	var paths []string
+	for _, s := range strings.Split(*pathList, ",") {
+		if !slices.Contains([]string{"kernel", "hvnet", "hvnet-nogso"}, s) || slices.Contains(paths, s) {
+			return fail(e, fmt.Errorf("%w: bench vxlan: --paths %q: want kernel, hvnet or hvnet-nogso, each once", errUsage, *pathList))
+		}
+		paths = append(paths, s)
+	}
+	if *flows < 1 || *flows > 256 {
+		return fail(e, fmt.Errorf("%w: bench vxlan: --flows %d: want 1..256", errUsage, *flows))
+	}
 	if *seconds <= 0 || *rounds < 1 {
 		return fail(e, fmt.Errorf("%w: bench vxlan: want --seconds > 0 and --rounds >= 1", errUsage))
 	}
@@ -88,7 +100,7 @@ func cmdBenchVxlan(e *env, args []string) int {
 			return fail(e, err)
 		}
 	}
-	b := &vxlanBench{e: e, rate: *rate, dur: time.Duration(*seconds * float64(time.Second)), prefix: fmt.Sprintf("hvx%d", os.Getpid()), profDir: *profDir}
+	b := &vxlanBench{e: e, rate: *rate, flows: *flows, dur: time.Duration(*seconds * float64(time.Second)), prefix: fmt.Sprintf("hvx%d", os.Getpid()), profDir: *profDir}
 	defer b.cleanup()
 	if err := b.setup(); err != nil {
 		return fail(e, fmt.Errorf("bench vxlan: %w", err))
@@ -97,16 +109,13 @@ func cmdBenchVxlan(e *env, args []string) int {
 	if b.rate > 0 {
 		offered = fmt.Sprintf("%.0f frames/s", b.rate)
 	}
-	fmt.Fprintf(e.stdout, "VXLAN forwarding, endpoint A -> host A (encap) -> underlay bridge -> host B (decap) -> endpoint B; %v per run, %d rounds, generator %s\n",
-		b.dur, *rounds, offered)
-	fmt.Fprintf(e.stdout, "%-5s %5s %-7s %10s %10s %8s  %s\n", "size", "round", "path", "sent Mpps", "dlvd Mpps", "loss", "load")
+	fmt.Fprintf(e.stdout, "VXLAN forwarding, endpoint A -> host A (encap) -> underlay bridge -> host B (decap) -> endpoint B; %v per run, %d rounds, generator %s, %d flows in turn\n",
+		b.dur, *rounds, offered, b.flows)
+	fmt.Fprintf(e.stdout, "%-5s %5s %-11s %10s %10s %8s  %s\n", "size", "round", "path", "sent Mpps", "dlvd Mpps", "loss", "load")
 	res := map[int]map[string][]benchVxlanRun{}
 	for r := range *rounds {
 		for _, s := range sz {
-			order := []string{"kernel", "hvnet"}
-			if r%2 == 1 {
-				order = []string{"hvnet", "kernel"}
-			}
+			order := append(slices.Clone(paths[r%len(paths):]), paths[:r%len(paths)]...)
 			if res[s] == nil {
 				res[s] = map[string][]benchVxlanRun{}
 			}
@@ -116,7 +125,7 @@ func cmdBenchVxlan(e *env, args []string) int {
 					return fail(e, fmt.Errorf("bench vxlan: %s, %d B, round %d: %w", path, s, r+1, err))
 				}
 				res[s][path] = append(res[s][path], run)
-				fmt.Fprintf(e.stdout, "%-5d %5d %-7s %10.3f %10.3f %7.2f%%  %s\n", s, r+1, path, run.sent/1e6, run.delivered/1e6,
+				fmt.Fprintf(e.stdout, "%-5d %5d %-11s %10.3f %10.3f %7.2f%%  %s\n", s, r+1, path, run.sent/1e6, run.delivered/1e6,
 					100*run.loss(), loadAvg())
 				if run.note != "" {
 					fmt.Fprintf(e.stdout, "      %s\n", run.note)
@@ -124,21 +133,32 @@ func cmdBenchVxlan(e *env, args []string) int {
 			}
 		}
 	}
-	fmt.Fprintf(e.stdout, "\n%-5s %12s %12s %18s %s\n", "size", "kernel Mpps", "hvnet Mpps", "hvnet/kernel", "(median of rounds, range)")
+	// Ratios per round (the runs of a round are minutes apart at most),
+	// then their median and range.
+	fmt.Fprintf(e.stdout, "\n%-5s %-11s %10s   %s\n", "size", "path", "dlvd Mpps", "ratios per round: median (range)")
 	for _, s := range sz {
-		var ratios, kp, hp []float64
-		for i := range res[s]["kernel"] {
-			k, h := res[s]["kernel"][i].delivered, res[s]["hvnet"][i].delivered
-			kp, hp = append(kp, k), append(hp, h)
-			if k > 0 {
-				ratios = append(ratios, h/k)
+		for _, p := range paths {
+			var mp []float64
+			for _, run := range res[s][p] {
+				mp = append(mp, run.delivered)
 			}
+			line := fmt.Sprintf("%-5d %-11s %10.3f", s, p, medianF(mp)/1e6)
+			for _, q := range paths {
+				if q == p || p == "kernel" || q == "hvnet" {
+					continue
+				}
+				var ratios []float64
+				for i := range res[s][p] {
+					if d := res[s][q][i].delivered; d > 0 {
+						ratios = append(ratios, res[s][p][i].delivered/d)
+					}
+				}
+				if len(ratios) > 0 {
+					line += fmt.Sprintf("   /%s %.2f (%.2f..%.2f)", q, medianF(ratios), slices.Min(ratios), slices.Max(ratios))
+				}
+			}
+			fmt.Fprintln(e.stdout, line)
 		}
-		lo, hi := 0.0, 0.0
-		if len(ratios) > 0 {
-			lo, hi = slices.Min(ratios), slices.Max(ratios)
-		}
-		fmt.Fprintf(e.stdout, "%-5d %12.3f %12.3f %6.2f (%.2f..%.2f)\n", s, medianF(kp)/1e6, medianF(hp)/1e6, medianF(ratios), lo, hi)
 	}
 	return 0
 }
@@ -185,6 +205,7 @@ func loadAvg() string {
 type vxlanBench struct {
 	e       *env
 	rate    float64 // the generator's, frames per second (0: as fast as it can)
+	flows   int     // the generator's source MACs, in turn
 	dur     time.Duration
 	prefix  string
 	profDir string
@@ -285,7 +306,7 @@ func (b *vxlanBench) measure(path string, size, round int) (benchVxlanRun, error
 	if path == "kernel" {
 		stop, err = b.startKernel()
 	} else {
-		stop, err = b.startHvnet(size, round)
+		stop, err = b.startHvnet(size, round, path == "hvnet-nogso")
 	}
 	if err != nil {
 		return benchVxlanRun{}, err
@@ -312,7 +333,8 @@ func (b *vxlanBench) count(size int) (benchVxlanRun, error) {
 	time.Sleep(200 * time.Millisecond)
 	const warm = 500 * time.Millisecond
 	gen := exec.Command("ip", "netns", "exec", b.eps[0], self, "bench", "vxlan", "-role", "gen", "-iface", "ep0",
-		"-dst", benchEPMAC[1], "-size", fmt.Sprint(size), "-duration", (b.dur + 2*warm).String(), "-rate", fmt.Sprint(b.rate))
+		"-dst", benchEPMAC[1], "-size", fmt.Sprint(size), "-duration", (b.dur + 2*warm).String(), "-rate", fmt.Sprint(b.rate),
+		"-flows", fmt.Sprint(b.flows))
 	var genOut strings.Builder
 	gen.Stdout, gen.Stderr = &genOut, b.e.stderr
 	if err := gen.Start(); err != nil {
@@ -385,7 +407,7 @@ type benchHostProc struct {
 }
 
 // startHvnet starts an hvnet host process in each host namespace.
-func (b *vxlanBench) startHvnet(size, round int) (func() (string, error), error) {
+func (b *vxlanBench) startHvnet(size, round int, nogso bool) (func() (string, error), error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, err
@@ -416,10 +438,14 @@ func (b *vxlanBench) startHvnet(size, round int) (func() (string, error), error)
 		}
 		return strings.Join(notes, "\n      "), first
 	}
+	gso := "on"
+	if nogso {
+		gso = "off"
+	}
 	for i, h := range b.hosts {
 		args := []string{"netns", "exec", h, self, "bench", "vxlan", "-role", "host",
 			"-port", "kind=uplink,name=up,if=up0,vlan=10",
-			"-port", fmt.Sprintf("kind=vxlan,name=vx,vlan=10,local=%s,vni=100:10,remote=%s", benchVTEP(i), benchVTEP(1-i))}
+			"-port", fmt.Sprintf("kind=vxlan,name=vx,vlan=10,local=%s,vni=100:10,remote=%s,udp-gso=%s", benchVTEP(i), benchVTEP(1-i), gso)}
 		if b.profDir != "" {
 			args = append(args, "-cpuprofile", filepath.Join(b.profDir, fmt.Sprintf("hvnet-%c-%dB-r%d.pprof", 'a'+i, size, round)))
 		}
@@ -514,7 +540,8 @@ func hostSummary(r *daemon.Running, sw *vswitch.Switch) string {
 		s := fmt.Sprintf("%s rx %d tx %d drops %d", c.Name, c.RxPackets, c.TxPackets, drops)
 		if dc := r.Daemon().DeviceCounters(c.Name); dc != nil && dc.VXLANCounters != nil {
 			v := dc.VXLANCounters
-			s += fmt.Sprintf(" (vxlan rx %d tx %d tx_errors %d rx_errors %d)", v.RxPackets, v.TxPackets, v.TxErrors, v.RxErrors)
+			s += fmt.Sprintf(" (vxlan rx %d tx %d tx_errors %d rx_errors %d gso %d gro %d)", v.RxPackets, v.TxPackets, v.TxErrors, v.RxErrors,
+				v.TxGSOPackets, v.RxGROPackets)
 		} else if dc != nil && dc.UplinkCounters != nil {
 			s += fmt.Sprintf(" (ring full %d)", dc.UplinkCounters.RxDropKernel)
 		}
