@@ -99,10 +99,8 @@ func (p *Port) openGSO() (*gsoTx, error) {
 		unix.Close(fd)
 		return nil, fmt.Errorf("PACKET_VNET_HDR: %w", err)
 	}
-	// As the raw socket's packets, these do not wait in the underlay
-	// device's qdisc (PACKET_QDISC_BYPASS): refused when its queue is
-	// full, counted.
-	unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_QDISC_BYPASS, 1)
+	// No PACKET_QDISC_BYPASS: as the raw socket's, these packets go
+	// through the device's qdisc, and tcpdump on the underlay sees them.
 	unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, 4<<20)
 	g.nl, err = netlink.NewHandle(unix.NETLINK_ROUTE)
 	if err != nil {
