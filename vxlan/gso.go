@@ -62,6 +62,7 @@ const (
 // of their outer Ethernet header.
 type hop struct {
 	ifindex  int32
+	mtu      int32 // the device's, or the route's if less: the longest outer IP packet
 	dst, src [6]byte
 }
 
@@ -82,7 +83,7 @@ type gsoTx struct {
 	msg unix.Msghdr                                  // (txMu)
 
 	mu     sync.Mutex // guards failed
-	failed map[vtepAddr]string
+	failed map[vtepAddr]failure
 }
 
 // openGSO opens the AF_PACKET socket and the netlink handle, in the
@@ -94,7 +95,7 @@ func (p *Port) openGSO() (*gsoTx, error) {
 	if err != nil {
 		return nil, fmt.Errorf("AF_PACKET socket: %w", err)
 	}
-	g := &gsoTx{fd: fd, want: make(chan vtepAddr, 64), wake: make(chan struct{}), failed: map[vtepAddr]string{}}
+	g := &gsoTx{fd: fd, want: make(chan vtepAddr, 64), wake: make(chan struct{}), failed: map[vtepAddr]failure{}}
 	if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_VNET_HDR, 1); err != nil {
 		unix.Close(fd)
 		return nil, fmt.Errorf("PACKET_VNET_HDR: %w", err)
@@ -132,7 +133,9 @@ func (g *gsoTx) ask(a vtepAddr) {
 }
 
 // hopLoop resolves the VTEPs Send asks about and looks up those it knows
-// again every hopRefresh, until Close.
+// again every hopRefresh, until Close. A VTEP that could not be resolved
+// is not tried again before hopRefresh has passed, however often Send
+// asks.
 func (p *Port) hopLoop() {
 	defer p.wg.Done()
 	g := p.gso
@@ -144,10 +147,10 @@ func (p *Port) hopLoop() {
 			return
 		case a := <-g.want:
 			m := *g.hops.Load()
-			if _, ok := m[a]; ok || len(m) >= hopMax || !p.isKnown(a) {
+			if _, ok := m[a]; ok || len(m) >= hopMax || !p.isKnown(a) || g.failedLately(a) {
 				continue
 			}
-			if h, ok := p.resolve(a); ok {
+			if h, ok := p.resolve(a, nil); ok {
 				n := make(map[vtepAddr]hop, len(m)+1)
 				for k, v := range m {
 					n[k] = v
@@ -158,11 +161,12 @@ func (p *Port) hopLoop() {
 		case <-t.C:
 			m := *g.hops.Load()
 			n := make(map[vtepAddr]hop, len(m))
+			c := &hopCache{links: map[int]netlink.Link{}, neighs: map[int][]netlink.Neigh{}}
 			for a := range m {
 				if !p.isKnown(a) {
 					continue // no longer a VTEP of the port
 				}
-				if h, ok := p.resolve(a); ok {
+				if h, ok := p.resolve(a, c); ok {
 					n[a] = h
 				}
 			}
@@ -177,21 +181,44 @@ func (p *Port) isKnown(a vtepAddr) bool {
 	return p.known[a] > 0
 }
 
+// failure is why and when a VTEP could not be resolved.
+type failure struct {
+	why string
+	at  time.Time
+}
+
+func (g *gsoTx) failedLately(a vtepAddr) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	f, ok := g.failed[a]
+	return ok && time.Since(f.at) < hopRefresh
+}
+
+// hopCache holds one refresh's devices and neighbour tables, each read
+// once however many VTEPs share it.
+type hopCache struct {
+	links  map[int]netlink.Link
+	neighs map[int][]netlink.Neigh
+}
+
 // resolve asks the kernel how packets to a leave: the route's device and
-// next hop, and the next hop's MAC from the neighbour table. A neighbour
-// the kernel has not confirmed lately is poked (NTF_USE: the kernel
-// probes it, as when its own packets use it); one it does not know yet is
-// created and resolved the same way, and a is asked about again by the
-// next Send. A VTEP that cannot be resolved is logged once, until it can.
-func (p *Port) resolve(a vtepAddr) (hop, bool) {
+// next hop, and the next hop's MAC from the neighbour table (through c,
+// if not nil). A neighbour the kernel has not confirmed lately is poked
+// (NTF_USE: the kernel probes it, as when its own packets use it); one
+// it does not know yet is created and resolved the same way, and a is
+// tried again when Send asks after hopRefresh. A VTEP that cannot be
+// resolved is logged when the reason changes.
+func (p *Port) resolve(a vtepAddr, c *hopCache) (hop, bool) {
 	g := p.gso
-	h, err := p.lookupHop(a)
+	h, err := p.lookupHop(a, c)
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if err != nil {
-		if g.failed[a] != err.Error() && len(g.failed) < hopMax {
-			g.failed[a] = err.Error()
-			p.log.Debug("vxlan: no UDP GSO to this VTEP: packets go one by one", "vtep", a.addr(), "why", err)
+		if f, ok := g.failed[a]; ok || len(g.failed) < hopMax {
+			if f.why != err.Error() {
+				p.log.Debug("vxlan: no UDP GSO to this VTEP: packets go one by one", "vtep", a.addr(), "why", err)
+			}
+			g.failed[a] = failure{why: err.Error(), at: time.Now()}
 		}
 		return hop{}, false
 	}
@@ -199,7 +226,7 @@ func (p *Port) resolve(a vtepAddr) (hop, bool) {
 	return h, true
 }
 
-func (p *Port) lookupHop(a vtepAddr) (hop, error) {
+func (p *Port) lookupHop(a vtepAddr, c *hopCache) (hop, error) {
 	g := p.gso
 	ip := net.IP(a.addr().AsSlice())
 	rs, err := g.nl.RouteGet(ip)
@@ -217,9 +244,17 @@ func (p *Port) lookupHop(a vtepAddr) (hop, error) {
 	if r.Gw != nil {
 		nh = r.Gw
 	}
-	l, err := g.nl.LinkByIndex(r.LinkIndex)
-	if err != nil {
-		return hop{}, fmt.Errorf("device %d: %w", r.LinkIndex, err)
+	var l netlink.Link
+	if c != nil {
+		l = c.links[r.LinkIndex]
+	}
+	if l == nil {
+		if l, err = g.nl.LinkByIndex(r.LinkIndex); err != nil {
+			return hop{}, fmt.Errorf("device %d: %w", r.LinkIndex, err)
+		}
+		if c != nil {
+			c.links[r.LinkIndex] = l
+		}
 	}
 	la := l.Attrs()
 	if la.EncapType != "ether" || len(la.HardwareAddr) != 6 {
@@ -229,9 +264,22 @@ func (p *Port) lookupHop(a vtepAddr) (hop, error) {
 	if p.v6 {
 		family = unix.AF_INET6
 	}
-	ns, err := g.nl.NeighList(r.LinkIndex, family)
-	if err != nil {
-		return hop{}, fmt.Errorf("neighbours of %s: %w", la.Name, err)
+	var ns []netlink.Neigh
+	var cached bool
+	if c != nil {
+		ns, cached = c.neighs[r.LinkIndex]
+	}
+	if !cached {
+		if ns, err = g.nl.NeighList(r.LinkIndex, family); err != nil {
+			return hop{}, fmt.Errorf("neighbours of %s: %w", la.Name, err)
+		}
+		if c != nil {
+			c.neighs[r.LinkIndex] = ns
+		}
+	}
+	mtu := la.MTU
+	if r.MTU > 0 && r.MTU < mtu {
+		mtu = r.MTU
 	}
 	for _, n := range ns {
 		if !n.IP.Equal(nh) {
@@ -244,7 +292,7 @@ func (p *Port) lookupHop(a vtepAddr) (hop, error) {
 		if n.State&(unix.NUD_REACHABLE|unix.NUD_PERMANENT|unix.NUD_NOARP) == 0 {
 			g.poke(r.LinkIndex, family, nh)
 		}
-		return hop{ifindex: int32(r.LinkIndex), dst: [6]byte(n.HardwareAddr), src: [6]byte(la.HardwareAddr)}, nil
+		return hop{ifindex: int32(r.LinkIndex), mtu: int32(mtu), dst: [6]byte(n.HardwareAddr), src: [6]byte(la.HardwareAddr)}, nil
 	}
 	g.poke(r.LinkIndex, family, nh)
 	return hop{}, fmt.Errorf("next hop %v on %s not resolved yet", nh, la.Name)

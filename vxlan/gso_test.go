@@ -92,10 +92,13 @@ func (r *recorder) frames() [][]byte {
 
 // burst is n UDP frames of one flow, marked with the burst and their
 // place in it, 1000 bytes each but the last (600).
-func burst(round byte, n int) [][]byte {
+func burst(round byte, n int) [][]byte { return burstOf(round, n, 1000) }
+
+// burstOf is burst with frames of size bytes (the last 600).
+func burstOf(round byte, n, size0 int) [][]byte {
 	fs := make([][]byte, n)
 	for i := range fs {
-		size := 1000
+		size := size0
 		if i == n-1 {
 			size = 600
 		}
@@ -391,5 +394,72 @@ func TestGSOInterleaved(t *testing.T) {
 			t.Fatalf("flow %d: frame %d after %d", sport, at, next[sport])
 		}
 		next[sport] = at + 1
+	}
+}
+
+// A link whose MTU is below underlay-mtu: runs whose packets the link
+// carries leave as super-packets; longer ones go one by one through the
+// raw socket (which fragments them, as before UDP GSO), never as
+// segments the link would drop.
+func TestGSOLinkMTU(t *testing.T) {
+	netnstest.Need(t)
+	ns := netnstest.New(t, "vxm")
+	netnstest.Veth(t, "vxm0", ns, "vxm1")
+	netnstest.Run(t, "ip", "link", "set", "vxm0", "mtu", "1100")
+	netnstest.Run(t, "ip", "-n", ns, "link", "set", "vxm1", "mtu", "1100")
+	netnstest.Run(t, "ip", "addr", "add", "10.15.0.1/24", "dev", "vxm0")
+	netnstest.Run(t, "ip", "-n", ns, "addr", "add", "10.15.0.2/24", "dev", "vxm1")
+	la, lb := netip.MustParseAddr("10.15.0.1"), netip.MustParseAddr("10.15.0.2")
+	vnis := map[uint32]uint16{100: 10}
+	pa, err := Open(Config{Local: la, VNIs: vnis, NativeVLAN: 10, Remotes: []netip.Addr{lb}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pa.Close()
+	pa.Start(nil)
+	var pb *Port
+	if err := inNetns(t, ns, func() (err error) {
+		pb, err = Open(Config{Local: lb, VNIs: vnis, NativeVLAN: 10, Remotes: []netip.Addr{la}})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer pb.Close()
+	sw := vswitch.New(vswitch.Config{})
+	ph, err := sw.AddPort(vswitch.PortConfig{Name: "vx", Mode: vswitch.ModeAccess, PVID: 10}, pb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &recorder{}
+	if _, err := sw.AddPort(vswitch.PortConfig{Name: "rec", Mode: vswitch.ModeAccess, PVID: 10}, rec); err != nil {
+		t.Fatal(err)
+	}
+	pb.Start(ph)
+	const n = 20
+	sent := 0
+	round := byte(0)
+	send := func(size int) {
+		round++
+		fs := burstOf(round, n, size)
+		frames := make([]vswitch.Frame, n)
+		for i := range fs {
+			frames[i] = vswitch.Frame{Data: fs[i]}
+		}
+		if got := pa.Send(frames); got != n {
+			t.Fatalf("Send took %d of %d", got, n)
+		}
+		sent += n
+	}
+	// 1000-byte frames: 1036-byte packets, which the link carries.
+	if !waitFor(10*time.Second, func() bool { send(1000); return pa.Stats().TxGSOPackets > 0 }) {
+		t.Fatalf("no super-packets on a link of MTU 1100: %+v", pa.Stats())
+	}
+	gso := pa.Stats().TxGSOPackets
+	send(1200) // 1236-byte packets: fragmented by the raw socket
+	if !waitFor(30*time.Second, func() bool { return len(rec.frames()) >= sent }) {
+		t.Fatalf("B got %d of %d frames: %+v", len(rec.frames()), sent, pa.Stats())
+	}
+	if st := pa.Stats(); st.TxGSOPackets != gso {
+		t.Errorf("packets longer than the link's MTU left as %d super-packets", st.TxGSOPackets-gso)
 	}
 }

@@ -189,7 +189,7 @@ func (p *Port) flush(b *txBatch, m int) {
 			if e-k > 1 {
 				if h, ok := hops[b.dst[k]]; !ok {
 					g.ask(b.dst[k])
-				} else {
+				} else if int(h.mtu) >= p.ipLen+udpLen+HdrLen+int(b.ilen[k]) {
 					p.sendRaw(b, s, k)
 					if !p.sendGSO(b, k, e, h) {
 						p.sendRaw(b, k, e)
