@@ -33,8 +33,23 @@
 //     header (UDP, VXLAN, the inner MACs) and at the frame's bytes after
 //     its VLAN tag. A flooded frame is one set of buffers sent to each
 //     VTEP.
+//   - UDP GSO (gso.go; off with Config.NoUDPGSO): Send's batch is grouped
+//     by (VTEP, inner flow), a flow's packets kept in order (group.go),
+//     and each group of two or more whose packets the next hop's link
+//     carries leaves as UDP GSO super-packets of up to 64 packets: one
+//     outer Ethernet, IP and UDP header written by the port and handed
+//     with a virtio-net header (GSO_UDP_L4, the UDP checksum partial) to
+//     the underlay device through an AF_PACKET socket, the next hop's MAC
+//     from the kernel's route and neighbour tables (netlink, looked up
+//     off the data path every second). The kernel or the NIC cuts it into
+//     its datagrams, each with a UDP checksum (over IPv6 too, whatever
+//     Config.UDP6ZeroCsumTx says: the kernel computes it). A VTEP not yet
+//     resolved, a single packet, and a super-packet the device refuses go
+//     through the raw socket as above.
 //   - Packets are received on a UDP socket bound to the local address
-//     and port (4789 by default) with recvmmsg; the inner frame's VLAN
+//     and port (4789 by default) with recvmmsg and UDP GRO (a run of one
+//     sender's datagrams of one size arrives as one, with its segment
+//     size, and is cut into them); the inner frame's VLAN
 //     tag is written into the VXLAN header's room in front of it, so
 //     nothing is copied either. Over IPv6 the kernel checks the UDP
 //     checksum and drops, before the port, a wrong one or a zero one
