@@ -229,7 +229,18 @@ func (p *Port) resolve(a vtepAddr, c *hopCache) (hop, bool) {
 func (p *Port) lookupHop(a vtepAddr, c *hopCache) (hop, error) {
 	g := p.gso
 	ip := net.IP(a.addr().AsSlice())
-	rs, err := g.nl.RouteGet(ip)
+	local := net.IP(p.cfg.Local.AsSlice())
+	// A multipath route spreads flows over its next hops by their source
+	// ports (with fib_multipath_hash_policy 1): the raw socket keeps
+	// that, one next hop for every super-packet would not.
+	fm, err := g.nl.RouteGetWithOptions(ip, &netlink.RouteGetOptions{SrcAddr: local, FIBMatch: true})
+	if err != nil {
+		return hop{}, fmt.Errorf("route: %w", err)
+	}
+	if len(fm) > 0 && len(fm[0].MultiPath) > 1 {
+		return hop{}, fmt.Errorf("multipath route (%d next hops): the kernel spreads the flows", len(fm[0].MultiPath))
+	}
+	rs, err := g.nl.RouteGetWithOptions(ip, &netlink.RouteGetOptions{SrcAddr: local})
 	if err != nil {
 		return hop{}, fmt.Errorf("route: %w", err)
 	}

@@ -463,3 +463,63 @@ func TestGSOLinkMTU(t *testing.T) {
 		t.Errorf("packets longer than the link's MTU left as %d super-packets", st.TxGSOPackets-gso)
 	}
 }
+
+// A VTEP behind a multipath route gets no super-packets (the kernel
+// spreads the flows over the next hops by source port; one next hop for
+// every super-packet would not), and its packets still arrive.
+func TestGSOMultipath(t *testing.T) {
+	netnstest.Need(t)
+	ns := netnstest.New(t, "vxe")
+	netnstest.Veth(t, "vxe0", ns, "vxe0p")
+	netnstest.Veth(t, "vxe1", ns, "vxe1p")
+	netnstest.Run(t, "ip", "addr", "add", "10.16.0.1/24", "dev", "vxe0")
+	netnstest.Run(t, "ip", "addr", "add", "10.16.1.1/24", "dev", "vxe1")
+	netnstest.Run(t, "ip", "addr", "add", "10.16.9.1/32", "dev", "vxe0")
+	netnstest.Run(t, "ip", "-n", ns, "addr", "add", "10.16.0.2/24", "dev", "vxe0p")
+	netnstest.Run(t, "ip", "-n", ns, "addr", "add", "10.16.1.2/24", "dev", "vxe1p")
+	netnstest.Run(t, "ip", "-n", ns, "addr", "add", "10.16.9.2/32", "dev", "vxe0p")
+	netnstest.Run(t, "ip", "route", "add", "10.16.9.2/32", "nexthop", "via", "10.16.0.2", "dev", "vxe0", "nexthop", "via", "10.16.1.2", "dev", "vxe1")
+	netnstest.Run(t, "ip", "-n", ns, "route", "add", "10.16.9.1/32", "via", "10.16.0.1", "dev", "vxe0p")
+	la, lb := netip.MustParseAddr("10.16.9.1"), netip.MustParseAddr("10.16.9.2")
+	vnis := map[uint32]uint16{100: 10}
+	pa, err := Open(Config{Local: la, VNIs: vnis, NativeVLAN: 10, Remotes: []netip.Addr{lb}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pa.Close()
+	pa.Start(nil)
+	var pb *Port
+	if err := inNetns(t, ns, func() (err error) {
+		pb, err = Open(Config{Local: lb, VNIs: vnis, NativeVLAN: 10, Remotes: []netip.Addr{la}})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer pb.Close()
+	sw := vswitch.New(vswitch.Config{})
+	ph, err := sw.AddPort(vswitch.PortConfig{Name: "vx", Mode: vswitch.ModeAccess, PVID: 10}, pb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &recorder{}
+	if _, err := sw.AddPort(vswitch.PortConfig{Name: "rec", Mode: vswitch.ModeAccess, PVID: 10}, rec); err != nil {
+		t.Fatal(err)
+	}
+	pb.Start(ph)
+	const n = 20
+	for round := range byte(15) {
+		fs := burst(round, n)
+		frames := make([]vswitch.Frame, n)
+		for i := range fs {
+			frames[i] = vswitch.Frame{Data: fs[i]}
+		}
+		pa.Send(frames)
+		time.Sleep(100 * time.Millisecond) // past a lookup of the next hop
+	}
+	if !waitFor(30*time.Second, func() bool { return len(rec.frames()) >= 15*n }) {
+		t.Fatalf("B got %d of %d frames: %+v", len(rec.frames()), 15*n, pa.Stats())
+	}
+	if st := pa.Stats(); st.TxGSOPackets != 0 {
+		t.Errorf("%d super-packets to a VTEP behind a multipath route", st.TxGSOPackets)
+	}
+}
