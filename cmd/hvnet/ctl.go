@@ -534,6 +534,9 @@ func deviceString(dc *api.DeviceCounters) string {
 	}
 	if x := dc.VXLANCounters; x != nil {
 		s += fmt.Sprintf(", %d packets in, %d out (%d flooded copies), %d remote MACs", x.RxPackets, x.TxPackets, x.FloodCopies, x.RemoteMACs)
+		if x.TxGSOPackets+x.RxGROPackets > 0 {
+			s += fmt.Sprintf(", %d UDP GSO super-packets out, %d GRO datagrams in", x.TxGSOPackets, x.RxGROPackets)
+		}
 		if x.LocalIPs+x.RemoteIPs > 0 || x.ARPSuppressed+x.NDSuppressed > 0 {
 			s += fmt.Sprintf(", %d local IPs, %d remote IPs, %d ARP and %d ND requests answered locally", x.LocalIPs, x.RemoteIPs,
 				x.ARPSuppressed, x.NDSuppressed)
