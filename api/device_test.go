@@ -212,7 +212,7 @@ func TestDeviceCountersDocumented(t *testing.T) {
 		switch f {
 		case "kind", "sessions", "connected", "stuck", "attaches", "features", "active_pairs", // not counters of drops or faults
 			"vxlan_rx_packets", "vxlan_tx_packets", "vxlan_flood_copies", "vxlan_remote_macs",
-			"vxlan_tx_gso_packets", "vxlan_tx_gso_fallbacks", "vxlan_rx_gro_packets",
+			"vxlan_tx_gso_packets", "vxlan_tx_gso_fallbacks", "vxlan_rx_gro_packets", "vxlan_tx_direct",
 			"vxlan_arp_suppressed", "vxlan_nd_suppressed", "vxlan_suppress_replies", "vxlan_local_ips", "vxlan_remote_ips",
 			"bond_lacp_rx", "bond_lacp_tx", "bond_failovers", "bond_announced", "bond_rebalanced":
 		default:

@@ -82,6 +82,8 @@ type gsoTx struct {
 	sll unix.RawSockaddrLinklayer                    // (txMu)
 	msg unix.Msghdr                                  // (txMu)
 
+	one pktBatch // single packets (txMu)
+
 	mu     sync.Mutex // guards failed
 	failed map[vtepAddr]failure
 }
@@ -95,7 +97,8 @@ func (p *Port) openGSO() (*gsoTx, error) {
 	if err != nil {
 		return nil, fmt.Errorf("AF_PACKET socket: %w", err)
 	}
-	g := &gsoTx{fd: fd, want: make(chan vtepAddr, 64), wake: make(chan struct{}), failed: map[vtepAddr]failure{}}
+	g := &gsoTx{fd: fd, want: make(chan vtepAddr, 64), wake: make(chan struct{}), failed: map[vtepAddr]failure{},
+		one: newPktBatch(txBatchSize)}
 	if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_VNET_HDR, 1); err != nil {
 		unix.Close(fd)
 		return nil, fmt.Errorf("PACKET_VNET_HDR: %w", err)
@@ -343,19 +346,77 @@ func (p *Port) gsoRun(b *txBatch, k, m int) int {
 // h; false if the kernel refused it (the caller sends them one by one).
 func (p *Port) sendGSO(b *txBatch, k, e int, h hop) bool {
 	g := p.gso
+	hb := g.hdr[:vnetHdrLen+ethLen+p.ipLen+udpLen]
+	p.outer(hb, b, k, e, h)
+	g.iov[0].Base = &hb[0]
+	g.iov[0].SetLen(len(hb))
+	n := 1
+	for j := k; j < e; j++ {
+		s := int(b.slot[j])
+		g.iov[n].Base = &b.hdrs[hdrRoom*s+udpLen]
+		g.iov[n].SetLen(hdrRoom - udpLen)
+		g.iov[n+1] = b.iovs[2*s+1]
+		n += 2
+	}
+	g.msg.SetIovlen(n)
+	g.sll.Ifindex = h.ifindex
+	g.sll.Protocol = binary.NativeEndian.Uint16(hb[vnetHdrLen+12:]) // in network order
+	g.sll.Addr = [8]byte{}
+	copy(g.sll.Addr[:6], h.dst[:])
+	var errno unix.Errno
+	for {
+		_, _, errno = unix.Syscall(unix.SYS_SENDMSG, uintptr(g.fd), uintptr(unsafe.Pointer(&g.msg)), 0)
+		if errno != unix.EINTR {
+			break
+		}
+	}
+	for j := 1; j < n; j++ {
+		g.iov[j].Base = nil // no reference to the caller's frames
+	}
+	if errno != 0 {
+		p.st.gsoFallback.Add(1)
+		p.log.Debug("vxlan: UDP GSO packet refused, sent one by one", "vtep", b.dst[k].addr(), "error", errno)
+		return false
+	}
+	var bytes uint64
+	for j := k; j < e; j++ {
+		b.sent[b.frame[j]] = true
+		bytes += uint64(b.ilen[j])
+	}
+	p.st.txBytes.Add(bytes)
+	p.st.txPackets.Add(uint64(e - k))
+	p.st.direct.Add(uint64(e - k))
+	p.st.gsoPackets.Add(1)
+	return true
+}
+
+// outer writes into hb the virtio-net header and the outer Ethernet, IP
+// and UDP headers of messages [k, e) of the batch, sent through h: one
+// super-packet (GSO_UDP_L4) if there are two or more, else one packet
+// (with the UDP checksum over IPv4 zero, over IPv6 the kernel's to
+// complete unless Config.UDP6ZeroCsumTx: as the raw socket's).
+func (p *Port) outer(hb []byte, b *txBatch, k, e int, h hop) {
+	g := p.gso
 	seg := HdrLen + int(b.ilen[k])
 	payload := 0
 	for j := k; j < e; j++ {
 		payload += HdrLen + int(b.ilen[j])
 	}
 	outer := ethLen + p.ipLen + udpLen
-	hb := g.hdr[:vnetHdrLen+outer]
+	gso := e-k > 1
+	csum := gso || p.v6 && !p.cfg.UDP6ZeroCsumTx
 	// struct virtio_net_hdr, little-endian (virtio 1.x).
-	hb[0], hb[1] = vnetNeedsCsum, vnetGSOUDPL4
-	binary.LittleEndian.PutUint16(hb[2:], uint16(outer))
-	binary.LittleEndian.PutUint16(hb[4:], uint16(seg))
-	binary.LittleEndian.PutUint16(hb[6:], uint16(ethLen+p.ipLen))
-	binary.LittleEndian.PutUint16(hb[8:], 6) // the UDP checksum's offset
+	clear(hb[:vnetHdrLen])
+	if csum {
+		hb[0] = vnetNeedsCsum
+		binary.LittleEndian.PutUint16(hb[6:], uint16(ethLen+p.ipLen))
+		binary.LittleEndian.PutUint16(hb[8:], 6) // the UDP checksum's offset
+	}
+	if gso {
+		hb[1] = vnetGSOUDPL4
+		binary.LittleEndian.PutUint16(hb[2:], uint16(outer))
+		binary.LittleEndian.PutUint16(hb[4:], uint16(seg))
+	}
 	eth := hb[vnetHdrLen:]
 	copy(eth[0:6], h.dst[:])
 	copy(eth[6:12], h.src[:])
@@ -391,48 +452,12 @@ func (p *Port) sendGSO(b *txBatch, k, e int, h hop) bool {
 	}
 	copy(udp[0:4], b.hdrs[hdrRoom*int(b.slot[k]):]) // the ports the message has
 	binary.BigEndian.PutUint16(udp[4:], uint16(ulen))
-	// CHECKSUM_PARTIAL: the field holds the pseudo-header's sum (with
-	// the whole length, which the kernel adjusts for each segment).
-	binary.BigEndian.PutUint16(udp[6:], fold(sum+unix.IPPROTO_UDP+uint32(ulen)))
-	g.iov[0].Base = &hb[0]
-	g.iov[0].SetLen(len(hb))
-	n := 1
-	for j := k; j < e; j++ {
-		s := int(b.slot[j])
-		g.iov[n].Base = &b.hdrs[hdrRoom*s+udpLen]
-		g.iov[n].SetLen(hdrRoom - udpLen)
-		g.iov[n+1] = b.iovs[2*s+1]
-		n += 2
+	binary.BigEndian.PutUint16(udp[6:], 0)
+	if csum {
+		// CHECKSUM_PARTIAL: the field holds the pseudo-header's sum (with
+		// the whole length, which the kernel adjusts for each segment).
+		binary.BigEndian.PutUint16(udp[6:], fold(sum+unix.IPPROTO_UDP+uint32(ulen)))
 	}
-	g.msg.SetIovlen(n)
-	g.sll.Ifindex = h.ifindex
-	g.sll.Protocol = binary.NativeEndian.Uint16(eth[12:14]) // in network order
-	g.sll.Addr = [8]byte{}
-	copy(g.sll.Addr[:6], h.dst[:])
-	var errno unix.Errno
-	for {
-		_, _, errno = unix.Syscall(unix.SYS_SENDMSG, uintptr(g.fd), uintptr(unsafe.Pointer(&g.msg)), 0)
-		if errno != unix.EINTR {
-			break
-		}
-	}
-	for j := 1; j < n; j++ {
-		g.iov[j].Base = nil // no reference to the caller's frames
-	}
-	if errno != 0 {
-		p.st.gsoFallback.Add(1)
-		p.log.Debug("vxlan: UDP GSO packet refused, sent one by one", "vtep", b.dst[k].addr(), "error", errno)
-		return false
-	}
-	var bytes uint64
-	for j := k; j < e; j++ {
-		b.sent[b.frame[j]] = true
-		bytes += uint64(b.ilen[j])
-	}
-	p.st.txBytes.Add(bytes)
-	p.st.txPackets.Add(uint64(e - k))
-	p.st.gsoPackets.Add(1)
-	return true
 }
 
 // sumWords adds b's big-endian 16-bit words to s (one's complement, not
@@ -450,4 +475,86 @@ func fold(s uint32) uint16 {
 		s = s>>16 + s&0xffff
 	}
 	return uint16(s)
+}
+
+// outerRoom is one packet's virtio-net header and outer headers.
+const outerRoom = vnetHdrLen + ethLen + ipv6Len + udpLen
+
+// pktBatch is the sendmmsg(2) argument of single packets to resolved
+// VTEPs through the AF_PACKET socket (Send's, under txMu): per message
+// its outer headers, the VXLAN header and inner MACs, the rest of the
+// frame.
+type pktBatch struct {
+	msgs []unix.Mmsghdr
+	iovs []unix.Iovec
+	hdrs []byte
+	sll  []unix.RawSockaddrLinklayer
+	pos  []int32 // the message of the txBatch each one sends
+	n    int
+}
+
+func newPktBatch(n int) pktBatch {
+	b := pktBatch{msgs: make([]unix.Mmsghdr, n), iovs: make([]unix.Iovec, 3*n), hdrs: make([]byte, outerRoom*n),
+		sll: make([]unix.RawSockaddrLinklayer, n), pos: make([]int32, n)}
+	for i := range b.msgs {
+		b.msgs[i].Hdr.Iov = &b.iovs[3*i]
+		b.msgs[i].Hdr.SetIovlen(3)
+		b.msgs[i].Hdr.Name = (*byte)(unsafe.Pointer(&b.sll[i]))
+		b.msgs[i].Hdr.Namelen = unix.SizeofSockaddrLinklayer
+		b.sll[i].Family = unix.AF_PACKET
+		b.sll[i].Halen = 6
+	}
+	return b
+}
+
+// addOne queues message k of the batch, a single packet to h's VTEP.
+func (p *Port) addOne(b *txBatch, k int, h hop) {
+	o := &p.gso.one
+	i := o.n
+	hb := o.hdrs[outerRoom*i : outerRoom*i+vnetHdrLen+ethLen+p.ipLen+udpLen]
+	p.outer(hb, b, k, k+1, h)
+	s := int(b.slot[k])
+	o.iovs[3*i].Base = &hb[0]
+	o.iovs[3*i].SetLen(len(hb))
+	o.iovs[3*i+1].Base = &b.hdrs[hdrRoom*s+udpLen]
+	o.iovs[3*i+1].SetLen(hdrRoom - udpLen)
+	o.iovs[3*i+2] = b.iovs[2*s+1]
+	o.sll[i].Ifindex = h.ifindex
+	o.sll[i].Protocol = binary.NativeEndian.Uint16(hb[vnetHdrLen+12:])
+	copy(o.sll[i].Addr[:6], h.dst[:])
+	o.pos[i] = int32(k)
+	o.n++
+}
+
+// flushOne sends the queued single packets; one the device refuses goes
+// through the raw socket instead.
+func (p *Port) flushOne(b *txBatch) {
+	o := &p.gso.one
+	for from := 0; from < o.n; {
+		r, _, e := unix.Syscall6(unix.SYS_SENDMMSG, uintptr(p.gso.fd), uintptr(unsafe.Pointer(&o.msgs[from])), uintptr(o.n-from), 0, 0, 0)
+		switch {
+		case e == unix.EINTR:
+			continue
+		case e != 0 || r == 0:
+			k := int(o.pos[from])
+			p.st.gsoFallback.Add(1)
+			p.sendRaw(b, k, k+1)
+			from++
+			continue
+		}
+		var bytes uint64
+		for i := from; i < from+int(r); i++ {
+			k := o.pos[i]
+			b.sent[b.frame[k]] = true
+			bytes += uint64(b.ilen[k])
+		}
+		p.st.txBytes.Add(bytes)
+		p.st.txPackets.Add(uint64(r))
+		p.st.direct.Add(uint64(r))
+		from += int(r)
+	}
+	for i := range o.n {
+		o.iovs[3*i+2].Base = nil // no reference to the caller's frames
+	}
+	o.n = 0
 }

@@ -98,6 +98,7 @@ type Stats struct {
 	TxDropNoRemote uint64 // frames with nowhere to go: no flood list for their VNI
 	TxErrors       uint64 // packets the kernel refused (no route, buffer full)
 	TxGSOPackets   uint64 // UDP GSO super-packets sent (their packets are in TxPackets)
+	TxDirect       uint64 // packets written to the underlay device (AF_PACKET), in super-packets or alone; the rest went through the raw socket
 	TxGSOFallbacks uint64 // super-packets the underlay device refused: their packets went one by one
 	RxGROPackets   uint64 // datagrams the kernel coalesced (UDP GRO), each cut into its packets
 
@@ -125,7 +126,7 @@ type counters struct {
 	txNoVNI, txOversize, txNoRemote, txErrors, full                   atomic.Uint64
 	arpSuppressed, ndSuppressed, replies, ringFull, snoopIgnored      atomic.Uint64
 	localFull, remoteIPFull, wrongFamily                              atomic.Uint64
-	gsoPackets, gsoFallback, groPackets                               atomic.Uint64
+	gsoPackets, gsoFallback, groPackets, direct                       atomic.Uint64
 }
 
 // vtepAddr is a VTEP's address as the tables key it: the IPv6 address,
@@ -502,5 +503,5 @@ func (p *Port) Stats() Stats {
 		ARPSuppressed: c.arpSuppressed.Load(), NDSuppressed: c.ndSuppressed.Load(), SuppressReplies: c.replies.Load(),
 		SuppressFull: c.ringFull.Load(), SnoopIgnored: c.snoopIgnored.Load(), LocalIPs: nl, LocalIPsFull: c.localFull.Load(),
 		RemoteIPs: nr, RemoteIPsFull: c.remoteIPFull.Load(), WrongFamily: c.wrongFamily.Load(),
-		TxGSOPackets: c.gsoPackets.Load(), TxGSOFallbacks: c.gsoFallback.Load(), RxGROPackets: c.groPackets.Load()}
+		TxGSOPackets: c.gsoPackets.Load(), TxDirect: c.direct.Load(), TxGSOFallbacks: c.gsoFallback.Load(), RxGROPackets: c.groPackets.Load()}
 }

@@ -183,23 +183,43 @@ func (p *Port) flush(b *txBatch, m int) {
 	if g := p.gso; g != nil {
 		b.group(m)
 		hops := *g.hops.Load()
-		s := 0 // the first message not sent yet
+		// Messages go in their order: those waiting for the raw socket
+		// ([s, k)) or the AF_PACKET socket's batch of single packets are
+		// sent before the next message that goes another way.
+		s, raw := 0, false
 		for k := 0; k < m; {
 			e := p.gsoRun(b, k, m)
-			if e-k > 1 {
-				if h, ok := hops[b.dst[k]]; !ok {
-					g.ask(b.dst[k])
-				} else if int(h.mtu) >= p.ipLen+udpLen+HdrLen+int(b.ilen[k]) {
-					p.sendRaw(b, s, k)
-					if !p.sendGSO(b, k, e, h) {
-						p.sendRaw(b, k, e)
-					}
-					s = e
+			h, ok := hops[b.dst[k]]
+			if !ok {
+				g.ask(b.dst[k])
+			}
+			switch {
+			case !ok || int(h.mtu) < p.ipLen+udpLen+HdrLen+int(b.ilen[k]):
+				if !raw {
+					p.flushOne(b)
+					s, raw = k, true
 				}
+			case e-k > 1:
+				p.sendRaw(b, s, k)
+				p.flushOne(b)
+				if !p.sendGSO(b, k, e, h) {
+					p.sendRaw(b, k, e)
+				}
+				s, raw = e, false
+			default:
+				if raw {
+					p.sendRaw(b, s, k)
+					raw = false
+				}
+				p.addOne(b, k, h)
+				s = e
 			}
 			k = e
 		}
-		p.sendRaw(b, s, m)
+		if raw {
+			p.sendRaw(b, s, m)
+		}
+		p.flushOne(b)
 	} else {
 		p.sendRaw(b, 0, m)
 	}

@@ -548,5 +548,5 @@ func Counters(st vxlan.Stats) *api.VXLANCounters {
 		TxDropOversize: st.TxDropOversize, TxDropNoRemote: st.TxDropNoRemote, TxErrors: st.TxErrors, RemoteMACsFull: st.RemoteMACsFull,
 		ARPSuppressed: st.ARPSuppressed, NDSuppressed: st.NDSuppressed, SuppressReplies: st.SuppressReplies, SuppressFull: st.SuppressFull,
 		SnoopIgnored: st.SnoopIgnored, LocalIPs: st.LocalIPs, LocalIPsFull: st.LocalIPsFull, RemoteIPs: st.RemoteIPs, RemoteIPsFull: st.RemoteIPsFull,
-		WrongFamily: st.WrongFamily, TxGSOPackets: st.TxGSOPackets, TxGSOFallbacks: st.TxGSOFallbacks, RxGROPackets: st.RxGROPackets}
+		WrongFamily: st.WrongFamily, TxGSOPackets: st.TxGSOPackets, TxGSOFallbacks: st.TxGSOFallbacks, TxDirect: st.TxDirect, RxGROPackets: st.RxGROPackets}
 }
