@@ -44,8 +44,10 @@
 //     off the data path every second). The kernel or the NIC cuts it into
 //     its datagrams, each with a UDP checksum (over IPv6 too, whatever
 //     Config.UDP6ZeroCsumTx says: the kernel computes it). A VTEP not yet
-//     resolved, a single packet, and a super-packet the device refuses go
-//     through the raw socket as above.
+//     resolved and a packet the device refuses go through the raw socket
+//     as above; other single packets to a resolved VTEP are written to
+//     the device too, in batches (sendmmsg on the AF_PACKET socket), a
+//     flow's packets always in their order whichever way each goes.
 //   - Packets are received on a UDP socket bound to the local address
 //     and port (4789 by default) with recvmmsg and UDP GRO (a run of one
 //     sender's datagrams of one size arrives as one, with its segment

@@ -37,8 +37,10 @@ import (
 // goroutine of its own, never from Send) and keeps what it learned for
 // hopRefresh. A VTEP whose next hop is not known yet, not resolved, or
 // not behind an Ethernet device gets its packets one by one through the
-// raw socket (which also makes the kernel resolve it); so does a run of
-// one packet, and a super-packet the AF_PACKET socket refuses.
+// raw socket (which also makes the kernel resolve it); so does a
+// super-packet the AF_PACKET socket refuses. A run of one packet to a
+// resolved VTEP is written to the device alone (pktBatch), which spares
+// it the kernel's IP output too.
 
 const (
 	// gsoMaxSegs bounds the packets of one super-packet (the kernel's
