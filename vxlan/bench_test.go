@@ -60,30 +60,10 @@ func BenchmarkEncapDecap(b *testing.B) {
 }
 
 func benchEncapDecap(b *testing.B, ns string, la, lb netip.Addr, size int) {
-	vnis := map[uint32]uint16{100: 10}
-	pa, err := Open(Config{Local: la, VNIs: vnis, NativeVLAN: 10, Remotes: []netip.Addr{lb}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer pa.Close()
-	var pb *Port
-	if err := inNetns(b, ns, func() (err error) {
-		pb, err = Open(Config{Local: lb, VNIs: vnis, NativeVLAN: 10, Remotes: []netip.Addr{la}})
-		return err
-	}); err != nil {
-		b.Fatal(err)
-	}
-	defer pb.Close()
-	sw := vswitch.New(vswitch.Config{})
-	ph, err := sw.AddPort(vswitch.PortConfig{Name: "vx", Mode: vswitch.ModeAccess, PVID: 10}, pb)
-	if err != nil {
-		b.Fatal(err)
-	}
 	k := &sink{}
-	if _, err := sw.AddPort(vswitch.PortConfig{Name: "sink", Mode: vswitch.ModeAccess, PVID: 10}, k); err != nil {
-		b.Fatal(err)
-	}
-	pb.Start(ph)
+	pa, pb := tunnel(b, ns, la, lb, false, k)
+	defer pa.Close()
+	defer pb.Close()
 	const batch = 32
 	frames := make([]vswitch.Frame, batch)
 	bufs := make([][]byte, batch)
@@ -167,19 +147,9 @@ func BenchmarkGuestTSO(b *testing.B) {
 }
 
 func benchGuestTSO(b *testing.B, ns string, la, lb netip.Addr, off bool) {
-	vnis := map[uint32]uint16{100: 10}
-	pa, err := Open(Config{Local: la, VNIs: vnis, NativeVLAN: 10, Remotes: []netip.Addr{lb}, NoUDPGSO: off})
-	if err != nil {
-		b.Fatal(err)
-	}
+	k := &sink{}
+	pa, pb := tunnel(b, ns, la, lb, off, k)
 	defer pa.Close()
-	var pb *Port
-	if err := inNetns(b, ns, func() (err error) {
-		pb, err = Open(Config{Local: lb, VNIs: vnis, NativeVLAN: 10, Remotes: []netip.Addr{la}})
-		return err
-	}); err != nil {
-		b.Fatal(err)
-	}
 	defer pb.Close()
 	swA := vswitch.New(vswitch.Config{})
 	pha, err := swA.AddPort(vswitch.PortConfig{Name: "vx", Mode: vswitch.ModeAccess, PVID: 10}, pa)
@@ -191,16 +161,6 @@ func benchGuestTSO(b *testing.B, ns string, la, lb netip.Addr, off bool) {
 		b.Fatal(err)
 	}
 	pa.Start(pha)
-	swB := vswitch.New(vswitch.Config{})
-	phb, err := swB.AddPort(vswitch.PortConfig{Name: "vx", Mode: vswitch.ModeAccess, PVID: 10}, pb)
-	if err != nil {
-		b.Fatal(err)
-	}
-	k := &sink{}
-	if _, err := swB.AddPort(vswitch.PortConfig{Name: "sink", Mode: vswitch.ModeAccess, PVID: 10}, k); err != nil {
-		b.Fatal(err)
-	}
-	pb.Start(phb)
 
 	const payload, mss = 65536 - 54, 1410
 	f := make([]byte, 54+payload)

@@ -90,6 +90,51 @@ func (r *recorder) frames() [][]byte {
 	return append([][]byte(nil), r.got...)
 }
 
+// tunnel opens port A (in the test's namespace, local la, not started)
+// and port B (in namespace ns, local lb, started on a switch whose other
+// port is to), VNI 100 as the native VLAN 10 on both, each flooding to
+// the other; noGSO is A's Config.NoUDPGSO. The caller closes both.
+func tunnel(t testing.TB, ns string, la, lb netip.Addr, noGSO bool, to vswitch.Port) (pa, pb *Port) {
+	t.Helper()
+	vnis := map[uint32]uint16{100: 10}
+	pa, err := Open(Config{Local: la, VNIs: vnis, NativeVLAN: 10, Remotes: []netip.Addr{lb}, NoUDPGSO: noGSO})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := inNetns(t, ns, func() (err error) {
+		pb, err = Open(Config{Local: lb, VNIs: vnis, NativeVLAN: 10, Remotes: []netip.Addr{la}})
+		return err
+	}); err != nil {
+		pa.Close()
+		t.Fatal(err)
+	}
+	sw := vswitch.New(vswitch.Config{})
+	ph, err := sw.AddPort(vswitch.PortConfig{Name: "vx", Mode: vswitch.ModeAccess, PVID: 10}, pb)
+	if err == nil {
+		_, err = sw.AddPort(vswitch.PortConfig{Name: "to", Mode: vswitch.ModeAccess, PVID: 10}, to)
+	}
+	if err != nil {
+		pa.Close()
+		pb.Close()
+		t.Fatal(err)
+	}
+	pb.Start(ph)
+	return pa, pb
+}
+
+// sendAll sends frames fs through p and fails the test unless it took
+// them all.
+func sendAll(t testing.TB, p *Port, fs [][]byte) {
+	t.Helper()
+	frames := make([]vswitch.Frame, len(fs))
+	for i := range fs {
+		frames[i] = vswitch.Frame{Data: fs[i]}
+	}
+	if got := p.Send(frames); got != len(fs) {
+		t.Fatalf("Send took %d of %d frames: %+v", got, len(fs), p.Stats())
+	}
+}
+
 // burst is n UDP frames of one flow, marked with the burst and their
 // place in it, 1000 bytes each but the last (600).
 func burst(round byte, n int) [][]byte { return burstOf(round, n, 1000) }
@@ -149,43 +194,17 @@ func TestGSOPair(t *testing.T) {
 }
 
 func testGSOPair(t *testing.T, ns string, la, lb netip.Addr, off bool) {
-	vnis := map[uint32]uint16{100: 10}
-	pa, err := Open(Config{Local: la, VNIs: vnis, NativeVLAN: 10, Remotes: []netip.Addr{lb}, NoUDPGSO: off})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pa.Close()
-	pa.Start(nil) // resolves next hops; receives nothing here
-	var pb *Port
-	if err := inNetns(t, ns, func() (err error) {
-		pb, err = Open(Config{Local: lb, VNIs: vnis, NativeVLAN: 10, Remotes: []netip.Addr{la}})
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	defer pb.Close()
-	sw := vswitch.New(vswitch.Config{})
-	ph, err := sw.AddPort(vswitch.PortConfig{Name: "vx", Mode: vswitch.ModeAccess, PVID: 10}, pb)
-	if err != nil {
-		t.Fatal(err)
-	}
 	rec := &recorder{}
-	if _, err := sw.AddPort(vswitch.PortConfig{Name: "rec", Mode: vswitch.ModeAccess, PVID: 10}, rec); err != nil {
-		t.Fatal(err)
-	}
-	pb.Start(ph)
+	pa, pb := tunnel(t, ns, la, lb, off, rec)
+	defer pa.Close()
+	defer pb.Close()
+	pa.Start(nil) // resolves next hops; receives nothing here
 	const n = 40
 	round := byte(0)
 	send := func() [][]byte {
 		round++
 		fs := burst(round, n)
-		frames := make([]vswitch.Frame, n)
-		for i := range fs {
-			frames[i] = vswitch.Frame{Data: fs[i]}
-		}
-		if got := pa.Send(frames); got != n {
-			t.Fatalf("Send took %d of %d frames: %+v", got, n, pa.Stats())
-		}
+		sendAll(t, pa, fs)
 		return fs
 	}
 	// The first bursts go one by one while A resolves B's MAC.
@@ -212,15 +231,11 @@ func testGSOPair(t *testing.T, ns string, la, lb netip.Addr, off bool) {
 	// completed by the kernel (B's would drop a wrong or zero one).
 	round++
 	single := burst(round, n)
-	frames := make([]vswitch.Frame, n)
 	for i := range single {
 		binary.BigEndian.PutUint16(single[i][14+20:], uint16(7000+i))
-		frames[i] = vswitch.Frame{Data: single[i]}
 	}
 	direct := pa.Stats().TxDirect
-	if got := pa.Send(frames); got != n {
-		t.Fatalf("Send took %d of %d frames", got, n)
-	}
+	sendAll(t, pa, single)
 	want += n
 	if !waitFor(30*time.Second, func() bool { return len(rec.frames()) >= want }) {
 		t.Fatalf("B got %d of %d frames; A %+v; B %+v", len(rec.frames()), want, pa.Stats(), pb.Stats())
@@ -362,46 +377,24 @@ func TestGSOInterleaved(t *testing.T) {
 	netnstest.Run(t, "ip", "addr", "add", "10.14.0.1/24", "dev", "vxi0")
 	netnstest.Run(t, "ip", "-n", ns, "addr", "add", "10.14.0.2/24", "dev", "vxi1")
 	la, lb := netip.MustParseAddr("10.14.0.1"), netip.MustParseAddr("10.14.0.2")
-	vnis := map[uint32]uint16{100: 10}
-	pa, err := Open(Config{Local: la, VNIs: vnis, NativeVLAN: 10, Remotes: []netip.Addr{lb}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pa.Close()
-	pa.Start(nil)
-	var pb *Port
-	if err := inNetns(t, ns, func() (err error) {
-		pb, err = Open(Config{Local: lb, VNIs: vnis, NativeVLAN: 10, Remotes: []netip.Addr{la}})
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	defer pb.Close()
-	sw := vswitch.New(vswitch.Config{})
-	ph, err := sw.AddPort(vswitch.PortConfig{Name: "vx", Mode: vswitch.ModeAccess, PVID: 10}, pb)
-	if err != nil {
-		t.Fatal(err)
-	}
 	rec := &recorder{}
-	if _, err := sw.AddPort(vswitch.PortConfig{Name: "rec", Mode: vswitch.ModeAccess, PVID: 10}, rec); err != nil {
-		t.Fatal(err)
-	}
-	pb.Start(ph)
+	pa, pb := tunnel(t, ns, la, lb, false, rec)
+	defer pa.Close()
+	defer pb.Close()
+	pa.Start(nil) // resolves next hops; receives nothing here
 	const n = 30
 	sent := 0
 	round := byte(0)
 	ok := waitFor(10*time.Second, func() bool {
 		round++
 		a, c := burst(round, n), burst(round, n)
-		fs := make([]vswitch.Frame, 0, 2*n)
+		fs := make([][]byte, 0, 2*n)
 		for i := range n {
 			binary.BigEndian.PutUint16(c[i][14+20:], 5001) // the second flow: another source port
-			fs = append(fs, vswitch.Frame{Data: a[i]}, vswitch.Frame{Data: c[i]})
+			fs = append(fs, a[i], c[i])
 		}
 		before := pa.Stats().TxGSOPackets
-		if got := pa.Send(fs); got != 2*n {
-			t.Fatalf("Send took %d of %d", got, 2*n)
-		}
+		sendAll(t, pa, fs)
 		sent += 2 * n
 		return pa.Stats().TxGSOPackets >= before+2
 	})
@@ -437,44 +430,17 @@ func TestGSOLinkMTU(t *testing.T) {
 	netnstest.Run(t, "ip", "addr", "add", "10.15.0.1/24", "dev", "vxm0")
 	netnstest.Run(t, "ip", "-n", ns, "addr", "add", "10.15.0.2/24", "dev", "vxm1")
 	la, lb := netip.MustParseAddr("10.15.0.1"), netip.MustParseAddr("10.15.0.2")
-	vnis := map[uint32]uint16{100: 10}
-	pa, err := Open(Config{Local: la, VNIs: vnis, NativeVLAN: 10, Remotes: []netip.Addr{lb}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pa.Close()
-	pa.Start(nil)
-	var pb *Port
-	if err := inNetns(t, ns, func() (err error) {
-		pb, err = Open(Config{Local: lb, VNIs: vnis, NativeVLAN: 10, Remotes: []netip.Addr{la}})
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	defer pb.Close()
-	sw := vswitch.New(vswitch.Config{})
-	ph, err := sw.AddPort(vswitch.PortConfig{Name: "vx", Mode: vswitch.ModeAccess, PVID: 10}, pb)
-	if err != nil {
-		t.Fatal(err)
-	}
 	rec := &recorder{}
-	if _, err := sw.AddPort(vswitch.PortConfig{Name: "rec", Mode: vswitch.ModeAccess, PVID: 10}, rec); err != nil {
-		t.Fatal(err)
-	}
-	pb.Start(ph)
+	pa, pb := tunnel(t, ns, la, lb, false, rec)
+	defer pa.Close()
+	defer pb.Close()
+	pa.Start(nil) // resolves next hops; receives nothing here
 	const n = 20
 	sent := 0
 	round := byte(0)
 	send := func(size int) {
 		round++
-		fs := burstOf(round, n, size)
-		frames := make([]vswitch.Frame, n)
-		for i := range fs {
-			frames[i] = vswitch.Frame{Data: fs[i]}
-		}
-		if got := pa.Send(frames); got != n {
-			t.Fatalf("Send took %d of %d", got, n)
-		}
+		sendAll(t, pa, burstOf(round, n, size))
 		sent += n
 	}
 	// 1000-byte frames: 1036-byte packets, which the link carries.
@@ -508,39 +474,14 @@ func TestGSOMultipath(t *testing.T) {
 	netnstest.Run(t, "ip", "route", "add", "10.16.9.2/32", "nexthop", "via", "10.16.0.2", "dev", "vxe0", "nexthop", "via", "10.16.1.2", "dev", "vxe1")
 	netnstest.Run(t, "ip", "-n", ns, "route", "add", "10.16.9.1/32", "via", "10.16.0.1", "dev", "vxe0p")
 	la, lb := netip.MustParseAddr("10.16.9.1"), netip.MustParseAddr("10.16.9.2")
-	vnis := map[uint32]uint16{100: 10}
-	pa, err := Open(Config{Local: la, VNIs: vnis, NativeVLAN: 10, Remotes: []netip.Addr{lb}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pa.Close()
-	pa.Start(nil)
-	var pb *Port
-	if err := inNetns(t, ns, func() (err error) {
-		pb, err = Open(Config{Local: lb, VNIs: vnis, NativeVLAN: 10, Remotes: []netip.Addr{la}})
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	defer pb.Close()
-	sw := vswitch.New(vswitch.Config{})
-	ph, err := sw.AddPort(vswitch.PortConfig{Name: "vx", Mode: vswitch.ModeAccess, PVID: 10}, pb)
-	if err != nil {
-		t.Fatal(err)
-	}
 	rec := &recorder{}
-	if _, err := sw.AddPort(vswitch.PortConfig{Name: "rec", Mode: vswitch.ModeAccess, PVID: 10}, rec); err != nil {
-		t.Fatal(err)
-	}
-	pb.Start(ph)
+	pa, pb := tunnel(t, ns, la, lb, false, rec)
+	defer pa.Close()
+	defer pb.Close()
+	pa.Start(nil) // resolves next hops; receives nothing here
 	const n = 20
 	for round := range byte(15) {
-		fs := burst(round, n)
-		frames := make([]vswitch.Frame, n)
-		for i := range fs {
-			frames[i] = vswitch.Frame{Data: fs[i]}
-		}
-		pa.Send(frames)
+		sendAll(t, pa, burst(round, n))
 		time.Sleep(100 * time.Millisecond) // past a lookup of the next hop
 	}
 	if !waitFor(30*time.Second, func() bool { return len(rec.frames()) >= 15*n }) {
