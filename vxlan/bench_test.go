@@ -131,12 +131,7 @@ func cpuTime() int64 {
 // SKB_GSO_UDP_TUNNEL, is not open to an AF_PACKET socket: its virtio-net
 // header has no tunnel GSO types.)
 func BenchmarkGuestTSO(b *testing.B) {
-	netnstest.Need(b)
-	ns := netnstest.New(b, "vxt")
-	netnstest.Veth(b, "vxt0", ns, "vxt1")
-	netnstest.Run(b, "ip", "addr", "add", "10.13.0.1/24", "dev", "vxt0")
-	netnstest.Run(b, "ip", "-n", ns, "addr", "add", "10.13.0.2/24", "dev", "vxt1")
-	la, lb := netip.MustParseAddr("10.13.0.1"), netip.MustParseAddr("10.13.0.2")
+	ns, la, lb := underlay(b, "vxt", 13, 0)
 	for _, off := range []bool{false, true} {
 		name := "gso"
 		if off {

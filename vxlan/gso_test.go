@@ -122,6 +122,23 @@ func tunnel(t testing.TB, ns string, la, lb netip.Addr, noGSO bool, to vswitch.P
 	return pa, pb
 }
 
+// underlay is a veth pair NAME0 (here, 10.N.0.1/24) and NAME1 (in a new
+// namespace, 10.N.0.2/24), of MTU mtu unless 0.
+func underlay(t testing.TB, name string, n int, mtu int) (ns string, la, lb netip.Addr) {
+	t.Helper()
+	netnstest.Need(t)
+	ns = netnstest.New(t, name)
+	netnstest.Veth(t, name+"0", ns, name+"1")
+	if mtu > 0 {
+		netnstest.Run(t, "ip", "link", "set", name+"0", "mtu", fmt.Sprint(mtu))
+		netnstest.Run(t, "ip", "-n", ns, "link", "set", name+"1", "mtu", fmt.Sprint(mtu))
+	}
+	la, lb = netip.AddrFrom4([4]byte{10, byte(n), 0, 1}), netip.AddrFrom4([4]byte{10, byte(n), 0, 2})
+	netnstest.Run(t, "ip", "addr", "add", la.String()+"/24", "dev", name+"0")
+	netnstest.Run(t, "ip", "-n", ns, "addr", "add", lb.String()+"/24", "dev", name+"1")
+	return ns, la, lb
+}
+
 // sendAll sends frames fs through p and fails the test unless it took
 // them all.
 func sendAll(t testing.TB, p *Port, fs [][]byte) {
@@ -371,12 +388,7 @@ func TestGroup(t *testing.T) {
 // (the batch is grouped by flow), and each flow's frames arrive in
 // their order.
 func TestGSOInterleaved(t *testing.T) {
-	netnstest.Need(t)
-	ns := netnstest.New(t, "vxi")
-	netnstest.Veth(t, "vxi0", ns, "vxi1")
-	netnstest.Run(t, "ip", "addr", "add", "10.14.0.1/24", "dev", "vxi0")
-	netnstest.Run(t, "ip", "-n", ns, "addr", "add", "10.14.0.2/24", "dev", "vxi1")
-	la, lb := netip.MustParseAddr("10.14.0.1"), netip.MustParseAddr("10.14.0.2")
+	ns, la, lb := underlay(t, "vxi", 14, 0)
 	rec := &recorder{}
 	pa, pb := tunnel(t, ns, la, lb, false, rec)
 	defer pa.Close()
@@ -422,14 +434,7 @@ func TestGSOInterleaved(t *testing.T) {
 // raw socket (which fragments them, as before UDP GSO), never as
 // segments the link would drop.
 func TestGSOLinkMTU(t *testing.T) {
-	netnstest.Need(t)
-	ns := netnstest.New(t, "vxm")
-	netnstest.Veth(t, "vxm0", ns, "vxm1")
-	netnstest.Run(t, "ip", "link", "set", "vxm0", "mtu", "1100")
-	netnstest.Run(t, "ip", "-n", ns, "link", "set", "vxm1", "mtu", "1100")
-	netnstest.Run(t, "ip", "addr", "add", "10.15.0.1/24", "dev", "vxm0")
-	netnstest.Run(t, "ip", "-n", ns, "addr", "add", "10.15.0.2/24", "dev", "vxm1")
-	la, lb := netip.MustParseAddr("10.15.0.1"), netip.MustParseAddr("10.15.0.2")
+	ns, la, lb := underlay(t, "vxm", 15, 1100)
 	rec := &recorder{}
 	pa, pb := tunnel(t, ns, la, lb, false, rec)
 	defer pa.Close()
