@@ -315,6 +315,7 @@ func (p *Port) lookupHop(a vtepAddr, c *hopCache) (hop, error) {
 }
 
 // poke makes the kernel resolve (or confirm) the neighbour ip on link.
+// Its error is not looked at: the next lookup finds what came of it.
 func (g *gsoTx) poke(link, family int, ip net.IP) {
 	g.nl.NeighAdd(&netlink.Neigh{LinkIndex: link, Family: family, IP: ip, Flags: netlink.NTF_USE})
 }
