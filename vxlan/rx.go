@@ -90,52 +90,63 @@ func (p *Port) rxLoop() {
 		b.frames = b.frames[:0]
 		now := time.Now().UnixNano()
 		for i := range int(r) {
-			m := &b.msgs[i]
-			n := int(m.Len)
-			buf := b.bufs[i]
-			if m.Hdr.Flags&unix.MSG_TRUNC != 0 || n >= len(buf) {
-				p.st.rxOversize.Add(1)
-				continue
-			}
-			seg := n
-			if g := groSize(b, i); g > 0 && g < n {
-				seg = g
-				p.st.groPackets.Add(1)
-			}
-			if seg > most {
-				p.st.rxOversize.Add(uint64((n + seg - 1) / seg))
-				continue
-			}
-			src := p.source(&b.names[i])
-			if !p.cfg.AnyVTEP {
-				p.tabMu.RLock()
-				_, known := p.known[src]
-				p.tabMu.RUnlock()
-				if !known {
-					p.st.rxVTEP.Add(uint64((n + seg - 1) / seg))
-					continue
-				}
-			}
-			for off := 0; off < n; off += seg {
-				end := min(off+seg, n)
-				f, ok := p.decap(buf[off:end:end], src, now)
-				if !ok {
-					continue
-				}
-				if len(b.frames) == cap(b.frames) {
-					if h != nil {
-						h.Input(b.frames)
-					}
-					clear(b.frames)
-					b.frames = b.frames[:0]
-				}
-				b.frames = append(b.frames, vswitch.Frame{Data: f})
-			}
+			p.receive(b, i, h, now)
 		}
 		if len(b.frames) > 0 && h != nil {
 			h.Input(b.frames)
 		}
 		clear(b.frames[:cap(b.frames)])
+	}
+}
+
+// receive checks message i of the batch, a datagram or (UDP GRO) a run
+// of datagrams, and appends the inner frames of its VXLAN packets to
+// b.frames, handing them to h first when b.frames is full.
+func (p *Port) receive(b *rxBatch, i int, h *vswitch.PortHandle, now int64) {
+	m := &b.msgs[i]
+	n := int(m.Len)
+	buf := b.bufs[i]
+	switch {
+	case m.Hdr.Flags&unix.MSG_TRUNC != 0 || n >= len(buf):
+		p.st.rxOversize.Add(1)
+		return
+	case n == 0: // an empty datagram: no segment for the loop below
+		p.st.rxShort.Add(1)
+		return
+	}
+	seg := n
+	if g := groSize(b, i); g > 0 && g < n {
+		seg = g
+		p.st.groPackets.Add(1)
+	}
+	if seg > p.cfg.UnderlayMTU-p.ipLen-udpLen {
+		p.st.rxOversize.Add(uint64((n + seg - 1) / seg))
+		return
+	}
+	src := p.source(&b.names[i])
+	if !p.cfg.AnyVTEP {
+		p.tabMu.RLock()
+		_, known := p.known[src]
+		p.tabMu.RUnlock()
+		if !known {
+			p.st.rxVTEP.Add(uint64((n + seg - 1) / seg))
+			return
+		}
+	}
+	for off := 0; off < n; off += seg {
+		end := min(off+seg, n)
+		f, ok := p.decap(buf[off:end:end], src, now)
+		if !ok {
+			continue
+		}
+		if len(b.frames) == cap(b.frames) {
+			if h != nil {
+				h.Input(b.frames)
+			}
+			clear(b.frames)
+			b.frames = b.frames[:0]
+		}
+		b.frames = append(b.frames, vswitch.Frame{Data: f})
 	}
 }
 
