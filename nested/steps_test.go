@@ -6,11 +6,11 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/hvnet/hvnet/images/agentcfg"
+	"github.com/hvnet/hvnet/internal/lines"
 	"github.com/hvnet/hvnet/internal/progress"
 )
 
@@ -33,7 +33,7 @@ func TestRunShowsSteps(t *testing.T) {
 		if err := os.WriteFile(qemu, []byte(script), 0o755); err != nil {
 			t.Fatal(err)
 		}
-		var steps, console syncBuilder
+		var steps, console lines.Buffer
 		r := progress.NewMode(&steps, tty)
 		res, err := Run(context.Background(), Config{Kernel: filepath.Join(dir, "vmlinuz"), Initrd: filepath.Join(dir, "initrd"),
 			QEMU: qemu, Timeout: 20 * time.Second, WorkDir: dir, Steps: r, Console: &console, MemMiB: 512, CPUs: 1})
@@ -76,7 +76,7 @@ func TestRunShowsStepsOnTerminal(t *testing.T) {
 	if err := os.WriteFile(qemu, []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	var steps, console syncBuilder
+	var steps, console lines.Buffer
 	if _, err := Run(context.Background(), Config{Kernel: filepath.Join(dir, "vmlinuz"), Initrd: filepath.Join(dir, "initrd"),
 		QEMU: qemu, Timeout: 20 * time.Second, WorkDir: dir, Steps: progress.NewMode(&steps, true), Console: &console}); err != nil {
 		t.Fatal(err)
@@ -96,22 +96,4 @@ func TestRunShowsStepsOnTerminal(t *testing.T) {
 	if n := strings.Count(got, "\r\x1b[K"); n < 5 {
 		t.Errorf("%d clears in %q", n, got)
 	}
-}
-
-// syncBuilder is a strings.Builder safe for a ticker's writes.
-type syncBuilder struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuilder) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuilder) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"golang.org/x/sys/unix"
 
+	"github.com/hvnet/hvnet/internal/lines"
 	vswitch "github.com/hvnet/hvnet/switch"
 	"github.com/hvnet/hvnet/vhostuser/frontend"
 	"github.com/hvnet/hvnet/vhostuser/proto"
@@ -30,24 +31,6 @@ import (
 // counter, O_NONBLOCK cleared) hold up neither the other ports nor the
 // attacker's removal. Hung-up kick descriptors are backend/notify_test.go's
 // (an accepted eventfd cannot hang up).
-
-// logBuf is a port's log, for the refusal messages.
-type logBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // wrongFD is a kind of descriptor that is not an eventfd: open returns it
 // (closed at cleanup) and what the backend must call it.
@@ -138,7 +121,7 @@ func refusal(req proto.Request, q uint32, kind string) *regexp.Regexp {
 func TestRefuseNonEventFDs(t *testing.T) {
 	sw := vswitch.New(vswitch.Config{})
 	_, sockA := testPort(t, sw, "a", 1)
-	var log logBuf
+	var log lines.Buffer // the port's log, for the refusal messages
 	ev := newEvents()
 	cfg := PortConfig{Port: vswitch.PortConfig{Name: "x", PVID: 1}, Socket: filepath.Join(t.TempDir(), "x.sock"),
 		Logger: hclog.New(&hclog.LoggerOptions{Name: "x", Output: &log, Level: hclog.Warn})}
@@ -430,7 +413,7 @@ func TestKickDrainedByFrontend(t *testing.T) {
 // life (abandoned, then returned) is backend/notify_test.go's.
 func TestRefusedWhileStuck(t *testing.T) {
 	sw := vswitch.New(vswitch.Config{})
-	var log logBuf
+	var log lines.Buffer // the port's log, for the refusal messages
 	cfg := PortConfig{Port: vswitch.PortConfig{Name: "x", PVID: 1}, Socket: filepath.Join(t.TempDir(), "x.sock"),
 		RetryMin: time.Millisecond, RetryMax: 5 * time.Millisecond,
 		Logger: hclog.New(&hclog.LoggerOptions{Name: "x", Output: &log, Level: hclog.Error})}
