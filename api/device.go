@@ -66,7 +66,7 @@ type VXLANCounters struct {
 	RemoteIPsFull     uint64 `json:"vxlan_remote_ips_full"`      // remote bindings not set: the table was full
 	WrongFamily       uint64 `json:"vxlan_wrong_family"`         // remote VTEPs of the other address family (a control plane's): refused
 	TxGSOPackets      uint64 `json:"vxlan_tx_gso_packets"`       // UDP GSO super-packets sent (their packets counted in vxlan_tx_packets)
-	TxGSOFallbacks    uint64 `json:"vxlan_tx_gso_fallbacks"`     // super-packets the underlay device refused: their packets went one by one
+	TxGSOFallbacks    uint64 `json:"vxlan_tx_gso_fallbacks"`     // super-packets and single packets the underlay device refused: sent through the raw socket
 	TxDirect          uint64 `json:"vxlan_tx_direct"`            // packets written to the underlay device (AF_PACKET), in super-packets or alone
 	RxGROPackets      uint64 `json:"vxlan_rx_gro_packets"`       // datagrams the kernel coalesced (UDP GRO), cut into their packets
 }

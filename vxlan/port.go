@@ -99,7 +99,7 @@ type Stats struct {
 	TxErrors       uint64 // packets the kernel refused (no route, buffer full)
 	TxGSOPackets   uint64 // UDP GSO super-packets sent (their packets are in TxPackets)
 	TxDirect       uint64 // packets written to the underlay device (AF_PACKET), in super-packets or alone; the rest went through the raw socket
-	TxGSOFallbacks uint64 // super-packets the underlay device refused: their packets went one by one
+	TxGSOFallbacks uint64 // super-packets and single packets the underlay device refused: they went through the raw socket
 	RxGROPackets   uint64 // datagrams the kernel coalesced (UDP GRO), each cut into its packets
 
 	RemoteMACs     int    // entries in the table of remote MACs now
