@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"sync"
@@ -334,7 +335,15 @@ func (r *relay) await(p *relayPeer, g net.Conn, unwait chan struct{}) {
 		p.mu.Lock()
 		wait := max(time.Until(p.lastDial.Add(r.connectRetry())), time.Until(p.heldUntil))
 		if wait <= 0 {
-			p.lastDial = time.Now()
+			// Jitter (RFC 4271 §10): the next attempt comes after 75 to
+			// 100 % of ConnectRetry. Without it two relays that dialled
+			// each other at once (hosts started together) kept dialling in
+			// step: each joined GoBGP to the other's connection, closed its
+			// own, and so ended the other's session, every ConnectRetry
+			// (the likely cause of one fabric demo run under the nested
+			// host's emulation whose two sessions sat in OpenSent for two
+			// minutes).
+			p.lastDial = time.Now().Add(-time.Duration(rand.Int64N(int64(r.connectRetry()/4) + 1)))
 		}
 		p.mu.Unlock()
 		if wait > 0 {
