@@ -51,6 +51,12 @@ type Offload struct {
 	CsumOffset uint16
 }
 
+// None reports whether o asks for nothing (the zero Offload), in a few
+// instructions: it is asked of every frame.
+func (o *Offload) None() bool {
+	return o.Flags|o.GSOType == 0 && o.HdrLen|o.GSOSize|o.CsumStart|o.CsumOffset == 0
+}
+
 // DecodeOffload reads the offload fields of a struct virtio_net_hdr from
 // the first VnetHdrLen bytes of b (little endian: virtio 1.x, and
 // AF_PACKET on little-endian hosts). b must be that long.

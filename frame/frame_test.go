@@ -26,6 +26,23 @@ func TestOffloadCodec(t *testing.T) {
 	}
 }
 
+// None is true of the zero Offload only: any one byte of a decoded
+// header set, at any bit, makes it false.
+func TestOffloadNone(t *testing.T) {
+	if o := (Offload{}); !o.None() {
+		t.Fatal("the zero Offload is not None")
+	}
+	for i := range VnetHdrLen {
+		for bit := range 8 {
+			b := make([]byte, VnetHdrLen)
+			b[i] = 1 << bit
+			if o := DecodeOffload(b); o.None() {
+				t.Errorf("byte %d bit %d set: %+v is None", i, bit, o)
+			}
+		}
+	}
+}
+
 // A header shorter than VnetHdrLen is a caller's bug: it panics rather
 // than read or write out of bounds.
 func TestOffloadCodecShort(t *testing.T) {

@@ -98,7 +98,7 @@ func (h *PortHandle) segment(i int32, p *pkt, f *Frame, tagged bool) {
 		tcp[13] = fl
 		tcp[16], tcp[17] = 0, 0
 		binary.BigEndian.PutUint16(tcp[16:], ^csumFold(csumAdd(sum, tcp)))
-		sc.outs = append(sc.outs, outEntry{idx: i, pcp: p.pcp, f: Frame{Data: buf, Off: frame.Offload{Flags: frame.DataValid}}})
+		sc.out(i, p.pcp, &Frame{Data: buf, Off: frame.Offload{Flags: frame.DataValid}})
 		off += n
 		if last {
 			return

@@ -168,7 +168,7 @@ func (h *PortHandle) Input(frames []Frame) {
 	h.flush()
 	sc.flushACLHits()
 	sc.flushEgressHits()
-	sc.tp, sc.acl, sc.sg, sc.fc = nil, nil, nil, nil
+	sc.tp, sc.acl, sc.sg, sc.fc, sc.capsPort = nil, nil, nil, nil, nil
 	h.ctr.rxPackets.Add(uint64(len(frames)))
 	h.ctr.rxBytes.Add(nb)
 	h.ctr.addDrops(&sc.drops)
@@ -198,7 +198,7 @@ func (h *PortHandle) forward(st *portState, tp *topology, now int64, f *Frame) {
 		sc.drops[DropMalformed]++
 		return
 	}
-	if (f.Off != frame.Offload{}) && (!checkOffload(data, total, &f.Off, &p) || int(f.Off.GSOSize) > st.maxL3) {
+	if !f.Off.None() && (!checkOffload(data, total, &f.Off, &p) || int(f.Off.GSOSize) > st.maxL3) {
 		sc.drops[DropMalformed]++
 		return
 	}
@@ -408,7 +408,7 @@ func (h *PortHandle) emit(d *PortHandle, i int32, p *pkt, f *Frame) {
 			return
 		}
 	}
-	caps := d.port.Caps()
+	caps := h.sc.capsOf(d)
 	if f.Off.GSOType != frame.GSONone && !gsoOK(caps, f.Off.GSOType) {
 		h.segment(i, p, f, tagged)
 		return
@@ -427,7 +427,7 @@ func (h *PortHandle) emit(d *PortHandle, i int32, p *pkt, f *Frame) {
 		h.flush()
 	}
 	if delta == 0 && !tagged && !needCsum && !whole { // as it came: the common case
-		sc.outs = append(sc.outs, outEntry{idx: i, pcp: p.pcp, f: *f})
+		sc.out(i, p.pcp, f)
 		return
 	}
 	// A new form of the frame, in the scratch arena: whole (no tail).
@@ -470,7 +470,7 @@ func (h *PortHandle) emit(d *PortHandle, i int32, p *pkt, f *Frame) {
 		completeCsum(data, int(off.CsumStart), int(off.CsumOffset))
 		off.Flags = off.Flags&^frame.NeedsCsum | frame.DataValid
 	}
-	sc.outs = append(sc.outs, outEntry{idx: i, pcp: p.pcp, f: Frame{Data: data, Off: off}})
+	sc.out(i, p.pcp, &Frame{Data: data, Off: off})
 }
 
 // rewrite writes the frame in egress form into buf: MACs, the tag if
@@ -500,17 +500,33 @@ func (h *PortHandle) flush() {
 	tp, now := sc.tp, sc.now
 	sc.gen++
 	sc.used = 0
-	if len(sc.outs) == 0 {
+	if len(sc.outF) == 0 {
 		return
 	}
+	if j := sc.one; j >= 0 {
+		// One destination: the frames go as they were emitted.
+		if d := tp.ports[j]; !d.removed.Load() {
+			d.deliver(h, sc.outF, sc.outPCP, now)
+		}
+	} else {
+		h.flushSorted(tp, now)
+	}
+	// Keep no references to callers' frames.
+	clear(sc.outF)
+	sc.outF, sc.outIdx, sc.outPCP = sc.outF[:0], sc.outIdx[:0], sc.outPCP[:0]
+}
+
+// flushSorted hands outputs for several destinations on, one batch per
+// destination, each in the order emitted (a counting sort by destination).
+func (h *PortHandle) flushSorted(tp *topology, now int64) {
+	sc := &h.sc
 	n := len(tp.ports)
 	if len(sc.counts) < n {
 		sc.counts = make([]int32, n) // only after the topology grew
 	}
 	counts := sc.counts
 	sc.touch = sc.touch[:0]
-	for k := range sc.outs {
-		j := sc.outs[k].idx
+	for _, j := range sc.outIdx {
 		if counts[j] == 0 {
 			sc.touch = append(sc.touch, j)
 		}
@@ -522,11 +538,10 @@ func (h *PortHandle) flush() {
 		counts[j] = pos
 		pos += c
 	}
-	for k := range sc.outs {
-		o := &sc.outs[k]
-		at := counts[o.idx]
-		counts[o.idx]++
-		sc.sorted[at], sc.pcps[at] = o.f, o.pcp
+	for k, j := range sc.outIdx {
+		at := counts[j]
+		counts[j]++
+		sc.sorted[at], sc.pcps[at] = sc.outF[k], sc.outPCP[k]
 	}
 	start := int32(0)
 	for _, j := range sc.touch {
@@ -537,10 +552,7 @@ func (h *PortHandle) flush() {
 		}
 		start = end
 	}
-	// Keep no references to callers' frames.
-	clear(sc.sorted[:len(sc.outs)])
-	clear(sc.outs)
-	sc.outs = sc.outs[:0]
+	clear(sc.sorted[:len(sc.outF)])
 }
 
 // deliver sends frames from port src out of port d, through d's shaper if

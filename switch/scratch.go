@@ -5,9 +5,9 @@ import "github.com/hvnet/hvnet/conntrack"
 // scratch is a port's per-batch working memory for forwarding, owned by the
 // goroutine calling Input (under the port's input lock). Rewritten frames
 // (tag pushed or popped, checksum completed, GSO segments) are built in
-// arena; outs lists what goes where. Both are flushed to the destination
-// ports when full and at the end of the batch, then reused: nothing is
-// allocated per frame.
+// arena; outF, outIdx and outPCP list what goes where. Both are flushed
+// to the destination ports when full and at the end of the batch, then
+// reused: nothing is allocated per frame.
 type scratch struct {
 	sg  *sgSet           // the ingress port's security group, for this batch
 	fc  *flowCache       // the flow cache, for this batch; nil: off
@@ -26,7 +26,14 @@ type scratch struct {
 	used  int
 	gen   uint32 // bumped on every flush: arena contents are gone
 
-	outs   []outEntry
+	// The batch's outputs, in the order emitted: frame, destination's
+	// index in the batch's topology, priority. one is the destination
+	// of them all while there is only one (the common case: flush hands
+	// outF on as it is), -1 when there are several.
+	outF   []Frame
+	outIdx []int32
+	outPCP []uint8
+	one    int32
 	sorted []Frame
 	pcps   []uint8
 	counts []int32
@@ -47,7 +54,14 @@ type scratch struct {
 	batch  uint32 // batch number: dcache entries of older batches are void
 	dcache [dcacheSize]dcacheEntry
 
-	tp  *topology // the batch's topology: outEntry.idx indexes it
+	// The last destination's Caps, asked once a batch (Input forgets
+	// capsPort at its end): a port whose guest renegotiates its
+	// features meanwhile still gets only frames it can take, as its Send
+	// checks them.
+	capsPort *PortHandle
+	caps     Caps
+
+	tp  *topology // the batch's topology: outIdx indexes it
 	now int64
 
 	// The batch's ACL and a run-length count of its hits: consecutive
@@ -107,12 +121,6 @@ const dcacheSize = 16
 
 func dcacheSlot(key uint64) uint64 { return (key ^ key>>29) % dcacheSize }
 
-type outEntry struct {
-	idx int32 // destination's index in the batch's topology
-	pcp uint8
-	f   Frame
-}
-
 const (
 	arenaSize = 256 << 10
 	maxOuts   = 256
@@ -121,15 +129,40 @@ const (
 func newScratch() scratch {
 	return scratch{
 		arena:  make([]byte, arenaSize),
-		outs:   make([]outEntry, 0, maxOuts),
+		outF:   make([]Frame, 0, maxOuts),
+		outIdx: make([]int32, 0, maxOuts),
+		outPCP: make([]uint8, 0, maxOuts),
 		sorted: make([]Frame, maxOuts),
 		pcps:   make([]uint8, maxOuts),
 	}
 }
 
+// out queues f for the destination of index i with priority pcp; the
+// caller checked room.
+func (sc *scratch) out(i int32, pcp uint8, f *Frame) {
+	switch n := len(sc.outF); {
+	case n == 0:
+		sc.one = i
+	case sc.one != i:
+		sc.one = -1
+	}
+	sc.outF = append(sc.outF, *f)
+	sc.outIdx = append(sc.outIdx, i)
+	sc.outPCP = append(sc.outPCP, pcp)
+}
+
+// capsOf returns d's Caps, asked at most once a batch while d is the
+// last destination asked about.
+func (sc *scratch) capsOf(d *PortHandle) Caps {
+	if sc.capsPort != d {
+		sc.capsPort, sc.caps = d, d.port.Caps()
+	}
+	return sc.caps
+}
+
 // room says whether n more outputs with nb more arena bytes fit without a flush.
 func (sc *scratch) room(n, nb int) bool {
-	return len(sc.outs)+n <= cap(sc.outs) && sc.used+nb <= len(sc.arena)
+	return len(sc.outF)+n <= cap(sc.outF) && sc.used+nb <= len(sc.arena)
 }
 
 // alloc takes nb bytes of arena; the caller checked room.

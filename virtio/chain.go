@@ -34,6 +34,10 @@ type Chain struct {
 	nRead    int
 	readLen  uint64
 	writeLen uint64
+	// first is the guest memory of descs[0] as the walk found it, when
+	// it lies in one region (else nil): the device's first use of the
+	// chain needs no second lookup (First).
+	first []byte
 }
 
 // NewChain returns a chain that can hold maxDescs descriptors, for
@@ -46,7 +50,14 @@ func (c *Chain) reset(head uint16) {
 	c.nRead = 0
 	c.readLen = 0
 	c.writeLen = 0
+	c.first = nil
 }
+
+// First returns the guest memory of the chain's first buffer, as the
+// walk that popped it checked it (the same bytes Queue.Slice gives for
+// it), or nil when that buffer spans memory regions. Like Queue.Slice it
+// is for the queue's owner, until the queue's memory changes.
+func (c *Chain) First() []byte { return c.first }
 
 // Readable returns the driver-readable descriptors.
 func (c *Chain) Readable() []Desc { return c.descs[:c.nRead] }

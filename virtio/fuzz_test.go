@@ -113,6 +113,16 @@ func FuzzChainWalk(f *testing.F) {
 				if r != c.ReadableLen() || w != c.WritableLen() {
 					t.Fatal("length bookkeeping wrong")
 				}
+				// First is the first buffer's memory when it lies in one
+				// region: what Memory.Slice gives for it.
+				if c.Len() > 0 {
+					d := append(c.Readable(), c.Writable()...)[0]
+					want, err := q.Memory().Slice(d.Addr, uint64(d.Len))
+					got := c.First()
+					if err != nil && got != nil || err == nil && (len(got) != len(want) || len(got) > 0 && &got[0] != &want[0]) {
+						t.Fatalf("First() = %d bytes, Memory.Slice %d bytes, %v", len(got), len(want), err)
+					}
+				}
 			}
 			if err := q.AddUsed(c.Head, 0); err != nil {
 				t.Fatal(err)

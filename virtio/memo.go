@@ -59,18 +59,21 @@ func (c *regionMemo) slice(m *Memory, gpa, n uint64) ([]byte, error) {
 	return b, err
 }
 
-// check is m.Check(gpa, n) through the memo.
-func (c *regionMemo) check(m *Memory, gpa, n uint64) error {
-	if _, ok := c.lookup(m, gpa, n); ok {
-		return nil
+// check is m.Check(gpa, n) through the memo. It also returns the range's
+// bytes when they lie in one region (Memory.Slice's result), else nil.
+func (c *regionMemo) check(m *Memory, gpa, n uint64) ([]byte, error) {
+	if b, ok := c.lookup(m, gpa, n); ok {
+		return b, nil
 	}
 	if err := m.Check(gpa, n); err != nil {
-		return err
+		return nil, err
 	}
-	if n != 0 {
-		c.fill(m, gpa)
+	if n == 0 {
+		return nil, nil
 	}
-	return nil
+	c.fill(m, gpa)
+	b, _ := c.lookup(m, gpa, n)
+	return b, nil
 }
 
 // reset forgets the region (and the Memory it came from).

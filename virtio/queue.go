@@ -394,20 +394,15 @@ func (q *Queue) walk(c *Chain, head uint16) error {
 	c.reset(head)
 	table := q.desc
 	tableLen := uint32(q.size)
-	ttl := tableLen
-	idx := uint32(head)
+	// Each descriptor is read once, whole, into locals (the driver may be
+	// rewriting it): the head's here, the others at the loop's end. The
+	// head's pass needs no loop check (the table holds at least one
+	// descriptor and the chain none yet): a chain of one descriptor, the
+	// common one, goes through the loop body once.
+	addr, length, flags, next := readDesc(table, head)
+	ttl := tableLen - 1
 	inIndirect := false
 	for {
-		if ttl == 0 || len(c.descs) == int(q.size) {
-			return ErrDescLoop
-		}
-		ttl--
-		e := table[uint64(idx)*DescSize:]
-		addr := binary.LittleEndian.Uint64(e[0:])
-		length := binary.LittleEndian.Uint32(e[8:])
-		flags := binary.LittleEndian.Uint16(e[12:])
-		next := binary.LittleEndian.Uint16(e[14:])
-
 		if flags&DescFIndirect != 0 {
 			switch {
 			case !q.indirect:
@@ -423,36 +418,50 @@ func (q *Queue) walk(c *Chain, head uint16) error {
 			if err != nil {
 				return err
 			}
-			table, tableLen, ttl, idx, inIndirect = t, length/DescSize, length/DescSize, 0, true
-			continue
-		}
-
-		if err := q.memo.check(q.mem, addr, uint64(length)); err != nil {
-			return err
-		}
-		if flags&DescFWrite != 0 {
-			c.writeLen += uint64(length)
-			if c.writeLen > q.maxBytes {
-				return &ChainLenError{Len: c.writeLen, Max: q.maxBytes}
-			}
+			table, tableLen, ttl, next, inIndirect = t, length/DescSize, length/DescSize, 0, true
 		} else {
-			if c.nRead != len(c.descs) {
-				return ErrReadAfterWrite
+			b, err := q.memo.check(q.mem, addr, uint64(length))
+			if err != nil {
+				return err
 			}
-			c.nRead++
-			c.readLen += uint64(length)
-			if c.readLen > q.maxBytes {
-				return &ChainLenError{Len: c.readLen, Max: q.maxBytes}
+			if len(c.descs) == 0 {
+				c.first = b
+			}
+			if flags&DescFWrite != 0 {
+				c.writeLen += uint64(length)
+				if c.writeLen > q.maxBytes {
+					return &ChainLenError{Len: c.writeLen, Max: q.maxBytes}
+				}
+			} else {
+				if c.nRead != len(c.descs) {
+					return ErrReadAfterWrite
+				}
+				c.nRead++
+				c.readLen += uint64(length)
+				if c.readLen > q.maxBytes {
+					return &ChainLenError{Len: c.readLen, Max: q.maxBytes}
+				}
+			}
+			c.descs = append(c.descs, Desc{Addr: addr, Len: length, Flags: flags})
+			if flags&DescFNext == 0 {
+				return nil
+			}
+			if uint32(next) >= tableLen {
+				return &DescIndexError{Index: next, TableLen: tableLen, Indirect: inIndirect}
 			}
 		}
-		c.descs = append(c.descs, Desc{Addr: addr, Len: length, Flags: flags})
-
-		if flags&DescFNext == 0 {
-			return nil
+		if ttl == 0 || len(c.descs) == int(q.size) {
+			return ErrDescLoop
 		}
-		if uint32(next) >= tableLen {
-			return &DescIndexError{Index: next, TableLen: tableLen, Indirect: inIndirect}
-		}
-		idx = uint32(next)
+		ttl--
+		addr, length, flags, next = readDesc(table, next)
 	}
+}
+
+// readDesc reads descriptor i of table (which holds it) once.
+func readDesc(table []byte, i uint16) (addr uint64, length uint32, flags, next uint16) {
+	e := table[uint64(i)*DescSize:]
+	e = e[:DescSize:DescSize]
+	return binary.LittleEndian.Uint64(e[0:]), binary.LittleEndian.Uint32(e[8:]),
+		binary.LittleEndian.Uint16(e[12:]), binary.LittleEndian.Uint16(e[14:])
 }

@@ -25,8 +25,8 @@ func (q *Queue) AddUsed(head uint16, n uint32) error {
 		return &DescIndexError{Index: head, TableLen: uint32(q.size)}
 	}
 	off := ringHdr + usedElem*uint64(q.nextUsed&(q.size-1))
-	binary.LittleEndian.PutUint32(q.used[off:], uint32(head))
-	binary.LittleEndian.PutUint32(q.used[off+4:], n)
+	// struct virtq_used_elem {le32 id; le32 len;}: one store.
+	binary.LittleEndian.PutUint64(q.used[off:], uint64(head)|uint64(n)<<32)
 	q.usedDirty(off, usedElem)
 	q.nextUsed++
 	return nil

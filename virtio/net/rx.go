@@ -293,13 +293,14 @@ const (
 func rxFast(r *rxQueue, c *virtio.Chain, h *frame.Offload, data, tail []byte) int {
 	w := c.Writable()
 	need := uint64(HdrLen + len(data) + len(tail))
-	if len(w) == 0 || uint64(w[0].Len) < need {
+	if len(w) == 0 || uint64(w[0].Len) < need || len(c.Readable()) != 0 {
 		return fastNo
 	}
-	b, err := r.q.Slice(w[0].Addr, need)
-	if err != nil {
-		return fastNo // across memory regions
+	b := c.First() // w[0]'s bytes, from the walk's lookup
+	if uint64(len(b)) < need {
+		return fastNo // across memory regions (nil)
 	}
+	b = b[:need:need]
 	putHdr(b[:HdrLen], h)
 	copy(b[HdrLen:], data)
 	if tail != nil && !copyTail(b[HdrLen+len(data):], tail) {

@@ -227,7 +227,7 @@ func (d *Device) txBatch(t *txQueue, features uint64) (empty, ok bool) {
 			continue
 		}
 		off := frame.DecodeOffload(t.hdr[:])
-		if (off != frame.Offload{}) { // no offload: always valid
+		if !off.None() { // no offload: always valid
 			h, _ := DecodeHeader(t.hdr[:])
 			if err := CheckTX(h, frameLen, features); err != nil {
 				d.drop(&t.vq, d.stats.txBadHeader.Add(1), "tx header", err)
@@ -269,12 +269,20 @@ func (d *Device) txBatch(t *txQueue, features uint64) (empty, ok bool) {
 // not written). Otherwise the whole frame is copied and tail is nil.
 func copyTX(q *virtio.Queue, c *virtio.Chain, hdr, data []byte, headLen int) (tail []byte, err error) {
 	off := 0
-	for _, d := range c.Readable() {
-		b, err := q.Slice(d.Addr, uint64(d.Len))
-		if err != nil {
-			return nil, copyTXSlow(q.Memory(), c, hdr, data)
+	for i, d := range c.Readable() {
+		b := c.First() // the walk's lookup of the first buffer
+		if i > 0 || b == nil {
+			var err error
+			if b, err = q.Slice(d.Addr, uint64(d.Len)); err != nil {
+				return nil, copyTXSlow(q.Memory(), c, hdr, data)
+			}
 		}
-		if off < HdrLen {
+		if off == 0 && len(b) >= HdrLen {
+			// The header whole in the first buffer (every driver that
+			// pushes it in front of the frame): two loads, no call.
+			*(*[HdrLen]byte)(hdr) = [HdrLen]byte(b)
+			off, b = HdrLen, b[HdrLen:]
+		} else if off < HdrLen {
 			n := copy(hdr[off:], b)
 			off += n
 			if off < HdrLen {
