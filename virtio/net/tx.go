@@ -150,22 +150,8 @@ func (d *Device) txBatch(t *txQueue, features uint64) (empty, ok bool) {
 	}
 	n, used := 0, 0
 	var bytes uint64
-	deliver := func() {
-		if n == 0 {
-			return
-		}
-		d.sink.Deliver(t.frames[:n])
-		for i := 0; i < n; i++ {
-			bytes += uint64(t.frames[i].Len())
-			t.frames[i].Data, t.frames[i].Tail = nil, nil
-			// Cannot fail: the heads came from Pop on this ready queue.
-			_ = q.AddUsed(t.heads[i], 0)
-		}
-		d.stats.txPackets.Add(uint64(n))
-		n, used = 0, 0
-	}
 	defer func() {
-		deliver()
+		bytes += d.txDeliver(t, n)
 		d.stats.txBytes.Add(bytes)
 		d.flush(&t.vq)
 	}()
@@ -217,7 +203,8 @@ func (d *Device) txBatch(t *txQueue, features uint64) (empty, ok bool) {
 			headLen = frame.HeadLen
 		}
 		if used+frameLen > len(t.arena) {
-			deliver()
+			bytes += d.txDeliver(t, n)
+			n, used = 0, 0
 		}
 		data := t.arena[used : used+frameLen : used+frameLen]
 		tail, err := copyTX(q, c, t.hdr[:], data, headLen)
@@ -253,6 +240,25 @@ func (d *Device) txBatch(t *txQueue, features uint64) (empty, ok bool) {
 		n++
 	}
 	return false, true
+}
+
+// txDeliver hands the batch's first n frames to the Sink and stages their
+// chains as used; it returns their bytes.
+func (d *Device) txDeliver(t *txQueue, n int) (bytes uint64) {
+	if n == 0 {
+		return 0
+	}
+	d.sink.Deliver(t.frames[:n])
+	q := t.q
+	for i := range t.frames[:n] {
+		f := &t.frames[i]
+		bytes += uint64(f.Len())
+		f.Data, f.Tail = nil, nil
+		// Cannot fail: the heads came from Pop on this ready queue.
+		_ = q.AddUsed(t.heads[i], 0)
+	}
+	d.stats.txPackets.Add(uint64(n))
+	return bytes
 }
 
 // copyTX copies a TX chain's total readable bytes: the virtio-net header
