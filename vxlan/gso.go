@@ -314,10 +314,14 @@ func (p *Port) lookupHop(a vtepAddr, c *hopCache) (hop, error) {
 	return hop{}, fmt.Errorf("next hop %v on %s not resolved yet", nh, la.Name)
 }
 
-// poke makes the kernel resolve (or confirm) the neighbour ip on link.
-// Its error is not looked at: the next lookup finds what came of it.
+// poke makes the kernel resolve (or confirm) the neighbour ip on link:
+// NTF_USE has it treat the entry as used (neigh_event_send), which probes
+// one that is new, stale or failed. Without NLM_F_EXCL (NeighSet, not
+// NeighAdd) an existing entry is poked too rather than refused with
+// EEXIST; NTF_USE changes no entry's address or state itself. Its error is
+// not looked at: the next lookup finds what came of it.
 func (g *gsoTx) poke(link, family int, ip net.IP) {
-	g.nl.NeighAdd(&netlink.Neigh{LinkIndex: link, Family: family, IP: ip, Flags: netlink.NTF_USE})
+	g.nl.NeighSet(&netlink.Neigh{LinkIndex: link, Family: family, IP: ip, Flags: netlink.NTF_USE})
 }
 
 // gsoRun returns the end of the run of messages from k (at most m) that
