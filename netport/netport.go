@@ -32,6 +32,8 @@ type Port struct {
 
 var (
 	_ vnet.TailSink         = (*Port)(nil)
+	_ vnet.QueueSink        = (*Port)(nil)
+	_ vswitch.QueuePort     = (*Port)(nil)
 	_ vswitch.Port          = (*Port)(nil)
 	_ vswitch.AddressedPort = (*Port)(nil)
 )
@@ -66,6 +68,26 @@ func (p *Port) Deliver(frames []vnet.Frame) {
 	if h := p.handle.Load(); h != nil && len(frames) > 0 {
 		h.Input(frames)
 	}
+}
+
+// DeliverQueue implements vnet.QueueSink: frames from the device's queue
+// pair enter the switch by the port's input queue of that number, so a
+// device's queues are switched in parallel.
+func (p *Port) DeliverQueue(pair int, frames []vnet.Frame) {
+	if h := p.handle.Load(); h != nil && len(frames) > 0 {
+		h.InputQueue(pair, frames)
+	}
+}
+
+// SendQueue implements vswitch.QueuePort: frames from a sender's input
+// queue q go to receive queue q modulo the active pairs
+// (vnet.Device.ReceiveQueue).
+func (p *Port) SendQueue(q int, frames []vswitch.Frame) int {
+	dev := p.dev.Load()
+	if dev == nil || len(frames) == 0 {
+		return 0
+	}
+	return dev.ReceiveQueue(q, frames)
 }
 
 // HeadNeed implements vnet.TailSink: the switch decides from a frame's

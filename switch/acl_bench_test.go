@@ -93,9 +93,9 @@ func benchForwardACL(b *testing.B, n int, mix string, egress bool) {
 	}
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds()/1e6, "Mpps")
-	misses := in.sc.aclMisses
+	misses := in.ingress(0).sc.aclMisses
 	if egress {
-		misses = in.sc.eaclMisses
+		misses = in.ingress(0).sc.eaclMisses
 	}
 	b.ReportMetric(float64(misses)/float64(b.N), "misses/frame")
 	if d, o := in.Counters().Drops, out.Counters().Drops; d != [NumDropReasons]uint64{} || o != [NumDropReasons]uint64{} {

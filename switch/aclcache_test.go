@@ -272,7 +272,7 @@ func TestACLCacheHitCounters(t *testing.T) {
 	if got := ts.drops("a", DropACL); got != dropped {
 		t.Errorf("acl drops = %d; want %d", got, dropped)
 	}
-	if h.sc.aclMisses == 0 {
+	if h.ingress(0).sc.aclMisses == 0 {
 		t.Errorf("no cache misses counted")
 	}
 }

@@ -53,8 +53,7 @@ func (h *PortHandle) EgressACL() (ACL, ACLHits) { return h.eacl.Load().snapshot(
 
 // egressDenied checks frame f, about to leave by port d, against d's
 // egress set as; a denied frame is counted on d.
-func (h *PortHandle) egressDenied(as *aclSet, d *PortHandle, f *Frame) bool {
-	sc := &h.sc
+func (h *PortHandle) egressDenied(sc *scratch, as *aclSet, d *PortHandle, f *Frame) bool {
 	if !sc.fkOK {
 		sc.fk = flowKey{} // parseFlow leaves the fields a frame lacks alone
 		parseFlow(f.Data, sc.l3, sc.et, &sc.fk, true)

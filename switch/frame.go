@@ -43,12 +43,25 @@ type Port interface {
 	// uplink's tx_errors) may break those down by reason. Send may be called from several goroutines at once (one per
 	// ingress port), except for shaped ports, whose sends are serialised.
 	// Send must not call PortHandle.Input synchronously (it runs under the
-	// ingress port's input lock): hand frames to another goroutine instead.
+	// ingress queue's input lock): hand frames to another goroutine instead.
 	Send(frames []Frame) int
 	// Caps says which offloads the port accepts. The switch segments GSO
 	// frames and completes partial checksums in software for ports that
 	// lack them. It is called on the forwarding path and must be cheap.
 	Caps() Caps
+}
+
+// QueuePort is a Port with several receive queues that takes a hint of
+// which to use. The switch calls SendQueue instead of Send for frames that
+// came in by PortHandle.InputQueue(q, ...), with that q; the contract is
+// Send's. A port with as many receive queues as the sender has input
+// queues uses queue q (modulo its count), as Linux's XPS maps a transmit
+// CPU to a queue: a sender's queue has one receive queue per destination,
+// so a flow's order is kept and the workers of different input queues
+// never write one receive queue.
+type QueuePort interface {
+	Port
+	SendQueue(q int, frames []Frame) int
 }
 
 // MAC is an IEEE 802 MAC address.

@@ -32,8 +32,7 @@ const (
 // the last segment, CWR only on the first (RFC 3168 §6.1.2), and a complete
 // TCP checksum over the pseudo-header (RFC 9293 §3.1). checkOffload has
 // validated the headers.
-func (h *PortHandle) segment(i int32, p *pkt, f *Frame, tagged bool) {
-	sc := &h.sc
+func (h *PortHandle) segment(sc *scratch, i int32, p *pkt, f *Frame, tagged bool) {
 	data := f.Data
 	if f.Tail != nil {
 		// Made whole first, outside the arena (the flushes below reuse
@@ -68,7 +67,7 @@ func (h *PortHandle) segment(i int32, p *pkt, f *Frame, tagged bool) {
 		last := off+n >= len(payload)
 		segLen := len(l2) + hl + n
 		if !sc.room(1, segLen) {
-			h.flush()
+			h.flush(sc)
 		}
 		buf := sc.alloc(segLen)
 		copy(buf, l2)

@@ -88,12 +88,19 @@ type PortHandle struct {
 	sg      atomic.Pointer[sgSet]  // stateful security group (secgroup.go); nil: none
 	eacl    atomic.Pointer[aclSet] // egress ACL (aclegress.go); nil: allow all
 
-	inMu      sync.Mutex // serialises Input; guards the fields below
+	// Input's state: one context per input queue (ingress), each
+	// serialising the calls for its queue, so that the queues of one
+	// port are forwarded in parallel without a shared lock. inMu guards
+	// what all of a port's queues share: its policer and storm limiters
+	// and its flow shard; Input takes it (after the queue's lock) only
+	// for a batch that needs one of them.
+	in        [maxIngress]atomic.Pointer[ingress]
+	inMu      sync.Mutex
 	police    limiter
 	storm     [3]limiter
-	lastSweep int64
-	sc        scratch
-	flows     flowShard // its flows (flowcache.go)
+	flows     flowShard    // its flows (flowcache.go)
+	lastSweep atomic.Int64 // when learn last swept the port's aged entries at its MAC limit
+	qport     QueuePort    // port, when it takes a queue hint (SendQueue); nil: not
 
 	shaper shaper
 }
@@ -126,18 +133,71 @@ func (h *PortHandle) Counters() PortCounters {
 // Clock time at which it should be polled again (0: nothing queued).
 func (h *PortHandle) Poll(now int64) int64 { return h.shaper.poll(h, now) }
 
-// Input forwards frames received on this port. It is called by the port's
-// owner from its own goroutine; calls for different ports run concurrently,
-// calls for one port are serialised. Forwarding is synchronous: when Input
-// returns every frame has been delivered (Port.Send), queued in a shaper
-// (copied) or dropped and counted. The frames are owned by the caller;
-// Input keeps no reference to them after it returns. It does not allocate.
-func (h *PortHandle) Input(frames []Frame) {
+// maxIngress is the most input contexts a port has: InputQueue's queue q
+// uses context q % maxIngress.
+const maxIngress = 64
+
+// ingress is one input queue's context: the lock that serialises the
+// queue's Input calls and the per-batch working memory they use.
+type ingress struct {
+	mu sync.Mutex
+	sc scratch
+}
+
+// ingress returns the context of input queue q, made on its first use.
+func (h *PortHandle) ingress(q int) *ingress {
+	slot := &h.in[q%maxIngress]
+	if in := slot.Load(); in != nil {
+		return in
+	}
+	in := &ingress{sc: newScratch()}
+	if slot.CompareAndSwap(nil, in) {
+		return in
+	}
+	return slot.Load()
+}
+
+// waitInputs returns once every Input call on the port that began
+// before it has returned: a barrier (RemovePort).
+func (h *PortHandle) waitInputs() {
+	for i := range h.in {
+		if in := h.in[i].Load(); in != nil {
+			in.mu.Lock()
+			in.mu.Unlock() //nolint:staticcheck // an empty critical section: a barrier
+		}
+	}
+}
+
+// Input forwards frames received on this port; it is InputQueue for a
+// port with one queue, whose frames go to a destination's receive queue
+// of the destination's choice (Port.Send). It is called by the port's
+// owner from its own goroutine; calls for different ports run
+// concurrently, calls for one port are serialised. Forwarding is
+// synchronous: when Input returns every frame has been delivered
+// (Port.Send), queued in a shaper (copied) or dropped and counted. The
+// frames are owned by the caller; Input keeps no reference to them after
+// it returns. It does not allocate.
+func (h *PortHandle) Input(frames []Frame) { h.input(h.ingress(0), -1, frames) }
+
+// InputQueue is Input for frames received on the port's queue q (q >= 0)
+// of several: calls for different queues of one port run concurrently,
+// without a lock they share (unless the port polices its ingress, has
+// storm control or the flow cache is on: those are the port's, and its
+// queues take turns on them), calls for one queue are serialised. A
+// destination that takes a queue hint (QueuePort) gets the frames by
+// SendQueue(q, ...): with as many workers as queues, each destination
+// receive queue is written by one worker of a port.
+func (h *PortHandle) InputQueue(q int, frames []Frame) {
+	q = max(q, 0)
+	h.input(h.ingress(q), int32(q), frames)
+}
+
+func (h *PortHandle) input(in *ingress, steer int32, frames []Frame) {
 	if len(frames) == 0 {
 		return
 	}
-	h.inMu.Lock()
-	defer h.inMu.Unlock()
+	in.mu.Lock()
+	defer in.mu.Unlock()
 	if h.removed.Load() {
 		return
 	}
@@ -145,7 +205,13 @@ func (h *PortHandle) Input(frames []Frame) {
 	st := h.state.Load()
 	tp := sw.topo.Load()
 	now := sw.clock.Now()
-	sc := &h.sc
+	sc := &in.sc
+	sc.fc = sw.flows.Load()
+	if st.police || st.storm || sc.fc != nil {
+		h.inMu.Lock()
+		defer h.inMu.Unlock()
+	}
+	sc.steer = steer
 	sc.srcOK = false
 	if sc.batch++; sc.batch == 0 { // wrapped: forget entries from 2^32 batches ago
 		sc.dcache = [dcacheSize]dcacheEntry{}
@@ -154,7 +220,6 @@ func (h *PortHandle) Input(frames []Frame) {
 	sc.tp, sc.now = tp, now
 	sc.useACL(h.acl.Load())
 	sc.sg = h.sg.Load()
-	sc.fc = sw.flows.Load()
 	if st.mirrorIn {
 		if m := sw.mirror.Load(); m != nil {
 			mirror(m.s, h.name, Ingress, now, frames)
@@ -163,9 +228,9 @@ func (h *PortHandle) Input(frames []Frame) {
 	var nb uint64
 	for i := range frames {
 		nb += uint64(frames[i].Len())
-		h.forward(st, tp, now, &frames[i])
+		h.forward(sc, st, tp, now, &frames[i])
 	}
-	h.flush()
+	h.flush(sc)
 	sc.flushACLHits()
 	sc.flushEgressHits()
 	sc.tp, sc.acl, sc.sg, sc.fc, sc.capsPort = nil, nil, nil, nil, nil
@@ -174,8 +239,7 @@ func (h *PortHandle) Input(frames []Frame) {
 	h.ctr.addDrops(&sc.drops)
 }
 
-func (h *PortHandle) forward(st *portState, tp *topology, now int64, f *Frame) {
-	sc := &h.sc
+func (h *PortHandle) forward(sc *scratch, st *portState, tp *topology, now int64, f *Frame) {
 	var p pkt
 	if r := classify(st, f.Data, &p); r != dropNone {
 		sc.drops[r]++
@@ -267,7 +331,7 @@ func (h *PortHandle) forward(st *portState, tp *topology, now int64, f *Frame) {
 		if sc.fc != nil {
 			h.account(sc.fc, &p, data, l3, et, total, nil, now)
 		}
-		h.flood(tp, &p, f)
+		h.flood(sc, tp, &p, f)
 		return
 	}
 	key := fdbKey(p.vid, dst)
@@ -284,7 +348,7 @@ func (h *PortHandle) forward(st *portState, tp *topology, now int64, f *Frame) {
 				if sc.fc != nil {
 					h.account(sc.fc, &p, data, l3, et, total, d, now)
 				}
-				h.emit(d, i, &p, f)
+				h.emit(sc, d, i, &p, f)
 			}
 			return
 		}
@@ -296,7 +360,7 @@ func (h *PortHandle) forward(st *portState, tp *topology, now int64, f *Frame) {
 	if sc.fc != nil {
 		h.account(sc.fc, &p, data, l3, et, total, nil, now)
 	}
-	h.flood(tp, &p, f)
+	h.flood(sc, tp, &p, f)
 }
 
 // badSource: a group address is never a source (IEEE 802-2014 §8.2), nor
@@ -337,12 +401,12 @@ func (h *PortHandle) learn(st *portState, key uint64, now int64) DropReason {
 	t := h.sw.fdb
 	pin := st.pins(key)
 	op := t.learn(key, h, st.macLimit, pin, now)
-	if op != learnLimit || now-h.lastSweep < nano {
+	// At the limit: entries that aged out but were not yet swept should not
+	// count. Sweep this port's, at most once a second (by one of its
+	// queues).
+	if last := h.lastSweep.Load(); op != learnLimit || now-last < nano || !h.lastSweep.CompareAndSwap(last, now) {
 		return op.drop()
 	}
-	// At the limit: entries that aged out but were not yet swept should not
-	// count. Sweep this port's, at most once a second.
-	h.lastSweep = now
 	n := t.sweep(func(e *fdbView) bool { return !e.static && e.port == h && !t.live(e.static, e.seen, now) })
 	t.aged.Add(uint64(n))
 	if n > 0 {
@@ -354,10 +418,10 @@ func (h *PortHandle) learn(st *portState, key uint64, now int64) DropReason {
 // flood sends to every other port in the frame's VLAN (IEEE 802.1Q-2018
 // §8.8.6: unknown, broadcast and multicast destinations go to all ports of
 // the member set except the reception port).
-func (h *PortHandle) flood(tp *topology, p *pkt, f *Frame) {
+func (h *PortHandle) flood(sc *scratch, tp *topology, p *pkt, f *Frame) {
 	for _, i := range tp.members[p.vid] {
 		if d := tp.ports[i]; d != h {
-			h.emit(d, i, p, f)
+			h.emit(sc, d, i, p, f)
 		}
 	}
 }
@@ -387,33 +451,32 @@ func gsoOK(c Caps, t uint8) bool {
 // emit queues f for destination d (index i), in the form d wants: tagged or
 // not (IEEE 802.1Q-2018 §6.9.2 / 802.1ad: the tag is pushed with the frame's
 // TPID, VID and PCP), segmented and checksummed when d lacks the offloads.
-func (h *PortHandle) emit(d *PortHandle, i int32, p *pkt, f *Frame) {
+func (h *PortHandle) emit(sc *scratch, d *PortHandle, i int32, p *pkt, f *Frame) {
 	ds := d.state.Load()
 	ok, tagged := egressTagged(ds, p.vid)
 	if !ok {
 		return
 	}
-	if as := d.eacl.Load(); as != nil && h.egressDenied(as, d, f) {
+	if as := d.eacl.Load(); as != nil && h.egressDenied(sc, as, d, f) {
 		return
 	}
 	if set := d.sg.Load(); set != nil {
 		// As at ingress (forward).
-		if v, ok := set.zone.TrackFast(f.Data, f.Len(), h.sc.l3, h.sc.et, conntrack.Inbound, h.sc.now, &h.sc.ctInC); ok {
+		if v, ok := set.zone.TrackFast(f.Data, f.Len(), sc.l3, sc.et, conntrack.Inbound, sc.now, &sc.ctInC); ok {
 			if v == conntrack.Invalid {
 				d.ctr.drops[DropCTInvalid].Add(1)
 				return
 			}
-		} else if r, _ := set.verdict(f.Data, f.Len(), h.sc.l3, h.sc.et, conntrack.Inbound, h.sc.now, &h.sc.ctp, &h.sc.ctIn); r != dropNone {
+		} else if r, _ := set.verdict(f.Data, f.Len(), sc.l3, sc.et, conntrack.Inbound, sc.now, &sc.ctp, &sc.ctIn); r != dropNone {
 			d.ctr.drops[r].Add(1)
 			return
 		}
 	}
-	caps := h.sc.capsOf(d)
+	caps := sc.capsOf(d)
 	if f.Off.GSOType != frame.GSONone && !gsoOK(caps, f.Off.GSOType) {
-		h.segment(i, p, f, tagged)
+		h.segment(sc, i, p, f, tagged)
 		return
 	}
-	sc := &h.sc
 	delta := -int(p.strip)
 	if tagged {
 		delta += 4
@@ -424,7 +487,7 @@ func (h *PortHandle) emit(d *PortHandle, i int32, p *pkt, f *Frame) {
 	// (no shaper queue) and is not mirrored.
 	whole := f.Tail != nil && (caps&CapTail == 0 || d.shaper.active.Load() || ds.mirrorOut)
 	if !sc.room(1, n) {
-		h.flush()
+		h.flush(sc)
 	}
 	if delta == 0 && !tagged && !needCsum && !whole { // as it came: the common case
 		sc.out(i, p.pcp, f)
@@ -435,13 +498,13 @@ func (h *PortHandle) emit(d *PortHandle, i int32, p *pkt, f *Frame) {
 	switch {
 	case needCsum || whole && delta == 0 && !tagged:
 		data = sc.alloc(n)
-		if !h.rewrite(data, p, f, tagged) {
+		if !rewrite(sc, data, p, f, tagged) {
 			return
 		}
 	case tagged:
 		if sc.tag == nil || sc.tagGen != sc.gen {
 			sc.tag, sc.tagGen = sc.alloc(n), sc.gen
-			if !h.rewrite(sc.tag, p, f, true) {
+			if !rewrite(sc, sc.tag, p, f, true) {
 				sc.tag = nil
 				return
 			}
@@ -450,7 +513,7 @@ func (h *PortHandle) emit(d *PortHandle, i int32, p *pkt, f *Frame) {
 	default:
 		if sc.untag == nil || sc.untagGen != sc.gen {
 			sc.untag, sc.untagGen = sc.alloc(n), sc.gen
-			if !h.rewrite(sc.untag, p, f, false) {
+			if !rewrite(sc, sc.untag, p, f, false) {
 				sc.untag = nil
 				return
 			}
@@ -476,7 +539,7 @@ func (h *PortHandle) emit(d *PortHandle, i int32, p *pkt, f *Frame) {
 // rewrite writes the frame in egress form into buf: MACs, the tag if
 // tagged, then the frame after its stripped outer tag, its tail included.
 // False: the tail faulted (counted; buf is garbage).
-func (h *PortHandle) rewrite(buf []byte, p *pkt, f *Frame, tagged bool) bool {
+func rewrite(sc *scratch, buf []byte, p *pkt, f *Frame, tagged bool) bool {
 	data := f.Data
 	copy(buf, data[:12])
 	o := 12
@@ -487,7 +550,7 @@ func (h *PortHandle) rewrite(buf []byte, p *pkt, f *Frame, tagged bool) bool {
 	}
 	o += copy(buf[o:], data[12+int(p.strip):])
 	if f.Tail != nil && !frame.ReadTail(buf[o:], f.Tail) {
-		h.sc.drops[DropSourceFault]++
+		sc.drops[DropSourceFault]++
 		return false
 	}
 	return true
@@ -495,8 +558,7 @@ func (h *PortHandle) rewrite(buf []byte, p *pkt, f *Frame, tagged bool) bool {
 
 // flush hands the queued outputs to their destinations, one batch per
 // destination, and frees the arena.
-func (h *PortHandle) flush() {
-	sc := &h.sc
+func (h *PortHandle) flush(sc *scratch) {
 	tp, now := sc.tp, sc.now
 	sc.gen++
 	sc.used = 0
@@ -506,10 +568,10 @@ func (h *PortHandle) flush() {
 	if j := sc.one; j >= 0 {
 		// One destination: the frames go as they were emitted.
 		if d := tp.ports[j]; !d.removed.Load() {
-			d.deliver(h, sc.outF, sc.outPCP, now)
+			d.deliver(h, sc.steer, sc.outF, sc.outPCP, now)
 		}
 	} else {
-		h.flushSorted(tp, now)
+		h.flushSorted(sc, tp, now)
 	}
 	// Keep no references to callers' frames.
 	clear(sc.outF)
@@ -518,8 +580,7 @@ func (h *PortHandle) flush() {
 
 // flushSorted hands outputs for several destinations on, one batch per
 // destination, each in the order emitted (a counting sort by destination).
-func (h *PortHandle) flushSorted(tp *topology, now int64) {
-	sc := &h.sc
+func (h *PortHandle) flushSorted(sc *scratch, tp *topology, now int64) {
 	n := len(tp.ports)
 	if len(sc.counts) < n {
 		sc.counts = make([]int32, n) // only after the topology grew
@@ -548,27 +609,32 @@ func (h *PortHandle) flushSorted(tp *topology, now int64) {
 		end := counts[j]
 		counts[j] = 0
 		if d := tp.ports[j]; !d.removed.Load() {
-			d.deliver(h, sc.sorted[start:end], sc.pcps[start:end], now)
+			d.deliver(h, sc.steer, sc.sorted[start:end], sc.pcps[start:end], now)
 		}
 		start = end
 	}
 	clear(sc.sorted[:len(sc.outF)])
 }
 
-// deliver sends frames from port src out of port d, through d's shaper if
-// it has one.
-func (d *PortHandle) deliver(src *PortHandle, frames []Frame, pcps []uint8, now int64) {
+// deliver sends frames from port src (its input queue steer, -1: none
+// named) out of port d, through d's shaper if it has one.
+func (d *PortHandle) deliver(src *PortHandle, steer int32, frames []Frame, pcps []uint8, now int64) {
 	if d.shaper.active.Load() {
 		d.shaper.enqueue(d, src, frames, pcps, now)
 		return
 	}
-	d.sendCounted(frames, now)
+	d.sendCounted(steer, frames, now)
 }
 
-// sendCounted calls Port.Send, counts the result and returns how many
-// frames the port took.
-func (d *PortHandle) sendCounted(frames []Frame, now int64) int {
-	n := d.port.Send(frames)
+// sendCounted calls Port.Send (QueuePort.SendQueue with queue hint steer
+// >= 0), counts the result and returns how many frames the port took.
+func (d *PortHandle) sendCounted(steer int32, frames []Frame, now int64) int {
+	var n int
+	if steer >= 0 && d.qport != nil {
+		n = d.qport.SendQueue(int(steer), frames)
+	} else {
+		n = d.port.Send(frames)
+	}
 	n = min(max(n, 0), len(frames))
 	var nb uint64
 	for k := range frames[:n] {

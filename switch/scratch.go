@@ -2,8 +2,8 @@ package vswitch
 
 import "github.com/hvnet/hvnet/conntrack"
 
-// scratch is a port's per-batch working memory for forwarding, owned by the
-// goroutine calling Input (under the port's input lock). Rewritten frames
+// scratch is an input queue's per-batch working memory for forwarding,
+// owned by the goroutine calling Input (under the queue's lock). Rewritten frames
 // (tag pushed or popped, checksum completed, GSO segments) are built in
 // arena; outF, outIdx and outPCP list what goes where. Both are flushed
 // to the destination ports when full and at the end of the batch, then
@@ -61,8 +61,9 @@ type scratch struct {
 	capsPort *PortHandle
 	caps     Caps
 
-	tp  *topology // the batch's topology: outIdx indexes it
-	now int64
+	tp    *topology // the batch's topology: outIdx indexes it
+	now   int64
+	steer int32 // the batch's input queue, the destinations' queue hint (QueuePort); -1: none
 
 	// The batch's ACL and a run-length count of its hits: consecutive
 	// frames of a flow hit the same rule, so the shared atomic counter is

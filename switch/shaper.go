@@ -277,7 +277,7 @@ func (s *shaper) drainLocked(h *PortHandle, now int64) int64 {
 			s.queued--
 		}
 		if len(s.batch) > 0 {
-			n := h.sendCounted(s.batch, now)
+			n := h.sendCounted(-1, s.batch, now)
 			for i := range s.batch {
 				st := &s.qst[s.whoCls[i]]
 				if f := s.who[i]; f != nil {

@@ -33,7 +33,8 @@ type Switch struct {
 	// The flow cache (flowcache.go): nil when off. flowMu serialises
 	// its scans and its replacement; goneFlows are removed ports whose
 	// shards still hold flows to report, flowFullGone their CacheFull
-	// counts. Lock order: mu, flowMu, a port's inMu.
+	// counts. Lock order: mu, flowMu, a port's inMu (an input queue's
+	// lock comes before inMu, never together with flowMu).
 	flows        atomic.Pointer[flowCache]
 	flowMu       sync.Mutex
 	goneFlows    []*PortHandle
@@ -163,7 +164,9 @@ func (s *Switch) AddPort(cfg PortConfig, p Port) (*PortHandle, error) {
 		return nil, fmt.Errorf("add port %q: %w", cfg.Name, err)
 	}
 	s.nextIfIndex++
-	h := &PortHandle{sw: s, port: p, name: cfg.Name, mac: own, sc: newScratch(), ifIndex: s.nextIfIndex}
+	h := &PortHandle{sw: s, port: p, name: cfg.Name, mac: own, ifIndex: s.nextIfIndex}
+	h.qport, _ = p.(QueuePort)
+	h.ingress(0)
 	h.index.Store(-1)
 	h.state.Store(newPortState(cfg, own))
 	h.configureLimits(cfg, s.clock.Now())
@@ -207,9 +210,8 @@ func (s *Switch) RemovePort(name string) error {
 	if !ok {
 		return fmt.Errorf("remove port %q: %w", name, ErrNoSuchPort)
 	}
-	h.inMu.Lock()
 	h.removed.Store(true)
-	h.inMu.Unlock()
+	h.waitInputs()
 	if set := h.sg.Swap(nil); set != nil {
 		defer set.zone.Close() // after the barriers below: no frame tracks into it any more
 	}
@@ -217,11 +219,10 @@ func (s *Switch) RemovePort(name string) error {
 	s.rebuild()
 	s.fdb.sweep(func(e *fdbView) bool { return e.port == h })
 	// An Input that loaded the old topology may be delivering to h: wait
-	// for each (new ones see h.removed). Lock order s.mu -> inMu -> shaper.mu,
-	// as everywhere.
+	// for each (new ones see h.removed). Lock order s.mu -> a queue's
+	// input lock -> inMu -> shaper.mu, as everywhere.
 	for _, o := range s.ports {
-		o.inMu.Lock()
-		o.inMu.Unlock() //nolint:staticcheck // an empty critical section: a barrier
+		o.waitInputs()
 	}
 	h.shaper.mu.Lock()
 	h.shaper.mu.Unlock() //nolint:staticcheck // barrier for a running Poll

@@ -34,7 +34,10 @@ func (s *Session) handle(m *proto.Msg) ([]byte, error) {
 		s.protocol = f
 		return nil, nil
 	case proto.GetQueueNum:
-		return proto.PutU64(uint64(len(s.vrings))), nil
+		// Queue pairs, as QEMU's vhost-user netdev compares it with its
+		// queues= (pairs) and DPDK's vhost library answers (its
+		// VHOST_MAX_QUEUE_PAIRS).
+		return proto.PutU64(uint64(len(s.vrings) / 2)), nil
 	case proto.GetMaxMemSlots:
 		return proto.PutU64(MaxMemSlots), nil
 	case proto.SetMemTable:

@@ -30,8 +30,8 @@ var _ Conn = (*proto.Conn)(nil)
 type Config struct {
 	// Name identifies the port in log lines.
 	Name string
-	// QueuePairs is the number of RX/TX pairs offered (GET_QUEUE_NUM
-	// answers twice this); default 1.
+	// QueuePairs is the number of RX/TX pairs offered (GET_QUEUE_NUM's
+	// answer); default 1.
 	QueuePairs int
 	// MaxQueueSize is the largest ring accepted; default 1024.
 	MaxQueueSize uint16

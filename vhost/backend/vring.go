@@ -157,6 +157,7 @@ func (s *Session) configure(r *vring, restore bool) error {
 
 // update starts or stops ring r's dataplane to match its state.
 func (s *Session) update(r *vring) error {
+	defer s.syncActivePairs()
 	run := s.shouldRun(r)
 	switch {
 	case run && r.w == nil:
@@ -172,6 +173,21 @@ func (s *Session) update(r *vring) error {
 		}
 	}
 	return nil
+}
+
+// syncActivePairs sets the device's active queue pairs from the rings:
+// the pairs from the first whose receive rings run, as the frontend
+// enabled them (SET_VRING_ENABLE; QEMU enables the pairs its guest set
+// with MQ_VQ_PAIRS_SET, DPDK's virtio-user those it was given). Frames to
+// the port are spread over those (vnet.Device.Receive, ReceiveQueue).
+func (s *Session) syncActivePairs() {
+	n := 0
+	for n < len(s.vrings)/2 && s.vrings[2*n].w != nil {
+		n++
+	}
+	if err := s.dev.SetActivePairs(max(n, 1)); err != nil {
+		s.log.Error("setting active queue pairs", "error", err) // cannot happen: n is within the device's pairs
+	}
 }
 
 // stopRing stops r's worker and its queue, saving the next available

@@ -74,7 +74,8 @@ type pair struct {
 type Device struct {
 	log   hclog.Logger
 	sink  Sink
-	tails TailSink // the sink, when it takes frames in two parts
+	tails TailSink  // the sink, when it takes frames in two parts
+	qsink QueueSink // the sink, when it takes a batch's queue pair
 	// controlOnly: no Sink, the data queues are served elsewhere.
 	controlOnly bool
 	onFault     func(error)
@@ -107,6 +108,7 @@ func New(cfg Config) (*Device, error) {
 	}
 	d := &Device{log: cfg.Logger, sink: cfg.Sink, onFault: cfg.OnFault, onControl: cfg.OnControl}
 	d.tails, _ = cfg.Sink.(TailSink)
+	d.qsink, _ = cfg.Sink.(QueueSink)
 	d.controlOnly = cfg.ControlOnly
 	newVQ := func(v *vq, index int) error {
 		q, err := virtio.NewQueue(cfg.MaxQueueSize)
@@ -277,8 +279,21 @@ func (d *Device) Reset() {
 func (d *Device) Stats() Stats { return d.stats.snapshot() }
 
 // ActivePairs returns the number of queue pairs the driver enabled
-// (VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET; 1 until then).
+// (VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET, or the transport: SetActivePairs; 1
+// until then).
 func (d *Device) ActivePairs() int { return int(d.activePairs.Load()) }
+
+// SetActivePairs sets the number of active queue pairs for a transport
+// that learns it outside the control queue: a vhost-user frontend
+// enables pairs with SET_VRING_ENABLE (QEMU does so for the pairs its
+// guest set with MQ_VQ_PAIRS_SET). Receive spreads over pairs [0, n).
+func (d *Device) SetActivePairs(n int) error {
+	if n < 1 || n > len(d.pairs) {
+		return fmt.Errorf("vnet: %d active queue pairs, device has %d", n, len(d.pairs))
+	}
+	d.activePairs.Store(int32(n))
+	return nil
+}
 
 // fault marks v as malformed: counted, logged, reported once.
 func (d *Device) fault(v *vq, err error) {

@@ -21,6 +21,16 @@ type Sink interface {
 	Deliver(frames []Frame)
 }
 
+// QueueSink is a Sink told which queue pair's transmit queue a batch came
+// from: a device with more than one active pair calls DeliverQueue, and
+// calls for different pairs run concurrently (each under its own queue's
+// lock), so a sink can serve a device's queues in parallel
+// (vswitch.PortHandle.InputQueue).
+type QueueSink interface {
+	Sink
+	DeliverQueue(pair int, frames []Frame)
+}
+
 // TailSink is a Sink that takes frames in two parts (frame.Frame.Tail):
 // a frame longer than frame.HeadLen may then reach Deliver with only its
 // first HeadLen bytes copied (Data) and the rest still in the guest's

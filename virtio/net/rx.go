@@ -70,6 +70,18 @@ func (d *Device) Receive(frames []Frame) int {
 	return accepted
 }
 
+// ReceiveQueue is Receive steered by the sender's queue q rather than by
+// a hash of each frame: to pair q modulo the active pairs (the receive
+// side of vswitch.QueuePort: a sender's queue q writes one receive queue,
+// so the senders' workers of different queues never share one).
+func (d *Device) ReceiveQueue(q int, frames []Frame) int {
+	active := int(d.activePairs.Load())
+	if active <= 1 || q < 0 {
+		return d.Receive(frames)
+	}
+	return d.ReceiveOn(q%active, frames)
+}
+
 // flowHash hashes the Ethernet addresses and, for IPv4, the IP addresses
 // and the first four bytes of the transport header (ports).
 func flowHash(b []byte) uint32 {

@@ -248,7 +248,11 @@ func (d *Device) txDeliver(t *txQueue, n int) (bytes uint64) {
 	if n == 0 {
 		return 0
 	}
-	d.sink.Deliver(t.frames[:n])
+	if d.qsink != nil && d.activePairs.Load() > 1 {
+		d.qsink.DeliverQueue(t.index/2, t.frames[:n])
+	} else {
+		d.sink.Deliver(t.frames[:n])
+	}
 	q := t.q
 	for i := range t.frames[:n] {
 		f := &t.frames[i]
