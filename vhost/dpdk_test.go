@@ -43,6 +43,12 @@ func (p *testpmd) ready() {
 // spawnTestpmd starts testpmd without waiting for its ports.
 func spawnTestpmd(t testing.TB, socks []string, extra ...string) *testpmd {
 	t.Helper()
+	return spawnTestpmdQ(t, socks, 1, extra...)
+}
+
+// spawnTestpmdQ is spawnTestpmd with queues queue pairs a port.
+func spawnTestpmdQ(t testing.TB, socks []string, queues int, extra ...string) *testpmd {
+	t.Helper()
 	bin, err := exec.LookPath("dpdk-testpmd")
 	if err != nil {
 		t.Fatalf("dpdk-testpmd not installed (apt-get install dpdk-dev librte-net-vhost23 librte-net-virtio23 librte-mempool-ring23): %v", err)
@@ -50,7 +56,7 @@ func spawnTestpmd(t testing.TB, socks []string, extra ...string) *testpmd {
 	args := []string{"-l", "0-1", "--no-huge", "-m", "512", "--no-pci", "--log-level", "*:notice",
 		"--file-prefix", fmt.Sprintf("hvnet-test-%d-%d", os.Getpid(), time.Now().UnixNano())}
 	for i, s := range socks {
-		args = append(args, "--vdev", fmt.Sprintf("net_virtio_user%d,path=%s,queues=1,queue_size=1024", i, s))
+		args = append(args, "--vdev", fmt.Sprintf("net_virtio_user%d,path=%s,queues=%d,queue_size=1024", i, s, queues))
 	}
 	args = append(args, "--", "-i", "--total-num-mbufs=32768")
 	args = append(args, extra...)
@@ -197,5 +203,66 @@ func TestDPDKVirtioUser(t *testing.T) {
 				t.Errorf("switch counters a %+v b %+v disagree with DPDK's", ka, kb)
 			}
 		})
+	}
+}
+
+// xstats returns the named extended statistics of port ("show port
+// xstats"), waiting for each in the order testpmd prints them.
+func (p *testpmd) xstats(port int, names ...string) []uint64 {
+	p.t.Helper()
+	p.send(fmt.Sprintf("show port xstats %d", port))
+	p.expect(fmt.Sprintf("NIC extended statistics for port %d", port), "port xstats")
+	out := make([]uint64, len(names))
+	for i, n := range names {
+		l := p.expect(n+":", n)
+		v, err := strconv.ParseUint(strings.TrimSpace(l[strings.Index(l, ":")+1:]), 10, 64)
+		if err != nil {
+			p.t.Fatalf("testpmd: %q: %v", l, err)
+		}
+		out[i] = v
+	}
+	return out
+}
+
+// DPDK's virtio-user with two queue pairs on each of two hvnet ports,
+// one testpmd core polling all four streams: every transmit queue's
+// burst (start tx_first: one per port and queue, frames with the same
+// headers) crosses the switch and lands on the other port's receive
+// queue of the same number, as the queue hint steers it (a hash of the
+// headers would put all of them on one queue); the frontend's pairs are
+// the device's active pairs.
+func TestDPDKMultiqueue(t *testing.T) {
+	sw := vswitch.New(vswitch.Config{})
+	dir := t.TempDir()
+	evA, evB := newEvents(), newEvents()
+	ca := PortConfig{Port: vswitch.PortConfig{Name: "a", PVID: 10}, Socket: filepath.Join(dir, "a.sock"), QueuePairs: 2}
+	cb := PortConfig{Port: vswitch.PortConfig{Name: "b", PVID: 10}, Socket: filepath.Join(dir, "b.sock"), QueuePairs: 2}
+	evA.hook(&ca)
+	evB.hook(&cb)
+	pa, pb := startPort(t, sw, ca), startPort(t, sw, cb)
+	pmd := spawnTestpmdQ(t, []string{ca.Socket, cb.Socket}, 2, "--forward-mode=rxonly", "--rxq=2", "--txq=2", "--nb-cores=1")
+	pmd.ready()
+	waitFor(t, evA.up, "DPDK port 0")
+	waitFor(t, evB.up, "DPDK port 1")
+	for _, p := range []*Port{pa, pb} {
+		waitUntil(t, "two active queue pairs", func() bool { _, n, ok := p.Negotiated(); return ok && n == 2 })
+	}
+	pmd.send("start tx_first")
+	waitUntil(t, "64 frames into each switch port", func() bool {
+		return pa.Handle().Counters().RxPackets == 64 && pb.Handle().Counters().RxPackets == 64
+	})
+	for port := range 2 {
+		var v []uint64
+		waitUntil(t, "DPDK to receive 64 frames", func() bool {
+			v = pmd.xstats(port, "rx_good_packets", "rx_q0_good_packets", "rx_q1_good_packets", "tx_q0_good_packets", "tx_q1_good_packets")
+			return v[0] >= 64
+		})
+		if v[0] != 64 || v[1] != 32 || v[2] != 32 || v[3] != 32 || v[4] != 32 {
+			t.Errorf("DPDK port %d: rx %d (queue 0: %d, queue 1: %d), tx queue 0: %d, queue 1: %d; want 64 (32, 32), 32, 32",
+				port, v[0], v[1], v[2], v[3], v[4])
+		}
+	}
+	if ka, kb := pa.Handle().Counters(), pb.Handle().Counters(); ka.TxPackets != 64 || kb.TxPackets != 64 {
+		t.Errorf("switch sent %d to a and %d to b, want 64 each", ka.TxPackets, kb.TxPackets)
 	}
 }
