@@ -198,4 +198,10 @@ func TestMultiqueuePairs(t *testing.T) {
 	if st := ports[1].DeviceStats(); st.RxPackets != 4*pairs {
 		t.Errorf("b's device received %d frames, want %d", st.RxPackets, 4*pairs)
 	}
+	// GET_VRING_BASE stops a ring: pair 1's receive ring stopped, pairs
+	// 1 and 2 are no longer targets.
+	if _, err := b.f.GetVringBase(2); err != nil {
+		t.Fatal(err)
+	}
+	waitActive(ports[1], 1)
 }

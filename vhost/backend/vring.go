@@ -229,6 +229,7 @@ func (s *Session) stopRing(r *vring) {
 		q.Disable()
 		return nil
 	})
+	s.syncActivePairs() // a stopped receive ring is no longer a target
 }
 
 func (s *Session) startWorker(r *vring) error {
