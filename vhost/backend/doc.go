@@ -24,6 +24,14 @@
 // backend makes no syscalls. Receive rings ask for no kicks at all (the
 // device pulls their buffers when frames arrive).
 //
+// With several queue pairs (Config.QueuePairs; GET_QUEUE_NUM answers it)
+// each transmit ring has its worker, and the device tells its sink which
+// pair a batch came from (vnet.QueueSink), so the switch forwards the
+// pairs in parallel. The device's active pairs are those, from pair 0,
+// whose receive rings run: the frontend enables them with
+// SET_VRING_ENABLE (QEMU for the pairs its guest set with
+// MQ_VQ_PAIRS_SET).
+//
 //	s, _ := backend.New(backend.Config{Name: "a", Sink: port, OnStart: ..., OnStop: ...})
 //	err := s.Serve(proto.NewConn(unixConn)) // until the frontend goes away
 //
