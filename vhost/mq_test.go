@@ -114,7 +114,8 @@ func (g *mqGuest) enable(p int, on bool) {
 // SET_VRING_ENABLE are the device's active pairs (its receive side
 // spreads over them), and frames sent on pair p's transmit ring of one
 // port reach pair p's receive ring of another, each pair served by its
-// own worker (the switch's input queue p, its queue hint p).
+// own worker (the switch's input queue p, its queue hint p); a malformed
+// ring faults its own queue only.
 func TestMultiqueuePairs(t *testing.T) {
 	const pairs = 3
 	sw := vswitch.New(vswitch.Config{})
@@ -198,6 +199,42 @@ func TestMultiqueuePairs(t *testing.T) {
 	if st := ports[1].DeviceStats(); st.RxPackets != 4*pairs {
 		t.Errorf("b's device received %d frames, want %d", st.RxPackets, 4*pairs)
 	}
+	// A malformed ring breaks only its own queue: pair 2's transmit ring
+	// names a descriptor beyond its table; the fault is counted and
+	// signalled on that ring's error eventfd, and pair 0 forwards on.
+	errFD, err := virtio.NewEventFD(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer errFD.Close()
+	if err := a.f.SetVringErr(5, errFD.FD()); err != nil {
+		t.Fatal(err)
+	}
+	a.rings[5].Push(qSize + 3)
+	if err := a.kick[5].Signal(); err != nil {
+		t.Fatal(err)
+	}
+	if !waitFD(errFD, 10_000) {
+		t.Fatal("no error signal for the malformed ring")
+	}
+	if st := ports[0].DeviceStats(); st.Faults != 1 {
+		t.Errorf("a's device counted %d faults, want 1", st.Faults)
+	}
+	rx := b.rings[0]
+	before := rx.UsedIdx()
+	rx.Push(rx.AddChain(virtiotest.Buf{Len: 2048, Write: true}))
+	tx := a.rings[1]
+	tx.Push(tx.AddChain(virtiotest.Buf{Data: append(make([]byte, hdrLen), ethFrame(0xff, 0x10, 9)...)}))
+	if err := a.kick[1].Signal(); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); rx.UsedIdx() == before; {
+		if time.Now().After(deadline) {
+			t.Fatal("pair 0 stopped forwarding after pair 2's fault")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+
 	// GET_VRING_BASE stops a ring: pair 1's receive ring stopped, pairs
 	// 1 and 2 are no longer targets.
 	if _, err := b.f.GetVringBase(2); err != nil {
