@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +17,9 @@ import (
 const (
 	hostileWindow = 8 * time.Second // one phase per window of wall-clock time
 	hostileRuns   = 24              // victim iperf3 runs, one per window (8 per phase)
+	// EnvBenchRuns sets TestBenchHostile's number of runs (default
+	// hostileRuns, at least 6): more runs, a tighter figure, a longer test.
+	EnvBenchRuns = "HVNET_BENCH_RUNS"
 )
 
 // TestBenchHostile measures what a hostile guest costs its neighbours: a
@@ -29,18 +33,29 @@ const (
 // and the ratios hostile/undisturbed (goal: >= 0.9) and hostile/benign:
 // every guest of the nested test host shares its two emulated vCPUs, so
 // the first includes the neighbour's CPU time, the second isolates what
-// the hostile input itself costs the victims.
+// the hostile input itself costs the victims. HVNET_BENCH_RUNS=N makes
+// it N runs instead of 24 (each 8 s more or less).
 func TestBenchHostile(t *testing.T) {
 	if os.Getenv(EnvBench) == "" && !vmtest.InL1() {
 		t.Skipf("benchmark: set %s=1 to run", EnvBench)
 	}
-	if vmtest.Nest(t, vmtest.NestOptions{MemMiB: 3072, Timeout: 11 * time.Minute}) {
+	runs := hostileRuns
+	if v := os.Getenv(EnvBenchRuns); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 6 {
+			t.Fatalf("%s=%q: want a number of runs, at least 6", EnvBenchRuns, v)
+		}
+		runs = n
+	}
+	// 9 minutes for the guests at 24 runs, a window more or less a run.
+	runFor := 9*time.Minute + time.Duration(runs-hostileRuns)*hostileWindow
+	if vmtest.Nest(t, vmtest.NestOptions{MemMiB: 3072, Timeout: runFor + 2*time.Minute}) {
 		return
 	}
 	set := vmtest.Images(t)
 	w := hostileWindow.String()
 	srv := GuestConfig{Name: "srv", Addr: netip.MustParsePrefix("10.0.0.1/24"),
-		Script: fmt.Sprintf("for i in $(seq 1 %d); do iperf3 -s -1; done\n", hostileRuns)}
+		Script: fmt.Sprintf("for i in $(seq 1 %d); do iperf3 -s -1; done\n", runs)}
 	// Each run waits for the next window, starts an eighth into it and
 	// ends well before it does; the tag says whether it was attacked.
 	cli := GuestConfig{Name: "cli", Addr: netip.MustParsePrefix("10.0.0.2/24"),
@@ -53,13 +68,13 @@ func TestBenchHostile(t *testing.T) {
   cat /tmp/r.json
   echo END-run$r-p$p
 done
-`, hostileRuns, w)}
-	d := time.Duration(hostileRuns+3) * hostileWindow
+`, runs, w)}
+	d := time.Duration(runs+3) * hostileWindow
 	bad := GuestConfig{Name: "bad", Cmdline: hostileCmdline,
 		Script: fmt.Sprintf("/init hostile -d %s -pace 400ms -window %s -phases 3\n", d, w)}
-	defer watchdog(t, 8*time.Minute)()
+	defer watchdog(t, runFor-time.Minute)()
 	res, err := Run(context.Background(), Config{Kernel: set.Kernel, Initrd: set.Initrd, Console: tlog{t},
-		Guests: []GuestConfig{srv, cli, bad}, Timeout: 9 * time.Minute})
+		Guests: []GuestConfig{srv, cli, bad}, Timeout: runFor})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,10 +97,10 @@ done
 	}
 	t.Logf("hostile driver: %+v", h)
 	var quiet, attacked, benign []float64
-	phaseOf := make([]string, hostileRuns+1) // by run: "0", "1", "2", or "" (no result)
-	bpsOf := make([]float64, hostileRuns+1)
+	phaseOf := make([]string, runs+1) // by run: "0", "1", "2", or "" (no result)
+	bpsOf := make([]float64, runs+1)
 	names := map[string]string{"0": "undisturbed", "1": "hostile", "2": "benign"}
-	for r := 1; r <= hostileRuns; r++ {
+	for r := 1; r <= runs; r++ {
 		for p, into := range map[string]*[]float64{"0": &quiet, "1": &attacked, "2": &benign} {
 			out, err := between(by["cli"].Console, fmt.Sprintf("run%d-p%s", r, p))
 			if err != nil {
@@ -101,8 +116,8 @@ done
 			t.Logf("BENCH run %d %s: %.1f Mbit/s", r, names[p], bps/1e6)
 		}
 	}
-	if n := len(quiet) + len(attacked) + len(benign); n != hostileRuns {
-		t.Errorf("%d of %d iperf3 runs gave a result", n, hostileRuns)
+	if n := len(quiet) + len(attacked) + len(benign); n != runs {
+		t.Errorf("%d of %d iperf3 runs gave a result", n, runs)
 	}
 	if len(quiet) == 0 || len(attacked) == 0 || len(benign) == 0 {
 		t.Fatalf("runs: %d undisturbed, %d hostile, %d benign: need all three", len(quiet), len(attacked), len(benign))
@@ -119,13 +134,13 @@ done
 	// median of those ratios is the paired figure.
 	paired := func(phase, ref string) float64 {
 		var rs []float64
-		for r := 1; r <= hostileRuns; r++ {
+		for r := 1; r <= runs; r++ {
 			if phaseOf[r] != phase {
 				continue
 			}
 			var sum float64
 			var n int
-			for q := max(1, r-2); q <= min(hostileRuns, r+2); q++ {
+			for q := max(1, r-2); q <= min(runs, r+2); q++ {
 				if phaseOf[q] == ref {
 					sum += bpsOf[q]
 					n++
