@@ -23,18 +23,19 @@ const (
 )
 
 // TestBenchHostile measures what a hostile guest costs its neighbours: a
-// victim pair runs iperf3 TCP (-t 5) once per 8-second window of
-// wall-clock time, while a third guest on the same switch runs the
-// driver of images/agent/hostile.go with -phases 3: in windows k%3 == 0
-// its device stays reset (undisturbed), in k%3 == 1 it attacks (hostile),
-// in k%3 == 2 it makes the same resets, initialisations and notifications
-// with well-formed chains only (benign: the control). One lab run, same
+// victim pair runs iperf3 TCP (-t 5), each run in the next 8-second
+// window of wall-clock time, while a third guest on the same switch runs
+// the driver of images/agent/hostile.go with -phases 3, each window's
+// phase a hash of its number: in phase 0 its device stays reset
+// (undisturbed), in 1 it attacks (hostile), in 2 it makes the same
+// resets, initialisations and notifications with well-formed chains only
+// (benign: the control); it outlasts the runs (checked). One lab run, same
 // guests, the three conditions interleaved; it logs the medians, ranges
 // and the ratios hostile/undisturbed (goal: >= 0.9) and hostile/benign:
 // every guest of the nested test host shares its two emulated vCPUs, so
 // the first includes the neighbour's CPU time, the second isolates what
 // the hostile input itself costs the victims. HVNET_BENCH_RUNS=N makes
-// it N runs instead of 24 (each 8 s more or less).
+// it N runs instead of 24 (each one or two 8-second windows).
 func TestBenchHostile(t *testing.T) {
 	if os.Getenv(EnvBench) == "" && !vmtest.InL1() {
 		t.Skipf("benchmark: set %s=1 to run", EnvBench)
@@ -47,8 +48,12 @@ func TestBenchHostile(t *testing.T) {
 		}
 		runs = n
 	}
-	// 9 minutes for the guests at 24 runs, a window more or less a run.
-	runFor := 9*time.Minute + time.Duration(runs-hostileRuns)*hostileWindow
+	// The neighbour attacks for twice as many windows as there are runs
+	// (a run waits for the next window and often spills into the one
+	// after), so that it outlasts every run; the guests get 5 minutes
+	// more to boot and end.
+	d := time.Duration(2*runs+6) * hostileWindow
+	runFor := d + 5*time.Minute
 	if vmtest.Nest(t, vmtest.NestOptions{MemMiB: 3072, Timeout: runFor + 2*time.Minute}) {
 		return
 	}
@@ -56,22 +61,22 @@ func TestBenchHostile(t *testing.T) {
 	w := hostileWindow.String()
 	srv := GuestConfig{Name: "srv", Addr: netip.MustParsePrefix("10.0.0.1/24"),
 		Script: fmt.Sprintf("for i in $(seq 1 %d); do iperf3 -s -1; done\n", runs)}
-	// Each run waits for the next window, starts an eighth into it and
-	// ends well before it does; the tag says whether it was attacked.
+	// Each run waits for the next window and starts an eighth into it;
+	// the tag says whether it was attacked, RUNEND when it ended.
 	cli := GuestConfig{Name: "cli", Addr: netip.MustParsePrefix("10.0.0.2/24"),
 		Script: waitPing("10.0.0.1") + fmt.Sprintf(`for r in $(seq 1 %d); do
   p=$(/init hostile -window %s -phases 3 -waitwindow)
   for i in 1 2 3; do
     if iperf3 -c 10.0.0.1 -t 5 -J > /tmp/r.json; then break; fi
   done
+  echo RUNEND-$r $(date +%%T)
   echo BEGIN-run$r-p$p
   cat /tmp/r.json
   echo END-run$r-p$p
 done
 `, runs, w)}
-	d := time.Duration(runs+3) * hostileWindow
 	bad := GuestConfig{Name: "bad", Cmdline: hostileCmdline,
-		Script: fmt.Sprintf("/init hostile -d %s -pace 400ms -window %s -phases 3\n", d, w)}
+		Script: fmt.Sprintf("/init hostile -d %s -pace 400ms -window %s -phases 3 && echo NEIGHBOUR-END $(date +%%T)\n", d, w)}
 	defer watchdog(t, runFor-time.Minute)()
 	res, err := Run(context.Background(), Config{Kernel: set.Kernel, Initrd: set.Initrd, Console: tlog{t},
 		Guests: []GuestConfig{srv, cli, bad}, Timeout: runFor})
@@ -96,6 +101,18 @@ done
 		t.Fatal(err)
 	}
 	t.Logf("hostile driver: %+v", h)
+	// Every run must have ended while the neighbour still ran (guests
+	// share the host's clock to the second): the phase of a run after
+	// it would name a window with nobody in it.
+	nEnd, ok := clockMark(by["bad"].Console, "NEIGHBOUR-END ")
+	if !ok {
+		t.Fatal("the neighbour printed no end time (NEIGHBOUR-END)")
+	}
+	for r := 1; r <= runs; r++ {
+		if e, ok := clockMark(by["cli"].Console, fmt.Sprintf("RUNEND-%d ", r)); ok && (e-nEnd+86400)%86400 < 43200 && e != nEnd {
+			t.Errorf("run %d ended %d s after the neighbour stopped: its phase is void", r, (e-nEnd+86400)%86400)
+		}
+	}
 	var quiet, attacked, benign []float64
 	phaseOf := make([]string, runs+1) // by run: "0", "1", "2", or "" (no result)
 	bpsOf := make([]float64, runs+1)
@@ -166,6 +183,23 @@ done
 		"ratio hostile/undisturbed %.2f (goal >= 0.90), hostile/benign %.2f, benign/undisturbed %.2f; hostile rounds %d, needs-reset %d, benign rounds %d (%d frames)",
 		len(quiet), mq/1e6, span(quiet), len(attacked), ma/1e6, span(attacked), len(benign), mb/1e6, span(benign),
 		ma/mq, ma/mb, mb/mq, h.Rounds, h.NeedsReset, h.Benign, h.BenignGood)
+}
+
+// clockMark finds the line "prefix HH:MM:SS" in console and returns the
+// time as seconds of the day.
+func clockMark(console, prefix string) (int, bool) {
+	for _, l := range strings.Split(console, "\n") {
+		rest, ok := strings.CutPrefix(strings.TrimRight(l, "\r"), prefix)
+		if !ok {
+			continue
+		}
+		var hh, mm, ss int
+		if n, err := fmt.Sscanf(rest, "%d:%d:%d", &hh, &mm, &ss); err != nil || n != 3 {
+			return 0, false
+		}
+		return hh*3600 + mm*60 + ss, true
+	}
+	return 0, false
 }
 
 // span formats min..max in Mbit/s.
