@@ -220,6 +220,11 @@ func (h *PortHandle) input(in *ingress, steer int32, frames []Frame) {
 	sc.tp, sc.now = tp, now
 	sc.useACL(h.acl.Load())
 	sc.sg = h.sg.Load()
+	// The last decision is reused only where it depends on nothing but
+	// the header bytes it is keyed on, the port's state and the topology
+	// (lastDecision).
+	sc.last.n = 0
+	sc.lastOK = !sw.decideEach && sc.acl == nil && sc.sg == nil && sc.fc == nil && !st.police && !st.storm
 	if st.mirrorIn {
 		if m := sw.mirror.Load(); m != nil {
 			mirror(m.s, h.name, Ingress, now, frames)
@@ -233,13 +238,17 @@ func (h *PortHandle) input(in *ingress, steer int32, frames []Frame) {
 	h.flush(sc)
 	sc.flushACLHits()
 	sc.flushEgressHits()
-	sc.tp, sc.acl, sc.sg, sc.fc, sc.capsPort = nil, nil, nil, nil, nil
+	sc.tp, sc.acl, sc.sg, sc.fc, sc.capsPort, sc.last.d = nil, nil, nil, nil, nil, nil
 	h.ctr.rxPackets.Add(uint64(len(frames)))
 	h.ctr.rxBytes.Add(nb)
 	h.ctr.addDrops(&sc.drops)
 }
 
 func (h *PortHandle) forward(sc *scratch, st *portState, tp *topology, now int64, f *Frame) {
+	if m := &sc.last; m.n != 0 && len(f.Data) >= int(m.n) && string(f.Data[:m.n]) == string(m.key[:m.n]) {
+		h.forwardAgain(sc, st, tp, f)
+		return
+	}
 	var p pkt
 	if r := classify(st, f.Data, &p); r != dropNone {
 		sc.drops[r]++
@@ -331,6 +340,7 @@ func (h *PortHandle) forward(sc *scratch, st *portState, tp *topology, now int64
 		if sc.fc != nil {
 			h.account(sc.fc, &p, data, l3, et, total, nil, now)
 		}
+		sc.remember(h, data, l3, et, &p, lastFlood, nil, 0)
 		h.flood(sc, tp, &p, f)
 		return
 	}
@@ -348,7 +358,10 @@ func (h *PortHandle) forward(sc *scratch, st *portState, tp *topology, now int64
 				if sc.fc != nil {
 					h.account(sc.fc, &p, data, l3, et, total, d, now)
 				}
+				sc.remember(h, data, l3, et, &p, lastUnicast, d, i)
 				h.emit(sc, d, i, &p, f)
+			} else {
+				sc.remember(h, data, l3, et, &p, lastNone, nil, 0)
 			}
 			return
 		}
@@ -360,7 +373,45 @@ func (h *PortHandle) forward(sc *scratch, st *portState, tp *topology, now int64
 	if sc.fc != nil {
 		h.account(sc.fc, &p, data, l3, et, total, nil, now)
 	}
+	sc.remember(h, data, l3, et, &p, lastFlood, nil, 0)
 	h.flood(sc, tp, &p, f)
+}
+
+// forwardAgain forwards f as the batch's last decided frame was (the
+// frames' headers up to L3 are the same bytes: sc.last): what follows
+// from those bytes, the port's state and the topology (classification,
+// the source checks, learning, the FDB lookup, the destinations) is not
+// decided again. What depends on the rest of the frame is checked as
+// forward does: its length and its offloads, then each destination's
+// egress checks (emit).
+func (h *PortHandle) forwardAgain(sc *scratch, st *portState, tp *topology, f *Frame) {
+	m := &sc.last
+	p := m.p
+	data, total := f.Data, f.Len()
+	if total-m.l3 > st.maxL3 && (f.Off.GSOType == frame.GSONone || total > maxGSOFrame) {
+		sc.drops[DropMalformed]++
+		return
+	}
+	if !f.Off.None() && (!checkOffload(data, total, &f.Off, &p) || int(f.Off.GSOSize) > st.maxL3) {
+		sc.drops[DropMalformed]++
+		return
+	}
+	sc.l3, sc.et, sc.fkOK = m.l3, m.et, false
+	sc.untag, sc.tag = nil, nil
+	switch m.out {
+	case lastFlood:
+		h.flood(sc, tp, &p, f)
+	case lastUnicast:
+		if m.plain && f.Off.None() && (f.Tail == nil || m.caps&CapTail != 0) {
+			// emit's common case, its checks done once for the batch
+			if !sc.room(1, 0) {
+				h.flush(sc)
+			}
+			sc.out(m.i, p.pcp, f)
+			return
+		}
+		h.emit(sc, m.d, m.i, &p, f)
+	}
 }
 
 // badSource: a group address is never a source (IEEE 802-2014 §8.2), nor

@@ -51,6 +51,11 @@ type scratch struct {
 	// looked up (batches are usually a few flows).
 	srcKey uint64
 	srcOK  bool
+	// The batch's last forwarding decision, for the frames behind it
+	// with the same header (a train of one flow's frames); lastOK: the
+	// batch may use it.
+	last   lastDecision
+	lastOK bool
 	batch  uint32 // batch number: dcache entries of older batches are void
 	dcache [dcacheSize]dcacheEntry
 
@@ -106,6 +111,80 @@ func (sc *scratch) flushACLHits() {
 	if sc.aclRun != 0 {
 		sc.acl.hits[sc.aclRule].Add(sc.aclRun)
 		sc.aclRun = 0
+	}
+}
+
+// lastDecision is the decision forward took for the last frame of a batch
+// that reached one, keyed on that frame's bytes up to its L3 header (its
+// MACs, every VLAN tag and the EtherType: all that classification, the
+// source checks, learning and the FDB lookup read). A later frame of the
+// batch with the same bytes goes where that one went (forwardAgain), as
+// Open vSwitch's exact-match cache sends a packet with a known flow key,
+// but never older than the batch and never for a port whose decisions
+// read more than those bytes or take per-frame tokens (an ingress ACL or
+// security group, a policer, storm control, the flow cache: scratch.lastOK
+// is false). The key is the switch's own copy of the frame's head, never
+// guest memory. The FDB may change under a batch (other ports learn): the
+// frames behind a decision then go where the decision said, as a batch's
+// destination cache (dcache) already sends them; the next batch decides
+// afresh. Learning by this port's own frames cannot go stale: a frame that
+// learns another source has another key and replaces the decision.
+type lastDecision struct {
+	n   int // key length (the frame's L3 offset); 0: no decision
+	key [12 + 4*maxTags + 2]byte
+	p   pkt // the classification (its offload fields cleared)
+	l3  int
+	et  uint16
+	out uint8 // lastNone, lastFlood or lastUnicast
+	d   *PortHandle
+	i   int32
+	// plain: d takes the frames as they came (untagged, no egress ACL,
+	// security group, shaper or mirror); caps: its Caps.
+	plain bool
+	caps  Caps
+}
+
+// lastDecision.out.
+const (
+	lastNone    = iota // the destination is the ingress port: nowhere
+	lastFlood          // every other port of the VLAN
+	lastUnicast        // d, index i in the batch's topology
+)
+
+// remember records the decision for the frame whose head is data, when
+// the batch may reuse decisions (lastOK).
+func (sc *scratch) remember(h *PortHandle, data []byte, l3 int, et uint16, p *pkt, out uint8, d *PortHandle, i int32) {
+	if !sc.lastOK {
+		return
+	}
+	m := &sc.last
+	m.n = copy(m.key[:l3], data[:l3])
+	m.p = *p
+	m.p.l3, m.p.iphl, m.p.tcphl, m.p.ipEnd, m.p.v6 = 0, 0, 0, 0, false
+	if out == lastFlood {
+		// A VLAN of two ports floods to one: the other.
+		d, i, out = nil, 0, lastNone
+		for _, j := range sc.tp.members[p.vid] {
+			if o := sc.tp.ports[j]; o != h {
+				if d != nil {
+					d, i, out = nil, 0, lastFlood
+					break
+				}
+				d, i, out = o, j, lastUnicast
+			}
+		}
+	}
+	m.l3, m.et, m.out, m.d, m.i = l3, et, out, d, i
+	m.plain = false
+	if out == lastUnicast {
+		// The destination's egress as the batch found it (its egress
+		// ACL and security group, like the ingress port's, are the
+		// batch's): nothing to check, nothing to rewrite.
+		ds := d.state.Load()
+		ok, tagged := egressTagged(ds, p.vid)
+		m.plain = ok && !tagged && p.strip == 0 && d.eacl.Load() == nil && d.sg.Load() == nil &&
+			!d.shaper.active.Load() && !ds.mirrorOut
+		m.caps = sc.capsOf(d)
 	}
 }
 

@@ -39,6 +39,8 @@ type Switch struct {
 	flowMu       sync.Mutex
 	goneFlows    []*PortHandle
 	flowFullGone atomic.Uint64
+
+	decideEach bool // tests: decide every frame afresh (no lastDecision)
 }
 
 // topology is an immutable snapshot of the ports, swapped on every change.
