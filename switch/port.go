@@ -245,7 +245,7 @@ func (h *PortHandle) input(in *ingress, steer int32, frames []Frame) {
 }
 
 func (h *PortHandle) forward(sc *scratch, st *portState, tp *topology, now int64, f *Frame) {
-	if m := &sc.last; m.n != 0 && len(f.Data) >= int(m.n) && string(f.Data[:m.n]) == string(m.key[:m.n]) {
+	if sc.last.match(f.Data) {
 		h.forwardAgain(sc, st, tp, f)
 		return
 	}
@@ -386,13 +386,21 @@ func (h *PortHandle) forward(sc *scratch, st *portState, tp *topology, now int64
 // egress checks (emit).
 func (h *PortHandle) forwardAgain(sc *scratch, st *portState, tp *topology, f *Frame) {
 	m := &sc.last
-	p := m.p
-	data, total := f.Data, f.Len()
+	total := f.Len()
 	if total-m.l3 > st.maxL3 && (f.Off.GSOType == frame.GSONone || total > maxGSOFrame) {
 		sc.drops[DropMalformed]++
 		return
 	}
-	if !f.Off.None() && (!checkOffload(data, total, &f.Off, &p) || int(f.Off.GSOSize) > st.maxL3) {
+	if m.plain && f.Off.None() && (f.Tail == nil || m.caps&CapTail != 0) {
+		// emit's common case, its checks done once for the batch
+		if !sc.room(1, 0) {
+			h.flush(sc)
+		}
+		sc.out(m.i, m.p.pcp, f)
+		return
+	}
+	p := m.p
+	if !f.Off.None() && (!checkOffload(f.Data, total, &f.Off, &p) || int(f.Off.GSOSize) > st.maxL3) {
 		sc.drops[DropMalformed]++
 		return
 	}
@@ -402,14 +410,6 @@ func (h *PortHandle) forwardAgain(sc *scratch, st *portState, tp *topology, f *F
 	case lastFlood:
 		h.flood(sc, tp, &p, f)
 	case lastUnicast:
-		if m.plain && f.Off.None() && (f.Tail == nil || m.caps&CapTail != 0) {
-			// emit's common case, its checks done once for the batch
-			if !sc.room(1, 0) {
-				h.flush(sc)
-			}
-			sc.out(m.i, p.pcp, f)
-			return
-		}
 		h.emit(sc, m.d, m.i, &p, f)
 	}
 }

@@ -1,6 +1,10 @@
 package vswitch
 
-import "github.com/hvnet/hvnet/conntrack"
+import (
+	"encoding/binary"
+
+	"github.com/hvnet/hvnet/conntrack"
+)
 
 // scratch is an input queue's per-batch working memory for forwarding,
 // owned by the goroutine calling Input (under the queue's lock). Rewritten frames
@@ -130,14 +134,16 @@ func (sc *scratch) flushACLHits() {
 // afresh. Learning by this port's own frames cannot go stale: a frame that
 // learns another source has another key and replaces the decision.
 type lastDecision struct {
-	n   int // key length (the frame's L3 offset); 0: no decision
+	n   int // key length (the frame's L3 offset, >= 14); 0: no decision
 	key [12 + 4*maxTags + 2]byte
-	p   pkt // the classification (its offload fields cleared)
-	l3  int
-	et  uint16
-	out uint8 // lastNone, lastFlood or lastUnicast
-	d   *PortHandle
-	i   int32
+	// the key's first and last 8 bytes, as match loads them
+	k0, k1 uint64
+	p      pkt // the classification (its offload fields cleared)
+	l3     int
+	et     uint16
+	out    uint8 // lastNone, lastFlood or lastUnicast
+	d      *PortHandle
+	i      int32
 	// plain: d takes the frames as they came (untagged, no egress ACL,
 	// security group, shaper or mirror); caps: its Caps.
 	plain bool
@@ -151,6 +157,20 @@ const (
 	lastUnicast        // d, index i in the batch's topology
 )
 
+// match reports whether data's bytes up to L3 are the decision's key:
+// two 8-byte compares for a key of up to 16 bytes (an untagged frame's
+// 14), the middle bytes too for a longer one.
+func (m *lastDecision) match(data []byte) bool {
+	n := m.n
+	if n == 0 || len(data) < n {
+		return false
+	}
+	if binary.LittleEndian.Uint64(data) != m.k0 || binary.LittleEndian.Uint64(data[n-8:]) != m.k1 {
+		return false
+	}
+	return n <= 16 || string(data[8:n-8]) == string(m.key[8:n-8])
+}
+
 // remember records the decision for the frame whose head is data, when
 // the batch may reuse decisions (lastOK).
 func (sc *scratch) remember(h *PortHandle, data []byte, l3 int, et uint16, p *pkt, out uint8, d *PortHandle, i int32) {
@@ -159,6 +179,7 @@ func (sc *scratch) remember(h *PortHandle, data []byte, l3 int, et uint16, p *pk
 	}
 	m := &sc.last
 	m.n = copy(m.key[:l3], data[:l3])
+	m.k0, m.k1 = binary.LittleEndian.Uint64(data), binary.LittleEndian.Uint64(data[l3-8:])
 	m.p = *p
 	m.p.l3, m.p.iphl, m.p.tcphl, m.p.ipEnd, m.p.v6 = 0, 0, 0, 0, false
 	if out == lastFlood {

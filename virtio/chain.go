@@ -53,6 +53,18 @@ func (c *Chain) reset(head uint16) {
 	c.first = nil
 }
 
+// one makes c the chain of the one descriptor d at head, whose bytes,
+// checked against guest memory, are b (what walk makes of such a chain).
+func (c *Chain) one(head uint16, d Desc, b []byte) {
+	c.Head, c.first = head, b
+	c.descs = append(c.descs[:0], d)
+	if d.Flags&DescFWrite != 0 {
+		c.nRead, c.readLen, c.writeLen = 0, 0, uint64(d.Len)
+	} else {
+		c.nRead, c.readLen, c.writeLen = 1, uint64(d.Len), 0
+	}
+}
+
 // First returns the guest memory of the chain's first buffer, as the
 // walk that popped it checked it (the same bytes Queue.Slice gives for
 // it), or nil when that buffer spans memory regions. Like Queue.Slice it

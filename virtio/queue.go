@@ -61,6 +61,7 @@ type Queue struct {
 	eventIdx  bool
 	indirect  bool
 	maxBytes  uint64
+	walkAll   bool // tests: every chain through walk (PopInto's one-buffer path off)
 	mem       *Memory
 	signaler  Signaler
 	fenceWord uint32
@@ -358,7 +359,17 @@ func (q *Queue) PopInto(c *Chain) (*Chain, error) {
 	if cap(c.descs) < int(q.size) {
 		c.descs = make([]Desc, 0, q.size)
 	}
-	if err := q.walk(c, head); err != nil {
+	// The head descriptor, read once: the common chain, one buffer in the
+	// region of the last, is taken here; anything else walks on from
+	// this read.
+	addr, length, flags, next := readDesc(q.desc, head)
+	if flags&(DescFNext|DescFIndirect) == 0 && uint64(length) <= q.maxBytes && !q.walkAll {
+		if b, ok := q.memo.lookup(q.mem, addr, uint64(length)); ok {
+			c.one(head, Desc{Addr: addr, Len: length, Flags: flags}, b)
+			return c, nil
+		}
+	}
+	if err := q.walk(c, head, addr, length, flags, next); err != nil {
 		if IsFault(err) {
 			q.broken = err
 			return nil, err
@@ -390,16 +401,16 @@ func (q *Queue) Rewind(n uint16) { q.lastAvail -= n }
 // NEXT and nested tables, requires readable descriptors before writable ones
 // (§2.7.4.2), caps the chain at the queue size (§2.7.5.3.1), and checks every
 // buffer against guest memory with overflow-checked arithmetic.
-func (q *Queue) walk(c *Chain, head uint16) error {
+//
+// Each descriptor is read once, whole, into locals (the driver may be
+// rewriting it): the head's by the caller (addr, length, flags, next), the
+// others at the loop's end. The head's pass needs no loop check (the table
+// holds at least one descriptor and the chain none yet): a chain of one
+// descriptor goes through the loop body once.
+func (q *Queue) walk(c *Chain, head uint16, addr uint64, length uint32, flags, next uint16) error {
 	c.reset(head)
 	table := q.desc
 	tableLen := uint32(q.size)
-	// Each descriptor is read once, whole, into locals (the driver may be
-	// rewriting it): the head's here, the others at the loop's end. The
-	// head's pass needs no loop check (the table holds at least one
-	// descriptor and the chain none yet): a chain of one descriptor, the
-	// common one, goes through the loop body once.
-	addr, length, flags, next := readDesc(table, head)
 	ttl := tableLen - 1
 	inIndirect := false
 	for {
