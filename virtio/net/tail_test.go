@@ -229,3 +229,62 @@ func TestRXTailFault(t *testing.T) {
 		})
 	}
 }
+
+// A batch of whole frames (each copied into host memory) gives its chains
+// back before the sink sees the frames: the guest may refill and rewrite
+// those buffers while the frames are switched, and the sink still has the
+// frames as sent. A batch with a two-part frame keeps every chain until
+// the sink is done (the tail is read from the guest's buffer then).
+func TestTXUsedBeforeDelivery(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		sizes []int
+		early bool
+	}{
+		{"whole frames", []int{60, 1514, 100}, true},
+		{"one with a tail", []int{60, 1514, 100}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			need := 100 // frames longer than the head leave a tail
+			if tc.early {
+				need = 1 << 16 // the sink reads everything: no tails
+			}
+			var d *virtiotest.Driver
+			var guest [][]byte
+			var usedAtDelivery uint16
+			sink := &tailSink{need: need, hook: func([]vnet.Frame) {
+				usedAtDelivery = d.UsedIdx()
+				if tc.early {
+					for _, g := range guest { // the guest reuses its buffers
+						for i := range g {
+							g[i] = 0xee
+						}
+					}
+				}
+			}}
+			b := newBed(t, 1, baseFeat, 256, 1<<20, sink)
+			d = b.tx(0)
+			var want [][]byte
+			for i, n := range tc.sizes {
+				f := ethFrame(n, byte(i+1))
+				want = append(want, f)
+				guest = append(guest, pushChain(d, false, []virtiotest.Buf{{Data: append(hdr(vnet.Header{}), f...)}})...)
+			}
+			b.dev.ProcessTX(0)
+			if wantUsed := map[bool]uint16{true: uint16(len(want)), false: 0}[tc.early]; usedAtDelivery != wantUsed {
+				t.Fatalf("used index %d while the sink had the frames, want %d", usedAtDelivery, wantUsed)
+			}
+			if u := d.UsedIdx(); u != uint16(len(want)) {
+				t.Fatalf("used index %d after the batch, want %d", u, len(want))
+			}
+			if len(sink.wholes) != len(want) {
+				t.Fatalf("sink got %d frames, want %d", len(sink.wholes), len(want))
+			}
+			for i := range want {
+				if !bytes.Equal(sink.wholes[i], want[i]) {
+					t.Fatalf("frame %d changed with the guest's buffer", i)
+				}
+			}
+		})
+	}
+}

@@ -30,6 +30,7 @@ type txQueue struct {
 	vq
 	frames [txBatch]Frame
 	heads  [txBatch]uint16
+	tails  bool     // a frame of frames has a tail: its chain is used after delivery
 	arena  *txArena // taken from txArenas at the first batch, given back by Release
 	hdr    [HdrLen]byte
 }
@@ -236,6 +237,7 @@ func (d *Device) txBatch(t *txQueue, features uint64) (empty, ok bool) {
 		used += len(data)
 		f := &t.frames[n]
 		f.Data, f.Tail, f.Off = data, tail, off
+		t.tails = t.tails || tail != nil
 		t.heads[n] = c.Head
 		n++
 	}
@@ -243,24 +245,40 @@ func (d *Device) txBatch(t *txQueue, features uint64) (empty, ok bool) {
 }
 
 // txDeliver hands the batch's first n frames to the Sink and stages their
-// chains as used; it returns their bytes.
+// chains as used; it returns their bytes. When no frame of them has a
+// tail (each is whole in host memory: the single fetch's copy) the chains
+// go back to the guest first, published at once, so that it refills its
+// ring while the frames are switched and written to their receivers, as
+// DPDK's vhost dequeue returns a burst's buffers before the application
+// sees the packets. A frame with a tail still reads the guest's buffer
+// during delivery: its chain is used only after.
 func (d *Device) txDeliver(t *txQueue, n int) (bytes uint64) {
 	if n == 0 {
 		return 0
+	}
+	q := t.q
+	early := !t.tails
+	if early {
+		for _, h := range t.heads[:n] {
+			// Cannot fail: the heads came from Pop on this ready queue.
+			_ = q.AddUsed(h, 0)
+		}
+		d.flush(&t.vq)
 	}
 	if d.qsink != nil && d.activePairs.Load() > 1 {
 		d.qsink.DeliverQueue(t.index/2, t.frames[:n])
 	} else {
 		d.sink.Deliver(t.frames[:n])
 	}
-	q := t.q
 	for i := range t.frames[:n] {
 		f := &t.frames[i]
 		bytes += uint64(f.Len())
 		f.Data, f.Tail = nil, nil
-		// Cannot fail: the heads came from Pop on this ready queue.
-		_ = q.AddUsed(t.heads[i], 0)
+		if !early {
+			_ = q.AddUsed(t.heads[i], 0)
+		}
 	}
+	t.tails = false
 	d.stats.txPackets.Add(uint64(n))
 	return bytes
 }
