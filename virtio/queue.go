@@ -61,7 +61,8 @@ type Queue struct {
 	eventIdx  bool
 	indirect  bool
 	maxBytes  uint64
-	walkAll   bool // tests: every chain through walk (PopInto's one-buffer path off)
+	walkAll   bool         // tests: every chain through walk (PopInto's one-buffer path off)
+	warm      [256]uintptr // Warm's addresses (2 a chain, the used ring's lines)
 	mem       *Memory
 	signaler  Signaler
 	fenceWord uint32

@@ -1,0 +1,6 @@
+//go:build !amd64
+
+package virtio
+
+func prefetchW([]uintptr) {}
+func prefetchR([]uintptr) {}

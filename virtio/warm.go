@@ -1,0 +1,77 @@
+package virtio
+
+import (
+	"encoding/binary"
+	"unsafe"
+)
+
+// maxWarm is the most chains Warm looks ahead.
+const maxWarm = 64
+
+// Warm asks the CPU for the cache lines the device is about to touch for
+// the next n (at most 64) available chains: the first two lines of each
+// chain's first buffer, to write (PREFETCHW) on a device-writable queue
+// (write), to read (PREFETCHT0) on a driver-writable one, and the used ring
+// entries the chains will take, to write. The
+// driver's core last wrote those lines; with them requested together (one
+// call of each kind) the transfers overlap, where the device's accesses
+// would otherwise wait for them one frame after another, each store
+// behind the last (DPDK's vhost library reserves a burst's buffers before
+// it copies, and prefetches them, for the same reason).
+//
+// It is a hint: it reads the available ring and the descriptors' addresses
+// but decides nothing from them (Pop reads each again, once, and checks
+// it); an address outside the region of the queue's last lookup is
+// skipped; a prefetch never faults. It takes nothing from the ring.
+func (q *Queue) Warm(n int, write bool) {
+	if q.broken != nil || !q.ready {
+		return
+	}
+	if q.shadowAvail == q.lastAvail && q.refreshAvail() != nil {
+		return
+	}
+	n = min(n, int(q.shadowAvail-q.lastAvail), maxWarm)
+	// The memo's region: a buffer's address in it is its host address;
+	// others are skipped (no lookup: this is only a hint).
+	m := &q.memo
+	if m.mem != q.mem || len(m.data) == 0 {
+		n = 0
+	}
+	var base uintptr
+	if n > 0 {
+		base = uintptr(unsafe.Pointer(unsafe.SliceData(m.data)))
+	}
+	size, avail, desc, warm := q.size, q.avail, q.desc, &q.warm
+	k := 0
+	for i := range uint16(n) {
+		head := Load16(avail[ringHdr+2*uint64((q.lastAvail+i)&(size-1)):])
+		if head >= size {
+			break
+		}
+		if off := binary.LittleEndian.Uint64(desc[uint64(head)*DescSize:]) - m.gpa; off < uint64(len(m.data)) {
+			p := base + uintptr(off)
+			warm[k&(len(warm)-1)], warm[(k+1)&(len(warm)-1)] = p, p+64
+			k += 2
+		}
+	}
+	if !write {
+		prefetchR(q.warm[:k])
+		k = 0
+	}
+	if n > 0 {
+		// The used entries' lines, 8 entries a line.
+		first := ringHdr + usedElem*uint64(q.nextUsed&(q.size-1))
+		last := ringHdr + usedElem*uint64((q.nextUsed+uint16(n)-1)&(q.size-1))
+		if last < first { // wrapped: to the ring's end, then from its start
+			last = ringHdr + usedElem*uint64(q.size-1)
+		}
+		used := uintptr(unsafe.Pointer(unsafe.SliceData(q.used)))
+		for off := first; off < last && k < len(q.warm)-1; off += 64 {
+			q.warm[k] = used + uintptr(off)
+			k++
+		}
+		q.warm[k] = used + uintptr(last)
+		k++
+	}
+	prefetchW(q.warm[:k])
+}
