@@ -15,17 +15,11 @@ loop:
 done:
 	RET
 
-// func prefetchR(addrs []uintptr)
-TEXT ·prefetchR(SB), NOSPLIT, $0-24
-	MOVQ addrs_base+0(FP), SI
-	MOVQ addrs_len+8(FP), CX
-	TESTQ CX, CX
-	JZ done
-loop:
-	MOVQ (SI), AX
-	PREFETCHT0 (AX)
-	ADDQ $8, SI
-	DECQ CX
-	JNZ loop
-done:
+
+// func extFeatures() uint32: CPUID leaf 0x80000001's ECX
+TEXT ·extFeatures(SB), NOSPLIT, $0-4
+	MOVL $0x80000001, AX
+	XORL CX, CX
+	CPUID
+	MOVL CX, ret+0(FP)
 	RET

@@ -2,5 +2,6 @@
 
 package virtio
 
+const canPrefetchW = false
+
 func prefetchW([]uintptr) {}
-func prefetchR([]uintptr) {}

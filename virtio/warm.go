@@ -8,23 +8,23 @@ import (
 // maxWarm is the most chains Warm looks ahead.
 const maxWarm = 64
 
-// Warm asks the CPU for the cache lines the device is about to touch for
-// the next n (at most 64) available chains: the first two lines of each
-// chain's first buffer, to write (PREFETCHW) on a device-writable queue
-// (write), to read (PREFETCHT0) on a driver-writable one, and the used ring
-// entries the chains will take, to write. The
-// driver's core last wrote those lines; with them requested together (one
-// call of each kind) the transfers overlap, where the device's accesses
-// would otherwise wait for them one frame after another, each store
-// behind the last (DPDK's vhost library reserves a burst's buffers before
-// it copies, and prefetches them, for the same reason).
+// Warm asks the CPU for the cache lines the device is about to write for
+// the next n (at most 64) available chains of a device-writable queue, with
+// intent to write (PREFETCHW, one call): the first two lines of each
+// chain's first buffer and the used ring entries the chains will take. The
+// driver's core last wrote those lines; with them requested together, in
+// exclusive state, the transfers overlap, where the device's stores would
+// otherwise wait for them one frame after another, each store behind the
+// last (DPDK's vhost enqueue reserves a burst's buffers before it copies,
+// and prefetches them, for the same reason). On a transmit queue, warming
+// the lines to read did not pay (vhost/BENCH_NOTES.md).
 //
 // It is a hint: it reads the available ring and the descriptors' addresses
 // but decides nothing from them (Pop reads each again, once, and checks
 // it); an address outside the region of the queue's last lookup is
 // skipped; a prefetch never faults. It takes nothing from the ring.
-func (q *Queue) Warm(n int, write bool) {
-	if q.broken != nil || !q.ready {
+func (q *Queue) Warm(n int) {
+	if !canPrefetchW || q.broken != nil || !q.ready {
 		return
 	}
 	if q.shadowAvail == q.lastAvail && q.refreshAvail() != nil {
@@ -53,10 +53,6 @@ func (q *Queue) Warm(n int, write bool) {
 			warm[k&(len(warm)-1)], warm[(k+1)&(len(warm)-1)] = p, p+64
 			k += 2
 		}
-	}
-	if !write {
-		prefetchR(q.warm[:k])
-		k = 0
 	}
 	if n > 0 {
 		// The used entries' lines, 8 entries a line.

@@ -134,7 +134,7 @@ func (d *Device) ReceiveOn(pairIdx int, frames []Frame) (accepted int) {
 	features := d.features.Load()
 	guest := d.rxOffloads.Load()
 	mrg := has(features, FMrgRxbuf)
-	q.Warm(len(frames), true)
+	q.Warm(len(frames))
 	var bytes uint64
 	i := 0
 loop:
