@@ -144,21 +144,39 @@ loop:
 			d.drop(&r.vq, d.stats.rxOversize.Add(1), "rx frame", errOversize)
 			continue
 		}
-		if !rxOffloadOK(f.Off, guest) {
-			d.drop(&r.vq, d.stats.rxOffload.Add(1), "rx frame", errRxNoOffload)
-			continue
-		}
 		var h frame.Offload // what the guest is told, of what it negotiated
-		if has(guest, FGuestCsum) {
-			h.Flags = f.Off.Flags & (frame.NeedsCsum | frame.DataValid)
-			h.CsumStart, h.CsumOffset = f.Off.CsumStart, f.Off.CsumOffset
-		}
-		if f.Off.GSOType != frame.GSONone {
-			h.GSOType, h.GSOSize, h.HdrLen = f.Off.GSOType, f.Off.GSOSize, f.Off.HdrLen
+		// A frame without offloads: every guest takes it, h stays zero.
+		if !f.Off.None() {
+			if !rxOffloadOK(f.Off, guest) {
+				d.drop(&r.vq, d.stats.rxOffload.Add(1), "rx frame", errRxNoOffload)
+				continue
+			}
+			if has(guest, FGuestCsum) {
+				h.Flags = f.Off.Flags & (frame.NeedsCsum | frame.DataValid)
+				h.CsumStart, h.CsumOffset = f.Off.CsumStart, f.Off.CsumOffset
+			}
+			if f.Off.GSOType != frame.GSONone {
+				h.GSOType, h.GSOSize, h.HdrLen = f.Off.GSOType, f.Off.GSOSize, f.Off.HdrLen
+			}
 		}
 		var res rxResult
 		if mrg {
-			res = d.rxMerged(r, h, f.Data, f.Tail)
+			// The common case here: the frame fits the first chain's
+			// first buffer (rxFast); rxMerged spreads it over more.
+			c, pres := d.rxPop(r)
+			switch {
+			case c == nil:
+				res = pres
+			default:
+				switch rxFast(r, c, &h, f.Data, f.Tail) {
+				case fastDone:
+					res = rxDone
+				case fastSource:
+					res = d.rxSourceFault(r, 1)
+				default:
+					res = d.rxMerged(r, h, f.Data, f.Tail, c)
+				}
+			}
 		} else {
 			res = d.rxOne(r, h, f.Data, f.Tail)
 		}
@@ -347,7 +365,10 @@ func (d *Device) rxBad(r *rxQueue, head uint16, nHeld int, err error) rxResult {
 // (§5.1.6.4.2 "Processing of Incoming Packets", mergeable buffers): the
 // header goes at the start of the first, num_buffers is written last. If the
 // buffers run out the chains are given back (Rewind) and the frame dropped.
-func (d *Device) rxMerged(r *rxQueue, h frame.Offload, data, tail []byte) rxResult {
+//
+// c0 is the first chain, popped by the caller (rxPop) and found too small
+// for rxFast.
+func (d *Device) rxMerged(r *rxQueue, h frame.Offload, data, tail []byte, c0 *virtio.Chain) rxResult {
 	mem := r.q.Memory()
 	var numBufAt [2]uint64 // guest addresses of num_buffers' two bytes
 	nbuf := 0
@@ -356,27 +377,22 @@ func (d *Device) rxMerged(r *rxQueue, h frame.Offload, data, tail []byte) rxResu
 		if nbuf == len(r.heads) {
 			return d.rxBad(r, r.heads[nbuf-1], nbuf-1, errRxTooMany)
 		}
-		c, res := d.rxPop(r)
-		if c == nil {
-			switch res {
-			case rxNoBuffer:
-				r.q.Rewind(uint16(nbuf))
-			case rxDropped: // a bad chain: give back the ones held too
-				for i := 0; i < nbuf; i++ {
-					_ = r.q.AddUsed(r.heads[i], 0)
+		c := c0
+		if nbuf > 0 {
+			var res rxResult
+			if c, res = d.rxPop(r); c == nil {
+				switch res {
+				case rxNoBuffer:
+					r.q.Rewind(uint16(nbuf))
+				case rxDropped: // a bad chain: give back the ones held too
+					for i := 0; i < nbuf; i++ {
+						_ = r.q.AddUsed(r.heads[i], 0)
+					}
 				}
+				return res
 			}
-			return res
 		}
 		off := uint64(0)
-		if nbuf == 0 {
-			switch rxFast(r, c, &h, data, tail) {
-			case fastDone:
-				return rxDone
-			case fastSource:
-				return d.rxSourceFault(r, 1)
-			}
-		}
 		if nbuf == 0 {
 			putHdr(r.hdr[:], &h)
 			if _, err := c.WriteAt(mem, r.hdr[:], 0); err != nil {
