@@ -296,6 +296,18 @@ func (d *Device) txDeliver(t *txQueue, n int) (bytes uint64) {
 // slice of guest memory is returned as the tail (data[headLen:] is then
 // not written). Otherwise the whole frame is copied and tail is nil.
 func copyTX(q *virtio.Queue, c *virtio.Chain, hdr, data []byte, headLen int) (tail []byte, err error) {
+	if b := c.First(); c.Len() == 1 && len(b) == HdrLen+len(data) {
+		// The common chain: header and frame in one buffer, in one
+		// region (the loop below does the same, in more steps).
+		*(*[HdrLen]byte)(hdr) = [HdrLen]byte(b)
+		b = b[HdrLen:]
+		if headLen < len(data) {
+			n := copy(data[:headLen], b)
+			return b[n:], nil
+		}
+		copy(data, b)
+		return nil, nil
+	}
 	off := 0
 	for i, d := range c.Readable() {
 		b := c.First() // the walk's lookup of the first buffer
