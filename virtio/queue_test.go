@@ -405,3 +405,35 @@ func TestUsedRingDirtyLog(t *testing.T) {
 		t.Fatal("descriptor table page marked dirty; the device never writes it")
 	}
 }
+
+// AddUsedRead is AddUsed(h, 0) for each head: the same used ring bytes and
+// index, across the ring's wrap, and at a head out of range the same
+// error with the entries before it staged.
+func TestAddUsedRead(t *testing.T) {
+	for _, heads := range [][]uint16{{}, {3}, {0, 1, 2, 3, 4, 5, 6, 7}, {7, 7, 2, 9, 1}, {5, 4, 3, 2, 1, 0, 7, 6, 5, 4, 3}} {
+		qa, da := newQueue(t, 8, allRing)
+		qb, db := newQueue(t, 8, allRing)
+		for _, q := range []*virtio.Queue{qa, qb} { // start mid-ring, so that it wraps
+			for range 5 {
+				_ = q.AddUsed(0, 0)
+			}
+			q.PublishUsed()
+		}
+		var errA error
+		for _, h := range heads {
+			if errA = qa.AddUsed(h, 0); errA != nil {
+				break
+			}
+		}
+		errB := qb.AddUsedRead(heads)
+		if (errA == nil) != (errB == nil) || errA != nil && errA.Error() != errB.Error() {
+			t.Fatalf("heads %v: AddUsed loop %v, AddUsedRead %v", heads, errA, errB)
+		}
+		qa.PublishUsed()
+		qb.PublishUsed()
+		ra, rb := da.Bytes(da.Used, 4+8*8), db.Bytes(db.Used, 4+8*8)
+		if string(ra) != string(rb) {
+			t.Fatalf("heads %v: used rings differ:\n% x\n% x", heads, ra, rb)
+		}
+	}
+}

@@ -32,6 +32,26 @@ func (q *Queue) AddUsed(head uint16, n uint32) error {
 	return nil
 }
 
+// AddUsedRead stages used entries, in order, for chains the device only
+// read (a transmit queue's: len 0, §5.1.6.2): AddUsed(h, 0) for each of
+// heads, in one call. It stops at the first head out of range, with the
+// entries before it staged.
+func (q *Queue) AddUsedRead(heads []uint16) error {
+	if !q.ready {
+		return ErrQueueNotReady
+	}
+	for _, h := range heads {
+		if h >= q.size {
+			return &DescIndexError{Index: h, TableLen: uint32(q.size)}
+		}
+		off := ringHdr + usedElem*uint64(q.nextUsed&(q.size-1))
+		binary.LittleEndian.PutUint64(q.used[off:], uint64(h))
+		q.usedDirty(off, usedElem)
+		q.nextUsed++
+	}
+	return nil
+}
+
 // PublishUsed makes the staged used entries visible: a barrier, then the used
 // index (virtio 1.2 §2.7.8.2: the used elements, len included, are written
 // before idx is updated).

@@ -259,10 +259,8 @@ func (d *Device) txDeliver(t *txQueue, n int) (bytes uint64) {
 	q := t.q
 	early := !t.tails
 	if early {
-		for _, h := range t.heads[:n] {
-			// Cannot fail: the heads came from Pop on this ready queue.
-			_ = q.AddUsed(h, 0)
-		}
+		// Cannot fail: the heads came from Pop on this ready queue.
+		_ = q.AddUsedRead(t.heads[:n])
 		d.flush(&t.vq)
 	}
 	if d.qsink != nil && d.activePairs.Load() > 1 {
