@@ -23,14 +23,20 @@ const maxWarm = 64
 // but decides nothing from them (Pop reads each again, once, and checks
 // it); an address outside the region of the queue's last lookup is
 // skipped; a prefetch never faults. It takes nothing from the ring.
-func (q *Queue) Warm(n int) {
+func (q *Queue) Warm(n int) { q.WarmAhead(0, n) }
+
+// WarmAhead is Warm for the n chains that follow the next from: a device
+// that warms a window ahead of the chains it pops (n at a time, from
+// chains ahead) keeps fewer prefetches in flight at once, so that fewer
+// are dropped for want of miss buffers, and each arrives nearer its use.
+func (q *Queue) WarmAhead(from, n int) {
 	if !canPrefetchW || q.broken != nil || !q.ready {
 		return
 	}
 	if q.shadowAvail == q.lastAvail && q.refreshAvail() != nil {
 		return
 	}
-	n = min(n, int(q.shadowAvail-q.lastAvail), maxWarm)
+	n = min(from+n, int(q.shadowAvail-q.lastAvail), maxWarm) - from
 	// The memo's region: a buffer's address in it is its host address;
 	// others are skipped (no lookup: this is only a hint).
 	m := &q.memo
@@ -43,7 +49,7 @@ func (q *Queue) Warm(n int) {
 	}
 	size, avail, desc, warm := q.size, q.avail, q.desc, &q.warm
 	k := 0
-	for i := range uint16(n) {
+	for i := uint16(from); i < uint16(from+n); i++ {
 		head := Load16(avail[ringHdr+2*uint64((q.lastAvail+i)&(size-1)):])
 		if head >= size {
 			break
@@ -56,8 +62,8 @@ func (q *Queue) Warm(n int) {
 	}
 	if n > 0 {
 		// The used entries' lines, 8 entries a line.
-		first := ringHdr + usedElem*uint64(q.nextUsed&(q.size-1))
-		last := ringHdr + usedElem*uint64((q.nextUsed+uint16(n)-1)&(q.size-1))
+		first := ringHdr + usedElem*uint64((q.nextUsed+uint16(from))&(q.size-1))
+		last := ringHdr + usedElem*uint64((q.nextUsed+uint16(from+n)-1)&(q.size-1))
 		if last < first { // wrapped: to the ring's end, then from its start
 			last = ringHdr + usedElem*uint64(q.size-1)
 		}

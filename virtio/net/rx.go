@@ -105,6 +105,10 @@ func flowHash(b []byte) uint32 {
 	return h
 }
 
+// warmStep: ReceiveOn warms the receive ring warmStep chains at a time,
+// up to 2*warmStep ahead.
+const warmStep = 8
+
 // ReceiveOn is Receive on one queue pair's receive queue.
 //
 // Virtio 1.2 §5.1.6.3-§5.1.6.4: each frame is written behind a
@@ -134,11 +138,16 @@ func (d *Device) ReceiveOn(pairIdx int, frames []Frame) (accepted int) {
 	features := d.features.Load()
 	guest := d.rxOffloads.Load()
 	mrg := has(features, FMrgRxbuf)
-	q.Warm(len(frames))
+	// The receive buffers' lines, a window ahead of the frames written
+	// (Queue.WarmAhead): 16 chains now, 8 more every 8 frames.
+	q.WarmAhead(0, min(len(frames), 2*warmStep))
 	var bytes uint64
 	i := 0
 loop:
 	for ; i < len(frames); i++ {
+		if i%warmStep == 0 && i > 0 && i+warmStep < len(frames) {
+			q.WarmAhead(warmStep, min(warmStep, len(frames)-i-warmStep))
+		}
 		f := &frames[i]
 		if f.Len() > MaxFrameLen {
 			d.drop(&r.vq, d.stats.rxOversize.Add(1), "rx frame", errOversize)
