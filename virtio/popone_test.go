@@ -102,7 +102,7 @@ func TestPopOneAgreesWithWalk(t *testing.T) {
 			var got [2]string
 			if rng.IntN(3) == 0 {
 				// A hint: it must change nothing Pop then gives.
-				sides[0].q.WarmAhead(rng.IntN(size), rng.IntN(2*size))
+				sides[0].q.Warm(rng.IntN(size), rng.IntN(2*size))
 			}
 			for i, s := range sides {
 				c, err := s.q.Pop()

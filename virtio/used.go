@@ -24,12 +24,18 @@ func (q *Queue) AddUsed(head uint16, n uint32) error {
 	if head >= q.size {
 		return &DescIndexError{Index: head, TableLen: uint32(q.size)}
 	}
-	off := ringHdr + usedElem*uint64(q.nextUsed&(q.size-1))
-	// struct virtq_used_elem {le32 id; le32 len;}: one store.
-	binary.LittleEndian.PutUint64(q.used[off:], uint64(head)|uint64(n)<<32)
-	q.usedDirty(off, usedElem)
-	q.nextUsed++
+	q.usedDirty(q.putUsed(head, n), usedElem)
 	return nil
+}
+
+// putUsed writes the next used entry, struct virtq_used_elem {le32 id;
+// le32 len;}, in one store, and returns its offset in the ring (for
+// usedDirty).
+func (q *Queue) putUsed(head uint16, n uint32) uint64 {
+	off := ringHdr + usedElem*uint64(q.nextUsed&(q.size-1))
+	binary.LittleEndian.PutUint64(q.used[off:], uint64(head)|uint64(n)<<32)
+	q.nextUsed++
+	return off
 }
 
 // AddUsedRead stages used entries, in order, for chains the device only
@@ -44,10 +50,7 @@ func (q *Queue) AddUsedRead(heads []uint16) error {
 		if h >= q.size {
 			return &DescIndexError{Index: h, TableLen: uint32(q.size)}
 		}
-		off := ringHdr + usedElem*uint64(q.nextUsed&(q.size-1))
-		binary.LittleEndian.PutUint64(q.used[off:], uint64(h))
-		q.usedDirty(off, usedElem)
-		q.nextUsed++
+		q.usedDirty(q.putUsed(h, 0), usedElem)
 	}
 	return nil
 }

@@ -5,31 +5,29 @@ import (
 	"unsafe"
 )
 
-// maxWarm is the most chains Warm looks ahead.
+// maxWarm is the furthest Warm looks ahead, in chains.
 const maxWarm = 64
 
 // Warm asks the CPU for the cache lines the device is about to write for
-// the next n (at most 64) available chains of a device-writable queue, with
-// intent to write (PREFETCHW, one call): the first two lines of each
-// chain's first buffer and the used ring entries the chains will take. The
-// driver's core last wrote those lines; with them requested together, in
-// exclusive state, the transfers overlap, where the device's stores would
-// otherwise wait for them one frame after another, each store behind the
-// last (DPDK's vhost enqueue reserves a burst's buffers before it copies,
-// and prefetches them, for the same reason). On a transmit queue, warming
-// the lines to read did not pay (vhost/BENCH_NOTES.md).
+// n available chains of a device-writable queue, those that follow the
+// next from (from+n at most 64), with intent to write (PREFETCHW, one
+// call): the first two lines of each chain's first buffer and the used
+// ring entries the chains will take. The driver's core last wrote those
+// lines; with them requested together, in exclusive state, the transfers
+// overlap, where the device's stores would otherwise wait for them one
+// frame after another, each store behind the last (DPDK's vhost enqueue
+// reserves a burst's buffers before it copies, and prefetches them, for
+// the same reason). A device that warms a window ahead of the chains it
+// pops (n at a time, from chains ahead) keeps fewer prefetches in flight
+// at once, so that fewer are dropped for want of miss buffers, and each
+// arrives nearer its use. On a transmit queue, warming the lines to read
+// did not pay (vhost/BENCH_NOTES.md).
 //
 // It is a hint: it reads the available ring and the descriptors' addresses
 // but decides nothing from them (Pop reads each again, once, and checks
 // it); an address outside the region of the queue's last lookup is
 // skipped; a prefetch never faults. It takes nothing from the ring.
-func (q *Queue) Warm(n int) { q.WarmAhead(0, n) }
-
-// WarmAhead is Warm for the n chains that follow the next from: a device
-// that warms a window ahead of the chains it pops (n at a time, from
-// chains ahead) keeps fewer prefetches in flight at once, so that fewer
-// are dropped for want of miss buffers, and each arrives nearer its use.
-func (q *Queue) WarmAhead(from, n int) {
+func (q *Queue) Warm(from, n int) {
 	if !canPrefetchW || q.broken != nil || !q.ready {
 		return
 	}

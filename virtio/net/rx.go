@@ -139,14 +139,14 @@ func (d *Device) ReceiveOn(pairIdx int, frames []Frame) (accepted int) {
 	guest := d.rxOffloads.Load()
 	mrg := has(features, FMrgRxbuf)
 	// The receive buffers' lines, a window ahead of the frames written
-	// (Queue.WarmAhead): 16 chains now, 8 more every 8 frames.
-	q.WarmAhead(0, min(len(frames), 2*warmStep))
+	// (Queue.Warm): 16 chains now, 8 more every 8 frames.
+	q.Warm(0, min(len(frames), 2*warmStep))
 	var bytes uint64
 	i := 0
 loop:
 	for ; i < len(frames); i++ {
 		if i%warmStep == 0 && i > 0 && i+warmStep < len(frames) {
-			q.WarmAhead(warmStep, min(warmStep, len(frames)-i-warmStep))
+			q.Warm(warmStep, min(warmStep, len(frames)-i-warmStep))
 		}
 		f := &frames[i]
 		if f.Len() > MaxFrameLen {
@@ -172,11 +172,8 @@ loop:
 		if mrg {
 			// The common case here: the frame fits the first chain's
 			// first buffer (rxFast); rxMerged spreads it over more.
-			c, pres := d.rxPop(r)
-			switch {
-			case c == nil:
-				res = pres
-			default:
+			var c *virtio.Chain
+			if c, res = d.rxPop(r); c != nil {
 				switch rxFast(r, c, &h, f.Data, f.Tail) {
 				case fastDone:
 					res = rxDone

@@ -272,9 +272,9 @@ func (d *Device) txDeliver(t *txQueue, n int) (bytes uint64) {
 		f := &t.frames[i]
 		bytes += uint64(f.Len())
 		f.Data, f.Tail = nil, nil
-		if !early {
-			_ = q.AddUsed(t.heads[i], 0)
-		}
+	}
+	if !early {
+		_ = q.AddUsedRead(t.heads[:n])
 	}
 	t.tails = false
 	d.stats.txPackets.Add(uint64(n))
