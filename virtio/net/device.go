@@ -72,10 +72,11 @@ type pair struct {
 
 // Device is a virtio-net device's dataplane.
 type Device struct {
-	log   hclog.Logger
-	sink  Sink
-	tails TailSink  // the sink, when it takes frames in two parts
-	qsink QueueSink // the sink, when it takes a batch's queue pair
+	noBurst bool // tests: every received frame through the one-frame loop (no rxBurst)
+	log     hclog.Logger
+	sink    Sink
+	tails   TailSink  // the sink, when it takes frames in two parts
+	qsink   QueueSink // the sink, when it takes a batch's queue pair
 	// controlOnly: no Sink, the data queues are served elsewhere.
 	controlOnly bool
 	onFault     func(error)

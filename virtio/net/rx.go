@@ -22,7 +22,24 @@ type rxQueue struct {
 	two   [2]byte
 	heads []uint16
 	lens  []uint32
+	burst rxBurstChains
 }
+
+// rxBurstChains holds a burst's chains between rxBurst's passes.
+type rxBurstChains struct {
+	heads [maxBurst]uint16
+	lens  [maxBurst]uint32
+	addrs [maxBurst]uint64
+	hdrs  [maxBurst]frame.Offload
+	bufs  [maxBurst][]byte
+	// left is the chain popped for the frame the burst stopped at, for
+	// the loop to check (with Pop's error, leftErr) and take.
+	left    *virtio.Chain
+	leftErr error
+}
+
+// maxBurst is the most frames rxBurst writes at once.
+const maxBurst = 64
 
 // rxResult is the outcome of one frame.
 type rxResult int
@@ -143,6 +160,12 @@ func (d *Device) ReceiveOn(pairIdx int, frames []Frame) (accepted int) {
 	q.Warm(0, min(len(frames), 2*warmStep))
 	var bytes uint64
 	i := 0
+	if mrg && !d.noBurst {
+		var stop bool
+		if accepted, i, bytes, stop = d.rxBurst(r, frames, guest); stop {
+			goto out
+		}
+	}
 loop:
 	for ; i < len(frames); i++ {
 		if i%warmStep == 0 && i > 0 && i+warmStep < len(frames) {
@@ -153,27 +176,24 @@ loop:
 			d.drop(&r.vq, d.stats.rxOversize.Add(1), "rx frame", errOversize)
 			continue
 		}
-		var h frame.Offload // what the guest is told, of what it negotiated
-		// A frame without offloads: every guest takes it, h stays zero.
-		if !f.Off.None() {
-			if !rxOffloadOK(f.Off, guest) {
-				d.drop(&r.vq, d.stats.rxOffload.Add(1), "rx frame", errRxNoOffload)
-				continue
-			}
-			if has(guest, FGuestCsum) {
-				h.Flags = f.Off.Flags & (frame.NeedsCsum | frame.DataValid)
-				h.CsumStart, h.CsumOffset = f.Off.CsumStart, f.Off.CsumOffset
-			}
-			if f.Off.GSOType != frame.GSONone {
-				h.GSOType, h.GSOSize, h.HdrLen = f.Off.GSOType, f.Off.GSOSize, f.Off.HdrLen
-			}
+		h, ok := rxHeader(f.Off, guest)
+		if !ok {
+			d.drop(&r.vq, d.stats.rxOffload.Add(1), "rx frame", errRxNoOffload)
+			continue
 		}
 		var res rxResult
 		if mrg {
 			// The common case here: the frame fits the first chain's
 			// first buffer (rxFast); rxMerged spreads it over more.
 			var c *virtio.Chain
-			if c, res = d.rxPop(r); c != nil {
+			if b := &r.burst; b.left != nil {
+				// The chain rxBurst popped for this frame and left.
+				c, res = d.rxCheck(r, b.left, b.leftErr)
+				b.left, b.leftErr = nil, nil
+			} else {
+				c, res = d.rxPop(r)
+			}
+			if c != nil {
 				switch rxFast(r, c, &h, f.Data, f.Tail) {
 				case fastDone:
 					res = rxDone
@@ -197,6 +217,7 @@ loop:
 			break loop
 		}
 	}
+out:
 	if i < len(frames) {
 		d.stats.rxNoBuffer.Add(uint64(len(frames) - i))
 	}
@@ -206,10 +227,108 @@ loop:
 	return accepted
 }
 
+// rxHeader returns the offloads a receiving guest is told of for a frame
+// with off, of those it negotiated (guest), or false when it negotiated
+// too few to take the frame. A frame without offloads: every guest takes
+// it, the header stays zero.
+func rxHeader(off frame.Offload, guest uint64) (h frame.Offload, ok bool) {
+	if off.None() {
+		return h, true
+	}
+	if !rxOffloadOK(off, guest) {
+		return h, false
+	}
+	if has(guest, FGuestCsum) {
+		h.Flags = off.Flags & (frame.NeedsCsum | frame.DataValid)
+		h.CsumStart, h.CsumOffset = off.CsumStart, off.CsumOffset
+	}
+	if off.GSOType != frame.GSONone {
+		h.GSOType, h.GSOSize, h.HdrLen = off.GSOType, off.GSOSize, off.HdrLen
+	}
+	return h, true
+}
+
+// rxBurst writes the leading frames of a batch that each fit one
+// receive buffer whole (no tail in a sender's memory, an offload the guest
+// takes, a chain whose first buffer holds header and frame), in three
+// passes: it pops and checks a chain for each frame, then writes every
+// header and frame, then stages every used entry. The stores into the
+// driver's memory, its buffers' lines and its used ring's, thus come
+// together, where the one-frame loop puts its own (chain, counters,
+// frame order) between them: stores leave the core in program order, and
+// a store to a line the driver's core holds waits for that line, every
+// store behind it too. With the driver on a core that is far (another
+// die: vhost/BENCH_NOTES.md, session 20) the one-frame loop waits for a
+// line about every frame; together the waits overlap (DPDK's vhost
+// enqueue copies a burst's small frames together after reserving their
+// buffers for the same reason). What it writes and stages is what the
+// loop's rxFast would for the same frames and chains, in the same order.
+//
+// Each chain's descriptor is read once (Pop) and decided on from the
+// chain's copy. It returns how many frames were written (frames[:n], in
+// their order), the index the loop goes on from, their bytes, and stop
+// when the ring ran out or broke (the loop's rxNoBuffer and rxFault:
+// frames[next:] are not written). A chain it popped for frames[next] and
+// did not take is left in r.burst.left for the loop.
+func (d *Device) rxBurst(r *rxQueue, frames []Frame, guest uint64) (n, next int, bytes uint64, stop bool) {
+	q, b := r.q, &r.burst
+	b.left, b.leftErr = nil, nil // a fault may have cut the last call short
+	k := 0
+	for ; k < min(len(frames), maxBurst); k++ {
+		f := &frames[k]
+		if f.Tail != nil || len(f.Data) > MaxFrameLen {
+			break // the loop's: a tail to copy (it may fault), a drop
+		}
+		h, ok := rxHeader(f.Off, guest)
+		if !ok {
+			break // the loop counts the drop
+		}
+		if k%warmStep == 0 && k > 0 && k+warmStep < len(frames) {
+			q.Warm(warmStep, min(warmStep, len(frames)-k-warmStep))
+		}
+		c, err := q.Pop()
+		if c == nil {
+			d.rxCheck(r, nil, err) // a broken ring (counted) or none left
+			stop = true
+			break
+		}
+		need := uint64(HdrLen + len(f.Data))
+		buf := c.First() // the first buffer's bytes
+		if w := c.Writable(); err != nil || len(c.Readable()) != 0 || len(w) == 0 ||
+			uint64(w[0].Len) < need || uint64(len(buf)) < need {
+			// A bad chain, a frame over more buffers, a buffer across
+			// regions: the loop takes the chain (rxCheck), for this
+			// frame, so that its used entry comes after the burst's.
+			b.left, b.leftErr = c, err
+			break
+		}
+		b.heads[n], b.lens[n], b.addrs[n], b.hdrs[n] = c.Head, uint32(need), c.Writable()[0].Addr, h
+		b.bufs[n] = buf[:need:need]
+		n++
+	}
+	for j, buf := range b.bufs[:n] {
+		putHdr(buf[:HdrLen], &b.hdrs[j])
+		copy(buf[HdrLen:], frames[j].Data)
+		bytes += uint64(len(frames[j].Data))
+	}
+	mem := q.Memory()
+	for j := range n {
+		mem.MarkDirty(b.addrs[j], uint64(b.lens[j]))
+		_ = q.AddUsed(b.heads[j], b.lens[j]) // cannot fail: popped from this ready queue
+		b.bufs[j] = nil
+	}
+	return n, k, bytes, stop
+}
+
 // pop pops an RX chain and checks it: only writable buffers (§2.7.4.2: RX
 // buffers are device-writable). Bad chains are returned empty and counted.
 func (d *Device) rxPop(r *rxQueue) (*virtio.Chain, rxResult) {
 	c, err := r.q.Pop()
+	return d.rxCheck(r, c, err)
+}
+
+// rxCheck is rxPop's check of what Pop returned.
+func (d *Device) rxCheck(r *rxQueue, c *virtio.Chain, err error) (*virtio.Chain, rxResult) {
 	if c == nil {
 		if err != nil {
 			d.fault(&r.vq, err)

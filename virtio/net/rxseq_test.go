@@ -20,9 +20,9 @@ import (
 // buffer) in the middle of one Receive call's frames and pin down what
 // the guest gets: the used entries in order, the counts, the chains left
 // for the next frame. They hold for any way of taking a call's frames
-// (one at a time, as now, or in DPDK-style phases, which were tried:
-// vhost/BENCH_NOTES.md, issue 22 follow-up) and were checked against the
-// code before the region memo.
+// (one at a time, or in DPDK-style passes: rxBurst, kept since session 20,
+// vhost/BENCH_NOTES.md) and were checked against the code before the
+// region memo.
 
 // chainBytes returns what the device wrote into the chain at head (nbufs
 // buffers), n bytes.
