@@ -75,6 +75,9 @@ type vhostResult struct {
 	// the fraction of one core it used (--cpu, for hvnet): robust to
 	// stolen time, but with busy polling it includes idle polls.
 	cpu, busy float64
+	// place is how far apart the forwarder's and the generator's cores
+	// were, just before and just after the run (coreRoundTrip).
+	place placement
 }
 
 // ownCore is the busy time per frame with preemption taken out (cost *
@@ -173,9 +176,11 @@ func cmdBenchVhost(e *env, args []string) int {
 	fmt.Fprintf(e.stdout, "Mpps: per direction (the mean of A->B and B->A, frames received back by the generator)\n")
 	fmt.Fprintf(e.stdout, "ns/frame: the forwarder's busy time per frame by its own accounting, idle polls left out (hvnet: PollBusyNanos; testpmd: --record-core-cycles;\n")
 	fmt.Fprintf(e.stdout, "  OVS: pmd-stats-show processing cycles), times its threads' CPU share (on-CPU over on-CPU + run-queue wait, schedstat): its cost on a core of its own\n")
-	fmt.Fprintf(e.stdout, "%-5s %-5s | %-20s | %-11s | %-20s | %-17s | %-14s %s\n", "", "", "Mpps", "ratio", "ns/frame", "CPU share %", "", "")
-	fmt.Fprintf(e.stdout, "%-5s %-5s | %6s %7s %5s | %5s %5s | %6s %7s %5s | %5s %5s %5s | %-14s %s\n",
-		"round", "bytes", "hvnet", "testpmd", "OVS", "h/t", "h/O", "hvnet", "testpmd", "OVS", "h", "t", "O", "loss% h/t/O", "order")
+	fmt.Fprintf(e.stdout, "cores h/t/O: where the host ran the forwarder's and the generator's cores (vCPUs), by a cache line's round trip between them before and after each run:\n")
+	fmt.Fprintf(e.stdout, "  near (<= %.0f ns: a shared cache), far (another die), moved (one of each)\n", float64(farRoundTrip.Nanoseconds()))
+	fmt.Fprintf(e.stdout, "%-5s %-5s | %-20s | %-11s | %-20s | %-17s | %-14s %-16s %s\n", "", "", "Mpps", "ratio", "ns/frame", "CPU share %", "", "", "")
+	fmt.Fprintf(e.stdout, "%-5s %-5s | %6s %7s %5s | %5s %5s | %6s %7s %5s | %5s %5s %5s | %-14s %-16s %s\n",
+		"round", "bytes", "hvnet", "testpmd", "OVS", "h/t", "h/O", "hvnet", "testpmd", "OVS", "h", "t", "O", "loss% h/t/O", "cores h/t/O", "order")
 	// res[size][forwarder] holds every round's result.
 	res := make([][nForwarders][]vhostResult, len(o.sizes))
 	for round := range o.rounds {
@@ -197,7 +202,8 @@ func cmdBenchVhost(e *env, args []string) int {
 					if f == fwdHvnet {
 						fmt.Fprintf(e.stdout, "; hvnet's CPU time %.0f ns/frame, %.0f%% of a core", r.cpu, 100*r.busy)
 					}
-					fmt.Fprintln(e.stdout)
+					fmt.Fprintf(e.stdout, "; cores' round trip %.0f ns before, %.0f after (%s)\n",
+						float64(r.place.before.Nanoseconds()), float64(r.place.after.Nanoseconds()), r.place)
 				}
 			}
 			cell := func(f forwarder, v func(*vhostResult) float64, format string) string {
@@ -216,15 +222,20 @@ func cmdBenchVhost(e *env, args []string) int {
 				return fmt.Sprintf("%.2f", got[fwdHvnet].perDir()/got[f].perDir())
 			}
 			loss := make([]string, nForwarders)
+			place := make([]string, nForwarders)
 			for f := range nForwarders {
 				loss[f] = cell(f, func(r *vhostResult) float64 { return 100*r.loss + 1e-9 }, "%.1f")
+				place[f] = "-"
+				if got[f] != nil {
+					place[f] = got[f].place.String()
+				}
 			}
-			fmt.Fprintf(e.stdout, "%-5d %-5d | %6s %7s %5s | %5s %5s | %6s %7s %5s | %5s %5s %5s | %-14s %s\n", round+1, size,
+			fmt.Fprintf(e.stdout, "%-5d %-5d | %6s %7s %5s | %5s %5s | %6s %7s %5s | %5s %5s %5s | %-14s %-16s %s\n", round+1, size,
 				cell(fwdHvnet, rate, "%.2f"), cell(fwdTestpmd, rate, "%.2f"), cell(fwdOVS, rate, "%.2f"),
 				ratio(fwdTestpmd), ratio(fwdOVS),
 				cell(fwdHvnet, cost, "%.0f"), cell(fwdTestpmd, cost, "%.0f"), cell(fwdOVS, cost, "%.0f"),
 				cell(fwdHvnet, share, "%.0f"), cell(fwdTestpmd, share, "%.0f"), cell(fwdOVS, share, "%.0f"),
-				strings.Join(loss, "/"), strings.Join(order, ","))
+				strings.Join(loss, "/"), strings.Join(place, "/"), strings.Join(order, ","))
 		}
 	}
 	fmt.Fprintf(e.stdout, "\nmedian (min-max) over %d round(s); ratios are per round, hvnet over the peer measured in the same round\n", o.rounds)
@@ -252,6 +263,37 @@ func cmdBenchVhost(e *env, args []string) int {
 	fmt.Fprintf(e.stdout, "\nquiet rounds only (every forwarder at >= %.0f%% CPU share): %d of %d\n", 100*quietShare, n, o.rounds*len(o.sizes))
 	if n > 0 {
 		printVhostSummary(e.stdout, o.sizes, res, quiet)
+	}
+	// The same rounds split by where the host ran the two cores: every
+	// forwarder near, or every one far (rounds with a forwarder moved or
+	// in the other placement are in neither).
+	for _, pl := range []struct {
+		name string
+		is   func(placement) bool
+	}{{"near", placement.near}, {"far", placement.far}} {
+		keep := func(si, round int) bool {
+			if !quiet(si, round) {
+				return false
+			}
+			for _, f := range fwds {
+				if !pl.is(res[si][f][round].place) {
+					return false
+				}
+			}
+			return true
+		}
+		n := 0
+		for si := range o.sizes {
+			for round := range o.rounds {
+				if keep(si, round) {
+					n++
+				}
+			}
+		}
+		fmt.Fprintf(e.stdout, "\nquiet rounds with every forwarder's cores %s: %d\n", pl.name, n)
+		if n > 0 {
+			printVhostSummary(e.stdout, o.sizes, res, keep)
+		}
 	}
 	return 0
 }
@@ -333,14 +375,22 @@ func benchOVSSetup(e *env, o benchVhostOpts) (*ovsDPDK, error) {
 
 // benchForwarder measures one forwarder at one size.
 func benchForwarder(e *env, o benchVhostOpts, f forwarder, size int, ovs *ovsDPDK) (vhostResult, error) {
+	// A failed probe (a core taken away) leaves the placement unknown
+	// and the measurement as it is.
+	before, _ := coreRoundTrip(o.fwdCore, o.genCore)
+	var r vhostResult
+	var err error
 	switch f {
 	case fwdHvnet:
-		return benchHvnet(e, o, size)
+		r, err = benchHvnet(e, o, size)
 	case fwdTestpmd:
-		return benchDPDK(e, o, size)
+		r, err = benchDPDK(e, o, size)
 	default:
-		return benchOVS(e, o, size, ovs)
+		r, err = benchOVS(e, o, size, ovs)
 	}
+	r.place.before = before
+	r.place.after, _ = coreRoundTrip(o.fwdCore, o.genCore)
+	return r, err
 }
 
 func runtimeCPUs() int {

@@ -68,6 +68,18 @@ func TestBenchVhostSmoke(t *testing.T) {
 			t.Errorf("%s: want hvnet and testpmd measured, OVS not, got %q:\n%s", m, row, out)
 		}
 	}
+	// The round's row says where the host ran the two cores for each
+	// forwarder measured (near, far or moved: the probe ran), none for OVS.
+	for _, l := range strings.Split(out, "\n") {
+		if f := strings.Fields(l); len(f) > 2 && f[0] == "1" && f[1] == "64" {
+			place := strings.Split(f[len(f)-2], "/")
+			if len(place) != 3 || place[0] == "-" || place[1] == "-" || place[2] != "-" {
+				t.Errorf("round 1: cores h/t/O %q, want a placement for hvnet and testpmd:\n%s", f[len(f)-2], out)
+			}
+			return
+		}
+	}
+	t.Errorf("no row for round 1:\n%s", out)
 }
 
 // OVS-DPDK alone as the forwarder, two rounds (ovs-vswitchd started and

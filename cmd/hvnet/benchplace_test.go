@@ -1,0 +1,58 @@
+package main
+
+import (
+	"runtime"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// The probe measures something a cache line's round trip can take (a few
+// ns to a few µs, never zero) between two cores of this process's set,
+// and refuses one core.
+func TestCoreRoundTrip(t *testing.T) {
+	var set unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &set); err != nil {
+		t.Fatal(err)
+	}
+	var cores []int
+	for c := 0; c < 1024 && len(cores) < 2; c++ {
+		if set.IsSet(c) {
+			cores = append(cores, c)
+		}
+	}
+	if _, err := coreRoundTrip(0, 0); err == nil {
+		t.Error("one core: no error")
+	}
+	if len(cores) < 2 || runtime.GOMAXPROCS(0) < 2 {
+		t.Skipf("needs two cores, has %v (GOMAXPROCS %d)", cores, runtime.GOMAXPROCS(0))
+	}
+	d, err := coreRoundTrip(cores[0], cores[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d < time.Nanosecond || d > 20*time.Microsecond {
+		t.Fatalf("round trip between cores %d and %d: %v", cores[0], cores[1], d)
+	}
+	t.Logf("round trip between cores %d and %d: %v", cores[0], cores[1], d)
+}
+
+func TestPlacement(t *testing.T) {
+	ns := time.Nanosecond
+	for _, tc := range []struct {
+		p    placement
+		want string
+	}{
+		{placement{60 * ns, 70 * ns}, "near"},
+		{placement{340 * ns, 360 * ns}, "far"},
+		{placement{60 * ns, 360 * ns}, "moved"},
+		{placement{340 * ns, 70 * ns}, "moved"},
+		{placement{0, 70 * ns}, "-"},
+		{placement{farRoundTrip, farRoundTrip}, "near"},
+	} {
+		if got := tc.p.String(); got != tc.want {
+			t.Errorf("%+v: %q, want %q", tc.p, got, tc.want)
+		}
+	}
+}
