@@ -1,7 +1,9 @@
 package main
 
 import (
+	"os/exec"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -54,5 +56,23 @@ func TestPlacement(t *testing.T) {
 		if got := tc.p.String(); got != tc.want {
 			t.Errorf("%+v: %q, want %q", tc.p, got, tc.want)
 		}
+	}
+}
+
+// vhost/bench-ab.patch (the in-process A/B of vhost/BENCH_NOTES.md,
+// session 20) still applies to the tree.
+func TestBenchABPatchApplies(t *testing.T) {
+	git, err := exec.LookPath("git")
+	if err != nil {
+		t.Skip("no git")
+	}
+	root, err := exec.Command(git, "rev-parse", "--show-toplevel").Output()
+	if err != nil {
+		t.Skipf("not in a git checkout: %v", err)
+	}
+	dir := strings.TrimSpace(string(root))
+	out, err := exec.Command(git, "-C", dir, "apply", "--check", "vhost/bench-ab.patch").CombinedOutput()
+	if err != nil {
+		t.Fatalf("vhost/bench-ab.patch no longer applies: %v\n%s", err, out)
 	}
 }
