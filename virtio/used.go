@@ -55,6 +55,31 @@ func (q *Queue) AddUsedRead(heads []uint16) error {
 	return nil
 }
 
+// AddUsedInOrder stages heads as used, in order, for a device that uses
+// chains in the order they were made available (VIRTIO_F_IN_ORDER) and
+// only read them (len 0): one used entry, for the last of heads, with the
+// used index moved past all of them (virtio 1.2 §2.7.9: "the device can
+// write out a single used ring entry with the id corresponding to the
+// head entry of the descriptor chain describing the last buffer in the
+// batch"; the driver takes every chain before it as used). Only with
+// VIRTIO_F_IN_ORDER negotiated: a driver without it reads every entry. It
+// stages nothing when the last head is out of range.
+func (q *Queue) AddUsedInOrder(heads []uint16) error {
+	if !q.ready {
+		return ErrQueueNotReady
+	}
+	if len(heads) == 0 {
+		return nil
+	}
+	last := heads[len(heads)-1]
+	if last >= q.size {
+		return &DescIndexError{Index: last, TableLen: uint32(q.size)}
+	}
+	q.nextUsed += uint16(len(heads) - 1)
+	q.usedDirty(q.putUsed(last, 0), usedElem)
+	return nil
+}
+
 // PublishUsed makes the staged used entries visible: a barrier, then the used
 // index (virtio 1.2 §2.7.8.2: the used elements, len included, are written
 // before idx is updated).

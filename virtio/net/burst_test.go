@@ -28,7 +28,8 @@ type rxCall struct {
 // bad chains (a readable buffer, a buffer outside guest memory, shorter
 // than the header), frames with offloads the guest took or did not, frames
 // with tails, oversized frames, more frames than a burst, and the ring
-// running out, over several calls in a row.
+// running out, over several calls in a row. Both use the chains in the
+// order they were made available (VIRTIO_F_IN_ORDER).
 func TestRXBurstAgreesWithLoop(t *testing.T) {
 	rng := rand.New(rand.NewPCG(22, 20))
 	for iter := range 1500 {
@@ -93,12 +94,18 @@ func TestRXBurstAgreesWithLoop(t *testing.T) {
 		}
 		sortInts(cuts)
 
+		if rng.IntN(2) == 0 {
+			feat |= 1 << virtio.FInOrder
+		}
+		var pushed []uint16 // heads in the order made available
 		run := func(loop bool) (vnet.Stats, []virtiotest.Used, [][]byte, []rxCall) {
 			b := rxBed(t, feat)
 			b.dev.SetNoBurst(loop)
 			d := b.rx(0)
+			pushed = pushed[:0]
 			for _, c := range chains {
 				h := d.AddChain(c.bufs...)
+				pushed = append(pushed, h)
 				if c.bad != 0 {
 					desc := d.BufAddr(h, 0)
 					desc.Addr = c.bad
@@ -140,6 +147,15 @@ func TestRXBurstAgreesWithLoop(t *testing.T) {
 			if u1[i] != u2[i] || !bytes.Equal(g1[i], g2[i]) {
 				t.Fatalf("iteration %d: used[%d] %+v (%d bytes) with the burst, %+v (%d bytes) with the loop",
 					iter, i, u1[i], len(g1[i]), u2[i], len(g2[i]))
+			}
+		}
+		// In order (VIRTIO_F_IN_ORDER, and always on the receive side):
+		// the chains used are the first ones made available, in that
+		// order; a chain given back (too small, a frame that ran out)
+		// comes after.
+		for i, u := range u1 {
+			if u.ID != uint32(pushed[i]) {
+				t.Fatalf("iteration %d: used[%d] names chain %d; chain %d was made available %dth", iter, i, u.ID, pushed[i], i+1)
 			}
 		}
 		for i := range c1 {

@@ -44,6 +44,7 @@ func Features(bits ...uint) uint64 {
 // implements (the transport adds FMAC, FMTU, FStatus as it serves the config
 // space, and offers what it wants of these).
 var Supported = Features(32 /* VIRTIO_F_VERSION_1 */, 28 /* INDIRECT_DESC */, 29, /* EVENT_IDX */
+	35, /* IN_ORDER: chains used in the order made available, a transmit batch's with one entry */
 	FCsum, FGuestCsum, FCtrlGuestOffload, FGuestTSO4, FGuestTSO6, FGuestECN, FGuestUFO,
 	FHostTSO4, FHostTSO6, FHostECN, FHostUFO, FMrgRxbuf, FCtrlVQ, FCtrlRx, FCtrlRxExtra,
 	FCtrlVLAN, FGuestAnnounce, FMQ, FCtrlMACAddr, FGuestUSO4, FGuestUSO6, FHostUSO)

@@ -188,7 +188,7 @@ loop:
 			var c *virtio.Chain
 			if b := &r.burst; b.left != nil {
 				// The chain rxBurst popped for this frame and left.
-				c, res = d.rxCheck(r, b.left, b.leftErr)
+				c, res = d.rxCheck(r, b.left, b.leftErr, nil)
 				b.left, b.leftErr = nil, nil
 			} else {
 				c, res = d.rxPop(r)
@@ -288,7 +288,7 @@ func (d *Device) rxBurst(r *rxQueue, frames []Frame, guest uint64) (n, next int,
 		}
 		c, err := q.Pop()
 		if c == nil {
-			d.rxCheck(r, nil, err) // a broken ring (counted) or none left
+			d.rxCheck(r, nil, err, nil) // a broken ring (counted) or none left
 			stop = true
 			break
 		}
@@ -324,11 +324,14 @@ func (d *Device) rxBurst(r *rxQueue, frames []Frame, guest uint64) (n, next int,
 // buffers are device-writable). Bad chains are returned empty and counted.
 func (d *Device) rxPop(r *rxQueue) (*virtio.Chain, rxResult) {
 	c, err := r.q.Pop()
-	return d.rxCheck(r, c, err)
+	return d.rxCheck(r, c, err, nil)
 }
 
-// rxCheck is rxPop's check of what Pop returned.
-func (d *Device) rxCheck(r *rxQueue, c *virtio.Chain, err error) (*virtio.Chain, rxResult) {
+// rxCheck is rxPop's check of what Pop returned. A bad chain is used
+// (length 0) after held, the chains held for the current frame, which go
+// back with it, each with length 0: chains are used in the order they were
+// made available (VIRTIO_F_IN_ORDER).
+func (d *Device) rxCheck(r *rxQueue, c *virtio.Chain, err error, held []uint16) (*virtio.Chain, rxResult) {
 	if c == nil {
 		if err != nil {
 			d.fault(&r.vq, err)
@@ -344,6 +347,9 @@ func (d *Device) rxCheck(r *rxQueue, c *virtio.Chain, err error) (*virtio.Chain,
 	}
 	if err != nil {
 		d.drop(&r.vq, d.stats.rxBadChain.Add(1), "rx chain", err)
+		for _, h := range held {
+			_ = r.q.AddUsed(h, 0)
+		}
 		_ = r.q.AddUsed(c.Head, 0)
 		return nil, rxDropped
 	}
@@ -505,14 +511,11 @@ func (d *Device) rxMerged(r *rxQueue, h frame.Offload, data, tail []byte, c0 *vi
 		c := c0
 		if nbuf > 0 {
 			var res rxResult
-			if c, res = d.rxPop(r); c == nil {
-				switch res {
-				case rxNoBuffer:
+			cc, err := r.q.Pop()
+			// A bad chain: the ones held go back too, before it.
+			if c, res = d.rxCheck(r, cc, err, r.heads[:nbuf]); c == nil {
+				if res == rxNoBuffer {
 					r.q.Rewind(uint16(nbuf))
-				case rxDropped: // a bad chain: give back the ones held too
-					for i := 0; i < nbuf; i++ {
-						_ = r.q.AddUsed(r.heads[i], 0)
-					}
 				}
 				return res
 			}

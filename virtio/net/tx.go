@@ -29,10 +29,12 @@ var (
 type txQueue struct {
 	vq
 	frames [txBatch]Frame
-	heads  [txBatch]uint16
-	tails  bool     // a frame of frames has a tail: its chain is used after delivery
-	arena  *txArena // taken from txArenas at the first batch, given back by Release
-	hdr    [HdrLen]byte
+	heads  [txBatch]uint16 // the chains popped, in order (frames' and dropped ones')
+	tails  bool            // a frame of frames has a tail: its chain is used after delivery
+	// inOrder: VIRTIO_F_IN_ORDER negotiated (txUsed writes one entry a batch)
+	inOrder bool
+	arena   *txArena // taken from txArenas at the first batch, given back by Release
+	hdr     [HdrLen]byte
 }
 
 type txArena = [txArenaLen]byte
@@ -149,10 +151,14 @@ func (d *Device) txBatch(t *txQueue, features uint64) (empty, ok bool) {
 	if t.arena == nil {
 		t.arena = txArenas.Get().(*txArena)
 	}
-	n, used := 0, 0
+	t.inOrder = virtio.HasFeature(features, virtio.FInOrder)
+	// n frames to deliver, m chains popped (the n frames' and the
+	// dropped ones', in the order popped: their used entries go in that
+	// order, as VIRTIO_F_IN_ORDER requires).
+	n, m, used := 0, 0, 0
 	var bytes uint64
 	defer func() {
-		bytes += d.txDeliver(t, n)
+		bytes += d.txDeliver(t, n, m)
 		d.stats.txBytes.Add(bytes)
 		d.flush(&t.vq)
 	}()
@@ -171,18 +177,21 @@ func (d *Device) txBatch(t *txQueue, features uint64) (empty, ok bool) {
 		}
 		if err != nil {
 			d.drop(&t.vq, d.stats.txBadChain.Add(1), "tx chain", err)
-			_ = q.AddUsed(c.Head, 0)
+			t.heads[m] = c.Head
+			m++
 			continue
 		}
 		total := c.ReadableLen()
 		switch {
 		case total < HdrLen+frame.EthHdrLen:
 			d.drop(&t.vq, d.stats.txRunt.Add(1), "tx frame", errRunt)
-			_ = q.AddUsed(c.Head, 0)
+			t.heads[m] = c.Head
+			m++
 			continue
 		case total > HdrLen+MaxFrameLen:
 			d.drop(&t.vq, d.stats.txOversize.Add(1), "tx frame", errOversize)
-			_ = q.AddUsed(c.Head, 0)
+			t.heads[m] = c.Head
+			m++
 			continue
 		}
 		frameLen := int(total) - HdrLen
@@ -204,14 +213,15 @@ func (d *Device) txBatch(t *txQueue, features uint64) (empty, ok bool) {
 			headLen = frame.HeadLen
 		}
 		if used+frameLen > len(t.arena) {
-			bytes += d.txDeliver(t, n)
-			n, used = 0, 0
+			bytes += d.txDeliver(t, n, m)
+			n, m, used = 0, 0, 0
 		}
 		data := t.arena[used : used+frameLen : used+frameLen]
 		tail, err := copyTX(q, c, t.hdr[:], data, headLen)
 		if err != nil {
 			d.drop(&t.vq, d.stats.txBadChain.Add(1), "tx chain", err)
-			_ = q.AddUsed(c.Head, 0)
+			t.heads[m] = c.Head
+			m++
 			continue
 		}
 		off := frame.DecodeOffload(t.hdr[:])
@@ -219,7 +229,8 @@ func (d *Device) txBatch(t *txQueue, features uint64) (empty, ok bool) {
 			h, _ := DecodeHeader(t.hdr[:])
 			if err := CheckTX(h, frameLen, features); err != nil {
 				d.drop(&t.vq, d.stats.txBadHeader.Add(1), "tx header", err)
-				_ = q.AddUsed(c.Head, 0)
+				t.heads[m] = c.Head
+				m++
 				continue
 			}
 		}
@@ -238,35 +249,37 @@ func (d *Device) txBatch(t *txQueue, features uint64) (empty, ok bool) {
 		f := &t.frames[n]
 		f.Data, f.Tail, f.Off = data, tail, off
 		t.tails = t.tails || tail != nil
-		t.heads[n] = c.Head
+		t.heads[m] = c.Head
 		n++
+		m++
 	}
 	return false, true
 }
 
-// txDeliver hands the batch's first n frames to the Sink and stages their
-// chains as used; it returns their bytes. When no frame of them has a
+// txDeliver hands the batch's first n frames to the Sink and stages the
+// used entries of its m chains (the frames' and the dropped ones', in the
+// order popped); it returns the frames' bytes. When no frame of them has a
 // tail (each is whole in host memory: the single fetch's copy) the chains
 // go back to the guest first, published at once, so that it refills its
 // ring while the frames are switched and written to their receivers, as
 // DPDK's vhost dequeue returns a burst's buffers before the application
 // sees the packets. A frame with a tail still reads the guest's buffer
-// during delivery: its chain is used only after.
-func (d *Device) txDeliver(t *txQueue, n int) (bytes uint64) {
-	if n == 0 {
+// during delivery: its chains are used only after.
+func (d *Device) txDeliver(t *txQueue, n, m int) (bytes uint64) {
+	if m == 0 {
 		return 0
 	}
-	q := t.q
 	early := !t.tails
 	if early {
-		// Cannot fail: the heads came from Pop on this ready queue.
-		_ = q.AddUsedRead(t.heads[:n])
+		d.txUsed(t, m)
 		d.flush(&t.vq)
 	}
-	if d.qsink != nil && d.activePairs.Load() > 1 {
-		d.qsink.DeliverQueue(t.index/2, t.frames[:n])
-	} else {
-		d.sink.Deliver(t.frames[:n])
+	if n > 0 {
+		if d.qsink != nil && d.activePairs.Load() > 1 {
+			d.qsink.DeliverQueue(t.index/2, t.frames[:n])
+		} else {
+			d.sink.Deliver(t.frames[:n])
+		}
 	}
 	for i := range t.frames[:n] {
 		f := &t.frames[i]
@@ -274,11 +287,25 @@ func (d *Device) txDeliver(t *txQueue, n int) (bytes uint64) {
 		f.Data, f.Tail = nil, nil
 	}
 	if !early {
-		_ = q.AddUsedRead(t.heads[:n])
+		d.txUsed(t, m)
 	}
 	t.tails = false
 	d.stats.txPackets.Add(uint64(n))
 	return bytes
+}
+
+// txUsed stages the used entries of the batch's first m chains, in the
+// order popped. With VIRTIO_F_IN_ORDER it writes one entry, the last
+// chain's, and moves the used index past all m (§2.7.9: the driver takes
+// every chain made available before it as used too; a transmit chain's
+// length is 0 whatever happened to it).
+func (d *Device) txUsed(t *txQueue, m int) {
+	// Cannot fail: the heads came from Pop on this ready queue.
+	if t.inOrder {
+		_ = t.q.AddUsedInOrder(t.heads[:m])
+	} else {
+		_ = t.q.AddUsedRead(t.heads[:m])
+	}
 }
 
 // copyTX copies a TX chain's total readable bytes: the virtio-net header
