@@ -162,17 +162,11 @@ func TestDPDKVirtioUser(t *testing.T) {
 		vlanA, vlanB uint16
 	}{{"SameVLAN", 10, 10}, {"DifferentVLANs", 10, 20}} {
 		t.Run(tc.name, func(t *testing.T) {
-			sw := vswitch.New(vswitch.Config{})
-			dir := t.TempDir()
-			evA, evB := newEvents(), newEvents()
-			ca := PortConfig{Port: vswitch.PortConfig{Name: "a", PVID: tc.vlanA}, Socket: filepath.Join(dir, "a.sock")}
-			cb := PortConfig{Port: vswitch.PortConfig{Name: "b", PVID: tc.vlanB}, Socket: filepath.Join(dir, "b.sock")}
-			evA.hook(&ca)
-			evB.hook(&cb)
-			pa, pb := startPort(t, sw, ca), startPort(t, sw, cb)
-			pmd := startTestpmd(t, []string{ca.Socket, cb.Socket}, "--forward-mode=rxonly")
-			waitFor(t, evA.up, "DPDK port 0")
-			waitFor(t, evB.up, "DPDK port 1")
+			pp := startPair(t, tc.vlanA, tc.vlanB, nil)
+			pa, pb := pp.a, pp.b
+			pmd := startTestpmd(t, []string{pp.ca.Socket, pp.cb.Socket}, "--forward-mode=rxonly")
+			waitFor(t, pp.evA.up, "DPDK port 0")
+			waitFor(t, pp.evB.up, "DPDK port 1")
 			pmd.send("start tx_first")
 			waitUntil(t, "32 frames into each switch port", func() bool {
 				return pa.Handle().Counters().RxPackets == 32 && pb.Handle().Counters().RxPackets == 32

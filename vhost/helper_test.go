@@ -45,6 +45,33 @@ func (e *events) hook(cfg *PortConfig) {
 	cfg.OnDisconnect = func() { e.down <- struct{}{} }
 }
 
+// portPair is two server ports, "a" and "b", on one new switch, their
+// sockets in a temporary directory, their sessions counted.
+type portPair struct {
+	a, b     *Port
+	ca, cb   PortConfig
+	evA, evB *events
+}
+
+// startPair starts a portPair with access VLANs vlanA and vlanB; edit, if
+// not nil, changes each config before its port starts.
+func startPair(t testing.TB, vlanA, vlanB uint16, edit func(*PortConfig)) portPair {
+	t.Helper()
+	sw := vswitch.New(vswitch.Config{})
+	dir := t.TempDir()
+	pp := portPair{evA: newEvents(), evB: newEvents(),
+		ca: PortConfig{Port: vswitch.PortConfig{Name: "a", PVID: vlanA}, Socket: filepath.Join(dir, "a.sock")},
+		cb: PortConfig{Port: vswitch.PortConfig{Name: "b", PVID: vlanB}, Socket: filepath.Join(dir, "b.sock")}}
+	pp.evA.hook(&pp.ca)
+	pp.evB.hook(&pp.cb)
+	if edit != nil {
+		edit(&pp.ca)
+		edit(&pp.cb)
+	}
+	pp.a, pp.b = startPort(t, sw, pp.ca), startPort(t, sw, pp.cb)
+	return pp
+}
+
 // startPort runs a port with cfg until cleanup.
 func startPort(t testing.TB, sw *vswitch.Switch, cfg PortConfig) *Port {
 	t.Helper()

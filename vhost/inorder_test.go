@@ -1,11 +1,9 @@
 package vhost
 
 import (
-	"path/filepath"
 	"testing"
 	"time"
 
-	vswitch "github.com/hvnet/hvnet/switch"
 	"github.com/hvnet/hvnet/virtio"
 )
 
@@ -25,17 +23,11 @@ func TestDPDKInOrder(t *testing.T) {
 		inOrder      bool
 	}{{"InOrder", "", true}, {"NotInOrder", ",in_order=0", false}} {
 		t.Run(tc.name, func(t *testing.T) {
-			sw := vswitch.New(vswitch.Config{})
-			dir := t.TempDir()
-			evA, evB := newEvents(), newEvents()
-			ca := PortConfig{Port: vswitch.PortConfig{Name: "a", PVID: 10}, Socket: filepath.Join(dir, "a.sock")}
-			cb := PortConfig{Port: vswitch.PortConfig{Name: "b", PVID: 10}, Socket: filepath.Join(dir, "b.sock")}
-			evA.hook(&ca)
-			evB.hook(&cb)
-			pa, pb := startPort(t, sw, ca), startPort(t, sw, cb)
-			pmd := startTestpmd(t, []string{ca.Socket + tc.devarg, cb.Socket + tc.devarg}, "--forward-mode=io")
-			waitFor(t, evA.up, "DPDK port 0")
-			waitFor(t, evB.up, "DPDK port 1")
+			pp := startPair(t, 10, 10, nil)
+			pa, pb := pp.a, pp.b
+			pmd := startTestpmd(t, []string{pp.ca.Socket + tc.devarg, pp.cb.Socket + tc.devarg}, "--forward-mode=io")
+			waitFor(t, pp.evA.up, "DPDK port 0")
+			waitFor(t, pp.evB.up, "DPDK port 1")
 			for _, p := range []*Port{pa, pb} {
 				f, _, ok := p.Negotiated()
 				if !ok {

@@ -241,25 +241,33 @@ func cmdBenchVhost(e *env, args []string) int {
 	fmt.Fprintf(e.stdout, "\nmedian (min-max) over %d round(s); ratios are per round, hvnet over the peer measured in the same round\n", o.rounds)
 	fmt.Fprintf(e.stdout, "ns/frame ratios: the peer's over hvnet's, per round (above 1: hvnet does a frame in less time on its own core)\n")
 	printVhostSummary(e.stdout, o.sizes, res, func(int, int) bool { return true })
+	// every selects the (size, round)s where ok holds for every
+	// forwarder's run; count counts them.
+	every := func(ok func(r *vhostResult) bool) func(si, round int) bool {
+		return func(si, round int) bool {
+			for _, f := range fwds {
+				if !ok(&res[si][f][round]) {
+					return false
+				}
+			}
+			return true
+		}
+	}
+	count := func(keep func(si, round int) bool) (n int) {
+		for si := range o.sizes {
+			for round := range o.rounds {
+				if keep(si, round) {
+					n++
+				}
+			}
+		}
+		return n
+	}
 	// On a shared host the rounds where every forwarder had its core
 	// (nearly) to itself are the ones to quote: chosen by the CPU
 	// shares alone, before any rate is looked at.
-	quiet := func(si, round int) bool {
-		for _, f := range fwds {
-			if res[si][f][round].share < quietShare {
-				return false
-			}
-		}
-		return true
-	}
-	n := 0
-	for si := range o.sizes {
-		for round := range o.rounds {
-			if quiet(si, round) {
-				n++
-			}
-		}
-	}
+	quiet := every(func(r *vhostResult) bool { return r.share >= quietShare })
+	n := count(quiet)
 	fmt.Fprintf(e.stdout, "\nquiet rounds only (every forwarder at >= %.0f%% CPU share): %d of %d\n", 100*quietShare, n, o.rounds*len(o.sizes))
 	if n > 0 {
 		printVhostSummary(e.stdout, o.sizes, res, quiet)
@@ -271,25 +279,8 @@ func cmdBenchVhost(e *env, args []string) int {
 		name string
 		is   func(placement) bool
 	}{{"near", placement.near}, {"far", placement.far}} {
-		keep := func(si, round int) bool {
-			if !quiet(si, round) {
-				return false
-			}
-			for _, f := range fwds {
-				if !pl.is(res[si][f][round].place) {
-					return false
-				}
-			}
-			return true
-		}
-		n := 0
-		for si := range o.sizes {
-			for round := range o.rounds {
-				if keep(si, round) {
-					n++
-				}
-			}
-		}
+		keep := every(func(r *vhostResult) bool { return r.share >= quietShare && pl.is(r.place) })
+		n := count(keep)
 		fmt.Fprintf(e.stdout, "\nquiet rounds with every forwarder's cores %s: %d\n", pl.name, n)
 		if n > 0 {
 			printVhostSummary(e.stdout, o.sizes, res, keep)
