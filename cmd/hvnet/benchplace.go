@@ -67,15 +67,23 @@ func coreRoundTrip(a, b int) (time.Duration, error) {
 		errc := make(chan error, 2)
 		var t0 time.Time
 		side := func(core int, first int64) {
-			// The thread is locked and never unlocked: it ends with the
-			// goroutine, its affinity with it.
+			// The thread's affinity is put back and the thread
+			// unlocked, not left to end with the goroutine: a child
+			// started with Pdeathsig (OVS's daemons) is killed when the
+			// thread that forked it ends, and that may be this one.
 			runtime.LockOSThread()
-			var set unix.CPUSet
+			defer runtime.UnlockOSThread()
+			var old, set unix.CPUSet
+			if err := unix.SchedGetaffinity(0, &old); err != nil {
+				errc <- fmt.Errorf("round trip: affinity: %w", err)
+				return
+			}
 			set.Set(core)
 			if err := unix.SchedSetaffinity(0, &set); err != nil {
 				errc <- fmt.Errorf("round trip: pinning to core %d: %w", core, err)
 				return
 			}
+			defer unix.SchedSetaffinity(0, &old)
 			if first == 0 {
 				t0 = time.Now()
 			}

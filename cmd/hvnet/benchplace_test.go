@@ -4,6 +4,8 @@ import (
 	"os/exec"
 	"runtime"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -38,6 +40,97 @@ func TestCoreRoundTrip(t *testing.T) {
 		t.Fatalf("round trip between cores %d and %d: %v", cores[0], cores[1], d)
 	}
 	t.Logf("round trip between cores %d and %d: %v", cores[0], cores[1], d)
+}
+
+// The probe's pinned threads outlive it: OVS's daemons are started with
+// Pdeathsig, which kills a child when the thread that forked it ends, and
+// any of the process's threads may have forked one. A child started from
+// every thread the runtime has must survive the probe.
+func TestCoreRoundTripKeepsThreads(t *testing.T) {
+	var set unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &set); err != nil {
+		t.Fatal(err)
+	}
+	var cores []int
+	for c := 0; c < 1024 && len(cores) < 2; c++ {
+		if set.IsSet(c) {
+			cores = append(cores, c)
+		}
+	}
+	if len(cores) < 2 || runtime.GOMAXPROCS(0) < 2 {
+		t.Skipf("needs two cores, has %v (GOMAXPROCS %d)", cores, runtime.GOMAXPROCS(0))
+	}
+	// Eight goroutines hold eight threads at once, each forks a child,
+	// then all let their threads go back to the runtime's idle pool,
+	// where the probe's goroutines find them; the test's own thread
+	// forks one too.
+	type kid struct {
+		cmd  *exec.Cmd
+		done chan struct{}
+	}
+	var (
+		mu   sync.Mutex
+		kids []kid
+		wg   sync.WaitGroup
+	)
+	start := func() error {
+		c := exec.Command("sleep", "60")
+		c.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+		if err := c.Start(); err != nil {
+			return err
+		}
+		k := kid{c, make(chan struct{})}
+		go func() { c.Wait(); close(k.done) }()
+		mu.Lock()
+		kids = append(kids, k)
+		mu.Unlock()
+		return nil
+	}
+	defer func() {
+		for _, k := range kids {
+			k.cmd.Process.Kill()
+			<-k.done
+		}
+	}()
+	hold := make(chan struct{})
+	errc := make(chan error, 8)
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			err := start()
+			wg.Done()
+			<-hold
+			errc <- err
+		}()
+	}
+	wg.Wait()
+	close(hold)
+	for range 8 {
+		if err := <-errc; err != nil {
+			t.Fatal(err)
+		}
+	}
+	runtime.LockOSThread()
+	err := start()
+	runtime.UnlockOSThread()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if _, err := coreRoundTrip(cores[0], cores[1]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(200 * time.Millisecond)
+	for i, k := range kids {
+		select {
+		case <-k.done:
+			t.Errorf("child %d of %d (pid %d) ended during the probe: %v", i+1, len(kids), k.cmd.Process.Pid, k.cmd.ProcessState)
+		default:
+		}
+	}
 }
 
 func TestPlacement(t *testing.T) {
