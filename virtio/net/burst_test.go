@@ -3,6 +3,7 @@ package vnet_test
 import (
 	"bytes"
 	"math/rand/v2"
+	"os"
 	"runtime"
 	"sync"
 	"testing"
@@ -11,6 +12,7 @@ import (
 	"github.com/hvnet/hvnet/virtio"
 	vnet "github.com/hvnet/hvnet/virtio/net"
 	"github.com/hvnet/hvnet/virtio/virtiotest"
+	"golang.org/x/sys/unix"
 )
 
 // rxCall is what one Receive call gave: how many frames were written and
@@ -27,11 +29,15 @@ type rxCall struct {
 // every size (too small, just right, larger), chains of several buffers,
 // bad chains (a readable buffer, a buffer outside guest memory, shorter
 // than the header), frames with offloads the guest took or did not, frames
-// with tails, oversized frames, more frames than a burst, and the ring
-// running out, over several calls in a row. Both use the chains in the
-// order they were made available (VIRTIO_F_IN_ORDER).
+// with tails, tails whose sender's memory is gone (wholly or from the
+// middle on: the frame is dropped and counted, the chains around it
+// used), oversized frames, more frames than a burst, and the ring running
+// out, over several calls in a row. Both use the chains in the order they
+// were made available (VIRTIO_F_IN_ORDER).
 func TestRXBurstAgreesWithLoop(t *testing.T) {
 	rng := rand.New(rand.NewPCG(22, 20))
+	gone := goneMem(t, 2*frame.HeadLen+vnet.MaxFrameLen)
+	var sourceFaults uint64
 	for iter := range 1500 {
 		feat := baseFeat | vnet.Features(vnet.FMrgRxbuf)
 		if rng.IntN(2) == 0 {
@@ -79,9 +85,20 @@ func TestRXBurstAgreesWithLoop(t *testing.T) {
 				f.Off = frame.Offload{Flags: frame.NeedsCsum, CsumStart: 34, CsumOffset: 16}
 			case 2:
 				f.Off = frame.Offload{Flags: frame.NeedsCsum, GSOType: frame.GSOTCPv4, HdrLen: 54, GSOSize: 1448, CsumStart: 34, CsumOffset: 16}
-			case 3:
+			case 3, 4, 5:
 				if n > frame.HeadLen {
 					f.Tail = f.Data[frame.HeadLen:]
+					f.Data = f.Data[:frame.HeadLen]
+				}
+			case 6:
+				// A tail in memory its sender truncated: from its
+				// start, or from somewhere inside it.
+				if n > frame.HeadLen {
+					at := len(gone) / 2
+					if rng.IntN(2) == 0 {
+						at -= rng.IntN(n - frame.HeadLen)
+					}
+					f.Tail = gone[at : at+n-frame.HeadLen]
 					f.Data = f.Data[:frame.HeadLen]
 				}
 			}
@@ -137,6 +154,7 @@ func TestRXBurstAgreesWithLoop(t *testing.T) {
 		}
 		s1, u1, g1, c1 := run(false)
 		s2, u2, g2, c2 := run(true)
+		sourceFaults += s1.RxDropSourceFault
 		if s1 != s2 {
 			t.Fatalf("iteration %d: stats with the burst %+v\nwith the loop %+v", iter, s1, s2)
 		}
@@ -169,6 +187,25 @@ func TestRXBurstAgreesWithLoop(t *testing.T) {
 			}
 		}
 	}
+	if sourceFaults == 0 {
+		t.Fatal("no frame's tail faulted: the test did not reach the sender-fault path")
+	}
+	t.Logf("%d frames dropped for their sender's memory", sourceFaults)
+}
+
+// goneMem maps n bytes of a memfd on each side of a page boundary and
+// truncates the memfd to the first page's: the first half reads, every
+// byte of the second half faults (a vhost-user frontend that shrank its
+// memory under a frame in flight).
+func goneMem(t *testing.T, n int) []byte {
+	t.Helper()
+	pg := os.Getpagesize()
+	half := (n + pg - 1) / pg * pg
+	fd, raw := memfdMem(t, 2*half)
+	if err := unix.Ftruncate(fd, int64(half)); err != nil {
+		t.Fatal(err)
+	}
+	return raw[half-n : half+n]
 }
 
 func sortInts(a []int) {
@@ -263,4 +300,90 @@ func TestRXBurstRacingDriver(t *testing.T) {
 		t.Fatalf("%d written, %d dropped: the race did not reach both outcomes", accepted, dropped)
 	}
 	t.Logf("%d of %d frames written, %d dropped and counted, %d queue faults", accepted, offered, dropped, faults)
+}
+
+// TestRXSenderShrinks: a sender that shrinks and regrows its memory from
+// another thread while frames' tails are copied out of it into a
+// receiving guest (a vhost-user frontend's ftruncate) loses those frames,
+// each counted as its own (RxDropSourceFault), and nothing else: the
+// receiving queue stays up, every frame is written or counted, no used
+// length is over what a frame needs.
+func TestRXSenderShrinks(t *testing.T) {
+	pg := os.Getpagesize()
+	const tailLen = 1400
+	full := 2*pg + 64*((tailLen+pg-1)/pg)*pg
+	fd, sender := memfdMem(t, full)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for k := 0; ; k++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			size := full
+			if k%4 != 0 { // shrunk three times in four
+				size = pg + (k%64)*pg // cut somewhere among the tails
+			}
+			if err := unix.Ftruncate(fd, int64(size)); err != nil {
+				panic(err)
+			}
+			for range 50 {
+				runtime.Gosched()
+			}
+		}
+	}()
+	const perQueue = 1 << 20
+	_, raw := memfdMem(t, 3*perQueue)
+	var accepted, offered, dropped, source uint64
+	for bedN := range 20 {
+		b := newBedIn(t, raw, 1, baseFeat|vnet.Features(vnet.FMrgRxbuf), 256, perQueue, &recSink{})
+		d := b.rx(0)
+		var got uint64
+		outstanding := 0 // chains given back for a dropped frame stay available
+		for round := range 100 {
+			d.FreeAll()
+			for ; outstanding < 64; outstanding++ {
+				d.Push(d.AddChain(virtiotest.Buf{Len: 2048, Write: true}))
+			}
+			frames := make([]vnet.Frame, 64)
+			for i := range frames {
+				head := ethFrame(frame.HeadLen, byte(round))
+				at := pg + (i%64)*pg + round*37%(pg-tailLen) // one of 64 pages
+				frames[i] = vnet.Frame{Data: head, Tail: sender[at : at+tailLen]}
+			}
+			offered += uint64(len(frames))
+			got += uint64(b.dev.Receive(frames))
+			for _, u := range d.DrainUsed() {
+				outstanding--
+				if u.Len > vnet.HdrLen+frame.HeadLen+tailLen {
+					close(stop)
+					wg.Wait()
+					t.Fatalf("bed %d round %d: used %+v: more than the frame", bedN, round, u)
+				}
+			}
+		}
+		st := b.dev.Stats()
+		if st.RxPackets != got {
+			t.Fatalf("bed %d: RxPackets %d, Receive accepted %d", bedN, st.RxPackets, got)
+		}
+		if len(b.faults) != 0 {
+			t.Fatalf("bed %d: the receiving queue faulted for the sender's memory: %v", bedN, b.faults)
+		}
+		accepted += got
+		source += st.RxDropSourceFault
+		dropped += st.RxDropNoBuffer + st.RxDropBadChain + st.RxDropOversize + st.RxDropOffload + st.RxDropSourceFault
+	}
+	close(stop)
+	wg.Wait()
+	if accepted+dropped != offered {
+		t.Fatalf("%d offered, %d written, %d counted as dropped", offered, accepted, dropped)
+	}
+	if accepted == 0 || source == 0 {
+		t.Fatalf("%d written, %d dropped for the sender: the race did not reach both outcomes", accepted, source)
+	}
+	t.Logf("%d of %d frames written, %d dropped for the sender's memory", accepted, offered, source)
 }
