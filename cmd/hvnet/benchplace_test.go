@@ -1,6 +1,7 @@
 package main
 
 import (
+	"math"
 	"os/exec"
 	"runtime"
 	"strings"
@@ -139,12 +140,16 @@ func TestPlacement(t *testing.T) {
 		p    placement
 		want string
 	}{
-		{placement{60 * ns, 70 * ns}, "near"},
-		{placement{340 * ns, 360 * ns}, "far"},
-		{placement{60 * ns, 360 * ns}, "moved"},
-		{placement{340 * ns, 70 * ns}, "moved"},
-		{placement{0, 70 * ns}, "-"},
-		{placement{farRoundTrip, farRoundTrip}, "near"},
+		{placement{60 * ns, 70 * ns, 0.04}, "near"},
+		{placement{340 * ns, 360 * ns, 0.02}, "far"},
+		{placement{60 * ns, 360 * ns, 0}, "moved"},
+		{placement{340 * ns, 70 * ns, 0}, "moved"},
+		{placement{0, 70 * ns, 0}, "-"},
+		{placement{farRoundTrip, farRoundTrip, maxRateJump}, "near"},
+		// Near before and after, but the rate jumped: moved and back.
+		{placement{90 * ns, 100 * ns, 0.6}, "moved"},
+		{placement{400 * ns, 420 * ns, maxRateJump + 0.01}, "moved"},
+		{placement{400 * ns, 420 * ns, math.Inf(1)}, "moved"},
 	} {
 		if got := tc.p.String(); got != tc.want {
 			t.Errorf("%+v: %q, want %q", tc.p, got, tc.want)

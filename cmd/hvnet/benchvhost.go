@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -177,7 +178,8 @@ func cmdBenchVhost(e *env, args []string) int {
 	fmt.Fprintf(e.stdout, "ns/frame: the forwarder's busy time per frame by its own accounting, idle polls left out (hvnet: PollBusyNanos; testpmd: --record-core-cycles;\n")
 	fmt.Fprintf(e.stdout, "  OVS: pmd-stats-show processing cycles), times its threads' CPU share (on-CPU over on-CPU + run-queue wait, schedstat): its cost on a core of its own\n")
 	fmt.Fprintf(e.stdout, "cores h/t/O: where the host ran the forwarder's and the generator's cores (vCPUs), by a cache line's round trip between them before and after each run:\n")
-	fmt.Fprintf(e.stdout, "  near (<= %.0f ns: a shared cache), far (another die), moved (one of each)\n", float64(farRoundTrip.Nanoseconds()))
+	fmt.Fprintf(e.stdout, "  near (<= %.0f ns: a shared cache), far (another die), moved (one of each, or the rate changed by more than %.0f%% between slices of the window)\n",
+		float64(farRoundTrip.Nanoseconds()), 100*maxRateJump)
 	fmt.Fprintf(e.stdout, "%-5s %-5s | %-20s | %-11s | %-20s | %-17s | %-14s %-16s %s\n", "", "", "Mpps", "ratio", "ns/frame", "CPU share %", "", "", "")
 	fmt.Fprintf(e.stdout, "%-5s %-5s | %6s %7s %5s | %5s %5s | %6s %7s %5s | %5s %5s %5s | %-14s %-16s %s\n",
 		"round", "bytes", "hvnet", "testpmd", "OVS", "h/t", "h/O", "hvnet", "testpmd", "OVS", "h", "t", "O", "loss% h/t/O", "cores h/t/O", "order")
@@ -202,8 +204,8 @@ func cmdBenchVhost(e *env, args []string) int {
 					if f == fwdHvnet {
 						fmt.Fprintf(e.stdout, "; hvnet's CPU time %.0f ns/frame, %.0f%% of a core", r.cpu, 100*r.busy)
 					}
-					fmt.Fprintf(e.stdout, "; cores' round trip %.0f ns before, %.0f after (%s)\n",
-						float64(r.place.before.Nanoseconds()), float64(r.place.after.Nanoseconds()), r.place)
+					fmt.Fprintf(e.stdout, "; cores' round trip %.0f ns before, %.0f after, rate jump %.0f%% (%s)\n",
+						float64(r.place.before.Nanoseconds()), float64(r.place.after.Nanoseconds()), 100*r.place.jump, r.place)
 				}
 			}
 			cell := func(f forwarder, v func(*vhostResult) float64, format string) string {
@@ -486,10 +488,27 @@ func measure(o benchVhostOpts, p *dpdktest.Testpmd, fwdPid int, window func(end 
 	if window != nil {
 		window(false)
 	}
-	time.Sleep(time.Duration(o.seconds * float64(time.Second)))
-	a1, b1, tx1, err := rx2(p)
-	if err != nil {
-		return vhostResult{}, err
+	// The window in slices of about half a second (two at least): how
+	// much the rate changes between them tells a run the host moved the
+	// cores in (placement.jump).
+	// A slice's rate is port A's count (read first) over the time
+	// taken just before asking for it: with hvnet in this process the
+	// goroutine may wait for the forwarder's core to run again, before
+	// the time is taken and between the two ports' reads, not between
+	// the two.
+	slices := max(2, int(math.Round(o.seconds/0.5)))
+	a1, b1, tx1 := a0, b0, tx0
+	lo, hi, prev := math.Inf(1), 0.0, t0
+	for i := range slices {
+		time.Sleep(time.Until(t0.Add(time.Duration(float64(i+1) / float64(slices) * o.seconds * float64(time.Second)))))
+		now := time.Now()
+		a, b, tx, err := rx2(p)
+		if err != nil {
+			return vhostResult{}, err
+		}
+		rate := float64(a-a1) / now.Sub(prev).Seconds()
+		lo, hi = min(lo, rate), max(hi, rate)
+		a1, b1, tx1, prev = a, b, tx, now
 	}
 	if window != nil {
 		window(true)
@@ -500,6 +519,11 @@ func measure(o benchVhostOpts, p *dpdktest.Testpmd, fwdPid int, window func(end 
 	// Port A (0) receives what the forwarder moved from B, and B (1)
 	// what it moved from A.
 	r := vhostResult{ab: float64(b1-b0) / el / 1e6, ba: float64(a1-a0) / el / 1e6, busy: cpu / el}
+	if lo > 0 {
+		r.place.jump = hi/lo - 1
+	} else if hi > 0 {
+		r.place.jump = math.Inf(1) // stopped in one slice, moving in another
+	}
 	r.frames = (a1 - a0) + (b1 - b0)
 	if tx1 > tx0 {
 		r.loss = max(0, 1-float64(r.frames)/float64(tx1-tx0))
