@@ -13,10 +13,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// The probe measures something a cache line's round trip can take (a few
-// ns to a few µs, never zero) between two cores of this process's set,
-// and refuses one core.
-func TestCoreRoundTrip(t *testing.T) {
+// twoCores returns the first two cores of this process's affinity set
+// (fewer if it has fewer).
+func twoCores(t *testing.T) []int {
+	t.Helper()
 	var set unix.CPUSet
 	if err := unix.SchedGetaffinity(0, &set); err != nil {
 		t.Fatal(err)
@@ -27,6 +27,14 @@ func TestCoreRoundTrip(t *testing.T) {
 			cores = append(cores, c)
 		}
 	}
+	return cores
+}
+
+// The probe measures something a cache line's round trip can take (a few
+// ns to a few µs, never zero) between two cores of this process's set,
+// and refuses one core.
+func TestCoreRoundTrip(t *testing.T) {
+	cores := twoCores(t)
 	if _, err := coreRoundTrip(0, 0); err == nil {
 		t.Error("one core: no error")
 	}
@@ -48,16 +56,7 @@ func TestCoreRoundTrip(t *testing.T) {
 // any of the process's threads may have forked one. A child started from
 // every thread the runtime has must survive the probe.
 func TestCoreRoundTripKeepsThreads(t *testing.T) {
-	var set unix.CPUSet
-	if err := unix.SchedGetaffinity(0, &set); err != nil {
-		t.Fatal(err)
-	}
-	var cores []int
-	for c := 0; c < 1024 && len(cores) < 2; c++ {
-		if set.IsSet(c) {
-			cores = append(cores, c)
-		}
-	}
+	cores := twoCores(t)
 	if len(cores) < 2 || runtime.GOMAXPROCS(0) < 2 {
 		t.Skipf("needs two cores, has %v (GOMAXPROCS %d)", cores, runtime.GOMAXPROCS(0))
 	}
