@@ -479,6 +479,7 @@ func rx2(p *dpdktest.Testpmd) (rxA, rxB, tx uint64, err error) {
 func measure(o benchVhostOpts, p *dpdktest.Testpmd, fwdPid int, window func(end bool)) (vhostResult, error) {
 	p.Cmd("start")
 	time.Sleep(time.Second)
+	ta := time.Now() // the slices' first start: see below
 	a0, b0, tx0, err := rx2(p)
 	if err != nil {
 		return vhostResult{}, err
@@ -490,15 +491,14 @@ func measure(o benchVhostOpts, p *dpdktest.Testpmd, fwdPid int, window func(end 
 	}
 	// The window in slices of about half a second (two at least): how
 	// much the rate changes between them tells a run the host moved the
-	// cores in (placement.jump).
-	// A slice's rate is port A's count (read first) over the time
-	// taken just before asking for it: with hvnet in this process the
-	// goroutine may wait for the forwarder's core to run again, before
-	// the time is taken and between the two ports' reads, not between
-	// the two.
+	// cores in (placement.jump). A slice's rate is port A's count (read
+	// first) over the times taken just before asking for the counts:
+	// with hvnet in this process, this goroutine may wait for the
+	// forwarder's core after a read returns and between the two ports'
+	// reads, but not between taking the time and asking.
 	slices := max(2, int(math.Round(o.seconds/0.5)))
 	a1, b1, tx1 := a0, b0, tx0
-	lo, hi, prev := math.Inf(1), 0.0, t0
+	lo, hi, prev := math.Inf(1), 0.0, ta
 	for i := range slices {
 		time.Sleep(time.Until(t0.Add(time.Duration(float64(i+1) / float64(slices) * o.seconds * float64(time.Second)))))
 		now := time.Now()
