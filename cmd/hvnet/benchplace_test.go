@@ -156,6 +156,31 @@ func TestPlacement(t *testing.T) {
 	}
 }
 
+// A run stands unless its cores moved, or it was in the other placement
+// than the round's first steady run; an unprobed run (a failed probe)
+// stands, there being nothing to measure again for.
+func TestSettled(t *testing.T) {
+	ns := time.Nanosecond
+	near := placement{60 * ns, 70 * ns, 0.04}
+	far := placement{340 * ns, 360 * ns, 0.02}
+	moved := placement{60 * ns, 360 * ns, 0}
+	jumped := placement{60 * ns, 70 * ns, 0.5}
+	unknown := placement{0, 70 * ns, 0}
+	for _, tc := range []struct {
+		p    placement
+		want string
+		ok   bool
+	}{
+		{near, "", true}, {far, "", true}, {moved, "", false}, {jumped, "", false}, {unknown, "", true},
+		{near, "near", true}, {far, "near", false}, {moved, "near", false}, {unknown, "near", true},
+		{far, "far", true}, {near, "far", false}, {jumped, "far", false},
+	} {
+		if got := settled(tc.p, tc.want); got != tc.ok {
+			t.Errorf("settled(%v %+v, want %q) = %v, want %v", tc.p, tc.p, tc.want, got, tc.ok)
+		}
+	}
+}
+
 // vhost/bench-ab.patch (the in-process A/B of vhost/BENCH_NOTES.md,
 // session 20) still applies to the tree.
 func TestBenchABPatchApplies(t *testing.T) {

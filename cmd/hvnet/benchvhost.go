@@ -28,6 +28,7 @@ type benchVhostOpts struct {
 	seconds          float64
 	sizes            []int
 	rounds           int
+	retries          int
 	fwdCore, genCore int
 	skipDPDK         bool
 	skipHvnet        bool
@@ -79,6 +80,10 @@ type vhostResult struct {
 	// place is how far apart the forwarder's and the generator's cores
 	// were, just before and just after the run (coreRoundTrip).
 	place placement
+	// tries is how many times the run was measured (--retries): the
+	// host moved the cores in all tries but the last, or ran them in
+	// another placement than the round's first forwarder had.
+	tries int
 }
 
 // ownCore is the busy time per frame with preemption taken out (cost *
@@ -109,6 +114,7 @@ func cmdBenchVhost(e *env, args []string) int {
 	fs.Float64Var(&o.seconds, "seconds", 5, "measurement time per run")
 	sizes := fs.String("sizes", "64,1514", "frame sizes (bytes, with the FCS as flowgen counts them)")
 	fs.IntVar(&o.rounds, "rounds", 1, "rounds; each measures every forwarder at every size, the order rotated each round")
+	fs.IntVar(&o.retries, "retries", 2, "times a run is measured again when the host moved the cores during it, or ran them near where the round's first forwarder had them far (or far where near); the last try counts")
 	fs.IntVar(&o.fwdCore, "fwd-core", 0, "core of the forwarder (hvnet's threads, DPDK's forwarding lcore, OVS's PMD and threads)")
 	fs.IntVar(&o.genCore, "gen-core", 1, "forwarding core of the generator and sink (one testpmd, flowgen)")
 	fs.BoolVar(&o.skipDPDK, "skip-dpdk", false, "do not measure testpmd io forwarding")
@@ -131,6 +137,9 @@ func cmdBenchVhost(e *env, args []string) int {
 	}
 	if o.rounds < 1 {
 		return fail(e, fmt.Errorf("%w: bench vhost: --rounds %d: want at least 1", errUsage, o.rounds))
+	}
+	if o.retries < 0 {
+		return fail(e, fmt.Errorf("%w: bench vhost: --retries %d: want 0 or more", errUsage, o.retries))
 	}
 	if *verbose {
 		o.verbose = e.stderr
@@ -180,33 +189,43 @@ func cmdBenchVhost(e *env, args []string) int {
 	fmt.Fprintf(e.stdout, "cores h/t/O: where the host ran the forwarder's and the generator's cores (vCPUs), by a cache line's round trip between them before and after each run:\n")
 	fmt.Fprintf(e.stdout, "  near (<= %.0f ns: a shared cache), far (another die), moved (one of each, or the rate changed by more than %.0f%% between slices of the window)\n",
 		float64(farRoundTrip.Nanoseconds()), 100*maxRateJump)
-	fmt.Fprintf(e.stdout, "%-5s %-5s | %-20s | %-11s | %-20s | %-17s | %-14s %-16s %s\n", "", "", "Mpps", "ratio", "ns/frame", "CPU share %", "", "", "")
-	fmt.Fprintf(e.stdout, "%-5s %-5s | %6s %7s %5s | %5s %5s | %6s %7s %5s | %5s %5s %5s | %-14s %-16s %s\n",
-		"round", "bytes", "hvnet", "testpmd", "OVS", "h/t", "h/O", "hvnet", "testpmd", "OVS", "h", "t", "O", "loss% h/t/O", "cores h/t/O", "order")
+	fmt.Fprintf(e.stdout, "tries h/t/O: how many times each run was measured; a run is measured again (up to --retries %d times, the last try counts) when its cores moved,\n", o.retries)
+	fmt.Fprintf(e.stdout, "  or were near where the round's first steady run had them far (or far where near): a round compares the forwarders in one placement where the host allows\n")
+	fmt.Fprintf(e.stdout, "%-5s %-5s | %-20s | %-11s | %-20s | %-17s | %-14s %-16s %-11s %s\n", "", "", "Mpps", "ratio", "ns/frame", "CPU share %", "", "", "", "")
+	fmt.Fprintf(e.stdout, "%-5s %-5s | %6s %7s %5s | %5s %5s | %6s %7s %5s | %5s %5s %5s | %-14s %-16s %-11s %s\n",
+		"round", "bytes", "hvnet", "testpmd", "OVS", "h/t", "h/O", "hvnet", "testpmd", "OVS", "h", "t", "O", "loss% h/t/O", "cores h/t/O", "tries h/t/O", "order")
 	// res[size][forwarder] holds every round's result.
 	res := make([][nForwarders][]vhostResult, len(o.sizes))
+	var again int // runs measured again
 	for round := range o.rounds {
 		for si, size := range o.sizes {
 			var got [nForwarders]*vhostResult
 			order := make([]string, len(fwds))
+			var want string // the round's placement: its first steady run's
 			for i := range fwds {
 				f := fwds[(i+round)%len(fwds)]
 				order[i] = f.String()
-				r, err := benchForwarder(e, o, f, size, ovs)
-				if err != nil {
-					return fail(e, fmt.Errorf("bench vhost: round %d, %s, %d bytes: %w", round+1, f, size, err))
+				var r vhostResult
+				for try := 1; ; try++ {
+					var err error
+					if r, err = benchForwarder(e, o, f, size, ovs); err != nil {
+						return fail(e, fmt.Errorf("bench vhost: round %d, %s, %d bytes: %w", round+1, f, size, err))
+					}
+					r.tries = try
+					last := settled(r.place, want) || try > o.retries
+					if o.cpuStats {
+						printRunDetails(e.stdout, f, size, r, last)
+					}
+					if last {
+						break
+					}
+					again++
+				}
+				if want == "" && (r.place.near() || r.place.far()) {
+					want = r.place.String()
 				}
 				got[f] = &r
 				res[si][f] = append(res[si][f], r)
-				if o.cpuStats {
-					fmt.Fprintf(e.stdout, "      %s %d B: %.2f Mpps per direction (A->B %.2f, B->A %.2f), busy %.0f ns/frame at %.0f%% CPU share; generator busy %.0f ns/frame",
-						f, size, r.perDir(), r.ab, r.ba, r.cost, 100*r.share, r.genCost)
-					if f == fwdHvnet {
-						fmt.Fprintf(e.stdout, "; hvnet's CPU time %.0f ns/frame, %.0f%% of a core", r.cpu, 100*r.busy)
-					}
-					fmt.Fprintf(e.stdout, "; cores' round trip %.0f ns before, %.0f after, rate jump %.0f%% (%s)\n",
-						float64(r.place.before.Nanoseconds()), float64(r.place.after.Nanoseconds()), 100*r.place.jump, r.place)
-				}
 			}
 			cell := func(f forwarder, v func(*vhostResult) float64, format string) string {
 				if got[f] == nil || v(got[f]) <= 0 {
@@ -225,20 +244,25 @@ func cmdBenchVhost(e *env, args []string) int {
 			}
 			loss := make([]string, nForwarders)
 			place := make([]string, nForwarders)
+			tries := make([]string, nForwarders)
 			for f := range nForwarders {
 				loss[f] = cell(f, func(r *vhostResult) float64 { return 100*r.loss + 1e-9 }, "%.1f")
+				tries[f] = cell(f, func(r *vhostResult) float64 { return float64(r.tries) }, "%.0f")
 				place[f] = "-"
 				if got[f] != nil {
 					place[f] = got[f].place.String()
 				}
 			}
-			fmt.Fprintf(e.stdout, "%-5d %-5d | %6s %7s %5s | %5s %5s | %6s %7s %5s | %5s %5s %5s | %-14s %-16s %s\n", round+1, size,
+			fmt.Fprintf(e.stdout, "%-5d %-5d | %6s %7s %5s | %5s %5s | %6s %7s %5s | %5s %5s %5s | %-14s %-16s %-11s %s\n", round+1, size,
 				cell(fwdHvnet, rate, "%.2f"), cell(fwdTestpmd, rate, "%.2f"), cell(fwdOVS, rate, "%.2f"),
 				ratio(fwdTestpmd), ratio(fwdOVS),
 				cell(fwdHvnet, cost, "%.0f"), cell(fwdTestpmd, cost, "%.0f"), cell(fwdOVS, cost, "%.0f"),
 				cell(fwdHvnet, share, "%.0f"), cell(fwdTestpmd, share, "%.0f"), cell(fwdOVS, share, "%.0f"),
-				strings.Join(loss, "/"), strings.Join(place, "/"), strings.Join(order, ","))
+				strings.Join(loss, "/"), strings.Join(place, "/"), strings.Join(tries, "/"), strings.Join(order, ","))
 		}
+	}
+	if again > 0 {
+		fmt.Fprintf(e.stdout, "\nruns measured again because the host moved the cores or placed them otherwise than for the round's first forwarder: %d\n", again)
 	}
 	fmt.Fprintf(e.stdout, "\nmedian (min-max) over %d round(s); ratios are per round, hvnet over the peer measured in the same round\n", o.rounds)
 	fmt.Fprintf(e.stdout, "ns/frame ratios: the peer's over hvnet's, per round (above 1: hvnet does a frame in less time on its own core)\n")
@@ -289,6 +313,30 @@ func cmdBenchVhost(e *env, args []string) int {
 		}
 	}
 	return 0
+}
+
+// settled reports whether a run in placement p stands: its cores held one
+// placement (or were not probed), and it is the placement want the
+// round's first steady run had ("" before one).
+func settled(p placement, want string) bool {
+	pl := p.String()
+	return pl == "-" || pl != "moved" && (want == "" || pl == want)
+}
+
+// printRunDetails prints --cpu's line for one try of a run; last is false
+// for a try measured again.
+func printRunDetails(w io.Writer, f forwarder, size int, r vhostResult, last bool) {
+	fmt.Fprintf(w, "      %s %d B: %.2f Mpps per direction (A->B %.2f, B->A %.2f), busy %.0f ns/frame at %.0f%% CPU share; generator busy %.0f ns/frame",
+		f, size, r.perDir(), r.ab, r.ba, r.cost, 100*r.share, r.genCost)
+	if f == fwdHvnet {
+		fmt.Fprintf(w, "; hvnet's CPU time %.0f ns/frame, %.0f%% of a core", r.cpu, 100*r.busy)
+	}
+	fmt.Fprintf(w, "; cores' round trip %.0f ns before, %.0f after, rate jump %.0f%% (%s)",
+		float64(r.place.before.Nanoseconds()), float64(r.place.after.Nanoseconds()), 100*r.place.jump, r.place)
+	if !last {
+		fmt.Fprintf(w, "; try %d, measured again", r.tries)
+	}
+	fmt.Fprintln(w)
 }
 
 // quietShare is the CPU share above which a forwarder's run counts as

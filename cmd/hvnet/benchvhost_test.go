@@ -70,11 +70,21 @@ func TestBenchVhostSmoke(t *testing.T) {
 	}
 	// The round's row says where the host ran the two cores for each
 	// forwarder measured (near, far or moved: the probe ran), none for OVS.
+	// And how many times each was measured: 1 to 1+--retries (2).
 	for _, l := range strings.Split(out, "\n") {
-		if f := strings.Fields(l); len(f) > 2 && f[0] == "1" && f[1] == "64" {
-			place := strings.Split(f[len(f)-2], "/")
+		if f := strings.Fields(l); len(f) > 3 && f[0] == "1" && f[1] == "64" {
+			place := strings.Split(f[len(f)-3], "/")
 			if len(place) != 3 || place[0] == "-" || place[1] == "-" || place[2] != "-" {
-				t.Errorf("round 1: cores h/t/O %q, want a placement for hvnet and testpmd:\n%s", f[len(f)-2], out)
+				t.Errorf("round 1: cores h/t/O %q, want a placement for hvnet and testpmd:\n%s", f[len(f)-3], out)
+			}
+			tries := strings.Split(f[len(f)-2], "/")
+			if len(tries) != 3 || tries[2] != "-" {
+				t.Fatalf("round 1: tries h/t/O %q, want counts for hvnet and testpmd:\n%s", f[len(f)-2], out)
+			}
+			for _, n := range tries[:2] {
+				if n != "1" && n != "2" && n != "3" {
+					t.Errorf("round 1: tries h/t/O %q, want 1-3 each for hvnet and testpmd:\n%s", f[len(f)-2], out)
+				}
 			}
 			return
 		}
@@ -101,6 +111,26 @@ func TestBenchVhostOVSSmoke(t *testing.T) {
 	for _, l := range strings.Split(out, "\n") {
 		if strings.HasPrefix(l, "OVS-DPDK not measured") {
 			t.Errorf("OVS skipped: %s", l)
+		}
+	}
+}
+
+// Bad arguments are refused before anything starts, naming the flag.
+func TestBenchVhostUsage(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--retries", "-1"}, "--retries -1"},
+		{[]string{"--rounds", "0"}, "--rounds 0"},
+		{[]string{"--sizes", "64,59"}, `size "59"`},
+		{[]string{"--sizes", "64,x"}, `size "x"`},
+		{[]string{"--skip-hvnet", "--skip-dpdk", "--skip-ovs"}, "every forwarder skipped"},
+	} {
+		var out, errb bytes.Buffer
+		e := &env{stdout: &out, stderr: &errb, log: hclog.New(&hclog.LoggerOptions{Output: &errb, Level: hclog.Warn})}
+		if st := cmdBenchVhost(e, tc.args); st != 2 || !strings.Contains(errb.String(), tc.want) {
+			t.Errorf("%q: status %d, stderr %q; want 2 and %q", tc.args, st, errb.String(), tc.want)
 		}
 	}
 }
