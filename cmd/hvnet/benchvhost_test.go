@@ -102,7 +102,7 @@ func TestBenchVhostOVSSmoke(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts OVS-DPDK twice (seconds each)")
 	}
-	out := runBenchVhost(t, "--seconds", "0.5", "--sizes", "64", "--rounds", "2", "--skip-hvnet", "--skip-dpdk")
+	out := runBenchVhost(t, "--seconds", "0.5", "--sizes", "64", "--rounds", "2", "--retries", "0", "--skip-hvnet", "--skip-dpdk")
 	for _, m := range []string{"Mpps", "ns/frame"} {
 		if row := summaryRow(t, out, "64", m); len(row) != 7 || row[2] != "-" || row[3] != "-" || row[4] == "-" {
 			t.Errorf("%s: want OVS measured only, got %q:\n%s", m, row, out)
