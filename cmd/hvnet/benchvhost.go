@@ -312,7 +312,48 @@ func cmdBenchVhost(e *env, args []string) int {
 			printVhostSummary(e.stdout, o.sizes, res, keep)
 		}
 	}
+	if len(res) > 0 && len(res[0][fwdHvnet]) > 0 && len(fwds) > 1 {
+		printPairSummary(e.stdout, o.sizes, res)
+	}
 	return 0
+}
+
+// printPairSummary prints hvnet's ratio to each peer over the rounds in
+// which the two ran quiet and steady in one placement, near or far,
+// whatever the third did: the per-round goals compare two
+// forwarders, and a round's third (OVS's rate is the least steady) need
+// not keep a pair's rounds out.
+func printPairSummary(w io.Writer, sizes []int, res [][nForwarders][]vhostResult) {
+	fmt.Fprintf(w, "\nhvnet against each peer, over the rounds where the two ran in one placement (both steady, >= %.0f%% CPU share):\n", 100*quietShare)
+	fmt.Fprintf(w, "%-6s %-8s %-9s %-6s %-18s %-18s\n", "bytes", "peer", "placement", "rounds", "Mpps hvnet/peer", "ns/frame peer/hvnet")
+	for si, size := range sizes {
+		h := res[si][fwdHvnet]
+		for _, peer := range []forwarder{fwdTestpmd, fwdOVS} {
+			p := res[si][peer]
+			if len(p) == 0 {
+				continue
+			}
+			for _, pl := range []struct {
+				name string
+				is   func(placement) bool
+			}{{"near", placement.near}, {"far", placement.far}} {
+				var rate, cost []float64
+				for i := range min(len(h), len(p)) {
+					a, b := h[i], p[i]
+					if a.share < quietShare || b.share < quietShare || !pl.is(a.place) || !pl.is(b.place) {
+						continue
+					}
+					if a.perDir() > 0 && b.perDir() > 0 {
+						rate = append(rate, a.perDir()/b.perDir())
+					}
+					if a.ownCore() > 0 && b.ownCore() > 0 {
+						cost = append(cost, b.ownCore()/a.ownCore())
+					}
+				}
+				fmt.Fprintf(w, "%-6d %-8s %-9s %-6d %-18s %-18s\n", size, peer, pl.name, max(len(rate), len(cost)), medianRange(rate), medianRange(cost))
+			}
+		}
+	}
 }
 
 // settled reports whether a run in placement p stands: its cores held one

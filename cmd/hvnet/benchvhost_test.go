@@ -5,6 +5,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 )
@@ -67,6 +68,17 @@ func TestBenchVhostSmoke(t *testing.T) {
 		if row := summaryRow(t, out, "64", m); len(row) != 7 || row[2] == "-" || row[3] == "-" || row[4] != "-" || row[5] == "-" {
 			t.Errorf("%s: want hvnet and testpmd measured, OVS not, got %q:\n%s", m, row, out)
 		}
+	}
+	// The pair summary has hvnet against testpmd, near and far, and no
+	// OVS row.
+	rows := map[string]bool{}
+	for _, l := range strings.Split(out, "\n") {
+		if f := strings.Fields(l); len(f) > 3 && f[0] == "64" && (f[2] == "near" || f[2] == "far") {
+			rows[f[1]+" "+f[2]] = true
+		}
+	}
+	if !rows["testpmd near"] || !rows["testpmd far"] || rows["OVS near"] || rows["OVS far"] {
+		t.Errorf("pair summary rows %v, want testpmd near and far only:\n%s", rows, out)
 	}
 	// The round's row says where the host ran the two cores for each
 	// forwarder measured (near, far or moved: the probe ran), none for OVS.
@@ -131,6 +143,56 @@ func TestBenchVhostUsage(t *testing.T) {
 		e := &env{stdout: &out, stderr: &errb, log: hclog.New(&hclog.LoggerOptions{Output: &errb, Level: hclog.Warn})}
 		if st := cmdBenchVhost(e, tc.args); st != 2 || !strings.Contains(errb.String(), tc.want) {
 			t.Errorf("%q: status %d, stderr %q; want 2 and %q", tc.args, st, errb.String(), tc.want)
+		}
+	}
+}
+
+// The pair summary takes a round for hvnet and a peer when both ran quiet
+// and steady in the same placement, whatever else ran in the round.
+func TestPairSummary(t *testing.T) {
+	ns := time.Nanosecond
+	near, far := placement{80 * ns, 90 * ns, 0.05}, placement{400 * ns, 410 * ns, 0.05}
+	moved := placement{80 * ns, 90 * ns, 0.5}
+	run := func(mpps float64, p placement, share float64) vhostResult {
+		return vhostResult{ab: mpps, ba: mpps, cost: 1000 / mpps, share: share, place: p}
+	}
+	var res [1][nForwarders][]vhostResult
+	for _, r := range []struct {
+		h, t    float64
+		hp, tp  placement
+		hs, tsh float64
+	}{
+		{4, 5, near, near, 1, 1},    // 0.80
+		{5, 5, near, near, 1, 1},    // 1.00
+		{5, 4, near, near, 1, 0.95}, // 1.25
+		{3, 2, far, far, 1, 1},      // 1.50, far
+		{2, 4, near, far, 1, 1},     // in neither
+		{2, 4, moved, near, 1, 1},   // in neither
+		{2, 4, near, near, 1, 0.5},  // testpmd not quiet
+	} {
+		res[0][fwdHvnet] = append(res[0][fwdHvnet], run(r.h, r.hp, r.hs))
+		res[0][fwdTestpmd] = append(res[0][fwdTestpmd], run(r.t, r.tp, r.tsh))
+	}
+	var b bytes.Buffer
+	printPairSummary(&b, []int{64}, res[:])
+	want := map[string]string{
+		// ns/frame: busy time times the share (testpmd's 0.95: 1.25*0.95).
+		"near": "3 1.00 (0.80-1.25) 1.00 (0.80-1.19)",
+		"far":  "1 1.50 (1.50-1.50) 1.50 (1.50-1.50)",
+	}
+	got := map[string]string{}
+	for _, l := range strings.Split(b.String(), "\n") {
+		f := strings.Fields(l)
+		if len(f) > 3 && f[0] == "64" {
+			if f[1] != "testpmd" {
+				t.Errorf("a row for %q, which was not measured:\n%s", f[1], b.String())
+			}
+			got[f[2]] = strings.Join(f[3:], " ")
+		}
+	}
+	for pl, w := range want {
+		if got[pl] != w {
+			t.Errorf("%s: %q, want %q:\n%s", pl, got[pl], w, b.String())
 		}
 	}
 }
