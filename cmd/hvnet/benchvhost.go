@@ -82,7 +82,7 @@ type vhostResult struct {
 	place placement
 	// tries is how many times the run was measured (--retries): the
 	// host moved the cores in all tries but the last, or ran them in
-	// another placement than the round's first forwarder had.
+	// another placement than the round's first steady run had.
 	tries int
 }
 
@@ -114,7 +114,7 @@ func cmdBenchVhost(e *env, args []string) int {
 	fs.Float64Var(&o.seconds, "seconds", 5, "measurement time per run")
 	sizes := fs.String("sizes", "64,1514", "frame sizes (bytes, with the FCS as flowgen counts them)")
 	fs.IntVar(&o.rounds, "rounds", 1, "rounds; each measures every forwarder at every size, the order rotated each round")
-	fs.IntVar(&o.retries, "retries", 2, "times a run is measured again when the host moved the cores during it, or ran them near where the round's first forwarder had them far (or far where near); the last try counts")
+	fs.IntVar(&o.retries, "retries", 2, "times a run is measured again when the host moved the cores during it, or ran them near where the round's first steady run had them far (or far where near); the last try counts")
 	fs.IntVar(&o.fwdCore, "fwd-core", 0, "core of the forwarder (hvnet's threads, DPDK's forwarding lcore, OVS's PMD and threads)")
 	fs.IntVar(&o.genCore, "gen-core", 1, "forwarding core of the generator and sink (one testpmd, flowgen)")
 	fs.BoolVar(&o.skipDPDK, "skip-dpdk", false, "do not measure testpmd io forwarding")
@@ -262,7 +262,7 @@ func cmdBenchVhost(e *env, args []string) int {
 		}
 	}
 	if again > 0 {
-		fmt.Fprintf(e.stdout, "\nruns measured again because the host moved the cores or placed them otherwise than for the round's first forwarder: %d\n", again)
+		fmt.Fprintf(e.stdout, "\nruns measured again because the host moved the cores or placed them otherwise than for the round's first steady run: %d\n", again)
 	}
 	fmt.Fprintf(e.stdout, "\nmedian (min-max) over %d round(s); ratios are per round, hvnet over the peer measured in the same round\n", o.rounds)
 	fmt.Fprintf(e.stdout, "ns/frame ratios: the peer's over hvnet's, per round (above 1: hvnet does a frame in less time on its own core)\n")
