@@ -301,10 +301,7 @@ func cmdBenchVhost(e *env, args []string) int {
 	// The same rounds split by where the host ran the two cores: every
 	// forwarder near, or every one far (rounds with a forwarder moved or
 	// in the other placement are in neither).
-	for _, pl := range []struct {
-		name string
-		is   func(placement) bool
-	}{{"near", placement.near}, {"far", placement.far}} {
+	for _, pl := range steadyPlacements {
 		keep := every(func(r *vhostResult) bool { return r.share >= quietShare && pl.is(r.place) })
 		n := count(keep)
 		fmt.Fprintf(e.stdout, "\nquiet rounds with every forwarder's cores %s: %d\n", pl.name, n)
@@ -333,10 +330,7 @@ func printPairSummary(w io.Writer, sizes []int, res [][nForwarders][]vhostResult
 			if len(p) == 0 {
 				continue
 			}
-			for _, pl := range []struct {
-				name string
-				is   func(placement) bool
-			}{{"near", placement.near}, {"far", placement.far}} {
+			for _, pl := range steadyPlacements {
 				var rate, cost []float64
 				for i := range min(len(h), len(p)) {
 					a, b := h[i], p[i]
@@ -379,6 +373,13 @@ func printRunDetails(w io.Writer, f forwarder, size int, r vhostResult, last boo
 	}
 	fmt.Fprintln(w)
 }
+
+// steadyPlacements are the two placements a run can hold throughout,
+// with their tests: the summaries' selections.
+var steadyPlacements = []struct {
+	name string
+	is   func(placement) bool
+}{{"near", placement.near}, {"far", placement.far}}
 
 // quietShare is the CPU share above which a forwarder's run counts as
 // undisturbed by the rest of the host.

@@ -288,7 +288,7 @@ func TestRXBurstRacingDriver(t *testing.T) {
 			t.Fatalf("bed %d: RxPackets %d, Receive accepted %d", bedN, st.RxPackets, got)
 		}
 		accepted += got
-		dropped += st.RxDropNoBuffer + st.RxDropBadChain + st.RxDropOversize + st.RxDropOffload
+		dropped += rxDropped(st)
 		faults += uint64(len(b.faults))
 	}
 	close(stop)
@@ -375,7 +375,7 @@ func TestRXSenderShrinks(t *testing.T) {
 		}
 		accepted += got
 		source += st.RxDropSourceFault
-		dropped += st.RxDropNoBuffer + st.RxDropBadChain + st.RxDropOversize + st.RxDropOffload + st.RxDropSourceFault
+		dropped += rxDropped(st)
 	}
 	close(stop)
 	wg.Wait()
@@ -386,4 +386,9 @@ func TestRXSenderShrinks(t *testing.T) {
 		t.Fatalf("%d written, %d dropped for the sender: the race did not reach both outcomes", accepted, source)
 	}
 	t.Logf("%d of %d frames written, %d dropped for the sender's memory", accepted, offered, source)
+}
+
+// rxDropped sums every counter of frames the receive path dropped.
+func rxDropped(st vnet.Stats) uint64 {
+	return st.RxDropNoBuffer + st.RxDropBadChain + st.RxDropOversize + st.RxDropOffload + st.RxDropSourceFault
 }
