@@ -63,6 +63,10 @@ type vq struct {
 	q       *virtio.Queue
 	index   int
 	faulted bool
+	// setup counts the transport's changes to the queue (ConfigureQueue,
+	// SetMemory, Reset): what the receive path remembers of the
+	// driver's buffers (rxShort) holds only within one.
+	setup uint32
 }
 
 type pair struct {
@@ -192,6 +196,7 @@ func (d *Device) Features() uint64 { return d.features.Load() }
 // enabled queue whose rings no longer fit faults.
 func (d *Device) SetMemory(m *virtio.Memory) {
 	d.eachVQ(func(v *vq) {
+		v.setup++
 		if err := v.q.SetMemory(m); err != nil {
 			d.fault(v, err)
 		}
@@ -210,6 +215,7 @@ func (d *Device) ConfigureQueue(i int, fn func(q *virtio.Queue) error) (err erro
 	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
+	v.setup++
 	defer virtio.CatchFault(virtio.TrapFaults(), &err)
 	err = fn(v.q)
 	if v.q.Broken() == nil {
@@ -267,6 +273,7 @@ func (d *Device) Reset() {
 	d.eachVQ(func(v *vq) {
 		v.q.Reset()
 		v.faulted = false
+		v.setup++
 	})
 	d.features.Store(0)
 	d.rxOffloads.Store(0)

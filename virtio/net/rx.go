@@ -14,7 +14,63 @@ var (
 	errRxTooMany   = errors.New("frame needs more buffers than the queue holds")
 	errRxNoOffload = errors.New("frame offload not negotiated by the guest")
 	errRxSource    = errors.New("the sender's memory faulted while its frame's tail was copied")
+	errRxOversize  = errors.New("frame larger than the receive buffer (buffers without VIRTIO_NET_F_MRG_RXBUF)")
+	errRxDescs     = errors.New("frame's receive buffers take more than 1024 descriptors (UIO_MAXIOV, as Linux's vhost-net)")
 )
+
+// rxMaxDescs is the most descriptors one received frame's chains may
+// take together, Linux vhost-net's UIO_MAXIOV: a driver's chains of
+// empty or tiny buffers cannot make one frame walk the whole ring (each
+// chain up to the queue size in descriptors). Past it the chains are
+// used with length 0 (the driver must make them available again) and the
+// frame is dropped as a bad chain.
+const rxMaxDescs = 1024
+
+// rxShort remembers the buffers a frame last did not fit in, the
+// chains from the available index from on: how many there were (chains;
+// 0 without mergeable buffers, where a frame takes only the chain at
+// from) and their bytes. Until the device takes a chain or the driver
+// makes more available, a frame needing more bytes is dropped (counted
+// with the frames that found no buffer) without walking them again: a
+// driver cannot make every frame sent to it walk the same chains (up to
+// rxMaxDescs descriptors a frame, and its sender's worker pays).
+type rxShort struct {
+	valid  bool
+	setup  uint32 // vq.setup when taken
+	from   uint16
+	chains uint16
+	bytes  uint64
+}
+
+// remember records that the chains from the available index from on (n
+// of them with mergeable buffers, else 0) hold bytes, too few for a
+// frame.
+func (r *rxQueue) remember(from, n uint16, bytes uint64) {
+	r.short = rxShort{valid: true, setup: r.setup, from: from, chains: n, bytes: bytes}
+}
+
+// tooShort reports whether a frame needing need bytes (header included)
+// is sure not to fit the buffers r.short remembers: the device has taken
+// no chain since, the driver has made none available (mergeable
+// buffers; one read of its index) and need is more than they hold. The
+// caller checks r.short.valid first (the common case costs one test).
+func (r *rxQueue) tooShort(need uint64) bool {
+	s := &r.short
+	if s.setup != r.setup || r.q.NextAvail() != s.from {
+		s.valid = false
+		return false
+	}
+	if need <= s.bytes {
+		return false
+	}
+	if s.chains > 0 {
+		if n, err := r.q.Pending(); err != nil || n != s.chains {
+			s.valid = false // more to walk, or a broken ring for Pop to report
+			return false
+		}
+	}
+	return true
+}
 
 type rxQueue struct {
 	vq
@@ -23,6 +79,7 @@ type rxQueue struct {
 	heads []uint16
 	lens  []uint32
 	burst rxBurstChains
+	short rxShort
 }
 
 // rxBurstChains holds a burst's chains between rxBurst's passes.
@@ -190,6 +247,8 @@ loop:
 				// The chain rxBurst popped for this frame and left.
 				c, res = d.rxCheck(r, b.left, b.leftErr, nil)
 				b.left, b.leftErr = nil, nil
+			} else if r.short.valid && r.tooShort(uint64(HdrLen+f.Len())) {
+				res = rxNoBuffer
 			} else {
 				c, res = d.rxPop(r)
 			}
@@ -286,13 +345,17 @@ func (d *Device) rxBurst(r *rxQueue, frames []Frame, guest uint64) (n, next int,
 		if k%warmStep == 0 && k > 0 && k+warmStep < len(frames) {
 			q.Warm(warmStep, min(warmStep, len(frames)-k-warmStep))
 		}
+		need := uint64(HdrLen + len(f.Data))
+		if r.short.valid && r.tooShort(need) {
+			stop = true // the loop's rxNoBuffer
+			break
+		}
 		c, err := q.Pop()
 		if c == nil {
 			d.rxCheck(r, nil, err, nil) // a broken ring (counted) or none left
 			stop = true
 			break
 		}
-		need := uint64(HdrLen + len(f.Data))
 		buf := c.First() // the first buffer's bytes
 		if w := c.Writable(); err != nil || len(c.Readable()) != 0 || len(w) == 0 ||
 			uint64(w[0].Len) < need || uint64(len(buf)) < need {
@@ -358,15 +421,23 @@ func (d *Device) rxCheck(r *rxQueue, c *virtio.Chain, err error, held []uint16) 
 
 // rxOne writes header and frame into one chain.
 func (d *Device) rxOne(r *rxQueue, h frame.Offload, data, tail []byte) rxResult {
+	need := uint64(HdrLen + len(data) + len(tail))
+	if r.short.valid && r.tooShort(need) {
+		d.drop(&r.vq, d.stats.rxOversize.Add(1), "rx frame", errRxOversize)
+		return rxDropped
+	}
 	c, res := d.rxPop(r)
 	if c == nil {
 		return res
 	}
-	need := uint64(HdrLen + len(data) + len(tail))
+	if len(c.Writable()) > rxMaxDescs {
+		return d.rxBad(r, c.Head, 0, errRxDescs)
+	}
 	if c.WritableLen() < need {
-		// Keep the buffer for a frame that fits.
+		// Keep the buffer for a frame that fits, and remember it.
 		r.q.Rewind(1)
-		d.drop(&r.vq, d.stats.rxOversize.Add(1), "rx frame", &virtio.ChainLenError{Len: need, Max: c.WritableLen()})
+		r.remember(r.q.NextAvail(), 0, c.WritableLen())
+		d.drop(&r.vq, d.stats.rxOversize.Add(1), "rx frame", errRxOversize)
 		return rxDropped
 	}
 	switch rxFast(r, c, &h, data, tail) {
@@ -502,7 +573,7 @@ func (d *Device) rxBad(r *rxQueue, head uint16, nHeld int, err error) rxResult {
 func (d *Device) rxMerged(r *rxQueue, h frame.Offload, data, tail []byte, c0 *virtio.Chain) rxResult {
 	mem := r.q.Memory()
 	var numBufAt [2]uint64 // guest addresses of num_buffers' two bytes
-	nbuf := 0
+	nbuf, descs := 0, 0
 	pos, total := 0, len(data)+len(tail) // bytes of the frame written, of all
 	for nbuf == 0 || pos < total {
 		if nbuf == len(r.heads) {
@@ -516,9 +587,13 @@ func (d *Device) rxMerged(r *rxQueue, h frame.Offload, data, tail []byte, c0 *vi
 			if c, res = d.rxCheck(r, cc, err, r.heads[:nbuf]); c == nil {
 				if res == rxNoBuffer {
 					r.q.Rewind(uint16(nbuf))
+					r.remember(r.q.NextAvail(), uint16(nbuf), uint64(HdrLen+pos))
 				}
 				return res
 			}
+		}
+		if descs += len(c.Writable()); descs > rxMaxDescs {
+			return d.rxBad(r, c.Head, nbuf, errRxDescs)
 		}
 		off := uint64(0)
 		if nbuf == 0 {
