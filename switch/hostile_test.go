@@ -2,6 +2,8 @@ package vswitch
 
 import (
 	"encoding/binary"
+	"fmt"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -322,4 +324,97 @@ func TestBroadcastStorm(t *testing.T) {
 			t.Errorf("drops on %s: %v", p, d)
 		}
 	}
+}
+
+// The double-tagging hop at egress, for every tag type: a frame whose
+// front, once the tag that classified it is stripped, is another tag
+// never leaves a trunk untagged (its native VLAN), where the next bridge
+// would take that tag for the frame's VLAN; access and dot1q-tunnel
+// ports in the frame's VLAN get it as it is (TestQinQ). Found by an audit: a trunk carrying only VLAN 20 sent
+// 8100/20 + 8100/30 and a trunk whose native VLAN is 20 put 8100/30 on
+// the wire; a dot1q-tunnel customer's C-tagged frame left a trunk whose
+// native VLAN is the tunnel's S-VLAN with the customer's tag outermost.
+// Flooded, unicast (the batch's plain path) and repeated (forwardAgain)
+// frames alike; each refused copy is a DropVLAN on the ingress port;
+// Trace says the same.
+func TestDoubleTagHopAtEgress(t *testing.T) {
+	ts := newTestSwitch(t,
+		trunk("t20", 0, 20), trunk("n20", 20, 20, 30), access("a20", 20),
+		PortConfig{Name: "q20", Mode: ModeDot1QTunnel, PVID: 20}, trunk("tt", 0, 20, 30),
+		PortConfig{Name: "cust", Mode: ModeDot1QTunnel, PVID: 10}, trunk("n10", 10, 10),
+		trunk("t10", 0, 10), PortConfig{Name: "c10", Mode: ModeDot1QTunnel, PVID: 10})
+	bc := eth(Broadcast, mac(1), 0x0800, 46)
+	front := func(f []byte) uint16 { return binary.BigEndian.Uint16(f[12:]) }
+	expect := func(t *testing.T, want map[string]int) {
+		t.Helper()
+		for p, s := range ts.s {
+			got := s.take()
+			if len(got) != want[p] {
+				t.Errorf("%s received %d frames, want %d", p, len(got), want[p])
+			}
+			for _, f := range got {
+				if p == "n20" || p == "n10" {
+					if isTag(front(f.Data)) && vidOf(f.Data) != 20 && vidOf(f.Data) != 10 {
+						t.Errorf("%s: a frame left with tag % x in front", p, f.Data[12:16])
+					}
+				}
+			}
+		}
+	}
+	for _, inner := range []uint16{tpidCTag, tpidSTag, 0x9100, 0x9200, 0x9300} {
+		for _, outer := range []uint16{tpidCTag, tpidSTag} {
+			t.Run(fmt.Sprintf("trunk %#04x over %#04x", outer, inner), func(t *testing.T) {
+				d := ts.drops("t20", DropVLAN)
+				ts.in("t20", tag(tag(bc, inner, 0, 30), outer, 0, 20))
+				expect(t, map[string]int{"q20": 1, "tt": 1, "a20": 1})
+				if got := ts.drops("t20", DropVLAN) - d; got != 1 {
+					t.Errorf("VLAN drops on t20 %d, want 1 (n20's native VLAN)", got)
+				}
+			})
+		}
+		t.Run(fmt.Sprintf("customer %#04x", inner), func(t *testing.T) {
+			d := ts.drops("cust", DropVLAN)
+			ts.in("cust", tag(bc, inner, 0, 30))
+			expect(t, map[string]int{"t10": 1, "c10": 1})
+			if got := ts.drops("cust", DropVLAN) - d; got != 1 {
+				t.Errorf("VLAN drops on cust %d, want 1 (n10's native VLAN)", got)
+			}
+		})
+	}
+	// Unicast to a MAC learned behind n10's native VLAN: three in one
+	// batch (the batch decides the first; forwardAgain the others).
+	ts.in("n10", eth(Broadcast, mac(77), 0x0800, 46))
+	ts.take()
+	t.Run("customer unicast batch", func(t *testing.T) {
+		d := ts.drops("cust", DropVLAN)
+		f := tag(eth(mac(77), mac(2), 0x0800, 46), tpidCTag, 0, 30)
+		ts.in("cust", f, f, f)
+		expect(t, map[string]int{})
+		if got := ts.drops("cust", DropVLAN) - d; got != 3 {
+			t.Errorf("VLAN drops on cust %d, want 3", got)
+		}
+		// An untagged customer frame still goes (the plain path).
+		ts.in("cust", eth(mac(77), mac(2), 0x0800, 46))
+		expect(t, map[string]int{"n10": 1})
+	})
+	t.Run("trace", func(t *testing.T) {
+		r, err := ts.sw.Trace("t20", TraceFrame{SrcMAC: mac(5), DstMAC: Broadcast, VLAN: 20, EtherType: tpidCTag})
+		if err != nil {
+			t.Fatal(err)
+		}
+		denied := map[string]string{}
+		for _, d := range r.Denied {
+			denied[d.Port] = d.Reason
+		}
+		if denied["n20"] != DropVLAN.String() || len(denied) != 1 {
+			t.Errorf("trace denied %v, want n20 for %q", denied, DropVLAN)
+		}
+		var outs []string
+		for _, o := range r.Outputs {
+			outs = append(outs, o.Port)
+		}
+		if len(outs) != 3 || !slices.Contains(outs, "q20") || !slices.Contains(outs, "tt") || !slices.Contains(outs, "a20") {
+			t.Errorf("trace outputs %v, want q20, tt and a20", outs)
+		}
+	})
 }

@@ -508,6 +508,10 @@ func (h *PortHandle) emit(sc *scratch, d *PortHandle, i int32, p *pkt, f *Frame)
 	if !ok {
 		return
 	}
+	if egressHop(ds, p, tagged) {
+		sc.drops[DropVLAN]++
+		return
+	}
 	if as := d.eacl.Load(); as != nil && h.egressDenied(sc, as, d, f) {
 		return
 	}

@@ -203,7 +203,7 @@ func (sc *scratch) remember(h *PortHandle, data []byte, l3 int, et uint16, p *pk
 		// batch's): nothing to check, nothing to rewrite.
 		ds := d.state.Load()
 		ok, tagged := egressTagged(ds, p.vid)
-		m.plain = ok && !tagged && p.strip == 0 && d.eacl.Load() == nil && d.sg.Load() == nil &&
+		m.plain = ok && !tagged && p.strip == 0 && !p.innerTag && d.eacl.Load() == nil && d.sg.Load() == nil &&
 			!d.shaper.active.Load() && !ds.mirrorOut
 		m.caps = sc.capsOf(d)
 	}

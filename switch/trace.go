@@ -367,6 +367,12 @@ func (s *Switch) Trace(in string, f TraceFrame) (TraceResult, error) {
 			t.step("egress", "filtered", "port %s (%s): VLAN %d not in its member set", d.name, dst.mode, p.vid)
 			continue
 		}
+		if egressHop(dst, &p, tagged) {
+			t.step("egress", "drop", "port %s (%s): the frame would leave untagged with a VLAN tag at its front, which would become its VLAN on the wire (drop reason %q, counted on %s)",
+				d.name, dst.mode, DropVLAN.String(), h.name)
+			res.Denied = append(res.Denied, TraceDenied{Port: d.name, Rule: -1, Reason: DropVLAN.String()})
+			continue
+		}
 		if as := d.eacl.Load(); as != nil {
 			var k flowKey
 			parseFlow(data, l3, et, &k, true)

@@ -31,6 +31,11 @@ type pkt struct {
 	dei   uint8  // drop eligible indicator of the outer tag (0 or 1)
 	vid   uint16 // VLAN the frame belongs to
 	tpid  uint16 // TPID to use when the frame leaves tagged
+	// innerTag: the frame starts with a VLAN tag (isTag) once the tag
+	// that classified it is stripped: a customer's C-tag on a
+	// dot1q-tunnel port, or a tag behind a trunk's. It never leaves a
+	// trunk untagged (egressHop).
+	innerTag bool
 	// Set by checkOffload for frames needing GSO or checksum help: offset of
 	// the L3 header in data, IP and TCP header lengths, IPv6 or not.
 	l3    int
@@ -46,6 +51,13 @@ type pkt struct {
 // (VID 0xFFF reserved), and 802.1Q §15 / 802.1ad (provider bridge: a customer
 // port carries C-tagged and untagged frames unchanged in its S-VLAN).
 func classify(st *portState, data []byte, p *pkt) DropReason {
+	r := classifyTag(st, data, p)
+	p.innerTag = r == dropNone && len(data) >= 14+int(p.strip) && isTag(binary.BigEndian.Uint16(data[12+p.strip:]))
+	return r
+}
+
+// classifyTag is classify without the inner tag.
+func classifyTag(st *portState, data []byte, p *pkt) DropReason {
 	if len(data) < 14 {
 		return DropMalformed
 	}
@@ -126,6 +138,22 @@ func isTag(et uint16) bool {
 		return true
 	}
 	return false
+}
+
+// egressHop reports a frame that would leave a trunk untagged (its
+// native VLAN, tagged false) with a VLAN tag at its front: the next
+// bridge would take that inner tag for the frame's VLAN, the
+// double-tagging VLAN hop (a frame of VLAN 20 from a trunk carrying
+// 8100/30 behind its tag, leaving a trunk whose native VLAN is 20,
+// arrives in VLAN 30; so would a dot1q-tunnel customer's C-tagged frame
+// leaving a trunk whose native VLAN is the tunnel's S-VLAN). Such a copy
+// is dropped (DropVLAN, counted on the ingress port): carry the VLAN
+// tagged on that trunk instead. Access and dot1q-tunnel ports hand the
+// frame over as it is, tags behind included: a host at the end of the
+// link, not a bridge, in the frame's own VLAN (IEEE 802.1ad: a
+// port-based service interface delivers the customer's tags).
+func egressHop(st *portState, p *pkt, tagged bool) bool {
+	return p.innerTag && !tagged && st.mode == ModeTrunk
 }
 
 // tci is the tag control information a frame leaves a trunk with: its
