@@ -38,6 +38,23 @@ type Chain struct {
 	// it lies in one region (else nil): the device's first use of the
 	// chain needs no second lookup (First).
 	first []byte
+	// The walk's errors for a bad chain, returned as pointers to these
+	// (valid until the chain's next Pop): a guest's stream of bad chains
+	// allocates nothing.
+	addrErr AddrError
+	lenErr  ChainLenError
+}
+
+// badAddr returns the chain's *AddrError for [gpa, gpa+n).
+func (c *Chain) badAddr(gpa, n uint64) error {
+	c.addrErr = AddrError{GPA: gpa, Len: n}
+	return &c.addrErr
+}
+
+// tooLong returns the chain's *ChainLenError.
+func (c *Chain) tooLong(n, max uint64) error {
+	c.lenErr = ChainLenError{Len: n, Max: max}
+	return &c.lenErr
 }
 
 // NewChain returns a chain that can hold maxDescs descriptors, for

@@ -47,33 +47,35 @@ func (c *regionMemo) fill(m *Memory, gpa uint64) {
 	}
 }
 
-// slice is m.Slice(gpa, n) through the memo.
-func (c *regionMemo) slice(m *Memory, gpa, n uint64) ([]byte, error) {
+// slice is m.Slice(gpa, n) through the memo, without an error value
+// (ok false: the range is not in one region of m).
+func (c *regionMemo) slice(m *Memory, gpa, n uint64) ([]byte, bool) {
 	if b, ok := c.lookup(m, gpa, n); ok {
-		return b, nil
+		return b, true
 	}
-	b, err := m.Slice(gpa, n)
-	if err == nil {
+	b, ok := m.slice(gpa, n)
+	if ok {
 		c.fill(m, gpa)
 	}
-	return b, err
+	return b, ok
 }
 
-// check is m.Check(gpa, n) through the memo. It also returns the range's
-// bytes when they lie in one region (Memory.Slice's result), else nil.
-func (c *regionMemo) check(m *Memory, gpa, n uint64) ([]byte, error) {
+// check is m.Check(gpa, n) through the memo, without an error value. It
+// also returns the range's bytes when they lie in one region
+// (Memory.Slice's result), else nil.
+func (c *regionMemo) check(m *Memory, gpa, n uint64) ([]byte, bool) {
 	if b, ok := c.lookup(m, gpa, n); ok {
-		return b, nil
+		return b, true
 	}
-	if err := m.Check(gpa, n); err != nil {
-		return nil, err
+	if !m.covers(gpa, n) {
+		return nil, false
 	}
 	if n == 0 {
-		return nil, nil
+		return nil, true
 	}
 	c.fill(m, gpa)
 	b, _ := c.lookup(m, gpa, n)
-	return b, nil
+	return b, true
 }
 
 // reset forgets the region (and the Memory it came from).
@@ -84,5 +86,8 @@ func (c *regionMemo) reset() { *c = regionMemo{} }
 // descriptor was found in, as a rule). For the device's own use of the
 // buffers of chains it popped, on the goroutine that owns the queue.
 func (q *Queue) Slice(gpa, n uint64) ([]byte, error) {
-	return q.memo.slice(q.mem, gpa, n)
+	if b, ok := q.memo.slice(q.mem, gpa, n); ok {
+		return b, nil
+	}
+	return nil, &AddrError{GPA: gpa, Len: n}
 }

@@ -100,26 +100,35 @@ func (m *Memory) find(gpa uint64) int {
 // Check reports whether [gpa, gpa+n) is wholly guest memory (it may span
 // adjacent regions).
 func (m *Memory) Check(gpa, n uint64) error {
+	if !m.covers(gpa, n) {
+		return &AddrError{GPA: gpa, Len: n}
+	}
+	return nil
+}
+
+// covers is Check without an error value (nothing allocated: the
+// virtqueue's walk of a guest's bad chains).
+func (m *Memory) covers(gpa, n uint64) bool {
 	if n == 0 {
-		return nil
+		return true
 	}
 	if gpa+n < gpa {
-		return &AddrError{GPA: gpa, Len: n}
+		return false
 	}
 	for cur, left := gpa, n; left > 0; {
 		i := m.find(cur)
 		if i < 0 {
-			return &AddrError{GPA: gpa, Len: n}
+			return false
 		}
 		r := &m.regions[i]
 		avail := uint64(len(r.Data)) - (cur - r.GPA)
 		if avail >= left {
-			return nil
+			return true
 		}
 		cur += avail
 		left -= avail
 	}
-	return nil
+	return true
 }
 
 // Slice returns the host bytes backing [gpa, gpa+n) when the range lies in
@@ -127,19 +136,27 @@ func (m *Memory) Check(gpa, n uint64) error {
 // guest may change it at any time) and its capacity is n. Writes through it
 // are not dirty-logged: write with Write or WriteParts, or call MarkDirty.
 func (m *Memory) Slice(gpa, n uint64) ([]byte, error) {
+	if b, ok := m.slice(gpa, n); ok {
+		return b, nil
+	}
+	return nil, &AddrError{GPA: gpa, Len: n}
+}
+
+// slice is Slice without an error value.
+func (m *Memory) slice(gpa, n uint64) ([]byte, bool) {
 	if gpa+n < gpa {
-		return nil, &AddrError{GPA: gpa, Len: n}
+		return nil, false
 	}
 	i := m.find(gpa)
 	if i < 0 {
-		return nil, &AddrError{GPA: gpa, Len: n}
+		return nil, false
 	}
 	r := &m.regions[i]
 	off := gpa - r.GPA
 	if n > uint64(len(r.Data))-off {
-		return nil, &AddrError{GPA: gpa, Len: n}
+		return nil, false
 	}
-	return r.Data[off : off+n : off+n], nil
+	return r.Data[off : off+n : off+n], true
 }
 
 // Read copies guest memory at gpa into dst. On error nothing is copied.

@@ -426,15 +426,15 @@ func (q *Queue) walk(c *Chain, head uint16, addr uint64, length uint32, flags, n
 			case length == 0 || length%DescSize != 0 || length/DescSize > MaxQueueSize:
 				return &IndirectLenError{Len: length}
 			}
-			t, err := q.memo.slice(q.mem, addr, uint64(length))
-			if err != nil {
-				return err
+			t, ok := q.memo.slice(q.mem, addr, uint64(length))
+			if !ok {
+				return c.badAddr(addr, uint64(length))
 			}
 			table, tableLen, ttl, next, inIndirect = t, length/DescSize, length/DescSize, 0, true
 		} else {
-			b, err := q.memo.check(q.mem, addr, uint64(length))
-			if err != nil {
-				return err
+			b, ok := q.memo.check(q.mem, addr, uint64(length))
+			if !ok {
+				return c.badAddr(addr, uint64(length))
 			}
 			if len(c.descs) == 0 {
 				c.first = b
@@ -442,7 +442,7 @@ func (q *Queue) walk(c *Chain, head uint16, addr uint64, length uint32, flags, n
 			if flags&DescFWrite != 0 {
 				c.writeLen += uint64(length)
 				if c.writeLen > q.maxBytes {
-					return &ChainLenError{Len: c.writeLen, Max: q.maxBytes}
+					return c.tooLong(c.writeLen, q.maxBytes)
 				}
 			} else {
 				if c.nRead != len(c.descs) {
@@ -451,7 +451,7 @@ func (q *Queue) walk(c *Chain, head uint16, addr uint64, length uint32, flags, n
 				c.nRead++
 				c.readLen += uint64(length)
 				if c.readLen > q.maxBytes {
-					return &ChainLenError{Len: c.readLen, Max: q.maxBytes}
+					return c.tooLong(c.readLen, q.maxBytes)
 				}
 			}
 			c.descs = append(c.descs, Desc{Addr: addr, Len: length, Flags: flags})

@@ -271,3 +271,57 @@ func TestRXHostileReceiverConcurrent(t *testing.T) {
 	}
 	t.Logf("hostile guest: %d written, %d bad-chain drops, %d no-buffer drops of %d", s.RxPackets, s.RxDropBadChain, s.RxDropNoBuffer, sent)
 }
+
+// A guest's bad chains and headers cost the device no allocation: chains
+// outside guest memory, too long, readable after writable, headers the
+// device refuses, and receive chains that are readable or too small.
+// (Before: five allocations a bad chain, one a bad header; the errors
+// now live in the chain and the queue.) The counters are kept between
+// two powers of two while measured: drop logs only there.
+func TestNoAllocsHostile(t *testing.T) {
+	if testing.Short() {
+		t.Skip("allocation counting")
+	}
+	dst := newBed(t, 1, baseFeat|vnet.Features(vnet.FMrgRxbuf), 256, 1<<20, &recSink{})
+	fwd := vnet.SinkFunc(func(fs []vnet.Frame) { dst.dev.Receive(fs) })
+	src := newBed(t, 1, baseFeat|vnet.Features(vnet.FCsum), 256, 1<<20, fwd)
+	tx, rx := src.tx(0), dst.rx(0)
+	var txHeads, rxHeads []uint16
+	for i := range 32 {
+		var h uint16
+		switch i % 4 {
+		case 0: // outside guest memory
+			h = tx.AddChain(virtiotest.Buf{Addr: 0x7000_0000_0000, Len: 100})
+		case 1: // readable after writable
+			h = tx.AddChain(virtiotest.Buf{Len: 12, Write: true}, virtiotest.Buf{Data: ethFrame(64, 1)})
+		case 2: // a header the device refuses
+			h = tx.AddChain(virtiotest.Buf{Data: append(hdr(vnet.Header{Flags: 0x40}), ethFrame(64, 1)...)})
+		default: // a good frame, to the receiver's bad chains
+			h = tx.AddChain(virtiotest.Buf{Data: append(hdr(vnet.Header{}), ethFrame(64, 1)...)})
+		}
+		txHeads = append(txHeads, h)
+		if i%2 == 0 {
+			rxHeads = append(rxHeads, rx.AddChain(virtiotest.Buf{Data: make([]byte, 64)})) // readable
+		} else {
+			rxHeads = append(rxHeads, rx.AddChain(virtiotest.Buf{Len: 8, Write: true})) // smaller than the header
+		}
+	}
+	round := func() {
+		tx.Push(txHeads...)
+		rx.Push(rxHeads[:8]...)
+		src.dev.ProcessTX(0)
+		tx.DiscardUsed()
+		rx.DiscardUsed()
+	}
+	for range 130 { // 2080 bad chains, 1040 bad headers and receive chains: 100 more rounds cross no power of two
+		round()
+	}
+	allocs := testing.AllocsPerRun(100, round)
+	s, d := src.dev.Stats(), dst.dev.Stats()
+	if s.TxDropBadChain == 0 || s.TxDropBadHeader == 0 || d.RxDropBadChain == 0 {
+		t.Fatalf("the hostile chains were not all refused: sender %+v, receiver %+v", s, d)
+	}
+	if allocs != 0 {
+		t.Fatalf("%v allocations per round of 32 bad chains and headers, want 0", allocs)
+	}
+}

@@ -33,8 +33,11 @@ type txQueue struct {
 	tails  bool            // a frame of frames has a tail: its chain is used after delivery
 	// inOrder: VIRTIO_F_IN_ORDER negotiated (txUsed writes one entry a batch)
 	inOrder bool
-	arena   *txArena // taken from txArenas at the first batch, given back by Release
-	hdr     [HdrLen]byte
+	// hdrErr: the last refused header's error, logged from here (a
+	// guest's stream of bad headers allocates nothing)
+	hdrErr HeaderError
+	arena  *txArena // taken from txArenas at the first batch, given back by Release
+	hdr    [HdrLen]byte
 }
 
 type txArena = [txArenaLen]byte
@@ -227,8 +230,9 @@ func (d *Device) txBatch(t *txQueue, features uint64) (empty, ok bool) {
 		off := frame.DecodeOffload(t.hdr[:])
 		if !off.None() { // no offload: always valid
 			h, _ := DecodeHeader(t.hdr[:])
-			if err := CheckTX(h, frameLen, features); err != nil {
-				d.drop(&t.vq, d.stats.txBadHeader.Add(1), "tx header", err)
+			if reason := checkTX(h, frameLen, features); reason != "" {
+				t.hdrErr = HeaderError{Header: h, FrameLen: frameLen, Reason: reason}
+				d.drop(&t.vq, d.stats.txBadHeader.Add(1), "tx header", &t.hdrErr)
 				t.heads[m] = c.Head
 				m++
 				continue
