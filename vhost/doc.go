@@ -17,7 +17,13 @@
 // away, cleanly or killed, detaches the port: its device stops receiving,
 // its rings stop, its descriptors and mappings are released and its FDB
 // entries are flushed; the switch port itself stays, so counters and
-// configuration survive reconnects.
+// configuration survive reconnects. A frontend reconnecting in a loop
+// gets the lines of its sessions 1, 2, 4, 8, ... logged (attached,
+// detached, ended by an error), the others' at Debug.
+//
+// What a port's sessions map of their frontends' memory is bounded by
+// PortConfig.MaxMapped (per session) and PortConfig.MapBudget (shared with
+// other ports; the process's by default): see package backend.
 //
 // Subpackages: proto (the wire format), backend (one connection's
 // protocol state and dataplane), frontend (the driver side, for tests and

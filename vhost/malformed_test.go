@@ -155,6 +155,11 @@ func TestRemoveMemoryUnderRunningRings(t *testing.T) {
 	b.postRx(4)
 	a.send(ethFrame(0xff, 1, 1))
 	b.recv(1)
+	// REM_MEM_REG and ADD_MEM_REG need CONFIGURE_MEM_SLOTS (the shared
+	// start-up sequence does not negotiate it).
+	if err := b.f.SetProtocolFeatures(1<<proto.PFReplyAck | 1<<proto.PFMQ | 1<<proto.PFLogSHMFD | 1<<proto.PFConfigureMemSlots); err != nil {
+		t.Fatal(err)
+	}
 	if err := b.f.RemMemReg(b.mem.Region()); err != nil {
 		t.Fatalf("REM_MEM_REG: %v", err)
 	}

@@ -121,10 +121,12 @@ func refusal(req proto.Request, q uint32, kind string) *regexp.Regexp {
 func TestRefuseNonEventFDs(t *testing.T) {
 	sw := vswitch.New(vswitch.Config{})
 	_, sockA := testPort(t, sw, "a", 1)
-	var log lines.Buffer // the port's log, for the refusal messages
+	// The port's log, for the refusal messages: at Debug, since refusals
+	// after the first ones are logged at Debug only (1, 2, 4, ... at Warn).
+	var log lines.Buffer
 	ev := newEvents()
 	cfg := PortConfig{Port: vswitch.PortConfig{Name: "x", PVID: 1}, Socket: filepath.Join(t.TempDir(), "x.sock"),
-		Logger: hclog.New(&hclog.LoggerOptions{Name: "x", Output: &log, Level: hclog.Warn})}
+		Logger: hclog.New(&hclog.LoggerOptions{Name: "x", Output: &log, Level: hclog.Debug})}
 	ev.hook(&cfg)
 	px := startPort(t, sw, cfg)
 	a := dialGuest(t, sockA)

@@ -80,6 +80,14 @@ type PortConfig struct {
 	// reconnect backoff between attempts. 0 means DefaultMaxStuck;
 	// negative, no limit.
 	MaxStuck int
+	// MaxMapped is the most bytes of memory (regions and dirty log) one
+	// session of the port may map (backend.Config.MaxMapped): 0 means
+	// backend.DefaultMaxMapped (1 TiB).
+	MaxMapped uint64
+	// MapBudget bounds what the sessions of every port sharing it map
+	// together (backend.Config.MapBudget): nil means
+	// backend.DefaultMapBudget, the process's (64 TiB).
+	MapBudget *backend.MapBudget
 }
 
 // DefaultMaxStuck is PortConfig.MaxStuck's default.
@@ -102,6 +110,7 @@ type Port struct {
 	connected atomic.Bool
 	lastStats atomic.Pointer[vnet.Stats]
 	notify    backend.Counters // across sessions
+	failed    atomic.Uint64    // sessions that ended with an error (to log them sparsely)
 
 	// statsMu guards live and ended (DeviceStats).
 	statsMu sync.Mutex
@@ -274,6 +283,16 @@ func (p *Port) next(ctx context.Context, backoff *time.Duration) (*net.UnixConn,
 	}
 }
 
+// sparse is the level to log the n-th occurrence (from 1) of something a
+// frontend can repeat at will: lvl for the 1st, 2nd, 4th, 8th, ...
+// (O(log n) lines), Debug for the others.
+func sparse(n uint64, lvl hclog.Level) hclog.Level {
+	if bits.OnesCount64(n) == 1 {
+		return lvl
+	}
+	return hclog.Debug
+}
+
 // serve runs one session on c.
 func (p *Port) serve(c *net.UnixConn) {
 	p.mu.Lock()
@@ -289,7 +308,7 @@ func (p *Port) serve(c *net.UnixConn) {
 	s, err := backend.New(backend.Config{
 		Name: p.Name(), QueuePairs: p.cfg.QueuePairs, MaxQueueSize: p.cfg.MaxQueueSize,
 		MAC: p.cfg.MAC, MTU: p.cfg.MTU, Sink: p.np, Logger: log, BusyPoll: p.cfg.BusyPoll,
-		Counters: &p.notify,
+		Counters: &p.notify, MaxMapped: p.cfg.MaxMapped, MapBudget: p.cfg.MapBudget,
 		OnStart: func(dev *vnet.Device) {
 			p.np.SetDevice(dev)
 			p.statsMu.Lock()
@@ -302,8 +321,10 @@ func (p *Port) serve(c *net.UnixConn) {
 			p.lastStats.Store(&st)
 		},
 	})
+	// A frontend may reconnect in a loop: the lines of sessions 1, 2, 4,
+	// 8, ... are logged, the others' at Debug.
 	if err == nil {
-		log.Info("frontend attached")
+		log.Log(sparse(n, hclog.Info), "frontend attached")
 		p.connected.Store(true)
 		if p.cfg.OnConnect != nil {
 			p.cfg.OnConnect()
@@ -321,9 +342,10 @@ func (p *Port) serve(c *net.UnixConn) {
 	p.mu.Unlock()
 	switch {
 	case err != nil && !p.isClosed():
-		log.Error("closing vhost-user connection", "error", err)
+		f := p.failed.Add(1)
+		log.Log(sparse(f, hclog.Error), "closing vhost-user connection", "error", err, "failed_sessions", f)
 	default:
-		log.Info("frontend detached")
+		log.Log(sparse(n, hclog.Info), "frontend detached")
 	}
 	if p.cfg.OnDisconnect != nil {
 		p.cfg.OnDisconnect()

@@ -18,6 +18,28 @@
 // most Config.StopTimeout, after unsticking a blocked write; what is still
 // stuck then is abandoned and counted (Counters).
 //
+// Memory (SET_MEM_TABLE, ADD_MEM_REG, SET_LOG_BASE) is mapped only from
+// regular files on tmpfs (a memfd, /dev/shm) or hugetlbfs, what QEMU, DPDK
+// and libvirt share guest memory from: a page fault on a file of another
+// filesystem (FUSE served by the frontend itself, a hung NFS mount) can
+// block forever, and with it every garbage collection of the daemon. Any
+// other descriptor is refused with an error naming its filesystem
+// (*MemFDError, Counters.RefusedMemFDs). What a session maps, its regions
+// and dirty log together, is bounded by Config.MaxMapped (1 TiB by
+// default), what all sessions map by their MapBudget (64 TiB for the
+// process by default), and a dirty log by the size the guest memory
+// mapped needs; a request past a limit maps nothing and is refused with an
+// error naming what it asked and the limit (*MapLimitError,
+// Counters.RefusedMappings). ADD_MEM_REG and REM_MEM_REG need
+// CONFIGURE_MEM_SLOTS negotiated (vhost-user.rst).
+//
+// Every request refused is counted (Counters.RejectedRequests). What a
+// frontend can repeat at will (refusals reported by REPLY_ACK, NET_SET_MTU,
+// a ring resumed from its used index, a kick descriptor that hangs up) is
+// logged at its level the 1st, 2nd, 4th, 8th, ... time and at Debug
+// otherwise, so a flood of requests or reconnections writes O(log n)
+// lines.
+//
 // Transmit rings are busy-polled (Device.Poll, kicks suppressed) while
 // they have work and for Config.BusyPoll after, then kicks are re-enabled
 // and the goroutine sleeps: under load the frontend sends no kicks and the

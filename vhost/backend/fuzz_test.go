@@ -82,7 +82,7 @@ func seedSession() []byte {
 	add := func(nfd byte, req proto.Request, p []byte) { b = append(b, seedMsg(nfd, req, v, p)...) }
 	add(0, proto.GetFeatures, nil)
 	add(0, proto.GetProtocolFeatures, nil)
-	add(0, proto.SetProtocolFeatures, proto.PutU64(1<<proto.PFReplyAck|1<<proto.PFLogSHMFD))
+	add(0, proto.SetProtocolFeatures, proto.PutU64(1<<proto.PFReplyAck|1<<proto.PFLogSHMFD|1<<proto.PFConfigureMemSlots))
 	add(0, proto.SetOwner, nil)
 	add(0, proto.SetFeatures, proto.PutU64(virtio.Feature(virtio.FVersion1)|1<<proto.FProtocolFeatures|virtio.Feature(virtio.FEventIdx)))
 	add(1, proto.SetMemTable, proto.EncodeMemTable([]proto.MemRegion{{GPA: 0, Size: fuzzMemSize, UVA: uva}}))

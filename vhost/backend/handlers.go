@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/hashicorp/go-hclog"
+
 	"github.com/hvnet/hvnet/vhostuser/proto"
 	"github.com/hvnet/hvnet/virtio"
 )
@@ -72,7 +74,10 @@ func (s *Session) handle(m *proto.Msg) ([]byte, error) {
 			return nil, fmt.Errorf("MTU %d out of range 68..65535", mtu)
 		}
 		s.mtu = uint16(mtu)
-		s.log.Info("frontend set MTU", "mtu", mtu)
+		// Once per session, but a frontend reconnecting in a loop sets
+		// it as often as it likes: 1, 2, 4, ... lines (Debug between).
+		n := s.cfg.Counters.mtuSets.Add(1)
+		s.log.Log(sparse(n, hclog.Info), "frontend set MTU", "mtu", mtu, "count", n)
 		return nil, nil
 	case proto.GetConfig:
 		return s.getConfig(proto.DecodeConfig(p))
@@ -143,19 +148,38 @@ func (s *Session) remap() error {
 }
 
 // setMemTable replaces the whole memory table (vhost-user.rst
-// "SET_MEM_TABLE"): every region is mapped at its mmap_offset, the old
-// mappings are unmapped once the device no longer uses them.
+// "SET_MEM_TABLE"): every region is checked (its descriptor, its size, the
+// limits on what a session maps) before any is mapped, each is mapped at
+// its mmap_offset, and the old mappings are unmapped once the device no
+// longer uses them. While the table is replaced both tables are mapped:
+// the new one is charged to the MapBudget before the old one is released.
 func (s *Session) setMemTable(m *proto.Msg) error {
 	rs := proto.DecodeMemTable(m.Payload)
+	spans := make([]span, len(rs))
+	var total uint64
+	for i, r := range rs {
+		sp, err := regionSpan(r)
+		if err != nil {
+			return err
+		}
+		if err := s.countMemFD(checkRegionFD(r, m.FDs[i])); err != nil {
+			return err
+		}
+		spans[i] = sp
+		total += sp.length
+	}
+	if err := s.admit(fmt.Sprintf("SET_MEM_TABLE of %d regions", len(rs)), total, s.regionBytes()); err != nil {
+		return err
+	}
 	var nrs []*region
 	fail := func(err error) error {
 		for _, r := range nrs {
 			r.unmap()
 		}
-		return err
+		return s.countLimit(err)
 	}
 	for i, r := range rs {
-		mr, err := mapRegion(r, m.FDs[i])
+		mr, err := mapRegion(r, spans[i], m.FDs[i], s.cfg.MapBudget)
 		if err != nil {
 			return fail(err)
 		}
@@ -173,15 +197,30 @@ func (s *Session) setMemTable(m *proto.Msg) error {
 	return err
 }
 
-// addMemReg maps one more region (CONFIGURE_MEM_SLOTS).
+// addMemReg maps one more region (vhost-user.rst "ADD_MEM_REG": only with
+// CONFIGURE_MEM_SLOTS negotiated).
 func (s *Session) addMemReg(m *proto.Msg) error {
+	if s.protocol&(1<<proto.PFConfigureMemSlots) == 0 {
+		return errors.New("ADD_MEM_REG without CONFIGURE_MEM_SLOTS negotiated")
+	}
 	r := proto.DecodeMemReg(m.Payload)
 	if len(s.regions) >= MaxMemSlots {
 		return fmt.Errorf("all %d memory slots are in use", MaxMemSlots)
 	}
-	mr, err := mapRegion(r, m.FDs[0])
+	sp, err := regionSpan(r)
 	if err != nil {
 		return err
+	}
+	if err := s.countMemFD(checkRegionFD(r, m.FDs[0])); err != nil {
+		return err
+	}
+	what := fmt.Sprintf("region at GPA %#x", r.GPA)
+	if err := s.admit(what, sp.length, 0); err != nil {
+		return err
+	}
+	mr, err := mapRegion(r, sp, m.FDs[0], s.cfg.MapBudget)
+	if err != nil {
+		return s.countLimit(err)
 	}
 	nrs := append(append([]*region(nil), s.regions...), mr)
 	if err := checkOverlap(nrs); err != nil {
@@ -192,8 +231,12 @@ func (s *Session) addMemReg(m *proto.Msg) error {
 	return s.remap()
 }
 
-// remMemReg unmaps the region matching r's GPA, size and UVA.
+// remMemReg unmaps the region matching r's GPA, size and UVA
+// (vhost-user.rst "REM_MEM_REG": only with CONFIGURE_MEM_SLOTS).
 func (s *Session) remMemReg(r proto.MemRegion) error {
+	if s.protocol&(1<<proto.PFConfigureMemSlots) == 0 {
+		return errors.New("REM_MEM_REG without CONFIGURE_MEM_SLOTS negotiated")
+	}
 	for i, x := range s.regions {
 		if x.GPA == r.GPA && x.Size == r.Size && x.UVA == r.UVA {
 			s.regions = append(append([]*region(nil), s.regions[:i]...), s.regions[i+1:]...)
@@ -206,14 +249,37 @@ func (s *Session) remMemReg(r proto.MemRegion) error {
 }
 
 // setLogBase maps the shared dirty log (LOG_SHMFD). The reply has no
-// payload (QEMU waits for it; DPDK answers the same way).
+// payload (QEMU waits for it; DPDK answers the same way). The log may be
+// no larger than the guest memory mapped needs (maxLogSize): it covers
+// guest-physical addresses from 0 to the end of the highest region.
 func (s *Session) setLogBase(m *proto.Msg) ([]byte, error) {
 	if s.protocol&(1<<proto.PFLogSHMFD) == 0 {
 		return nil, errors.New("SET_LOG_BASE without LOG_SHMFD")
 	}
-	l, err := mapLog(proto.DecodeLog(m.Payload), m.FDs[0])
-	if err != nil {
+	d := proto.DecodeLog(m.Payload)
+	if err := s.countMemFD(checkLog(d, m.FDs[0])); err != nil {
 		return nil, err
+	}
+	var end uint64
+	for _, r := range s.regions {
+		end = max(end, r.GPA+r.Size)
+	}
+	if end == 0 {
+		return nil, errors.New("SET_LOG_BASE before any memory is mapped (the log covers the guest memory)")
+	}
+	if limit := maxLogSize(end); d.Size > limit {
+		return nil, s.countLimit(&MapLimitError{What: "dirty log", Asked: d.Size, Limit: limit, Scope: ScopeLog, MemEnd: end})
+	}
+	var replaced uint64
+	if s.dlog != nil {
+		replaced = uint64(len(s.dlog.mapping))
+	}
+	if err := s.admit("dirty log", d.Size, replaced); err != nil {
+		return nil, err
+	}
+	l, err := mapLog(d, m.FDs[0], s.cfg.MapBudget)
+	if err != nil {
+		return nil, s.countLimit(err)
 	}
 	old := s.dlog
 	s.dlog = l
@@ -225,6 +291,56 @@ func (s *Session) setLogBase(m *proto.Msg) ([]byte, error) {
 		return nil, err
 	}
 	return []byte{}, nil
+}
+
+// regionBytes is what the session's regions map.
+func (s *Session) regionBytes() uint64 {
+	var n uint64
+	for _, r := range s.regions {
+		n += uint64(len(r.mapping))
+	}
+	return n
+}
+
+// mappedBytes is what the session maps: its regions and its dirty log.
+func (s *Session) mappedBytes() uint64 {
+	n := s.regionBytes()
+	if s.dlog != nil {
+		n += uint64(len(s.dlog.mapping))
+	}
+	return n
+}
+
+// admit checks that the session may map n more bytes for what, replaced
+// of the bytes it maps being unmapped once they are: its total after must
+// stay within Config.MaxMapped (the MapBudget is charged at each mmap).
+// Refused: counted, a *MapLimitError.
+func (s *Session) admit(what string, n, replaced uint64) error {
+	keep := s.mappedBytes() - replaced
+	if limit := s.cfg.MaxMapped; n > limit || keep > limit-n {
+		return s.countLimit(&MapLimitError{What: what, Asked: n, InUse: keep, Limit: limit, Scope: ScopeSession})
+	}
+	return nil
+}
+
+// countLimit counts err in RefusedMappings if it is a *MapLimitError, and
+// returns it.
+func (s *Session) countLimit(err error) error {
+	var le *MapLimitError
+	if errors.As(err, &le) {
+		s.cfg.Counters.RefusedMappings.Add(1)
+	}
+	return err
+}
+
+// countMemFD counts err in RefusedMemFDs if it is a *MemFDError, and
+// returns it.
+func (s *Session) countMemFD(err error) error {
+	var fe *MemFDError
+	if errors.As(err, &fe) {
+		s.cfg.Counters.RefusedMemFDs.Add(1)
+	}
+	return err
 }
 
 func (s *Session) setVringNum(st proto.VringState) error {

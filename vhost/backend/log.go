@@ -15,34 +15,42 @@ import (
 type dirtyLog struct {
 	mapping []byte
 	log     *virtio.DirtyLog
+	budget  *MapBudget // charged len(mapping) bytes until unmap
 }
 
-func mapLog(d proto.LogDesc, fd int) (*dirtyLog, error) {
-	if d.Size == 0 || d.Size > 1<<40 || d.Offset > 1<<62 || d.Offset%uint64(unix.Getpagesize()) != 0 {
-		return nil, fmt.Errorf("dirty log of %#x bytes at offset %#x is invalid", d.Size, d.Offset)
+// checkLog checks d and fd: the log must be page-aligned in a file on
+// tmpfs or hugetlbfs (checkMemFD) that holds it.
+func checkLog(d proto.LogDesc, fd int) error {
+	if d.Size == 0 || d.Size > maxRegionMapping || d.Offset > 1<<62 || d.Offset%uint64(unix.Getpagesize()) != 0 {
+		return fmt.Errorf("dirty log of %#x bytes at offset %#x is invalid", d.Size, d.Offset)
 	}
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil {
-		return nil, fmt.Errorf("dirty log: fstat fd %d: %w", fd, err)
-	}
-	if st.Mode&unix.S_IFMT != unix.S_IFREG || uint64(st.Size) < d.Offset+d.Size {
-		return nil, fmt.Errorf("dirty log of %#x bytes at offset %#x does not fit in fd %d (%d bytes)", d.Size, d.Offset, fd, st.Size)
+	return checkMemFD("dirty log", fd, d.Offset+d.Size)
+}
+
+// mapLog maps the log checked by checkLog, charging it to b.
+func mapLog(d proto.LogDesc, fd int, b *MapBudget) (*dirtyLog, error) {
+	if inUse, ok := b.reserve(d.Size); !ok {
+		return nil, &MapLimitError{What: "dirty log", Asked: d.Size, InUse: inUse, Limit: b.Max(), Scope: ScopeProcess}
 	}
 	m, err := unix.Mmap(fd, int64(d.Offset), int(d.Size), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
 	if err != nil {
+		b.release(d.Size)
 		return nil, fmt.Errorf("mmap dirty log (%#x bytes at offset %#x): %w", d.Size, d.Offset, err)
 	}
 	l, err := virtio.NewDirtyLogShared(m)
 	if err != nil {
 		unix.Munmap(m)
+		b.release(d.Size)
 		return nil, err
 	}
-	return &dirtyLog{mapping: m, log: l}, nil
+	return &dirtyLog{mapping: m, log: l, budget: b}, nil
 }
 
 func (d *dirtyLog) unmap() {
 	if d.mapping != nil {
+		n := uint64(len(d.mapping))
 		unix.Munmap(d.mapping)
+		d.budget.release(n)
 		d.mapping = nil
 	}
 }

@@ -168,7 +168,7 @@ func (n *notifier) write(i int) {
 	n.mu.Unlock()
 	if blocked {
 		c := n.counters.NotifyStalls.Add(1)
-		n.log.Warn("notification eventfd write blocked (the frontend cleared O_NONBLOCK on a full eventfd)",
+		n.log.Log(sparse(c, hclog.Warn), "notification eventfd write blocked (the frontend cleared O_NONBLOCK on a full eventfd)",
 			"queue", i/2, "fd", slotName(i), "stalls", c)
 	}
 	if err != nil && !errors.Is(err, unix.EAGAIN) {
@@ -286,12 +286,24 @@ func (n *notifier) unstick() {
 }
 
 // Counters count what the backend refused or found wrong with a
-// frontend's notification descriptors. A port passes the same Counters to
+// frontend's requests and descriptors. A port passes the same Counters to
 // each of its sessions (Config.Counters); updated atomically.
 type Counters struct {
 	// RefusedFDs: SET_VRING_CALL, SET_VRING_ERR or SET_VRING_KICK
 	// descriptors that were not eventfds.
 	RefusedFDs atomic.Uint64
+	// RefusedMemFDs: SET_MEM_TABLE, ADD_MEM_REG or SET_LOG_BASE
+	// descriptors refused for what they are: not a regular file, or a
+	// file on a filesystem other than tmpfs and hugetlbfs (a *MemFDError).
+	RefusedMemFDs atomic.Uint64
+	// RefusedMappings: memory regions and dirty logs refused for their
+	// size: past Config.MaxMapped or the MapBudget, or a log larger than
+	// the guest memory needs (a *MapLimitError).
+	RefusedMappings atomic.Uint64
+	// RejectedRequests: requests refused, NACKed through REPLY_ACK or
+	// ending the session (malformed, invalid values, or their handler
+	// failed: the refusals above included).
+	RejectedRequests atomic.Uint64
 	// NotifyStalls: call or error eventfd writes that blocked (the
 	// frontend cleared O_NONBLOCK on a full eventfd).
 	NotifyStalls atomic.Uint64
@@ -321,6 +333,10 @@ type Counters struct {
 	// what DPDK testpmd's --record-core-cycles and OVS's "processing
 	// cycles" count; over elapsed time, how busy the workers are.
 	PollBusyNanos atomic.Int64
+
+	// Occurrences of events a frontend can repeat at will, to log them
+	// sparsely (see sparse): MTUs set, rings resumed from the used index.
+	mtuSets, baseResumes atomic.Uint64
 }
 
 // CounterStats is a snapshot of Counters.
@@ -328,6 +344,7 @@ type CounterStats struct {
 	RefusedFDs, NotifyStalls, NotifyErrors            uint64
 	NotifiersAbandoned, WorkersAbandoned, KickHangups uint64
 	SessionsRefused                                   uint64
+	RefusedMemFDs, RefusedMappings, RejectedRequests  uint64
 	Stuck                                             int64 // a gauge: abandoned goroutines still blocked
 	PollBusyNanos                                     int64
 }
@@ -338,6 +355,7 @@ func (c *Counters) Snapshot() CounterStats {
 		RefusedFDs: c.RefusedFDs.Load(), NotifyStalls: c.NotifyStalls.Load(), NotifyErrors: c.NotifyErrors.Load(),
 		NotifiersAbandoned: c.NotifiersAbandoned.Load(), WorkersAbandoned: c.WorkersAbandoned.Load(),
 		KickHangups: c.KickHangups.Load(), SessionsRefused: c.SessionsRefused.Load(), Stuck: c.Stuck.Load(),
-		PollBusyNanos: c.PollBusyNanos.Load(),
+		PollBusyNanos: c.PollBusyNanos.Load(), RefusedMemFDs: c.RefusedMemFDs.Load(),
+		RefusedMappings: c.RefusedMappings.Load(), RejectedRequests: c.RejectedRequests.Load(),
 	}
 }

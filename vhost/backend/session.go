@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/bits"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -61,6 +62,14 @@ type Config struct {
 	// waits for a ring worker or the notifier to stop before abandoning
 	// it (counted, logged): default DefaultStopTimeout.
 	StopTimeout time.Duration
+	// MaxMapped is the most bytes of frontend memory the session maps at
+	// once, its memory regions and dirty log together: default
+	// DefaultMaxMapped (1 TiB). A region or log past it is refused
+	// (Counters.RefusedMappings, a *MapLimitError).
+	MaxMapped uint64
+	// MapBudget bounds what the sessions sharing it map together
+	// (limits.go); default DefaultMapBudget, the process's.
+	MapBudget *MapBudget
 }
 
 // DefaultBusyPoll is Config.BusyPoll's default.
@@ -130,6 +139,12 @@ func New(cfg Config) (*Session, error) {
 	}
 	if cfg.StopTimeout <= 0 {
 		cfg.StopTimeout = DefaultStopTimeout
+	}
+	if cfg.MaxMapped == 0 {
+		cfg.MaxMapped = DefaultMaxMapped
+	}
+	if cfg.MapBudget == nil {
+		cfg.MapBudget = DefaultMapBudget
 	}
 	s := &Session{cfg: cfg, log: cfg.Logger, logFD: -1, offered: offeredFeatures}
 	if cfg.QueuePairs > 1 {
@@ -223,6 +238,10 @@ func (s *Session) Serve(c Conn) error {
 			if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || errors.Is(err, unix.ECONNRESET) {
 				return nil
 			}
+			var me *proto.MsgError
+			if errors.As(err, &me) { // a malformed header
+				s.cfg.Counters.RejectedRequests.Add(1)
+			}
 			return err
 		}
 		if err := s.dispatch(c, m); err != nil {
@@ -235,13 +254,18 @@ func (s *Session) Serve(c Conn) error {
 }
 
 // dispatch validates and handles one message and sends its reply (or its
-// REPLY_ACK). Any descriptor the handler did not take is closed.
+// REPLY_ACK). Any descriptor the handler did not take is closed. Every
+// request refused is counted (Counters.RejectedRequests); a frontend can
+// send them as fast as it likes, so the failures it hears of through
+// REPLY_ACK are logged sparsely (see sparse).
 func (s *Session) dispatch(c Conn, m *proto.Msg) error {
 	defer proto.CloseFDs(m)
 	if err := proto.Validate(m); err != nil {
+		s.cfg.Counters.RejectedRequests.Add(1)
 		return err
 	}
 	if m.IsReply() {
+		s.cfg.Counters.RejectedRequests.Add(1)
 		return &proto.MsgError{Request: m.Request, Err: proto.ErrFlags, Detail: "reply bit set on a request"}
 	}
 	s.log.Trace("message", "request", m.Request.String(), "size", m.Size, "fds", len(m.FDs))
@@ -253,8 +277,10 @@ func (s *Session) dispatch(c Conn, m *proto.Msg) error {
 		s.dev.NoteMemoryFault()
 		return fmt.Errorf("vhost-user %v: frontend memory vanished: %w", m.Request, err)
 	}
+	var rejected uint64
 	if err != nil {
-		err = &proto.MsgError{Request: m.Request, Err: proto.ErrPayload, Detail: err.Error()}
+		rejected = s.cfg.Counters.RejectedRequests.Add(1)
+		err = &requestError{MsgError: &proto.MsgError{Request: m.Request, Err: proto.ErrPayload, Detail: err.Error()}, cause: err}
 	}
 	if reply != nil {
 		if err != nil {
@@ -266,7 +292,7 @@ func (s *Session) dispatch(c Conn, m *proto.Msg) error {
 		var status uint64
 		if err != nil {
 			status = 1
-			s.log.Warn("request failed, reported by REPLY_ACK", "error", err)
+			s.log.Log(sparse(rejected, hclog.Warn), "request failed, reported by REPLY_ACK", "error", err, "rejected", rejected)
 		}
 		if werr := c.WriteMsg(m.Request, proto.Version|proto.FlagReply, proto.PutU64(status)); werr != nil {
 			return werr
@@ -274,6 +300,27 @@ func (s *Session) dispatch(c Conn, m *proto.Msg) error {
 		return nil
 	}
 	return err
+}
+
+// requestError is a request its handler refused: proto.MsgError's text
+// (the request's name, then the handler's error), and the handler's error
+// kept for errors.As (a *MemFDError, a *MapLimitError).
+type requestError struct {
+	*proto.MsgError
+	cause error
+}
+
+func (e *requestError) Unwrap() []error { return []error{e.MsgError, e.cause} }
+
+// sparse is the level to log the n-th occurrence (from 1) of something a
+// frontend can repeat at will: lvl for the 1st, 2nd, 4th, 8th, ... (the
+// first ones, then ever fewer: O(log n) lines), Debug for the others, so
+// the text of each stays available at debug level.
+func sparse(n uint64, lvl hclog.Level) hclog.Level {
+	if bits.OnesCount64(n) == 1 {
+		return lvl
+	}
+	return hclog.Debug
 }
 
 // handleGuarded is handle with faults on the frontend's memory (a memfd it

@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"golang.org/x/sys/unix"
 
 	"github.com/hvnet/hvnet/vhostuser/proto"
@@ -118,8 +119,9 @@ func (s *Session) configure(r *vring, restore bool) error {
 		// backend completes chains in order, so the used index is where
 		// to resume (DPDK's vhost library does the same). Chains made
 		// available but never used are lost (TX) or refilled (RX).
-		s.log.Warn("vring base and used index differ, resuming from the used index",
-			"queue", r.index, "base", base, "used_idx", usedIdx)
+		n := s.cfg.Counters.baseResumes.Add(1) // a frontend can make it happen at each SET_VRING_KICK
+		s.log.Log(sparse(n, hclog.Warn), "vring base and used index differ, resuming from the used index",
+			"queue", r.index, "base", base, "used_idx", usedIdx, "count", n)
 		base = usedIdx
 	}
 	return s.dev.ConfigureQueue(r.index, func(q *virtio.Queue) error {
@@ -309,8 +311,8 @@ func (s *Session) serveRing(index, kick int, w *worker) {
 				if w.stopping.Load() {
 					return // the ring is being stopped anyway
 				}
-				n := s.cfg.Counters.KickHangups.Add(1)
-				s.log.Error("kick eventfd unusable, ending the session", "queue", index,
+				n := s.cfg.Counters.KickHangups.Add(1) // once a session, but sessions come back
+				s.log.Log(sparse(n, hclog.Error), "kick eventfd unusable, ending the session", "queue", index,
 					"revents", fds[1].Revents, "error", err, "count", n)
 				s.abort(fmt.Errorf("queue %d: kick eventfd: %w", index, err))
 				return
