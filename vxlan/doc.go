@@ -6,6 +6,17 @@
 // To the switch the port is a trunk of the mapped VLANs (the native VLAN
 // untagged, if it is mapped). Towards the underlay:
 //
+//   - A frame's VLAN is its tag's VID, whether the tag is 0x8100 or 0x88a8
+//     (the switch tags a frame with the TPID it arrived with, an S-tag
+//     for a dot1q-tunnel port's), or the native VLAN for an untagged
+//     frame; the tag is stripped. A VNI carries untagged frames only (a
+//     received inner tag is dropped, below): a frame that would carry a
+//     tag inside the VXLAN packet, a tag behind its VLAN's (a
+//     dot1q-tunnel customer's C-tagged frame) or an untagged frame whose
+//     EtherType is a tag TPID the switch does not classify on (0x9100,
+//     0x9200, 0x9300), is dropped and counted (TxDropInnerTag), never
+//     sent: a VTEP that reads the tag would put the frame in the tag's
+//     VLAN instead of the VNI's.
 //   - Unicast to a MAC the port knows (learned from the packets remote
 //     VTEPs send, when learning is on, or set by a control plane such as
 //     BGP EVPN with SetRemoteMAC) goes to that MAC's VTEP; broadcast,
@@ -102,5 +113,9 @@
 // fields, a VNI that is not mapped, a source that is not a known VTEP
 // (unless the port accepts any), an inner frame with a VLAN tag of its
 // own. The table of remote MACs is bounded; a full table learns nothing
-// more and counts it.
+// more and counts it. So is each VNI's flood list (Config.MaxFloodVTEPs,
+// 1024 VTEPs a control plane adds; one more is refused and counted,
+// FloodVTEPsFull): a BGP peer's type-3 routes cannot lengthen it, nor the
+// copies of a flooded frame, past that. A change to a VNI's list touches
+// that list alone, made aside and swapped in: Send never waits on it.
 package vxlan

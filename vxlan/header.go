@@ -34,6 +34,28 @@ const (
 	MaxVNI = 1<<24 - 1
 )
 
+// The TPIDs of the tags the switch classifies frames on (IEEE 802.1Q
+// C-tag, 802.1ad S-tag): it hands the port a frame of a VLAN tagged with
+// either, the one it arrived with (a dot1q-tunnel port's S-tag is 0x88a8).
+const (
+	tpidCTag = 0x8100
+	tpidSTag = 0x88a8
+)
+
+// isTag reports whether EtherType et is a VLAN tag: the switch's own
+// definition (package vswitch, isTag), 0x8100 and 0x88a8 and the
+// pre-standard QinQ TPIDs 0x9100, 0x9200 and 0x9300, which equipment of
+// several vendors reads as a tag. A VNI carries untagged frames only: a
+// frame with such a tag inside a VXLAN packet would be placed by a VTEP
+// that reads it in the tag's VLAN, not the VNI's.
+func isTag(et uint16) bool {
+	switch et {
+	case tpidCTag, tpidSTag, 0x9100, 0x9200, 0x9300:
+		return true
+	}
+	return false
+}
+
 // putHeader writes the VXLAN header of vni into b[:HdrLen]: the I flag
 // and the VNI, the reserved fields zero.
 func putHeader(b []byte, vni uint32) {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -35,6 +36,10 @@ type Config struct {
 	// Remotes are VTEPs every VNI floods to (a static flood list; a
 	// control plane adds more per VNI with AddFloodVTEP).
 	Remotes []netip.Addr
+	// MaxFloodVTEPs bounds the VTEPs a control plane adds to one VNI's
+	// flood list (0: DefaultMaxFloodVTEPs, 1024); Remotes are not
+	// counted. Each flooded frame leaves once per VTEP of its VNI's list.
+	MaxFloodVTEPs int
 	// Learning: the source MACs of received packets are learned with the
 	// VTEP that sent them (as Linux's vxlan without nolearning); off where
 	// a control plane (BGP EVPN) tells the port where MACs are.
@@ -96,6 +101,7 @@ type Stats struct {
 	TxDropNoVNI    uint64 // frames of a VLAN no VNI carries (or untagged without a mapped native VLAN)
 	TxDropOversize uint64 // frames whose outer packet would exceed the underlay MTU
 	TxDropNoRemote uint64 // frames with nowhere to go: no flood list for their VNI
+	TxDropInnerTag uint64 // frames that would carry a VLAN tag inside the VNI: a tag behind their VLAN's, or untagged with a tag's EtherType (0x9100, 0x9200, 0x9300)
 	TxErrors       uint64 // packets the kernel refused (no route, buffer full)
 	TxGSOPackets   uint64 // UDP GSO super-packets sent (their packets are in TxPackets)
 	TxDirect       uint64 // packets written to the underlay device (AF_PACKET), in super-packets or alone; the rest went through the raw socket
@@ -104,6 +110,7 @@ type Stats struct {
 
 	RemoteMACs     int    // entries in the table of remote MACs now
 	RemoteMACsFull uint64 // MACs not learned or set: the table was full
+	FloodVTEPsFull uint64 // VTEPs a control plane tried to add to a VNI's flood list that had MaxFloodVTEPs: refused
 
 	ARPSuppressed   uint64 // ARP requests answered by the port, not flooded
 	NDSuppressed    uint64 // neighbour solicitations answered by the port, not flooded
@@ -124,6 +131,7 @@ type counters struct {
 	rxPackets, rxBytes, txPackets, txBytes, txFlood                   atomic.Uint64
 	rxShort, rxFlags, rxVNI, rxVTEP, rxInnerTag, rxOversize, rxErrors atomic.Uint64
 	txNoVNI, txOversize, txNoRemote, txErrors, full                   atomic.Uint64
+	txInnerTag, floodFull                                             atomic.Uint64
 	arpSuppressed, ndSuppressed, replies, ringFull, snoopIgnored      atomic.Uint64
 	localFull, remoteIPFull, wrongFamily                              atomic.Uint64
 	gsoPackets, gsoFallback, groPackets, direct                       atomic.Uint64
@@ -210,20 +218,30 @@ type Port struct {
 	gro        bool   // the receive socket has UDP GRO
 
 	// tabMu guards the remote MACs, the flood lists and the known VTEPs.
-	tabMu   sync.RWMutex
-	remote  map[macKey]*remoteMAC
-	static  []vtep            // Config.Remotes: every VNI's
-	flood   map[uint32][]vtep // per VNI: static plus those added
-	added   map[uint32][]vtep // per VNI: AddFloodVTEP's
-	known   map[vtepAddr]int  // VTEP address → references (flood lists, remote MACs)
-	txMu    sync.Mutex        // serialises Send: the batch below is shared
-	tx      *txBatch
-	handle  atomic.Pointer[vswitch.PortHandle]
-	stop    atomic.Bool
-	wg      sync.WaitGroup
-	closeMu sync.Mutex
-	closed  bool
-	st      counters
+	tabMu  sync.RWMutex
+	remote map[macKey]*remoteMAC
+	static []vtep // Config.Remotes, each once: every VNI's
+	// flood is per VNI the static VTEPs and those added, each once. Its
+	// lists are written by floodMu's holder only, under tabMu: a list
+	// once stored is never changed, only replaced (an append may fill
+	// the array past its end), so Send and RemoteVTEPs use one without a
+	// copy, and floodMu's holder reads them without tabMu.
+	flood map[uint32][]vtep
+	known map[vtepAddr]int // VTEP address → references (flood lists, remote MACs)
+	// floodMu serialises the flood lists' changes (AddFloodVTEP,
+	// DelFloodVTEP): a VNI's new list is made under it alone and stored
+	// under tabMu, so Send waits on no rebuild.
+	floodMu  sync.Mutex
+	added    map[uint32]map[vtepAddr]struct{} // per VNI: AddFloodVTEP's (floodMu)
+	isStatic map[vtepAddr]bool                // the static VTEPs; read-only after Open
+	txMu     sync.Mutex                       // serialises Send: the batch below is shared
+	tx       *txBatch
+	handle   atomic.Pointer[vswitch.PortHandle]
+	stop     atomic.Bool
+	wg       sync.WaitGroup
+	closeMu  sync.Mutex
+	closed   bool
+	st       counters
 
 	// ARP and ND (neigh.go).
 	nb      neighTables
@@ -257,6 +275,12 @@ func Open(cfg Config) (*Port, error) {
 	if cfg.MaxRemoteMACs == 0 {
 		cfg.MaxRemoteMACs = 65536
 	}
+	if cfg.MaxFloodVTEPs == 0 {
+		cfg.MaxFloodVTEPs = DefaultMaxFloodVTEPs
+	}
+	if cfg.MaxFloodVTEPs < 0 {
+		return nil, fmt.Errorf("vxlan: max flood VTEPs %d: want 1.. (0: %d)", cfg.MaxFloodVTEPs, DefaultMaxFloodVTEPs)
+	}
 	if cfg.Aging == 0 {
 		cfg.Aging = 300 * time.Second
 	}
@@ -276,7 +300,8 @@ func Open(cfg Config) (*Port, error) {
 		return nil, errors.New("vxlan: no VNIs: map at least one VNI to a VLAN")
 	}
 	p := &Port{cfg: cfg, log: cfg.Logger, vniVLAN: map[uint32]uint16{}, remote: map[macKey]*remoteMAC{},
-		flood: map[uint32][]vtep{}, added: map[uint32][]vtep{}, known: map[vtepAddr]int{}, rxfd: -1, txfd: -1,
+		flood: map[uint32][]vtep{}, added: map[uint32]map[vtepAddr]struct{}{}, isStatic: map[vtepAddr]bool{}, known: map[vtepAddr]int{},
+		rxfd: -1, txfd: -1,
 		v6: cfg.Local.Is6(), ipLen: ipv4Len, overhead: Overhead}
 	if p.v6 {
 		p.ipLen, p.overhead = ipv6Len, Overhead6
@@ -307,10 +332,18 @@ func Open(cfg Config) (*Port, error) {
 			return nil, fmt.Errorf("vxlan: remote %v: want a unicast address (IPv6: not link-local)", r)
 		}
 		v := p.newVTEP(r)
+		if p.isStatic[v.addr] {
+			continue // given twice: flooded to once
+		}
+		p.isStatic[v.addr] = true
 		p.static = append(p.static, v)
 		p.known[v.addr]++
 	}
-	p.rebuildFlood()
+	if len(p.static) > 0 {
+		for vni := range p.vniVLAN {
+			p.flood[vni] = slices.Clone(p.static) // each VNI's list its own array: AddFloodVTEP appends in place
+		}
+	}
 	if err := p.openSockets(); err != nil {
 		p.closeSockets()
 		return nil, err
@@ -499,7 +532,7 @@ func (p *Port) Stats() Stats {
 		TxFloodCopies: c.txFlood.Load(), RxDropShort: c.rxShort.Load(), RxDropFlags: c.rxFlags.Load(), RxDropUnknownVNI: c.rxVNI.Load(),
 		RxDropUnknownVTEP: c.rxVTEP.Load(), RxDropInnerTag: c.rxInnerTag.Load(), RxDropOversize: c.rxOversize.Load(), RxErrors: c.rxErrors.Load(),
 		TxDropNoVNI: c.txNoVNI.Load(), TxDropOversize: c.txOversize.Load(), TxDropNoRemote: c.txNoRemote.Load(), TxErrors: c.txErrors.Load(),
-		RemoteMACs: n, RemoteMACsFull: c.full.Load(),
+		TxDropInnerTag: c.txInnerTag.Load(), RemoteMACs: n, RemoteMACsFull: c.full.Load(), FloodVTEPsFull: c.floodFull.Load(),
 		ARPSuppressed: c.arpSuppressed.Load(), NDSuppressed: c.ndSuppressed.Load(), SuppressReplies: c.replies.Load(),
 		SuppressFull: c.ringFull.Load(), SnoopIgnored: c.snoopIgnored.Load(), LocalIPs: nl, LocalIPsFull: c.localFull.Load(),
 		RemoteIPs: nr, RemoteIPsFull: c.remoteIPFull.Load(), WrongFamily: c.wrongFamily.Load(),

@@ -183,8 +183,7 @@ func (p *Port) decap(buf []byte, src vtepAddr, now int64) ([]byte, bool) {
 		return nil, false
 	}
 	inner := buf[HdrLen:n]
-	switch binary.BigEndian.Uint16(inner[12:]) {
-	case 0x8100, 0x88a8, 0x9100, 0x9200, 0x9300:
+	if isTag(binary.BigEndian.Uint16(inner[12:])) {
 		p.st.rxInnerTag.Add(1)
 		return nil, false
 	}
@@ -200,7 +199,7 @@ func (p *Port) decap(buf []byte, src vtepAddr, now int64) ([]byte, bool) {
 	// into the VXLAN header's room in front of the frame.
 	f := buf[HdrLen-tagLen : n]
 	copy(f[:macsLen], inner[:macsLen])
-	binary.BigEndian.PutUint16(f[12:], 0x8100)
+	binary.BigEndian.PutUint16(f[12:], tpidCTag)
 	binary.BigEndian.PutUint16(f[14:], vlan)
 	return f, true
 }

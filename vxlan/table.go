@@ -1,8 +1,10 @@
 package vxlan
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"time"
 )
 
@@ -45,9 +47,31 @@ func (p *Port) DelRemoteMAC(vni uint32, mac [6]byte) {
 	}
 }
 
+// DefaultMaxFloodVTEPs bounds the VTEPs a control plane adds to one
+// VNI's flood list (Config.MaxFloodVTEPs' zero value). Every VTEP of a
+// VNI's list gets its own copy of each broadcast, multicast and unknown
+// unicast frame (ingress replication), so the bound is also the most one
+// frame a tenant sends becomes on the underlay (1024 packets of up to the
+// underlay MTU: 1.5 MB for one broadcast at 1500 bytes), and without it
+// every type-3 route a BGP peer sends for a new originator would lengthen
+// the list (a peer may send 100,000 routes, max-routes). 1024 is well
+// above the VTEPs one VNI spans in the fabrics ingress replication suits;
+// a larger one wants the underlay's multicast instead.
+const DefaultMaxFloodVTEPs = 1024
+
+// ErrFloodListFull is AddFloodVTEP's error (wrapped) for a VNI whose
+// flood list has Config.MaxFloodVTEPs VTEPs added already.
+var ErrFloodListFull = errors.New("vxlan: flood list full")
+
 // AddFloodVTEP adds vtep to vni's flood list (a control plane's: an
 // EVPN inclusive-multicast route). It fails for a VTEP of the other
-// address family than the port's.
+// address family than the port's, for a VNI not mapped to a VLAN, and
+// when the VNI has Config.MaxFloodVTEPs VTEPs added already
+// (ErrFloodListFull; counted as FloodVTEPsFull, logged at the first
+// refusal and each power of two). Adding a VTEP the VNI has added already
+// does nothing. Only the VNI's list changes, in time linear in its
+// length at most (an append, mostly), made aside and stored under tabMu
+// at once: Send never waits on it.
 func (p *Port) AddFloodVTEP(vni uint32, vtep netip.Addr) error {
 	if err := p.family(vtep); err != nil {
 		return err
@@ -55,38 +79,77 @@ func (p *Port) AddFloodVTEP(vni uint32, vtep netip.Addr) error {
 	if _, ok := p.vniVLAN[vni]; !ok {
 		return fmt.Errorf("vxlan: VNI %d is not mapped to a VLAN", vni)
 	}
-	p.tabMu.Lock()
-	defer p.tabMu.Unlock()
 	v := p.newVTEP(vtep)
-	for _, o := range p.added[vni] {
-		if o.addr == v.addr {
-			return nil
-		}
+	p.floodMu.Lock()
+	defer p.floodMu.Unlock()
+	set := p.added[vni]
+	if _, dup := set[v.addr]; dup {
+		return nil
 	}
-	p.added[vni] = append(p.added[vni], v)
+	if len(set) >= p.cfg.MaxFloodVTEPs {
+		n := p.st.floodFull.Add(1)
+		if n&(n-1) == 0 {
+			p.log.Warn("vxlan: flood list full: VTEP not added", "vni", vni, "vtep", vtep.Unmap(), "max_flood_vteps", p.cfg.MaxFloodVTEPs,
+				"refused_total", n)
+		}
+		return fmt.Errorf("vxlan: VNI %d: VTEP %v not added: %w (%d VTEPs, the most allowed)", vni, vtep.Unmap(), ErrFloodListFull,
+			p.cfg.MaxFloodVTEPs)
+	}
+	if set == nil {
+		set = map[vtepAddr]struct{}{}
+		p.added[vni] = set
+	}
+	set[v.addr] = struct{}{}
+	l := p.flood[vni]
+	if !p.isStatic[v.addr] {
+		// Past the end of every list stored with this array (lists are
+		// only appended to in place, and a removal makes a new array),
+		// or into a new array: no reader sees the write.
+		l = append(l, v)
+	}
+	p.tabMu.Lock()
+	p.flood[vni] = l
 	p.known[v.addr]++
-	p.rebuildFlood()
+	p.tabMu.Unlock()
 	return nil
 }
 
-// DelFloodVTEP removes vtep from vni's flood list.
-func (p *Port) DelFloodVTEP(vni uint32, vtep netip.Addr) {
-	vtep = vtep.Unmap()
-	if !vtep.IsValid() || vtep.Is6() != p.v6 {
+// DelFloodVTEP removes the VTEP at addr from vni's flood list (one
+// AddFloodVTEP added; the static VTEPs stay).
+func (p *Port) DelFloodVTEP(vni uint32, addr netip.Addr) {
+	addr = addr.Unmap()
+	if !addr.IsValid() || addr.Is6() != p.v6 {
 		return
 	}
-	a := vtepAddr(vtep.As16())
-	p.tabMu.Lock()
-	defer p.tabMu.Unlock()
-	l := p.added[vni]
-	for i, o := range l {
-		if o.addr == a {
-			p.added[vni] = append(l[:i:i], l[i+1:]...)
-			p.unref(a)
-			p.rebuildFlood()
-			return
+	a := vtepAddr(addr.As16())
+	p.floodMu.Lock()
+	defer p.floodMu.Unlock()
+	set := p.added[vni]
+	if _, ok := set[a]; !ok {
+		return
+	}
+	delete(set, a)
+	if len(set) == 0 {
+		delete(p.added, vni)
+	}
+	l := p.flood[vni]
+	if !p.isStatic[a] {
+		i := 0
+		for i < len(l) && l[i].addr != a {
+			i++
+		}
+		if i < len(l) {
+			l = slices.Concat(l[:i], l[i+1:]) // a new array: readers may be going through the old one
 		}
 	}
+	p.tabMu.Lock()
+	if len(l) == 0 {
+		delete(p.flood, vni)
+	} else {
+		p.flood[vni] = l
+	}
+	p.unref(a)
+	p.tabMu.Unlock()
 }
 
 // RemoteVTEPs returns each VNI's flood list.
@@ -126,28 +189,6 @@ func (p *Port) unref(a vtepAddr) {
 	if p.known[a]--; p.known[a] <= 0 {
 		delete(p.known, a)
 	}
-}
-
-// rebuildFlood recomputes every VNI's flood list: the static remotes
-// and those added for it, each once; tabMu held (or not yet shared).
-func (p *Port) rebuildFlood() {
-	fl := make(map[uint32][]vtep, len(p.vniVLAN))
-	for vni := range p.vniVLAN {
-		l := append([]vtep(nil), p.static...)
-	next:
-		for _, v := range p.added[vni] {
-			for _, o := range l {
-				if o.addr == v.addr {
-					continue next
-				}
-			}
-			l = append(l, v)
-		}
-		if len(l) > 0 {
-			fl[vni] = l
-		}
-	}
-	p.flood = fl
 }
 
 // learn records that mac in vni is behind the VTEP at src (a received

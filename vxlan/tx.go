@@ -60,8 +60,8 @@ func newTxBatch(n int, v6 bool) *txBatch {
 // (Config.Suppress) does not leave. It returns how many frames went (at
 // least one copy each, or answered), those
 // in frames[:n] in their order; the others (no VNI for their VLAN, too
-// long for the underlay, nowhere to go, refused by the kernel) are
-// counted and moved behind.
+// long for the underlay, nowhere to go, a VLAN tag that would go inside
+// the VNI, refused by the kernel) are counted and moved behind.
 func (p *Port) Send(frames []vswitch.Frame) int {
 	if len(frames) == 0 {
 		return 0
@@ -87,15 +87,32 @@ func (p *Port) Send(frames []vswitch.Frame) int {
 		if len(d) < ethLen {
 			continue // the switch never sends these
 		}
+		// The VLAN's tag, 0x8100 or 0x88a8 (the switch tags a frame with
+		// the TPID it arrived with), is stripped: its VID picks the VNI;
+		// an untagged frame is the native VLAN's.
 		var vlan uint16
 		rest := d[macsLen:]
 		l3 := ethLen
-		if binary.BigEndian.Uint16(d[12:]) == 0x8100 && len(d) >= ethLen+tagLen {
+		if et := binary.BigEndian.Uint16(d[12:]); et == tpidCTag || et == tpidSTag {
+			if len(d) < ethLen+tagLen {
+				p.st.txInnerTag.Add(1) // a cut tag: never sent as untagged
+				continue
+			}
 			vlan = binary.BigEndian.Uint16(d[14:]) & 0x0fff
 			rest = d[macsLen+tagLen:]
 			l3 += tagLen
 		} else {
 			vlan = p.cfg.NativeVLAN
+		}
+		// What goes into the VNI must be untagged: a tag behind the
+		// VLAN's (a dot1q-tunnel customer's C-tag), or an untagged frame
+		// whose EtherType is a tag the switch does not classify on
+		// (0x9100, 0x9200, 0x9300), would be read as that tag's VLAN by
+		// a VTEP that honours it: a VLAN hop. (rest holds 2 bytes at
+		// least: the frame's EtherType.)
+		if isTag(binary.BigEndian.Uint16(rest)) {
+			p.st.txInnerTag.Add(1)
+			continue
 		}
 		vni := p.vlanVNI[vlan&0x0fff]
 		if vlan == 0 || vni == 0 {

@@ -55,6 +55,7 @@ func (kind) Options() []daemon.Option {
 		{Key: "hold-time", Value: "3s..", Help: "BGP EVPN: the proposed hold time (default 90s; keepalives a third of it)"},
 		{Key: "connect-retry", Value: "1s..", Help: "BGP EVPN: the least time between connection attempts to a neighbor that is down (default 10s)"},
 		{Key: "max-routes", Value: "N", Help: "BGP EVPN: routes one neighbor may send before its session is reset (default 100000)"},
+		{Key: "max-flood-vteps", Value: "N", Help: "BGP EVPN: bound on the VTEPs type-3 routes add to one VNI's flood list, each a copy of every flooded frame (default 1024; remote= not counted)"},
 		{Key: "arp-suppress", Value: "on|off", Help: "BGP EVPN: answer ARP requests and neighbor solicitations for IPs of remote MAC/IP routes locally, not flooding them (default on)"},
 	}
 }
@@ -171,7 +172,7 @@ func (kind) Parse(v daemon.Values, port vswitch.PortConfig) (daemon.Spec, error)
 func (s *spec) parseBGP(v daemon.Values) error {
 	as := v.Get("asn")
 	if as == "" {
-		for _, k := range []string{"router-id", "neighbor", "bgp-port", "hold-time", "connect-retry", "max-routes", "arp-suppress"} {
+		for _, k := range []string{"router-id", "neighbor", "bgp-port", "hold-time", "connect-retry", "max-routes", "max-flood-vteps", "arp-suppress"} {
 			if v.Get(k) != "" {
 				return daemon.Bad(k, v.Get(k), "needs asn= (the EVPN control plane)")
 			}
@@ -237,6 +238,9 @@ func (s *spec) parseBGP(v daemon.Values) error {
 			return daemon.Bad("max-routes", m, "is not a number of routes (1..)")
 		}
 		b.MaxRoutesPerPeer = n
+	}
+	if s.cfg.MaxFloodVTEPs, err = v.Int("max-flood-vteps", 1, 65536); err != nil {
+		return err
 	}
 	if v.Get("learning") == "" {
 		s.cfg.Learning = false // the control plane says where MACs are
@@ -390,9 +394,13 @@ type backend struct {
 	stopSync context.CancelFunc
 	syncDone chan struct{}
 	seqMu    sync.Mutex
-	seqs     map[macKey]uint32 // the last MAC mobility sequence seen from a remote VTEP
-	// The remote routes the speaker reported per MAC (the invalid
-	// address: the MAC-only route), in its dispatcher goroutine only.
+	// seqs is the last MAC mobility sequence seen from a remote VTEP per
+	// MAC while the MAC has a route (its keys are routes' keys: bounded
+	// as the speaker bounds its routes, max-routes a neighbor).
+	seqs map[macKey]uint32
+	// The remote routes the speaker reported per MAC of a mapped VNI (the
+	// invalid address: the MAC-only route), in its dispatcher goroutine
+	// only.
 	routes map[macKey]map[netip.Addr]struct{}
 }
 
@@ -453,8 +461,15 @@ func (b *backend) RemoteVTEP(vni uint32, vtep netip.Addr, withdrawn bool) {
 // RemoteMAC implements evpn.Handler: a type-2 route points the MAC at its
 // VTEP, and one with an IP binds the IP to the MAC for ARP/ND
 // suppression. The MAC stays while any of its routes (with an IP or
-// without) does.
+// without) does, and so does its sequence number: once the last is
+// withdrawn no remote VTEP holds the MAC, and one learned here again is
+// a new one (RFC 7432 §15.1; the speaker still numbers an advertisement
+// past any remote route it holds). Routes of VNIs the port does not map
+// are ignored: nothing of theirs is kept.
 func (b *backend) RemoteMAC(vni uint32, mac [6]byte, ip netip.Addr, vtep netip.Addr, seq uint32, withdrawn bool) {
+	if b.p.VNIVLAN(vni) == 0 {
+		return
+	}
 	k := macKey{vni, mac}
 	rs := b.routes[k]
 	if withdrawn {
@@ -464,6 +479,9 @@ func (b *backend) RemoteMAC(vni uint32, mac [6]byte, ip netip.Addr, vtep netip.A
 		delete(rs, ip)
 		if len(rs) == 0 {
 			delete(b.routes, k)
+			b.seqMu.Lock()
+			delete(b.seqs, k)
+			b.seqMu.Unlock()
 			b.p.DelRemoteMAC(vni, mac)
 		}
 		return

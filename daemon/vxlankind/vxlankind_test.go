@@ -303,7 +303,7 @@ func TestParse6(t *testing.T) {
 
 func TestParseEVPN(t *testing.T) {
 	p, err := daemon.ParsePort(Kind, strings.Split("name=vx,vlan=10,local=10.8.0.1,vni=100:10,asn=65000,neighbor=10.8.0.2,"+
-		"neighbor=10.8.0.3:65001,bgp-port=1179,hold-time=9s,connect-retry=2s,max-routes=500,router-id=1.2.3.4", ","))
+		"neighbor=10.8.0.3:65001,bgp-port=1179,hold-time=9s,connect-retry=2s,max-routes=500,router-id=1.2.3.4,max-flood-vteps=64", ","))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -311,8 +311,9 @@ func TestParseEVPN(t *testing.T) {
 	b := s.bgp
 	if b == nil || b.ASN != 65000 || b.RouterID != netip.MustParseAddr("1.2.3.4") || b.VTEP != netip.MustParseAddr("10.8.0.1") ||
 		len(b.Neighbors) != 2 || b.Neighbors[0].ASN != 0 || b.Neighbors[1].ASN != 65001 || b.Neighbors[1].Port != 1179 ||
-		b.ListenPort != 1179 || b.HoldTime.Seconds() != 9 || b.ConnectRetry.Seconds() != 2 || b.MaxRoutesPerPeer != 500 || s.cfg.Learning {
-		t.Errorf("evpn config = %+v (learning %v)", b, s.cfg.Learning)
+		b.ListenPort != 1179 || b.HoldTime.Seconds() != 9 || b.ConnectRetry.Seconds() != 2 || b.MaxRoutesPerPeer != 500 || s.cfg.Learning ||
+		s.cfg.MaxFloodVTEPs != 64 {
+		t.Errorf("evpn config = %+v (learning %v, max flood VTEPs %d)", b, s.cfg.Learning, s.cfg.MaxFloodVTEPs)
 	}
 	if cl := s.Claims(); len(cl) != 2 || cl[1] != "bgp 10.8.0.1:1179" {
 		t.Errorf("claims = %q", cl)
@@ -343,6 +344,9 @@ func TestParseEVPN(t *testing.T) {
 		{"connect-retry=5s", `field "connect-retry": "5s" needs asn=`},
 		{"asn=65000,bgp-port=70000", `field "bgp-port"`},
 		{"asn=65000,max-routes=0", `field "max-routes"`},
+		{"asn=65000,max-flood-vteps=0", `field "max-flood-vteps": "0" is not a number in 1..65536`},
+		{"asn=65000,max-flood-vteps=65537", `field "max-flood-vteps": "65537" is not a number in 1..65536`},
+		{"max-flood-vteps=100", `field "max-flood-vteps": "100" needs asn=`},
 		{"arp-suppress=on", `field "arp-suppress": "on" needs asn=`},
 		{"asn=65000,arp-suppress=yes", `field "arp-suppress": "yes" is not on or off`},
 	} {
@@ -350,5 +354,77 @@ func TestParseEVPN(t *testing.T) {
 		if _, err := daemon.ParsePort(Kind, strings.Split(spec, ",")); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: %v; want %q", tc.spec, err, tc.want)
 		}
+	}
+}
+
+// The MAC mobility sequences kept per remote MAC: a MAC's goes with its
+// last route, so a peer that announces new MACs and withdraws them, over
+// and over, grows nothing; routes of VNIs the port does not map keep
+// nothing; while a MAC has a route the next local advertisement outbids
+// its VTEP's sequence (RFC 7432 §15.1), after the last none is kept.
+func TestRemoteMACSeqs(t *testing.T) {
+	netnstest.Need(t)
+	netnstest.Run(t, "ip", "link", "set", "lo", "up")
+	p, err := vxlan.Open(vxlan.Config{Local: netip.MustParseAddr("127.0.0.1"), Port: 4998, VNIs: map[uint32]uint16{100: 10}, Suppress: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	b := &backend{p: p, seqs: map[macKey]uint32{}, routes: map[macKey]map[netip.Addr]struct{}{}}
+	vtep, vtep2 := netip.MustParseAddr("127.0.0.2"), netip.MustParseAddr("127.0.0.3")
+	kept := func() (int, int) {
+		b.seqMu.Lock()
+		defer b.seqMu.Unlock()
+		return len(b.seqs), len(b.routes)
+	}
+	const n = 2000
+	for round := range 5 {
+		mac := func(i int) [6]byte { return [6]byte{2, byte(round), 0, byte(i >> 16), byte(i >> 8), byte(i)} }
+		ip := func(i int) netip.Addr { return netip.AddrFrom4([4]byte{10, byte(round), byte(i >> 8), byte(i)}) }
+		for i := range n {
+			b.RemoteMAC(100, mac(i), netip.Addr{}, vtep, uint32(i%4), false)
+			b.RemoteMAC(100, mac(i), ip(i), vtep, uint32(i%4), false)
+			b.RemoteMAC(999, mac(i), netip.Addr{}, vtep, 7, false) // a VNI not mapped here
+		}
+		if s, r := kept(); s != n || r != n {
+			t.Fatalf("round %d: %d sequences, %d routes kept for %d MACs of VNI 100", round, s, r, n)
+		}
+		for i := range n {
+			b.RemoteMAC(100, mac(i), ip(i), vtep, 0, true)
+			b.RemoteMAC(100, mac(i), netip.Addr{}, vtep, 0, true)
+			b.RemoteMAC(999, mac(i), netip.Addr{}, vtep, 0, true)
+		}
+		if s, r := kept(); s != 0 || r != 0 {
+			t.Fatalf("round %d: %d sequences, %d routes kept after every route was withdrawn", round, s, r)
+		}
+	}
+	if st := p.Stats(); st.RemoteMACs != 0 || st.RemoteIPs != 0 {
+		t.Errorf("the port keeps %d remote MACs, %d IPs", st.RemoteMACs, st.RemoteIPs)
+	}
+	// Mobility: a MAC at a remote VTEP with sequence 5 comes here as 6;
+	// withdrawing one of its two routes keeps that; it moving to another
+	// VTEP (withdrawn, then added with 7) makes it 8; its last route
+	// withdrawn, a MAC learned here is a new one.
+	mac, ip := [6]byte{2, 0, 0, 0, 0, 9}, netip.MustParseAddr("10.0.0.9")
+	b.RemoteMAC(100, mac, netip.Addr{}, vtep, 5, false)
+	b.RemoteMAC(100, mac, ip, vtep, 5, false)
+	if s := b.localSeq(100, mac); s != 6 {
+		t.Errorf("local sequence %d, want 6", s)
+	}
+	b.RemoteMAC(100, mac, ip, vtep, 0, true)
+	if s := b.localSeq(100, mac); s != 6 {
+		t.Errorf("one route left: local sequence %d, want 6", s)
+	}
+	b.RemoteMAC(100, mac, netip.Addr{}, vtep, 0, true)
+	b.RemoteMAC(100, mac, netip.Addr{}, vtep2, 7, false)
+	if s := b.localSeq(100, mac); s != 8 {
+		t.Errorf("moved to %v with 7: local sequence %d, want 8", vtep2, s)
+	}
+	b.RemoteMAC(100, mac, netip.Addr{}, vtep2, 0, true)
+	if s := b.localSeq(100, mac); s != 0 {
+		t.Errorf("no route left: local sequence %d, want 0", s)
+	}
+	if s := b.localSeq(999, mac); s != 0 {
+		t.Errorf("unmapped VNI: local sequence %d, want 0", s)
 	}
 }
