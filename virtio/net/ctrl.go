@@ -70,7 +70,16 @@ type ctrlQueue struct {
 	vq
 	buf    [ctrlMaxCmd]byte
 	filter RXFilter
+	// uni, multi: MAC_TABLE_SET's tables as parsed, before the command
+	// is taken whole (reused: a guest's stream of tables allocates
+	// only while they grow, to at most ctrlMaxCmd/6 entries)
+	uni, multi [][6]byte
 }
+
+// ctrlBudget is the most commands ProcessCtrl executes a call: a guest
+// that keeps its control queue full holds the queue's lock (and a VMM's
+// watchdog, which calls ProcessCtrl) for at most this many.
+const ctrlBudget = 64
 
 // CtrlError is a control command refused, with its class, command and why.
 type CtrlError struct {
@@ -94,7 +103,9 @@ func (d *Device) Filter() RXFilter {
 
 // ProcessCtrl executes the commands on the control queue, writing each ack
 // (§5.1.6.5: class, command, data readable; ack writable), and returns how
-// many chains it took.
+// many chains it took: at most ctrlBudget (64). When it took that many it
+// leaves the queue's notifications off: call it again (HandleKick
+// reports it).
 func (d *Device) ProcessCtrl() (n int) {
 	c := &d.ctrl
 	c.mu.Lock()
@@ -108,6 +119,9 @@ func (d *Device) ProcessCtrl() (n int) {
 	for {
 		q.DisableNotification()
 		for {
+			if n == ctrlBudget {
+				return n
+			}
 			ch, err := q.Pop()
 			if ch == nil {
 				if err != nil {
@@ -208,15 +222,16 @@ func (d *Device) execCtrl(class, cmd uint8, data []byte) error {
 			if err := need(FCtrlRx, "VIRTIO_NET_F_CTRL_RX"); err != nil {
 				return err
 			}
-			uni, rest, ok := macTable(data)
-			if !ok {
+			var rest []byte
+			var ok bool
+			if d.ctrl.uni, rest, ok = macTable(data, d.ctrl.uni[:0]); !ok {
 				return bad("malformed unicast table")
 			}
-			multi, rest, ok := macTable(rest)
-			if !ok || len(rest) != 0 {
+			if d.ctrl.multi, rest, ok = macTable(rest, d.ctrl.multi[:0]); !ok || len(rest) != 0 {
 				return bad("malformed multicast table")
 			}
-			flt.Unicast, flt.Multicast = uni, multi
+			flt.Unicast = append(flt.Unicast[:0], d.ctrl.uni...)
+			flt.Multicast = append(flt.Multicast[:0], d.ctrl.multi...)
 		default:
 			return bad("unknown command")
 		}
@@ -280,19 +295,18 @@ func (d *Device) execCtrl(class, cmd uint8, data []byte) error {
 }
 
 // macTable parses struct virtio_net_ctrl_mac: le32 entries, then entries
-// 6-byte addresses.
-func macTable(b []byte) (table [][6]byte, rest []byte, ok bool) {
+// 6-byte addresses, appended to table.
+func macTable(b []byte, table [][6]byte) ([][6]byte, []byte, bool) {
 	if len(b) < 4 {
-		return nil, nil, false
+		return table, nil, false
 	}
 	n := binary.LittleEndian.Uint32(b)
 	b = b[4:]
 	if uint64(n)*6 > uint64(len(b)) {
-		return nil, nil, false
+		return table, nil, false
 	}
-	table = make([][6]byte, n)
-	for i := range table {
-		copy(table[i][:], b[6*i:])
+	for i := range int(n) {
+		table = append(table, [6]byte(b[6*i:6*i+6]))
 	}
 	return table, b[6*n:], true
 }

@@ -2,6 +2,8 @@ package vnet_test
 
 import (
 	"encoding/binary"
+	"sync"
+	"sync/atomic"
 	"testing"
 
 	vnet "github.com/hvnet/hvnet/virtio/net"
@@ -103,5 +105,94 @@ func TestCtrlMalformedChains(t *testing.T) {
 	}
 	if s := b.dev.Stats(); s.CtrlErr != 3 || len(b.faults) != 0 {
 		t.Fatalf("stats %+v faults %v", s, b.faults)
+	}
+}
+
+// A guest that keeps its control queue full (another thread makes each
+// command available again as soon as its ack appears) gets at most 64
+// commands executed a ProcessCtrl call, and HandleKick says there is
+// more; a failed MAC table leaves the filter as it was; full MAC tables
+// allocate nothing once the tables have grown. (Found by an audit: one
+// call ran 8,108 commands in 214 ms and allocated 63 MiB.)
+func TestCtrlBudget(t *testing.T) {
+	const perQueue = 4 << 20
+	_, raw := memfdMem(t, 3*perQueue)
+	feats := baseFeat | vnet.Features(vnet.FCtrlVQ, vnet.FCtrlRx)
+	b := newBedIn(t, raw, 1, feats, 256, perQueue, &recSink{})
+	d := b.ctrl()
+	macs := make([][6]byte, 1300)
+	for i := range macs {
+		macs[i] = [6]byte{2, 0, 0, 0, byte(i >> 8), byte(i)}
+	}
+	cmd := append([]byte{vnet.CtrlMAC, vnet.CtrlMACTableSet}, macTable(macs...)...)
+	cmd = append(cmd, macTable()...)
+	const k = 200
+	heads := make([]uint16, k)
+	acks := make([][]byte, k)
+	for i := range heads {
+		heads[i] = d.AddChain(virtiotest.Buf{Data: cmd}, virtiotest.Buf{Len: 1, Write: true})
+		acks[i] = d.Bytes(d.BufAddr(heads[i], 1).Addr, 1)
+		acks[i][0] = 0xff
+	}
+	d.Push(heads...)
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { // the guest: every acked command again at once
+		defer wg.Done()
+		for !stop.Load() {
+			for i, a := range acks {
+				if a[0] != 0xff {
+					a[0] = 0xff
+					d.DiscardUsed()
+					d.Push(heads[i])
+				}
+			}
+		}
+	}()
+	for call := range 200 {
+		n := b.dev.ProcessCtrl()
+		if n > 64 {
+			t.Fatalf("call %d executed %d commands, want at most 64", call, n)
+		}
+	}
+	stop.Store(true)
+	wg.Wait()
+	if f := b.dev.Filter(); len(f.Unicast) != 1300 || f.Unicast[1299] != macs[1299] || len(f.Multicast) != 0 {
+		t.Fatalf("filter: %d unicast, %d multicast addresses after the tables", len(f.Unicast), len(f.Multicast))
+	}
+	// HandleKick reports the budget spent.
+	for b.dev.HandleKick(b.dev.CtrlQueue()) { // what the guest left
+	}
+	d.DiscardUsed()
+	d.Push(heads...)
+	if !b.dev.HandleKick(b.dev.CtrlQueue()) {
+		t.Fatal("HandleKick: no more work after 64 of 200 pending commands")
+	}
+	for b.dev.HandleKick(b.dev.CtrlQueue()) {
+	}
+	if n := d.DiscardUsed(); n != 200 {
+		t.Fatalf("%d commands used, want 200", n)
+	}
+	if s := b.dev.Stats(); s.Faults != 0 {
+		t.Fatalf("control queue faulted: %+v", s)
+	}
+	// No allocation per table once grown.
+	allocs := testing.AllocsPerRun(20, func() {
+		d.Push(heads[:64]...)
+		b.dev.ProcessCtrl()
+		d.DiscardUsed()
+	})
+	if allocs != 0 {
+		t.Fatalf("%v allocations per 64 MAC tables, want 0", allocs)
+	}
+	// A malformed multicast table leaves the filter as it was.
+	bad := append([]byte{}, macTable(macs[:5]...)...)
+	bad = append(bad, 9, 0, 0, 0)
+	if ack := sendCtrl(t, b, vnet.CtrlMAC, vnet.CtrlMACTableSet, bad); ack != vnet.CtrlErr {
+		t.Fatalf("malformed table acked %d", ack)
+	}
+	if f := b.dev.Filter(); len(f.Unicast) != 1300 || f.Unicast[4] != macs[4] || f.Unicast[1299] != macs[1299] {
+		t.Fatalf("a refused table changed the filter: %d unicast", len(f.Unicast))
 	}
 }

@@ -232,8 +232,7 @@ func (d *Device) ConfigureQueue(i int, fn func(q *virtio.Queue) error) (err erro
 func (d *Device) HandleKick(i int) bool {
 	switch {
 	case i == d.CtrlQueue():
-		d.ProcessCtrl()
-		return false
+		return d.ProcessCtrl() == ctrlBudget
 	case i >= 0 && i < d.CtrlQueue() && i%2 == 1:
 		return d.ProcessTX(i / 2)
 	}
