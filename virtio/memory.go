@@ -50,7 +50,7 @@ func NewMemory(regions ...Region) (*Memory, error) {
 		}
 		if i > 0 {
 			p := rs[i-1]
-			if p.GPA+uint64(len(p.Data)) > r.GPA {
+			if p.GPA+uint64(len(p.Data))-1 >= r.GPA { // last bytes: a region may end at 2^64
 				return nil, fmt.Errorf("virtio: memory regions at %#x (+%#x) and %#x overlap",
 					p.GPA, len(p.Data), r.GPA)
 			}
