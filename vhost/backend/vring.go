@@ -291,7 +291,12 @@ func (s *Session) serveRing(index, kick int, w *worker) {
 				return
 			}
 		} else {
-			for s.dev.HandleKick(index) {
+			// A frontend that keeps its ring full keeps HandleKick
+			// asking for more: stopRing must still end the loop.
+			for s.dev.HandleKick(index) && !w.stopping.Load() {
+			}
+			if w.stopping.Load() {
+				return
 			}
 		}
 		_, err := unix.Poll(fds, -1)
