@@ -110,7 +110,9 @@ type Port struct {
 	connected atomic.Bool
 	lastStats atomic.Pointer[vnet.Stats]
 	notify    backend.Counters // across sessions
-	failed    atomic.Uint64    // sessions that ended with an error (to log them sparsely)
+	failed    atomic.Uint64    // sessions that ended with an error
+	// attachLines, detachLines, errorLines: a line a second of each
+	attachLines, detachLines, errorLines lineGate
 
 	// statsMu guards live and ended (DeviceStats).
 	statsMu sync.Mutex
@@ -283,14 +285,41 @@ func (p *Port) next(ctx context.Context, backoff *time.Duration) (*net.UnixConn,
 	}
 }
 
-// sparse is the level to log the n-th occurrence (from 1) of something a
-// frontend can repeat at will: lvl for the 1st, 2nd, 4th, 8th, ...
-// (O(log n) lines), Debug for the others.
-func sparse(n uint64, lvl hclog.Level) hclog.Level {
-	if bits.OnesCount64(n) == 1 {
-		return lvl
+// lineGate passes a port's line of one kind (a frontend attached,
+// detached, a session's error) at its level at most once a second: a
+// frontend reconnecting in a loop gets a line a second into the log, not
+// one a session, while an operator still sees every attach of a guest
+// that reboots now and then. The lines between go at Debug, and the next
+// one passed says how many were held back.
+type lineGate struct {
+	mu   sync.Mutex
+	last time.Time
+	held uint64
+}
+
+// level returns the level for a line now and, when it is lvl, the lines
+// held back since the last one passed.
+func (g *lineGate) level(lvl hclog.Level) (hclog.Level, uint64) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	now := time.Now()
+	if !g.last.IsZero() && now.Sub(g.last) < time.Second {
+		g.held++
+		return hclog.Debug, 0
 	}
-	return hclog.Debug
+	held := g.held
+	g.last, g.held = now, 0
+	return lvl, held
+}
+
+// logGated writes msg through g: at lvl with the held-back count, or at
+// Debug.
+func logGated(log hclog.Logger, g *lineGate, lvl hclog.Level, msg string, args ...any) {
+	l, held := g.level(lvl)
+	if l == lvl && held > 0 {
+		args = append(args, "lines_held_back", held)
+	}
+	log.Log(l, msg, args...)
 }
 
 // serve runs one session on c.
@@ -321,10 +350,10 @@ func (p *Port) serve(c *net.UnixConn) {
 			p.lastStats.Store(&st)
 		},
 	})
-	// A frontend may reconnect in a loop: the lines of sessions 1, 2, 4,
-	// 8, ... are logged, the others' at Debug.
+	// A frontend may reconnect in a loop: a line a second of each kind
+	// (lineGate).
 	if err == nil {
-		log.Log(sparse(n, hclog.Info), "frontend attached")
+		logGated(log, &p.attachLines, hclog.Info, "frontend attached")
 		p.connected.Store(true)
 		if p.cfg.OnConnect != nil {
 			p.cfg.OnConnect()
@@ -343,9 +372,9 @@ func (p *Port) serve(c *net.UnixConn) {
 	switch {
 	case err != nil && !p.isClosed():
 		f := p.failed.Add(1)
-		log.Log(sparse(f, hclog.Error), "closing vhost-user connection", "error", err, "failed_sessions", f)
+		logGated(log, &p.errorLines, hclog.Error, "closing vhost-user connection", "error", err, "failed_sessions", f)
 	default:
-		log.Log(sparse(n, hclog.Info), "frontend detached")
+		logGated(log, &p.detachLines, hclog.Info, "frontend detached")
 	}
 	if p.cfg.OnDisconnect != nil {
 		p.cfg.OnDisconnect()
