@@ -3,10 +3,10 @@ package api
 // Device counters: what a port's backend counts itself, beside the
 // switch's counters. For a vhost-user port or a lab guest that is what its
 // tenant did wrong (chains, headers and frames the virtio-net dataplane
-// refused, queues it faulted, notification descriptors the vhost-user
-// backend refused or found stuck); for an uplink, what the host interface
-// lost. The switch never sees these frames, so its counters cannot show
-// them.
+// refused, queues it faulted, requests, memory and notification
+// descriptors the vhost-user backend refused or found stuck); for an
+// uplink, what the host interface lost. The switch never sees these
+// frames, so its counters cannot show them.
 
 // DeviceReporter is implemented by a PortFactory whose backends keep
 // counters of their own: port answers then carry them as "device", and
@@ -53,8 +53,10 @@ type VXLANCounters struct {
 	TxDropNoVNI       uint64 `json:"vxlan_tx_drop_no_vni"`       // frames of a VLAN no VNI carries
 	TxDropOversize    uint64 `json:"vxlan_tx_drop_oversize"`     // outer packet over the underlay MTU
 	TxDropNoRemote    uint64 `json:"vxlan_tx_drop_no_remote"`    // no VTEP to send to (empty flood list)
+	TxDropInnerTag    uint64 `json:"vxlan_tx_drop_inner_tag"`    // frames that would carry a VLAN tag inside the VNI (a dot1q-tunnel customer's C-tag)
 	TxErrors          uint64 `json:"vxlan_tx_errors"`            // packets the kernel refused
 	RemoteMACsFull    uint64 `json:"vxlan_remote_macs_full"`     // MACs not learned: the table was full
+	FloodVTEPsFull    uint64 `json:"vxlan_flood_vteps_full"`     // VTEPs of type-3 routes not added: the VNI's flood list had max-flood-vteps
 	ARPSuppressed     uint64 `json:"vxlan_arp_suppressed"`       // ARP requests answered by the port, not flooded
 	NDSuppressed      uint64 `json:"vxlan_nd_suppressed"`        // neighbor solicitations answered by the port, not flooded
 	SuppressReplies   uint64 `json:"vxlan_suppress_replies"`     // answers handed to the switch
@@ -102,12 +104,15 @@ type VirtioCounters struct {
 }
 
 // VhostCounters are a vhost-user port's sessions and what its backend
-// refused or found wrong with the frontend's notification descriptors
-// (backend.Counters).
+// refused or found wrong with the frontend's requests, memory and
+// notification descriptors (backend.Counters).
 type VhostCounters struct {
 	Sessions           uint64 `json:"sessions"`            // frontends served, the current one included
 	Connected          bool   `json:"connected"`           // a frontend is attached now
 	RefusedFDs         uint64 `json:"refused_fds"`         // SET_VRING_CALL/ERR/KICK descriptors refused: not eventfds
+	RefusedMemFDs      uint64 `json:"refused_mem_fds"`     // memory and log descriptors refused: not a file on tmpfs (memfd, /dev/shm) or hugetlbfs
+	RefusedMappings    uint64 `json:"refused_mappings"`    // memory regions and dirty logs refused for their size (per-session or per-process bound)
+	RejectedRequests   uint64 `json:"rejected_requests"`   // vhost-user requests refused (NACKed or ending the session), the refusals above included
 	NotifyStalls       uint64 `json:"notify_stalls"`       // call or error eventfd writes that blocked
 	NotifyErrors       uint64 `json:"notify_errors"`       // call or error eventfd writes that failed
 	NotifiersAbandoned uint64 `json:"notifiers_abandoned"` // notifiers still blocked in a write after their session ended
@@ -172,6 +177,9 @@ func (d *DeviceCounters) Counts() []DeviceCount {
 	}
 	if v := d.VhostCounters; v != nil {
 		fault("refused_fds", "refused_fd", v.RefusedFDs)
+		fault("refused_mem_fds", "refused_mem_fd", v.RefusedMemFDs)
+		fault("refused_mappings", "refused_mapping", v.RefusedMappings)
+		fault("rejected_requests", "rejected_request", v.RejectedRequests)
 		fault("notify_stalls", "notify_stall", v.NotifyStalls)
 		fault("notify_errors", "notify_error", v.NotifyErrors)
 		fault("notifiers_abandoned", "notifier_abandoned", v.NotifiersAbandoned)
@@ -189,9 +197,11 @@ func (d *DeviceCounters) Counts() []DeviceCount {
 		drop("vxlan_tx_drop_no_vni", "vxlan_tx_no_vni", v.TxDropNoVNI)
 		drop("vxlan_tx_drop_oversize", "vxlan_tx_oversize", v.TxDropOversize)
 		drop("vxlan_tx_drop_no_remote", "vxlan_tx_no_remote", v.TxDropNoRemote)
+		drop("vxlan_tx_drop_inner_tag", "vxlan_tx_inner_tag", v.TxDropInnerTag)
 		drop("vxlan_tx_errors", "vxlan_tx_error", v.TxErrors)
 		fault("vxlan_rx_errors", "vxlan_rx_error", v.RxErrors)
 		fault("vxlan_remote_macs_full", "vxlan_remote_macs_full", v.RemoteMACsFull)
+		fault("vxlan_flood_vteps_full", "vxlan_flood_vteps_full", v.FloodVTEPsFull)
 		fault("vxlan_suppress_full", "vxlan_suppress_full", v.SuppressFull)
 		fault("vxlan_snoop_ignored", "vxlan_snoop_ignored", v.SnoopIgnored)
 		fault("vxlan_local_ips_full", "vxlan_local_ips_full", v.LocalIPsFull)

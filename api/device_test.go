@@ -29,14 +29,15 @@ func (f *deviceFactory) DeviceCounters(name string) *DeviceCounters {
 var _ DeviceReporter = (*deviceFactory)(nil)
 
 // deviceEnv is newEnv whose factory reports a vhost-user port "a" (a
-// frontend that sent bad headers, shrank its memory and handed over a
-// pipe) and an uplink "t"; "b" keeps no device counters.
+// frontend that sent bad headers, shrank its memory, handed over a pipe
+// and a file on disk as memory) and an uplink "t"; "b" keeps no device
+// counters.
 func deviceEnv(t *testing.T) *env {
 	return newEnvWith(t, func(o *Options) {
 		o.Ports = &deviceFactory{fakeFactory: o.Ports.(*fakeFactory), dev: map[string]*DeviceCounters{
 			"a": {Kind: KindVhostUser,
 				VirtioCounters: &VirtioCounters{TxDropBadHeader: 3, TxDropRunt: 1, MemoryFaults: 1, Faults: 2},
-				VhostCounters:  &VhostCounters{Sessions: 4, Connected: true, RefusedFDs: 2, KickHangups: 1, Stuck: 2}},
+				VhostCounters:  &VhostCounters{Sessions: 4, Connected: true, RefusedFDs: 2, RefusedMemFDs: 1, RejectedRequests: 3, KickHangups: 1, Stuck: 2}},
 			"t": {Kind: KindUplink, UplinkCounters: &UplinkCounters{RxDropKernel: 7, TxErrors: 5, Attaches: 2}},
 		}}
 	})
@@ -92,7 +93,8 @@ func TestPortDeviceCounters(t *testing.T) {
 		t.Fatalf("port a's device fields = %v, want %v\n%s", got, want, raw)
 	}
 	for k, v := range map[string]any{"kind": "vhost-user", "tx_drop_bad_header": 3.0, "tx_drop_runt": 1.0, "memory_faults": 1.0,
-		"faults": 2.0, "refused_fds": 2.0, "kick_hangups": 1.0, "notify_stalls": 0.0, "sessions": 4.0, "connected": true} {
+		"faults": 2.0, "refused_fds": 2.0, "kick_hangups": 1.0, "notify_stalls": 0.0, "sessions": 4.0, "connected": true,
+		"refused_mem_fds": 1.0, "refused_mappings": 0.0, "rejected_requests": 3.0} {
 		if p.Device[k] != v {
 			t.Errorf("device.%s = %v, want %v", k, p.Device[k], v)
 		}
@@ -139,6 +141,9 @@ func TestMetricsDeviceCounters(t *testing.T) {
 		{"hvnet_port_device_faults_total", map[string]string{"port": "a", "kind": "refused_fd"}, 2},
 		{"hvnet_port_device_faults_total", map[string]string{"port": "a", "kind": "kick_hangup"}, 1},
 		{"hvnet_port_device_faults_total", map[string]string{"port": "a", "kind": "notify_stall"}, 0},
+		{"hvnet_port_device_faults_total", map[string]string{"port": "a", "kind": "refused_mem_fd"}, 1},
+		{"hvnet_port_device_faults_total", map[string]string{"port": "a", "kind": "refused_mapping"}, 0},
+		{"hvnet_port_device_faults_total", map[string]string{"port": "a", "kind": "rejected_request"}, 3},
 		{"hvnet_port_vhost_sessions_total", map[string]string{"port": "a"}, 4},
 		{"hvnet_port_vhost_connected", map[string]string{"port": "a"}, 1},
 		{"hvnet_port_vhost_stuck", map[string]string{"port": "a"}, 2},
@@ -161,7 +166,7 @@ func TestMetricsDeviceCounters(t *testing.T) {
 		}
 	}
 	for k, want := range map[string]int{
-		"hvnet_port_device_drops_total a": 9, "hvnet_port_device_faults_total a": 11, // virtio 4 + vhost-user 7
+		"hvnet_port_device_drops_total a": 9, "hvnet_port_device_faults_total a": 14, // virtio 4 + vhost-user 10
 		"hvnet_port_device_drops_total t": 3, "hvnet_port_device_faults_total t": 1,
 		"hvnet_port_vhost_sessions_total a": 1, "hvnet_port_vhost_stuck a": 1,
 		"hvnet_port_device_drops_total b": 0, "hvnet_port_vhost_sessions_total t": 0,

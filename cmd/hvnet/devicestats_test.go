@@ -177,7 +177,8 @@ func TestDaemonShowsDeviceCounters(t *testing.T) {
 		return p
 	}
 
-	// Session 1: a pipe as the call descriptor is refused and ends it.
+	// Session 1: a pipe as the call descriptor is refused and ends it
+	// (a refused descriptor, and a rejected request).
 	b1 := dialBadFrontend(t, evil)
 	var pipe [2]int
 	if err := unix.Pipe2(pipe[:], unix.O_CLOEXEC); err != nil {
@@ -201,7 +202,7 @@ func TestDaemonShowsDeviceCounters(t *testing.T) {
 	waitCond(t, "session 2", func() bool { return port("evil").Device.Connected })
 	p := port("evil")
 	want := api.DeviceCounters{Kind: api.KindVhostUser, VirtioCounters: &api.VirtioCounters{TxDropBadHeader: 3},
-		VhostCounters: &api.VhostCounters{Sessions: 2, Connected: true, RefusedFDs: 1, Features: []string{"VERSION_1"}, ActivePairs: 1}}
+		VhostCounters: &api.VhostCounters{Sessions: 2, Connected: true, RefusedFDs: 1, RejectedRequests: 1, Features: []string{"VERSION_1"}, ActivePairs: 1}}
 	if !deviceEqual(p.Device, &want) {
 		t.Errorf("evil's device = %s, want %s", deviceJSON(p.Device), deviceJSON(&want))
 	}
@@ -250,6 +251,8 @@ func TestDaemonShowsDeviceCounters(t *testing.T) {
 	}{
 		{"hvnet_port_device_drops_total", "evil", "reason", "tx_bad_header", 3},
 		{"hvnet_port_device_faults_total", "evil", "kind", "refused_fd", 1},
+		{"hvnet_port_device_faults_total", "evil", "kind", "rejected_request", 1},
+		{"hvnet_port_device_faults_total", "evil", "kind", "refused_mem_fd", 0},
 		{"hvnet_port_device_drops_total", "calm", "reason", "tx_bad_header", 0},
 		{"hvnet_port_vhost_sessions_total", "evil", "", "", 2},
 	} {

@@ -140,14 +140,15 @@ func (b *backend) Close() error {
 	return err
 }
 
-// DeviceCounters are the port's totals: its device over every session
-// and its notification descriptors.
+// DeviceCounters are the port's totals: its device over every session,
+// the requests, memory and notification descriptors refused.
 func (b *backend) DeviceCounters() *api.DeviceCounters {
 	p := b.p
 	n := p.NotifyStats()
 	vc := &api.VhostCounters{
 		Sessions: p.Sessions(), Connected: p.Connected(),
-		RefusedFDs: n.RefusedFDs, NotifyStalls: n.NotifyStalls, NotifyErrors: n.NotifyErrors,
+		RefusedFDs: n.RefusedFDs, RefusedMemFDs: n.RefusedMemFDs, RefusedMappings: n.RefusedMappings, RejectedRequests: n.RejectedRequests,
+		NotifyStalls: n.NotifyStalls, NotifyErrors: n.NotifyErrors,
 		NotifiersAbandoned: n.NotifiersAbandoned, WorkersAbandoned: n.WorkersAbandoned, KickHangups: n.KickHangups,
 		SessionsRefused: n.SessionsRefused, Stuck: n.Stuck,
 	}

@@ -563,7 +563,8 @@ func Counters(st vxlan.Stats) *api.VXLANCounters {
 	return &api.VXLANCounters{RxPackets: st.RxPackets, TxPackets: st.TxPackets, FloodCopies: st.TxFloodCopies, RemoteMACs: st.RemoteMACs,
 		RxDropShort: st.RxDropShort, RxDropFlags: st.RxDropFlags, RxDropUnknownVNI: st.RxDropUnknownVNI, RxDropUnknownVTEP: st.RxDropUnknownVTEP,
 		RxDropInnerTag: st.RxDropInnerTag, RxDropOversize: st.RxDropOversize, RxErrors: st.RxErrors, TxDropNoVNI: st.TxDropNoVNI,
-		TxDropOversize: st.TxDropOversize, TxDropNoRemote: st.TxDropNoRemote, TxErrors: st.TxErrors, RemoteMACsFull: st.RemoteMACsFull,
+		TxDropOversize: st.TxDropOversize, TxDropNoRemote: st.TxDropNoRemote, TxDropInnerTag: st.TxDropInnerTag, TxErrors: st.TxErrors,
+		RemoteMACsFull: st.RemoteMACsFull, FloodVTEPsFull: st.FloodVTEPsFull,
 		ARPSuppressed: st.ARPSuppressed, NDSuppressed: st.NDSuppressed, SuppressReplies: st.SuppressReplies, SuppressFull: st.SuppressFull,
 		SnoopIgnored: st.SnoopIgnored, LocalIPs: st.LocalIPs, LocalIPsFull: st.LocalIPsFull, RemoteIPs: st.RemoteIPs, RemoteIPsFull: st.RemoteIPsFull,
 		WrongFamily: st.WrongFamily, TxGSOPackets: st.TxGSOPackets, TxGSOFallbacks: st.TxGSOFallbacks, TxDirect: st.TxDirect, RxGROPackets: st.RxGROPackets}

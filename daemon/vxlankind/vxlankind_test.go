@@ -2,6 +2,7 @@ package vxlankind
 
 import (
 	"net/netip"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -426,5 +427,39 @@ func TestRemoteMACSeqs(t *testing.T) {
 	}
 	if s := b.localSeq(999, mac); s != 0 {
 		t.Errorf("unmapped VNI: local sequence %d, want 0", s)
+	}
+}
+
+// Counters maps every field of vxlan.Stats but the byte counts (the
+// switch's port counters have those): a counter added to the package
+// and not to the API fails here.
+func TestCountersMapEveryStat(t *testing.T) {
+	var st vxlan.Stats
+	sv := reflect.ValueOf(&st).Elem()
+	for i := range sv.NumField() {
+		switch f := sv.Field(i); f.Kind() {
+		case reflect.Uint64:
+			f.SetUint(uint64(i + 1))
+		case reflect.Int:
+			f.SetInt(int64(i + 1))
+		default:
+			t.Fatalf("vxlan.Stats.%s: kind %v", sv.Type().Field(i).Name, f.Kind())
+		}
+	}
+	got := map[uint64]bool{}
+	cv := reflect.ValueOf(Counters(st)).Elem()
+	for i := range cv.NumField() {
+		switch f := cv.Field(i); f.Kind() {
+		case reflect.Uint64:
+			got[f.Uint()] = true
+		case reflect.Int:
+			got[uint64(f.Int())] = true
+		}
+	}
+	for i := range sv.NumField() {
+		name := sv.Type().Field(i).Name
+		if name != "RxBytes" && name != "TxBytes" && !got[uint64(i+1)] {
+			t.Errorf("vxlan.Stats.%s is not in Counters (api.VXLANCounters)", name)
+		}
 	}
 }
