@@ -1,7 +1,6 @@
 package vxlan
 
 import (
-	"bytes"
 	"errors"
 	"net/netip"
 	"slices"
@@ -11,32 +10,15 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/hvnet/hvnet/internal/lines"
 	"github.com/hvnet/hvnet/internal/netnstest"
 	vswitch "github.com/hvnet/hvnet/switch"
 )
 
-// lockedBuf is a log's output, written from any goroutine.
-type lockedBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // floodPort opens a port on the loopback (VNI 100 = VLAN 10, VNI 200 =
 // VLAN 20, flooding statically to 127.0.0.2) with a bound on the VTEPs
 // added to a VNI, its log in out.
-func floodPort(t testing.TB, max int, out *lockedBuf) *Port {
+func floodPort(t testing.TB, max int, out *lines.Buffer) *Port {
 	t.Helper()
 	netnstest.Need(t)
 	netnstest.Run(t, "ip", "link", "set", "lo", "up")
@@ -78,7 +60,7 @@ func checkList(t *testing.T, vx *Port, vni uint32, want []netip.Addr) {
 // a VNI's bound is its own; a removal makes room; a flooded frame leaves
 // once per VTEP of the list, no more.
 func TestFloodVTEPBound(t *testing.T) {
-	var log lockedBuf
+	var log lines.Buffer
 	vx := floodPort(t, 8, &log)
 	static := netip.MustParseAddr("127.0.0.2")
 	var want []netip.Addr
