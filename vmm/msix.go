@@ -27,13 +27,16 @@ const (
 
 type msix struct {
 	plat    platform
+	n       int // vectors (the table's size, fixed)
 	mu      sync.Mutex
 	table   []byte
 	pba     []uint64
 	enabled bool
 	fnMask  bool
-	fds     []*virtio.EventFD
-	gsis    []uint32
+	// fds: each vector's eventfd, nil once closed (under mu: a switch
+	// port's Receive may still signal a vector while the device stops)
+	fds  []*virtio.EventFD
+	gsis []uint32
 }
 
 // newMSIX creates n vectors, each with its eventfd, GSI and irqfd. All
@@ -42,7 +45,7 @@ func newMSIX(plat platform, n int) (_ *msix, err error) {
 	if n < 1 || n > 2048 {
 		return nil, fmt.Errorf("msix: %d vectors, want 1..2048", n)
 	}
-	x := &msix{plat: plat, table: make([]byte, n*msixEntrySize), pba: make([]uint64, (n+63)/64)}
+	x := &msix{plat: plat, n: n, table: make([]byte, n*msixEntrySize), pba: make([]uint64, (n+63)/64)}
 	defer func() {
 		if err != nil {
 			x.close()
@@ -67,15 +70,32 @@ func newMSIX(plat platform, n int) (_ *msix, err error) {
 	return x, nil
 }
 
-func (x *msix) size() int { return len(x.fds) }
+func (x *msix) size() int { return x.n }
 
+// close closes the vectors' eventfds; a signal after it does nothing.
+// It takes mu: a signal in flight (a frame a switch port hands the
+// stopping device) finishes first and none writes to a closed, perhaps
+// reused, descriptor.
 func (x *msix) close() error {
+	x.mu.Lock()
+	defer x.mu.Unlock()
 	var errs []error
 	for _, fd := range x.fds {
 		errs = append(errs, fd.Close())
 	}
 	x.fds = nil
 	return errors.Join(errs...)
+}
+
+// callFD returns vector v's eventfd descriptor, or -1 for NO_VECTOR, a
+// vector beyond the table, or after close.
+func (x *msix) callFD(v uint32) int {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if uint64(v) >= uint64(len(x.fds)) {
+		return -1
+	}
+	return x.fds[v].FD()
 }
 
 // maskedLocked reports whether vector v may not be delivered now.
@@ -86,11 +106,11 @@ func (x *msix) maskedLocked(v int) bool {
 // signal raises vector v, or marks it pending while masked. NO_VECTOR and
 // vectors beyond the table are ignored (the driver chose no interrupt).
 func (x *msix) signal(v uint16) error {
-	if int(v) >= len(x.fds) {
-		return nil
-	}
 	x.mu.Lock()
 	defer x.mu.Unlock()
+	if int(v) >= len(x.fds) { // also after close
+		return nil
+	}
 	if x.maskedLocked(int(v)) {
 		x.pba[v/64] |= 1 << (v % 64)
 		return nil
@@ -121,7 +141,7 @@ func (x *msix) setControl(ctrl uint16) error {
 // updateLocked routes an unmasked vector to its message and delivers what
 // was pending.
 func (x *msix) updateLocked(v int) error {
-	if x.maskedLocked(v) {
+	if v >= len(x.fds) || x.maskedLocked(v) { // closed: nothing to route
 		return nil
 	}
 	e := x.table[v*msixEntrySize:]

@@ -368,10 +368,7 @@ func (n *VhostNetDevice) activate() {
 		if i == n.dev.CtrlQueue() || !q.enabled {
 			continue
 		}
-		call := -1
-		if v := q.vector.Load(); v != msixNoVector && int(v) < n.pci.msix.size() {
-			call = n.pci.msix.fds[v].FD()
-		}
+		call := n.pci.msix.callFD(q.vector.Load())
 		qs = append(qs, vhostQueue{index: i, size: q.size, desc: q.desc, driver: q.driver, device: q.device,
 			kick: q.kick.FD(), call: call})
 	}

@@ -721,3 +721,43 @@ func TestNetDeviceClosedRefusesFrames(t *testing.T) {
 		t.Errorf("%d frames counted as no buffer, want 1", d)
 	}
 }
+
+// A vector signalled while the device stops (a switch port's Receive
+// still in flight, a vhost-user backend lost) never reaches a closed or
+// reused descriptor and never indexes a closed table. Found by an audit:
+// 23 of 3,000 runs panicked (index out of range) and 264 wrote to fd -1.
+func TestMSIXSignalDuringClose(t *testing.T) {
+	for round := range 200 {
+		tn := newTestNet(t, 1)
+		x := tn.d.msix
+		tn.write(vpciMSIXOff+16, 4, 0xfee00000)
+		tn.write(vpciMSIXOff+16+8, 4, 0x41)
+		tn.d.ConfigWrite(capMSIXOff+2, 2, msixMsgEnable)
+		tn.write(vpciMSIXOff+16+12, 4, 0) // unmask vector 1
+		start := make(chan struct{})
+		errs := make(chan error, 1)
+		go func() {
+			<-start
+			for i := 0; ; i++ {
+				if err := x.signal(1); err != nil {
+					errs <- err
+					return
+				}
+				if x.callFD(1) < 0 { // closed
+					errs <- nil
+					return
+				}
+			}
+		}()
+		close(start)
+		if err := tn.n.close(); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-errs; err != nil {
+			t.Fatalf("round %d: signal during close: %v", round, err)
+		}
+		if err := x.signal(1); err != nil || x.callFD(1) != -1 {
+			t.Fatalf("after close: signal %v, call fd %d", err, x.callFD(1))
+		}
+	}
+}
