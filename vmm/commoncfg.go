@@ -2,6 +2,7 @@ package vmm
 
 import (
 	"fmt"
+	"math/bits"
 
 	"github.com/hvnet/hvnet/virtio"
 )
@@ -182,7 +183,11 @@ func (d *virtioPCI) setStatus(v uint32) {
 	added := v &^ old
 	if added&virtio.StatusFeaturesOK != 0 {
 		if err := d.acceptFeatures(); err != nil {
-			d.log.Warn("feature negotiation refused", "features", fmt.Sprintf("%#x", d.drvFeatures), "error", err)
+			// The guest may write FEATURES_OK again and again: counted,
+			// logged the 1st, 2nd, 4th... time.
+			if c := d.featRefused.Add(1); bits.OnesCount64(c) == 1 {
+				d.log.Warn("feature negotiation refused", "features", fmt.Sprintf("%#x", d.drvFeatures), "error", err, "count", c)
+			}
 			v &^= virtio.StatusFeaturesOK
 			added &^= virtio.StatusFeaturesOK
 		}

@@ -89,8 +89,11 @@ type VirtioPCIStats struct {
 	ConfigIRQs uint64   // configuration-change interrupts raised
 	BadAccess  uint64   // guest BAR accesses ignored (bad offset, width, value)
 	NeedsReset uint64   // times the device entered DEVICE_NEEDS_RESET
-	LostKicks  uint64   // times chains were found waiting without a notification (control or transmit queue)
-	LostIRQs   uint64   // used-buffer notifications sent again: the driver still waited for one
+	// FeaturesRefused counts FEATURES_OK writes refused for the feature
+	// set the driver chose.
+	FeaturesRefused uint64
+	LostKicks       uint64 // times chains were found waiting without a notification (control or transmit queue)
+	LostIRQs        uint64 // used-buffer notifications sent again: the driver still waited for one
 }
 
 type vpciQueue struct {
@@ -127,9 +130,12 @@ type virtioPCI struct {
 	isr        atomic.Uint32
 	badAccess  atomic.Uint64
 	needsReset atomic.Uint64
-	configIRQs atomic.Uint64
-	closing    atomic.Bool
-	wg         sync.WaitGroup
+	// featRefused: FEATURES_OK refused (logged at powers of two: a
+	// guest may write it in a loop)
+	featRefused atomic.Uint64
+	configIRQs  atomic.Uint64
+	closing     atomic.Bool
+	wg          sync.WaitGroup
 }
 
 var (
@@ -428,14 +434,18 @@ func (d *virtioPCI) failed(err error) {
 			break
 		}
 	}
-	d.needsReset.Add(1)
-	d.log.Error("device needs reset", "error", err)
+	// A guest can make this happen in a loop (reset, a bad queue, enable):
+	// logged the 1st, 2nd, 4th... time.
+	if c := d.needsReset.Add(1); bits.OnesCount64(c) == 1 {
+		d.log.Error("device needs reset", "error", err, "count", c)
+	}
 	d.configChanged()
 }
 
 // stats snapshots the counters.
 func (d *virtioPCI) stats() VirtioPCIStats {
-	s := VirtioPCIStats{ConfigIRQs: d.configIRQs.Load(), BadAccess: d.badAccess.Load(), NeedsReset: d.needsReset.Load()}
+	s := VirtioPCIStats{ConfigIRQs: d.configIRQs.Load(), BadAccess: d.badAccess.Load(), NeedsReset: d.needsReset.Load(),
+		FeaturesRefused: d.featRefused.Load()}
 	for _, q := range d.queues {
 		s.Kicks = append(s.Kicks, q.kicks.Load())
 		s.Interrupts = append(s.Interrupts, q.irqs.Load())
