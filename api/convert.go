@@ -3,7 +3,7 @@ package api
 import (
 	"fmt"
 	"net/http"
-	"strings"
+	"slices"
 
 	vswitch "github.com/hvnet/hvnet/switch"
 	"github.com/hvnet/hvnet/units"
@@ -85,12 +85,47 @@ func toStorm(field string, s StormControl) (vswitch.StormControl, *Error) {
 }
 
 // applyPatch returns cfg changed by p, every value checked.
+// checkVLANFields refuses a patch's VLAN settings that contradict the
+// port's VLAN mode (once the patch's vlan_mode is applied), as the command
+// line and the topology file do: a trunk has no access VLAN, only a trunk
+// carries tagged VLANs or has a native one.
+func checkVLANFields(mode vswitch.VLANMode, p *PortPatch) *Error {
+	if mode == vswitch.ModeTrunk {
+		if p.PVID != nil && *p.PVID != 0 {
+			return badField("vlan", "a trunk has no access VLAN: use native for untagged frames")
+		}
+		return nil
+	}
+	if p.AllowedVLANs != nil && len(*p.AllowedVLANs) > 0 {
+		return badField("trunk", "only a trunk carries tagged VLANs (vlan_mode is %s)", mode)
+	}
+	if p.NativeVLAN != nil && *p.NativeVLAN != 0 {
+		return badField("native", "only a trunk has a native VLAN (vlan_mode is %s)", mode)
+	}
+	return nil
+}
+
 func applyPatch(cfg vswitch.PortConfig, p *PortPatch) (vswitch.PortConfig, *Error) {
 	var err *Error
 	if p.Mode != nil {
-		if cfg.Mode, err = parseMode("vlan_mode", *p.Mode); err != nil {
+		mode, err := parseMode("vlan_mode", *p.Mode)
+		if err != nil {
 			return cfg, err
 		}
+		if mode != cfg.Mode { // the old mode's VLAN settings go with it
+			if mode == vswitch.ModeTrunk {
+				cfg.PVID = 0
+			} else {
+				cfg.AllowedVLANs, cfg.NativeVLAN = nil, 0
+				if cfg.PVID == 0 {
+					cfg.PVID = 1 // as a new access port: VLAN 1
+				}
+			}
+		}
+		cfg.Mode = mode
+	}
+	if err := checkVLANFields(cfg.Mode, p); err != nil {
+		return cfg, err
 	}
 	if p.PVID != nil {
 		if cfg.PVID, err = checkVLAN("vlan", *p.PVID); err != nil {
@@ -100,12 +135,19 @@ func applyPatch(cfg vswitch.PortConfig, p *PortPatch) (vswitch.PortConfig, *Erro
 	if p.AllowedVLANs != nil {
 		cfg.AllowedVLANs = make([]uint16, 0, len(*p.AllowedVLANs))
 		for i, v := range *p.AllowedVLANs {
-			vid, err := checkVLAN(fmt.Sprintf("trunk[%d]", i), v)
+			f := fmt.Sprintf("trunk[%d]", i)
+			vid, err := checkVLAN(f, v)
 			if err != nil {
 				return cfg, err
 			}
+			if slices.Contains(cfg.AllowedVLANs, vid) {
+				return cfg, badField(f, "VLAN %d listed twice", v)
+			}
 			cfg.AllowedVLANs = append(cfg.AllowedVLANs, vid)
 		}
+	}
+	if cfg.Mode == vswitch.ModeTrunk && len(cfg.AllowedVLANs) == 0 && (p.Mode != nil || p.AllowedVLANs != nil) {
+		return cfg, badField("trunk", "a trunk needs the VLANs it carries (trunk)")
 	}
 	if p.NativeVLAN != nil {
 		cfg.NativeVLAN = 0
@@ -249,8 +291,8 @@ func applyAllocation(cfg *vswitch.PortConfig, p *PortPatch) *Error {
 func SwitchConfig(c PortConfig) (vswitch.PortConfig, *Error) { return fromConfig(c) }
 
 func fromConfig(c PortConfig) (vswitch.PortConfig, *Error) {
-	if c.Name == "" || strings.ContainsAny(c.Name, "/ \t\n") || len(c.Name) > 64 {
-		return vswitch.PortConfig{}, badField("config.name", "name %q: want 1..64 characters, no '/' or spaces", c.Name)
+	if err := CheckPortName(c.Name); err != nil {
+		return vswitch.PortConfig{}, badField("config.name", "%v", err)
 	}
 	mode := c.Mode
 	if mode == "" {

@@ -82,6 +82,9 @@ type VMMCounters struct {
 	LostIRQs       uint64 `json:"lost_irqs"`        // used-buffer interrupts sent again: the driver still waited
 	NeedsReset     uint64 `json:"needs_reset"`      // times the device entered DEVICE_NEEDS_RESET
 	BadBARAccesses uint64 `json:"bad_bar_accesses"` // guest BAR accesses ignored: bad offset, width or value
+	// FeaturesRefused: FEATURES_OK writes refused for the features the
+	// driver chose
+	FeaturesRefused uint64 `json:"features_refused"`
 }
 
 // VirtioCounters are the virtio-net dataplane's (vnet.Stats): frames
@@ -174,6 +177,7 @@ func (d *DeviceCounters) Counts() []DeviceCount {
 		fault("lost_irqs", "lost_irq", v.LostIRQs)
 		fault("needs_reset", "needs_reset", v.NeedsReset)
 		fault("bad_bar_accesses", "bad_bar_access", v.BadBARAccesses)
+		fault("features_refused", "features_refused", v.FeaturesRefused)
 	}
 	if v := d.VhostCounters; v != nil {
 		fault("refused_fds", "refused_fd", v.RefusedFDs)

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"fmt"
 	"net/http"
 	"strconv"
 
@@ -100,7 +101,15 @@ func (s *Server) addStatic(w http.ResponseWriter, r *http.Request) {
 		writeError(w, noPort(se.Port))
 		return
 	}
-	if err := s.sw.AddStatic(se.Port, vid, mac); err != nil {
+	s.cfgMu.Lock() // count and add as one step
+	if e := s.staticFull(vid, mac); e != nil {
+		s.cfgMu.Unlock()
+		writeError(w, e)
+		return
+	}
+	err := s.sw.AddStatic(se.Port, vid, mac)
+	s.cfgMu.Unlock()
+	if err != nil {
 		writeError(w, switchError(err, "port"))
 		return
 	}
@@ -130,4 +139,24 @@ func (s *Server) deleteStatic(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// staticFull refuses a new static FDB entry once the switch has
+// Limits.MaxStaticEntries (replacing one of them, same VLAN and MAC, is
+// not new); s.cfgMu is held.
+func (s *Server) staticFull(vid uint16, mac vswitch.MAC) *Error {
+	n := 0
+	for _, e := range s.sw.FDB() {
+		if !e.Static {
+			continue
+		}
+		if e.VLAN == vid && e.MAC == mac {
+			return nil
+		}
+		n++
+	}
+	if n >= s.limits.MaxStaticEntries {
+		return &Error{Status: http.StatusConflict, Message: fmt.Sprintf("%d static FDB entries, the API's limit (Limits.MaxStaticEntries %d): delete one first", n, s.limits.MaxStaticEntries)}
+	}
+	return nil
 }

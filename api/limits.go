@@ -18,6 +18,8 @@ const (
 	DefaultIdleTimeout       = 120 * time.Second
 	DefaultMaxConns          = 64
 	DefaultMaxCaptures       = 16
+	DefaultMaxPorts          = 4096
+	DefaultMaxStaticEntries  = 4096
 )
 
 // maxHeaderBytes bounds a request's header (net/http's default is 1 MiB);
@@ -55,6 +57,13 @@ type Limits struct {
 	// connection); more are answered 429 and counted
 	// (hvnet_api_limit_reached_total{limit="captures"}).
 	MaxCaptures int
+	// MaxPorts: ports on the switch; POST /v1/ports past it is answered
+	// 409 (default 4096).
+	MaxPorts int
+	// MaxStaticEntries: static FDB entries (POST /v1/fdb), which the
+	// switch's FDB size does not bound; a new one past it is answered 409
+	// (default 4096).
+	MaxStaticEntries int
 }
 
 // withDefaults fills zero (or negative) fields with the defaults.
@@ -73,6 +82,12 @@ func (l Limits) withDefaults() Limits {
 	}
 	if l.MaxCaptures <= 0 {
 		l.MaxCaptures = DefaultMaxCaptures
+	}
+	if l.MaxPorts <= 0 {
+		l.MaxPorts = DefaultMaxPorts
+	}
+	if l.MaxStaticEntries <= 0 {
+		l.MaxStaticEntries = DefaultMaxStaticEntries
 	}
 	if l.MaxCaptures >= l.MaxConns {
 		l.MaxCaptures = max(l.MaxConns-1, 1)

@@ -231,9 +231,9 @@ func TestCaptureLimit(t *testing.T) {
 
 func TestLimitsDefaults(t *testing.T) {
 	for _, tc := range []struct{ in, want Limits }{
-		{Limits{}, Limits{DefaultReadHeaderTimeout, DefaultReadTimeout, DefaultWriteTimeout, DefaultIdleTimeout, DefaultMaxConns, DefaultMaxCaptures}},
-		{Limits{MaxConns: 4, MaxCaptures: 10, ReadTimeout: -1}, Limits{DefaultReadHeaderTimeout, DefaultReadTimeout, DefaultWriteTimeout, DefaultIdleTimeout, 4, 3}},
-		{Limits{MaxConns: 1}, Limits{DefaultReadHeaderTimeout, DefaultReadTimeout, DefaultWriteTimeout, DefaultIdleTimeout, 1, 1}},
+		{Limits{}, Limits{DefaultReadHeaderTimeout, DefaultReadTimeout, DefaultWriteTimeout, DefaultIdleTimeout, DefaultMaxConns, DefaultMaxCaptures, DefaultMaxPorts, DefaultMaxStaticEntries}},
+		{Limits{MaxConns: 4, MaxCaptures: 10, ReadTimeout: -1}, Limits{DefaultReadHeaderTimeout, DefaultReadTimeout, DefaultWriteTimeout, DefaultIdleTimeout, 4, 3, DefaultMaxPorts, DefaultMaxStaticEntries}},
+		{Limits{MaxConns: 1}, Limits{DefaultReadHeaderTimeout, DefaultReadTimeout, DefaultWriteTimeout, DefaultIdleTimeout, 1, 1, DefaultMaxPorts, DefaultMaxStaticEntries}},
 	} {
 		if got := tc.in.withDefaults(); got != tc.want {
 			t.Errorf("%+v.withDefaults() = %+v, want %+v", tc.in, got, tc.want)

@@ -143,6 +143,10 @@ func (s *Server) addPort(w http.ResponseWriter, r *http.Request) {
 		writeError(w, &Error{Status: http.StatusConflict, Field: "config.name", Message: fmt.Sprintf("port %q exists", cfg.Name)})
 		return
 	}
+	if e := s.portsFull(); e != nil { // before a backend starts; checked again when it attaches
+		writeError(w, e)
+		return
+	}
 	for i, sock := range spec.Options["socket"] {
 		abs, e := s.confinedSocket("options.socket", sock)
 		if e != nil {
@@ -155,6 +159,9 @@ func (s *Server) addPort(w http.ResponseWriter, r *http.Request) {
 	err := s.ports.Add(r.Context(), spec, func(p vswitch.Port) (*vswitch.PortHandle, error) {
 		s.cfgMu.Lock()
 		defer s.cfgMu.Unlock()
+		if e := s.portsFull(); e != nil {
+			return nil, e
+		}
 		cfg.MirrorIngress, cfg.MirrorEgress = s.fan.wants(cfg.Name)
 		h, err := s.sw.AddPort(cfg, p)
 		attached = err == nil
@@ -236,6 +243,14 @@ type TunnelReporter interface {
 func (s *Server) tunnelInfo(name string) *TunnelInfo {
 	if tr, ok := s.ports.(TunnelReporter); ok {
 		return tr.Tunnel(name)
+	}
+	return nil
+}
+
+// portsFull refuses a new port once the switch has Limits.MaxPorts.
+func (s *Server) portsFull() *Error {
+	if n := len(s.sw.Counters()); n >= s.limits.MaxPorts {
+		return &Error{Status: http.StatusConflict, Message: fmt.Sprintf("the switch has %d ports, the API's limit (Limits.MaxPorts %d): remove one first", n, s.limits.MaxPorts)}
 	}
 	return nil
 }

@@ -237,6 +237,9 @@ func checkValues(k Kind, v Values) error {
 		if !ok {
 			return unknownKey(key, unknownFor(k))
 		}
+		if len(vals) == 0 { // an empty list or null: no value at all
+			return &OptionError{Key: key, Msg: "missing value (an empty list or null)"}
+		}
 		if len(vals) > 1 && !o.Repeat {
 			return &OptionError{Key: key, Msg: "given more than once"}
 		}

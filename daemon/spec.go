@@ -144,8 +144,8 @@ func ParseSwitchPort(fields []string) (vswitch.PortConfig, error) {
 		seen[key] = true
 		switch key {
 		case "name":
-			if val == "" {
-				return port, bad("is empty")
+			if err := api.CheckPortName(val); err != nil {
+				return port, &OptionError{Key: key, Msg: err.Error()}
 			}
 			port.Name = val
 		case "vlan":

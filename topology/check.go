@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/hvnet/hvnet/api"
 	"github.com/hvnet/hvnet/dashboard"
 	vswitch "github.com/hvnet/hvnet/switch"
 	"github.com/hvnet/hvnet/units"
@@ -63,13 +64,20 @@ func check(t *Topology) []*Error {
 		}
 		seen[v] = owner
 	}
+	portName := func(name, field string, line int, owner string) {
+		if err := api.CheckPortName(name); err != nil {
+			c.fail(line, field, "%v", err)
+			return
+		}
+		unique(names, name, "port name", field, line, owner)
+	}
 	for i := range t.Ports {
 		p := &t.Ports[i] // settings() fills in defaults: not a copy
 		f := fmt.Sprintf("ports[%d]", i)
 		if p.Name == "" {
 			c.fail(p.Line, f+".name", "missing")
 		} else {
-			unique(names, p.Name, "port name", f+".name", p.LineOf("name"), f)
+			portName(p.Name, f+".name", p.LineOf("name"), f)
 		}
 		vhostUser := p.Kind == "" || p.Kind == "vhost-user"
 		switch {
@@ -98,7 +106,7 @@ func check(t *Topology) []*Error {
 		if u.Name == "" {
 			u.Name = "uplink"
 		}
-		unique(names, u.Name, "port name", "uplink.name", u.LineOf("name"), "uplink")
+		portName(u.Name, "uplink.name", u.LineOf("name"), "uplink")
 		if u.Interface == "" {
 			c.fail(u.Line, "uplink.if", "missing: the host interface to attach")
 		}
@@ -116,7 +124,7 @@ func check(t *Topology) []*Error {
 		if g.Name == "" {
 			c.fail(g.Line, f+".name", "missing")
 		} else {
-			unique(names, g.Name, "port name", f+".name", g.LineOf("name"), f)
+			portName(g.Name, f+".name", g.LineOf("name"), f)
 		}
 		if g.MAC != "" {
 			c.mac(g.Pos, f+".mac", "mac", g.MAC)

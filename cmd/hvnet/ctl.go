@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"sort"
@@ -397,7 +398,7 @@ func classesString(pc api.PortConfig) string {
 // queues is "hvnet ctl queues NAME": the queues of a shaped egress.
 func (c *ctl) queues(name string) error {
 	var qs []api.Queue
-	if ok, err := c.get(http.MethodGet, "/v1/ports/"+name+"/queues", nil, &qs); !ok {
+	if ok, err := c.get(http.MethodGet, "/v1/ports/"+url.PathEscape(name)+"/queues", nil, &qs); !ok {
 		return err
 	}
 	if len(qs) == 0 {
@@ -443,7 +444,7 @@ func macLimitString(n int) string {
 
 func (c *ctl) port(name string) error {
 	var p api.Port
-	if ok, err := c.get(http.MethodGet, "/v1/ports/"+name, nil, &p); !ok {
+	if ok, err := c.get(http.MethodGet, "/v1/ports/"+url.PathEscape(name), nil, &p); !ok {
 		return err
 	}
 	tw := tabwriter.NewWriter(c.e.stdout, 0, 4, 2, ' ', 0)

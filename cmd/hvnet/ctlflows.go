@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -40,7 +41,7 @@ func (c *ctl) flows(args []string) error {
 		return usageErr("--limit %d: want 1..%d", *limit, api.MaxFlowList)
 	}
 	var fl api.Flows
-	path := fmt.Sprintf("/v1/flows?limit=%d&sort=%s", *limit, *sort)
+	path := "/v1/flows?" + url.Values{"limit": {strconv.Itoa(*limit)}, "sort": {*sort}}.Encode()
 	if ok, err := c.get(http.MethodGet, path, nil, &fl); !ok {
 		return err
 	}

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -217,7 +218,7 @@ func (c *ctl) set(name string, kvs []string) error {
 		}
 	}
 	var out api.Port
-	if ok, err := c.get(http.MethodPatch, "/v1/ports/"+name, p, &out); !ok {
+	if ok, err := c.get(http.MethodPatch, "/v1/ports/"+url.PathEscape(name), p, &out); !ok {
 		return err
 	}
 	fmt.Fprintf(c.e.stdout, "port %s updated\n", name)
@@ -294,7 +295,7 @@ func (c *ctl) fdb(args []string) error {
 		if err != nil {
 			return usageErr("fdb del: VLAN %q is not a number", args[0])
 		}
-		_, err = c.get(http.MethodDelete, fmt.Sprintf("/v1/fdb/%d/%s", v, args[1]), nil, nil)
+		_, err = c.get(http.MethodDelete, fmt.Sprintf("/v1/fdb/%d/%s", v, url.PathEscape(args[1])), nil, nil)
 		return err
 	}
 	return usageErr("fdb: unknown subcommand %q", sub)
@@ -326,7 +327,7 @@ func (c *ctl) mirror(args []string) error {
 			return err
 		}
 		var info api.MirrorInfo
-		if ok, err := c.get(http.MethodDelete, "/v1/mirrors/"+pos[0], nil, &info); !ok {
+		if ok, err := c.get(http.MethodDelete, "/v1/mirrors/"+url.PathEscape(pos[0]), nil, &info); !ok {
 			return err
 		}
 		fmt.Fprintf(c.e.stdout, "stopped mirroring %s: %d frames in %s, %d dropped\n", info.Port, info.Frames, info.File, info.Dropped)

@@ -103,7 +103,7 @@ func cmdLab(e *env, args []string) int {
 		e.log.Info("guest ended", "guest", r.Name, "status", r.Status, "error", r.Err,
 			"features", fmt.Sprintf("%#x", r.Features), "queue_pairs", r.ActivePairs,
 			"tx_packets", r.Net.TxPackets, "rx_packets", r.Net.RxPackets, "rx_drop_no_buffer", r.Net.RxDropNoBuffer,
-			"needs_reset", r.PCI.NeedsReset, "bad_bar_access", r.PCI.BadAccess)
+			"needs_reset", r.PCI.NeedsReset, "bad_bar_access", r.PCI.BadAccess, "features_refused", r.PCI.FeaturesRefused)
 		switch {
 		case status == 0 && r.Status != 0:
 			status = r.Status

@@ -62,10 +62,11 @@ type spec struct {
 
 func (kind) Parse(v daemon.Values, port vswitch.PortConfig) (daemon.Spec, error) {
 	gc := lab.GuestConfig{Script: v.Get("cmd")}
-	if ip, ok := v["ip"]; ok {
-		p, err := netip.ParsePrefix(ip[0])
+	if _, ok := v["ip"]; ok {
+		ip := v.Get("ip")
+		p, err := netip.ParsePrefix(ip)
 		if err != nil {
-			return nil, daemon.Bad("ip", ip[0], "is not an address and prefix (10.0.0.1/24)")
+			return nil, daemon.Bad("ip", ip, "is not an address and prefix (10.0.0.1/24)")
 		}
 		gc.Addr = p
 	}
@@ -190,7 +191,8 @@ func (backend) DetachFirst() bool { return true }
 func (b backend) DeviceCounters() *api.DeviceCounters {
 	ps := b.g.PCIStats()
 	return &api.DeviceCounters{Kind: api.KindLab, VirtioCounters: daemon.VirtioCounters(b.g.DeviceStats()),
-		VMMCounters: &api.VMMCounters{LostKicks: ps.LostKicks, LostIRQs: ps.LostIRQs, NeedsReset: ps.NeedsReset, BadBARAccesses: ps.BadAccess}}
+		VMMCounters: &api.VMMCounters{LostKicks: ps.LostKicks, LostIRQs: ps.LostIRQs, NeedsReset: ps.NeedsReset, BadBARAccesses: ps.BadAccess,
+			FeaturesRefused: ps.FeaturesRefused}}
 }
 
 // Guest reports the guest's state.
