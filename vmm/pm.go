@@ -1,6 +1,9 @@
 package vmm
 
-import "time"
+import (
+	"math/bits"
+	"time"
+)
 
 // ACPI fixed hardware (ACPI 6.4 §4.8): the PM1a event and control blocks
 // and the PM timer, in port I/O at pmBase. Writing SLP_TYP=S5 with SLP_EN
@@ -29,13 +32,21 @@ func newPMDevice(exit func(int, string)) *pmDevice {
 	return &pmDevice{start: time.Now(), cnt: pm1SCIEn, exit: exit}
 }
 
+// pmTicks is the PM timer's count after d: 3.579545 MHz ticks, modulo
+// 2^32 as the 32-bit counter wraps. The product is 128 bits wide: in 64
+// bits ns*3579545 overflowed after 86 minutes and the timer jumped.
+func pmTicks(d time.Duration) uint32 {
+	hi, lo := bits.Mul64(uint64(d), pmTimerHz)
+	ticks, _ := bits.Div64(hi, lo, uint64(time.Second)) // hi < 1e9 for any Duration
+	return uint32(ticks)
+}
+
 // PIORead implements PIODevice.
 func (p *pmDevice) PIORead(off uint16, data []byte) {
 	var v uint32
 	switch {
 	case off >= pmTmrOff:
-		ticks := uint64(time.Since(p.start)) * pmTimerHz / uint64(time.Second)
-		v = uint32(ticks) >> (8 * (off - pmTmrOff))
+		v = pmTicks(time.Since(p.start)) >> (8 * (off - pmTmrOff))
 	case off >= pm1CntOff:
 		v = uint32(p.cnt) >> (8 * (off - pm1CntOff))
 	case off >= 2:
