@@ -23,6 +23,9 @@ func ParseMemMiB(field, s string) (uint64, *Error) {
 	if n < 64 || n > MaxGuestMemMiB {
 		return 0, badField(field, "%q: want 64M..%dG", s, MaxGuestMemMiB>>10)
 	}
+	if n%2 != 0 { // the VMM maps guest memory in 2 MiB pages
+		return 0, badField(field, "%q: want an even number of MiB", s)
+	}
 	return n, nil
 }
 

@@ -385,7 +385,7 @@ func decode(r *http.Request, v any) *Error {
 var renamedFields = map[string]string{
 	"pvid": "vlan", "allowed_vlans": "trunk", "native_vlan": "native", "default_pcp": "pcp",
 	"mode":   "vlan_mode (in config; a vhost-user socket's server|client is options.mode)",
-	"socket": "options.socket", "socket_mode": "options.mode", "queues": "options.queues",
+	"socket": "options.socket", "socket_mode": "options.socket-mode", "queues": "options.queues",
 	"interface": "options.if", "tx_mode": "options.tx", "guest": "options (ip, mem, cpus, vif, cmd, guest-mtu)",
 }
 

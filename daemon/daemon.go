@@ -121,6 +121,8 @@ func (c Config) SwitchInfo() api.SwitchInfo {
 // CheckFDB checks the FDB bounds, naming the command line's flags.
 func (c Config) CheckFDB() error {
 	switch {
+	case c.Aging < 0:
+		return fmt.Errorf("--aging %v: negative aging time (0 means the default, %v)", c.Aging, vswitch.DefaultAgingTime)
 	case c.FDBMaxEntries < 1 || c.FDBMaxEntries > vswitch.MaxFDBEntries:
 		return fmt.Errorf("--fdb-max-entries %d: want 1..%d", c.FDBMaxEntries, vswitch.MaxFDBEntries)
 	case c.MACLimit != vswitch.NoMACLimit && (c.MACLimit < 1 || c.MACLimit > vswitch.MaxMACLimit):

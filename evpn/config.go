@@ -14,6 +14,10 @@ import (
 // Config.MaxRoutesPerPeer is 0.
 const DefaultMaxRoutesPerPeer = 100000
 
+// MaxRoutesPerPeerLimit is the largest Config.MaxRoutesPerPeer (GoBGP's
+// prefix limit is a uint32; 2^31-1 keeps it an int everywhere).
+const MaxRoutesPerPeerLimit = 1<<31 - 1
+
 // DefaultRouteLimitRestart is how long a neighbor cut for sending too many
 // routes is held down when Config.RouteLimitRestart is 0.
 const DefaultRouteLimitRestart = time.Minute
@@ -111,8 +115,8 @@ func (cfg *Config) validate() error {
 	if cfg.ListenPort < -1 || cfg.ListenPort > 65535 {
 		bad("ListenPort %d: must be -1 (no listening), 0 (179) or a port number", cfg.ListenPort)
 	}
-	if cfg.MaxRoutesPerPeer < 0 || cfg.MaxRoutesPerPeer > 1<<31-1 {
-		bad("MaxRoutesPerPeer %d: must be >= 0 (0: %d)", cfg.MaxRoutesPerPeer, DefaultMaxRoutesPerPeer)
+	if cfg.MaxRoutesPerPeer < 0 || cfg.MaxRoutesPerPeer > MaxRoutesPerPeerLimit {
+		bad("MaxRoutesPerPeer %d: want 0..%d (0: %d)", cfg.MaxRoutesPerPeer, MaxRoutesPerPeerLimit, DefaultMaxRoutesPerPeer)
 	}
 	if cfg.HoldTime != 0 && (cfg.HoldTime < 3*time.Second || cfg.HoldTime%time.Second != 0 || cfg.HoldTime > 65535*time.Second) {
 		bad("HoldTime %s: must be 0 (90 s) or whole seconds from 3 s to 65535 s (RFC 4271 §4.2)", cfg.HoldTime)

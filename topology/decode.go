@@ -227,7 +227,7 @@ func renamedKey(t reflect.Type, key string) (string, bool) {
 	}
 	n, ok := map[string]string{
 		"pvid": "vlan", "allowed_vlans": "trunk", "native_vlan": "native", "interface": "if", "tx_mode": "tx",
-		"command": "cmd", "socket_mode": "mode", "mode": "vlan_mode (mode is a vhost-user port's server or client)",
+		"command": "cmd", "socket_mode": "socket-mode (under options:)", "mode": "vlan_mode (mode is a vhost-user port's server or client)",
 	}[key]
 	return n, ok
 }

@@ -92,6 +92,10 @@ func ParseBitRate(s string) (int64, error) {
 	if r > MaxBitRate {
 		return 0, fmt.Errorf("rate %q: above %s", s, FormatBitRate(MaxBitRate))
 	}
+	if r > 0 && r < 1 {
+		// 0 means no limit: a rate below 1 bit/s may not truncate to it.
+		return 0, fmt.Errorf("rate %q: below 1 bit/s (0 means no limit)", s)
+	}
 	return int64(r), nil
 }
 

@@ -43,6 +43,7 @@ func TestParseBitRate(t *testing.T) {
 		{"", "want bits per second"}, {"fast", "want bits per second"}, {"-1", "want bits per second"}, {"10Q", "want bits per second"},
 		{"1e20", "want bits per second"}, {"NaN", "want bits per second"}, {"Inf", "want bits per second"}, {"100Tbit", "above 8.796 Tbit/s"},
 		{"10MB", "not bytes"}, {"10MB/s", "not bytes"}, {"10MBps", "not bytes"}, {"k", "want bits per second"},
+		{"0.5", "below 1 bit/s (0 means no limit)"}, {"0.0001k", "below 1 bit/s"}, // not truncated to 0, no limit
 	} {
 		if _, err := ParseBitRate(tc.in); err == nil || !strings.Contains(err.Error(), tc.why) || !strings.Contains(err.Error(), `"`+tc.in+`"`) {
 			t.Errorf("ParseBitRate(%q) = %v, want an error naming the value: %s", tc.in, err, tc.why)

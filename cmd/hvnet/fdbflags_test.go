@@ -50,6 +50,7 @@ func TestPortSecurityAndFDBFlags(t *testing.T) {
 		want string
 	}{
 		{[]string{"switch", "--api", "", "--fdb-max-entries", "0"}, "--fdb-max-entries 0: want 1..16777216"},
+		{[]string{"switch", "--api", "", "--aging", "-5s"}, "--aging -5s: negative aging time"},
 		{[]string{"switch", "--api", "", "--mac-limit", "0"}, "--mac-limit 0: want -1 (none) or 1..1048576"},
 		{[]string{"switch", "--api", "", "--mac-move-hold-down", "2h"}, "--mac-move-hold-down 2h0m0s: want at most 1m0s"},
 		{[]string{"switch", "--api", "", "--conntrack-max-entries", "-1"}, "--conntrack-max-entries -1: outside 1..16777216"},

@@ -34,6 +34,7 @@ func TestParse(t *testing.T) {
 		{"name=g,ip=10.0.0.1", `field "ip": "10.0.0.1" is not an address and prefix`},
 		{"name=g,ip=10.0.0.1/24,cpus=0", `field "cpus": "0" is not a number in 1..16`},
 		{"name=g,ip=10.0.0.1/24,mem=lots", `field "mem": "lots"`},
+		{"name=g,ip=10.0.0.1/24,mem=65M", `"65M": want an even number of MiB`}, // not at boot, naming another flag
 		{"name=g,ip=10.0.0.1/24,vif=eth0", `field "vif": "eth0" is not PARENT.VID`},
 		{"name=g,ip=10.0.0.1/24,vif=eth0.10:x", `field "vif": "eth0.10:x" has no address and prefix`},
 		{"name=g,ip=10.0.0.1/24,guest-mtu=20", `field "guest-mtu": "20" is not a number in 68..65535`},

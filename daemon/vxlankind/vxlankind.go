@@ -234,8 +234,8 @@ func (s *spec) parseBGP(v daemon.Values) error {
 	}
 	if m := v.Get("max-routes"); m != "" {
 		n, err := strconv.Atoi(m)
-		if err != nil || n < 1 {
-			return daemon.Bad("max-routes", m, "is not a number of routes (1..)")
+		if err != nil || n < 1 || n > evpn.MaxRoutesPerPeerLimit {
+			return daemon.Bad("max-routes", m, fmt.Sprintf("is not a number of routes (1..%d)", evpn.MaxRoutesPerPeerLimit))
 		}
 		b.MaxRoutesPerPeer = n
 	}

@@ -345,6 +345,7 @@ func TestParseEVPN(t *testing.T) {
 		{"connect-retry=5s", `field "connect-retry": "5s" needs asn=`},
 		{"asn=65000,bgp-port=70000", `field "bgp-port"`},
 		{"asn=65000,max-routes=0", `field "max-routes"`},
+		{"asn=65000,max-routes=3000000000", `field "max-routes": "3000000000" is not a number of routes (1..2147483647)`},
 		{"asn=65000,max-flood-vteps=0", `field "max-flood-vteps": "0" is not a number in 1..65536`},
 		{"asn=65000,max-flood-vteps=65537", `field "max-flood-vteps": "65537" is not a number in 1..65536`},
 		{"max-flood-vteps=100", `field "max-flood-vteps": "100" needs asn=`},
