@@ -100,14 +100,14 @@ func TestNewMemoryRejects(t *testing.T) {
 		{"wraps", []virtio.Region{{GPA: ^uint64(0) - 0x10, Data: buf}}},
 		// The first ends at 2^64 exactly: its end wraps to 0 (an audit
 		// found the overlap accepted).
-		{"overlap at the top", []virtio.Region{{GPA: ^uint64(0)-0xfff, Data: buf}, {GPA: ^uint64(0)-0x7ff, Data: buf[:0x100]}}},
+		{"overlap at the top", []virtio.Region{{GPA: ^uint64(0) - 0xfff, Data: buf}, {GPA: ^uint64(0) - 0x7ff, Data: buf[:0x100]}}},
 	} {
 		if _, err := virtio.NewMemory(tc.rs...); err == nil {
 			t.Errorf("NewMemory(%s) succeeded, want error", tc.name)
 		}
 	}
 	// Adjacent regions, the last ending at 2^64: accepted.
-	if _, err := virtio.NewMemory(virtio.Region{GPA: ^uint64(0)-0x1fff, Data: buf}, virtio.Region{GPA: ^uint64(0)-0xfff, Data: buf}); err != nil {
+	if _, err := virtio.NewMemory(virtio.Region{GPA: ^uint64(0) - 0x1fff, Data: buf}, virtio.Region{GPA: ^uint64(0) - 0xfff, Data: buf}); err != nil {
 		t.Errorf("adjacent regions up to 2^64: %v", err)
 	}
 }
