@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +14,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/hvnet/hvnet/internal/hugepages"
 )
 
 // OVS-DPDK as a forwarder of "hvnet bench vhost": Debian's
@@ -83,71 +84,20 @@ func ovsCanRun() error {
 	if os.Geteuid() == 0 {
 		return nil
 	}
-	h, err := readHugepages()
+	h, err := hugepages.Read()
 	if err != nil {
 		return err
 	}
-	if h.free*h.sizeKiB < ovsHugeMiB<<10 || !hugetlbfsMounted() {
+	if h.Free*h.SizeKiB < ovsHugeMiB<<10 || !hugepages.Mounted() {
 		return errHugeNotRoot(h)
 	}
 	return nil
 }
 
-func errHugeNotRoot(h hugepages) error {
+func errHugeNotRoot(h hugepages.Pool) error {
 	return fmt.Errorf("OVS-DPDK needs %d MiB of free hugepages on a mounted hugetlbfs (have %d free %d KiB pages, hugetlbfs mounted: %v) and this is not root: as root, echo %d > /proc/sys/vm/nr_hugepages; mount -t hugetlbfs nodev /dev/hugepages; or pass --skip-ovs",
-		ovsHugeMiB, h.free, h.sizeKiB, hugetlbfsMounted(), ovsHugeMiB<<10/max(h.sizeKiB, 1))
+		ovsHugeMiB, h.Free, h.SizeKiB, hugepages.Mounted(), ovsHugeMiB<<10/max(h.SizeKiB, 1))
 }
-
-// hugepages is the default-size hugepage pool (/proc/meminfo).
-type hugepages struct {
-	total, free, sizeKiB int
-}
-
-func readHugepages() (hugepages, error) {
-	f, err := os.Open("/proc/meminfo")
-	if err != nil {
-		return hugepages{}, fmt.Errorf("reading hugepages: %w", err)
-	}
-	defer f.Close()
-	var h hugepages
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		k, v, ok := strings.Cut(sc.Text(), ":")
-		if !ok {
-			continue
-		}
-		n, _ := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(v), " kB"))
-		switch k {
-		case "HugePages_Total":
-			h.total = n
-		case "HugePages_Free":
-			h.free = n
-		case "Hugepagesize":
-			h.sizeKiB = n
-		}
-	}
-	if h.sizeKiB == 0 {
-		return h, errors.New("reading hugepages: no Hugepagesize in /proc/meminfo")
-	}
-	return h, sc.Err()
-}
-
-// hugetlbfsMounted says whether some hugetlbfs is mounted (DPDK's EAL
-// finds it in /proc/mounts wherever it is).
-func hugetlbfsMounted() bool {
-	b, err := os.ReadFile("/proc/mounts")
-	if err != nil {
-		return false
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(l); len(f) > 2 && f[2] == "hugetlbfs" {
-			return true
-		}
-	}
-	return false
-}
-
-const nrHugepages = "/proc/sys/vm/nr_hugepages"
 
 // ensureHugepages makes ovsHugeMiB of default-size hugepages free and a
 // hugetlbfs mounted, as root, and returns a function undoing what it
@@ -161,28 +111,24 @@ func ensureHugepages(log io.Writer) (restore func(), err error) {
 			undo[i]()
 		}
 	}
-	h, err := readHugepages()
+	h, err := hugepages.Read()
 	if err != nil {
 		return nil, err
 	}
-	need := (ovsHugeMiB<<10 + h.sizeKiB - 1) / h.sizeKiB
+	need := (ovsHugeMiB<<10 + h.SizeKiB - 1) / h.SizeKiB
 	root := os.Geteuid() == 0
-	if h.free < need {
+	if h.Free < need {
 		if !root {
 			return nil, errHugeNotRoot(h)
 		}
-		old := h.total
-		if err := os.WriteFile(nrHugepages, []byte(strconv.Itoa(old+need-h.free)), 0); err != nil {
-			return nil, fmt.Errorf("reserving hugepages: %w", err)
+		added, release, err := hugepages.Reserve(need)
+		if err != nil {
+			return nil, err
 		}
-		undo = append(undo, func() { os.WriteFile(nrHugepages, []byte(strconv.Itoa(old)), 0) })
-		fmt.Fprintf(log, "hugepages: %d -> %d (%d KiB each), restored at the end\n", old, old+need-h.free, h.sizeKiB)
-		if h, err = readHugepages(); err != nil || h.free < need {
-			restore()
-			return nil, fmt.Errorf("reserving hugepages: %d free of the %d wanted (memory too fragmented?) %v", h.free, need, err)
-		}
+		undo = append(undo, release)
+		fmt.Fprintf(log, "hugepages: %d more (%d KiB each), given back at the end\n", added, h.SizeKiB)
 	}
-	if !hugetlbfsMounted() {
+	if !hugepages.Mounted() {
 		if !root {
 			restore()
 			return nil, errHugeNotRoot(h)
